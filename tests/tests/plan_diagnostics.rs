@@ -522,3 +522,21 @@ fn the_small_plan_is_valid() {
     assert_eq!(run.code, 0, "{}", run.stdout);
     assert!(run.stdout.starts_with("ok: Spring sale"), "{}", run.stdout);
 }
+
+/// The review phase is optional: a plan without it that still uses it is told so, and nothing
+/// that uses it is dropped silently.
+#[test]
+fn uses_of_an_undeclared_review_phase_are_reported() {
+    let without_review = mutate(
+        EXAMPLE_PLAN,
+        &[(
+            "[phases.review]\nstart = 2026-10-01\nend = 2026-10-07\ndescription = \"Summarise results, care for new members, second-touch marketing.\"\n",
+            "",
+        )],
+    );
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(directory.path().join("plan.toml"), without_review).unwrap();
+    let run = run_in(directory.path(), &["validate", "plan.toml"]);
+    assert_eq!(run.code, 2, "{}", run.stdout);
+    insta::assert_snapshot!(run.stdout);
+}

@@ -54,7 +54,7 @@ codes! {
     InvalidId = "BP0011", Error, "an id that is not a slug";
     InvalidCampaignId = "BP0101", Error, "the campaign id is not a slug";
     UnknownTimeZone = "BP0102", Error, "the time zone is not an IANA zone name";
-    InvalidCurrency = "BP0103", Error, "the currency is not an ISO 4217 code";
+    InvalidCurrency = "BP0103", Error, "the currency is not written as an ISO 4217 code (three capital letters)";
     MissingPhase = "BP0201", Error, "prep, warm_up and burst are required";
     EmptyWindow = "BP0202", Error, "a window that ends before it starts";
     PhaseOverlap = "BP0203", Error, "phases out of order or overlapping";
@@ -104,7 +104,7 @@ codes! {
     NoTemplate = "BP0801", Error, "no template for a phase, stage, segment or tier a message will go out in";
     AmbiguousTemplate = "BP0802", Error, "two templates equally fit the same message";
     TemplateChannel = "BP0803", Error, "a template used on a channel it is not written for";
-    TemplateOutOfWindow = "BP0804", Warning, "a fixed template meant for another phase or stage";
+    TemplateOutOfWindow = "BP0804", Warning, "a fixed template meant for another phase, stage or segment";
     WindowOutsideCampaign = "BP0805", Error, "a window outside the campaign";
     AccountNotOnChannel = "BP0806", Error, "a sending account the channel does not have";
     FollowUpLimits = "BP0807", Error, "a follow-up with no delay or no attempts";

@@ -377,7 +377,10 @@ impl<'a> Validator<'a> {
                 Diagnostic::new(
                     Code::InvalidCurrency,
                     "campaign.currency",
-                    format!("`{}` is not an ISO 4217 currency code", raw.currency),
+                    format!(
+                        "`{}` is not written as an ISO 4217 currency code",
+                        raw.currency
+                    ),
                 )
                 .with_help("three capital letters, such as \"CNY\" or \"USD\""),
             );
@@ -516,8 +519,10 @@ impl<'a> Validator<'a> {
                 Edge::Start => (&stage.start, format!("{}.start", entry.path)),
                 Edge::End => (&stage.end, format!("{}.end", entry.path)),
             }
-        } else if PhaseKind::from_key(name).is_some() {
-            // A missing required phase is reported once as such (BP0201), not at every use.
+        } else if let Some(kind) = PhaseKind::from_key(name) {
+            // A missing required phase is reported once as such (BP0201), not at every use; the
+            // optional review phase is reported where it is used.
+            self.missing_optional_phase(kind, referenced_from);
             return None;
         } else {
             if self.reported.insert(format!("{referenced_from}#anchor")) {
@@ -559,6 +564,19 @@ impl<'a> Validator<'a> {
         resolved
     }
 
+    /// Reports a use of the review phase in a plan that does not declare it. Required phases
+    /// are reported once, as missing (BP0201).
+    fn missing_optional_phase(&mut self, kind: PhaseKind, path: &str) {
+        let declared = self.raw.phases.iter().any(|e| e.id == kind.key());
+        if kind == PhaseKind::Review && !declared && self.reported.insert(format!("{path}#review"))
+        {
+            self.push(
+                Diagnostic::new(Code::UnknownReference, path, "the plan has no review phase")
+                    .with_help("declare [phases.review] with start and end, or use another phase"),
+            );
+        }
+    }
+
     fn window_of(&mut self, start: &TimeSpec, end: &TimeSpec, path: &str) -> Option<Window> {
         let start = self.resolve(start, DateMeaning::StartOfDay, &format!("{path}.start"));
         let end = self.resolve(end, DateMeaning::EndOfDay, &format!("{path}.end"));
@@ -596,6 +614,9 @@ impl<'a> Validator<'a> {
                     return Some(stage.window);
                 }
                 let known_phase = PhaseKind::from_key(name).is_some();
+                if let Some(kind) = PhaseKind::from_key(name) {
+                    self.missing_optional_phase(kind, path);
+                }
                 let known_stage = self.raw.stages.iter().any(|e| &e.id == name);
                 if !known_phase && !known_stage {
                     let declared: Vec<String> = self
@@ -1043,6 +1064,7 @@ impl<'a> Validator<'a> {
             let Some(phase_kind) = phase_kind else {
                 continue;
             };
+            self.missing_optional_phase(phase_kind, &format!("{path}.phase"));
             let scope_window = match &value.stage {
                 Some(stage) => stages.iter().find(|s| &s.id == stage).map(|s| s.window),
                 None => phases
@@ -1239,10 +1261,13 @@ impl<'a> Validator<'a> {
                         if from < scope.start { "from" } else { "until" }
                     ),
                     format!(
-                        "the repeats run {} to {}, outside the {} phase ({} to {})",
+                        "the repeats run {} to {}, outside {} ({} to {})",
                         format_instant(zone, from),
                         format_instant(zone, until),
-                        phase.label(),
+                        match &task.stage {
+                            Some(stage) => format!("stage `{stage}`"),
+                            None => format!("the {} phase", phase.label()),
+                        },
                         format_instant(zone, scope.start),
                         format_instant(zone, scope.end)
                     ),
@@ -2369,6 +2394,17 @@ impl<'a> Validator<'a> {
                     })
                     .map(|(phase, stage)| where_(*phase, *stage))
                     .collect();
+                if !template.segments.is_empty() && !template.segments.iter().any(|s| s == segment)
+                {
+                    self.push(Diagnostic::new(
+                        Code::TemplateOutOfWindow,
+                        path,
+                        format!(
+                            "template `{id}` is meant for segments {}, but {what} goes to segment `{segment}`",
+                            template.segments.join(", ")
+                        ),
+                    ));
+                }
                 if !outside.is_empty() {
                     self.push(Diagnostic::new(
                         Code::TemplateOutOfWindow,

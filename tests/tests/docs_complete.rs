@@ -1,0 +1,66 @@
+//! The documentation keeps up with the code: every diagnostic code has its entry, and every key
+//! the plan format accepts is described. (A tidy test, in the manner of rust-analyzer's.)
+
+use battleplan_core::plan::parse::fields_of;
+use battleplan_core::plan::raw::*;
+use battleplan_core::plan::Code;
+
+fn read(path: &str) -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    std::fs::read_to_string(root.join(path)).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+#[test]
+fn every_diagnostic_code_is_documented_with_its_title() {
+    let docs = read("docs/diagnostics.md");
+    for code in Code::ALL {
+        let heading = format!("## {} — {}", code.as_str(), code.title());
+        assert!(
+            docs.contains(&heading),
+            "docs/diagnostics.md lacks `{heading}`"
+        );
+    }
+}
+
+#[test]
+fn every_plan_key_is_documented() {
+    let docs = read("docs/plan-format.md");
+    let sections: Vec<(&str, &[&str])> = vec![
+        ("campaign", fields_of::<RawCampaign>()),
+        ("phases", fields_of::<RawPhase>()),
+        ("stages", fields_of::<RawStage>()),
+        ("roles", fields_of::<RawRole>()),
+        ("workstreams", fields_of::<RawWorkstream>()),
+        ("tasks", fields_of::<RawTask>()),
+        ("segments", fields_of::<RawSegment>()),
+        ("conditions", fields_of::<RawCondition>()),
+        ("channels", fields_of::<RawChannel>()),
+        ("quiet hours", fields_of::<RawQuietHours>()),
+        ("bounce guard", fields_of::<RawBounceGuard>()),
+        ("templates", fields_of::<RawTemplate>()),
+        ("reach-outs", fields_of::<RawReachOut>()),
+        ("follow-ups", fields_of::<RawFollowUp>()),
+        ("coupons", fields_of::<RawCoupon>()),
+        ("tiered", fields_of::<RawTiered>()),
+        ("tiers", fields_of::<RawTier>()),
+        ("discounts", fields_of::<RawDiscount>()),
+        ("bundles", fields_of::<RawBundle>()),
+        ("bundle items", fields_of::<RawBundleItem>()),
+    ];
+    for (section, keys) in sections {
+        assert!(!keys.is_empty(), "{section}: no fields read");
+        for key in keys {
+            assert!(
+                docs.contains(&format!("`{key}`")),
+                "docs/plan-format.md does not describe `{key}` ({section})"
+            );
+        }
+    }
+    for variable in battleplan_core::plan::template::KNOWN_VARIABLES {
+        let last = variable.rsplit('.').next().unwrap_or(variable);
+        assert!(
+            docs.contains(last),
+            "docs/plan-format.md does not list the template variable {variable}"
+        );
+    }
+}
