@@ -1,0 +1,498 @@
+//! Audiences and channels: segments and their conditions, channel quotas, fatigue and guards.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::Validator;
+use crate::plan::diagnostic::{Code, Diagnostic};
+use crate::plan::model::*;
+use crate::plan::raw::*;
+use crate::plan::values::PlanDuration;
+
+/// The default fatigue window when a channel sets none: the platforms' 7 days.
+const DEFAULT_FATIGUE_DAYS: i64 = 7;
+
+impl Validator<'_> {
+    pub(super) fn segments(&mut self) -> Vec<Segment> {
+        let raw = self.raw;
+        let segment_ids: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
+        let mut segments = Vec::new();
+        let mut includes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for entry in &raw.segments {
+            let Some(value) = &entry.value else { continue };
+            let path = entry.path.as_str();
+            let has_rule = value.all.is_some() || value.any.is_some() || value.none.is_some();
+            let kinds = [value.system.is_some(), has_rule, value.customers.is_some()]
+                .iter()
+                .filter(|present| **present)
+                .count();
+            if kinds != 1 {
+                self.push_at_key(
+                    Diagnostic::new(
+                        Code::SegmentKind,
+                        path,
+                        if kinds == 0 {
+                            format!("segment `{}` says nothing about who is in it", entry.id)
+                        } else {
+                            format!("segment `{}` mixes kinds; choose one of `system`, a rule (`all` / `any` / `none`) or `customers`", entry.id)
+                        },
+                    )
+                    .with_help("system = \"active_30d\", or all = [ { tag = \"vip\" } ], or customers = [\"c-1\"]"),
+                );
+                continue;
+            }
+            let name = value.name.clone().unwrap_or_else(|| entry.id.clone());
+            let definition = if let Some(system) = value.system {
+                SegmentDefinition::System(system)
+            } else if let Some(customers) = &value.customers {
+                if customers.is_empty() {
+                    self.push(Diagnostic::new(
+                        Code::EmptySegment,
+                        format!("{path}.customers"),
+                        "the customer list is empty",
+                    ));
+                    continue;
+                }
+                let mut seen = HashSet::new();
+                for (position, customer) in customers.iter().enumerate() {
+                    if !seen.insert(customer) {
+                        self.push(Diagnostic::new(
+                            Code::DuplicateCustomer,
+                            format!("{path}.customers[{position}]"),
+                            format!("customer `{customer}` is listed twice"),
+                        ));
+                    }
+                }
+                SegmentDefinition::Fixed(customers.clone())
+            } else {
+                let mut lists = Vec::new();
+                let mut ok = true;
+                for (key, conditions) in [
+                    ("all", &value.all),
+                    ("any", &value.any),
+                    ("none", &value.none),
+                ] {
+                    let mut converted = Vec::new();
+                    for (position, condition) in conditions.iter().flatten().enumerate() {
+                        let condition_path = format!("{path}.{key}[{position}]");
+                        match self.condition(&condition_path, condition, &segment_ids) {
+                            Some(condition) => {
+                                if let Condition::InSegment(other) = &condition {
+                                    includes
+                                        .entry(entry.id.as_str())
+                                        .or_default()
+                                        .push(other.clone());
+                                }
+                                converted.push(condition);
+                            }
+                            None => ok = false,
+                        }
+                    }
+                    lists.push(converted);
+                }
+                if !ok {
+                    continue;
+                }
+                if lists.iter().all(Vec::is_empty) {
+                    self.push_at_key(Diagnostic::new(
+                        Code::EmptySegment,
+                        path,
+                        format!("segment `{}` has a rule with no conditions", entry.id),
+                    ));
+                    continue;
+                }
+                let none = lists.pop().unwrap_or_default();
+                let any = lists.pop().unwrap_or_default();
+                let all = lists.pop().unwrap_or_default();
+                if all.is_empty() && any.is_empty() {
+                    self.push_at_key(
+                        Diagnostic::new(
+                            Code::EmptySegment,
+                            path,
+                            format!("segment `{}` only excludes; it would take every customer not excluded", entry.id),
+                        )
+                        .with_help("add an `all` or `any` condition, e.g. { activity = \"active\", within = \"180d\" }"),
+                    );
+                    continue;
+                }
+                SegmentDefinition::Dynamic { all, any, none }
+            };
+            segments.push(Segment {
+                id: entry.id.clone(),
+                name,
+                description: value.description.clone(),
+                definition,
+            });
+        }
+        // Segments that include each other would never finish evaluating.
+        for start in includes.keys().copied().collect::<Vec<_>>() {
+            let mut stack = vec![(start.to_string(), vec![start.to_string()])];
+            let mut visited = HashSet::new();
+            while let Some((current, trail)) = stack.pop() {
+                for next in includes.get(current.as_str()).into_iter().flatten() {
+                    if next == start {
+                        let mut cycle = trail.clone();
+                        cycle.push(start.to_string());
+                        self.push_at_key(Diagnostic::new(
+                            Code::SegmentCycle,
+                            format!("segments.{start}"),
+                            format!("segments include each other: {}", cycle.join(" -> ")),
+                        ));
+                        segments.retain(|segment| segment.id != start);
+                        stack.clear();
+                        break;
+                    }
+                    if visited.insert(next.clone()) {
+                        let mut longer = trail.clone();
+                        longer.push(next.clone());
+                        stack.push((next.clone(), longer));
+                    }
+                }
+            }
+        }
+        segments
+    }
+
+    pub(super) fn condition(
+        &mut self,
+        path: &str,
+        raw: &RawCondition,
+        segment_ids: &[&str],
+    ) -> Option<Condition> {
+        let selectors: Vec<&str> = [
+            ("tag", raw.tag.is_some()),
+            ("not_tag", raw.not_tag.is_some()),
+            ("tier", raw.tier.is_some()),
+            ("owner", raw.owner.is_some()),
+            ("source", raw.source.is_some()),
+            ("locale", raw.locale.is_some()),
+            ("lifecycle", raw.lifecycle.is_some()),
+            ("in_segment", raw.in_segment.is_some()),
+            ("activity", raw.activity.is_some()),
+            ("attribute", raw.attribute.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, present)| *present)
+        .map(|(key, _)| key)
+        .collect();
+        if selectors.len() != 1 {
+            self.push(
+                Diagnostic::new(
+                    Code::ConditionSelector,
+                    path,
+                    if selectors.is_empty() {
+                        "a condition needs a selector".to_string()
+                    } else {
+                        format!("a condition has one selector; this one has {}", selectors.join(", "))
+                    },
+                )
+                .with_help("selectors: tag, not_tag, tier, owner, source, locale, lifecycle, in_segment, activity, attribute; split into several conditions"),
+            );
+            return None;
+        }
+        let selector = selectors[0];
+        let misplaced: Vec<&str> = [
+            ("within", raw.within.is_some() && selector != "activity"),
+            (
+                "not_within",
+                raw.not_within.is_some() && selector != "activity",
+            ),
+            ("equals", raw.equals.is_some() && selector != "attribute"),
+            ("one_of", raw.one_of.is_some() && selector != "attribute"),
+        ]
+        .into_iter()
+        .filter(|(_, wrong)| *wrong)
+        .map(|(key, _)| key)
+        .collect();
+        if !misplaced.is_empty() {
+            self.push(Diagnostic::new(
+                Code::ConditionOption,
+                path,
+                format!(
+                    "`{}` does not apply to a `{selector}` condition",
+                    misplaced.join("`, `")
+                ),
+            ));
+            return None;
+        }
+        let list = |values: &Option<OneOrMany<String>>| {
+            values.as_ref().map(|v| v.0.clone()).unwrap_or_default()
+        };
+        let empty_list = |diagnostics: &mut Self| {
+            diagnostics.push(Diagnostic::new(
+                Code::ConditionOption,
+                format!("{path}.{selector}"),
+                format!("`{selector}` needs at least one value"),
+            ));
+        };
+        let condition = match selector {
+            "tag" => Condition::Tag(raw.tag.clone().unwrap_or_default()),
+            "not_tag" => Condition::NotTag(raw.not_tag.clone().unwrap_or_default()),
+            "tier" | "owner" | "locale" => {
+                let values = list(match selector {
+                    "tier" => &raw.tier,
+                    "owner" => &raw.owner,
+                    _ => &raw.locale,
+                });
+                if values.is_empty() {
+                    empty_list(self);
+                    return None;
+                }
+                match selector {
+                    "tier" => Condition::Tier(values),
+                    "owner" => Condition::Owner(values),
+                    _ => Condition::Locale(values),
+                }
+            }
+            "source" => {
+                let values = raw.source.as_ref().map(|v| v.0.clone()).unwrap_or_default();
+                if values.is_empty() {
+                    empty_list(self);
+                    return None;
+                }
+                Condition::Source(values)
+            }
+            "lifecycle" => {
+                let values = raw
+                    .lifecycle
+                    .as_ref()
+                    .map(|v| v.0.clone())
+                    .unwrap_or_default();
+                if values.is_empty() {
+                    empty_list(self);
+                    return None;
+                }
+                Condition::Lifecycle(values)
+            }
+            "in_segment" => {
+                let other = raw.in_segment.clone().unwrap_or_default();
+                if !segment_ids.contains(&other.as_str()) {
+                    self.unknown_reference(
+                        &format!("{path}.in_segment"),
+                        "segment",
+                        &other,
+                        segment_ids.iter().copied(),
+                    );
+                    return None;
+                }
+                Condition::InSegment(other)
+            }
+            "activity" => {
+                let activity = raw.activity?;
+                match (raw.within, raw.not_within) {
+                    (Some(_), Some(_)) => {
+                        self.push(Diagnostic::new(
+                            Code::ConditionOption,
+                            path,
+                            "an activity condition has `within` or `not_within`, not both; use two conditions",
+                        ));
+                        return None;
+                    }
+                    (None, Some(within)) => Condition::NoActivity { activity, within },
+                    (within, None) => Condition::Activity { activity, within },
+                }
+            }
+            _ => {
+                let name = raw.attribute.clone().unwrap_or_default();
+                let one_of = match (&raw.equals, &raw.one_of) {
+                    (Some(value), None) => vec![value.clone()],
+                    (None, Some(values)) if !values.is_empty() => values.clone(),
+                    _ => {
+                        self.push(Diagnostic::new(
+                            Code::ConditionOption,
+                            path,
+                            "an attribute condition needs exactly one of `equals` or a non-empty `one_of`",
+                        ));
+                        return None;
+                    }
+                };
+                Condition::Attribute { name, one_of }
+            }
+        };
+        Some(condition)
+    }
+
+    pub(super) fn channels(&mut self) -> Vec<Channel> {
+        let raw = self.raw;
+        let segment_ids: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
+        let mut channels = Vec::new();
+        for entry in &raw.channels {
+            let Some(value) = &entry.value else { continue };
+            let path = entry.path.as_str();
+            let mut ok = true;
+            for (key, cap) in [
+                ("daily_cap", value.daily_cap),
+                ("per_account_daily_cap", value.per_account_daily_cap),
+            ] {
+                if cap == Some(0) {
+                    ok = false;
+                    self.push(
+                        Diagnostic::new(
+                            Code::ZeroCap,
+                            format!("{path}.{key}"),
+                            format!("`{key}` of zero would send nothing"),
+                        )
+                        .with_help(
+                            "remove the channel from reach-outs instead, or give a cap above zero",
+                        ),
+                    );
+                }
+            }
+            if let (Some(free), Some(cap)) = (value.free_per_day, value.daily_cap) {
+                if free > cap {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::FreeAboveCap,
+                        format!("{path}.free_per_day"),
+                        format!("{free} free messages a day is more than the daily cap of {cap}"),
+                    ));
+                }
+                if free == cap && value.cost_per_1000.is_some_and(|cost| cost.minor() > 0) {
+                    self.push(Diagnostic::new(
+                        Code::PaidAboveCap,
+                        format!("{path}.cost_per_1000"),
+                        "the free quota equals the cap, so nothing is ever paid: the price is never used",
+                    ));
+                }
+            }
+            if value.daily_cap.is_none() && value.per_account_daily_cap.is_none() {
+                self.push_at_key(
+                    Diagnostic::new(
+                        Code::Unlimited,
+                        path,
+                        format!("channel `{}` has no daily cap: nothing limits how much it sends in a day", entry.id),
+                    )
+                    .with_help("set daily_cap (mail: 2000 on the platform) or per_account_daily_cap"),
+                );
+            }
+            let paid_possible = match (value.free_per_day, value.daily_cap) {
+                (Some(free), Some(cap)) => free < cap,
+                (Some(_), None) => true,
+                _ => false,
+            };
+            if paid_possible && value.cost_per_1000.is_none() {
+                self.push_at_key(
+                    Diagnostic::new(
+                        Code::UnpricedVolume,
+                        format!("{path}.free_per_day"),
+                        "messages above the free quota are paid, but the channel has no `cost_per_1000`; previews will show them as free",
+                    )
+                    .with_help("set cost_per_1000 (mail: 2.00 CNY on the platform)"),
+                );
+            }
+            if value.per_account_daily_cap.is_some() && value.accounts.is_empty() {
+                ok = false;
+                self.push(
+                    Diagnostic::new(
+                        Code::AccountsRequired,
+                        format!("{path}.per_account_daily_cap"),
+                        "a per-account cap needs the sending accounts it applies to",
+                    )
+                    .with_help("add accounts = [\"...\"]"),
+                );
+            }
+            for (position, account) in value.accounts.iter().enumerate() {
+                if account.trim().is_empty() {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("{path}.accounts[{position}]"),
+                        "an account name cannot be empty",
+                    ));
+                } else if value.accounts[..position].contains(account) {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::DuplicateAccount,
+                        format!("{path}.accounts[{position}]"),
+                        format!("account `{account}` is listed twice"),
+                    ));
+                }
+            }
+            let fatigue = value
+                .fatigue
+                .unwrap_or(PlanDuration::from_seconds(DEFAULT_FATIGUE_DAYS * 86_400));
+            if fatigue.seconds() == 0 {
+                self.push(
+                    Diagnostic::new(
+                        Code::NoFatigue,
+                        format!("{path}.fatigue"),
+                        "no fatigue window: a customer can be messaged again at once, which the platforms count as spam",
+                    )
+                    .with_help("the platforms exclude customers marketed in the last 7 days: fatigue = \"7d\""),
+                );
+            }
+            let quiet_hours = match &value.quiet_hours {
+                Some(quiet) if quiet.start == quiet.end => {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::EmptyQuietHours,
+                        format!("{path}.quiet_hours"),
+                        format!(
+                            "quiet hours start and end at {}; say which hours are quiet",
+                            quiet.start
+                        ),
+                    ));
+                    None
+                }
+                Some(quiet) => Some(QuietHours {
+                    start: quiet.start.0,
+                    end: quiet.end.0,
+                    policy: quiet.policy,
+                }),
+                None => None,
+            };
+            let bounce_guard = match &value.bounce_guard {
+                Some(guard)
+                    if !(guard.max_bounce_rate.0 > 0.0 && guard.max_bounce_rate.0 <= 1.0) =>
+                {
+                    ok = false;
+                    self.push(
+                        Diagnostic::new(
+                            Code::BounceRate,
+                            format!("{path}.bounce_guard.max_bounce_rate"),
+                            format!(
+                                "a bounce rate of {} is not between 0 and 1",
+                                guard.max_bounce_rate.0
+                            ),
+                        )
+                        .with_help("write a fraction such as 0.05 or a percentage such as \"5%\""),
+                    );
+                    None
+                }
+                Some(guard) => Some(BounceGuard {
+                    max_bounce_rate: guard.max_bounce_rate.0,
+                    min_sent: guard.min_sent,
+                }),
+                None => None,
+            };
+            for (position, segment) in value.exclude_segments.iter().enumerate() {
+                if !segment_ids.contains(&segment.as_str()) {
+                    ok = false;
+                    self.unknown_reference(
+                        &format!("{path}.exclude_segments[{position}]"),
+                        "segment",
+                        segment,
+                        segment_ids.iter().copied(),
+                    );
+                }
+            }
+            if ok {
+                channels.push(Channel {
+                    id: entry.id.clone(),
+                    name: value.name.clone().unwrap_or_else(|| entry.id.clone()),
+                    kind: value.kind,
+                    daily_cap: value.daily_cap,
+                    free_per_day: value.free_per_day,
+                    cost_per_1000: value.cost_per_1000,
+                    per_account_daily_cap: value.per_account_daily_cap,
+                    accounts: value.accounts.clone(),
+                    fatigue,
+                    fatigue_scope: value.fatigue_scope,
+                    quiet_hours,
+                    exclude_segments: value.exclude_segments.clone(),
+                    bounce_guard,
+                });
+            }
+        }
+        channels
+    }
+}

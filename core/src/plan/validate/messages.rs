@@ -1,0 +1,678 @@
+//! Messages: templates (syntax and variables), follow-up rules, reach-outs, and the check that
+//! every message a reach-out or follow-up will send finds exactly one template.
+
+use std::collections::BTreeSet;
+
+use super::{format_instant, Validator};
+use crate::plan::diagnostic::{suggest, Code, Diagnostic};
+use crate::plan::model::*;
+use crate::plan::raw::*;
+use crate::plan::template::{self, Query, Selection, KNOWN_VARIABLES};
+use crate::plan::values::PlanDuration;
+
+impl Validator<'_> {
+    pub(super) fn templates(&mut self, channels: &[Channel], offers: &Offers) -> Vec<Template> {
+        let raw = self.raw;
+        let channel_ids: Vec<&str> = raw.channels.iter().map(|e| e.id.as_str()).collect();
+        let stage_ids: Vec<&str> = raw.stages.iter().map(|e| e.id.as_str()).collect();
+        let segment_ids: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
+        let coupon_ids: Vec<&str> = raw.coupons.iter().map(|e| e.id.as_str()).collect();
+        let _ = offers;
+        let mut templates = Vec::new();
+        for entry in &raw.templates {
+            let Some(value) = &entry.value else { continue };
+            let path = entry.path.as_str();
+            let mut ok = true;
+            if !channel_ids.contains(&value.channel.as_str()) {
+                ok = false;
+                self.unknown_reference(
+                    &format!("{path}.channel"),
+                    "channel",
+                    &value.channel,
+                    channel_ids.iter().copied(),
+                );
+            }
+            let phase = match &value.phase {
+                Some(key) => match PhaseKind::from_key(key) {
+                    Some(kind) => Some(kind),
+                    None => {
+                        ok = false;
+                        self.unknown_reference(
+                            &format!("{path}.phase"),
+                            "phase",
+                            key,
+                            PhaseKind::ALL.map(PhaseKind::key),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(stage) = &value.stage {
+                if !stage_ids.contains(&stage.as_str()) {
+                    ok = false;
+                    self.unknown_reference(
+                        &format!("{path}.stage"),
+                        "stage",
+                        stage,
+                        stage_ids.iter().copied(),
+                    );
+                } else if phase.is_some_and(|kind| kind != PhaseKind::Burst) {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::StageOutsidePhase,
+                        format!("{path}.stage"),
+                        format!("stage `{stage}` is part of the burst phase, but the template is for {}", value.phase.as_deref().unwrap_or("")),
+                    ));
+                }
+            }
+            for (position, segment) in value.segments.iter().enumerate() {
+                if !segment_ids.contains(&segment.as_str()) {
+                    ok = false;
+                    self.unknown_reference(
+                        &format!("{path}.segments[{position}]"),
+                        "segment",
+                        segment,
+                        segment_ids.iter().copied(),
+                    );
+                }
+            }
+            if let Some(coupon) = &value.coupon {
+                if !coupon_ids.contains(&coupon.as_str()) {
+                    ok = false;
+                    self.unknown_reference(
+                        &format!("{path}.coupon"),
+                        "coupon",
+                        coupon,
+                        coupon_ids.iter().copied(),
+                    );
+                }
+            }
+            if value.version == 0 {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::TemplateVersion,
+                    format!("{path}.version"),
+                    "template versions start at 1",
+                ));
+            }
+            if value.body.trim().is_empty() {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::EmptyTemplate,
+                    format!("{path}.body"),
+                    "the body is empty",
+                ));
+            }
+            let kind = channels
+                .iter()
+                .find(|c| c.id == value.channel)
+                .map(|c| c.kind);
+            if kind == Some(ChannelKind::Mail)
+                && value.subject.as_deref().is_none_or(|s| s.trim().is_empty())
+            {
+                ok = false;
+                self.push_at_key(
+                    Diagnostic::new(
+                        Code::MissingSubject,
+                        path,
+                        "a mail template needs a subject",
+                    )
+                    .with_help("add subject = \"...\""),
+                );
+            }
+            let mut used = BTreeSet::new();
+            for (key, source) in [
+                ("subject", value.subject.as_deref()),
+                ("body", Some(value.body.as_str())),
+            ] {
+                let Some(source) = source else { continue };
+                match template::variables(source) {
+                    Ok(variables) => used.extend(variables.into_iter().map(|v| (key, v))),
+                    Err(error) => {
+                        ok = false;
+                        let line = error
+                            .line
+                            .map(|line| format!(" (line {line} of the {key})"))
+                            .unwrap_or_default();
+                        self.push(Diagnostic::new(
+                            Code::TemplateSyntax,
+                            format!("{path}.{key}"),
+                            format!("the {key} does not parse: {}{line}", error.message),
+                        ));
+                    }
+                }
+            }
+            let mut uses_unsubscribe = false;
+            for (key, variable) in &used {
+                if variable == "unsubscribe_url" {
+                    uses_unsubscribe = true;
+                }
+                if !KNOWN_VARIABLES.contains(&variable.as_str()) {
+                    ok = false;
+                    let mut diagnostic = Diagnostic::new(
+                        Code::UnknownVariable,
+                        format!("{path}.{key}"),
+                        format!("`{variable}` is not a template variable"),
+                    );
+                    diagnostic = match suggest(variable, KNOWN_VARIABLES.iter().copied()) {
+                        Some(candidate) => {
+                            diagnostic.with_help(format!("did you mean `{candidate}`?"))
+                        }
+                        None => diagnostic.with_help(
+                            "the variables are listed in docs/plan-format.md, under [templates]",
+                        ),
+                    };
+                    self.push(diagnostic);
+                } else if variable.starts_with("coupon.") && value.coupon.is_none() {
+                    ok = false;
+                    self.push(
+                        Diagnostic::new(
+                            Code::CouponVariable,
+                            format!("{path}.{key}"),
+                            format!("`{variable}` is used but the template names no coupon"),
+                        )
+                        .with_help("add coupon = \"ID\" naming one of [offers.coupons]"),
+                    );
+                }
+            }
+            if kind == Some(ChannelKind::Mail) && !uses_unsubscribe && ok {
+                self.push(
+                    Diagnostic::new(
+                        Code::NoUnsubscribeLink,
+                        format!("{path}.body"),
+                        "a marketing mail without {{ unsubscribe_url }}: buyers who cannot unsubscribe report spam",
+                    )
+                    .with_help("add a line such as: Unsubscribe: {{ unsubscribe_url }}"),
+                );
+            }
+            if ok {
+                templates.push(Template {
+                    id: entry.id.clone(),
+                    channel: value.channel.clone(),
+                    purpose: value.purpose,
+                    phase: phase.or(value.stage.as_ref().map(|_| PhaseKind::Burst)),
+                    stage: value.stage.clone(),
+                    segments: value.segments.clone(),
+                    tiers: value.tiers.clone(),
+                    coupon: value.coupon.clone(),
+                    version: value.version,
+                    subject: value.subject.clone(),
+                    body: value.body.clone(),
+                    description: value.description.clone(),
+                });
+            }
+        }
+        templates
+    }
+
+    pub(super) fn follow_ups(&mut self, templates: &[Template]) -> Vec<FollowUpRule> {
+        let raw = self.raw;
+        let channel_ids: Vec<&str> = raw.channels.iter().map(|e| e.id.as_str()).collect();
+        let template_ids: Vec<&str> = raw.templates.iter().map(|e| e.id.as_str()).collect();
+        let mut rules = Vec::new();
+        for entry in &raw.follow_ups {
+            let Some(value) = &entry.value else { continue };
+            let path = entry.path.as_str();
+            let mut ok = true;
+            if value.after.seconds() == 0 {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::FollowUpLimits,
+                    format!("{path}.after"),
+                    "a follow-up needs a delay above zero: how long to wait for an answer",
+                ));
+            }
+            if value.max_attempts == 0 {
+                ok = false;
+                self.push(
+                    Diagnostic::new(
+                        Code::FollowUpLimits,
+                        format!("{path}.max_attempts"),
+                        "a follow-up rule with 0 attempts never follows up",
+                    )
+                    .with_help("remove the rule, or allow at least 1 attempt"),
+                );
+            }
+            if let Some(channel) = &value.channel {
+                if !channel_ids.contains(&channel.as_str()) {
+                    ok = false;
+                    self.unknown_reference(
+                        &format!("{path}.channel"),
+                        "channel",
+                        channel,
+                        channel_ids.iter().copied(),
+                    );
+                }
+            }
+            let template = match value.template.as_deref() {
+                None | Some("auto") => TemplateChoice::Auto,
+                Some(id) => {
+                    if !template_ids.contains(&id) {
+                        ok = false;
+                        self.unknown_reference(
+                            &format!("{path}.template"),
+                            "template",
+                            id,
+                            template_ids.iter().copied(),
+                        );
+                    } else if let Some(found) = templates.iter().find(|t| t.id == id) {
+                        if found.purpose != TemplatePurpose::FollowUp {
+                            ok = false;
+                            self.push(
+                                Diagnostic::new(
+                                    Code::TemplatePurposeMismatch,
+                                    format!("{path}.template"),
+                                    format!("template `{id}` is written for first messages (purpose = \"{}\")", found.purpose.as_str()),
+                                )
+                                .with_help("give the template purpose = \"follow_up\", or choose a follow-up template"),
+                            );
+                        }
+                        if let Some(channel) = &value.channel {
+                            if &found.channel != channel {
+                                ok = false;
+                                self.push(Diagnostic::new(
+                                    Code::TemplateChannel,
+                                    format!("{path}.template"),
+                                    format!("template `{id}` is for channel `{}`, the follow-up goes out on `{channel}`", found.channel),
+                                ));
+                            }
+                        }
+                    }
+                    TemplateChoice::Fixed(id.to_string())
+                }
+            };
+            let mut stop_on = value.stop_on.clone();
+            if !stop_on.contains(&StopOn::Unsubscribe) {
+                stop_on.push(StopOn::Unsubscribe);
+            }
+            if ok {
+                rules.push(FollowUpRule {
+                    id: entry.id.clone(),
+                    description: value.description.clone(),
+                    if_no: value.if_no,
+                    after: value.after,
+                    max_attempts: value.max_attempts,
+                    template,
+                    channel: value.channel.clone(),
+                    stop_on,
+                });
+            }
+        }
+        rules
+    }
+
+    #[allow(clippy::too_many_arguments)] // Reach-outs tie together every other section.
+    pub(super) fn reach_outs(
+        &mut self,
+        phases: &[Phase],
+        stages: &[Stage],
+        channels: &[Channel],
+        templates: &[Template],
+        follow_ups: &[FollowUpRule],
+        campaign: Option<Window>,
+    ) -> Vec<ReachOut> {
+        let raw = self.raw;
+        let segment_ids: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
+        let channel_ids: Vec<&str> = raw.channels.iter().map(|e| e.id.as_str()).collect();
+        let template_ids: Vec<&str> = raw.templates.iter().map(|e| e.id.as_str()).collect();
+        let follow_up_ids: Vec<&str> = raw.follow_ups.iter().map(|e| e.id.as_str()).collect();
+        // Which template each message gets depends on the timeline and the templates: when
+        // either has errors already, coverage is not checked (it would only repeat them).
+        let coverage =
+            !self.has_errors_under(&["campaign", "phases", "stages", "templates", "follow_ups"]);
+        let mut reach_outs = Vec::new();
+        for entry in &raw.reach_outs {
+            let Some(value) = &entry.value else { continue };
+            let path = entry.path.as_str();
+            let mut ok = true;
+            if !segment_ids.contains(&value.segment.as_str()) {
+                ok = false;
+                self.unknown_reference(
+                    &format!("{path}.segment"),
+                    "segment",
+                    &value.segment,
+                    segment_ids.iter().copied(),
+                );
+            }
+            let channel = channels.iter().find(|c| c.id == value.channel);
+            if !channel_ids.contains(&value.channel.as_str()) {
+                ok = false;
+                self.unknown_reference(
+                    &format!("{path}.channel"),
+                    "channel",
+                    &value.channel,
+                    channel_ids.iter().copied(),
+                );
+            }
+            if let Some(follow_up) = &value.follow_up {
+                if !follow_up_ids.contains(&follow_up.as_str()) {
+                    ok = false;
+                    self.unknown_reference(
+                        &format!("{path}.follow_up"),
+                        "follow-up rule",
+                        follow_up,
+                        follow_up_ids.iter().copied(),
+                    );
+                }
+            }
+            let mut accounts = value.accounts.clone();
+            if let Some(channel) = channel {
+                for (position, account) in value.accounts.iter().enumerate() {
+                    if !channel.accounts.contains(account) {
+                        ok = false;
+                        let mut diagnostic = Diagnostic::new(
+                            Code::AccountNotOnChannel,
+                            format!("{path}.accounts[{position}]"),
+                            format!(
+                                "channel `{}` has no sending account `{account}`",
+                                channel.id
+                            ),
+                        );
+                        diagnostic =
+                            match suggest(account, channel.accounts.iter().map(String::as_str)) {
+                                Some(candidate) => {
+                                    diagnostic.with_help(format!("did you mean `{candidate}`?"))
+                                }
+                                None => diagnostic.with_help(format!(
+                                    "add it to [channels.{}] accounts",
+                                    channel.id
+                                )),
+                            };
+                        self.push(diagnostic);
+                    }
+                }
+                if accounts.is_empty() {
+                    accounts = channel.accounts.clone();
+                }
+            }
+            let window =
+                self.named_or_between(&value.window, &format!("{path}.window"), phases, stages);
+            if let (Some(window), Some(campaign), Some(zone)) = (window, campaign, self.time_zone) {
+                if window.start < campaign.start || window.end > campaign.end {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::WindowOutsideCampaign,
+                        format!("{path}.window"),
+                        format!(
+                            "the window {} to {} is outside the campaign ({} to {})",
+                            format_instant(zone, window.start),
+                            format_instant(zone, window.end),
+                            format_instant(zone, campaign.start),
+                            format_instant(zone, campaign.end)
+                        ),
+                    ));
+                }
+            }
+            let template = match value.template.as_deref() {
+                None | Some("auto") => TemplateChoice::Auto,
+                Some(id) => {
+                    if !template_ids.contains(&id) {
+                        ok = false;
+                        let candidates = template_ids.iter().copied().chain(["auto"]);
+                        self.unknown_reference(
+                            &format!("{path}.template"),
+                            "template",
+                            id,
+                            candidates,
+                        );
+                    }
+                    TemplateChoice::Fixed(id.to_string())
+                }
+            };
+            let (Some(window), true) = (window, ok) else {
+                continue;
+            };
+            let Some(channel) = channel else { continue };
+            let reach_out = ReachOut {
+                id: entry.id.clone(),
+                name: value.name.clone(),
+                description: value.description.clone(),
+                segment: value.segment.clone(),
+                channel: value.channel.clone(),
+                template,
+                window,
+                accounts,
+                follow_up: value.follow_up.clone(),
+            };
+            if !coverage {
+                reach_outs.push(reach_out);
+                continue;
+            }
+            // The template every message of this reach-out will use must exist and be unique.
+            self.cover(
+                &format!("{path}.template"),
+                &reach_out.template,
+                channel,
+                TemplatePurpose::ReachOut,
+                &value.segment,
+                window,
+                phases,
+                stages,
+                templates,
+                "the reach-out",
+            );
+            if let Some(rule) = value
+                .follow_up
+                .as_ref()
+                .and_then(|id| follow_ups.iter().find(|r| &r.id == id))
+            {
+                let rule_channel = rule
+                    .channel
+                    .as_ref()
+                    .and_then(|id| channels.iter().find(|c| &c.id == id))
+                    .unwrap_or(channel);
+                let reach =
+                    PlanDuration::from_seconds(rule.after.seconds() * i64::from(rule.max_attempts));
+                let end = window.end + reach.to_chrono();
+                let follow_window = Window {
+                    start: window.start + rule.after.to_chrono(),
+                    end: campaign.map_or(end, |c| end.min(c.end)),
+                };
+                if follow_window.start < follow_window.end {
+                    self.cover(
+                        &format!("{path}.follow_up"),
+                        &rule.template,
+                        rule_channel,
+                        TemplatePurpose::FollowUp,
+                        &value.segment,
+                        follow_window,
+                        phases,
+                        stages,
+                        templates,
+                        &format!("follow-up `{}`", rule.id),
+                    );
+                }
+            }
+            reach_outs.push(reach_out);
+        }
+        reach_outs
+    }
+
+    /// Checks that every message sent in `window` finds exactly one template: for each phase or
+    /// stage the window touches and each class of customer tier the channel's templates tell
+    /// apart.
+    #[allow(clippy::too_many_arguments)] // The query's dimensions, each needed.
+    pub(super) fn cover(
+        &mut self,
+        path: &str,
+        choice: &TemplateChoice,
+        channel: &Channel,
+        purpose: TemplatePurpose,
+        segment: &str,
+        window: Window,
+        phases: &[Phase],
+        stages: &[Stage],
+        templates: &[Template],
+        what: &str,
+    ) {
+        let mut contexts: Vec<(PhaseKind, Option<&str>)> = Vec::new();
+        for phase in phases.iter().filter(|p| p.window.overlaps(&window)) {
+            if phase.kind == PhaseKind::Burst {
+                for stage in stages.iter().filter(|s| s.window.overlaps(&window)) {
+                    contexts.push((PhaseKind::Burst, Some(stage.id.as_str())));
+                }
+            } else {
+                contexts.push((phase.kind, None));
+            }
+        }
+        let where_ = |phase: PhaseKind, stage: Option<&str>| match stage {
+            Some(stage) => format!("burst stage `{stage}`"),
+            None => format!("the {} phase", phase.label()),
+        };
+        match choice {
+            TemplateChoice::Fixed(id) => {
+                let Some(template) = templates.iter().find(|t| &t.id == id) else {
+                    return;
+                };
+                if template.channel != channel.id {
+                    self.push(Diagnostic::new(
+                        Code::TemplateChannel,
+                        path,
+                        format!(
+                            "template `{id}` is written for channel `{}`, but {what} sends on `{}`",
+                            template.channel, channel.id
+                        ),
+                    ));
+                    return;
+                }
+                if template.purpose != purpose {
+                    self.push(Diagnostic::new(
+                        Code::TemplatePurposeMismatch,
+                        path,
+                        format!(
+                            "template `{id}` has purpose \"{}\" but {what} needs \"{}\"",
+                            template.purpose.as_str(),
+                            purpose.as_str()
+                        ),
+                    ));
+                    return;
+                }
+                let outside: Vec<String> = contexts
+                    .iter()
+                    .filter(|(phase, stage)| {
+                        template.phase.is_some_and(|p| p != *phase)
+                            || template.stage.as_deref().is_some_and(|s| Some(s) != *stage)
+                    })
+                    .map(|(phase, stage)| where_(*phase, *stage))
+                    .collect();
+                if !template.segments.is_empty() && !template.segments.iter().any(|s| s == segment)
+                {
+                    self.push(Diagnostic::new(
+                        Code::TemplateOutOfWindow,
+                        path,
+                        format!(
+                            "template `{id}` is meant for segments {}, but {what} goes to segment `{segment}`",
+                            template.segments.join(", ")
+                        ),
+                    ));
+                }
+                if !outside.is_empty() {
+                    self.push(Diagnostic::new(
+                        Code::TemplateOutOfWindow,
+                        path,
+                        format!("template `{id}` is meant for another phase or stage, but {what} also sends in {}", outside.join(", ")),
+                    ));
+                }
+            }
+            TemplateChoice::Auto => {
+                let mut tiers: Vec<Option<&str>> = vec![None];
+                for template in templates
+                    .iter()
+                    .filter(|t| t.channel == channel.id && t.purpose == purpose)
+                {
+                    for tier in &template.tiers {
+                        if !tiers.contains(&Some(tier.as_str())) {
+                            tiers.push(Some(tier.as_str()));
+                        }
+                    }
+                }
+                let mut missing: Vec<String> = Vec::new();
+                let mut ambiguous: Vec<String> = Vec::new();
+                let tier_words = |tier: Option<&str>| match tier {
+                    Some(tier) => format!(" for tier `{tier}`"),
+                    None => " for customers of other tiers".to_string(),
+                };
+                for (phase, stage) in &contexts {
+                    let place = where_(*phase, *stage);
+                    let mut missing_tiers = Vec::new();
+                    let mut ambiguous_tiers: Vec<(Option<&str>, Vec<String>)> = Vec::new();
+                    for tier in &tiers {
+                        let query = Query {
+                            channel: &channel.id,
+                            purpose,
+                            phase: *phase,
+                            stage: *stage,
+                            segment,
+                            tier: *tier,
+                        };
+                        match template::select(templates, &query) {
+                            Selection::One(_) => {}
+                            Selection::None => missing_tiers.push(*tier),
+                            Selection::Ambiguous(candidates) => ambiguous_tiers.push((
+                                *tier,
+                                candidates.iter().map(|t| format!("`{}`", t.id)).collect(),
+                            )),
+                        }
+                    }
+                    // Name the tiers only when they differ in the outcome.
+                    if missing_tiers.len() == tiers.len() {
+                        missing.push(place.clone());
+                    } else {
+                        missing.extend(
+                            missing_tiers
+                                .iter()
+                                .map(|tier| format!("{place}{}", tier_words(*tier))),
+                        );
+                    }
+                    let same_everywhere = ambiguous_tiers.len() == tiers.len()
+                        && ambiguous_tiers
+                            .windows(2)
+                            .all(|pair| pair[0].1 == pair[1].1);
+                    if same_everywhere {
+                        if let Some((_, ids)) = ambiguous_tiers.first() {
+                            ambiguous.push(format!("{place}: {}", ids.join(" or ")));
+                        }
+                    } else {
+                        for (tier, ids) in ambiguous_tiers {
+                            ambiguous.push(format!(
+                                "{place}{}: {}",
+                                tier_words(tier),
+                                ids.join(" or ")
+                            ));
+                        }
+                    }
+                }
+                if !missing.is_empty() {
+                    self.push(
+                        Diagnostic::new(
+                            Code::NoTemplate,
+                            path,
+                            format!(
+                                "no {} template for {what} to segment `{segment}` on channel `{}` in {}",
+                                purpose.as_str().replace('_', "-"),
+                                channel.id,
+                                missing.join(", ")
+                            ),
+                        )
+                        .with_help(format!(
+                            "add a template with channel = \"{}\"{} covering it, or name one with template = \"ID\"",
+                            channel.id,
+                            if purpose == TemplatePurpose::FollowUp { " and purpose = \"follow_up\"" } else { "" }
+                        )),
+                    );
+                }
+                for problem in ambiguous {
+                    self.push(
+                        Diagnostic::new(
+                            Code::AmbiguousTemplate,
+                            path,
+                            format!("two templates fit {what} equally well in {problem}"),
+                        )
+                        .with_help("make one more specific (stage, segments, tiers) or add one that is more specific than both"),
+                    );
+                }
+            }
+        }
+    }
+}

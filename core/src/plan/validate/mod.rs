@@ -1,0 +1,429 @@
+//! Meaning: resolves every instant in the campaign's zone, checks every reference, window, quota,
+//! template and offer rule, and builds the [`Plan`]. It never stops at the first problem; it
+//! reports each with its code and location, and yields a plan only when there is no error.
+//!
+//! One `Validator` walks the raw plan; its methods are grouped by concern in the submodules.
+
+mod audience;
+mod messages;
+mod offers;
+mod time;
+mod timeline;
+mod work;
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use crate::plan::diagnostic::{suggest, Code, Diagnostic, LineIndex};
+use crate::plan::model::*;
+use crate::plan::parse::{self, SpanIndex};
+use crate::plan::raw::*;
+
+use crate::plan::values::{Edge, PlanDuration};
+
+/// Roles every plan has without declaring them.
+pub const BUILT_IN_ROLES: &[(&str, &str)] =
+    &[("ops", "Operations"), ("sales", "Sales"), ("boss", "Boss")];
+
+/// The outcome of checking a plan file.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Present exactly when there is no error.
+    pub plan: Option<Plan>,
+    /// Errors and warnings, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Turns diagnostic spans into lines and columns.
+    pub line_index: LineIndex,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn warning_count(&self) -> usize {
+        self.diagnostics.len() - self.error_count()
+    }
+}
+
+/// Checks a plan file's bytes: decoding, syntax, types and meaning, all problems at once.
+pub fn check(bytes: &[u8]) -> Checked {
+    let text = match parse::decode(bytes) {
+        Ok(text) => text,
+        Err(diagnostic) => {
+            // For a file that is not UTF-8, the readable prefix still gives a line and column.
+            let prefix = match std::str::from_utf8(bytes) {
+                Ok(text) => text,
+                Err(error) => std::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or(""),
+            };
+            let readable = if prefix.len() <= parse::MAX_PLAN_BYTES {
+                prefix
+            } else {
+                ""
+            };
+            return Checked {
+                plan: None,
+                diagnostics: vec![diagnostic],
+                line_index: LineIndex::new(readable),
+            };
+        }
+    };
+    let parsed = parse::parse(text);
+    let mut validator = Validator {
+        spans: &parsed.spans,
+        diagnostics: parsed.diagnostics.clone(),
+        time_zone: None,
+        boundaries: HashMap::new(),
+        resolving: HashSet::new(),
+        raw: &parsed.raw,
+        reported: HashSet::new(),
+    };
+    let plan = validator.run();
+    let mut diagnostics = validator.diagnostics;
+    diagnostics.sort_by_key(|d| (d.span.as_ref().map(|s| s.start), d.code));
+    diagnostics.dedup();
+    let plan = if diagnostics.iter().any(Diagnostic::is_error) {
+        None
+    } else {
+        plan
+    };
+    Checked {
+        plan,
+        diagnostics,
+        line_index: LineIndex::new(text),
+    }
+}
+
+/// A one-paragraph summary of a valid plan, as `battleplan validate` prints it after `ok`.
+pub fn summary(plan: &Plan) -> String {
+    let zone = plan.campaign.time_zone;
+    let span = plan.span();
+    let recurring = plan
+        .tasks
+        .iter()
+        .filter(|task| matches!(task.schedule, TaskSchedule::Recurring { .. }))
+        .count();
+    let offers = plan.offers.coupons.len()
+        + plan.offers.tiered.len()
+        + plan.offers.discounts.len()
+        + plan.offers.bundles.len();
+    let stages: Vec<&str> = plan.stages.iter().map(|stage| stage.id.as_str()).collect();
+    format!(
+        "{name} ({id}), {zone}, from {start} to {end}: {phases} ({phase_list}), {stage_count} ({stages}), \
+         {workstreams} with {tasks} ({recurring} recurring) for {roles}, {targets}, \
+         {segments}, {channels}, {templates}, {reach_outs}, \
+         {follow_ups} and {offers}.",
+        name = plan.campaign.name,
+        id = plan.campaign.id,
+        start = format_instant(zone, span.start),
+        end = format_instant(zone, span.end),
+        phases = counted(plan.phases.len(), "phase"),
+        phase_list = plan.phases.iter().map(|p| p.kind.label()).collect::<Vec<_>>().join(", "),
+        stage_count = counted(plan.stages.len(), "burst stage"),
+        stages = stages.join(", "),
+        workstreams = counted(plan.workstreams.len(), "workstream"),
+        tasks = counted(plan.tasks.len(), "task"),
+        roles = counted(plan.roles.len(), "role"),
+        targets = counted(plan.targets.len(), "stage target"),
+        segments = counted(plan.segments.len(), "segment"),
+        channels = counted(plan.channels.len(), "channel"),
+        templates = counted(plan.templates.len(), "template"),
+        reach_outs = counted(plan.reach_outs.len(), "reach-out"),
+        follow_ups = counted(plan.follow_ups.len(), "follow-up rule"),
+        offers = counted(offers, "offer"),
+    )
+}
+
+fn counted(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// `2026-09-02 00:00 +08:00`: how instants appear in messages, on the campaign's clock.
+pub fn format_instant(zone: Tz, instant: DateTime<Utc>) -> String {
+    instant
+        .with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string()
+}
+
+fn is_slug(text: &str) -> bool {
+    let mut characters = text.chars();
+    let first_ok = characters
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && text.len() <= 64
+        && characters.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+pub(super) fn describe_duration(duration: Duration) -> String {
+    PlanDuration::from_seconds(duration.num_seconds().abs()).to_string()
+}
+
+pub(super) struct Validator<'a> {
+    spans: &'a SpanIndex,
+    diagnostics: Vec<Diagnostic>,
+    time_zone: Option<Tz>,
+    /// Resolved phase and stage boundaries by (name, edge); `None` when it could not be resolved.
+    boundaries: HashMap<(String, Edge), Option<DateTime<Utc>>>,
+    resolving: HashSet<(String, Edge)>,
+    raw: &'a RawPlan,
+    /// Paths already reported by time resolution, so a bad boundary is reported once.
+    reported: HashSet<String>,
+}
+
+/// How a date written alone is read: the first instant of the day, or the instant after it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum DateMeaning {
+    StartOfDay,
+    EndOfDay,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn push(&mut self, diagnostic: Diagnostic) {
+        let span = diagnostic
+            .span
+            .clone()
+            .or_else(|| self.spans.value(&diagnostic.path));
+        self.diagnostics.push(diagnostic.with_span(span));
+    }
+
+    /// Whether an error was already reported at `prefix` or below it: checks that depend on a
+    /// broken section are skipped rather than repeated as consequences.
+    pub(super) fn has_errors_under(&self, prefixes: &[&str]) -> bool {
+        self.diagnostics.iter().any(|d| {
+            d.is_error()
+                && prefixes.iter().any(|prefix| {
+                    d.path == *prefix
+                        || d.path
+                            .strip_prefix(prefix)
+                            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+                })
+        })
+    }
+
+    pub(super) fn push_at_key(&mut self, diagnostic: Diagnostic) {
+        let span = self.spans.key(&diagnostic.path);
+        self.diagnostics.push(diagnostic.with_span(span));
+    }
+
+    /// Reports a reference to something undeclared, suggesting the closest declared name.
+    pub(super) fn unknown_reference<'n>(
+        &mut self,
+        path: &str,
+        kind: &str,
+        name: &str,
+        declared: impl IntoIterator<Item = &'n str> + Clone,
+    ) {
+        let mut diagnostic = Diagnostic::new(
+            Code::UnknownReference,
+            path,
+            format!("there is no {kind} `{name}`"),
+        );
+        if let Some(candidate) = suggest(name, declared.clone()) {
+            diagnostic = diagnostic.with_help(format!("did you mean `{candidate}`?"));
+        } else {
+            let mut all: Vec<&str> = Vec::new();
+            for declared_name in declared {
+                if !all.contains(&declared_name) {
+                    all.push(declared_name);
+                }
+            }
+            if all.is_empty() {
+                diagnostic = diagnostic.with_help(format!("the plan declares no {kind}"));
+            } else if all.len() <= 12 {
+                diagnostic = diagnostic.with_help(format!("declared: {}", all.join(", ")));
+            }
+        }
+        self.push(diagnostic);
+    }
+
+    pub(super) fn run(&mut self) -> Option<Plan> {
+        let raw = self.raw;
+        self.check_ids();
+        let campaign = self.campaign();
+        let phases = self.phases();
+        let stages = self.stages(&phases);
+        let roles = self.roles();
+        let workstreams = self.workstreams(&roles);
+        let tasks = self.tasks(&phases, &stages, &roles, &workstreams);
+        let targets = self.targets();
+        let segments = self.segments();
+        let channels = self.channels();
+        let offers = self.offers(&phases, &stages);
+        let templates = self.templates(&channels, &offers);
+        let follow_ups = self.follow_ups(&templates);
+        // Windows are compared with the campaign only when its timeline is whole; otherwise
+        // the timeline's own errors say what is wrong.
+        let timeline_ok = !self.has_errors_under(&["campaign", "phases", "stages"]);
+        let span = match (phases.first(), phases.last(), timeline_ok) {
+            (Some(first), Some(last), true) => Some(Window {
+                start: first.window.start,
+                end: last.window.end,
+            }),
+            _ => None,
+        };
+        let reach_outs =
+            self.reach_outs(&phases, &stages, &channels, &templates, &follow_ups, span);
+        let _ = raw;
+        Some(Plan {
+            campaign: campaign?,
+            phases,
+            stages,
+            roles,
+            workstreams,
+            tasks,
+            targets,
+            segments,
+            channels,
+            templates,
+            reach_outs,
+            follow_ups,
+            offers,
+        })
+    }
+
+    pub(super) fn check_ids(&mut self) {
+        let raw = self.raw;
+        let mut sections: Vec<(&str, Vec<&str>)> = Vec::new();
+        macro_rules! ids {
+            ($field:ident) => {
+                sections.push((
+                    stringify!($field),
+                    raw.$field.iter().map(|e| e.path.as_str()).collect(),
+                ));
+            };
+        }
+        ids!(stages);
+        ids!(roles);
+        ids!(workstreams);
+        ids!(tasks);
+        ids!(segments);
+        ids!(channels);
+        ids!(templates);
+        ids!(reach_outs);
+        ids!(follow_ups);
+        ids!(coupons);
+        ids!(tiered);
+        ids!(discounts);
+        ids!(bundles);
+        for (_, paths) in sections {
+            for path in paths {
+                let id = path.rsplit('.').next().unwrap_or(path);
+                if !is_slug(id) {
+                    self.push_at_key(
+                        Diagnostic::new(
+                            Code::InvalidId,
+                            path,
+                            format!("`{id}` is not a valid id"),
+                        )
+                        .with_help("ids are lowercase letters, digits, `-` and `_`, at most 64, starting with a letter or digit"),
+                    );
+                }
+            }
+        }
+    }
+
+    pub(super) fn campaign(&mut self) -> Option<Campaign> {
+        let raw = self.raw.campaign.as_ref()?;
+        let mut ok = true;
+        if !is_slug(&raw.id) {
+            ok = false;
+            self.push(
+                Diagnostic::new(
+                    Code::InvalidCampaignId,
+                    "campaign.id",
+                    format!("`{}` is not a valid campaign id", raw.id),
+                )
+                .with_help(
+                    "use lowercase letters, digits, `-` and `_`, e.g. \"sept-festival-2026\"",
+                ),
+            );
+        }
+        let time_zone = match raw.time_zone.parse::<Tz>() {
+            Ok(zone) => Some(zone),
+            Err(_) => {
+                ok = false;
+                let names = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name());
+                let mut diagnostic = Diagnostic::new(
+                    Code::UnknownTimeZone,
+                    "campaign.time_zone",
+                    format!("`{}` is not an IANA time zone", raw.time_zone),
+                );
+                diagnostic = match suggest(&raw.time_zone, names) {
+                    Some(candidate) => diagnostic.with_help(format!("did you mean `{candidate}`?")),
+                    None => diagnostic.with_help(
+                        "write a zone name such as \"Asia/Shanghai\" or \"America/New_York\"",
+                    ),
+                };
+                self.push(diagnostic);
+                None
+            }
+        };
+        self.time_zone = time_zone;
+        let currency_ok =
+            raw.currency.len() == 3 && raw.currency.chars().all(|c| c.is_ascii_uppercase());
+        if !currency_ok {
+            ok = false;
+            self.push(
+                Diagnostic::new(
+                    Code::InvalidCurrency,
+                    "campaign.currency",
+                    format!(
+                        "`{}` is not written as an ISO 4217 currency code",
+                        raw.currency
+                    ),
+                )
+                .with_help("three capital letters, such as \"CNY\" or \"USD\""),
+            );
+        }
+        if let Some(value) = raw.average_order_value {
+            if value.minor() <= 0 {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    "campaign.average_order_value",
+                    "the average order value must be above zero",
+                ));
+            }
+        }
+        let time_zone = time_zone?;
+        ok.then(|| Campaign {
+            id: raw.id.clone(),
+            name: raw.name.clone(),
+            time_zone,
+            currency: raw.currency.clone(),
+            description: raw.description.clone(),
+            average_order_value: raw.average_order_value,
+            on_resume: raw.on_resume,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{diagnostic::render, EXAMPLE_PLAN};
+
+    #[test]
+    fn the_example_plan_is_valid() {
+        let checked = check(EXAMPLE_PLAN.as_bytes());
+        let rendered: Vec<String> = checked
+            .diagnostics
+            .iter()
+            .map(|d| render("example.toml", Some(&checked.line_index), d))
+            .collect();
+        assert!(checked.diagnostics.is_empty(), "{}", rendered.join("\n"));
+        assert!(checked.plan.is_some());
+    }
+}
