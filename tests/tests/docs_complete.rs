@@ -7,12 +7,13 @@ use battleplan_core::plan::Code;
 
 fn read(path: &str) -> String {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    std::fs::read_to_string(root.join(path)).unwrap_or_else(|error| panic!("{path}: {error}"))
+    std::fs::read_to_string(root.join(path)).unwrap_or_default()
 }
 
 #[test]
 fn every_diagnostic_code_is_documented_with_its_title() {
     let docs = read("docs/diagnostics.md");
+    assert!(!docs.is_empty(), "docs/diagnostics.md is missing or empty");
     for code in Code::ALL {
         let heading = format!("## {} — {}", code.as_str(), code.title());
         assert!(
@@ -25,6 +26,7 @@ fn every_diagnostic_code_is_documented_with_its_title() {
 #[test]
 fn every_plan_key_is_documented() {
     let docs = read("docs/plan-format.md");
+    assert!(!docs.is_empty(), "docs/plan-format.md is missing or empty");
     let sections: Vec<(&str, &[&str])> = vec![
         ("campaign", fields_of::<RawCampaign>()),
         ("phases", fields_of::<RawPhase>()),
