@@ -1,5 +1,12 @@
-//! Implementations of the core's ports: the embedded sled event store (the default), channels
-//! (file and console outboxes first), customer and outcome imports, the system clock.
+//! Implementations of the core's ports: the event store (in memory for tests, sled as the
+//! embedded default), the system clock and random ids. Later: channels, imports.
 //!
-//! Empty until the event log lands; the crate exists now so that the workspace has its final
-//! shape and `core` can never grow a dependency on storage by accident.
+//! An adapter stores, sends and reads; it never decides. Every store here passes the same
+//! contract suite (`tests/event_store_contract.rs`).
+
+pub mod memory;
+pub mod sled_store;
+pub mod system;
+
+pub use memory::MemoryEventLog;
+pub use sled_store::{SledEventLog, StoreOptions, VerifyReport};

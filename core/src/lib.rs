@@ -4,4 +4,6 @@
 //! Nothing in this crate does IO, reads a clock or draws randomness: time and ids come in as
 //! values, so the same inputs always give the same outputs.
 
+pub mod context;
+pub mod event;
 pub mod plan;

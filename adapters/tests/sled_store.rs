@@ -1,0 +1,246 @@
+//! What only the sled store can show: data survives closing and reopening, the store refuses
+//! what it cannot read safely, a second opener is refused, large records (which sled keeps in
+//! separate blob files) survive, and `verify` finds tampering done directly to the database.
+
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::event::port::{EventAppender, EventReader};
+use battleplan_core::event::verify::Damage;
+use battleplan_core::event::{
+    Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, Position, StoreError,
+    StreamId, StreamVersion,
+};
+use chrono::DateTime;
+use uuid::Uuid;
+
+fn append(on: &str, command: u128, payload: Vec<u8>) -> Append {
+    Append {
+        stream: StreamId::new(on).unwrap(),
+        expected: ExpectedVersion::Any,
+        events: vec![NewEvent {
+            event_id: EventId(Uuid::from_u128(command)),
+            event_type: "Tested".into(),
+            schema_version: 1,
+            payload,
+        }],
+        metadata: Metadata {
+            actor: "system:test".into(),
+            command_id: CommandId(Uuid::from_u128(command)),
+            causation_id: None,
+            correlation_id: None,
+            reason: None,
+        },
+        recorded_at: DateTime::from_timestamp(1_788_000_000, 0).unwrap(),
+    }
+}
+
+fn open(path: &Path) -> SledEventLog {
+    SledEventLog::open(path, StoreOptions::default()).unwrap()
+}
+
+async fn fill(store: &SledEventLog, count: u128) {
+    for n in 1..=count {
+        let on = if n % 2 == 0 { "even" } else { "odd" };
+        store
+            .append(append(on, n, vec![n as u8; 40]))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn events_survive_reopening_and_appends_continue_the_chain() {
+    let directory = tempfile::tempdir().unwrap();
+    {
+        let store = open(directory.path());
+        fill(&store, 10).await;
+    }
+    let store = open(directory.path());
+    assert_eq!(store.head().await.unwrap(), Position(10));
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("even").unwrap())
+            .await
+            .unwrap(),
+        StreamVersion(5)
+    );
+    let outcome = store.append(append("odd", 11, vec![1])).await.unwrap();
+    assert_eq!(outcome.first_position, Position(11));
+    assert_eq!(outcome.first_version, StreamVersion(6));
+    // A command id from before the restart is still recognised.
+    let retry = store.append(append("odd", 3, vec![1])).await.unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(retry.first_position, Position(3));
+    let report = store.verify().unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.checked, 11);
+}
+
+#[tokio::test]
+async fn a_second_opener_is_refused_while_the_first_holds_the_store() {
+    let directory = tempfile::tempdir().unwrap();
+    let _first = open(directory.path());
+    let second = SledEventLog::open(directory.path(), StoreOptions::default());
+    assert!(matches!(second, Err(StoreError::Locked(_))), "{second:?}");
+}
+
+#[tokio::test]
+async fn a_store_of_a_newer_format_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    drop(open(directory.path()));
+    {
+        let db = sled::open(directory.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("store-format", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let error = SledEventLog::open(directory.path(), StoreOptions::default()).unwrap_err();
+    assert_eq!(
+        error,
+        StoreError::NewerFormat {
+            found: 99,
+            supported: 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn large_records_survive_reopening() {
+    let directory = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    {
+        let store = open(directory.path());
+        store.append(append("plans", 1, big.clone())).await.unwrap();
+        store.append(append("plans", 2, vec![7])).await.unwrap();
+        // sled keeps a record this large in a file of its own, which it never syncs itself.
+        let blobs = std::fs::read_dir(directory.path().join("blobs"))
+            .unwrap()
+            .count();
+        assert!(blobs >= 1, "the record did not go to a blob file");
+    }
+    let store = open(directory.path());
+    let events = store.read_all(Position::START, 10).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].payload, big);
+    assert_eq!(store.verify().unwrap().problem, None);
+    let too_big = vec![0u8; store.options().max_record_bytes + 1];
+    let error = store.append(append("plans", 3, too_big)).await.unwrap_err();
+    assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
+}
+
+/// Tampers with the closed store's `events` tree directly, then reopens and verifies.
+async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::VerifyReport {
+    let directory = tempfile::tempdir().unwrap();
+    {
+        let store = open(directory.path());
+        fill(&store, 6).await;
+    }
+    {
+        let db = sled::open(directory.path()).unwrap();
+        edit(&db.open_tree("events").unwrap());
+        db.flush().unwrap();
+    }
+    open(directory.path()).verify().unwrap()
+}
+
+fn key(position: u64) -> [u8; 8] {
+    position.to_be_bytes()
+}
+
+#[tokio::test]
+async fn verify_finds_a_flipped_byte() {
+    let report = tampered(|events| {
+        let mut record = events.get(key(4)).unwrap().unwrap().to_vec();
+        let last = record.len() - 1;
+        record[last] ^= 1;
+        events.insert(key(4), record).unwrap();
+    })
+    .await;
+    let problem = report.problem.unwrap();
+    assert_eq!(problem.position, Position(4));
+    assert_eq!(problem.damage, Damage::HashMismatch);
+    assert_eq!(report.checked, 3);
+}
+
+#[tokio::test]
+async fn verify_finds_a_deleted_event() {
+    let report = tampered(|events| {
+        events.remove(key(3)).unwrap();
+    })
+    .await;
+    let problem = report.problem.unwrap();
+    assert_eq!(problem.position, Position(3));
+    assert_eq!(problem.damage, Damage::OutOfSequence { found: Position(4) });
+}
+
+#[tokio::test]
+async fn verify_finds_a_reordered_pair() {
+    let report = tampered(|events| {
+        let two = events.get(key(2)).unwrap().unwrap();
+        let three = events.get(key(3)).unwrap().unwrap();
+        events.insert(key(2), three).unwrap();
+        events.insert(key(3), two).unwrap();
+    })
+    .await;
+    let problem = report.problem.unwrap();
+    assert_eq!(problem.position, Position(2));
+    assert_eq!(problem.damage, Damage::BrokenLink);
+}
+
+#[tokio::test]
+async fn verify_finds_a_rewritten_record_whose_hash_was_recomputed() {
+    // Someone who edits an event and fixes its own hash still breaks the next link.
+    let report = tampered(|events| {
+        let record = events.get(key(2)).unwrap().unwrap().to_vec();
+        let mut body = record[64..].to_vec();
+        let last = body.len() - 1;
+        body[last] ^= 1;
+        let hash =
+            battleplan_core::event::record::chain_hash(&record[..32].try_into().unwrap(), &body);
+        let mut forged = record[..32].to_vec();
+        forged.extend_from_slice(&hash);
+        forged.extend_from_slice(&body);
+        events.insert(key(2), forged).unwrap();
+    })
+    .await;
+    let problem = report.problem.unwrap();
+    assert_eq!(problem.position, Position(3));
+    assert_eq!(problem.damage, Damage::BrokenLink);
+}
+
+#[tokio::test]
+async fn reading_a_damaged_record_is_an_error_not_a_panic() {
+    let directory = tempfile::tempdir().unwrap();
+    {
+        let store = open(directory.path());
+        fill(&store, 3).await;
+    }
+    {
+        let db = sled::open(directory.path()).unwrap();
+        db.open_tree("events")
+            .unwrap()
+            .insert(key(2), vec![1, 2, 3])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(directory.path());
+    let error = store.read_all(Position::START, 10).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::Corrupt {
+                position: Position(2),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let report = store.verify().unwrap();
+    assert_eq!(report.problem.map(|p| p.position), Some(Position(2)));
+}
