@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
 use clap::{Parser, Subcommand};
 use serde::Serialize;
@@ -54,12 +56,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The auditor's tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check that the log is intact: positions without gaps, the hash chain, stream versions.
+    Verify {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
     match arguments.command {
         Command::Init { out, force } => init(&out, force),
         Command::Validate { plan, json } => validate(&plan, json),
+        Command::Audit {
+            command: AuditCommand::Verify { json },
+        } => audit_verify(&arguments.data, json),
     }
 }
 
@@ -246,6 +266,74 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
         message: &diagnostic.message,
         help: diagnostic.help.as_deref(),
     }
+}
+
+/// Opens the store in `data` for reading, or says why not in words a user can act on.
+fn open_existing_store(data: &Path) -> Result<SledEventLog, String> {
+    if !data.join("db").is_file() {
+        return Err(format!(
+            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
+            data.display()
+        ));
+    }
+    SledEventLog::open(data, StoreOptions::default()).map_err(|error| match error {
+        StoreError::Locked(_) => format!(
+            "the store in {} is in use by another battleplan process; stop it and try again",
+            data.display()
+        ),
+        other => format!("cannot open the store in {}: {other}", data.display()),
+    })
+}
+
+#[derive(Serialize)]
+struct JsonVerify {
+    intact: bool,
+    events: u64,
+    head_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_position: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let store = match open_existing_store(data) {
+        Ok(store) => store,
+        Err(message) => return Ok(user_error(message)),
+    };
+    let report = match store.verify() {
+        Ok(report) => report,
+        Err(error) => return Ok(user_error(format_args!("cannot read the store: {error}"))),
+    };
+    if json {
+        let output = JsonVerify {
+            intact: report.problem.is_none(),
+            events: report.checked,
+            head_hash: report.head_hash.clone(),
+            problem_position: report.problem.as_ref().map(|p| p.position.0),
+            problem: report.problem.as_ref().map(ToString::to_string),
+        };
+        println!("{}", serde_json::to_string_pretty(&output)?);
+    } else {
+        match &report.problem {
+            None => println!(
+                "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
+                report.checked, report.checked, report.head_hash
+            ),
+            Some(problem) => {
+                println!("damaged: {problem}");
+                println!(
+                    "the {} events before it check out (head hash {})",
+                    report.checked, report.head_hash
+                );
+            }
+        }
+    }
+    Ok(if report.problem.is_none() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(USER_ERROR)
+    })
 }
 
 fn count_words(errors: usize, warnings: usize) -> String {

@@ -3,6 +3,9 @@
 //! must exit 2, name the rule's code, and print exactly the reviewed output (insta snapshot).
 //! Warnings have their own cases: they are printed, and the plan is still accepted.
 
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use battleplan_core::plan::EXAMPLE_PLAN;
 use battleplan_tests::{mutate, run_in};
 

@@ -1,6 +1,9 @@
 //! `battleplan init` and `validate` on the example: it validates, it is complete against
 //! DOMAIN.md, and `init` never overwrites a plan by accident.
 
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use battleplan_core::plan::{self, model::PhaseKind, model::TaskSchedule};
 use battleplan_tests::run_in;
 

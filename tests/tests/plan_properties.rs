@@ -2,6 +2,9 @@
 //! deleted, a key written twice, a value of the wrong type, timeline dates swapped) always give at
 //! least one error, and no input at all — however damaged — makes it panic.
 
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use battleplan_core::plan::{check, EXAMPLE_PLAN};
 use proptest::prelude::*;
 use proptest::sample::Index;
