@@ -1,0 +1,269 @@
+//! The event store's speed, each figure beside a baseline measured in the same run:
+//!
+//! 1. baseline: a plain file with one fdatasync per 256-byte record, and one per 1000 records;
+//! 2. durable appends with 1, 8 and 64 concurrent appenders (events/s, p50 and p99 latency),
+//!    and the same with sled's flush alone (what the fdatasync costs);
+//! 3. replay of 1,000,000 events through decode, the reopen time of that store, and the replay's
+//!    peak memory (measured in a process of its own).
+//!
+//! Run: `cargo bench -p battleplan-adapters --bench store` (results in BENCHMARKS.md).
+//! Set BENCH_DIR to choose the disk (default: the system temp directory).
+
+// A benchmark reports a broken setup by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use battleplan_adapters::sled_store::SyncMode;
+use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::event::port::{EventAppender, EventReader};
+use battleplan_core::event::upcast::{self, EventPayload};
+use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata, Position, StreamId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A payload shaped like a real decision: about a hundred bytes.
+#[derive(Debug, Serialize, Deserialize)]
+struct SendPlanned {
+    campaign: String,
+    reach_out: String,
+    customer: String,
+    channel: String,
+    quota_day: String,
+    attempt: u32,
+}
+
+impl EventPayload for SendPlanned {
+    const EVENT_TYPE: &'static str = "SendPlanned";
+    const SCHEMA_VERSION: u16 = 1;
+}
+
+fn payload(n: u64) -> SendPlanned {
+    SendPlanned {
+        campaign: "sept-festival-2026".into(),
+        reach_out: "warm-up-recall".into(),
+        customer: format!("c-{n:07}"),
+        channel: "mail".into(),
+        quota_day: "2026-08-27".into(),
+        attempt: 1,
+    }
+}
+
+fn append_of(stream: &str, first: u64, count: u64) -> Append {
+    let events = (first..first + count)
+        .map(|n| upcast::encode(EventId(Uuid::from_u128(u128::from(n))), &payload(n)).unwrap())
+        .collect();
+    Append {
+        stream: StreamId::new(stream).unwrap(),
+        expected: ExpectedVersion::Any,
+        events,
+        metadata: Metadata {
+            actor: "system:dispatcher".into(),
+            command_id: CommandId(Uuid::from_u128(u128::from(first) << 32 | 0xbe)),
+            causation_id: Some(Uuid::from_u128(9)),
+            correlation_id: None,
+            reason: None,
+        },
+        recorded_at: chrono::DateTime::from_timestamp(1_788_000_000, 0).unwrap(),
+    }
+}
+
+fn bench_directory() -> PathBuf {
+    std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+fn fresh(name: &str) -> PathBuf {
+    let path = bench_directory().join(format!("battleplan-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&path);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+fn baseline(records: u64, every: u64) -> f64 {
+    let directory = fresh("baseline");
+    let mut file = OpenOptions::new().create(true).append(true).open(directory.join("log")).unwrap();
+    let record = [0x5au8; 256];
+    let start = Instant::now();
+    for n in 1..=records {
+        file.write_all(&record).unwrap();
+        if n % every == 0 {
+            file.sync_data().unwrap();
+        }
+    }
+    file.sync_data().unwrap();
+    let rate = records as f64 / start.elapsed().as_secs_f64();
+    std::fs::remove_dir_all(directory).unwrap();
+    rate
+}
+
+fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index]
+}
+
+async fn appenders(concurrency: u64, per_appender: u64, sync: SyncMode) -> (f64, Duration, Duration) {
+    let directory = fresh(&format!("append-{concurrency}"));
+    let store = Arc::new(
+        SledEventLog::open(&directory, StoreOptions { sync, ..StoreOptions::default() }).unwrap(),
+    );
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for appender in 0..concurrency {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_appender as usize);
+            for n in 0..per_appender {
+                let id = appender * 1_000_000 + n + 1;
+                let began = Instant::now();
+                store.append(append_of(&format!("campaign-{}", appender % 16), id, 1)).await.unwrap();
+                latencies.push(began.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = start.elapsed();
+    latencies.sort_unstable();
+    drop(store);
+    std::fs::remove_dir_all(directory).unwrap();
+    (
+        (concurrency * per_appender) as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+    )
+}
+
+fn peak_memory_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+const REPLAY_EVENTS: u64 = 1_000_000;
+
+async fn build_replay_store(directory: &Path) {
+    let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
+    let per_append = 1000;
+    for batch in 0..REPLAY_EVENTS / per_append {
+        let first = batch * per_append + 1;
+        store.append(append_of(&format!("campaign-{}", batch % 64), first, per_append)).await.unwrap();
+    }
+}
+
+/// Runs in a process of its own so that its peak memory is the replay's alone.
+async fn replay(directory: &Path) {
+    let opened = Instant::now();
+    let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
+    let reopen = opened.elapsed();
+    let start = Instant::now();
+    let mut after = Position::START;
+    let mut count = 0u64;
+    let mut customers = 0usize;
+    loop {
+        let batch = store.read_all(after, 10_000).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for event in &batch {
+            let decoded: SendPlanned = upcast::decode(event).unwrap();
+            customers += decoded.customer.len();
+            count += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    assert_eq!(count, REPLAY_EVENTS);
+    assert!(customers > 0);
+    println!(
+        "| replay {count} events through decode | {:.0} events/s | {:.2} s | reopen {:.0} ms | peak memory {:.0} MiB |",
+        count as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        reopen.as_secs_f64() * 1000.0,
+        peak_memory_mib()
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut arguments = std::env::args().skip(1).filter(|a| a != "--bench");
+    if let Some(mode) = arguments.next() {
+        if mode == "replay" {
+            let directory = PathBuf::from(arguments.next().expect("replay DIR"));
+            runtime.block_on(replay(&directory));
+            return;
+        }
+    }
+    println!("disk: {}", bench_directory().display());
+    println!();
+    println!("| what | events/s | x baseline (1 fdatasync/record) | p50 | p99 |");
+    println!("|---|---|---|---|---|");
+    let per_record = baseline(2_000, 1);
+    println!("| baseline: 256-byte records, fdatasync each | {per_record:.0} | 1.0 | | |");
+    let per_thousand = baseline(200_000, 1000);
+    println!(
+        "| baseline: 256-byte records, fdatasync per 1000 | {per_thousand:.0} | {:.1} | | |",
+        per_thousand / per_record
+    );
+    for (concurrency, per_appender) in [(1u64, 2_000u64), (8, 1_000), (64, 400)] {
+        for sync in [SyncMode::Durable, SyncMode::FlushOnly] {
+            let (rate, p50, p99) = runtime.block_on(appenders(concurrency, per_appender, sync));
+            let label = match sync {
+                SyncMode::Durable => "durable (flush + fdatasync)",
+                SyncMode::FlushOnly => "sled flush only (not durable)",
+            };
+            println!(
+                "| {concurrency} appenders, {label} | {rate:.0} | {:.1} | {:.2} ms | {:.2} ms |",
+                rate / per_record,
+                p50.as_secs_f64() * 1000.0,
+                p99.as_secs_f64() * 1000.0
+            );
+        }
+    }
+    println!();
+    let directory = fresh("replay");
+    let built = Instant::now();
+    runtime.block_on(build_replay_store(&directory));
+    let size: u64 = walk_size(&directory);
+    println!(
+        "built a store of {REPLAY_EVENTS} events in {:.1} s ({:.0} MiB on disk)",
+        built.elapsed().as_secs_f64(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+    println!();
+    println!("| replay | rate | time | reopen | peak memory |");
+    println!("|---|---|---|---|---|");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("replay")
+        .arg(&directory)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(directory).unwrap();
+}
+
+fn walk_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| {
+                    let metadata = entry.metadata().unwrap();
+                    if metadata.is_dir() {
+                        walk_size(&entry.path())
+                    } else {
+                        metadata.len()
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
