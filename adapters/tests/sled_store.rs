@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use battleplan_adapters::sled_store::layout;
 use battleplan_adapters::{SledEventLog, StoreOptions};
 use battleplan_core::event::port::{EventAppender, EventReader};
 use battleplan_core::event::verify::Damage;
@@ -105,7 +106,7 @@ async fn a_store_of_a_newer_format_is_refused() {
         error,
         StoreError::NewerFormat {
             found: 99,
-            supported: 1
+            supported: 2
         }
     );
 }
@@ -134,7 +135,8 @@ async fn large_records_survive_reopening() {
     assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
 }
 
-/// Tampers with the closed store's `events` tree directly, then reopens and verifies.
+/// Tampers with the closed store's `log` tree directly, then reopens and verifies. `fill`
+/// appends one event at a time, so each chunk holds one event: chunk key N is event N.
 async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::VerifyReport {
     let directory = tempfile::tempdir().unwrap();
     {
@@ -143,23 +145,31 @@ async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::Verify
     }
     {
         let db = sled::open(directory.path()).unwrap();
-        edit(&db.open_tree("events").unwrap());
+        edit(&db.open_tree("log").unwrap());
         db.flush().unwrap();
     }
     open(directory.path()).verify().unwrap()
 }
 
-fn key(position: u64) -> [u8; 8] {
-    position.to_be_bytes()
+fn key(position: u64) -> [u8; 9] {
+    layout::chunk_key(position)
+}
+
+/// The single record of the chunk at `position`.
+fn record_of(events: &sled::Tree, position: u64) -> Vec<u8> {
+    let chunk = events.get(key(position)).unwrap().unwrap();
+    let records = layout::chunk_records(&chunk).unwrap();
+    assert_eq!(records.len(), 1);
+    records[0].to_vec()
 }
 
 #[tokio::test]
 async fn verify_finds_a_flipped_byte() {
     let report = tampered(|events| {
-        let mut record = events.get(key(4)).unwrap().unwrap().to_vec();
+        let mut record = record_of(events, 4);
         let last = record.len() - 1;
         record[last] ^= 1;
-        events.insert(key(4), record).unwrap();
+        events.insert(key(4), layout::chunk_of(&[&record])).unwrap();
     })
     .await;
     let problem = report.problem.unwrap();
@@ -197,7 +207,7 @@ async fn verify_finds_a_reordered_pair() {
 async fn verify_finds_a_rewritten_record_whose_hash_was_recomputed() {
     // Someone who edits an event and fixes its own hash still breaks the next link.
     let report = tampered(|events| {
-        let record = events.get(key(2)).unwrap().unwrap().to_vec();
+        let record = record_of(events, 2);
         let mut body = record[64..].to_vec();
         let last = body.len() - 1;
         body[last] ^= 1;
@@ -206,7 +216,7 @@ async fn verify_finds_a_rewritten_record_whose_hash_was_recomputed() {
         let mut forged = record[..32].to_vec();
         forged.extend_from_slice(&hash);
         forged.extend_from_slice(&body);
-        events.insert(key(2), forged).unwrap();
+        events.insert(key(2), layout::chunk_of(&[&forged])).unwrap();
     })
     .await;
     let problem = report.problem.unwrap();
@@ -223,7 +233,7 @@ async fn reading_a_damaged_record_is_an_error_not_a_panic() {
     }
     {
         let db = sled::open(directory.path()).unwrap();
-        db.open_tree("events")
+        db.open_tree("log")
             .unwrap()
             .insert(key(2), vec![1, 2, 3])
             .unwrap();

@@ -11,6 +11,7 @@
 
 use std::path::Path;
 
+use battleplan_adapters::sled_store::layout;
 use battleplan_adapters::{SledEventLog, StoreOptions};
 use battleplan_core::event::port::EventAppender;
 use battleplan_core::event::{
@@ -76,11 +77,13 @@ async fn an_intact_log_verifies_and_a_damaged_one_names_its_position() {
 
     {
         let db = sled::open(&data).unwrap();
-        let events = db.open_tree("events").unwrap();
-        let mut record = events.get(4u64.to_be_bytes()).unwrap().unwrap().to_vec();
-        let last = record.len() - 1;
-        record[last] ^= 0x10;
-        events.insert(4u64.to_be_bytes(), record).unwrap();
+        // Appended one at a time, each event is a chunk of its own.
+        let log = db.open_tree("log").unwrap();
+        let key = layout::chunk_key(4);
+        let mut chunk = log.get(key).unwrap().unwrap().to_vec();
+        let last = chunk.len() - 1;
+        chunk[last] ^= 0x10;
+        log.insert(key, chunk).unwrap();
         db.flush().unwrap();
     }
     let damaged = run_in(directory.path(), &["--data", "data", "audit", "verify"]);
