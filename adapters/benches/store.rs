@@ -23,7 +23,9 @@ use battleplan_adapters::sled_store::SyncMode;
 use battleplan_adapters::{SledEventLog, StoreOptions};
 use battleplan_core::event::port::{EventAppender, EventReader};
 use battleplan_core::event::upcast::{self, EventPayload};
-use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata, Position, StreamId};
+use battleplan_core::event::{
+    Append, CommandId, EventId, ExpectedVersion, Metadata, Position, StreamId,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -74,7 +76,9 @@ fn append_of(stream: &str, first: u64, count: u64) -> Append {
 }
 
 fn bench_directory() -> PathBuf {
-    std::env::var_os("BENCH_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    std::env::var_os("BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 fn fresh(name: &str) -> PathBuf {
@@ -86,7 +90,11 @@ fn fresh(name: &str) -> PathBuf {
 
 fn baseline(records: u64, every: u64) -> f64 {
     let directory = fresh("baseline");
-    let mut file = OpenOptions::new().create(true).append(true).open(directory.join("log")).unwrap();
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(directory.join("log"))
+        .unwrap();
     let record = [0x5au8; 256];
     let start = Instant::now();
     for n in 1..=records {
@@ -106,10 +114,21 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index]
 }
 
-async fn appenders(concurrency: u64, per_appender: u64, sync: SyncMode) -> (f64, Duration, Duration) {
+async fn appenders(
+    concurrency: u64,
+    per_appender: u64,
+    sync: SyncMode,
+) -> (f64, Duration, Duration) {
     let directory = fresh(&format!("append-{concurrency}"));
     let store = Arc::new(
-        SledEventLog::open(&directory, StoreOptions { sync, ..StoreOptions::default() }).unwrap(),
+        SledEventLog::open(
+            &directory,
+            StoreOptions {
+                sync,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap(),
     );
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -120,7 +139,10 @@ async fn appenders(concurrency: u64, per_appender: u64, sync: SyncMode) -> (f64,
             for n in 0..per_appender {
                 let id = appender * 1_000_000 + n + 1;
                 let began = Instant::now();
-                store.append(append_of(&format!("campaign-{}", appender % 16), id, 1)).await.unwrap();
+                store
+                    .append(append_of(&format!("campaign-{}", appender % 16), id, 1))
+                    .await
+                    .unwrap();
                 latencies.push(began.elapsed());
             }
             latencies
@@ -158,7 +180,14 @@ async fn build_replay_store(directory: &Path) {
     let per_append = 1000;
     for batch in 0..REPLAY_EVENTS / per_append {
         let first = batch * per_append + 1;
-        store.append(append_of(&format!("campaign-{}", batch % 64), first, per_append)).await.unwrap();
+        store
+            .append(append_of(
+                &format!("campaign-{}", batch % 64),
+                first,
+                per_append,
+            ))
+            .await
+            .unwrap();
     }
 }
 
@@ -189,7 +218,11 @@ async fn replay(directory: &Path, decode_payloads: bool) {
     let elapsed = start.elapsed();
     assert_eq!(count, REPLAY_EVENTS);
     assert!(customers > 0);
-    let what = if decode_payloads { "envelopes and payloads decoded" } else { "envelopes decoded, payloads not (the store's share)" };
+    let what = if decode_payloads {
+        "envelopes and payloads decoded"
+    } else {
+        "envelopes decoded, payloads not (the store's share)"
+    };
     println!(
         "| replay {count} events, {what} | {:.0} events/s | {:.2} s | {:.0} ms | {:.0} MiB |",
         count as f64 / elapsed.as_secs_f64(),
@@ -202,7 +235,9 @@ async fn replay(directory: &Path, decode_payloads: bool) {
 /// Appenders' rate against the baseline measured just before and just after, so that a disk
 /// whose flush rate drifts compares like with like. Three rounds; the median is reported.
 fn append_rows(runtime: &tokio::runtime::Runtime) {
-    println!("| what | events/s | baseline (1 fdatasync/record) around it | x baseline | p50 | p99 |");
+    println!(
+        "| what | events/s | baseline (1 fdatasync/record) around it | x baseline | p50 | p99 |"
+    );
     println!("|---|---|---|---|---|---|");
     let per_thousand = baseline(200_000, 1000);
     let per_record = baseline(2_000, 1);
@@ -267,8 +302,15 @@ fn replay_rows(runtime: &tokio::runtime::Runtime) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let arguments: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let arguments: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     // The children: checked first, so that a child never starts another run.
     if arguments.first().map(String::as_str) == Some("build-child") {
         let directory = PathBuf::from(arguments.get(1).expect("build-child DIR"));

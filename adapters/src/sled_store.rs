@@ -71,14 +71,20 @@ const VERSION_CACHE_ENTRIES: usize = 100_000;
 /// A stream's version: where its last index entry ends (0 when it has none).
 fn stream_version_in(log: &sled::Tree, stream: &StreamId) -> StoreResult<StreamVersion> {
     let prefix = layout::stream_prefix(stream);
-    let last = log.scan_prefix(&prefix).next_back().transpose().map_err(sled_error)?;
+    let last = log
+        .scan_prefix(&prefix)
+        .next_back()
+        .transpose()
+        .map_err(sled_error)?;
     match last {
         None => Ok(StreamVersion::NONE),
         Some((key, value)) => {
-            let first = key
-                .get(prefix.len()..)
-                .and_then(u64_of)
-                .ok_or_else(|| corrupt(Position::START, format!("stream {stream}'s index is damaged")))?;
+            let first = key.get(prefix.len()..).and_then(u64_of).ok_or_else(|| {
+                corrupt(
+                    Position::START,
+                    format!("stream {stream}'s index is damaged"),
+                )
+            })?;
             Ok(StreamVersion(first + (value.len() / 8) as u64 - 1))
         }
     }
@@ -205,7 +211,9 @@ struct FlushControl {
 
 impl FlushControl {
     fn lock(&self) -> std::sync::MutexGuard<'_, FlushRequests> {
-        self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn request(&self, position: Position) {
@@ -317,7 +325,9 @@ fn projection_key(projection: &str, key: &[u8]) -> Vec<u8> {
 }
 
 fn sync_directory(path: &Path) -> StoreResult<()> {
-    File::open(path).and_then(|directory| directory.sync_all()).map_err(io_error)
+    File::open(path)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error)
 }
 
 /// fsyncs blob files sled wrote since the last call (sled writes them without syncing), and the
@@ -389,11 +399,13 @@ impl Flusher {
             match result {
                 Ok(()) => {
                     done = target;
-                    self.durable.send_modify(|durable| durable.position = Position(target));
+                    self.durable
+                        .send_modify(|durable| durable.position = Position(target));
                 }
                 Err(error) => {
                     tracing::error!(%error, "flushing the event store failed; no further append is acknowledged");
-                    self.durable.send_modify(|durable| durable.failure = Some(error));
+                    self.durable
+                        .send_modify(|durable| durable.failure = Some(error));
                     return;
                 }
             }
@@ -454,9 +466,9 @@ impl Writer {
             }
             if self.durable.borrow().failure.is_some() {
                 for request in group {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::Io("the store failed earlier; restart battleplan".into())));
+                    let _ = request.reply.send(Err(StoreError::Io(
+                        "the store failed earlier; restart battleplan".into(),
+                    )));
                 }
                 continue;
             }
@@ -477,10 +489,17 @@ impl Writer {
     }
 
     fn outcome_in_store(&self, command: &CommandId) -> StoreResult<Option<AppendOutcome>> {
-        match self.log.get(layout::command_key(command)).map_err(sled_error)? {
-            Some(bytes) => outcome_from_bytes(&bytes)
-                .map(Some)
-                .ok_or_else(|| corrupt(Position::START, format!("the outcome of command {command} is unreadable"))),
+        match self
+            .log
+            .get(layout::command_key(command))
+            .map_err(sled_error)?
+        {
+            Some(bytes) => outcome_from_bytes(&bytes).map(Some).ok_or_else(|| {
+                corrupt(
+                    Position::START,
+                    format!("the outcome of command {command} is unreadable"),
+                )
+            }),
             None => Ok(None),
         }
     }
@@ -500,7 +519,13 @@ impl Writer {
             };
             match known {
                 Ok(Some(outcome)) => {
-                    replies.push((reply, Ok(AppendOutcome { deduplicated: true, ..outcome })));
+                    replies.push((
+                        reply,
+                        Ok(AppendOutcome {
+                            deduplicated: true,
+                            ..outcome
+                        }),
+                    ));
                     continue;
                 }
                 Ok(None) => {}
@@ -527,7 +552,11 @@ impl Writer {
                     continue;
                 }
             };
-            let append_bytes: usize = prepared.records.iter().map(|(_, bytes, _)| bytes.len() + 4).sum();
+            let append_bytes: usize = prepared
+                .records
+                .iter()
+                .map(|(_, bytes, _)| bytes.len() + 4)
+                .sum();
             if !chunk.records.is_empty() && chunk.bytes + append_bytes > CHUNK_TARGET_BYTES {
                 std::mem::take(&mut chunk).finish(&mut batch);
             }
@@ -539,10 +568,17 @@ impl Writer {
                 chunk.records.push(bytes);
                 match chunk.streams.iter_mut().find(|(s, _, _)| *s == stream) {
                     Some((_, _, positions)) => positions.push(position.0),
-                    None => chunk.streams.push((stream.clone(), recorded.version.0, vec![position.0])),
+                    None => {
+                        chunk
+                            .streams
+                            .push((stream.clone(), recorded.version.0, vec![position.0]))
+                    }
                 }
             }
-            batch.insert(&layout::command_key(&command), &outcome_to_bytes(&prepared.outcome));
+            batch.insert(
+                &layout::command_key(&command),
+                &outcome_to_bytes(&prepared.outcome),
+            );
             versions.insert(stream, prepared.new_version);
             commands.insert(command, prepared.outcome);
             head = prepared.new_head;
@@ -584,9 +620,13 @@ fn stored_head(log: &sled::Tree) -> StoreResult<LogHead> {
             hash: GENESIS_HASH,
         });
     };
-    let first = u64_of(&key[1..]).ok_or_else(|| corrupt(Position::START, "an event key is not a position"))?;
-    let records = layout::chunk_records(&chunk).ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
-    let last = records.last().ok_or_else(|| corrupt(Position(first), "an empty chunk"))?;
+    let first = u64_of(&key[1..])
+        .ok_or_else(|| corrupt(Position::START, "an event key is not a position"))?;
+    let records = layout::chunk_records(&chunk)
+        .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
+    let last = records
+        .last()
+        .ok_or_else(|| corrupt(Position(first), "an empty chunk"))?;
     let raw = record::split(last).map_err(|error| corrupt(Position(first), error.to_string()))?;
     Ok(LogHead {
         position: Position(first + records.len() as u64 - 1),
@@ -617,7 +657,9 @@ impl SledEventLog {
                     .as_ref()
                     .try_into()
                     .map(u32::from_be_bytes)
-                    .map_err(|_| corrupt(Position::START, "the store's format marker is unreadable"))?;
+                    .map_err(|_| {
+                        corrupt(Position::START, "the store's format marker is unreadable")
+                    })?;
                 if found > STORE_FORMAT {
                     return Err(StoreError::NewerFormat {
                         found,
@@ -632,10 +674,14 @@ impl SledEventLog {
                 }
             }
             None if !log.is_empty() => {
-                return Err(corrupt(Position::START, "events without a format marker: this is not a battleplan store"))
+                return Err(corrupt(
+                    Position::START,
+                    "events without a format marker: this is not a battleplan store",
+                ))
             }
             None => {
-                meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes()).map_err(sled_error)?;
+                meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+                    .map_err(sled_error)?;
             }
         }
         let head = stored_head(&log)?;
@@ -728,8 +774,10 @@ impl SledEventLog {
             .map_or(from, |(key, _)| u64_of(&key[1..]).unwrap_or(from));
         for item in log.range(layout::chunk_key(start)..=layout::chunk_key(until)) {
             let (key, chunk) = item.map_err(sled_error)?;
-            let first = u64_of(&key[1..]).ok_or_else(|| corrupt(Position(from), "an event key is not a position"))?;
-            let records = layout::chunk_records(&chunk).ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
+            let first = u64_of(&key[1..])
+                .ok_or_else(|| corrupt(Position(from), "an event key is not a position"))?;
+            let records = layout::chunk_records(&chunk)
+                .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
             for (offset, bytes) in records.into_iter().enumerate() {
                 let position = first + offset as u64;
                 if position < from {
@@ -759,11 +807,9 @@ impl SledEventLog {
                 });
                 break;
             };
-            if let Some(found) = records
-                .iter()
-                .enumerate()
-                .find_map(|(offset, bytes)| verifier.check(Position(first + offset as u64), bytes).err())
-            {
+            if let Some(found) = records.iter().enumerate().find_map(|(offset, bytes)| {
+                verifier.check(Position(first + offset as u64), bytes).err()
+            }) {
                 problem = Some(found);
                 break;
             }
@@ -783,7 +829,10 @@ impl SledEventLog {
 fn decode_at(position: Position, bytes: &[u8]) -> StoreResult<RecordedEvent> {
     let event = record::decode(bytes).map_err(|error| corrupt(position, error.to_string()))?;
     if event.position != position {
-        return Err(corrupt(position, format!("the record says it is at position {}", event.position)));
+        return Err(corrupt(
+            position,
+            format!("the record says it is at position {}", event.position),
+        ));
     }
     Ok(event)
 }
@@ -794,7 +843,11 @@ impl EventAppender for SledEventLog {
         self.durable_position()?;
         let (reply, answer) = oneshot::channel();
         {
-            let requests = self.inner.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let requests = self
+                .inner
+                .requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let sender = requests.as_ref().ok_or(StoreError::Closed)?;
             sender
                 .send(WriteRequest { append, reply })
@@ -835,7 +888,12 @@ impl EventReader for SledEventLog {
             for (offset, bytes) in value.chunks(8).enumerate() {
                 let version = first_version + offset as u64;
                 if version >= from && positions.len() < limit {
-                    let position = u64_of(bytes).ok_or_else(|| corrupt(Position::START, format!("stream {stream}'s index is damaged")))?;
+                    let position = u64_of(bytes).ok_or_else(|| {
+                        corrupt(
+                            Position::START,
+                            format!("stream {stream}'s index is damaged"),
+                        )
+                    })?;
                     positions.push(position);
                 }
             }
@@ -848,7 +906,12 @@ impl EventReader for SledEventLog {
         let mut events = Vec::with_capacity(positions.len());
         let mut index = 0;
         while let Some(&target) = positions.get(index) {
-            let missing = || corrupt(Position(target), format!("stream {stream} points at a missing event"));
+            let missing = || {
+                corrupt(
+                    Position(target),
+                    format!("stream {stream} points at a missing event"),
+                )
+            };
             let (key, chunk) = log
                 .range(layout::chunk_key(0)..=layout::chunk_key(target))
                 .next_back()
@@ -856,7 +919,8 @@ impl EventReader for SledEventLog {
                 .map_err(sled_error)?
                 .ok_or_else(missing)?;
             let first = u64_of(&key[1..]).ok_or_else(missing)?;
-            let records = layout::chunk_records(&chunk).ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
+            let records = layout::chunk_records(&chunk)
+                .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
             let last = first + records.len() as u64 - 1;
             if target > last {
                 return Err(missing());
@@ -865,7 +929,12 @@ impl EventReader for SledEventLog {
                 let bytes = position
                     .checked_sub(first)
                     .and_then(|offset| records.get(offset as usize))
-                    .ok_or_else(|| corrupt(Position(position), format!("stream {stream}'s index is out of order")))?;
+                    .ok_or_else(|| {
+                        corrupt(
+                            Position(position),
+                            format!("stream {stream}'s index is out of order"),
+                        )
+                    })?;
                 events.push(decode_at(Position(position), bytes)?);
                 index += 1;
             }
@@ -930,9 +999,15 @@ impl Checkpoints for SledEventLog {
         changes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> StoreResult<()> {
         let inner = &self.inner;
-        let result: Result<(), TransactionError<Position>> = (&inner.checkpoints, &inner.projections)
-            .transaction(|(checkpoints, projections)| {
-                let current = Position(checkpoints.get(projection)?.as_deref().and_then(u64_of).unwrap_or(0));
+        let result: Result<(), TransactionError<Position>> =
+            (&inner.checkpoints, &inner.projections).transaction(|(checkpoints, projections)| {
+                let current = Position(
+                    checkpoints
+                        .get(projection)?
+                        .as_deref()
+                        .and_then(u64_of)
+                        .unwrap_or(0),
+                );
                 if checkpoint < current {
                     return Err(ConflictableTransactionError::Abort(current));
                 }

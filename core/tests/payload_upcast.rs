@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use battleplan_core::event::upcast::{self, EventPayload, PayloadError};
-use battleplan_core::event::{CommandId, EventId, Metadata, Position, RecordedEvent, StreamId, StreamVersion};
+use battleplan_core::event::{
+    CommandId, EventId, Metadata, Position, RecordedEvent, StreamId, StreamVersion,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -22,10 +24,15 @@ impl EventPayload for TestPaused {
     const EVENT_TYPE: &'static str = "TestPaused";
     const SCHEMA_VERSION: u16 = 2;
 
-    fn upcast(from_version: u16, mut value: serde_json::Value) -> Result<serde_json::Value, String> {
+    fn upcast(
+        from_version: u16,
+        mut value: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         match from_version {
             1 => {
-                let object = value.as_object_mut().ok_or("a TestPaused payload is a map")?;
+                let object = value
+                    .as_object_mut()
+                    .ok_or("a TestPaused payload is a map")?;
                 let why = object.remove("why").ok_or("version 1 has `why`")?;
                 object.insert("reason".into(), why);
                 Ok(value)
@@ -109,7 +116,13 @@ fn a_newer_version_or_another_type_is_refused() {
         }
     );
     let other = recorded("CampaignResumed", 2, new.payload);
-    assert!(matches!(upcast::decode::<TestPaused>(&other), Err(PayloadError::WrongType { .. })));
+    assert!(matches!(
+        upcast::decode::<TestPaused>(&other),
+        Err(PayloadError::WrongType { .. })
+    ));
     let garbage = recorded("TestPaused", 2, vec![0xc1]);
-    assert!(matches!(upcast::decode::<TestPaused>(&garbage), Err(PayloadError::Unreadable { .. })));
+    assert!(matches!(
+        upcast::decode::<TestPaused>(&garbage),
+        Err(PayloadError::Unreadable { .. })
+    ));
 }

@@ -107,8 +107,11 @@ codes! {
     TemplateOutOfWindow = "BP0804", Warning, "a fixed template meant for another phase, stage or segment";
     WindowOutsideCampaign = "BP0805", Error, "a window outside the campaign";
     AccountNotOnChannel = "BP0806", Error, "a sending account the channel does not have";
-    FollowUpLimits = "BP0807", Error, "a follow-up with no delay or no attempts";
+    FollowUpLimits = "BP0807", Error, "a follow-up with no delay, or no or too many attempts";
     TemplatePurposeMismatch = "BP0808", Error, "a follow-up template used for a first message, or the reverse";
+    FollowUpInsideFatigue = "BP0809", Warning, "a follow-up due before the channel's fatigue window has passed";
+    WindowInGap = "BP0810", Error, "a window that reaches into a gap between phases or stages";
+    NegativeAmount = "BP0912", Error, "a price, cost or threshold of zero or less";
     TooManyTiers = "BP0901", Error, "more than 3 spend tiers";
     TiersNotIncreasing = "BP0902", Error, "spend tiers that do not strictly increase";
     TierThreshold = "BP0903", Warning, "a first tier outside 10-30% above the average order value";
@@ -241,9 +244,15 @@ pub fn render(file_name: &str, index: Option<&LineIndex>, diagnostic: &Diagnosti
 
 /// The closest name to `wrong` among `candidates`, if one is close enough to be a likely typo.
 pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Names people type are short; comparing long texts costs time and suggests nothing useful.
+    const LONGEST: usize = 100;
+    if wrong.len() > LONGEST {
+        return None;
+    }
     let wrong_lower = wrong.to_lowercase();
     candidates
         .into_iter()
+        .filter(|candidate| candidate.len() <= LONGEST)
         .map(|candidate| {
             let distance = strsim::damerau_levenshtein(&wrong_lower, &candidate.to_lowercase());
             (distance, candidate)

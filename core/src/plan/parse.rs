@@ -486,8 +486,10 @@ fn humanize(message: &str) -> String {
     ] {
         text = text.replace(serde_words, plan_words);
     }
-    if text.starts_with("struct ") || text.contains("expected struct") {
-        text = text.replace("expected struct", "expected a table of");
+    // serde names the Rust type it expected ("expected struct RawQuietHours"): say "a table".
+    if let Some(at) = text.find("expected struct ") {
+        text.truncate(at);
+        text.push_str("expected a table { ... }");
     }
     text
 }

@@ -427,7 +427,7 @@ impl<'de> Deserialize<'de> for RawWindow {
     }
 }
 
-/// `[follow_ups.no-reply-3d]`
+/// `[follow_ups.no-reply-7d]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct RawFollowUp {
     pub if_no: FollowUpTrigger,

@@ -124,41 +124,60 @@ pub fn fits(template: &Template, query: &Query<'_>) -> bool {
 /// Chooses the template for a message: among the templates that fit, the one more specific than
 /// every other.
 pub fn select<'t>(templates: &'t [Template], query: &Query<'_>) -> Selection<'t> {
-    let candidates: Vec<&Template> = templates.iter().filter(|t| fits(t, query)).collect();
-    if candidates.is_empty() {
-        return Selection::None;
+    select_among(templates.iter().filter(|t| fits(t, query)))
+}
+
+impl Specificity {
+    /// One of 16 classes: which of the four dimensions are constrained.
+    fn class(self) -> usize {
+        usize::from(self.phase)
+            | usize::from(self.stage) << 1
+            | usize::from(self.segment) << 2
+            | usize::from(self.tier) << 3
     }
-    let maximal: Vec<&Template> = candidates
-        .iter()
-        .copied()
-        .filter(|candidate| {
-            let mine = Specificity::of(candidate);
-            !candidates.iter().any(|other| {
-                let theirs = Specificity::of(other);
-                theirs != mine && theirs.covers(mine)
-            })
-        })
-        .collect();
-    if let [only] = maximal.as_slice() {
-        return Selection::One(only);
+
+    fn from_class(class: usize) -> Self {
+        Specificity {
+            phase: class & 1 != 0,
+            stage: class & 2 != 0,
+            segment: class & 4 != 0,
+            tier: class & 8 != 0,
+        }
     }
-    // Several maximal templates: one wins only if it strictly covers all the others.
-    let winners: Vec<&Template> = maximal
-        .iter()
-        .copied()
-        .filter(|candidate| {
-            let mine = Specificity::of(candidate);
-            maximal.iter().all(|other| {
-                std::ptr::eq(*other, *candidate) || {
-                    let theirs = Specificity::of(other);
-                    theirs != mine && mine.covers(theirs)
-                }
-            })
-        })
+}
+
+/// The candidates no other candidate is more specific than. Linear: candidates fall into 16
+/// classes of specificity, and classes are compared, not templates.
+pub fn maximal<'t>(candidates: impl IntoIterator<Item = &'t Template>) -> Vec<&'t Template> {
+    let mut classes: [Vec<&'t Template>; 16] = Default::default();
+    for candidate in candidates {
+        classes[Specificity::of(candidate).class()].push(candidate);
+    }
+    let present: Vec<usize> = (0..16)
+        .filter(|class| !classes[*class].is_empty())
         .collect();
-    match winners.as_slice() {
+    let mut result = Vec::new();
+    for &class in &present {
+        let mine = Specificity::from_class(class);
+        let dominated = present
+            .iter()
+            .any(|&other| other != class && Specificity::from_class(other).covers(mine));
+        if !dominated {
+            result.extend(classes[class].iter().copied());
+        }
+    }
+    result
+}
+
+/// Chooses among templates already known to fit: the one more specific than every other.
+pub fn select_among<'t>(candidates: impl IntoIterator<Item = &'t Template>) -> Selection<'t> {
+    let best = maximal(candidates);
+    match best.as_slice() {
+        [] => Selection::None,
         [only] => Selection::One(only),
-        _ => Selection::Ambiguous(maximal),
+        // Two maximal templates are never comparable (or they would not both be maximal), and two
+        // of one class are equally specific: either way, an ambiguity.
+        _ => Selection::Ambiguous(best),
     }
 }
 

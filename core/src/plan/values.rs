@@ -385,11 +385,15 @@ impl Money {
             None => (false, trimmed),
         };
         let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        let valid = !whole.is_empty()
+        let digits_only = !whole.is_empty()
             && whole.chars().all(|c| c.is_ascii_digit())
-            && fraction.chars().all(|c| c.is_ascii_digit())
-            && fraction.len() <= 2;
-        if !valid {
+            && fraction.chars().all(|c| c.is_ascii_digit());
+        if digits_only && fraction.len() > 2 {
+            return Err(format!(
+                "`{trimmed}` has more than two decimals; money is counted in cents"
+            ));
+        }
+        if !digits_only {
             return Err(format!(
                 "`{trimmed}` is not an amount of money; write it like 2.00 (at most two decimals)"
             ));
@@ -442,18 +446,15 @@ impl<'de> Deserialize<'de> for Money {
                 if !value.is_finite() {
                     return Err(E::custom("an amount of money must be a finite number"));
                 }
-                let minor = (value * 100.0).round();
-                if (value * 100.0 - minor).abs() > 1e-6 {
+                // The shortest text that reads back as this float is what the person wrote
+                // (1500000000.55, not 1500000000.5499999); read that, exactly.
+                let text = format!("{value}");
+                if text.contains(['e', 'E']) {
                     return Err(E::custom(format!(
-                        "`{value}` has more than two decimals; money is counted in cents"
+                        "`{text}` is not an amount of money; write it like 2.00"
                     )));
                 }
-                if minor.abs() > MAX_MONEY_MINOR as f64 {
-                    return Err(E::custom(format!("`{value}` is too large an amount")));
-                }
-                Ok(Money {
-                    minor: minor as i64,
-                })
+                Money::parse_text(&text).map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Money, E> {
                 Money::parse_text(text).map_err(E::custom)
@@ -597,5 +598,16 @@ mod tests {
         assert!(Money::parse_text("2.005").is_err());
         assert!(Money::parse_text("abc").is_err());
         assert!(Money::parse_text("").is_err());
+        // Large amounts read from a float keep their cents.
+        use serde::de::IntoDeserializer;
+        let read = |value: f64| {
+            Money::deserialize(
+                IntoDeserializer::<serde::de::value::Error>::into_deserializer(value),
+            )
+        };
+        assert_eq!(read(150_000_000.55).unwrap().minor(), 15_000_000_055);
+        assert_eq!(read(1_500_000_000.55).unwrap().minor(), 150_000_000_055);
+        assert!(read(2.005).is_err());
+        assert!(read(1e-8).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! Audiences and channels: segments and their conditions, channel quotas, fatigue and guards.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::Validator;
 use crate::plan::diagnostic::{Code, Diagnostic};
@@ -123,32 +123,55 @@ impl Validator<'_> {
                 definition,
             });
         }
-        // Segments that include each other would never finish evaluating.
-        for start in includes.keys().copied().collect::<Vec<_>>() {
-            let mut stack = vec![(start.to_string(), vec![start.to_string()])];
-            let mut visited = HashSet::new();
-            while let Some((current, trail)) = stack.pop() {
-                for next in includes.get(current.as_str()).into_iter().flatten() {
-                    if next == start {
-                        let mut cycle = trail.clone();
-                        cycle.push(start.to_string());
-                        self.push_at_key(Diagnostic::new(
-                            Code::SegmentCycle,
-                            format!("segments.{start}"),
-                            format!("segments include each other: {}", cycle.join(" -> ")),
-                        ));
-                        segments.retain(|segment| segment.id != start);
-                        stack.clear();
-                        break;
+        // Segments that include each other would never finish evaluating. A depth-first search
+        // in declared order finds each cycle once, in time linear in the plan.
+        let order: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
+        let mut finished: HashSet<&str> = HashSet::new();
+        let mut in_cycle: HashSet<String> = HashSet::new();
+        for start in order {
+            if finished.contains(start) {
+                continue;
+            }
+            // The path from `start`, each node with the index of the next edge to follow.
+            let mut path: Vec<(&str, usize)> = vec![(start, 0)];
+            let mut on_path: HashMap<&str, usize> = HashMap::from([(start, 0)]);
+            while let Some((node, edge)) = path.last_mut() {
+                let node: &str = node;
+                let next = includes.get(node).and_then(|edges| edges.get(*edge));
+                *edge += 1;
+                match next {
+                    None => {
+                        finished.insert(node);
+                        on_path.remove(node);
+                        path.pop();
                     }
-                    if visited.insert(next.clone()) {
-                        let mut longer = trail.clone();
-                        longer.push(next.clone());
-                        stack.push((next.clone(), longer));
+                    Some(next) => {
+                        let next = next.as_str();
+                        if let Some(&at) = on_path.get(next) {
+                            let cycle: Vec<&str> = path[at..].iter().map(|(n, _)| *n).collect();
+                            if cycle.iter().all(|n| !in_cycle.contains(*n)) {
+                                let mut shown: Vec<&str> = cycle.clone();
+                                shown.push(next);
+                                self.push_at_key(Diagnostic::new(
+                                    Code::SegmentCycle,
+                                    format!("segments.{next}"),
+                                    format!("segments include each other: {}", shown.join(" -> ")),
+                                ));
+                            }
+                            in_cycle.extend(cycle.iter().map(|n| n.to_string()));
+                        } else if !finished.contains(next) {
+                            if let Some(key) = includes.get_key_value(next).map(|(k, _)| *k) {
+                                on_path.insert(key, path.len());
+                                path.push((key, 0));
+                            } else {
+                                finished.insert(next);
+                            }
+                        }
                     }
                 }
             }
         }
+        segments.retain(|segment| !in_cycle.contains(&segment.id));
         segments
     }
 
@@ -354,6 +377,14 @@ impl Validator<'_> {
                     ));
                 }
             }
+            if value.cost_per_1000.is_some_and(|cost| cost.minor() < 0) {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::NegativeAmount,
+                    format!("{path}.cost_per_1000"),
+                    "a cost cannot be negative",
+                ));
+            }
             if value.daily_cap.is_none() && value.per_account_daily_cap.is_none() {
                 self.push_at_key(
                     Diagnostic::new(
@@ -390,6 +421,7 @@ impl Validator<'_> {
                     .with_help("add accounts = [\"...\"]"),
                 );
             }
+            let mut seen_accounts = HashSet::new();
             for (position, account) in value.accounts.iter().enumerate() {
                 if account.trim().is_empty() {
                     ok = false;
@@ -398,7 +430,7 @@ impl Validator<'_> {
                         format!("{path}.accounts[{position}]"),
                         "an account name cannot be empty",
                     ));
-                } else if value.accounts[..position].contains(account) {
+                } else if !seen_accounts.insert(account.as_str()) {
                     ok = false;
                     self.push(Diagnostic::new(
                         Code::DuplicateAccount,

@@ -1,14 +1,18 @@
 //! Messages: templates (syntax and variables), follow-up rules, reach-outs, and the check that
 //! every message a reach-out or follow-up will send finds exactly one template.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
 
 use super::{format_instant, Validator};
 use crate::plan::diagnostic::{suggest, Code, Diagnostic};
 use crate::plan::model::*;
 use crate::plan::raw::*;
 use crate::plan::template::{self, Query, Selection, KNOWN_VARIABLES};
-use crate::plan::values::PlanDuration;
+
+/// More follow-ups than this to one customer is spam by any platform's rules.
+const MAX_FOLLOW_UPS: u32 = 10;
 
 impl Validator<'_> {
     pub(super) fn templates(&mut self, channels: &[Channel], offers: &Offers) -> Vec<Template> {
@@ -223,15 +227,23 @@ impl Validator<'_> {
                     "a follow-up needs a delay above zero: how long to wait for an answer",
                 ));
             }
-            if value.max_attempts == 0 {
+            if value.max_attempts == 0 || value.max_attempts > MAX_FOLLOW_UPS {
                 ok = false;
+                let message = if value.max_attempts == 0 {
+                    "a follow-up rule with 0 attempts never follows up".to_string()
+                } else {
+                    format!(
+                        "{} follow-ups to one customer is spamming; a rule allows at most {MAX_FOLLOW_UPS}",
+                        value.max_attempts
+                    )
+                };
                 self.push(
                     Diagnostic::new(
                         Code::FollowUpLimits,
                         format!("{path}.max_attempts"),
-                        "a follow-up rule with 0 attempts never follows up",
+                        message,
                     )
-                    .with_help("remove the rule, or allow at least 1 attempt"),
+                    .with_help(format!("allow 1 to {MAX_FOLLOW_UPS} attempts")),
                 );
             }
             if let Some(channel) = &value.channel {
@@ -424,6 +436,49 @@ impl Validator<'_> {
                 continue;
             };
             let Some(channel) = channel else { continue };
+            if let (Some((from, to)), Some(zone), true) = (
+                first_gap(window, phases, stages),
+                self.time_zone,
+                campaign.is_some(),
+            ) {
+                self.push(
+                    Diagnostic::new(
+                        Code::WindowInGap,
+                        format!("{path}.window"),
+                        format!(
+                            "the window reaches into a gap from {} to {} that belongs to no phase or stage; nothing can be chosen or sent there",
+                            format_instant(zone, from),
+                            format_instant(zone, to)
+                        ),
+                    )
+                    .with_help("keep the window inside phases and stages"),
+                );
+                continue;
+            }
+            if let Some(rule) = value
+                .follow_up
+                .as_ref()
+                .and_then(|id| follow_ups.iter().find(|r| &r.id == id))
+            {
+                let rule_channel = rule
+                    .channel
+                    .as_ref()
+                    .and_then(|id| channels.iter().find(|c| &c.id == id))
+                    .unwrap_or(channel);
+                if rule.after < rule_channel.fatigue {
+                    self.push(
+                        Diagnostic::new(
+                            Code::FollowUpInsideFatigue,
+                            format!("{path}.follow_up"),
+                            format!(
+                                "follow-up `{}` comes {} after the last message, inside channel `{}`'s {} fatigue window: it waits until the window has passed",
+                                rule.id, rule.after, rule_channel.id, rule_channel.fatigue
+                            ),
+                        )
+                        .with_help(format!("set after = \"{}\" or more", rule_channel.fatigue)),
+                    );
+                }
+            }
             let reach_out = ReachOut {
                 id: entry.id.clone(),
                 name: value.name.clone(),
@@ -462,14 +517,23 @@ impl Validator<'_> {
                     .as_ref()
                     .and_then(|id| channels.iter().find(|c| &c.id == id))
                     .unwrap_or(channel);
-                let reach =
-                    PlanDuration::from_seconds(rule.after.seconds() * i64::from(rule.max_attempts));
-                let end = window.end + reach.to_chrono();
-                let follow_window = Window {
-                    start: window.start + rule.after.to_chrono(),
-                    end: campaign.map_or(end, |c| end.min(c.end)),
+                // Bounded by the attempt limit and the campaign; checked, so that no plan can
+                // overflow the calendar.
+                let end = rule
+                    .after
+                    .seconds()
+                    .checked_mul(i64::from(rule.max_attempts))
+                    .and_then(chrono::Duration::try_seconds)
+                    .and_then(|reach| window.end.checked_add_signed(reach));
+                let start = window.start.checked_add_signed(rule.after.to_chrono());
+                let follow_window = match (start, end) {
+                    (Some(start), Some(end)) => Some(Window {
+                        start,
+                        end: campaign.map_or(end, |c| end.min(c.end)),
+                    }),
+                    _ => None,
                 };
-                if follow_window.start < follow_window.end {
+                if let Some(follow_window) = follow_window.filter(|w| w.start < w.end) {
                     self.cover(
                         &format!("{path}.follow_up"),
                         &rule.template,
@@ -593,20 +657,45 @@ impl Validator<'_> {
                     Some(tier) => format!(" for tier `{tier}`"),
                     None => " for customers of other tiers".to_string(),
                 };
+                // Templates of this channel and purpose that name tiers, by tier: a customer of
+                // tier t is served by the best tierless templates plus those naming t, so each
+                // tier costs only its own templates.
+                let mut by_tier: HashMap<&str, Vec<&Template>> = HashMap::new();
+                for template in templates
+                    .iter()
+                    .filter(|t| t.channel == channel.id && t.purpose == purpose)
+                {
+                    for tier in &template.tiers {
+                        by_tier.entry(tier.as_str()).or_default().push(template);
+                    }
+                }
                 for (phase, stage) in &contexts {
                     let place = where_(*phase, *stage);
                     let mut missing_tiers = Vec::new();
                     let mut ambiguous_tiers: Vec<(Option<&str>, Vec<String>)> = Vec::new();
+                    let base_query = Query {
+                        channel: &channel.id,
+                        purpose,
+                        phase: *phase,
+                        stage: *stage,
+                        segment,
+                        tier: None,
+                    };
+                    let base = template::maximal(
+                        templates.iter().filter(|t| template::fits(t, &base_query)),
+                    );
                     for tier in &tiers {
                         let query = Query {
-                            channel: &channel.id,
-                            purpose,
-                            phase: *phase,
-                            stage: *stage,
-                            segment,
                             tier: *tier,
+                            ..base_query
                         };
-                        match template::select(templates, &query) {
+                        let own = tier
+                            .and_then(|tier| by_tier.get(tier))
+                            .into_iter()
+                            .flatten()
+                            .copied()
+                            .filter(|t| template::fits(t, &query));
+                        match template::select_among(base.iter().copied().chain(own)) {
                             Selection::One(_) => {}
                             Selection::None => missing_tiers.push(*tier),
                             Selection::Ambiguous(candidates) => ambiguous_tiers.push((
@@ -675,4 +764,33 @@ impl Validator<'_> {
             }
         }
     }
+}
+
+/// The first stretch of `window` that no phase covers, or, inside the burst phase, no stage.
+fn first_gap(
+    window: Window,
+    phases: &[Phase],
+    stages: &[Stage],
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut covered: Vec<Window> = phases
+        .iter()
+        .filter(|phase| phase.kind != PhaseKind::Burst)
+        .map(|phase| phase.window)
+        .chain(stages.iter().map(|stage| stage.window))
+        .collect();
+    covered.sort_by_key(|w| w.start);
+    let mut cursor = window.start;
+    for piece in covered {
+        if cursor >= window.end {
+            break;
+        }
+        if piece.end <= cursor {
+            continue;
+        }
+        if piece.start > cursor {
+            return Some((cursor, piece.start.min(window.end)));
+        }
+        cursor = piece.end;
+    }
+    (cursor < window.end).then_some((cursor, window.end))
 }

@@ -295,42 +295,44 @@ impl<'a> Validator<'a> {
 
     pub(super) fn check_ids(&mut self) {
         let raw = self.raw;
-        let mut sections: Vec<(&str, Vec<&str>)> = Vec::new();
-        macro_rules! ids {
-            ($field:ident) => {
-                sections.push((
-                    stringify!($field),
-                    raw.$field.iter().map(|e| e.path.as_str()).collect(),
-                ));
+        macro_rules! entries {
+            ($($field:ident),*) => {
+                vec![$(raw.$field.iter().map(|e| (e.id.clone(), e.path.clone())).collect::<Vec<_>>()),*]
             };
         }
-        ids!(stages);
-        ids!(roles);
-        ids!(workstreams);
-        ids!(tasks);
-        ids!(segments);
-        ids!(channels);
-        ids!(templates);
-        ids!(reach_outs);
-        ids!(follow_ups);
-        ids!(coupons);
-        ids!(tiered);
-        ids!(discounts);
-        ids!(bundles);
-        for (_, paths) in sections {
-            for path in paths {
-                let id = path.rsplit('.').next().unwrap_or(path);
-                if !is_slug(id) {
-                    self.push_at_key(
-                        Diagnostic::new(
-                            Code::InvalidId,
-                            path,
-                            format!("`{id}` is not a valid id"),
-                        )
+        let sections = entries!(
+            stages,
+            roles,
+            workstreams,
+            tasks,
+            segments,
+            channels,
+            templates,
+            reach_outs,
+            follow_ups,
+            coupons,
+            tiered,
+            discounts,
+            bundles
+        );
+        for (id, path) in sections.into_iter().flatten() {
+            if !is_slug(&id) {
+                self.push_at_key(
+                    Diagnostic::new(Code::InvalidId, path, format!("`{id}` is not a valid id"))
                         .with_help("ids are lowercase letters, digits, `-` and `_`, at most 64, starting with a letter or digit"),
-                    );
-                }
+                );
             }
+        }
+        // "auto" means "the template that fits"; a template cannot be called that.
+        for entry in raw.templates.iter().filter(|e| e.id == "auto") {
+            self.push_at_key(
+                Diagnostic::new(
+                    Code::InvalidId,
+                    entry.path.clone(),
+                    "`auto` is reserved: `template = \"auto\"` means the template that fits",
+                )
+                .with_help("choose another id"),
+            );
         }
     }
 

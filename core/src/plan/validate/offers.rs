@@ -19,6 +19,14 @@ impl Validator<'_> {
             let Some(value) = &entry.value else { continue };
             let path = entry.path.as_str();
             let mut ok = true;
+            if value.min_spend.is_some_and(|spend| spend.minor() <= 0) {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::NegativeAmount,
+                    format!("{path}.min_spend"),
+                    "a minimum spend must be above zero",
+                ));
+            }
             if value.value.minor() <= 0 {
                 ok = false;
                 self.push(Diagnostic::new(
@@ -107,7 +115,7 @@ impl Validator<'_> {
             }
             for (position, tier) in value.tiers.iter().enumerate() {
                 let tier_path = format!("{path}.tiers[{position}]");
-                if tier.off.minor() <= 0 || tier.off >= tier.spend {
+                if tier.spend.minor() <= 0 || tier.off.minor() <= 0 || tier.off >= tier.spend {
                     ok = false;
                     self.push(Diagnostic::new(
                         Code::TiersNotIncreasing,
@@ -134,6 +142,7 @@ impl Validator<'_> {
                     }
                 }
             }
+            let average = average.filter(|average| average.minor() > 0);
             if let (Some(average), Some(first)) = (average, value.tiers.first()) {
                 // 10% and 30% above the average, in whole cents.
                 let low = (average.minor() * 110 + 99) / 100;
@@ -180,6 +189,14 @@ impl Validator<'_> {
             let Some(value) = &entry.value else { continue };
             let path = entry.path.as_str();
             let mut ok = true;
+            if value.list_price.minor() <= 0 {
+                self.push(Diagnostic::new(
+                    Code::NegativeAmount,
+                    format!("{path}.list_price"),
+                    "a list price must be above zero",
+                ));
+                continue;
+            }
             let one_percent = (value.list_price.minor() + 99) / 100;
             if value.price >= value.list_price {
                 ok = false;
@@ -283,13 +300,26 @@ impl Validator<'_> {
                     ),
                 ));
             }
-            let sum: i64 = value.items.iter().map(|item| item.price.minor()).sum();
-            if value.price.minor() >= sum {
+            if value.items.iter().any(|item| item.price.minor() <= 0) || value.price.minor() <= 0 {
+                self.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("{path}.price"),
+                    "a bundle and each of its items must cost more than zero",
+                ));
+                continue;
+            }
+            // i128: no number of items can overflow it.
+            let sum: i128 = value
+                .items
+                .iter()
+                .map(|item| i128::from(item.price.minor()))
+                .sum();
+            if i128::from(value.price.minor()) >= sum {
                 ok = false;
                 self.push(Diagnostic::new(
                     Code::BundleNotCheaper,
                     format!("{path}.price"),
-                    format!("the bundle costs {} but its items cost {} bought alone; a bundle must be cheaper", value.price, Money::from_minor(sum)),
+                    format!("the bundle costs {} but its items cost {} bought alone; a bundle must be cheaper", value.price, Money::from_minor(i64::try_from(sum).unwrap_or(i64::MAX))),
                 ));
             }
             let window = match &value.window {

@@ -10,6 +10,10 @@ use crate::plan::model::*;
 use crate::plan::raw::*;
 use crate::plan::values::{Edge, TimeSpec};
 
+/// How many boundaries may be defined in terms of each other in a row: far more than a plan
+/// needs, far fewer than could exhaust the stack.
+const MAX_ANCHOR_DEPTH: usize = 64;
+
 impl Validator<'_> {
     /// The first instant of a local day. Where a zone skips midnight (daylight saving starting
     /// at 00:00), the day starts at the first local time that exists.
@@ -148,6 +152,19 @@ impl Validator<'_> {
             }
             return None;
         };
+        if self.resolving.len() >= MAX_ANCHOR_DEPTH {
+            if self.reported.insert(format!("{path}#depth")) {
+                self.push(
+                    Diagnostic::new(
+                        Code::AnchorCycle,
+                        path.clone(),
+                        format!("`{name}.{edge}` ends a chain of more than {MAX_ANCHOR_DEPTH} boundaries anchored on each other"),
+                    )
+                    .with_help("anchor boundaries on dates, or on a boundary that is anchored on a date"),
+                );
+            }
+            return None;
+        }
         if !self.resolving.insert(key.clone()) {
             if self.reported.insert(format!("{path}#cycle")) {
                 self.push(

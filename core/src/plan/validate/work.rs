@@ -1,6 +1,6 @@
 //! People and work: roles, workstreams, tasks (once or recurring) and the boss's stage targets.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::{format_instant, DateMeaning, Validator, BUILT_IN_ROLES};
 use crate::plan::diagnostic::{suggest, Code, Diagnostic};
@@ -149,6 +149,7 @@ impl Validator<'_> {
                     ));
                 }
             }
+            let mut seen_leads = HashSet::new();
             for (position, lead) in value.remind.iter().enumerate() {
                 if lead.seconds() == 0 {
                     ok = false;
@@ -160,7 +161,7 @@ impl Validator<'_> {
                         )
                         .with_help("remove it, or give a lead time such as \"2h\""),
                     );
-                } else if value.remind[..position].contains(lead) {
+                } else if !seen_leads.insert(*lead) {
                     self.push(Diagnostic::new(
                         Code::DuplicateReminder,
                         format!("{path}.remind[{position}]"),
