@@ -89,6 +89,13 @@ fn user_error(message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    if out.is_dir() {
+        return Ok(user_error(format_args!(
+            "{} is a directory; give the plan file's path, e.g. --out {}",
+            out.display(),
+            out.join("battleplan.toml").display()
+        )));
+    }
     if !force && out.exists() {
         return Ok(user_error(format_args!(
             "{} already exists; use --force to overwrite it",
@@ -111,6 +118,15 @@ fn init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
         .prefix(".battleplan-init-")
         .tempfile_in(directory)
         .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    // A temporary file is private (0600); a plan is an ordinary document.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temporary
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .context("setting the plan's permissions")?;
+    }
     temporary
         .write_all(plan::EXAMPLE_PLAN.as_bytes())
         .and_then(|()| temporary.as_file().sync_all())

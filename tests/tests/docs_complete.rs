@@ -62,10 +62,9 @@ fn every_plan_key_is_documented() {
         }
     }
     for variable in battleplan_core::plan::template::KNOWN_VARIABLES {
-        let last = variable.rsplit('.').next().unwrap_or(variable);
         assert!(
-            docs.contains(last),
-            "docs/plan-format.md does not list the template variable {variable}"
+            docs.contains(&format!("`{variable}`")),
+            "docs/plan-format.md does not list the template variable `{variable}`"
         );
     }
 }

@@ -42,6 +42,19 @@ fn init_refuses_to_overwrite_without_force() {
         plan::EXAMPLE_PLAN
     );
     // Nothing but the plan is left behind: the temporary file was moved into place.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "a plan is an ordinary readable document");
+    }
+    let directory_as_out = run_in(directory.path(), &["init", "--out", ".", "--force"]);
+    assert_eq!(directory_as_out.code, 2, "{}", directory_as_out.stderr);
+    assert!(
+        directory_as_out.stderr.contains("is a directory"),
+        "{}",
+        directory_as_out.stderr
+    );
     let names: Vec<_> = std::fs::read_dir(directory.path())
         .unwrap()
         .map(|entry| entry.unwrap().file_name())

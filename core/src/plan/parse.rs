@@ -223,6 +223,11 @@ pub fn parse(text: &str) -> Parsed {
             )),
         }
     }
+    raw.time_zone_hint = root
+        .get("campaign")
+        .and_then(|campaign| campaign.get("time_zone"))
+        .and_then(|zone| zone.as_str())
+        .map(str::to_string);
     match root.get("campaign") {
         Some(item) => raw.campaign = reader.entry::<RawCampaign>("campaign", item, true),
         None => reader.push(
@@ -232,54 +237,53 @@ pub fn parse(text: &str) -> Parsed {
     }
     if let Some(table) = reader.section(root, "phases") {
         reader.unknown_keys("phases", table, PHASE_KEYS);
-        raw.phases = reader.entries(table, "phases", true);
-        raw.phases
-            .retain(|entry| PHASE_KEYS.contains(&entry.id.as_str()));
+        // Keys that are not phases were reported as unknown; they are not read as phases too.
+        raw.phases = reader.entries(table, "phases", true, |id| PHASE_KEYS.contains(&id));
     }
     if let Some(table) = reader.section(root, "stages") {
-        raw.stages = reader.entries(table, "stages", true);
+        raw.stages = reader.entries(table, "stages", true, |_| true);
     }
     if let Some(table) = reader.section(root, "roles") {
-        raw.roles = reader.entries(table, "roles", true);
+        raw.roles = reader.entries(table, "roles", true, |_| true);
     }
     if let Some(table) = reader.section(root, "workstreams") {
-        raw.workstreams = reader.entries(table, "workstreams", true);
+        raw.workstreams = reader.entries(table, "workstreams", true, |_| true);
     }
     if let Some(table) = reader.section(root, "tasks") {
-        raw.tasks = reader.entries(table, "tasks", true);
+        raw.tasks = reader.entries(table, "tasks", true, |_| true);
     }
     if let Some(table) = reader.section(root, "targets") {
         // Target keys are metric names, checked with suggestions in validation.
-        raw.targets = reader.entries(table, "targets", false);
+        raw.targets = reader.entries(table, "targets", false, |_| true);
     }
     if let Some(table) = reader.section(root, "segments") {
-        raw.segments = reader.entries(table, "segments", true);
+        raw.segments = reader.entries(table, "segments", true, |_| true);
     }
     if let Some(table) = reader.section(root, "channels") {
-        raw.channels = reader.entries(table, "channels", true);
+        raw.channels = reader.entries(table, "channels", true, |_| true);
     }
     if let Some(table) = reader.section(root, "templates") {
-        raw.templates = reader.entries(table, "templates", true);
+        raw.templates = reader.entries(table, "templates", true, |_| true);
     }
     if let Some(table) = reader.section(root, "reach_outs") {
-        raw.reach_outs = reader.entries(table, "reach_outs", true);
+        raw.reach_outs = reader.entries(table, "reach_outs", true, |_| true);
     }
     if let Some(table) = reader.section(root, "follow_ups") {
-        raw.follow_ups = reader.entries(table, "follow_ups", true);
+        raw.follow_ups = reader.entries(table, "follow_ups", true, |_| true);
     }
     if let Some(offers) = reader.section(root, "offers") {
         reader.unknown_keys("offers", offers, OFFER_KEYS);
         if let Some(table) = reader.section(offers, "offers.coupons") {
-            raw.coupons = reader.entries(table, "offers.coupons", true);
+            raw.coupons = reader.entries(table, "offers.coupons", true, |_| true);
         }
         if let Some(table) = reader.section(offers, "offers.tiered") {
-            raw.tiered = reader.entries(table, "offers.tiered", true);
+            raw.tiered = reader.entries(table, "offers.tiered", true, |_| true);
         }
         if let Some(table) = reader.section(offers, "offers.discounts") {
-            raw.discounts = reader.entries(table, "offers.discounts", true);
+            raw.discounts = reader.entries(table, "offers.discounts", true, |_| true);
         }
         if let Some(table) = reader.section(offers, "offers.bundles") {
-            raw.bundles = reader.entries(table, "offers.bundles", true);
+            raw.bundles = reader.entries(table, "offers.bundles", true, |_| true);
         }
     }
     parsed
@@ -341,9 +345,11 @@ impl Reader<'_> {
         table: &dyn TableLike,
         prefix: &str,
         check_keys: bool,
+        wanted: impl Fn(&str) -> bool,
     ) -> Vec<Entry<T>> {
         table
             .iter()
+            .filter(|(id, _)| wanted(id))
             .map(|(id, item)| {
                 let path = join(prefix, id);
                 let value = self.entry::<T>(&path, item, check_keys);

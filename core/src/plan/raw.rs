@@ -594,6 +594,9 @@ pub struct Entry<T> {
 #[derive(Debug, Clone, Default)]
 pub struct RawPlan {
     pub format: Option<i64>,
+    /// `campaign.time_zone` read on its own, so that a mistake elsewhere in `[campaign]` does
+    /// not switch off every check that needs the zone.
+    pub time_zone_hint: Option<String>,
     pub campaign: Option<RawCampaign>,
     pub phases: Vec<Entry<RawPhase>>,
     pub stages: Vec<Entry<RawStage>>,

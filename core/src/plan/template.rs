@@ -35,6 +35,9 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "unsubscribe_url",
 ];
 
+/// Functions every template may call; they are not variables.
+pub const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "debug", "namespace"];
+
 /// A template source that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
@@ -56,7 +59,58 @@ pub fn variables(source: &str) -> Result<BTreeSet<String>, SyntaxError> {
                 .unwrap_or_else(|| error.kind().to_string()),
             line: error.line(),
         })?;
-    Ok(template.undeclared_variables(true).into_iter().collect())
+    Ok(template
+        .undeclared_variables(true)
+        .into_iter()
+        .filter(|name| !GLOBAL_FUNCTIONS.contains(&name.split('.').next().unwrap_or(name)))
+        .collect())
+}
+
+/// Renders a template as a send would, with a sample value for every known variable (and the
+/// coupon's only when the template names one), failing on anything undefined: an unknown filter
+/// or test, an `include` or `extends` (templates stand alone), a variable used in a way its value
+/// does not allow. Call it once `variables` found nothing unknown.
+pub fn dry_render(source: &str, with_coupon: bool, escape_html: bool) -> Result<(), SyntaxError> {
+    use std::collections::BTreeMap;
+    let mut environment = minijinja::Environment::new();
+    environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    environment.set_auto_escape_callback(move |_| {
+        if escape_html {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    let mut context: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
+    let mut objects: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for variable in KNOWN_VARIABLES {
+        if variable.starts_with("coupon.") && !with_coupon {
+            continue;
+        }
+        match variable.split_once('.') {
+            Some((object, field)) => {
+                objects.entry(object).or_default().insert(field, "sample");
+            }
+            None => {
+                context.insert(
+                    variable,
+                    minijinja::Value::from("https://example.invalid/u"),
+                );
+            }
+        }
+    }
+    for (object, fields) in objects {
+        context.insert(object, minijinja::Value::from_serialize(&fields));
+    }
+    let failure = |error: minijinja::Error| SyntaxError {
+        message: error
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| error.kind().to_string()),
+        line: error.line(),
+    };
+    let template = environment.template_from_str(source).map_err(failure)?;
+    template.render(&context).map(|_| ()).map_err(failure)
 }
 
 /// What a message needs a template for.
@@ -302,5 +356,28 @@ mod tests {
         );
         let error = variables("Hi {{ customer.name }").unwrap_err();
         assert_eq!(error.line, Some(1));
+        let with_functions = variables("{% for n in range(3) %}{{ n }}{% endfor %}").unwrap();
+        assert!(with_functions.is_empty(), "{with_functions:?}");
+    }
+
+    #[test]
+    fn a_dry_render_fails_where_a_send_would() {
+        assert!(dry_render(
+            "Hi {{ customer.name | upper }} {{ unsubscribe_url }}",
+            false,
+            true
+        )
+        .is_ok());
+        assert!(dry_render("{% for n in range(3) %}{{ n }}{% endfor %}", false, true).is_ok());
+        for broken in [
+            "{{ customer.name | nosuchfilter }}",
+            "{% if customer.name is nosuchtest %}x{% endif %}",
+            "{% include \"header\" %}",
+            "{% extends \"base\" %}",
+            "{{ coupon.value }}",
+        ] {
+            assert!(dry_render(broken, false, true).is_err(), "{broken}");
+        }
+        assert!(dry_render("{{ coupon.value }}", true, true).is_ok());
     }
 }

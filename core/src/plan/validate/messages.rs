@@ -15,13 +15,12 @@ use crate::plan::template::{self, Query, Selection, KNOWN_VARIABLES};
 const MAX_FOLLOW_UPS: u32 = 10;
 
 impl Validator<'_> {
-    pub(super) fn templates(&mut self, channels: &[Channel], offers: &Offers) -> Vec<Template> {
+    pub(super) fn templates(&mut self, channels: &[Channel]) -> Vec<Template> {
         let raw = self.raw;
         let channel_ids: Vec<&str> = raw.channels.iter().map(|e| e.id.as_str()).collect();
         let stage_ids: Vec<&str> = raw.stages.iter().map(|e| e.id.as_str()).collect();
         let segment_ids: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
         let coupon_ids: Vec<&str> = raw.coupons.iter().map(|e| e.id.as_str()).collect();
-        let _ = offers;
         let mut templates = Vec::new();
         for entry in &raw.templates {
             let Some(value) = &entry.value else { continue };
@@ -178,6 +177,27 @@ impl Validator<'_> {
                         )
                         .with_help("add coupon = \"ID\" naming one of [offers.coupons]"),
                     );
+                }
+            }
+            if ok {
+                for (key, source) in [
+                    ("subject", value.subject.as_deref()),
+                    ("body", Some(value.body.as_str())),
+                ] {
+                    let Some(source) = source else { continue };
+                    let html = kind == Some(ChannelKind::Mail);
+                    if let Err(error) = template::dry_render(source, value.coupon.is_some(), html) {
+                        ok = false;
+                        let line = error
+                            .line
+                            .map(|line| format!(" (line {line} of the {key})"))
+                            .unwrap_or_default();
+                        self.push(Diagnostic::new(
+                            Code::TemplateSyntax,
+                            format!("{path}.{key}"),
+                            format!("the {key} cannot be rendered: {}{line}", error.message),
+                        ).with_help("templates may use the documented variables, minijinja's built-in filters and tests, and no include or extends"));
+                    }
                 }
             }
             if kind == Some(ChannelKind::Mail) && !uses_unsubscribe && ok {

@@ -84,7 +84,9 @@ pub fn check(bytes: &[u8]) -> Checked {
         raw: &parsed.raw,
         reported: HashSet::new(),
     };
-    let plan = validator.run();
+    // A file that is not TOML has no meaning to check: its syntax error is the one message.
+    let syntax_error = parsed.diagnostics.iter().any(|d| d.code == Code::Syntax);
+    let plan = if syntax_error { None } else { validator.run() };
     let mut diagnostics = validator.diagnostics;
     diagnostics.sort_by_key(|d| (d.span.as_ref().map(|s| s.start), d.code));
     diagnostics.dedup();
@@ -249,19 +251,18 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn run(&mut self) -> Option<Plan> {
-        let raw = self.raw;
         self.check_ids();
         let campaign = self.campaign();
         let phases = self.phases();
         let stages = self.stages(&phases);
         let roles = self.roles();
-        let workstreams = self.workstreams(&roles);
+        let workstreams = self.workstreams();
         let tasks = self.tasks(&phases, &stages, &roles, &workstreams);
         let targets = self.targets();
         let segments = self.segments();
         let channels = self.channels();
         let offers = self.offers(&phases, &stages);
-        let templates = self.templates(&channels, &offers);
+        let templates = self.templates(&channels);
         let follow_ups = self.follow_ups(&templates);
         // Windows are compared with the campaign only when its timeline is whole; otherwise
         // the timeline's own errors say what is wrong.
@@ -275,7 +276,6 @@ impl<'a> Validator<'a> {
         };
         let reach_outs =
             self.reach_outs(&phases, &stages, &channels, &templates, &follow_ups, span);
-        let _ = raw;
         Some(Plan {
             campaign: campaign?,
             phases,
@@ -337,7 +337,16 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn campaign(&mut self) -> Option<Campaign> {
-        let raw = self.raw.campaign.as_ref()?;
+        let Some(raw) = self.raw.campaign.as_ref() else {
+            // [campaign] could not be read (its error is reported); its zone may still be good,
+            // and every time check needs it.
+            self.time_zone = self
+                .raw
+                .time_zone_hint
+                .as_deref()
+                .and_then(|zone| zone.parse().ok());
+            return None;
+        };
         let mut ok = true;
         if !is_slug(&raw.id) {
             ok = false;

@@ -12,7 +12,7 @@ impl Validator<'_> {
         let mut phases = Vec::new();
         for kind in PhaseKind::ALL {
             let Some(entry) = raw.phases.iter().find(|e| e.id == kind.key()) else {
-                if kind != PhaseKind::Review && self.raw.campaign.is_some() {
+                if kind != PhaseKind::Review {
                     self.push(
                         Diagnostic::new(
                             Code::MissingPhase,

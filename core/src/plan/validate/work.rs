@@ -45,7 +45,7 @@ impl Validator<'_> {
             .collect()
     }
 
-    pub(super) fn workstreams(&mut self, _roles: &[Role]) -> Vec<Workstream> {
+    pub(super) fn workstreams(&mut self) -> Vec<Workstream> {
         let role_ids = self.role_ids();
         let mut workstreams = Vec::new();
         for entry in &self.raw.workstreams {
