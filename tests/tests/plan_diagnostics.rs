@@ -203,6 +203,13 @@ fn broken_plans() -> Vec<Case> {
         case("target-for-unknown-stage", &["BP0010"], example(&[("[targets.late]", "[targets.last]")])),
         case("target-zero", &["BP0402"], example(&[("inquiries = 400", "inquiries = 0")])),
         case("target-count-with-decimals", &["BP0403"], example(&[("orders = 120", "orders = 120.5")])),
+        case("target-rate-over-a-hundred-percent", &["BP0404"], example(&[("conversion_rate = \"3.5%\"", "conversion_rate = \"135%\"")])),
+        case("budget-of-zero", &["BP0912"], example(&[("monthly_budget = 100.00", "monthly_budget = 0")])),
+        case(
+            "owner-sender-without-accounts",
+            &["BP0603"],
+            small(&[("name = \"Announce the sale\"", "name = \"Announce the sale\"\nsender = \"owner\""), ("accounts = [\"shop\"]\n", "")]),
+        ),
         // ----- segments -----
         case(
             "segment-of-two-kinds",
@@ -295,7 +302,7 @@ fn broken_plans() -> Vec<Case> {
         case(
             "reach-out-account-not-on-channel",
             &["BP0806"],
-            example(&[("accounts = [\"wang.wei\", \"zhang.min\", \"liu.yang\"]\n\n[reach_outs.visitor-coupons]", "accounts = [\"wang.wei\", \"zhang.ming\", \"liu.yang\"]\n\n[reach_outs.visitor-coupons]")]),
+            example(&[("accounts = [\"wang.wei\", \"zhang.min\", \"liu.yang\"]\n\n[reach_outs.own-customers-in-site]", "accounts = [\"wang.wei\", \"zhang.ming\", \"liu.yang\"]\n\n[reach_outs.own-customers-in-site]")]),
         ),
         case("reach-out-unknown-segment", &["BP0010"], example(&[("segment = \"active-30d\"", "segment = \"active-31d\"")])),
         case("follow-up-without-attempts", &["BP0807"], example(&[("max_attempts = 2", "max_attempts = 0")])),
@@ -576,6 +583,11 @@ fn warnings_are_printed_and_the_plan_accepted() {
                 ("[roles.ops]\nmembers = [\"sam\"]\n", ""),
                 ("[workstreams.data]\nname = \"Data\"", "[workstreams.data]\nname = \"Data\"\n\n[workstreams.fans]\nname = \"Fan contest\""),
             ]),
+        ),
+        case(
+            "warning-recurring-time-skipped-by-daylight-saving",
+            &["BP0213"],
+            small(&[("due = 2026-03-08T10:00:00", "repeat = \"daily\"\nat = \"02:30\"")]),
         ),
         case(
             "warning-follow-up-inside-the-fatigue-window",

@@ -67,6 +67,7 @@ codes! {
     AmbiguousLocalTime = "BP0210", Warning, "a local time that happens twice (daylight saving)";
     StageNameClash = "BP0211", Error, "a stage named like a phase";
     AnchorCycle = "BP0212", Error, "boundaries defined in terms of each other";
+    RecurringTimeSkipped = "BP0213", Warning, "a recurring time of day the zone skips on some day";
     DueOutsidePhase = "BP0301", Error, "a task due outside its phase";
     ConflictingSchedule = "BP0302", Error, "a task schedule that says two things, or nothing";
     InvalidReminder = "BP0303", Error, "a reminder or escalation delay of zero";
@@ -78,6 +79,7 @@ codes! {
     TargetUnknownMetric = "BP0401", Error, "a target for a metric battleplan does not measure";
     TargetNotPositive = "BP0402", Error, "a target that is not a positive number";
     TargetNotWhole = "BP0403", Error, "a count target with decimals";
+    TargetRate = "BP0404", Error, "a rate target that is not between 0 and 100%";
     SegmentKind = "BP0501", Error, "a segment must be exactly one of system, rule or list";
     ConditionSelector = "BP0502", Error, "a condition must have exactly one selector";
     ConditionOption = "BP0503", Error, "a condition option that does not fit its selector";

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 
 pub use super::raw::{
     Activity, ChannelKind, CouponIssue, CustomerSource, FatigueScope, FollowUpTrigger,
-    LifecycleStage, QuietPolicy, ResumePolicy, StopOn, SystemSegment, TemplatePurpose,
+    LifecycleStage, QuietPolicy, ResumePolicy, Sender, StopOn, SystemSegment, TemplatePurpose,
 };
 use super::values::{Money, PlanDuration, TimeOfDay};
 
@@ -175,8 +175,23 @@ pub enum Recurrence {
 pub struct StageTarget {
     pub stage: String,
     pub metric: Metric,
-    /// Money for `gmv`, a whole count (in units of 1.00) for the others.
-    pub value: Money,
+    pub value: TargetValue,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TargetValue {
+    Money(Money),
+    Count(u64),
+    /// A fraction in (0, 1].
+    Rate(f64),
+}
+
+/// How a metric is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Money,
+    Count,
+    Rate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -190,10 +205,15 @@ pub enum Metric {
     Reached,
     Replies,
     NewCustomers,
+    PageViews,
+    AverageOrderValue,
+    ConversionRate,
+    PaymentRate,
+    RepurchaseRate,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Gmv,
         Metric::Orders,
         Metric::PayingBuyers,
@@ -203,6 +223,11 @@ impl Metric {
         Metric::Reached,
         Metric::Replies,
         Metric::NewCustomers,
+        Metric::PageViews,
+        Metric::AverageOrderValue,
+        Metric::ConversionRate,
+        Metric::PaymentRate,
+        Metric::RepurchaseRate,
     ];
 
     pub fn key(self) -> &'static str {
@@ -216,6 +241,11 @@ impl Metric {
             Metric::Reached => "reached",
             Metric::Replies => "replies",
             Metric::NewCustomers => "new_customers",
+            Metric::PageViews => "page_views",
+            Metric::AverageOrderValue => "average_order_value",
+            Metric::ConversionRate => "conversion_rate",
+            Metric::PaymentRate => "payment_rate",
+            Metric::RepurchaseRate => "repurchase_rate",
         }
     }
 
@@ -223,9 +253,15 @@ impl Metric {
         Metric::ALL.into_iter().find(|metric| metric.key() == key)
     }
 
-    /// Whether the target is an amount of money rather than a count.
-    pub fn is_money(self) -> bool {
-        self == Metric::Gmv
+    /// Money (GMV, average order value), a count, or a rate (DOMAIN.md "Measuring").
+    pub fn kind(self) -> MetricKind {
+        match self {
+            Metric::Gmv | Metric::AverageOrderValue => MetricKind::Money,
+            Metric::ConversionRate | Metric::PaymentRate | Metric::RepurchaseRate => {
+                MetricKind::Rate
+            }
+            _ => MetricKind::Count,
+        }
     }
 }
 
@@ -294,6 +330,9 @@ pub struct Channel {
     pub quiet_hours: Option<QuietHours>,
     pub exclude_segments: Vec<String>,
     pub bounce_guard: Option<BounceGuard>,
+    /// The most the channel may spend on paid volume in a local day, and in a calendar month.
+    pub daily_budget: Option<Money>,
+    pub monthly_budget: Option<Money>,
 }
 
 #[derive(Debug, Clone)]
@@ -344,6 +383,7 @@ pub struct ReachOut {
     /// Sending accounts; the channel's accounts when the plan names none.
     pub accounts: Vec<String>,
     pub follow_up: Option<String>,
+    pub sender: Sender,
 }
 
 #[derive(Debug, Clone)]

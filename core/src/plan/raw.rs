@@ -258,6 +258,10 @@ pub struct RawChannel {
     pub exclude_segments: Vec<String>,
     #[serde(default)]
     pub bounce_guard: Option<RawBounceGuard>,
+    #[serde(default)]
+    pub daily_budget: Option<Money>,
+    #[serde(default)]
+    pub monthly_budget: Option<Money>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -386,7 +390,20 @@ pub struct RawReachOut {
     #[serde(default)]
     pub follow_up: Option<String>,
     #[serde(default)]
+    pub sender: Sender,
+    #[serde(default)]
     pub description: Option<String>,
+}
+
+/// Whose account a reach-out's messages go from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sender {
+    /// The reach-out's accounts, in turn (the channel's when it names none).
+    #[default]
+    Accounts,
+    /// The account of the customer's owner: sales reps working their own lists.
+    Owner,
 }
 
 /// A window: the name of a phase or stage, or a table with `start` and `end`.
@@ -461,7 +478,42 @@ pub enum StopOn {
 }
 
 /// `[targets.early]`: metric name to the number the boss expects in that stage.
-pub type RawTargets = BTreeMap<String, Money>;
+pub type RawTargets = BTreeMap<String, TargetNumber>;
+
+/// A target as written: an amount (`300000.00`), a count (`400`) or a rate (`"3.5%"` or
+/// `0.035`). Kept as text; the metric decides how it is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetNumber(pub String);
+
+impl<'de> Deserialize<'de> for TargetNumber {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NumberVisitor;
+        impl Visitor<'_> for NumberVisitor {
+            type Value = TargetNumber;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a number, or a rate such as \"3.5%\"")
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<TargetNumber, E> {
+                Ok(TargetNumber(value.to_string()))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<TargetNumber, E> {
+                Ok(TargetNumber(value.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<TargetNumber, E> {
+                if value.is_finite() {
+                    // The shortest text that reads back as this float is what was written.
+                    Ok(TargetNumber(format!("{value}")))
+                } else {
+                    Err(E::custom("a target must be a finite number"))
+                }
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<TargetNumber, E> {
+                Ok(TargetNumber(text.trim().to_string()))
+            }
+        }
+        deserializer.deserialize_any(NumberVisitor)
+    }
+}
 
 /// `[offers.coupons.sept-50]`
 #[derive(Debug, Clone, Deserialize)]

@@ -378,7 +378,7 @@ impl Money {
         self.minor
     }
 
-    fn parse_text(text: &str) -> Result<Money, String> {
+    pub(crate) fn parse_text(text: &str) -> Result<Money, String> {
         let trimmed = text.trim();
         let (negative, digits) = match trimmed.strip_prefix('-') {
             Some(rest) => (true, rest),

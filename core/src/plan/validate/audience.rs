@@ -377,6 +377,19 @@ impl Validator<'_> {
                     ));
                 }
             }
+            for (key, budget) in [
+                ("daily_budget", value.daily_budget),
+                ("monthly_budget", value.monthly_budget),
+            ] {
+                if budget.is_some_and(|budget| budget.minor() <= 0) {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::NegativeAmount,
+                        format!("{path}.{key}"),
+                        "a budget must be above zero",
+                    ));
+                }
+            }
             if value.cost_per_1000.is_some_and(|cost| cost.minor() < 0) {
                 ok = false;
                 self.push(Diagnostic::new(
@@ -522,6 +535,8 @@ impl Validator<'_> {
                     quiet_hours,
                     exclude_segments: value.exclude_segments.clone(),
                     bounce_guard,
+                    daily_budget: value.daily_budget,
+                    monthly_budget: value.monthly_budget,
                 });
             }
         }

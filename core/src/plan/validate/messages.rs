@@ -456,6 +456,17 @@ impl Validator<'_> {
                 continue;
             };
             let Some(channel) = channel else { continue };
+            if value.sender == Sender::Owner && channel.accounts.is_empty() {
+                self.push(
+                    Diagnostic::new(
+                        Code::AccountsRequired,
+                        format!("{path}.sender"),
+                        format!("messages from each customer's owner need the owners' accounts on channel `{}`", channel.id),
+                    )
+                    .with_help("list the sales reps' accounts in the channel's `accounts`"),
+                );
+                continue;
+            }
             if let (Some((from, to)), Some(zone), true) = (
                 first_gap(window, phases, stages),
                 self.time_zone,
@@ -509,6 +520,7 @@ impl Validator<'_> {
                 window,
                 accounts,
                 follow_up: value.follow_up.clone(),
+                sender: value.sender,
             };
             if !coverage {
                 reach_outs.push(reach_out);

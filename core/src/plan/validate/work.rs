@@ -6,6 +6,8 @@ use super::{format_instant, DateMeaning, Validator, BUILT_IN_ROLES};
 use crate::plan::diagnostic::{suggest, Code, Diagnostic};
 use crate::plan::model::*;
 use crate::plan::raw::*;
+use crate::plan::values::Money;
+use chrono::TimeZone;
 
 impl Validator<'_> {
     pub(super) fn roles(&mut self) -> Vec<Role> {
@@ -400,6 +402,31 @@ impl Validator<'_> {
         let at = task.at.unwrap_or(crate::plan::values::TimeOfDay(
             chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
         ));
+        // A time of day the zone skips (clocks going forward) has no occurrence that day; say
+        // so once, with the first such day.
+        let first_day = from.with_timezone(&zone).date_naive();
+        let last_day = until.with_timezone(&zone).date_naive();
+        let skipped = first_day
+            .iter_days()
+            .take_while(|day| *day <= last_day)
+            .find(|day| {
+                matches!(
+                    zone.from_local_datetime(&day.and_time(at.0)),
+                    chrono::LocalResult::None
+                )
+            });
+        if let Some(day) = skipped {
+            self.push(
+                Diagnostic::new(
+                    Code::RecurringTimeSkipped,
+                    format!("{path}.at"),
+                    format!(
+                        "{day} {at} does not exist in {zone} (clocks go forward): that day's occurrence is at the first instant after the skipped hour"
+                    ),
+                )
+                .with_help("choose a time outside the skipped hour if the exact time matters"),
+            );
+        }
         Some(TaskSchedule::Recurring {
             recurrence,
             at,
@@ -450,29 +477,84 @@ impl Validator<'_> {
                     self.push_at_key(diagnostic);
                     continue;
                 };
-                if value.minor() <= 0 {
-                    self.push(Diagnostic::new(
-                        Code::TargetNotPositive,
-                        path,
-                        format!("the {metric_key} target must be above zero"),
-                    ));
-                    continue;
+                if let Some(value) = self.target_value(&path, metric_key, metric.kind(), &value.0) {
+                    targets.push(StageTarget {
+                        stage: entry.id.clone(),
+                        metric,
+                        value,
+                    });
                 }
-                if !metric.is_money() && value.minor() % 100 != 0 {
-                    self.push(Diagnostic::new(
-                        Code::TargetNotWhole,
-                        path,
-                        format!("`{metric_key}` is a count; {value} is not a whole number"),
-                    ));
-                    continue;
-                }
-                targets.push(StageTarget {
-                    stage: entry.id.clone(),
-                    metric,
-                    value: *value,
-                });
             }
         }
         targets
+    }
+
+    /// Reads a target as its metric measures: money, a whole count, or a rate.
+    fn target_value(
+        &mut self,
+        path: &str,
+        metric: &str,
+        kind: MetricKind,
+        text: &str,
+    ) -> Option<TargetValue> {
+        let not_positive = |this: &mut Self| {
+            this.push(Diagnostic::new(
+                Code::TargetNotPositive,
+                path,
+                format!("the {metric} target must be a number above zero"),
+            ));
+        };
+        match kind {
+            MetricKind::Money => match Money::parse_text(text) {
+                Ok(money) if money.minor() > 0 => Some(TargetValue::Money(money)),
+                Ok(_) => {
+                    not_positive(self);
+                    None
+                }
+                Err(message) => {
+                    self.push(Diagnostic::new(Code::InvalidValue, path, message));
+                    None
+                }
+            },
+            MetricKind::Count => match text.parse::<u64>() {
+                Ok(count) if count > 0 => Some(TargetValue::Count(count)),
+                Ok(_) => {
+                    not_positive(self);
+                    None
+                }
+                Err(_) if text.parse::<f64>().is_ok_and(|n| n > 0.0) => {
+                    self.push(Diagnostic::new(
+                        Code::TargetNotWhole,
+                        path,
+                        format!("`{metric}` is a count; {text} is not a whole number"),
+                    ));
+                    None
+                }
+                Err(_) => {
+                    not_positive(self);
+                    None
+                }
+            },
+            MetricKind::Rate => {
+                let rate = match text.strip_suffix('%') {
+                    Some(percent) => percent.trim().parse::<f64>().ok().map(|p| p / 100.0),
+                    None => text.parse::<f64>().ok(),
+                };
+                match rate {
+                    Some(rate) if rate > 0.0 && rate <= 1.0 => Some(TargetValue::Rate(rate)),
+                    _ => {
+                        self.push(
+                            Diagnostic::new(
+                                Code::TargetRate,
+                                path,
+                                format!("`{metric}` is a rate; `{text}` is not between 0 and 100%"),
+                            )
+                            .with_help("write it as a percentage, \"3.5%\", or a fraction, 0.035"),
+                        );
+                        None
+                    }
+                }
+            }
+        }
     }
 }
