@@ -190,6 +190,32 @@ proptest! {
     }
 
     #[test]
+    fn extreme_values_never_panic(choices in prop::collection::vec((any::<Index>(), any::<Index>()), 1..4)) {
+        // Numbers and durations at and past every limit: the validator answers, it never
+        // panics, and a plan comes out only without errors.
+        const EXTREMES: &[&str] = &[
+            "0", "-1", "4294967295", "4294967296", "9223372036854775807", "-9223372036854775808",
+            "1e308", "-0.0", "0.001", "999999999999999.99", "\"0s\"", "\"36600d\"", "\"36601d\"",
+            "\"99999999999999999999d\"", "\"1w1d1h1m1s\"", "9999-12-31", "0001-01-01",
+            "\"prep.end - 36600d\"", "\"prep.end + 36600d\"", "\"100%\"", "\"-5%\"",
+        ];
+        let pool = any_line(|l| {
+            let number = l.value.parse::<f64>().is_ok();
+            let duration_or_time = l.value.starts_with('"') && l.value.len() < 24 && l.value.chars().any(|c| c.is_ascii_digit());
+            let date = l.value.len() == 10 && l.value.starts_with("20");
+            number || duration_or_time || date
+        });
+        let mut text = EXAMPLE_PLAN.to_string();
+        for (line, value) in choices {
+            let line = line.get(&pool);
+            let value = value.get(EXTREMES);
+            text = replace_line(&text, line.number, Some(format!("{} = {value}", line.key)));
+        }
+        let checked = check(text.as_bytes());
+        prop_assert_eq!(checked.plan.is_some(), !checked.has_errors());
+    }
+
+    #[test]
     fn damaged_bytes_never_panic(
         edits in prop::collection::vec((any::<Index>(), any::<Index>(), any::<u8>(), 0u8..3), 1..6)
     ) {
