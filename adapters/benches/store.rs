@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use battleplan_adapters::sled_store::SyncMode;
 use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::context::{IdSource, SeededIds};
 use battleplan_core::event::port::{EventAppender, EventReader};
 use battleplan_core::event::upcast::{self, EventPayload};
 use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, Position, StreamId,
 };
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// A payload shaped like a real decision: about a hundred bytes.
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,9 +56,20 @@ fn payload(n: u64) -> SendPlanned {
     }
 }
 
+/// Ids as production makes them: UUID v7, a timestamp and random-looking bits (seeded here), so
+/// that what the store compresses is realistic.
+fn ids() -> &'static SeededIds {
+    static IDS: std::sync::OnceLock<SeededIds> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| SeededIds::new(0x5eed))
+}
+
+fn at() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_788_000_000, 0).unwrap()
+}
+
 fn append_of(stream: &str, first: u64, count: u64) -> Append {
     let events = (first..first + count)
-        .map(|n| upcast::encode(EventId(Uuid::from_u128(u128::from(n))), &payload(n)).unwrap())
+        .map(|n| upcast::encode(EventId(ids().next_id(at())), &payload(n)).unwrap())
         .collect();
     Append {
         stream: StreamId::new(stream).unwrap(),
@@ -66,12 +77,12 @@ fn append_of(stream: &str, first: u64, count: u64) -> Append {
         events,
         metadata: Metadata {
             actor: "system:dispatcher".into(),
-            command_id: CommandId(Uuid::from_u128(u128::from(first) << 32 | 0xbe)),
-            causation_id: Some(Uuid::from_u128(9)),
+            command_id: CommandId(ids().next_id(at())),
+            causation_id: Some(ids().next_id(at())),
             correlation_id: None,
             reason: None,
         },
-        recorded_at: chrono::DateTime::from_timestamp(1_788_000_000, 0).unwrap(),
+        recorded_at: at(),
     }
 }
 

@@ -6,7 +6,9 @@
 //! together as one "chunk". Layout, in one tree `log` (one tree, so a batch is atomic):
 //! - `E` + first position (u64, big-endian) -> chunk: the records of consecutive events
 //!   (`u32` count, then each record as `u32` length + bytes; see
-//!   `battleplan_core::event::record`). An append's events are never split across chunks.
+//!   `battleplan_core::event::record`), compressed with lz4 (records repeat their streams,
+//!   types and actors, so a chunk shrinks about threefold, and so does what sled keeps in memory
+//!   while reading). An append's events are never split across chunks.
 //! - `S` + stream key + first version -> the positions of that stream's events in one chunk (a
 //!   stream's version is where its last entry ends);
 //! - `C` + command id -> the append's outcome, for idempotent retries.
@@ -45,9 +47,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::{oneshot, watch};
 
-/// The store layout this build writes. Opening a store with a larger number is refused.
-/// Format 2 stores events in chunks.
-pub const STORE_FORMAT: u32 = 2;
+/// The store layout this build writes. Opening a store with another number is refused.
+/// Format 3 stores events in lz4-compressed chunks.
+pub const STORE_FORMAT: u32 = 3;
 
 /// The largest record accepted: far above any event, far below memory trouble.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
@@ -129,20 +131,49 @@ pub mod layout {
         key
     }
 
-    /// Splits a chunk into its records; `None` if the framing is damaged.
-    pub fn chunk_records(chunk: &[u8]) -> Option<Vec<&[u8]>> {
-        let count = u32::from_be_bytes(chunk.get(..4)?.try_into().ok()?) as usize;
-        let mut records = Vec::with_capacity(count.min(chunk.len() / 64 + 1));
-        let mut rest = &chunk[4..];
-        for _ in 0..count {
-            let length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-            records.push(rest.get(4..4 + length)?);
-            rest = &rest[4 + length..];
-        }
-        rest.is_empty().then_some(records)
+    /// No chunk holds more than this uncompressed: a damaged size field must not make the
+    /// reader allocate gigabytes.
+    const MAX_CHUNK_BYTES: usize = 64 * 1024 * 1024;
+
+    /// A chunk, decompressed.
+    pub struct Chunk {
+        data: Vec<u8>,
     }
 
-    /// Builds a chunk from records.
+    impl Chunk {
+        /// Its records, in order; `None` if the framing is damaged.
+        pub fn records(&self) -> Option<Vec<&[u8]>> {
+            let chunk = self.data.as_slice();
+            let count = u32::from_be_bytes(chunk.get(..4)?.try_into().ok()?) as usize;
+            let mut records = Vec::with_capacity(count.min(chunk.len() / 64 + 1));
+            let mut rest = chunk.get(4..)?;
+            for _ in 0..count {
+                let length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+                records.push(rest.get(4..4 + length)?);
+                rest = rest.get(4 + length..)?;
+            }
+            rest.is_empty().then_some(records)
+        }
+    }
+
+    /// Decompresses a stored chunk; `None` if it is damaged.
+    pub fn open_chunk(stored: &[u8]) -> Option<Chunk> {
+        let size = u32::from_le_bytes(stored.get(..4)?.try_into().ok()?) as usize;
+        if size > MAX_CHUNK_BYTES {
+            return None;
+        }
+        let data = lz4_flex::block::decompress(stored.get(4..)?, size).ok()?;
+        (data.len() == size).then_some(Chunk { data })
+    }
+
+    /// Splits a stored chunk into its records (owned); `None` if it is damaged.
+    pub fn chunk_records(stored: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let chunk = open_chunk(stored)?;
+        let records = chunk.records()?;
+        Some(records.into_iter().map(<[u8]>::to_vec).collect())
+    }
+
+    /// Builds a stored chunk from records.
     pub fn chunk_of(records: &[&[u8]]) -> Vec<u8> {
         let size = 4 + records.iter().map(|r| r.len() + 4).sum::<usize>();
         let mut chunk = Vec::with_capacity(size);
@@ -151,7 +182,7 @@ pub mod layout {
             chunk.extend_from_slice(&(record.len() as u32).to_be_bytes());
             chunk.extend_from_slice(record);
         }
-        chunk
+        lz4_flex::block::compress_prepend_size(&chunk)
     }
 }
 
@@ -622,7 +653,10 @@ fn stored_head(log: &sled::Tree) -> StoreResult<LogHead> {
     };
     let first = u64_of(&key[1..])
         .ok_or_else(|| corrupt(Position::START, "an event key is not a position"))?;
-    let records = layout::chunk_records(&chunk)
+    let opened =
+        layout::open_chunk(&chunk).ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+    let records = opened
+        .records()
         .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
     let last = records
         .last()
@@ -776,7 +810,10 @@ impl SledEventLog {
             let (key, chunk) = item.map_err(sled_error)?;
             let first = u64_of(&key[1..])
                 .ok_or_else(|| corrupt(Position(from), "an event key is not a position"))?;
-            let records = layout::chunk_records(&chunk)
+            let opened = layout::open_chunk(&chunk)
+                .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+            let records = opened
+                .records()
                 .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
             for (offset, bytes) in records.into_iter().enumerate() {
                 let position = first + offset as u64;
@@ -800,7 +837,8 @@ impl SledEventLog {
             let (key, chunk) = item.map_err(sled_error)?;
             // A key that is not a position reads as 0: out of sequence, reported as such.
             let first = u64_of(&key[1..]).unwrap_or(0);
-            let Some(records) = layout::chunk_records(&chunk) else {
+            let opened = layout::open_chunk(&chunk);
+            let Some(records) = opened.as_ref().and_then(layout::Chunk::records) else {
                 problem = Some(Problem {
                     position: Position(verifier.checked() + 1),
                     damage: Damage::Unreadable(record::DecodeError::Truncated("chunk framing")),
@@ -919,7 +957,10 @@ impl EventReader for SledEventLog {
                 .map_err(sled_error)?
                 .ok_or_else(missing)?;
             let first = u64_of(&key[1..]).ok_or_else(missing)?;
-            let records = layout::chunk_records(&chunk)
+            let opened = layout::open_chunk(&chunk)
+                .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+            let records = opened
+                .records()
                 .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
             let last = first + records.len() as u64 - 1;
             if target > last {

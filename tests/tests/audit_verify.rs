@@ -80,10 +80,11 @@ async fn an_intact_log_verifies_and_a_damaged_one_names_its_position() {
         // Appended one at a time, each event is a chunk of its own.
         let log = db.open_tree("log").unwrap();
         let key = layout::chunk_key(4);
-        let mut chunk = log.get(key).unwrap().unwrap().to_vec();
-        let last = chunk.len() - 1;
-        chunk[last] ^= 0x10;
-        log.insert(key, chunk).unwrap();
+        let stored = log.get(key).unwrap().unwrap();
+        let mut record = layout::chunk_records(&stored).unwrap().remove(0);
+        let last = record.len() - 1;
+        record[last] ^= 0x10;
+        log.insert(key, layout::chunk_of(&[&record])).unwrap();
         db.flush().unwrap();
     }
     let damaged = run_in(directory.path(), &["--data", "data", "audit", "verify"]);
