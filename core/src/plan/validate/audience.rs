@@ -510,15 +510,12 @@ impl Validator<'_> {
                 None => None,
             };
             for (position, segment) in value.exclude_segments.iter().enumerate() {
-                if !segment_ids.contains(&segment.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.exclude_segments[{position}]"),
-                        "segment",
-                        segment,
-                        segment_ids.iter().copied(),
-                    );
-                }
+                ok &= self.known(
+                    &format!("{path}.exclude_segments[{position}]"),
+                    "segment",
+                    segment,
+                    &segment_ids,
+                );
             }
             if ok {
                 channels.push(Channel {

@@ -26,15 +26,12 @@ impl Validator<'_> {
             let Some(value) = &entry.value else { continue };
             let path = entry.path.as_str();
             let mut ok = true;
-            if !channel_ids.contains(&value.channel.as_str()) {
-                ok = false;
-                self.unknown_reference(
-                    &format!("{path}.channel"),
-                    "channel",
-                    &value.channel,
-                    channel_ids.iter().copied(),
-                );
-            }
+            ok &= self.known(
+                &format!("{path}.channel"),
+                "channel",
+                &value.channel,
+                &channel_ids,
+            );
             let phase = match &value.phase {
                 Some(key) => match PhaseKind::from_key(key) {
                     Some(kind) => Some(kind),
@@ -70,26 +67,15 @@ impl Validator<'_> {
                 }
             }
             for (position, segment) in value.segments.iter().enumerate() {
-                if !segment_ids.contains(&segment.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.segments[{position}]"),
-                        "segment",
-                        segment,
-                        segment_ids.iter().copied(),
-                    );
-                }
+                ok &= self.known(
+                    &format!("{path}.segments[{position}]"),
+                    "segment",
+                    segment,
+                    &segment_ids,
+                );
             }
             if let Some(coupon) = &value.coupon {
-                if !coupon_ids.contains(&coupon.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.coupon"),
-                        "coupon",
-                        coupon,
-                        coupon_ids.iter().copied(),
-                    );
-                }
+                ok &= self.known(&format!("{path}.coupon"), "coupon", coupon, &coupon_ids);
             }
             if value.version == 0 {
                 ok = false;
@@ -267,15 +253,7 @@ impl Validator<'_> {
                 );
             }
             if let Some(channel) = &value.channel {
-                if !channel_ids.contains(&channel.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.channel"),
-                        "channel",
-                        channel,
-                        channel_ids.iter().copied(),
-                    );
-                }
+                ok &= self.known(&format!("{path}.channel"), "channel", channel, &channel_ids);
             }
             let template = match value.template.as_deref() {
                 None | Some("auto") => TemplateChoice::Auto,
@@ -358,35 +336,26 @@ impl Validator<'_> {
             let Some(value) = &entry.value else { continue };
             let path = entry.path.as_str();
             let mut ok = true;
-            if !segment_ids.contains(&value.segment.as_str()) {
-                ok = false;
-                self.unknown_reference(
-                    &format!("{path}.segment"),
-                    "segment",
-                    &value.segment,
-                    segment_ids.iter().copied(),
-                );
-            }
+            ok &= self.known(
+                &format!("{path}.segment"),
+                "segment",
+                &value.segment,
+                &segment_ids,
+            );
             let channel = channels.iter().find(|c| c.id == value.channel);
-            if !channel_ids.contains(&value.channel.as_str()) {
-                ok = false;
-                self.unknown_reference(
-                    &format!("{path}.channel"),
-                    "channel",
-                    &value.channel,
-                    channel_ids.iter().copied(),
-                );
-            }
+            ok &= self.known(
+                &format!("{path}.channel"),
+                "channel",
+                &value.channel,
+                &channel_ids,
+            );
             if let Some(follow_up) = &value.follow_up {
-                if !follow_up_ids.contains(&follow_up.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.follow_up"),
-                        "follow-up rule",
-                        follow_up,
-                        follow_up_ids.iter().copied(),
-                    );
-                }
+                ok &= self.known(
+                    &format!("{path}.follow_up"),
+                    "follow-up rule",
+                    follow_up,
+                    &follow_up_ids,
+                );
             }
             let mut accounts = value.accounts.clone();
             if let Some(channel) = channel {

@@ -219,6 +219,15 @@ impl<'a> Validator<'a> {
         self.diagnostics.push(diagnostic.with_span(span));
     }
 
+    /// Whether `name` is among `declared`; if not, reports it with a suggestion.
+    pub(super) fn known(&mut self, path: &str, kind: &str, name: &str, declared: &[&str]) -> bool {
+        let found = declared.contains(&name);
+        if !found {
+            self.unknown_reference(path, kind, name, declared.iter().copied());
+        }
+        found
+    }
+
     /// Reports a reference to something undeclared, suggesting the closest declared name.
     pub(super) fn unknown_reference<'n>(
         &mut self,

@@ -55,23 +55,20 @@ impl Validator<'_> {
                     .with_help("add min_spend = 500.00 (or your threshold)"),
                 );
             }
-            if value.per_customer == 0 || value.quantity == Some(0) {
-                ok = false;
-                self.push(Diagnostic::new(
-                    Code::InvalidValue,
-                    path,
-                    "a coupon with a quantity of 0 can never be used",
-                ));
-            }
-            let window = match &value.window {
-                Some(window) => {
-                    let resolved =
-                        self.named_or_between(window, &format!("{path}.window"), phases, stages);
-                    ok &= resolved.is_some();
-                    resolved
+            for (key, zero) in [
+                ("per_customer", value.per_customer == 0),
+                ("quantity", value.quantity == Some(0)),
+            ] {
+                if zero {
+                    ok = false;
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        format!("{path}.{key}"),
+                        format!("`{key}` of 0: the coupon could never be used"),
+                    ));
                 }
-                None => None,
-            };
+            }
+            let window = self.optional_window(value.window.as_ref(), path, phases, stages, &mut ok);
             if ok {
                 offers.coupons.push(Coupon {
                     id: entry.id.clone(),
@@ -167,15 +164,7 @@ impl Validator<'_> {
                     );
                 }
             }
-            let window = match &value.window {
-                Some(window) => {
-                    let resolved =
-                        self.named_or_between(window, &format!("{path}.window"), phases, stages);
-                    ok &= resolved.is_some();
-                    resolved
-                }
-                None => None,
-            };
+            let window = self.optional_window(value.window.as_ref(), path, phases, stages, &mut ok);
             if ok {
                 offers.tiered.push(TieredOffer {
                     id: entry.id.clone(),
@@ -322,15 +311,7 @@ impl Validator<'_> {
                     format!("the bundle costs {} but its items cost {} bought alone; a bundle must be cheaper", value.price, Money::from_minor(i64::try_from(sum).unwrap_or(i64::MAX))),
                 ));
             }
-            let window = match &value.window {
-                Some(window) => {
-                    let resolved =
-                        self.named_or_between(window, &format!("{path}.window"), phases, stages);
-                    ok &= resolved.is_some();
-                    resolved
-                }
-                None => None,
-            };
+            let window = self.optional_window(value.window.as_ref(), path, phases, stages, &mut ok);
             if ok {
                 offers.bundles.push(Bundle {
                     id: entry.id.clone(),
@@ -346,5 +327,20 @@ impl Validator<'_> {
             }
         }
         offers
+    }
+
+    /// An offer's window, when it has one; a window that does not resolve marks the offer bad.
+    fn optional_window(
+        &mut self,
+        window: Option<&RawWindow>,
+        path: &str,
+        phases: &[Phase],
+        stages: &[Stage],
+        ok: &mut bool,
+    ) -> Option<Window> {
+        let window = window?;
+        let resolved = self.named_or_between(window, &format!("{path}.window"), phases, stages);
+        *ok &= resolved.is_some();
+        resolved
     }
 }

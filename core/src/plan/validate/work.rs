@@ -93,15 +93,12 @@ impl Validator<'_> {
             used_workstreams.insert(value.workstream.as_str());
             used_roles.entry(value.role.as_str()).or_insert(path);
             let mut ok = true;
-            if !workstream_ids.contains(&value.workstream.as_str()) {
-                ok = false;
-                self.unknown_reference(
-                    &format!("{path}.workstream"),
-                    "workstream",
-                    &value.workstream,
-                    workstream_ids.iter().copied(),
-                );
-            }
+            ok &= self.known(
+                &format!("{path}.workstream"),
+                "workstream",
+                &value.workstream,
+                &workstream_ids,
+            );
             if !role_ids.contains(&value.role) {
                 ok = false;
                 self.unknown_reference(
