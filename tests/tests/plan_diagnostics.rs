@@ -341,6 +341,28 @@ fn broken_plans() -> Vec<Case> {
         ),
         case("negative-cost", &["BP0912"], example(&[("cost_per_1000 = 2.00", "cost_per_1000 = -2.00")])),
         case("template-called-auto", &["BP0011"], small(&[("[templates.any-mail]", "[templates.auto]")])),
+        case(
+            "phase-on-a-day-the-zone-skipped",
+            &["BP0209"],
+            small(&[
+                ("time_zone = \"America/New_York\"", "time_zone = \"Pacific/Apia\""),
+                ("start = 2026-03-01\nend = 2026-03-05", "start = 2011-12-01\nend = 2011-12-29"),
+                ("start = 2026-03-06\nend = 2026-03-10", "start = 2011-12-30\nend = 2012-01-10"),
+                ("start = 2026-03-11\nend = 2026-03-20", "start = 2012-01-11\nend = 2012-01-20"),
+                ("due = 2026-03-08T10:00:00", "due = 2012-01-05T10:00:00"),
+            ]),
+        ),
+        case(
+            "template-filter-not-offered",
+            &["BP0701"],
+            small(&[("Hello {{ customer.name }}.", "Hello {{ customer.name|indent(9999999999999) }}.")]),
+        ),
+        case(
+            "template-rendering-megabytes",
+            &["BP0701"],
+            small(&[("Hello {{ customer.name }}.", "{% set s = 'x' * 100000 %}{% for i in range(100000) %}{{ s }}{% endfor %}")]),
+        ),
+        case("date-past-year-9999", &["BP0006"], small(&[("due = 2026-03-08T10:00:00", "due = \"+262142-12-30\"")])),
         // ----- many problems at once: all are listed, in file order -----
         case(
             "many-problems-at-once",

@@ -251,6 +251,13 @@ pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -
     if wrong.len() > LONGEST {
         return None;
     }
+    // Suggesting among thousands of names costs more than it helps; a list that long is shown
+    // in the plan itself.
+    const MOST_CANDIDATES: usize = 2_000;
+    let candidates: Vec<&'a str> = candidates.into_iter().take(MOST_CANDIDATES + 1).collect();
+    if candidates.len() > MOST_CANDIDATES {
+        return None;
+    }
     let wrong_lower = wrong.to_lowercase();
     candidates
         .into_iter()

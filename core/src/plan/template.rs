@@ -36,7 +36,140 @@ pub const KNOWN_VARIABLES: &[&str] = &[
 ];
 
 /// Functions every template may call; they are not variables.
-pub const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "debug", "namespace"];
+pub const GLOBAL_FUNCTIONS: &[&str] = &["range", "dict", "namespace"];
+
+/// The longest subject or body: a message, not a document. Keeps parsing and rendering bounded.
+pub const MAX_TEMPLATE_BYTES: usize = 32 * 1024;
+
+/// Instructions a dry render may run: far more than any message needs, few enough that a loop
+/// over loops cannot stall validation.
+const RENDER_FUEL: u64 = 200_000;
+
+/// Stack for parsing and rendering: minijinja recurses once per operator of an expression, and a
+/// 32 KiB text of unary minuses is 32,000 levels deep.
+const TEMPLATE_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// The template language battleplan offers: Jinja syntax with the everyday filters, tests and
+/// functions, and none that allocate whatever a template asks (`batch`, `indent`, `format`, ...).
+/// Sending uses the same environment, so a template that validates renders the same way.
+pub fn environment<'source>(escape_html: bool) -> minijinja::Environment<'source> {
+    use minijinja::{filters, functions, tests};
+    let mut environment = minijinja::Environment::empty();
+    environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    environment.set_fuel(Some(RENDER_FUEL));
+    environment.set_auto_escape_callback(move |_| {
+        if escape_html {
+            minijinja::AutoEscape::Html
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    environment.add_filter("upper", filters::upper);
+    environment.add_filter("lower", filters::lower);
+    environment.add_filter("title", filters::title);
+    environment.add_filter("capitalize", filters::capitalize);
+    environment.add_filter("trim", filters::trim);
+    environment.add_filter("replace", filters::replace);
+    environment.add_filter("length", filters::length);
+    environment.add_filter("reverse", filters::reverse);
+    environment.add_filter("join", filters::join);
+    environment.add_filter("default", filters::default);
+    environment.add_filter("d", filters::default);
+    environment.add_filter("abs", filters::abs);
+    environment.add_filter("int", filters::int);
+    environment.add_filter("float", filters::float);
+    environment.add_filter("round", filters::round);
+    environment.add_filter("first", filters::first);
+    environment.add_filter("last", filters::last);
+    environment.add_filter("sort", filters::sort);
+    environment.add_filter("list", filters::list);
+    environment.add_filter("escape", filters::escape);
+    environment.add_filter("e", filters::escape);
+    environment.add_filter("safe", filters::safe);
+    environment.add_test("defined", tests::is_defined);
+    environment.add_test("undefined", tests::is_undefined);
+    environment.add_test("none", tests::is_none);
+    environment.add_test("number", tests::is_number);
+    environment.add_test("string", tests::is_string);
+    environment.add_test("odd", tests::is_odd);
+    environment.add_test("even", tests::is_even);
+    environment.add_function("range", functions::range);
+    environment.add_function("dict", functions::dict);
+    environment.add_function("namespace", functions::namespace);
+    environment
+}
+
+thread_local! {
+    /// Set on threads started by `on_deep_stack`, where templates need no thread of their own.
+    static DEEP_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work` on a thread whose stack is deep enough for any template under the size limit.
+/// Plan validation runs whole on one such thread; template functions called from anywhere else
+/// start their own.
+pub fn on_deep_stack<T: Send>(work: impl FnOnce() -> T + Send) -> Option<T> {
+    if DEEP_STACK.with(std::cell::Cell::get) {
+        return Some(work());
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .stack_size(TEMPLATE_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                DEEP_STACK.with(|deep| deep.set(true));
+                work()
+            })
+            .ok()?
+            .join()
+            .ok()
+    })
+}
+
+fn with_template_stack<T: Send>(
+    work: impl FnOnce() -> Result<T, SyntaxError> + Send,
+) -> Result<T, SyntaxError> {
+    on_deep_stack(work).unwrap_or_else(|| {
+        Err(SyntaxError {
+            message: "the template could not be checked".into(),
+            line: None,
+        })
+    })
+}
+
+/// The most a message may render to; a template producing more is refused (fuel bounds the
+/// steps a render takes, not the bytes each step writes).
+const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+/// Counts rendered bytes, and fails past `MAX_RENDERED_BYTES`.
+struct OutputLimit {
+    written: usize,
+}
+
+impl std::io::Write for OutputLimit {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.written += bytes.len();
+        if self.written > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the message renders to more than {} KiB",
+                MAX_RENDERED_BYTES / 1024
+            )));
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn syntax_error(error: minijinja::Error) -> SyntaxError {
+    SyntaxError {
+        message: error
+            .detail()
+            .map(str::to_string)
+            .unwrap_or_else(|| error.kind().to_string()),
+        line: error.line(),
+    }
+}
 
 /// A template source that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,21 +182,27 @@ pub struct SyntaxError {
 /// Parses a template and returns the variables it reads from outside (loop variables and `set`
 /// names excluded), as dotted paths such as `customer.name`.
 pub fn variables(source: &str) -> Result<BTreeSet<String>, SyntaxError> {
-    let environment = minijinja::Environment::new();
-    let template = environment
-        .template_from_str(source)
-        .map_err(|error| SyntaxError {
-            message: error
-                .detail()
-                .map(str::to_string)
-                .unwrap_or_else(|| error.kind().to_string()),
-            line: error.line(),
-        })?;
-    Ok(template
-        .undeclared_variables(true)
-        .into_iter()
-        .filter(|name| !GLOBAL_FUNCTIONS.contains(&name.split('.').next().unwrap_or(name)))
-        .collect())
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(SyntaxError {
+            message: format!(
+                "{} bytes is longer than a message template may be ({} KiB)",
+                source.len(),
+                MAX_TEMPLATE_BYTES / 1024
+            ),
+            line: None,
+        });
+    }
+    with_template_stack(|| {
+        let environment = environment(false);
+        let template = environment
+            .template_from_str(source)
+            .map_err(syntax_error)?;
+        Ok(template
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|name| !GLOBAL_FUNCTIONS.contains(&name.split('.').next().unwrap_or(name)))
+            .collect())
+    })
 }
 
 /// Renders a template as a send would, with a sample value for every known variable (and the
@@ -72,17 +211,8 @@ pub fn variables(source: &str) -> Result<BTreeSet<String>, SyntaxError> {
 /// does not allow. Call it once `variables` found nothing unknown.
 pub fn dry_render(source: &str, with_coupon: bool, escape_html: bool) -> Result<(), SyntaxError> {
     use std::collections::BTreeMap;
-    let mut environment = minijinja::Environment::new();
-    environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    environment.set_auto_escape_callback(move |_| {
-        if escape_html {
-            minijinja::AutoEscape::Html
-        } else {
-            minijinja::AutoEscape::None
-        }
-    });
-    let mut context: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
     let mut objects: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    let mut context: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
     for variable in KNOWN_VARIABLES {
         if variable.starts_with("coupon.") && !with_coupon {
             continue;
@@ -102,15 +232,28 @@ pub fn dry_render(source: &str, with_coupon: bool, escape_html: bool) -> Result<
     for (object, fields) in objects {
         context.insert(object, minijinja::Value::from_serialize(&fields));
     }
-    let failure = |error: minijinja::Error| SyntaxError {
-        message: error
-            .detail()
-            .map(str::to_string)
-            .unwrap_or_else(|| error.kind().to_string()),
-        line: error.line(),
-    };
-    let template = environment.template_from_str(source).map_err(failure)?;
-    template.render(&context).map(|_| ()).map_err(failure)
+    with_template_stack(move || {
+        let environment = environment(escape_html);
+        let template = environment
+            .template_from_str(source)
+            .map_err(syntax_error)?;
+        template
+            .render_captured_to(&context, OutputLimit { written: 0 })
+            .map(|_| ())
+            .map_err(|error| {
+                if error.kind() == minijinja::ErrorKind::WriteFailure {
+                    SyntaxError {
+                        message: format!(
+                            "the message renders to more than {} KiB",
+                            MAX_RENDERED_BYTES / 1024
+                        ),
+                        line: error.line(),
+                    }
+                } else {
+                    syntax_error(error)
+                }
+            })
+    })
 }
 
 /// What a message needs a template for.
@@ -161,6 +304,15 @@ impl Specificity {
 }
 
 pub fn fits(template: &Template, query: &Query<'_>) -> bool {
+    fits_context(template, query)
+        && (template.tiers.is_empty()
+            || query
+                .tier
+                .is_some_and(|tier| template.tiers.iter().any(|t| t == tier)))
+}
+
+/// Whether a template fits everything about a message but its tier.
+pub fn fits_context(template: &Template, query: &Query<'_>) -> bool {
     template.channel == query.channel
         && template.purpose == query.purpose
         && template.phase.is_none_or(|phase| phase == query.phase)
@@ -169,10 +321,6 @@ pub fn fits(template: &Template, query: &Query<'_>) -> bool {
             .as_deref()
             .is_none_or(|stage| Some(stage) == query.stage)
         && (template.segments.is_empty() || template.segments.iter().any(|s| s == query.segment))
-        && (template.tiers.is_empty()
-            || query
-                .tier
-                .is_some_and(|tier| template.tiers.iter().any(|t| t == tier)))
 }
 
 /// Chooses the template for a message: among the templates that fit, the one more specific than
@@ -379,5 +527,29 @@ mod tests {
             assert!(dry_render(broken, false, true).is_err(), "{broken}");
         }
         assert!(dry_render("{{ coupon.value }}", true, true).is_ok());
+    }
+
+    #[test]
+    fn templates_cannot_exhaust_memory_stack_or_time() {
+        // Filters that allocate what the template asks are not offered.
+        for greedy in [
+            "{{ range(3)|batch(9999999999999) }}",
+            "{{ \"a\"|indent(9999999999999) }}",
+            "{{ \"%99999999999d\"|format(1) }}",
+        ] {
+            assert!(dry_render(greedy, false, false).is_err(), "{greedy}");
+        }
+        // A long chain of operators parses on a deep stack instead of overflowing.
+        let chain = format!("{{{{ {}1 }}}}", "-".repeat(22_000));
+        assert!(variables(&chain).is_ok());
+        // Past the size limit, a template is refused unread.
+        assert!(variables(&"x".repeat(MAX_TEMPLATE_BYTES + 1)).is_err());
+        // A message that would render to megabytes is refused before it does.
+        let huge = "{% set s = \"x\" * 100000 %}{% for i in range(100000) %}{{ s }}{% endfor %}";
+        assert!(dry_render(huge, false, false).is_err());
+        // Loops over loops run out of fuel.
+        let busy =
+            "{% for a in range(3000) %}{% for b in range(3000) %}{{ b }}{% endfor %}{% endfor %}";
+        assert!(dry_render(busy, false, false).is_err());
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use chrono::{NaiveDate, NaiveDateTime, NaiveTime, Weekday};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Weekday};
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
@@ -302,9 +302,35 @@ impl<'de> Deserialize<'de> for TimeSpec {
                 )
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<TimeSpec, E> {
+                let spec = Self::read_str(text).map_err(E::custom)?;
+                let year = match &spec {
+                    TimeSpec::Date(date) => Some(date.year()),
+                    TimeSpec::Local(local) => Some(local.year()),
+                    TimeSpec::Fixed(fixed) => Some(fixed.year()),
+                    TimeSpec::Anchored { .. } => None,
+                };
+                match year {
+                    // TOML's own dates stop at 9999; quoted ones may not go further.
+                    Some(year) if !(1..=9999).contains(&year) => {
+                        Err(E::custom(format!("`{text}`: years run from 1 to 9999")))
+                    }
+                    _ => Ok(spec),
+                }
+            }
+            fn visit_map<M: de::MapAccess<'de>>(self, map: M) -> Result<TimeSpec, M::Error> {
+                let datetime =
+                    toml_edit::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                time_spec_from_toml(&datetime).map_err(de::Error::custom)
+            }
+        }
+        impl TimeSpecVisitor {
+            fn read_str(text: &str) -> Result<TimeSpec, String> {
                 // A date written as a string is accepted too: people quote dates.
                 if let Ok(date) = NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {
                     return Ok(TimeSpec::Date(date));
+                }
+                if let Ok(fixed) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+                    return Ok(TimeSpec::Fixed(fixed));
                 }
                 for format in [
                     "%Y-%m-%dT%H:%M:%S",
@@ -316,12 +342,7 @@ impl<'de> Deserialize<'de> for TimeSpec {
                         return Ok(TimeSpec::Local(local));
                     }
                 }
-                TimeSpec::parse_expression(text).map_err(E::custom)
-            }
-            fn visit_map<M: de::MapAccess<'de>>(self, map: M) -> Result<TimeSpec, M::Error> {
-                let datetime =
-                    toml_edit::Datetime::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                time_spec_from_toml(&datetime).map_err(de::Error::custom)
+                TimeSpec::parse_expression(text)
             }
         }
         deserializer.deserialize_any(TimeSpecVisitor)
@@ -586,6 +607,21 @@ mod tests {
             "early-bird.end - 1h"
         );
         assert!(TimeSpec::parse_expression("prep.middle").is_err());
+        use serde::de::IntoDeserializer;
+        let read = |text: &str| {
+            TimeSpec::deserialize(
+                IntoDeserializer::<serde::de::value::Error>::into_deserializer(text),
+            )
+        };
+        assert!(matches!(
+            read("2026-09-02T10:00:00+08:00"),
+            Ok(TimeSpec::Fixed(_))
+        ));
+        assert!(matches!(read("2026-09-02"), Ok(TimeSpec::Date(_))));
+        assert!(
+            read("+262142-12-30").is_err(),
+            "years past 9999 are refused"
+        );
         assert!(TimeSpec::parse_expression("prep").is_err());
         assert!(TimeSpec::parse_expression(".end").is_err());
     }

@@ -123,53 +123,133 @@ impl Validator<'_> {
                 definition,
             });
         }
-        // Segments that include each other would never finish evaluating. A depth-first search
-        // in declared order finds each cycle once, in time linear in the plan.
+        // Segments that include each other would never finish evaluating. Their strongly
+        // connected components (Tarjan's algorithm, iterative: linear in the plan, whatever its
+        // shape) are the cycles; each is reported once, at its first member in declared order.
         let order: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
-        let mut finished: HashSet<&str> = HashSet::new();
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        let mut low: HashMap<&str, usize> = HashMap::new();
+        let mut on_stack: HashSet<&str> = HashSet::new();
+        let mut stack: Vec<&str> = Vec::new();
         let mut in_cycle: HashSet<String> = HashSet::new();
-        for start in order {
-            if finished.contains(start) {
+        let mut cycles: Vec<Vec<&str>> = Vec::new();
+        let mut counter = 0;
+        for start in order.iter().copied() {
+            if index_of.contains_key(start) {
                 continue;
             }
-            // The path from `start`, each node with the index of the next edge to follow.
-            let mut path: Vec<(&str, usize)> = vec![(start, 0)];
-            let mut on_path: HashMap<&str, usize> = HashMap::from([(start, 0)]);
-            while let Some((node, edge)) = path.last_mut() {
-                let node: &str = node;
-                let next = includes.get(node).and_then(|edges| edges.get(*edge));
+            // Each frame: a node and the index of its next edge to follow.
+            let mut frames: Vec<(&str, usize)> = vec![(start, 0)];
+            index_of.insert(start, counter);
+            low.insert(start, counter);
+            counter += 1;
+            stack.push(start);
+            on_stack.insert(start);
+            while let Some(&mut (node, ref mut edge)) = frames.last_mut() {
+                let next = includes
+                    .get(node)
+                    .and_then(|edges| edges.get(*edge))
+                    .map(String::as_str);
                 *edge += 1;
                 match next {
-                    None => {
-                        finished.insert(node);
-                        on_path.remove(node);
-                        path.pop();
-                    }
                     Some(next) => {
-                        let next = next.as_str();
-                        if let Some(&at) = on_path.get(next) {
-                            let cycle: Vec<&str> = path[at..].iter().map(|(n, _)| *n).collect();
-                            if cycle.iter().all(|n| !in_cycle.contains(*n)) {
-                                let mut shown: Vec<&str> = cycle.clone();
-                                shown.push(next);
-                                self.push_at_key(Diagnostic::new(
-                                    Code::SegmentCycle,
-                                    format!("segments.{next}"),
-                                    format!("segments include each other: {}", shown.join(" -> ")),
-                                ));
+                        let Some(next) = includes
+                            .get_key_value(next)
+                            .map(|(k, _)| *k)
+                            .or_else(|| order.iter().copied().find(|o| *o == next))
+                        else {
+                            continue;
+                        };
+                        if !index_of.contains_key(next) {
+                            index_of.insert(next, counter);
+                            low.insert(next, counter);
+                            counter += 1;
+                            stack.push(next);
+                            on_stack.insert(next);
+                            frames.push((next, 0));
+                        } else if on_stack.contains(next) {
+                            let reached = index_of[next];
+                            if let Some(l) = low.get_mut(node) {
+                                *l = (*l).min(reached);
                             }
-                            in_cycle.extend(cycle.iter().map(|n| n.to_string()));
-                        } else if !finished.contains(next) {
-                            if let Some(key) = includes.get_key_value(next).map(|(k, _)| *k) {
-                                on_path.insert(key, path.len());
-                                path.push((key, 0));
-                            } else {
-                                finished.insert(next);
+                        }
+                    }
+                    None => {
+                        frames.pop();
+                        let node_low = low[node];
+                        if let Some(&(parent, _)) = frames.last() {
+                            if let Some(l) = low.get_mut(parent) {
+                                *l = (*l).min(node_low);
+                            }
+                        }
+                        if node_low == index_of[node] {
+                            let mut component = Vec::new();
+                            while let Some(member) = stack.pop() {
+                                on_stack.remove(member);
+                                component.push(member);
+                                if member == node {
+                                    break;
+                                }
+                            }
+                            let self_loop = includes
+                                .get(node)
+                                .is_some_and(|edges| edges.iter().any(|e| e == node));
+                            if component.len() > 1 || self_loop {
+                                cycles.push(component);
                             }
                         }
                     }
                 }
             }
+        }
+        let position: HashMap<&str, usize> =
+            order.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        cycles.sort_by_key(|component| {
+            component
+                .iter()
+                .map(|m| position.get(m).copied().unwrap_or(usize::MAX))
+                .min()
+        });
+        for component in cycles {
+            let members: HashSet<&str> = component.iter().copied().collect();
+            let first = component
+                .iter()
+                .copied()
+                .min_by_key(|m| position.get(m).copied().unwrap_or(usize::MAX))
+                .unwrap_or_default();
+            // Show one cycle through the first member, following includes inside the component.
+            let mut shown = vec![first];
+            let mut current = first;
+            let mut seen: HashSet<&str> = HashSet::from([first]);
+            loop {
+                let next = includes
+                    .get(current)
+                    .into_iter()
+                    .flatten()
+                    .map(String::as_str)
+                    .find(|n| members.contains(n) && (*n == first || !seen.contains(n)));
+                match next {
+                    Some(n) if n == first => {
+                        shown.push(first);
+                        break;
+                    }
+                    Some(n) => {
+                        seen.insert(n);
+                        shown.push(n);
+                        current = n;
+                    }
+                    None => {
+                        shown.push(first);
+                        break;
+                    }
+                }
+            }
+            self.push_at_key(Diagnostic::new(
+                Code::SegmentCycle,
+                format!("segments.{first}"),
+                format!("segments include each other: {}", shown.join(" -> ")),
+            ));
+            in_cycle.extend(component.iter().map(|m| m.to_string()));
         }
         segments.retain(|segment| !in_cycle.contains(&segment.id));
         segments

@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 
-use super::{format_instant, Validator};
+use super::{format_instant, CoverKey, Validator};
 use crate::plan::diagnostic::{suggest, Code, Diagnostic};
 use crate::plan::model::*;
 use crate::plan::raw::*;
@@ -642,12 +642,14 @@ impl Validator<'_> {
             }
             TemplateChoice::Auto => {
                 let mut tiers: Vec<Option<&str>> = vec![None];
+                let mut seen_tiers: std::collections::HashSet<&str> =
+                    std::collections::HashSet::new();
                 for template in templates
                     .iter()
                     .filter(|t| t.channel == channel.id && t.purpose == purpose)
                 {
                     for tier in &template.tiers {
-                        if !tiers.contains(&Some(tier.as_str())) {
+                        if seen_tiers.insert(tier.as_str()) {
                             tiers.push(Some(tier.as_str()));
                         }
                     }
@@ -672,39 +674,58 @@ impl Validator<'_> {
                 }
                 for (phase, stage) in &contexts {
                     let place = where_(*phase, *stage);
-                    let mut missing_tiers = Vec::new();
-                    let mut ambiguous_tiers: Vec<(Option<&str>, Vec<String>)> = Vec::new();
-                    let base_query = Query {
-                        channel: &channel.id,
+                    // Reach-outs of one channel, purpose, stage and segment all get the same
+                    // answer: work it out once.
+                    let key: CoverKey = (
+                        channel.id.clone(),
                         purpose,
-                        phase: *phase,
-                        stage: *stage,
-                        segment,
-                        tier: None,
-                    };
-                    let base = template::maximal(
-                        templates.iter().filter(|t| template::fits(t, &base_query)),
+                        *phase,
+                        stage.map(str::to_string),
+                        segment.to_string(),
                     );
-                    for tier in &tiers {
-                        let query = Query {
-                            tier: *tier,
-                            ..base_query
-                        };
-                        let own = tier
-                            .and_then(|tier| by_tier.get(tier))
-                            .into_iter()
-                            .flatten()
-                            .copied()
-                            .filter(|t| template::fits(t, &query));
-                        match template::select_among(base.iter().copied().chain(own)) {
-                            Selection::One(_) => {}
-                            Selection::None => missing_tiers.push(*tier),
-                            Selection::Ambiguous(candidates) => ambiguous_tiers.push((
-                                *tier,
-                                candidates.iter().map(|t| format!("`{}`", t.id)).collect(),
-                            )),
+                    let (missing_tiers, ambiguous_tiers) = match self.coverage.get(&key) {
+                        Some(known) => known.clone(),
+                        None => {
+                            let mut missing_tiers: Vec<Option<String>> = Vec::new();
+                            let mut ambiguous_tiers: Vec<(Option<String>, Vec<String>)> =
+                                Vec::new();
+                            let base_query = Query {
+                                channel: &channel.id,
+                                purpose,
+                                phase: *phase,
+                                stage: *stage,
+                                segment,
+                                tier: None,
+                            };
+                            let base = template::maximal(
+                                templates.iter().filter(|t| template::fits(t, &base_query)),
+                            );
+                            for tier in &tiers {
+                                let query = Query {
+                                    tier: *tier,
+                                    ..base_query
+                                };
+                                let own = tier
+                                    .and_then(|tier| by_tier.get(tier))
+                                    .into_iter()
+                                    .flatten()
+                                    .copied()
+                                    // Found by their tier: only the rest of the context is checked.
+                                    .filter(|t| template::fits_context(t, &query));
+                                match template::select_among(base.iter().copied().chain(own)) {
+                                    Selection::One(_) => {}
+                                    Selection::None => missing_tiers.push(tier.map(str::to_string)),
+                                    Selection::Ambiguous(candidates) => ambiguous_tiers.push((
+                                        tier.map(str::to_string),
+                                        candidates.iter().map(|t| format!("`{}`", t.id)).collect(),
+                                    )),
+                                }
+                            }
+                            self.coverage
+                                .insert(key, (missing_tiers.clone(), ambiguous_tiers.clone()));
+                            (missing_tiers, ambiguous_tiers)
                         }
-                    }
+                    };
                     // Name the tiers only when they differ in the outcome.
                     if missing_tiers.len() == tiers.len() {
                         missing.push(place.clone());
@@ -712,7 +733,7 @@ impl Validator<'_> {
                         missing.extend(
                             missing_tiers
                                 .iter()
-                                .map(|tier| format!("{place}{}", tier_words(*tier))),
+                                .map(|tier| format!("{place}{}", tier_words(tier.as_deref()))),
                         );
                     }
                     let same_everywhere = ambiguous_tiers.len() == tiers.len()
@@ -727,7 +748,7 @@ impl Validator<'_> {
                         for (tier, ids) in ambiguous_tiers {
                             ambiguous.push(format!(
                                 "{place}{}: {}",
-                                tier_words(tier),
+                                tier_words(tier.as_deref()),
                                 ids.join(" or ")
                             ));
                         }

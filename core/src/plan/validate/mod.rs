@@ -13,7 +13,7 @@ mod work;
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
 
 use crate::plan::diagnostic::{suggest, Code, Diagnostic, LineIndex};
@@ -83,10 +83,35 @@ pub fn check(bytes: &[u8]) -> Checked {
         resolving: HashSet::new(),
         raw: &parsed.raw,
         reported: HashSet::new(),
+        stage_index: parsed
+            .raw
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(position, entry)| (entry.id.as_str(), position))
+            .collect(),
+        skipped_days: HashMap::new(),
+        coverage: HashMap::new(),
     };
     // A file that is not TOML has no meaning to check: its syntax error is the one message.
     let syntax_error = parsed.diagnostics.iter().any(|d| d.code == Code::Syntax);
-    let plan = if syntax_error { None } else { validator.run() };
+    // On a deep stack: templates are parsed by a recursive parser (see `template`).
+    let plan = if syntax_error {
+        None
+    } else {
+        match super::template::on_deep_stack(|| validator.run()) {
+            Some(plan) => plan,
+            None => {
+                // Validation never panics by design; if it ever cannot finish, nothing is accepted.
+                validator.diagnostics.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    "",
+                    "the plan could not be checked to the end; it is rejected",
+                ));
+                None
+            }
+        }
+    };
     let mut diagnostics = validator.diagnostics;
     diagnostics.sort_by_key(|d| (d.span.as_ref().map(|s| s.start), d.code));
     diagnostics.dedup();
@@ -172,6 +197,19 @@ pub(super) fn describe_duration(duration: Duration) -> String {
     PlanDuration::from_seconds(duration.num_seconds().abs()).to_string()
 }
 
+/// A message context for template coverage: channel, purpose, phase, stage, segment.
+type CoverKey = (String, TemplatePurpose, PhaseKind, Option<String>, String);
+/// The tiers with no template, and the tiers with an ambiguous choice and its candidates.
+type CoverOutcome = (Vec<Option<String>>, Vec<(Option<String>, Vec<String>)>);
+
+/// A recurring time of day over a window, on given weekdays (all days when empty).
+type SkipKey = (
+    NaiveTime,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Vec<chrono::Weekday>,
+);
+
 pub(super) struct Validator<'a> {
     spans: &'a SpanIndex,
     diagnostics: Vec<Diagnostic>,
@@ -182,6 +220,13 @@ pub(super) struct Validator<'a> {
     raw: &'a RawPlan,
     /// Paths already reported by time resolution, so a bad boundary is reported once.
     reported: HashSet<String>,
+    /// Where each stage is in `raw.stages`: boundaries are looked up for every anchor.
+    stage_index: HashMap<&'a str, usize>,
+    /// Days a recurring time of day is skipped, by (time, from, until, weekdays): tasks share
+    /// windows, and each scan walks every day of one.
+    skipped_days: HashMap<SkipKey, Option<NaiveDate>>,
+    /// Template coverage already worked out (see `messages::cover`).
+    coverage: HashMap<CoverKey, CoverOutcome>,
 }
 
 /// How a date written alone is read: the first instant of the day, or the instant after it.

@@ -88,10 +88,24 @@ impl Validator<'_> {
         match spec {
             TimeSpec::Date(date) => {
                 let day = match meaning {
-                    DateMeaning::StartOfDay => *date,
-                    DateMeaning::EndOfDay => date.succ_opt()?,
+                    DateMeaning::StartOfDay => Some(*date),
+                    DateMeaning::EndOfDay => date.succ_opt(),
                 };
-                Self::day_start(zone, day)
+                let start = day.and_then(|day| Self::day_start(zone, day));
+                if start.is_none() && self.reported.insert(format!("{path}#day")) {
+                    let message = match (meaning, day) {
+                        (DateMeaning::EndOfDay, Some(next)) => format!(
+                            "{date} ends when {next} starts, and {zone} skipped {next} entirely"
+                        ),
+                        (_, Some(day)) => format!("{zone} skipped {day} entirely"),
+                        (_, None) => format!("{date} is at the end of the calendar"),
+                    };
+                    self.push(
+                        Diagnostic::new(Code::NonexistentLocalTime, path, message)
+                            .with_help("choose a date the zone has"),
+                    );
+                }
+                start
             }
             TimeSpec::Local(local) => self.local_instant(zone, *local, path),
             TimeSpec::Fixed(fixed) => Some(fixed.with_timezone(&Utc)),
@@ -101,7 +115,15 @@ impl Validator<'_> {
                 offset_seconds,
             } => {
                 let boundary = self.boundary(anchor, *edge, path)?;
-                boundary.checked_add_signed(Duration::seconds(*offset_seconds))
+                let moved = boundary.checked_add_signed(Duration::seconds(*offset_seconds));
+                if moved.is_none() && self.reported.insert(format!("{path}#range")) {
+                    self.push(Diagnostic::new(
+                        Code::InvalidValue,
+                        path,
+                        "this instant falls outside the calendar battleplan handles",
+                    ));
+                }
+                moved
             }
         }
     }
@@ -124,7 +146,7 @@ impl Validator<'_> {
                 Edge::Start => (&phase.start, format!("{}.start", entry.path)),
                 Edge::End => (&phase.end, format!("{}.end", entry.path)),
             }
-        } else if let Some(entry) = raw.stages.iter().find(|e| e.id == name) {
+        } else if let Some(entry) = self.stage_index.get(name).and_then(|i| raw.stages.get(*i)) {
             let stage = entry.value.as_ref()?;
             match edge {
                 Edge::Start => (&stage.start, format!("{}.start", entry.path)),

@@ -7,7 +7,7 @@ use crate::plan::diagnostic::{suggest, Code, Diagnostic};
 use crate::plan::model::*;
 use crate::plan::raw::*;
 use crate::plan::values::Money;
-use chrono::TimeZone;
+use chrono::{Datelike, TimeZone};
 
 impl Validator<'_> {
     pub(super) fn roles(&mut self) -> Vec<Role> {
@@ -401,17 +401,30 @@ impl Validator<'_> {
         ));
         // A time of day the zone skips (clocks going forward) has no occurrence that day; say
         // so once, with the first such day.
-        let first_day = from.with_timezone(&zone).date_naive();
-        let last_day = until.with_timezone(&zone).date_naive();
-        let skipped = first_day
-            .iter_days()
-            .take_while(|day| *day <= last_day)
-            .find(|day| {
-                matches!(
-                    zone.from_local_datetime(&day.and_time(at.0)),
-                    chrono::LocalResult::None
-                )
-            });
+        let weekdays = match &recurrence {
+            Recurrence::Daily => Vec::new(),
+            Recurrence::Weekly(days) => days.clone(),
+        };
+        let key = (at.0, from, until, weekdays);
+        let skipped = match self.skipped_days.get(&key) {
+            Some(found) => *found,
+            None => {
+                let first_day = from.with_timezone(&zone).date_naive();
+                let last_day = until.with_timezone(&zone).date_naive();
+                let found = first_day
+                    .iter_days()
+                    .take_while(|day| *day <= last_day)
+                    .filter(|day| key.3.is_empty() || key.3.contains(&day.weekday()))
+                    .find(|day| {
+                        matches!(
+                            zone.from_local_datetime(&day.and_time(at.0)),
+                            chrono::LocalResult::None
+                        )
+                    });
+                self.skipped_days.insert(key, found);
+                found
+            }
+        };
         if let Some(day) = skipped {
             self.push(
                 Diagnostic::new(
