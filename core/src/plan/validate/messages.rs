@@ -182,7 +182,7 @@ impl Validator<'_> {
                             Code::TemplateSyntax,
                             format!("{path}.{key}"),
                             format!("the {key} cannot be rendered: {}{line}", error.message),
-                        ).with_help("templates may use the documented variables, minijinja's built-in filters and tests, and no include or extends"));
+                        ).with_help("templates may use the documented variables, filters, tests and functions (docs/plan-format.md), and no include or extends"));
                     }
                 }
             }
