@@ -49,22 +49,12 @@ impl Validator<'_> {
                 None => None,
             };
             if let Some(stage) = &value.stage {
-                if !stage_ids.contains(&stage.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.stage"),
-                        "stage",
-                        stage,
-                        stage_ids.iter().copied(),
-                    );
-                } else if phase.is_some_and(|kind| kind != PhaseKind::Burst) {
-                    ok = false;
-                    self.push(Diagnostic::new(
-                        Code::StageOutsidePhase,
-                        format!("{path}.stage"),
-                        format!("stage `{stage}` is part of the burst phase, but the template is for {}", value.phase.as_deref().unwrap_or("")),
-                    ));
-                }
+                ok &= self.burst_stage(path, stage, phase, &stage_ids, |_| {
+                    format!(
+                        "but the template is for {}",
+                        value.phase.as_deref().unwrap_or("")
+                    )
+                });
             }
             for (position, segment) in value.segments.iter().enumerate() {
                 ok &= self.known(

@@ -273,6 +273,36 @@ impl<'a> Validator<'a> {
         found
     }
 
+    /// Whether `stage` (at `{path}.stage`) is declared and, when a phase is given, that phase is
+    /// burst; `other_phase` words the second problem.
+    pub(super) fn burst_stage(
+        &mut self,
+        path: &str,
+        stage: &str,
+        phase: Option<PhaseKind>,
+        stage_ids: &[&str],
+        other_phase: impl Fn(PhaseKind) -> String,
+    ) -> bool {
+        let stage_path = format!("{path}.stage");
+        if !self.known(&stage_path, "stage", stage, stage_ids) {
+            return false;
+        }
+        match phase.filter(|kind| *kind != PhaseKind::Burst) {
+            Some(kind) => {
+                self.push(Diagnostic::new(
+                    Code::StageOutsidePhase,
+                    stage_path,
+                    format!(
+                        "stage `{stage}` is part of the burst phase, {}",
+                        other_phase(kind)
+                    ),
+                ));
+                false
+            }
+            None => true,
+        }
+    }
+
     /// Reports a reference to something undeclared, suggesting the closest declared name.
     pub(super) fn unknown_reference<'n>(
         &mut self,

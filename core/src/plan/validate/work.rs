@@ -128,25 +128,9 @@ impl Validator<'_> {
                 self.unknown_reference(&format!("{path}.phase"), "phase", &value.phase, keys);
             }
             if let Some(stage) = &value.stage {
-                if !stage_ids.contains(&stage.as_str()) {
-                    ok = false;
-                    self.unknown_reference(
-                        &format!("{path}.stage"),
-                        "stage",
-                        stage,
-                        stage_ids.iter().copied(),
-                    );
-                } else if phase_kind.is_some_and(|kind| kind != PhaseKind::Burst) {
-                    ok = false;
-                    self.push(Diagnostic::new(
-                        Code::StageOutsidePhase,
-                        format!("{path}.stage"),
-                        format!(
-                            "stage `{stage}` is part of the burst phase, not {}",
-                            value.phase
-                        ),
-                    ));
-                }
+                ok &= self.burst_stage(path, stage, phase_kind, &stage_ids, |_| {
+                    format!("not {}", value.phase)
+                });
             }
             let mut seen_leads = HashSet::new();
             for (position, lead) in value.remind.iter().enumerate() {
