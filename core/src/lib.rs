@@ -1,9 +1,10 @@
-//! The battleplan domain, pure: the plan format and its validation, and (as later parts land)
-//! the campaign state machine, audiences, tasks and projections.
+//! The battleplan domain, pure: the plan format and its validation, the event log's pure half, the
+//! campaign state machine, and (as later parts land) audiences, tasks and projections.
 //!
 //! Nothing in this crate does IO, reads a clock or draws randomness: time and ids come in as
 //! values, so the same inputs always give the same outputs.
 
+pub mod campaign;
 pub mod context;
 pub mod event;
 pub mod plan;

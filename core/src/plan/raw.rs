@@ -29,7 +29,7 @@ pub struct RawCampaign {
 }
 
 /// What happens to the remaining windows when a paused campaign resumes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResumePolicy {
     /// Resume in whatever phase the clock says now; boundaries passed while paused are entered
