@@ -2,12 +2,14 @@
 //!
 //! 1. baseline: a plain file with one fdatasync per 256-byte record, and one per 1000 records;
 //! 2. durable appends with 1, 8 and 64 concurrent appenders (events/s, p50 and p99 latency),
-//!    and the same with sled's flush alone (what the fdatasync costs);
+//!    and the same with the write-ahead log written but not fdatasynced (what the fdatasync
+//!    costs);
 //! 3. replay of 1,000,000 events through decode, the reopen time of that store, and the replay's
 //!    peak memory (measured in a process of its own).
 //!
 //! Run: `cargo bench -p battleplan-adapters --bench store` (results in BENCHMARKS.md); add
-//! `-- append` or `-- replay` for one part.
+//! `-- append` or `-- replay` for one part, `-- profile N PER` for N durable appenders of PER
+//! appends each and nothing else (to run under `perf`).
 //! Set BENCH_DIR to choose the disk (default: the system temp directory).
 
 // A benchmark reports a broken setup by panicking.
@@ -256,8 +258,9 @@ fn append_rows(runtime: &tokio::runtime::Runtime) {
         "| plain file, fdatasync per 1000 records | {per_thousand:.0} | {per_record:.0} | {:.1} | | |",
         per_thousand / per_record
     );
-    for (concurrency, per_appender) in [(1u64, 1_000u64), (8, 500), (64, 200)] {
-        for sync in [SyncMode::Durable, SyncMode::FlushOnly] {
+    // 64,000 events at 64 appenders: several checkpoints of the write-ahead log are in each run.
+    for (concurrency, per_appender) in [(1u64, 1_000u64), (8, 1_000), (64, 1_000)] {
+        for sync in [SyncMode::Durable, SyncMode::NoSync] {
             let mut rounds = Vec::new();
             for _ in 0..3 {
                 let before = baseline(1_000, 1);
@@ -269,8 +272,8 @@ fn append_rows(runtime: &tokio::runtime::Runtime) {
             rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
             let (ratio, rate, around, p50, p99) = rounds[1];
             let label = match sync {
-                SyncMode::Durable => "durable (flush + fdatasync)",
-                SyncMode::FlushOnly => "sled flush only (not durable)",
+                SyncMode::Durable => "durable (log fdatasync)",
+                SyncMode::NoSync => "log written, no fdatasync (not durable)",
             };
             println!(
                 "| {concurrency} appenders, {label} | {rate:.0} | {around:.0} | {ratio:.1} | {:.2} ms | {:.2} ms |",
@@ -332,6 +335,20 @@ fn main() {
         let directory = PathBuf::from(arguments.get(1).expect("replay-child DIR"));
         let decode_payloads = !arguments.iter().any(|a| a == "--no-payload");
         runtime.block_on(replay(&directory, decode_payloads));
+        return;
+    }
+    if arguments.first().map(String::as_str) == Some("profile") {
+        let concurrency: u64 = arguments.get(1).map_or(64, |a| a.parse().unwrap());
+        let per_appender: u64 = arguments.get(2).map_or(2000, |a| a.parse().unwrap());
+        let cpu = std::time::Instant::now();
+        let (rate, p50, p99) =
+            runtime.block_on(appenders(concurrency, per_appender, SyncMode::Durable));
+        println!(
+            "profile: {concurrency} appenders: {rate:.0} events/s, p50 {:.2} ms, p99 {:.2} ms ({:.2} s)",
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            cpu.elapsed().as_secs_f64()
+        );
         return;
     }
     let only = arguments.first().cloned().unwrap_or_default();

@@ -1,9 +1,8 @@
 //! The event store on sled 0.34.7: the embedded default.
 //!
-//! sled costs tens of microseconds per commit and about two per key visited, whatever the size
-//! of the value, so the store commits and stores in bulk: one writer thread takes every append
-//! waiting at once and commits them as one atomic batch, and the events of a batch are stored
-//! together as one "chunk". Layout, in one tree `log` (one tree, so a batch is atomic):
+//! sled costs a few microseconds per key written, so the store commits and stores in bulk: one
+//! writer thread takes every append waiting at once and commits them as one batch, and the
+//! events of a batch are stored together as one "chunk". Layout, in one tree `log`:
 //! - `E` + first position (u64, big-endian) -> chunk: the records of consecutive events
 //!   (`u32` count, then each record as `u32` length + bytes; see
 //!   `battleplan_core::event::record`), compressed with lz4 (records repeat their streams,
@@ -13,24 +12,46 @@
 //!   stream's version is where its last entry ends);
 //! - `C` + command id -> the append's outcome, for idempotent retries.
 //!
-//! Beside it: `meta` (the store format), `checkpoints` and `projections` (projection state and
-//! the position it reflects, changed together in one transaction).
+//! Beside it: `meta` (the store format and the last checkpoint's marker), `checkpoints` and
+//! `projections` (projection state and the position it reflects, changed together in one
+//! transaction); and, beside sled's files, the write-ahead log (`wal`).
 //!
-//! When data is durable: the writer applies a batch (all of it or none), then hands its last
-//! position to the flusher thread, which runs `Db::flush` and then `fdatasync` on the database
-//! file and on any blob file sled created since (sled's `flush` uses `sync_file_range`, which
-//! flushes neither the disk's cache nor file metadata, and sled writes blob files without any
-//! sync). An append is acknowledged only when the flusher reports its position durable. While one
-//! flush runs, the writer applies the next batch: group commit, pipelined. `read_all`, `head` and
-//! `wait_beyond` show only durable events, so nothing a projection or a dispatcher acts on can be
-//! lost in a crash. `read_stream` and `stream_version` also show applied events whose flush is
-//! under way: an append that decides on them is acknowledged only after both are durable, and a
-//! crash loses both or neither.
+//! When data is durable: the writer inserts a batch into sled (plain inserts, chunks first:
+//! sled's `apply_batch` writes its IO buffer to disk twice per batch, which cost more than
+//! everything else together), then writes the batch, whole, as one record of the write-ahead
+//! log, and hands its last position to the flusher thread, which `fdatasync`s the log. An append
+//! is acknowledged only when the flusher reports its position durable, by the flusher itself
+//! (one wake-up per append). While one `fdatasync` runs, the writer commits the next batch:
+//! group commit, pipelined. sled itself is made durable only at checkpoints (`Db::flush`, then
+//! `fdatasync` of its file and `fsync` of new blob files, since sled's flush uses
+//! `sync_file_range` and writes blob files without any sync): every 16 MiB or 20,000 keys of
+//! log, after a batch holding a value large enough for a blob file, and at close. A checkpoint
+//! records the log's next generation and the position it covers in `meta`; the log is then
+//! written from its start again (it is kept filled with zeros ahead of the last record, so an
+//! `fdatasync` has no file length to update).
+//!
+//! Reopening after a crash (`recover`): sled holds every batch up to the checkpoint whole, and
+//! later ones whole, in part or not at all; the log holds whole the batches since, up to at
+//! least the last acknowledged one. What sled holds beyond the log is removed (no appender was
+//! told of it; the chunks, inserted first, name every index entry to remove), then the log's
+//! batches are inserted again, and a checkpoint makes that durable before anyone reads.
+//!
+//! `read_all`, `head` and `wait_beyond` show only durable events, so nothing a projection or a
+//! dispatcher acts on can be lost in a crash. `read_stream` and `stream_version` also show
+//! inserted events whose `fdatasync` is under way: an append that decides on them is
+//! acknowledged only after both are durable, and a crash loses both or neither (the log is one
+//! sequence). An append is in one chunk and one stream-index entry, so a reader sees all of it
+//! or none of it; of two appends in one batch it may see one before the other.
+//!
+//! Command ids: the appender looks its command id up in sled before queueing (in parallel with
+//! the other appenders); the writer then checks only the batches applied since, from memory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -48,8 +69,12 @@ use sled::Transactional;
 use tokio::sync::{oneshot, watch};
 
 /// The store layout this build writes. Opening a store with another number is refused.
-/// Format 3 stores events in lz4-compressed chunks.
-pub const STORE_FORMAT: u32 = 3;
+/// Format 3 stores events in lz4-compressed chunks; format 4 adds the write-ahead log.
+pub const STORE_FORMAT: u32 = 4;
+
+/// The oldest format this build opens (and upgrades): format 3 is format 4 with an empty
+/// write-ahead log.
+const UPGRADABLE_FORMAT: u32 = 3;
 
 /// The largest record accepted: far above any event, far below memory trouble.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
@@ -189,11 +214,13 @@ pub mod layout {
 /// How an append is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
-    /// `Db::flush` then `fdatasync` of the database and new blob files. The default.
+    /// The write-ahead log is `fdatasync`ed before an append is acknowledged; a checkpoint
+    /// makes sled durable (`Db::flush`, then `fdatasync` of its file and `fsync` of new blob
+    /// files) before the log is cut. The default.
     Durable,
-    /// `Db::flush` alone. Not a durability barrier on Linux; only for measuring what the
+    /// The write-ahead log is written but not synced. Not durable; only for measuring what the
     /// `fdatasync` costs (see BENCHMARKS.md).
-    FlushOnly,
+    NoSync,
 }
 
 #[derive(Debug, Clone)]
@@ -228,39 +255,108 @@ struct Durable {
     failure: Option<String>,
 }
 
-#[derive(Debug, Default)]
-struct FlushRequests {
+type Reply = oneshot::Sender<StoreResult<AppendOutcome>>;
+
+/// An applied append waiting for its last position to be durable.
+struct Pending {
+    last: Position,
+    outcome: AppendOutcome,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct FlushState {
+    /// The highest position the writer has asked to be made durable.
     requested: u64,
+    /// The highest position made durable.
+    done: u64,
+    failure: Option<String>,
+    pending: Vec<Pending>,
     shutdown: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct FlushControl {
-    requests: Mutex<FlushRequests>,
+    state: Mutex<FlushState>,
     wake: Condvar,
 }
 
 impl FlushControl {
-    fn lock(&self) -> std::sync::MutexGuard<'_, FlushRequests> {
-        self.requests
+    fn lock(&self) -> std::sync::MutexGuard<'_, FlushState> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn request(&self, position: Position) {
         {
-            let mut requests = self.lock();
-            if requests.requested < position.0 {
-                requests.requested = position.0;
+            let mut state = self.lock();
+            if state.requested < position.0 {
+                state.requested = position.0;
             }
         }
         self.wake.notify_one();
+    }
+
+    /// Answers each append once its last position is durable: at once if it already is (a
+    /// deduplicated retry), else when the flusher gets there.
+    fn acknowledge_when_durable(&self, head: Position, ready: Vec<Pending>) {
+        let mut now = Vec::new();
+        let failure = {
+            let mut state = self.lock();
+            if state.requested < head.0 {
+                state.requested = head.0;
+            }
+            if state.failure.is_none() {
+                for pending in ready {
+                    if pending.last.0 <= state.done {
+                        now.push(pending);
+                    } else {
+                        state.pending.push(pending);
+                    }
+                }
+                None
+            } else {
+                now = ready;
+                state.failure.clone()
+            }
+        };
+        self.wake.notify_one();
+        for pending in now {
+            let _ = pending.reply.send(match &failure {
+                None => Ok(pending.outcome),
+                Some(failure) => Err(StoreError::Io(failure.clone())),
+            });
+        }
+    }
+
+    /// Records a failure: nothing waiting or to come is acknowledged.
+    fn fail(&self, durable: &watch::Sender<Durable>, error: String) {
+        tracing::error!(%error, "making the event store durable failed; no further append is acknowledged");
+        let waiting = {
+            let mut state = self.lock();
+            if state.failure.is_none() {
+                state.failure = Some(error.clone());
+            }
+            std::mem::take(&mut state.pending)
+        };
+        durable.send_modify(|durable| {
+            if durable.failure.is_none() {
+                durable.failure = Some(error.clone());
+            }
+        });
+        for pending in waiting {
+            let _ = pending.reply.send(Err(StoreError::Io(error.clone())));
+        }
     }
 }
 
 struct WriteRequest {
     append: Append,
-    reply: oneshot::Sender<StoreResult<AppendOutcome>>,
+    /// The number of batches applied when the appender looked its command id up in the store
+    /// and did not find it; `None` if it did not look.
+    checked_after: Option<u64>,
+    reply: Reply,
 }
 
 struct Inner {
@@ -270,14 +366,16 @@ struct Inner {
     requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     durable: Arc<watch::Sender<Durable>>,
     flush: Arc<FlushControl>,
+    /// How many batches the writer has applied (released after each `apply_batch`).
+    applied_batches: Arc<AtomicU64>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     options: StoreOptions,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the queue ends the writer once it has applied what it holds; then the flusher
-        // makes that durable and ends.
+        // Closing the queue ends the writer once it has applied what it holds and made sled
+        // durable (a last checkpoint); then the flusher ends.
         self.requests
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -392,10 +490,224 @@ fn sync_new_blobs(directory: &Path, synced: &mut HashSet<OsString>) -> std::io::
     Ok(())
 }
 
-struct Flusher {
+/// The write-ahead log: one file beside sled's, holding each batch the writer applied since the
+/// last checkpoint, exactly as it went to sled. A record is
+/// `magic (u32) | body length (u32) | checksum of the body (u64) | body`, and a body is
+/// `generation (u64) | first position (u64) | last position (u64) | pair count (u32)`, then
+/// each pair as `u32` length + key, `u32` length + value (all big-endian).
+///
+/// The file is written from its start again after each checkpoint, under the next generation,
+/// and kept filled with zeros ahead of the last record (so that `fdatasync` has no file size to
+/// update). Reading stops at the first record that is not whole (a torn write: its checksum
+/// fails) or not of the current generation (zeros, or what an earlier generation left).
+pub mod wal {
+    /// The file's name, in the store's directory.
+    pub const FILE: &str = "battleplan.wal";
+
+    /// The key, in the `meta` tree, of the last checkpoint's marker: the log's generation
+    /// since, and the position sled was made durable through.
+    pub const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+
+    pub fn marker(generation: u64, position: u64) -> [u8; 16] {
+        let mut marker = [0u8; 16];
+        marker[..8].copy_from_slice(&generation.to_be_bytes());
+        marker[8..].copy_from_slice(&position.to_be_bytes());
+        marker
+    }
+
+    /// `(generation, position)`; `None` if damaged.
+    pub fn read_marker(marker: &[u8]) -> Option<(u64, u64)> {
+        if marker.len() != 16 {
+            return None;
+        }
+        Some((u64_at(marker, 0)?, u64_at(marker, 8)?))
+    }
+
+    const MAGIC: u32 = 0x4250_5731; // "BPW1"
+    const HEADER: usize = 16;
+
+    /// A checksum to tell a whole record from a torn one (not from a forged one: the hash
+    /// chain does that).
+    pub fn checksum(bytes: &[u8]) -> u64 {
+        const K: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut hash = 0x243f_6a88_85a3_08d3u64 ^ (bytes.len() as u64).wrapping_mul(K);
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(word);
+            hash = (hash ^ u64::from_le_bytes(array))
+                .wrapping_mul(K)
+                .rotate_left(29);
+        }
+        let rest = words.remainder();
+        let mut array = [0u8; 8];
+        array[..rest.len()].copy_from_slice(rest);
+        hash = (hash ^ u64::from_le_bytes(array))
+            .wrapping_mul(K)
+            .rotate_left(29);
+        hash ^ (hash >> 31)
+    }
+
+    /// One batch as a record.
+    pub fn record(generation: u64, first: u64, last: u64, pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+        let size = 28
+            + pairs
+                .iter()
+                .map(|(k, v)| 8 + k.len() + v.len())
+                .sum::<usize>();
+        let mut record = Vec::with_capacity(HEADER + size);
+        record.extend_from_slice(&MAGIC.to_be_bytes());
+        record.extend_from_slice(&(size as u32).to_be_bytes());
+        record.extend_from_slice(&[0; 8]);
+        record.extend_from_slice(&generation.to_be_bytes());
+        record.extend_from_slice(&first.to_be_bytes());
+        record.extend_from_slice(&last.to_be_bytes());
+        record.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+        for (key, value) in pairs {
+            record.extend_from_slice(&(key.len() as u32).to_be_bytes());
+            record.extend_from_slice(key);
+            record.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            record.extend_from_slice(value);
+        }
+        let sum = checksum(&record[HEADER..]);
+        record[8..16].copy_from_slice(&sum.to_be_bytes());
+        record
+    }
+
+    /// A record read back: its positions and its pairs.
+    pub struct Batch<'a> {
+        pub first: u64,
+        pub last: u64,
+        pub pairs: Vec<(&'a [u8], &'a [u8])>,
+    }
+
+    fn u32_at(bytes: &[u8], at: usize) -> Option<usize> {
+        let mut array = [0u8; 4];
+        array.copy_from_slice(bytes.get(at..at + 4)?);
+        Some(u32::from_be_bytes(array) as usize)
+    }
+
+    fn u64_at(bytes: &[u8], at: usize) -> Option<u64> {
+        let mut array = [0u8; 8];
+        array.copy_from_slice(bytes.get(at..at + 8)?);
+        Some(u64::from_be_bytes(array))
+    }
+
+    /// The whole records of `generation` at the start of `log`, in order, up to the first
+    /// torn, missing or older one. `Err` if a record whose checksum holds cannot be read: that
+    /// is damage, not a torn write.
+    pub fn records(log: &[u8], generation: u64) -> Result<Vec<Batch<'_>>, String> {
+        let mut batches = Vec::new();
+        let mut at = 0;
+        while let (Some(magic), Some(size), Some(sum)) =
+            (u32_at(log, at), u32_at(log, at + 4), u64_at(log, at + 8))
+        {
+            let Some(body) = log.get(at + HEADER..at + HEADER + size) else {
+                break;
+            };
+            if magic != MAGIC as usize
+                || u64_at(body, 0) != Some(generation)
+                || checksum(body) != sum
+            {
+                break;
+            }
+            let damaged = || format!("a write-ahead record at byte {at} is unreadable");
+            let first = u64_at(body, 8).ok_or_else(damaged)?;
+            let last = u64_at(body, 16).ok_or_else(damaged)?;
+            let count = u32_at(body, 24).ok_or_else(damaged)?;
+            let mut pairs = Vec::with_capacity(count.min(body.len() / 8));
+            let mut offset = 28;
+            for _ in 0..count {
+                let key_len = u32_at(body, offset).ok_or_else(damaged)?;
+                let key = body
+                    .get(offset + 4..offset + 4 + key_len)
+                    .ok_or_else(damaged)?;
+                offset += 4 + key_len;
+                let value_len = u32_at(body, offset).ok_or_else(damaged)?;
+                let value = body
+                    .get(offset + 4..offset + 4 + value_len)
+                    .ok_or_else(damaged)?;
+                offset += 4 + value_len;
+                pairs.push((key, value));
+            }
+            if offset != body.len() || first > last {
+                return Err(damaged());
+            }
+            batches.push(Batch { first, last, pairs });
+            at += HEADER + size;
+        }
+        Ok(batches)
+    }
+}
+
+/// The write-ahead log as the writer keeps it.
+struct WalWriter {
+    file: Arc<File>,
+    generation: u64,
+    /// Where the next record goes.
+    offset: u64,
+    /// The file's length: zeros (or an earlier generation's records) from `offset` on.
+    allocated: u64,
+}
+
+/// How far ahead of the last record the log is kept filled with zeros.
+const WAL_ZEROS_AHEAD: u64 = 1024 * 1024;
+
+impl WalWriter {
+    fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = self.offset + record.len() as u64;
+        if end + WAL_ZEROS_AHEAD / 2 > self.allocated {
+            // Once per megabyte: the next `fdatasync` records the new length.
+            let zeros = vec![0u8; (end + WAL_ZEROS_AHEAD - self.allocated) as usize];
+            self.file.write_all_at(&zeros, self.allocated)?;
+            self.allocated += zeros.len() as u64;
+        }
+        self.file.write_all_at(record, self.offset)?;
+        self.offset = end;
+        Ok(())
+    }
+}
+
+/// Start a checkpoint once the write-ahead log holds this many bytes...
+const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
+/// ... or this many sled keys: what reopening after a crash replays, kept well under a second.
+const CHECKPOINT_WAL_KEYS: usize = 20_000;
+
+/// Batches whose command ids the writer remembers, for appenders that looked their command id
+/// up in the store themselves before queueing.
+const RECENT_BATCHES: usize = 1024;
+
+/// What a checkpoint needs: sled, its file, and which blob files are already synced.
+struct Checkpointer {
     db: sled::Db,
+    meta: sled::Tree,
     db_file: File,
     blobs: PathBuf,
+    synced_blobs: HashSet<OsString>,
+}
+
+impl Checkpointer {
+    /// Makes everything applied to sled durable there (`Db::flush`, `fdatasync` of its file,
+    /// `fsync` of new blob files: sled's own flush uses `sync_file_range`, which flushes neither
+    /// the disk's cache nor file metadata, and it writes blob files without any sync), with a
+    /// marker of the log's next generation; the log then starts again from its beginning.
+    fn run(&mut self, wal: &mut WalWriter, head: Position) -> std::io::Result<()> {
+        let generation = wal.generation + 1;
+        self.meta
+            .insert(wal::CHECKPOINT_KEY, &wal::marker(generation, head.0))
+            .map_err(std::io::Error::other)?;
+        self.db.flush().map_err(std::io::Error::other)?;
+        self.db_file.sync_data()?;
+        sync_new_blobs(&self.blobs, &mut self.synced_blobs)?;
+        wal.generation = generation;
+        wal.offset = 0;
+        Ok(())
+    }
+}
+
+struct Flusher {
+    wal: Arc<File>,
     control: Arc<FlushControl>,
     durable: Arc<watch::Sender<Durable>>,
     mode: SyncMode,
@@ -403,59 +715,102 @@ struct Flusher {
 
 impl Flusher {
     fn run(self) {
-        let mut done = self.durable.borrow().position.0;
-        let mut synced_blobs = HashSet::new();
         loop {
             let target = {
-                let mut requests = self.control.lock();
-                while requests.requested <= done && !requests.shutdown {
-                    requests = self
+                let mut state = self.control.lock();
+                while (state.requested <= state.done || state.failure.is_some()) && !state.shutdown
+                {
+                    state = self
                         .control
                         .wake
-                        .wait(requests)
+                        .wait(state)
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
-                if requests.requested <= done {
+                if state.requested <= state.done || state.failure.is_some() {
                     return;
                 }
-                requests.requested
+                state.requested
             };
-            let result = self.db.flush().map_err(|e| e.to_string()).and_then(|_| {
-                if self.mode == SyncMode::Durable {
-                    self.db_file.sync_data().map_err(|e| e.to_string())?;
-                    sync_new_blobs(&self.blobs, &mut synced_blobs).map_err(|e| e.to_string())?;
+            // Everything up to `target` was written to the log before it was requested, or
+            // made durable in sled by a checkpoint before the log was cut.
+            let result = match self.mode {
+                SyncMode::Durable => self.wal.sync_data(),
+                SyncMode::NoSync => Ok(()),
+            };
+            if let Err(error) = result {
+                self.control.fail(&self.durable, error.to_string());
+                return;
+            }
+            let ready = {
+                let mut state = self.control.lock();
+                state.done = state.done.max(target);
+                let (ready, waiting) = std::mem::take(&mut state.pending)
+                    .into_iter()
+                    .partition(|pending| pending.last.0 <= target);
+                state.pending = waiting;
+                ready
+            };
+            // Readers first, so that an acknowledged appender finds its events in `read_all`.
+            self.durable.send_modify(|durable| {
+                if durable.position.0 < target {
+                    durable.position = Position(target);
                 }
-                Ok(())
             });
-            match result {
-                Ok(()) => {
-                    done = target;
-                    self.durable
-                        .send_modify(|durable| durable.position = Position(target));
-                }
-                Err(error) => {
-                    tracing::error!(%error, "flushing the event store failed; no further append is acknowledged");
-                    self.durable
-                        .send_modify(|durable| durable.failure = Some(error));
-                    return;
-                }
+            for pending in ready {
+                let _ = pending.reply.send(Ok(pending.outcome));
             }
         }
     }
 }
 
+/// The command ids of the last `RECENT_BATCHES` batches applied.
+#[derive(Default)]
+struct RecentCommands {
+    outcomes: HashMap<CommandId, (u64, AppendOutcome)>,
+    batches: VecDeque<(u64, Vec<CommandId>)>,
+    /// Every batch after this one is remembered.
+    forgotten_through: u64,
+}
+
+impl RecentCommands {
+    fn remember(&mut self, batch: u64, commands: Vec<(CommandId, AppendOutcome)>) {
+        let mut ids = Vec::with_capacity(commands.len());
+        for (command, outcome) in commands {
+            self.outcomes.insert(command, (batch, outcome));
+            ids.push(command);
+        }
+        self.batches.push_back((batch, ids));
+        while self.batches.len() > RECENT_BATCHES {
+            let Some((old, ids)) = self.batches.pop_front() else {
+                break;
+            };
+            for id in ids {
+                if self.outcomes.get(&id).is_some_and(|(b, _)| *b == old) {
+                    self.outcomes.remove(&id);
+                }
+            }
+            self.forgotten_through = old;
+        }
+    }
+}
+
 /// The one writer: takes every append waiting, lays them out after the log's head, and commits
-/// them as one batch.
+/// them as one batch: applied to sled, then written to the write-ahead log.
 struct Writer {
     log: sled::Tree,
     head: LogHead,
     /// Stream versions as of the last applied batch. The writer is the only writer, so an
     /// entry is never stale; the cache is dropped when it grows past `VERSION_CACHE_ENTRIES`.
     versions: HashMap<StreamId, StreamVersion>,
+    recent: RecentCommands,
+    applied_batches: Arc<AtomicU64>,
     requests: mpsc::Receiver<WriteRequest>,
     flush: Arc<FlushControl>,
     durable: Arc<watch::Sender<Durable>>,
     max_record_bytes: usize,
+    checkpointer: Checkpointer,
+    wal: WalWriter,
+    wal_keys: usize,
 }
 
 /// A chunk being filled: its first position, its records, and per stream the first version and
@@ -469,19 +824,35 @@ struct ChunkBuilder {
 }
 
 impl ChunkBuilder {
-    fn finish(self, batch: &mut sled::Batch) {
+    fn finish(self, pairs: &mut Vec<(Vec<u8>, Vec<u8>)>) {
         if self.records.is_empty() {
             return;
         }
         let records: Vec<&[u8]> = self.records.iter().map(Vec::as_slice).collect();
-        batch.insert(&layout::chunk_key(self.first), layout::chunk_of(&records));
+        pairs.push((
+            layout::chunk_key(self.first).to_vec(),
+            layout::chunk_of(&records),
+        ));
         for (stream, first_version, positions) in self.streams {
             let mut value = Vec::with_capacity(positions.len() * 8);
             for position in positions {
                 value.extend_from_slice(&position.to_be_bytes());
             }
-            batch.insert(layout::stream_index_key(&stream, first_version), value);
+            pairs.push((layout::stream_index_key(&stream, first_version), value));
         }
+    }
+}
+
+/// The outcome stored for a command id, if any.
+fn stored_outcome(log: &sled::Tree, command: &CommandId) -> StoreResult<Option<AppendOutcome>> {
+    match log.get(layout::command_key(command)).map_err(sled_error)? {
+        Some(bytes) => outcome_from_bytes(&bytes).map(Some).ok_or_else(|| {
+            corrupt(
+                Position::START,
+                format!("the outcome of command {command} is unreadable"),
+            )
+        }),
+        None => Ok(None),
     }
 }
 
@@ -495,15 +866,22 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if self.durable.borrow().failure.is_some() {
+            if let Some(failure) = self.durable.borrow().failure.clone() {
                 for request in group {
-                    let _ = request.reply.send(Err(StoreError::Io(
-                        "the store failed earlier; restart battleplan".into(),
-                    )));
+                    let _ = request.reply.send(Err(StoreError::Io(format!(
+                        "the store failed earlier ({failure}); restart battleplan"
+                    ))));
                 }
                 continue;
             }
             self.write_group(group);
+        }
+        // Closing: sled is made durable and the write-ahead log emptied, so that a closed
+        // store is whole in sled alone.
+        if self.durable.borrow().failure.is_none() {
+            if let Err(error) = self.checkpointer.run(&mut self.wal, self.head.position) {
+                tracing::error!(%error, "the last checkpoint failed; the write-ahead log will be replayed");
+            }
         }
     }
 
@@ -519,19 +897,21 @@ impl Writer {
         Ok(version)
     }
 
-    fn outcome_in_store(&self, command: &CommandId) -> StoreResult<Option<AppendOutcome>> {
-        match self
-            .log
-            .get(layout::command_key(command))
-            .map_err(sled_error)?
-        {
-            Some(bytes) => outcome_from_bytes(&bytes).map(Some).ok_or_else(|| {
-                corrupt(
-                    Position::START,
-                    format!("the outcome of command {command} is unreadable"),
-                )
-            }),
-            None => Ok(None),
+    /// The first outcome of a command id applied before, if any. An appender that looked in
+    /// the store itself says after how many batches; only the batches since need checking.
+    fn known_outcome(
+        &self,
+        command: &CommandId,
+        checked_after: Option<u64>,
+    ) -> StoreResult<Option<AppendOutcome>> {
+        match checked_after {
+            Some(after) if after >= self.recent.forgotten_through => Ok(self
+                .recent
+                .outcomes
+                .get(command)
+                .filter(|(batch, _)| *batch > after)
+                .map(|(_, outcome)| *outcome)),
+            _ => stored_outcome(&self.log, command),
         }
     }
 
@@ -539,14 +919,19 @@ impl Writer {
         let mut head = self.head;
         let mut versions: HashMap<StreamId, StreamVersion> = HashMap::new();
         let mut commands: HashMap<CommandId, AppendOutcome> = HashMap::new();
-        let mut batch = sled::Batch::default();
+        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut chunk = ChunkBuilder::default();
-        let mut replies = Vec::with_capacity(group.len());
-        for WriteRequest { append, reply } in group {
+        let mut replies: Vec<(Reply, StoreResult<AppendOutcome>)> = Vec::new();
+        for WriteRequest {
+            append,
+            checked_after,
+            reply,
+        } in group
+        {
             let command = append.metadata.command_id;
             let known = match commands.get(&command) {
                 Some(outcome) => Ok(Some(*outcome)),
-                None => self.outcome_in_store(&command),
+                None => self.known_outcome(&command, checked_after),
             };
             match known {
                 Ok(Some(outcome)) => {
@@ -589,7 +974,7 @@ impl Writer {
                 .map(|(_, bytes, _)| bytes.len() + 4)
                 .sum();
             if !chunk.records.is_empty() && chunk.bytes + append_bytes > CHUNK_TARGET_BYTES {
-                std::mem::take(&mut chunk).finish(&mut batch);
+                std::mem::take(&mut chunk).finish(&mut pairs);
             }
             if chunk.records.is_empty() {
                 chunk.first = prepared.outcome.first_position.0;
@@ -606,19 +991,18 @@ impl Writer {
                     }
                 }
             }
-            batch.insert(
-                &layout::command_key(&command),
-                &outcome_to_bytes(&prepared.outcome),
-            );
+            pairs.push((
+                layout::command_key(&command).to_vec(),
+                outcome_to_bytes(&prepared.outcome).to_vec(),
+            ));
             versions.insert(stream, prepared.new_version);
             commands.insert(command, prepared.outcome);
             head = prepared.new_head;
             replies.push((reply, Ok(prepared.outcome)));
         }
-        chunk.finish(&mut batch);
+        chunk.finish(&mut pairs);
         if head != self.head {
-            if let Err(error) = self.log.apply_batch(batch) {
-                let error = sled_error(error);
+            if let Err(error) = self.commit(self.head.position.0 + 1, head.position.0, &pairs) {
                 for (reply, _) in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
@@ -629,12 +1013,74 @@ impl Writer {
                 self.versions.clear();
             }
             self.versions.extend(versions);
-            self.flush.request(head.position);
+            let batch = self.applied_batches.load(Ordering::Relaxed) + 1;
+            self.recent.remember(batch, commands.into_iter().collect());
+            // After `apply_batch`: an appender that reads this number finds the batch in sled.
+            self.applied_batches.store(batch, Ordering::Release);
         }
+        let mut ready = Vec::with_capacity(replies.len());
         for (reply, result) in replies {
-            // An appender that gave up waiting is no reason to stop the others.
-            let _ = reply.send(result);
+            match result {
+                Ok(outcome) => ready.push(Pending {
+                    last: outcome.last_position,
+                    outcome,
+                    reply,
+                }),
+                // An appender that gave up waiting is no reason to stop the others.
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            }
         }
+        self.flush
+            .acknowledge_when_durable(self.head.position, ready);
+    }
+
+    /// Inserts one batch into sled, chunks first, then writes it to the write-ahead log;
+    /// checkpoints when the log has grown enough, or when the batch holds a value large enough
+    /// for sled to put in a blob file (which only a checkpoint syncs).
+    ///
+    /// Plain inserts, not `apply_batch`: sled writes its IO buffer to disk twice for every
+    /// batch (see BENCHMARKS.md). A crash can leave a batch partly in sled; the log holds every
+    /// batch whole, and reopening restores it from there, or removes it if the log does not
+    /// hold it (`recover`).
+    fn commit(&mut self, first: u64, last: u64, pairs: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<()> {
+        let mut large = false;
+        let chunks_first = pairs
+            .iter()
+            .filter(|(key, _)| key.first() == Some(&layout::EVENTS))
+            .chain(
+                pairs
+                    .iter()
+                    .filter(|(key, _)| key.first() != Some(&layout::EVENTS)),
+            );
+        for (key, value) in chunks_first {
+            large |= value.len() > CHUNK_TARGET_BYTES;
+            if let Err(error) = self.log.insert(key.as_slice(), value.as_slice()) {
+                // Part of the batch may be in sled: nothing more is acknowledged.
+                let error = sled_error(error);
+                self.flush.fail(&self.durable, error.to_string());
+                return Err(error);
+            }
+        }
+        let record = wal::record(self.wal.generation, first, last, pairs);
+        let logged = self.wal.append(&record).and_then(|()| {
+            self.wal_keys += pairs.len();
+            if large
+                || self.wal.offset >= CHECKPOINT_WAL_BYTES
+                || self.wal_keys >= CHECKPOINT_WAL_KEYS
+            {
+                self.checkpointer.run(&mut self.wal, Position(last))?;
+                self.wal_keys = 0;
+            }
+            Ok(())
+        });
+        if let Err(error) = logged {
+            let error = error.to_string();
+            self.flush.fail(&self.durable, error.clone());
+            return Err(StoreError::Io(error));
+        }
+        Ok(())
     }
 }
 
@@ -668,6 +1114,104 @@ fn stored_head(log: &sled::Tree) -> StoreResult<LogHead> {
     })
 }
 
+/// Removes from sled the events after `end`, with their index entries: batches inserted after
+/// the last checkpoint that the write-ahead log does not hold, so no appender was told of them.
+/// A batch's chunks go into sled before its index entries, so whatever a crash left of such a
+/// batch starts with a chunk, and the chunk names every index entry to remove.
+fn remove_beyond(log: &sled::Tree, end: u64) -> StoreResult<()> {
+    let tail: Vec<(sled::IVec, sled::IVec)> = log
+        .range(layout::chunk_key(end + 1)..=layout::chunk_key(u64::MAX))
+        .collect::<Result<_, _>>()
+        .map_err(sled_error)?;
+    for (key, chunk) in tail {
+        let first = u64_of(&key[1..])
+            .ok_or_else(|| corrupt(Position(end), "an event key is not a position"))?;
+        let opened = layout::open_chunk(&chunk)
+            .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+        let records = opened
+            .records()
+            .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
+        let mut streams = HashSet::new();
+        for (offset, bytes) in records.into_iter().enumerate() {
+            let event = decode_at(Position(first + offset as u64), bytes)?;
+            if streams.insert(event.stream.clone()) {
+                log.remove(layout::stream_index_key(&event.stream, event.version.0))
+                    .map_err(sled_error)?;
+            }
+            let command = layout::command_key(&event.metadata.command_id);
+            let outcome = log.get(command).map_err(sled_error)?;
+            if outcome
+                .as_deref()
+                .and_then(outcome_from_bytes)
+                .is_some_and(|outcome| outcome.first_position.0 > end)
+            {
+                log.remove(command).map_err(sled_error)?;
+            }
+        }
+        log.remove(key).map_err(sled_error)?;
+    }
+    Ok(())
+}
+
+/// Reopening: sled holds every batch up to its last checkpoint whole, and may hold later ones
+/// whole, in part or not at all; the write-ahead log holds whole the batches since the
+/// checkpoint, up to some point (every acknowledged one, perhaps more). The store is the
+/// checkpoint and the log: batches beyond the log are removed from sled, then the log's are
+/// inserted again. Returns the head and the log's generation.
+fn recover(log: &sled::Tree, meta: &sled::Tree, contents: &[u8]) -> StoreResult<(LogHead, u64)> {
+    let stored = stored_head(log)?;
+    let (generation, checkpointed) = match meta.get(wal::CHECKPOINT_KEY).map_err(sled_error)? {
+        Some(marker) => wal::read_marker(&marker)
+            .ok_or_else(|| corrupt(Position::START, "the checkpoint marker is unreadable"))?,
+        // Never checkpointed: written by format 3, whose batches are whole.
+        None => (0, stored.position.0),
+    };
+    if stored.position.0 < checkpointed {
+        return Err(corrupt(
+            stored.position,
+            format!(
+                "the store ends at {} but was made durable through {checkpointed}",
+                stored.position
+            ),
+        ));
+    }
+    let batches =
+        wal::records(contents, generation).map_err(|detail| corrupt(stored.position, detail))?;
+    let mut end = checkpointed;
+    for batch in &batches {
+        if batch.first != end + 1 {
+            return Err(corrupt(
+                Position(end + 1),
+                format!(
+                    "the write-ahead log goes on at position {} after {end}",
+                    batch.first
+                ),
+            ));
+        }
+        end = batch.last;
+    }
+    if stored.position.0 == end && batches.is_empty() {
+        return Ok((stored, generation));
+    }
+    remove_beyond(log, end)?;
+    for batch in &batches {
+        for (key, value) in &batch.pairs {
+            log.insert(*key, *value).map_err(sled_error)?;
+        }
+    }
+    let head = stored_head(log)?;
+    if head.position.0 != end {
+        return Err(corrupt(
+            head.position,
+            format!(
+                "the store ends at {} after recovery, not at {end}",
+                head.position
+            ),
+        ));
+    }
+    Ok((head, generation))
+}
+
 impl SledEventLog {
     /// Opens (or creates) the store in `directory`. Blocking: call it before serving, or from a
     /// blocking task.
@@ -676,7 +1220,7 @@ impl SledEventLog {
         let db = sled::Config::new()
             .path(directory)
             .cache_capacity(options.cache_capacity_bytes)
-            // Flushing is this store's job, on demand; no background timer.
+            // Flushing is this store's job, at checkpoints; no background timer.
             .flush_every_ms(None)
             .open()
             .map_err(sled_error)?;
@@ -700,11 +1244,17 @@ impl SledEventLog {
                         supported: STORE_FORMAT,
                     });
                 }
-                if found < STORE_FORMAT {
+                if found < UPGRADABLE_FORMAT {
                     return Err(corrupt(
                         Position::START,
                         format!("format {found} predates the first release; export it with the build that wrote it"),
                     ));
+                }
+                if found < STORE_FORMAT {
+                    // Format 3 is format 4 without a write-ahead log: only the marker changes,
+                    // so that a build of format 3 never opens a store whose log it would ignore.
+                    meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+                        .map_err(sled_error)?;
                 }
             }
             None if !log.is_empty() => {
@@ -718,31 +1268,63 @@ impl SledEventLog {
                     .map_err(sled_error)?;
             }
         }
-        let head = stored_head(&log)?;
-        // Whatever sled recovered is made durable before anyone can read it.
+        let wal_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(directory.join(wal::FILE))
+            .map_err(io_error)?;
+        let mut contents = Vec::new();
+        (&wal_file).read_to_end(&mut contents).map_err(io_error)?;
+        let (head, generation) = recover(&log, &meta, &contents)?;
+        let wal_file = Arc::new(wal_file);
+        let mut wal = WalWriter {
+            file: wal_file.clone(),
+            generation,
+            offset: 0,
+            allocated: contents.len() as u64,
+        };
+        drop(contents);
+        // Whatever sled recovered, and whatever the log added, is made durable before anyone
+        // can read it; the log starts again under a new generation.
         let db_file = File::open(directory.join("db")).map_err(io_error)?;
-        db.flush().map_err(sled_error)?;
-        db_file.sync_data().map_err(io_error)?;
+        let mut checkpointer = Checkpointer {
+            db: db.clone(),
+            meta,
+            db_file,
+            blobs: directory.join("blobs"),
+            synced_blobs: HashSet::new(),
+        };
+        checkpointer
+            .run(&mut wal, head.position)
+            .map_err(io_error)?;
         sync_directory(directory)?;
         let durable = Arc::new(watch::Sender::new(Durable {
             position: head.position,
             failure: None,
         }));
         let flush = Arc::new(FlushControl::default());
+        flush.lock().done = head.position.0;
+        flush.lock().requested = head.position.0;
+        let applied_batches = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel();
         let writer = Writer {
             log: log.clone(),
             head,
             versions: HashMap::new(),
+            recent: RecentCommands::default(),
+            applied_batches: applied_batches.clone(),
             requests: receiver,
             flush: flush.clone(),
             durable: durable.clone(),
             max_record_bytes: options.max_record_bytes,
+            checkpointer,
+            wal,
+            wal_keys: 0,
         };
         let flusher = Flusher {
-            db: db.clone(),
-            db_file,
-            blobs: directory.join("blobs"),
+            wal: wal_file,
             control: flush.clone(),
             durable: durable.clone(),
             mode: options.sync,
@@ -763,6 +1345,7 @@ impl SledEventLog {
                 requests: Mutex::new(Some(sender)),
                 durable,
                 flush,
+                applied_batches,
                 threads: Mutex::new(vec![writer, flusher]),
                 options,
             }),
@@ -879,6 +1462,17 @@ fn decode_at(position: Position, bytes: &[u8]) -> StoreResult<RecordedEvent> {
 impl EventAppender for SledEventLog {
     async fn append(&self, append: Append) -> StoreResult<AppendOutcome> {
         self.durable_position()?;
+        // The command id is looked up here, beside the other appenders, rather than in the one
+        // writer; the writer then checks only the batches applied since.
+        let applied = self.inner.applied_batches.load(Ordering::Acquire);
+        if let Some(outcome) = stored_outcome(&self.inner.log, &append.metadata.command_id)? {
+            // The first attempt may still be on its way to disk.
+            self.wait_durable(outcome.last_position).await?;
+            return Ok(AppendOutcome {
+                deduplicated: true,
+                ..outcome
+            });
+        }
         let (reply, answer) = oneshot::channel();
         {
             let requests = self
@@ -888,13 +1482,15 @@ impl EventAppender for SledEventLog {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let sender = requests.as_ref().ok_or(StoreError::Closed)?;
             sender
-                .send(WriteRequest { append, reply })
+                .send(WriteRequest {
+                    append,
+                    checked_after: Some(applied),
+                    reply,
+                })
                 .map_err(|_| StoreError::Closed)?;
         }
-        let outcome = answer.await.map_err(|_| StoreError::Closed)??;
-        // A deduplicated answer waits too: the first attempt may still be on its way to disk.
-        self.wait_durable(outcome.last_position).await?;
-        Ok(outcome)
+        // The writer answers once the append is durable.
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
