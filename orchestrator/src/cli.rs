@@ -6,15 +6,22 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use anyhow::Context;
+use battleplan_adapters::system::{RandomIds, SystemClock};
 use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::context::{Clock, ManualClock};
 use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
-use clap::{Parser, Subcommand};
+use battleplan_orchestrator::commands::{self, Action, Remote, Reply, USER_ERROR};
+use battleplan_orchestrator::control;
+use battleplan_orchestrator::daemon::{self, Opened, RunOptions};
+use battleplan_orchestrator::runtime::Runtime;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
-
-/// Exit code for a user error: a bad plan, bad input, a rejected command.
-const USER_ERROR: u8 = 2;
+use uuid::Uuid;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,8 +40,44 @@ pub struct Arguments {
     )]
     pub data: PathBuf,
 
+    /// Use a clock stopped at this instant (RFC 3339, e.g. 2026-08-19T00:00:00+08:00) instead
+    /// of the system clock: for rehearsals and tests. With `run --simulate`, where the virtual
+    /// clock starts.
+    #[arg(long, global = true, value_name = "INSTANT", value_parser = parse_instant)]
+    pub clock_at: Option<DateTime<Utc>>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Ok(instant.with_timezone(&Utc));
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        if let Some(midnight) = date.and_hms_opt(0, 0, 0) {
+            return Ok(midnight.and_utc());
+        }
+    }
+    Err(format!(
+        "`{text}` is not an instant: write RFC 3339 with its offset (2026-09-02T00:00:00+08:00) or a date (2026-09-02, midnight UTC)"
+    ))
+}
+
+/// Who acts and why: recorded with every event the command causes.
+#[derive(Debug, Args)]
+pub struct ActArguments {
+    /// The campaign's id (the plan's `[campaign] id`).
+    pub campaign: String,
+    /// Who is acting (a person's name); the auditor sees it.
+    #[arg(long)]
+    pub actor: String,
+    /// Why, in a sentence; the auditor sees it.
+    #[arg(long)]
+    pub reason: String,
+    /// An id for this command, to retry it safely: the same id is recorded once.
+    #[arg(long)]
+    pub command_id: Option<Uuid>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,10 +99,68 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply a plan: create the campaign, or record a new version of it.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// The daemon: moves campaigns through their phases on time, and serves other terminals.
+    Run {
+        /// Stop once the clock passes this instant (RFC 3339 or a date).
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        until: Option<DateTime<Utc>>,
+        /// Run under a virtual clock that jumps from one due instant to the next, to the end
+        /// of every campaign (or to --until) in seconds. Starts at --clock-at, or now.
+        #[arg(long)]
+        simulate: bool,
+    },
+    /// Where campaigns stand: phase, stage, since when, the next transition.
+    Status {
+        /// One campaign; all of them when left out.
+        campaign: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a campaign's automated transitions until it is resumed.
+    Pause(ActArguments),
+    /// Resume a paused campaign (what happens to boundaries passed meanwhile is the plan's
+    /// `on_resume`).
+    Resume(ActArguments),
+    /// Enter the next phase or stage now, ahead of the plan.
+    Advance(ActArguments),
+    /// End a campaign for good.
+    Cancel(ActArguments),
+    /// A campaign's events: what happened, when, by whom and why.
+    History {
+        /// One campaign; all of them when left out.
+        campaign: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The auditor's tools.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate a plan and record it: the campaign's first version, or a revision.
+    Apply {
+        /// The plan file, or `-` for standard input.
+        plan: PathBuf,
+        /// Who applies it; defaults to the USER environment variable.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Why, for the auditor.
+        #[arg(long)]
+        reason: Option<String>,
+        /// An id for this command, to retry it safely: the same id is recorded once.
+        #[arg(long)]
+        command_id: Option<Uuid>,
     },
 }
 
@@ -74,13 +175,152 @@ pub enum AuditCommand {
 }
 
 pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
+    let data = arguments.data.as_path();
+    let clock_at = arguments.clock_at;
+    let act = |action: Action, arguments: ActArguments| {
+        remote_or_local(
+            data,
+            clock_at,
+            Remote::Act {
+                campaign: arguments.campaign,
+                action,
+                actor: arguments.actor,
+                reason: Some(arguments.reason),
+                command_id: arguments.command_id,
+            },
+        )
+    };
     match arguments.command {
         Command::Init { out, force } => init(&out, force),
         Command::Validate { plan, json } => validate(&plan, json),
+        Command::Plan {
+            command:
+                PlanCommand::Apply {
+                    plan,
+                    actor,
+                    reason,
+                    command_id,
+                },
+        } => {
+            let bytes = match read_plan(&plan) {
+                Ok(bytes) => bytes,
+                Err(message) => return Ok(user_error(message)),
+            };
+            if bytes.len() > parse::MAX_PLAN_BYTES {
+                return Ok(user_error(format_args!(
+                    "{} is larger than a plan may be ({} bytes at most)",
+                    plan.display(),
+                    parse::MAX_PLAN_BYTES
+                )));
+            }
+            let source = match String::from_utf8(bytes) {
+                Ok(source) => source,
+                Err(_) => {
+                    return Ok(user_error(format_args!(
+                        "{} is not UTF-8 text; see `battleplan validate {}`",
+                        plan.display(),
+                        plan.display()
+                    )))
+                }
+            };
+            let actor = actor
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "unknown".to_string());
+            remote_or_local(
+                data,
+                clock_at,
+                Remote::ApplyPlan {
+                    file_name: plan.display().to_string(),
+                    source,
+                    actor,
+                    reason,
+                    command_id,
+                },
+            )
+        }
+        Command::Run { until, simulate } => daemon::run(
+            data,
+            RunOptions {
+                until,
+                simulate,
+                clock_at,
+            },
+        ),
+        Command::Status { campaign, json } => {
+            remote_or_local(data, clock_at, Remote::Status { campaign, json })
+        }
+        Command::History { campaign, json } => {
+            remote_or_local(data, clock_at, Remote::History { campaign, json })
+        }
+        Command::Pause(arguments) => act(Action::Pause, arguments),
+        Command::Resume(arguments) => act(Action::Resume, arguments),
+        Command::Advance(arguments) => act(Action::Advance, arguments),
+        Command::Cancel(arguments) => act(Action::Cancel, arguments),
         Command::Audit {
             command: AuditCommand::Verify { json },
-        } => audit_verify(&arguments.data, json),
+        } => audit_verify(data, json),
     }
+}
+
+fn print_reply(reply: Reply) -> ExitCode {
+    print!("{}", reply.stdout);
+    eprint!("{}", reply.stderr);
+    let _ = io::stdout().flush();
+    ExitCode::from(reply.code)
+}
+
+/// Asks the running daemon, or, when none runs, opens the store and runs the command here.
+fn remote_or_local(
+    data: &Path,
+    clock_at: Option<DateTime<Utc>>,
+    remote: Remote,
+) -> anyhow::Result<ExitCode> {
+    match control::call(data, &remote) {
+        Ok(Some(reply)) => return Ok(print_reply(reply)),
+        Ok(None) => {}
+        Err(message) => return Ok(user_error(message)),
+    }
+    let creates = matches!(remote, Remote::ApplyPlan { .. });
+    if !creates && !data.join("db").is_file() {
+        return Ok(user_error(format_args!(
+            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory, or apply a plan first)",
+            data.display()
+        )));
+    }
+    if creates {
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("creating the data directory {}", data.display()))?;
+    }
+    let store = match daemon::open_store(data) {
+        Opened::Store(store) => store,
+        Opened::Daemon => match control::call(data, &remote) {
+            Ok(Some(reply)) => return Ok(print_reply(reply)),
+            Ok(None) => {
+                return Ok(user_error(format_args!(
+                    "the daemon on {} stopped while answering; try again",
+                    data.display()
+                )))
+            }
+            Err(message) => return Ok(user_error(message)),
+        },
+        Opened::Refused(message) => return Ok(user_error(message)),
+    };
+    let clock: Arc<dyn Clock> = match clock_at {
+        Some(at) => Arc::new(ManualClock::new(at)),
+        None => Arc::new(SystemClock),
+    };
+    let runtime = Runtime {
+        store: Arc::new(store),
+        clock,
+        ids: Arc::new(RandomIds),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reply = tokio.block_on(commands::execute(&runtime, remote));
+    drop(runtime);
+    Ok(print_reply(reply))
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {

@@ -69,3 +69,111 @@ pub fn mutate(base: &str, replacements: &[(&str, &str)]) -> String {
     }
     text
 }
+
+/// A `battleplan run` in the background, its log lines read as they come.
+pub struct Daemon {
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every log line seen so far.
+    pub seen: Vec<String>,
+}
+
+/// The longest a test waits for a daemon's line before failing (a safety net against a hang,
+/// never a way to synchronise).
+const LINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Daemon {
+    /// Starts `battleplan ARGS` (normally `run ...`) in `directory`.
+    pub fn start(directory: &Path, arguments: &[&str]) -> Daemon {
+        use std::io::BufRead;
+        let mut child = Command::new(binary())
+            .args(arguments)
+            .current_dir(directory)
+            .env_remove("BATTLEPLAN_DATA")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start battleplan: {error}"));
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads log lines until one contains `marker`; returns it. Panics, with everything seen,
+    /// if the process ends first.
+    pub fn wait_for(&mut self, marker: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(LINE_TIMEOUT) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(marker) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "the daemon ended (or hung) before logging `{marker}`; it logged:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Reads log lines until one contains `marker` (returned), or the process closes its log
+    /// by ending (`None`).
+    pub fn wait_for_or_end(&mut self, marker: &str) -> Option<String> {
+        loop {
+            match self.lines.recv_timeout(LINE_TIMEOUT) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(marker) {
+                        return Some(line);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "the daemon hung before logging `{marker}`; it logged:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The rest of the log, once the process has ended.
+    pub fn finish(&mut self) -> (i32, Vec<String>) {
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(LINE_TIMEOUT) {
+            self.seen.push(line);
+        }
+        (status.code().unwrap_or(-1), self.seen.clone())
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM: the polite stop an operator's service manager sends.
+    pub fn terminate(&mut self) -> (i32, Vec<String>) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.finish()
+    }
+}

@@ -1,0 +1,526 @@
+//! The commands that read or change campaigns: `plan apply`, `status`, `pause`, `resume`,
+//! `advance`, `cancel`, `history`. Each runs the same way whether the `battleplan` process
+//! opened the store itself or a running daemon executes it for another terminal (see
+//! `control`): it takes a [`Remote`] and returns what to print and the exit code.
+
+use std::fmt::Write as _;
+
+use battleplan_core::campaign::events::PhaseEntered;
+use battleplan_core::campaign::timeline::{human_duration, local};
+use battleplan_core::campaign::{
+    self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
+};
+use battleplan_core::event::{Position, RecordedEvent, StreamVersion};
+use battleplan_core::plan::{self, diagnostic};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::projection::Campaigns;
+use crate::runtime::{HandleError, Request, Runtime};
+
+/// Exit code for a user error: a bad plan, bad input, a rejected command.
+pub const USER_ERROR: u8 = 2;
+/// Exit code for an internal failure.
+pub const INTERNAL_ERROR: u8 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Pause,
+    Resume,
+    Advance,
+    Cancel,
+}
+
+impl Action {
+    fn command(self) -> Command {
+        match self {
+            Action::Pause => Command::Pause,
+            Action::Resume => Command::Resume,
+            Action::Advance => Command::Advance,
+            Action::Cancel => Command::Cancel,
+        }
+    }
+}
+
+/// A command as it travels to a daemon: everything it needs, files already read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Remote {
+    Ping,
+    Status {
+        campaign: Option<String>,
+        json: bool,
+    },
+    History {
+        campaign: Option<String>,
+        json: bool,
+    },
+    Act {
+        campaign: String,
+        action: Action,
+        actor: String,
+        reason: Option<String>,
+        command_id: Option<Uuid>,
+    },
+    ApplyPlan {
+        file_name: String,
+        source: String,
+        actor: String,
+        reason: Option<String>,
+        command_id: Option<Uuid>,
+    },
+}
+
+/// What to print, and how to exit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Reply {
+    fn ok(stdout: String) -> Reply {
+        Reply {
+            code: 0,
+            stdout,
+            stderr: String::new(),
+        }
+    }
+
+    fn user_error(message: impl std::fmt::Display) -> Reply {
+        Reply {
+            code: USER_ERROR,
+            stdout: String::new(),
+            stderr: format!("battleplan: {message}\n"),
+        }
+    }
+
+    fn from_error(error: HandleError) -> Reply {
+        match error {
+            HandleError::Rejected(rejection) => Reply::user_error(rejection),
+            HandleError::Contended { .. } => Reply::user_error(error),
+            other => Reply {
+                code: INTERNAL_ERROR,
+                stdout: String::new(),
+                stderr: format!("battleplan: internal error: {other}\n"),
+            },
+        }
+    }
+}
+
+/// Runs a command against the runtime.
+pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
+    let result = match remote {
+        Remote::Ping => Ok(Reply::ok(format!("{}\n", std::process::id()))),
+        Remote::Status { campaign, json } => status(runtime, campaign.as_deref(), json).await,
+        Remote::History { campaign, json } => history(runtime, campaign.as_deref(), json).await,
+        Remote::Act {
+            campaign,
+            action,
+            actor,
+            reason,
+            command_id,
+        } => {
+            let request = Request {
+                actor,
+                reason,
+                command_id,
+                causation: None,
+            };
+            act(runtime, &campaign, action, &request).await
+        }
+        Remote::ApplyPlan {
+            file_name,
+            source,
+            actor,
+            reason,
+            command_id,
+        } => {
+            let request = Request {
+                actor,
+                reason,
+                command_id,
+                causation: None,
+            };
+            apply_plan(runtime, &file_name, &source, &request).await
+        }
+    };
+    result.unwrap_or_else(Reply::from_error)
+}
+
+fn ago_or_in(now: DateTime<Utc>, instant: DateTime<Utc>) -> String {
+    let ms = (instant - now).num_milliseconds();
+    if ms.abs() < 1000 {
+        "just now".to_string()
+    } else if ms >= 0 {
+        format!("in {}", human_duration(ms))
+    } else {
+        format!("{} ago", human_duration(ms))
+    }
+}
+
+/// The next transition in words: `burst (middle stage) at 2026-09-11 00:00 +08:00, in 8 d 22 h`.
+fn next_words(state: &CampaignState, now: DateTime<Utc>) -> String {
+    let zone = state.zone();
+    match &state.status {
+        Status::Draft => "none: no plan applied".to_string(),
+        Status::Paused { .. } => format!(
+            "none while paused (resume with `battleplan resume {} --actor NAME --reason WHY`)",
+            state.id
+        ),
+        Status::Completed | Status::Cancelled { .. } => "none: the campaign is over".to_string(),
+        _ => match next_due(state) {
+            None => "none".to_string(),
+            Some(due) => {
+                let what = match &due.command {
+                    Command::Enter { step, .. } => step.to_string(),
+                    _ => "completion".to_string(),
+                };
+                let when = if due.at <= now {
+                    format!(
+                        "overdue by {} (the daemon enters it when it runs: `battleplan run`)",
+                        human_duration((now - due.at).num_milliseconds())
+                    )
+                } else {
+                    ago_or_in(now, due.at)
+                };
+                format!("{what} at {}, {when}", local(zone, due.at))
+            }
+        },
+    }
+}
+
+fn status_json(state: &CampaignState, now: DateTime<Utc>) -> serde_json::Value {
+    let next = next_due(state).map(|due| {
+        let (what, step) = match &due.command {
+            Command::Enter { step, .. } => ("enter", Some(step.clone())),
+            _ => ("complete", None),
+        };
+        json!({
+            "what": what,
+            "step": step,
+            "at": due.at,
+            "in_seconds": (due.at - now).num_seconds(),
+        })
+    });
+    json!({
+        "campaign": state.id,
+        "name": state.name,
+        "state": state.kind().name(),
+        "status": state.status,
+        "description": state.describe(),
+        "since": state.since,
+        "plan_version": state.plan_version,
+        "time_zone": state.planned.as_ref().map(|t| t.time_zone.clone()),
+        "next": next,
+    })
+}
+
+fn status_text(out: &mut String, state: &CampaignState, now: DateTime<Utc>) {
+    let zone = state.zone();
+    let since = state
+        .since
+        .map(|since| format!(" since {} ({})", local(zone, since), ago_or_in(now, since)))
+        .unwrap_or_default();
+    let _ = writeln!(out, "{}: {}", state.id, state.name);
+    let _ = writeln!(out, "  status: {}{since}", state.describe());
+    if let Some(timeline) = state.timeline() {
+        let _ = writeln!(
+            out,
+            "  plan:   version {} ({})",
+            state.plan_version, timeline.time_zone
+        );
+        if let Some(step) = state.current_step() {
+            if let Some(window) = timeline.window(step) {
+                let _ = writeln!(
+                    out,
+                    "  window: {} to {}",
+                    local(zone, window.start),
+                    local(zone, window.end)
+                );
+            }
+        }
+    }
+    let _ = writeln!(out, "  next:   {}", next_words(state, now));
+}
+
+async fn status(
+    runtime: &Runtime,
+    campaign: Option<&str>,
+    json: bool,
+) -> Result<Reply, HandleError> {
+    let campaigns = current(runtime).await?;
+    let now = runtime.clock.now();
+    let chosen: Vec<&CampaignState> = match campaign {
+        Some(id) => match campaigns.states.get(id) {
+            Some(state) => vec![state],
+            None => return Ok(Reply::user_error(unknown_campaign(id, &campaigns))),
+        },
+        None => campaigns.states.values().collect(),
+    };
+    if json {
+        let list: Vec<serde_json::Value> = chosen.iter().map(|s| status_json(s, now)).collect();
+        let value = if campaign.is_some() {
+            list.into_iter().next().unwrap_or_default()
+        } else {
+            serde_json::Value::Array(list)
+        };
+        return Ok(Reply::ok(format!("{value:#}\n")));
+    }
+    if chosen.is_empty() {
+        return Ok(Reply::ok(
+            "no campaigns yet; apply a plan with `battleplan plan apply PLAN`\n".to_string(),
+        ));
+    }
+    let mut out = String::new();
+    for (index, state) in chosen.iter().enumerate() {
+        if index > 0 {
+            out.push('\n');
+        }
+        status_text(&mut out, state, now);
+    }
+    Ok(Reply::ok(out))
+}
+
+/// The campaigns projection caught up in memory (the daemon's scheduler is the one that stores
+/// it, so two processes never race on its checkpoint).
+async fn current(runtime: &Runtime) -> Result<Campaigns, HandleError> {
+    let store = runtime.store.as_ref();
+    let mut campaigns = Campaigns::load(store).await?;
+    campaigns.catch_up_in_memory(store).await?;
+    Ok(campaigns)
+}
+
+fn unknown_campaign(id: &str, campaigns: &Campaigns) -> String {
+    if campaigns.states.is_empty() {
+        return format!("no campaign named {id}: there are no campaigns yet");
+    }
+    let known: Vec<&str> = campaigns.states.keys().map(String::as_str).collect();
+    format!("no campaign named {id}; known: {}", known.join(", "))
+}
+
+async fn act(
+    runtime: &Runtime,
+    campaign: &str,
+    action: Action,
+    request: &Request,
+) -> Result<Reply, HandleError> {
+    let (state, _) = runtime.load(campaign).await?;
+    if state.kind() == campaign::StateKind::Draft {
+        let campaigns = current(runtime).await?;
+        return Ok(Reply::user_error(unknown_campaign(campaign, &campaigns)));
+    }
+    let handled = runtime.handle(campaign, &action.command(), request).await?;
+    let now = runtime.clock.now();
+    let zone = handled.state.zone();
+    let mut out = String::new();
+    for event in &handled.events {
+        if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
+            let _ = writeln!(
+                out,
+                "{campaign}: {} (recorded at position {}{})",
+                decoded.summary(zone),
+                event.position,
+                if handled.repeated {
+                    ", earlier, by this same command id"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    let _ = writeln!(out, "  status: {}", handled.state.describe());
+    let _ = writeln!(out, "  next:   {}", next_words(&handled.state, now));
+    Ok(Reply::ok(out))
+}
+
+async fn apply_plan(
+    runtime: &Runtime,
+    file_name: &str,
+    source: &str,
+    request: &Request,
+) -> Result<Reply, HandleError> {
+    let checked = plan::check(source.as_bytes());
+    let mut errors = String::new();
+    for diagnostic in &checked.diagnostics {
+        let _ = writeln!(
+            errors,
+            "{}",
+            diagnostic::render(file_name, Some(&checked.line_index), diagnostic)
+        );
+    }
+    let Some(plan) = checked.plan.as_ref() else {
+        let _ = writeln!(
+            errors,
+            "{file_name}: the plan has errors; nothing was applied (see `battleplan validate {file_name}`)"
+        );
+        return Ok(Reply {
+            code: USER_ERROR,
+            stdout: String::new(),
+            stderr: errors,
+        });
+    };
+    let version = PlanVersion::of(plan, source);
+    let id = version.campaign.clone();
+    let handled = runtime
+        .handle(&id, &Command::ApplyPlan(Box::new(version)), request)
+        .await?;
+    let now = runtime.clock.now();
+    let mut out = errors; // warnings, if any
+    if handled.events.is_empty() {
+        let _ = writeln!(
+            out,
+            "{id}: plan version {} is already this file; nothing recorded",
+            handled.state.plan_version
+        );
+    }
+    for event in &handled.events {
+        match CampaignEvent::decode(event) {
+            Ok(Some(CampaignEvent::PlanApplied(applied))) => {
+                let _ = writeln!(
+                    out,
+                    "{id}: applied plan version {} ({}), recorded at position {}",
+                    applied.version, applied.name, event.position
+                );
+            }
+            Ok(Some(CampaignEvent::PlanRevised(revised))) => {
+                let _ = writeln!(
+                    out,
+                    "{id}: revised to plan version {}, recorded at position {}",
+                    revised.version, event.position
+                );
+                for change in &revised.changes {
+                    let _ = writeln!(out, "  - {change}");
+                }
+                if revised.changes.is_empty() {
+                    let _ = writeln!(out, "  (no change to the timeline or the work)");
+                }
+            }
+            _ => {}
+        }
+    }
+    let _ = writeln!(out, "  status: {}", handled.state.describe());
+    let _ = writeln!(out, "  next:   {}", next_words(&handled.state, now));
+    Ok(Reply::ok(out))
+}
+
+/// One event as the history shows it.
+fn history_line(out: &mut String, event: &RecordedEvent, zone: chrono_tz::Tz, with_campaign: bool) {
+    let Ok(Some(decoded)) = CampaignEvent::decode(event) else {
+        return;
+    };
+    let campaign = if with_campaign {
+        format!(
+            "{}  ",
+            campaign::campaign_of(&event.stream).unwrap_or_default()
+        )
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "{}  #{:<6} {campaign}{:<18} {}",
+        local(zone, event.recorded_at),
+        event.position.0,
+        event.metadata.actor,
+        decoded.summary(zone)
+    );
+    if let Some(reason) = &event.metadata.reason {
+        let _ = writeln!(out, "{:30}reason: {reason}", "");
+    }
+}
+
+fn history_json(event: &RecordedEvent) -> Option<serde_json::Value> {
+    let decoded = CampaignEvent::decode(event).ok()??;
+    let mut payload = decoded.to_json();
+    // The plan file is in the event; the history shows its digest, `export` the whole text.
+    if let Some(object) = payload.as_object_mut() {
+        object.remove("source");
+        object.remove("outline");
+    }
+    let late = match &decoded {
+        CampaignEvent::PhaseEntered(PhaseEntered { late_by_ms, .. }) => Some(*late_by_ms),
+        CampaignEvent::CampaignCompleted(c) => Some(c.late_by_ms),
+        _ => None,
+    };
+    Some(json!({
+        "position": event.position.0,
+        "campaign": campaign::campaign_of(&event.stream),
+        "version": event.version.0,
+        "recorded_at": event.recorded_at,
+        "type": event.event_type,
+        "actor": event.metadata.actor,
+        "reason": event.metadata.reason,
+        "command_id": event.metadata.command_id.0,
+        "late_by_ms": late,
+        "summary": decoded.summary(chrono_tz::Tz::UTC),
+        "payload": payload,
+    }))
+}
+
+async fn history(
+    runtime: &Runtime,
+    campaign: Option<&str>,
+    json: bool,
+) -> Result<Reply, HandleError> {
+    let store = runtime.store.as_ref();
+    let mut events = Vec::new();
+    match campaign {
+        Some(id) => {
+            let stream = campaign::stream_of(id).map_err(campaign::Rejection)?;
+            let mut from = StreamVersion(1);
+            loop {
+                let batch = store.read_stream(&stream, from, 1_000).await?;
+                let Some(last) = batch.last() else { break };
+                from = last.version.next();
+                let full = batch.len() == 1_000;
+                events.extend(batch);
+                if !full {
+                    break;
+                }
+            }
+            if events.is_empty() {
+                let campaigns = current(runtime).await?;
+                return Ok(Reply::user_error(unknown_campaign(id, &campaigns)));
+            }
+        }
+        None => {
+            let mut after = Position::START;
+            loop {
+                let batch = store.read_all(after, 10_000).await?;
+                let Some(last) = batch.last() else { break };
+                after = last.position;
+                let full = batch.len() == 10_000;
+                events.extend(
+                    batch
+                        .into_iter()
+                        .filter(|event| campaign::campaign_of(&event.stream).is_some()),
+                );
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+    if json {
+        let list: Vec<serde_json::Value> = events.iter().filter_map(history_json).collect();
+        return Ok(Reply::ok(format!("{:#}\n", serde_json::Value::Array(list))));
+    }
+    if events.is_empty() {
+        return Ok(Reply::ok("no campaign events yet\n".to_string()));
+    }
+    let campaigns = current(runtime).await?;
+    let mut out = String::new();
+    for event in &events {
+        let zone = campaign::campaign_of(&event.stream)
+            .and_then(|id| campaigns.states.get(id))
+            .map(CampaignState::zone)
+            .unwrap_or(chrono_tz::Tz::UTC);
+        history_line(&mut out, event, zone, campaign.is_none());
+    }
+    Ok(Reply::ok(out))
+}

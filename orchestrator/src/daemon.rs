@@ -1,0 +1,177 @@
+//! `battleplan run`: the daemon. It owns the data directory (the store), runs the scheduler,
+//! serves the control socket for other terminals, logs one line per transition (tracing;
+//! `RUST_LOG` is respected) and stops cleanly on Ctrl-C or SIGTERM.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use anyhow::Context as _;
+use battleplan_adapters::system::{RandomIds, SystemClock};
+use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::context::{Clock, ManualClock};
+use battleplan_core::event::StoreError;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::commands::{Remote, USER_ERROR};
+use crate::control;
+use crate::runtime::Runtime;
+use crate::scheduler::{Scheduler, Timing};
+
+/// How long a starting process waits for a short-lived command to release the store.
+const LOCK_ATTEMPTS: u32 = 50;
+const LOCK_PAUSE: StdDuration = StdDuration::from_millis(100);
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub until: Option<DateTime<Utc>>,
+    pub simulate: bool,
+    /// A manual clock at this instant instead of the system clock.
+    pub clock_at: Option<DateTime<Utc>>,
+}
+
+fn user_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("battleplan: {message}");
+    ExitCode::from(USER_ERROR)
+}
+
+/// What opening the store for a command came to.
+pub enum Opened {
+    Store(SledEventLog),
+    /// A daemon runs: talk to it.
+    Daemon,
+    /// Say this and exit 2.
+    Refused(String),
+}
+
+/// Opens the store, waiting a moment for a short-lived command that holds it. `Daemon` when a
+/// running daemon answers on the control socket instead.
+pub fn open_store(data: &Path) -> Opened {
+    for _ in 0..LOCK_ATTEMPTS {
+        if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
+            return Opened::Daemon;
+        }
+        match SledEventLog::open(data, StoreOptions::default()) {
+            Ok(store) => return Opened::Store(store),
+            Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
+            Err(other) => {
+                return Opened::Refused(format!(
+                    "cannot open the store in {}: {other}",
+                    data.display()
+                ))
+            }
+        }
+    }
+    Opened::Refused(format!(
+        "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
+        data.display(),
+        control::socket_path(data).display()
+    ))
+}
+
+fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .try_init();
+}
+
+pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let store = match open_store(data) {
+        Opened::Store(store) => store,
+        Opened::Daemon => {
+            let pid = control::call(data, &Remote::Ping)
+                .ok()
+                .flatten()
+                .map(|reply| reply.stdout.trim().to_string())
+                .unwrap_or_default();
+            return Ok(user_error(format_args!(
+                "battleplan run is already running on {} (pid {pid}); it keeps acting and this one stops",
+                data.display()
+            )));
+        }
+        Opened::Refused(message) => return Ok(user_error(message)),
+    };
+    let (clock, timing, clock_words): (Arc<dyn Clock>, Timing, String) =
+        match (options.clock_at, options.simulate) {
+            (start, true) => {
+                let clock = Arc::new(ManualClock::new(start.unwrap_or_else(Utc::now)));
+                (clock.clone(), Timing::Simulated(clock), "simulated".into())
+            }
+            (Some(at), false) => (
+                Arc::new(ManualClock::new(at)),
+                Timing::Frozen,
+                format!("fixed at {}", at.to_rfc3339()),
+            ),
+            (None, false) => (Arc::new(SystemClock), Timing::Real, "system".into()),
+        };
+    let runtime = Runtime {
+        store: Arc::new(store),
+        clock,
+        ids: Arc::new(RandomIds),
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = tokio.block_on(async {
+        let listener = match control::bind(data) {
+            Ok(listener) => listener,
+            Err(message) => return Ok(Err(message)),
+        };
+        let (stop, stopped) = watch::channel(false);
+        let stop = Arc::new(stop);
+        let server = tokio::spawn(control::serve(listener, runtime.clone(), stopped.clone()));
+        let signal_stop = stop.clone();
+        let signals = tokio::spawn(async move {
+            if wait_for_signal().await.is_ok() {
+                tracing::info!("stopping: finishing the step under way");
+                let _ = signal_stop.send(true);
+            }
+        });
+        tracing::info!(
+            "running on {} (clock: {clock_words}); other terminals reach this daemon through {}",
+            data.display(),
+            control::socket_path(data).display()
+        );
+        let result = Scheduler::new(runtime.clone(), timing, options.until)
+            .run(stopped)
+            .await;
+        let _ = stop.send(true);
+        signals.abort();
+        let _ = server.await;
+        Ok::<_, anyhow::Error>(Ok(result))
+    })?;
+    let _ = std::fs::remove_file(control::socket_path(data));
+    match outcome {
+        Err(message) => Ok(user_error(message)),
+        Ok(Ok(summary)) => {
+            tracing::info!(
+                "stopped: {} transition(s) recorded ({} caught up after downtime)",
+                summary.transitions,
+                summary.caught_up
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Err(error)) => Err(anyhow::anyhow!("the scheduler stopped: {error}")),
+    }
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result,
+        _ = terminate.recv() => Ok(()),
+    }
+}

@@ -1,0 +1,232 @@
+//! The command handler: load a campaign from its stream, decide, append with the expected
+//! version, retry a bounded number of times when someone else appended first. The same command
+//! id twice is answered with the first result (the store keeps the outcome by command id).
+
+use std::sync::Arc;
+
+use battleplan_core::campaign::{
+    self, decide, evolve, CampaignEvent, CampaignState, Command, Context, EventMeta, Rejection,
+};
+use battleplan_core::context::{Clock, IdSource};
+use battleplan_core::event::{
+    Append, Checkpoints, CommandId, EventLog, ExpectedVersion, Metadata, RecordedEvent, StoreError,
+    StreamVersion,
+};
+use uuid::Uuid;
+
+/// Everything the runtime needs from a store: the log and projection checkpoints.
+pub trait Store: EventLog + Checkpoints {}
+
+impl<T: EventLog + Checkpoints> Store for T {}
+
+/// How many times a command is decided again after losing a race for its stream.
+pub const MAX_ATTEMPTS: usize = 5;
+
+/// Reads a stream in pieces of this many events.
+const READ_BATCH: usize = 1_000;
+
+/// The store, the clock and the id source: what every command needs.
+#[derive(Clone)]
+pub struct Runtime {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub ids: Arc<dyn IdSource>,
+}
+
+/// Who asks and why, and the command's id (its idempotency key).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub actor: String,
+    pub reason: Option<String>,
+    pub command_id: Option<Uuid>,
+    /// The event or command this one follows from.
+    pub causation: Option<Uuid>,
+}
+
+impl Request {
+    pub fn by(actor: &str) -> Request {
+        Request {
+            actor: actor.to_string(),
+            reason: None,
+            command_id: None,
+            causation: None,
+        }
+    }
+}
+
+/// What became of a command.
+#[derive(Debug)]
+pub struct Handled {
+    /// The events it recorded (or, for a repeated command id, the ones the first one recorded).
+    pub events: Vec<RecordedEvent>,
+    /// The campaign after them.
+    pub state: CampaignState,
+    /// The command id had been handled before: nothing new was written.
+    pub repeated: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Payload(#[from] battleplan_core::event::upcast::PayloadError),
+    #[error("campaign {campaign}: {attempts} attempts lost the race for its stream to other writers; try again")]
+    Contended { campaign: String, attempts: usize },
+}
+
+impl Runtime {
+    /// A campaign as its stream says, with the stream's version.
+    pub async fn load(
+        &self,
+        campaign: &str,
+    ) -> Result<(CampaignState, StreamVersion), HandleError> {
+        let stream = campaign::stream_of(campaign).map_err(Rejection)?;
+        let mut state = CampaignState::draft(campaign);
+        let mut version = StreamVersion::NONE;
+        loop {
+            let events = self
+                .store
+                .read_stream(&stream, version.next(), READ_BATCH)
+                .await?;
+            let Some(last) = events.last() else { break };
+            version = last.version;
+            let full = events.len() == READ_BATCH;
+            for event in &events {
+                if let Some(decoded) = CampaignEvent::decode(event)? {
+                    state = evolve(state, &decoded, &EventMeta::of(event));
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok((state, version))
+    }
+
+    /// Decides `command` for `campaign` and records its events, durably, all or none.
+    pub async fn handle(
+        &self,
+        campaign: &str,
+        command: &Command,
+        request: &Request,
+    ) -> Result<Handled, HandleError> {
+        let stream = campaign::stream_of(campaign).map_err(Rejection)?;
+        let command_id = CommandId(
+            request
+                .command_id
+                .unwrap_or_else(|| self.ids.next_id(self.clock.now())),
+        );
+        for _ in 0..MAX_ATTEMPTS {
+            let (state, version) = self.load(campaign).await?;
+            let now = self.clock.now();
+            let context = Context {
+                now,
+                actor: request.actor.clone(),
+                reason: request.reason.clone(),
+            };
+            let decided = match decide(&state, command, &context) {
+                Ok(decided) => decided,
+                Err(rejection) => {
+                    // A retried command whose first attempt was recorded is refused by the
+                    // state it produced; answer it with what it recorded instead.
+                    if let Some(first) = self.first_result(campaign, command_id, version).await? {
+                        return Ok(first);
+                    }
+                    return Err(rejection.into());
+                }
+            };
+            if decided.is_empty() {
+                return Ok(Handled {
+                    events: Vec::new(),
+                    state,
+                    repeated: false,
+                });
+            }
+            let mut events = Vec::with_capacity(decided.len());
+            for event in &decided {
+                events.push(event.encode(battleplan_core::event::EventId(self.ids.next_id(now)))?);
+            }
+            let append = Append {
+                stream: stream.clone(),
+                expected: if version == StreamVersion::NONE {
+                    ExpectedVersion::NoStream
+                } else {
+                    ExpectedVersion::Exact(version)
+                },
+                events,
+                metadata: Metadata {
+                    actor: request.actor.clone(),
+                    command_id,
+                    causation_id: request.causation,
+                    correlation_id: None,
+                    reason: request.reason.clone(),
+                },
+                recorded_at: now,
+            };
+            match self.store.append(append).await {
+                Ok(outcome) => {
+                    let recorded = self
+                        .store
+                        .read_stream(
+                            &stream,
+                            outcome.first_version,
+                            (outcome.last_version.0 - outcome.first_version.0 + 1) as usize,
+                        )
+                        .await?;
+                    let (state, _) = self.load(campaign).await?;
+                    return Ok(Handled {
+                        events: recorded,
+                        state,
+                        repeated: outcome.deduplicated,
+                    });
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(HandleError::Contended {
+            campaign: campaign.to_string(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// The events a command id recorded on this campaign's stream, if it did.
+    async fn first_result(
+        &self,
+        campaign: &str,
+        command_id: CommandId,
+        version: StreamVersion,
+    ) -> Result<Option<Handled>, HandleError> {
+        let stream = campaign::stream_of(campaign).map_err(Rejection)?;
+        // Commands on a campaign are few; look back over its recent events.
+        let from = StreamVersion(version.0.saturating_sub(READ_BATCH as u64 - 1).max(1));
+        let events = self.store.read_stream(&stream, from, READ_BATCH).await?;
+        let mine: Vec<RecordedEvent> = events
+            .into_iter()
+            .filter(|event| event.metadata.command_id == command_id)
+            .collect();
+        if mine.is_empty() {
+            return Ok(None);
+        }
+        let (state, _) = self.load(campaign).await?;
+        Ok(Some(Handled {
+            events: mine,
+            state,
+            repeated: true,
+        }))
+    }
+}
+
+/// A command id that is the same every time for the same automated decision, so a retry after
+/// a crash is recognised by the store: blake3 of the words, as a UUID (version 8, custom).
+pub fn derived_command_id(words: &str) -> Uuid {
+    let hash = blake3::hash(words.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash.as_bytes()[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Uuid::from_bytes(bytes)
+}

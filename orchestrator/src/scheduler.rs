@@ -1,0 +1,236 @@
+//! The scheduler: asks the campaigns projection for each campaign's next due instant, waits for
+//! the earliest, and issues the command as `system:scheduler`. On start it first catches up
+//! everything overdue, in order (by instant, then campaign), each event recording how late it
+//! is. Command ids are derived from the decision itself, so a decision retried after a crash is
+//! recognised by the store and recorded once.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use battleplan_core::campaign::decide::step_key;
+use battleplan_core::campaign::timeline::human_duration;
+use battleplan_core::campaign::{next_due, CampaignEvent, Command, Due};
+use battleplan_core::context::ManualClock;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+
+use crate::projection::Campaigns;
+use crate::runtime::{derived_command_id, HandleError, Request, Runtime};
+
+pub const ACTOR: &str = "system:scheduler";
+
+/// The longest single wait: a wall-clock jump is noticed within this.
+const MAX_WAIT: StdDuration = StdDuration::from_secs(60);
+
+/// How time passes for the scheduler.
+#[derive(Clone)]
+pub enum Timing {
+    /// The system clock; wait for real.
+    Real,
+    /// A manual clock that jumps straight to each due instant (`run --simulate`).
+    Simulated(Arc<ManualClock>),
+    /// A manual clock that stays where it is (`--clock-at`, for tests and rehearsals).
+    Frozen,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub transitions: u64,
+    pub caught_up: u64,
+}
+
+pub struct Scheduler {
+    runtime: Runtime,
+    timing: Timing,
+    until: Option<DateTime<Utc>>,
+    campaigns: Campaigns,
+    dues: BTreeSet<(DateTime<Utc>, String)>,
+    due_of: HashMap<String, DateTime<Utc>>,
+    refused: HashSet<(String, DateTime<Utc>)>,
+    summary: Summary,
+}
+
+impl Scheduler {
+    pub fn new(runtime: Runtime, timing: Timing, until: Option<DateTime<Utc>>) -> Scheduler {
+        Scheduler {
+            runtime,
+            timing,
+            until,
+            campaigns: Campaigns::default(),
+            dues: BTreeSet::new(),
+            due_of: HashMap::new(),
+            refused: HashSet::new(),
+            summary: Summary::default(),
+        }
+    }
+
+    fn update(&mut self, id: &str) {
+        if let Some(at) = self.due_of.remove(id) {
+            self.dues.remove(&(at, id.to_string()));
+        }
+        if let Some(due) = self.campaigns.states.get(id).and_then(next_due) {
+            if !self.refused.contains(&(id.to_string(), due.at)) {
+                self.dues.insert((due.at, id.to_string()));
+                self.due_of.insert(id.to_string(), due.at);
+            }
+        }
+    }
+
+    async fn catch_up(&mut self) -> Result<(), HandleError> {
+        let changed = self.campaigns.catch_up(self.runtime.store.as_ref()).await?;
+        for id in changed {
+            self.update(&id);
+        }
+        Ok(())
+    }
+
+    /// The next instant something is due, if any.
+    pub fn next_instant(&self) -> Option<DateTime<Utc>> {
+        self.dues.first().map(|(at, _)| *at)
+    }
+
+    async fn fire(&mut self, id: &str) -> Result<(), HandleError> {
+        let Some(state) = self.campaigns.states.get(id) else {
+            return Ok(());
+        };
+        let Some(Due { at, command }) = next_due(state) else {
+            return Ok(());
+        };
+        let what = match &command {
+            Command::Enter { step, .. } => format!("enter {}", step_key(step)),
+            _ => "complete".to_string(),
+        };
+        let words = format!("{id}|{what}|{}|v{}", at.to_rfc3339(), state.plan_version);
+        let request = Request {
+            actor: ACTOR.to_string(),
+            reason: None,
+            command_id: Some(derived_command_id(&words)),
+            causation: None,
+        };
+        let zone = state.zone();
+        match self.runtime.handle(id, &command, &request).await {
+            Ok(handled) => {
+                for event in &handled.events {
+                    if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
+                        tracing::info!(
+                            "{id}: {} (position {})",
+                            decoded.summary(zone),
+                            event.position
+                        );
+                    }
+                }
+                if !handled.repeated {
+                    self.summary.transitions += 1;
+                }
+            }
+            Err(HandleError::Rejected(rejection)) => {
+                // Someone acted first (a pause, a revision): the next catch-up shows it.
+                tracing::warn!("{id}: the scheduler's step was refused: {rejection}");
+                self.refused.insert((id.to_string(), at));
+            }
+            Err(other) => return Err(other),
+        }
+        self.catch_up().await?;
+        self.update(id);
+        Ok(())
+    }
+
+    /// Runs until shut down, until `until` passes, or (simulated) until nothing is left to do.
+    pub async fn run(
+        mut self,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<Summary, HandleError> {
+        self.campaigns = Campaigns::load(self.runtime.store.as_ref()).await?;
+        let ids: Vec<String> = self.campaigns.states.keys().cloned().collect();
+        for id in ids {
+            self.update(&id);
+        }
+        self.catch_up().await?;
+        let mut starting = true;
+        loop {
+            let now = self.runtime.clock.now();
+            while let Some((at, id)) = self.dues.first().cloned() {
+                if at > now || *shutdown.borrow() {
+                    break;
+                }
+                let late = (now - at).num_milliseconds();
+                self.fire(&id).await?;
+                if starting {
+                    self.summary.caught_up += 1;
+                    tracing::debug!("{id}: caught up a step {} late", human_duration(late));
+                }
+            }
+            if starting {
+                tracing::info!(
+                    "caught up: {} overdue step(s) recorded; {} campaign(s) watched",
+                    self.summary.caught_up,
+                    self.campaigns.states.len()
+                );
+                starting = false;
+            }
+            if *shutdown.borrow() {
+                return Ok(self.summary);
+            }
+            if self.until.is_some_and(|until| now >= until) {
+                return Ok(self.summary);
+            }
+            let next = self.next_instant();
+            match &self.timing {
+                Timing::Simulated(clock) => {
+                    let target = match (next, self.until) {
+                        (Some(next), Some(until)) => Some(next.min(until)),
+                        (Some(next), None) => Some(next),
+                        (None, Some(until)) => Some(until),
+                        (None, None) => None,
+                    };
+                    match target {
+                        Some(target) if target > now => clock.set(target),
+                        Some(_) => {}
+                        None => return Ok(self.summary),
+                    }
+                    // Let control requests and new events in between steps.
+                    tokio::task::yield_now().await;
+                    self.catch_up().await?;
+                }
+                Timing::Real | Timing::Frozen => {
+                    let wake = match (next, self.until) {
+                        (Some(next), Some(until)) => Some(next.min(until)),
+                        (next, until) => next.or(until),
+                    };
+                    let wait = match (&self.timing, wake) {
+                        (Timing::Real, Some(wake)) => (wake - now)
+                            .to_std()
+                            .unwrap_or(StdDuration::ZERO)
+                            .min(MAX_WAIT),
+                        (Timing::Real, None) => MAX_WAIT,
+                        _ => StdDuration::MAX,
+                    };
+                    let head = self.campaigns.checkpoint;
+                    let store = self.runtime.store.clone();
+                    tokio::select! {
+                        _ = sleep(wait) => {}
+                        waited = store.wait_beyond(head) => {
+                            waited?;
+                            self.catch_up().await?;
+                        }
+                        changed = shutdown.changed() => {
+                            if changed.is_err() {
+                                return Ok(self.summary);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep(duration: StdDuration) {
+    if duration == StdDuration::MAX {
+        std::future::pending::<()>().await;
+    } else {
+        tokio::time::sleep(duration).await;
+    }
+}
