@@ -6,5 +6,6 @@
 
 pub mod campaign;
 pub mod context;
+pub mod customer;
 pub mod event;
 pub mod plan;

@@ -104,11 +104,7 @@ fn main() {
         .tempdir()
         .unwrap();
     let store = SledEventLog::open(directory.path(), StoreOptions::default()).unwrap();
-    let runtime = Runtime {
-        store: Arc::new(store),
-        clock: Arc::new(SystemClock),
-        ids: Arc::new(RandomIds),
-    };
+    let runtime = Runtime::new(Arc::new(store), Arc::new(SystemClock), Arc::new(RandomIds));
     tokio.block_on(async move {
         // Baseline: tokio timers alone, sleeping until instants staggered the same way.
         let start = Utc::now() + Duration::seconds(2);

@@ -9,14 +9,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use battleplan_adapters::import::Format;
 use battleplan_adapters::system::{RandomIds, SystemClock};
 use battleplan_adapters::{SledEventLog, StoreOptions};
 use battleplan_core::context::{Clock, ManualClock};
+use battleplan_core::customer::ImportKind;
 use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
 use battleplan_orchestrator::commands::{self, Action, Remote, Reply, USER_ERROR};
 use battleplan_orchestrator::control;
 use battleplan_orchestrator::daemon::{self, Opened, RunOptions};
+use battleplan_orchestrator::import::{self, ImportRequest};
 use battleplan_orchestrator::runtime::Runtime;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -139,6 +142,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Who a reach-out will reach: the segment, each exclusion counted, the day-by-day plan.
+    Audience {
+        #[command(subcommand)]
+        command: AudienceCommand,
+    },
+    /// The customer book: `battleplan customers import FILE`.
+    Customers {
+        #[command(subcommand)]
+        command: CustomersCommand,
+    },
+    /// What came back from messages: `battleplan outcomes import FILE`.
+    Outcomes {
+        #[command(subcommand)]
+        command: OutcomesCommand,
+    },
     /// The auditor's tools.
     Audit {
         #[command(subcommand)]
@@ -162,6 +180,67 @@ pub enum PlanCommand {
         #[arg(long)]
         command_id: Option<Uuid>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AudienceCommand {
+    /// The segment's size, each exclusion with its count, the reachable count, and the sends
+    /// day by day with free and paid volume and cost: exactly what will be sent if nothing
+    /// changes.
+    Preview {
+        /// The campaign's id.
+        campaign: String,
+        /// A reach-out of the plan.
+        #[arg(long, value_name = "R", conflicts_with_all = ["segment", "channel"], required_unless_present = "segment")]
+        reach_out: Option<String>,
+        /// A segment of the plan (with --channel), planned from --at to the campaign's end.
+        #[arg(long, value_name = "S", requires = "channel")]
+        segment: Option<String>,
+        /// A channel of the plan (with --segment).
+        #[arg(long, value_name = "C", requires = "segment")]
+        channel: Option<String>,
+        /// Evaluate at this instant (RFC 3339 or a date) instead of now.
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        at: Option<DateTime<Utc>>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomersCommand {
+    /// Import customers (CSV with a header line, or JSON lines): the whole file, or nothing
+    /// and every malformed row listed with its line and column. The same file twice is
+    /// recorded once; an import cut short is finished by running the same command again.
+    Import(ImportArguments),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutcomesCommand {
+    /// Import outcomes (delivered, bounced, opened, replied, ordered, unsubscribed), CSV or
+    /// JSON lines: all or nothing, as for customers.
+    Import(ImportArguments),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArguments {
+    /// The file: `.csv` (a header line, then one row a line) or `.jsonl` / `.ndjson` (one JSON
+    /// object a line).
+    pub file: PathBuf,
+    /// The file's format, when its name does not say.
+    #[arg(long, value_name = "csv|jsonl")]
+    pub format: Option<Format>,
+    /// Import the good rows and list the malformed ones (recorded with the import), instead of
+    /// rejecting the whole file.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+    /// Who imports; defaults to the USER environment variable.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -259,6 +338,34 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { json },
         } => audit_verify(data, json),
+        Command::Customers {
+            command: CustomersCommand::Import(arguments),
+        } => import_file(data, clock_at, ImportKind::Customers, arguments),
+        Command::Outcomes {
+            command: OutcomesCommand::Import(arguments),
+        } => import_file(data, clock_at, ImportKind::Outcomes, arguments),
+        Command::Audience {
+            command:
+                AudienceCommand::Preview {
+                    campaign,
+                    reach_out,
+                    segment,
+                    channel,
+                    at,
+                    json,
+                },
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::AudiencePreview(battleplan_orchestrator::audience::PreviewQuestion {
+                campaign,
+                reach_out,
+                segment,
+                channel,
+                at,
+                json,
+            }),
+        ),
     }
 }
 
@@ -309,16 +416,112 @@ fn remote_or_local(
         Some(at) => Arc::new(ManualClock::new(at)),
         None => Arc::new(SystemClock),
     };
-    let runtime = Runtime {
-        store: Arc::new(store),
-        clock,
-        ids: Arc::new(RandomIds),
-    };
+    let runtime = Runtime::new(Arc::new(store), clock, Arc::new(RandomIds));
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let reply = tokio.block_on(commands::execute(&runtime, remote));
+    drop(runtime);
+    Ok(print_reply(reply))
+}
+
+/// `customers import` / `outcomes import`. A running daemon imports the file itself (it holds
+/// the store). Without one, the file is checked before the store is touched, so a rejected file
+/// leaves no trace (not even a data directory); then it is recorded here, with a progress bar
+/// when standard error is a terminal.
+fn import_file(
+    data: &Path,
+    clock_at: Option<DateTime<Utc>>,
+    kind: ImportKind,
+    arguments: ImportArguments,
+) -> anyhow::Result<ExitCode> {
+    let file_name = arguments.file.display().to_string();
+    let Some(format) = arguments
+        .format
+        .or_else(|| Format::of_path(&arguments.file))
+    else {
+        return Ok(user_error(format_args!(
+            "cannot tell the format of {file_name} from its name: name it .csv, .jsonl or .ndjson, or give --format csv|jsonl"
+        )));
+    };
+    let path = match std::path::absolute(&arguments.file) {
+        Ok(path) if path.is_file() => path,
+        Ok(_) => {
+            return Ok(user_error(format_args!(
+                "cannot read {file_name}: there is no such file"
+            )))
+        }
+        Err(error) => return Ok(user_error(format_args!("cannot read {file_name}: {error}"))),
+    };
+    let request = ImportRequest {
+        kind,
+        path,
+        file_name,
+        format,
+        skip_bad_rows: arguments.skip_bad_rows,
+        actor: arguments
+            .actor
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".to_string()),
+        json: arguments.json,
+    };
+    let remote = Remote::Import(request.clone());
+    match control::call(data, &remote) {
+        Ok(Some(reply)) => return Ok(print_reply(reply)),
+        Ok(None) => {}
+        Err(message) => return Ok(user_error(message)),
+    }
+    let size = std::fs::metadata(&request.path).map_or(0, |metadata| metadata.len());
+    let bar = import::progress_bar(size, "checking");
+    let tick = |bytes: u64| {
+        if let Some(bar) = &bar {
+            bar.set_position(bytes);
+        }
+    };
+    let checked = match import::check(&request, &tick) {
+        Ok(checked) => checked,
+        Err(reply) => {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return Ok(print_reply(reply));
+        }
+    };
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let options = StoreOptions {
+        cache_capacity_bytes: import::STORE_CACHE_BYTES,
+        ..StoreOptions::default()
+    };
+    let store = match daemon::open_store_with(data, options) {
+        Opened::Store(store) => store,
+        // A daemon started meanwhile: it imports (and checks again).
+        Opened::Daemon => {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return match control::call(data, &remote) {
+                Ok(Some(reply)) => Ok(print_reply(reply)),
+                Ok(None) => Ok(user_error(format_args!(
+                    "the daemon on {} stopped while answering; try again",
+                    data.display()
+                ))),
+                Err(message) => Ok(user_error(message)),
+            };
+        }
+        Opened::Refused(message) => return Ok(user_error(message)),
+    };
+    let clock: Arc<dyn Clock> = match clock_at {
+        Some(at) => Arc::new(ManualClock::new(at)),
+        None => Arc::new(SystemClock),
+    };
+    let runtime = Runtime::new(Arc::new(store), clock, Arc::new(RandomIds));
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reply = tokio.block_on(import::record(&runtime, &request, checked, bar));
     drop(runtime);
     Ok(print_reply(reply))
 }

@@ -72,6 +72,10 @@ pub enum Remote {
         reason: Option<String>,
         command_id: Option<Uuid>,
     },
+    AudiencePreview(crate::audience::PreviewQuestion),
+    /// `customers import` / `outcomes import`: the daemon reads the file itself (by its
+    /// absolute path), so a large file never travels through the socket.
+    Import(crate::import::ImportRequest),
 }
 
 /// What to print, and how to exit.
@@ -83,7 +87,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(stdout: String) -> Reply {
+    pub(crate) fn ok(stdout: String) -> Reply {
         Reply {
             code: 0,
             stdout,
@@ -91,7 +95,7 @@ impl Reply {
         }
     }
 
-    fn user_error(message: impl std::fmt::Display) -> Reply {
+    pub(crate) fn user_error(message: impl std::fmt::Display) -> Reply {
         Reply {
             code: USER_ERROR,
             stdout: String::new(),
@@ -116,6 +120,8 @@ impl Reply {
 pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
     let result = match remote {
         Remote::Ping => Ok(Reply::ok(format!("{}\n", std::process::id()))),
+        Remote::AudiencePreview(question) => crate::audience::preview(runtime, &question).await,
+        Remote::Import(request) => Ok(crate::import::run(runtime, request).await),
         Remote::Status { campaign, json } => status(runtime, campaign.as_deref(), json).await,
         Remote::History { campaign, json } => history(runtime, campaign.as_deref(), json).await,
         Remote::Act {

@@ -49,11 +49,17 @@ pub enum Opened {
 /// Opens the store, waiting a moment for a short-lived command that holds it. `Daemon` when a
 /// running daemon answers on the control socket instead.
 pub fn open_store(data: &Path) -> Opened {
+    open_store_with(data, StoreOptions::default())
+}
+
+/// [`open_store`] with options of its own (an import, which only writes, keeps sled's page
+/// cache small).
+pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
     for _ in 0..LOCK_ATTEMPTS {
         if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
             return Opened::Daemon;
         }
-        match SledEventLog::open(data, StoreOptions::default()) {
+        match SledEventLog::open(data, options.clone()) {
             Ok(store) => return Opened::Store(store),
             Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
             Err(other) => {
@@ -115,11 +121,7 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             ),
             (None, false) => (Arc::new(SystemClock), Timing::Real, "system".into()),
         };
-    let runtime = Runtime {
-        store: Arc::new(store),
-        clock,
-        ids: Arc::new(RandomIds),
-    };
+    let runtime = Runtime::new(Arc::new(store), clock, Arc::new(RandomIds));
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -1,11 +1,14 @@
 //! The battleplan runtime: the command handler with optimistic concurrency (`runtime`), the
 //! campaigns projection (`projection`), the scheduler of due instants (`scheduler`), the daemon
 //! (`daemon`) and its control socket (`control`), and the commands shared by the command line
-//! and the daemon (`commands`). The `battleplan` binary (`main.rs`, `cli.rs`) sits on top.
+//! and the daemon (`commands`), among them the imports of customer and outcome files
+//! (`import`). The `battleplan` binary (`main.rs`, `cli.rs`) sits on top.
 
+pub mod audience;
 pub mod commands;
 pub mod control;
 pub mod daemon;
+pub mod import;
 pub mod projection;
 pub mod runtime;
 pub mod scheduler;

@@ -8,6 +8,7 @@ use battleplan_core::campaign::{
     self, decide, evolve, CampaignEvent, CampaignState, Command, Context, EventMeta, Rejection,
 };
 use battleplan_core::context::{Clock, IdSource};
+use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::event::{
     Append, Checkpoints, CommandId, EventLog, ExpectedVersion, Metadata, RecordedEvent, StoreError,
     StreamVersion,
@@ -31,6 +32,19 @@ pub struct Runtime {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub ids: Arc<dyn IdSource>,
+    /// The customer book, kept in memory and caught up from the log before each use.
+    pub customers: Arc<tokio::sync::Mutex<CustomerBook>>,
+}
+
+impl Runtime {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdSource>) -> Runtime {
+        Runtime {
+            store,
+            clock,
+            ids,
+            customers: Arc::default(),
+        }
+    }
 }
 
 /// Who asks and why, and the command's id (its idempotency key).

@@ -26,11 +26,11 @@ fn at(text: &str) -> DateTime<Utc> {
 
 fn runtime(start: &str) -> (Runtime, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(at(start)));
-    let runtime = Runtime {
-        store: Arc::new(MemoryEventLog::default()),
-        clock: clock.clone(),
-        ids: Arc::new(SeededIds::new(7)),
-    };
+    let runtime = Runtime::new(
+        Arc::new(MemoryEventLog::default()),
+        clock.clone(),
+        Arc::new(SeededIds::new(7)),
+    );
     (runtime, clock)
 }
 

@@ -197,7 +197,7 @@ pub struct RawCondition {
     pub one_of: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CustomerSource {
     OwnList,
@@ -206,7 +206,9 @@ pub enum CustomerSource {
 }
 
 /// The lifecycle stages of DOMAIN.md, in funnel order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LifecycleStage {
     Potential,
@@ -217,7 +219,7 @@ pub enum LifecycleStage {
 }
 
 /// Signals a customer leaves, as imported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Activity {
     /// Any signal at all.
@@ -264,7 +266,7 @@ pub struct RawChannel {
     pub monthly_budget: Option<Money>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelKind {
     Mail,

@@ -399,7 +399,7 @@ impl Money {
         self.minor
     }
 
-    pub(crate) fn parse_text(text: &str) -> Result<Money, String> {
+    pub fn parse_text(text: &str) -> Result<Money, String> {
         let trimmed = text.trim();
         let (negative, digits) = match trimmed.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -435,6 +435,13 @@ impl Money {
         Ok(Money {
             minor: if negative { -minor } else { minor },
         })
+    }
+}
+
+impl serde::Serialize for Money {
+    /// As text, `120.00`: exact, and what a person reads in an export.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 

@@ -1,0 +1,737 @@
+//! Reading customer and outcome files: CSV with a header, or JSON lines, streamed one row at a
+//! time (memory stays bounded whatever the file's length) and hashed with blake3 as the bytes go
+//! by, so the import is named by its content. What a row means is `core::customer::row`'s
+//! business; this module finds the rows, their lines and columns, and what is wrong with their
+//! bytes (bad UTF-8, broken JSON, a wrong count of fields).
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use battleplan_core::customer::row::{Cell, Columns, FieldError, Row};
+use battleplan_core::customer::ImportKind;
+use serde::{Deserialize, Serialize};
+
+/// A row (a CSV record or a JSON line) longer than this is a malformed row: it bounds the
+/// memory a row takes and keeps every event far below the store's record limit.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+
+/// Bytes read from the file at a time.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// How a file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Comma-separated, a header line first.
+    Csv,
+    /// One JSON object a line (`.jsonl`, `.ndjson`).
+    Jsonl,
+}
+
+impl Format {
+    /// The format a file's extension says: `.csv`, `.jsonl` or `.ndjson`, in any case.
+    pub fn of_path(path: &Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" => Some(Format::Csv),
+            "jsonl" | "ndjson" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Jsonl => "jsonl",
+        }
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Format, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "csv" => Ok(Format::Csv),
+            "jsonl" | "ndjson" | "json" => Ok(Format::Jsonl),
+            _ => Err(format!("`{text}` is not a format; use csv or jsonl")),
+        }
+    }
+}
+
+/// One thing wrong with a file, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The line in the file (from 1; a CSV row's first line when a quoted field spans several).
+    pub line: u64,
+    /// The column's name (CSV: from the header; JSON lines: the key), when the problem is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// CSV: the field's number in the row (from 1). JSON lines: the character in the line
+    /// (from 1) where the JSON breaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    pub reason: String,
+}
+
+impl Problem {
+    fn new(line: u64, reason: impl Into<String>) -> Problem {
+        Problem {
+            line,
+            column: None,
+            position: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn of_field(line: u64, format: Format, error: FieldError) -> Problem {
+        Problem {
+            line,
+            column: Some(error.column),
+            // A JSON object's keys have no useful number; a CSV column's number is what a
+            // spreadsheet shows.
+            position: match format {
+                Format::Csv => error.index.map(|index| index as u64 + 1),
+                Format::Jsonl => None,
+            },
+            reason: error.reason,
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    /// `line 4, column 3 (active): ...`, `line 4, key "active": ...`, `line 4, column 17: ...`.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "line {}", self.line)?;
+        match (&self.column, self.position) {
+            (Some(column), Some(position)) => write!(formatter, ", column {position} ({column})")?,
+            (Some(column), None) => write!(formatter, ", {column}")?,
+            (None, Some(position)) => write!(formatter, ", column {position}")?,
+            (None, None) => {}
+        }
+        write!(formatter, ": {}", self.reason)
+    }
+}
+
+/// What the reader hands over, row by row, in the file's order.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one item exists at a time, handed over by value; a box would cost an allocation per row"
+)]
+pub enum Item {
+    /// A good row, and its size in the file (to cut appends by volume as well as by rows).
+    Row { row: Row, bytes: u64 },
+    /// A malformed row: every problem found in it.
+    Bad { line: u64, problems: Vec<Problem> },
+}
+
+/// A file read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRead {
+    /// blake3 of every byte, hex (64 digits).
+    pub digest: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file as a whole cannot be imported (empty, or a bad CSV header): no row can be
+    /// read, so skipping bad rows cannot help. Fix the file.
+    #[error("the file cannot be imported")]
+    File(Vec<Problem>),
+    /// Opening or reading failed: say so and stop.
+    #[error("{0}")]
+    Io(String),
+    /// The caller asked to stop before the end.
+    #[error("stopped before the end of the file")]
+    Stopped,
+}
+
+/// Hashes and counts the bytes as they are read, and reports the count.
+struct Hashing<'p, R> {
+    inner: R,
+    hasher: blake3::Hasher,
+    bytes: u64,
+    progress: &'p dyn Fn(u64),
+}
+
+impl<R: Read> Read for Hashing<'_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let count = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..count]);
+        self.bytes += count as u64;
+        (self.progress)(self.bytes);
+        Ok(count)
+    }
+}
+
+impl<R: Read> Hashing<'_, R> {
+    /// Reads whatever the parser left (nothing, normally) so the digest covers every byte.
+    fn finish(mut self) -> io::Result<FileRead> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(FileRead {
+            digest: self.hasher.finalize().to_hex().to_string(),
+            bytes: self.bytes,
+        })
+    }
+}
+
+/// Reads `path` to its end, handing each row to `visit` (which returns `false` to stop), and
+/// returns the file's digest. `progress` hears the count of bytes read so far.
+pub fn read(
+    path: &Path,
+    kind: ImportKind,
+    format: Format,
+    progress: &dyn Fn(u64),
+    visit: &mut dyn FnMut(Item) -> bool,
+) -> Result<FileRead, ReadError> {
+    let describe =
+        |error: io::Error| ReadError::Io(format!("cannot read {}: {error}", path.display()));
+    let file = File::open(path).map_err(describe)?;
+    if file.metadata().map_err(describe)?.is_dir() {
+        return Err(ReadError::Io(format!(
+            "{} is a directory, not a file to import",
+            path.display()
+        )));
+    }
+    let hashing = Hashing {
+        inner: file,
+        hasher: blake3::Hasher::new(),
+        bytes: 0,
+        progress,
+    };
+    match format {
+        Format::Csv => read_csv(hashing, kind, visit),
+        Format::Jsonl => read_jsonl(hashing, kind, visit),
+    }
+    .map_err(|error| match error {
+        ReadError::Io(detail) => ReadError::Io(format!("cannot read {}: {detail}", path.display())),
+        other => other,
+    })
+}
+
+fn utf8_problem(line: u64, column: Option<String>, position: Option<u64>, at: usize) -> Problem {
+    Problem {
+        line,
+        column,
+        position,
+        reason: format!(
+            "bytes that are not UTF-8 (at byte {} of the {}); save the file as UTF-8",
+            at + 1,
+            if position.is_some() { "field" } else { "line" }
+        ),
+    }
+}
+
+fn read_csv<R: Read>(
+    source: Hashing<'_, R>,
+    kind: ImportKind,
+    visit: &mut dyn FnMut(Item) -> bool,
+) -> Result<FileRead, ReadError> {
+    let io_error = |error: csv::Error| ReadError::Io(error.to_string());
+    // Fields are read as bytes, so a bad byte is found in its own field and the reader goes
+    // on; flexible, so a row of the wrong length is ours to report, with its line.
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(READ_BUFFER)
+        .from_reader(source);
+    let mut record = csv::ByteRecord::new();
+    if !reader.read_byte_record(&mut record).map_err(io_error)? {
+        let read = reader
+            .into_inner()
+            .finish()
+            .map_err(|e| ReadError::Io(e.to_string()))?;
+        let reason = if read.bytes == 0 {
+            "the file is empty; a CSV file starts with its header line, e.g. `id,name,email`"
+        } else {
+            "the file has no header line; a CSV file starts with one, e.g. `id,name,email`"
+        };
+        return Err(ReadError::File(vec![Problem::new(1, reason)]));
+    }
+    let header_line = record.position().map_or(1, csv::Position::line);
+    let mut names = Vec::with_capacity(record.len());
+    let mut problems = Vec::new();
+    for (index, field) in record.iter().enumerate() {
+        match std::str::from_utf8(field) {
+            Ok(name) => names.push(name.to_string()),
+            Err(error) => {
+                problems.push(utf8_problem(
+                    header_line,
+                    None,
+                    Some(index as u64 + 1),
+                    error.valid_up_to(),
+                ));
+                names.push(String::new());
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ReadError::File(problems));
+    }
+    let columns = match Columns::new(kind, names.iter().map(String::as_str)) {
+        Ok(columns) => columns,
+        Err(errors) => {
+            return Err(ReadError::File(
+                errors
+                    .into_iter()
+                    .map(|error| Problem::of_field(header_line, Format::Csv, error))
+                    .collect(),
+            ))
+        }
+    };
+    let missing = columns.missing_required();
+    if !missing.is_empty() {
+        return Err(ReadError::File(
+            missing
+                .into_iter()
+                .map(|error| Problem::of_field(header_line, Format::Csv, error))
+                .collect(),
+        ));
+    }
+    while reader.read_byte_record(&mut record).map_err(io_error)? {
+        let line = record.position().map_or(0, csv::Position::line);
+        let item = csv_row(&columns, line, &record);
+        if !visit(item) {
+            return Err(ReadError::Stopped);
+        }
+    }
+    reader
+        .into_inner()
+        .finish()
+        .map_err(|error| ReadError::Io(error.to_string()))
+}
+
+fn csv_row(columns: &Columns, line: u64, record: &csv::ByteRecord) -> Item {
+    let bad = |problems: Vec<Problem>| Item::Bad { line, problems };
+    let size = record.as_slice().len();
+    if size > MAX_ROW_BYTES {
+        return bad(vec![Problem::new(
+            line,
+            format!("the row has {size} bytes, more than the {MAX_ROW_BYTES} a row may have"),
+        )]);
+    }
+    if record.len() != columns.len() {
+        let (column, position) = if record.len() < columns.len() {
+            (
+                columns.name(record.len()).map(str::to_string),
+                record.len() as u64 + 1,
+            )
+        } else {
+            (None, columns.len() as u64 + 1)
+        };
+        return bad(vec![Problem {
+            line,
+            column,
+            position: Some(position),
+            reason: format!(
+                "wrong number of fields: the header has {} columns, this row has {} (a missing comma, or a comma inside a field without double quotes around it)",
+                columns.len(),
+                record.len()
+            ),
+        }]);
+    }
+    let mut cells = Vec::with_capacity(record.len());
+    let mut problems = Vec::new();
+    for (index, field) in record.iter().enumerate() {
+        match std::str::from_utf8(field) {
+            Ok(text) => cells.push(Cell::Text(text)),
+            Err(error) => {
+                problems.push(utf8_problem(
+                    line,
+                    columns.name(index).map(str::to_string),
+                    Some(index as u64 + 1),
+                    error.valid_up_to(),
+                ));
+                cells.push(Cell::Text(""));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return bad(problems);
+    }
+    match columns.parse(line, &cells) {
+        Ok(row) => Item::Row {
+            row,
+            bytes: size as u64,
+        },
+        Err(errors) => bad(errors
+            .into_iter()
+            .map(|error| Problem::of_field(line, Format::Csv, error))
+            .collect()),
+    }
+}
+
+/// A JSON object's entries in the file's order, repeated keys kept (so they can be refused).
+struct Entries(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Entries, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+/// What a JSON value is, in words.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Reads one line into `buffer` (without its end), keeping at most `limit + 1` bytes of it
+/// and skipping the rest, so one endless line cannot take the memory. Returns the line's whole
+/// length, or `None` at the end of the file.
+fn read_line_bounded<R: BufRead>(
+    reader: &mut R,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<Option<usize>> {
+    buffer.clear();
+    let mut length = 0usize;
+    let mut any = false;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(any.then_some(length));
+        }
+        any = true;
+        let (piece, found_end) = match available.iter().position(|byte| *byte == b'\n') {
+            Some(end) => (&available[..end], true),
+            None => (available, false),
+        };
+        let room = (limit + 1).saturating_sub(buffer.len());
+        buffer.extend_from_slice(&piece[..piece.len().min(room)]);
+        length += piece.len();
+        let consumed = piece.len() + usize::from(found_end);
+        reader.consume(consumed);
+        if found_end {
+            return Ok(Some(length));
+        }
+    }
+}
+
+fn read_jsonl<R: Read>(
+    source: Hashing<'_, R>,
+    kind: ImportKind,
+    visit: &mut dyn FnMut(Item) -> bool,
+) -> Result<FileRead, ReadError> {
+    let mut reader = BufReader::with_capacity(READ_BUFFER, source);
+    let mut buffer = Vec::new();
+    let mut line = 0u64;
+    let mut rows = 0u64;
+    while let Some(length) = read_line_bounded(&mut reader, &mut buffer, MAX_ROW_BYTES)
+        .map_err(|error| ReadError::Io(error.to_string()))?
+    {
+        line += 1;
+        let item = jsonl_row(kind, line, &buffer, length);
+        let Some(item) = item else { continue };
+        rows += 1;
+        if !visit(item) {
+            return Err(ReadError::Stopped);
+        }
+    }
+    let read = reader
+        .into_inner()
+        .finish()
+        .map_err(|error| ReadError::Io(error.to_string()))?;
+    if rows == 0 {
+        let reason = if read.bytes == 0 {
+            "the file is empty; a JSON lines file has one object a line, e.g. {\"id\": \"c-000001\"}"
+        } else {
+            "the file has only blank lines; a JSON lines file has one object a line"
+        };
+        return Err(ReadError::File(vec![Problem::new(1, reason)]));
+    }
+    Ok(read)
+}
+
+/// One JSON line to an item; `None` for a blank line.
+fn jsonl_row(kind: ImportKind, line: u64, bytes: &[u8], length: usize) -> Option<Item> {
+    let bad = |problems: Vec<Problem>| Some(Item::Bad { line, problems });
+    if length > MAX_ROW_BYTES {
+        return bad(vec![Problem::new(
+            line,
+            format!("the line has {length} bytes, more than the {MAX_ROW_BYTES} a row may have"),
+        )]);
+    }
+    let mut bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    if line == 1 {
+        bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => {
+            let column = String::from_utf8_lossy(&bytes[..error.valid_up_to()])
+                .chars()
+                .count();
+            return bad(vec![Problem {
+                line,
+                column: None,
+                position: Some(column as u64 + 1),
+                reason: "bytes that are not UTF-8; save the file as UTF-8".to_string(),
+            }]);
+        }
+    };
+    if text.trim().is_empty() {
+        return None;
+    }
+    let entries = match serde_json::from_str::<Entries>(text) {
+        Ok(Entries(entries)) => entries,
+        Err(error) if error.is_data() => {
+            let found = serde_json::from_str::<serde_json::Value>(text)
+                .map(|value| json_kind(&value))
+                .unwrap_or("something else");
+            return bad(vec![Problem::new(
+                line,
+                format!(
+                    "not an object: each line holds one JSON object, like {{\"id\": \"c-000001\"}}; this line holds {found}"
+                ),
+            )]);
+        }
+        Err(error) => {
+            return bad(vec![Problem {
+                line,
+                column: None,
+                position: Some(error.column() as u64),
+                reason: format!("invalid JSON: {}", json_reason(&error)),
+            }]);
+        }
+    };
+    let columns = match Columns::new(kind, entries.iter().map(|(key, _)| key.as_str())) {
+        Ok(columns) => columns,
+        Err(errors) => {
+            return bad(errors
+                .into_iter()
+                .map(|error| Problem::of_field(line, Format::Jsonl, error))
+                .collect())
+        }
+    };
+    let cells: Vec<Cell<'_>> = entries.iter().map(|(_, value)| Cell::Json(value)).collect();
+    match columns.parse(line, &cells) {
+        Ok(row) => Some(Item::Row {
+            row,
+            bytes: length as u64,
+        }),
+        Err(errors) => bad(errors
+            .into_iter()
+            .map(|error| Problem::of_field(line, Format::Jsonl, error))
+            .collect()),
+    }
+}
+
+/// serde_json's message without its own "at line 1 column 17" (the problem says where).
+fn json_reason(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests report failures by panicking"
+)]
+mod tests {
+    use super::*;
+    use battleplan_core::customer::row::Row;
+
+    fn read_text(
+        kind: ImportKind,
+        format: Format,
+        bytes: &[u8],
+    ) -> (Result<FileRead, ReadError>, Vec<Item>) {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("file");
+        std::fs::write(&path, bytes).unwrap();
+        let mut items = Vec::new();
+        let result = read(&path, kind, format, &|_| {}, &mut |item| {
+            items.push(item);
+            true
+        });
+        (result, items)
+    }
+
+    fn problems(items: &[Item]) -> Vec<String> {
+        items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Bad { problems, .. } => Some(problems.iter().map(ToString::to_string)),
+                Item::Row { .. } => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn csv_rows_and_their_problems_with_lines_and_columns() {
+        let file = b"id,name,active\nc-1,Li,2026-08-01T00:00:00Z\nc-2,\"Wang\nWei\",\nc-3,x\nc-4,\xff,\nc-5,a,2026-08-01\n";
+        let (result, items) = read_text(ImportKind::Customers, Format::Csv, file);
+        let read = result.unwrap();
+        assert_eq!(read.digest, blake3::hash(file).to_hex().to_string());
+        assert_eq!(read.bytes, file.len() as u64);
+        let lines: Vec<u64> = items
+            .iter()
+            .map(|item| match item {
+                Item::Row { row, .. } => row.line(),
+                Item::Bad { line, .. } => *line,
+            })
+            .collect();
+        assert_eq!(lines, [2, 3, 5, 6, 7]);
+        let Item::Row {
+            row: Row::Customer(second),
+            ..
+        } = &items[1]
+        else {
+            panic!()
+        };
+        assert_eq!(second.name.as_deref(), Some("Wang\nWei"));
+        let found = problems(&items);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(found[0].starts_with("line 5, column 3 (active): wrong number of fields: the header has 3 columns, this row has 2"), "{}", found[0]);
+        assert!(
+            found[1].starts_with("line 6, column 2 (name): bytes that are not UTF-8"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[2].starts_with("line 7, column 3 (active): bad instant"),
+            "{}",
+            found[2]
+        );
+    }
+
+    #[test]
+    fn a_bad_header_or_an_empty_file_rejects_the_file() {
+        let (result, _) = read_text(ImportKind::Customers, Format::Csv, b"");
+        let Err(ReadError::File(found)) = result else {
+            panic!()
+        };
+        assert!(found[0].reason.contains("empty"));
+        let (result, items) = read_text(
+            ImportKind::Customers,
+            Format::Csv,
+            b"id,name,emial,name\nc,a,b,c\n",
+        );
+        let Err(ReadError::File(found)) = result else {
+            panic!()
+        };
+        assert!(items.is_empty());
+        let found: Vec<String> = found.iter().map(ToString::to_string).collect();
+        assert!(
+            found[0].starts_with(
+                "line 1, column 3 (emial): unknown column `emial`; did you mean `email`?"
+            ),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[1].starts_with("line 1, column 4 (name): the column `name` appears twice"),
+            "{}",
+            found[1]
+        );
+        let (result, _) = read_text(ImportKind::Customers, Format::Csv, b"name\n");
+        let Err(ReadError::File(found)) = result else {
+            panic!()
+        };
+        assert_eq!(found[0].column.as_deref(), Some("id"));
+        let (result, items) = read_text(ImportKind::Customers, Format::Csv, b"id,name\n");
+        assert!(result.is_ok() && items.is_empty());
+    }
+
+    #[test]
+    fn json_lines_and_their_problems() {
+        let file = "{\"id\":\"c-1\",\"tags\":[\"a\"]}\n\n{\"id\":\"c-2\",\n[1,2]\n{\"id\":\"c-3\",\"tags\":5}\n{\"id\":\"c-4\",\"colour\":\"red\"}\n{\"id\":\"c-5\",\"id\":\"c-6\"}\n\"x\"\r\n";
+        let (result, items) = read_text(ImportKind::Customers, Format::Jsonl, file.as_bytes());
+        result.unwrap();
+        let found = problems(&items);
+        assert_eq!(found.len(), 6, "{found:?}");
+        assert!(
+            found[0].starts_with("line 3, column 12: invalid JSON: EOF while parsing"),
+            "{}",
+            found[0]
+        );
+        assert!(
+            found[1].starts_with("line 4: not an object") && found[1].ends_with("an array"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[2].starts_with("line 5, tags: wrong JSON type"),
+            "{}",
+            found[2]
+        );
+        assert!(
+            found[3].starts_with("line 6, colour: unknown column"),
+            "{}",
+            found[3]
+        );
+        assert!(
+            found[4].starts_with("line 7, id: the column `id` appears twice"),
+            "{}",
+            found[4]
+        );
+        assert!(
+            found[5].starts_with("line 8: not an object") && found[5].ends_with("a string"),
+            "{}",
+            found[5]
+        );
+        let (_, items) = read_text(
+            ImportKind::Customers,
+            Format::Jsonl,
+            b"{\"id\":\"c\xff\"}\n",
+        );
+        assert!(
+            problems(&items)[0].starts_with("line 1, column 9: bytes that are not UTF-8"),
+            "{:?}",
+            problems(&items)
+        );
+        let (result, _) = read_text(ImportKind::Customers, Format::Jsonl, b"");
+        assert!(matches!(result, Err(ReadError::File(_))));
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_not_kept() {
+        let mut file = b"{\"id\":\"c-1\",\"name\":\"".to_vec();
+        file.extend(std::iter::repeat_n(b'x', MAX_ROW_BYTES * 3));
+        file.extend_from_slice(b"\"}\n{\"id\":\"c-2\"}\n");
+        let (result, items) = read_text(ImportKind::Customers, Format::Jsonl, &file);
+        assert_eq!(result.unwrap().bytes, file.len() as u64);
+        assert!(problems(&items)[0].contains("more than the 65536"));
+        assert!(matches!(&items[1], Item::Row { row, .. } if row.line() == 2));
+    }
+
+    #[test]
+    fn format_from_extension() {
+        assert_eq!(Format::of_path(Path::new("a/b.CSV")), Some(Format::Csv));
+        assert_eq!(Format::of_path(Path::new("b.ndjson")), Some(Format::Jsonl));
+        assert_eq!(Format::of_path(Path::new("b.txt")), None);
+    }
+}

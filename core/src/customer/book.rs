@@ -1,0 +1,659 @@
+//! The customer book: every customer as the imports describe them, kept incrementally from the
+//! log and rebuilt identically from it. It holds facts with their instants (last signal of each
+//! kind, last reach per channel, consent, recycle bin); what those facts mean at an instant
+//! (lifecycle stage, segment membership, eligibility) is computed when asked, so one book answers
+//! for any evaluation instant.
+//!
+//! Compact on purpose: a million customers are held by the daemon. Repeated texts (tags, tiers,
+//! owners, locales, attributes, reach-outs) are interned as [`Sym`]; instants are milliseconds
+//! since the Unix epoch with [`NEVER`] for "no such fact".
+
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::events::{CustomerEvent, CustomerRecorded, ImportKind, OutcomeKind, OutcomeRecorded};
+use crate::event::upcast::PayloadError;
+use crate::event::{Position, RecordedEvent};
+use crate::plan::model::{Activity, ChannelKind, CustomerSource, LifecycleStage};
+
+/// An interned text.
+pub type Sym = u32;
+
+/// The instant of a fact that never happened.
+pub const NEVER: i64 = i64::MIN;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The lifecycle rules of DOMAIN.md, in days.
+pub const POTENTIAL_ACTIVE_DAYS: i64 = 180;
+pub const POTENTIAL_INTEREST_DAYS: i64 = 30;
+pub const FUNNEL_DAYS: i64 = 30;
+
+/// Texts and their symbols, in the order first seen (so a rebuild interns identically).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Symbols {
+    names: Vec<Box<str>>,
+    index: FxHashMap<Box<str>, Sym>,
+}
+
+impl Symbols {
+    pub fn intern(&mut self, text: &str) -> Sym {
+        if let Some(sym) = self.index.get(text) {
+            return *sym;
+        }
+        let sym = self.names.len() as Sym;
+        self.names.push(text.into());
+        self.index.insert(text.into(), sym);
+        sym
+    }
+
+    /// The symbol of a text seen before; `None` means no customer has it.
+    pub fn get(&self, text: &str) -> Option<Sym> {
+        self.index.get(text).copied()
+    }
+
+    pub fn name(&self, sym: Sym) -> &str {
+        self.names.get(sym as usize).map_or("", |name| name)
+    }
+}
+
+/// The activity kinds in the order of [`Customer::last_signal`].
+pub const ACTIVITIES: [Activity; 9] = [
+    Activity::Active,
+    Activity::Visited,
+    Activity::Favourited,
+    Activity::Carted,
+    Activity::Followed,
+    Activity::Inquired,
+    Activity::Ordered,
+    Activity::Opened,
+    Activity::Replied,
+];
+
+pub fn activity_index(activity: Activity) -> usize {
+    match activity {
+        Activity::Active => 0,
+        Activity::Visited => 1,
+        Activity::Favourited => 2,
+        Activity::Carted => 3,
+        Activity::Followed => 4,
+        Activity::Inquired => 5,
+        Activity::Ordered => 6,
+        Activity::Opened => 7,
+        Activity::Replied => 8,
+    }
+}
+
+/// Activity on the platform (what "active in the last N days" counts): everything but the
+/// reactions to our own messages (opened, replied).
+const SITE_ACTIVITY: [Activity; 7] = [
+    Activity::Active,
+    Activity::Visited,
+    Activity::Favourited,
+    Activity::Carted,
+    Activity::Followed,
+    Activity::Inquired,
+    Activity::Ordered,
+];
+
+/// The channel kinds in the order of [`Customer::last_reached`] and the consent bits.
+pub const CHANNEL_KINDS: [ChannelKind; 5] = [
+    ChannelKind::Mail,
+    ChannelKind::InSite,
+    ChannelKind::Im,
+    ChannelKind::Webhook,
+    ChannelKind::Console,
+];
+
+pub fn channel_index(kind: ChannelKind) -> usize {
+    match kind {
+        ChannelKind::Mail => 0,
+        ChannelKind::InSite => 1,
+        ChannelKind::Im => 2,
+        ChannelKind::Webhook => 3,
+        ChannelKind::Console => 4,
+    }
+}
+
+const ALL_CHANNELS: u8 = 0b1_1111;
+
+/// Whether a text can be a mail address: one `@`, a non-empty local part, a domain with a dot,
+/// no spaces. The platform's own check is stricter; this one only removes what surely bounces.
+pub fn valid_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && local.len() <= 64
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !text.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// One customer: the facts imports and outcomes recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Customer {
+    pub id: Box<str>,
+    pub name: Option<Box<str>>,
+    pub company: Option<Box<str>>,
+    pub email: Option<Box<str>>,
+    /// The address is well formed and has not bounced since it was set.
+    pub email_ok: bool,
+    /// Sorted, without repeats.
+    pub tags: Vec<Sym>,
+    pub tier: Option<Sym>,
+    pub owner: Option<Sym>,
+    pub source: Option<CustomerSource>,
+    pub locale: Option<Sym>,
+    pub time_zone: Option<Tz>,
+    /// Sorted by name.
+    pub attributes: Vec<(Sym, Sym)>,
+    /// The last instant of each activity, in the order of [`ACTIVITIES`].
+    pub last_signal: [i64; 9],
+    /// The last activity on the platform (see `SITE_ACTIVITY`).
+    pub last_active: i64,
+    /// Orders placed so far.
+    pub orders: u32,
+    /// Channels the customer unsubscribed from, one bit per [`CHANNEL_KINDS`].
+    pub unsubscribed: u8,
+    pub recycle_bin: bool,
+    /// The last successful reach (a delivered message) per channel kind.
+    pub last_reached: [i64; 5],
+    /// The reach-outs (`campaign/reach-out`) that sent this customer a message; sorted.
+    pub reached_by: Vec<Sym>,
+}
+
+impl Customer {
+    fn new(id: &str) -> Customer {
+        Customer {
+            id: id.into(),
+            name: None,
+            company: None,
+            email: None,
+            email_ok: false,
+            tags: Vec::new(),
+            tier: None,
+            owner: None,
+            source: None,
+            locale: None,
+            time_zone: None,
+            attributes: Vec::new(),
+            last_signal: [NEVER; 9],
+            last_active: NEVER,
+            orders: 0,
+            unsubscribed: 0,
+            recycle_bin: false,
+            last_reached: [NEVER; 5],
+            reached_by: Vec::new(),
+        }
+    }
+
+    pub fn last(&self, activity: Activity) -> i64 {
+        self.last_signal[activity_index(activity)]
+    }
+
+    pub fn unsubscribed_from(&self, kind: ChannelKind) -> bool {
+        self.unsubscribed & (1 << channel_index(kind)) != 0
+    }
+
+    pub fn has_tag(&self, tag: Sym) -> bool {
+        self.tags.binary_search(&tag).is_ok()
+    }
+
+    pub fn attribute(&self, name: Sym) -> Option<Sym> {
+        self.attributes
+            .binary_search_by_key(&name, |(key, _)| *key)
+            .ok()
+            .and_then(|index| self.attributes.get(index))
+            .map(|(_, value)| *value)
+    }
+
+    /// The last reach by mail or in-site message (what DOMAIN.md calls "marketed").
+    pub fn last_marketed(&self) -> i64 {
+        self.last_reached[channel_index(ChannelKind::Mail)]
+            .max(self.last_reached[channel_index(ChannelKind::InSite)])
+    }
+
+    /// The most recent reach on any channel kind.
+    pub fn last_reached_any(&self) -> i64 {
+        self.last_reached.iter().copied().max().unwrap_or(NEVER)
+    }
+
+    /// The lifecycle stage at `at` (milliseconds), by DOMAIN.md's rules, from the last reach `R`
+    /// at or before `at`: an order in `[R, R + 30 d)` is `order` (`repurchase` when it was not
+    /// the customer's first), else a reply in that span is `handshake`, else `reached` while
+    /// `at < R + 30 d`. Otherwise `potential` when the customer never ordered and was active in
+    /// the last 180 days or followed / favourited / carted / visited in the last 30; `None`
+    /// for everyone else. The book keeps the last instant of each fact, so an order superseded
+    /// by a later one outside the span no longer counts.
+    pub fn lifecycle(&self, at: i64) -> Option<LifecycleStage> {
+        let reach = self.last_marketed();
+        if reach != NEVER && reach <= at {
+            let span_end = reach.saturating_add(FUNNEL_DAYS * DAY_MS);
+            let in_span = |instant: i64| instant != NEVER && reach <= instant && instant < span_end;
+            let ordered = self.last(Activity::Ordered);
+            if in_span(ordered) && ordered <= at {
+                return Some(if self.orders >= 2 {
+                    LifecycleStage::Repurchase
+                } else {
+                    LifecycleStage::Order
+                });
+            }
+            let replied = self.last(Activity::Replied);
+            if in_span(replied) && replied <= at {
+                return Some(LifecycleStage::Handshake);
+            }
+            if at < span_end {
+                return Some(LifecycleStage::Reached);
+            }
+        }
+        if self.potential(at) {
+            Some(LifecycleStage::Potential)
+        } else {
+            None
+        }
+    }
+
+    /// Not yet ordered, and active on the platform in the last 180 days (the platform's own
+    /// `active` signal) or interested in the shop in the last 30 (followed, favourited, carted,
+    /// visited).
+    pub fn potential(&self, at: i64) -> bool {
+        if self.orders > 0 || self.last(Activity::Ordered) != NEVER {
+            return false;
+        }
+        let since = |days: i64| at.saturating_sub(days * DAY_MS);
+        let recent = |instant: i64, days: i64| instant != NEVER && instant > since(days);
+        recent(self.last(Activity::Active), POTENTIAL_ACTIVE_DAYS)
+            || [
+                Activity::Followed,
+                Activity::Favourited,
+                Activity::Carted,
+                Activity::Visited,
+            ]
+            .into_iter()
+            .any(|activity| recent(self.last(activity), POTENTIAL_INTEREST_DAYS))
+    }
+}
+
+/// An import as the book saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    pub kind: ImportKind,
+    pub file: String,
+    pub rows: u64,
+    pub skipped: u64,
+    pub recorded_rows: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Every customer, by slot (the order in which the log first named them).
+#[derive(Debug, Clone, Default)]
+pub struct CustomerBook {
+    pub symbols: Symbols,
+    slots: FxHashMap<Box<str>, u32>,
+    customers: Vec<Customer>,
+    /// Imports by digest.
+    pub imports: BTreeMap<String, ImportRecord>,
+    /// The import whose rows are being recorded (rows follow their `ImportStarted`).
+    open_import: Option<String>,
+    /// The last log position applied.
+    pub position: Position,
+}
+
+impl CustomerBook {
+    pub fn len(&self) -> usize {
+        self.customers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.customers.is_empty()
+    }
+
+    pub fn customers(&self) -> &[Customer] {
+        &self.customers
+    }
+
+    pub fn slot(&self, id: &str) -> Option<u32> {
+        self.slots.get(id).copied()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Customer> {
+        self.slot(id)
+            .and_then(|slot| self.customers.get(slot as usize))
+    }
+
+    fn entry(&mut self, id: &str) -> &mut Customer {
+        let slot = match self.slots.get(id) {
+            Some(slot) => *slot as usize,
+            None => {
+                let slot = self.customers.len();
+                self.customers.push(Customer::new(id));
+                self.slots.insert(id.into(), slot as u32);
+                slot
+            }
+        };
+        &mut self.customers[slot]
+    }
+
+    /// Applies a recorded event if it is a customer event; the book's position moves either way.
+    /// Events at or before the book's position are ignored, so catching up twice is harmless.
+    pub fn apply_recorded(&mut self, event: &RecordedEvent) -> Result<(), PayloadError> {
+        if event.position <= self.position {
+            return Ok(());
+        }
+        if CustomerEvent::is_customer_event(&event.event_type) {
+            // Rows belong to the import of their stream, even one resumed after another import.
+            if let Some(short) = event.stream.as_str().strip_prefix("import-") {
+                if self
+                    .open_import
+                    .as_deref()
+                    .is_none_or(|open| !open.starts_with(short))
+                {
+                    self.open_import = self
+                        .imports
+                        .range(short.to_string()..)
+                        .next()
+                        .filter(|(digest, _)| digest.starts_with(short))
+                        .map(|(digest, _)| digest.clone());
+                }
+            }
+            if let Some(decoded) = CustomerEvent::decode(event)? {
+                self.apply(&decoded, event.recorded_at);
+            }
+        }
+        self.position = event.position;
+        Ok(())
+    }
+
+    /// Folds one event in. Never fails: imports were checked before they were recorded.
+    pub fn apply(&mut self, event: &CustomerEvent, recorded_at: DateTime<Utc>) {
+        match event {
+            CustomerEvent::ImportStarted(started) => {
+                self.open_import = Some(started.digest.clone());
+                // Most rows of a customer file are new customers: grow once, not by doubling.
+                if started.kind == ImportKind::Customers {
+                    let rows = usize::try_from(started.rows).unwrap_or(0).min(50_000_000);
+                    self.customers.reserve(rows);
+                    self.slots.reserve(rows);
+                }
+                self.imports.insert(
+                    started.digest.clone(),
+                    ImportRecord {
+                        kind: started.kind,
+                        file: started.file.clone(),
+                        rows: started.rows,
+                        skipped: started.skipped.len() as u64,
+                        recorded_rows: 0,
+                        started_at: recorded_at,
+                        finished_at: None,
+                    },
+                );
+            }
+            CustomerEvent::ImportFinished(finished) => {
+                if self.open_import.as_deref() == Some(finished.digest.as_str()) {
+                    self.open_import = None;
+                }
+                if let Some(record) = self.imports.get_mut(&finished.digest) {
+                    record.finished_at = Some(recorded_at);
+                }
+            }
+            CustomerEvent::CustomerRecorded(row) => {
+                self.record_customer(row, recorded_at);
+                self.count_row();
+            }
+            CustomerEvent::OutcomeRecorded(row) => {
+                self.record_outcome(row);
+                self.count_row();
+            }
+        }
+    }
+
+    /// Counts a row against the import it belongs to.
+    fn count_row(&mut self) {
+        if let Some(record) = self
+            .open_import
+            .as_ref()
+            .and_then(|digest| self.imports.get_mut(digest))
+        {
+            record.recorded_rows += 1;
+        }
+    }
+
+    fn record_customer(&mut self, row: &CustomerRecorded, _recorded_at: DateTime<Utc>) {
+        let text = |value: &Option<String>| -> Option<Option<Box<str>>> {
+            value.as_ref().map(|text| {
+                let trimmed = text.trim();
+                (!trimmed.is_empty()).then(|| trimmed.into())
+            })
+        };
+        let mut symbols = std::mem::take(&mut self.symbols);
+        let mut intern = |value: &Option<String>| -> Option<Option<Sym>> {
+            value.as_ref().map(|text| {
+                let trimmed = text.trim();
+                (!trimmed.is_empty()).then(|| symbols.intern(trimmed))
+            })
+        };
+        let tier = intern(&row.tier);
+        let owner = intern(&row.owner);
+        let locale = intern(&row.locale);
+        let tags = row.tags.as_ref().map(|tags| {
+            let mut syms: Vec<Sym> = tags
+                .iter()
+                .map(|tag| tag.trim())
+                .filter(|tag| !tag.is_empty())
+                .map(|tag| symbols.intern(tag))
+                .collect();
+            syms.sort_unstable();
+            syms.dedup();
+            syms
+        });
+        let attributes: Vec<(Sym, Option<Sym>)> = row
+            .attributes
+            .iter()
+            .map(|(name, value)| {
+                let value = value.trim();
+                (
+                    symbols.intern(name),
+                    (!value.is_empty()).then(|| symbols.intern(value)),
+                )
+            })
+            .collect();
+        self.symbols = symbols;
+
+        let customer = self.entry(&row.customer);
+        if let Some(name) = text(&row.name) {
+            customer.name = name;
+        }
+        if let Some(company) = text(&row.company) {
+            customer.company = company;
+        }
+        if let Some(email) = text(&row.email) {
+            if email != customer.email {
+                customer.email_ok = email.as_deref().is_some_and(valid_email);
+                customer.email = email;
+            }
+        }
+        if let Some(tags) = tags {
+            customer.tags = tags;
+        }
+        if let Some(tier) = tier {
+            customer.tier = tier;
+        }
+        if let Some(owner) = owner {
+            customer.owner = owner;
+        }
+        if let Some(locale) = locale {
+            customer.locale = locale;
+        }
+        if let Some(source) = row.source {
+            customer.source = Some(source);
+        }
+        if let Some(zone) = &row.time_zone {
+            let zone = zone.trim();
+            customer.time_zone = if zone.is_empty() {
+                None
+            } else {
+                zone.parse::<Tz>().ok().or(customer.time_zone)
+            };
+        }
+        for (name, value) in attributes {
+            match (
+                customer
+                    .attributes
+                    .binary_search_by_key(&name, |(key, _)| *key),
+                value,
+            ) {
+                (Ok(index), Some(value)) => customer.attributes[index].1 = value,
+                (Ok(index), None) => {
+                    customer.attributes.remove(index);
+                }
+                (Err(index), Some(value)) => customer.attributes.insert(index, (name, value)),
+                (Err(_), None) => {}
+            }
+        }
+        for signal in &row.signals {
+            note_signal(customer, signal.activity, signal.at.timestamp_millis());
+        }
+        if let Some(orders) = row.orders {
+            customer.orders = customer.orders.max(orders);
+        }
+        if row.unsubscribed_all {
+            customer.unsubscribed = ALL_CHANNELS;
+        }
+        for kind in &row.unsubscribed {
+            customer.unsubscribed |= 1 << channel_index(*kind);
+        }
+        if let Some(in_bin) = row.recycle_bin {
+            customer.recycle_bin = in_bin;
+        }
+    }
+
+    fn record_outcome(&mut self, row: &OutcomeRecorded) {
+        let reach_out = match (&row.campaign, &row.reach_out) {
+            (Some(campaign), Some(reach_out)) => {
+                Some(self.symbols.intern(&reach_out_key(campaign, reach_out)))
+            }
+            _ => None,
+        };
+        let at = row.at.timestamp_millis();
+        let customer = self.entry(&row.customer);
+        let mut sent = false;
+        match row.outcome {
+            OutcomeKind::Delivered => {
+                if let Some(kind) = row.channel {
+                    let last = &mut customer.last_reached[channel_index(kind)];
+                    *last = (*last).max(at);
+                }
+                sent = true;
+            }
+            OutcomeKind::Bounced => {
+                if row.channel.is_none_or(|kind| kind == ChannelKind::Mail) {
+                    customer.email_ok = false;
+                }
+                sent = true;
+            }
+            OutcomeKind::Opened => note_signal(customer, Activity::Opened, at),
+            OutcomeKind::Replied => note_signal(customer, Activity::Replied, at),
+            OutcomeKind::Ordered => {
+                if at > customer.last(Activity::Ordered) {
+                    customer.orders = customer.orders.saturating_add(1);
+                }
+                note_signal(customer, Activity::Ordered, at);
+            }
+            OutcomeKind::Unsubscribed => match row.channel {
+                Some(kind) => customer.unsubscribed |= 1 << channel_index(kind),
+                None => customer.unsubscribed = ALL_CHANNELS,
+            },
+        }
+        if sent {
+            if let Some(key) = reach_out {
+                if let Err(index) = customer.reached_by.binary_search(&key) {
+                    customer.reached_by.insert(index, key);
+                }
+            }
+        }
+    }
+
+    /// A fingerprint of everything the book holds, in a canonical order: two books built from
+    /// the same log, however incrementally, have the same digest.
+    pub fn digest(&self) -> String {
+        let mut hasher = blake3::Hasher::new();
+        let mut order: Vec<&Customer> = self.customers.iter().collect();
+        order.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let name = |sym: Sym| self.symbols.name(sym);
+        for customer in order {
+            let names = |syms: &[Sym]| {
+                let mut names: Vec<&str> = syms.iter().map(|sym| name(*sym)).collect();
+                names.sort_unstable();
+                names.join("\u{1f}")
+            };
+            let attributes: Vec<String> = {
+                let mut pairs: Vec<String> = customer
+                    .attributes
+                    .iter()
+                    .map(|(key, value)| format!("{}={}", name(*key), name(*value)))
+                    .collect();
+                pairs.sort_unstable();
+                pairs
+            };
+            let line = format!(
+                "{}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{}\u{1e}{}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{}\u{1e}{:?}\u{1e}{}\u{1e}{}\u{1e}{}\u{1e}{}\u{1e}{:?}\u{1e}{}\n",
+                customer.id,
+                customer.name,
+                customer.company,
+                customer.email,
+                customer.email_ok,
+                names(&customer.tags),
+                customer.tier.map(name),
+                customer.owner.map(name),
+                customer.source,
+                customer.locale.map(name),
+                customer.time_zone,
+                attributes.join("\u{1f}"),
+                customer.last_signal,
+                customer.last_active,
+                customer.orders,
+                customer.unsubscribed,
+                customer.recycle_bin,
+                customer.last_reached,
+                names(&customer.reached_by),
+            );
+            hasher.update(line.as_bytes());
+        }
+        for (digest, record) in &self.imports {
+            hasher.update(format!("{digest}\u{1e}{record:?}\n").as_bytes());
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+}
+
+fn note_signal(customer: &mut Customer, activity: Activity, at: i64) {
+    let last = &mut customer.last_signal[activity_index(activity)];
+    *last = (*last).max(at);
+    if SITE_ACTIVITY.contains(&activity) {
+        customer.last_active = customer.last_active.max(at);
+    }
+}
+
+/// How the book names a reach-out: `campaign/reach-out`.
+pub fn reach_out_key(campaign: &str, reach_out: &str) -> String {
+    format!("{campaign}/{reach_out}")
+}
+
+/// Milliseconds since the epoch, the book's unit.
+pub fn millis(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_millis()
+}
+
+pub const fn days_ms(days: i64) -> i64 {
+    days * DAY_MS
+}

@@ -1,0 +1,211 @@
+//! The audience of a reach-out (or of a segment on a channel), from segment to day-by-day sends:
+//! segment members at the evaluation instant, each exclusion counted in its fixed order, then the
+//! planner spreading the reachable over the window within the quota ledger. `audience preview`
+//! prints it; the dispatcher plans the real sends with the same call, so the preview is exactly
+//! what will happen if nothing changes.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::book::{millis, reach_out_key, CustomerBook};
+use super::eligibility::{exclusion, Exclusion, Rules};
+use super::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest, SendPlan, Unplaced};
+use super::segment::Segments;
+use crate::campaign::timeline::local;
+use crate::plan::model::{ChannelKind, Plan, Sender, Window};
+
+/// What to plan: a reach-out of the plan, or a segment on a channel.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    ReachOut(&'a str),
+    /// From the evaluation instant to the end of the campaign, from the channel's accounts.
+    Segment {
+        segment: &'a str,
+        channel: &'a str,
+    },
+}
+
+/// The planned audience.
+#[derive(Debug, Clone)]
+pub struct Audience {
+    pub campaign: String,
+    /// The reach-out's id and name.
+    pub reach_out: Option<(String, String)>,
+    pub segment: String,
+    pub channel: String,
+    pub channel_kind: ChannelKind,
+    pub zone: Tz,
+    pub currency: String,
+    pub window: Window,
+    /// Segment membership, eligibility and the first send are evaluated here: the later of the
+    /// asked instant and the window's start.
+    pub evaluated_at: DateTime<Utc>,
+    pub segment_size: u64,
+    /// Each exclusion in [`Exclusion::ORDER`] with its count (zero included).
+    pub exclusions: Vec<(Exclusion, u64)>,
+    /// Members no exclusion removed (quiet-hours skips aside).
+    pub reachable: u64,
+    /// Each reason in [`Unplaced::ORDER`] with its count.
+    pub unplaced: Vec<(Unplaced, u64)>,
+    pub accounts: Vec<String>,
+    pub sends: SendPlan,
+}
+
+impl Audience {
+    pub fn excluded(&self, exclusion: Exclusion) -> u64 {
+        self.exclusions
+            .iter()
+            .find(|(kind, _)| *kind == exclusion)
+            .map_or(0, |(_, count)| *count)
+    }
+
+    pub fn placed(&self) -> u64 {
+        self.sends.placements.len() as u64
+    }
+}
+
+/// Plans the audience of `target` as the book and ledger stand, evaluated at `at`.
+pub fn plan_audience(
+    plan: &Plan,
+    book: &CustomerBook,
+    ledger: &Ledger,
+    target: Target<'_>,
+    at: DateTime<Utc>,
+) -> Result<Audience, String> {
+    let zone = plan.campaign.time_zone;
+    let (reach_out, segment_id, channel_id, window, sender, accounts) = match target {
+        Target::ReachOut(id) => {
+            let Some(reach_out) = plan.reach_outs.iter().find(|r| r.id == id) else {
+                let known: Vec<&str> = plan.reach_outs.iter().map(|r| r.id.as_str()).collect();
+                return Err(format!(
+                    "campaign {} has no reach-out `{id}`; it has: {}",
+                    plan.campaign.id,
+                    known.join(", ")
+                ));
+            };
+            (
+                Some((reach_out.id.clone(), reach_out.name.clone())),
+                reach_out.segment.as_str(),
+                reach_out.channel.as_str(),
+                reach_out.window,
+                reach_out.sender,
+                reach_out.accounts.clone(),
+            )
+        }
+        Target::Segment { segment, channel } => {
+            let span = plan.span();
+            let channel_accounts = plan
+                .channel(channel)
+                .map(|c| c.accounts.clone())
+                .unwrap_or_default();
+            (
+                None,
+                segment,
+                channel,
+                Window {
+                    start: at.max(span.start),
+                    end: span.end,
+                },
+                Sender::Accounts,
+                channel_accounts,
+            )
+        }
+    };
+    let Some(channel) = plan.channel(channel_id) else {
+        let known: Vec<&str> = plan.channels.iter().map(|c| c.id.as_str()).collect();
+        return Err(format!(
+            "campaign {} has no channel `{channel_id}`; it has: {}",
+            plan.campaign.id,
+            known.join(", ")
+        ));
+    };
+    let segments = Segments::compile(plan, book);
+    let Some(segment_index) = segments.index_of(segment_id) else {
+        let known: Vec<&str> = plan.segments.iter().map(|s| s.id.as_str()).collect();
+        return Err(format!(
+            "campaign {} has no segment `{segment_id}`; it has: {}",
+            plan.campaign.id,
+            known.join(", ")
+        ));
+    };
+    if at >= window.end {
+        return Err(format!(
+            "the window ended at {}; nothing is left to plan (give an earlier --at)",
+            local(zone, window.end)
+        ));
+    }
+    let from = at.max(window.start);
+    let instant = millis(from);
+    let rules = Rules {
+        kind: channel.kind,
+        fatigue_ms: channel.fatigue.seconds().saturating_mul(1000),
+        fatigue_scope: channel.fatigue_scope,
+        excluded_segments: channel
+            .exclude_segments
+            .iter()
+            .filter_map(|id| segments.index_of(id))
+            .collect(),
+        reach_out: reach_out
+            .as_ref()
+            .and_then(|(id, _)| book.symbols.get(&reach_out_key(&plan.campaign.id, id))),
+    };
+
+    let mut counts = [0u64; Exclusion::ORDER.len()];
+    let mut segment_size = 0u64;
+    let mut candidates = Vec::new();
+    for slot in segments.members(book, segment_index, instant) {
+        let Some(customer) = book.customers().get(slot as usize) else {
+            continue;
+        };
+        segment_size += 1;
+        match exclusion(book, &segments, &rules, slot, customer, instant) {
+            Some(excluded) => counts[excluded.index()] += 1,
+            None => candidates.push(Candidate {
+                slot,
+                zone: customer.time_zone,
+                owner: customer.owner.map(|owner| book.symbols.name(owner)),
+            }),
+        }
+    }
+    let reachable = candidates.len() as u64;
+    let request = PlanRequest {
+        channel: &channel.id,
+        limits: Limits::of(channel),
+        zone,
+        window,
+        from,
+        quiet: channel.quiet_hours.as_ref(),
+        sender,
+        accounts: &accounts,
+    };
+    let sends = plan_sends(&request, ledger, candidates);
+    counts[Exclusion::QuietHours.index()] += sends.quiet_skipped.len() as u64;
+    let reachable = reachable - sends.quiet_skipped.len() as u64;
+    let mut unplaced_counts = [0u64; Unplaced::ORDER.len()];
+    for (_, reason) in &sends.unplaced {
+        if let Some(index) = Unplaced::ORDER.iter().position(|known| known == reason) {
+            unplaced_counts[index] += 1;
+        }
+    }
+    Ok(Audience {
+        campaign: plan.campaign.id.clone(),
+        reach_out,
+        segment: segment_id.to_string(),
+        channel: channel.id.clone(),
+        channel_kind: channel.kind,
+        zone,
+        currency: plan.campaign.currency.clone(),
+        window,
+        evaluated_at: from,
+        segment_size,
+        exclusions: Exclusion::ORDER.into_iter().zip(counts).collect(),
+        reachable,
+        unplaced: Unplaced::ORDER.into_iter().zip(unplaced_counts).collect(),
+        accounts: if accounts.is_empty() {
+            vec![channel.id.clone()]
+        } else {
+            accounts
+        },
+        sends,
+    })
+}

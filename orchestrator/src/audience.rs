@@ -1,0 +1,361 @@
+//! `audience preview`: the customer book caught up from the log, the campaign's plan in force,
+//! and the core's planner (`battleplan_core::customer::preview`), printed for people or as JSON.
+//!
+//! The book is a projection kept in memory: a daemon keeps one and catches it up from its last
+//! position before each question (so a preview through a running daemon costs the question, not
+//! a replay); a command run without a daemon builds it from the log.
+
+use std::fmt::Write as _;
+
+use battleplan_core::campaign::{self, CampaignEvent};
+use battleplan_core::customer::book::CustomerBook;
+use battleplan_core::customer::eligibility::Exclusion;
+use battleplan_core::customer::preview::{plan_audience, Audience, Target};
+use battleplan_core::customer::quota::{DayLimit, Ledger, Unplaced};
+use battleplan_core::event::port::EventReader;
+use battleplan_core::event::{StoreError, StreamVersion};
+use battleplan_core::plan::{self, Plan};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::json;
+
+use crate::commands::Reply;
+use crate::runtime::{HandleError, Runtime};
+
+/// Events read from the log at a time while catching up.
+const CATCH_UP_BATCH: usize = 10_000;
+
+/// Brings the book up to the log's durable head.
+pub async fn catch_up(store: &dyn EventReader, book: &mut CustomerBook) -> Result<(), HandleError> {
+    loop {
+        let events = store.read_all(book.position, CATCH_UP_BATCH).await?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in &events {
+            book.apply_recorded(event)?;
+        }
+    }
+}
+
+/// The plan in force for a campaign: the source of its last `PlanApplied` or `PlanRevised`.
+pub async fn plan_in_force(
+    runtime: &Runtime,
+    campaign_id: &str,
+) -> Result<Option<Plan>, HandleError> {
+    let stream = campaign::stream_of(campaign_id).map_err(campaign::Rejection)?;
+    let mut source: Option<String> = None;
+    let mut version = StreamVersion::NONE;
+    loop {
+        let events = runtime
+            .store
+            .read_stream(&stream, version.next(), CATCH_UP_BATCH)
+            .await?;
+        let Some(last) = events.last() else { break };
+        version = last.version;
+        for event in &events {
+            match CampaignEvent::decode(event)? {
+                Some(CampaignEvent::PlanApplied(applied)) => source = Some(applied.source),
+                Some(CampaignEvent::PlanRevised(revised)) => source = Some(revised.source),
+                _ => {}
+            }
+        }
+    }
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    let checked = plan::check(source.as_bytes());
+    match checked.plan {
+        Some(plan) => Ok(Some(plan)),
+        None => Err(HandleError::Store(StoreError::Corrupt {
+            position: battleplan_core::event::Position::START,
+            detail: format!("the plan recorded for campaign {campaign_id} no longer validates"),
+        })),
+    }
+}
+
+/// What `audience preview` asks.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PreviewQuestion {
+    pub campaign: String,
+    pub reach_out: Option<String>,
+    pub segment: Option<String>,
+    pub channel: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+    pub json: bool,
+}
+
+/// Answers `audience preview` with the runtime's book (caught up first).
+pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Reply, HandleError> {
+    let target = match (&question.reach_out, &question.segment, &question.channel) {
+        (Some(reach_out), None, None) => Target::ReachOut(reach_out),
+        (None, Some(segment), Some(channel)) => Target::Segment { segment, channel },
+        _ => {
+            return Ok(Reply::user_error(
+                "say what to preview: --reach-out R, or --segment S with --channel C",
+            ))
+        }
+    };
+    let Some(plan) = plan_in_force(runtime, &question.campaign).await? else {
+        return Ok(Reply::user_error(format_args!(
+            "there is no campaign `{}` (apply its plan first: `battleplan plan apply PLAN`)",
+            question.campaign
+        )));
+    };
+    let at = question.at.unwrap_or_else(|| runtime.clock.now());
+    let mut book = runtime.customers.lock().await;
+    catch_up(runtime.store.as_ref(), &mut book).await?;
+    // Planned sends reserve quota once the dispatcher records them; until then the ledger is
+    // empty.
+    let ledger = Ledger::default();
+    let audience = match plan_audience(&plan, &book, &ledger, target, at) {
+        Ok(audience) => audience,
+        Err(message) => return Ok(Reply::user_error(message)),
+    };
+    let stdout = if question.json {
+        let mut text = serde_json::to_string_pretty(&to_json(&audience)).unwrap_or_default();
+        text.push('\n');
+        text
+    } else {
+        render(&audience)
+    };
+    Ok(Reply::ok(stdout))
+}
+
+fn exclusion_words(audience: &Audience, exclusion: Exclusion) -> String {
+    let channel = audience.channel_kind.as_str();
+    match exclusion {
+        Exclusion::NoAddress => format!("no or invalid address for {channel}"),
+        Exclusion::Unsubscribed => format!("unsubscribed from {channel}"),
+        Exclusion::RecycleBin => "in the recycle bin".to_string(),
+        Exclusion::ExcludedSegment => "in a segment the channel excludes".to_string(),
+        Exclusion::Fatigue => "reached within the fatigue window".to_string(),
+        Exclusion::AlreadyReached => "already reached by this reach-out".to_string(),
+        Exclusion::QuietHours => "in quiet hours (the plan says skip)".to_string(),
+    }
+}
+
+fn unplaced_words(reason: Unplaced) -> &'static str {
+    match reason {
+        Unplaced::WindowFull => "window full",
+        Unplaced::NoAccount => "no sending account (sender = owner)",
+        Unplaced::QuietUntilWindowEnd => "held by quiet hours past the window's end",
+    }
+}
+
+fn limit_words(limit: Option<DayLimit>) -> &'static str {
+    match limit {
+        None => "",
+        Some(DayLimit::DailyCap) => "daily cap reached",
+        Some(DayLimit::AccountCaps) => "account caps reached",
+        Some(DayLimit::DailyBudget) => "daily budget spent",
+        Some(DayLimit::MonthlyBudget) => "monthly budget spent",
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (index, digit) in digits.chars().enumerate() {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn local(zone: Tz, instant: DateTime<Utc>) -> String {
+    battleplan_core::campaign::timeline::local(zone, instant)
+}
+
+fn total_cost(audience: &Audience) -> battleplan_core::plan::values::Money {
+    battleplan_core::plan::values::Money::from_minor(
+        audience.sends.days.iter().map(|day| day.cost.minor()).sum(),
+    )
+}
+
+/// The preview for people.
+pub fn render(audience: &Audience) -> String {
+    let mut out = String::new();
+    let zone = audience.zone;
+    match &audience.reach_out {
+        Some((id, name)) => {
+            let _ = writeln!(
+                out,
+                "Audience of reach-out {id} (\"{name}\"), campaign {}",
+                audience.campaign
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "Audience of segment {} on channel {}, campaign {}",
+                audience.segment, audience.channel, audience.campaign
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  segment {}, channel {} ({}), window {} to {}",
+        audience.segment,
+        audience.channel,
+        audience.channel_kind.as_str(),
+        local(zone, audience.window.start),
+        local(zone, audience.window.end)
+    );
+    let _ = writeln!(out, "  evaluated at {}", local(zone, audience.evaluated_at));
+    let _ = writeln!(out);
+    let width = 56;
+    let line = |out: &mut String, label: &str, value: u64| {
+        let _ = writeln!(out, "  {label:<width$}{:>12}", grouped(value));
+    };
+    line(
+        &mut out,
+        &format!("in segment {}", audience.segment),
+        audience.segment_size,
+    );
+    let _ = writeln!(out, "  excluded, each counted once, in this order:");
+    for (exclusion, count) in &audience.exclusions {
+        line(
+            &mut out,
+            &format!("  {}", exclusion_words(audience, *exclusion)),
+            *count,
+        );
+    }
+    line(&mut out, "reachable", audience.reachable);
+    line(&mut out, "planned to send", audience.placed());
+    for (reason, count) in &audience.unplaced {
+        line(
+            &mut out,
+            &format!("not placed: {}", unplaced_words(*reason)),
+            *count,
+        );
+    }
+    let _ = writeln!(out);
+
+    let show_accounts = audience.accounts.len() > 1;
+    let mut header = format!(
+        "  {:<12}{:>7}{:>10}{:>10}{:>10}{:>12}",
+        "day", "opens", "sends", "free", "paid", "cost"
+    );
+    if show_accounts {
+        for account in &audience.accounts {
+            let _ = write!(header, "{:>12}", truncate(account, 11));
+        }
+    }
+    let _ = writeln!(out, "{}", header.trim_end());
+    let (mut sends, mut free, mut paid) = (0u64, 0u64, 0u64);
+    for day in &audience.sends.days {
+        sends += u64::from(day.sends);
+        free += u64::from(day.free);
+        paid += u64::from(day.paid);
+        let opens = day
+            .opens
+            .map(|opens| opens.with_timezone(&zone).format("%H:%M").to_string())
+            .unwrap_or_else(|| "-".to_string());
+        let mut row = format!(
+            "  {:<12}{:>7}{:>10}{:>10}{:>10}{:>12}",
+            day.date.format("%Y-%m-%d"),
+            opens,
+            grouped(u64::from(day.sends)),
+            grouped(u64::from(day.free)),
+            grouped(u64::from(day.paid)),
+            day.cost.to_string(),
+        );
+        if show_accounts {
+            for count in &day.per_account {
+                let _ = write!(row, "{:>12}", grouped(u64::from(*count)));
+            }
+        }
+        let limit = limit_words(day.limited_by);
+        if !limit.is_empty() {
+            let _ = write!(row, "  {limit}");
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    let _ = writeln!(
+        out,
+        "  {:<12}{:>7}{:>10}{:>10}{:>10}{:>12}",
+        "total",
+        "",
+        grouped(sends),
+        grouped(free),
+        grouped(paid),
+        total_cost(audience).to_string(),
+    );
+    let _ = writeln!(out, "  costs in {}", audience.currency);
+    out
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    text.chars().take(width).collect()
+}
+
+/// The preview as JSON: every count, and the day-by-day plan.
+pub fn to_json(audience: &Audience) -> serde_json::Value {
+    let zone = audience.zone;
+    let instant = |at: DateTime<Utc>| at.with_timezone(&zone).to_rfc3339();
+    let days: Vec<serde_json::Value> = audience
+        .sends
+        .days
+        .iter()
+        .map(|day| {
+            let by_account: serde_json::Map<String, serde_json::Value> = audience
+                .accounts
+                .iter()
+                .zip(&day.per_account)
+                .map(|(account, count)| (account.clone(), json!(count)))
+                .collect();
+            json!({
+                "date": day.date.format("%Y-%m-%d").to_string(),
+                "opens": day.opens.map(instant),
+                "sends": day.sends,
+                "free": day.free,
+                "paid": day.paid,
+                "cost": day.cost,
+                "by_account": by_account,
+                "limited_by": day.limited_by,
+            })
+        })
+        .collect();
+    let sum = |field: fn(&battleplan_core::customer::quota::DayPlan) -> u32| -> u64 {
+        audience
+            .sends
+            .days
+            .iter()
+            .map(|day| u64::from(field(day)))
+            .sum()
+    };
+    json!({
+        "campaign": audience.campaign,
+        "reach_out": audience.reach_out.as_ref().map(|(id, name)| json!({"id": id, "name": name})),
+        "segment": audience.segment,
+        "channel": audience.channel,
+        "channel_kind": audience.channel_kind,
+        "time_zone": zone.name(),
+        "currency": audience.currency,
+        "window": { "start": instant(audience.window.start), "end": instant(audience.window.end) },
+        "evaluated_at": instant(audience.evaluated_at),
+        "segment_size": audience.segment_size,
+        "exclusions": audience.exclusions.iter().map(|(exclusion, count)| json!({
+            "reason": exclusion.key(),
+            "count": count,
+        })).collect::<Vec<_>>(),
+        "reachable": audience.reachable,
+        "planned": audience.placed(),
+        "not_placed": audience.unplaced.iter().map(|(reason, count)| json!({
+            "reason": reason.key(),
+            "count": count,
+        })).collect::<Vec<_>>(),
+        "accounts": audience.accounts,
+        "days": days,
+        "total": {
+            "sends": sum(|day| day.sends),
+            "free": sum(|day| day.free),
+            "paid": sum(|day| day.paid),
+            "cost": total_cost(audience),
+        },
+    })
+}

@@ -1,0 +1,846 @@
+//! `battleplan customers import FILE` and `battleplan outcomes import FILE`: a file of rows into
+//! the log, all of it or (the user asking) all of its good rows, never half of it by accident.
+//!
+//! Two passes over the file, each streaming it with bounded memory:
+//! 1. [`check`] reads every row and computes the file's digest, writing nothing. A malformed row
+//!    rejects the whole import (exit 2, every problem listed up to [`LISTED_PROBLEMS`]) unless
+//!    `--skip-bad-rows` was given.
+//! 2. [`record`] reads the file again and appends its rows on the stream `import-<digest>`:
+//!    `ImportStarted`, the rows in chunks of at most [`CHUNK_ROWS`] rows or [`CHUNK_BYTES`]
+//!    of file, then `ImportFinished`. Each append expects the stream's exact version and has a
+//!    command id derived from the digest and the chunk's first row, so a retry is recorded once.
+//!
+//! The same file again finds its stream finished and changes nothing. A stream started and not
+//! finished is the one way a partial import exists (the process was killed, or the disk
+//! failed, between two chunks); running the same command again resumes after the rows the
+//! stream holds (its version says how many) and finishes it.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use battleplan_adapters::import::{self as file, FileRead, Format, Item, Problem, ReadError};
+use battleplan_core::customer::events::{import_stream, MAX_LISTED_SKIPPED};
+use battleplan_core::customer::row::Row;
+use battleplan_core::customer::{
+    CustomerEvent, ImportFinished, ImportKind, ImportStarted, SkippedRow,
+};
+use battleplan_core::event::{
+    Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
+    StreamVersion,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::commands::{Reply, INTERNAL_ERROR, USER_ERROR};
+use crate::runtime::{derived_command_id, Runtime};
+
+/// The most problems a rejected import lists (the total is always given).
+pub const LISTED_PROBLEMS: usize = 100;
+/// The most skipped rows the text output lists (the event and `--json` list up to
+/// [`MAX_LISTED_SKIPPED`]).
+const LISTED_SKIPPED_TEXT: usize = 100;
+/// Rows per append, at most. Small on purpose: an append's records stay below the sled store's
+/// chunk size (96 KiB), so appends share chunks; an append larger than that becomes a chunk of
+/// its own, and sled 0.34 keeps every such chunk it writes in memory, whatever its cache
+/// setting (measured: a million rows in appends of 1,000 held 177 MiB; in appends of 100,
+/// with the cache below, memory stays flat).
+pub const CHUNK_ROWS: usize = 100;
+/// File bytes per append, at most: a chunk of long rows is cut sooner, for the same reason.
+pub const CHUNK_BYTES: u64 = 32 * 1024;
+/// sled's page cache for a process that only imports: it writes once and reads back only the
+/// stream's head, so a small cache costs nothing and keeps its memory flat.
+pub const STORE_CACHE_BYTES: u64 = 16 * 1024 * 1024;
+/// Chunks read ahead of the appends.
+const CHUNKS_AHEAD: usize = 2;
+/// A failpoint for the crash tests: with this variable set to N, the process aborts (no
+/// destructor, no flush, as if killed) right after the N-th chunk of rows is durable, leaving
+/// the import cut short at a known point.
+pub const ABORT_AFTER_CHUNKS: &str = "BATTLEPLAN_FAILPOINT_IMPORT_ABORT_AFTER_CHUNKS";
+
+/// An import, as it travels to a daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportRequest {
+    pub kind: ImportKind,
+    /// Absolute, so that a daemon running elsewhere finds the file.
+    pub path: PathBuf,
+    /// The file's name as the user wrote it, for messages and the `ImportStarted` event.
+    pub file_name: String,
+    pub format: Format,
+    pub skip_bad_rows: bool,
+    pub actor: String,
+    pub json: bool,
+}
+
+/// What the first pass found.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub read: FileRead,
+    /// Good rows.
+    pub rows: u64,
+    pub bad_rows: u64,
+    /// Problems in all (a bad row may have several).
+    pub problems: u64,
+    /// The first [`LISTED_PROBLEMS`] problems.
+    pub listed: Vec<Problem>,
+    /// The first [`MAX_LISTED_SKIPPED`] bad rows, one line each.
+    pub skipped: Vec<SkippedRow>,
+}
+
+/// A bad row in one line: its first problem, and how many more it has.
+fn skipped_row(line: u64, problems: &[Problem]) -> SkippedRow {
+    let first = problems.first();
+    let mut reason = first.map(|p| p.reason.clone()).unwrap_or_default();
+    if problems.len() > 1 {
+        let _ = write!(
+            reason,
+            " (and {} more problem{} in this row)",
+            problems.len() - 1,
+            if problems.len() == 2 { "" } else { "s" }
+        );
+    }
+    SkippedRow {
+        line,
+        column: first.and_then(|p| p.column.clone()),
+        reason,
+    }
+}
+
+/// Pass 1: reads the whole file, writing nothing. `Err` is the answer to give instead of
+/// importing: a file that cannot be read, or bad rows without `--skip-bad-rows`.
+pub fn check(request: &ImportRequest, progress: &dyn Fn(u64)) -> Result<Checked, Reply> {
+    let mut rows = 0u64;
+    let mut bad_rows = 0u64;
+    let mut problems = 0u64;
+    let mut listed = Vec::new();
+    let mut skipped = Vec::new();
+    let result = file::read(
+        &request.path,
+        request.kind,
+        request.format,
+        progress,
+        &mut |item| {
+            match item {
+                Item::Row { .. } => rows += 1,
+                Item::Bad {
+                    line,
+                    problems: found,
+                } => {
+                    bad_rows += 1;
+                    problems += found.len() as u64;
+                    if skipped.len() < MAX_LISTED_SKIPPED {
+                        skipped.push(skipped_row(line, &found));
+                    }
+                    let room = LISTED_PROBLEMS.saturating_sub(listed.len());
+                    listed.extend(found.into_iter().take(room));
+                }
+            }
+            true
+        },
+    );
+    let read = match result {
+        Ok(read) => read,
+        Err(error) => return Err(unreadable(request, error)),
+    };
+    let checked = Checked {
+        read,
+        rows,
+        bad_rows,
+        problems,
+        listed,
+        skipped,
+    };
+    if checked.bad_rows > 0 && !request.skip_bad_rows {
+        return Err(rejected(request, &checked));
+    }
+    Ok(checked)
+}
+
+fn unreadable(request: &ImportRequest, error: ReadError) -> Reply {
+    let name = &request.file_name;
+    let problems = match error {
+        ReadError::File(problems) => problems,
+        ReadError::Io(message) => return user_error(message),
+        ReadError::Stopped => return internal_error("the file's reader stopped early"),
+    };
+    if request.json {
+        let report = json!({
+            "file": name,
+            "kind": request.kind.as_str(),
+            "outcome": "rejected",
+            "problems": problems.len(),
+            "listed": problems,
+        });
+        return Reply {
+            code: USER_ERROR,
+            stdout: format!("{report:#}\n"),
+            stderr: String::new(),
+        };
+    }
+    let mut stderr = String::new();
+    for problem in &problems {
+        let _ = writeln!(stderr, "{name}: {problem}");
+    }
+    let _ = writeln!(
+        stderr,
+        "{name}: the file cannot be imported; nothing was imported (--skip-bad-rows skips bad rows, not a bad header or an empty file)"
+    );
+    Reply {
+        code: USER_ERROR,
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+fn plural(count: u64, word: &str) -> String {
+    if count == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{count} {word}s")
+    }
+}
+
+fn rejected(request: &ImportRequest, checked: &Checked) -> Reply {
+    let name = &request.file_name;
+    if request.json {
+        let report = json!({
+            "file": name,
+            "kind": request.kind.as_str(),
+            "digest": checked.read.digest,
+            "outcome": "rejected",
+            "rows": checked.rows,
+            "bad_rows": checked.bad_rows,
+            "problems": checked.problems,
+            "listed": checked.listed,
+        });
+        return Reply {
+            code: USER_ERROR,
+            stdout: format!("{report:#}\n"),
+            stderr: String::new(),
+        };
+    }
+    let mut stderr = String::new();
+    for problem in &checked.listed {
+        let _ = writeln!(stderr, "{name}: {problem}");
+    }
+    if checked.problems > checked.listed.len() as u64 {
+        let _ = writeln!(
+            stderr,
+            "{name}: ... and {} more problems not listed",
+            checked.problems - checked.listed.len() as u64
+        );
+    }
+    let _ = writeln!(
+        stderr,
+        "{name}: {} ({}) of {}; nothing was imported. Fix them, or import the good rows with --skip-bad-rows.",
+        plural(checked.bad_rows, "bad row"),
+        plural(checked.problems, "problem"),
+        plural(checked.rows + checked.bad_rows, "row")
+    );
+    Reply {
+        code: USER_ERROR,
+        stdout: String::new(),
+        stderr,
+    }
+}
+
+fn user_error(message: impl std::fmt::Display) -> Reply {
+    Reply {
+        code: USER_ERROR,
+        stdout: String::new(),
+        stderr: format!("battleplan: {message}\n"),
+    }
+}
+
+fn internal_error(message: impl std::fmt::Display) -> Reply {
+    Reply {
+        code: INTERNAL_ERROR,
+        stdout: String::new(),
+        stderr: format!("battleplan: internal error: {message}\n"),
+    }
+}
+
+/// Both passes, for a daemon: the file is read on a blocking thread.
+pub async fn run(runtime: &Runtime, request: ImportRequest) -> Reply {
+    let checking = request.clone();
+    let checked = match tokio::task::spawn_blocking(move || check(&checking, &|_| {})).await {
+        Ok(Ok(checked)) => checked,
+        Ok(Err(reply)) => return reply,
+        Err(error) => return internal_error(format_args!("checking the file failed: {error}")),
+    };
+    record(runtime, &request, checked, None).await
+}
+
+/// Why recording stopped.
+enum Failure {
+    /// The user's to fix (exit 2).
+    User(String),
+    /// Ours (exit 1).
+    Internal(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Internal(error.to_string())
+    }
+}
+
+impl From<battleplan_core::event::upcast::PayloadError> for Failure {
+    fn from(error: battleplan_core::event::upcast::PayloadError) -> Failure {
+        Failure::Internal(error.to_string())
+    }
+}
+
+/// What the stream held before this run.
+enum Found {
+    Nothing,
+    Unfinished {
+        started: ImportStarted,
+        event: EventId,
+        version: StreamVersion,
+    },
+    Finished {
+        rows: u64,
+        at: DateTime<Utc>,
+    },
+}
+
+/// One append's worth of rows.
+struct Chunk {
+    /// The index (from 0, among the good rows) of its first row.
+    first: u64,
+    rows: Vec<Row>,
+}
+
+/// What the second pass's reader saw.
+struct Reread {
+    read: FileRead,
+    rows: u64,
+    bad_rows: u64,
+}
+
+/// Pass 2: records the checked file, or finishes an import of it cut short, or finds it done.
+/// `progress`, when given, is moved along the file's bytes.
+pub async fn record(
+    runtime: &Runtime,
+    request: &ImportRequest,
+    checked: Checked,
+    progress: Option<indicatif::ProgressBar>,
+) -> Reply {
+    if let Some(bar) = &progress {
+        bar.set_position(0);
+        bar.set_message("recording");
+    }
+    match recording(runtime, request, &checked, progress).await {
+        Ok(reply) => reply,
+        Err(Failure::User(message)) => user_error(message),
+        Err(Failure::Internal(message)) => internal_error(message),
+    }
+}
+
+async fn recording(
+    runtime: &Runtime,
+    request: &ImportRequest,
+    checked: &Checked,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<Reply, Failure> {
+    let digest = checked.read.digest.clone();
+    let stream = import_stream(&digest).map_err(Failure::Internal)?;
+    let (started, started_event, mut version, resumed) = match find(runtime, &stream).await? {
+        Found::Finished { rows, at } => {
+            if let Some(bar) = &progress {
+                bar.finish_and_clear();
+            }
+            return Ok(already(request, checked, &stream, rows, at));
+        }
+        Found::Unfinished {
+            started,
+            event,
+            version,
+        } => {
+            if started.kind != request.kind {
+                return Err(Failure::User(format!(
+                    "{} was started as an import of {}; import it with `battleplan {} import`",
+                    request.file_name,
+                    started.kind.as_str(),
+                    started.kind.as_str()
+                )));
+            }
+            if started.rows != checked.rows {
+                return Err(Failure::Internal(format!(
+                    "the import of this file begun earlier counted {} rows, this battleplan reads {}; it cannot be resumed by this version",
+                    started.rows, checked.rows
+                )));
+            }
+            (started, event, version, true)
+        }
+        Found::Nothing => {
+            let started = ImportStarted {
+                kind: request.kind,
+                file: request.file_name.clone(),
+                digest: digest.clone(),
+                rows: checked.rows,
+                skipped: checked.skipped.clone(),
+                skipped_total: checked.bad_rows,
+            };
+            let now = runtime.clock.now();
+            let event = EventId(runtime.ids.next_id(now));
+            let new = CustomerEvent::ImportStarted(started.clone()).encode(event)?;
+            let words = format!("import {digest} start");
+            let version = append(
+                runtime,
+                request,
+                &stream,
+                StreamVersion::NONE,
+                vec![new],
+                &words,
+                None,
+            )
+            .await?;
+            // A repeated command id answers with the first start's event: chain to that one.
+            let first = runtime
+                .store
+                .read_stream(&stream, StreamVersion(1), 1)
+                .await?
+                .into_iter()
+                .next()
+                .map_or(event, |recorded| recorded.event_id);
+            (started, first, version, false)
+        }
+    };
+    let already_recorded = version.0.saturating_sub(1);
+    let first_new = version.next();
+
+    // The reader runs on a blocking thread and hands over chunks through a short queue, so at
+    // most a few chunks are in memory whatever the file's length.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Chunk>(CHUNKS_AHEAD);
+    let reading = request.clone();
+    let bar = progress.clone();
+    let reader =
+        tokio::task::spawn_blocking(move || reread(&reading, already_recorded, sender, bar));
+    let abort_after: Option<u64> = std::env::var(ABORT_AFTER_CHUNKS)
+        .ok()
+        .and_then(|value| value.parse().ok());
+    let mut appended = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = receiver.recv().await {
+        let count = chunk.rows.len();
+        let now = runtime.clock.now();
+        let mut events = Vec::with_capacity(count);
+        for row in chunk.rows {
+            let event = EventId(runtime.ids.next_id(now));
+            match row.into_event().encode(event) {
+                Ok(new) => events.push(new),
+                Err(error) => {
+                    failure = Some(Failure::from(error));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            break;
+        }
+        let words = format!("import {digest} chunk {}", chunk.first);
+        match append(
+            runtime,
+            request,
+            &stream,
+            version,
+            events,
+            &words,
+            Some(started_event),
+        )
+        .await
+        {
+            Ok(last) => {
+                version = last;
+                appended += 1;
+                if abort_after == Some(appended) {
+                    std::process::abort();
+                }
+            }
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    // Stops the reader if it is still going.
+    drop(receiver);
+    let reread = reader.await;
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    let reread = match reread {
+        Ok(Ok(reread)) => reread,
+        Ok(Err(ReadError::Io(message))) => return Err(Failure::User(message)),
+        Ok(Err(_)) => return Err(Failure::User(changed(request, &stream))),
+        Err(error) => {
+            return Err(Failure::Internal(format!(
+                "reading the file failed: {error}"
+            )))
+        }
+    };
+    if reread.read.digest != digest
+        || reread.rows != checked.rows
+        || reread.bad_rows != checked.bad_rows
+    {
+        return Err(Failure::User(changed(request, &stream)));
+    }
+    let recorded = version.0.saturating_sub(1);
+    if recorded != started.rows {
+        return Err(Failure::Internal(format!(
+            "the stream {stream} holds {recorded} rows after the import, the file has {}",
+            started.rows
+        )));
+    }
+    let finished = ImportFinished {
+        kind: request.kind,
+        digest: digest.clone(),
+        rows: started.rows,
+        skipped: checked.bad_rows,
+    };
+    let now = runtime.clock.now();
+    let new = CustomerEvent::ImportFinished(finished).encode(EventId(runtime.ids.next_id(now)))?;
+    let words = format!("import {digest} finish");
+    let last = append(
+        runtime,
+        request,
+        &stream,
+        version,
+        vec![new],
+        &words,
+        Some(started_event),
+    )
+    .await?;
+    if let Some(bar) = &progress {
+        bar.finish_and_clear();
+    }
+    Ok(imported(
+        request,
+        checked,
+        &stream,
+        Imported {
+            resumed,
+            earlier: already_recorded,
+            first_new,
+            last,
+        },
+    ))
+}
+
+fn changed(request: &ImportRequest, stream: &StreamId) -> String {
+    format!(
+        "{} changed while it was being imported; the import {stream} is left unfinished. Put the file back as it was and run the same command to finish it, or import the new file",
+        request.file_name
+    )
+}
+
+/// The stream's first and last events say whether the file was imported, in part or whole.
+async fn find(runtime: &Runtime, stream: &StreamId) -> Result<Found, Failure> {
+    let version = runtime.store.stream_version(stream).await?;
+    if version == StreamVersion::NONE {
+        return Ok(Found::Nothing);
+    }
+    let first = runtime
+        .store
+        .read_stream(stream, StreamVersion(1), 1)
+        .await?;
+    let last = runtime.store.read_stream(stream, version, 1).await?;
+    let (Some(first), Some(last)) = (first.first(), last.first()) else {
+        return Err(Failure::Internal(format!(
+            "the stream {stream} is at version {version} but its events cannot be read"
+        )));
+    };
+    let Some(CustomerEvent::ImportStarted(started)) = CustomerEvent::decode(first)? else {
+        return Err(Failure::Internal(format!(
+            "the stream {stream} does not begin with ImportStarted"
+        )));
+    };
+    if let Some(CustomerEvent::ImportFinished(finished)) = CustomerEvent::decode(last)? {
+        return Ok(Found::Finished {
+            rows: finished.rows,
+            at: last.recorded_at,
+        });
+    }
+    Ok(Found::Unfinished {
+        started,
+        event: first.event_id,
+        version,
+    })
+}
+
+/// Appends one command's events at exactly `after`, with the command id derived from `words`;
+/// returns the stream's version after them. A repeated command id must have recorded exactly
+/// these positions, or the stream is not what this import expects.
+async fn append(
+    runtime: &Runtime,
+    request: &ImportRequest,
+    stream: &StreamId,
+    after: StreamVersion,
+    events: Vec<NewEvent>,
+    words: &str,
+    causation: Option<EventId>,
+) -> Result<StreamVersion, Failure> {
+    let count = events.len() as u64;
+    let expected = if after == StreamVersion::NONE {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(after)
+    };
+    let append = Append {
+        stream: stream.clone(),
+        expected,
+        events,
+        metadata: Metadata {
+            actor: request.actor.clone(),
+            command_id: CommandId(derived_command_id(words)),
+            causation_id: causation.map(|event| event.0),
+            correlation_id: None,
+            reason: None,
+        },
+        recorded_at: runtime.clock.now(),
+    };
+    match runtime.store.append(append).await {
+        Ok(outcome) => {
+            if outcome.first_version != after.next()
+                || outcome.last_version != StreamVersion(after.0 + count)
+            {
+                return Err(Failure::Internal(format!(
+                    "the stream {stream} recorded `{words}` earlier at versions {} to {}, not after {after}",
+                    outcome.first_version, outcome.last_version
+                )));
+            }
+            Ok(outcome.last_version)
+        }
+        Err(StoreError::Conflict { actual, .. }) => Err(Failure::User(format!(
+            "another import of {} is under way (its stream {stream} moved to version {actual}); let it finish, then run this command again to check",
+            request.file_name
+        ))),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// The second pass's reader: sends the good rows after the first `skip` in chunks; cuts chunks
+/// at the same rows whether or not it skips, so a resumed import appends what the first run
+/// would have.
+fn reread(
+    request: &ImportRequest,
+    skip: u64,
+    sender: tokio::sync::mpsc::Sender<Chunk>,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<Reread, ReadError> {
+    let mut rows = 0u64;
+    let mut bad_rows = 0u64;
+    let mut chunk = Chunk {
+        first: 0,
+        rows: Vec::new(),
+    };
+    let mut chunk_rows = 0usize;
+    let mut chunk_bytes = 0u64;
+    let tick = |bytes: u64| {
+        if let Some(bar) = &progress {
+            bar.set_position(bytes);
+        }
+    };
+    let read = file::read(
+        &request.path,
+        request.kind,
+        request.format,
+        &tick,
+        &mut |item| {
+            let (row, bytes) = match item {
+                Item::Row { row, bytes } => (row, bytes),
+                Item::Bad { .. } => {
+                    bad_rows += 1;
+                    return true;
+                }
+            };
+            let index = rows;
+            rows += 1;
+            chunk_rows += 1;
+            chunk_bytes += bytes;
+            if index >= skip {
+                if chunk.rows.is_empty() {
+                    chunk.first = index;
+                }
+                chunk.rows.push(row);
+            }
+            if chunk_rows >= CHUNK_ROWS || chunk_bytes >= CHUNK_BYTES {
+                chunk_rows = 0;
+                chunk_bytes = 0;
+                if !chunk.rows.is_empty() {
+                    let full = std::mem::replace(
+                        &mut chunk,
+                        Chunk {
+                            first: 0,
+                            rows: Vec::new(),
+                        },
+                    );
+                    // The appends stopped: stop reading.
+                    if sender.blocking_send(full).is_err() {
+                        return false;
+                    }
+                }
+            }
+            true
+        },
+    )?;
+    if !chunk.rows.is_empty() && sender.blocking_send(chunk).is_err() {
+        return Err(ReadError::Stopped);
+    }
+    Ok(Reread {
+        read,
+        rows,
+        bad_rows,
+    })
+}
+
+fn row_word(kind: ImportKind, count: u64) -> String {
+    let word = match kind {
+        ImportKind::Customers => "customer",
+        ImportKind::Outcomes => "outcome",
+    };
+    plural(count, word)
+}
+
+fn already(
+    request: &ImportRequest,
+    checked: &Checked,
+    stream: &StreamId,
+    rows: u64,
+    at: DateTime<Utc>,
+) -> Reply {
+    let name = &request.file_name;
+    if request.json {
+        let report = json!({
+            "file": name,
+            "kind": request.kind.as_str(),
+            "digest": checked.read.digest,
+            "stream": stream.as_str(),
+            "outcome": "already_imported",
+            "imported_at": at,
+            "rows": rows,
+            "recorded_now": 0,
+            "bad_rows": checked.bad_rows,
+        });
+        return Reply {
+            code: 0,
+            stdout: format!("{report:#}\n"),
+            stderr: String::new(),
+        };
+    }
+    Reply {
+        code: 0,
+        stdout: format!(
+            "{name}: already imported on {}: {} rows; nothing changed ({stream})\n",
+            at.to_rfc3339(),
+            rows
+        ),
+        stderr: String::new(),
+    }
+}
+
+struct Imported {
+    resumed: bool,
+    /// Rows the stream held before this run.
+    earlier: u64,
+    first_new: StreamVersion,
+    last: StreamVersion,
+}
+
+fn imported(
+    request: &ImportRequest,
+    checked: &Checked,
+    stream: &StreamId,
+    done: Imported,
+) -> Reply {
+    let name = &request.file_name;
+    let now = checked.rows - done.earlier.min(checked.rows);
+    if request.json {
+        let report = json!({
+            "file": name,
+            "kind": request.kind.as_str(),
+            "digest": checked.read.digest,
+            "stream": stream.as_str(),
+            "outcome": if done.resumed { "resumed" } else { "imported" },
+            "rows": checked.rows,
+            "recorded_now": now,
+            "recorded_earlier": done.earlier,
+            "bad_rows": checked.bad_rows,
+            "skipped": checked.skipped,
+            "stream_versions": [done.first_new.0, done.last.0],
+        });
+        return Reply {
+            code: 0,
+            stdout: format!("{report:#}\n"),
+            stderr: String::new(),
+        };
+    }
+    let mut out = String::new();
+    if done.resumed {
+        let _ = writeln!(
+            out,
+            "{name}: resumed an import cut short: {} recorded earlier, {} now ({stream}, versions {} to {})",
+            plural(done.earlier, "row"),
+            row_word(request.kind, now),
+            done.first_new,
+            done.last
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{name}: imported {} ({stream}, versions 1 to {})",
+            row_word(request.kind, checked.rows),
+            done.last
+        );
+    }
+    if checked.bad_rows > 0 {
+        let _ = writeln!(
+            out,
+            "skipped {} (--skip-bad-rows):",
+            plural(checked.bad_rows, "bad row")
+        );
+        for row in checked.skipped.iter().take(LISTED_SKIPPED_TEXT) {
+            match &row.column {
+                Some(column) => {
+                    let _ = writeln!(out, "  line {}, {column}: {}", row.line, row.reason);
+                }
+                None => {
+                    let _ = writeln!(out, "  line {}: {}", row.line, row.reason);
+                }
+            }
+        }
+        let listed = checked.skipped.len().min(LISTED_SKIPPED_TEXT) as u64;
+        if checked.bad_rows > listed {
+            let _ = writeln!(
+                out,
+                "  ... and {} more (the ImportStarted event lists up to {MAX_LISTED_SKIPPED})",
+                checked.bad_rows - listed
+            );
+        }
+    }
+    Reply {
+        code: 0,
+        stdout: out,
+        stderr: String::new(),
+    }
+}
+
+/// A progress bar on standard error for a file of `bytes`, when standard error is a terminal
+/// (never in a pipe, a log or a test).
+pub fn progress_bar(bytes: u64, message: &'static str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(bytes);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>9} [{bar:40}] {bytes}/{total_bytes} ({eta} left)",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message);
+    Some(bar)
+}

@@ -1,0 +1,483 @@
+//! `battleplan customers import` and `battleplan outcomes import` end to end, through the real
+//! binary: every kind of malformed row reported with its line and column, nothing written when
+//! an import is rejected, `--skip-bad-rows`, and importing the same file twice.
+//!
+//! These tests only run processes (none opens a store itself), so they may run side by side.
+
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
+use battleplan_tests::{run_in, Run};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+const CLOCK: &str = "2026-08-20T00:00:00Z";
+
+fn bp(directory: &Path, arguments: &[&str]) -> Run {
+    let mut all = vec!["--data", "data", "--clock-at", CLOCK];
+    all.extend_from_slice(arguments);
+    run_in(directory, &all)
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// The number of events in the store, from `audit verify` (which also checks the chain).
+fn events(directory: &Path) -> u64 {
+    let run = ok(bp(directory, &["audit", "verify", "--json"]));
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["intact"], true, "{}", run.stdout);
+    report["events"].as_u64().unwrap()
+}
+
+fn options(count: u64, format: FileFormat) -> Options {
+    Options {
+        count,
+        seed: 11,
+        as_of: DateTime::parse_from_rfc3339("2026-08-20T00:00:00+08:00")
+            .unwrap()
+            .with_timezone(&Utc),
+        format,
+    }
+}
+
+fn generated(directory: &Path, name: &str, options: Options, outcomes: bool) {
+    let mut bytes = Vec::new();
+    if outcomes {
+        write_outcomes(&mut bytes, options).unwrap();
+    } else {
+        write_customers(&mut bytes, options).unwrap();
+    }
+    std::fs::write(directory.join(name), bytes).unwrap();
+}
+
+/// One malformed file: what it holds, and what the error output must say.
+struct Case {
+    what: &'static str,
+    command: &'static str,
+    file: &'static str,
+    bytes: &'static [u8],
+    /// Each must appear in the error output.
+    expected: &'static [&'static str],
+}
+
+const CASES: &[Case] = &[
+    Case {
+        what: "a CSV row with the wrong number of fields",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,name,email\nc-1,Li Na,li@example.com\nc-2,Wang Wei\n",
+        expected: &["c.csv: line 3, column 3 (email): wrong number of fields: the header has 3 columns, this row has 2"],
+    },
+    Case {
+        what: "a CSV row with too many fields",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,name\nc-1,Li,Na\n",
+        expected: &["c.csv: line 2, column 3: wrong number of fields: the header has 2 columns, this row has 3"],
+    },
+    Case {
+        what: "a missing required value",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,name\nc-1,Li\n ,Wang\n",
+        expected: &["c.csv: line 3, column 1 (id): missing required value"],
+    },
+    Case {
+        what: "an instant without an offset",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,active\nc-1,2026-08-01T10:00:00\n",
+        expected: &["c.csv: line 2, column 2 (active): bad instant: `2026-08-01T10:00:00` has no UTC offset; write the offset too, like 2026-08-20T10:00:00+08:00"],
+    },
+    Case {
+        what: "something that is not an instant",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,ordered\nc-1,last tuesday\n",
+        expected: &["line 2, column 2 (ordered): bad instant: `last tuesday` is not an instant; write RFC 3339"],
+    },
+    Case {
+        what: "a bad source",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,source\nc-1,own-lists\n",
+        expected: &["line 2, column 2 (source): bad value: `own-lists` is not a source (did you mean `own_list`?); use one of own_list, shared_pool, offline_import"],
+    },
+    Case {
+        what: "a bad channel kind in unsubscribed",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,unsubscribed\nc-1,mail;fax\n",
+        expected: &["line 2, column 2 (unsubscribed): bad value: `fax` is not a channel kind; use `;`-separated kinds of mail, in_site, im, webhook, console"],
+    },
+    Case {
+        what: "a bad number",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,orders\nc-1,3.5\n",
+        expected: &["line 2, column 2 (orders): bad number: `3.5` is not a count"],
+    },
+    Case {
+        what: "bad money",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,ordered,order_amount\nc-1,2026-08-01T10:00:00+08:00,12.345\n",
+        expected: &["line 2, column 3 (order_amount): bad money: `12.345` has more than two decimals"],
+    },
+    Case {
+        what: "an order amount without the order",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,order_amount\nc-1,20\n",
+        expected: &["line 2, column 2 (order_amount): an order amount (20.00) needs the `ordered` instant in the same row"],
+    },
+    Case {
+        what: "an unknown time zone",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,time_zone\nc-1,Asia/Shangai\n",
+        expected: &["line 2, column 2 (time_zone): unknown time zone `Asia/Shangai`; did you mean `Asia/Shanghai`?"],
+    },
+    Case {
+        what: "an unknown header column",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,emial\nc-1,li@example.com\n",
+        expected: &[
+            "c.csv: line 1, column 2 (emial): unknown column `emial`; did you mean `email`?",
+            "the file cannot be imported",
+        ],
+    },
+    Case {
+        what: "a repeated header column",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,name,Name\nc-1,a,b\n",
+        expected: &["c.csv: line 1, column 3 (Name): the column `Name` appears twice"],
+    },
+    Case {
+        what: "a header without the id column",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"name,email\nLi,li@example.com\n",
+        expected: &["c.csv: line 1, id: the header has no `id` column"],
+    },
+    Case {
+        what: "an invalid JSON line",
+        command: "customers",
+        file: "c.jsonl",
+        bytes: b"{\"id\":\"c-1\"}\n{\"id\":\"c-2\" \"name\":\"x\"}\n",
+        expected: &["c.jsonl: line 2, column 13: invalid JSON: expected `,` or `}`"],
+    },
+    Case {
+        what: "a JSON line that is not an object",
+        command: "customers",
+        file: "c.jsonl",
+        bytes: b"[\"c-1\",\"Li\"]\n",
+        expected: &["c.jsonl: line 1: not an object: each line holds one JSON object, like {\"id\": \"c-000001\"}; this line holds an array"],
+    },
+    Case {
+        what: "a wrong JSON type",
+        command: "customers",
+        file: "c.jsonl",
+        bytes: b"{\"id\":\"c-1\",\"tags\":{\"a\":1}}\n",
+        expected: &["c.jsonl: line 1, tags: wrong JSON type: expected an array of strings or a `;`-separated string, found an object"],
+    },
+    Case {
+        what: "an unknown key in a JSON line",
+        command: "customers",
+        file: "c.ndjson",
+        bytes: b"{\"id\":\"c-1\"}\n{\"id\":\"c-2\",\"tyer\":\"L1\"}\n",
+        expected: &["c.ndjson: line 2, tyer: unknown column `tyer`; did you mean `tier`?"],
+    },
+    Case {
+        what: "bytes that are not UTF-8 in a CSV field",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"id,name\nc-1,Li\nc-2,Wang \xe9\n",
+        expected: &["c.csv: line 3, column 2 (name): bytes that are not UTF-8 (at byte 6 of the field)"],
+    },
+    Case {
+        what: "bytes that are not UTF-8 in a JSON line",
+        command: "customers",
+        file: "c.jsonl",
+        bytes: b"{\"id\":\"c-\xff\"}\n",
+        expected: &["c.jsonl: line 1, column 10: bytes that are not UTF-8"],
+    },
+    Case {
+        what: "an empty CSV file",
+        command: "customers",
+        file: "c.csv",
+        bytes: b"",
+        expected: &["c.csv: line 1: the file is empty; a CSV file starts with its header line"],
+    },
+    Case {
+        what: "an empty JSON lines file",
+        command: "outcomes",
+        file: "o.jsonl",
+        bytes: b"",
+        expected: &["o.jsonl: line 1: the file is empty"],
+    },
+    Case {
+        what: "a campaign without its reach-out",
+        command: "outcomes",
+        file: "o.csv",
+        bytes: b"customer,outcome,at,campaign,channel\nc-1,opened,2026-08-19T10:00:00+08:00,sept-festival-2026,mail\n",
+        expected: &["o.csv: line 2, reach_out: `campaign` is given, so `reach_out` is needed too (both or neither)"],
+    },
+    Case {
+        what: "a bad outcome",
+        command: "outcomes",
+        file: "o.csv",
+        bytes: b"customer,outcome,at\nc-1,clicked,2026-08-19T10:00:00+08:00\n",
+        expected: &["o.csv: line 2, column 2 (outcome): bad value: `clicked` is not an outcome; use one of delivered, bounced, opened, replied, ordered, unsubscribed"],
+    },
+    Case {
+        what: "a delivery without its channel, and a bad channel",
+        command: "outcomes",
+        file: "o.csv",
+        bytes: b"customer,outcome,at,channel\nc-1,delivered,2026-08-19T10:00:00+08:00,\nc-2,opened,2026-08-19T10:00:00+08:00,sms\n",
+        expected: &[
+            "o.csv: line 2, column 4 (channel): missing required value: a `delivered` outcome needs its channel (mail, in_site, im, webhook, console)",
+            "o.csv: line 3, column 4 (channel): bad value: `sms` is not a channel",
+        ],
+    },
+    Case {
+        what: "an amount on something else than an order",
+        command: "outcomes",
+        file: "o.csv",
+        bytes: b"customer,outcome,at,amount\nc-1,replied,2026-08-19T10:00:00+08:00,12\n",
+        expected: &["o.csv: line 2, column 4 (amount): an amount (12.00) goes only with an `ordered` outcome"],
+    },
+];
+
+#[test]
+fn every_malformed_row_kind_is_reported_with_its_line_and_column() {
+    for case in CASES {
+        let directory = tempfile::tempdir().unwrap();
+        let dir = directory.path();
+        std::fs::write(dir.join(case.file), case.bytes).unwrap();
+        let run = bp(dir, &[case.command, "import", case.file]);
+        assert_eq!(
+            run.code, 2,
+            "{}: expected exit 2\nstdout:\n{}\nstderr:\n{}",
+            case.what, run.stdout, run.stderr
+        );
+        for expected in case.expected {
+            assert!(
+                run.stderr.contains(expected),
+                "{}: the output lacks\n  {expected}\nit was:\n{}",
+                case.what,
+                run.stderr
+            );
+        }
+        assert!(
+            !dir.join("data").exists(),
+            "{}: a rejected import created the data directory",
+            case.what
+        );
+    }
+}
+
+#[test]
+fn a_header_only_file_is_an_import_of_no_rows() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    std::fs::write(dir.join("c.csv"), "id,name,email\n").unwrap();
+    let run = ok(bp(dir, &["customers", "import", "c.csv"]));
+    assert!(
+        run.stdout.contains("c.csv: imported 0 customers"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(events(dir), 2, "ImportStarted and ImportFinished");
+}
+
+#[test]
+fn a_rejected_import_writes_nothing_and_lists_every_problem_up_to_a_cap() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    generated(dir, "good.csv", options(50, FileFormat::Csv), false);
+    ok(bp(dir, &["customers", "import", "good.csv"]));
+    let before = events(dir);
+    // 50 customers, and the two the plan names (c-000417, c-002291), which the generator adds.
+    assert_eq!(before, 54);
+
+    // 150 bad rows among good ones, each with two problems.
+    let mut file = String::from("id,active,orders\n");
+    for n in 0..300 {
+        if n % 2 == 0 {
+            file.push_str(&format!("x-{n},yesterday,many\n"));
+        } else {
+            file.push_str(&format!("x-{n},2026-08-01T00:00:00Z,1\n"));
+        }
+    }
+    std::fs::write(dir.join("bad.csv"), file).unwrap();
+    let run = bp(dir, &["customers", "import", "bad.csv"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let listed = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("bad.csv: line "))
+        .count();
+    assert_eq!(listed, 100, "{}", run.stderr);
+    assert!(run
+        .stderr
+        .contains("bad.csv: line 2, column 2 (active): bad instant"));
+    assert!(run
+        .stderr
+        .contains("bad.csv: line 2, column 3 (orders): bad number"));
+    assert!(run.stderr.contains("... and 200 more problems not listed"));
+    assert!(
+        run.stderr.contains(
+            "bad.csv: 150 bad rows (300 problems) of 300 rows; nothing was imported. Fix them, or import the good rows with --skip-bad-rows."
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        events(dir),
+        before,
+        "nothing of a rejected import is written"
+    );
+
+    let run = bp(dir, &["customers", "import", "bad.csv", "--json"]);
+    assert_eq!(run.code, 2);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["outcome"], "rejected");
+    assert_eq!(report["bad_rows"], 150);
+    assert_eq!(report["problems"], 300);
+    assert_eq!(report["listed"].as_array().unwrap().len(), 100);
+    assert_eq!(report["listed"][0]["line"], 2);
+    assert_eq!(report["listed"][0]["column"], "active");
+    assert_eq!(report["listed"][0]["position"], 2);
+    assert_eq!(events(dir), before);
+}
+
+#[test]
+fn skip_bad_rows_imports_the_rest_and_lists_what_it_skipped() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    let file = "id,name,active\nc-1,Li,2026-08-01T10:00:00+08:00\nc-2,Wang,2026-08-01\nc-3,Zhang\nc-4,Liu,\n";
+    std::fs::write(dir.join("c.csv"), file).unwrap();
+    let run = ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "c.csv",
+            "--skip-bad-rows",
+            "--actor",
+            "mei",
+        ],
+    ));
+    assert!(
+        run.stdout.contains("c.csv: imported 2 customers"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("skipped 2 bad rows (--skip-bad-rows):"));
+    assert!(
+        run.stdout
+            .contains("  line 3, active: bad instant: `2026-08-01` has no UTC offset"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("  line 4, active: wrong number of fields"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(events(dir), 4, "ImportStarted, two rows, ImportFinished");
+
+    // The same command again: nothing changes.
+    let again = ok(bp(
+        dir,
+        &["customers", "import", "c.csv", "--skip-bad-rows", "--json"],
+    ));
+    let report: Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(report["outcome"], "already_imported");
+    assert_eq!(report["rows"], 2);
+    assert_eq!(events(dir), 4);
+}
+
+#[test]
+fn the_same_file_twice_is_recorded_once() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    generated(
+        dir,
+        "customers.jsonl",
+        options(300, FileFormat::Jsonl),
+        false,
+    );
+    generated(dir, "outcomes.csv", options(300, FileFormat::Csv), true);
+    let first = ok(bp(dir, &["customers", "import", "customers.jsonl"]));
+    assert!(
+        first
+            .stdout
+            .contains("customers.jsonl: imported 302 customers"),
+        "{}",
+        first.stdout
+    );
+    let outcomes = ok(bp(dir, &["outcomes", "import", "outcomes.csv", "--json"]));
+    let report: Value = serde_json::from_str(&outcomes.stdout).unwrap();
+    assert_eq!(report["outcome"], "imported");
+    let outcome_rows = report["rows"].as_u64().unwrap();
+    assert!(outcome_rows > 30, "{outcome_rows}");
+    let total = events(dir);
+    assert_eq!(total, 304 + outcome_rows + 2);
+
+    let again = ok(bp(dir, &["customers", "import", "customers.jsonl"]));
+    assert!(
+        again.stdout.contains(
+            "customers.jsonl: already imported on 2026-08-20T00:00:00+00:00: 302 rows; nothing changed"
+        ),
+        "{}",
+        again.stdout
+    );
+    // Renamed, the same bytes are the same import.
+    std::fs::copy(dir.join("outcomes.csv"), dir.join("copy.csv")).unwrap();
+    let copy = ok(bp(dir, &["outcomes", "import", "copy.csv"]));
+    assert!(copy.stdout.contains("already imported"), "{}", copy.stdout);
+    assert_eq!(events(dir), total);
+}
+
+#[test]
+fn the_format_comes_from_the_name_or_the_option() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    std::fs::write(dir.join("customers.txt"), "{\"id\":\"c-1\"}\n").unwrap();
+    let run = bp(dir, &["customers", "import", "customers.txt"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("cannot tell the format of customers.txt from its name"),
+        "{}",
+        run.stderr
+    );
+    ok(bp(
+        dir,
+        &["customers", "import", "customers.txt", "--format", "jsonl"],
+    ));
+    let missing = bp(dir, &["customers", "import", "nowhere.csv"]);
+    assert_eq!(missing.code, 2);
+    assert!(
+        missing
+            .stderr
+            .contains("cannot read nowhere.csv: there is no such file"),
+        "{}",
+        missing.stderr
+    );
+}
