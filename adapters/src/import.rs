@@ -517,7 +517,7 @@ fn jsonl_row(kind: ImportKind, line: u64, bytes: &[u8], length: usize) -> Option
             return bad(vec![Problem {
                 line,
                 column: None,
-                position: Some(error.column() as u64),
+                position: Some(character_column(text, error.column())),
                 reason: format!("invalid JSON: {}", json_reason(&error)),
             }]);
         }
@@ -542,6 +542,15 @@ fn jsonl_row(kind: ImportKind, line: u64, bytes: &[u8], length: usize) -> Option
             .map(|error| Problem::of_field(line, Format::Jsonl, error))
             .collect()),
     }
+}
+
+/// serde_json counts columns in bytes; people (and editors) count characters.
+fn character_column(text: &str, byte_column: usize) -> u64 {
+    let bytes = byte_column.saturating_sub(1).min(text.len());
+    String::from_utf8_lossy(&text.as_bytes()[..bytes])
+        .chars()
+        .count() as u64
+        + 1
 }
 
 /// serde_json's message without its own "at line 1 column 17" (the problem says where).
@@ -715,6 +724,17 @@ mod tests {
         );
         let (result, _) = read_text(ImportKind::Customers, Format::Jsonl, b"");
         assert!(matches!(result, Err(ReadError::File(_))));
+        // Columns count characters, not bytes.
+        let (_, items) = read_text(
+            ImportKind::Customers,
+            Format::Jsonl,
+            "{\"name\":\"王芳\" \"id\":\"c\"}\n".as_bytes(),
+        );
+        let found = problems(&items);
+        assert!(
+            found[0].starts_with("line 1, column 14: invalid JSON"),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
-use battleplan_tests::{run_in, Run};
+use battleplan_tests::{run_in, Daemon, Run};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -480,4 +480,69 @@ fn the_format_comes_from_the_name_or_the_option() {
         "{}",
         missing.stderr
     );
+}
+
+#[test]
+fn the_examples_in_the_docs_import() {
+    let docs =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/customers.md"))
+            .unwrap();
+    let mut blocks = Vec::new();
+    let mut lines = docs.lines();
+    while let Some(line) = lines.next() {
+        let format = match line {
+            "```csv" => "csv",
+            "```json" => "jsonl",
+            _ => continue,
+        };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        blocks.push((format, body.join("\n") + "\n"));
+    }
+    assert_eq!(blocks.len(), 4, "two customer and two outcome examples");
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    for (index, (format, body)) in blocks.iter().enumerate() {
+        let name = format!("example-{index}.{format}");
+        std::fs::write(dir.join(&name), body).unwrap();
+        let command = if index < 2 { "customers" } else { "outcomes" };
+        let run = ok(bp(dir, &[command, "import", &name]));
+        assert!(run.stdout.contains("imported"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_running_daemon_imports_the_file_itself() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    generated(dir, "customers.csv", options(120, FileFormat::Csv), false);
+    std::fs::write(dir.join("bad.csv"), "id,orders\nc-1,many\n").unwrap();
+    let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", CLOCK]);
+    daemon.wait_for("running on");
+    let run = ok(bp(
+        dir,
+        &["customers", "import", "customers.csv", "--actor", "mei"],
+    ));
+    assert!(
+        run.stdout.contains("customers.csv: imported 122 customers"),
+        "{}",
+        run.stdout
+    );
+    let rejected = bp(dir, &["customers", "import", "bad.csv"]);
+    assert_eq!(rejected.code, 2);
+    assert!(
+        rejected
+            .stderr
+            .contains("bad.csv: line 2, column 2 (orders): bad number"),
+        "{}",
+        rejected.stderr
+    );
+    let again = ok(bp(dir, &["customers", "import", "customers.csv"]));
+    assert!(
+        again.stdout.contains("already imported"),
+        "{}",
+        again.stdout
+    );
+    let (code, _) = daemon.terminate();
+    assert_eq!(code, 0);
+    assert_eq!(events(dir), 124);
 }

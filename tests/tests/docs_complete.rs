@@ -68,3 +68,20 @@ fn every_plan_key_is_documented() {
         );
     }
 }
+
+#[test]
+fn every_import_column_is_documented() {
+    use battleplan_core::customer::row::{CUSTOMER_COLUMNS, OUTCOME_COLUMNS};
+    let docs = read("docs/customers.md");
+    assert!(!docs.is_empty(), "docs/customers.md is missing or empty");
+    for column in CUSTOMER_COLUMNS
+        .iter()
+        .chain(OUTCOME_COLUMNS)
+        .chain(&["attr.NAME"])
+    {
+        assert!(
+            docs.contains(&format!("| `{column}` |")),
+            "docs/customers.md has no row for the column `{column}`"
+        );
+    }
+}

@@ -391,7 +391,7 @@ impl CustomerBook {
                         kind: started.kind,
                         file: started.file.clone(),
                         rows: started.rows,
-                        skipped: started.skipped.len() as u64,
+                        skipped: started.skipped_total.max(started.skipped.len() as u64),
                         recorded_rows: 0,
                         started_at: recorded_at,
                         finished_at: None,

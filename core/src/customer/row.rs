@@ -1238,6 +1238,28 @@ mod tests {
     }
 
     #[test]
+    fn errors_know_their_column_index() {
+        let Err(found) = csv_row(C, &["name", "id", "orders"], &["x", "c", "-1"]) else {
+            panic!("a negative count is an error")
+        };
+        assert_eq!(
+            (found[0].column.as_str(), found[0].index),
+            ("orders", Some(2))
+        );
+        let Err(found) = Columns::new(C, ["id", "id"]) else {
+            panic!("a repeated column is an error")
+        };
+        assert_eq!(found[0].index, Some(1));
+        let Err(found) = json_row(O, r#"{"customer":"c","at":"2026-08-27T10:00:00Z"}"#) else {
+            panic!("an outcome needs its kind")
+        };
+        assert_eq!(
+            (found[0].column.as_str(), found[0].index),
+            ("outcome", None)
+        );
+    }
+
+    #[test]
     fn bad_ids_and_missing_ids() {
         let found = errors(csv_row(C, &["id", "name"], &["", "x"]));
         assert_eq!(found.len(), 1);
