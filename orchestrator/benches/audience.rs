@@ -29,6 +29,7 @@ use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metada
 use battleplan_core::plan::model::{Activity, ChannelKind, CustomerSource};
 use battleplan_core::plan::{self, EXAMPLE_PLAN};
 use battleplan_orchestrator::audience::catch_up;
+use battleplan_scenarios::customers::SplitMix64;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -37,22 +38,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 fn at(text: &str) -> DateTime<Utc> {
@@ -65,7 +50,7 @@ fn at(text: &str) -> DateTime<Utc> {
 /// reached recently (fatigue), some unsubscribed, in the bin, or with a bad address.
 fn events(count: u64) -> Vec<CustomerEvent> {
     let as_of = at("2026-09-02T00:00:00+08:00");
-    let mut random = SplitMix(42);
+    let mut random = SplitMix64::new(42);
     let mut events = Vec::with_capacity(count as usize + count as usize / 10 + 1);
     events.push(CustomerEvent::ImportStarted(ImportStarted {
         kind: ImportKind::Customers,

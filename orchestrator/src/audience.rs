@@ -7,6 +7,7 @@
 
 use std::fmt::Write as _;
 
+use battleplan_core::campaign::timeline::local;
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::eligibility::Exclusion;
@@ -16,7 +17,6 @@ use battleplan_core::event::port::EventReader;
 use battleplan_core::event::{StoreError, StreamVersion};
 use battleplan_core::plan::{self, Plan};
 use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
 use serde_json::json;
 
 use crate::commands::Reply;
@@ -164,10 +164,6 @@ fn grouped(value: u64) -> String {
         out.push(digit);
     }
     out
-}
-
-fn local(zone: Tz, instant: DateTime<Utc>) -> String {
-    battleplan_core::campaign::timeline::local(zone, instant)
 }
 
 fn total_cost(audience: &Audience) -> battleplan_core::plan::values::Money {

@@ -11,6 +11,7 @@
 
 use std::io::{self, Write};
 
+use battleplan_core::customer::row::{CUSTOMER_COLUMNS, OUTCOME_COLUMNS};
 use chrono::{DateTime, Duration, FixedOffset, Offset as _, Utc};
 
 /// The campaign of the example plan, which the outcomes name.
@@ -144,31 +145,15 @@ impl Customer {
     }
 }
 
-/// The customers' columns, in the CSV's order.
-pub const CUSTOMER_HEADER: [&str; 22] = [
-    "id",
-    "name",
-    "company",
-    "email",
-    "tags",
-    "tier",
-    "owner",
-    "source",
-    "locale",
-    "time_zone",
-    "active",
-    "visited",
-    "favourited",
-    "carted",
-    "followed",
-    "inquired",
-    "ordered",
-    "order_amount",
-    "orders",
-    "unsubscribed",
-    "recycle_bin",
-    "attr.region",
-];
+/// The customers' columns, in the CSV's order: every column the import reads, and one
+/// attribute (`attr.region`). Taken from the importer's own list, so the two cannot drift apart.
+fn customer_header() -> Vec<&'static str> {
+    let mut header = CUSTOMER_COLUMNS.to_vec();
+    header.push(REGION_COLUMN);
+    header
+}
+
+const REGION_COLUMN: &str = "attr.region";
 
 /// An instant `days` (plus a random part of a day) before `as_of`.
 fn before(random: &mut SplitMix64, as_of: DateTime<Utc>, most_days: u64) -> DateTime<Utc> {
@@ -374,8 +359,9 @@ fn write_row(
 
 /// Writes the customers file.
 pub fn write_customers(out: &mut dyn Write, options: Options) -> io::Result<()> {
+    let header = customer_header();
     if options.format == FileFormat::Csv {
-        writeln!(out, "{}", CUSTOMER_HEADER.join(","))?;
+        writeln!(out, "{}", header.join(","))?;
     }
     for customer in customers(options) {
         let instant = |column: &str| {
@@ -410,22 +396,10 @@ pub fn write_customers(out: &mut dyn Write, options: Options) -> io::Result<()> 
             customer.recycle_bin.clone(),
             customer.region.clone(),
         ];
-        write_row(out, options.format, &CUSTOMER_HEADER, &cells)?;
+        write_row(out, options.format, &header, &cells)?;
     }
     Ok(())
 }
-
-/// The outcomes' columns, in the CSV's order.
-pub const OUTCOME_HEADER: [&str; 8] = [
-    "customer",
-    "outcome",
-    "at",
-    "campaign",
-    "reach_out",
-    "channel",
-    "amount",
-    "message",
-];
 
 /// Writes an outcomes file matching the customers of the same options: for about a third of
 /// the customers mail can reach, the warm-up recall's mail was delivered (or bounced) in the 5
@@ -433,7 +407,7 @@ pub const OUTCOME_HEADER: [&str; 8] = [
 /// a few orders come with no reach-out at all.
 pub fn write_outcomes(out: &mut dyn Write, options: Options) -> io::Result<()> {
     if options.format == FileFormat::Csv {
-        writeln!(out, "{}", OUTCOME_HEADER.join(","))?;
+        writeln!(out, "{}", OUTCOME_COLUMNS.join(","))?;
     }
     // Its own sequence, so the outcomes never shift the customers.
     let mut random = SplitMix64::new(options.seed ^ 0x6f75_7463_6f6d_6573);
@@ -510,7 +484,7 @@ pub fn write_outcomes(out: &mut dyn Write, options: Options) -> io::Result<()> {
             rows.push(row("ordered", at, false, "", amount, ""));
         }
         for cells in rows {
-            write_row(out, options.format, &OUTCOME_HEADER, &cells)?;
+            write_row(out, options.format, OUTCOME_COLUMNS, &cells)?;
         }
     }
     Ok(())
