@@ -8,4 +8,5 @@ pub mod campaign;
 pub mod context;
 pub mod customer;
 pub mod event;
+pub mod funnel;
 pub mod plan;

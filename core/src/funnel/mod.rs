@@ -1,0 +1,648 @@
+//! The campaign funnel and the stage actuals: a projection fed explicitly with who a campaign
+//! considered and reached and with the replies and orders that came back, asked for counts at an
+//! instant `as_of`.
+//!
+//! # The funnel (DOMAIN.md "Customers and the funnel")
+//!
+//! For the campaign of the plan, per phase the plan has and overall, the distinct customers who
+//! got at least as far as each stage:
+//!
+//! - **potential**: considered (in the audience of one of the campaign's reach-outs planned in the
+//!   phase, see [`Funnel::considered`]); a reached customer always counts as considered;
+//! - **reached**: delivered at least once in the phase, at an instant before `as_of`;
+//! - **handshake**: reached, and replied *or ordered* in `[R, R + 30 d)` of a reach `R` in that
+//!   phase (an order is a stronger handshake, so every stage counts customers who got at least
+//!   that far and the funnel never widens);
+//! - **order**: reached, and ordered in `[R, R + 30 d)` of a reach `R` in that phase;
+//! - **repurchase**: such an order that was not the customer's first: an earlier order is in the
+//!   outcome history (earlier instant; at the same instant, fed earlier), or a customer import
+//!   stated that the customer had ordered before ([`Funnel::prior_orders`] above zero).
+//!
+//! An order at exactly `R + 30 d` is outside the span. Outcomes and reaches at or after `as_of`
+//! are not counted (everything is measured over `[.., as_of)`). Outcomes are placed by their own
+//! instant, whatever the order they are fed in: an order imported late, after a later reach, still
+//! counts against the reach it follows. A customer reached in two phases is counted in each phase
+//! where the rules hold, and once overall; a reach or consideration in a phase the plan does not
+//! have is not counted at all. Outcomes count for the funnel whichever campaign they
+//! name: the funnel asks whether the customer replied or ordered after being reached, not why.
+//! Conversion is the count of a stage over the count of the stage above it, `None` for potential
+//! (nothing above) and when the stage above is empty.
+//!
+//! # Stage actuals (DOMAIN.md "Measuring")
+//!
+//! Per burst stage, over `[stage.start, min(stage.end, as_of))` (empty before the stage starts):
+//! an order or a reply is *attributed* to the campaign when the campaign reached the customer in
+//! the 30 days up to it (a reach `R` with `R <= at < R + 30 d`, in any phase), or when its
+//! `OutcomeRecorded.campaign` names the campaign. Then gmv is the sum of the attributed orders'
+//! amounts (an order without an amount is counted, adds nothing, and is reported in
+//! [`StageActuals::orders_without_amount`]), orders their count, paying buyers the distinct
+//! customers who placed them, returning buyers those of them with a repurchase among them,
+//! replies the attributed replies, reached the distinct customers delivered in the window.
+//! Average order value is gmv / paying buyers, repurchase rate returning / paying buyers.
+//! Inquiries, visitors, fans, page views, new customers, conversion rate and payment rate have no
+//! source in battleplan's data: they are *not measured* (`None`), never 0.
+//!
+//! Memory: only customers the funnel was told about (considered, reached, with a reply or an
+//! order, or with prior orders above zero) are held, each with compact sorted vectors.
+
+use chrono::{DateTime, Utc};
+use rustc_hash::FxHashMap;
+
+use crate::customer::book::FUNNEL_DAYS;
+use crate::customer::events::{OutcomeKind, OutcomeRecorded};
+use crate::plan::model::{
+    LifecycleStage, Metric, MetricKind, PhaseKind, Plan, TargetValue, Window,
+};
+use crate::plan::values::Money;
+
+mod render;
+
+pub use render::{funnel_json, render_funnel, render_targets, targets_json};
+
+const DAY_MS: i64 = 86_400_000;
+/// How long after a reach a reply or an order counts against it.
+const SPAN_MS: i64 = FUNNEL_DAYS * DAY_MS;
+/// The campaign symbol of an outcome that names none.
+const NO_CAMPAIGN: u32 = u32::MAX;
+
+/// The funnel's stages, in order.
+pub const STAGES: [LifecycleStage; 5] = [
+    LifecycleStage::Potential,
+    LifecycleStage::Reached,
+    LifecycleStage::Handshake,
+    LifecycleStage::Order,
+    LifecycleStage::Repurchase,
+];
+
+/// How a funnel stage is written: `potential`, `reached`, `handshake`, `order`, `repurchase`.
+pub fn stage_key(stage: LifecycleStage) -> &'static str {
+    match stage {
+        LifecycleStage::Potential => "potential",
+        LifecycleStage::Reached => "reached",
+        LifecycleStage::Handshake => "handshake",
+        LifecycleStage::Order => "order",
+        LifecycleStage::Repurchase => "repurchase",
+    }
+}
+
+fn phase_bit(phase: PhaseKind) -> u8 {
+    match phase {
+        PhaseKind::Prep => 1,
+        PhaseKind::WarmUp => 2,
+        PhaseKind::Burst => 4,
+        PhaseKind::Review => 8,
+    }
+}
+
+/// The projection. Feed it in log order (or any order: results depend only on what was fed).
+#[derive(Debug, Clone, Default)]
+pub struct Funnel {
+    customers: FxHashMap<Box<str>, Entry>,
+    campaigns: FxHashMap<Box<str>, u32>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    /// The most orders a customer import stated.
+    prior_orders: u32,
+    /// Per campaign, one bit per phase (see `phase_bit`) in which the customer was considered.
+    considered: Vec<(u32, u8)>,
+    /// Sorted by instant; equal instants in the order fed.
+    reaches: Vec<Reach>,
+    /// Replies and orders, sorted by instant; equal instants in the order fed.
+    outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    at: i64,
+    campaign: u32,
+    phase: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Reply,
+    Order,
+    OrderWithoutAmount,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    at: i64,
+    /// Minor units; 0 for a reply or an order without an amount.
+    amount: i64,
+    /// [`NO_CAMPAIGN`] when the outcome names none.
+    campaign: u32,
+    kind: Kind,
+}
+
+impl Outcome {
+    fn is_order(&self) -> bool {
+        self.kind != Kind::Reply
+    }
+}
+
+impl Entry {
+    /// Which order is not a repurchase: the index of the first, unless the customer had ordered
+    /// before the history began (then none).
+    fn first_order(&self) -> Option<usize> {
+        if self.prior_orders > 0 {
+            return None;
+        }
+        self.outcomes.iter().position(Outcome::is_order)
+    }
+
+    /// Whether the campaign reached the customer in the 30 days up to `at`.
+    fn reached_before(&self, campaign: u32, at: i64) -> bool {
+        let after = self.reaches.partition_point(|reach| reach.at <= at);
+        self.reaches[..after]
+            .iter()
+            .rev()
+            .take_while(|reach| at < reach.at.saturating_add(SPAN_MS))
+            .any(|reach| reach.campaign == campaign)
+    }
+}
+
+impl Funnel {
+    pub fn new() -> Funnel {
+        Funnel::default()
+    }
+
+    /// How many customers the funnel holds.
+    pub fn customers(&self) -> usize {
+        self.customers.len()
+    }
+
+    fn campaign(&mut self, campaign: &str) -> u32 {
+        if let Some(sym) = self.campaigns.get(campaign) {
+            return *sym;
+        }
+        // Campaign ids are a handful; `NO_CAMPAIGN` stays free.
+        let sym = u32::try_from(self.campaigns.len())
+            .unwrap_or(NO_CAMPAIGN - 1)
+            .min(NO_CAMPAIGN - 1);
+        self.campaigns.insert(campaign.into(), sym);
+        sym
+    }
+
+    /// Changes a customer's entry, made on first use (the id is copied only then).
+    fn update(&mut self, customer: &str, change: impl FnOnce(&mut Entry)) {
+        match self.customers.get_mut(customer) {
+            Some(entry) => change(entry),
+            None => {
+                let mut entry = Entry::default();
+                change(&mut entry);
+                self.customers.insert(customer.into(), entry);
+            }
+        }
+    }
+
+    /// The customer was in the audience of one of the campaign's reach-outs planned in `phase`.
+    pub fn considered(&mut self, campaign: &str, customer: &str, phase: PhaseKind) {
+        let campaign = self.campaign(campaign);
+        self.update(customer, |entry| {
+            match entry
+                .considered
+                .iter_mut()
+                .find(|(sym, _)| *sym == campaign)
+            {
+                Some((_, phases)) => *phases |= phase_bit(phase),
+                None => entry.considered.push((campaign, phase_bit(phase))),
+            }
+        });
+    }
+
+    /// A message of the campaign was delivered to the customer at `at`, in `phase`. `stage` is
+    /// the burst stage the reach-out was planned in; the stage actuals place a reach by its
+    /// instant (the plan's stage windows), so it is not kept.
+    pub fn reached(
+        &mut self,
+        campaign: &str,
+        customer: &str,
+        at: DateTime<Utc>,
+        phase: PhaseKind,
+        stage: Option<&str>,
+    ) {
+        let _ = stage;
+        let campaign = self.campaign(campaign);
+        let reach = Reach {
+            at: at.timestamp_millis(),
+            campaign,
+            phase: phase_bit(phase),
+        };
+        self.update(customer, |entry| {
+            let index = entry
+                .reaches
+                .partition_point(|earlier| earlier.at <= reach.at);
+            entry.reaches.insert(index, reach);
+        });
+    }
+
+    /// A reply or an order (other outcomes are not the funnel's business), of any customer.
+    pub fn outcome(&mut self, outcome: &OutcomeRecorded) {
+        let kind = match (outcome.outcome, outcome.amount) {
+            (OutcomeKind::Replied, _) => Kind::Reply,
+            (OutcomeKind::Ordered, Some(_)) => Kind::Order,
+            (OutcomeKind::Ordered, None) => Kind::OrderWithoutAmount,
+            _ => return,
+        };
+        let campaign = match &outcome.campaign {
+            Some(campaign) => self.campaign(campaign),
+            None => NO_CAMPAIGN,
+        };
+        let fed = Outcome {
+            at: outcome.at.timestamp_millis(),
+            amount: outcome.amount.map_or(0, Money::minor),
+            campaign,
+            kind,
+        };
+        self.update(&outcome.customer, |entry| {
+            let index = entry
+                .outcomes
+                .partition_point(|earlier| earlier.at <= fed.at);
+            entry.outcomes.insert(index, fed);
+        });
+    }
+
+    /// The orders a customer import stated the customer had placed; the most stated stands (as in
+    /// the customer book). Zero changes nothing and holds no customer.
+    pub fn prior_orders(&mut self, customer: &str, orders: u32) {
+        if orders == 0 {
+            return;
+        }
+        self.update(customer, |entry| {
+            entry.prior_orders = entry.prior_orders.max(orders)
+        });
+    }
+
+    /// The funnel of `plan.campaign.id` at `as_of`, overall and per phase the plan has.
+    pub fn report(&self, plan: &Plan, as_of: DateTime<Utc>) -> FunnelReport {
+        let phases: Vec<PhaseKind> = plan.phases.iter().map(|phase| phase.kind).collect();
+        let plan_mask = phases
+            .iter()
+            .fold(0u8, |mask, kind| mask | phase_bit(*kind));
+        // [phase bit index][stage], and overall.
+        let mut per_phase = [[0u64; 5]; 4];
+        let mut overall = [0u64; 5];
+        if let Some(campaign) = self.campaigns.get(plan.campaign.id.as_str()).copied() {
+            let as_of = as_of.timestamp_millis();
+            for entry in self.customers.values() {
+                let masks = entry_masks(entry, campaign, as_of, plan_mask);
+                for (stage, mask) in masks.iter().enumerate() {
+                    if *mask != 0 {
+                        overall[stage] += 1;
+                    }
+                    for (bit, counts) in per_phase.iter_mut().enumerate() {
+                        if mask & (1 << bit) != 0 {
+                            counts[stage] += 1;
+                        }
+                    }
+                }
+            }
+        }
+        FunnelReport {
+            campaign: plan.campaign.id.clone(),
+            as_of,
+            overall: steps(overall),
+            phases: phases
+                .into_iter()
+                .map(|phase| PhaseFunnel {
+                    phase,
+                    steps: steps(per_phase[phase_bit(phase).trailing_zeros() as usize]),
+                })
+                .collect(),
+        }
+    }
+
+    /// The actuals of `plan.campaign.id` per burst stage, over `[stage.start, min(stage.end,
+    /// as_of))`, in the plan's stage order.
+    pub fn stage_actuals(&self, plan: &Plan, as_of: DateTime<Utc>) -> Vec<StageActuals> {
+        let windows: Vec<(i64, i64)> = plan
+            .stages
+            .iter()
+            .map(|stage| {
+                let start = stage.window.start.timestamp_millis();
+                let end = stage.window.end.min(as_of).timestamp_millis().max(start);
+                (start, end)
+            })
+            .collect();
+        let mut actuals: Vec<StageActuals> = plan
+            .stages
+            .iter()
+            .map(|stage| StageActuals {
+                stage: stage.id.clone(),
+                window: Window {
+                    start: stage.window.start,
+                    end: stage.window.end.min(as_of).max(stage.window.start),
+                },
+                gmv: Money::default(),
+                orders: 0,
+                orders_without_amount: 0,
+                paying_buyers: 0,
+                returning_buyers: 0,
+                reached: 0,
+                replies: 0,
+            })
+            .collect();
+        let Some(campaign) = self.campaigns.get(plan.campaign.id.as_str()).copied() else {
+            return actuals;
+        };
+        let stage_of = |at: i64| {
+            windows
+                .iter()
+                .position(|(start, end)| *start <= at && at < *end)
+        };
+        // Per stage: (reached, paid, returning) for the customer at hand.
+        let mut flags = vec![(false, false, false); windows.len()];
+        for entry in self.customers.values() {
+            flags
+                .iter_mut()
+                .for_each(|flag| *flag = (false, false, false));
+            for reach in entry.reaches.iter().filter(|r| r.campaign == campaign) {
+                if let Some(flag) = stage_of(reach.at).and_then(|index| flags.get_mut(index)) {
+                    flag.0 = true;
+                }
+            }
+            let first_order = entry.first_order();
+            for (index, outcome) in entry.outcomes.iter().enumerate() {
+                let Some(stage) = stage_of(outcome.at) else {
+                    continue;
+                };
+                let attributed =
+                    outcome.campaign == campaign || entry.reached_before(campaign, outcome.at);
+                let (Some(actual), Some(flag)) = (actuals.get_mut(stage), flags.get_mut(stage))
+                else {
+                    continue;
+                };
+                if !attributed {
+                    continue;
+                }
+                match outcome.kind {
+                    Kind::Reply => actual.replies += 1,
+                    Kind::Order | Kind::OrderWithoutAmount => {
+                        actual.orders += 1;
+                        if outcome.kind == Kind::OrderWithoutAmount {
+                            actual.orders_without_amount += 1;
+                        }
+                        actual.gmv =
+                            Money::from_minor(actual.gmv.minor().saturating_add(outcome.amount));
+                        flag.1 = true;
+                        if first_order != Some(index) {
+                            flag.2 = true;
+                        }
+                    }
+                }
+            }
+            for (actual, (reached, paid, returning)) in actuals.iter_mut().zip(&flags) {
+                actual.reached += u64::from(*reached);
+                actual.paying_buyers += u64::from(*paid);
+                actual.returning_buyers += u64::from(*returning);
+            }
+        }
+        actuals
+    }
+}
+
+/// For one customer and campaign: per funnel stage, the phase bits in which the customer got
+/// that far.
+fn entry_masks(entry: &Entry, campaign: u32, as_of: i64, plan_mask: u8) -> [u8; 5] {
+    let considered = entry
+        .considered
+        .iter()
+        .find(|(sym, _)| *sym == campaign)
+        .map_or(0, |(_, phases)| *phases);
+    let first_order = entry.first_order();
+    let (mut reached, mut handshake, mut order, mut repurchase) = (0u8, 0u8, 0u8, 0u8);
+    for reach in entry
+        .reaches
+        .iter()
+        .filter(|reach| reach.campaign == campaign && reach.at < as_of)
+    {
+        reached |= reach.phase;
+        let end = reach.at.saturating_add(SPAN_MS).min(as_of);
+        let from = entry
+            .outcomes
+            .partition_point(|outcome| outcome.at < reach.at);
+        for (offset, outcome) in entry.outcomes[from..]
+            .iter()
+            .enumerate()
+            .take_while(|(_, outcome)| outcome.at < end)
+        {
+            handshake |= reach.phase;
+            if outcome.is_order() {
+                order |= reach.phase;
+                if first_order != Some(from + offset) {
+                    repurchase |= reach.phase;
+                }
+            }
+        }
+    }
+    [
+        (considered | reached) & plan_mask,
+        reached & plan_mask,
+        handshake & plan_mask,
+        order & plan_mask,
+        repurchase & plan_mask,
+    ]
+}
+
+fn steps(counts: [u64; 5]) -> Vec<FunnelStep> {
+    let mut previous: Option<u64> = None;
+    STAGES
+        .into_iter()
+        .zip(counts)
+        .map(|(stage, customers)| {
+            let conversion = match previous {
+                Some(above) if above > 0 => Some(customers as f64 / above as f64),
+                _ => None,
+            };
+            previous = Some(customers);
+            FunnelStep {
+                stage,
+                customers,
+                conversion,
+            }
+        })
+        .collect()
+}
+
+/// One stage of a funnel: distinct customers who got at least that far, and the share of the
+/// stage above who did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FunnelStep {
+    pub stage: LifecycleStage,
+    pub customers: u64,
+    /// `customers` over the stage above's; `None` for potential and when the stage above is empty.
+    pub conversion: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhaseFunnel {
+    pub phase: PhaseKind,
+    /// The five stages, in the order of [`STAGES`].
+    pub steps: Vec<FunnelStep>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunnelReport {
+    pub campaign: String,
+    pub as_of: DateTime<Utc>,
+    /// The five stages, in the order of [`STAGES`]; a customer counts once.
+    pub overall: Vec<FunnelStep>,
+    /// The phases the plan has, in order.
+    pub phases: Vec<PhaseFunnel>,
+}
+
+impl FunnelReport {
+    /// The customers at a stage, overall (`phase` `None`) or in a phase; 0 for a phase the plan
+    /// does not have.
+    pub fn count(&self, phase: Option<PhaseKind>, stage: LifecycleStage) -> u64 {
+        let steps = match phase {
+            None => Some(&self.overall),
+            Some(kind) => self
+                .phases
+                .iter()
+                .find(|funnel| funnel.phase == kind)
+                .map(|funnel| &funnel.steps),
+        };
+        steps
+            .and_then(|steps| steps.iter().find(|step| step.stage == stage))
+            .map_or(0, |step| step.customers)
+    }
+}
+
+/// What a burst stage achieved, over [`StageActuals::window`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageActuals {
+    pub stage: String,
+    /// `[stage.start, min(stage.end, as_of))`; empty before the stage starts.
+    pub window: Window,
+    pub gmv: Money,
+    pub orders: u64,
+    /// Attributed orders that came without an amount: counted in `orders`, nothing in `gmv`.
+    pub orders_without_amount: u64,
+    pub paying_buyers: u64,
+    /// Paying buyers with a repurchase among their attributed orders.
+    pub returning_buyers: u64,
+    pub reached: u64,
+    pub replies: u64,
+}
+
+/// Whether battleplan's data (reaches and outcomes) can measure a metric.
+pub fn measured(metric: Metric) -> bool {
+    matches!(
+        metric,
+        Metric::Gmv
+            | Metric::Orders
+            | Metric::PayingBuyers
+            | Metric::Reached
+            | Metric::Replies
+            | Metric::AverageOrderValue
+            | Metric::RepurchaseRate
+    )
+}
+
+impl StageActuals {
+    /// gmv / paying buyers, rounded to the nearest minor unit (halves away from zero); `None`
+    /// without paying buyers.
+    pub fn average_order_value(&self) -> Option<Money> {
+        if self.paying_buyers == 0 {
+            return None;
+        }
+        let gmv = i128::from(self.gmv.minor());
+        let buyers = i128::from(self.paying_buyers);
+        let (quotient, remainder) = (gmv / buyers, gmv % buyers);
+        let rounded = if 2 * remainder.abs() >= buyers {
+            quotient + gmv.signum()
+        } else {
+            quotient
+        };
+        i64::try_from(rounded).ok().map(Money::from_minor)
+    }
+
+    /// Returning paying buyers / paying buyers; `None` without paying buyers.
+    pub fn repurchase_rate(&self) -> Option<f64> {
+        (self.paying_buyers > 0).then(|| self.returning_buyers as f64 / self.paying_buyers as f64)
+    }
+
+    /// The actual of a metric; `None` when battleplan cannot measure it (see [`measured`]) or
+    /// it is a ratio over no paying buyers.
+    pub fn actual(&self, metric: Metric) -> Option<TargetValue> {
+        match metric {
+            Metric::Gmv => Some(TargetValue::Money(self.gmv)),
+            Metric::Orders => Some(TargetValue::Count(self.orders)),
+            Metric::PayingBuyers => Some(TargetValue::Count(self.paying_buyers)),
+            Metric::Reached => Some(TargetValue::Count(self.reached)),
+            Metric::Replies => Some(TargetValue::Count(self.replies)),
+            Metric::AverageOrderValue => self.average_order_value().map(TargetValue::Money),
+            Metric::RepurchaseRate => self.repurchase_rate().map(TargetValue::Rate),
+            Metric::Inquiries
+            | Metric::Visitors
+            | Metric::Fans
+            | Metric::NewCustomers
+            | Metric::PageViews
+            | Metric::ConversionRate
+            | Metric::PaymentRate => None,
+        }
+    }
+}
+
+/// A stage target beside its actual.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetLine {
+    pub stage: String,
+    pub metric: Metric,
+    pub target: TargetValue,
+    /// `None`: not measured (or a ratio without paying buyers yet).
+    pub actual: Option<TargetValue>,
+    /// actual / target; `None` when there is no actual or the target is zero.
+    pub ratio: Option<f64>,
+}
+
+/// Every target of the plan, in the plan's order, with the actual of its stage.
+pub fn targets_against_actuals(plan: &Plan, actuals: &[StageActuals]) -> Vec<TargetLine> {
+    plan.targets
+        .iter()
+        .map(|target| {
+            let actual = actuals
+                .iter()
+                .find(|actual| actual.stage == target.stage)
+                .and_then(|actual| actual.actual(target.metric));
+            TargetLine {
+                stage: target.stage.clone(),
+                metric: target.metric,
+                target: target.value,
+                actual,
+                ratio: actual.and_then(|actual| ratio(actual, target.value)),
+            }
+        })
+        .collect()
+}
+
+fn ratio(actual: TargetValue, target: TargetValue) -> Option<f64> {
+    let (actual, target) = match (actual, target) {
+        (TargetValue::Money(a), TargetValue::Money(t)) => (a.minor() as f64, t.minor() as f64),
+        (TargetValue::Count(a), TargetValue::Count(t)) => (a as f64, t as f64),
+        (TargetValue::Rate(a), TargetValue::Rate(t)) => (a, t),
+        _ => return None,
+    };
+    (target != 0.0).then(|| actual / target)
+}
+
+/// The kind of a target value.
+pub fn value_kind(value: TargetValue) -> MetricKind {
+    match value {
+        TargetValue::Money(_) => MetricKind::Money,
+        TargetValue::Count(_) => MetricKind::Count,
+        TargetValue::Rate(_) => MetricKind::Rate,
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests report failures by panicking"
+)]
+mod tests;
