@@ -9,3 +9,4 @@ pub mod context;
 pub mod customer;
 pub mod event;
 pub mod plan;
+pub mod task;
