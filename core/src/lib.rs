@@ -10,3 +10,4 @@ pub mod customer;
 pub mod event;
 pub mod funnel;
 pub mod plan;
+pub mod task;
