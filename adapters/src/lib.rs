@@ -1,12 +1,13 @@
 //! Implementations of the core's ports: the event store (in memory for tests, sled as the
 //! embedded default), the system clock and random ids, and the reader of customer and outcome
-//! files (`import`). Later: channels.
+//! files (`import`), and the channels (`outbox`: the file outbox and the console).
 //!
 //! An adapter stores, sends and reads; it never decides. Every store here passes the same
 //! contract suite (`tests/event_store_contract.rs`).
 
 pub mod import;
 pub mod memory;
+pub mod outbox;
 pub mod sled_store;
 pub mod system;
 

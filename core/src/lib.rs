@@ -1,5 +1,6 @@
 //! The battleplan domain, pure: the plan format and its validation, the event log's pure half, the
-//! campaign state machine, and (as later parts land) audiences, tasks and projections.
+//! campaign state machine, customers and audiences, the outbox's decisions (`outreach`), tasks
+//! and their reminders (`task`), and the funnel with the stage targets (`funnel`).
 //!
 //! Nothing in this crate does IO, reads a clock or draws randomness: time and ids come in as
 //! values, so the same inputs always give the same outputs.
@@ -9,5 +10,6 @@ pub mod context;
 pub mod customer;
 pub mod event;
 pub mod funnel;
+pub mod outreach;
 pub mod plan;
 pub mod task;

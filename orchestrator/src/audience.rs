@@ -11,10 +11,13 @@ use battleplan_core::campaign::timeline::local;
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::eligibility::Exclusion;
-use battleplan_core::customer::preview::{plan_audience, Audience, Target};
-use battleplan_core::customer::quota::{DayLimit, Ledger, Unplaced};
+use battleplan_core::customer::preview::{plan_audience_except, Audience, Target};
+use battleplan_core::customer::quota::{DayLimit, Unplaced};
 use battleplan_core::event::port::EventReader;
 use battleplan_core::event::{StoreError, StreamVersion};
+use battleplan_core::outreach::send_key;
+use battleplan_core::outreach::NotSentReason;
+use battleplan_core::plan::model::FatigueScope;
 use battleplan_core::plan::{self, Plan};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -83,6 +86,9 @@ pub struct PreviewQuestion {
     pub channel: Option<String>,
     pub at: Option<DateTime<Utc>>,
     pub json: bool,
+    /// List every member with their planned send or exclusion (JSON only).
+    #[serde(default)]
+    pub customers: bool,
 }
 
 /// Answers `audience preview` with the runtime's book (caught up first).
@@ -103,17 +109,55 @@ pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Re
         )));
     };
     let at = question.at.unwrap_or_else(|| runtime.clock.now());
-    let mut book = runtime.customers.lock().await;
-    catch_up(runtime.store.as_ref(), &mut book).await?;
-    // Planned sends reserve quota once the dispatcher records them; until then the ledger is
-    // empty.
-    let ledger = Ledger::default();
-    let audience = match plan_audience(&plan, &book, &ledger, target, at) {
+    crate::dispatcher::catch_up(runtime).await?;
+    let book = runtime.customers.lock().await;
+    // The quota already reserved by planned sends, of every campaign.
+    let outreach = runtime.outreach.lock().await;
+    let any_channel = |channel: &str| {
+        plan.channel(channel)
+            .is_none_or(|c| c.fatigue_scope == FatigueScope::AnyChannel)
+    };
+    let (reach_out_id, channel_id) = match target {
+        Target::ReachOut(id) => (
+            id,
+            plan.reach_outs
+                .iter()
+                .find(|r| r.id == id)
+                .map_or("", |r| r.channel.as_str()),
+        ),
+        Target::Segment { channel, .. } => ("", channel),
+    };
+    let from = plan
+        .reach_outs
+        .iter()
+        .find(|r| r.id == reach_out_id)
+        .map_or(at, |r| at.max(r.window.start));
+    let audience = match plan_audience_except(
+        &plan,
+        &book,
+        &outreach.ledger,
+        target,
+        at,
+        |customer, kind, fatigue_ms| {
+            outreach.prior(
+                &send_key(&plan.campaign.id, reach_out_id, customer, 1),
+                customer,
+                kind,
+                any_channel(channel_id),
+                from,
+                fatigue_ms,
+            )
+        },
+    ) {
         Ok(audience) => audience,
         Err(message) => return Ok(Reply::user_error(message)),
     };
     let stdout = if question.json {
-        let mut text = serde_json::to_string_pretty(&to_json(&audience)).unwrap_or_default();
+        let mut value = to_json(&audience);
+        if question.customers {
+            value["customers"] = members_json(&audience, &book);
+        }
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
         text
     } else {
@@ -287,6 +331,56 @@ pub fn render(audience: &Audience) -> String {
 
 fn truncate(text: &str, width: usize) -> String {
     text.chars().take(width).collect()
+}
+
+/// Every member of the audience: the send planned (instant, account) or the reason not.
+fn members_json(audience: &Audience, book: &CustomerBook) -> serde_json::Value {
+    let id = |slot: u32| {
+        book.customers()
+            .get(slot as usize)
+            .map(|customer| customer.id.to_string())
+            .unwrap_or_default()
+    };
+    let mut sends: Vec<serde_json::Value> = audience
+        .sends
+        .placements
+        .iter()
+        .map(|placement| {
+            json!({
+                "customer": id(placement.slot),
+                "at": placement.at.to_rfc3339(),
+                "account": audience.accounts.get(placement.account as usize),
+            })
+        })
+        .collect();
+    sends.sort_by(|a, b| a["customer"].as_str().cmp(&b["customer"].as_str()));
+    let mut not_sent: Vec<(String, &'static str)> = audience
+        .excluded
+        .iter()
+        .map(|(slot, exclusion)| (id(*slot), NotSentReason::from(*exclusion).key()))
+        .chain(
+            audience
+                .sends
+                .unplaced
+                .iter()
+                .map(|(slot, reason)| (id(*slot), NotSentReason::from(*reason).key())),
+        )
+        .chain(
+            audience
+                .sends
+                .quiet_skipped
+                .iter()
+                .map(|slot| (id(*slot), NotSentReason::QuietHours.key())),
+        )
+        .collect();
+    not_sent.sort();
+    json!({
+        "sends": sends,
+        "not_sent": not_sent
+            .into_iter()
+            .map(|(customer, reason)| json!({"customer": customer, "reason": reason}))
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// The preview as JSON: every count, and the day-by-day plan.

@@ -142,6 +142,53 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What the outbox decided and sent: per reach-out, sent, pending and not sent by reason.
+    Outbox {
+        /// The campaign's id.
+        campaign: String,
+        /// One reach-out only.
+        #[arg(long, value_name = "R")]
+        reach_out: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// With --json: every customer's idempotency key and what became of it.
+        #[arg(long, requires = "json")]
+        customers: bool,
+    },
+    /// The task board: every task and occurrence with its due time and status.
+    Tasks {
+        /// The campaign (the only one when left out).
+        #[arg(long, value_name = "C")]
+        campaign: Option<String>,
+        /// Only this role's tasks.
+        #[arg(long, value_name = "R")]
+        role: Option<String>,
+        /// Only tasks due before this instant (RFC 3339 or a date).
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        due_before: Option<DateTime<Utc>>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A task: `task done ID` records it done (its reminders stop).
+    Task {
+        #[command(subcommand)]
+        command: TaskCommand,
+    },
+    /// The funnel: potential -> reached -> handshake -> order -> repurchase, per phase.
+    Funnel {
+        /// The campaign's id.
+        campaign: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A channel of a campaign: `channel resume` after the bounce guard paused it.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Who a reach-out will reach: the segment, each exclusion counted, the day-by-day plan.
     Audience {
         #[command(subcommand)]
@@ -205,6 +252,50 @@ pub enum AudienceCommand {
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
+        /// With --json: list every member, with the send planned for them or their exclusion.
+        #[arg(long, requires = "json")]
+        customers: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Record a task (or one occurrence of a recurring task, `ID@YYYY-MM-DD`) done.
+    Done {
+        /// The task's id, or `TASK@DATE` for a recurring task's occurrence.
+        id: String,
+        /// The campaign (the only one when left out).
+        #[arg(long, value_name = "C")]
+        campaign: Option<String>,
+        /// Who did it; the auditor sees it.
+        #[arg(long)]
+        actor: String,
+        /// A note for the record.
+        #[arg(long)]
+        note: Option<String>,
+        /// An id for this command, to retry it safely.
+        #[arg(long)]
+        command_id: Option<Uuid>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    /// Let a channel the bounce guard paused send again (held sends still in their window go).
+    Resume {
+        /// The campaign's id.
+        campaign: String,
+        /// The channel's id in the plan.
+        channel: String,
+        /// Who is acting; the auditor sees it.
+        #[arg(long)]
+        actor: String,
+        /// Why, in a sentence (what was cleaned up); the auditor sees it.
+        #[arg(long)]
+        reason: String,
+        /// An id for this command, to retry it safely.
+        #[arg(long)]
+        command_id: Option<Uuid>,
     },
 }
 
@@ -335,6 +426,79 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Resume(arguments) => act(Action::Resume, arguments),
         Command::Advance(arguments) => act(Action::Advance, arguments),
         Command::Cancel(arguments) => act(Action::Cancel, arguments),
+        Command::Outbox {
+            campaign,
+            reach_out,
+            json,
+            customers,
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::Outbox(battleplan_orchestrator::outreach::OutboxQuestion {
+                campaign,
+                reach_out,
+                json,
+                customers,
+            }),
+        ),
+        Command::Tasks {
+            campaign,
+            role,
+            due_before,
+            json,
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::Tasks(battleplan_orchestrator::tasks::TasksQuestion {
+                campaign,
+                role,
+                due_before,
+                json,
+            }),
+        ),
+        Command::Task {
+            command:
+                TaskCommand::Done {
+                    id,
+                    campaign,
+                    actor,
+                    note,
+                    command_id,
+                },
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::TaskDone(battleplan_orchestrator::tasks::TaskDoneRequest {
+                campaign,
+                occurrence: id,
+                actor,
+                note,
+                command_id,
+            }),
+        ),
+        Command::Funnel { campaign, json } => {
+            remote_or_local(data, clock_at, Remote::Funnel { campaign, json })
+        }
+        Command::Channel {
+            command:
+                ChannelCommand::Resume {
+                    campaign,
+                    channel,
+                    actor,
+                    reason,
+                    command_id,
+                },
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::ChannelResume {
+                campaign,
+                channel,
+                actor,
+                reason,
+                command_id,
+            },
+        ),
         Command::Audit {
             command: AuditCommand::Verify { json },
         } => audit_verify(data, json),
@@ -353,6 +517,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     channel,
                     at,
                     json,
+                    customers,
                 },
         } => remote_or_local(
             data,
@@ -364,6 +529,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 channel,
                 at,
                 json,
+                customers,
             }),
         ),
     }

@@ -76,6 +76,20 @@ pub enum Remote {
     /// `customers import` / `outcomes import`: the daemon reads the file itself (by its
     /// absolute path), so a large file never travels through the socket.
     Import(crate::import::ImportRequest),
+    Outbox(crate::outreach::OutboxQuestion),
+    Tasks(crate::tasks::TasksQuestion),
+    TaskDone(crate::tasks::TaskDoneRequest),
+    Funnel {
+        campaign: String,
+        json: bool,
+    },
+    ChannelResume {
+        campaign: String,
+        channel: String,
+        actor: String,
+        reason: String,
+        command_id: Option<Uuid>,
+    },
 }
 
 /// What to print, and how to exit.
@@ -122,6 +136,22 @@ pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
         Remote::Ping => Ok(Reply::ok(format!("{}\n", std::process::id()))),
         Remote::AudiencePreview(question) => crate::audience::preview(runtime, &question).await,
         Remote::Import(request) => Ok(crate::import::run(runtime, request).await),
+        Remote::Outbox(question) => crate::outreach::report(runtime, &question).await,
+        Remote::Tasks(question) => crate::tasks::board(runtime, &question).await,
+        Remote::TaskDone(request) => crate::tasks::done(runtime, &request).await,
+        Remote::Funnel { campaign, json } => crate::tasks::funnel(runtime, &campaign, json).await,
+        Remote::ChannelResume {
+            campaign,
+            channel,
+            actor,
+            reason,
+            command_id,
+        } => {
+            crate::outreach::resume_channel(
+                runtime, &campaign, &channel, &actor, &reason, command_id,
+            )
+            .await
+        }
         Remote::Status { campaign, json } => status(runtime, campaign.as_deref(), json).await,
         Remote::History { campaign, json } => history(runtime, campaign.as_deref(), json).await,
         Remote::Act {
@@ -268,10 +298,19 @@ async fn status(
         },
         None => campaigns.states.values().collect(),
     };
+    // For one campaign, the boss's view: each stage target against what was measured.
+    let targets = match campaign {
+        Some(id) => crate::tasks::targets_text(runtime, id, json).await?,
+        None => None,
+    };
     if json {
         let list: Vec<serde_json::Value> = chosen.iter().map(|s| status_json(s, now)).collect();
         let value = if campaign.is_some() {
-            list.into_iter().next().unwrap_or_default()
+            let mut value = list.into_iter().next().unwrap_or_default();
+            if let Some(targets) = &targets {
+                value["targets"] = targets["json"].clone();
+            }
+            value
         } else {
             serde_json::Value::Array(list)
         };
@@ -288,6 +327,10 @@ async fn status(
             out.push('\n');
         }
         status_text(&mut out, state, now);
+    }
+    if let Some(text) = targets.as_ref().and_then(|t| t["text"].as_str()) {
+        out.push('\n');
+        out.push_str(text);
     }
     Ok(Reply::ok(out))
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::Context as _;
+use battleplan_adapters::outbox::FileOutbox;
 use battleplan_adapters::system::{RandomIds, SystemClock};
 use battleplan_adapters::{SledEventLog, StoreOptions};
 use battleplan_core::context::{Clock, ManualClock};
@@ -147,7 +148,9 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             data.display(),
             control::socket_path(data).display()
         );
+        let outbox = Arc::new(FileOutbox::new(data.join("outbox")));
         let result = Scheduler::new(runtime.clone(), timing, options.until)
+            .with_outbox(outbox)
             .run(stopped)
             .await;
         let _ = stop.send(true);
@@ -160,9 +163,11 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         Err(message) => Ok(user_error(message)),
         Ok(Ok(summary)) => {
             tracing::info!(
-                "stopped: {} transition(s) recorded ({} caught up after downtime)",
+                "stopped: {} transition(s) recorded ({} caught up after downtime), {} message(s) sent to customers, {} to staff",
                 summary.transitions,
-                summary.caught_up
+                summary.caught_up,
+                summary.sent,
+                summary.staff
             );
             Ok(ExitCode::SUCCESS)
         }

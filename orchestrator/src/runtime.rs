@@ -13,6 +13,7 @@ use battleplan_core::event::{
     Append, Checkpoints, CommandId, EventLog, ExpectedVersion, Metadata, RecordedEvent, StoreError,
     StreamVersion,
 };
+use battleplan_core::outreach::Outreach;
 use uuid::Uuid;
 
 /// Everything the runtime needs from a store: the log and projection checkpoints.
@@ -34,6 +35,11 @@ pub struct Runtime {
     pub ids: Arc<dyn IdSource>,
     /// The customer book, kept in memory and caught up from the log before each use.
     pub customers: Arc<tokio::sync::Mutex<CustomerBook>>,
+    /// The outbox projection (sends, quota ledger, follow-ups, channel pauses), caught up with
+    /// the book. Lock the book first when holding both.
+    pub outreach: Arc<tokio::sync::Mutex<Outreach>>,
+    /// Task boards and the funnel, caught up with the book (locked after the outbox).
+    pub boards: Arc<tokio::sync::Mutex<crate::work::Boards>>,
 }
 
 impl Runtime {
@@ -43,6 +49,8 @@ impl Runtime {
             clock,
             ids,
             customers: Arc::default(),
+            outreach: Arc::default(),
+            boards: Arc::default(),
         }
     }
 }

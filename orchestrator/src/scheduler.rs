@@ -15,6 +15,9 @@ use battleplan_core::context::ManualClock;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
+use battleplan_core::outreach::port::Channel;
+
+use crate::dispatcher::Dispatcher;
 use crate::projection::Campaigns;
 use crate::runtime::{derived_command_id, HandleError, Request, Runtime};
 
@@ -39,6 +42,9 @@ pub enum Timing {
 pub struct Summary {
     pub transitions: u64,
     pub caught_up: u64,
+    /// Messages sent to customers, and to staff.
+    pub sent: u64,
+    pub staff: u64,
 }
 
 pub struct Scheduler {
@@ -50,6 +56,7 @@ pub struct Scheduler {
     due_of: HashMap<String, DateTime<Utc>>,
     refused: HashSet<(String, DateTime<Utc>)>,
     summary: Summary,
+    dispatcher: Option<Dispatcher>,
 }
 
 impl Scheduler {
@@ -63,7 +70,27 @@ impl Scheduler {
             due_of: HashMap::new(),
             refused: HashSet::new(),
             summary: Summary::default(),
+            dispatcher: None,
         }
+    }
+
+    /// Acts on the plans too: reach-outs, follow-ups and staff messages through `channel`.
+    pub fn with_outbox(mut self, channel: Arc<dyn Channel>) -> Scheduler {
+        self.dispatcher = Some(Dispatcher::new(self.runtime.clone(), channel));
+        self
+    }
+
+    /// Runs the dispatcher for `now`; returns the next instant it has something due.
+    async fn dispatch(&mut self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, HandleError> {
+        let Some(dispatcher) = self.dispatcher.as_mut() else {
+            return Ok(None);
+        };
+        let activity = dispatcher.step(&self.campaigns, now).await?;
+        if !activity.is_empty() {
+            self.summary.sent += activity.sent;
+            self.summary.staff += activity.staff;
+        }
+        dispatcher.next_due(&self.campaigns, now).await
     }
 
     fn update(&mut self, id: &str) {
@@ -162,6 +189,7 @@ impl Scheduler {
                     tracing::debug!("{id}: caught up a step {} late", human_duration(late));
                 }
             }
+            let work_due = self.dispatch(now).await?;
             if starting {
                 tracing::info!(
                     "caught up: {} overdue step(s) recorded; {} campaign(s) watched",
@@ -176,7 +204,10 @@ impl Scheduler {
             if self.until.is_some_and(|until| now >= until) {
                 return Ok(self.summary);
             }
-            let next = self.next_instant();
+            let next = match (self.next_instant(), work_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             match &self.timing {
                 Timing::Simulated(clock) => {
                     let target = match (next, self.until) {

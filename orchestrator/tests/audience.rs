@@ -126,6 +126,7 @@ fn question(reach_out: &str, at_text: &str) -> PreviewQuestion {
         channel: None,
         at: Some(at(at_text)),
         json: true,
+        customers: false,
     }
 }
 

@@ -152,6 +152,25 @@ impl Daemon {
         }
     }
 
+    /// Reads log lines until one contains any of `markers` (returned), or the process ends.
+    pub fn wait_for_or_end_any(&mut self, markers: &[&str]) -> Option<String> {
+        loop {
+            match self.lines.recv_timeout(LINE_TIMEOUT) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if markers.iter().any(|marker| line.contains(marker)) {
+                        return Some(line);
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "the daemon hung before logging any of {markers:?}; it logged:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
     /// The rest of the log, once the process has ended.
     pub fn finish(&mut self) -> (i32, Vec<String>) {
         let status = self.child.wait().unwrap();

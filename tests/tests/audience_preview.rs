@@ -143,8 +143,9 @@ fn the_september_festival_previewed() {
         answers.push((text, json));
     }
 
-    // A running daemon answers with the same words, from the book it keeps.
-    let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", IMPORTED_AT]);
+    // A running daemon answers with the same words, from the book it keeps. Its clock stands
+    // before the campaign starts, so that it plans and sends nothing meanwhile.
+    let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", APPLIED_AT]);
     daemon.wait_for("other terminals reach this daemon");
     for ((_, target), (text, json)) in TARGETS.iter().zip(&answers) {
         assert_eq!(&preview(dir, target, false), text);

@@ -369,9 +369,37 @@ impl CustomerBook {
             if let Some(decoded) = CustomerEvent::decode(event)? {
                 self.apply(&decoded, event.recorded_at);
             }
+        } else if event.event_type == "MessageSent" {
+            if let Some(crate::outreach::OutreachEvent::MessageSent(sent)) =
+                crate::outreach::OutreachEvent::decode(event)?
+            {
+                self.reached(&sent, event.recorded_at);
+            }
         }
         self.position = event.position;
         Ok(())
+    }
+
+    /// A message the dispatcher sent to a customer: the customer was reached on that channel
+    /// kind, by that reach-out.
+    pub fn reached(&mut self, sent: &crate::outreach::events::MessageSent, at: DateTime<Utc>) {
+        let Some(reach_out) = &sent.reach_out else {
+            return;
+        };
+        let Some(&slot) = self.slots.get(sent.to.as_str()) else {
+            return;
+        };
+        let key = self
+            .symbols
+            .intern(&reach_out_key(&sent.campaign, reach_out));
+        let Some(customer) = self.customers.get_mut(slot as usize) else {
+            return;
+        };
+        let last = &mut customer.last_reached[channel_index(sent.kind)];
+        *last = (*last).max(at.timestamp_millis());
+        if let Err(index) = customer.reached_by.binary_search(&key) {
+            customer.reached_by.insert(index, key);
+        }
     }
 
     /// Folds one event in. Never fails: imports were checked before they were recorded.

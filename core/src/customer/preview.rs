@@ -43,6 +43,9 @@ pub struct Audience {
     pub segment_size: u64,
     /// Each exclusion in [`Exclusion::ORDER`] with its count (zero included).
     pub exclusions: Vec<(Exclusion, u64)>,
+    /// Each excluded member (book slot) with its exclusion, in the order they were checked;
+    /// quiet-hours skips are in `sends.quiet_skipped`.
+    pub excluded: Vec<(u32, Exclusion)>,
     /// Members no exclusion removed (quiet-hours skips aside).
     pub reachable: u64,
     /// Each reason in [`Unplaced::ORDER`] with its count.
@@ -71,6 +74,28 @@ pub fn plan_audience(
     ledger: &Ledger,
     target: Target<'_>,
     at: DateTime<Utc>,
+) -> Result<Audience, String> {
+    plan_audience_except(plan, book, ledger, target, at, |_, _, _| Prior::Nothing)
+}
+
+/// What the outbox already holds for a member, beyond what the book knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prior {
+    Nothing,
+    /// Decided before (a planning resumed after a crash): left out, it keeps its decision.
+    Decided,
+    /// A send planned, not yet sent, within the fatigue window: counted as fatigue.
+    PlannedNearby,
+}
+
+/// [`plan_audience`], with what the outbox holds for each member (`prior`, by customer id).
+pub fn plan_audience_except(
+    plan: &Plan,
+    book: &CustomerBook,
+    ledger: &Ledger,
+    target: Target<'_>,
+    at: DateTime<Utc>,
+    prior: impl Fn(&str, ChannelKind, i64) -> Prior,
 ) -> Result<Audience, String> {
     let zone = plan.campaign.time_zone;
     let (reach_out, segment_id, channel_id, window, sender, accounts) = match target {
@@ -153,13 +178,23 @@ pub fn plan_audience(
     let mut counts = [0u64; Exclusion::ORDER.len()];
     let mut segment_size = 0u64;
     let mut candidates = Vec::new();
+    let mut excluded_members = Vec::new();
     for slot in segments.members(book, segment_index, instant) {
         let Some(customer) = book.customers().get(slot as usize) else {
             continue;
         };
+        let prior = prior(&customer.id, channel.kind, rules.fatigue_ms);
+        if prior == Prior::Decided {
+            continue;
+        }
         segment_size += 1;
-        match exclusion(book, &segments, &rules, slot, customer, instant) {
-            Some(excluded) => counts[excluded.index()] += 1,
+        let excluded = exclusion(book, &segments, &rules, slot, customer, instant)
+            .or((prior == Prior::PlannedNearby).then_some(Exclusion::Fatigue));
+        match excluded {
+            Some(excluded) => {
+                counts[excluded.index()] += 1;
+                excluded_members.push((slot, excluded));
+            }
             None => candidates.push(Candidate {
                 slot,
                 zone: customer.time_zone,
@@ -199,6 +234,7 @@ pub fn plan_audience(
         evaluated_at: from,
         segment_size,
         exclusions: Exclusion::ORDER.into_iter().zip(counts).collect(),
+        excluded: excluded_members,
         reachable,
         unplaced: Unplaced::ORDER.into_iter().zip(unplaced_counts).collect(),
         accounts: if accounts.is_empty() {

@@ -104,6 +104,15 @@ impl Ledger {
         *used = used.saturating_add(count);
     }
 
+    /// Records one send already decided (a planned send's event says whether it was paid).
+    pub fn record(&mut self, channel: &str, date: NaiveDate, account: &str, paid: bool) {
+        let day = self.days.entry((channel.to_string(), date)).or_default();
+        day.total = day.total.saturating_add(1);
+        day.paid = day.paid.saturating_add(u32::from(paid));
+        let used = day.per_account.entry(account.to_string()).or_default();
+        *used = used.saturating_add(1);
+    }
+
     /// Paid sends reserved in the calendar month of `date`, every day of it.
     pub fn paid_in_month(&self, channel: &str, date: NaiveDate) -> u64 {
         let Some(first) = NaiveDate::from_ymd_opt(date.year(), date.month(), 1) else {

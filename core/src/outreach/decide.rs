@@ -1,0 +1,822 @@
+//! The outbox's decisions, pure: which reach-outs to plan now and their sends (the same
+//! `plan_audience` that `audience preview` prints), which follow-ups fire, stop or wait out the
+//! fatigue window, what the dispatcher may send now and what it must give up with a reason, and
+//! when the bounce guard pauses a channel. Everything the dispatcher does is first one of these
+//! decisions, recorded as events.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::events::{
+    send_key, ChannelPaused, FollowUpStopped, FollowUpTerms, NotSent, NotSentReason, NoticePlanned,
+    OutreachEvent, ReachOutPlanned, SendPlanned, StopReason,
+};
+use super::port::Message;
+use super::render::Renderer;
+use super::state::{Outreach, SendStatus};
+use crate::campaign::{CampaignState, Shift, Status};
+use crate::customer::book::{channel_index, millis, reach_out_key, CustomerBook, NEVER};
+use crate::customer::eligibility::{exclusion, has_address, Rules};
+use crate::customer::preview::{plan_audience_except, Target};
+use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest};
+use crate::customer::segment::Segments;
+use crate::plan::model::{
+    Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, Sender, StopOn, Window,
+};
+
+/// The plan with every window moved by the campaign's shifting pauses (`on_resume =
+/// "shift_windows"`): phases, stages and reach-outs alike.
+pub fn shifted(plan: &Plan, shifts: &[Shift]) -> Plan {
+    let mut plan = plan.clone();
+    if shifts.is_empty() {
+        return plan;
+    }
+    let mv = |window: &mut Window| {
+        for shift in shifts {
+            let by = Duration::milliseconds(shift.by_ms);
+            for instant in [&mut window.start, &mut window.end] {
+                if *instant > shift.after {
+                    *instant = instant.checked_add_signed(by).unwrap_or(*instant);
+                }
+            }
+        }
+    };
+    plan.phases
+        .iter_mut()
+        .for_each(|phase| mv(&mut phase.window));
+    plan.stages
+        .iter_mut()
+        .for_each(|stage| mv(&mut stage.window));
+    plan.reach_outs
+        .iter_mut()
+        .for_each(|reach_out| mv(&mut reach_out.window));
+    plan
+}
+
+fn running(state: &CampaignState) -> bool {
+    matches!(state.status, Status::Running { .. })
+}
+
+fn phase_of(state: &CampaignState) -> Option<PhaseKind> {
+    state.current_step().map(|step| step.phase)
+}
+
+/// The reach-outs whose window is open at `now` and that are not planned yet; only while the
+/// campaign runs (a paused campaign plans when it resumes, if the window is still open).
+pub fn reach_outs_due<'p>(
+    plan: &'p Plan,
+    state: &CampaignState,
+    outreach: &Outreach,
+    now: DateTime<Utc>,
+) -> Vec<&'p ReachOut> {
+    if !running(state) {
+        return Vec::new();
+    }
+    plan.reach_outs
+        .iter()
+        .filter(|reach_out| reach_out.window.contains(now))
+        .filter(|reach_out| {
+            outreach
+                .reach_out_planned(&plan.campaign.id, &reach_out.id)
+                .is_none()
+        })
+        .collect()
+}
+
+/// The follow-up terms of a reach-out, from its rule in the plan.
+fn terms_of(plan: &Plan, reach_out: &ReachOut) -> Option<FollowUpTerms> {
+    let id = reach_out.follow_up.as_deref()?;
+    let rule = plan.follow_ups.iter().find(|rule| rule.id == id)?;
+    Some(FollowUpTerms {
+        rule: rule.id.clone(),
+        if_no: rule.if_no,
+        after_ms: rule.after.seconds().saturating_mul(1000),
+        max_attempts: rule.max_attempts,
+        stop_on: rule.stop_on.clone(),
+        channel: rule
+            .channel
+            .clone()
+            .unwrap_or_else(|| reach_out.channel.clone()),
+    })
+}
+
+/// Decides a reach-out's audience at `now`: a `SendPlanned` per placed member, a `NotSent` per
+/// member excluded or left unplaced, then `ReachOutPlanned`. Members decided before (a planning
+/// cut short by a crash) keep what was decided for them.
+pub fn plan_reach_out(
+    plan: &Plan,
+    state: &CampaignState,
+    book: &CustomerBook,
+    outreach: &Outreach,
+    reach_out_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutreachEvent>, String> {
+    let campaign = plan.campaign.id.as_str();
+    let Some(reach_out) = plan.reach_outs.iter().find(|r| r.id == reach_out_id) else {
+        return Err(format!(
+            "campaign {campaign} has no reach-out `{reach_out_id}`"
+        ));
+    };
+    let any_channel = plan
+        .channel(&reach_out.channel)
+        .is_none_or(|c| c.fatigue_scope == FatigueScope::AnyChannel);
+    let from = now.max(reach_out.window.start);
+    let audience = plan_audience_except(
+        plan,
+        book,
+        &outreach.ledger,
+        Target::ReachOut(reach_out_id),
+        now,
+        |customer, kind, fatigue_ms| {
+            outreach.prior(
+                &send_key(campaign, reach_out_id, customer, 1),
+                customer,
+                kind,
+                any_channel,
+                from,
+                fatigue_ms,
+            )
+        },
+    )?;
+    let phase = phase_of(state);
+    let kind = audience.channel_kind;
+    let follow_up = terms_of(plan, reach_out);
+    let customers = book.customers();
+    let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| &*c.id) };
+    let mut events = Vec::with_capacity(customers.len().min(audience.segment_size as usize) + 1);
+    let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+    for placement in &audience.sends.placements {
+        let Some(customer) = id_of(placement.slot) else {
+            continue;
+        };
+        let Some(day) = audience.sends.days.get(placement.day as usize) else {
+            continue;
+        };
+        let used = used_per_day.entry(placement.day).or_default();
+        *used += 1;
+        events.push(OutreachEvent::SendPlanned(SendPlanned {
+            key: send_key(campaign, reach_out_id, customer, 1),
+            campaign: campaign.to_string(),
+            reach_out: reach_out_id.to_string(),
+            customer: customer.to_string(),
+            attempt: 1,
+            channel: audience.channel.clone(),
+            kind,
+            account: audience
+                .accounts
+                .get(placement.account as usize)
+                .cloned()
+                .unwrap_or_else(|| audience.channel.clone()),
+            day: day.date,
+            paid: *used > day.free,
+            at: placement.at,
+            phase,
+            window_end: audience.window.end,
+            follow_up: follow_up.clone(),
+        }));
+    }
+    let planned = events.len() as u64;
+    let not_sent = |slot: u32, reason: NotSentReason| -> Option<OutreachEvent> {
+        let customer = id_of(slot)?;
+        Some(OutreachEvent::NotSent(NotSent {
+            key: send_key(campaign, reach_out_id, customer, 1),
+            campaign: campaign.to_string(),
+            reach_out: reach_out_id.to_string(),
+            customer: customer.to_string(),
+            attempt: 1,
+            channel: audience.channel.clone(),
+            reason,
+            detail: None,
+            phase,
+        }))
+    };
+    events.extend(
+        audience
+            .excluded
+            .iter()
+            .filter_map(|(slot, exclusion)| not_sent(*slot, (*exclusion).into())),
+    );
+    events.extend(
+        audience
+            .sends
+            .unplaced
+            .iter()
+            .filter_map(|(slot, reason)| not_sent(*slot, (*reason).into())),
+    );
+    events.extend(
+        audience
+            .sends
+            .quiet_skipped
+            .iter()
+            .filter_map(|slot| not_sent(*slot, NotSentReason::QuietHours)),
+    );
+    let not_sent_count = events.len() as u64 - planned;
+    events.push(OutreachEvent::ReachOutPlanned(ReachOutPlanned {
+        campaign: campaign.to_string(),
+        reach_out: reach_out_id.to_string(),
+        evaluated_at: audience.evaluated_at,
+        segment_size: audience.segment_size,
+        planned,
+        not_sent: not_sent_count,
+    }));
+    Ok(events)
+}
+
+/// The channel's rules for a customer check, with the reach-out's key when `already` applies.
+fn rules_for(
+    plan: &Plan,
+    segments: &Segments,
+    book: &CustomerBook,
+    channel_id: &str,
+    reach_out: Option<&str>,
+) -> Option<Rules> {
+    let channel = plan.channel(channel_id)?;
+    Some(Rules {
+        kind: channel.kind,
+        fatigue_ms: channel.fatigue.seconds().saturating_mul(1000),
+        fatigue_scope: channel.fatigue_scope,
+        excluded_segments: channel
+            .exclude_segments
+            .iter()
+            .filter_map(|id| segments.index_of(id))
+            .collect(),
+        reach_out: reach_out.and_then(|id| book.symbols.get(&reach_out_key(&plan.campaign.id, id))),
+    })
+}
+
+/// Why a customer's follow-ups stop, if a signal came at or after `since` (milliseconds).
+/// Unsubscribes are checked by the caller, who knows the channel.
+fn stopped_by(
+    book: &CustomerBook,
+    customer: &str,
+    terms: &FollowUpTerms,
+    since: i64,
+) -> Option<StopReason> {
+    let customer = book.get(customer)?;
+    let after = |activity: Activity| {
+        let last = customer.last(activity);
+        last != NEVER && last >= since
+    };
+    for stop in &terms.stop_on {
+        let reason = match stop {
+            StopOn::Reply => after(Activity::Replied).then_some(StopReason::Replied),
+            StopOn::Order => after(Activity::Ordered).then_some(StopReason::Ordered),
+            StopOn::Open => after(Activity::Opened).then_some(StopReason::Opened),
+            StopOn::Unsubscribe => None,
+        };
+        if reason.is_some() {
+            return reason;
+        }
+    }
+    // The trigger itself: what the follow-up waits for has come.
+    match terms.if_no {
+        FollowUpTrigger::Reply => after(Activity::Replied).then_some(StopReason::Replied),
+        FollowUpTrigger::Order => after(Activity::Ordered).then_some(StopReason::Ordered),
+        FollowUpTrigger::Open => after(Activity::Opened).then_some(StopReason::Opened),
+    }
+}
+
+/// Follow-ups placed together: (book slot, the send they follow).
+type Group<'a> = Vec<(u32, &'a super::state::Send)>;
+
+/// Decides the follow-ups due at `now`: stop (a signal came, the attempt limit, the campaign
+/// ended), not sent (the customer can no longer be reached), or the next attempt planned within
+/// quotas, after the fatigue window when the last message is too recent.
+pub fn follow_ups_due(
+    plan: &Plan,
+    state: &CampaignState,
+    book: &CustomerBook,
+    outreach: &Outreach,
+    now: DateTime<Utc>,
+) -> Vec<OutreachEvent> {
+    let campaign = plan.campaign.id.as_str();
+    let terminal = state.is_terminal();
+    if !terminal && !running(state) {
+        return Vec::new();
+    }
+    let segments = Segments::compile(plan, book);
+    let span_end = plan.span().end;
+    let phase = phase_of(state);
+    let mut events = Vec::new();
+    // Planned follow-ups grouped by channel and first allowed instant, placed together.
+    let mut groups: BTreeMap<(String, DateTime<Utc>), Group<'_>> = BTreeMap::new();
+    for due in outreach.follow_ups() {
+        if due.at > now {
+            break;
+        }
+        let Some(send) = outreach.send(&due.after_key) else {
+            continue;
+        };
+        if send.planned.campaign != campaign {
+            continue;
+        }
+        let Some(terms) = send.planned.follow_up.as_ref() else {
+            continue;
+        };
+        let stop = |reason: StopReason| {
+            OutreachEvent::FollowUpStopped(FollowUpStopped {
+                after_key: send.planned.key.clone(),
+                campaign: campaign.to_string(),
+                reach_out: send.planned.reach_out.clone(),
+                customer: send.planned.customer.clone(),
+                rule: terms.rule.clone(),
+                reason,
+            })
+        };
+        if terminal || now >= span_end {
+            events.push(stop(StopReason::CampaignEnded));
+            continue;
+        }
+        let first_key = send_key(campaign, &send.planned.reach_out, &send.planned.customer, 1);
+        let since = match outreach.send(&first_key).map(|first| first.status) {
+            Some(SendStatus::Sent { at }) => millis(at),
+            _ => match send.status {
+                SendStatus::Sent { at } => millis(at),
+                _ => millis(send.planned.at),
+            },
+        };
+        let channel = plan.channel(&terms.channel);
+        let kind = channel.map_or(send.planned.kind, |c| c.kind);
+        let Some(customer) = book.get(&send.planned.customer) else {
+            continue;
+        };
+        if customer.unsubscribed_from(kind) {
+            events.push(stop(StopReason::Unsubscribed));
+            continue;
+        }
+        if let Some(reason) = stopped_by(book, &send.planned.customer, terms, since) {
+            events.push(stop(reason));
+            continue;
+        }
+        if send.planned.attempt > terms.max_attempts {
+            events.push(stop(StopReason::AttemptLimit));
+            continue;
+        }
+        let attempt = send.planned.attempt + 1;
+        let key = send_key(
+            campaign,
+            &send.planned.reach_out,
+            &send.planned.customer,
+            attempt,
+        );
+        if outreach.decided(&key) {
+            continue;
+        }
+        let not_sent = |reason: NotSentReason| {
+            OutreachEvent::NotSent(NotSent {
+                key: key.clone(),
+                campaign: campaign.to_string(),
+                reach_out: send.planned.reach_out.clone(),
+                customer: send.planned.customer.clone(),
+                attempt,
+                channel: terms.channel.clone(),
+                reason,
+                detail: None,
+                phase,
+            })
+        };
+        let (Some(channel), Some(slot)) = (channel, book.slot(&send.planned.customer)) else {
+            events.push(not_sent(NotSentReason::NoAddress));
+            continue;
+        };
+        let Some(rules) = rules_for(plan, &segments, book, &channel.id, None) else {
+            continue;
+        };
+        let instant = millis(now);
+        match exclusion(book, &segments, &rules, slot, customer, instant) {
+            None => groups
+                .entry((channel.id.clone(), now))
+                .or_default()
+                .push((slot, send)),
+            Some(crate::customer::eligibility::Exclusion::Fatigue) => {
+                let last = match rules.fatigue_scope {
+                    FatigueScope::AnyChannel => customer.last_reached_any(),
+                    FatigueScope::ThisChannel => customer.last_reached[channel_index(rules.kind)],
+                };
+                let until =
+                    DateTime::<Utc>::from_timestamp_millis(last.saturating_add(rules.fatigue_ms))
+                        .unwrap_or(now)
+                        .max(now);
+                groups
+                    .entry((channel.id.clone(), until))
+                    .or_default()
+                    .push((slot, send));
+            }
+            Some(other) => events.push(not_sent(other.into())),
+        }
+    }
+    let mut ledger: Ledger = outreach.ledger.clone();
+    for ((channel_id, from), members) in groups {
+        let Some(channel) = plan.channel(&channel_id) else {
+            continue;
+        };
+        let limits = Limits::of(channel);
+        let window = Window {
+            start: from,
+            end: span_end,
+        };
+        let accounts = channel.accounts.clone();
+        let request = PlanRequest {
+            channel: &channel.id,
+            limits,
+            zone: plan.campaign.time_zone,
+            window,
+            from,
+            quiet: channel.quiet_hours.as_ref(),
+            sender: Sender::Accounts,
+            accounts: &accounts,
+        };
+        let candidates = members.iter().map(|(slot, _)| Candidate {
+            slot: *slot,
+            zone: book
+                .customers()
+                .get(*slot as usize)
+                .and_then(|customer| customer.time_zone),
+            owner: None,
+        });
+        let sends = if from >= span_end {
+            None
+        } else {
+            Some(plan_sends(&request, &ledger, candidates))
+        };
+        let by_slot: BTreeMap<u32, &super::state::Send> = members.iter().copied().collect();
+        let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+        let mut handled = std::collections::BTreeSet::new();
+        if let Some(sends) = &sends {
+            for placement in &sends.placements {
+                let (Some(previous), Some(day)) = (
+                    by_slot.get(&placement.slot),
+                    sends.days.get(placement.day as usize),
+                ) else {
+                    continue;
+                };
+                handled.insert(placement.slot);
+                let used = used_per_day.entry(placement.day).or_default();
+                *used += 1;
+                let paid = *used > day.free;
+                let account = accounts
+                    .get(placement.account as usize)
+                    .cloned()
+                    .unwrap_or_else(|| channel.id.clone());
+                ledger.record(&channel.id, day.date, &account, paid);
+                let attempt = previous.planned.attempt + 1;
+                events.push(OutreachEvent::SendPlanned(SendPlanned {
+                    key: send_key(
+                        campaign,
+                        &previous.planned.reach_out,
+                        &previous.planned.customer,
+                        attempt,
+                    ),
+                    campaign: campaign.to_string(),
+                    reach_out: previous.planned.reach_out.clone(),
+                    customer: previous.planned.customer.clone(),
+                    attempt,
+                    channel: channel.id.clone(),
+                    kind: channel.kind,
+                    account,
+                    day: day.date,
+                    paid,
+                    at: placement.at,
+                    phase,
+                    window_end: span_end,
+                    follow_up: previous.planned.follow_up.clone(),
+                }));
+            }
+            for (slot, reason) in &sends.unplaced {
+                handled.insert(*slot);
+                if let Some(previous) = by_slot.get(slot) {
+                    events.push(follow_up_not_sent(
+                        previous,
+                        &channel.id,
+                        (*reason).into(),
+                        phase,
+                    ));
+                }
+            }
+            for slot in &sends.quiet_skipped {
+                handled.insert(*slot);
+                if let Some(previous) = by_slot.get(slot) {
+                    events.push(follow_up_not_sent(
+                        previous,
+                        &channel.id,
+                        NotSentReason::QuietHours,
+                        phase,
+                    ));
+                }
+            }
+        }
+        for (slot, previous) in &by_slot {
+            if !handled.contains(slot) {
+                events.push(follow_up_not_sent(
+                    previous,
+                    &channel.id,
+                    NotSentReason::Fatigue,
+                    phase,
+                ));
+            }
+        }
+    }
+    events
+}
+
+fn follow_up_not_sent(
+    previous: &super::state::Send,
+    channel: &str,
+    reason: NotSentReason,
+    phase: Option<PhaseKind>,
+) -> OutreachEvent {
+    let attempt = previous.planned.attempt + 1;
+    OutreachEvent::NotSent(NotSent {
+        key: send_key(
+            &previous.planned.campaign,
+            &previous.planned.reach_out,
+            &previous.planned.customer,
+            attempt,
+        ),
+        campaign: previous.planned.campaign.clone(),
+        reach_out: previous.planned.reach_out.clone(),
+        customer: previous.planned.customer.clone(),
+        attempt,
+        channel: channel.to_string(),
+        reason,
+        detail: None,
+        phase,
+    })
+}
+
+/// What the dispatcher does now: give up these sends (with their reasons) and send these
+/// messages, in this order.
+#[derive(Debug, Default)]
+pub struct Dispatch {
+    pub not_sent: Vec<OutreachEvent>,
+    pub messages: Vec<Message>,
+    /// For each message, the `MessageSent` to record once the channel took it.
+    pub phases: Vec<(Option<PhaseKind>, Option<String>)>,
+}
+
+/// Whether a pending send is held (paused campaign, paused channel), and so due at its window's
+/// end rather than its instant.
+fn held(state: &CampaignState, outreach: &Outreach, campaign: &str, channel: &str) -> bool {
+    matches!(state.status, Status::Paused { .. }) || outreach.channel_paused(campaign, channel)
+}
+
+/// Up to `limit` pending sends of the campaign due at `now`, each decided: sent (rendered) or
+/// not sent with its reason. Held sends stay pending until resumed, or until their window closes.
+pub fn dispatch(
+    plan: &Plan,
+    state: &CampaignState,
+    book: &CustomerBook,
+    outreach: &Outreach,
+    renderer: &Renderer<'_>,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Dispatch {
+    let campaign = plan.campaign.id.as_str();
+    let mut out = Dispatch::default();
+    let segments = Segments::compile(plan, book);
+    let step = state.current_step().cloned();
+    let instant = millis(now);
+    let mut rules_cache: BTreeMap<(String, Option<String>), Option<Rules>> = BTreeMap::new();
+    for send in outreach.pending() {
+        if out.not_sent.len() + out.messages.len() >= limit {
+            break;
+        }
+        let planned = &send.planned;
+        if planned.campaign != campaign {
+            continue;
+        }
+        let is_held = held(state, outreach, campaign, &planned.channel);
+        if planned.at > now && !(is_held || state.is_terminal()) {
+            // Pending sends are in order of their instant; held ones are looked at for their
+            // window's end.
+            if !is_held {
+                continue;
+            }
+        }
+        let give_up = |reason: NotSentReason| {
+            OutreachEvent::NotSent(NotSent {
+                key: planned.key.clone(),
+                campaign: campaign.to_string(),
+                reach_out: planned.reach_out.clone(),
+                customer: planned.customer.clone(),
+                attempt: planned.attempt,
+                channel: planned.channel.clone(),
+                reason,
+                detail: None,
+                phase: planned.phase,
+            })
+        };
+        if state.is_terminal() {
+            out.not_sent.push(give_up(NotSentReason::CampaignEnded));
+            continue;
+        }
+        if now >= planned.window_end {
+            let reason = if matches!(state.status, Status::Paused { .. }) {
+                NotSentReason::CampaignPaused
+            } else if outreach.channel_paused(campaign, &planned.channel) {
+                NotSentReason::BounceGuard
+            } else {
+                NotSentReason::WindowClosed
+            };
+            out.not_sent.push(give_up(reason));
+            continue;
+        }
+        if is_held || planned.at > now || !running(state) {
+            continue;
+        }
+        let (Some(slot), Some(customer)) =
+            (book.slot(&planned.customer), book.get(&planned.customer))
+        else {
+            out.not_sent.push(give_up(NotSentReason::NoAddress));
+            continue;
+        };
+        let reach_out_check = (planned.attempt == 1).then(|| planned.reach_out.clone());
+        let rules = rules_cache
+            .entry((planned.channel.clone(), reach_out_check.clone()))
+            .or_insert_with(|| {
+                rules_for(
+                    plan,
+                    &segments,
+                    book,
+                    &planned.channel,
+                    reach_out_check.as_deref(),
+                )
+            });
+        if let Some(rules) = rules {
+            if let Some(excluded) = exclusion(book, &segments, rules, slot, customer, instant) {
+                out.not_sent.push(give_up(excluded.into()));
+                continue;
+            }
+        } else if !has_address(customer, planned.kind) {
+            out.not_sent.push(give_up(NotSentReason::NoAddress));
+            continue;
+        }
+        if planned.attempt > 1 {
+            if let Some(terms) = &planned.follow_up {
+                let first = send_key(campaign, &planned.reach_out, &planned.customer, 1);
+                let since = match outreach.send(&first).map(|s| s.status) {
+                    Some(SendStatus::Sent { at }) => millis(at),
+                    _ => millis(planned.at),
+                };
+                if let Some(reason) = stopped_by(book, &planned.customer, terms, since) {
+                    let reason = match reason {
+                        StopReason::Replied => NotSentReason::Replied,
+                        StopReason::Ordered => NotSentReason::Ordered,
+                        StopReason::Opened => NotSentReason::Opened,
+                        _ => NotSentReason::Unsubscribed,
+                    };
+                    out.not_sent.push(give_up(reason));
+                    continue;
+                }
+            }
+        }
+        match renderer.render(send, customer, &book.symbols, step.as_ref(), now) {
+            Ok(message) => {
+                out.messages.push(message);
+                out.phases.push((
+                    step.as_ref().map(|s| s.phase),
+                    step.as_ref().and_then(|s| s.stage.clone()),
+                ));
+            }
+            Err(detail) => {
+                if let OutreachEvent::NotSent(mut not_sent) = give_up(NotSentReason::TemplateFailed)
+                {
+                    not_sent.detail = Some(detail);
+                    out.not_sent.push(OutreachEvent::NotSent(not_sent));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The next instant the outbox has something to decide for this campaign after `now`: a
+/// reach-out's window opening, a send's instant (its window's end when held), a follow-up.
+pub fn next_due(
+    plan: &Plan,
+    state: &CampaignState,
+    outreach: &Outreach,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let campaign = plan.campaign.id.as_str();
+    let mut best: Option<DateTime<Utc>> = None;
+    let mut consider = |instant: DateTime<Utc>| {
+        best = Some(best.map_or(instant, |best| best.min(instant)));
+    };
+    if state.is_terminal() {
+        // Left-overs are given up at once.
+        if outreach
+            .pending()
+            .any(|send| send.planned.campaign == campaign)
+            || outreach
+                .follow_ups()
+                .any(|due| due.after_key.starts_with(&format!("{campaign}/")))
+        {
+            consider(now);
+        }
+        return best;
+    }
+    if running(state) {
+        for reach_out in &plan.reach_outs {
+            if outreach
+                .reach_out_planned(campaign, &reach_out.id)
+                .is_none()
+                && reach_out.window.end > now
+            {
+                consider(reach_out.window.start.max(now));
+            }
+        }
+    }
+    for send in outreach.pending() {
+        if send.planned.campaign != campaign {
+            continue;
+        }
+        if held(state, outreach, campaign, &send.planned.channel) || !running(state) {
+            consider(send.planned.window_end);
+        } else {
+            consider(send.planned.at);
+        }
+    }
+    if running(state) {
+        let prefix = format!("{campaign}/");
+        if let Some(due) = outreach
+            .follow_ups()
+            .find(|due| due.after_key.starts_with(&prefix))
+        {
+            consider(due.at);
+        }
+    }
+    best
+}
+
+/// The bounce guard: a channel whose bounces since it last resumed pass the plan's rate over at
+/// least its minimum of sends is paused, and ops are told.
+pub fn bounce_guard(plan: &Plan, outreach: &Outreach) -> Vec<OutreachEvent> {
+    let campaign = plan.campaign.id.as_str();
+    let mut events = Vec::new();
+    for channel in &plan.channels {
+        let Some(rule) = &channel.bounce_guard else {
+            continue;
+        };
+        let Some(guard) = outreach.guard(campaign, &channel.id) else {
+            continue;
+        };
+        if guard.paused {
+            continue;
+        }
+        let (sent, bounced) = guard.since_resume();
+        if sent == 0 || sent < u64::from(rule.min_sent) {
+            continue;
+        }
+        let rate = bounced as f64 / sent as f64;
+        if rate <= rule.max_bounce_rate {
+            continue;
+        }
+        let threshold = format!(
+            "{}% of at least {} sent",
+            trim_rate(rule.max_bounce_rate * 100.0),
+            rule.min_sent
+        );
+        events.push(OutreachEvent::ChannelPaused(ChannelPaused {
+            campaign: campaign.to_string(),
+            channel: channel.id.clone(),
+            sent,
+            bounced,
+            threshold: threshold.clone(),
+        }));
+        let members = plan
+            .roles
+            .iter()
+            .find(|role| role.id == "ops")
+            .map(|role| role.members.clone())
+            .unwrap_or_default();
+        events.push(OutreachEvent::NoticePlanned(NoticePlanned {
+            key: format!(
+                "{campaign}/notice/bounce-guard/{}/{}-{}",
+                channel.id, guard.sent, guard.bounced
+            ),
+            campaign: campaign.to_string(),
+            role: "ops".to_string(),
+            members,
+            subject: format!(
+                "{}: {} sending paused by the bounce guard",
+                plan.campaign.name, channel.name
+            ),
+            body: format!(
+                "{bounced} of {sent} messages sent on {} bounced ({}%), over the plan's {threshold}. \
+                 Sending on this channel is paused to protect the sending domain. Clean the list, then: \
+                 battleplan channel resume {campaign} {} --actor YOU --reason WHY",
+                channel.id,
+                trim_rate(rate * 100.0),
+                channel.id
+            ),
+        }));
+    }
+    events
+}
+
+fn trim_rate(percent: f64) -> String {
+    let text = format!("{percent:.1}");
+    text.strip_suffix(".0").map(str::to_string).unwrap_or(text)
+}

@@ -1,0 +1,346 @@
+//! The outbox's events, on one stream per campaign (`outreach-<campaign>`): what was decided for
+//! each customer a reach-out or follow-up considered (a planned send with its idempotency key and
+//! the quota day it reserved, or the typed reason it is not sent), what the dispatcher sent, when
+//! follow-ups stopped, and the channel pauses of the bounce guard.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::customer::eligibility::Exclusion;
+use crate::customer::quota::Unplaced;
+use crate::event::upcast::{self, EventPayload, PayloadError};
+use crate::event::{EventId, NewEvent, RecordedEvent, StreamId};
+use crate::plan::model::{ChannelKind, FollowUpTrigger, PhaseKind, StopOn};
+
+/// The stream of a campaign's outbox: `outreach-<campaign>`.
+pub fn stream_of(campaign: &str) -> Result<StreamId, String> {
+    StreamId::new(format!("outreach-{campaign}"))
+        .map_err(|_| format!("`{campaign}` cannot name a campaign"))
+}
+
+/// The idempotency key of a message to a customer: campaign, reach-out, customer and attempt.
+/// The same decision always has the same key, so a channel that accepts keys sends it once.
+pub fn send_key(campaign: &str, reach_out: &str, customer: &str, attempt: u32) -> String {
+    format!("{campaign}/{reach_out}/{customer}/{attempt}")
+}
+
+/// Why a customer considered for a message gets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotSentReason {
+    NoAddress,
+    Unsubscribed,
+    RecycleBin,
+    ExcludedSegment,
+    Fatigue,
+    AlreadyReached,
+    QuietHours,
+    /// Every day left in the window was at its cap or budget.
+    Quota,
+    /// `sender = "owner"` and the customer's owner has no account on the channel.
+    NoAccount,
+    /// Held by a pause of the campaign until the send's window closed.
+    CampaignPaused,
+    /// Held by the bounce guard's pause of the channel until the window closed.
+    BounceGuard,
+    /// The campaign was completed or cancelled first.
+    CampaignEnded,
+    /// The window closed before it could go (the dispatcher was not running).
+    WindowClosed,
+    /// A follow-up whose customer replied, ordered or opened before it went.
+    Replied,
+    Ordered,
+    Opened,
+    /// The template failed to render (nothing was sent).
+    TemplateFailed,
+}
+
+impl NotSentReason {
+    pub fn key(self) -> &'static str {
+        match self {
+            NotSentReason::NoAddress => "no_address",
+            NotSentReason::Unsubscribed => "unsubscribed",
+            NotSentReason::RecycleBin => "recycle_bin",
+            NotSentReason::ExcludedSegment => "excluded_segment",
+            NotSentReason::Fatigue => "fatigue",
+            NotSentReason::AlreadyReached => "already_reached",
+            NotSentReason::QuietHours => "quiet_hours",
+            NotSentReason::Quota => "quota",
+            NotSentReason::NoAccount => "no_account",
+            NotSentReason::CampaignPaused => "campaign_paused",
+            NotSentReason::BounceGuard => "bounce_guard",
+            NotSentReason::CampaignEnded => "campaign_ended",
+            NotSentReason::WindowClosed => "window_closed",
+            NotSentReason::Replied => "replied",
+            NotSentReason::Ordered => "ordered",
+            NotSentReason::Opened => "opened",
+            NotSentReason::TemplateFailed => "template_failed",
+        }
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            NotSentReason::NoAddress => "no or invalid address",
+            NotSentReason::Unsubscribed => "unsubscribed",
+            NotSentReason::RecycleBin => "in the recycle bin",
+            NotSentReason::ExcludedSegment => "in a segment the channel excludes",
+            NotSentReason::Fatigue => "reached within the fatigue window",
+            NotSentReason::AlreadyReached => "already reached by this reach-out",
+            NotSentReason::QuietHours => "quiet hours",
+            NotSentReason::Quota => "no quota left in the window",
+            NotSentReason::NoAccount => "no sending account",
+            NotSentReason::CampaignPaused => "the campaign was paused until the window closed",
+            NotSentReason::BounceGuard => {
+                "the bounce guard paused the channel until the window closed"
+            }
+            NotSentReason::CampaignEnded => "the campaign ended first",
+            NotSentReason::WindowClosed => "the window closed first",
+            NotSentReason::Replied => "replied",
+            NotSentReason::Ordered => "ordered",
+            NotSentReason::Opened => "opened",
+            NotSentReason::TemplateFailed => "the template failed to render",
+        }
+    }
+}
+
+impl From<Exclusion> for NotSentReason {
+    fn from(exclusion: Exclusion) -> Self {
+        match exclusion {
+            Exclusion::NoAddress => NotSentReason::NoAddress,
+            Exclusion::Unsubscribed => NotSentReason::Unsubscribed,
+            Exclusion::RecycleBin => NotSentReason::RecycleBin,
+            Exclusion::ExcludedSegment => NotSentReason::ExcludedSegment,
+            Exclusion::Fatigue => NotSentReason::Fatigue,
+            Exclusion::AlreadyReached => NotSentReason::AlreadyReached,
+            Exclusion::QuietHours => NotSentReason::QuietHours,
+        }
+    }
+}
+
+impl From<Unplaced> for NotSentReason {
+    fn from(unplaced: Unplaced) -> Self {
+        match unplaced {
+            Unplaced::WindowFull => NotSentReason::Quota,
+            Unplaced::NoAccount => NotSentReason::NoAccount,
+            Unplaced::QuietUntilWindowEnd => NotSentReason::QuietHours,
+        }
+    }
+}
+
+/// A follow-up rule as it stood when the send was planned: the send's follow-ups keep these
+/// terms even if the plan is revised later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpTerms {
+    pub rule: String,
+    pub if_no: FollowUpTrigger,
+    pub after_ms: i64,
+    /// Follow-ups after the first message (attempt 1), at most.
+    pub max_attempts: u32,
+    pub stop_on: Vec<StopOn>,
+    /// The channel follow-ups go by.
+    pub channel: String,
+}
+
+/// One message to one customer, decided: sent by the dispatcher at `at` (or when the campaign
+/// and the channel allow, while the window lasts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendPlanned {
+    pub key: String,
+    pub campaign: String,
+    pub reach_out: String,
+    pub customer: String,
+    /// 1 for the reach-out's message, 2, 3, ... for follow-ups.
+    pub attempt: u32,
+    pub channel: String,
+    pub kind: ChannelKind,
+    pub account: String,
+    /// The local day whose quota it reserved.
+    pub day: NaiveDate,
+    /// Whether it is paid volume of that day.
+    pub paid: bool,
+    pub at: DateTime<Utc>,
+    /// The campaign's phase when it was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PhaseKind>,
+    /// After this the send no longer goes.
+    pub window_end: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUpTerms>,
+}
+
+/// A customer considered and not sent this message, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotSent {
+    pub key: String,
+    pub campaign: String,
+    pub reach_out: String,
+    pub customer: String,
+    pub attempt: u32,
+    pub channel: String,
+    pub reason: NotSentReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The campaign's phase when it was decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PhaseKind>,
+}
+
+/// A reach-out's audience fully decided: one `SendPlanned` or `NotSent` per member before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReachOutPlanned {
+    pub campaign: String,
+    pub reach_out: String,
+    pub evaluated_at: DateTime<Utc>,
+    pub segment_size: u64,
+    pub planned: u64,
+    pub not_sent: u64,
+}
+
+/// A message went out through its channel (`duplicate`: the channel already had its key, a
+/// send from before a crash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSent {
+    pub key: String,
+    pub campaign: String,
+    pub channel: String,
+    pub kind: ChannelKind,
+    /// The reach-out, for a message to a customer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach_out: Option<String>,
+    /// The customer, or the staff role.
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PhaseKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    #[serde(default)]
+    pub duplicate: bool,
+}
+
+/// Why a customer's follow-ups end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Replied,
+    Ordered,
+    Opened,
+    Unsubscribed,
+    AttemptLimit,
+    CampaignEnded,
+}
+
+impl StopReason {
+    pub fn key(self) -> &'static str {
+        match self {
+            StopReason::Replied => "replied",
+            StopReason::Ordered => "ordered",
+            StopReason::Opened => "opened",
+            StopReason::Unsubscribed => "unsubscribed",
+            StopReason::AttemptLimit => "attempt_limit",
+            StopReason::CampaignEnded => "campaign_ended",
+        }
+    }
+}
+
+/// No more follow-ups after the message `after_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowUpStopped {
+    pub after_key: String,
+    pub campaign: String,
+    pub reach_out: String,
+    pub customer: String,
+    pub rule: String,
+    pub reason: StopReason,
+}
+
+/// The bounce guard stopped a channel's sending for this campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelPaused {
+    pub campaign: String,
+    pub channel: String,
+    pub sent: u64,
+    pub bounced: u64,
+    /// The plan's threshold, in words (`5%` of at least 200 sent).
+    pub threshold: String,
+}
+
+/// A person resumed the channel (actor and reason in the envelope).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelResumed {
+    pub campaign: String,
+    pub channel: String,
+}
+
+/// A message to staff decided by the outbox itself (the bounce guard telling ops).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticePlanned {
+    pub key: String,
+    pub campaign: String,
+    pub role: String,
+    pub members: Vec<String>,
+    pub subject: String,
+    pub body: String,
+}
+
+macro_rules! payloads {
+    ($($name:ident),* $(,)?) => {
+        $(impl EventPayload for $name {
+            const EVENT_TYPE: &'static str = stringify!($name);
+            const SCHEMA_VERSION: u16 = 1;
+        })*
+
+        /// Every event of an outreach stream.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum OutreachEvent {
+            $($name($name),)*
+        }
+
+        impl OutreachEvent {
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(OutreachEvent::$name(_) => $name::EVENT_TYPE,)*
+                }
+            }
+
+            pub fn encode(&self, event_id: EventId) -> Result<NewEvent, PayloadError> {
+                match self {
+                    $(OutreachEvent::$name(payload) => upcast::encode(event_id, payload),)*
+                }
+            }
+
+            /// The outreach event a recorded event holds; `None` for other kinds of event.
+            pub fn decode(event: &RecordedEvent) -> Result<Option<OutreachEvent>, PayloadError> {
+                $(if event.event_type == $name::EVENT_TYPE {
+                    return upcast::decode::<$name>(event).map(|p| Some(OutreachEvent::$name(p)));
+                })*
+                Ok(None)
+            }
+
+            pub fn is_outreach_event(event_type: &str) -> bool {
+                $(event_type == $name::EVENT_TYPE ||)* false
+            }
+
+            /// The payload as JSON, for people and exports.
+            pub fn to_json(&self) -> serde_json::Value {
+                match self {
+                    $(OutreachEvent::$name(payload) => serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),)*
+                }
+            }
+        }
+    };
+}
+
+payloads!(
+    SendPlanned,
+    NotSent,
+    ReachOutPlanned,
+    MessageSent,
+    FollowUpStopped,
+    ChannelPaused,
+    ChannelResumed,
+    NoticePlanned,
+);

@@ -1,0 +1,412 @@
+//! The outbox as its events made it: every decided send and what became of it, the quota ledger
+//! (a projection of the planned sends: each reserves its day), the follow-ups coming due, the
+//! bounce guard's counts and pauses, and the staff messages waiting to go. Rebuilt from the log
+//! alone; the dispatcher decides from it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::events::{MessageSent, NotSentReason, OutreachEvent, ReachOutPlanned, SendPlanned};
+use crate::customer::events::{OutcomeKind, OutcomeRecorded};
+use crate::customer::quota::Ledger;
+use crate::event::{Position, RecordedEvent};
+use crate::plan::model::ChannelKind;
+
+/// What became of a planned send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    Pending,
+    Sent { at: DateTime<Utc> },
+    NotSent(NotSentReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Send {
+    pub planned: SendPlanned,
+    pub status: SendStatus,
+}
+
+/// The bounce guard's view of one campaign's channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guard {
+    pub paused: bool,
+    pub sent: u64,
+    pub bounced: u64,
+    /// The counts when the channel last resumed: the guard judges what came after.
+    pub base_sent: u64,
+    pub base_bounced: u64,
+}
+
+impl Guard {
+    pub fn since_resume(&self) -> (u64, u64) {
+        (
+            self.sent.saturating_sub(self.base_sent),
+            self.bounced.saturating_sub(self.base_bounced),
+        )
+    }
+}
+
+/// A message to staff (a task reminder, a notice) waiting to go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffMessage {
+    pub key: String,
+    pub campaign: String,
+    pub role: String,
+    pub members: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A follow-up coming due: after the message `after_key` was sent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FollowUpDue {
+    pub at: DateTime<Utc>,
+    pub after_key: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Outreach {
+    pub position: Position,
+    pub ledger: Ledger,
+    sends: HashMap<String, Send>,
+    /// Keys decided `NotSent` at planning (no send was planned for them).
+    not_planned: HashMap<String, NotSentReason>,
+    /// Planned sends not yet sent or given up, by (instant, key).
+    pending: BTreeSet<(DateTime<Utc>, String)>,
+    planned_reach_outs: BTreeMap<(String, String), ReachOutPlanned>,
+    follow_ups: BTreeSet<(DateTime<Utc>, String)>,
+    guards: BTreeMap<(String, String), Guard>,
+    staff_pending: BTreeMap<String, StaffMessage>,
+    staff_sent: HashMap<String, DateTime<Utc>>,
+    /// Each customer's pending sends (instant, kind), for fatigue across reach-outs planned
+    /// before either was sent.
+    pending_by_customer: HashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
+}
+
+impl Outreach {
+    /// Applies a recorded event (outreach events and outcomes); the position moves either way.
+    /// Events at or before the position are ignored.
+    pub fn apply_recorded(
+        &mut self,
+        event: &RecordedEvent,
+    ) -> Result<(), crate::event::upcast::PayloadError> {
+        if event.position <= self.position {
+            return Ok(());
+        }
+        if OutreachEvent::is_outreach_event(&event.event_type) {
+            if let Some(decoded) = OutreachEvent::decode(event)? {
+                self.apply(&decoded, event.recorded_at);
+            }
+        } else if event.event_type == "OutcomeRecorded" {
+            if let Some(crate::customer::events::CustomerEvent::OutcomeRecorded(outcome)) =
+                crate::customer::events::CustomerEvent::decode(event)?
+            {
+                self.outcome(&outcome);
+            }
+        }
+        self.position = event.position;
+        Ok(())
+    }
+
+    pub fn apply(&mut self, event: &OutreachEvent, at: DateTime<Utc>) {
+        match event {
+            OutreachEvent::SendPlanned(planned) => {
+                self.ledger.record(
+                    &planned.channel,
+                    planned.day,
+                    &planned.account,
+                    planned.paid,
+                );
+                self.pending.insert((planned.at, planned.key.clone()));
+                self.pending_by_customer
+                    .entry(planned.customer.as_str().into())
+                    .or_default()
+                    .push((planned.at, planned.kind));
+                if planned.attempt > 1 {
+                    self.close_follow_up_of(planned);
+                }
+                self.sends.insert(
+                    planned.key.clone(),
+                    Send {
+                        planned: planned.clone(),
+                        status: SendStatus::Pending,
+                    },
+                );
+            }
+            OutreachEvent::NotSent(not_sent) => {
+                if let Some(send) = self.sends.get_mut(&not_sent.key) {
+                    if send.status == SendStatus::Pending {
+                        self.pending
+                            .remove(&(send.planned.at, not_sent.key.clone()));
+                        unpend(&mut self.pending_by_customer, &send.planned);
+                    }
+                    send.status = SendStatus::NotSent(not_sent.reason);
+                } else {
+                    self.not_planned
+                        .insert(not_sent.key.clone(), not_sent.reason);
+                    if not_sent.attempt > 1 {
+                        // A follow-up that could not be planned ends the thread.
+                        let previous = previous_key(&not_sent.key, not_sent.attempt);
+                        self.follow_ups.retain(|(_, key)| *key != previous);
+                    }
+                }
+            }
+            OutreachEvent::ReachOutPlanned(done) => {
+                self.planned_reach_outs.insert(
+                    (done.campaign.clone(), done.reach_out.clone()),
+                    done.clone(),
+                );
+            }
+            OutreachEvent::MessageSent(sent) => self.sent(sent, at),
+            OutreachEvent::FollowUpStopped(stopped) => {
+                self.follow_ups.retain(|(_, key)| *key != stopped.after_key);
+            }
+            OutreachEvent::ChannelPaused(paused) => {
+                self.guards
+                    .entry((paused.campaign.clone(), paused.channel.clone()))
+                    .or_default()
+                    .paused = true;
+            }
+            OutreachEvent::ChannelResumed(resumed) => {
+                let guard = self
+                    .guards
+                    .entry((resumed.campaign.clone(), resumed.channel.clone()))
+                    .or_default();
+                guard.paused = false;
+                guard.base_sent = guard.sent;
+                guard.base_bounced = guard.bounced;
+            }
+            OutreachEvent::NoticePlanned(notice) => self.staff_planned(StaffMessage {
+                key: notice.key.clone(),
+                campaign: notice.campaign.clone(),
+                role: notice.role.clone(),
+                members: notice.members.clone(),
+                subject: notice.subject.clone(),
+                body: notice.body.clone(),
+                at,
+            }),
+        }
+    }
+
+    fn close_follow_up_of(&mut self, planned: &SendPlanned) {
+        let previous = previous_key(&planned.key, planned.attempt);
+        self.follow_ups.retain(|(_, key)| *key != previous);
+    }
+
+    fn sent(&mut self, sent: &MessageSent, at: DateTime<Utc>) {
+        if let Some(message) = self.staff_pending.remove(&sent.key) {
+            self.staff_sent.insert(message.key, at);
+            return;
+        }
+        if sent.reach_out.is_none() {
+            self.staff_sent.insert(sent.key.clone(), at);
+            return;
+        }
+        let Some(send) = self.sends.get_mut(&sent.key) else {
+            return;
+        };
+        if send.status != SendStatus::Pending {
+            return;
+        }
+        self.pending.remove(&(send.planned.at, sent.key.clone()));
+        unpend(&mut self.pending_by_customer, &send.planned);
+        send.status = SendStatus::Sent { at };
+        self.guards
+            .entry((send.planned.campaign.clone(), send.planned.channel.clone()))
+            .or_default()
+            .sent += 1;
+        if let Some(terms) = &send.planned.follow_up {
+            let due = at
+                .checked_add_signed(Duration::milliseconds(terms.after_ms))
+                .unwrap_or(at);
+            self.follow_ups.insert((due, sent.key.clone()));
+        }
+    }
+
+    /// A bounce counts against the channel of the message it names (by key), or of the
+    /// reach-out's first message to the customer.
+    pub fn outcome(&mut self, outcome: &OutcomeRecorded) {
+        if outcome.outcome != OutcomeKind::Bounced {
+            return;
+        }
+        let send = outcome
+            .message
+            .as_ref()
+            .and_then(|key| self.sends.get(key))
+            .or_else(|| match (&outcome.campaign, &outcome.reach_out) {
+                (Some(campaign), Some(reach_out)) => self.sends.get(&super::events::send_key(
+                    campaign,
+                    reach_out,
+                    &outcome.customer,
+                    1,
+                )),
+                _ => None,
+            });
+        let Some(send) = send else { return };
+        if outcome
+            .channel
+            .is_some_and(|kind| kind != send.planned.kind)
+        {
+            return;
+        }
+        let guard = (send.planned.campaign.clone(), send.planned.channel.clone());
+        self.guards.entry(guard).or_default().bounced += 1;
+    }
+
+    /// A message to staff decided elsewhere (a task reminder) waits here until it is sent.
+    pub fn staff_planned(&mut self, message: StaffMessage) {
+        if !self.staff_sent.contains_key(&message.key) {
+            self.staff_pending.insert(message.key.clone(), message);
+        }
+    }
+
+    /// What the outbox holds for a customer about to be planned on a channel of `kind` from
+    /// `at`: decided already for `key`, or a send pending within `fatigue_ms` of `at` (any
+    /// channel, or this kind only).
+    pub fn prior(
+        &self,
+        key: &str,
+        customer: &str,
+        kind: ChannelKind,
+        any_channel: bool,
+        at: DateTime<Utc>,
+        fatigue_ms: i64,
+    ) -> crate::customer::preview::Prior {
+        use crate::customer::preview::Prior;
+        if self.decided(key) {
+            return Prior::Decided;
+        }
+        let near = self.pending_by_customer.get(customer).is_some_and(|list| {
+            list.iter().any(|(planned, planned_kind)| {
+                (any_channel || *planned_kind == kind)
+                    && (*planned - at).num_milliseconds().abs() < fatigue_ms
+            })
+        });
+        if near {
+            Prior::PlannedNearby
+        } else {
+            Prior::Nothing
+        }
+    }
+
+    pub fn send(&self, key: &str) -> Option<&Send> {
+        self.sends.get(key)
+    }
+
+    /// Whether anything was decided for this key (a planned send, or a reason not to).
+    pub fn decided(&self, key: &str) -> bool {
+        self.sends.contains_key(key) || self.not_planned.contains_key(key)
+    }
+
+    /// The keys of a campaign decided not sent at planning, with their reasons.
+    pub fn not_planned_of<'a>(
+        &'a self,
+        campaign: &'a str,
+    ) -> impl Iterator<Item = (&'a str, NotSentReason)> + 'a {
+        self.not_planned
+            .iter()
+            .filter(move |(key, _)| {
+                key.strip_prefix(campaign)
+                    .is_some_and(|rest| rest.starts_with('/'))
+            })
+            .map(|(key, reason)| (key.as_str(), *reason))
+    }
+
+    pub fn not_planned(&self, key: &str) -> Option<NotSentReason> {
+        self.not_planned.get(key).copied()
+    }
+
+    pub fn reach_out_planned(&self, campaign: &str, reach_out: &str) -> Option<&ReachOutPlanned> {
+        self.planned_reach_outs
+            .get(&(campaign.to_string(), reach_out.to_string()))
+    }
+
+    /// Pending sends in the order they are due.
+    pub fn pending(&self) -> impl Iterator<Item = &Send> + '_ {
+        self.pending
+            .iter()
+            .filter_map(|(_, key)| self.sends.get(key))
+    }
+
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Follow-ups in the order they come due.
+    pub fn follow_ups(&self) -> impl Iterator<Item = FollowUpDue> + '_ {
+        self.follow_ups.iter().map(|(at, key)| FollowUpDue {
+            at: *at,
+            after_key: key.clone(),
+        })
+    }
+
+    pub fn guard(&self, campaign: &str, channel: &str) -> Option<&Guard> {
+        self.guards
+            .get(&(campaign.to_string(), channel.to_string()))
+    }
+
+    pub fn channel_paused(&self, campaign: &str, channel: &str) -> bool {
+        self.guard(campaign, channel)
+            .is_some_and(|guard| guard.paused)
+    }
+
+    pub fn staff_pending(&self) -> impl Iterator<Item = &StaffMessage> + '_ {
+        self.staff_pending.values()
+    }
+
+    pub fn staff_sent(&self, key: &str) -> bool {
+        self.staff_sent.contains_key(key)
+    }
+
+    /// Every send of a campaign, in no particular order.
+    pub fn sends_of<'a>(&'a self, campaign: &'a str) -> impl Iterator<Item = &'a Send> + 'a {
+        self.sends
+            .values()
+            .filter(move |send| send.planned.campaign == campaign)
+    }
+
+    /// Sent and pending counts of a campaign's channel kind, for status.
+    pub fn counts(&self, campaign: &str) -> BTreeMap<String, (u64, u64, u64)> {
+        let mut counts: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        for send in self.sends_of(campaign) {
+            let entry = counts.entry(send.planned.channel.clone()).or_default();
+            match send.status {
+                SendStatus::Pending => entry.0 += 1,
+                SendStatus::Sent { .. } => entry.1 += 1,
+                SendStatus::NotSent(_) => entry.2 += 1,
+            }
+        }
+        counts
+    }
+
+    pub fn kind_of(&self, key: &str) -> Option<ChannelKind> {
+        self.sends.get(key).map(|send| send.planned.kind)
+    }
+}
+
+fn unpend(
+    pending: &mut HashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
+    planned: &SendPlanned,
+) {
+    if let Some(list) = pending.get_mut(planned.customer.as_str()) {
+        if let Some(index) = list
+            .iter()
+            .position(|(at, kind)| *at == planned.at && *kind == planned.kind)
+        {
+            list.swap_remove(index);
+        }
+        if list.is_empty() {
+            pending.remove(planned.customer.as_str());
+        }
+    }
+}
+
+/// The key of the attempt before `attempt` (same campaign, reach-out and customer).
+pub fn previous_key(key: &str, attempt: u32) -> String {
+    match key.rsplit_once('/') {
+        Some((stem, _)) => format!("{stem}/{}", attempt.saturating_sub(1)),
+        None => key.to_string(),
+    }
+}

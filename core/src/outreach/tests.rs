@@ -1,0 +1,411 @@
+//! Given / when / then for the outbox's decisions, on the September example plan: follow-ups
+//! that stop on a reply, an order or an unsubscribe, the attempt limit, fatigue between
+//! attempts; the bounce guard pausing a channel and a person resuming it; a campaign pause
+//! holding sends, which go after resume inside their window and are given up with a reason
+//! after it.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::decide::{bounce_guard, dispatch, follow_ups_due, plan_reach_out};
+use super::events::{ChannelResumed, MessageSent, NotSentReason, OutreachEvent, StopReason};
+use super::render::Renderer;
+use super::state::{Outreach, SendStatus};
+use crate::campaign::{CampaignState, Status, Step};
+use crate::customer::book::CustomerBook;
+use crate::customer::events::{
+    CustomerEvent, CustomerRecorded, OutcomeKind, OutcomeRecorded, Signal,
+};
+use crate::plan::model::{Activity, ChannelKind, Plan};
+use crate::plan::EXAMPLE_PLAN;
+
+const CAMPAIGN: &str = "sept-festival-2026";
+const REACH_OUT: &str = "early-stage-mail";
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .with_timezone(&Utc)
+}
+
+fn example() -> Plan {
+    crate::plan::check(EXAMPLE_PLAN.as_bytes())
+        .plan
+        .unwrap_or_else(|| panic!("the example plan validates"))
+}
+
+/// The campaign, its customer book and its outbox, evolved by the decisions it takes.
+struct World {
+    plan: Plan,
+    state: CampaignState,
+    book: CustomerBook,
+    outreach: Outreach,
+}
+
+impl World {
+    /// The early stage running, with `customers` active buyers who have a mail address.
+    fn new(customers: usize) -> World {
+        let plan = example();
+        let mut state = CampaignState::draft(CAMPAIGN);
+        state.plan_version = 1;
+        state.status = Status::Running {
+            step: Step::stage("early"),
+        };
+        let mut book = CustomerBook::default();
+        for index in 0..customers {
+            let id = format!("c-{index:06}");
+            book.apply(
+                &CustomerEvent::CustomerRecorded(CustomerRecorded {
+                    customer: id.clone(),
+                    line: 2,
+                    name: Some(format!("Buyer {index}")),
+                    email: Some(format!("{id}@example.com")),
+                    signals: vec![Signal {
+                        activity: Activity::Active,
+                        at: at("2026-08-30T10:00:00+08:00"),
+                        amount: None,
+                    }],
+                    ..CustomerRecorded::default()
+                }),
+                at("2026-08-30T10:00:00+08:00"),
+            );
+        }
+        World {
+            plan,
+            state,
+            book,
+            outreach: Outreach::default(),
+        }
+    }
+
+    fn apply(&mut self, events: &[OutreachEvent], now: DateTime<Utc>) {
+        for event in events {
+            self.outreach.apply(event, now);
+        }
+    }
+
+    fn plan(&mut self, now: DateTime<Utc>) {
+        let events = plan_reach_out(
+            &self.plan,
+            &self.state,
+            &self.book,
+            &self.outreach,
+            REACH_OUT,
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        self.apply(&events, now);
+    }
+
+    /// The dispatcher at `now`: gives up what it must, sends the rest (the channel takes all).
+    fn dispatch(&mut self, now: DateTime<Utc>) -> (usize, Vec<NotSentReason>) {
+        let renderer = Renderer::new(&self.plan);
+        let decided = dispatch(
+            &self.plan,
+            &self.state,
+            &self.book,
+            &self.outreach,
+            &renderer,
+            now,
+            usize::MAX,
+        );
+        let reasons = decided
+            .not_sent
+            .iter()
+            .filter_map(|event| match event {
+                OutreachEvent::NotSent(not_sent) => Some(not_sent.reason),
+                _ => None,
+            })
+            .collect();
+        self.apply(&decided.not_sent, now);
+        let sent = decided.messages.len();
+        for message in decided.messages {
+            let sent = MessageSent {
+                key: message.key,
+                campaign: message.campaign,
+                channel: message.channel,
+                kind: message.kind,
+                reach_out: message.reach_out,
+                to: message.to,
+                template: message.template,
+                template_version: message.template_version,
+                phase: None,
+                stage: None,
+                duplicate: false,
+            };
+            self.book.reached(&sent, now);
+            self.outreach.apply(&OutreachEvent::MessageSent(sent), now);
+        }
+        (sent, reasons)
+    }
+
+    fn follow_ups(&mut self, now: DateTime<Utc>) -> Vec<OutreachEvent> {
+        let events = follow_ups_due(&self.plan, &self.state, &self.book, &self.outreach, now);
+        self.apply(&events, now);
+        events
+    }
+
+    fn outcome(&mut self, customer: &str, outcome: OutcomeKind, now: DateTime<Utc>) {
+        let row = OutcomeRecorded {
+            customer: customer.to_string(),
+            line: 2,
+            outcome,
+            at: now,
+            campaign: Some(CAMPAIGN.to_string()),
+            reach_out: Some(REACH_OUT.to_string()),
+            channel: Some(ChannelKind::Mail),
+            amount: None,
+            message: None,
+        };
+        self.outreach.outcome(&row);
+        self.book.apply(&CustomerEvent::OutcomeRecorded(row), now);
+    }
+
+    fn status(&self, customer: &str, attempt: u32) -> Option<SendStatus> {
+        self.outreach
+            .send(&format!("{CAMPAIGN}/{REACH_OUT}/{customer}/{attempt}"))
+            .map(|send| send.status)
+    }
+}
+
+fn stops(events: &[OutreachEvent]) -> Vec<StopReason> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::FollowUpStopped(stopped) => Some(stopped.reason),
+            _ => None,
+        })
+        .collect()
+}
+
+fn planned_at(events: &[OutreachEvent]) -> Vec<(u32, DateTime<Utc>)> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::SendPlanned(planned) => Some((planned.attempt, planned.at)),
+            _ => None,
+        })
+        .collect()
+}
+
+const STAGE_START: &str = "2026-09-02T00:00:00+08:00";
+/// Mail's quiet hours end at 08:00: the first message goes then.
+const FIRST_SEND: &str = "2026-09-02T08:00:00+08:00";
+/// The rule: no reply after 7 days.
+const FIRST_DUE: &str = "2026-09-09T08:00:00+08:00";
+
+/// Given one customer sent the stage's mail at 08:00 on the first day.
+fn sent_once() -> World {
+    let mut world = World::new(1);
+    world.plan(at(STAGE_START));
+    assert_eq!(world.dispatch(at(STAGE_START)).0, 0, "held by quiet hours");
+    assert_eq!(world.dispatch(at(FIRST_SEND)).0, 1);
+    world
+}
+
+#[test]
+fn a_reply_stops_the_follow_ups() {
+    let mut world = sent_once();
+    world.outcome(
+        "c-000000",
+        OutcomeKind::Replied,
+        at("2026-09-04T10:00:00+08:00"),
+    );
+    let events = world.follow_ups(at(FIRST_DUE));
+    assert_eq!(stops(&events), vec![StopReason::Replied]);
+    assert!(planned_at(&events).is_empty());
+    assert_eq!(world.outreach.follow_ups().count(), 0);
+}
+
+#[test]
+fn an_order_stops_the_follow_ups() {
+    let mut world = sent_once();
+    world.outcome(
+        "c-000000",
+        OutcomeKind::Ordered,
+        at("2026-09-05T10:00:00+08:00"),
+    );
+    assert_eq!(
+        stops(&world.follow_ups(at(FIRST_DUE))),
+        vec![StopReason::Ordered]
+    );
+}
+
+#[test]
+fn an_unsubscribe_stops_the_follow_ups() {
+    let mut world = sent_once();
+    world.outcome(
+        "c-000000",
+        OutcomeKind::Unsubscribed,
+        at("2026-09-03T10:00:00+08:00"),
+    );
+    assert_eq!(
+        stops(&world.follow_ups(at(FIRST_DUE))),
+        vec![StopReason::Unsubscribed]
+    );
+}
+
+#[test]
+fn a_reply_after_the_follow_up_was_planned_stops_it_at_sending() {
+    let mut world = sent_once();
+    let events = world.follow_ups(at(FIRST_DUE));
+    assert_eq!(planned_at(&events), vec![(2, at(FIRST_DUE))]);
+    world.outcome(
+        "c-000000",
+        OutcomeKind::Replied,
+        at("2026-09-09T07:59:00+08:00"),
+    );
+    let (sent, reasons) = world.dispatch(at(FIRST_DUE));
+    assert_eq!(sent, 0);
+    assert_eq!(reasons, vec![NotSentReason::Replied]);
+}
+
+#[test]
+fn follow_ups_stop_at_the_attempt_limit() {
+    let mut world = sent_once();
+    // Attempts 2 and 3: the rule allows two follow-ups.
+    for (due, attempt) in [(FIRST_DUE, 2), ("2026-09-16T08:00:00+08:00", 3)] {
+        let events = world.follow_ups(at(due));
+        assert_eq!(planned_at(&events), vec![(attempt, at(due))], "{due}");
+        assert_eq!(world.dispatch(at(due)).0, 1, "{due}");
+        // Follow-ups use the follow-up template.
+        assert!(matches!(
+            world.status("c-000000", attempt),
+            Some(SendStatus::Sent { .. })
+        ));
+    }
+    let events = world.follow_ups(at("2026-09-23T08:00:00+08:00"));
+    assert_eq!(stops(&events), vec![StopReason::AttemptLimit]);
+    assert!(planned_at(&events).is_empty());
+    assert!(world.status("c-000000", 4).is_none());
+}
+
+#[test]
+fn a_follow_up_waits_out_the_fatigue_window_of_a_later_message() {
+    let mut world = sent_once();
+    // Another reach-out reached the customer five days later.
+    let other = MessageSent {
+        key: format!("{CAMPAIGN}/smart-batch/c-000000/1"),
+        campaign: CAMPAIGN.to_string(),
+        channel: "in-site".to_string(),
+        kind: ChannelKind::InSite,
+        reach_out: Some("smart-batch".to_string()),
+        to: "c-000000".to_string(),
+        template: None,
+        template_version: None,
+        phase: None,
+        stage: None,
+        duplicate: false,
+    };
+    let other_at = at("2026-09-07T10:00:00+08:00");
+    world.book.reached(&other, other_at);
+    let events = world.follow_ups(at(FIRST_DUE));
+    // Fatigue is 7 days on any channel: not before 2026-09-14 10:00.
+    assert_eq!(planned_at(&events), vec![(2, other_at + Duration::days(7))]);
+    assert_eq!(world.dispatch(at(FIRST_DUE)).0, 0);
+    assert_eq!(world.dispatch(other_at + Duration::days(7)).0, 1);
+}
+
+#[test]
+fn the_bounce_guard_pauses_the_channel_and_a_person_resumes_it() {
+    let mut world = World::new(400);
+    world.plan(at(STAGE_START));
+    // The first 200 go (the plan's free volume a day is 200 of a cap of 2000: all 400 fit).
+    let renderer_sent = world.dispatch(at(FIRST_SEND)).0;
+    assert_eq!(renderer_sent, 400);
+    assert!(bounce_guard(&world.plan, &world.outreach).is_empty());
+    // 5% of 400 is 20 bounces: at the threshold, not over it.
+    for index in 0..20 {
+        world.outcome(
+            &format!("c-{index:06}"),
+            OutcomeKind::Bounced,
+            at(FIRST_SEND),
+        );
+    }
+    assert!(bounce_guard(&world.plan, &world.outreach).is_empty());
+    world.outcome("c-000020", OutcomeKind::Bounced, at(FIRST_SEND));
+    let events = bounce_guard(&world.plan, &world.outreach);
+    let paused = events.iter().find_map(|event| match event {
+        OutreachEvent::ChannelPaused(paused) => Some(paused.clone()),
+        _ => None,
+    });
+    let paused = paused.unwrap_or_else(|| panic!("no pause in {events:?}"));
+    assert_eq!(
+        (paused.channel.as_str(), paused.sent, paused.bounced),
+        ("mail", 400, 21)
+    );
+    let notice = events.iter().find_map(|event| match event {
+        OutreachEvent::NoticePlanned(notice) => Some(notice.clone()),
+        _ => None,
+    });
+    let notice = notice.unwrap_or_else(|| panic!("ops are not told"));
+    assert_eq!(notice.role, "ops");
+    assert_eq!(notice.members, vec!["li.na".to_string()]);
+    world.apply(&events, at(FIRST_SEND));
+    assert!(world.outreach.channel_paused(CAMPAIGN, "mail"));
+    assert_eq!(world.outreach.staff_pending().count(), 1);
+
+    // Follow-ups planned while paused are held, not sent.
+    let due = at(FIRST_DUE);
+    world.follow_ups(due);
+    let (sent, reasons) = world.dispatch(due);
+    assert_eq!(
+        (sent, reasons.len()),
+        (0, 0),
+        "held while the channel is paused"
+    );
+
+    // A person resumes: the held sends go; the guard counts again from here.
+    world.apply(
+        &[OutreachEvent::ChannelResumed(ChannelResumed {
+            campaign: CAMPAIGN.to_string(),
+            channel: "mail".to_string(),
+        })],
+        due,
+    );
+    assert!(bounce_guard(&world.plan, &world.outreach).is_empty());
+    assert!(world.dispatch(due + Duration::hours(1)).0 > 0);
+}
+
+#[test]
+fn a_pause_holds_sends_which_go_after_resume_inside_their_window() {
+    let mut world = World::new(3);
+    world.plan(at(STAGE_START));
+    world.state.status = Status::Paused {
+        from: Some(Step::stage("early")),
+        since: at(STAGE_START),
+        by: "alice".into(),
+        reason: None,
+    };
+    assert_eq!(
+        world.dispatch(at(FIRST_SEND)),
+        (0, vec![]),
+        "held while paused"
+    );
+    assert_eq!(world.outreach.pending_count(), 3);
+    world.state.status = Status::Running {
+        step: Step::stage("early"),
+    };
+    let resumed = at("2026-09-03T09:00:00+08:00");
+    assert_eq!(world.dispatch(resumed).0, 3);
+    assert_eq!(world.outreach.pending_count(), 0);
+}
+
+#[test]
+fn a_send_held_past_its_window_is_given_up_as_paused() {
+    let mut world = World::new(2);
+    world.plan(at(STAGE_START));
+    world.state.status = Status::Paused {
+        from: Some(Step::stage("early")),
+        since: at(STAGE_START),
+        by: "alice".into(),
+        reason: None,
+    };
+    // The early stage ends at 2026-09-11 00:00: still paused then.
+    let (sent, reasons) = world.dispatch(at("2026-09-11T00:00:00+08:00"));
+    assert_eq!(sent, 0);
+    assert_eq!(
+        reasons,
+        vec![NotSentReason::CampaignPaused, NotSentReason::CampaignPaused]
+    );
+    assert_eq!(world.outreach.pending_count(), 0);
+}

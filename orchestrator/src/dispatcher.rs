@@ -1,0 +1,541 @@
+//! The outbox dispatcher, run by the scheduler at each instant something is due: it plans the
+//! reach-outs whose window opened, decides the follow-ups due, checks the bounce guard, then
+//! sends what is due through the channel port. Every step is first recorded as events (a planned
+//! send with its idempotency key, or the typed reason a customer is not sent), then performed,
+//! then its outcome recorded (`MessageSent`). A crash at any point leaves either a decision not
+//! yet performed (performed after restart; the channel recognises a key it already has) or
+//! nothing at all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use battleplan_core::campaign::{CampaignState, Status};
+use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata};
+use battleplan_core::outreach::decide::{self, Dispatch};
+use battleplan_core::outreach::events::{stream_of, MessageSent, OutreachEvent};
+use battleplan_core::outreach::port::{Channel, Delivery, Message};
+use battleplan_core::outreach::render::Renderer;
+use battleplan_core::plan::model::ChannelKind;
+use battleplan_core::plan::template::on_deep_stack;
+use battleplan_core::plan::Plan;
+use battleplan_core::task::{due_reminders, next_reminder_at, TaskEvent};
+use chrono::{DateTime, Duration, Utc};
+
+use crate::projection::Campaigns;
+use crate::runtime::{derived_command_id, HandleError, Runtime};
+
+pub const ACTOR: &str = "system:dispatcher";
+
+/// Sends decided and handed to the channel at a time.
+pub const DISPATCH_BATCH: usize = 500;
+
+/// Events in one append: small enough to stay one chunk of the store.
+const APPEND_EVENTS: usize = 200;
+
+/// How long to wait before trying a channel that failed again.
+const RETRY_AFTER_SECONDS: i64 = 30;
+
+/// What a step did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    pub planned: u64,
+    pub not_sent: u64,
+    pub sent: u64,
+    pub follow_ups: u64,
+    pub staff: u64,
+}
+
+impl Activity {
+    pub fn is_empty(&self) -> bool {
+        *self == Activity::default()
+    }
+}
+
+pub struct Dispatcher {
+    runtime: Runtime,
+    channel: Arc<dyn Channel>,
+    plans: HashMap<String, (String, usize, Arc<Plan>)>,
+    retry_at: Option<DateTime<Utc>>,
+    pub total: Activity,
+}
+
+impl Dispatcher {
+    pub fn new(runtime: Runtime, channel: Arc<dyn Channel>) -> Dispatcher {
+        Dispatcher {
+            runtime,
+            channel,
+            plans: HashMap::new(),
+            retry_at: None,
+            total: Activity::default(),
+        }
+    }
+
+    /// The plan in force for a campaign, with its shifting pauses applied.
+    async fn plan_of(
+        &mut self,
+        id: &str,
+        state: &CampaignState,
+    ) -> Result<Option<Arc<Plan>>, HandleError> {
+        if state.plan_version == 0 {
+            return Ok(None);
+        }
+        if let Some((digest, shifts, plan)) = self.plans.get(id) {
+            if *digest == state.plan_digest && *shifts == state.shifts.len() {
+                return Ok(Some(plan.clone()));
+            }
+        }
+        let Some(plan) = crate::audience::plan_in_force(&self.runtime, id).await? else {
+            return Ok(None);
+        };
+        let plan = Arc::new(decide::shifted(&plan, &state.shifts));
+        self.plans.insert(
+            id.to_string(),
+            (state.plan_digest.clone(), state.shifts.len(), plan.clone()),
+        );
+        Ok(Some(plan))
+    }
+
+    /// Does everything due at `now` for every campaign.
+    pub async fn step(
+        &mut self,
+        campaigns: &Campaigns,
+        now: DateTime<Utc>,
+    ) -> Result<Activity, HandleError> {
+        if self.retry_at.is_some_and(|at| now < at) {
+            return Ok(Activity::default());
+        }
+        self.retry_at = None;
+        catch_up(&self.runtime).await?;
+        let mut activity = Activity::default();
+        for (id, state) in &campaigns.states {
+            let Some(plan) = self.plan_of(id, state).await? else {
+                continue;
+            };
+            self.campaign_step(&plan, state, now, &mut activity).await?;
+        }
+        self.staff_step(now, &mut activity).await?;
+        self.total.planned += activity.planned;
+        self.total.not_sent += activity.not_sent;
+        self.total.sent += activity.sent;
+        self.total.follow_ups += activity.follow_ups;
+        self.total.staff += activity.staff;
+        Ok(activity)
+    }
+
+    async fn campaign_step(
+        &mut self,
+        plan: &Arc<Plan>,
+        state: &CampaignState,
+        now: DateTime<Utc>,
+        activity: &mut Activity,
+    ) -> Result<(), HandleError> {
+        let campaign = plan.campaign.id.clone();
+        // 0. Task reminders and escalations due (not while paused, not after the end).
+        if matches!(state.status, Status::Scheduled | Status::Running { .. }) {
+            let reminders = {
+                let boards = self.runtime.boards.lock().await;
+                due_reminders(plan, &boards.board(&campaign), now)
+            };
+            if !reminders.is_empty() {
+                self.record_tasks(&campaign, reminders, now).await?;
+            }
+        }
+        // 1. Reach-outs whose window opened.
+        let due: Vec<String> = {
+            let outreach = self.runtime.outreach.lock().await;
+            decide::reach_outs_due(plan, state, &outreach, now)
+                .into_iter()
+                .map(|reach_out| reach_out.id.clone())
+                .collect()
+        };
+        for reach_out in due {
+            let events = {
+                let book = self.runtime.customers.lock().await;
+                let outreach = self.runtime.outreach.lock().await;
+                decide::plan_reach_out(plan, state, &book, &outreach, &reach_out, now)
+            };
+            let events = match events {
+                Ok(events) => events,
+                Err(message) => {
+                    tracing::warn!(
+                        "{campaign}: reach-out {reach_out} cannot be planned: {message}"
+                    );
+                    continue;
+                }
+            };
+            let (planned, not_sent) = count(&events);
+            tracing::info!(
+                "{campaign}: reach-out {reach_out} planned: {planned} send(s), {not_sent} not sent"
+            );
+            self.record(&campaign, events, now).await?;
+            activity.planned += planned;
+            activity.not_sent += not_sent;
+        }
+        // 2. Follow-ups due.
+        let events = {
+            let book = self.runtime.customers.lock().await;
+            let outreach = self.runtime.outreach.lock().await;
+            decide::follow_ups_due(plan, state, &book, &outreach, now)
+        };
+        if !events.is_empty() {
+            let (planned, not_sent) = count(&events);
+            activity.follow_ups += planned;
+            activity.not_sent += not_sent;
+            tracing::info!(
+                "{campaign}: follow-ups: {planned} planned, {} decided otherwise",
+                events.len() as u64 - planned
+            );
+            self.record(&campaign, events, now).await?;
+        }
+        // 3. The bounce guard, then what is due, a batch at a time (the guard looked at again
+        //    after each, so a bad list is stopped mid-way).
+        loop {
+            self.guard(plan, now).await?;
+            let dispatch = {
+                let book = self.runtime.customers.lock().await;
+                let outreach = self.runtime.outreach.lock().await;
+                let plan = plan.as_ref();
+                let book = &*book;
+                let outreach = &*outreach;
+                on_deep_stack(move || {
+                    let renderer = Renderer::new(plan);
+                    decide::dispatch(plan, state, book, outreach, &renderer, now, DISPATCH_BATCH)
+                })
+                .unwrap_or_default()
+            };
+            if dispatch.not_sent.is_empty() && dispatch.messages.is_empty() {
+                return Ok(());
+            }
+            activity.not_sent += dispatch.not_sent.len() as u64;
+            match self.send(&campaign, dispatch, now).await? {
+                Some(sent) => {
+                    activity.sent += sent;
+                    tracing::info!("{campaign}: sent a batch of {sent} message(s)");
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    async fn guard(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<(), HandleError> {
+        let events = {
+            let outreach = self.runtime.outreach.lock().await;
+            decide::bounce_guard(plan, &outreach)
+        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in &events {
+            if let OutreachEvent::ChannelPaused(paused) = event {
+                tracing::warn!(
+                    "{}: channel {} paused by the bounce guard: {} of {} bounced (over {})",
+                    paused.campaign,
+                    paused.channel,
+                    paused.bounced,
+                    paused.sent,
+                    paused.threshold
+                );
+            }
+        }
+        self.record(&plan.campaign.id, events, now).await
+    }
+
+    /// Records the sends given up, hands the messages to the channel, records what went.
+    /// `None` when the channel failed (tried again later).
+    async fn send(
+        &mut self,
+        campaign: &str,
+        dispatch: Dispatch,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, HandleError> {
+        let Dispatch {
+            not_sent,
+            messages,
+            phases,
+        } = dispatch;
+        if !not_sent.is_empty() {
+            self.record(campaign, not_sent, now).await?;
+        }
+        if messages.is_empty() {
+            return Ok(Some(0));
+        }
+        let deliveries = match self.channel.deliver(&messages).await {
+            Ok(deliveries) => deliveries,
+            Err(error) => {
+                tracing::warn!("{campaign}: {error}; trying again in {RETRY_AFTER_SECONDS} s");
+                self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
+                return Ok(None);
+            }
+        };
+        let events: Vec<OutreachEvent> = messages
+            .iter()
+            .zip(deliveries)
+            .zip(phases)
+            .map(|((message, delivery), (phase, stage))| {
+                OutreachEvent::MessageSent(MessageSent {
+                    key: message.key.clone(),
+                    campaign: message.campaign.clone(),
+                    channel: message.channel.clone(),
+                    kind: message.kind,
+                    reach_out: message.reach_out.clone(),
+                    to: message.to.clone(),
+                    template: message.template.clone(),
+                    template_version: message.template_version,
+                    phase,
+                    stage,
+                    duplicate: delivery == Delivery::AlreadySent,
+                })
+            })
+            .collect();
+        let sent = events.len() as u64;
+        self.record(campaign, events, now).await?;
+        Ok(Some(sent))
+    }
+
+    /// Messages to staff (task reminders, notices) due now.
+    async fn staff_step(
+        &mut self,
+        now: DateTime<Utc>,
+        activity: &mut Activity,
+    ) -> Result<(), HandleError> {
+        let messages: Vec<Message> = {
+            let outreach = self.runtime.outreach.lock().await;
+            outreach
+                .staff_pending()
+                .filter(|message| message.at <= now)
+                .map(|message| Message {
+                    key: message.key.clone(),
+                    campaign: message.campaign.clone(),
+                    channel: "staff".to_string(),
+                    kind: ChannelKind::Console,
+                    to: message.role.clone(),
+                    address: message.members.clone(),
+                    from: None,
+                    subject: Some(message.subject.clone()),
+                    body: message.body.clone(),
+                    template: None,
+                    template_version: None,
+                    reach_out: None,
+                    attempt: None,
+                    at: now,
+                })
+                .collect()
+        };
+        for message in &messages {
+            tracing::info!(
+                "{}: to {} ({}): {}",
+                message.campaign,
+                message.to,
+                message.address.join(", "),
+                message.subject.as_deref().unwrap_or("")
+            );
+        }
+        let mut by_campaign: std::collections::BTreeMap<String, Vec<Message>> =
+            std::collections::BTreeMap::new();
+        for message in messages {
+            by_campaign
+                .entry(message.campaign.clone())
+                .or_default()
+                .push(message);
+        }
+        for (campaign, messages) in by_campaign {
+            let count = messages.len();
+            let dispatch = Dispatch {
+                not_sent: Vec::new(),
+                phases: vec![(None, None); count],
+                messages,
+            };
+            if let Some(sent) = self.send(&campaign, dispatch, now).await? {
+                activity.staff += sent;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next instant something is due for the outbox, after `now`.
+    pub async fn next_due(
+        &mut self,
+        campaigns: &Campaigns,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, HandleError> {
+        let mut best: Option<DateTime<Utc>> = self.retry_at;
+        let mut consider = |at: DateTime<Utc>| best = Some(best.map_or(at, |b| b.min(at)));
+        for (id, state) in &campaigns.states {
+            if matches!(state.status, Status::Draft) {
+                continue;
+            }
+            let Some(plan) = self.plan_of(id, state).await? else {
+                continue;
+            };
+            {
+                let outreach = self.runtime.outreach.lock().await;
+                if let Some(at) = decide::next_due(&plan, state, &outreach, now) {
+                    consider(at);
+                }
+            }
+            if matches!(state.status, Status::Scheduled | Status::Running { .. }) {
+                let boards = self.runtime.boards.lock().await;
+                if let Some(at) = next_reminder_at(&plan, &boards.board(id), now) {
+                    consider(at);
+                }
+            }
+        }
+        {
+            let outreach = self.runtime.outreach.lock().await;
+            if let Some(at) = outreach.staff_pending().map(|m| m.at).min() {
+                consider(at);
+            }
+        }
+        // Whatever could not be done now is looked at again a moment later, never in a loop.
+        Ok(best.map(|at| {
+            if at <= now {
+                now + Duration::seconds(1)
+            } else {
+                at
+            }
+        }))
+    }
+
+    /// Records reminders on the campaign's task stream (sent by the staff step).
+    async fn record_tasks(
+        &self,
+        campaign: &str,
+        reminders: Vec<battleplan_core::task::ReminderPlanned>,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandleError> {
+        let stream = battleplan_core::task::stream_of(campaign)
+            .map_err(battleplan_core::campaign::Rejection)?;
+        for chunk in reminders.chunks(APPEND_EVENTS) {
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for reminder in chunk {
+                tracing::info!(
+                    "{campaign}: reminder {} to {}{}",
+                    reminder.key,
+                    reminder.role,
+                    if reminder.late_by_ms > 60_000 {
+                        format!(
+                            ", {} late",
+                            battleplan_core::campaign::timeline::human_duration(
+                                reminder.late_by_ms
+                            )
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                encoded.push(
+                    TaskEvent::ReminderPlanned(reminder.clone())
+                        .encode(EventId(self.runtime.ids.next_id(now)))?,
+                );
+            }
+            let words = format!(
+                "reminders|{campaign}|{}|{}|{}",
+                chunk[0].key,
+                chunk[chunk.len() - 1].key,
+                chunk.len()
+            );
+            self.runtime
+                .store
+                .append(Append {
+                    stream: stream.clone(),
+                    expected: ExpectedVersion::Any,
+                    events: encoded,
+                    metadata: Metadata {
+                        actor: crate::scheduler::ACTOR.to_string(),
+                        command_id: CommandId(derived_command_id(&words)),
+                        causation_id: None,
+                        correlation_id: None,
+                        reason: None,
+                    },
+                    recorded_at: now,
+                })
+                .await?;
+        }
+        catch_up(&self.runtime).await
+    }
+
+    /// Appends events to the campaign's outreach stream, a chunk at a time, and catches the
+    /// projections up. Each chunk's command id is derived from its content, so a chunk retried
+    /// after an uncertain failure is recorded once.
+    async fn record(
+        &self,
+        campaign: &str,
+        events: Vec<OutreachEvent>,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandleError> {
+        let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
+        for chunk in events.chunks(APPEND_EVENTS) {
+            let mut encoded = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                encoded.push(event.encode(EventId(self.runtime.ids.next_id(now)))?);
+            }
+            let words = format!(
+                "outreach|{campaign}|{}|{}|{}|{}",
+                label(&chunk[0]),
+                label(&chunk[chunk.len() - 1]),
+                chunk.len(),
+                now.timestamp_millis()
+            );
+            let append = Append {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Any,
+                events: encoded,
+                metadata: Metadata {
+                    actor: ACTOR.to_string(),
+                    command_id: CommandId(derived_command_id(&words)),
+                    causation_id: None,
+                    correlation_id: None,
+                    reason: None,
+                },
+                recorded_at: now,
+            };
+            self.runtime.store.append(append).await?;
+        }
+        catch_up(&self.runtime).await
+    }
+}
+
+fn label(event: &OutreachEvent) -> String {
+    match event {
+        OutreachEvent::SendPlanned(e) => format!("planned:{}", e.key),
+        OutreachEvent::NotSent(e) => format!("not-sent:{}", e.key),
+        OutreachEvent::ReachOutPlanned(e) => format!("reach-out:{}", e.reach_out),
+        OutreachEvent::MessageSent(e) => format!("sent:{}", e.key),
+        OutreachEvent::FollowUpStopped(e) => format!("stopped:{}", e.after_key),
+        OutreachEvent::ChannelPaused(e) => format!("paused:{}:{}", e.channel, e.sent),
+        OutreachEvent::ChannelResumed(e) => format!("resumed:{}", e.channel),
+        OutreachEvent::NoticePlanned(e) => format!("notice:{}", e.key),
+    }
+}
+
+fn count(events: &[OutreachEvent]) -> (u64, u64) {
+    let planned = events
+        .iter()
+        .filter(|e| matches!(e, OutreachEvent::SendPlanned(_)))
+        .count() as u64;
+    let not_sent = events
+        .iter()
+        .filter(|e| matches!(e, OutreachEvent::NotSent(_)))
+        .count() as u64;
+    (planned, not_sent)
+}
+
+/// Brings the customer book and the outbox up to the log's durable head, in one pass.
+pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
+    let mut book = runtime.customers.lock().await;
+    let mut outreach = runtime.outreach.lock().await;
+    let mut boards = runtime.boards.lock().await;
+    let mut from = book.position.min(outreach.position).min(boards.position);
+    loop {
+        let events = runtime.store.read_all(from, 10_000).await?;
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        from = last.position;
+        for event in &events {
+            book.apply_recorded(event)?;
+            outreach.apply_recorded(event)?;
+            boards.apply_recorded(event, &mut outreach)?;
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The projections the dispatcher and the people's commands share, besides the customer book and
+//! the outbox: each campaign's task board, and the funnel. Caught up from the log in the same
+//! pass as the book (`dispatcher::catch_up`).
+
+use std::collections::BTreeMap;
+
+use battleplan_core::campaign::EventMeta;
+use battleplan_core::customer::events::CustomerEvent;
+use battleplan_core::event::upcast::PayloadError;
+use battleplan_core::event::{Position, RecordedEvent};
+use battleplan_core::funnel::Funnel;
+use battleplan_core::outreach::state::StaffMessage;
+use battleplan_core::outreach::{Outreach, OutreachEvent};
+use battleplan_core::task::{ReminderKind, ReminderPlanned, TaskBoard, TaskEvent};
+
+#[derive(Debug, Default)]
+pub struct Boards {
+    pub position: Position,
+    pub boards: BTreeMap<String, TaskBoard>,
+    pub funnel: Funnel,
+}
+
+impl Boards {
+    pub fn board(&self, campaign: &str) -> TaskBoard {
+        self.boards
+            .get(campaign)
+            .cloned()
+            .unwrap_or_else(|| TaskBoard::new(campaign))
+    }
+
+    /// Applies one event; reminders also wait in the outbox until sent.
+    pub fn apply_recorded(
+        &mut self,
+        event: &RecordedEvent,
+        outreach: &mut Outreach,
+    ) -> Result<(), PayloadError> {
+        if event.position <= self.position {
+            return Ok(());
+        }
+        self.position = event.position;
+        match event.event_type.as_str() {
+            "TaskDone" | "ReminderPlanned" => {
+                if let Some(decoded) = TaskEvent::decode(event)? {
+                    if let TaskEvent::ReminderPlanned(reminder) = &decoded {
+                        outreach.staff_planned(staff_message(reminder, event));
+                    }
+                    let campaign = decoded.campaign().to_string();
+                    self.boards
+                        .entry(campaign.clone())
+                        .or_insert_with(|| TaskBoard::new(&campaign))
+                        .apply(&decoded, &EventMeta::of(event));
+                }
+            }
+            "SendPlanned" | "NotSent" | "MessageSent" => match OutreachEvent::decode(event)? {
+                Some(OutreachEvent::SendPlanned(planned)) if planned.attempt == 1 => {
+                    if let Some(phase) = planned.phase {
+                        self.funnel
+                            .considered(&planned.campaign, &planned.customer, phase);
+                    }
+                }
+                Some(OutreachEvent::NotSent(not_sent)) if not_sent.attempt == 1 => {
+                    if let Some(phase) = not_sent.phase {
+                        self.funnel
+                            .considered(&not_sent.campaign, &not_sent.customer, phase);
+                    }
+                }
+                Some(OutreachEvent::MessageSent(sent)) => {
+                    if let (Some(_), Some(phase)) = (&sent.reach_out, sent.phase) {
+                        self.funnel.reached(
+                            &sent.campaign,
+                            &sent.to,
+                            event.recorded_at,
+                            phase,
+                            sent.stage.as_deref(),
+                        );
+                    }
+                }
+                _ => {}
+            },
+            "OutcomeRecorded" | "CustomerRecorded" => match CustomerEvent::decode(event)? {
+                Some(CustomerEvent::OutcomeRecorded(outcome)) => self.funnel.outcome(&outcome),
+                Some(CustomerEvent::CustomerRecorded(customer)) => {
+                    if let Some(orders) = customer.orders.filter(|orders| *orders > 0) {
+                        self.funnel.prior_orders(&customer.customer, orders);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A reminder as the staff outbox sends it.
+fn staff_message(reminder: &ReminderPlanned, event: &RecordedEvent) -> StaffMessage {
+    let due = reminder.due.to_rfc3339();
+    let subject = match reminder.kind {
+        ReminderKind::Lead { .. } => format!("Reminder: {} (due {due})", reminder.title),
+        ReminderKind::Due => format!("Due now: {}", reminder.title),
+        ReminderKind::Escalation => format!(
+            "Escalation: {} ({} role) is overdue since {due}",
+            reminder.title, reminder.task
+        ),
+    };
+    let body = format!(
+        "{}\nTask {} of campaign {}, due {due}.\nWhen it is done: battleplan task done {} --campaign {} --actor YOU",
+        reminder.title, reminder.occurrence, reminder.campaign, reminder.occurrence, reminder.campaign
+    );
+    StaffMessage {
+        key: reminder.key.clone(),
+        campaign: reminder.campaign.clone(),
+        role: reminder.role.clone(),
+        members: reminder.members.clone(),
+        subject,
+        body,
+        at: event.recorded_at,
+    }
+}
