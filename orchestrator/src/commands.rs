@@ -300,7 +300,7 @@ async fn status(
     };
     // For one campaign, the boss's view: each stage target against what was measured.
     let targets = match campaign {
-        Some(id) => crate::tasks::targets_text(runtime, id, json).await?,
+        Some(id) => crate::tasks::targets_text(runtime, id).await?,
         None => None,
     };
     if json {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use battleplan_core::campaign::{CampaignState, Status};
-use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata};
+use battleplan_core::event::EventId;
 use battleplan_core::outreach::decide::{self, Dispatch};
 use battleplan_core::outreach::events::{stream_of, MessageSent, OutreachEvent};
 use battleplan_core::outreach::port::{Channel, Delivery, Message};
@@ -435,20 +435,14 @@ impl Dispatcher {
                 chunk.len()
             );
             self.runtime
-                .store
-                .append(Append {
-                    stream: stream.clone(),
-                    expected: ExpectedVersion::Any,
-                    events: encoded,
-                    metadata: Metadata {
-                        actor: crate::scheduler::ACTOR.to_string(),
-                        command_id: CommandId(derived_command_id(&words)),
-                        causation_id: None,
-                        correlation_id: None,
-                        reason: None,
-                    },
-                    recorded_at: now,
-                })
+                .record(
+                    stream.clone(),
+                    encoded,
+                    crate::scheduler::ACTOR,
+                    None,
+                    derived_command_id(&words),
+                    now,
+                )
                 .await?;
         }
         catch_up(&self.runtime).await
@@ -476,20 +470,16 @@ impl Dispatcher {
                 chunk.len(),
                 now.timestamp_millis()
             );
-            let append = Append {
-                stream: stream.clone(),
-                expected: ExpectedVersion::Any,
-                events: encoded,
-                metadata: Metadata {
-                    actor: ACTOR.to_string(),
-                    command_id: CommandId(derived_command_id(&words)),
-                    causation_id: None,
-                    correlation_id: None,
-                    reason: None,
-                },
-                recorded_at: now,
-            };
-            self.runtime.store.append(append).await?;
+            self.runtime
+                .record(
+                    stream.clone(),
+                    encoded,
+                    ACTOR,
+                    None,
+                    derived_command_id(&words),
+                    now,
+                )
+                .await?;
         }
         catch_up(&self.runtime).await
     }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata};
+use battleplan_core::event::EventId;
 use battleplan_core::outreach::events::{stream_of, ChannelResumed};
 use battleplan_core::outreach::state::SendStatus;
 use battleplan_core::outreach::OutreachEvent;
@@ -242,20 +242,14 @@ pub async fn resume_channel(
         channel: channel.to_string(),
     });
     runtime
-        .store
-        .append(Append {
+        .record(
             stream,
-            expected: ExpectedVersion::Any,
-            events: vec![event.encode(EventId(runtime.ids.next_id(now)))?],
-            metadata: Metadata {
-                actor: actor.to_string(),
-                command_id: CommandId(command_id.unwrap_or_else(|| runtime.ids.next_id(now))),
-                causation_id: None,
-                correlation_id: None,
-                reason: Some(reason.to_string()),
-            },
-            recorded_at: now,
-        })
+            vec![event.encode(EventId(runtime.ids.next_id(now)))?],
+            actor,
+            Some(reason.to_string()),
+            command_id.unwrap_or_else(|| runtime.ids.next_id(now)),
+            now,
+        )
         .await?;
     crate::dispatcher::catch_up(runtime).await?;
     Ok(Reply::ok(format!(

@@ -10,8 +10,8 @@ use battleplan_core::campaign::{
 use battleplan_core::context::{Clock, IdSource};
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::event::{
-    Append, Checkpoints, CommandId, EventLog, ExpectedVersion, Metadata, RecordedEvent, StoreError,
-    StreamVersion,
+    Append, AppendOutcome, Checkpoints, CommandId, EventLog, ExpectedVersion, Metadata, NewEvent,
+    RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 use battleplan_core::outreach::Outreach;
 use uuid::Uuid;
@@ -239,6 +239,38 @@ impl Runtime {
             state,
             repeated: true,
         }))
+    }
+}
+
+impl Runtime {
+    /// Appends events to a stream whatever its version: the outbox's and the task streams'
+    /// facts, which no decision on the stream's own state guards (one dispatcher decides them,
+    /// and people's commands check the projections first).
+    pub async fn record(
+        &self,
+        stream: StreamId,
+        events: Vec<NewEvent>,
+        actor: &str,
+        reason: Option<String>,
+        command_id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<AppendOutcome, HandleError> {
+        Ok(self
+            .store
+            .append(Append {
+                stream,
+                expected: ExpectedVersion::Any,
+                events,
+                metadata: Metadata {
+                    actor: actor.to_string(),
+                    command_id: CommandId(command_id),
+                    causation_id: None,
+                    correlation_id: None,
+                    reason,
+                },
+                recorded_at: now,
+            })
+            .await?)
     }
 }
 

@@ -2,7 +2,7 @@
 //! done` (recorded with actor and note; reminders for it stop), and `funnel` (potential ->
 //! reached -> handshake -> order -> repurchase, per campaign and phase).
 
-use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata};
+use battleplan_core::event::EventId;
 use battleplan_core::funnel::{funnel_json, render_funnel};
 use battleplan_core::task::{self, board_json, decide_done, render_board, Filter, TaskEvent};
 use chrono::{DateTime, Utc};
@@ -117,26 +117,16 @@ pub async fn done(runtime: &Runtime, request: &TaskDoneRequest) -> Result<Reply,
     let now = runtime.clock.now();
     let stream = task::stream_of(&campaign).map_err(battleplan_core::campaign::Rejection)?;
     let outcome = runtime
-        .store
-        .append(Append {
+        .record(
             stream,
-            expected: ExpectedVersion::Any,
-            events: vec![
-                TaskEvent::TaskDone(decided.clone()).encode(EventId(runtime.ids.next_id(now)))?
-            ],
-            metadata: Metadata {
-                actor: request.actor.clone(),
-                command_id: CommandId(
-                    request
-                        .command_id
-                        .unwrap_or_else(|| runtime.ids.next_id(now)),
-                ),
-                causation_id: None,
-                correlation_id: None,
-                reason: request.note.clone(),
-            },
-            recorded_at: now,
-        })
+            vec![TaskEvent::TaskDone(decided.clone()).encode(EventId(runtime.ids.next_id(now)))?],
+            &request.actor,
+            request.note.clone(),
+            request
+                .command_id
+                .unwrap_or_else(|| runtime.ids.next_id(now)),
+            now,
+        )
         .await?;
     crate::dispatcher::catch_up(runtime).await?;
     let repeated = if outcome.deduplicated {
@@ -174,9 +164,7 @@ pub async fn funnel(runtime: &Runtime, campaign: &str, json: bool) -> Result<Rep
 pub async fn targets_text(
     runtime: &Runtime,
     campaign: &str,
-    json: bool,
 ) -> Result<Option<serde_json::Value>, HandleError> {
-    let _ = json;
     let Some(plan) = crate::audience::plan_in_force(runtime, campaign).await? else {
         return Ok(None);
     };

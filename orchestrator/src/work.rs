@@ -38,20 +38,20 @@ impl Boards {
             return Ok(());
         }
         self.position = event.position;
-        match event.event_type.as_str() {
-            "TaskDone" | "ReminderPlanned" => {
-                if let Some(decoded) = TaskEvent::decode(event)? {
-                    if let TaskEvent::ReminderPlanned(reminder) = &decoded {
-                        outreach.staff_planned(staff_message(reminder, event));
-                    }
-                    let campaign = decoded.campaign().to_string();
-                    self.boards
-                        .entry(campaign.clone())
-                        .or_insert_with(|| TaskBoard::new(&campaign))
-                        .apply(&decoded, &EventMeta::of(event));
+        let kind = event.event_type.as_str();
+        if TaskEvent::holds(kind) {
+            if let Some(decoded) = TaskEvent::decode(event)? {
+                if let TaskEvent::ReminderPlanned(reminder) = &decoded {
+                    outreach.staff_planned(staff_message(reminder, event));
                 }
+                let campaign = decoded.campaign().to_string();
+                self.boards
+                    .entry(campaign.clone())
+                    .or_insert_with(|| TaskBoard::new(&campaign))
+                    .apply(&decoded, &EventMeta::of(event));
             }
-            "SendPlanned" | "NotSent" | "MessageSent" => match OutreachEvent::decode(event)? {
+        } else if OutreachEvent::holds(kind) {
+            match OutreachEvent::decode(event)? {
                 Some(OutreachEvent::SendPlanned(planned)) if planned.attempt == 1 => {
                     if let Some(phase) = planned.phase {
                         self.funnel
@@ -76,8 +76,9 @@ impl Boards {
                     }
                 }
                 _ => {}
-            },
-            "OutcomeRecorded" | "CustomerRecorded" => match CustomerEvent::decode(event)? {
+            }
+        } else if CustomerEvent::holds(kind) {
+            match CustomerEvent::decode(event)? {
                 Some(CustomerEvent::OutcomeRecorded(outcome)) => self.funnel.outcome(&outcome),
                 Some(CustomerEvent::CustomerRecorded(customer)) => {
                     if let Some(orders) = customer.orders.filter(|orders| *orders > 0) {
@@ -85,8 +86,7 @@ impl Boards {
                     }
                 }
                 _ => {}
-            },
-            _ => {}
+            }
         }
         Ok(())
     }

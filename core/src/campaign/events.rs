@@ -6,8 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::revision::Outline;
 use super::timeline::{Shift, Step, Timeline};
-use crate::event::upcast::{self, EventPayload, PayloadError};
-use crate::event::{EventId, NewEvent, RecordedEvent};
+use crate::event::RecordedEvent;
 
 /// The first version of a plan: the campaign exists and is scheduled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,58 +91,9 @@ pub struct CampaignCancelled {
     pub from: Option<Step>,
 }
 
-macro_rules! payloads {
-    ($($name:ident),* $(,)?) => {
-        $(impl EventPayload for $name {
-            const EVENT_TYPE: &'static str = stringify!($name);
-            const SCHEMA_VERSION: u16 = 1;
-        })*
-
-        /// Every event of a campaign's stream.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum CampaignEvent {
-            $($name($name),)*
-        }
-
-        impl CampaignEvent {
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $(CampaignEvent::$name(_) => $name::EVENT_TYPE,)*
-                }
-            }
-
-            pub fn encode(&self, event_id: EventId) -> Result<NewEvent, PayloadError> {
-                match self {
-                    $(CampaignEvent::$name(payload) => upcast::encode(event_id, payload),)*
-                }
-            }
-
-            /// The campaign event a recorded event holds; `None` for other kinds of event.
-            pub fn decode(event: &RecordedEvent) -> Result<Option<CampaignEvent>, PayloadError> {
-                $(if event.event_type == $name::EVENT_TYPE {
-                    return upcast::decode::<$name>(event).map(|p| Some(CampaignEvent::$name(p)));
-                })*
-                Ok(None)
-            }
-
-            /// The payload as JSON, for people and exports.
-            pub fn to_json(&self) -> serde_json::Value {
-                match self {
-                    $(CampaignEvent::$name(payload) => serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),)*
-                }
-            }
-        }
-    };
-}
-
-payloads!(
-    PlanApplied,
-    PlanRevised,
-    PhaseEntered,
-    CampaignPaused,
-    CampaignResumed,
-    CampaignCompleted,
-    CampaignCancelled,
+crate::event::upcast::event_enum!(
+    /// Every event of a campaign's stream.
+    CampaignEvent { PlanApplied, PlanRevised, PhaseEntered, CampaignPaused, CampaignResumed, CampaignCompleted, CampaignCancelled }
 );
 
 /// What `evolve` reads from an event's envelope: when, by whom, and why.

@@ -27,7 +27,7 @@ pub type Sym = u32;
 /// The instant of a fact that never happened.
 pub const NEVER: i64 = i64::MIN;
 
-const DAY_MS: i64 = 86_400_000;
+pub const DAY_MS: i64 = 86_400_000;
 
 /// The lifecycle rules of DOMAIN.md, in days.
 pub const POTENTIAL_ACTIVE_DAYS: i64 = 180;
@@ -350,7 +350,7 @@ impl CustomerBook {
         if event.position <= self.position {
             return Ok(());
         }
-        if CustomerEvent::is_customer_event(&event.event_type) {
+        if CustomerEvent::holds(&event.event_type) {
             // Rows belong to the import of their stream, even one resumed after another import.
             if let Some(short) = event.stream.as_str().strip_prefix("import-") {
                 if self
@@ -369,7 +369,7 @@ impl CustomerBook {
             if let Some(decoded) = CustomerEvent::decode(event)? {
                 self.apply(&decoded, event.recorded_at);
             }
-        } else if event.event_type == "MessageSent" {
+        } else if event.event_type == <crate::outreach::events::MessageSent as crate::event::upcast::EventPayload>::EVENT_TYPE {
             if let Some(crate::outreach::OutreachEvent::MessageSent(sent)) =
                 crate::outreach::OutreachEvent::decode(event)?
             {

@@ -6,8 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::event::upcast::{self, EventPayload, PayloadError};
-use crate::event::{EventId, NewEvent, RecordedEvent, StreamId};
+use crate::event::StreamId;
 use crate::plan::model::{Activity, ChannelKind, CustomerSource};
 use crate::plan::values::Money;
 
@@ -194,60 +193,9 @@ pub struct OutcomeRecorded {
     pub message: Option<String>,
 }
 
-macro_rules! payloads {
-    ($($name:ident),* $(,)?) => {
-        $(impl EventPayload for $name {
-            const EVENT_TYPE: &'static str = stringify!($name);
-            const SCHEMA_VERSION: u16 = 1;
-        })*
-
-        /// Every event of an import stream.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum CustomerEvent {
-            $($name($name),)*
-        }
-
-        impl CustomerEvent {
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $(CustomerEvent::$name(_) => $name::EVENT_TYPE,)*
-                }
-            }
-
-            pub fn encode(&self, event_id: EventId) -> Result<NewEvent, PayloadError> {
-                match self {
-                    $(CustomerEvent::$name(payload) => upcast::encode(event_id, payload),)*
-                }
-            }
-
-            /// The customer event a recorded event holds; `None` for other kinds of event.
-            pub fn decode(event: &RecordedEvent) -> Result<Option<CustomerEvent>, PayloadError> {
-                $(if event.event_type == $name::EVENT_TYPE {
-                    return upcast::decode::<$name>(event).map(|p| Some(CustomerEvent::$name(p)));
-                })*
-                Ok(None)
-            }
-
-            /// Whether a recorded event is one of these, without decoding it.
-            pub fn is_customer_event(event_type: &str) -> bool {
-                $(event_type == $name::EVENT_TYPE ||)* false
-            }
-
-            /// The payload as JSON, for people and exports.
-            pub fn to_json(&self) -> serde_json::Value {
-                match self {
-                    $(CustomerEvent::$name(payload) => serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),)*
-                }
-            }
-        }
-    };
-}
-
-payloads!(
-    ImportStarted,
-    CustomerRecorded,
-    OutcomeRecorded,
-    ImportFinished
+crate::event::upcast::event_enum!(
+    /// Every event of an import stream.
+    CustomerEvent { ImportStarted, CustomerRecorded, OutcomeRecorded, ImportFinished }
 );
 
 /// The stream of the import of a file with this digest (hex): `import-` and 32 hex digits.

@@ -97,3 +97,65 @@ pub fn to_json(event: &RecordedEvent) -> Result<serde_json::Value, PayloadError>
         detail: error.to_string(),
     })
 }
+
+/// Declares the payloads of one kind of stream (schema version 1 each) and the enum of them, with
+/// `event_type`, `encode`, `decode` (`None` for events of other kinds), `holds` (whether an event
+/// type is one of these, without decoding) and `to_json`.
+macro_rules! event_enum {
+    ($(#[$meta:meta])* $enum:ident { $($name:ident),* $(,)? }) => {
+        $(impl $crate::event::upcast::EventPayload for $name {
+            const EVENT_TYPE: &'static str = stringify!($name);
+            const SCHEMA_VERSION: u16 = 1;
+        })*
+
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum $enum {
+            $($name($name),)*
+        }
+
+        impl $enum {
+            pub fn event_type(&self) -> &'static str {
+                use $crate::event::upcast::EventPayload as _;
+                match self {
+                    $($enum::$name(_) => $name::EVENT_TYPE,)*
+                }
+            }
+
+            pub fn encode(
+                &self,
+                event_id: $crate::event::EventId,
+            ) -> Result<$crate::event::NewEvent, $crate::event::upcast::PayloadError> {
+                match self {
+                    $($enum::$name(payload) => $crate::event::upcast::encode(event_id, payload),)*
+                }
+            }
+
+            /// The event a recorded event holds; `None` for other kinds of event.
+            pub fn decode(
+                event: &$crate::event::RecordedEvent,
+            ) -> Result<Option<$enum>, $crate::event::upcast::PayloadError> {
+                use $crate::event::upcast::EventPayload as _;
+                $(if event.event_type == $name::EVENT_TYPE {
+                    return $crate::event::upcast::decode::<$name>(event).map(|p| Some($enum::$name(p)));
+                })*
+                Ok(None)
+            }
+
+            /// Whether an event type is one of these, without decoding it.
+            pub fn holds(event_type: &str) -> bool {
+                use $crate::event::upcast::EventPayload as _;
+                $(event_type == $name::EVENT_TYPE ||)* false
+            }
+
+            /// The payload as JSON, for people and exports.
+            pub fn to_json(&self) -> serde_json::Value {
+                match self {
+                    $($enum::$name(payload) => serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),)*
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use event_enum;

@@ -48,7 +48,7 @@
 use chrono::{DateTime, Utc};
 use rustc_hash::FxHashMap;
 
-use crate::customer::book::FUNNEL_DAYS;
+use crate::customer::book::{DAY_MS, FUNNEL_DAYS};
 use crate::customer::events::{OutcomeKind, OutcomeRecorded};
 use crate::plan::model::{
     LifecycleStage, Metric, MetricKind, PhaseKind, Plan, TargetValue, Window,
@@ -59,7 +59,6 @@ mod render;
 
 pub use render::{funnel_json, render_funnel, render_targets, targets_json};
 
-const DAY_MS: i64 = 86_400_000;
 /// How long after a reach a reply or an order counts against it.
 const SPAN_MS: i64 = FUNNEL_DAYS * DAY_MS;
 /// The campaign symbol of an outcome that names none.

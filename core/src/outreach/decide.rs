@@ -551,7 +551,7 @@ fn follow_up_not_sent(
 pub struct Dispatch {
     pub not_sent: Vec<OutreachEvent>,
     pub messages: Vec<Message>,
-    /// For each message, the `MessageSent` to record once the channel took it.
+    /// For each message, the phase and stage it went in (recorded with its `MessageSent`).
     pub phases: Vec<(Option<PhaseKind>, Option<String>)>,
 }
 
@@ -587,12 +587,10 @@ pub fn dispatch(
             continue;
         }
         let is_held = held(state, outreach, campaign, &planned.channel);
-        if planned.at > now && !(is_held || state.is_terminal()) {
-            // Pending sends are in order of their instant; held ones are looked at for their
-            // window's end.
-            if !is_held {
-                continue;
-            }
+        // Not due yet; held sends are looked at for their window's end, and a campaign that
+        // ended gives up everything at once.
+        if planned.at > now && !is_held && !state.is_terminal() {
+            continue;
         }
         let give_up = |reason: NotSentReason| {
             OutreachEvent::NotSent(NotSent {

@@ -8,8 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::customer::eligibility::Exclusion;
 use crate::customer::quota::Unplaced;
-use crate::event::upcast::{self, EventPayload, PayloadError};
-use crate::event::{EventId, NewEvent, RecordedEvent, StreamId};
+use crate::event::StreamId;
 use crate::plan::model::{ChannelKind, FollowUpTrigger, PhaseKind, StopOn};
 
 /// The stream of a campaign's outbox: `outreach-<campaign>`.
@@ -286,61 +285,7 @@ pub struct NoticePlanned {
     pub body: String,
 }
 
-macro_rules! payloads {
-    ($($name:ident),* $(,)?) => {
-        $(impl EventPayload for $name {
-            const EVENT_TYPE: &'static str = stringify!($name);
-            const SCHEMA_VERSION: u16 = 1;
-        })*
-
-        /// Every event of an outreach stream.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum OutreachEvent {
-            $($name($name),)*
-        }
-
-        impl OutreachEvent {
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $(OutreachEvent::$name(_) => $name::EVENT_TYPE,)*
-                }
-            }
-
-            pub fn encode(&self, event_id: EventId) -> Result<NewEvent, PayloadError> {
-                match self {
-                    $(OutreachEvent::$name(payload) => upcast::encode(event_id, payload),)*
-                }
-            }
-
-            /// The outreach event a recorded event holds; `None` for other kinds of event.
-            pub fn decode(event: &RecordedEvent) -> Result<Option<OutreachEvent>, PayloadError> {
-                $(if event.event_type == $name::EVENT_TYPE {
-                    return upcast::decode::<$name>(event).map(|p| Some(OutreachEvent::$name(p)));
-                })*
-                Ok(None)
-            }
-
-            pub fn is_outreach_event(event_type: &str) -> bool {
-                $(event_type == $name::EVENT_TYPE ||)* false
-            }
-
-            /// The payload as JSON, for people and exports.
-            pub fn to_json(&self) -> serde_json::Value {
-                match self {
-                    $(OutreachEvent::$name(payload) => serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),)*
-                }
-            }
-        }
-    };
-}
-
-payloads!(
-    SendPlanned,
-    NotSent,
-    ReachOutPlanned,
-    MessageSent,
-    FollowUpStopped,
-    ChannelPaused,
-    ChannelResumed,
-    NoticePlanned,
+crate::event::upcast::event_enum!(
+    /// Every event of an outreach stream.
+    OutreachEvent { SendPlanned, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned }
 );

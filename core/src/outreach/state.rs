@@ -95,11 +95,13 @@ impl Outreach {
         if event.position <= self.position {
             return Ok(());
         }
-        if OutreachEvent::is_outreach_event(&event.event_type) {
+        if OutreachEvent::holds(&event.event_type) {
             if let Some(decoded) = OutreachEvent::decode(event)? {
                 self.apply(&decoded, event.recorded_at);
             }
-        } else if event.event_type == "OutcomeRecorded" {
+        } else if event.event_type
+            == <OutcomeRecorded as crate::event::upcast::EventPayload>::EVENT_TYPE
+        {
             if let Some(crate::customer::events::CustomerEvent::OutcomeRecorded(outcome)) =
                 crate::customer::events::CustomerEvent::decode(event)?
             {

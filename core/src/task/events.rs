@@ -6,8 +6,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::campaign::timeline::{human_duration, local};
-use crate::event::upcast::{self, EventPayload, PayloadError};
-use crate::event::{EventId, NewEvent, RecordedEvent};
 
 /// Which reminder of an occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -82,51 +80,10 @@ pub struct ReminderPlanned {
     pub superseded: u32,
 }
 
-macro_rules! payloads {
-    ($($name:ident),* $(,)?) => {
-        $(impl EventPayload for $name {
-            const EVENT_TYPE: &'static str = stringify!($name);
-            const SCHEMA_VERSION: u16 = 1;
-        })*
-
-        /// Every event of a `tasks-<campaign>` stream.
-        #[derive(Debug, Clone, PartialEq, Eq)]
-        pub enum TaskEvent {
-            $($name($name),)*
-        }
-
-        impl TaskEvent {
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $(TaskEvent::$name(_) => $name::EVENT_TYPE,)*
-                }
-            }
-
-            pub fn encode(&self, event_id: EventId) -> Result<NewEvent, PayloadError> {
-                match self {
-                    $(TaskEvent::$name(payload) => upcast::encode(event_id, payload),)*
-                }
-            }
-
-            /// The task event a recorded event holds; `None` for other kinds of event.
-            pub fn decode(event: &RecordedEvent) -> Result<Option<TaskEvent>, PayloadError> {
-                $(if event.event_type == $name::EVENT_TYPE {
-                    return upcast::decode::<$name>(event).map(|p| Some(TaskEvent::$name(p)));
-                })*
-                Ok(None)
-            }
-
-            /// The payload as JSON, for people and exports.
-            pub fn to_json(&self) -> serde_json::Value {
-                match self {
-                    $(TaskEvent::$name(payload) => serde_json::to_value(payload).unwrap_or(serde_json::Value::Null),)*
-                }
-            }
-        }
-    };
-}
-
-payloads!(TaskDone, ReminderPlanned);
+crate::event::upcast::event_enum!(
+    /// Every event of a `tasks-<campaign>` stream.
+    TaskEvent { TaskDone, ReminderPlanned }
+);
 
 impl TaskEvent {
     /// The campaign the event belongs to.
