@@ -1,0 +1,142 @@
+//! What the team reads while the campaign runs, from the real binary: the task board (all of it,
+//! and one role's), the funnel and `status` with the stage targets against actuals, after the
+//! September festival has run under a virtual clock from its prep into the burst with 2,000
+//! generated customers and the outcomes that came back. insta snapshots of each.
+
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
+use battleplan_tests::{run_in, Daemon, Run};
+use chrono::{DateTime, Utc};
+
+const APPLIED_AT: &str = "2026-08-01T00:00:00Z";
+const IMPORTED_AT: &str = "2026-08-20T00:00:00+08:00";
+/// Mid-way through the burst's early stage.
+const NOW: &str = "2026-09-05T12:00:00+08:00";
+
+fn bp(dir: &Path, arguments: &[&str]) -> Run {
+    let mut all = vec!["--data", "data"];
+    all.extend_from_slice(arguments);
+    run_in(dir, &all)
+}
+
+fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+fn instant(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn options(as_of: &str) -> Options {
+    Options {
+        count: 2_000,
+        seed: 11,
+        as_of: instant(as_of),
+        format: FileFormat::Csv,
+    }
+}
+
+/// The festival applied, its customers imported, run from before the prep to `NOW` under a
+/// virtual clock, and the outcomes of its messages imported at `NOW`.
+fn festival_until_now(dir: &Path) {
+    ok(run_in(dir, &["init", "--out", "plan.toml"]));
+    ok(bp(
+        dir,
+        &["plan", "apply", "plan.toml", "--clock-at", APPLIED_AT],
+    ));
+    let mut customers = Vec::new();
+    write_customers(&mut customers, options(IMPORTED_AT)).unwrap();
+    std::fs::write(dir.join("customers.csv"), customers).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "customers.csv",
+            "--actor",
+            "li.na",
+            "--clock-at",
+            IMPORTED_AT,
+        ],
+    ));
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--simulate",
+            "--clock-at",
+            IMPORTED_AT,
+            "--until",
+            NOW,
+        ],
+    );
+    let (code, log) = daemon.finish();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+    let mut outcomes = Vec::new();
+    write_outcomes(&mut outcomes, options(NOW)).unwrap();
+    std::fs::write(dir.join("outcomes.csv"), outcomes).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "outcomes",
+            "import",
+            "outcomes.csv",
+            "--actor",
+            "li.na",
+            "--clock-at",
+            NOW,
+        ],
+    ));
+}
+
+#[test]
+fn the_board_the_funnel_and_the_targets_mid_burst() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    festival_until_now(dir);
+
+    let board = ok(bp(
+        dir,
+        &["tasks", "--due-before", "2026-09-08", "--clock-at", NOW],
+    ))
+    .stdout;
+    insta::assert_snapshot!("task_board", board);
+    let boss = ok(bp(dir, &["tasks", "--role", "boss", "--clock-at", NOW])).stdout;
+    insta::assert_snapshot!("task_board_boss", boss);
+    let funnel = ok(bp(
+        dir,
+        &["funnel", "sept-festival-2026", "--clock-at", NOW],
+    ))
+    .stdout;
+    insta::assert_snapshot!("funnel", funnel);
+    let status = ok(bp(
+        dir,
+        &["status", "sept-festival-2026", "--clock-at", NOW],
+    ))
+    .stdout;
+    insta::assert_snapshot!("status_with_targets", status);
+
+    // The funnel as JSON, for the tools that read it.
+    let json: serde_json::Value = serde_json::from_str(
+        &ok(bp(
+            dir,
+            &["funnel", "sept-festival-2026", "--json", "--clock-at", NOW],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    insta::assert_snapshot!("funnel_json", serde_json::to_string_pretty(&json).unwrap());
+}
