@@ -197,18 +197,7 @@ fn limit_words(limit: Option<DayLimit>) -> &'static str {
     }
 }
 
-/// `1234567` as `1,234,567`.
-fn grouped(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+use battleplan_core::plan::values::grouped;
 
 fn total_cost(audience: &Audience) -> battleplan_core::plan::values::Money {
     battleplan_core::plan::values::Money::from_minor(

@@ -21,6 +21,7 @@ use battleplan_orchestrator::control;
 use battleplan_orchestrator::daemon::{self, Opened, RunOptions};
 use battleplan_orchestrator::import::{self, ImportRequest};
 use battleplan_orchestrator::runtime::Runtime;
+use battleplan_orchestrator::scenario;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -85,6 +86,18 @@ pub struct ActArguments {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Rehearse the September festival with 10,000 generated customers under a virtual clock,
+    /// in a new directory, and print what happened: the place to start.
+    Demo {
+        /// Where to write the run (a new or empty directory); a temporary one when left out.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Scenarios: a plan, customers and a script of outside inputs, run under a virtual clock.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
     /// Write the example plan: the September procurement festival, every section commented.
     Init {
         /// Where to write it.
@@ -208,6 +221,19 @@ pub enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScenarioCommand {
+    /// Run a scenario file (docs/scenarios.md) with the real orchestrator under a virtual clock:
+    /// prints the timeline and writes the log, the outbox and the captures to --out.
+    Run {
+        /// The scenario file.
+        file: PathBuf,
+        /// Where to write the run (a new or empty directory); a temporary one when left out.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -361,6 +387,10 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         )
     };
     match arguments.command {
+        Command::Demo { out } => demo(out),
+        Command::Scenario {
+            command: ScenarioCommand::Run { file, out },
+        } => scenario_run(&file, out),
         Command::Init { out, force } => init(&out, force),
         Command::Validate { plan, json } => validate(&plan, json),
         Command::Plan {
@@ -959,6 +989,133 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(USER_ERROR)
     })
+}
+
+/// The output directory of a scenario's run: the one given, or a new temporary one that is
+/// kept (the user reads it next).
+fn scenario_output(out: Option<PathBuf>, prefix: &str) -> anyhow::Result<scenario::Output> {
+    let dir = match out {
+        Some(dir) => dir,
+        None => tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .context("creating a temporary directory")?
+            .keep(),
+    };
+    Ok(scenario::Output { dir })
+}
+
+/// Runs a loaded scenario with a progress bar on a terminal.
+fn run_scenario(
+    loaded: &battleplan_scenarios::scenario::Loaded,
+    output: &scenario::Output,
+) -> anyhow::Result<Result<scenario::Finished, scenario::ScenarioError>> {
+    let window = &loaded.scenario.run;
+    let span = (window.until - window.from).num_minutes().max(1) as u64;
+    let bar = indicatif::ProgressBar::new(span);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let zone_words = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+    let progress = |at: DateTime<Utc>| {
+        bar.set_position((at - window.from).num_minutes().clamp(0, span as i64) as u64);
+        bar.set_message(format!("simulated to {}", zone_words(at)));
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let finished = tokio.block_on(scenario::run(loaded, output, &progress));
+    bar.finish_and_clear();
+    Ok(finished)
+}
+
+fn scenario_failed(error: scenario::ScenarioError) -> anyhow::Result<ExitCode> {
+    match error {
+        scenario::ScenarioError::Invalid(message) => Ok(user_error(message)),
+        other => Err(anyhow::anyhow!("the scenario stopped: {other}")),
+    }
+}
+
+/// `battleplan scenario run FILE [--out DIR]`.
+fn scenario_run(file: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let loaded = match battleplan_scenarios::scenario::load(file) {
+        Ok(loaded) => loaded,
+        Err(message) => return Ok(user_error(message)),
+    };
+    if let Some(dir) = &out {
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Ok(user_error(format_args!(
+                "{} is not empty; give a new directory with --out",
+                dir.display()
+            )));
+        }
+    }
+    let output = scenario_output(out, "battleplan-scenario-")?;
+    match run_scenario(&loaded, &output)? {
+        Ok(finished) => {
+            print!("{}", finished.report);
+            println!(
+                "\n{} events, head hash {}; the run is in {} (data: {})",
+                finished.events,
+                finished.head_hash,
+                output.dir.display(),
+                output.data().display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => scenario_failed(error),
+    }
+}
+
+/// `battleplan demo`: the shipped September festival scenario, and where to look next.
+fn demo(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use battleplan_scenarios::scenario::{load_text, DEMO, SHIPPED};
+    let Some((name, text)) = SHIPPED.iter().find(|(name, _)| *name == DEMO) else {
+        return Err(anyhow::anyhow!(
+            "the demo scenario is missing from this build"
+        ));
+    };
+    let here = std::env::current_dir().context("reading the current directory")?;
+    let loaded = match load_text(text, Path::new(name), &here) {
+        Ok(loaded) => loaded,
+        Err(message) => return Err(anyhow::anyhow!("the demo scenario: {message}")),
+    };
+    if let Some(dir) = &out {
+        if dir.exists()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Ok(user_error(format_args!(
+                "{} is not empty; give a new directory with --out",
+                dir.display()
+            )));
+        }
+    }
+    let output = scenario_output(out, "battleplan-demo-")?;
+    eprintln!(
+        "Rehearsing the September festival with 10,000 generated customers under a virtual clock in {} ...",
+        output.dir.display()
+    );
+    match run_scenario(&loaded, &output)? {
+        Ok(finished) => {
+            print!("{}", finished.report);
+            let data = output.data();
+            let data = data.display();
+            println!(
+                "\nThe log ({} events, head hash {}) is in {data}. Ask it what happened:\n  battleplan --data {data} history {}\n  battleplan --data {data} funnel {}\n  battleplan --data {data} audit verify",
+                finished.events, finished.head_hash, finished.campaign, finished.campaign
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => scenario_failed(error),
+    }
 }
 
 fn count_words(errors: usize, warnings: usize) -> String {

@@ -13,6 +13,7 @@ pub mod import;
 pub mod outreach;
 pub mod projection;
 pub mod runtime;
+pub mod scenario;
 pub mod scheduler;
 pub mod tasks;
 pub mod work;

@@ -57,6 +57,8 @@ pub struct Scheduler {
     refused: HashSet<(String, DateTime<Utc>)>,
     summary: Summary,
     dispatcher: Option<Dispatcher>,
+    /// Until the first step after `start`: what fires is caught up after downtime.
+    starting: bool,
 }
 
 impl Scheduler {
@@ -71,6 +73,7 @@ impl Scheduler {
             refused: HashSet::new(),
             summary: Summary::default(),
             dispatcher: None,
+            starting: false,
         }
     }
 
@@ -169,13 +172,36 @@ impl Scheduler {
         mut self,
         mut shutdown: watch::Receiver<bool>,
     ) -> Result<Summary, HandleError> {
+        self.start().await?;
+        self.steps(&mut shutdown).await
+    }
+
+    /// What a daemon does when it starts: the stored campaigns projection, caught up with the
+    /// log. The first step after it catches up every overdue step.
+    pub async fn start(&mut self) -> Result<(), HandleError> {
         self.campaigns = Campaigns::load(self.runtime.store.as_ref()).await?;
         let ids: Vec<String> = self.campaigns.states.keys().cloned().collect();
         for id in ids {
             self.update(&id);
         }
         self.catch_up().await?;
-        let mut starting = true;
+        self.starting = true;
+        Ok(())
+    }
+
+    /// A started, simulated scheduler moved on to `until`: every step and send due up to and
+    /// including it, in order, the clock jumping from one to the next (the scenario runner's
+    /// discrete-event loop). Returns what the run has done so far.
+    pub async fn advance_to(&mut self, until: DateTime<Utc>) -> Result<Summary, HandleError> {
+        self.until = Some(until);
+        let (_keep, mut shutdown) = watch::channel(false);
+        self.steps(&mut shutdown).await
+    }
+
+    async fn steps(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Summary, HandleError> {
         loop {
             let now = self.runtime.clock.now();
             while let Some((at, id)) = self.dues.first().cloned() {
@@ -184,19 +210,19 @@ impl Scheduler {
                 }
                 let late = (now - at).num_milliseconds();
                 self.fire(&id).await?;
-                if starting {
+                if self.starting {
                     self.summary.caught_up += 1;
                     tracing::debug!("{id}: caught up a step {} late", human_duration(late));
                 }
             }
             let work_due = self.dispatch(now).await?;
-            if starting {
+            if self.starting {
                 tracing::info!(
                     "caught up: {} overdue step(s) recorded; {} campaign(s) watched",
                     self.summary.caught_up,
                     self.campaigns.states.len()
                 );
-                starting = false;
+                self.starting = false;
             }
             if *shutdown.borrow() {
                 return Ok(self.summary);

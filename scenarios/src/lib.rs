@@ -1,7 +1,6 @@
-//! Scenario files (a plan, customers and a script of outside inputs over time) and the runner
-//! that drives the real orchestrator under a manual clock.
-//!
-//! So far: deterministic customer and outcome files for the example plan (`customers`, and the
-//! `generate-customers` binary). The runner comes next.
+//! Scenario files (a plan, customers and a script of outside inputs over time) and the
+//! deterministic customer and outcome files they generate. The runner that drives the real
+//! orchestrator under a manual clock is `battleplan_orchestrator::scenario`.
 
 pub mod customers;
+pub mod scenario;

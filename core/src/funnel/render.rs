@@ -147,18 +147,7 @@ pub(super) fn money_text(money: Money, currency: &str) -> String {
     )
 }
 
-/// `1,234,567`.
-pub(super) fn grouped(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub(super) use crate::plan::values::grouped;
 
 /// A fraction as a percentage with one decimal: `0.035` is `3.5%`.
 fn percent(fraction: f64) -> String {

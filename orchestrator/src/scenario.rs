@@ -1,0 +1,1121 @@
+//! The scenario runner: a discrete-event simulation of a battle plan with the real orchestrator.
+//! The same command handler, scheduler, projections and dispatcher as `battleplan run`, under a
+//! manual clock and seeded ids, stepping from one due instant to the next (no sleeping). The
+//! script's outside inputs (outcomes, people's commands, plan revisions, downtime) are applied
+//! at their instants exactly as the command line would apply them; the captures are the same
+//! commands' output at their instants. Running a scenario twice gives the same log, byte for
+//! byte (the same head hash).
+//!
+//! The scenario format is `battleplan_scenarios::scenario` (docs/scenarios.md).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use battleplan_adapters::outbox::FileOutbox;
+use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::campaign::timeline::local;
+use battleplan_core::campaign::{CampaignEvent, EventMeta};
+use battleplan_core::context::{Clock as _, ManualClock, SeededIds};
+use battleplan_core::customer::events::{CustomerEvent, ImportKind};
+use battleplan_core::customer::quota::cost_of;
+use battleplan_core::customer::row::OUTCOME_COLUMNS;
+use battleplan_core::event::{Position, RecordedEvent};
+use battleplan_core::outreach::events::OutreachEvent;
+use battleplan_core::outreach::state::SendStatus;
+use battleplan_core::plan::values::{grouped, Money};
+use battleplan_core::plan::{Plan, EXAMPLE_PLAN};
+use battleplan_core::task::events::{ReminderKind, TaskEvent};
+use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
+use battleplan_scenarios::scenario::{self, Action, Loaded, OutcomeInput};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+
+use crate::commands::{self, Action as Act, Remote, Reply};
+use crate::import::{self, ImportRequest};
+use crate::runtime::{HandleError, Runtime};
+use crate::scheduler::{Scheduler, Timing};
+
+/// Where a scenario's run is written.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The directory: `data/` (the store, the outbox), `plan.toml`, the imported files,
+    /// `timeline.txt`, `report.txt` and `captures/`.
+    pub dir: PathBuf,
+}
+
+impl Output {
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+}
+
+/// What a scenario's run produced.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The report: what the scenario demonstrates, the timeline, the captures and the summary.
+    pub report: String,
+    /// Events in the log, and the hash of the last (the whole log's fingerprint).
+    pub events: u64,
+    pub head_hash: String,
+    pub campaign: String,
+}
+
+/// A scenario that could not run: its file, or a step the orchestrator refused unexpectedly.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The scenario is wrong (its file, a plan edit, a capture that fails): exit 2.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Handle(#[from] HandleError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Progress as the run goes: the virtual clock's instant.
+pub type Progress<'a> = &'a (dyn Fn(DateTime<Utc>) + Sync);
+
+/// One line of the timeline: when, who or what, what.
+#[derive(Debug, Clone)]
+struct Line {
+    at: DateTime<Utc>,
+    order: u64,
+    who: String,
+    what: String,
+}
+
+/// Runs a loaded scenario into `output.dir` (which must not exist or be empty).
+pub async fn run(
+    loaded: &Loaded,
+    output: &Output,
+    progress: Progress<'_>,
+) -> Result<Finished, ScenarioError> {
+    prepare(&output.dir)?;
+    let scenario = &loaded.scenario;
+    let plan_text = match scenario.plan.file.as_str() {
+        "example" => EXAMPLE_PLAN.to_string(),
+        relative => std::fs::read_to_string(loaded.resolve(relative)).map_err(|error| {
+            ScenarioError::Invalid(format!(
+                "{}: plan: cannot read {relative}: {error}",
+                loaded.path.display()
+            ))
+        })?,
+    };
+    let plan_text = scenario::edit(&plan_text, &scenario.plan.edits).map_err(|message| {
+        ScenarioError::Invalid(format!("{}: plan: {message}", loaded.path.display()))
+    })?;
+    let plan = checked_plan(&plan_text).map_err(|message| {
+        ScenarioError::Invalid(format!("{}: plan: {message}", loaded.path.display()))
+    })?;
+    let campaign = plan.campaign.id.clone();
+    let store = SledEventLog::open(&output.data(), StoreOptions::default())
+        .map_err(|error| ScenarioError::Io(format!("opening the scenario's store: {error}")))?;
+    let clock = Arc::new(ManualClock::new(scenario.plan.apply_at));
+    let ids = Arc::new(SeededIds::new(scenario.seed));
+    let store: Arc<dyn crate::runtime::Store> = Arc::new(store);
+    let fresh_runtime = || Runtime::new(store.clone(), clock.clone(), ids.clone());
+    let mut runner = Runner {
+        output: output.clone(),
+        runtime: fresh_runtime(),
+        clock: clock.clone(),
+        campaign: campaign.clone(),
+        plan_text,
+        plan,
+        notes: Vec::new(),
+        captures: String::new(),
+        files: 0,
+    };
+
+    // The plan, the customers and their past outcomes, as a promo manager would set them up.
+    write(&output.dir.join("plan.toml"), runner.plan_text.as_bytes())?;
+    runner
+        .expect(
+            "plan",
+            Remote::ApplyPlan {
+                file_name: "plan.toml".into(),
+                source: runner.plan_text.clone(),
+                actor: scenario.plan.actor.clone(),
+                reason: None,
+                command_id: None,
+            },
+        )
+        .await?;
+    if let Some(customers) = &scenario.customers {
+        clock.set(customers.import_at);
+        let path = match (customers.generate, &customers.file) {
+            (Some(count), _) => {
+                let mut bytes = Vec::new();
+                write_customers(
+                    &mut bytes,
+                    Options {
+                        count,
+                        seed: scenario.seed,
+                        as_of: customers.import_at,
+                        format: FileFormat::Csv,
+                    },
+                )
+                .map_err(|error| ScenarioError::Io(error.to_string()))?;
+                let path = output.dir.join("customers.csv");
+                write(&path, &bytes)?;
+                path
+            }
+            (None, Some(file)) => loaded.resolve(file),
+            (None, None) => return Err(ScenarioError::Invalid("customers: no source".into())),
+        };
+        runner
+            .import(ImportKind::Customers, &path, &customers.actor)
+            .await?;
+    }
+    if let Some(outcomes) = &scenario.outcomes {
+        clock.set(outcomes.import_at);
+        let path = match (&outcomes.file, &scenario.customers) {
+            (Some(file), _) => loaded.resolve(file),
+            (None, Some(customers)) => {
+                let mut bytes = Vec::new();
+                write_outcomes(
+                    &mut bytes,
+                    Options {
+                        count: customers.generate.unwrap_or(0),
+                        seed: scenario.seed,
+                        as_of: outcomes.import_at,
+                        format: FileFormat::Csv,
+                    },
+                )
+                .map_err(|error| ScenarioError::Io(error.to_string()))?;
+                let path = output.dir.join("outcomes.csv");
+                write(&path, &bytes)?;
+                path
+            }
+            (None, None) => return Err(ScenarioError::Invalid("outcomes: no source".into())),
+        };
+        runner
+            .import(ImportKind::Outcomes, &path, &outcomes.actor)
+            .await?;
+    }
+
+    // The daemon starts at `run.from` and runs to each input in turn, a day at a time.
+    clock.set(scenario.run.from);
+    let outbox = Arc::new(FileOutbox::new(output.data().join("outbox")));
+    let start = |runtime: &Runtime| {
+        Scheduler::new(runtime.clone(), Timing::Simulated(clock.clone()), None)
+            .with_outbox(outbox.clone())
+    };
+    let mut scheduler = Some(start(&runner.runtime));
+    if let Some(scheduler) = scheduler.as_mut() {
+        scheduler.start().await?;
+    }
+    let mut down_until: Option<DateTime<Utc>> = None;
+    let mut steps = loaded.steps.iter().peekable();
+    loop {
+        let next_step = steps.peek().map(|step| step.instant);
+        let target = next_step.unwrap_or(scenario.run.until);
+        // A downtime that ends before the next input: the daemon restarts at its end.
+        if let Some(until) = down_until.filter(|until| *until <= target) {
+            clock.set(until);
+            // A restarted daemon: nothing in memory, everything from the log.
+            runner.runtime = fresh_runtime();
+            let mut restarted = start(&runner.runtime);
+            restarted.start().await?;
+            let summary = restarted.advance_to(until).await?;
+            runner.note_first(
+                until,
+                "daemon",
+                format!(
+                    "restarts after downtime and catches up: {} overdue step(s) recorded",
+                    summary.caught_up
+                ),
+            );
+            scheduler = Some(restarted);
+            down_until = None;
+        }
+        if let Some(scheduler) = scheduler.as_mut() {
+            // A day at a time, so that progress can be shown; the steps are the same.
+            let mut now = clock.now();
+            while now < target {
+                let to = (now + Duration::days(1)).min(target);
+                scheduler.advance_to(to).await?;
+                progress(to);
+                now = to;
+            }
+            scheduler.advance_to(target).await?;
+        } else {
+            clock.set(target.max(clock.now()));
+        }
+        progress(target);
+        let Some(step) = steps.next() else { break };
+        clock.set(step.instant);
+        match &step.action {
+            Action::Down { until } => {
+                runner.note(
+                    step.instant,
+                    "daemon",
+                    format!("stops (down until {})", runner.local(*until)),
+                );
+                scheduler = None;
+                down_until = Some(*until);
+            }
+            action => runner.apply(step.instant, action).await?,
+        }
+    }
+    if let Some(until) = down_until {
+        runner.note(
+            scenario.run.until,
+            "daemon",
+            format!(
+                "still down at the end of the run (it was to restart at {})",
+                runner.local(until)
+            ),
+        );
+    }
+    drop(scheduler);
+    crate::dispatcher::catch_up(&runner.runtime).await?;
+
+    let events = read_log(runner.runtime.store.as_ref()).await?;
+    let head_hash = events
+        .last()
+        .map(|event| hex(&event.hash))
+        .unwrap_or_default();
+    let timeline = runner.timeline(&events);
+    write(&output.dir.join("timeline.txt"), timeline.as_bytes())?;
+    let summary = runner.summary(&events, scenario.run.until).await?;
+    let mut report = String::new();
+    let _ = writeln!(report, "Scenario: {}", scenario.name);
+    for line in scenario.demonstrates.trim().lines() {
+        let _ = writeln!(report, "  {}", line.trim_end());
+    }
+    let _ = writeln!(
+        report,
+        "Campaign {campaign} in {}; seed {}; run from {} to {}; {} events in the log.",
+        runner.plan.campaign.time_zone.name(),
+        scenario.seed,
+        runner.local(scenario.run.from),
+        runner.local(scenario.run.until),
+        events.len()
+    );
+    let _ = writeln!(report, "\nTimeline ({}):", runner.plan.campaign.time_zone);
+    report.push_str(&timeline);
+    if !runner.captures.is_empty() {
+        report.push_str(&runner.captures);
+    }
+    report.push_str(&summary);
+    write(&output.dir.join("report.txt"), report.as_bytes())?;
+    Ok(Finished {
+        report,
+        events: events.len() as u64,
+        head_hash,
+        campaign,
+    })
+}
+
+struct Runner {
+    output: Output,
+    runtime: Runtime,
+    clock: Arc<ManualClock>,
+    campaign: String,
+    /// The plan in force, as text and checked.
+    plan_text: String,
+    plan: Plan,
+    /// Lines the log does not hold: downtime, refused inputs.
+    notes: Vec<Line>,
+    captures: String,
+    /// Files written for inputs so far (their names are numbered).
+    files: usize,
+}
+
+impl Runner {
+    fn zone(&self) -> Tz {
+        self.plan.campaign.time_zone
+    }
+
+    fn local(&self, at: DateTime<Utc>) -> String {
+        local(self.zone(), at)
+    }
+
+    /// A line the log does not hold, after the events recorded at its instant.
+    fn note(&mut self, at: DateTime<Utc>, who: &str, what: String) {
+        self.notes.push(Line {
+            at,
+            order: u64::MAX,
+            who: who.to_string(),
+            what,
+        });
+    }
+
+    /// A line the log does not hold, before the events recorded at its instant.
+    fn note_first(&mut self, at: DateTime<Utc>, who: &str, what: String) {
+        self.notes.push(Line {
+            at,
+            order: 0,
+            who: who.to_string(),
+            what,
+        });
+    }
+
+    /// Runs a command that must succeed.
+    async fn expect(&mut self, what: &str, remote: Remote) -> Result<Reply, ScenarioError> {
+        let reply = commands::execute(&self.runtime, remote).await;
+        if reply.code != 0 {
+            return Err(ScenarioError::Invalid(format!(
+                "{what} at {}: {}{}",
+                self.local(self.clock.now()),
+                reply.stderr.trim_end(),
+                reply.stdout.trim_end()
+            )));
+        }
+        Ok(reply)
+    }
+
+    /// Runs a person's command; a refusal is part of the story, noted in the timeline.
+    async fn attempt(&mut self, at: DateTime<Utc>, who: &str, what: &str, remote: Remote) {
+        let reply = commands::execute(&self.runtime, remote).await;
+        if reply.code != 0 {
+            let message = reply
+                .stderr
+                .trim()
+                .trim_start_matches("battleplan: ")
+                .to_string();
+            self.note(at, who, format!("{what} refused: {message}"));
+        }
+    }
+
+    async fn import(
+        &mut self,
+        kind: ImportKind,
+        path: &Path,
+        actor: &str,
+    ) -> Result<(), ScenarioError> {
+        let path =
+            std::path::absolute(path).map_err(|error| ScenarioError::Io(error.to_string()))?;
+        let file_name = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let reply = import::run(
+            &self.runtime,
+            ImportRequest {
+                kind,
+                path,
+                file_name: file_name.clone(),
+                format: battleplan_adapters::import::Format::Csv,
+                skip_bad_rows: false,
+                actor: actor.to_string(),
+                json: false,
+            },
+        )
+        .await;
+        if reply.code != 0 {
+            return Err(ScenarioError::Invalid(format!(
+                "importing {file_name}: {}",
+                reply.stderr.trim_end()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn apply(&mut self, at: DateTime<Utc>, action: &Action) -> Result<(), ScenarioError> {
+        let campaign = self.campaign.clone();
+        let act = |action: Act, by: &scenario::Act| Remote::Act {
+            campaign: campaign.clone(),
+            action,
+            actor: by.actor.clone(),
+            reason: Some(by.reason.clone()),
+            command_id: None,
+        };
+        match action {
+            Action::Outcomes(input) => self.outcomes(at, input).await?,
+            Action::Pause(by) => {
+                self.attempt(at, &by.actor, "pause", act(Act::Pause, by))
+                    .await
+            }
+            Action::Resume(by) => {
+                self.attempt(at, &by.actor, "resume", act(Act::Resume, by))
+                    .await
+            }
+            Action::Advance(by) => {
+                self.attempt(at, &by.actor, "advance", act(Act::Advance, by))
+                    .await
+            }
+            Action::Cancel(by) => {
+                self.attempt(at, &by.actor, "cancel", act(Act::Cancel, by))
+                    .await
+            }
+            Action::Revise(revise) => {
+                let text = scenario::edit(&self.plan_text, &revise.edits)
+                    .map_err(|message| ScenarioError::Invalid(format!("revise: {message}")))?;
+                let plan = checked_plan(&text)
+                    .map_err(|message| ScenarioError::Invalid(format!("revise: {message}")))?;
+                self.files += 1;
+                let name = format!("plan-revision-{}.toml", self.files);
+                write(&self.output.dir.join(&name), text.as_bytes())?;
+                let reply = commands::execute(
+                    &self.runtime,
+                    Remote::ApplyPlan {
+                        file_name: name,
+                        source: text.clone(),
+                        actor: revise.actor.clone(),
+                        reason: revise.reason.clone(),
+                        command_id: None,
+                    },
+                )
+                .await;
+                if reply.code == 0 {
+                    self.plan_text = text;
+                    self.plan = plan;
+                } else {
+                    let message = reply.stderr.trim().trim_start_matches("battleplan: ");
+                    self.note(at, &revise.actor, format!("revision refused: {message}"));
+                }
+            }
+            Action::TaskDone(done) => {
+                self.attempt(
+                    at,
+                    &done.actor,
+                    "task done",
+                    Remote::TaskDone(crate::tasks::TaskDoneRequest {
+                        campaign: Some(campaign.clone()),
+                        occurrence: done.id.clone(),
+                        actor: done.actor.clone(),
+                        note: done.note.clone(),
+                        command_id: None,
+                    }),
+                )
+                .await
+            }
+            Action::ChannelResume(resume) => {
+                self.attempt(
+                    at,
+                    &resume.actor,
+                    "channel resume",
+                    Remote::ChannelResume {
+                        campaign: campaign.clone(),
+                        channel: resume.channel.clone(),
+                        actor: resume.actor.clone(),
+                        reason: resume.reason.clone(),
+                        command_id: None,
+                    },
+                )
+                .await
+            }
+            Action::Capture(what) => self.capture(at, what).await?,
+            Action::Down { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Customers answering a reach-out: written as an outcomes file and imported, as a user
+    /// would import what came back.
+    async fn outcomes(
+        &mut self,
+        at: DateTime<Utc>,
+        input: &OutcomeInput,
+    ) -> Result<(), ScenarioError> {
+        crate::dispatcher::catch_up(&self.runtime).await?;
+        // Who: the customers listed, or a share of those the reach-out has sent to, evenly.
+        let (customers, kind) = {
+            let outreach = self.runtime.outreach.lock().await;
+            let mut sent: BTreeMap<&str, (&str, String)> = BTreeMap::new();
+            for send in outreach.sends_of(&self.campaign) {
+                if send.planned.reach_out == input.reach_out
+                    && matches!(send.status, SendStatus::Sent { .. })
+                {
+                    sent.insert(
+                        send.planned.key.as_str(),
+                        (send.planned.customer.as_str(), kind_word(send.planned.kind)),
+                    );
+                }
+            }
+            let kind = sent
+                .values()
+                .next()
+                .map(|(_, kind)| kind.clone())
+                .unwrap_or_else(|| "mail".to_string());
+            let mut chosen: Vec<String> = Vec::new();
+            match input.share {
+                Some(share) => {
+                    // Each customer drawn with probability `share` from a hash of the input's
+                    // number and the customer: reproducible, and two inputs pick independently.
+                    let salt = self.files + 1;
+                    for (customer, _) in sent.values() {
+                        let hash = blake3::hash(format!("{salt}/{customer}").as_bytes());
+                        let mut word = [0u8; 8];
+                        word.copy_from_slice(&hash.as_bytes()[..8]);
+                        let draw = u64::from_le_bytes(word) as f64 / u64::MAX as f64;
+                        if draw < share && !chosen.iter().any(|c| c == customer) {
+                            chosen.push((*customer).to_string());
+                        }
+                    }
+                }
+                None => chosen.clone_from(&input.customers),
+            }
+            (chosen, kind)
+        };
+        self.files += 1;
+        let name = format!(
+            "outcomes-{:02}-{}-{}.csv",
+            self.files, input.kind, input.reach_out
+        );
+        let mut text = OUTCOME_COLUMNS.join(",");
+        text.push('\n');
+        let instant = at.to_rfc3339();
+        for customer in &customers {
+            let amount = input.amount.as_deref().unwrap_or("");
+            let channel = if input.kind == "ordered" { "" } else { &kind };
+            let _ = writeln!(
+                text,
+                "{customer},{},{instant},{},{},{channel},{amount},",
+                input.kind, self.campaign, input.reach_out
+            );
+        }
+        let path = self.output.dir.join(&name);
+        write(&path, text.as_bytes())?;
+        if customers.is_empty() {
+            self.note(
+                at,
+                "script",
+                format!(
+                    "no customer to record `{}` for: {} has sent nothing yet",
+                    input.kind, input.reach_out
+                ),
+            );
+            return Ok(());
+        }
+        self.import(ImportKind::Outcomes, &path, "script").await
+    }
+
+    async fn capture(&mut self, at: DateTime<Utc>, what: &[String]) -> Result<(), ScenarioError> {
+        let dir = self.output.dir.join("captures");
+        std::fs::create_dir_all(&dir).map_err(|error| ScenarioError::Io(error.to_string()))?;
+        for capture in what {
+            let campaign = self.campaign.clone();
+            let remote = match capture.as_str() {
+                "status" => Remote::Status {
+                    campaign: Some(campaign),
+                    json: false,
+                },
+                "tasks" => Remote::Tasks(crate::tasks::TasksQuestion {
+                    campaign: Some(campaign),
+                    role: None,
+                    // Overdue, and what is due in the next two days.
+                    due_before: Some(at + Duration::days(2)),
+                    json: false,
+                }),
+                "funnel" => Remote::Funnel {
+                    campaign,
+                    json: false,
+                },
+                "outbox" => Remote::Outbox(crate::outreach::OutboxQuestion {
+                    campaign,
+                    reach_out: None,
+                    json: false,
+                    customers: false,
+                }),
+                other => {
+                    return Err(ScenarioError::Invalid(format!(
+                        "capture `{other}` is not supported by this runner"
+                    )))
+                }
+            };
+            let reply = self.expect(capture, remote).await?;
+            let title = format!("{capture} at {}", self.local(at));
+            let _ = writeln!(self.captures, "\n== {title} ==");
+            self.captures.push_str(&reply.stdout);
+            let file = format!(
+                "{}-{}.txt",
+                at.with_timezone(&self.zone()).format("%Y-%m-%dT%H%M"),
+                capture.replace(':', "-")
+            );
+            write(&dir.join(file), reply.stdout.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The timeline in words, from the log (and the runner's notes): campaign events as they
+    /// are, the outbox and reminders summed up per reach-out and per local day.
+    fn timeline(&self, events: &[RecordedEvent]) -> String {
+        let zone = self.zone();
+        let mut lines: Vec<Line> = self.notes.clone();
+        let mut files: BTreeMap<String, String> = BTreeMap::new();
+        // Per reach-out: not-sent reasons since its last planning, and planned days.
+        let mut not_sent: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut planned_days: BTreeMap<String, BTreeMap<NaiveDate, u64>> = BTreeMap::new();
+        let mut days: BTreeMap<NaiveDate, Day> = BTreeMap::new();
+        let mut paid: BTreeMap<String, bool> = BTreeMap::new();
+        let mut role_of: BTreeMap<String, String> = BTreeMap::new();
+        for event in events {
+            let at = event.recorded_at;
+            let day = at.with_timezone(&zone).date_naive();
+            let who = event.metadata.actor.clone();
+            let mut line = |what: String| {
+                lines.push(Line {
+                    at,
+                    order: event.position.0,
+                    who: who.clone(),
+                    what,
+                })
+            };
+            if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
+                let meta = EventMeta::of(event);
+                let mut what = decoded.summary(zone);
+                if let Some(reason) = &meta.reason {
+                    let _ = write!(what, ": \"{reason}\"");
+                }
+                line(what);
+            } else if let Ok(Some(decoded)) = CustomerEvent::decode(event) {
+                match decoded {
+                    CustomerEvent::ImportStarted(started) => {
+                        files.insert(event.stream.to_string(), started.file.clone());
+                    }
+                    CustomerEvent::ImportFinished(finished) => {
+                        let file = files
+                            .get(event.stream.as_str())
+                            .cloned()
+                            .unwrap_or_default();
+                        let what = match finished.kind {
+                            ImportKind::Customers => "customers",
+                            ImportKind::Outcomes => "outcomes",
+                        };
+                        line(format!(
+                            "imported {} {what} from {file}",
+                            grouped(finished.rows)
+                        ));
+                    }
+                    _ => {}
+                }
+            } else if let Ok(Some(decoded)) = OutreachEvent::decode(event) {
+                match decoded {
+                    OutreachEvent::SendPlanned(send) => {
+                        paid.insert(send.key.clone(), send.paid);
+                        if send.attempt > 1 {
+                            days.entry(day).or_default().follow_ups_planned += 1;
+                        } else {
+                            *planned_days
+                                .entry(send.reach_out.clone())
+                                .or_default()
+                                .entry(send.day)
+                                .or_default() += 1;
+                        }
+                    }
+                    OutreachEvent::NotSent(skipped) => {
+                        if skipped.attempt > 1 || is_dispatch_reason(skipped.reason.key()) {
+                            *days
+                                .entry(day)
+                                .or_default()
+                                .held_back
+                                .entry(format!("{} {}", skipped.reach_out, skipped.reason.key()))
+                                .or_default() += 1;
+                        } else {
+                            *not_sent
+                                .entry(skipped.reach_out.clone())
+                                .or_default()
+                                .entry(skipped.reason.key().to_string())
+                                .or_default() += 1;
+                        }
+                    }
+                    OutreachEvent::ReachOutPlanned(planned) => {
+                        let reasons = not_sent.remove(&planned.reach_out).unwrap_or_default();
+                        let spread = planned_days.remove(&planned.reach_out).unwrap_or_default();
+                        let mut what = format!(
+                            "reach-out {} planned: segment {}, {} to send",
+                            planned.reach_out,
+                            grouped(planned.segment_size),
+                            grouped(planned.planned)
+                        );
+                        if let (Some(first), Some(last)) =
+                            (spread.keys().next(), spread.keys().next_back())
+                        {
+                            let _ = write!(
+                                what,
+                                " over {} day(s) ({} to {})",
+                                spread.len(),
+                                first.format("%m-%d"),
+                                last.format("%m-%d")
+                            );
+                        }
+                        let _ = write!(what, ", {} not sent", grouped(planned.not_sent));
+                        if !reasons.is_empty() {
+                            let words: Vec<String> = reasons
+                                .iter()
+                                .map(|(reason, n)| format!("{reason} {}", grouped(*n)))
+                                .collect();
+                            let _ = write!(what, " ({})", words.join(", "));
+                        }
+                        line(what);
+                    }
+                    OutreachEvent::MessageSent(sent) => {
+                        let today = days.entry(day).or_default();
+                        if sent.channel == "staff" {
+                            let role = role_of
+                                .get(&sent.key)
+                                .cloned()
+                                .unwrap_or_else(|| "staff".to_string());
+                            *today.reminders.entry(role).or_default() += 1;
+                        } else if !sent.duplicate {
+                            let counts = today.sent.entry(sent.channel.clone()).or_default();
+                            counts.0 += 1;
+                            if paid.get(&sent.key).copied().unwrap_or(false) {
+                                counts.1 += 1;
+                            }
+                        }
+                    }
+                    OutreachEvent::FollowUpStopped(stopped) => {
+                        *days
+                            .entry(day)
+                            .or_default()
+                            .follow_ups_stopped
+                            .entry(stopped.reason.key().to_string())
+                            .or_default() += 1;
+                    }
+                    OutreachEvent::ChannelPaused(paused) => line(format!(
+                        "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
+                        paused.channel,
+                        grouped(paused.bounced),
+                        grouped(paused.sent),
+                        paused.threshold
+                    )),
+                    OutreachEvent::ChannelResumed(resumed) => {
+                        let mut what = format!("channel {} resumed", resumed.channel);
+                        if let Some(reason) = &event.metadata.reason {
+                            let _ = write!(what, ": \"{reason}\"");
+                        }
+                        line(what)
+                    }
+                    OutreachEvent::NoticePlanned(notice) => {
+                        role_of.insert(notice.key.clone(), notice.role.clone());
+                    }
+                }
+            } else if let Ok(Some(decoded)) = TaskEvent::decode(event) {
+                match decoded {
+                    TaskEvent::ReminderPlanned(reminder) => {
+                        role_of.insert(reminder.key.clone(), reminder.role.clone());
+                    }
+                    TaskEvent::TaskDone(done) => {
+                        let mut what = format!("task {} done", done.occurrence);
+                        if let Some(note) = &done.note {
+                            let _ = write!(what, ": \"{note}\"");
+                        }
+                        line(what)
+                    }
+                }
+            }
+        }
+        let costs: BTreeMap<&str, _> = self
+            .plan
+            .channels
+            .iter()
+            .map(|channel| (channel.id.as_str(), channel.cost_per_1000))
+            .collect();
+        for (day, totals) in &days {
+            let Some(what) = totals.words(&costs, &self.plan.campaign.currency) else {
+                continue;
+            };
+            let end = day
+                .succ_opt()
+                .and_then(|next| next.and_hms_opt(0, 0, 0))
+                .and_then(|midnight| midnight.and_local_timezone(zone).earliest())
+                .map(|instant| instant.with_timezone(&Utc) - Duration::milliseconds(1));
+            lines.push(Line {
+                at: end.unwrap_or(DateTime::<Utc>::MAX_UTC),
+                order: u64::MAX - 1,
+                who: format!("{} total", day.format("%m-%d")),
+                what,
+            });
+        }
+        lines.sort_by_key(|line| (line.at, line.order));
+        let mut text = String::new();
+        for line in lines {
+            let when = line.at.with_timezone(&zone).format("%Y-%m-%d %H:%M");
+            let _ = writeln!(text, "{when}  {:<17} {}", line.who, line.what);
+        }
+        text
+    }
+
+    /// The end of the run in numbers: messages per day and channel with free and paid volume
+    /// and cost, reminders per role, exclusions per reach-out, the funnel, targets vs actuals.
+    async fn summary(
+        &mut self,
+        events: &[RecordedEvent],
+        at: DateTime<Utc>,
+    ) -> Result<String, ScenarioError> {
+        let zone = self.zone();
+        let mut sends: BTreeMap<(NaiveDate, String), (u64, u64)> = BTreeMap::new();
+        let mut reminders: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut reasons: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut paid: BTreeMap<String, bool> = BTreeMap::new();
+        let mut transitions = Vec::new();
+        for event in events {
+            if let Ok(Some(CampaignEvent::PhaseEntered(_))) = CampaignEvent::decode(event) {
+                transitions.push(event);
+            }
+            match OutreachEvent::decode(event) {
+                Ok(Some(OutreachEvent::SendPlanned(send))) => {
+                    paid.insert(send.key, send.paid);
+                }
+                Ok(Some(OutreachEvent::NotSent(skipped))) => {
+                    *reasons
+                        .entry(skipped.reach_out)
+                        .or_default()
+                        .entry(skipped.reason.key().to_string())
+                        .or_default() += 1;
+                }
+                Ok(Some(OutreachEvent::MessageSent(sent)))
+                    if sent.channel != "staff" && !sent.duplicate =>
+                {
+                    let day = event.recorded_at.with_timezone(&zone).date_naive();
+                    let counts = sends.entry((day, sent.channel)).or_default();
+                    counts.0 += 1;
+                    if paid.get(&sent.key).copied().unwrap_or(false) {
+                        counts.1 += 1;
+                    }
+                }
+                _ => {}
+            }
+            if let Ok(Some(TaskEvent::ReminderPlanned(reminder))) = TaskEvent::decode(event) {
+                let counts = reminders.entry(reminder.role).or_default();
+                counts.0 += 1;
+                if reminder.kind == ReminderKind::Escalation {
+                    counts.1 += 1;
+                }
+            }
+        }
+        let mut text = String::new();
+        let _ = writeln!(text, "\nSummary at {}", self.local(at));
+        let _ = writeln!(text, "\nPhase transitions: {}", transitions.len());
+        for event in transitions {
+            if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
+                let _ = writeln!(
+                    text,
+                    "  {}  {}",
+                    self.local(event.recorded_at),
+                    decoded.summary(zone)
+                );
+            }
+        }
+        let _ = writeln!(text, "\nReminders to staff, per role:");
+        for (role, (count, escalations)) in &reminders {
+            let _ = writeln!(
+                text,
+                "  {role:<8} {:>6}  ({} escalation(s))",
+                grouped(*count),
+                grouped(*escalations)
+            );
+        }
+        let currency = &self.plan.campaign.currency;
+        let _ = writeln!(
+            text,
+            "\nMessages to customers, per local day:\n  {:<10}  {:<10} {:>8} {:>8} {:>8} {:>12}",
+            "day", "channel", "sent", "free", "paid", "cost"
+        );
+        let mut total = (0u64, 0u64, 0i64);
+        for ((day, channel), (sent, paid)) in &sends {
+            let price = self
+                .plan
+                .channels
+                .iter()
+                .find(|c| &c.id == channel)
+                .and_then(|c| c.cost_per_1000);
+            let cost = cost_of(*paid, price);
+            total = (total.0 + sent, total.1 + paid, total.2 + cost.minor());
+            let _ = writeln!(
+                text,
+                "  {:<10}  {channel:<10} {:>8} {:>8} {:>8} {:>12}",
+                day.format("%Y-%m-%d"),
+                grouped(*sent),
+                grouped(sent - paid),
+                grouped(*paid),
+                format!("{cost} {currency}")
+            );
+        }
+        let _ = writeln!(
+            text,
+            "  {:<10}  {:<10} {:>8} {:>8} {:>8} {:>12}",
+            "total",
+            "",
+            grouped(total.0),
+            grouped(total.0 - total.1),
+            grouped(total.1),
+            format!("{} {currency}", Money::from_minor(total.2))
+        );
+        let _ = writeln!(text, "\nNot sent, per reach-out and reason:");
+        for (reach_out, counts) in &reasons {
+            let words: Vec<String> = counts
+                .iter()
+                .map(|(reason, n)| format!("{reason} {}", grouped(*n)))
+                .collect();
+            let _ = writeln!(text, "  {reach_out:<24} {}", words.join(", "));
+        }
+        let funnel = self
+            .expect(
+                "funnel",
+                Remote::Funnel {
+                    campaign: self.campaign.clone(),
+                    json: false,
+                },
+            )
+            .await?;
+        let _ = writeln!(text);
+        text.push_str(&funnel.stdout);
+        let status = self
+            .expect(
+                "status",
+                Remote::Status {
+                    campaign: Some(self.campaign.clone()),
+                    json: false,
+                },
+            )
+            .await?;
+        let _ = writeln!(text);
+        text.push_str(&status.stdout);
+        Ok(text)
+    }
+}
+
+/// One local day's totals for the timeline.
+#[derive(Debug, Default)]
+struct Day {
+    /// Channel -> (sent, paid).
+    sent: BTreeMap<String, (u64, u64)>,
+    reminders: BTreeMap<String, u64>,
+    follow_ups_planned: u64,
+    follow_ups_stopped: BTreeMap<String, u64>,
+    /// "reach-out reason" -> count, decided at sending time.
+    held_back: BTreeMap<String, u64>,
+}
+
+impl Day {
+    fn words(&self, costs: &BTreeMap<&str, Option<Money>>, currency: &str) -> Option<String> {
+        let mut parts = Vec::new();
+        for (channel, (sent, paid)) in &self.sent {
+            let mut part = format!("{channel} {}", grouped(*sent));
+            if *paid > 0 {
+                let cost = cost_of(*paid, costs.get(channel.as_str()).copied().flatten());
+                let _ = write!(part, " ({} paid, {cost} {currency})", grouped(*paid));
+            }
+            parts.push(part);
+        }
+        let mut words = Vec::new();
+        if !parts.is_empty() {
+            words.push(format!("sent {}", parts.join(", ")));
+        }
+        if !self.reminders.is_empty() {
+            let roles: Vec<String> = self
+                .reminders
+                .iter()
+                .map(|(role, n)| format!("{role} {n}"))
+                .collect();
+            words.push(format!("staff messages {}", roles.join(", ")));
+        }
+        if self.follow_ups_planned > 0 {
+            words.push(format!(
+                "follow-ups planned {}",
+                grouped(self.follow_ups_planned)
+            ));
+        }
+        if !self.follow_ups_stopped.is_empty() {
+            let reasons: Vec<String> = self
+                .follow_ups_stopped
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            words.push(format!("follow-ups stopped: {}", reasons.join(", ")));
+        }
+        if !self.held_back.is_empty() {
+            let reasons: Vec<String> = self
+                .held_back
+                .iter()
+                .map(|(reason, n)| format!("{reason} {n}"))
+                .collect();
+            words.push(format!("not sent: {}", reasons.join(", ")));
+        }
+        (!words.is_empty()).then(|| words.join("; "))
+    }
+}
+
+/// Reasons decided when a planned send is due, not when the reach-out is planned.
+fn is_dispatch_reason(reason: &str) -> bool {
+    matches!(
+        reason,
+        "campaign_paused"
+            | "bounce_guard"
+            | "campaign_ended"
+            | "window_closed"
+            | "replied"
+            | "ordered"
+            | "opened"
+            | "template_failed"
+    )
+}
+
+fn kind_word(kind: battleplan_core::plan::raw::ChannelKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|value| value.as_str().map(str::to_string))
+        .unwrap_or_else(|| "mail".to_string())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+fn checked_plan(text: &str) -> Result<Plan, String> {
+    let checked = battleplan_core::plan::check(text.as_bytes());
+    match checked.plan {
+        Some(plan) => Ok(plan),
+        None => {
+            let first = checked
+                .diagnostics
+                .iter()
+                .find(|d| d.is_error())
+                .map(|d| {
+                    battleplan_core::plan::diagnostic::render(
+                        "plan.toml",
+                        Some(&checked.line_index),
+                        d,
+                    )
+                })
+                .unwrap_or_default();
+            Err(format!(
+                "the plan has {} error(s); the first: {first}",
+                checked.error_count()
+            ))
+        }
+    }
+}
+
+async fn read_log(store: &dyn crate::runtime::Store) -> Result<Vec<RecordedEvent>, HandleError> {
+    let mut events = Vec::new();
+    let mut after = Position::START;
+    loop {
+        let batch = store.read_all(after, 10_000).await?;
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        events.extend(batch);
+    }
+    Ok(events)
+}
+
+/// The output directory: created, or empty.
+fn prepare(dir: &Path) -> Result<(), ScenarioError> {
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir).map_err(|error| {
+            ScenarioError::Invalid(format!("cannot read {}: {error}", dir.display()))
+        })?;
+        if entries.next().is_some() {
+            return Err(ScenarioError::Invalid(format!(
+                "{} is not empty; give a new directory with --out",
+                dir.display()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir.join("data"))
+        .map_err(|error| ScenarioError::Io(format!("creating {}: {error}", dir.display())))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ScenarioError> {
+    std::fs::write(path, bytes)
+        .map_err(|error| ScenarioError::Io(format!("writing {}: {error}", path.display())))
+}
