@@ -92,7 +92,6 @@ pub async fn run(
     output: &Output,
     progress: Progress<'_>,
 ) -> Result<Finished, ScenarioError> {
-    prepare(&output.dir)?;
     let scenario = &loaded.scenario;
     let plan_text = match scenario.plan.file.as_str() {
         "example" => EXAMPLE_PLAN.to_string(),
@@ -110,6 +109,22 @@ pub async fn run(
         ScenarioError::Invalid(format!("{}: plan: {message}", loaded.path.display()))
     })?;
     let campaign = plan.campaign.id.clone();
+    for file in [
+        &scenario.customers.as_ref().and_then(|c| c.file.clone()),
+        &scenario.outcomes.as_ref().and_then(|o| o.file.clone()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !loaded.resolve(file).is_file() {
+            return Err(ScenarioError::Invalid(format!(
+                "{}: {file} is not a file (paths are relative to the scenario file)",
+                loaded.path.display()
+            )));
+        }
+    }
+    // Only now, with the scenario's own parts checked, is anything written.
+    prepare(&output.dir)?;
     let store = SledEventLog::open(&output.data(), StoreOptions::default())
         .map_err(|error| ScenarioError::Io(format!("opening the scenario's store: {error}")))?;
     let clock = Arc::new(ManualClock::new(scenario.plan.apply_at));

@@ -65,3 +65,60 @@ fn a_directory_or_missing_file_is_a_user_error() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the plan"));
 }
+
+#[test]
+fn a_bad_scenario_is_refused_with_its_place_and_nothing_is_written() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let base = "name = \"bad\"\ndemonstrates = \"nothing\"\n[plan]\nfile = \"example\"\napply_at = \"2026-08-01T00:00:00+08:00\"\n[run]\nfrom = \"2026-08-18T00:00:00+08:00\"\nuntil = \"2026-08-20T00:00:00+08:00\"\n";
+    let cases = [
+        // An unknown key, with its line and column.
+        (format!("{base}speed = 3\n"), "bad.toml:9:1: unknown field `speed`"),
+        // Two inputs in one entry.
+        (
+            format!("{base}[[at]]\ninstant = \"2026-08-19T00:00:00+08:00\"\npause = {{ actor = \"a\", reason = \"r\" }}\ncapture = [\"status\"]\n"),
+            "at[0]",
+        ),
+        // A plan edit whose text is not in the plan.
+        (
+            base.replace("file = \"example\"\n", "file = \"example\"\nedits = [{ from = \"no such text\", to = \"x\" }]\n"),
+            "`no such text` occurs 0 times",
+        ),
+        // A customers file that does not exist.
+        (
+            format!("{base}[customers]\nfile = \"missing.csv\"\nimport_at = \"2026-08-18T00:00:00+08:00\"\n"),
+            "missing.csv is not a file",
+        ),
+    ];
+    for (n, (text, expected)) in cases.iter().enumerate() {
+        std::fs::write(dir.join("bad.toml"), text).unwrap();
+        let out = dir.join(format!("out-{n}"));
+        let output = Command::new(env!("CARGO_BIN_EXE_battleplan"))
+            .args(["scenario", "run", "bad.toml", "--out"])
+            .arg(&out)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "case {n}: {stderr}");
+        assert!(stderr.contains(expected), "case {n}: {stderr}");
+        assert!(!out.exists(), "case {n}: the output directory was created");
+    }
+    // An output directory that is not empty is refused before anything runs.
+    std::fs::write(dir.join("bad.toml"), base).unwrap();
+    std::fs::create_dir_all(dir.join("full")).unwrap();
+    std::fs::write(dir.join("full/keep.txt"), "mine").unwrap();
+    let output = battleplan(&[
+        "scenario",
+        "run",
+        dir.join("bad.toml").to_str().unwrap(),
+        "--out",
+        dir.join("full").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not empty"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("full/keep.txt")).unwrap(),
+        "mine"
+    );
+}
