@@ -73,9 +73,11 @@ pub fn reach_outs_due<'p>(
     if !running(state) {
         return Vec::new();
     }
+    // Windows that have opened, including those that closed while nothing ran (the daemon was
+    // down, or the campaign paused): those are decided too, every member given a reason.
     plan.reach_outs
         .iter()
-        .filter(|reach_out| reach_out.window.contains(now))
+        .filter(|reach_out| reach_out.window.start <= now)
         .filter(|reach_out| {
             outreach
                 .reach_out_planned(&plan.campaign.id, &reach_out.id)
@@ -103,7 +105,9 @@ fn terms_of(plan: &Plan, reach_out: &ReachOut) -> Option<FollowUpTerms> {
 
 /// Decides a reach-out's audience at `now`: a `SendPlanned` per placed member, a `NotSent` per
 /// member excluded or left unplaced, then `ReachOutPlanned`. Members decided before (a planning
-/// cut short by a crash) keep what was decided for them.
+/// cut short by a crash) keep what was decided for them. A reach-out whose window closed before
+/// it could be planned is decided as of its window's start, and every member it would have
+/// reached gets `window_closed`.
 pub fn plan_reach_out(
     plan: &Plan,
     state: &CampaignState,
@@ -121,13 +125,15 @@ pub fn plan_reach_out(
     let any_channel = plan
         .channel(&reach_out.channel)
         .is_none_or(|c| c.fatigue_scope == FatigueScope::AnyChannel);
-    let from = now.max(reach_out.window.start);
+    let missed = now >= reach_out.window.end;
+    let evaluated = if missed { reach_out.window.start } else { now };
+    let from = evaluated.max(reach_out.window.start);
     let audience = plan_audience_except(
         plan,
         book,
         &outreach.ledger,
         Target::ReachOut(reach_out_id),
-        now,
+        evaluated,
         |customer, kind, fatigue_ms| {
             outreach.prior(
                 &send_key(campaign, reach_out_id, customer, 1),
@@ -146,7 +152,44 @@ pub fn plan_reach_out(
     let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| &*c.id) };
     let mut events = Vec::with_capacity(customers.len().min(audience.segment_size as usize) + 1);
     let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
-    for placement in &audience.sends.placements {
+    let closed = missed.then(|| {
+        format!(
+            "the window closed at {} before the reach-out could be planned (the daemon was not running, or the campaign was paused)",
+            reach_out.window.end.to_rfc3339()
+        )
+    });
+    let window_closed = |customer: &str| {
+        OutreachEvent::NotSent(NotSent {
+            key: send_key(campaign, reach_out_id, customer, 1),
+            campaign: campaign.to_string(),
+            reach_out: reach_out_id.to_string(),
+            customer: customer.to_string(),
+            attempt: 1,
+            channel: audience.channel.clone(),
+            reason: NotSentReason::WindowClosed,
+            detail: closed.clone(),
+            phase: phase_of(state),
+        })
+    };
+    if missed {
+        // Who the reach-out would have reached: each is told why it did not.
+        let reachable = audience
+            .sends
+            .placements
+            .iter()
+            .map(|placement| placement.slot)
+            .chain(audience.sends.unplaced.iter().map(|(slot, _)| *slot))
+            .chain(audience.sends.quiet_skipped.iter().copied());
+        let mut slots: Vec<u32> = reachable.collect();
+        slots.sort_unstable();
+        slots.dedup();
+        events.extend(
+            slots
+                .into_iter()
+                .filter_map(|slot| id_of(slot).map(window_closed)),
+        );
+    }
+    for placement in audience.sends.placements.iter().filter(|_| !missed) {
         let Some(customer) = id_of(placement.slot) else {
             continue;
         };
@@ -176,7 +219,7 @@ pub fn plan_reach_out(
             follow_up: follow_up.clone(),
         }));
     }
-    let planned = events.len() as u64;
+    let planned = if missed { 0 } else { events.len() as u64 };
     let not_sent = |slot: u32, reason: NotSentReason| -> Option<OutreachEvent> {
         let customer = id_of(slot)?;
         Some(OutreachEvent::NotSent(NotSent {
@@ -197,20 +240,22 @@ pub fn plan_reach_out(
             .iter()
             .filter_map(|(slot, exclusion)| not_sent(*slot, (*exclusion).into())),
     );
-    events.extend(
-        audience
-            .sends
-            .unplaced
-            .iter()
-            .filter_map(|(slot, reason)| not_sent(*slot, (*reason).into())),
-    );
-    events.extend(
-        audience
-            .sends
-            .quiet_skipped
-            .iter()
-            .filter_map(|slot| not_sent(*slot, NotSentReason::QuietHours)),
-    );
+    if !missed {
+        events.extend(
+            audience
+                .sends
+                .unplaced
+                .iter()
+                .filter_map(|(slot, reason)| not_sent(*slot, (*reason).into())),
+        );
+        events.extend(
+            audience
+                .sends
+                .quiet_skipped
+                .iter()
+                .filter_map(|slot| not_sent(*slot, NotSentReason::QuietHours)),
+        );
+    }
     let not_sent_count = events.len() as u64 - planned;
     events.push(OutreachEvent::ReachOutPlanned(ReachOutPlanned {
         campaign: campaign.to_string(),

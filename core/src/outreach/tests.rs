@@ -409,3 +409,60 @@ fn a_send_held_past_its_window_is_given_up_as_paused() {
     );
     assert_eq!(world.outreach.pending_count(), 0);
 }
+
+#[test]
+fn a_window_that_closed_while_nothing_ran_gives_every_member_a_reason() {
+    // Given the early stage's mail never planned while its window was open (the daemon was
+    // down from before the stage began until after it ended),
+    let mut world = World::new(3);
+    world.state.status = Status::Running {
+        step: Step::stage("middle"),
+    };
+    // when the dispatcher looks at the reach-outs after the window (ends 2026-09-11 00:00),
+    let now = at("2026-09-12T09:00:00+08:00");
+    let due = super::decide::reach_outs_due(&world.plan, &world.state, &world.outreach, now);
+    assert!(
+        due.iter().any(|r| r.id == REACH_OUT),
+        "the missed reach-out is due"
+    );
+    let events = plan_reach_out(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        REACH_OUT,
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    world.apply(&events, now);
+    // then every member is recorded as not sent because the window closed, and nothing waits.
+    let reasons: Vec<(&str, NotSentReason, bool)> = events
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::NotSent(not_sent) => Some((
+                not_sent.customer.as_str(),
+                not_sent.reason,
+                not_sent
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("2026-09-10T16:00:00+00:00")),
+            )),
+            OutreachEvent::SendPlanned(planned) => panic!("{} planned", planned.key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("c-000000", NotSentReason::WindowClosed, true),
+            ("c-000001", NotSentReason::WindowClosed, true),
+            ("c-000002", NotSentReason::WindowClosed, true),
+        ]
+    );
+    assert_eq!(world.outreach.pending_count(), 0);
+    let planned = world
+        .outreach
+        .reach_out_planned(CAMPAIGN, REACH_OUT)
+        .unwrap_or_else(|| panic!("the reach-out is recorded as decided"));
+    assert_eq!((planned.planned, planned.not_sent), (0, 3));
+}
