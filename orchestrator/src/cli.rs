@@ -1109,7 +1109,7 @@ fn demo(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             let data = output.data();
             let data = data.display();
             println!(
-                "\nThe log ({} events, head hash {}) is in {data}. Ask it what happened:\n  battleplan --data {data} history {}\n  battleplan --data {data} funnel {}\n  battleplan --data {data} audit verify",
+                "\nThe log ({} events, its hash chain checked end to end, head hash {}) is in {data}. Ask it what happened:\n  battleplan --data {data} history {}\n  battleplan --data {data} funnel {}\n  battleplan --data {data} audit verify",
                 finished.events, finished.head_hash, finished.campaign, finished.campaign
             );
             Ok(ExitCode::SUCCESS)

@@ -125,11 +125,13 @@ pub async fn run(
     }
     // Only now, with the scenario's own parts checked, is anything written.
     prepare(&output.dir)?;
-    let store = SledEventLog::open(&output.data(), StoreOptions::default())
-        .map_err(|error| ScenarioError::Io(format!("opening the scenario's store: {error}")))?;
+    let sled = Arc::new(
+        SledEventLog::open(&output.data(), StoreOptions::default())
+            .map_err(|error| ScenarioError::Io(format!("opening the scenario's store: {error}")))?,
+    );
     let clock = Arc::new(ManualClock::new(scenario.plan.apply_at));
     let ids = Arc::new(SeededIds::new(scenario.seed));
-    let store: Arc<dyn crate::runtime::Store> = Arc::new(store);
+    let store: Arc<dyn crate::runtime::Store> = sled.clone();
     let fresh_runtime = || Runtime::new(store.clone(), clock.clone(), ids.clone());
     let mut runner = Runner {
         output: output.clone(),
@@ -292,6 +294,23 @@ pub async fn run(
         .last()
         .map(|event| hex(&event.hash))
         .unwrap_or_default();
+    // The auditor's first check, on the log the run leaves: the hash chain end to end.
+    let verified = sled
+        .verify()
+        .map_err(|error| ScenarioError::Io(format!("verifying the log: {error}")))?;
+    if let Some(problem) = verified.problem {
+        return Err(ScenarioError::Io(format!(
+            "the scenario's log does not verify: {problem}"
+        )));
+    }
+    if verified.head_hash != head_hash || verified.checked != events.len() as u64 {
+        return Err(ScenarioError::Io(format!(
+            "the log verifies to {} events and head hash {}, but reads back as {} and {head_hash}",
+            verified.checked,
+            verified.head_hash,
+            events.len()
+        )));
+    }
     let timeline = runner.timeline(&events);
     write(&output.dir.join("timeline.txt"), timeline.as_bytes())?;
     let summary = runner.summary(&events, scenario.run.until).await?;
