@@ -4,7 +4,9 @@
 //! and the daemon (`commands`), among them the imports of customer and outcome files
 //! (`import`). The `battleplan` binary (`main.rs`, `cli.rs`) sits on top.
 
+pub mod archive;
 pub mod audience;
+pub mod audit;
 pub mod commands;
 pub mod control;
 pub mod daemon;
