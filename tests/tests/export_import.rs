@@ -3,7 +3,8 @@
 //! burst. The export imported into an empty directory gives the same chain (head hash), the same
 //! export byte for byte, and the same `status`, `funnel` and `outbox`; `export --as-of` gives a
 //! prefix that imports and verifies; an import into a directory that is not empty, and every
-//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind.
+//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind; and an
+//! export while a daemon holds the store is refused.
 //!
 //! One test function on purpose (see audit_verify.rs): the steps spawn processes.
 
@@ -128,6 +129,22 @@ fn a_store_exported_and_imported_is_the_same_store() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
     festival(dir);
+
+    // While a daemon holds the store, export says so and writes nothing.
+    let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", UNTIL]);
+    daemon.wait_for("running on");
+    let refused = on(dir, "data", &["export", "--out", "busy.jsonl"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("a daemon (battleplan run) holds the store in data"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.join("busy.jsonl").exists());
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, 0, "{}", log.join("\n"));
 
     let original = verify_json(dir, "data");
     assert_eq!(original["intact"], true, "{original}");
