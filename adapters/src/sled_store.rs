@@ -68,6 +68,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::{oneshot, watch};
 
+mod restore;
+pub use restore::{Restore, RestoreError};
+
 /// The store layout this build writes. Opening a store with another number is refused.
 /// Format 3 stores events in lz4-compressed chunks; format 4 adds the write-ahead log.
 pub const STORE_FORMAT: u32 = 4;
@@ -1224,6 +1227,12 @@ impl SledEventLog {
             .flush_every_ms(None)
             .open()
             .map_err(sled_error)?;
+        Self::start(db, directory, options)
+    }
+
+    /// Opens the store on a sled database already open in `directory`: checks its format,
+    /// recovers, checkpoints, and starts the writer and the flusher.
+    fn start(db: sled::Db, directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let log = tree("log")?;
         let checkpoints = tree("checkpoints")?;

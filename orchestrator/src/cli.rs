@@ -222,6 +222,25 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The log as JSON lines, one event a line in position order (docs/export.md): for the
+    /// auditor, and the backup that `battleplan import` restores. Reads the store itself: a
+    /// running daemon must be stopped first.
+    Export {
+        /// Only the log as it stood at this instant (RFC 3339 or a date): the longest prefix
+        /// whose events were all recorded at or before it, itself a whole chain.
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
+        /// Write to this file (whole or not at all) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Restore an export into a new store (--data, which must be absent or empty): every line
+    /// checked first (shape, hashes, the chain, positions, stream versions); on any problem
+    /// `FILE:LINE: what is wrong` and nothing written.
+    Import {
+        /// The export file (JSON lines).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -362,7 +381,9 @@ pub struct ImportArguments {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check that the log is intact: positions without gaps, the hash chain, stream versions.
+    /// Check that the log is intact (positions without gaps, the hash chain, stream versions),
+    /// that every payload reads as its type, and that the stored campaigns projection is
+    /// exactly what replaying the log gives.
     Verify {
         /// Print the result as JSON.
         #[arg(long)]
@@ -532,6 +553,8 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { json },
         } => audit_verify(data, json),
+        Command::Export { as_of, out } => export(data, as_of, out.as_deref()),
+        Command::Import { file } => import_export(data, &file),
         Command::Customers {
             command: CustomersCommand::Import(arguments),
         } => import_file(data, clock_at, ImportKind::Customers, arguments),
@@ -942,13 +965,36 @@ fn open_existing_store(data: &Path) -> Result<SledEventLog, String> {
 
 #[derive(Serialize)]
 struct JsonVerify {
+    /// Everything checks out: the chain, the payloads and the stored projection.
     intact: bool,
     events: u64,
     head_hash: String,
+    /// What failed first: `chain`, `payload` or `projection`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_kind: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem_position: Option<u64>,
+    /// The campaign whose stored state differs, for a projection problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     problem: Option<String>,
+    /// Whether the chain checks out (positions, hashes, stream versions).
+    chain_intact: bool,
+    /// Events whose payload was read as its type (not checked when the chain is broken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payloads_read: Option<u64>,
+    /// The stored projection compared with the replay (not when an earlier check failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projection: Option<JsonProjection>,
+}
+
+#[derive(Serialize)]
+struct JsonProjection {
+    name: &'static str,
+    checkpoint: u64,
+    campaigns: usize,
+    matches_replay: bool,
 }
 
 fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -960,35 +1006,246 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
         Ok(report) => report,
         Err(error) => return Ok(user_error(format_args!("cannot read the store: {error}"))),
     };
+    // The payloads and the replay only on an intact chain: a damaged log cannot be read on.
+    let replay = if report.problem.is_none() {
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        match tokio.block_on(battleplan_orchestrator::audit::check_replay(&store)) {
+            Ok(replay) => Some(replay),
+            Err(error) => return Ok(user_error(format_args!("cannot read the store: {error}"))),
+        }
+    } else {
+        None
+    };
+    let finding = replay.as_ref().and_then(|replay| replay.finding.as_ref());
+    let intact = report.problem.is_none() && finding.is_none();
     if json {
+        let (problem_kind, problem_position, problem_key, problem) =
+            match (&report.problem, finding) {
+                (Some(problem), _) => (
+                    Some("chain"),
+                    Some(problem.position.0),
+                    None,
+                    Some(problem.to_string()),
+                ),
+                (None, Some(finding)) => (
+                    Some(match finding {
+                        battleplan_orchestrator::audit::Finding::Payload { .. } => "payload",
+                        battleplan_orchestrator::audit::Finding::Projection { .. } => "projection",
+                    }),
+                    finding.position(),
+                    finding.key().map(str::to_string),
+                    Some(finding.to_string()),
+                ),
+                (None, None) => (None, None, None, None),
+            };
         let output = JsonVerify {
-            intact: report.problem.is_none(),
+            intact,
             events: report.checked,
             head_hash: report.head_hash.clone(),
-            problem_position: report.problem.as_ref().map(|p| p.position.0),
-            problem: report.problem.as_ref().map(ToString::to_string),
+            problem_kind,
+            problem_position,
+            problem_key,
+            problem,
+            chain_intact: report.problem.is_none(),
+            payloads_read: replay.as_ref().map(|replay| replay.payloads),
+            projection: replay
+                .as_ref()
+                .filter(|replay| {
+                    !matches!(
+                        replay.finding,
+                        Some(battleplan_orchestrator::audit::Finding::Payload { .. })
+                    )
+                })
+                .map(|replay| JsonProjection {
+                    name: battleplan_orchestrator::projection::NAME,
+                    checkpoint: replay.checkpoint,
+                    campaigns: replay.campaigns,
+                    matches_replay: replay.finding.is_none(),
+                }),
         };
         println!("{}", serde_json::to_string_pretty(&output)?);
     } else {
-        match &report.problem {
-            None => println!(
-                "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
-                report.checked, report.checked, report.head_hash
-            ),
-            Some(problem) => {
+        match (&report.problem, &replay) {
+            (Some(problem), _) => {
                 println!("damaged: {problem}");
                 println!(
                     "the {} events before it check out (head hash {})",
                     report.checked, report.head_hash
                 );
             }
+            (None, Some(replay)) => match &replay.finding {
+                None => {
+                    println!(
+                        "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
+                        report.checked, report.checked, report.head_hash
+                    );
+                    println!(
+                        "every payload reads as its type ({} events)",
+                        replay.payloads
+                    );
+                    println!(
+                        "stored projection `{}` (checkpoint at position {}, {} campaign{}) is exactly what replaying the log gives",
+                        battleplan_orchestrator::projection::NAME,
+                        replay.checkpoint,
+                        replay.campaigns,
+                        if replay.campaigns == 1 { "" } else { "s" }
+                    );
+                }
+                Some(finding) => {
+                    println!("damaged: {finding}");
+                    println!(
+                        "the chain checks out: {} events, head hash {}",
+                        report.checked, report.head_hash
+                    );
+                }
+            },
+            (None, None) => {}
         }
     }
-    Ok(if report.problem.is_none() {
+    Ok(if intact {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(USER_ERROR)
     })
+}
+
+/// `battleplan export`. It reads the store itself; with a daemon running (which holds the
+/// store) it refuses, since the daemon's control protocol has no export.
+fn export(
+    data: &Path,
+    as_of: Option<DateTime<Utc>>,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    if !data.join("db").is_file() {
+        return Ok(user_error(format_args!(
+            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
+            data.display()
+        )));
+    }
+    // Checked before the store is opened, so that a bad --out leaves nothing behind.
+    let directory = match out {
+        Some(out) => {
+            if out.is_dir() {
+                return Ok(user_error(format_args!(
+                    "{} is a directory; give the export file's path",
+                    out.display()
+                )));
+            }
+            let directory = match out.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !directory.is_dir() {
+                return Ok(user_error(format_args!(
+                    "cannot write {}: the directory {} does not exist",
+                    out.display(),
+                    directory.display()
+                )));
+            }
+            Some(directory)
+        }
+        None => None,
+    };
+    let store = match daemon::open_store(data) {
+        Opened::Store(store) => store,
+        Opened::Daemon => {
+            return Ok(user_error(format_args!(
+                "a daemon (battleplan run) holds the store in {}; export reads the store itself: stop the daemon (Ctrl-C or SIGTERM) and export again",
+                data.display()
+            )))
+        }
+        Opened::Refused(message) => return Ok(user_error(message)),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (Some(out), Some(directory)) = (out, directory) else {
+        let stdout = io::stdout();
+        let mut writer = io::BufWriter::new(stdout.lock());
+        let summary = tokio.block_on(battleplan_orchestrator::archive::export(
+            &store,
+            as_of,
+            &mut writer,
+        ))?;
+        drop(writer);
+        eprintln!("{}", export_words(&summary, as_of));
+        return Ok(ExitCode::SUCCESS);
+    };
+    // Written beside the target and moved into place, so the file is either whole or absent.
+    let temporary = tempfile::Builder::new()
+        .prefix(".battleplan-export-")
+        .tempfile_in(&directory)
+        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    let mut writer = io::BufWriter::new(temporary);
+    let summary = tokio.block_on(battleplan_orchestrator::archive::export(
+        &store,
+        as_of,
+        &mut writer,
+    ))?;
+    let temporary = writer
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .context("writing the export")?;
+    temporary
+        .as_file()
+        .sync_all()
+        .context("writing the export")?;
+    temporary
+        .persist(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("writing {}", out.display()))?;
+    File::open(&directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(|| format!("syncing {}", directory.display()))?;
+    println!("wrote {}: {}", out.display(), export_words(&summary, as_of));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_words(
+    summary: &battleplan_orchestrator::archive::ExportSummary,
+    as_of: Option<DateTime<Utc>>,
+) -> String {
+    let mut words = format!(
+        "exported {} events, head hash {}",
+        summary.events, summary.head_hash
+    );
+    if let Some(as_of) = as_of {
+        words.push_str(&format!(
+            "; as of {}, {} later events left out",
+            as_of.to_rfc3339(),
+            summary.left_out
+        ));
+    }
+    words
+}
+
+/// `battleplan import FILE`: into a new store in `data`, all or nothing.
+fn import_export(data: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match tokio.block_on(battleplan_orchestrator::archive::import(file, data)) {
+        Ok(summary) => {
+            println!(
+                "imported {} events into {} ({} campaigns), head hash {}",
+                summary.events,
+                data.display(),
+                summary.campaigns,
+                summary.head_hash
+            );
+            println!("next: battleplan audit verify --data {}", data.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(battleplan_orchestrator::archive::ImportError::Refused(message)) => {
+            Ok(user_error(message))
+        }
+        Err(battleplan_orchestrator::archive::ImportError::Internal(error)) => Err(error),
+    }
 }
 
 /// The output directory of a scenario's run: the one given, or a new temporary one that is

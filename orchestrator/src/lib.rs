@@ -2,9 +2,13 @@
 //! campaigns projection (`projection`), the scheduler of due instants (`scheduler`), the daemon
 //! (`daemon`) and its control socket (`control`), and the commands shared by the command line
 //! and the daemon (`commands`), among them the imports of customer and outcome files
-//! (`import`). The `battleplan` binary (`main.rs`, `cli.rs`) sits on top.
+//! (`import`); the auditor's tools: the log exported and imported (`archive`) and the checks
+//! `audit verify` runs after the hash chain (`audit`). The `battleplan` binary (`main.rs`,
+//! `cli.rs`) sits on top.
 
+pub mod archive;
 pub mod audience;
+pub mod audit;
 pub mod commands;
 pub mod control;
 pub mod daemon;

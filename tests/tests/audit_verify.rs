@@ -1,6 +1,7 @@
-//! `battleplan audit verify` end to end: exit 0 and the head hash for an intact log, exit 2 with
-//! the position for a damaged one, and a plain message for a directory without a store or a store
-//! another process holds.
+//! `battleplan audit verify` end to end: exit 0 and the head hash for an intact log; exit 2 with
+//! the position for a flipped byte, a deleted event, a reordered pair and a payload that does
+//! not read as its type; exit 2 with the campaign for a stored projection edited by hand; and a
+//! plain message for a directory without a store or a store another process holds.
 //!
 //! One test function on purpose: a child forked by one test while another test holds a store
 //! inherits the store's locked file description until it execs, which would make the other
@@ -13,44 +14,220 @@ use std::path::Path;
 
 use battleplan_adapters::sled_store::layout;
 use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_core::campaign::events::CampaignCancelled;
+use battleplan_core::campaign::CampaignEvent;
 use battleplan_core::event::port::EventAppender;
 use battleplan_core::event::{
-    Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StreamId,
+    Append, Checkpoints, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StreamId,
 };
-use battleplan_tests::run_in;
+use battleplan_tests::{run_in, Daemon, Run};
 use uuid::Uuid;
 
+fn event(n: u128) -> NewEvent {
+    CampaignEvent::CampaignCancelled(CampaignCancelled { from: None })
+        .encode(EventId(Uuid::from_u128(n)))
+        .unwrap()
+}
+
+async fn append_one(store: &SledEventLog, n: u128, new_event: NewEvent) {
+    store
+        .append(Append {
+            stream: StreamId::campaign("sept").unwrap(),
+            expected: ExpectedVersion::Any,
+            events: vec![new_event],
+            metadata: Metadata {
+                actor: "alice".into(),
+                command_id: CommandId(Uuid::from_u128(n)),
+                causation_id: None,
+                correlation_id: None,
+                reason: Some("test".into()),
+            },
+            recorded_at: chrono::DateTime::from_timestamp(1_788_000_000, 0).unwrap(),
+        })
+        .await
+        .unwrap();
+}
+
+/// `count` events, appended one at a time: each is a chunk of its own.
 async fn store_with_events(directory: &Path, count: u128) {
     let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
     for n in 1..=count {
-        store
-            .append(Append {
-                stream: StreamId::campaign("sept").unwrap(),
-                expected: ExpectedVersion::Any,
-                events: vec![NewEvent {
-                    event_id: EventId(Uuid::from_u128(n)),
-                    event_type: "Audited".into(),
-                    schema_version: 1,
-                    payload: vec![n as u8],
-                }],
-                metadata: Metadata {
-                    actor: "alice".into(),
-                    command_id: CommandId(Uuid::from_u128(n)),
-                    causation_id: None,
-                    correlation_id: None,
-                    reason: Some("test".into()),
-                },
-                recorded_at: chrono::DateTime::from_timestamp(1_788_000_000, 0).unwrap(),
-            })
-            .await
-            .unwrap();
+        append_one(&store, n, event(n)).await;
     }
+}
+
+/// Changes the `log` tree of a closed store as an attacker with the files would.
+fn tamper(data: &Path, change: impl FnOnce(&sled::Tree)) {
+    let db = sled::open(data).unwrap();
+    let log = db.open_tree("log").unwrap();
+    change(&log);
+    db.flush().unwrap();
+}
+
+fn verify(directory: &Path) -> (Run, serde_json::Value) {
+    let text = run_in(directory, &["--data", "data", "audit", "verify"]);
+    let json = run_in(directory, &["--data", "data", "audit", "verify", "--json"]);
+    assert_eq!(text.code, json.code);
+    let report = serde_json::from_str(&json.stdout).unwrap();
+    (text, report)
 }
 
 #[tokio::test]
 async fn verify_reports_intact_damaged_missing_and_busy_stores() {
     an_intact_log_verifies_and_a_damaged_one_names_its_position().await;
+    a_deleted_event_is_found_at_its_position().await;
+    a_reordered_pair_is_found_at_the_first_of_them().await;
+    a_payload_that_does_not_read_is_found_at_its_position().await;
+    a_stored_projection_edited_by_hand_is_found_with_its_campaign().await;
     no_store_and_a_busy_store_are_user_errors().await;
+}
+
+async fn a_deleted_event_is_found_at_its_position() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    store_with_events(&data, 5).await;
+    tamper(&data, |log| {
+        log.remove(layout::chunk_key(3)).unwrap();
+    });
+    let (text, report) = verify(directory.path());
+    assert_eq!(text.code, 2, "{}", text.stdout);
+    assert!(
+        text.stdout.starts_with(
+            "damaged: position 3: expected the next event here, found position 4 (an event is missing or repeated)"
+        ),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["chain_intact"], false);
+    assert_eq!(report["problem_kind"], "chain");
+    assert_eq!(report["problem_position"], 3);
+    assert_eq!(report["events"], 2);
+}
+
+async fn a_reordered_pair_is_found_at_the_first_of_them() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    store_with_events(&data, 5).await;
+    tamper(&data, |log| {
+        let second = log.get(layout::chunk_key(2)).unwrap().unwrap();
+        let third = log.get(layout::chunk_key(3)).unwrap().unwrap();
+        log.insert(layout::chunk_key(2), third).unwrap();
+        log.insert(layout::chunk_key(3), second).unwrap();
+    });
+    let (text, report) = verify(directory.path());
+    assert_eq!(text.code, 2, "{}", text.stdout);
+    assert!(
+        text.stdout
+            .starts_with("damaged: position 2: the hash chain is broken"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(report["problem_kind"], "chain");
+    assert_eq!(report["problem_position"], 2);
+}
+
+async fn a_payload_that_does_not_read_is_found_at_its_position() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    {
+        let store = SledEventLog::open(&data, StoreOptions::default()).unwrap();
+        append_one(&store, 1, event(1)).await;
+        // Chained like any other event, but not a CampaignPaused payload.
+        let mut garbage = event(2);
+        garbage.event_type = "CampaignPaused".into();
+        garbage.payload = vec![0xc1];
+        append_one(&store, 2, garbage).await;
+        append_one(&store, 3, event(3)).await;
+    }
+    let (text, report) = verify(directory.path());
+    assert_eq!(text.code, 2, "{}", text.stdout);
+    assert!(
+        text.stdout
+            .starts_with("damaged: position 2: cannot read the CampaignPaused payload"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("the chain checks out: 3 events"),
+        "{}",
+        text.stdout
+    );
+    assert_eq!(report["chain_intact"], true);
+    assert_eq!(report["problem_kind"], "payload");
+    assert_eq!(report["problem_position"], 2);
+}
+
+async fn a_stored_projection_edited_by_hand_is_found_with_its_campaign() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    assert_eq!(run_in(dir, &["init", "--out", "plan.toml"]).code, 0);
+    let applied = run_in(
+        dir,
+        &[
+            "--data",
+            "data",
+            "plan",
+            "apply",
+            "plan.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    // The daemon stores the campaigns projection as it goes.
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--simulate",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+            "--until",
+            "2026-08-25T00:00:00+08:00",
+        ],
+    );
+    let (code, log) = daemon.finish();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+    let (text, report) = verify(dir);
+    assert_eq!(text.code, 0, "{}{}", text.stdout, text.stderr);
+    let checkpoint = report["projection"]["checkpoint"].as_u64().unwrap();
+    assert!(checkpoint > 1, "{report}");
+    assert_eq!(report["projection"]["campaigns"], 1);
+    assert_eq!(report["projection"]["matches_replay"], true);
+
+    {
+        let store = SledEventLog::open(&dir.join("data"), StoreOptions::default()).unwrap();
+        let key = b"sept-festival-2026".to_vec();
+        let stored = Checkpoints::get(&store, "campaigns", &key)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut state: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+        assert_eq!(state["plan_version"], 1);
+        state["plan_version"] = 7.into();
+        store
+            .commit(
+                "campaigns",
+                battleplan_core::event::Position(checkpoint),
+                vec![(key, Some(serde_json::to_vec(&state).unwrap()))],
+            )
+            .await
+            .unwrap();
+    }
+    let (text, report) = verify(dir);
+    assert_eq!(text.code, 2, "{}", text.stdout);
+    let expected = format!(
+        "damaged: stored projection `campaigns` differs from the replay for campaign sept-festival-2026 (stored checkpoint at position {checkpoint}): field `plan_version` stored 7, replay 1"
+    );
+    assert!(text.stdout.starts_with(&expected), "{}", text.stdout);
+    assert_eq!(report["intact"], false);
+    assert_eq!(report["chain_intact"], true);
+    assert_eq!(report["problem_kind"], "projection");
+    assert_eq!(report["problem_key"], "sept-festival-2026");
+    assert_eq!(report["projection"]["matches_replay"], false);
 }
 
 async fn an_intact_log_verifies_and_a_damaged_one_names_its_position() {
@@ -75,23 +252,19 @@ async fn an_intact_log_verifies_and_a_damaged_one_names_its_position() {
     assert_eq!(report["events"], 5);
     assert_eq!(report["head_hash"].as_str().map(str::len), Some(64));
 
-    {
-        let db = sled::open(&data).unwrap();
-        // Appended one at a time, each event is a chunk of its own.
-        let log = db.open_tree("log").unwrap();
+    tamper(&data, |log| {
         let key = layout::chunk_key(4);
         let stored = log.get(key).unwrap().unwrap();
         let mut record = layout::chunk_records(&stored).unwrap().remove(0);
         let last = record.len() - 1;
         record[last] ^= 0x10;
         log.insert(key, layout::chunk_of(&[&record])).unwrap();
-        db.flush().unwrap();
-    }
+    });
     let damaged = run_in(directory.path(), &["--data", "data", "audit", "verify"]);
     assert_eq!(damaged.code, 2, "{}", damaged.stdout);
     insta::assert_snapshot!(damaged.stdout, @r"
     damaged: position 4: the record does not match its hash (its bytes were changed)
-    the 3 events before it check out (head hash d50a79d8311004882966fb7d7ed891e131ad4f7409cb215e11f490b5eeec96de)
+    the 3 events before it check out (head hash 9da882088746d6ae2101ca60794c3fff7d04ebadd2a1bc9646009c4adeff863d)
     ");
     let json = run_in(
         directory.path(),

@@ -1,0 +1,266 @@
+//! `battleplan audit verify`, after the hash chain: every payload read as its type (upcasts
+//! included), and the stored campaigns projection compared with a replay of the log up to the
+//! projection's checkpoint, byte for byte (invariant 1: a rebuild gives exactly the same
+//! result).
+//!
+//! The replay applies the same core functions as `projection::Campaigns` (`campaign_of`,
+//! `CampaignEvent::decode`, `evolve`, `EventMeta::of`) and encodes each state as it does
+//! (`serde_json::to_vec`), stopping at the stored checkpoint rather than at the head.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use battleplan_core::campaign::{self, evolve, CampaignEvent, CampaignState, EventMeta};
+use battleplan_core::customer::events::CustomerEvent;
+use battleplan_core::event::{Position, RecordedEvent, StoreError};
+use battleplan_core::outreach::OutreachEvent;
+use battleplan_core::task::TaskEvent;
+
+use crate::projection::NAME;
+use crate::runtime::Store;
+
+const BATCH: usize = 10_000;
+
+/// The first thing found wrong after the chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// An event whose payload cannot be read as its type.
+    Payload { position: Position, detail: String },
+    /// The stored projection is not what the log gives.
+    Projection { key: Option<String>, detail: String },
+}
+
+impl Finding {
+    pub fn position(&self) -> Option<u64> {
+        match self {
+            Finding::Payload { position, .. } => Some(position.0),
+            Finding::Projection { .. } => None,
+        }
+    }
+
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            Finding::Payload { .. } => None,
+            Finding::Projection { key, .. } => key.as_deref(),
+        }
+    }
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Finding::Payload { position, detail } => {
+                write!(formatter, "position {position}: {detail}")
+            }
+            Finding::Projection { detail, .. } => formatter.write_str(detail),
+        }
+    }
+}
+
+/// What the replay found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Events whose payload was read (all of them when nothing is found).
+    pub payloads: u64,
+    /// The stored projection's checkpoint.
+    pub checkpoint: u64,
+    /// Campaigns in the stored projection.
+    pub campaigns: usize,
+    pub finding: Option<Finding>,
+}
+
+/// Reads an event's payload as the type its event type names; `Err` in words otherwise.
+pub fn read_payload(event: &RecordedEvent) -> Result<(), String> {
+    let kind = event.event_type.as_str();
+    let result = if CampaignEvent::holds(kind) {
+        CampaignEvent::decode(event).map(|_| ())
+    } else if CustomerEvent::holds(kind) {
+        CustomerEvent::decode(event).map(|_| ())
+    } else if OutreachEvent::holds(kind) {
+        OutreachEvent::decode(event).map(|_| ())
+    } else if TaskEvent::holds(kind) {
+        TaskEvent::decode(event).map(|_| ())
+    } else {
+        return Err(format!(
+            "event type `{}` is not one this battleplan knows",
+            kind.escape_debug()
+        ));
+    };
+    result.map_err(|error| error.to_string())
+}
+
+/// Reads every payload and replays the campaigns up to the stored checkpoint, then compares.
+/// Call it on a log whose chain checks out.
+pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError> {
+    let checkpoint = store.checkpoint(NAME).await?;
+    let stored: BTreeMap<String, Vec<u8>> = store
+        .scan(NAME)
+        .await?
+        .into_iter()
+        .map(|(key, value)| (String::from_utf8_lossy(&key).into_owned(), value))
+        .collect();
+    let head = store.head().await?;
+    let mut report = ReplayReport {
+        payloads: 0,
+        checkpoint: checkpoint.0,
+        campaigns: stored.len(),
+        finding: None,
+    };
+    let mut states: BTreeMap<String, CampaignState> = BTreeMap::new();
+    let mut after = Position::START;
+    'read: loop {
+        let events = store.read_all(after, BATCH).await?;
+        if events.is_empty() {
+            break;
+        }
+        for event in &events {
+            after = event.position;
+            if let Err(detail) = read_payload(event) {
+                report.finding = Some(Finding::Payload {
+                    position: event.position,
+                    detail,
+                });
+                return Ok(report);
+            }
+            report.payloads += 1;
+            if event.position > checkpoint {
+                continue;
+            }
+            let Some(id) = campaign::campaign_of(&event.stream) else {
+                continue;
+            };
+            let Ok(Some(decoded)) = CampaignEvent::decode(event) else {
+                continue;
+            };
+            let state = states
+                .remove(id)
+                .unwrap_or_else(|| CampaignState::draft(id));
+            states.insert(
+                id.to_string(),
+                evolve(state, &decoded, &EventMeta::of(event)),
+            );
+        }
+        if after >= head {
+            break 'read;
+        }
+    }
+    if checkpoint > head {
+        report.finding = Some(Finding::Projection {
+            key: None,
+            detail: format!(
+                "stored projection `{NAME}` says it reflects the log up to position {checkpoint}, but the log ends at {head}"
+            ),
+        });
+        return Ok(report);
+    }
+    report.finding = compare(&stored, &states, checkpoint)
+        .map_err(|detail| StoreError::Io(format!("cannot encode a replayed campaign: {detail}")))?;
+    Ok(report)
+}
+
+/// The first campaign whose stored bytes differ from the replay's, in key order.
+fn compare(
+    stored: &BTreeMap<String, Vec<u8>>,
+    replayed: &BTreeMap<String, CampaignState>,
+    checkpoint: Position,
+) -> Result<Option<Finding>, String> {
+    let keys: BTreeSet<&String> = stored.keys().chain(replayed.keys()).collect();
+    for key in keys {
+        let replay = replayed
+            .get(key)
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|error| error.to_string())?;
+        let stored = stored.get(key);
+        let what = match (stored, replay) {
+            (Some(stored), Some(replay)) if *stored == replay => continue,
+            (Some(stored), Some(replay)) => difference(stored, &replay),
+            (Some(_), None) => "stored, but the replay has no such campaign".to_string(),
+            (None, Some(_)) => {
+                "missing from the stored projection, present in the replay".to_string()
+            }
+            (None, None) => continue,
+        };
+        return Ok(Some(Finding::Projection {
+            key: Some(key.clone()),
+            detail: format!(
+                "stored projection `{NAME}` differs from the replay for campaign {key} (stored checkpoint at position {checkpoint}): {what}"
+            ),
+        }));
+    }
+    Ok(None)
+}
+
+/// Words for the first field that differs between two encodings of a campaign.
+fn difference(stored: &[u8], replay: &[u8]) -> String {
+    let Ok(stored) = serde_json::from_slice::<serde_json::Value>(stored) else {
+        return "the stored value is not JSON".to_string();
+    };
+    let Ok(replay) = serde_json::from_slice::<serde_json::Value>(replay) else {
+        return "the replayed value is not JSON".to_string();
+    };
+    match first_difference(&stored, &replay, String::new()) {
+        Some((path, stored, replay)) => format!(
+            "field `{}` stored {}, replay {}",
+            if path.is_empty() {
+                "(the whole value)"
+            } else {
+                &path
+            },
+            show(stored),
+            show(replay)
+        ),
+        None => "the same fields, encoded differently".to_string(),
+    }
+}
+
+fn show(value: Option<&serde_json::Value>) -> String {
+    const LONGEST: usize = 120;
+    match value {
+        None => "(absent)".to_string(),
+        Some(value) => {
+            let text = value.to_string();
+            if text.chars().count() > LONGEST {
+                let cut: String = text.chars().take(LONGEST).collect();
+                format!("{cut}…")
+            } else {
+                text
+            }
+        }
+    }
+}
+
+fn first_difference<'a>(
+    a: &'a serde_json::Value,
+    b: &'a serde_json::Value,
+    path: String,
+) -> Option<(
+    String,
+    Option<&'a serde_json::Value>,
+    Option<&'a serde_json::Value>,
+)> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter()
+                .find_map(|key| match (x.get(key), y.get(key)) {
+                    (Some(p), Some(q)) => first_difference(p, q, join(key)),
+                    (p, q) => Some((join(key), p, q)),
+                })
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => x
+            .iter()
+            .zip(y)
+            .enumerate()
+            .find_map(|(index, (p, q))| first_difference(p, q, format!("{path}[{index}]"))),
+        _ if a == b => None,
+        _ => Some((path, Some(a), Some(b))),
+    }
+}

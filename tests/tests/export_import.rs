@@ -1,0 +1,322 @@
+//! `battleplan export` and `battleplan import` end to end, on a store the real binary built: the
+//! September festival applied, 2,000 customers imported, run under a virtual clock into the
+//! burst. The export imported into an empty directory gives the same chain (head hash), the same
+//! export byte for byte, and the same `status`, `funnel` and `outbox`; `export --as-of` gives a
+//! prefix that imports and verifies; an import into a directory that is not empty, and every
+//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind; and an
+//! export while a daemon holds the store is refused.
+//!
+//! One test function on purpose (see audit_verify.rs): the steps spawn processes.
+
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::path::Path;
+
+use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
+use battleplan_tests::{run_in, Daemon, Run};
+use chrono::{DateTime, Utc};
+
+const APPLIED_AT: &str = "2026-08-01T00:00:00Z";
+const IMPORTED_AT: &str = "2026-08-20T00:00:00+08:00";
+const UNTIL: &str = "2026-09-05T00:00:00+08:00";
+const AS_OF: &str = "2026-08-28T00:00:00+08:00";
+const CAMPAIGN: &str = "sept-festival-2026";
+
+fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+fn on(dir: &Path, data: &str, arguments: &[&str]) -> Run {
+    let mut all = vec!["--data", data];
+    all.extend_from_slice(arguments);
+    run_in(dir, &all)
+}
+
+fn instant(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The festival applied, its customers imported, run to `UNTIL` under a virtual clock.
+fn festival(dir: &Path) {
+    ok(run_in(dir, &["init", "--out", "plan.toml"]));
+    ok(on(
+        dir,
+        "data",
+        &["plan", "apply", "plan.toml", "--clock-at", APPLIED_AT],
+    ));
+    let mut customers = Vec::new();
+    write_customers(
+        &mut customers,
+        Options {
+            count: 2_000,
+            seed: 11,
+            as_of: instant(IMPORTED_AT),
+            format: FileFormat::Csv,
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.join("customers.csv"), customers).unwrap();
+    ok(on(
+        dir,
+        "data",
+        &[
+            "customers",
+            "import",
+            "customers.csv",
+            "--actor",
+            "li.na",
+            "--clock-at",
+            IMPORTED_AT,
+        ],
+    ));
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--simulate",
+            "--clock-at",
+            IMPORTED_AT,
+            "--until",
+            UNTIL,
+        ],
+    );
+    let (code, log) = daemon.finish();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+}
+
+fn verify_json(dir: &Path, data: &str) -> serde_json::Value {
+    let run = ok(on(dir, data, &["audit", "verify", "--json"]));
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+/// What people read, with a fixed clock so that it is comparable.
+fn reports(dir: &Path, data: &str) -> Vec<String> {
+    [
+        vec!["status", "--clock-at", UNTIL],
+        vec!["status", CAMPAIGN, "--clock-at", UNTIL],
+        vec!["funnel", CAMPAIGN, "--clock-at", UNTIL],
+        vec!["outbox", CAMPAIGN, "--json", "--clock-at", UNTIL],
+        vec!["tasks", "--clock-at", UNTIL],
+    ]
+    .iter()
+    .map(|arguments| ok(on(dir, data, arguments)).stdout)
+    .collect()
+}
+
+/// Nothing named like an import's temporary directory is left in `dir`.
+fn no_leftovers(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            !name.starts_with(".battleplan-import-"),
+            "{name} was left behind"
+        );
+    }
+}
+
+#[test]
+fn a_store_exported_and_imported_is_the_same_store() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    festival(dir);
+
+    // While a daemon holds the store, export says so and writes nothing.
+    let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", UNTIL]);
+    daemon.wait_for("running on");
+    let refused = on(dir, "data", &["export", "--out", "busy.jsonl"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("a daemon (battleplan run) holds the store in data"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.join("busy.jsonl").exists());
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+
+    let original = verify_json(dir, "data");
+    assert_eq!(original["intact"], true, "{original}");
+    let events = original["events"].as_u64().unwrap();
+    assert!(events > 2_000, "{original}");
+
+    // Export to a file and to standard output: the same lines.
+    let wrote = ok(on(dir, "data", &["export", "--out", "log.jsonl"]));
+    assert!(
+        wrote.stdout.contains(&format!("exported {events} events")),
+        "{}",
+        wrote.stdout
+    );
+    let exported = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
+    let to_stdout = ok(on(dir, "data", &["export"]));
+    assert_eq!(to_stdout.stdout, exported);
+    let lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(lines.len() as u64, events);
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["position"], 1);
+    assert_eq!(first["event_type"], "PlanApplied");
+    assert_eq!(first["payload"]["version"], 1);
+    assert_eq!(first["previous_hash"], "0".repeat(64));
+    let last: serde_json::Value = serde_json::from_str(lines[lines.len() - 1]).unwrap();
+    assert_eq!(last["hash"], original["head_hash"]);
+
+    // Imported into a new directory: the same chain, export, projections and reports.
+    let imported = ok(on(dir, "restored", &["import", "log.jsonl"]));
+    assert!(
+        imported
+            .stdout
+            .contains(&format!("imported {events} events into restored")),
+        "{}",
+        imported.stdout
+    );
+    let restored = verify_json(dir, "restored");
+    assert_eq!(restored["intact"], true, "{restored}");
+    assert_eq!(restored["head_hash"], original["head_hash"]);
+    assert_eq!(restored["events"], original["events"]);
+    assert_eq!(restored["projection"]["campaigns"], 1);
+    assert_eq!(restored["projection"]["checkpoint"], events);
+    assert_eq!(ok(on(dir, "restored", &["export"])).stdout, exported);
+    assert_eq!(reports(dir, "restored"), reports(dir, "data"));
+    no_leftovers(dir);
+
+    // Into an empty directory that exists: fine too.
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    ok(on(dir, "empty", &["import", "log.jsonl"]));
+    assert_eq!(
+        verify_json(dir, "empty")["head_hash"],
+        original["head_hash"]
+    );
+
+    // Never over a store or anything else.
+    let refused = on(dir, "data", &["import", "log.jsonl"]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused
+            .stderr
+            .contains("data already holds a battleplan store"),
+        "{}",
+        refused.stderr
+    );
+    std::fs::create_dir(dir.join("busy")).unwrap();
+    std::fs::write(dir.join("busy").join("notes.txt"), "mine").unwrap();
+    let refused = on(dir, "busy", &["import", "log.jsonl"]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("busy is not empty"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.join("busy")).unwrap().count(),
+        1,
+        "the directory is untouched"
+    );
+    assert_eq!(verify_json(dir, "data")["head_hash"], original["head_hash"]);
+
+    // Damaged files: the line and what is wrong, exit 2, nothing left behind.
+    let line_of = |index: usize, edit: &dyn Fn(&str) -> String| -> String {
+        let mut edited: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
+        edited[index] = edit(&edited[index]);
+        edited.join("\n") + "\n"
+    };
+    let value_at =
+        |index: usize| -> serde_json::Value { serde_json::from_str(lines[index]).unwrap() };
+    let mut readable_payload_changed = value_at(0);
+    readable_payload_changed["payload"]["version"] = 2.into();
+    let mut actor_changed = value_at(4);
+    actor_changed["metadata"]["actor"] = "mallory".into();
+    let mut relinked = value_at(5);
+    relinked["previous_hash"] = "0".repeat(64).into();
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "broken link",
+            line_of(5, &|_| relinked.to_string()),
+            "damaged.jsonl:6: `previous_hash` is not the hash of the event before it",
+        ),
+        (
+            "payload",
+            line_of(0, &|_| readable_payload_changed.to_string()),
+            "damaged.jsonl:1: `payload` does not match `payload_msgpack`",
+        ),
+        (
+            "actor",
+            line_of(4, &|_| actor_changed.to_string()),
+            "damaged.jsonl:5: `hash` does not match the event",
+        ),
+        (
+            "deleted line",
+            {
+                let mut kept: Vec<&str> = lines.clone();
+                kept.remove(6);
+                kept.join("\n") + "\n"
+            },
+            "damaged.jsonl:7: position 8, expected 7",
+        ),
+        (
+            "swapped lines",
+            {
+                let mut swapped: Vec<&str> = lines.clone();
+                swapped.swap(8, 9);
+                swapped.join("\n") + "\n"
+            },
+            "damaged.jsonl:9: position 10, expected 9",
+        ),
+        (
+            "bad JSON",
+            line_of(2, &|line| line[..line.len() / 2].to_string()),
+            "damaged.jsonl:3: not an export line",
+        ),
+        (
+            "unknown field",
+            line_of(3, &|line| line.replacen('{', "{\"extra\":1,", 1)),
+            "damaged.jsonl:4: not an export line: unknown field `extra`",
+        ),
+    ];
+    for (what, text, expected) in cases {
+        std::fs::write(dir.join("damaged.jsonl"), text).unwrap();
+        let refused = on(dir, "target", &["import", "damaged.jsonl"]);
+        assert_eq!(refused.code, 2, "{what}: {}", refused.stderr);
+        assert!(
+            refused.stderr.contains(expected),
+            "{what}: expected `{expected}` in\n{}",
+            refused.stderr
+        );
+        assert!(
+            !dir.join("target").exists(),
+            "{what}: the target was created"
+        );
+        no_leftovers(dir);
+    }
+
+    // As of an instant: a prefix of the export, which imports and verifies.
+    let prefix = ok(on(dir, "data", &["export", "--as-of", AS_OF])).stdout;
+    let prefix_lines: Vec<&str> = prefix.lines().collect();
+    assert!(!prefix_lines.is_empty() && prefix_lines.len() < lines.len());
+    assert_eq!(prefix_lines[..], lines[..prefix_lines.len()]);
+    let as_of = instant(AS_OF);
+    for line in &prefix_lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(instant(value["recorded_at"].as_str().unwrap()) <= as_of);
+    }
+    let next: serde_json::Value = serde_json::from_str(lines[prefix_lines.len()]).unwrap();
+    assert!(instant(next["recorded_at"].as_str().unwrap()) > as_of);
+    std::fs::write(dir.join("prefix.jsonl"), &prefix).unwrap();
+    ok(on(dir, "as-of", &["import", "prefix.jsonl"]));
+    let verified = verify_json(dir, "as-of");
+    assert_eq!(verified["intact"], true, "{verified}");
+    assert_eq!(verified["events"], prefix_lines.len() as u64);
+    let last_of_prefix: serde_json::Value =
+        serde_json::from_str(prefix_lines[prefix_lines.len() - 1]).unwrap();
+    assert_eq!(verified["head_hash"], last_of_prefix["hash"]);
+}
