@@ -53,11 +53,13 @@ fn instant_of(ms: i64) -> Option<DateTime<Utc>> {
 }
 
 /// The rule and the numbers behind an exclusion, as the book stood at `at` (milliseconds).
+/// `segments`, compiled once by the caller, names the excluded segment the customer is in.
 /// `None` when there is nothing to add to the reason itself.
 pub fn exclusion_detail(
     plan: &Plan,
     channel: &Channel,
     book: &CustomerBook,
+    segments: Option<&Segments>,
     customer: &Customer,
     exclusion: Exclusion,
     at: i64,
@@ -80,7 +82,9 @@ pub fn exclusion_detail(
             Some("in the merchant's recycle bin: excluded from everything".to_string())
         }
         Exclusion::ExcludedSegment => {
-            let segments = Segments::compile(plan, book);
+            let Some(segments) = segments else {
+                return Some(format!("in a segment that channel {} excludes", channel.id));
+            };
             let slot = book.slot(&customer.id)?;
             let matched: Vec<&str> = channel
                 .exclude_segments
@@ -174,7 +178,21 @@ pub fn quota_days(channel: &Channel, ledger: &Ledger, days: &[DayPlan]) -> Vec<S
             let Some(_) = day.opens else {
                 return format!("{} had no sending time left", day.date);
             };
-            match day.limited_by {
+            // A day the ledger had already filled stopped no send of this planning, so the
+            // planner names no limit: tell it from the numbers.
+            let account_cap = channel
+                .per_account_daily_cap
+                .map(|cap| u64::from(cap).saturating_mul(channel.accounts.len().max(1) as u64));
+            let limited_by = day.limited_by.or_else(|| {
+                if channel.daily_cap.is_some_and(|cap| held >= u64::from(cap)) {
+                    Some(DayLimit::DailyCap)
+                } else if account_cap.is_some_and(|cap| held >= cap) {
+                    Some(DayLimit::AccountCaps)
+                } else {
+                    None
+                }
+            });
+            match limited_by {
                 Some(DayLimit::DailyCap) => format!(
                     "{} was full ({} of {}, the daily cap{})",
                     day.date,
@@ -209,7 +227,7 @@ pub fn quota_days(channel: &Channel, ledger: &Ledger, days: &[DayPlan]) -> Vec<S
                         .unwrap_or_default(),
                     held_before(before)
                 ),
-                None => format!("{} had room ({} planned)", day.date, grouped(held)),
+                None => format!("{} took no more ({} planned)", day.date, grouped(held)),
             }
         })
         .collect()
@@ -802,8 +820,173 @@ pub fn render(explanation: &Explanation) -> String {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "tests report failures by panicking"
+)]
 mod tests {
     use super::*;
+    use crate::campaign::{Status, Step};
+    use crate::customer::events::{CustomerEvent, CustomerRecorded, Signal};
+    use crate::customer::quota::Limits;
+    use crate::outreach::decide::plan_reach_out;
+    use crate::outreach::events::{MessageSent, NotSent, SendPlanned};
+    use crate::outreach::state::Outreach;
+    use crate::plan::model::Activity;
+    use crate::plan::EXAMPLE_PLAN;
+
+    const CAMPAIGN: &str = "sept-festival-2026";
+    const BURST: &str = "2026-09-02T00:00:00+08:00";
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// The example plan in its early stage, and a book of `count` active buyers with a mail
+    /// address (`c-000000`, ...).
+    fn world(count: usize) -> (Plan, CampaignState, CustomerBook) {
+        let plan = crate::plan::check(EXAMPLE_PLAN.as_bytes()).plan.unwrap();
+        let mut state = CampaignState::draft(CAMPAIGN);
+        state.plan_version = 1;
+        state.status = Status::Running {
+            step: Step::stage("early"),
+        };
+        let mut book = CustomerBook::default();
+        for index in 0..count {
+            let id = format!("c-{index:06}");
+            book.apply(
+                &CustomerEvent::CustomerRecorded(CustomerRecorded {
+                    customer: id.clone(),
+                    line: 2,
+                    email: Some(format!("{id}@example.com")),
+                    signals: vec![Signal {
+                        activity: Activity::Active,
+                        at: at("2026-08-30T10:00:00+08:00"),
+                        amount: None,
+                    }],
+                    ..CustomerRecorded::default()
+                }),
+                at("2026-08-30T10:00:00+08:00"),
+            );
+        }
+        (plan, state, book)
+    }
+
+    fn not_sent(events: &[OutreachEvent]) -> Vec<&NotSent> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                OutreachEvent::NotSent(not_sent) => Some(not_sent),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn planned(events: &[OutreachEvent]) -> Vec<&SendPlanned> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                OutreachEvent::SendPlanned(planned) => Some(planned),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fatigued_customer_is_recorded_with_the_last_reach_and_the_end_of_the_window() {
+        let (plan, state, mut book) = world(1);
+        book.reached(
+            &MessageSent {
+                key: format!("{CAMPAIGN}/warm-up-recall/c-000000/1"),
+                campaign: CAMPAIGN.to_string(),
+                channel: "mail".to_string(),
+                kind: ChannelKind::Mail,
+                reach_out: Some("warm-up-recall".to_string()),
+                to: "c-000000".to_string(),
+                template: None,
+                template_version: None,
+                phase: None,
+                stage: None,
+                duplicate: false,
+            },
+            at("2026-08-28T10:00:00+08:00"),
+        );
+        let events = plan_reach_out(
+            &plan,
+            &state,
+            &book,
+            &Outreach::default(),
+            "early-stage-mail",
+            at(BURST),
+        )
+        .unwrap();
+        let not_sent = not_sent(&events);
+        assert_eq!(not_sent.len(), 1);
+        assert_eq!(not_sent[0].reason, NotSentReason::Fatigue);
+        assert_eq!(
+            not_sent[0].detail.as_deref(),
+            Some("last reached by mail at 2026-08-28 10:00 +08:00; the channel's fatigue is 7 d (a reach on any channel counts), so not before 2026-09-04 10:00 +08:00")
+        );
+    }
+
+    #[test]
+    fn a_full_day_pushes_the_send_and_a_full_window_is_recorded_with_every_day() {
+        let (plan, state, book) = world(2);
+        let mail = plan.channel("mail").unwrap();
+        let limits = Limits::of(mail);
+        let date = |day| NaiveDate::from_ymd_opt(2026, 9, day).unwrap();
+        // The first day of the early stage already full (another campaign's sends).
+        let mut outreach = Outreach::default();
+        outreach
+            .ledger
+            .reserve("mail", date(2), "shop-mail", 2000, &limits);
+        let events = plan_reach_out(
+            &plan,
+            &state,
+            &book,
+            &outreach,
+            "early-stage-mail",
+            at(BURST),
+        )
+        .unwrap();
+        let sends = planned(&events);
+        assert_eq!(sends.len(), 2);
+        assert_eq!(sends[0].day, date(3));
+        assert_eq!(
+            sends[0].detail.as_deref(),
+            Some("not earlier: 2026-09-02 was full (2,000 of 2,000, the daily cap; 2,000 of them planned earlier); planned for 2026-09-03")
+        );
+
+        // Every day of the stage full: nobody placed, each day's numbers recorded.
+        for day in 3..=10 {
+            outreach
+                .ledger
+                .reserve("mail", date(day), "shop-mail", 2000, &limits);
+        }
+        let events = plan_reach_out(
+            &plan,
+            &state,
+            &book,
+            &outreach,
+            "early-stage-mail",
+            at(BURST),
+        )
+        .unwrap();
+        let not_sent = not_sent(&events);
+        assert_eq!(not_sent.len(), 2);
+        assert_eq!(not_sent[0].reason, NotSentReason::Quota);
+        let detail = not_sent[0].detail.as_deref().unwrap();
+        assert!(
+            detail.starts_with(
+                "no day of the window had room: 2026-09-02 was full (2,000 of 2,000, the daily cap"
+            ),
+            "{detail}"
+        );
+        assert!(detail.contains("2026-09-10 was full"), "{detail}");
+    }
 
     #[test]
     fn numbers_are_grouped_by_thousands() {

@@ -207,9 +207,23 @@ pub fn plan_reach_out(
                 phase,
             }))
         };
+    // Compiled once, and only when a member sits in a segment the channel excludes.
+    let segments = audience
+        .excluded
+        .iter()
+        .any(|(_, exclusion)| *exclusion == Exclusion::ExcludedSegment)
+        .then(|| Segments::compile(plan, book));
     let excluded_detail = |slot: u32, exclusion: Exclusion| -> Option<String> {
         let customer = customers.get(slot as usize)?;
-        explain::exclusion_detail(plan, channel?, book, customer, exclusion, evaluated)
+        explain::exclusion_detail(
+            plan,
+            channel?,
+            book,
+            segments.as_ref(),
+            customer,
+            exclusion,
+            evaluated,
+        )
     };
     let window_full = explain::window_full_detail(&day_words);
     let unplaced_detail = |slot: u32, reason: Unplaced| -> Option<String> {
