@@ -933,6 +933,59 @@ mod tests {
     }
 
     #[test]
+    fn a_send_given_up_at_dispatch_records_what_changed_since_it_was_planned() {
+        let (plan, state, mut book) = world(1);
+        let mut outreach = Outreach::default();
+        let events = plan_reach_out(
+            &plan,
+            &state,
+            &book,
+            &outreach,
+            "early-stage-mail",
+            at(BURST),
+        )
+        .unwrap();
+        for event in &events {
+            outreach.apply(event, at(BURST));
+        }
+        let send_at = planned(&events)[0].at;
+        // The customer unsubscribes from mail before the send goes.
+        let row = OutcomeRecorded {
+            customer: "c-000000".to_string(),
+            line: 2,
+            outcome: OutcomeKind::Unsubscribed,
+            at: at("2026-09-02T07:00:00+08:00"),
+            campaign: None,
+            reach_out: None,
+            channel: Some(ChannelKind::Mail),
+            amount: None,
+            message: None,
+        };
+        book.apply(
+            &CustomerEvent::OutcomeRecorded(row),
+            at("2026-09-02T07:00:00+08:00"),
+        );
+        let renderer = crate::outreach::render::Renderer::new(&plan);
+        let decided = crate::outreach::decide::dispatch(
+            &plan,
+            &state,
+            &book,
+            &outreach,
+            &renderer,
+            send_at,
+            usize::MAX,
+        );
+        assert!(decided.messages.is_empty());
+        let given_up = not_sent(&decided.not_sent);
+        assert_eq!(given_up.len(), 1);
+        assert_eq!(given_up[0].reason, NotSentReason::Unsubscribed);
+        assert_eq!(
+            given_up[0].detail.as_deref(),
+            Some("unsubscribed from mail (the customer book at 2026-09-02 08:00 +08:00)")
+        );
+    }
+
+    #[test]
     fn a_full_day_pushes_the_send_and_a_full_window_is_recorded_with_every_day() {
         let (plan, state, book) = world(2);
         let mail = plan.channel("mail").unwrap();

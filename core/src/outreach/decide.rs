@@ -461,7 +461,21 @@ pub fn follow_ups_due(
                     .or_default()
                     .push((slot, send));
             }
-            Some(other) => events.push(not_sent(other.into())),
+            Some(other) => {
+                let mut event = not_sent(other.into());
+                if let OutreachEvent::NotSent(not_sent) = &mut event {
+                    not_sent.detail = explain::exclusion_detail(
+                        plan,
+                        channel,
+                        book,
+                        Some(&segments),
+                        customer,
+                        other,
+                        instant,
+                    );
+                }
+                events.push(event);
+            }
         }
     }
     let mut ledger: Ledger = outreach.ledger.clone();
@@ -702,7 +716,23 @@ pub fn dispatch(
             });
         if let Some(rules) = rules {
             if let Some(excluded) = exclusion(book, &segments, rules, slot, customer, instant) {
-                out.not_sent.push(give_up(excluded.into()));
+                // Something changed since it was planned (an unsubscribe, a bounce...): the
+                // numbers as they stand now are recorded with the give-up.
+                let mut event = give_up(excluded.into());
+                if let OutreachEvent::NotSent(not_sent) = &mut event {
+                    not_sent.detail = plan.channel(&planned.channel).and_then(|channel| {
+                        explain::exclusion_detail(
+                            plan,
+                            channel,
+                            book,
+                            Some(&segments),
+                            customer,
+                            excluded,
+                            instant,
+                        )
+                    });
+                }
+                out.not_sent.push(event);
                 continue;
             }
         } else if !has_address(customer, planned.kind) {
