@@ -295,6 +295,10 @@ pub struct Reach {
 pub struct Outcome {
     pub position: u64,
     pub recorded_at: DateTime<Utc>,
+    /// The campaign's plan version in force when it was recorded.
+    pub plan_version: u32,
+    /// Who imported it.
+    pub actor: String,
     /// The import's file name.
     pub file: Option<String>,
     pub outcome: OutcomeRecorded,
@@ -454,8 +458,8 @@ pub fn explain(inputs: &Inputs<'_>) -> Result<Explanation, String> {
         entries.push(Entry {
             position: outcome.position,
             recorded_at: outcome.recorded_at,
-            actor: "import".to_string(),
-            plan_version: inputs.state.plan_version,
+            actor: outcome.actor.clone(),
+            plan_version: outcome.plan_version,
             what: row.outcome.as_str().to_string(),
             reach_out: row.reach_out.clone(),
             attempt: None,

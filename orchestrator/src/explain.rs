@@ -113,6 +113,8 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
                             outcomes.push(Outcome {
                                 position: event.position.0,
                                 recorded_at: event.recorded_at,
+                                plan_version: state.plan_version,
+                                actor: event.metadata.actor.clone(),
                                 file: import_files.get(event.stream.as_str()).cloned(),
                                 outcome: row,
                             });

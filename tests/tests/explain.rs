@@ -223,6 +223,8 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
             "outcomes",
             "import",
             "outcomes.csv",
+            "--actor",
+            "li.na",
             "--clock-at",
             MID_WARM_UP,
         ],
