@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod context;
 pub mod customer;
 pub mod event;
+pub mod explain;
 pub mod funnel;
 pub mod outreach;
 pub mod plan;

@@ -147,10 +147,32 @@ pub enum Command {
     Advance(ActArguments),
     /// End a campaign for good.
     Cancel(ActArguments),
-    /// A campaign's events: what happened, when, by whom and why.
+    /// A campaign's events: what happened, when, by whom, why, under which plan version.
     History {
-        /// One campaign; all of them when left out.
+        /// One campaign; when left out, every campaign's events interleaved in the order they
+        /// were recorded (by log position), each line naming its campaign.
         campaign: Option<String>,
+        /// Only the events recorded up to this instant (RFC 3339 or a date), then each
+        /// campaign's state as of it (phase or stage, paused or not, plan version), replayed
+        /// from those events alone.
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
+        /// Print the result as JSON (with --as-of: an object with `events` and `states`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Why a customer was reached or not in a campaign: profile, segments, every decision of
+    /// the outbox with the rule and the numbers behind it, sends, outcomes, follow-ups and the
+    /// funnel stage, all from the log as of an instant.
+    Explain {
+        /// The campaign's id.
+        campaign: String,
+        /// The customer's id.
+        customer: String,
+        /// Read only the events recorded up to this instant (RFC 3339 or a date); default: now
+        /// (or --clock-at).
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -470,9 +492,34 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Status { campaign, json } => {
             remote_or_local(data, clock_at, Remote::Status { campaign, json })
         }
-        Command::History { campaign, json } => {
-            remote_or_local(data, clock_at, Remote::History { campaign, json })
-        }
+        Command::History {
+            campaign,
+            as_of,
+            json,
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::History {
+                campaign,
+                json,
+                as_of,
+            },
+        ),
+        Command::Explain {
+            campaign,
+            customer,
+            as_of,
+            json,
+        } => remote_or_local(
+            data,
+            clock_at,
+            Remote::Explain(battleplan_orchestrator::explain::ExplainQuestion {
+                campaign,
+                customer,
+                as_of,
+                json,
+            }),
+        ),
         Command::Pause(arguments) => act(Action::Pause, arguments),
         Command::Resume(arguments) => act(Action::Resume, arguments),
         Command::Advance(arguments) => act(Action::Advance, arguments),

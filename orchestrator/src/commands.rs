@@ -57,7 +57,11 @@ pub enum Remote {
     History {
         campaign: Option<String>,
         json: bool,
+        /// Only the events recorded up to this instant, then each campaign's state as of it.
+        #[serde(default)]
+        as_of: Option<DateTime<Utc>>,
     },
+    Explain(crate::explain::ExplainQuestion),
     Act {
         campaign: String,
         action: Action,
@@ -153,7 +157,12 @@ pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
             .await
         }
         Remote::Status { campaign, json } => status(runtime, campaign.as_deref(), json).await,
-        Remote::History { campaign, json } => history(runtime, campaign.as_deref(), json).await,
+        Remote::History {
+            campaign,
+            json,
+            as_of,
+        } => history(runtime, campaign.as_deref(), json, as_of).await,
+        Remote::Explain(question) => crate::explain::explain(runtime, &question).await,
         Remote::Act {
             campaign,
             action,
@@ -458,10 +467,14 @@ async fn apply_plan(
 }
 
 /// One event as the history shows it.
-fn history_line(out: &mut String, event: &RecordedEvent, zone: chrono_tz::Tz, with_campaign: bool) {
-    let Ok(Some(decoded)) = CampaignEvent::decode(event) else {
-        return;
-    };
+fn history_line(
+    out: &mut String,
+    event: &RecordedEvent,
+    decoded: &CampaignEvent,
+    state: &CampaignState,
+    with_campaign: bool,
+) {
+    let zone = state.zone();
     let campaign = if with_campaign {
         format!(
             "{}  ",
@@ -472,9 +485,10 @@ fn history_line(out: &mut String, event: &RecordedEvent, zone: chrono_tz::Tz, wi
     };
     let _ = writeln!(
         out,
-        "{}  #{:<6} {campaign}{:<18} {}",
+        "{}  #{:<6} v{:<3} {campaign}{:<18} {}",
         local(zone, event.recorded_at),
         event.position.0,
+        state.plan_version,
         event.metadata.actor,
         decoded.summary(zone)
     );
@@ -483,23 +497,27 @@ fn history_line(out: &mut String, event: &RecordedEvent, zone: chrono_tz::Tz, wi
     }
 }
 
-fn history_json(event: &RecordedEvent) -> Option<serde_json::Value> {
-    let decoded = CampaignEvent::decode(event).ok()??;
+fn history_json(
+    event: &RecordedEvent,
+    decoded: &CampaignEvent,
+    state: &CampaignState,
+) -> serde_json::Value {
     let mut payload = decoded.to_json();
     // The plan file is in the event; the history shows its digest, `export` the whole text.
     if let Some(object) = payload.as_object_mut() {
         object.remove("source");
         object.remove("outline");
     }
-    let late = match &decoded {
+    let late = match decoded {
         CampaignEvent::PhaseEntered(PhaseEntered { late_by_ms, .. }) => Some(*late_by_ms),
         CampaignEvent::CampaignCompleted(c) => Some(c.late_by_ms),
         _ => None,
     };
-    Some(json!({
+    json!({
         "position": event.position.0,
         "campaign": campaign::campaign_of(&event.stream),
         "version": event.version.0,
+        "plan_version": state.plan_version,
         "recorded_at": event.recorded_at,
         "type": event.event_type,
         "actor": event.metadata.actor,
@@ -508,31 +526,41 @@ fn history_json(event: &RecordedEvent) -> Option<serde_json::Value> {
         "late_by_ms": late,
         "summary": decoded.summary(chrono_tz::Tz::UTC),
         "payload": payload,
-    }))
+    })
 }
 
+/// `history [CAMPAIGN] [--as-of T]`: one campaign's events, or every campaign's interleaved in
+/// the order they were recorded (by log position). With `--as-of`, only the events recorded up
+/// to T are read into the answer, and each campaign's state as of T follows, computed by
+/// replaying those events through `campaign::evolve`. Each line carries the plan version in force
+/// once the event was applied.
 async fn history(
     runtime: &Runtime,
     campaign: Option<&str>,
     json: bool,
+    as_of: Option<DateTime<Utc>>,
 ) -> Result<Reply, HandleError> {
     let store = runtime.store.as_ref();
+    let recorded_by_then =
+        |event: &RecordedEvent| as_of.is_none_or(|instant| event.recorded_at <= instant);
     let mut events = Vec::new();
     match campaign {
         Some(id) => {
             let stream = campaign::stream_of(id).map_err(campaign::Rejection)?;
             let mut from = StreamVersion(1);
+            let mut any = false;
             loop {
                 let batch = store.read_stream(&stream, from, 1_000).await?;
                 let Some(last) = batch.last() else { break };
                 from = last.version.next();
                 let full = batch.len() == 1_000;
-                events.extend(batch);
+                any = true;
+                events.extend(batch.into_iter().filter(|event| recorded_by_then(event)));
                 if !full {
                     break;
                 }
             }
-            if events.is_empty() {
+            if !any {
                 let campaigns = current(runtime).await?;
                 return Ok(Reply::user_error(unknown_campaign(id, &campaigns)));
             }
@@ -544,32 +572,75 @@ async fn history(
                 let Some(last) = batch.last() else { break };
                 after = last.position;
                 let full = batch.len() == 10_000;
-                events.extend(
-                    batch
-                        .into_iter()
-                        .filter(|event| campaign::campaign_of(&event.stream).is_some()),
-                );
+                events.extend(batch.into_iter().filter(|event| {
+                    campaign::campaign_of(&event.stream).is_some() && recorded_by_then(event)
+                }));
                 if !full {
                     break;
                 }
             }
         }
     }
-    if json {
-        let list: Vec<serde_json::Value> = events.iter().filter_map(history_json).collect();
-        return Ok(Reply::ok(format!("{:#}\n", serde_json::Value::Array(list))));
-    }
-    if events.is_empty() {
-        return Ok(Reply::ok("no campaign events yet\n".to_string()));
-    }
-    let campaigns = current(runtime).await?;
-    let mut out = String::new();
+    // Replay as we go: each line is shown with the state its event led to.
+    let mut states: std::collections::BTreeMap<String, CampaignState> =
+        std::collections::BTreeMap::new();
+    let mut text = String::new();
+    let mut list = Vec::new();
     for event in &events {
-        let zone = campaign::campaign_of(&event.stream)
-            .and_then(|id| campaigns.states.get(id))
-            .map(CampaignState::zone)
-            .unwrap_or(chrono_tz::Tz::UTC);
-        history_line(&mut out, event, zone, campaign.is_none());
+        let Some(id) = campaign::campaign_of(&event.stream) else {
+            continue;
+        };
+        let Some(decoded) = CampaignEvent::decode(event)? else {
+            continue;
+        };
+        let state = states
+            .remove(id)
+            .unwrap_or_else(|| CampaignState::draft(id));
+        let state = campaign::evolve(state, &decoded, &campaign::events::EventMeta::of(event));
+        if json {
+            list.push(history_json(event, &decoded, &state));
+        } else {
+            history_line(&mut text, event, &decoded, &state, campaign.is_none());
+        }
+        states.insert(id.to_string(), state);
+    }
+    let Some(as_of) = as_of else {
+        if json {
+            return Ok(Reply::ok(format!("{:#}\n", serde_json::Value::Array(list))));
+        }
+        if events.is_empty() {
+            return Ok(Reply::ok("no campaign events yet\n".to_string()));
+        }
+        return Ok(Reply::ok(text));
+    };
+    if json {
+        let value = json!({
+            "as_of": as_of,
+            "events": list,
+            "states": states.values().map(|state| status_json(state, as_of)).collect::<Vec<_>>(),
+        });
+        return Ok(Reply::ok(format!("{value:#}\n")));
+    }
+    let mut out = String::new();
+    let zone = states
+        .values()
+        .next()
+        .map(CampaignState::zone)
+        .unwrap_or(chrono_tz::Tz::UTC);
+    let _ = writeln!(
+        out,
+        "as of {} (events recorded after it are left out)",
+        local(zone, as_of)
+    );
+    out.push('\n');
+    if events.is_empty() {
+        out.push_str("no campaign events recorded by then\n");
+    }
+    out.push_str(&text);
+    for state in states.values() {
+        out.push('\n');
+        let _ = writeln!(out, "state as of {}:", local(state.zone(), as_of));
+        status_text(&mut out, state, as_of);
     }
     Ok(Reply::ok(out))
 }

@@ -13,6 +13,7 @@ pub mod commands;
 pub mod control;
 pub mod daemon;
 pub mod dispatcher;
+pub mod explain;
 pub mod import;
 pub mod outreach;
 pub mod projection;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::events::{
     send_key, ChannelPaused, FollowUpStopped, FollowUpTerms, NotSent, NotSentReason, NoticePlanned,
@@ -15,12 +15,14 @@ use super::events::{
 use super::port::Message;
 use super::render::Renderer;
 use super::state::{Outreach, SendStatus};
+use crate::campaign::timeline::local;
 use crate::campaign::{CampaignState, Shift, Status};
 use crate::customer::book::{channel_index, millis, reach_out_key, CustomerBook, NEVER};
-use crate::customer::eligibility::{exclusion, has_address, Rules};
+use crate::customer::eligibility::{exclusion, has_address, Exclusion, Rules};
 use crate::customer::preview::{plan_audience_except, Target};
-use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest};
+use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest, Unplaced};
 use crate::customer::segment::Segments;
+use crate::explain;
 use crate::plan::model::{
     Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, Sender, StopOn, Window,
 };
@@ -152,6 +154,18 @@ pub fn plan_reach_out(
     let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| &*c.id) };
     let mut events = Vec::with_capacity(customers.len().min(audience.segment_size as usize) + 1);
     let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+    // The numbers behind each decision, recorded with it: the days of the window as the planner
+    // filled them (what the ledger held and the limit that stopped each), for sends placed after
+    // the first day and for customers no day had room for.
+    let channel = plan.channel(&audience.channel);
+    let day_words = channel
+        .map(|channel| explain::quota_days(channel, &outreach.ledger, &audience.sends.days))
+        .unwrap_or_default();
+    let dates: Vec<NaiveDate> = audience.sends.days.iter().map(|day| day.date).collect();
+    let pushed: Vec<Option<String>> = (0..dates.len())
+        .map(|day| explain::pushed_detail(&day_words, &dates, day))
+        .collect();
+    let evaluated = millis(audience.evaluated_at);
     let closed = missed.then(|| {
         format!(
             "the window closed at {} before the reach-out could be planned (the daemon was not running, or the campaign was paused)",
@@ -217,44 +231,88 @@ pub fn plan_reach_out(
             phase,
             window_end: audience.window.end,
             follow_up: follow_up.clone(),
+            detail: pushed.get(placement.day as usize).cloned().flatten(),
         }));
     }
     let planned = if missed { 0 } else { events.len() as u64 };
-    let not_sent = |slot: u32, reason: NotSentReason| -> Option<OutreachEvent> {
-        let customer = id_of(slot)?;
-        Some(OutreachEvent::NotSent(NotSent {
-            key: send_key(campaign, reach_out_id, customer, 1),
-            campaign: campaign.to_string(),
-            reach_out: reach_out_id.to_string(),
-            customer: customer.to_string(),
-            attempt: 1,
-            channel: audience.channel.clone(),
-            reason,
-            detail: None,
-            phase,
-        }))
+    let not_sent =
+        |slot: u32, reason: NotSentReason, detail: Option<String>| -> Option<OutreachEvent> {
+            let customer = id_of(slot)?;
+            Some(OutreachEvent::NotSent(NotSent {
+                key: send_key(campaign, reach_out_id, customer, 1),
+                campaign: campaign.to_string(),
+                reach_out: reach_out_id.to_string(),
+                customer: customer.to_string(),
+                attempt: 1,
+                channel: audience.channel.clone(),
+                reason,
+                detail,
+                phase,
+            }))
+        };
+    // Compiled once, and only when a member sits in a segment the channel excludes.
+    let segments = audience
+        .excluded
+        .iter()
+        .any(|(_, exclusion)| *exclusion == Exclusion::ExcludedSegment)
+        .then(|| Segments::compile(plan, book));
+    let excluded_detail = |slot: u32, exclusion: Exclusion| -> Option<String> {
+        let customer = customers.get(slot as usize)?;
+        explain::exclusion_detail(
+            plan,
+            channel?,
+            book,
+            segments.as_ref(),
+            customer,
+            exclusion,
+            evaluated,
+        )
     };
-    events.extend(
-        audience
-            .excluded
-            .iter()
-            .filter_map(|(slot, exclusion)| not_sent(*slot, (*exclusion).into())),
-    );
+    let window_full = explain::window_full_detail(&day_words);
+    let unplaced_detail = |slot: u32, reason: Unplaced| -> Option<String> {
+        match reason {
+            Unplaced::WindowFull => Some(window_full.clone()),
+            Unplaced::NoAccount => {
+                let owner = customers
+                    .get(slot as usize)
+                    .and_then(|customer| customer.owner)
+                    .map(|owner| book.symbols.name(owner).to_string());
+                Some(match owner {
+                    Some(owner) => format!(
+                        "the reach-out sends from the customer's owner, and {owner} has no account on {}",
+                        audience.channel
+                    ),
+                    None => "the reach-out sends from the customer's owner, and the customer has none".to_string(),
+                })
+            }
+            Unplaced::QuietUntilWindowEnd => {
+                excluded_detail(slot, Exclusion::QuietHours).map(|quiet| {
+                    format!(
+                        "{quiet}: held past the window's end at {}",
+                        local(plan.campaign.time_zone, audience.window.end)
+                    )
+                })
+            }
+        }
+    };
+    events.extend(audience.excluded.iter().filter_map(|(slot, exclusion)| {
+        not_sent(
+            *slot,
+            (*exclusion).into(),
+            excluded_detail(*slot, *exclusion),
+        )
+    }));
     if !missed {
-        events.extend(
-            audience
-                .sends
-                .unplaced
-                .iter()
-                .filter_map(|(slot, reason)| not_sent(*slot, (*reason).into())),
-        );
-        events.extend(
-            audience
-                .sends
-                .quiet_skipped
-                .iter()
-                .filter_map(|slot| not_sent(*slot, NotSentReason::QuietHours)),
-        );
+        events.extend(audience.sends.unplaced.iter().filter_map(|(slot, reason)| {
+            not_sent(*slot, (*reason).into(), unplaced_detail(*slot, *reason))
+        }));
+        events.extend(audience.sends.quiet_skipped.iter().filter_map(|slot| {
+            not_sent(
+                *slot,
+                NotSentReason::QuietHours,
+                excluded_detail(*slot, Exclusion::QuietHours),
+            )
+        }));
     }
     let not_sent_count = events.len() as u64 - planned;
     events.push(OutreachEvent::ReachOutPlanned(ReachOutPlanned {
@@ -448,7 +506,21 @@ pub fn follow_ups_due(
                     .or_default()
                     .push((slot, send));
             }
-            Some(other) => events.push(not_sent(other.into())),
+            Some(other) => {
+                let mut event = not_sent(other.into());
+                if let OutreachEvent::NotSent(not_sent) = &mut event {
+                    not_sent.detail = explain::exclusion_detail(
+                        plan,
+                        channel,
+                        book,
+                        Some(&segments),
+                        customer,
+                        other,
+                        instant,
+                    );
+                }
+                events.push(event);
+            }
         }
     }
     let mut ledger: Ledger = outreach.ledger.clone();
@@ -526,6 +598,7 @@ pub fn follow_ups_due(
                     phase,
                     window_end: span_end,
                     follow_up: previous.planned.follow_up.clone(),
+                    detail: None,
                 }));
             }
             for (slot, reason) in &sends.unplaced {
@@ -688,7 +761,23 @@ pub fn dispatch(
             });
         if let Some(rules) = rules {
             if let Some(excluded) = exclusion(book, &segments, rules, slot, customer, instant) {
-                out.not_sent.push(give_up(excluded.into()));
+                // Something changed since it was planned (an unsubscribe, a bounce...): the
+                // numbers as they stand now are recorded with the give-up.
+                let mut event = give_up(excluded.into());
+                if let OutreachEvent::NotSent(not_sent) = &mut event {
+                    not_sent.detail = plan.channel(&planned.channel).and_then(|channel| {
+                        explain::exclusion_detail(
+                            plan,
+                            channel,
+                            book,
+                            Some(&segments),
+                            customer,
+                            excluded,
+                            instant,
+                        )
+                    });
+                }
+                out.not_sent.push(event);
                 continue;
             }
         } else if !has_address(customer, planned.kind) {

@@ -165,6 +165,10 @@ pub struct SendPlanned {
     pub window_end: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follow_up: Option<FollowUpTerms>,
+    /// Why it went on this day rather than an earlier one of its window, with the numbers the
+    /// planner saw (`2026-08-26 was full (2,000 of 2,000, the daily cap)`); none on the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// A customer considered and not sent this message, and why.
@@ -177,6 +181,8 @@ pub struct NotSent {
     pub attempt: u32,
     pub channel: String,
     pub reason: NotSentReason,
+    /// The rule and the numbers behind the reason, as they stood when it was decided (the last
+    /// reach and the fatigue window, the days of the window and their caps, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// The campaign's phase when it was decided.
