@@ -1413,8 +1413,8 @@ fn demo(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             let data = output.data();
             let data = data.display();
             println!(
-                "\nThe log ({} events, its hash chain checked end to end, head hash {}) is in {data}. Ask it what happened:\n  battleplan --data {data} history {}\n  battleplan --data {data} funnel {}\n  battleplan --data {data} audit verify",
-                finished.events, finished.head_hash, finished.campaign, finished.campaign
+                "\nThe log ({} events, its hash chain checked end to end, head hash {}) is in {data}. Ask it what happened:\n  battleplan --data {data} history {}\n  battleplan --data {data} explain {} c-000042\n  battleplan --data {data} funnel {}\n  battleplan --data {data} audit verify",
+                finished.events, finished.head_hash, finished.campaign, finished.campaign, finished.campaign
             );
             Ok(ExitCode::SUCCESS)
         }

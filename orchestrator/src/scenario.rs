@@ -645,11 +645,19 @@ impl Runner {
                     json: false,
                     customers: false,
                 }),
-                other => {
-                    return Err(ScenarioError::Invalid(format!(
-                        "capture `{other}` is not supported by this runner"
-                    )))
-                }
+                other => match other.strip_prefix("explain:") {
+                    Some(customer) => Remote::Explain(crate::explain::ExplainQuestion {
+                        campaign,
+                        customer: customer.to_string(),
+                        as_of: Some(at),
+                        json: false,
+                    }),
+                    None => {
+                        return Err(ScenarioError::Invalid(format!(
+                            "capture `{other}` is not supported by this runner"
+                        )))
+                    }
+                },
             };
             let reply = self.expect(capture, remote).await?;
             let title = format!("{capture} at {}", self.local(at));
