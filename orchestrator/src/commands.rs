@@ -267,10 +267,16 @@ fn status_json(state: &CampaignState, now: DateTime<Utc>) -> serde_json::Value {
 
 fn status_text(out: &mut String, state: &CampaignState, now: DateTime<Utc>) {
     let zone = state.zone();
-    let since = state
-        .since
-        .map(|since| format!(" since {} ({})", local(zone, since), ago_or_in(now, since)))
-        .unwrap_or_default();
+    let since = match &state.status {
+        // A pause names its own instant: only how long ago.
+        battleplan_core::campaign::Status::Paused { since, .. } => {
+            format!(" ({})", ago_or_in(now, *since))
+        }
+        _ => state
+            .since
+            .map(|since| format!(" since {} ({})", local(zone, since), ago_or_in(now, since)))
+            .unwrap_or_default(),
+    };
     let _ = writeln!(out, "{}: {}", state.id, state.name);
     let _ = writeln!(out, "  status: {}{since}", state.describe());
     if let Some(timeline) = state.timeline() {
