@@ -3,19 +3,19 @@
 //! projection's checkpoint, byte for byte (invariant 1: a rebuild gives exactly the same
 //! result).
 //!
-//! The replay applies the same core functions as `projection::Campaigns` (`campaign_of`,
-//! `CampaignEvent::decode`, `evolve`, `EventMeta::of`) and encodes each state as it does
-//! (`serde_json::to_vec`), stopping at the stored checkpoint rather than at the head.
+//! The replay folds events with the projection's own rule (`projection::Campaigns::apply`) and
+//! encodes each state as it does (`serde_json::to_vec`), stopping at the stored checkpoint
+//! rather than at the head.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use battleplan_core::campaign::{self, evolve, CampaignEvent, CampaignState, EventMeta};
+use battleplan_core::campaign::{CampaignEvent, CampaignState};
 use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::{Position, RecordedEvent, StoreError};
 use battleplan_core::outreach::OutreachEvent;
 use battleplan_core::task::TaskEvent;
 
-use crate::projection::NAME;
+use crate::projection::{Campaigns, NAME};
 use crate::runtime::Store;
 
 const BATCH: usize = 10_000;
@@ -105,7 +105,7 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
         campaigns: stored.len(),
         finding: None,
     };
-    let mut states: BTreeMap<String, CampaignState> = BTreeMap::new();
+    let mut replay = Campaigns::default();
     let mut after = Position::START;
     'read: loop {
         let events = store.read_all(after, BATCH).await?;
@@ -125,19 +125,8 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
             if event.position > checkpoint {
                 continue;
             }
-            let Some(id) = campaign::campaign_of(&event.stream) else {
-                continue;
-            };
-            let Ok(Some(decoded)) = CampaignEvent::decode(event) else {
-                continue;
-            };
-            let state = states
-                .remove(id)
-                .unwrap_or_else(|| CampaignState::draft(id));
-            states.insert(
-                id.to_string(),
-                evolve(state, &decoded, &EventMeta::of(event)),
-            );
+            // Its payload reads (checked above), so the fold cannot fail here.
+            let _ = replay.apply(event);
         }
         if after >= head {
             break 'read;
@@ -152,7 +141,7 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
         });
         return Ok(report);
     }
-    report.finding = compare(&stored, &states, checkpoint)
+    report.finding = compare(&stored, &replay.states, checkpoint)
         .map_err(|detail| StoreError::Io(format!("cannot encode a replayed campaign: {detail}")))?;
     Ok(report)
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use battleplan_core::campaign::{self, evolve, CampaignEvent, CampaignState, EventMeta};
-use battleplan_core::event::Position;
+use battleplan_core::event::{Position, RecordedEvent};
 
 use crate::runtime::{HandleError, Store};
 
@@ -43,6 +43,29 @@ impl Campaigns {
         Ok(Campaigns { states, checkpoint })
     }
 
+    /// Folds one event of the log into the states (the projection's one rule, also used by
+    /// `audit verify`'s replay). Returns the campaign it changed, if any.
+    pub fn apply(
+        &mut self,
+        event: &RecordedEvent,
+    ) -> Result<Option<String>, battleplan_core::event::upcast::PayloadError> {
+        let Some(id) = campaign::campaign_of(&event.stream) else {
+            return Ok(None);
+        };
+        let Some(decoded) = CampaignEvent::decode(event)? else {
+            return Ok(None);
+        };
+        let state = self
+            .states
+            .remove(id)
+            .unwrap_or_else(|| CampaignState::draft(id));
+        self.states.insert(
+            id.to_string(),
+            evolve(state, &decoded, &EventMeta::of(event)),
+        );
+        Ok(Some(id.to_string()))
+    }
+
     /// Applies every durable event after the checkpoint and stores the result with the new
     /// checkpoint. Returns the campaigns that changed.
     pub async fn catch_up(&mut self, store: &dyn Store) -> Result<BTreeSet<String>, HandleError> {
@@ -70,21 +93,9 @@ impl Campaigns {
             let last_position = last.position;
             let mut touched = BTreeSet::new();
             for event in &events {
-                let Some(id) = campaign::campaign_of(&event.stream) else {
-                    continue;
-                };
-                let Some(decoded) = CampaignEvent::decode(event)? else {
-                    continue;
-                };
-                let state = self
-                    .states
-                    .remove(id)
-                    .unwrap_or_else(|| CampaignState::draft(id));
-                self.states.insert(
-                    id.to_string(),
-                    evolve(state, &decoded, &EventMeta::of(event)),
-                );
-                touched.insert(id.to_string());
+                if let Some(id) = self.apply(event)? {
+                    touched.insert(id);
+                }
             }
             let mut changes = Vec::with_capacity(touched.len());
             for id in touched.iter().filter(|_| persist) {
