@@ -25,18 +25,7 @@ use crate::customer::segment::Segments;
 use crate::outreach::events::{NotSentReason, OutreachEvent};
 use crate::plan::model::{Channel, ChannelKind, FatigueScope, Plan, QuietPolicy};
 
-/// `1,234,567`.
-pub fn grouped(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
-}
+pub use crate::plan::values::grouped;
 
 fn kind_words(kind: ChannelKind) -> &'static str {
     match kind {

@@ -1295,18 +1295,33 @@ fn import_export(data: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The output directory of a scenario's run: the one given, or a new temporary one that is
-/// kept (the user reads it next).
-fn scenario_output(out: Option<PathBuf>, prefix: &str) -> anyhow::Result<scenario::Output> {
+/// The output directory of a scenario's run: the one given (refused unless new or empty), or
+/// a new temporary one that is kept (the user reads it next).
+fn scenario_output(
+    out: Option<PathBuf>,
+    prefix: &str,
+) -> anyhow::Result<Result<scenario::Output, String>> {
     let dir = match out {
-        Some(dir) => dir,
+        Some(dir) => {
+            let used = dir.exists()
+                && std::fs::read_dir(&dir)
+                    .map(|mut entries| entries.next().is_some())
+                    .unwrap_or(true);
+            if used {
+                return Ok(Err(format!(
+                    "{} is not empty; give a new directory with --out",
+                    dir.display()
+                )));
+            }
+            dir
+        }
         None => tempfile::Builder::new()
             .prefix(prefix)
             .tempdir()
             .context("creating a temporary directory")?
             .keep(),
     };
-    Ok(scenario::Output { dir })
+    Ok(Ok(scenario::Output { dir }))
 }
 
 /// Runs a loaded scenario with a progress bar on a terminal.
@@ -1348,19 +1363,10 @@ fn scenario_run(file: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(message) => return Ok(user_error(message)),
     };
-    if let Some(dir) = &out {
-        if dir.exists()
-            && std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            return Ok(user_error(format_args!(
-                "{} is not empty; give a new directory with --out",
-                dir.display()
-            )));
-        }
-    }
-    let output = scenario_output(out, "battleplan-scenario-")?;
+    let output = match scenario_output(out, "battleplan-scenario-")? {
+        Ok(output) => output,
+        Err(message) => return Ok(user_error(message)),
+    };
     match run_scenario(&loaded, &output)? {
         Ok(finished) => {
             print!("{}", finished.report);
@@ -1390,19 +1396,10 @@ fn demo(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         Ok(loaded) => loaded,
         Err(message) => return Err(anyhow::anyhow!("the demo scenario: {message}")),
     };
-    if let Some(dir) = &out {
-        if dir.exists()
-            && std::fs::read_dir(dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
-            return Ok(user_error(format_args!(
-                "{} is not empty; give a new directory with --out",
-                dir.display()
-            )));
-        }
-    }
-    let output = scenario_output(out, "battleplan-demo-")?;
+    let output = match scenario_output(out, "battleplan-demo-")? {
+        Ok(output) => output,
+        Err(message) => return Ok(user_error(message)),
+    };
     eprintln!(
         "Rehearsing the September festival with 10,000 generated customers under a virtual clock in {} ...",
         output.dir.display()
