@@ -196,3 +196,27 @@ impl Daemon {
         self.finish()
     }
 }
+
+/// `battleplan --data data ARGUMENTS` in `dir`.
+pub fn bp(dir: &Path, arguments: &[&str]) -> Run {
+    let mut all = vec!["--data", "data"];
+    all.extend_from_slice(arguments);
+    run_in(dir, &all)
+}
+
+/// The run, once it is seen to have succeeded (its output shown if not).
+pub fn ok(run: Run) -> Run {
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    run
+}
+
+/// An RFC 3339 instant a test writes.
+pub fn instant(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|error| panic!("{text}: {error}"))
+        .with_timezone(&chrono::Utc)
+}

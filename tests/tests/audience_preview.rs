@@ -8,26 +8,11 @@
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
-use battleplan_tests::{run_in, Daemon, Run};
+use battleplan_tests::{bp, ok, run_in, Daemon};
 use chrono::{DateTime, Utc};
 
 const APPLIED_AT: &str = "2026-08-01T00:00:00Z";
 const IMPORTED_AT: &str = "2026-09-01T00:00:00+08:00";
-
-fn bp(dir: &Path, arguments: &[&str]) -> Run {
-    let mut all = vec!["--data", "data"];
-    all.extend_from_slice(arguments);
-    run_in(dir, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
-}
 
 fn as_of() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(IMPORTED_AT)

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use battleplan_core::plan::EXAMPLE_PLAN;
-use battleplan_tests::{mutate, run_in, Daemon, Run};
+use battleplan_tests::{bp, mutate, ok, Daemon};
 use serde_json::Value;
 
 /// Prep starts 2026-08-19 00:00 +08:00, which is 2026-08-18T16:00:00Z.
@@ -20,21 +20,6 @@ fn setup() -> tempfile::TempDir {
     let directory = tempfile::tempdir().unwrap();
     std::fs::write(directory.path().join("plan.toml"), EXAMPLE_PLAN).unwrap();
     directory
-}
-
-fn bp(directory: &Path, arguments: &[&str]) -> Run {
-    let mut all = vec!["--data", "data"];
-    all.extend_from_slice(arguments);
-    run_in(directory, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
 }
 
 fn history(directory: &Path) -> Vec<Value> {

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
-use battleplan_tests::{run_in, Daemon, Run};
+use battleplan_tests::{ok, run_in, Daemon, Run};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -20,15 +20,6 @@ fn bp(directory: &Path, arguments: &[&str]) -> Run {
     let mut all = vec!["--data", "data", "--clock-at", CLOCK];
     all.extend_from_slice(arguments);
     run_in(directory, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
 }
 
 /// The number of events in the store, from `audit verify` (which also checks the chain).

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
-use battleplan_tests::{mutate, run_in, Daemon, Run};
+use battleplan_tests::{bp, instant, mutate, ok, run_in, Daemon, Run};
 use chrono::{DateTime, Utc};
 
 const CAMPAIGN: &str = "sept-festival-2026";
@@ -20,29 +20,8 @@ const MID_WARM_UP: &str = "2026-08-29T00:00:00+08:00";
 const BURST: &str = "2026-09-02T00:00:00+08:00";
 const EARLY_STAGE: &str = "2026-09-03T00:00:00+08:00";
 
-fn bp(dir: &Path, arguments: &[&str]) -> Run {
-    let mut all = vec!["--data", "data"];
-    all.extend_from_slice(arguments);
-    run_in(dir, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
-}
-
 fn json(run: Run) -> serde_json::Value {
     serde_json::from_str(&ok(run).stdout).unwrap()
-}
-
-fn instant(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
 }
 
 /// Runs the daemon under a virtual clock from `from` until `until`.

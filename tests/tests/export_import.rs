@@ -14,8 +14,7 @@
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
-use battleplan_tests::{run_in, Daemon, Run};
-use chrono::{DateTime, Utc};
+use battleplan_tests::{instant, ok, run_in, Daemon, Run};
 
 const APPLIED_AT: &str = "2026-08-01T00:00:00Z";
 const IMPORTED_AT: &str = "2026-08-20T00:00:00+08:00";
@@ -23,25 +22,10 @@ const UNTIL: &str = "2026-09-05T00:00:00+08:00";
 const AS_OF: &str = "2026-08-28T00:00:00+08:00";
 const CAMPAIGN: &str = "sept-festival-2026";
 
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
-}
-
 fn on(dir: &Path, data: &str, arguments: &[&str]) -> Run {
     let mut all = vec!["--data", data];
     all.extend_from_slice(arguments);
     run_in(dir, &all)
-}
-
-fn instant(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
 }
 
 /// The festival applied, its customers imported, run to `UNTIL` under a virtual clock.

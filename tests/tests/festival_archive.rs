@@ -8,18 +8,9 @@
 
 use std::path::Path;
 
-use battleplan_tests::{run_in, Run};
+use battleplan_tests::{ok, run_in};
 
 const END: &str = "2026-10-08T00:00:00+08:00";
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
-}
 
 fn on(dir: &Path, data: &str, arguments: &[&str]) -> String {
     let mut all = vec!["--data", data];

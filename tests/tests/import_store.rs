@@ -20,7 +20,7 @@ use battleplan_core::customer::{CustomerEvent, ImportKind};
 use battleplan_core::event::port::EventReader;
 use battleplan_core::event::{RecordedEvent, StreamId, StreamVersion};
 use battleplan_scenarios::customers::{customers, write_customers, FileFormat, Options};
-use battleplan_tests::{binary, run_in, Run};
+use battleplan_tests::{binary, ok, run_in, Run};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -32,15 +32,6 @@ fn bp(directory: &Path, arguments: &[&str]) -> Run {
     let mut all = vec!["--data", "data", "--clock-at", CLOCK];
     all.extend_from_slice(arguments);
     run_in(directory, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
 }
 
 fn events(directory: &Path) -> u64 {

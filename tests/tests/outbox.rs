@@ -10,32 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
-use battleplan_tests::{mutate, run_in, Daemon, Run};
-use chrono::{DateTime, Utc};
+use battleplan_tests::{bp, instant, mutate, ok, run_in, Daemon, Run};
 
 const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
 const BURST: &str = "2026-09-02T00:00:00+08:00";
-
-fn bp(dir: &Path, arguments: &[&str]) -> Run {
-    let mut all = vec!["--data", "data"];
-    all.extend_from_slice(arguments);
-    run_in(dir, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
-}
-
-fn instant(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 /// The example plan with `replacements`, applied, and `count` generated customers imported.
 fn campaign(dir: &Path, count: u64, replacements: &[(&str, &str)]) {

@@ -9,34 +9,12 @@
 use std::path::Path;
 
 use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
-use battleplan_tests::{run_in, Daemon, Run};
-use chrono::{DateTime, Utc};
+use battleplan_tests::{bp, instant, ok, run_in, Daemon};
 
 const APPLIED_AT: &str = "2026-08-01T00:00:00Z";
 const IMPORTED_AT: &str = "2026-08-20T00:00:00+08:00";
 /// Mid-way through the burst's early stage.
 const NOW: &str = "2026-09-05T12:00:00+08:00";
-
-fn bp(dir: &Path, arguments: &[&str]) -> Run {
-    let mut all = vec!["--data", "data"];
-    all.extend_from_slice(arguments);
-    run_in(dir, &all)
-}
-
-fn ok(run: Run) -> Run {
-    assert_eq!(
-        run.code, 0,
-        "stdout:\n{}\nstderr:\n{}",
-        run.stdout, run.stderr
-    );
-    run
-}
-
-fn instant(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn options(as_of: &str) -> Options {
     Options {
