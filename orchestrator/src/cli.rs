@@ -1302,6 +1302,12 @@ fn scenario_output(
     prefix: &str,
 ) -> anyhow::Result<Result<scenario::Output, String>> {
     let dir = match out {
+        Some(dir) if dir.exists() && !dir.is_dir() => {
+            return Ok(Err(format!(
+                "{} is a file; give a new or empty directory with --out",
+                dir.display()
+            )))
+        }
         Some(dir) => {
             let used = dir.exists()
                 && std::fs::read_dir(&dir)

@@ -108,7 +108,6 @@ pub async fn run(
     let plan = checked_plan(&plan_text).map_err(|message| {
         ScenarioError::Invalid(format!("{}: plan: {message}", loaded.path.display()))
     })?;
-    let campaign = plan.campaign.id.clone();
     for file in [
         &scenario.customers.as_ref().and_then(|c| c.file.clone()),
         &scenario.outcomes.as_ref().and_then(|o| o.file.clone()),
@@ -123,8 +122,28 @@ pub async fn run(
             )));
         }
     }
-    // Only now, with the scenario's own parts checked, is anything written.
+    preflight(loaded, &plan_text)?;
+    // Only now, with the scenario's own parts checked, is anything written; and a run that
+    // fails part way (a capture the orchestrator refuses) leaves nothing behind.
+    let existed = output.dir.exists();
     prepare(&output.dir)?;
+    let result = execute(loaded, output, progress, plan_text, plan).await;
+    if result.is_err() {
+        discard(&output.dir, existed);
+    }
+    result
+}
+
+/// The run itself, into a prepared output directory.
+async fn execute(
+    loaded: &Loaded,
+    output: &Output,
+    progress: Progress<'_>,
+    plan_text: String,
+    plan: Plan,
+) -> Result<Finished, ScenarioError> {
+    let scenario = &loaded.scenario;
+    let campaign = plan.campaign.id.clone();
     let sled = Arc::new(
         SledEventLog::open(&output.data(), StoreOptions::default())
             .map_err(|error| ScenarioError::Io(format!("opening the scenario's store: {error}")))?,
@@ -273,7 +292,7 @@ pub async fn run(
                 scheduler = None;
                 down_until = Some(*until);
             }
-            action => runner.apply(step.instant, action).await?,
+            action => runner.apply(step.instant, step.index, action).await?,
         }
     }
     if let Some(until) = down_until {
@@ -394,7 +413,7 @@ impl Runner {
             return Err(ScenarioError::Invalid(format!(
                 "{what} at {}: {}{}",
                 self.local(self.clock.now()),
-                reply.stderr.trim_end(),
+                reply.stderr.trim().trim_start_matches("battleplan: "),
                 reply.stdout.trim_end()
             )));
         }
@@ -448,7 +467,12 @@ impl Runner {
         Ok(())
     }
 
-    async fn apply(&mut self, at: DateTime<Utc>, action: &Action) -> Result<(), ScenarioError> {
+    async fn apply(
+        &mut self,
+        at: DateTime<Utc>,
+        index: usize,
+        action: &Action,
+    ) -> Result<(), ScenarioError> {
         let campaign = self.campaign.clone();
         let act = |action: Act, by: &scenario::Act| Remote::Act {
             campaign: campaign.clone(),
@@ -458,7 +482,7 @@ impl Runner {
             command_id: None,
         };
         match action {
-            Action::Outcomes(input) => self.outcomes(at, input).await?,
+            Action::Outcomes(input) => self.outcomes(at, index, input).await?,
             Action::Pause(by) => {
                 self.attempt(at, &by.actor, "pause", act(Act::Pause, by))
                     .await
@@ -543,6 +567,7 @@ impl Runner {
     async fn outcomes(
         &mut self,
         at: DateTime<Utc>,
+        index: usize,
         input: &OutcomeInput,
     ) -> Result<(), ScenarioError> {
         crate::dispatcher::catch_up(&self.runtime).await?;
@@ -568,9 +593,10 @@ impl Runner {
             let mut chosen: Vec<String> = Vec::new();
             match input.share {
                 Some(share) => {
-                    // Each customer drawn with probability `share` from a hash of the input's
-                    // number and the customer: reproducible, and two inputs pick independently.
-                    let salt = self.files + 1;
+                    // Each customer drawn with probability `share` from a hash of the entry's
+                    // place in the script and the customer: reproducible, and two entries
+                    // draw independently.
+                    let salt = index;
                     for (customer, _) in sent.values() {
                         let hash = blake3::hash(format!("{salt}/{customer}").as_bytes());
                         let mut word = [0u8; 8];
@@ -700,6 +726,15 @@ impl Runner {
             if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
                 let meta = EventMeta::of(event);
                 let mut what = decoded.summary(zone);
+                match &decoded {
+                    CampaignEvent::PhaseEntered(entered) => {
+                        let _ = write!(what, " (plan v{})", entered.plan_version);
+                    }
+                    CampaignEvent::CampaignCompleted(completed) => {
+                        let _ = write!(what, " (plan v{})", completed.plan_version);
+                    }
+                    _ => {}
+                }
                 if let Some(reason) = &meta.reason {
                     let _ = write!(what, ": \"{reason}\"");
                 }
@@ -1140,8 +1175,91 @@ async fn read_log(store: &dyn crate::runtime::Store) -> Result<Vec<RecordedEvent
     Ok(events)
 }
 
+/// What can be known wrong before anything runs, with the script entry's place: each revision
+/// applies (in order) and gives a valid plan; an answer names a reach-out of the plan (as
+/// revised by then), a valid amount, and customer ids fit for a file.
+fn preflight(loaded: &Loaded, plan_text: &str) -> Result<(), ScenarioError> {
+    let shown = loaded.path.display();
+    let mut text = plan_text.to_string();
+    let mut reach_outs: std::collections::BTreeSet<String> = checked_plan(&text)
+        .map(|plan| plan.reach_outs.into_iter().map(|r| r.id).collect())
+        .unwrap_or_default();
+    for step in &loaded.steps {
+        let place = format!(
+            "{shown}: at[{}] ({})",
+            step.index,
+            step.instant.to_rfc3339()
+        );
+        match &step.action {
+            Action::Revise(revise) => {
+                text = scenario::edit(&text, &revise.edits).map_err(|message| {
+                    ScenarioError::Invalid(format!("{place}: revise: {message}"))
+                })?;
+                let plan = checked_plan(&text).map_err(|message| {
+                    ScenarioError::Invalid(format!("{place}: revise: {message}"))
+                })?;
+                reach_outs.extend(plan.reach_outs.into_iter().map(|r| r.id));
+            }
+            Action::Outcomes(input) => {
+                if !reach_outs.contains(&input.reach_out) {
+                    let known: Vec<&str> = reach_outs.iter().map(String::as_str).collect();
+                    return Err(ScenarioError::Invalid(format!(
+                        "{place}: outcomes: the plan has no reach-out `{}` (it has {})",
+                        input.reach_out,
+                        known.join(", ")
+                    )));
+                }
+                if let Some(amount) = &input.amount {
+                    Money::parse_text(amount).map_err(|message| {
+                        ScenarioError::Invalid(format!(
+                            "{place}: outcomes: amount `{amount}`: {message}"
+                        ))
+                    })?;
+                }
+                if let Some(bad) = input.customers.iter().find(|customer| {
+                    customer.is_empty()
+                        || customer
+                            .chars()
+                            .any(|c| matches!(c, ',' | '"' | '\n' | '\r') || c.is_control())
+                }) {
+                    return Err(ScenarioError::Invalid(format!(
+                        "{place}: outcomes: `{}` is not a customer id",
+                        bad.escape_debug()
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes what a failed run wrote: the directory if the run created it, else its contents.
+fn discard(dir: &Path, existed: bool) {
+    if !existed {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+}
+
 /// The output directory: created, or empty.
 fn prepare(dir: &Path) -> Result<(), ScenarioError> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(ScenarioError::Invalid(format!(
+            "{} is a file; give a new or empty directory with --out",
+            dir.display()
+        )));
+    }
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|error| {
             ScenarioError::Invalid(format!("cannot read {}: {error}", dir.display()))

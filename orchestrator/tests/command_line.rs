@@ -84,6 +84,26 @@ fn a_bad_scenario_is_refused_with_its_place_and_nothing_is_written() {
             base.replace("file = \"example\"\n", "file = \"example\"\nedits = [{ from = \"no such text\", to = \"x\" }]\n"),
             "`no such text` occurs 0 times",
         ),
+        // An answer to a reach-out the plan does not have.
+        (
+            format!("{base}[[at]]\ninstant = \"2026-08-19T00:00:00+08:00\"\noutcomes = {{ kind = \"replied\", reach_out = \"warm-up-recal\", share = 0.5 }}\n"),
+            "at[0] (2026-08-18T16:00:00+00:00): outcomes: the plan has no reach-out `warm-up-recal`",
+        ),
+        // An order amount that is not money.
+        (
+            format!("{base}[[at]]\ninstant = \"2026-08-19T00:00:00+08:00\"\noutcomes = {{ kind = \"ordered\", reach_out = \"warm-up-recall\", share = 0.5, amount = \"lots\" }}\n"),
+            "amount `lots`",
+        ),
+        // A revision whose text is not in the plan, found before anything runs.
+        (
+            format!("{base}[[at]]\ninstant = \"2026-08-19T00:00:00+08:00\"\nrevise = {{ actor = \"a\", edits = [{{ from = \"nowhere\", to = \"x\" }}] }}\n"),
+            "at[0] (2026-08-18T16:00:00+00:00): revise: edit 0: `nowhere` occurs 0 times",
+        ),
+        // A capture the orchestrator refuses part way: what was written is removed.
+        (
+            format!("{base}[[at]]\ninstant = \"2026-08-19T12:00:00+08:00\"\ncapture = [\"explain:c-999999\"]\n"),
+            "explain:c-999999 at 2026-08-19 12:00 +08:00:",
+        ),
         // A customers file that does not exist.
         (
             format!("{base}[customers]\nfile = \"missing.csv\"\nimport_at = \"2026-08-18T00:00:00+08:00\"\n"),
@@ -121,4 +141,14 @@ fn a_bad_scenario_is_refused_with_its_place_and_nothing_is_written() {
         std::fs::read_to_string(dir.join("full/keep.txt")).unwrap(),
         "mine"
     );
+    // A file given as the output directory is named as such.
+    let output = battleplan(&[
+        "scenario",
+        "run",
+        dir.join("bad.toml").to_str().unwrap(),
+        "--out",
+        dir.join("full/keep.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is a file"));
 }

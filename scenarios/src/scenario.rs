@@ -173,7 +173,8 @@ pub struct ChannelResume {
 }
 
 /// Customers answering. Who: the listed `customers`, or a `share` (0 to 1) of the customers a
-/// reach-out has sent to by then, taken evenly over them in key order (deterministic).
+/// reach-out has sent to by then, each drawn from a hash of the entry's place in the script and
+/// the customer (reproducible; two entries draw independently).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutcomeInput {

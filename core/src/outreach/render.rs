@@ -237,11 +237,14 @@ impl<'p> Renderer<'p> {
                 ])),
             );
         }
+        // Built here from a slug and a percent-encoded id, so safe as it is: escaping it for
+        // HTML would turn its slashes into entities.
         context.insert(
             "unsubscribe_url",
-            minijinja::Value::from(format!(
+            minijinja::Value::from_safe_string(format!(
                 "unsubscribe://{}/{}",
-                plan.campaign.id, customer.id
+                percent_encoded(&plan.campaign.id),
+                percent_encoded(&customer.id)
             )),
         );
         let render = |name: String| -> Result<String, String> {
@@ -279,4 +282,17 @@ impl<'p> Renderer<'p> {
             at: now,
         })
     }
+}
+
+/// `text` with every byte outside `A-Z a-z 0-9 - _ . ~` as `%XX` (RFC 3986's unreserved set).
+fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }

@@ -466,3 +466,46 @@ fn a_window_that_closed_while_nothing_ran_gives_every_member_a_reason() {
         .unwrap_or_else(|| panic!("the reach-out is recorded as decided"));
     assert_eq!((planned.planned, planned.not_sent), (0, 3));
 }
+
+#[test]
+fn a_mail_carries_its_unsubscribe_link_unescaped_and_the_customer_data_escaped() {
+    // Given a buyer whose name holds HTML,
+    let mut world = World::new(1);
+    world.book.apply(
+        &CustomerEvent::CustomerRecorded(CustomerRecorded {
+            customer: "c-000000".into(),
+            line: 3,
+            name: Some("<b>Li</b> & Co".into()),
+            email: Some("c-000000@example.com".into()),
+            signals: vec![Signal {
+                activity: Activity::Active,
+                at: at("2026-08-30T10:00:00+08:00"),
+                amount: None,
+            }],
+            ..CustomerRecorded::default()
+        }),
+        at("2026-08-30T10:00:00+08:00"),
+    );
+    world.plan(at(STAGE_START));
+    // when the stage's mail is rendered for sending,
+    let renderer = Renderer::new(&world.plan);
+    let decided = dispatch(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        &renderer,
+        at(FIRST_SEND),
+        usize::MAX,
+    );
+    let body = &decided.messages[0].body;
+    // then the link is whole and the customer's text is escaped.
+    assert!(
+        body.contains("unsubscribe://sept-festival-2026/c-000000"),
+        "{body}"
+    );
+    assert!(
+        body.contains("&lt;b&gt;Li&lt;&#x2f;b&gt; &amp; Co"),
+        "{body}"
+    );
+}
