@@ -49,6 +49,7 @@ pub struct PlanSource {
     #[serde(default)]
     pub edits: Vec<Edit>,
     /// When the plan is applied (the campaign is created then).
+    #[serde(deserialize_with = "instant::required")]
     pub apply_at: DateTime<Utc>,
     #[serde(default = "default_actor")]
     pub actor: String,
@@ -77,6 +78,7 @@ pub struct Customers {
     #[serde(default)]
     pub file: Option<String>,
     /// When the file is imported (and, generated, the instant their activity leads up to).
+    #[serde(deserialize_with = "instant::required")]
     pub import_at: DateTime<Utc>,
     #[serde(default = "default_actor")]
     pub actor: String,
@@ -90,6 +92,7 @@ pub struct Outcomes {
     pub generate: bool,
     #[serde(default)]
     pub file: Option<String>,
+    #[serde(deserialize_with = "instant::required")]
     pub import_at: DateTime<Utc>,
     #[serde(default = "default_actor")]
     pub actor: String,
@@ -99,7 +102,9 @@ pub struct Outcomes {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunWindow {
+    #[serde(deserialize_with = "instant::required")]
     pub from: DateTime<Utc>,
+    #[serde(deserialize_with = "instant::required")]
     pub until: DateTime<Utc>,
 }
 
@@ -107,6 +112,7 @@ pub struct RunWindow {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Input {
+    #[serde(deserialize_with = "instant::required")]
     pub instant: DateTime<Utc>,
     /// Customers answer: replies, orders, opens, unsubscribes, bounces.
     #[serde(default)]
@@ -130,7 +136,7 @@ pub struct Input {
     #[serde(default)]
     pub channel_resume: Option<ChannelResume>,
     /// The daemon is down from `instant` until this instant (then restarts and catches up).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "instant::optional")]
     pub down_until: Option<DateTime<Utc>>,
     /// What to capture at this instant: `status`, `tasks`, `funnel`, `outbox`,
     /// `explain:<customer>`.
@@ -189,6 +195,43 @@ pub struct OutcomeInput {
     /// An order's amount (`ordered` only), e.g. "880.00".
     #[serde(default)]
     pub amount: Option<String>,
+}
+
+/// Instants as a scenario writes them: an RFC 3339 string with its offset, or the same as a
+/// bare TOML datetime; a datetime without an offset is refused (whose clock would it be?).
+mod instant {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer};
+
+    fn read(value: toml::Value) -> Result<DateTime<Utc>, String> {
+        let text = match value {
+            toml::Value::String(text) => text,
+            toml::Value::Datetime(datetime) => datetime.to_string(),
+            other => {
+                return Err(format!(
+                    "expected an instant with its offset, e.g. \"2026-08-19T00:00:00+08:00\", found a value of type {}",
+                    other.type_str()
+                ))
+            }
+        };
+        DateTime::parse_from_rfc3339(&text)
+            .map(|instant| instant.with_timezone(&Utc))
+            .map_err(|error| {
+                format!(
+                    "`{text}` is not an instant with its offset, e.g. \"2026-08-19T00:00:00+08:00\" ({error})"
+                )
+            })
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        read(toml::Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DateTime<Utc>>, D::Error> {
+        required(deserializer).map(Some)
+    }
 }
 
 /// The outcome kinds a script may record (the importer's words).
@@ -607,6 +650,39 @@ resume = { actor = "alice", reason = "restocked" }
         let down = with("[[at]]\ninstant = \"2026-08-19T09:00:00+08:00\"\ndown_until = \"2026-08-19T08:00:00+08:00\"\n")
             .unwrap_err();
         assert!(down.contains("must be after"), "{down}");
+    }
+
+    #[test]
+    fn instants_are_quoted_or_bare_but_always_with_their_offset() {
+        let quoted = parse(MINIMAL).unwrap();
+        let bare = parse(&MINIMAL.replace(
+            "apply_at = \"2026-08-01T00:00:00+08:00\"",
+            "apply_at = 2026-08-01T00:00:00+08:00",
+        ))
+        .unwrap();
+        assert_eq!(quoted.plan.apply_at, bare.plan.apply_at);
+        let local = parse(&MINIMAL.replace(
+            "apply_at = \"2026-08-01T00:00:00+08:00\"",
+            "apply_at = 2026-08-01T00:00:00",
+        ))
+        .unwrap_err();
+        assert!(
+            local.starts_with("6:12:") && local.contains("with its offset"),
+            "{local}"
+        );
+        let out_of_range = parse(&MINIMAL.replace(
+            "until = \"2026-08-20T00:00:00+08:00\"",
+            "until = \"2026-08-20 25:00\"",
+        ))
+        .unwrap_err();
+        assert!(
+            out_of_range.contains("`2026-08-20 25:00` is not an instant"),
+            "{out_of_range}"
+        );
+        let number =
+            parse(&MINIMAL.replace("until = \"2026-08-20T00:00:00+08:00\"", "until = 20260820"))
+                .unwrap_err();
+        assert!(number.contains("found a value of type integer"), "{number}");
     }
 
     #[test]
