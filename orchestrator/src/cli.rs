@@ -1279,10 +1279,11 @@ fn import_export(data: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     match tokio.block_on(battleplan_orchestrator::archive::import(file, data)) {
         Ok(summary) => {
             println!(
-                "imported {} events into {} ({} campaigns), head hash {}",
+                "imported {} events into {} ({} campaign{}), head hash {}",
                 summary.events,
                 data.display(),
                 summary.campaigns,
+                if summary.campaigns == 1 { "" } else { "s" },
                 summary.head_hash
             );
             println!("next: battleplan audit verify --data {}", data.display());

@@ -130,8 +130,9 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
     }
     let Some(source) = source else {
         return Ok(Reply::user_error(format_args!(
-            "there is no campaign `{}` as of {as_of} (its plan was not applied by then)",
-            question.campaign
+            "there is no campaign `{}` as of {} (its plan was not applied by then)",
+            question.campaign,
+            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )));
     };
     let Some(plan) = plan::check(source.as_bytes()).plan else {
