@@ -591,7 +591,21 @@ fn entry(inputs: &Inputs<'_>, decision: &Decision) -> Entry {
                 stopped.rule,
                 stopped.reason.key()
             ),
-            Some(format!("after {}", stopped.after_key)),
+            Some(match stopped.reason {
+                crate::outreach::events::StopReason::AttemptLimit => inputs
+                    .plan
+                    .follow_ups
+                    .iter()
+                    .find(|rule| rule.id == stopped.rule)
+                    .map(|rule| {
+                        format!(
+                            "rule {} allows {} follow-up(s) after the first message, and all were sent (the last: {})",
+                            rule.id, rule.max_attempts, stopped.after_key
+                        )
+                    })
+                    .unwrap_or_else(|| format!("after {}", stopped.after_key)),
+                _ => format!("after {}", stopped.after_key),
+            }),
         ),
         other => base(other.event_type(), None, None, String::new(), None),
     }
