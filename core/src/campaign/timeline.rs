@@ -140,17 +140,9 @@ impl Timeline {
     /// This timeline with every instant strictly after each shift's `after` moved by its length.
     pub fn shifted(&self, shifts: &[Shift]) -> Timeline {
         let mut timeline = self.clone();
-        for shift in shifts {
-            let by = Duration::milliseconds(shift.by_ms);
-            let mv = |instant: &mut DateTime<Utc>| {
-                if *instant > shift.after {
-                    *instant = instant.checked_add_signed(by).unwrap_or(*instant);
-                }
-            };
-            for window in &mut timeline.steps {
-                mv(&mut window.start);
-                mv(&mut window.end);
-            }
+        for window in &mut timeline.steps {
+            window.start = shift_instant(window.start, shifts);
+            window.end = shift_instant(window.end, shifts);
         }
         timeline
     }
@@ -159,6 +151,20 @@ impl Timeline {
     pub fn local(&self, instant: DateTime<Utc>) -> String {
         local(self.zone(), instant)
     }
+}
+
+/// An instant moved by the campaign's shifting pauses, in the order they happened: each moves
+/// it by its length if it lies strictly after the pause began.
+pub fn shift_instant(instant: DateTime<Utc>, shifts: &[Shift]) -> DateTime<Utc> {
+    shifts.iter().fold(instant, |instant, shift| {
+        if instant > shift.after {
+            instant
+                .checked_add_signed(Duration::milliseconds(shift.by_ms))
+                .unwrap_or(instant)
+        } else {
+            instant
+        }
+    })
 }
 
 pub fn local(zone: Tz, instant: DateTime<Utc>) -> String {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::events::{
     send_key, ChannelPaused, FollowUpStopped, FollowUpTerms, NotSent, NotSentReason, NoticePlanned,
@@ -15,7 +15,7 @@ use super::events::{
 use super::port::Message;
 use super::render::Renderer;
 use super::state::{Outreach, SendStatus};
-use crate::campaign::timeline::local;
+use crate::campaign::timeline::{local, shift_instant};
 use crate::campaign::{CampaignState, Shift, Status};
 use crate::customer::book::{channel_index, millis, reach_out_key, CustomerBook, NEVER};
 use crate::customer::eligibility::{exclusion, has_address, Exclusion, Rules};
@@ -24,7 +24,8 @@ use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest,
 use crate::customer::segment::Segments;
 use crate::explain;
 use crate::plan::model::{
-    Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, Sender, StopOn, Window,
+    Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, ResumePolicy, Sender, StopOn,
+    Window,
 };
 
 /// The plan with every window moved by the campaign's shifting pauses (`on_resume =
@@ -35,14 +36,8 @@ pub fn shifted(plan: &Plan, shifts: &[Shift]) -> Plan {
         return plan;
     }
     let mv = |window: &mut Window| {
-        for shift in shifts {
-            let by = Duration::milliseconds(shift.by_ms);
-            for instant in [&mut window.start, &mut window.end] {
-                if *instant > shift.after {
-                    *instant = instant.checked_add_signed(by).unwrap_or(*instant);
-                }
-            }
-        }
+        window.start = shift_instant(window.start, shifts);
+        window.end = shift_instant(window.end, shifts);
     };
     plan.phases
         .iter_mut()
@@ -675,6 +670,18 @@ pub struct Dispatch {
 
 /// Whether a pending send is held (paused campaign, paused channel), and so due at its window's
 /// end rather than its instant.
+/// When a planned send's window closes, as of now: its recorded end moved by the campaign's
+/// shifting pauses; `None` while the campaign is paused under `on_resume = "shift_windows"`,
+/// since the window will move by however long the pause lasts.
+fn window_end(plan: &Plan, state: &CampaignState, planned: &SendPlanned) -> Option<DateTime<Utc>> {
+    if matches!(state.status, Status::Paused { .. })
+        && plan.campaign.on_resume == ResumePolicy::ShiftWindows
+    {
+        return None;
+    }
+    Some(shift_instant(planned.window_end, &state.shifts))
+}
+
 fn held(state: &CampaignState, outreach: &Outreach, campaign: &str, channel: &str) -> bool {
     matches!(state.status, Status::Paused { .. }) || outreach.channel_paused(campaign, channel)
 }
@@ -727,7 +734,7 @@ pub fn dispatch(
             out.not_sent.push(give_up(NotSentReason::CampaignEnded));
             continue;
         }
-        if now >= planned.window_end {
+        if window_end(plan, state, planned).is_some_and(|end| now >= end) {
             let reason = if matches!(state.status, Status::Paused { .. }) {
                 NotSentReason::CampaignPaused
             } else if outreach.channel_paused(campaign, &planned.channel) {
@@ -865,7 +872,9 @@ pub fn next_due(
             continue;
         }
         if held(state, outreach, campaign, &send.planned.channel) || !running(state) {
-            consider(send.planned.window_end);
+            if let Some(end) = window_end(plan, state, &send.planned) {
+                consider(end);
+            }
         } else {
             consider(send.planned.at);
         }

@@ -7,15 +7,17 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::decide::{bounce_guard, dispatch, follow_ups_due, plan_reach_out};
-use super::events::{ChannelResumed, MessageSent, NotSentReason, OutreachEvent, StopReason};
+use super::events::{
+    ChannelPaused, ChannelResumed, MessageSent, NotSentReason, OutreachEvent, StopReason,
+};
 use super::render::Renderer;
 use super::state::{Outreach, SendStatus};
-use crate::campaign::{CampaignState, Status, Step};
+use crate::campaign::{CampaignState, Shift, Status, Step};
 use crate::customer::book::CustomerBook;
 use crate::customer::events::{
     CustomerEvent, CustomerRecorded, OutcomeKind, OutcomeRecorded, Signal,
 };
-use crate::plan::model::{Activity, ChannelKind, Plan};
+use crate::plan::model::{Activity, ChannelKind, Plan, ResumePolicy};
 use crate::plan::EXAMPLE_PLAN;
 
 const CAMPAIGN: &str = "sept-festival-2026";
@@ -408,6 +410,66 @@ fn a_send_held_past_its_window_is_given_up_as_paused() {
         vec![NotSentReason::CampaignPaused, NotSentReason::CampaignPaused]
     );
     assert_eq!(world.outreach.pending_count(), 0);
+}
+
+#[test]
+fn under_shift_windows_a_held_send_outlives_its_window_and_goes_inside_the_shifted_one() {
+    // Given a plan whose pauses shift the windows, and two sends planned for the early stage,
+    let mut world = World::new(2);
+    world.plan.campaign.on_resume = ResumePolicy::ShiftWindows;
+    world.plan(at(STAGE_START));
+    let since = at(STAGE_START);
+    world.state.status = Status::Paused {
+        from: Some(Step::stage("early")),
+        since,
+        by: "alice".into(),
+        reason: None,
+    };
+    // when the pause outlasts the stage's end (2026-09-11 00:00), nothing is given up: the
+    // window will move by however long the pause lasts,
+    assert_eq!(world.dispatch(at("2026-09-12T00:00:00+08:00")), (0, vec![]));
+    assert_eq!(world.outreach.pending_count(), 2);
+    // and once resumed after 10 days, the window ends 10 days later: the sends go.
+    let resumed = at("2026-09-13T09:00:00+08:00");
+    world.state.status = Status::Running {
+        step: Step::stage("early"),
+    };
+    world.state.shifts.push(Shift {
+        after: since,
+        by_ms: (resumed - since).num_milliseconds(),
+    });
+    assert_eq!(world.dispatch(resumed), (2, vec![]));
+    assert_eq!(world.outreach.pending_count(), 0);
+}
+
+#[test]
+fn under_shift_windows_a_send_is_given_up_after_its_shifted_window() {
+    let mut world = World::new(1);
+    world.plan.campaign.on_resume = ResumePolicy::ShiftWindows;
+    world.plan(at(STAGE_START));
+    let since = at(STAGE_START);
+    // A pause of one day, then the channel is held by the bounce guard past the moved end.
+    world.state.shifts.push(Shift {
+        after: since,
+        by_ms: Duration::days(1).num_milliseconds(),
+    });
+    world.apply(
+        &[OutreachEvent::ChannelPaused(ChannelPaused {
+            campaign: CAMPAIGN.to_string(),
+            channel: "mail".to_string(),
+            sent: 200,
+            bounced: 20,
+            threshold: "5%".to_string(),
+        })],
+        since,
+    );
+    // The early stage's end moved from 09-11 to 09-12: still held, not given up, on the 11th,
+    assert_eq!(world.dispatch(at("2026-09-11T12:00:00+08:00")), (0, vec![]));
+    // given up at the moved end.
+    assert_eq!(
+        world.dispatch(at("2026-09-12T00:00:00+08:00")),
+        (0, vec![NotSentReason::BounceGuard])
+    );
 }
 
 #[test]
