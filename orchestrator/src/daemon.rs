@@ -148,7 +148,9 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             data.display(),
             control::socket_path(data).display()
         );
-        let outbox = Arc::new(FileOutbox::new(data.join("outbox")));
+        let outbox = Arc::new(
+            FileOutbox::new(data.join("outbox")).with_console(Box::new(std::io::stdout())),
+        );
         let result = Scheduler::new(runtime.clone(), timing, options.until)
             .with_outbox(outbox)
             .run(stopped)

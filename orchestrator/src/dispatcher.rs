@@ -51,6 +51,11 @@ impl Activity {
     }
 }
 
+/// A failpoint for the crash tests: with this variable set, the dispatcher stops for good right
+/// after a channel took a batch and before it records `MessageSent`, so that a SIGKILL lands in
+/// the one window where a message is out but the log does not say so.
+pub const HOLD_AFTER_DELIVERY: &str = "BATTLEPLAN_FAILPOINT_HOLD_AFTER_DELIVERY";
+
 pub struct Dispatcher {
     runtime: Runtime,
     channel: Arc<dyn Channel>,
@@ -201,7 +206,15 @@ impl Dispatcher {
                     let renderer = Renderer::new(plan);
                     decide::dispatch(plan, state, book, outreach, &renderer, now, DISPATCH_BATCH)
                 })
-                .unwrap_or_default()
+            };
+            let Some(dispatch) = dispatch else {
+                // The rendering thread could not start or failed: nothing was decided, the
+                // sends stay pending and are looked at again shortly.
+                tracing::error!(
+                    "{campaign}: the sends due could not be rendered; trying again in {RETRY_AFTER_SECONDS} s"
+                );
+                self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
+                return Ok(());
             };
             if dispatch.not_sent.is_empty() && dispatch.messages.is_empty() {
                 return Ok(());
@@ -267,6 +280,14 @@ impl Dispatcher {
                 return Ok(None);
             }
         };
+        if std::env::var_os(HOLD_AFTER_DELIVERY).is_some() {
+            // The crash test's window: handed to the channel, not yet recorded as sent.
+            tracing::warn!(
+                "{campaign}: failpoint: {} message(s) delivered and not yet recorded; holding until killed",
+                messages.len()
+            );
+            std::future::pending::<()>().await;
+        }
         let events: Vec<OutreachEvent> = messages
             .iter()
             .zip(deliveries)

@@ -99,7 +99,7 @@ fn staff_message(reminder: &ReminderPlanned, event: &RecordedEvent) -> StaffMess
         ReminderKind::Lead { .. } => format!("Reminder: {} (due {due})", reminder.title),
         ReminderKind::Due => format!("Due now: {}", reminder.title),
         ReminderKind::Escalation => format!(
-            "Escalation: {} ({} role) is overdue since {due}",
+            "Escalation: {} (task {}) is overdue since {due}",
             reminder.title, reminder.task
         ),
     };

@@ -85,9 +85,19 @@ const LINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 impl Daemon {
     /// Starts `battleplan ARGS` (normally `run ...`) in `directory`.
     pub fn start(directory: &Path, arguments: &[&str]) -> Daemon {
+        Daemon::start_with(directory, arguments, &[])
+    }
+
+    /// Starts `battleplan ARGS` in `directory` with extra environment variables (failpoints).
+    pub fn start_with(
+        directory: &Path,
+        arguments: &[&str],
+        environment: &[(&str, &str)],
+    ) -> Daemon {
         use std::io::BufRead;
         let mut child = Command::new(binary())
             .args(arguments)
+            .envs(environment.iter().copied())
             .current_dir(directory)
             .env_remove("BATTLEPLAN_DATA")
             .env("RUST_LOG", "info")

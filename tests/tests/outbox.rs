@@ -12,6 +12,8 @@ use std::path::Path;
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
 use battleplan_tests::{bp, instant, mutate, ok, run_in, Daemon, Run};
 
+const HOLD_AFTER_DELIVERY: &str = "BATTLEPLAN_FAILPOINT_HOLD_AFTER_DELIVERY";
+
 const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
 const BURST: &str = "2026-09-02T00:00:00+08:00";
 
@@ -234,20 +236,35 @@ fn killing_the_daemon_mid_dispatch_never_duplicates_or_loses_a_send() {
         WARM_UP,
     ];
     let mut kills = 0;
+    let mut between_delivery_and_record = 0;
     let mut round = 0;
     while kills < 24 {
         round += 1;
         assert!(round < 60, "the dispatch finished before 24 kills");
-        let mut daemon = Daemon::start(dir, &run);
-        // Kill after the first (now and then the second) step of planning or sending this run
-        // logs.
+        // Every third run stops at the failpoint right after the channel took a batch and
+        // before `MessageSent` is recorded, and is killed there: the window where a crash could
+        // send twice. The others are killed after the first (now and then the second) step of
+        // planning or sending they log, wherever the process then is.
+        let at_failpoint = round % 3 == 0;
+        let mut daemon = if at_failpoint {
+            Daemon::start_with(dir, &run, &[(HOLD_AFTER_DELIVERY, "1")])
+        } else {
+            Daemon::start(dir, &run)
+        };
         let mut killed = false;
-        for _ in 0..(1 + usize::from(round % 4 == 0)) {
+        if at_failpoint {
             killed = daemon
-                .wait_for_or_end_any(&["planned:", "sent a batch"])
+                .wait_for_or_end("delivered and not yet recorded")
                 .is_some();
-            if !killed {
-                break;
+            between_delivery_and_record += usize::from(killed);
+        } else {
+            for _ in 0..(1 + usize::from(round % 4 == 0)) {
+                killed = daemon
+                    .wait_for_or_end_any(&["planned:", "sent a batch"])
+                    .is_some();
+                if !killed {
+                    break;
+                }
             }
         }
         if killed {
@@ -260,6 +277,10 @@ fn killing_the_daemon_mid_dispatch_never_duplicates_or_loses_a_send() {
         }
     }
     assert!(kills >= 24, "only {kills} kills landed mid-dispatch");
+    assert!(
+        between_delivery_and_record >= 6,
+        "only {between_delivery_and_record} kills landed between a delivery and its record"
+    );
     // The last restart finishes the work.
     let mut daemon = Daemon::start(dir, &run);
     let (code, log) = daemon.finish();
@@ -285,5 +306,17 @@ fn killing_the_daemon_mid_dispatch_never_duplicates_or_loses_a_send() {
         "the outbox holds lines for sends that were never planned"
     );
     assert!(planned > 10_000, "only {planned} sends planned");
+    // Each batch killed between its delivery and its record was handed over again after the
+    // restart; the file outbox knew the keys and wrote nothing, and the log says so.
+    let export = ok(bp(dir, &["export"])).stdout;
+    let redelivered = export
+        .lines()
+        .filter(|line| line.contains("\"event_type\":\"MessageSent\""))
+        .filter(|line| line.contains("\"duplicate\":true"))
+        .count();
+    assert!(
+        redelivered >= between_delivery_and_record,
+        "{redelivered} sends recorded as handed over again after {between_delivery_and_record} kills between delivery and record"
+    );
     ok(bp(dir, &["audit", "verify"]));
 }

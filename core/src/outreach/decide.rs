@@ -24,8 +24,8 @@ use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest,
 use crate::customer::segment::Segments;
 use crate::explain;
 use crate::plan::model::{
-    Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, ResumePolicy, Sender, StopOn,
-    Window,
+    Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, ResumePolicy, Sender,
+    StopOn, Window,
 };
 
 /// The plan with every window moved by the campaign's shifting pauses (`on_resume =
