@@ -23,6 +23,7 @@ use crate::customer::events::{OutcomeKind, OutcomeRecorded};
 use crate::customer::quota::{DayLimit, DayPlan, Ledger};
 use crate::customer::segment::Segments;
 use crate::outreach::events::{NotSentReason, OutreachEvent};
+use crate::plan::model::LifecycleStage;
 use crate::plan::model::{Channel, ChannelKind, FatigueScope, Plan, QuietPolicy};
 
 pub use crate::plan::values::grouped;
@@ -305,6 +306,8 @@ pub struct Inputs<'a> {
     pub decisions: Vec<Decision>,
     pub reaches: Vec<Reach>,
     pub outcomes: Vec<Outcome>,
+    /// How far the customer got in this campaign's funnel by `as_of` (`Funnel::stage_of`).
+    pub funnel_stage: Option<LifecycleStage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -352,8 +355,12 @@ pub struct Explanation {
     pub profile: Profile,
     /// The plan's segments the customer is in at `as_of`.
     pub segments: Vec<String>,
-    /// The lifecycle stage at `as_of` (DOMAIN.md's rules), `none` outside the funnel.
+    /// How far the customer got in this campaign's funnel by `as_of`, as `funnel CAMPAIGN`
+    /// counts them; `none` if the campaign never considered them.
     pub funnel_stage: String,
+    /// The customer's lifecycle stage at `as_of` (DOMAIN.md's rules, over every campaign and
+    /// the last 30 days), `none` outside it.
+    pub lifecycle: String,
     pub entries: Vec<Entry>,
 }
 
@@ -416,8 +423,12 @@ pub fn explain(inputs: &Inputs<'_>) -> Result<Explanation, String> {
         })
         .map(|segment| segment.id.clone())
         .collect();
-    let funnel_stage = customer
+    let lifecycle = customer
         .lifecycle(at)
+        .map_or("none", crate::funnel::stage_key)
+        .to_string();
+    let funnel_stage = inputs
+        .funnel_stage
         .map_or("none", crate::funnel::stage_key)
         .to_string();
 
@@ -467,6 +478,7 @@ pub fn explain(inputs: &Inputs<'_>) -> Result<Explanation, String> {
         profile: profile(book, customer),
         segments: matched,
         funnel_stage,
+        lifecycle,
         entries,
     })
 }
@@ -795,7 +807,11 @@ pub fn render(explanation: &Explanation) -> String {
             explanation.segments.join(", ")
         }
     );
-    let _ = writeln!(out, "  funnel:   {}", explanation.funnel_stage);
+    let _ = writeln!(
+        out,
+        "  funnel:   {} in this campaign; lifecycle: {}",
+        explanation.funnel_stage, explanation.lifecycle
+    );
     if explanation.entries.is_empty() {
         let _ = writeln!(
             out,

@@ -10,6 +10,7 @@ use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::{Position, StoreError};
 use battleplan_core::explain::{self, Decision, Inputs, Outcome, Reach};
+use battleplan_core::funnel::Funnel;
 use battleplan_core::outreach::OutreachEvent;
 use battleplan_core::plan;
 use chrono::{DateTime, Utc};
@@ -45,6 +46,8 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
     let mut decisions = Vec::new();
     let mut reaches = Vec::new();
     let mut outcomes = Vec::new();
+    // This customer's part of the funnel projection, as of the question's instant.
+    let mut funnel = Funnel::new();
     let mut import_files: BTreeMap<String, String> = BTreeMap::new();
     let store = runtime.store.as_ref();
     let mut after = Position::START;
@@ -73,6 +76,15 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
                     continue;
                 };
                 let ours = event.stream == outreach_stream;
+                let concerns_customer = match &decoded {
+                    OutreachEvent::SendPlanned(planned) => planned.customer == customer,
+                    OutreachEvent::NotSent(not_sent) => not_sent.customer == customer,
+                    OutreachEvent::MessageSent(sent) => sent.to == customer,
+                    _ => false,
+                };
+                if concerns_customer {
+                    crate::work::feed_outreach(&mut funnel, &decoded, event);
+                }
                 let about = match &decoded {
                     OutreachEvent::SendPlanned(planned) => ours && planned.customer == customer,
                     OutreachEvent::NotSent(not_sent) => ours && not_sent.customer == customer,
@@ -100,7 +112,15 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
                     });
                 }
             } else if CustomerEvent::holds(&event.event_type) {
-                match CustomerEvent::decode(event)? {
+                let decoded = CustomerEvent::decode(event)?;
+                if let Some(about) = decoded.as_ref().filter(|decoded| match decoded {
+                    CustomerEvent::OutcomeRecorded(row) => row.customer == customer,
+                    CustomerEvent::CustomerRecorded(row) => row.customer == customer,
+                    _ => false,
+                }) {
+                    crate::work::feed_customer(&mut funnel, about);
+                }
+                match decoded {
                     Some(CustomerEvent::ImportStarted(started)) => {
                         import_files.insert(event.stream.as_str().to_string(), started.file);
                     }
@@ -153,6 +173,7 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
         decisions,
         reaches,
         outcomes,
+        funnel_stage: funnel.stage_of(&question.campaign, customer, as_of),
     };
     let explanation = match explain::explain(&inputs) {
         Ok(explanation) => explanation,

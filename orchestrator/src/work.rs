@@ -51,44 +51,57 @@ impl Boards {
                     .apply(&decoded, &EventMeta::of(event));
             }
         } else if OutreachEvent::holds(kind) {
-            match OutreachEvent::decode(event)? {
-                Some(OutreachEvent::SendPlanned(planned)) if planned.attempt == 1 => {
-                    if let Some(phase) = planned.phase {
-                        self.funnel
-                            .considered(&planned.campaign, &planned.customer, phase);
-                    }
-                }
-                Some(OutreachEvent::NotSent(not_sent)) if not_sent.attempt == 1 => {
-                    if let Some(phase) = not_sent.phase {
-                        self.funnel
-                            .considered(&not_sent.campaign, &not_sent.customer, phase);
-                    }
-                }
-                Some(OutreachEvent::MessageSent(sent)) => {
-                    if let (Some(_), Some(phase)) = (&sent.reach_out, sent.phase) {
-                        self.funnel.reached(
-                            &sent.campaign,
-                            &sent.to,
-                            event.recorded_at,
-                            phase,
-                            sent.stage.as_deref(),
-                        );
-                    }
-                }
-                _ => {}
+            if let Some(decoded) = OutreachEvent::decode(event)? {
+                feed_outreach(&mut self.funnel, &decoded, event);
             }
         } else if CustomerEvent::holds(kind) {
-            match CustomerEvent::decode(event)? {
-                Some(CustomerEvent::OutcomeRecorded(outcome)) => self.funnel.outcome(&outcome),
-                Some(CustomerEvent::CustomerRecorded(customer)) => {
-                    if let Some(orders) = customer.orders.filter(|orders| *orders > 0) {
-                        self.funnel.prior_orders(&customer.customer, orders);
-                    }
-                }
-                _ => {}
+            if let Some(decoded) = CustomerEvent::decode(event)? {
+                feed_customer(&mut self.funnel, &decoded);
             }
         }
         Ok(())
+    }
+}
+
+/// What an outbox event tells the funnel: who was considered (a first attempt planned or not
+/// sent, in its phase), who was reached (a message of a reach-out delivered).
+pub fn feed_outreach(funnel: &mut Funnel, decoded: &OutreachEvent, event: &RecordedEvent) {
+    match decoded {
+        OutreachEvent::SendPlanned(planned) if planned.attempt == 1 => {
+            if let Some(phase) = planned.phase {
+                funnel.considered(&planned.campaign, &planned.customer, phase);
+            }
+        }
+        OutreachEvent::NotSent(not_sent) if not_sent.attempt == 1 => {
+            if let Some(phase) = not_sent.phase {
+                funnel.considered(&not_sent.campaign, &not_sent.customer, phase);
+            }
+        }
+        OutreachEvent::MessageSent(sent) => {
+            if let (Some(_), Some(phase)) = (&sent.reach_out, sent.phase) {
+                funnel.reached(
+                    &sent.campaign,
+                    &sent.to,
+                    event.recorded_at,
+                    phase,
+                    sent.stage.as_deref(),
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// What a customer event tells the funnel: replies and orders, and the orders an import stated.
+pub fn feed_customer(funnel: &mut Funnel, decoded: &CustomerEvent) {
+    match decoded {
+        CustomerEvent::OutcomeRecorded(outcome) => funnel.outcome(outcome),
+        CustomerEvent::CustomerRecorded(customer) => {
+            if let Some(orders) = customer.orders.filter(|orders| *orders > 0) {
+                funnel.prior_orders(&customer.customer, orders);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -227,6 +227,15 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
     assert!(!answer.contains("early-stage-mail"), "{answer}");
     assert!(!answer.contains("2026-09-"), "{answer}");
     insta::assert_snapshot!("reached", answer);
+    // Long after, the campaign's funnel still counts the customer as reached; the lifecycle
+    // stage, over the last 30 days, no longer does.
+    let later = ok(explain(dir, &reached, "2026-11-30T00:00:00+08:00", false)).stdout;
+    let funnel = later
+        .lines()
+        .find(|line| line.trim_start().starts_with("funnel:"))
+        .unwrap_or_default();
+    assert!(funnel.contains("reached in this campaign"), "{later}");
+    assert!(!funnel.contains("lifecycle: reached"), "{later}");
 
     // Pushed to the second day by the cap of the first.
     let answer = ok(explain(dir, &pushed, EARLY_STAGE, false)).stdout;

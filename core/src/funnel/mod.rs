@@ -275,6 +275,26 @@ impl Funnel {
         });
     }
 
+    /// How far the customer got in the campaign's funnel at `as_of`, counted as `report` counts
+    /// them (overall): the furthest stage, `None` if the campaign neither considered nor reached
+    /// them.
+    pub fn stage_of(
+        &self,
+        campaign: &str,
+        customer: &str,
+        as_of: DateTime<Utc>,
+    ) -> Option<LifecycleStage> {
+        let campaign = *self.campaigns.get(campaign)?;
+        let entry = self.customers.get(customer)?;
+        let masks = entry_masks(entry, campaign, as_of.timestamp_millis(), u8::MAX);
+        STAGES
+            .into_iter()
+            .zip(masks)
+            .filter(|(_, mask)| *mask != 0)
+            .map(|(stage, _)| stage)
+            .last()
+    }
+
     /// The funnel of `plan.campaign.id` at `as_of`, overall and per phase the plan has.
     pub fn report(&self, plan: &Plan, as_of: DateTime<Utc>) -> FunnelReport {
         let phases: Vec<PhaseKind> = plan.phases.iter().map(|phase| phase.kind).collect();
