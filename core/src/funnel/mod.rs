@@ -290,9 +290,9 @@ impl Funnel {
         STAGES
             .into_iter()
             .zip(masks)
-            .filter(|(_, mask)| *mask != 0)
+            .rev()
+            .find(|(_, mask)| *mask != 0)
             .map(|(stage, _)| stage)
-            .last()
     }
 
     /// The funnel of `plan.campaign.id` at `as_of`, overall and per phase the plan has.
