@@ -182,6 +182,7 @@ fn exclusion_words(audience: &Audience, exclusion: Exclusion) -> String {
 fn unplaced_words(reason: Unplaced) -> &'static str {
     match reason {
         Unplaced::WindowFull => "window full",
+        Unplaced::QuotaUsed => "no quota left before this reach-out",
         Unplaced::NoAccount => "no sending account (sender = owner)",
         Unplaced::QuietUntilWindowEnd => "held by quiet hours past the window's end",
     }

@@ -84,7 +84,7 @@ pub fn feed_outreach(funnel: &mut Funnel, decoded: &OutreachEvent, event: &Recor
                     &sent.to,
                     event.recorded_at,
                     phase,
-                    sent.stage.as_deref(),
+                    sent.kind,
                 );
             }
         }

@@ -157,8 +157,12 @@ pub struct Candidate<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unplaced {
-    /// Every day of the window is full (cap, account caps or budget).
+    /// The window had room, and this reach-out's own sends filled every day of it (cap,
+    /// account caps or budget): the audience is larger than the window can carry.
     WindowFull,
+    /// Every day of the window was already at its cap, account caps or budget before this
+    /// reach-out placed anything: other sends used the quota.
+    QuotaUsed,
     /// `sender = "owner"` and the customer has no owner, or the owner has no account on the
     /// channel.
     NoAccount,
@@ -167,8 +171,9 @@ pub enum Unplaced {
 }
 
 impl Unplaced {
-    pub const ORDER: [Unplaced; 3] = [
+    pub const ORDER: [Unplaced; 4] = [
         Unplaced::WindowFull,
+        Unplaced::QuotaUsed,
         Unplaced::NoAccount,
         Unplaced::QuietUntilWindowEnd,
     ];
@@ -176,6 +181,7 @@ impl Unplaced {
     pub fn key(self) -> &'static str {
         match self {
             Unplaced::WindowFull => "window_full",
+            Unplaced::QuotaUsed => "quota_used",
             Unplaced::NoAccount => "no_account",
             Unplaced::QuietUntilWindowEnd => "quiet_until_window_end",
         }
@@ -284,6 +290,16 @@ pub fn plan_sends<'a>(
     let mut quiet_skipped = Vec::new();
     let mut month_paid: BTreeMap<(i32, u32), u64> = BTreeMap::new();
     let month_limit = limits.paid_bought_by(limits.monthly_budget);
+    // A customer no day takes: the window filled up with this reach-out's sends, or it was
+    // full before them.
+    let full = if days
+        .iter()
+        .all(|day| day_closed(day, month_limit.is_some()))
+    {
+        Unplaced::QuotaUsed
+    } else {
+        Unplaced::WindowFull
+    };
     let mut first_open = 0usize;
     let mut next_account = 0usize;
 
@@ -307,7 +323,7 @@ pub fn plan_sends<'a>(
         };
         let mut day_index = first_open;
         let mut not_before = request.from;
-        let mut outcome = Outcome::Unplaced(Unplaced::WindowFull);
+        let mut outcome = Outcome::Unplaced(full);
         let mut rounds = 0usize;
         while day_index < days.len() && rounds < 4 * days.len() + 8 {
             rounds += 1;

@@ -12,6 +12,7 @@ use super::events::{CustomerEvent, CustomerRecorded, OutcomeKind, OutcomeRecorde
 use super::preview::{plan_audience, Target};
 use super::quota::{plan_sends, Candidate, DayLimit, Ledger, Limits, PlanRequest, Unplaced};
 use super::segment::Segments;
+use crate::outreach::events::NotSentReason;
 use crate::plan::model::{
     Activity, ChannelKind, FatigueScope, LifecycleStage, Plan, QuietHours, QuietPolicy, Sender,
     Window,
@@ -471,6 +472,72 @@ fn an_audience_larger_than_its_window_reports_who_did_not_fit() {
     // The last twenty in order are the ones left out, and none is silently dropped.
     let left: Vec<u32> = plan.unplaced.iter().map(|(slot, _)| *slot).collect();
     assert_eq!(left, (80..100).collect::<Vec<u32>>());
+}
+
+#[test]
+fn a_window_full_before_the_reach_out_is_no_quota_left_not_window_full() {
+    let accounts = vec!["wang.wei".to_string(), "zhang.min".to_string()];
+    let window = Window {
+        start: at("2026-09-02T00:00:00+08:00"),
+        end: at("2026-09-04T00:00:00+08:00"),
+    };
+    let limits = Limits {
+        per_account_daily_cap: Some(20),
+        ..Limits::default()
+    };
+    // Other reach-outs took both days' quota on both accounts.
+    let mut ledger = Ledger::default();
+    for day in ["2026-09-02", "2026-09-03"] {
+        for account in &accounts {
+            ledger.reserve("mail", date(day), account, 20, &limits);
+        }
+    }
+    let plan = plan_sends(
+        &request("Asia/Shanghai", window, limits, &accounts, None),
+        &ledger,
+        candidates(5),
+    );
+    assert!(plan.placements.is_empty());
+    assert_eq!(
+        plan.unplaced,
+        (0..5)
+            .map(|slot| (slot, Unplaced::QuotaUsed))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        NotSentReason::from(Unplaced::QuotaUsed),
+        NotSentReason::Quota
+    );
+
+    // One send of room left: the first customer takes it, and the window is then full with
+    // the reach-out's own send.
+    let mut ledger = Ledger::default();
+    for day in ["2026-09-02", "2026-09-03"] {
+        for account in &accounts {
+            let taken = if day == "2026-09-03" && account == "zhang.min" {
+                19
+            } else {
+                20
+            };
+            ledger.reserve("mail", date(day), account, taken, &limits);
+        }
+    }
+    let plan = plan_sends(
+        &request("Asia/Shanghai", window, limits, &accounts, None),
+        &ledger,
+        candidates(5),
+    );
+    assert_eq!(plan.placements.len(), 1);
+    assert_eq!(
+        plan.unplaced,
+        (1..5)
+            .map(|slot| (slot, Unplaced::WindowFull))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        NotSentReason::from(Unplaced::WindowFull),
+        NotSentReason::WindowFull
+    );
 }
 
 #[test]

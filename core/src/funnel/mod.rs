@@ -9,7 +9,10 @@
 //!
 //! - **potential**: considered (in the audience of one of the campaign's reach-outs planned in the
 //!   phase, see [`Funnel::considered`]); a reached customer always counts as considered;
-//! - **reached**: delivered at least once in the phase, at an instant before `as_of`;
+//! - **reached**: delivered at least once in the phase, at an instant before `as_of`, and not
+//!   bounced: a mail bounce (of the campaign, or naming none) known before `as_of` takes back
+//!   the campaign's last mail to the customer before it, which then counts for nothing (not
+//!   reached, no handshake or order after it, no attribution); in-site messages do not bounce;
 //! - **handshake**: reached, and replied *or ordered* in `[R, R + 30 d)` of a reach `R` in that
 //!   phase (an order is a stronger handshake, so every stage counts customers who got at least
 //!   that far and the funnel never widens);
@@ -37,7 +40,8 @@
 //! amounts (an order without an amount is counted, adds nothing, and is reported in
 //! [`StageActuals::orders_without_amount`]), orders their count, paying buyers the distinct
 //! customers who placed them, returning buyers those of them with a repurchase among them,
-//! replies the attributed replies, reached the distinct customers delivered in the window.
+//! replies the attributed replies, reached the distinct customers delivered in the window (a
+//! bounced mail neither reaches nor attributes).
 //! Average order value is gmv / paying buyers, repurchase rate returning / paying buyers.
 //! Inquiries, visitors, fans, page views, new customers, conversion rate and payment rate have no
 //! source in battleplan's data: they are *not measured* (`None`), never 0.
@@ -51,7 +55,7 @@ use rustc_hash::FxHashMap;
 use crate::customer::book::{DAY_MS, FUNNEL_DAYS};
 use crate::customer::events::{OutcomeKind, OutcomeRecorded};
 use crate::plan::model::{
-    LifecycleStage, Metric, MetricKind, PhaseKind, Plan, TargetValue, Window,
+    ChannelKind, LifecycleStage, Metric, MetricKind, PhaseKind, Plan, TargetValue, Window,
 };
 use crate::plan::values::Money;
 
@@ -110,6 +114,9 @@ struct Entry {
     reaches: Vec<Reach>,
     /// Replies and orders, sorted by instant; equal instants in the order fed.
     outcomes: Vec<Outcome>,
+    /// Mail bounces: instant and campaign ([`NO_CAMPAIGN`] when the bounce names none),
+    /// sorted by instant.
+    bounces: Vec<(i64, u32)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -117,6 +124,7 @@ struct Reach {
     at: i64,
     campaign: u32,
     phase: u8,
+    mail: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,14 +160,33 @@ impl Entry {
         self.outcomes.iter().position(Outcome::is_order)
     }
 
-    /// Whether the campaign reached the customer in the 30 days up to `at`.
-    fn reached_before(&self, campaign: u32, at: i64) -> bool {
+    /// Whether the campaign reached the customer in the 30 days up to `at` (bounces known
+    /// before `as_of` taken back).
+    fn reached_before(&self, campaign: u32, at: i64, as_of: i64) -> bool {
         let after = self.reaches.partition_point(|reach| reach.at <= at);
-        self.reaches[..after]
-            .iter()
+        (0..after)
             .rev()
-            .take_while(|reach| at < reach.at.saturating_add(SPAN_MS))
-            .any(|reach| reach.campaign == campaign)
+            .take_while(|index| at < self.reaches[*index].at.saturating_add(SPAN_MS))
+            .any(|index| self.reaches[index].campaign == campaign && !self.bounced(index, as_of))
+    }
+
+    /// Whether a bounce known before `as_of` took back the reach at `index`: a mail bounce of
+    /// its campaign (or naming none) at or after it and before the campaign's next mail to the
+    /// customer, which the bounce would be about instead.
+    fn bounced(&self, index: usize, as_of: i64) -> bool {
+        let reach = self.reaches[index];
+        if !reach.mail || self.bounces.is_empty() {
+            return false;
+        }
+        let next = self.reaches[index + 1..]
+            .iter()
+            .find(|later| later.mail && later.campaign == reach.campaign && later.at > reach.at)
+            .map_or(i64::MAX, |later| later.at);
+        let from = self.bounces.partition_point(|(at, _)| *at < reach.at);
+        self.bounces[from..]
+            .iter()
+            .take_while(|(at, _)| *at < next && *at < as_of)
+            .any(|(_, campaign)| *campaign == reach.campaign || *campaign == NO_CAMPAIGN)
     }
 }
 
@@ -212,23 +239,23 @@ impl Funnel {
         });
     }
 
-    /// A message of the campaign was delivered to the customer at `at`, in `phase`. `stage` is
-    /// the burst stage the reach-out was planned in; the stage actuals place a reach by its
-    /// instant (the plan's stage windows), so it is not kept.
+    /// A message of the campaign was delivered to the customer at `at`, in `phase`, by a
+    /// channel of `kind` (a mail can bounce later). The stage actuals place a reach by its
+    /// instant (the plan's stage windows).
     pub fn reached(
         &mut self,
         campaign: &str,
         customer: &str,
         at: DateTime<Utc>,
         phase: PhaseKind,
-        stage: Option<&str>,
+        kind: ChannelKind,
     ) {
-        let _ = stage;
         let campaign = self.campaign(campaign);
         let reach = Reach {
             at: at.timestamp_millis(),
             campaign,
             phase: phase_bit(phase),
+            mail: kind == ChannelKind::Mail,
         };
         self.update(customer, |entry| {
             let index = entry
@@ -238,8 +265,27 @@ impl Funnel {
         });
     }
 
-    /// A reply or an order (other outcomes are not the funnel's business), of any customer.
+    /// A reply, an order or a mail bounce (other outcomes are not the funnel's business), of
+    /// any customer.
     pub fn outcome(&mut self, outcome: &OutcomeRecorded) {
+        if outcome.outcome == OutcomeKind::Bounced {
+            if outcome
+                .channel
+                .is_some_and(|kind| kind != ChannelKind::Mail)
+            {
+                return;
+            }
+            let campaign = match &outcome.campaign {
+                Some(campaign) => self.campaign(campaign),
+                None => NO_CAMPAIGN,
+            };
+            let at = outcome.at.timestamp_millis();
+            self.update(&outcome.customer, |entry| {
+                let index = entry.bounces.partition_point(|(earlier, _)| *earlier <= at);
+                entry.bounces.insert(index, (at, campaign));
+            });
+            return;
+        }
         let kind = match (outcome.outcome, outcome.amount) {
             (OutcomeKind::Replied, _) => Kind::Reply,
             (OutcomeKind::Ordered, Some(_)) => Kind::Order,
@@ -378,7 +424,11 @@ impl Funnel {
             flags
                 .iter_mut()
                 .for_each(|flag| *flag = (false, false, false));
-            for reach in entry.reaches.iter().filter(|r| r.campaign == campaign) {
+            let as_of = as_of.timestamp_millis();
+            for (index, reach) in entry.reaches.iter().enumerate() {
+                if reach.campaign != campaign || entry.bounced(index, as_of) {
+                    continue;
+                }
                 if let Some(flag) = stage_of(reach.at).and_then(|index| flags.get_mut(index)) {
                     flag.0 = true;
                 }
@@ -388,8 +438,8 @@ impl Funnel {
                 let Some(stage) = stage_of(outcome.at) else {
                     continue;
                 };
-                let attributed =
-                    outcome.campaign == campaign || entry.reached_before(campaign, outcome.at);
+                let attributed = outcome.campaign == campaign
+                    || entry.reached_before(campaign, outcome.at, as_of);
                 let (Some(actual), Some(flag)) = (actuals.get_mut(stage), flags.get_mut(stage))
                 else {
                     continue;
@@ -433,11 +483,16 @@ fn entry_masks(entry: &Entry, campaign: u32, as_of: i64, plan_mask: u8) -> [u8; 
         .map_or(0, |(_, phases)| *phases);
     let first_order = entry.first_order();
     let (mut reached, mut handshake, mut order, mut repurchase) = (0u8, 0u8, 0u8, 0u8);
-    for reach in entry
-        .reaches
-        .iter()
-        .filter(|reach| reach.campaign == campaign && reach.at < as_of)
-    {
+    // A bounced mail still shows the customer was considered.
+    let mut attempted = 0u8;
+    for (index, reach) in entry.reaches.iter().enumerate() {
+        if reach.campaign != campaign || reach.at >= as_of {
+            continue;
+        }
+        attempted |= reach.phase;
+        if entry.bounced(index, as_of) {
+            continue;
+        }
         reached |= reach.phase;
         let end = reach.at.saturating_add(SPAN_MS).min(as_of);
         let from = entry
@@ -458,7 +513,7 @@ fn entry_masks(entry: &Entry, campaign: u32, as_of: i64, plan_mask: u8) -> [u8; 
         }
     }
     [
-        (considered | reached) & plan_mask,
+        (considered | attempted) & plan_mask,
         reached & plan_mask,
         handshake & plan_mask,
         order & plan_mask,

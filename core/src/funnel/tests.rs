@@ -12,7 +12,7 @@ use super::{
     Funnel, FunnelReport, StageActuals, STAGES,
 };
 use crate::customer::events::{OutcomeKind, OutcomeRecorded};
-use crate::plan::model::{LifecycleStage, Metric, PhaseKind, Plan, TargetValue};
+use crate::plan::model::{ChannelKind, LifecycleStage, Metric, PhaseKind, Plan, TargetValue};
 use crate::plan::values::Money;
 use crate::plan::EXAMPLE_PLAN;
 
@@ -83,10 +83,72 @@ fn warm_up_reach() -> DateTime<Utc> {
 }
 
 fn reached_in_warm_up(funnel: &mut Funnel, customer: &str) {
-    funnel.reached(CAMPAIGN, customer, warm_up_reach(), PhaseKind::WarmUp, None);
+    funnel.reached(
+        CAMPAIGN,
+        customer,
+        warm_up_reach(),
+        PhaseKind::WarmUp,
+        ChannelKind::Mail,
+    );
 }
 
 const LATE: &str = "2026-10-30T00:00:00+08:00";
+
+#[test]
+fn a_bounced_mail_is_not_a_reach_and_earns_no_later_order() {
+    // Given three customers mailed in the warm-up and one messaged in-site
+    let mut funnel = Funnel::new();
+    for customer in ["c-1", "c-2", "c-3"] {
+        reached_in_warm_up(&mut funnel, customer);
+    }
+    funnel.reached(
+        CAMPAIGN,
+        "c-4",
+        warm_up_reach(),
+        PhaseKind::WarmUp,
+        ChannelKind::InSite,
+    );
+    let bounce_at = warm_up_reach() + Duration::hours(1);
+    let bounce = |customer: &str, channel: Option<ChannelKind>| OutcomeRecorded {
+        channel,
+        campaign: Some(CAMPAIGN.to_string()),
+        ..outcome(customer, OutcomeKind::Bounced, bounce_at)
+    };
+    // When c-1's mail bounces (and a bounce without a channel arrives for the in-site c-4),
+    // and c-1 orders a day later
+    funnel.outcome(&bounce("c-1", Some(ChannelKind::Mail)));
+    funnel.outcome(&bounce("c-4", None));
+    funnel.outcome(&order("c-1", warm_up_reach() + Duration::days(1), "99.00"));
+    // Then c-1 is considered but neither reached nor converted; in-site c-4 still counts
+    let report = funnel.report(&plan(), at(LATE));
+    assert_eq!(counts(&report, WARM_UP), [4, 3, 0, 0, 0]);
+    assert_eq!(
+        funnel.stage_of(CAMPAIGN, "c-1", at(LATE)),
+        Some(LifecycleStage::Potential)
+    );
+    assert_eq!(
+        funnel.stage_of(CAMPAIGN, "c-4", at(LATE)),
+        Some(LifecycleStage::Reached)
+    );
+    // And as of before the bounce, c-1 counted as reached
+    let before = funnel.report(&plan(), bounce_at);
+    assert_eq!(counts(&before, WARM_UP), [4, 4, 0, 0, 0]);
+
+    // When c-1 is mailed again in the burst and that mail is delivered, then it counts: the
+    // bounce was about the earlier mail
+    let burst_reach = at("2026-09-03T10:00:00+08:00");
+    funnel.reached(
+        CAMPAIGN,
+        "c-1",
+        burst_reach,
+        PhaseKind::Burst,
+        ChannelKind::Mail,
+    );
+    funnel.outcome(&order("c-1", burst_reach + Duration::days(2), "99.00"));
+    let report = funnel.report(&plan(), at(LATE));
+    assert_eq!(counts(&report, WARM_UP), [4, 3, 0, 0, 0]);
+    assert_eq!(counts(&report, BURST), [1, 1, 1, 1, 1]);
+}
 
 #[test]
 fn reached_counts_deliveries_before_as_of_only() {
@@ -99,7 +161,7 @@ fn reached_counts_deliveries_before_as_of_only() {
         "c-2",
         burst_reach,
         PhaseKind::Burst,
-        Some("early"),
+        ChannelKind::Mail,
     );
     // When asked at the burst delivery's instant, then it is not counted yet
     let report = funnel.report(&plan(), burst_reach);
@@ -195,7 +257,7 @@ fn a_late_imported_order_counts_against_the_reach_it_follows() {
         "c-1",
         at("2026-09-05T09:00:00+08:00"),
         PhaseKind::Burst,
-        Some("early"),
+        ChannelKind::Mail,
     );
     funnel.outcome(&order("c-1", at("2026-08-30T15:00:00+08:00"), "320.00"));
     // When asked, then the order is the warm-up's, not the burst's
@@ -273,7 +335,7 @@ fn reaches_of_other_campaigns_do_not_count() {
         "c-1",
         warm_up_reach(),
         PhaseKind::WarmUp,
-        None,
+        ChannelKind::Mail,
     );
     funnel.outcome(&order("c-1", warm_up_reach() + Duration::days(1), "10.00"));
     // When asked, then this campaign's funnel is empty
@@ -287,7 +349,13 @@ fn a_phase_the_plan_lacks_is_not_reported() {
     let mut plan = plan();
     plan.phases.retain(|phase| phase.kind != PhaseKind::Review);
     let mut funnel = Funnel::new();
-    funnel.reached(CAMPAIGN, "c-1", at(LATE), PhaseKind::Review, None);
+    funnel.reached(
+        CAMPAIGN,
+        "c-1",
+        at(LATE),
+        PhaseKind::Review,
+        ChannelKind::Mail,
+    );
     // When asked, then the review phase is not reported and the reach is not counted overall
     let report = funnel.report(&plan, at(LATE) + Duration::days(1));
     let phases: Vec<PhaseKind> = report.phases.iter().map(|funnel| funnel.phase).collect();
@@ -335,7 +403,7 @@ proptest! {
         for item in &fed {
             match item {
                 Fed::Considered(c, p) => funnel.considered(CAMPAIGN, &format!("c-{c}"), *p),
-                Fed::Reached(c, h, p) => funnel.reached(CAMPAIGN, &format!("c-{c}"), base + Duration::hours(*h), *p, None),
+                Fed::Reached(c, h, p) => funnel.reached(CAMPAIGN, &format!("c-{c}"), base + Duration::hours(*h), *p, ChannelKind::Mail),
                 Fed::Reply(c, h) => funnel.outcome(&reply(&format!("c-{c}"), base + Duration::hours(*h))),
                 Fed::Order(c, h) => funnel.outcome(&order(&format!("c-{c}"), base + Duration::hours(*h), "1.00")),
                 Fed::Prior(c, n) => funnel.prior_orders(&format!("c-{c}"), *n),
@@ -358,7 +426,7 @@ proptest! {
         for item in fed.iter().rev() {
             match item {
                 Fed::Considered(c, p) => reversed.considered(CAMPAIGN, &format!("c-{c}"), *p),
-                Fed::Reached(c, h, p) => reversed.reached(CAMPAIGN, &format!("c-{c}"), base + Duration::hours(*h), *p, None),
+                Fed::Reached(c, h, p) => reversed.reached(CAMPAIGN, &format!("c-{c}"), base + Duration::hours(*h), *p, ChannelKind::Mail),
                 Fed::Reply(c, h) => reversed.outcome(&reply(&format!("c-{c}"), base + Duration::hours(*h))),
                 Fed::Order(c, h) => reversed.outcome(&order(&format!("c-{c}"), base + Duration::hours(*h), "1.00")),
                 Fed::Prior(c, n) => reversed.prior_orders(&format!("c-{c}"), *n),
@@ -379,7 +447,7 @@ fn stage_actuals_attribute_orders_by_reach_or_by_name() {
             customer,
             early_reach,
             PhaseKind::Burst,
-            Some("early"),
+            ChannelKind::Mail,
         );
     }
     funnel.outcome(&order("c-1", at("2026-09-04T10:00:00+08:00"), "260.00"));
@@ -589,8 +657,8 @@ fn population() -> Funnel {
             Some("middle"),
         ),
     ];
-    for (customer, instant, phase, stage) in reaches {
-        funnel.reached(CAMPAIGN, customer, at(instant), phase, stage);
+    for (customer, instant, phase, _stage) in reaches {
+        funnel.reached(CAMPAIGN, customer, at(instant), phase, ChannelKind::Mail);
     }
     funnel.prior_orders("b-5", 3);
     funnel.outcome(&reply("w-1", at("2026-08-28T09:00:00+08:00")));

@@ -266,7 +266,7 @@ pub fn plan_reach_out(
     let window_full = explain::window_full_detail(&day_words);
     let unplaced_detail = |slot: u32, reason: Unplaced| -> Option<String> {
         match reason {
-            Unplaced::WindowFull => Some(window_full.clone()),
+            Unplaced::WindowFull | Unplaced::QuotaUsed => Some(window_full.clone()),
             Unplaced::NoAccount => {
                 let owner = customers
                     .get(slot as usize)

@@ -34,8 +34,11 @@ pub enum NotSentReason {
     Fatigue,
     AlreadyReached,
     QuietHours,
-    /// Every day left in the window was at its cap or budget.
+    /// Every day left in the window was at its cap or budget before the reach-out placed any
+    /// send: other sends had used the quota.
     Quota,
+    /// The window had room, and the reach-out's own earlier sends filled every day of it.
+    WindowFull,
     /// `sender = "owner"` and the customer's owner has no account on the channel.
     NoAccount,
     /// Held by a pause of the campaign until the send's window closed.
@@ -65,6 +68,7 @@ impl NotSentReason {
             NotSentReason::AlreadyReached => "already_reached",
             NotSentReason::QuietHours => "quiet_hours",
             NotSentReason::Quota => "quota",
+            NotSentReason::WindowFull => "window_full",
             NotSentReason::NoAccount => "no_account",
             NotSentReason::CampaignPaused => "campaign_paused",
             NotSentReason::BounceGuard => "bounce_guard",
@@ -87,6 +91,7 @@ impl NotSentReason {
             NotSentReason::AlreadyReached => "already reached by this reach-out",
             NotSentReason::QuietHours => "quiet hours",
             NotSentReason::Quota => "no quota left in the window",
+            NotSentReason::WindowFull => "the window filled up with the reach-out's own sends",
             NotSentReason::NoAccount => "no sending account",
             NotSentReason::CampaignPaused => "the campaign was paused until the window closed",
             NotSentReason::BounceGuard => {
@@ -119,7 +124,8 @@ impl From<Exclusion> for NotSentReason {
 impl From<Unplaced> for NotSentReason {
     fn from(unplaced: Unplaced) -> Self {
         match unplaced {
-            Unplaced::WindowFull => NotSentReason::Quota,
+            Unplaced::WindowFull => NotSentReason::WindowFull,
+            Unplaced::QuotaUsed => NotSentReason::Quota,
             Unplaced::NoAccount => NotSentReason::NoAccount,
             Unplaced::QuietUntilWindowEnd => NotSentReason::QuietHours,
         }
