@@ -161,12 +161,30 @@ pub fn plan_reach_out(
         .map(|day| explain::pushed_detail(&day_words, &dates, day))
         .collect();
     let evaluated = millis(audience.evaluated_at);
-    let closed = missed.then(|| {
-        format!(
-            "the window closed at {} before the reach-out could be planned (the daemon was not running, or the campaign was paused)",
-            reach_out.window.end.to_rfc3339()
-        )
-    });
+    // The window closed during the campaign's last pause: the pause is why, not downtime.
+    let paused = state
+        .last_pause
+        .filter(|(from, to)| *from < reach_out.window.end && reach_out.window.end <= *to);
+    let (missed_reason, closed) = match paused {
+        Some((from, to)) => (
+            NotSentReason::CampaignPaused,
+            Some(format!(
+                "the window closed at {} while the campaign was paused (from {} to {}); it was never planned",
+                local(plan.campaign.time_zone, reach_out.window.end),
+                local(plan.campaign.time_zone, from),
+                local(plan.campaign.time_zone, to)
+            )),
+        ),
+        None => (
+            NotSentReason::WindowClosed,
+            missed.then(|| {
+                format!(
+                    "the window closed at {} before the reach-out could be planned (the daemon was not running)",
+                    local(plan.campaign.time_zone, reach_out.window.end)
+                )
+            }),
+        ),
+    };
     let window_closed = |customer: &str| {
         OutreachEvent::NotSent(NotSent {
             key: send_key(campaign, reach_out_id, customer, 1),
@@ -175,7 +193,7 @@ pub fn plan_reach_out(
             customer: customer.to_string(),
             attempt: 1,
             channel: audience.channel.clone(),
-            reason: NotSentReason::WindowClosed,
+            reason: missed_reason,
             detail: closed.clone(),
             phase: phase_of(state),
         })

@@ -33,9 +33,12 @@ pub struct Guard {
     pub paused: bool,
     pub sent: u64,
     pub bounced: u64,
-    /// The counts when the channel last resumed: the guard judges what came after.
+    /// The counts when the channel last resumed: the guard judges what came after. A bounce
+    /// that arrives after the resume for a message sent before it counts in the base too: it
+    /// says nothing about the list as cleaned.
     pub base_sent: u64,
     pub base_bounced: u64,
+    pub resumed_at: Option<DateTime<Utc>>,
 }
 
 impl Guard {
@@ -179,6 +182,7 @@ impl Outreach {
                 guard.paused = false;
                 guard.base_sent = guard.sent;
                 guard.base_bounced = guard.bounced;
+                guard.resumed_at = Some(at);
             }
             OutreachEvent::NoticePlanned(notice) => self.staff_planned(StaffMessage {
                 key: notice.key.clone(),
@@ -253,8 +257,16 @@ impl Outreach {
         {
             return;
         }
-        let guard = (send.planned.campaign.clone(), send.planned.channel.clone());
-        self.guards.entry(guard).or_default().bounced += 1;
+        let sent_before_resume = |guard: &Guard| match (send.status, guard.resumed_at) {
+            (SendStatus::Sent { at }, Some(resumed)) => at < resumed,
+            _ => false,
+        };
+        let key = (send.planned.campaign.clone(), send.planned.channel.clone());
+        let guard = self.guards.entry(key).or_default();
+        guard.bounced += 1;
+        if sent_before_resume(guard) {
+            guard.base_bounced += 1;
+        }
     }
 
     /// A message to staff decided elsewhere (a task reminder) waits here until it is sent.

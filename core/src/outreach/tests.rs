@@ -365,7 +365,38 @@ fn the_bounce_guard_pauses_the_channel_and_a_person_resumes_it() {
         due,
     );
     assert!(bounce_guard(&world.plan, &world.outreach).is_empty());
-    assert!(world.dispatch(due + Duration::hours(1)).0 > 0);
+    let after_resume = world.dispatch(due + Duration::hours(1)).0;
+    assert!(after_resume >= 200, "{after_resume} follow-ups sent");
+
+    // Late bounces of first messages sent before the pause say nothing of the cleaned list:
+    // 40 of them (10% of what went since the resume) do not pause the channel again.
+    let late = due + Duration::hours(2);
+    for index in 100..140 {
+        world.outcome(&format!("c-{index:06}"), OutcomeKind::Bounced, late);
+    }
+    assert!(bounce_guard(&world.plan, &world.outreach).is_empty());
+    // Bounces of follow-ups sent after the resume do count.
+    for index in 200..240 {
+        let customer = format!("c-{index:06}");
+        let row = OutcomeRecorded {
+            customer: customer.clone(),
+            line: 3,
+            outcome: OutcomeKind::Bounced,
+            at: late,
+            campaign: Some(CAMPAIGN.to_string()),
+            reach_out: Some(REACH_OUT.to_string()),
+            channel: Some(ChannelKind::Mail),
+            amount: None,
+            message: Some(format!("{CAMPAIGN}/{REACH_OUT}/{customer}/2")),
+        };
+        world.outreach.outcome(&row);
+    }
+    let events = bounce_guard(&world.plan, &world.outreach);
+    let paused = events.iter().find_map(|event| match event {
+        OutreachEvent::ChannelPaused(paused) => Some((paused.sent, paused.bounced)),
+        _ => None,
+    });
+    assert_eq!(paused, Some((after_resume as u64, 40)));
 }
 
 #[test]
@@ -504,10 +535,9 @@ fn a_window_that_closed_while_nothing_ran_gives_every_member_a_reason() {
             OutreachEvent::NotSent(not_sent) => Some((
                 not_sent.customer.as_str(),
                 not_sent.reason,
-                not_sent
-                    .detail
-                    .as_deref()
-                    .is_some_and(|d| d.contains("2026-09-10T16:00:00+00:00")),
+                not_sent.detail.as_deref().is_some_and(|d| {
+                    d.contains("2026-09-11 00:00 +08:00") && d.contains("not running")
+                }),
             )),
             OutreachEvent::SendPlanned(planned) => panic!("{} planned", planned.key),
             _ => None,
@@ -527,6 +557,64 @@ fn a_window_that_closed_while_nothing_ran_gives_every_member_a_reason() {
         .reach_out_planned(CAMPAIGN, REACH_OUT)
         .unwrap_or_else(|| panic!("the reach-out is recorded as decided"));
     assert_eq!((planned.planned, planned.not_sent), (0, 3));
+}
+
+#[test]
+fn a_window_that_closed_during_a_pause_gives_every_member_campaign_paused() {
+    // Given the campaign paused from before the early stage until after its mail's window
+    // closed (2026-09-11 00:00), and resumed,
+    let mut world = World::new(2);
+    let paused = at("2026-09-01T12:00:00+08:00");
+    let resumed = at("2026-09-12T09:00:00+08:00");
+    world.state.status = Status::Running {
+        step: Step::stage("middle"),
+    };
+    world.state.last_pause = Some((paused, resumed));
+    // when the reach-out is decided after the resume,
+    let events = plan_reach_out(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        REACH_OUT,
+        resumed,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // then the pause, not downtime, is the reason given to every member, with its span.
+    let reasons: Vec<(NotSentReason, String)> = events
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::NotSent(not_sent) => {
+                Some((not_sent.reason, not_sent.detail.clone().unwrap_or_default()))
+            }
+            OutreachEvent::SendPlanned(planned) => panic!("{} planned", planned.key),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2);
+    for (reason, detail) in &reasons {
+        assert_eq!(*reason, NotSentReason::CampaignPaused);
+        assert_eq!(
+            detail,
+            "the window closed at 2026-09-11 00:00 +08:00 while the campaign was paused (from 2026-09-01 12:00 +08:00 to 2026-09-12 09:00 +08:00); it was never planned"
+        );
+    }
+
+    // A pause that ended before the window closed is not the reason: the daemon was down.
+    world.state.last_pause = Some((paused, at("2026-09-02T09:00:00+08:00")));
+    let events = plan_reach_out(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        REACH_OUT,
+        resumed,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(events.iter().all(|event| match event {
+        OutreachEvent::NotSent(not_sent) => not_sent.reason == NotSentReason::WindowClosed,
+        _ => true,
+    }));
 }
 
 #[test]
