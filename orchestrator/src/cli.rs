@@ -27,6 +27,22 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 use uuid::Uuid;
 
+/// Writes to stdout; a reader that went away (`battleplan history | head`) is not an error:
+/// the rest is dropped quietly instead of panicking as `print!` does on a closed pipe.
+fn write_out(text: std::fmt::Arguments<'_>) {
+    let mut stdout = io::stdout().lock();
+    let _ = stdout.write_fmt(text);
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { write_out(format_args!($($arg)*)) };
+}
+
+macro_rules! out_line {
+    () => { write_out(format_args!("\n")) };
+    ($($arg:tt)*) => { write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "battleplan",
@@ -636,7 +652,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
 }
 
 fn print_reply(reply: Reply) -> ExitCode {
-    print!("{}", reply.stdout);
+    out!("{}", reply.stdout);
     eprint!("{}", reply.stderr);
     let _ = io::stdout().flush();
     ExitCode::from(reply.code)
@@ -857,11 +873,11 @@ fn init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
             return Err(error.error).with_context(|| format!("writing {}", out.display()));
         }
     }
-    println!(
+    out_line!(
         "wrote {}: the September procurement festival, every section commented",
         out.display()
     );
-    println!("next: battleplan validate {}", out.display());
+    out_line!("next: battleplan validate {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -945,7 +961,7 @@ fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .collect(),
             summary,
         };
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out_line!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let mut out = io::stdout().lock();
         for diagnostic in &checked.diagnostics {
@@ -1113,27 +1129,28 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     matches_replay: replay.finding.is_none(),
                 }),
         };
-        println!("{}", serde_json::to_string_pretty(&output)?);
+        out_line!("{}", serde_json::to_string_pretty(&output)?);
     } else {
         match (&report.problem, &replay) {
             (Some(problem), _) => {
-                println!("damaged: {problem}");
-                println!(
+                out_line!("damaged: {problem}");
+                out_line!(
                     "the {} events before it check out (head hash {})",
-                    report.checked, report.head_hash
+                    report.checked,
+                    report.head_hash
                 );
             }
             (None, Some(replay)) => match &replay.finding {
                 None => {
-                    println!(
+                    out_line!(
                         "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
                         report.checked, report.checked, report.head_hash
                     );
-                    println!(
+                    out_line!(
                         "every payload reads as its type ({} events)",
                         replay.payloads
                     );
-                    println!(
+                    out_line!(
                         "stored projection `{}` (checkpoint at position {}, {} campaign{}) is exactly what replaying the log gives",
                         battleplan_orchestrator::projection::NAME,
                         replay.checkpoint,
@@ -1142,10 +1159,11 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     );
                 }
                 Some(finding) => {
-                    println!("damaged: {finding}");
-                    println!(
+                    out_line!("damaged: {finding}");
+                    out_line!(
                         "the chain checks out: {} events, head hash {}",
-                        report.checked, report.head_hash
+                        report.checked,
+                        report.head_hash
                     );
                 }
             },
@@ -1248,7 +1266,7 @@ fn export(
     File::open(&directory)
         .and_then(|directory| directory.sync_all())
         .with_context(|| format!("syncing {}", directory.display()))?;
-    println!("wrote {}: {}", out.display(), export_words(&summary, as_of));
+    out_line!("wrote {}: {}", out.display(), export_words(&summary, as_of));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1278,7 +1296,7 @@ fn import_export(data: &Path, file: &Path) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     match tokio.block_on(battleplan_orchestrator::archive::import(file, data)) {
         Ok(summary) => {
-            println!(
+            out_line!(
                 "imported {} events into {} ({} campaign{}), head hash {}",
                 summary.events,
                 data.display(),
@@ -1286,7 +1304,7 @@ fn import_export(data: &Path, file: &Path) -> anyhow::Result<ExitCode> {
                 if summary.campaigns == 1 { "" } else { "s" },
                 summary.head_hash
             );
-            println!("next: battleplan audit verify --data {}", data.display());
+            out_line!("next: battleplan audit verify --data {}", data.display());
             Ok(ExitCode::SUCCESS)
         }
         Err(battleplan_orchestrator::archive::ImportError::Refused(message)) => {
@@ -1376,8 +1394,8 @@ fn scenario_run(file: &Path, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     };
     match run_scenario(&loaded, &output)? {
         Ok(finished) => {
-            print!("{}", finished.report);
-            println!(
+            out!("{}", finished.report);
+            out_line!(
                 "\n{} events, head hash {}; the run is in {} (data: {})",
                 finished.events,
                 finished.head_hash,
@@ -1413,10 +1431,10 @@ fn demo(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     );
     match run_scenario(&loaded, &output)? {
         Ok(finished) => {
-            print!("{}", finished.report);
+            out!("{}", finished.report);
             let data = output.data();
             let data = data.display();
-            println!(
+            out_line!(
                 "\nThe log ({} events, its hash chain checked end to end, head hash {}) is in {data}. Ask it what happened:\n  battleplan --data {data} history {}\n  battleplan --data {data} explain {} c-000042\n  battleplan --data {data} funnel {}\n  battleplan --data {data} audit verify",
                 finished.events, finished.head_hash, finished.campaign, finished.campaign, finished.campaign
             );

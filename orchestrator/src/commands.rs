@@ -10,8 +10,11 @@ use battleplan_core::campaign::timeline::{human_duration, local};
 use battleplan_core::campaign::{
     self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
 };
-use battleplan_core::event::{Position, RecordedEvent, StreamVersion};
+use battleplan_core::event::{Position, RecordedEvent, StreamId, StreamVersion};
+use battleplan_core::outreach::events::{stream_of as outreach_stream, OutreachEvent};
+use battleplan_core::plan::values::grouped;
 use battleplan_core::plan::{self, diagnostic};
+use battleplan_core::task::{self, events::TaskEvent};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -535,6 +538,138 @@ fn history_json(
     })
 }
 
+/// An outbox or task event worth a line of the history: what people did (a channel resumed, a
+/// task done) and the system's decisions about a whole reach-out or channel (a reach-out
+/// planned, a channel paused by the bounce guard). What was decided for each customer is
+/// `explain`'s. Returns the campaign, the words and the payload.
+fn activity(
+    event: &RecordedEvent,
+) -> Result<Option<(String, String, serde_json::Value)>, HandleError> {
+    if OutreachEvent::holds(&event.event_type) {
+        let Some(decoded) = OutreachEvent::decode(event)? else {
+            return Ok(None);
+        };
+        let (campaign, words) = match &decoded {
+            OutreachEvent::ReachOutPlanned(planned) => (
+                planned.campaign.clone(),
+                format!(
+                    "reach-out {} planned: segment {}, {} to send, {} not sent",
+                    planned.reach_out,
+                    grouped(planned.segment_size),
+                    grouped(planned.planned),
+                    grouped(planned.not_sent)
+                ),
+            ),
+            OutreachEvent::ChannelPaused(paused) => (
+                paused.campaign.clone(),
+                format!(
+                    "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
+                    paused.channel,
+                    grouped(paused.bounced),
+                    grouped(paused.sent),
+                    paused.threshold
+                ),
+            ),
+            OutreachEvent::ChannelResumed(resumed) => (
+                resumed.campaign.clone(),
+                format!("channel {} resumed", resumed.channel),
+            ),
+            _ => return Ok(None),
+        };
+        return Ok(Some((campaign, words, decoded.to_json())));
+    }
+    if TaskEvent::holds(&event.event_type) {
+        if let Some(TaskEvent::TaskDone(done)) = TaskEvent::decode(event)? {
+            let mut words = format!("task {} done", done.occurrence);
+            // The note is the command's reason too, shown on the line below when it is.
+            if let Some(note) = done
+                .note
+                .as_ref()
+                .filter(|note| event.metadata.reason.as_ref() != Some(*note))
+            {
+                let _ = write!(words, ": \"{note}\"");
+            }
+            let payload = TaskEvent::TaskDone(done.clone()).to_json();
+            return Ok(Some((done.campaign, words, payload)));
+        }
+    }
+    Ok(None)
+}
+
+fn activity_line(
+    out: &mut String,
+    event: &RecordedEvent,
+    campaign: &str,
+    words: &str,
+    state: Option<&CampaignState>,
+    with_campaign: bool,
+) {
+    let zone = state.map_or(chrono_tz::Tz::UTC, CampaignState::zone);
+    let shown = if with_campaign {
+        format!("{campaign}  ")
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "{}  #{:<6} v{:<3} {shown}{:<18} {words}",
+        local(zone, event.recorded_at),
+        event.position.0,
+        state.map_or(0, |state| state.plan_version),
+        event.metadata.actor,
+    );
+    if let Some(reason) = &event.metadata.reason {
+        let _ = writeln!(out, "{:30}reason: {reason}", "");
+    }
+}
+
+fn activity_json(
+    event: &RecordedEvent,
+    campaign: &str,
+    words: &str,
+    payload: serde_json::Value,
+    state: Option<&CampaignState>,
+) -> serde_json::Value {
+    json!({
+        "position": event.position.0,
+        "campaign": campaign,
+        "version": event.version.0,
+        "plan_version": state.map(|state| state.plan_version),
+        "recorded_at": event.recorded_at,
+        "type": event.event_type,
+        "actor": event.metadata.actor,
+        "reason": event.metadata.reason,
+        "command_id": event.metadata.command_id.0,
+        "late_by_ms": null,
+        "summary": words,
+        "payload": payload,
+    })
+}
+
+/// Every event of a stream recorded by then, in order.
+async fn whole_stream(
+    runtime: &Runtime,
+    stream: &StreamId,
+    recorded_by_then: impl Fn(&RecordedEvent) -> bool,
+) -> Result<(bool, Vec<RecordedEvent>), HandleError> {
+    let store = runtime.store.as_ref();
+    let mut from = StreamVersion(1);
+    let mut any = false;
+    let mut events = Vec::new();
+    loop {
+        let batch = store.read_stream(stream, from, 1_000).await?;
+        let Some(last) = batch.last() else { break };
+        from = last.version.next();
+        let full = batch.len() == 1_000;
+        any = true;
+        events.extend(batch.into_iter().filter(|event| recorded_by_then(event)));
+        if !full {
+            break;
+        }
+    }
+    Ok((any, events))
+}
+
 /// `history [CAMPAIGN] [--as-of T]`: one campaign's events, or every campaign's interleaved in
 /// the order they were recorded (by log position). With `--as-of`, only the events recorded up
 /// to T are read into the answer, and each campaign's state as of T follows, computed by
@@ -553,23 +688,21 @@ async fn history(
     match campaign {
         Some(id) => {
             let stream = campaign::stream_of(id).map_err(campaign::Rejection)?;
-            let mut from = StreamVersion(1);
-            let mut any = false;
-            loop {
-                let batch = store.read_stream(&stream, from, 1_000).await?;
-                let Some(last) = batch.last() else { break };
-                from = last.version.next();
-                let full = batch.len() == 1_000;
-                any = true;
-                events.extend(batch.into_iter().filter(|event| recorded_by_then(event)));
-                if !full {
-                    break;
-                }
-            }
+            let (any, own) = whole_stream(runtime, &stream, recorded_by_then).await?;
             if !any {
                 let campaigns = current(runtime).await?;
                 return Ok(Reply::user_error(unknown_campaign(id, &campaigns)));
             }
+            events = own;
+            // The outbox's and the task board's events of the campaign, in log order with its
+            // own.
+            for stream in [outreach_stream(id), task::stream_of(id)]
+                .into_iter()
+                .flatten()
+            {
+                events.extend(whole_stream(runtime, &stream, recorded_by_then).await?.1);
+            }
+            events.sort_by_key(|event| event.position);
         }
         None => {
             let mut after = Position::START;
@@ -579,7 +712,10 @@ async fn history(
                 after = last.position;
                 let full = batch.len() == 10_000;
                 events.extend(batch.into_iter().filter(|event| {
-                    campaign::campaign_of(&event.stream).is_some() && recorded_by_then(event)
+                    (campaign::campaign_of(&event.stream).is_some()
+                        || OutreachEvent::holds(&event.event_type)
+                        || TaskEvent::holds(&event.event_type))
+                        && recorded_by_then(event)
                 }));
                 if !full {
                     break;
@@ -594,6 +730,21 @@ async fn history(
     let mut list = Vec::new();
     for event in &events {
         let Some(id) = campaign::campaign_of(&event.stream) else {
+            if let Some((campaign_id, words, payload)) = activity(event)? {
+                let state = states.get(&campaign_id);
+                if json {
+                    list.push(activity_json(event, &campaign_id, &words, payload, state));
+                } else {
+                    activity_line(
+                        &mut text,
+                        event,
+                        &campaign_id,
+                        &words,
+                        state,
+                        campaign.is_none(),
+                    );
+                }
+            }
             continue;
         };
         let Some(decoded) = CampaignEvent::decode(event)? else {

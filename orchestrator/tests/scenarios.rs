@@ -101,3 +101,60 @@ scenarios! {
     bounce_storm => "bounce-storm",
     unsubscribes_in_follow_ups => "unsubscribes-in-follow-ups",
 }
+
+/// A scenario whose customers come from a file runs exactly as the same customers generated:
+/// the file is imported as a user would import it.
+#[tokio::test(flavor = "current_thread")]
+async fn customers_from_a_file_run_as_the_same_customers_generated() {
+    use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let import_at = "2026-08-18T00:00:00+08:00";
+    let scenario = |customers: &str| {
+        format!(
+            "name = \"from-a-file\"\ndemonstrates = \"customers read from a file\"\nseed = 7\n\
+             [plan]\nfile = \"example\"\napply_at = \"2026-08-01T00:00:00+08:00\"\n\
+             [customers]\n{customers}\nimport_at = \"{import_at}\"\n\
+             [run]\nfrom = \"2026-08-18T00:00:00+08:00\"\nuntil = \"2026-08-28T00:00:00+08:00\"\n"
+        )
+    };
+    let mut bytes = Vec::new();
+    write_customers(
+        &mut bytes,
+        Options {
+            count: 400,
+            seed: 7,
+            as_of: chrono::DateTime::parse_from_rfc3339(import_at)
+                .unwrap()
+                .with_timezone(&chrono::Utc),
+            format: FileFormat::Csv,
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.join("customers.csv"), bytes).unwrap();
+    std::fs::write(dir.join("file.toml"), scenario("file = \"customers.csv\"")).unwrap();
+    std::fs::write(dir.join("generated.toml"), scenario("generate = 400")).unwrap();
+    async fn run(dir: &Path, file: &str, out: &str) -> Finished {
+        let loaded = load(&dir.join(file)).unwrap_or_else(|message| panic!("{message}"));
+        let output = Output { dir: dir.join(out) };
+        scenario::run(&loaded, &output, &|_| {})
+            .await
+            .unwrap_or_else(|error| panic!("{file}: {error}"))
+    }
+    let from_file = run(dir, "file.toml", "from-file").await;
+    let generated = run(dir, "generated.toml", "generated").await;
+    assert!(
+        from_file.report.contains("customers from customers.csv"),
+        "{}",
+        from_file.report
+    );
+    assert!(
+        from_file
+            .report
+            .contains("reach-out warm-up-recall planned"),
+        "{}",
+        from_file.report
+    );
+    assert_eq!(from_file.report, generated.report);
+    assert_eq!(from_file.head_hash, generated.head_hash);
+}

@@ -417,6 +417,64 @@ fn history_as_of_replays_only_the_events_recorded_by_then() {
     let all = json(bp(dir, &["history", CAMPAIGN, "--json"]));
     assert_eq!(all.as_array().unwrap().len(), events.len() + 1);
 
+    // A task done by a person, through the command line: its reminders stop, the board says
+    // done, and the history tells who did it, when, and their note.
+    let done = ok(bp(
+        dir,
+        &[
+            "task",
+            "done",
+            "create-coupons",
+            "--actor",
+            "bob",
+            "--note",
+            "five coupons live",
+            "--clock-at",
+            "2026-08-21T11:00:00+08:00",
+        ],
+    ));
+    assert!(done.stdout.contains("done by bob"), "{}", done.stdout);
+    let board = json(bp(
+        dir,
+        &["tasks", "--json", "--clock-at", "2026-08-21T12:00:00+08:00"],
+    ));
+    let row = board["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["occurrence"] == "create-coupons")
+        .cloned()
+        .unwrap_or_else(|| panic!("no create-coupons row in {board:#}"));
+    assert_eq!(row["status"], "done", "{row:#}");
+    let unknown = bp(dir, &["task", "done", "no-such-task", "--actor", "bob"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no task `no-such-task`"),
+        "{}",
+        unknown.stderr
+    );
+    let text = ok(bp(dir, &["history", CAMPAIGN])).stdout;
+    let line = text
+        .lines()
+        .position(|line| line.contains("task create-coupons done"))
+        .unwrap_or_else(|| panic!("no task line in {text}"));
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[line].starts_with("2026-08-21 11:00 +08:00"),
+        "{}",
+        lines[line]
+    );
+    assert!(lines[line].contains(" bob "), "{}", lines[line]);
+    assert!(
+        lines[line + 1].contains("reason: five coupons live"),
+        "{text}"
+    );
+    // and the reach-outs the dispatcher decided are there, in log order with the rest.
+    assert!(
+        text.contains("system:dispatcher  reach-out visitor-coupons planned"),
+        "{text}"
+    );
+
     let garbage = bp(dir, &["history", "--as-of", "yesterday"]);
     assert_eq!(garbage.code, 2, "{}", garbage.stderr);
 }

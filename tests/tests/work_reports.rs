@@ -118,3 +118,32 @@ fn the_board_the_funnel_and_the_targets_mid_burst() {
     .unwrap();
     insta::assert_snapshot!("funnel_json", serde_json::to_string_pretty(&json).unwrap());
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_a_crash() {
+    // Given a board larger than a pipe holds (some 80 KB of JSON),
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ok(run_in(dir, &["init", "--out", "plan.toml"]));
+    ok(bp(
+        dir,
+        &["plan", "apply", "plan.toml", "--clock-at", APPLIED_AT],
+    ));
+    let whole = ok(bp(dir, &["tasks", "--json", "--clock-at", NOW])).stdout;
+    assert!(whole.len() > 128 * 1024 / 2, "{} bytes", whole.len());
+    // when whoever reads it goes away before the end (`battleplan tasks --json | head`),
+    let mut child = std::process::Command::new(battleplan_tests::binary())
+        .args(["--data", "data", "tasks", "--json", "--clock-at", NOW])
+        .current_dir(dir)
+        .env_remove("BATTLEPLAN_DATA")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    // then the command ends as it would have, without a panic.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

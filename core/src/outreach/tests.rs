@@ -41,6 +41,8 @@ struct World {
     state: CampaignState,
     book: CustomerBook,
     outreach: Outreach,
+    /// The template each message went with, by idempotency key.
+    templates: std::collections::BTreeMap<String, Option<String>>,
 }
 
 impl World {
@@ -76,6 +78,7 @@ impl World {
             state,
             book,
             outreach: Outreach::default(),
+            templates: std::collections::BTreeMap::new(),
         }
     }
 
@@ -121,6 +124,8 @@ impl World {
         self.apply(&decided.not_sent, now);
         let sent = decided.messages.len();
         for message in decided.messages {
+            self.templates
+                .insert(message.key.clone(), message.template.clone());
             let sent = MessageSent {
                 key: message.key,
                 campaign: message.campaign,
@@ -269,16 +274,90 @@ fn follow_ups_stop_at_the_attempt_limit() {
         let events = world.follow_ups(at(due));
         assert_eq!(planned_at(&events), vec![(attempt, at(due))], "{due}");
         assert_eq!(world.dispatch(at(due)).0, 1, "{due}");
-        // Follow-ups use the follow-up template.
         assert!(matches!(
             world.status("c-000000", attempt),
             Some(SendStatus::Sent { .. })
         ));
+        // Follow-ups use the follow-up template.
+        assert_eq!(
+            world
+                .templates
+                .get(&format!("{CAMPAIGN}/{REACH_OUT}/c-000000/{attempt}"))
+                .cloned()
+                .flatten()
+                .as_deref(),
+            Some("follow-up-mail")
+        );
     }
     let events = world.follow_ups(at("2026-09-23T08:00:00+08:00"));
     assert_eq!(stops(&events), vec![StopReason::AttemptLimit]);
     assert!(planned_at(&events).is_empty());
     assert!(world.status("c-000000", 4).is_none());
+}
+
+#[test]
+fn each_message_takes_the_template_of_its_tier_and_of_the_stage_it_goes_in() {
+    // Given two buyers, the second of tier L1+, and a follow-up template for the middle stage
+    // beside the plan's stage-less one,
+    let mut world = World::new(2);
+    world.book.apply(
+        &CustomerEvent::CustomerRecorded(CustomerRecorded {
+            customer: "c-000001".into(),
+            line: 3,
+            tier: Some("L1+".into()),
+            ..CustomerRecorded::default()
+        }),
+        at("2026-08-30T10:00:00+08:00"),
+    );
+    let mut middle = world
+        .plan
+        .template("follow-up-mail")
+        .cloned()
+        .unwrap_or_else(|| panic!("the example has follow-up-mail"));
+    middle.id = "follow-up-middle".into();
+    middle.stage = Some("middle".into());
+    world.plan.templates.push(middle);
+    let template = |world: &World, customer: &str, attempt: u32| {
+        world
+            .templates
+            .get(&format!("{CAMPAIGN}/{REACH_OUT}/{customer}/{attempt}"))
+            .cloned()
+            .flatten()
+    };
+    // when the early stage's mail goes, then each buyer gets the most specific template: the
+    // L1+ one for the L1+ buyer, the stage's for the other;
+    world.plan(at(STAGE_START));
+    assert_eq!(world.dispatch(at(FIRST_SEND)).0, 2);
+    assert_eq!(
+        template(&world, "c-000000", 1).as_deref(),
+        Some("early-mail")
+    );
+    assert_eq!(
+        template(&world, "c-000001", 1).as_deref(),
+        Some("early-mail-l1")
+    );
+    // the first follow-up fires in the early stage: the stage-less follow-up template;
+    world.follow_ups(at(FIRST_DUE));
+    assert_eq!(world.dispatch(at(FIRST_DUE)).0, 2);
+    for customer in ["c-000000", "c-000001"] {
+        assert_eq!(
+            template(&world, customer, 2).as_deref(),
+            Some("follow-up-mail")
+        );
+    }
+    // the second fires once the middle stage runs: the middle stage's follow-up template.
+    world.state.status = Status::Running {
+        step: Step::stage("middle"),
+    };
+    let second = at("2026-09-16T08:00:00+08:00");
+    world.follow_ups(second);
+    assert_eq!(world.dispatch(second).0, 2);
+    for customer in ["c-000000", "c-000001"] {
+        assert_eq!(
+            template(&world, customer, 3).as_deref(),
+            Some("follow-up-middle")
+        );
+    }
 }
 
 #[test]
