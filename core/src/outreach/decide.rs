@@ -721,11 +721,19 @@ pub fn dispatch(
     let step = state.current_step().cloned();
     let instant = millis(now);
     let mut rules_cache: BTreeMap<(String, Option<String>), Option<Rules>> = BTreeMap::new();
+    // Pending sends come in the order of their instants: once one is not due, none after it
+    // is, unless something holds sends (then their windows' ends are looked at too).
+    let nothing_held = !matches!(state.status, Status::Paused { .. })
+        && !outreach.any_channel_paused(campaign)
+        && !state.is_terminal();
     for send in outreach.pending() {
         if out.not_sent.len() + out.messages.len() >= limit {
             break;
         }
         let planned = &send.planned;
+        if nothing_held && planned.at > now {
+            break;
+        }
         if planned.campaign != campaign {
             continue;
         }
@@ -894,7 +902,10 @@ pub fn next_due(
                 consider(end);
             }
         } else {
+            // Pending sends come in the order of their instants, and every later one is due
+            // at its instant or its window's end, both no earlier than this one.
             consider(send.planned.at);
+            break;
         }
     }
     if running(state) {

@@ -80,6 +80,8 @@ pub struct Outreach {
     pending: BTreeSet<(DateTime<Utc>, String)>,
     planned_reach_outs: BTreeMap<(String, String), ReachOutPlanned>,
     follow_ups: BTreeSet<(DateTime<Utc>, String)>,
+    /// The due instant of each entry of `follow_ups`, by key: a thread is closed without a scan.
+    follow_up_due: HashMap<String, DateTime<Utc>>,
     guards: BTreeMap<(String, String), Guard>,
     staff_pending: BTreeMap<String, StaffMessage>,
     staff_sent: HashMap<String, DateTime<Utc>>,
@@ -154,7 +156,7 @@ impl Outreach {
                     if not_sent.attempt > 1 {
                         // A follow-up that could not be planned ends the thread.
                         let previous = previous_key(&not_sent.key, not_sent.attempt);
-                        self.follow_ups.retain(|(_, key)| *key != previous);
+                        self.drop_follow_up(&previous);
                     }
                 }
             }
@@ -165,9 +167,7 @@ impl Outreach {
                 );
             }
             OutreachEvent::MessageSent(sent) => self.sent(sent, at),
-            OutreachEvent::FollowUpStopped(stopped) => {
-                self.follow_ups.retain(|(_, key)| *key != stopped.after_key);
-            }
+            OutreachEvent::FollowUpStopped(stopped) => self.drop_follow_up(&stopped.after_key),
             OutreachEvent::ChannelPaused(paused) => {
                 self.guards
                     .entry((paused.campaign.clone(), paused.channel.clone()))
@@ -198,7 +198,13 @@ impl Outreach {
 
     fn close_follow_up_of(&mut self, planned: &SendPlanned) {
         let previous = previous_key(&planned.key, planned.attempt);
-        self.follow_ups.retain(|(_, key)| *key != previous);
+        self.drop_follow_up(&previous);
+    }
+
+    fn drop_follow_up(&mut self, key: &str) {
+        if let Some(due) = self.follow_up_due.remove(key) {
+            self.follow_ups.remove(&(due, key.to_string()));
+        }
     }
 
     fn sent(&mut self, sent: &MessageSent, at: DateTime<Utc>) {
@@ -227,7 +233,9 @@ impl Outreach {
             let due = at
                 .checked_add_signed(Duration::milliseconds(terms.after_ms))
                 .unwrap_or(at);
+            self.drop_follow_up(&sent.key);
             self.follow_ups.insert((due, sent.key.clone()));
+            self.follow_up_due.insert(sent.key.clone(), due);
         }
     }
 
@@ -364,6 +372,13 @@ impl Outreach {
     pub fn channel_paused(&self, campaign: &str, channel: &str) -> bool {
         self.guard(campaign, channel)
             .is_some_and(|guard| guard.paused)
+    }
+
+    /// Whether the bounce guard holds any of the campaign's channels.
+    pub fn any_channel_paused(&self, campaign: &str) -> bool {
+        self.guards
+            .iter()
+            .any(|((of, _), guard)| of == campaign && guard.paused)
     }
 
     pub fn staff_pending(&self) -> impl Iterator<Item = &StaffMessage> + '_ {
