@@ -12,7 +12,6 @@ use battleplan_core::campaign::{
 };
 use battleplan_core::event::{Position, RecordedEvent, StreamId, StreamVersion};
 use battleplan_core::outreach::events::{stream_of as outreach_stream, OutreachEvent};
-use battleplan_core::plan::values::grouped;
 use battleplan_core::plan::{self, diagnostic};
 use battleplan_core::task::{self, events::TaskEvent};
 use chrono::{DateTime, Utc};
@@ -475,39 +474,59 @@ async fn apply_plan(
     Ok(Reply::ok(out))
 }
 
-/// One event as the history shows it.
+/// One line of the history: when, where in the log, under which plan version, who, what; and
+/// the reason a person gave on the next.
 fn history_line(
     out: &mut String,
     event: &RecordedEvent,
-    decoded: &CampaignEvent,
-    state: &CampaignState,
-    with_campaign: bool,
+    campaign: Option<&str>,
+    words: &str,
+    zone: chrono_tz::Tz,
+    plan_version: u32,
 ) {
-    let zone = state.zone();
-    let campaign = if with_campaign {
-        format!(
-            "{}  ",
-            campaign::campaign_of(&event.stream).unwrap_or_default()
-        )
-    } else {
-        String::new()
-    };
+    let shown = campaign.map(|id| format!("{id}  ")).unwrap_or_default();
     let _ = writeln!(
         out,
-        "{}  #{:<6} v{:<3} {campaign}{:<18} {}",
+        "{}  #{:<6} v{:<3} {shown}{:<18} {words}",
         local(zone, event.recorded_at),
         event.position.0,
-        state.plan_version,
+        plan_version,
         event.metadata.actor,
-        decoded.summary(zone)
     );
     if let Some(reason) = &event.metadata.reason {
         let _ = writeln!(out, "{:30}reason: {reason}", "");
     }
 }
 
+/// One event of the history as JSON.
 fn history_json(
     event: &RecordedEvent,
+    campaign: &str,
+    words: String,
+    payload: serde_json::Value,
+    plan_version: Option<u32>,
+    late_by_ms: Option<i64>,
+) -> serde_json::Value {
+    json!({
+        "position": event.position.0,
+        "campaign": campaign,
+        "version": event.version.0,
+        "plan_version": plan_version,
+        "recorded_at": event.recorded_at,
+        "type": event.event_type,
+        "actor": event.metadata.actor,
+        "reason": event.metadata.reason,
+        "command_id": event.metadata.command_id.0,
+        "late_by_ms": late_by_ms,
+        "summary": words,
+        "payload": payload,
+    })
+}
+
+/// A campaign event as the history's JSON shows it.
+fn campaign_json(
+    event: &RecordedEvent,
+    campaign: &str,
     decoded: &CampaignEvent,
     state: &CampaignState,
 ) -> serde_json::Value {
@@ -522,20 +541,14 @@ fn history_json(
         CampaignEvent::CampaignCompleted(c) => Some(c.late_by_ms),
         _ => None,
     };
-    json!({
-        "position": event.position.0,
-        "campaign": campaign::campaign_of(&event.stream),
-        "version": event.version.0,
-        "plan_version": state.plan_version,
-        "recorded_at": event.recorded_at,
-        "type": event.event_type,
-        "actor": event.metadata.actor,
-        "reason": event.metadata.reason,
-        "command_id": event.metadata.command_id.0,
-        "late_by_ms": late,
-        "summary": decoded.summary(chrono_tz::Tz::UTC),
-        "payload": payload,
-    })
+    history_json(
+        event,
+        campaign,
+        decoded.summary(chrono_tz::Tz::UTC),
+        payload,
+        Some(state.plan_version),
+        late,
+    )
 }
 
 /// An outbox or task event worth a line of the history: what people did (a channel resumed, a
@@ -546,37 +559,10 @@ fn activity(
     event: &RecordedEvent,
 ) -> Result<Option<(String, String, serde_json::Value)>, HandleError> {
     if OutreachEvent::holds(&event.event_type) {
-        let Some(decoded) = OutreachEvent::decode(event)? else {
-            return Ok(None);
-        };
-        let (campaign, words) = match &decoded {
-            OutreachEvent::ReachOutPlanned(planned) => (
-                planned.campaign.clone(),
-                format!(
-                    "reach-out {} planned: segment {}, {} to send, {} not sent",
-                    planned.reach_out,
-                    grouped(planned.segment_size),
-                    grouped(planned.planned),
-                    grouped(planned.not_sent)
-                ),
-            ),
-            OutreachEvent::ChannelPaused(paused) => (
-                paused.campaign.clone(),
-                format!(
-                    "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
-                    paused.channel,
-                    grouped(paused.bounced),
-                    grouped(paused.sent),
-                    paused.threshold
-                ),
-            ),
-            OutreachEvent::ChannelResumed(resumed) => (
-                resumed.campaign.clone(),
-                format!("channel {} resumed", resumed.channel),
-            ),
-            _ => return Ok(None),
-        };
-        return Ok(Some((campaign, words, decoded.to_json())));
+        return Ok(OutreachEvent::decode(event)?.and_then(|decoded| {
+            let words = decoded.summary()?;
+            Some((decoded.campaign().to_string(), words, decoded.to_json()))
+        }));
     }
     if TaskEvent::holds(&event.event_type) {
         if let Some(TaskEvent::TaskDone(done)) = TaskEvent::decode(event)? {
@@ -594,56 +580,6 @@ fn activity(
         }
     }
     Ok(None)
-}
-
-fn activity_line(
-    out: &mut String,
-    event: &RecordedEvent,
-    campaign: &str,
-    words: &str,
-    state: Option<&CampaignState>,
-    with_campaign: bool,
-) {
-    let zone = state.map_or(chrono_tz::Tz::UTC, CampaignState::zone);
-    let shown = if with_campaign {
-        format!("{campaign}  ")
-    } else {
-        String::new()
-    };
-    let _ = writeln!(
-        out,
-        "{}  #{:<6} v{:<3} {shown}{:<18} {words}",
-        local(zone, event.recorded_at),
-        event.position.0,
-        state.map_or(0, |state| state.plan_version),
-        event.metadata.actor,
-    );
-    if let Some(reason) = &event.metadata.reason {
-        let _ = writeln!(out, "{:30}reason: {reason}", "");
-    }
-}
-
-fn activity_json(
-    event: &RecordedEvent,
-    campaign: &str,
-    words: &str,
-    payload: serde_json::Value,
-    state: Option<&CampaignState>,
-) -> serde_json::Value {
-    json!({
-        "position": event.position.0,
-        "campaign": campaign,
-        "version": event.version.0,
-        "plan_version": state.map(|state| state.plan_version),
-        "recorded_at": event.recorded_at,
-        "type": event.event_type,
-        "actor": event.metadata.actor,
-        "reason": event.metadata.reason,
-        "command_id": event.metadata.command_id.0,
-        "late_by_ms": null,
-        "summary": words,
-        "payload": payload,
-    })
 }
 
 /// Every event of a stream recorded by then, in order.
@@ -729,19 +665,21 @@ async fn history(
     let mut text = String::new();
     let mut list = Vec::new();
     for event in &events {
+        let shown = |id: &str| campaign.is_none().then(|| id.to_string());
         let Some(id) = campaign::campaign_of(&event.stream) else {
-            if let Some((campaign_id, words, payload)) = activity(event)? {
-                let state = states.get(&campaign_id);
+            if let Some((id, words, payload)) = activity(event)? {
+                let state = states.get(&id);
                 if json {
-                    list.push(activity_json(event, &campaign_id, &words, payload, state));
+                    let version = state.map(|state| state.plan_version);
+                    list.push(history_json(event, &id, words, payload, version, None));
                 } else {
-                    activity_line(
+                    history_line(
                         &mut text,
                         event,
-                        &campaign_id,
+                        shown(&id).as_deref(),
                         &words,
-                        state,
-                        campaign.is_none(),
+                        state.map_or(chrono_tz::Tz::UTC, CampaignState::zone),
+                        state.map_or(0, |state| state.plan_version),
                     );
                 }
             }
@@ -755,9 +693,17 @@ async fn history(
             .unwrap_or_else(|| CampaignState::draft(id));
         let state = campaign::evolve(state, &decoded, &campaign::events::EventMeta::of(event));
         if json {
-            list.push(history_json(event, &decoded, &state));
+            list.push(campaign_json(event, id, &decoded, &state));
         } else {
-            history_line(&mut text, event, &decoded, &state, campaign.is_none());
+            let zone = state.zone();
+            history_line(
+                &mut text,
+                event,
+                shown(id).as_deref(),
+                &decoded.summary(zone),
+                zone,
+                state.plan_version,
+            );
         }
         states.insert(id.to_string(), state);
     }

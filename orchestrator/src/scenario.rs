@@ -844,15 +844,9 @@ impl Runner {
                             .entry(stopped.reason.key().to_string())
                             .or_default() += 1;
                     }
-                    OutreachEvent::ChannelPaused(paused) => line(format!(
-                        "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
-                        paused.channel,
-                        grouped(paused.bounced),
-                        grouped(paused.sent),
-                        paused.threshold
-                    )),
-                    OutreachEvent::ChannelResumed(resumed) => {
-                        let mut what = format!("channel {} resumed", resumed.channel);
+                    OutreachEvent::ChannelPaused(_) => line(decoded.summary().unwrap_or_default()),
+                    OutreachEvent::ChannelResumed(_) => {
+                        let mut what = decoded.summary().unwrap_or_default();
                         if let Some(reason) = &event.metadata.reason {
                             let _ = write!(what, ": \"{reason}\"");
                         }

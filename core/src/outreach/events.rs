@@ -301,3 +301,46 @@ crate::event::upcast::event_enum!(
     /// Every event of an outreach stream.
     OutreachEvent { SendPlanned, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned }
 );
+
+impl OutreachEvent {
+    /// One line for people about the events that concern a whole reach-out or channel (a
+    /// reach-out planned, a channel paused by the bounce guard or resumed); `None` for the
+    /// per-customer ones, which are `explain`'s.
+    pub fn summary(&self) -> Option<String> {
+        use crate::plan::values::grouped;
+        match self {
+            OutreachEvent::ReachOutPlanned(planned) => Some(format!(
+                "reach-out {} planned: segment {}, {} to send, {} not sent",
+                planned.reach_out,
+                grouped(planned.segment_size),
+                grouped(planned.planned),
+                grouped(planned.not_sent)
+            )),
+            OutreachEvent::ChannelPaused(paused) => Some(format!(
+                "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
+                paused.channel,
+                grouped(paused.bounced),
+                grouped(paused.sent),
+                paused.threshold
+            )),
+            OutreachEvent::ChannelResumed(resumed) => {
+                Some(format!("channel {} resumed", resumed.channel))
+            }
+            _ => None,
+        }
+    }
+
+    /// The campaign the event belongs to.
+    pub fn campaign(&self) -> &str {
+        match self {
+            OutreachEvent::SendPlanned(e) => &e.campaign,
+            OutreachEvent::NotSent(e) => &e.campaign,
+            OutreachEvent::ReachOutPlanned(e) => &e.campaign,
+            OutreachEvent::MessageSent(e) => &e.campaign,
+            OutreachEvent::FollowUpStopped(e) => &e.campaign,
+            OutreachEvent::ChannelPaused(e) => &e.campaign,
+            OutreachEvent::ChannelResumed(e) => &e.campaign,
+            OutreachEvent::NoticePlanned(e) => &e.campaign,
+        }
+    }
+}

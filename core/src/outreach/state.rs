@@ -265,15 +265,13 @@ impl Outreach {
         {
             return;
         }
-        let sent_before_resume = |guard: &Guard| match (send.status, guard.resumed_at) {
-            (SendStatus::Sent { at }, Some(resumed)) => at < resumed,
-            _ => false,
-        };
         let key = (send.planned.campaign.clone(), send.planned.channel.clone());
         let guard = self.guards.entry(key).or_default();
         guard.bounced += 1;
-        if sent_before_resume(guard) {
-            guard.base_bounced += 1;
+        if let (SendStatus::Sent { at }, Some(resumed)) = (send.status, guard.resumed_at) {
+            if at < resumed {
+                guard.base_bounced += 1;
+            }
         }
     }
 
