@@ -1,58 +1,71 @@
 //! The event store on sled 0.34.7: the embedded default.
 //!
-//! sled costs a few microseconds per key written, so the store commits and stores in bulk: one
-//! writer thread takes every append waiting at once and commits them as one batch, and the
-//! events of a batch are stored together as one "chunk". Layout, in one tree `log`:
+//! sled costs several microseconds per key written or read (it copies the leaf it changes), so
+//! the store touches sled as little as it can. An append goes to a write-ahead log of its own
+//! (`wal`) and to an in-memory *tail* (`tail`); sled receives the tail only at checkpoints, in
+//! bulk and in one atomic `apply_batch`. Layout, in one tree `log`:
 //! - `E` + first position (u64, big-endian) -> chunk: the records of consecutive events
 //!   (`u32` count, then each record as `u32` length + bytes; see
 //!   `battleplan_core::event::record`), compressed with lz4 (records repeat their streams,
 //!   types and actors, so a chunk shrinks about threefold, and so does what sled keeps in memory
-//!   while reading). An append's events are never split across chunks.
-//! - `S` + stream key + first version -> the positions of that stream's events in one chunk (a
-//!   stream's version is where its last entry ends);
-//! - `C` + command id -> the append's outcome, for idempotent retries.
+//!   while reading), up to ~32 KiB each;
+//! - `S` + stream key + first version -> the positions of consecutive events of that stream
+//!   (a stream's version is where its last entry ends); one entry per stream per checkpoint,
+//!   split every 8,192 positions;
+//! - `K` and `F`: the command index, sorted runs of command ids with their outcomes and a Bloom
+//!   filter per run (see `commands`), for idempotent retries;
+//! - `Mcheckpoint`: the last checkpoint's marker: the write-ahead log's generation since, and
+//!   the position sled holds events through.
 //!
-//! Beside it: `meta` (the store format and the last checkpoint's marker), `checkpoints` and
-//! `projections` (projection state and the position it reflects, changed together in one
-//! transaction); and, beside sled's files, the write-ahead log (`wal`).
+//! Beside it: `meta` (the store format), `checkpoints` and `projections` (projection state and
+//! the position it reflects, changed together in one transaction); and, beside sled's files,
+//! the write-ahead log's two files (`wal::FILES`).
 //!
-//! When data is durable: the writer inserts a batch into sled (plain inserts, chunks first:
-//! sled's `apply_batch` writes its IO buffer to disk twice per batch, which cost more than
-//! everything else together), then writes the batch, whole, as one record of the write-ahead
-//! log, and hands its last position to the flusher thread, which `fdatasync`s the log. An append
-//! is acknowledged only when the flusher reports its position durable, by the flusher itself
-//! (one wake-up per append). While one `fdatasync` runs, the writer commits the next batch:
-//! group commit, pipelined. sled itself is made durable only at checkpoints (`Db::flush`, then
-//! `fdatasync` of its file and `fsync` of new blob files, since sled's flush uses
-//! `sync_file_range` and writes blob files without any sync): every 16 MiB or 20,000 keys of
-//! log, after a batch holding a value large enough for a blob file, and at close. A checkpoint
-//! records the log's next generation and the position it covers in `meta`; the log is then
-//! written from its start again (it is kept filled with zeros ahead of the last record, so an
-//! `fdatasync` has no file length to update).
+//! When data is durable: the writer lays out every append waiting at once, writes them as one
+//! record of the write-ahead log, adds them to the tail, and hands the batch's last position to
+//! the flusher thread, which `fdatasync`s the log. An append is acknowledged only when the
+//! flusher reports its position durable, by the flusher itself (one wake-up per append). While
+//! one `fdatasync` runs, the writer lays out the next batch: group commit, pipelined.
 //!
-//! Reopening after a crash (`recover`): sled holds every batch up to the checkpoint whole, and
-//! later ones whole, in part or not at all; the log holds whole the batches since, up to at
-//! least the last acknowledged one. What sled holds beyond the log is removed (no appender was
-//! told of it; the chunks, inserted first, name every index entry to remove), then the log's
-//! batches are inserted again, and a checkpoint makes that durable before anyone reads.
+//! Checkpoints (every `StoreOptions::checkpoint_events` events or 16 MiB of log, at opening and
+//! at closing): the writer makes the current write-ahead file durable, freezes the tail and
+//! goes on under the next generation in the other file; the checkpointer thread writes the
+//! frozen tail into sled re-chunked, with its stream-index entries, its commands as a new run
+//! and the marker of the next generation, in one `apply_batch`, installs the index's new run,
+//! lets the frozen tail go, and makes sled durable (`Db::flush`, then `fdatasync` of its file
+//! and `fsync` of new blob files, since sled's flush uses `sync_file_range` and writes blob
+//! files without any sync). A generation's file is written again, from its start, only two
+//! generations later, once the checkpoint of its records is durable. Each file is kept filled
+//! with zeros ahead of its last record, so an `fdatasync` has no file length to update.
+//!
+//! Reopening after a crash (`recover`): sled holds every checkpoint whole and nothing else (a
+//! batch is applied all or nothing); the marker's generation's file holds whole the batches
+//! since, and the other file perhaps the next generation's after them, up to at least the last
+//! acknowledged. They become the tail again, and a checkpoint makes them durable in sled before
+//! anyone reads.
 //!
 //! `read_all`, `head` and `wait_beyond` show only durable events, so nothing a projection or a
 //! dispatcher acts on can be lost in a crash. `read_stream` and `stream_version` also show
-//! inserted events whose `fdatasync` is under way: an append that decides on them is
-//! acknowledged only after both are durable, and a crash loses both or neither (the log is one
-//! sequence). An append is in one chunk and one stream-index entry, so a reader sees all of it
-//! or none of it; of two appends in one batch it may see one before the other.
+//! events whose `fdatasync` is under way: an append that decides on them is acknowledged only
+//! after both are durable, and a crash loses both or neither (the log is one sequence). A batch
+//! enters the tail under one lock, so a reader sees all of an append or none of it; readers
+//! look at the tails first and at sled after (`tail::Tails`).
 //!
-//! Command ids: the appender looks its command id up in sled before queueing (in parallel with
-//! the other appenders); the writer then checks only the batches applied since, from memory.
+//! Command ids: the appender looks its command id up in the tails and the command index before
+//! queueing (in parallel with the other appenders; a new id usually costs one filter probe per
+//! run and no read), noting the tails' epoch; while no tail has been frozen since, the writer
+//! checks only the current tail.
+//!
+//! Stores of formats 3 and 4 (events inserted into sled batch by batch, one `C` + id key per
+//! command, the checkpoint marker in `meta`) are recovered as they were written, then upgraded
+//! in place: their command keys become the first run.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -64,20 +77,29 @@ use battleplan_core::event::{
     Append, AppendOutcome, Checkpoints, CommandId, Position, RecordedEvent, StoreError,
     StoreResult, StreamId, StreamVersion, GENESIS_HASH,
 };
+use rustc_hash::FxHashMap;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 use tokio::sync::{oneshot, watch};
 
+mod commands;
 mod restore;
+mod tail;
+use commands::CommandIndex;
 pub use restore::{Restore, RestoreError};
+use tail::{Tail, Tails};
 
 /// The store layout this build writes. Opening a store with another number is refused.
-/// Format 3 stores events in lz4-compressed chunks; format 4 adds the write-ahead log.
-pub const STORE_FORMAT: u32 = 4;
+/// Format 3 stores events in lz4-compressed chunks; format 4 adds the write-ahead log; format 5
+/// writes sled only at checkpoints and keeps command ids in runs.
+pub const STORE_FORMAT: u32 = 5;
 
 /// The oldest format this build opens (and upgrades): format 3 is format 4 with an empty
-/// write-ahead log.
+/// write-ahead log, and format 4 becomes format 5 once its command keys are moved into a run.
 const UPGRADABLE_FORMAT: u32 = 3;
+
+/// The format whose write-ahead log holds sled keys and values (`wal::records`).
+const PAIRS_FORMAT: u32 = 4;
 
 /// The largest record accepted: far above any event, far below memory trouble.
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
@@ -85,14 +107,22 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
 /// sled's page cache, by default: bounded, so a long log never fills memory.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
-/// A chunk stops growing past this size, below sled's threshold for keeping a value in a file
-/// of its own (a quarter of its 512 KiB segment).
-const CHUNK_TARGET_BYTES: usize = 96 * 1024;
+/// A chunk stops growing past this size, well below sled's threshold for keeping a value in a
+/// file of its own (a quarter of its 512 KiB segment). sled copies a leaf on every insert and
+/// keeps more memory the larger its leaves: with 96 KiB chunks written a checkpoint at a time,
+/// a 1,000,000-row import peaked at 152 MiB; with 32 KiB, 95 MiB (`import_memory.rs`).
+const CHUNK_TARGET_BYTES: usize = 32 * 1024;
+
+/// The most positions in one stream-index entry (64 KiB).
+const STREAM_ENTRY_POSITIONS: usize = 8192;
 
 /// The most appends one batch takes from the queue.
 const MAX_BATCH_APPENDS: usize = 4096;
 
 const FORMAT_KEY: &[u8] = b"store-format";
+
+/// Present in `meta` while a restore is under way (`restore`): such a directory is not a store.
+const RESTORING_KEY: &[u8] = b"restoring";
 
 /// Stream versions the writer keeps in memory before starting over: bounded memory however many
 /// streams (customers) the log holds.
@@ -127,7 +157,11 @@ pub mod layout {
 
     pub const EVENTS: u8 = b'E';
     pub const STREAMS: u8 = b'S';
+    /// Command keys of formats 3 and 4, one per command; format 5 keeps runs (`K`, `F`).
     pub const COMMANDS: u8 = b'C';
+
+    /// The key of the last checkpoint's marker (`wal::marker`).
+    pub const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
 
     pub fn chunk_key(first_position: u64) -> [u8; 9] {
         let mut key = [EVENTS; 9];
@@ -201,6 +235,28 @@ pub mod layout {
         Some(records.into_iter().map(<[u8]>::to_vec).collect())
     }
 
+    /// Stores every event of a closed store's `log` tree in a chunk of its own, as a store
+    /// whose appends were each checkpointed alone would hold them: for tests that tamper with
+    /// one event as an attacker with the files would. Damaged chunks are left as they are.
+    pub fn split_chunks(log: &sled::Tree) -> sled::Result<()> {
+        let chunks: Vec<(sled::IVec, sled::IVec)> =
+            log.scan_prefix([EVENTS]).collect::<Result<_, _>>()?;
+        for (key, stored) in chunks {
+            let (Some(first), Some(records)) = (
+                key.get(1..)
+                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                    .map(u64::from_be_bytes),
+                chunk_records(&stored),
+            ) else {
+                continue;
+            };
+            for (offset, record) in records.iter().enumerate() {
+                log.insert(chunk_key(first + offset as u64), chunk_of(&[record]))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Builds a stored chunk from records.
     pub fn chunk_of(records: &[&[u8]]) -> Vec<u8> {
         let size = 4 + records.iter().map(|r| r.len() + 4).sum::<usize>();
@@ -231,6 +287,10 @@ pub struct StoreOptions {
     pub cache_capacity_bytes: u64,
     pub max_record_bytes: usize,
     pub sync: SyncMode,
+    /// A checkpoint starts once the tail holds this many events (or the write-ahead file 16
+    /// MiB): what the tail keeps in memory, twice while a checkpoint runs, and what reopening
+    /// after a crash reads back. Small values make tests go through many checkpoints.
+    pub checkpoint_events: usize,
 }
 
 impl Default for StoreOptions {
@@ -239,6 +299,7 @@ impl Default for StoreOptions {
             cache_capacity_bytes: DEFAULT_CACHE_BYTES,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             sync: SyncMode::Durable,
+            checkpoint_events: DEFAULT_CHECKPOINT_EVENTS,
         }
     }
 }
@@ -276,6 +337,8 @@ struct FlushState {
     failure: Option<String>,
     pending: Vec<Pending>,
     shutdown: bool,
+    /// The write-ahead file being written.
+    wal: Option<Arc<File>>,
 }
 
 #[derive(Default)]
@@ -356,9 +419,9 @@ impl FlushControl {
 
 struct WriteRequest {
     append: Append,
-    /// The number of batches applied when the appender looked its command id up in the store
-    /// and did not find it; `None` if it did not look.
-    checked_after: Option<u64>,
+    /// The tails' epoch when the appender looked its command id up in the store and did not
+    /// find it; `None` if it did not look.
+    looked_at: Option<u64>,
     reply: Reply,
 }
 
@@ -369,8 +432,8 @@ struct Inner {
     requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
     durable: Arc<watch::Sender<Durable>>,
     flush: Arc<FlushControl>,
-    /// How many batches the writer has applied (released after each `apply_batch`).
-    applied_batches: Arc<AtomicU64>,
+    tails: Arc<RwLock<Tails>>,
+    index: Arc<RwLock<CommandIndex>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     options: StoreOptions,
 }
@@ -493,22 +556,33 @@ fn sync_new_blobs(directory: &Path, synced: &mut HashSet<OsString>) -> std::io::
     Ok(())
 }
 
-/// The write-ahead log: one file beside sled's, holding each batch the writer applied since the
-/// last checkpoint, exactly as it went to sled. A record is
-/// `magic (u32) | body length (u32) | checksum of the body (u64) | body`, and a body is
-/// `generation (u64) | first position (u64) | last position (u64) | pair count (u32)`, then
-/// each pair as `u32` length + key, `u32` length + value (all big-endian).
+/// The write-ahead log: one file beside sled's, holding each batch the writer made since the
+/// last checkpoint. A record is `magic (u32) | body length (u32) | checksum of the body (u64) |
+/// body`, and a body is `generation (u64) | first position (u64) | last position (u64) |
+/// append count (u32)`, then each append as `stream name length (u8) | stream name | command
+/// id (16) | outcome (32) | record count (u32)` and its records, each `u32` length + bytes
+/// (all big-endian). Format 4 wrote sled keys and values instead (`record`, `records`); those
+/// are read only to recover a store of that format.
 ///
 /// The file is written from its start again after each checkpoint, under the next generation,
 /// and kept filled with zeros ahead of the last record (so that `fdatasync` has no file size to
 /// update). Reading stops at the first record that is not whole (a torn write: its checksum
 /// fails) or not of the current generation (zeros, or what an earlier generation left).
 pub mod wal {
-    /// The file's name, in the store's directory.
+    /// The file of format 4, in the store's directory: read only to upgrade such a store.
     pub const FILE: &str = "battleplan.wal";
 
-    /// The key, in the `meta` tree, of the last checkpoint's marker: the log's generation
-    /// since, and the position sled was made durable through.
+    /// The two files of format 5: generation `g` is written in `FILES[g % 2]`, so that the
+    /// records of one generation stay whole while the next is written.
+    pub const FILES: [&str; 2] = ["battleplan-0.wal", "battleplan-1.wal"];
+
+    /// The file generation `generation` is written in.
+    pub fn file_of(generation: u64) -> &'static str {
+        FILES[(generation % 2) as usize]
+    }
+
+    /// The key, in the `meta` tree, of the last checkpoint's marker in formats 3 and 4 (format
+    /// 5 keeps it in the `log` tree, `layout::CHECKPOINT_KEY`, written with the checkpoint).
     pub const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 
     pub fn marker(generation: u64, position: u64) -> [u8; 16] {
@@ -551,7 +625,7 @@ pub mod wal {
         hash ^ (hash >> 31)
     }
 
-    /// One batch as a record.
+    /// One batch of format 4 (sled keys and values) as a record.
     pub fn record(generation: u64, first: u64, last: u64, pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
         let size = 28
             + pairs
@@ -641,76 +715,231 @@ pub mod wal {
         }
         Ok(batches)
     }
+
+    const MAGIC_APPENDS: u32 = 0x4250_5732; // "BPW2"
+
+    /// One append as the log holds it.
+    pub struct LoggedAppend<'a> {
+        pub stream: &'a str,
+        pub command: [u8; 16],
+        pub outcome: [u8; 32],
+        pub records: Vec<&'a [u8]>,
+    }
+
+    /// A batch read back: its positions and its appends.
+    pub struct Logged<'a> {
+        pub first: u64,
+        pub last: u64,
+        pub appends: Vec<LoggedAppend<'a>>,
+    }
+
+    /// One batch of appends as a record.
+    pub fn batch(generation: u64, first: u64, last: u64, appends: &[LoggedAppend<'_>]) -> Vec<u8> {
+        let size = 28
+            + appends
+                .iter()
+                .map(|append| {
+                    53 + append.stream.len()
+                        + append.records.iter().map(|r| 4 + r.len()).sum::<usize>()
+                })
+                .sum::<usize>();
+        let mut record = Vec::with_capacity(HEADER + size);
+        record.extend_from_slice(&MAGIC_APPENDS.to_be_bytes());
+        record.extend_from_slice(&(size as u32).to_be_bytes());
+        record.extend_from_slice(&[0; 8]);
+        record.extend_from_slice(&generation.to_be_bytes());
+        record.extend_from_slice(&first.to_be_bytes());
+        record.extend_from_slice(&last.to_be_bytes());
+        record.extend_from_slice(&(appends.len() as u32).to_be_bytes());
+        for append in appends {
+            // Stream names are at most 255 bytes (`StreamId`).
+            record.push(append.stream.len() as u8);
+            record.extend_from_slice(append.stream.as_bytes());
+            record.extend_from_slice(&append.command);
+            record.extend_from_slice(&append.outcome);
+            record.extend_from_slice(&(append.records.len() as u32).to_be_bytes());
+            for bytes in &append.records {
+                record.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+                record.extend_from_slice(bytes);
+            }
+        }
+        let sum = checksum(&record[HEADER..]);
+        record[8..16].copy_from_slice(&sum.to_be_bytes());
+        record
+    }
+
+    fn parse_appends(body: &[u8]) -> Option<Logged<'_>> {
+        let first = u64_at(body, 8)?;
+        let last = u64_at(body, 16)?;
+        let count = u32_at(body, 24)?;
+        let mut appends = Vec::with_capacity(count.min(body.len() / 53));
+        let mut at = 28;
+        for _ in 0..count {
+            let name_len = *body.get(at)? as usize;
+            let stream = std::str::from_utf8(body.get(at + 1..at + 1 + name_len)?).ok()?;
+            at += 1 + name_len;
+            let command: [u8; 16] = body.get(at..at + 16)?.try_into().ok()?;
+            let outcome: [u8; 32] = body.get(at + 16..at + 48)?.try_into().ok()?;
+            let records_count = u32_at(body, at + 48)?;
+            at += 52;
+            let mut records = Vec::with_capacity(records_count.min(body.len() / 4));
+            for _ in 0..records_count {
+                let length = u32_at(body, at)?;
+                records.push(body.get(at + 4..at + 4 + length)?);
+                at += 4 + length;
+            }
+            appends.push(LoggedAppend {
+                stream,
+                command,
+                outcome,
+                records,
+            });
+        }
+        (at == body.len() && first <= last).then_some(Logged {
+            first,
+            last,
+            appends,
+        })
+    }
+
+    /// The whole batches of `generation` at the start of `log`, in order, up to the first
+    /// torn, missing or older one. `Err` if a record whose checksum holds cannot be read: that
+    /// is damage, not a torn write.
+    pub fn appends(log: &[u8], generation: u64) -> Result<Vec<Logged<'_>>, String> {
+        let mut batches = Vec::new();
+        let mut at = 0;
+        while let (Some(magic), Some(size), Some(sum)) =
+            (u32_at(log, at), u32_at(log, at + 4), u64_at(log, at + 8))
+        {
+            let Some(body) = log.get(at + HEADER..at + HEADER + size) else {
+                break;
+            };
+            if magic != MAGIC_APPENDS as usize
+                || u64_at(body, 0) != Some(generation)
+                || checksum(body) != sum
+            {
+                break;
+            }
+            let logged = parse_appends(body)
+                .ok_or_else(|| format!("a write-ahead record at byte {at} is unreadable"))?;
+            batches.push(logged);
+            at += HEADER + size;
+        }
+        Ok(batches)
+    }
 }
 
-/// The write-ahead log as the writer keeps it.
+/// The write-ahead log as the writer keeps it: two files, the current generation's written
+/// from its start.
 struct WalWriter {
-    file: Arc<File>,
+    files: [Arc<File>; 2],
+    /// Each file's length: zeros (or an earlier generation's records) after the last record.
+    allocated: [u64; 2],
     generation: u64,
-    /// Where the next record goes.
+    /// Where the next record goes in the current generation's file.
     offset: u64,
-    /// The file's length: zeros (or an earlier generation's records) from `offset` on.
-    allocated: u64,
 }
 
 /// How far ahead of the last record the log is kept filled with zeros.
 const WAL_ZEROS_AHEAD: u64 = 1024 * 1024;
 
 impl WalWriter {
+    fn slot(&self) -> usize {
+        (self.generation % 2) as usize
+    }
+
+    /// The current generation's file.
+    fn file(&self) -> &Arc<File> {
+        &self.files[self.slot()]
+    }
+
     fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
+        let slot = self.slot();
         let end = self.offset + record.len() as u64;
-        if end + WAL_ZEROS_AHEAD / 2 > self.allocated {
+        if end + WAL_ZEROS_AHEAD / 2 > self.allocated[slot] {
             // Once per megabyte: the next `fdatasync` records the new length.
-            let zeros = vec![0u8; (end + WAL_ZEROS_AHEAD - self.allocated) as usize];
-            self.file.write_all_at(&zeros, self.allocated)?;
-            self.allocated += zeros.len() as u64;
+            let zeros = vec![0u8; (end + WAL_ZEROS_AHEAD - self.allocated[slot]) as usize];
+            self.files[slot].write_all_at(&zeros, self.allocated[slot])?;
+            self.allocated[slot] += zeros.len() as u64;
         }
-        self.file.write_all_at(record, self.offset)?;
+        self.files[slot].write_all_at(record, self.offset)?;
         self.offset = end;
         Ok(())
+    }
+
+    /// Starts writing `generation` from the start of its file.
+    fn start_generation(&mut self, generation: u64) {
+        self.generation = generation;
+        self.offset = 0;
     }
 }
 
 /// Start a checkpoint once the write-ahead log holds this many bytes...
 const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
-/// ... or this many sled keys: what reopening after a crash replays, kept well under a second.
-const CHECKPOINT_WAL_KEYS: usize = 20_000;
+/// ... or this many events, by default (`StoreOptions::checkpoint_events`).
+pub const DEFAULT_CHECKPOINT_EVENTS: usize = 50_000;
 
-/// Batches whose command ids the writer remembers, for appenders that looked their command id
-/// up in the store themselves before queueing.
-const RECENT_BATCHES: usize = 1024;
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
-/// What a checkpoint needs: sled, its file, and which blob files are already synced.
-struct Checkpointer {
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What makes sled durable: sled, its file, and which blob files are already synced.
+struct Syncer {
     db: sled::Db,
-    meta: sled::Tree,
     db_file: File,
     blobs: PathBuf,
     synced_blobs: HashSet<OsString>,
 }
 
-impl Checkpointer {
-    /// Makes everything applied to sled durable there (`Db::flush`, `fdatasync` of its file,
-    /// `fsync` of new blob files: sled's own flush uses `sync_file_range`, which flushes neither
-    /// the disk's cache nor file metadata, and it writes blob files without any sync), with a
-    /// marker of the log's next generation; the log then starts again from its beginning.
-    fn run(&mut self, wal: &mut WalWriter, head: Position) -> std::io::Result<()> {
-        let generation = wal.generation + 1;
-        self.meta
-            .insert(wal::CHECKPOINT_KEY, &wal::marker(generation, head.0))
-            .map_err(std::io::Error::other)?;
+impl Syncer {
+    /// Makes everything applied to sled durable: `Db::flush`, `fdatasync` of its file, `fsync`
+    /// of new blob files (sled's own flush uses `sync_file_range`, which flushes neither the
+    /// disk's cache nor file metadata, and it writes blob files without any sync).
+    fn sync(&mut self) -> std::io::Result<()> {
         self.db.flush().map_err(std::io::Error::other)?;
         self.db_file.sync_data()?;
-        sync_new_blobs(&self.blobs, &mut self.synced_blobs)?;
-        wal.generation = generation;
-        wal.offset = 0;
-        Ok(())
+        sync_new_blobs(&self.blobs, &mut self.synced_blobs)
+    }
+}
+
+/// Writes the tail into `batch` as sled keeps events: chunks of up to `CHUNK_TARGET_BYTES`,
+/// and per stream one index entry (split every `STREAM_ENTRY_POSITIONS`).
+fn tail_into(tail: &Tail, batch: &mut sled::Batch) {
+    let mut first = tail.first;
+    let mut records: Vec<&[u8]> = Vec::new();
+    let mut bytes = 0;
+    for (offset, record) in tail.records.iter().enumerate() {
+        if !records.is_empty() && bytes + record.len() + 4 > CHUNK_TARGET_BYTES {
+            batch.insert(&layout::chunk_key(first), layout::chunk_of(&records));
+            first = tail.first + offset as u64;
+            records.clear();
+            bytes = 0;
+        }
+        records.push(record);
+        bytes += record.len() + 4;
+    }
+    if !records.is_empty() {
+        batch.insert(&layout::chunk_key(first), layout::chunk_of(&records));
+    }
+    for (stream, entry) in &tail.streams {
+        for (piece, positions) in entry.positions.chunks(STREAM_ENTRY_POSITIONS).enumerate() {
+            let mut value = Vec::with_capacity(positions.len() * 8);
+            for position in positions {
+                value.extend_from_slice(&position.to_be_bytes());
+            }
+            let first_version = entry.first_version + (piece * STREAM_ENTRY_POSITIONS) as u64;
+            batch.insert(layout::stream_index_key(stream, first_version), value);
+        }
     }
 }
 
 struct Flusher {
-    wal: Arc<File>,
     control: Arc<FlushControl>,
     durable: Arc<watch::Sender<Durable>>,
     mode: SyncMode,
@@ -719,7 +948,7 @@ struct Flusher {
 impl Flusher {
     fn run(self) {
         loop {
-            let target = {
+            let (target, wal) = {
                 let mut state = self.control.lock();
                 while (state.requested <= state.done || state.failure.is_some()) && !state.shutdown
                 {
@@ -732,12 +961,13 @@ impl Flusher {
                 if state.requested <= state.done || state.failure.is_some() {
                     return;
                 }
-                state.requested
+                (state.requested, state.wal.clone())
             };
-            // Everything up to `target` was written to the log before it was requested, or
-            // made durable in sled by a checkpoint before the log was cut.
+            // Everything up to `target` was written to this file before it was requested, or is
+            // durable already: in sled by a checkpoint, or in the other file, synced before
+            // this one was handed over.
             let result = match self.mode {
-                SyncMode::Durable => self.wal.sync_data(),
+                SyncMode::Durable => wal.map_or(Ok(()), |wal| wal.sync_data()),
                 SyncMode::NoSync => Ok(()),
             };
             if let Err(error) = result {
@@ -766,54 +996,30 @@ impl Flusher {
     }
 }
 
-/// The command ids of the last `RECENT_BATCHES` batches applied.
-#[derive(Default)]
-struct RecentCommands {
-    outcomes: HashMap<CommandId, (u64, AppendOutcome)>,
-    batches: VecDeque<(u64, Vec<CommandId>)>,
-    /// Every batch after this one is remembered.
-    forgotten_through: u64,
-}
-
-impl RecentCommands {
-    fn remember(&mut self, batch: u64, commands: Vec<(CommandId, AppendOutcome)>) {
-        let mut ids = Vec::with_capacity(commands.len());
-        for (command, outcome) in commands {
-            self.outcomes.insert(command, (batch, outcome));
-            ids.push(command);
-        }
-        self.batches.push_back((batch, ids));
-        while self.batches.len() > RECENT_BATCHES {
-            let Some((old, ids)) = self.batches.pop_front() else {
-                break;
-            };
-            for id in ids {
-                if self.outcomes.get(&id).is_some_and(|(b, _)| *b == old) {
-                    self.outcomes.remove(&id);
-                }
-            }
-            self.forgotten_through = old;
-        }
-    }
-}
-
 /// The one writer: takes every append waiting, lays them out after the log's head, and commits
-/// them as one batch: applied to sled, then written to the write-ahead log.
+/// them as one batch: written to the write-ahead log, then added to the tail. When the tail is
+/// large enough it freezes it and hands it to the checkpointer.
 struct Writer {
     log: sled::Tree,
     head: LogHead,
-    /// Stream versions as of the last applied batch. The writer is the only writer, so an
-    /// entry is never stale; the cache is dropped when it grows past `VERSION_CACHE_ENTRIES`.
-    versions: HashMap<StreamId, StreamVersion>,
-    recent: RecentCommands,
-    applied_batches: Arc<AtomicU64>,
+    /// Stream versions as of the last batch. The writer is the only writer, so an entry is
+    /// never stale; the cache is dropped when it grows past `VERSION_CACHE_ENTRIES`.
+    versions: FxHashMap<StreamId, StreamVersion>,
     requests: mpsc::Receiver<WriteRequest>,
     flush: Arc<FlushControl>,
     durable: Arc<watch::Sender<Durable>>,
     max_record_bytes: usize,
-    checkpointer: Checkpointer,
+    checkpoint_events: usize,
+    tails: Arc<RwLock<Tails>>,
+    index: Arc<RwLock<CommandIndex>>,
     wal: WalWriter,
-    wal_keys: usize,
+    sync: SyncMode,
+    /// Hands frozen tails to the checkpointer.
+    checkpoints: mpsc::Sender<CheckpointJob>,
+    /// The checkpointer's answers, one per job.
+    checkpointed: mpsc::Receiver<StoreResult<()>>,
+    /// A job was handed over and its answer not yet read.
+    checkpointing: bool,
 }
 
 /// A chunk being filled: its first position, its records, and per stream the first version and
@@ -846,17 +1052,32 @@ impl ChunkBuilder {
     }
 }
 
-/// The outcome stored for a command id, if any.
-fn stored_outcome(log: &sled::Tree, command: &CommandId) -> StoreResult<Option<AppendOutcome>> {
-    match log.get(layout::command_key(command)).map_err(sled_error)? {
-        Some(bytes) => outcome_from_bytes(&bytes).map(Some).ok_or_else(|| {
-            corrupt(
-                Position::START,
-                format!("the outcome of command {command} is unreadable"),
-            )
-        }),
-        None => Ok(None),
+/// The outcome a command id recorded, if any, and the tails' epoch it was looked up at: in the
+/// tails (since the last checkpoint) or in the command index. The tails are looked at first: a
+/// checkpoint installs its run in the index before it lets its frozen tail go, so a command is
+/// always in one of the two.
+fn known_command(
+    log: &sled::Tree,
+    tails: &RwLock<Tails>,
+    index: &RwLock<CommandIndex>,
+    command: &CommandId,
+) -> StoreResult<(u64, Option<AppendOutcome>)> {
+    let (epoch, found) = {
+        let tails = read(tails);
+        (tails.epoch, tails.command(command))
+    };
+    match found {
+        Some(outcome) => Ok((epoch, Some(outcome))),
+        None => Ok((epoch, read(index).lookup(log, command)?)),
     }
+}
+
+/// One append laid out by the writer.
+struct Laid {
+    stream: StreamId,
+    command: CommandId,
+    outcome: AppendOutcome,
+    records: Vec<Vec<u8>>,
 }
 
 impl Writer {
@@ -879,10 +1100,9 @@ impl Writer {
             }
             self.write_group(group);
         }
-        // Closing: sled is made durable and the write-ahead log emptied, so that a closed
-        // store is whole in sled alone.
+        // Closing: the tail goes into sled, so that a closed store is whole in sled alone.
         if self.durable.borrow().failure.is_none() {
-            if let Err(error) = self.checkpointer.run(&mut self.wal, self.head.position) {
+            if let Err(error) = self.checkpoint_now() {
                 tracing::error!(%error, "the last checkpoint failed; the write-ahead log will be replayed");
             }
         }
@@ -892,7 +1112,11 @@ impl Writer {
         if let Some(version) = self.versions.get(stream) {
             return Ok(*version);
         }
-        let version = stream_version_in(&self.log, stream)?;
+        let in_tails = read(&self.tails).last_version(stream);
+        let version = match in_tails {
+            Some(version) => version,
+            None => stream_version_in(&self.log, stream)?,
+        };
         if self.versions.len() >= VERSION_CACHE_ENTRIES {
             self.versions.clear();
         }
@@ -900,41 +1124,39 @@ impl Writer {
         Ok(version)
     }
 
-    /// The first outcome of a command id applied before, if any. An appender that looked in
-    /// the store itself says after how many batches; only the batches since need checking.
+    /// The first outcome of a command id recorded before, if any. An appender that looked
+    /// itself says at which epoch of the tails: while it is the same, only the current tail
+    /// can hold a command recorded since.
     fn known_outcome(
         &self,
         command: &CommandId,
-        checked_after: Option<u64>,
+        looked_at: Option<u64>,
     ) -> StoreResult<Option<AppendOutcome>> {
-        match checked_after {
-            Some(after) if after >= self.recent.forgotten_through => Ok(self
-                .recent
-                .outcomes
-                .get(command)
-                .filter(|(batch, _)| *batch > after)
-                .map(|(_, outcome)| *outcome)),
-            _ => stored_outcome(&self.log, command),
+        {
+            let tails = read(&self.tails);
+            if looked_at == Some(tails.epoch) {
+                return Ok(tails.current.commands.get(command).copied());
+            }
         }
+        Ok(known_command(&self.log, &self.tails, &self.index, command)?.1)
     }
 
     fn write_group(&mut self, group: Vec<WriteRequest>) {
         let mut head = self.head;
-        let mut versions: HashMap<StreamId, StreamVersion> = HashMap::new();
-        let mut commands: HashMap<CommandId, AppendOutcome> = HashMap::new();
-        let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut chunk = ChunkBuilder::default();
-        let mut replies: Vec<(Reply, StoreResult<AppendOutcome>)> = Vec::new();
+        let mut versions: FxHashMap<StreamId, StreamVersion> = FxHashMap::default();
+        let mut commands: FxHashMap<CommandId, AppendOutcome> = FxHashMap::default();
+        let mut laid: Vec<Laid> = Vec::with_capacity(group.len());
+        let mut replies: Vec<(Reply, StoreResult<AppendOutcome>)> = Vec::with_capacity(group.len());
         for WriteRequest {
             append,
-            checked_after,
+            looked_at,
             reply,
         } in group
         {
             let command = append.metadata.command_id;
             let known = match commands.get(&command) {
                 Some(outcome) => Ok(Some(*outcome)),
-                None => self.known_outcome(&command, checked_after),
+                None => self.known_outcome(&command, looked_at),
             };
             match known {
                 Ok(Some(outcome)) => {
@@ -953,10 +1175,9 @@ impl Writer {
                     continue;
                 }
             }
-            let stream = append.stream.clone();
-            let current = match versions.get(&stream) {
+            let current = match versions.get(&append.stream) {
                 Some(version) => *version,
-                None => match self.version_of(&stream) {
+                None => match self.version_of(&append.stream) {
                     Ok(version) => version,
                     Err(error) => {
                         replies.push((reply, Err(error)));
@@ -964,6 +1185,7 @@ impl Writer {
                     }
                 },
             };
+            let stream = append.stream.clone();
             let prepared = match append::prepare(append, head, current, self.max_record_bytes) {
                 Ok(prepared) => prepared,
                 Err(error) => {
@@ -971,55 +1193,32 @@ impl Writer {
                     continue;
                 }
             };
-            let append_bytes: usize = prepared
-                .records
-                .iter()
-                .map(|(_, bytes, _)| bytes.len() + 4)
-                .sum();
-            if !chunk.records.is_empty() && chunk.bytes + append_bytes > CHUNK_TARGET_BYTES {
-                std::mem::take(&mut chunk).finish(&mut pairs);
-            }
-            if chunk.records.is_empty() {
-                chunk.first = prepared.outcome.first_position.0;
-            }
-            for (position, bytes, recorded) in prepared.records {
-                chunk.bytes += bytes.len() + 4;
-                chunk.records.push(bytes);
-                match chunk.streams.iter_mut().find(|(s, _, _)| *s == stream) {
-                    Some((_, _, positions)) => positions.push(position.0),
-                    None => {
-                        chunk
-                            .streams
-                            .push((stream.clone(), recorded.version.0, vec![position.0]))
-                    }
-                }
-            }
-            pairs.push((
-                layout::command_key(&command).to_vec(),
-                outcome_to_bytes(&prepared.outcome).to_vec(),
-            ));
-            versions.insert(stream, prepared.new_version);
+            versions.insert(stream.clone(), prepared.new_version);
             commands.insert(command, prepared.outcome);
             head = prepared.new_head;
             replies.push((reply, Ok(prepared.outcome)));
+            laid.push(Laid {
+                stream,
+                command,
+                outcome: prepared.outcome,
+                records: prepared
+                    .records
+                    .into_iter()
+                    .map(|(_, bytes, _)| bytes)
+                    .collect(),
+            });
         }
-        chunk.finish(&mut pairs);
         if head != self.head {
-            if let Err(error) = self.commit(self.head.position.0 + 1, head.position.0, &pairs) {
+            if let Err(error) = self.commit(self.head.position.0 + 1, head, laid) {
                 for (reply, _) in replies {
                     let _ = reply.send(Err(error.clone()));
                 }
                 return;
             }
-            self.head = head;
             if self.versions.len() + versions.len() > VERSION_CACHE_ENTRIES {
                 self.versions.clear();
             }
             self.versions.extend(versions);
-            let batch = self.applied_batches.load(Ordering::Relaxed) + 1;
-            self.recent.remember(batch, commands.into_iter().collect());
-            // After `apply_batch`: an appender that reads this number finds the batch in sled.
-            self.applied_batches.store(batch, Ordering::Release);
         }
         let mut ready = Vec::with_capacity(replies.len());
         for (reply, result) in replies {
@@ -1039,51 +1238,161 @@ impl Writer {
             .acknowledge_when_durable(self.head.position, ready);
     }
 
-    /// Inserts one batch into sled, chunks first, then writes it to the write-ahead log;
-    /// checkpoints when the log has grown enough, or when the batch holds a value large enough
-    /// for sled to put in a blob file (which only a checkpoint syncs).
-    ///
-    /// Plain inserts, not `apply_batch`: sled writes its IO buffer to disk twice for every
-    /// batch (see BENCHMARKS.md). A crash can leave a batch partly in sled; the log holds every
-    /// batch whole, and reopening restores it from there, or removes it if the log does not
-    /// hold it (`recover`).
-    fn commit(&mut self, first: u64, last: u64, pairs: &[(Vec<u8>, Vec<u8>)]) -> StoreResult<()> {
-        let mut large = false;
-        let chunks_first = pairs
+    /// Writes one batch to the write-ahead log and adds it to the tail; starts a checkpoint
+    /// when the tail has grown enough.
+    fn commit(&mut self, first: u64, head: LogHead, laid: Vec<Laid>) -> StoreResult<()> {
+        let logged: Vec<wal::LoggedAppend<'_>> = laid
             .iter()
-            .filter(|(key, _)| key.first() == Some(&layout::EVENTS))
-            .chain(
-                pairs
-                    .iter()
-                    .filter(|(key, _)| key.first() != Some(&layout::EVENTS)),
-            );
-        for (key, value) in chunks_first {
-            large |= value.len() > CHUNK_TARGET_BYTES;
-            if let Err(error) = self.log.insert(key.as_slice(), value.as_slice()) {
-                // Part of the batch may be in sled: nothing more is acknowledged.
-                let error = sled_error(error);
-                self.flush.fail(&self.durable, error.to_string());
-                return Err(error);
-            }
-        }
-        let record = wal::record(self.wal.generation, first, last, pairs);
-        let logged = self.wal.append(&record).and_then(|()| {
-            self.wal_keys += pairs.len();
-            if large
-                || self.wal.offset >= CHECKPOINT_WAL_BYTES
-                || self.wal_keys >= CHECKPOINT_WAL_KEYS
-            {
-                self.checkpointer.run(&mut self.wal, Position(last))?;
-                self.wal_keys = 0;
-            }
-            Ok(())
-        });
-        if let Err(error) = logged {
+            .map(|append| wal::LoggedAppend {
+                stream: append.stream.as_str(),
+                command: *append.command.0.as_bytes(),
+                outcome: outcome_to_bytes(&append.outcome),
+                records: append.records.iter().map(Vec::as_slice).collect(),
+            })
+            .collect();
+        let record = wal::batch(self.wal.generation, first, head.position.0, &logged);
+        drop(logged);
+        if let Err(error) = self.wal.append(&record) {
             let error = error.to_string();
             self.flush.fail(&self.durable, error.clone());
             return Err(StoreError::Io(error));
         }
+        let full = {
+            let mut tails = write(&self.tails);
+            for append in laid {
+                tails.current.push(
+                    &append.stream,
+                    append.command,
+                    append.outcome,
+                    append.records.into_iter().map(Arc::<[u8]>::from),
+                );
+            }
+            tails.current.records.len() >= self.checkpoint_events
+        };
+        self.head = head;
+        if full || self.wal.offset >= CHECKPOINT_WAL_BYTES {
+            if let Err(error) = self.start_checkpoint() {
+                let error = error.to_string();
+                self.flush.fail(&self.durable, error.clone());
+                return Err(StoreError::Io(error));
+            }
+        }
         Ok(())
+    }
+
+    /// Waits for the checkpoint under way, if any, to finish.
+    fn finish_checkpoint(&mut self) -> StoreResult<()> {
+        if !self.checkpointing {
+            return Ok(());
+        }
+        self.checkpointing = false;
+        self.checkpointed
+            .recv()
+            .map_err(|_| StoreError::Io("the checkpointer stopped".into()))?
+    }
+
+    /// Freezes the tail and hands it to the checkpointer, which writes it into sled while the
+    /// writer goes on in the other write-ahead file under the next generation. The previous
+    /// checkpoint must be finished first: its generation's file is the one written next.
+    fn start_checkpoint(&mut self) -> StoreResult<()> {
+        self.finish_checkpoint()?;
+        // This generation's records are whole on disk before the next generation's first one
+        // is written: recovery reads the next only after the whole of this one.
+        if self.sync == SyncMode::Durable {
+            self.wal.file().sync_data().map_err(io_error)?;
+        }
+        let head = self.head.position.0;
+        let generation = self.wal.generation + 1;
+        self.wal.start_generation(generation);
+        self.flush.lock().wal = Some(self.wal.file().clone());
+        let frozen = {
+            let mut tails = write(&self.tails);
+            let frozen = Arc::new(std::mem::replace(
+                &mut tails.current,
+                Tail::starting_at(head + 1),
+            ));
+            tails.frozen = Some(frozen.clone());
+            tails.epoch += 1;
+            frozen
+        };
+        self.checkpoints
+            .send(CheckpointJob {
+                frozen,
+                generation,
+                head,
+            })
+            .map_err(|_| StoreError::Io("the checkpointer stopped".into()))?;
+        self.checkpointing = true;
+        Ok(())
+    }
+
+    /// A whole checkpoint, waited for: at opening and closing.
+    fn checkpoint_now(&mut self) -> StoreResult<()> {
+        self.start_checkpoint()?;
+        self.finish_checkpoint()
+    }
+}
+
+/// A frozen tail to write into sled, with the generation and position of its marker.
+struct CheckpointJob {
+    frozen: Arc<Tail>,
+    generation: u64,
+    head: u64,
+}
+
+/// Writes frozen tails into sled, beside the writer.
+struct Checkpointer {
+    log: sled::Tree,
+    tails: Arc<RwLock<Tails>>,
+    index: Arc<RwLock<CommandIndex>>,
+    syncer: Syncer,
+    jobs: mpsc::Receiver<CheckpointJob>,
+    done: mpsc::Sender<StoreResult<()>>,
+}
+
+impl Checkpointer {
+    fn run(mut self) {
+        while let Ok(job) = self.jobs.recv() {
+            let result = self.checkpoint(job);
+            if self.done.send(result).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Writes the frozen tail into sled (its events re-chunked, one stream-index entry per
+    /// stream, its commands as a run of the index, and the marker of the log's next
+    /// generation) in one atomic `apply_batch`; installs the index; lets the frozen tail go;
+    /// makes sled durable. Until then the frozen tail's generation's file is kept.
+    fn checkpoint(&mut self, job: CheckpointJob) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        tail_into(&job.frozen, &mut batch);
+        let entries = job
+            .frozen
+            .commands
+            .iter()
+            .map(|(command, outcome)| commands::entry(command, outcome))
+            .collect();
+        let change = read(&self.index).add(&self.log, job.frozen.first, entries, &mut batch)?;
+        batch.insert(
+            layout::CHECKPOINT_KEY,
+            &wal::marker(job.generation, job.head),
+        );
+        self.log.apply_batch(batch).map_err(sled_error)?;
+        let merged = write(&self.index).install(change);
+        {
+            // Only after sled and the index hold it all (see `Tails`).
+            let mut tails = write(&self.tails);
+            if tails
+                .frozen
+                .as_ref()
+                .is_some_and(|frozen| Arc::ptr_eq(frozen, &job.frozen))
+            {
+                tails.frozen = None;
+            }
+        }
+        commands::remove_merged(&self.log, &merged)?;
+        self.syncer.sync().map_err(io_error)
     }
 }
 
@@ -1156,12 +1465,16 @@ fn remove_beyond(log: &sled::Tree, end: u64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Reopening: sled holds every batch up to its last checkpoint whole, and may hold later ones
-/// whole, in part or not at all; the write-ahead log holds whole the batches since the
-/// checkpoint, up to some point (every acknowledged one, perhaps more). The store is the
-/// checkpoint and the log: batches beyond the log are removed from sled, then the log's are
-/// inserted again. Returns the head and the log's generation.
-fn recover(log: &sled::Tree, meta: &sled::Tree, contents: &[u8]) -> StoreResult<(LogHead, u64)> {
+/// Reopening a store of format 3 or 4: sled holds every batch up to its last checkpoint whole,
+/// and may hold later ones whole, in part or not at all; the write-ahead log holds whole the
+/// batches since the checkpoint, up to some point (every acknowledged one, perhaps more). The
+/// store is the checkpoint and the log: batches beyond the log are removed from sled, then the
+/// log's are inserted again. Returns the head and the log's generation.
+fn recover_pairs(
+    log: &sled::Tree,
+    meta: &sled::Tree,
+    contents: &[u8],
+) -> StoreResult<(LogHead, u64)> {
     let stored = stored_head(log)?;
     let (generation, checkpointed) = match meta.get(wal::CHECKPOINT_KEY).map_err(sled_error)? {
         Some(marker) => wal::read_marker(&marker)
@@ -1215,6 +1528,128 @@ fn recover(log: &sled::Tree, meta: &sled::Tree, contents: &[u8]) -> StoreResult<
     Ok((head, generation))
 }
 
+/// Reopening a store of format 5: sled holds every checkpoint whole and nothing beyond the
+/// last (each is one atomic batch); the write-ahead files hold whole the batches since, up to
+/// at least the last acknowledged: the marker's generation, then perhaps the next, written
+/// while a checkpoint was under way. They become the tail again. Returns the head, the
+/// marker's generation and the tail.
+///
+/// The generation after the next is the first that no file can hold records of: the writer
+/// starts the next but one only once the marker names the next. Reopening goes on there, never
+/// in a generation whose file may hold records a crash left beyond a torn one.
+fn recover(log: &sled::Tree, files: [&[u8]; 2]) -> StoreResult<(LogHead, u64, Tail)> {
+    let stored = stored_head(log)?;
+    let (generation, checkpointed) = match log.get(layout::CHECKPOINT_KEY).map_err(sled_error)? {
+        Some(marker) => wal::read_marker(&marker)
+            .ok_or_else(|| corrupt(Position::START, "the checkpoint marker is unreadable"))?,
+        None if stored.position == Position::START => (0, 0),
+        None => {
+            return Err(corrupt(
+                stored.position,
+                "events without a checkpoint marker",
+            ))
+        }
+    };
+    if stored.position.0 != checkpointed {
+        return Err(corrupt(
+            stored.position,
+            format!(
+                "the store ends at {} but its last checkpoint was at {checkpointed}",
+                stored.position
+            ),
+        ));
+    }
+    // The marker's generation, then the next one: written in the other file once the marker's
+    // was whole and synced, while a checkpoint of it was under way (see `Checkpointer`).
+    let slot = |generation: u64| (generation % 2) as usize;
+    let this = wal::appends(files[slot(generation)], generation)
+        .map_err(|detail| corrupt(stored.position, detail))?;
+    let next = wal::appends(files[slot(generation + 1)], generation + 1)
+        .map_err(|detail| corrupt(stored.position, detail))?;
+    let mut tail = Tail::starting_at(checkpointed + 1);
+    let mut head = stored;
+    for batch in this.into_iter().chain(next) {
+        let at = Position(tail.end());
+        let damaged = |detail: String| corrupt(at, detail);
+        if batch.first != tail.end() {
+            return Err(damaged(format!(
+                "the write-ahead log goes on at position {} after {}",
+                batch.first, head.position
+            )));
+        }
+        for logged in batch.appends {
+            let stream = StreamId::new(logged.stream)
+                .map_err(|error| damaged(format!("a logged append's stream: {error}")))?;
+            let outcome = outcome_from_bytes(&logged.outcome)
+                .map(|outcome| AppendOutcome {
+                    deduplicated: false,
+                    ..outcome
+                })
+                .ok_or_else(|| damaged("a logged append's outcome is unreadable".into()))?;
+            let count = logged.records.len() as u64;
+            if count == 0
+                || outcome.first_position.0 != tail.end()
+                || outcome.last_position.0 != tail.end() + count - 1
+                || outcome.last_version.0 + 1 != outcome.first_version.0 + count
+            {
+                return Err(damaged("a logged append does not follow the log".into()));
+            }
+            let mut records = Vec::with_capacity(logged.records.len());
+            for bytes in &logged.records {
+                let raw = record::split(bytes).map_err(|error| damaged(error.to_string()))?;
+                if raw.previous_hash != head.hash {
+                    return Err(damaged("a logged event does not continue the chain".into()));
+                }
+                head = LogHead {
+                    position: Position(head.position.0 + 1),
+                    hash: raw.hash,
+                };
+                records.push(Arc::<[u8]>::from(*bytes));
+            }
+            tail.push(
+                &stream,
+                CommandId(uuid::Uuid::from_bytes(logged.command)),
+                outcome,
+                records,
+            );
+        }
+        if head.position.0 != batch.last {
+            return Err(damaged(format!(
+                "a logged batch says it ends at {} but holds events through {}",
+                batch.last, head.position
+            )));
+        }
+    }
+    Ok((head, generation, tail))
+}
+
+/// Upgrades a store of format 3 or 4 once `recover_pairs` has made it whole: makes sled
+/// durable with the marker of the log's next generation (so the old log is never replayed
+/// again), then moves its command keys into one run and writes format 5's marker, in one
+/// batch. Each step can be cut short and done again.
+fn upgrade(
+    log: &sled::Tree,
+    meta: &sled::Tree,
+    syncer: &mut Syncer,
+    head: Position,
+    generation: u64,
+) -> StoreResult<u64> {
+    let generation = generation + 1;
+    meta.insert(wal::CHECKPOINT_KEY, &wal::marker(generation, head.0))
+        .map_err(sled_error)?;
+    syncer.sync().map_err(io_error)?;
+    let mut batch = sled::Batch::default();
+    commands::migrate(log, &mut batch)?;
+    batch.insert(layout::CHECKPOINT_KEY, &wal::marker(generation, head.0));
+    log.apply_batch(batch).map_err(sled_error)?;
+    syncer.sync().map_err(io_error)?;
+    meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+        .map_err(sled_error)?;
+    meta.remove(wal::CHECKPOINT_KEY).map_err(sled_error)?;
+    syncer.sync().map_err(io_error)?;
+    Ok(generation)
+}
+
 impl SledEventLog {
     /// Opens (or creates) the store in `directory`. Blocking: call it before serving, or from a
     /// blocking task.
@@ -1238,7 +1673,13 @@ impl SledEventLog {
         let checkpoints = tree("checkpoints")?;
         let projections = tree("projections")?;
         let meta = tree("meta")?;
-        match meta.get(FORMAT_KEY).map_err(sled_error)? {
+        if meta.contains_key(RESTORING_KEY).map_err(sled_error)? {
+            return Err(corrupt(
+                Position::START,
+                "an unfinished restore, not a store: remove the directory and import again",
+            ));
+        }
+        let format = match meta.get(FORMAT_KEY).map_err(sled_error)? {
             Some(bytes) => {
                 let found = bytes
                     .as_ref()
@@ -1259,12 +1700,13 @@ impl SledEventLog {
                         format!("format {found} predates the first release; export it with the build that wrote it"),
                     ));
                 }
-                if found < STORE_FORMAT {
+                if found < PAIRS_FORMAT {
                     // Format 3 is format 4 without a write-ahead log: only the marker changes,
                     // so that a build of format 3 never opens a store whose log it would ignore.
-                    meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+                    meta.insert(FORMAT_KEY, &PAIRS_FORMAT.to_be_bytes())
                         .map_err(sled_error)?;
                 }
+                found
             }
             None if !log.is_empty() => {
                 return Err(corrupt(
@@ -1275,40 +1717,58 @@ impl SledEventLog {
             None => {
                 meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
                     .map_err(sled_error)?;
+                STORE_FORMAT
             }
-        }
-        let wal_file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(directory.join(wal::FILE))
-            .map_err(io_error)?;
-        let mut contents = Vec::new();
-        (&wal_file).read_to_end(&mut contents).map_err(io_error)?;
-        let (head, generation) = recover(&log, &meta, &contents)?;
-        let wal_file = Arc::new(wal_file);
-        let mut wal = WalWriter {
-            file: wal_file.clone(),
-            generation,
-            offset: 0,
-            allocated: contents.len() as u64,
         };
-        drop(contents);
-        // Whatever sled recovered, and whatever the log added, is made durable before anyone
-        // can read it; the log starts again under a new generation.
+        let open_wal = |name: &str| -> StoreResult<(File, Vec<u8>)> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(directory.join(name))
+                .map_err(io_error)?;
+            let mut contents = Vec::new();
+            (&file).read_to_end(&mut contents).map_err(io_error)?;
+            Ok((file, contents))
+        };
         let db_file = File::open(directory.join("db")).map_err(io_error)?;
-        let mut checkpointer = Checkpointer {
+        let mut syncer = Syncer {
             db: db.clone(),
-            meta,
             db_file,
             blobs: directory.join("blobs"),
             synced_blobs: HashSet::new(),
         };
-        checkpointer
-            .run(&mut wal, head.position)
-            .map_err(io_error)?;
-        sync_directory(directory)?;
+        let (first, first_contents) = open_wal(wal::FILES[0])?;
+        let (second, second_contents) = open_wal(wal::FILES[1])?;
+        let allocated = [first_contents.len() as u64, second_contents.len() as u64];
+        let (head, generation, tail) = if format < STORE_FORMAT {
+            let old = directory.join(wal::FILE);
+            let contents = match std::fs::read(&old) {
+                Ok(contents) => contents,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(error) => return Err(io_error(error)),
+            };
+            let (head, generation) = recover_pairs(&log, &meta, &contents)?;
+            let generation = upgrade(&log, &meta, &mut syncer, head.position, generation)?;
+            // Upgraded and durable: format 4's log is never read again.
+            if !contents.is_empty() || old.exists() {
+                std::fs::remove_file(&old).map_err(io_error)?;
+            }
+            (head, generation, Tail::starting_at(head.position.0 + 1))
+        } else {
+            recover(&log, [&first_contents, &second_contents])?
+        };
+        drop((first_contents, second_contents));
+        let index = CommandIndex::load(&log)?;
+        // The marker's generation and the next may have records; the first checkpoint starts
+        // the one after, which none has (see `recover`).
+        let wal = WalWriter {
+            files: [Arc::new(first), Arc::new(second)],
+            allocated,
+            generation: generation + 1,
+            offset: 0,
+        };
         let durable = Arc::new(watch::Sender::new(Durable {
             position: head.position,
             failure: None,
@@ -1316,24 +1776,45 @@ impl SledEventLog {
         let flush = Arc::new(FlushControl::default());
         flush.lock().done = head.position.0;
         flush.lock().requested = head.position.0;
-        let applied_batches = Arc::new(AtomicU64::new(0));
+        let tails = Arc::new(RwLock::new(Tails::new(tail)));
+        let index = Arc::new(RwLock::new(index));
+        let (jobs, job_receiver) = mpsc::channel();
+        let (done_sender, done) = mpsc::channel();
+        let checkpointer = Checkpointer {
+            log: log.clone(),
+            tails: tails.clone(),
+            index: index.clone(),
+            syncer,
+            jobs: job_receiver,
+            done: done_sender,
+        };
+        let checkpointer = std::thread::Builder::new()
+            .name("battleplan-checkpointer".into())
+            .spawn(move || checkpointer.run())
+            .map_err(io_error)?;
         let (sender, receiver) = mpsc::channel();
-        let writer = Writer {
+        let mut writer = Writer {
             log: log.clone(),
             head,
-            versions: HashMap::new(),
-            recent: RecentCommands::default(),
-            applied_batches: applied_batches.clone(),
+            versions: FxHashMap::default(),
             requests: receiver,
             flush: flush.clone(),
             durable: durable.clone(),
             max_record_bytes: options.max_record_bytes,
-            checkpointer,
+            checkpoint_events: options.checkpoint_events.max(1),
+            tails: tails.clone(),
+            index: index.clone(),
             wal,
-            wal_keys: 0,
+            sync: options.sync,
+            checkpoints: jobs,
+            checkpointed: done,
+            checkpointing: false,
         };
+        // Whatever the log held goes into sled and is made durable before anyone can read it;
+        // the log starts again under a generation no file holds records of.
+        writer.checkpoint_now()?;
+        sync_directory(directory)?;
         let flusher = Flusher {
-            wal: wal_file,
             control: flush.clone(),
             durable: durable.clone(),
             mode: options.sync,
@@ -1354,8 +1835,10 @@ impl SledEventLog {
                 requests: Mutex::new(Some(sender)),
                 durable,
                 flush,
-                applied_batches,
-                threads: Mutex::new(vec![writer, flusher]),
+                tails,
+                index,
+                // The writer first: it ends the checkpointer when it ends.
+                threads: Mutex::new(vec![writer, flusher, checkpointer]),
                 options,
             }),
         })
@@ -1382,9 +1865,48 @@ impl SledEventLog {
         }
     }
 
-    /// Calls `visit` with every stored event record at or after `from` and at most `until`, in
-    /// order, with the position the store holds it under. Stops early when `visit` says so.
+    /// Calls `visit` with every event record at or after `from` and at most `until` (at most
+    /// `limit` of them), in order, with the position the store holds it under. Stops early when
+    /// `visit` says so. The tails are looked at first (see `Tails`): sled holds everything
+    /// before their first position.
     fn for_each_record(
+        &self,
+        from: u64,
+        until: u64,
+        limit: usize,
+        mut visit: impl FnMut(Position, &[u8]) -> StoreResult<bool>,
+    ) -> StoreResult<()> {
+        let (tail_first, in_tail) = {
+            let tails = read(&self.inner.tails);
+            (tails.first(), tails.range(from, until, limit))
+        };
+        let mut visited = 0;
+        if from < tail_first {
+            let mut stopped = false;
+            self.for_each_stored_record(from, until.min(tail_first - 1), |position, bytes| {
+                visited += 1;
+                let go_on = visit(position, bytes)? && visited < limit;
+                stopped = !go_on;
+                Ok(go_on)
+            })?;
+            if stopped {
+                return Ok(());
+            }
+        }
+        for (position, bytes) in in_tail {
+            if visited >= limit {
+                break;
+            }
+            visited += 1;
+            if !visit(Position(position), &bytes)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `for_each_record` over what sled holds.
+    fn for_each_stored_record(
         &self,
         from: u64,
         until: u64,
@@ -1421,11 +1943,22 @@ impl SledEventLog {
     }
 
     /// Walks the whole log and checks positions, the hash chain and stream versions; stops at
-    /// the first problem. Reads chunk by chunk, with bounded memory.
+    /// the first problem. Reads sled chunk by chunk, with bounded memory, then the tail.
     pub fn verify(&self) -> StoreResult<VerifyReport> {
+        let (tail_first, in_tail) = {
+            let tails = read(&self.inner.tails);
+            (
+                tails.first(),
+                tails.range(tails.first(), u64::MAX, usize::MAX),
+            )
+        };
         let mut verifier = Verifier::new();
         let mut problem = None;
-        for item in self.inner.log.scan_prefix([layout::EVENTS]) {
+        let stored = self
+            .inner
+            .log
+            .range(layout::chunk_key(0)..layout::chunk_key(tail_first));
+        for item in stored {
             let (key, chunk) = item.map_err(sled_error)?;
             // A key that is not a position reads as 0: out of sequence, reported as such.
             let first = u64_of(&key[1..]).unwrap_or(0);
@@ -1444,6 +1977,11 @@ impl SledEventLog {
                 break;
             }
         }
+        if problem.is_none() {
+            problem = in_tail
+                .iter()
+                .find_map(|(position, bytes)| verifier.check(Position(*position), bytes).err());
+        }
         Ok(VerifyReport {
             checked: verifier.checked(),
             head_hash: verifier.head_hash_hex(),
@@ -1454,65 +1992,17 @@ impl SledEventLog {
     pub fn options(&self) -> &StoreOptions {
         &self.inner.options
     }
-}
 
-fn decode_at(position: Position, bytes: &[u8]) -> StoreResult<RecordedEvent> {
-    let event = record::decode(bytes).map_err(|error| corrupt(position, error.to_string()))?;
-    if event.position != position {
-        return Err(corrupt(
-            position,
-            format!("the record says it is at position {}", event.position),
-        ));
-    }
-    Ok(event)
-}
-
-#[async_trait]
-impl EventAppender for SledEventLog {
-    async fn append(&self, append: Append) -> StoreResult<AppendOutcome> {
-        self.durable_position()?;
-        // The command id is looked up here, beside the other appenders, rather than in the one
-        // writer; the writer then checks only the batches applied since.
-        let applied = self.inner.applied_batches.load(Ordering::Acquire);
-        if let Some(outcome) = stored_outcome(&self.inner.log, &append.metadata.command_id)? {
-            // The first attempt may still be on its way to disk.
-            self.wait_durable(outcome.last_position).await?;
-            return Ok(AppendOutcome {
-                deduplicated: true,
-                ..outcome
-            });
-        }
-        let (reply, answer) = oneshot::channel();
-        {
-            let requests = self
-                .inner
-                .requests
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
-            sender
-                .send(WriteRequest {
-                    append,
-                    checked_after: Some(applied),
-                    reply,
-                })
-                .map_err(|_| StoreError::Closed)?;
-        }
-        // The writer answers once the append is durable.
-        answer.await.map_err(|_| StoreError::Closed)?
-    }
-}
-
-#[async_trait]
-impl EventReader for SledEventLog {
-    async fn read_stream(
+    /// The stream's events sled holds, from version `from` and before version `before`.
+    fn read_stored_stream(
         &self,
         stream: &StreamId,
-        from: StreamVersion,
+        from: u64,
+        before: u64,
         limit: usize,
-    ) -> StoreResult<Vec<RecordedEvent>> {
+        events: &mut Vec<RecordedEvent>,
+    ) -> StoreResult<()> {
         let log = &self.inner.log;
-        let from = from.0.max(1);
         let prefix = layout::stream_prefix(stream);
         // The index entry holding `from` starts at or before it.
         let start = log
@@ -1528,9 +2018,12 @@ impl EventReader for SledEventLog {
             let Some(first_version) = key.strip_prefix(prefix.as_slice()).and_then(u64_of) else {
                 break;
             };
+            if first_version >= before {
+                break;
+            }
             for (offset, bytes) in value.chunks(8).enumerate() {
                 let version = first_version + offset as u64;
-                if version >= from && positions.len() < limit {
+                if version >= from && version < before && positions.len() < limit {
                     let position = u64_of(bytes).ok_or_else(|| {
                         corrupt(
                             Position::START,
@@ -1546,7 +2039,6 @@ impl EventReader for SledEventLog {
         }
         // Positions rise with versions: each chunk is found once and gives every wanted record
         // it holds.
-        let mut events = Vec::with_capacity(positions.len());
         let mut index = 0;
         while let Some(&target) = positions.get(index) {
             let missing = || {
@@ -1585,6 +2077,84 @@ impl EventReader for SledEventLog {
                 index += 1;
             }
         }
+        Ok(())
+    }
+}
+
+fn decode_at(position: Position, bytes: &[u8]) -> StoreResult<RecordedEvent> {
+    let event = record::decode(bytes).map_err(|error| corrupt(position, error.to_string()))?;
+    if event.position != position {
+        return Err(corrupt(
+            position,
+            format!("the record says it is at position {}", event.position),
+        ));
+    }
+    Ok(event)
+}
+
+#[async_trait]
+impl EventAppender for SledEventLog {
+    async fn append(&self, append: Append) -> StoreResult<AppendOutcome> {
+        self.durable_position()?;
+        // The command id is looked up here, beside the other appenders, rather than in the one
+        // writer; the writer then checks only what was recorded since.
+        let inner = &self.inner;
+        let (epoch, known) = known_command(
+            &inner.log,
+            &inner.tails,
+            &inner.index,
+            &append.metadata.command_id,
+        )?;
+        if let Some(outcome) = known {
+            // The first attempt may still be on its way to disk.
+            self.wait_durable(outcome.last_position).await?;
+            return Ok(AppendOutcome {
+                deduplicated: true,
+                ..outcome
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        {
+            let requests = self
+                .inner
+                .requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
+            sender
+                .send(WriteRequest {
+                    append,
+                    looked_at: Some(epoch),
+                    reply,
+                })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        // The writer answers once the append is durable.
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+#[async_trait]
+impl EventReader for SledEventLog {
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: StreamVersion,
+        limit: usize,
+    ) -> StoreResult<Vec<RecordedEvent>> {
+        let from = from.0.max(1);
+        // The tails first (see `Tails`): sled holds the stream's versions before theirs.
+        let (stored_before, in_tail) = read(&self.inner.tails).stream_records(stream, from, limit);
+        let mut events = Vec::with_capacity(limit.min(64));
+        if from < stored_before {
+            self.read_stored_stream(stream, from, stored_before, limit, &mut events)?;
+        }
+        for (position, bytes) in in_tail {
+            if events.len() >= limit {
+                break;
+            }
+            events.push(decode_at(Position(position), &bytes)?);
+        }
         Ok(events)
     }
 
@@ -1594,7 +2164,7 @@ impl EventReader for SledEventLog {
             return Ok(Vec::new());
         }
         let mut events = Vec::with_capacity(limit.min((durable.0 - after.0) as usize));
-        self.for_each_record(after.0 + 1, durable.0, |position, bytes| {
+        self.for_each_record(after.0 + 1, durable.0, limit, |position, bytes| {
             events.push(decode_at(position, bytes)?);
             Ok(events.len() < limit)
         })?;
@@ -1602,7 +2172,11 @@ impl EventReader for SledEventLog {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> StoreResult<StreamVersion> {
-        stream_version_in(&self.inner.log, stream)
+        let in_tails = read(&self.inner.tails).last_version(stream);
+        match in_tails {
+            Some(version) => Ok(version),
+            None => stream_version_in(&self.inner.log, stream),
+        }
     }
 
     async fn head(&self) -> StoreResult<Position> {

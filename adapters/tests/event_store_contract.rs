@@ -468,6 +468,19 @@ macro_rules! contract {
                     let store = SledEventLog::open(directory.path(), StoreOptions::default()).unwrap();
                     super::$name(Arc::new(store)).await;
                 }
+
+                /// A checkpoint every 3 events: readers meet frozen tails and checkpoints
+                /// under way at every step.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_sled_checkpointing_all_the_time() {
+                    let directory = tempfile::tempdir().unwrap();
+                    let options = StoreOptions {
+                        checkpoint_events: 3,
+                        ..StoreOptions::default()
+                    };
+                    let store = SledEventLog::open(directory.path(), options).unwrap();
+                    super::$name(Arc::new(store)).await;
+                }
             }
         )*
     };

@@ -67,7 +67,13 @@ fn run(operations: Vec<Operation>) {
         .unwrap();
     runtime.block_on(async move {
         let directory = tempfile::tempdir().unwrap();
-        let open = || SledEventLog::open(directory.path(), StoreOptions::default()).unwrap();
+        // A checkpoint every few events: the model meets frozen tails, checkpoints under way
+        // and merges of the command index's runs.
+        let options = StoreOptions {
+            checkpoint_events: 4,
+            ..StoreOptions::default()
+        };
+        let open = || SledEventLog::open(directory.path(), options.clone()).unwrap();
         let mut store = open();
         let mut model = Model::default();
         let mut next_id: u128 = 1;

@@ -128,12 +128,13 @@ async fn large_records_survive_reopening() {
         let store = open(directory.path());
         store.append(append("plans", 1, big.clone())).await.unwrap();
         store.append(append("plans", 2, vec![7])).await.unwrap();
-        // sled keeps a record this large in a file of its own, which it never syncs itself.
-        let blobs = std::fs::read_dir(directory.path().join("blobs"))
-            .unwrap()
-            .count();
-        assert!(blobs >= 1, "the record did not go to a blob file");
     }
+    // Closing wrote the events into sled, which keeps a record this large in a file of its
+    // own and never syncs it itself.
+    let blobs = std::fs::read_dir(directory.path().join("blobs"))
+        .unwrap()
+        .count();
+    assert!(blobs >= 1, "the record did not go to a blob file");
     let store = open(directory.path());
     let events = store.read_all(Position::START, 10).await.unwrap();
     assert_eq!(events.len(), 2);
@@ -144,8 +145,8 @@ async fn large_records_survive_reopening() {
     assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
 }
 
-/// Tampers with the closed store's `log` tree directly, then reopens and verifies. `fill`
-/// appends one event at a time, so each chunk holds one event: chunk key N is event N.
+/// Tampers with the closed store's `log` tree directly, then reopens and verifies. Each event
+/// is first put in a chunk of its own (`layout::split_chunks`): chunk key N is event N.
 async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::VerifyReport {
     let directory = tempfile::tempdir().unwrap();
     {
@@ -154,7 +155,9 @@ async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::Verify
     }
     {
         let db = sled::open(directory.path()).unwrap();
-        edit(&db.open_tree("log").unwrap());
+        let log = db.open_tree("log").unwrap();
+        layout::split_chunks(&log).unwrap();
+        edit(&log);
         db.flush().unwrap();
     }
     open(directory.path()).verify().unwrap()
@@ -242,10 +245,9 @@ async fn reading_a_damaged_record_is_an_error_not_a_panic() {
     }
     {
         let db = sled::open(directory.path()).unwrap();
-        db.open_tree("log")
-            .unwrap()
-            .insert(key(2), vec![1, 2, 3])
-            .unwrap();
+        let log = db.open_tree("log").unwrap();
+        layout::split_chunks(&log).unwrap();
+        log.insert(key(2), vec![1, 2, 3]).unwrap();
         db.flush().unwrap();
     }
     let store = open(directory.path());

@@ -774,6 +774,7 @@ fn import_file(
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let options = StoreOptions {
         cache_capacity_bytes: import::STORE_CACHE_BYTES,
+        checkpoint_events: import::STORE_CHECKPOINT_EVENTS,
         ..StoreOptions::default()
     };
     let store = match daemon::open_store_with(data, options) {

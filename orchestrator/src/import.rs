@@ -51,6 +51,9 @@ pub const CHUNK_BYTES: u64 = 32 * 1024;
 /// sled's page cache for a process that only imports: it writes once and reads back only the
 /// stream's head, so a small cache costs nothing and keeps its memory flat.
 pub const STORE_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// The store's checkpoint threshold for such a process: its tails (two while a checkpoint
+/// runs) and each checkpoint's batch stay a few MiB, where the default's would be tens.
+pub const STORE_CHECKPOINT_EVENTS: usize = 5_000;
 /// Chunks read ahead of the appends.
 const CHUNKS_AHEAD: usize = 2;
 /// A failpoint for the crash tests: with this variable set to N, the process aborts (no

@@ -48,7 +48,7 @@ async fn append_one(store: &SledEventLog, n: u128, new_event: NewEvent) {
         .unwrap();
 }
 
-/// `count` events, appended one at a time: each is a chunk of its own.
+/// `count` events, appended one at a time.
 async fn store_with_events(directory: &Path, count: u128) {
     let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
     for n in 1..=count {
@@ -60,6 +60,8 @@ async fn store_with_events(directory: &Path, count: u128) {
 fn tamper(data: &Path, change: impl FnOnce(&sled::Tree)) {
     let db = sled::open(data).unwrap();
     let log = db.open_tree("log").unwrap();
+    // Each event in a chunk of its own, so that one event can be changed alone.
+    layout::split_chunks(&log).unwrap();
     change(&log);
     db.flush().unwrap();
 }

@@ -25,11 +25,16 @@ struct Ack {
     count: u64,
 }
 
-/// Runs the child until it has acknowledged `acks` appends, then kills it with SIGKILL.
+/// Runs the child until it has acknowledged `acks` appends, then kills it with SIGKILL. Odd
+/// runs checkpoint every 64 events, so that kills land while a checkpoint writes a frozen tail
+/// into sled and the next write-ahead file is being written.
 fn run_and_kill(directory: &Path, run: u32, acks: usize) -> Vec<Ack> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_append_forever"))
-        .arg(directory)
-        .arg(run.to_string())
+    let mut child = Command::new(env!("CARGO_BIN_EXE_append_forever"));
+    child.arg(directory).arg(run.to_string());
+    if run % 2 == 1 {
+        child.arg("64");
+    }
+    let mut child = child
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

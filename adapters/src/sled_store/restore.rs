@@ -3,18 +3,19 @@
 //!
 //! Every record is checked as it comes (`core::event::verify`: gapless positions, the hash
 //! chain, stream versions), and a command id may name one append only. The records are stored
-//! as the writer stores them (chunks, an append never split across chunks, stream-index
-//! entries per chunk, the command index), then made durable (`Db::flush`, `fdatasync` of the
-//! database file, `fsync` of blob files) before the store's format marker is written: a restore
-//! cut short leaves events without a marker, which `SledEventLog::open` refuses, never a store
-//! that looks whole. The restored store is then opened as any other, with a checkpoint.
+//! as sled holds events (chunks, an append never split across chunks, stream-index entries per
+//! chunk, the command index as one run, a checkpoint marker), then made durable (`Db::flush`,
+//! `fdatasync` of the database file, `fsync` of blob files) before the store's format marker is
+//! written: a restore is marked unfinished before its first event, and the format marker
+//! replaces that mark only at the end, so a restore cut short is refused by
+//! `SledEventLog::open`, never a store that looks whole. The restored store is then opened as
+//! any other, with a checkpoint.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use battleplan_core::event::append::outcome_to_bytes;
 use battleplan_core::event::record;
 use battleplan_core::event::verify::{Problem, Verifier};
 use battleplan_core::event::{
@@ -22,12 +23,12 @@ use battleplan_core::event::{
 };
 
 use super::{
-    io_error, layout, sled_error, sync_new_blobs, ChunkBuilder, SledEventLog, StoreOptions,
-    CHUNK_TARGET_BYTES, FORMAT_KEY, STORE_FORMAT,
+    commands, io_error, layout, sled_error, sync_new_blobs, wal, ChunkBuilder, SledEventLog,
+    StoreOptions, CHUNK_TARGET_BYTES, FORMAT_KEY, RESTORING_KEY, STORE_FORMAT,
 };
 
-/// Why a restore stopped. Nothing of it is a store: the directory holds events without a
-/// format marker, which no one opens; remove it.
+/// Why a restore stopped. Nothing of it is a store: the directory is marked unfinished, which
+/// no one opens; remove it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RestoreError {
     /// The records do not form an intact log: the first problem, with its position.
@@ -79,6 +80,8 @@ pub struct Restore {
     chunk: ChunkBuilder,
     gathered: Option<Gathered>,
     commands: HashSet<CommandId>,
+    /// The command index's entries, written as one run at the end.
+    entries: Vec<commands::Entry>,
 }
 
 impl fmt::Debug for Restore {
@@ -110,9 +113,14 @@ impl SledEventLog {
             .open()
             .map_err(sled_error)?;
         let log = db.open_tree("log").map_err(sled_error)?;
-        for name in ["checkpoints", "projections", "meta"] {
+        for name in ["checkpoints", "projections"] {
             db.open_tree(name).map_err(sled_error)?;
         }
+        // Before any event: a directory cut short here on is refused by `open`.
+        db.open_tree("meta")
+            .and_then(|meta| meta.insert(RESTORING_KEY, &[1u8][..]))
+            .and_then(|_| db.flush())
+            .map_err(sled_error)?;
         Ok(Restore {
             directory: directory.to_path_buf(),
             options,
@@ -122,6 +130,7 @@ impl SledEventLog {
             chunk: ChunkBuilder::default(),
             gathered: None,
             commands: HashSet::new(),
+            entries: Vec::new(),
         })
     }
 }
@@ -229,10 +238,8 @@ impl Restore {
             last_version: battleplan_core::event::StreamVersion(gathered.first_version + count - 1),
             deduplicated: false,
         };
-        pairs.push((
-            layout::command_key(&gathered.command).to_vec(),
-            outcome_to_bytes(&outcome).to_vec(),
-        ));
+        self.entries
+            .push(commands::entry(&gathered.command, &outcome));
         self.insert(pairs)
     }
 
@@ -253,6 +260,18 @@ impl Restore {
         let mut pairs = Vec::new();
         std::mem::take(&mut self.chunk).finish(&mut pairs);
         self.insert(pairs)?;
+        // The command index as one run, and a checkpoint marker: the store is whole in sled.
+        let mut batch = sled::Batch::default();
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.sort_unstable_by_key(|entry| entry.0);
+        if !entries.is_empty() {
+            commands::write_run(&mut batch, 1, &entries, &mut Vec::new());
+        }
+        batch.insert(
+            layout::CHECKPOINT_KEY,
+            &wal::marker(0, self.verifier.checked()),
+        );
+        self.log.apply_batch(batch).map_err(sled_error)?;
         self.db.flush().map_err(sled_error)?;
         File::open(self.directory.join("db"))
             .and_then(|file| file.sync_data())
@@ -260,8 +279,10 @@ impl Restore {
         sync_new_blobs(&self.directory.join("blobs"), &mut HashSet::new()).map_err(io_error)?;
         // Only now is this a store: the events are durable before their marker.
         let meta = self.db.open_tree("meta").map_err(sled_error)?;
-        meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
-            .map_err(sled_error)?;
+        let mut marked = sled::Batch::default();
+        marked.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes());
+        marked.remove(RESTORING_KEY);
+        meta.apply_batch(marked).map_err(sled_error)?;
         // Opening checkpoints: the marker is durable (with the log's first generation) before
         // the store is handed out.
         Ok(SledEventLog::start(self.db, &self.directory, self.options)?)
@@ -406,7 +427,7 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        // Dropped before `finish`: events without a format marker, which no one opens.
+        // Dropped before `finish`: marked unfinished, which no one opens.
         assert!(matches!(
             SledEventLog::open(&target, StoreOptions::default()),
             Err(StoreError::Corrupt { .. }) | Err(StoreError::Locked(_))

@@ -2,7 +2,9 @@
 //! killed, printing one line per acknowledged append:
 //! `ack FIRST_POSITION LAST_POSITION COMMAND_ID EVENT_COUNT`.
 //! Each event's payload is `[run, task, sequence, index, count]` (u32 each, big-endian) so the
-//! checker can tell a whole command from half of one. Usage: `append_forever DIR RUN`.
+//! checker can tell a whole command from half of one. Usage: `append_forever DIR RUN
+//! [CHECKPOINT_EVENTS]` (the store's checkpoint threshold; small values make the kill land
+//! during checkpoints).
 
 // A test-support binary: it reports a broken setup by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -26,14 +28,17 @@ fn main() {
         .expect("RUN")
         .parse()
         .expect("RUN is a number");
+    let mut options = StoreOptions::default();
+    if let Some(events) = arguments.next() {
+        options.checkpoint_events = events.parse().expect("CHECKPOINT_EVENTS is a number");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let store =
-            Arc::new(SledEventLog::open(&directory, StoreOptions::default()).expect("open"));
+        let store = Arc::new(SledEventLog::open(&directory, options).expect("open"));
         let mut tasks = Vec::new();
         for task in 0..8u32 {
             let store = store.clone();
