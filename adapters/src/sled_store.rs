@@ -632,23 +632,64 @@ pub mod wal {
                 .iter()
                 .map(|(k, v)| 8 + k.len() + v.len())
                 .sum::<usize>();
-        let mut record = Vec::with_capacity(HEADER + size);
-        record.extend_from_slice(&MAGIC.to_be_bytes());
-        record.extend_from_slice(&(size as u32).to_be_bytes());
-        record.extend_from_slice(&[0; 8]);
-        record.extend_from_slice(&generation.to_be_bytes());
-        record.extend_from_slice(&first.to_be_bytes());
-        record.extend_from_slice(&last.to_be_bytes());
-        record.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+        let mut record = start(MAGIC, size, generation, first, last, pairs.len());
         for (key, value) in pairs {
             record.extend_from_slice(&(key.len() as u32).to_be_bytes());
             record.extend_from_slice(key);
             record.extend_from_slice(&(value.len() as u32).to_be_bytes());
             record.extend_from_slice(value);
         }
+        seal(record)
+    }
+
+    /// A record's header and the start of its body, for a body of `size` bytes in all.
+    fn start(
+        magic: u32,
+        size: usize,
+        generation: u64,
+        first: u64,
+        last: u64,
+        count: usize,
+    ) -> Vec<u8> {
+        let mut record = Vec::with_capacity(HEADER + size);
+        record.extend_from_slice(&magic.to_be_bytes());
+        record.extend_from_slice(&(size as u32).to_be_bytes());
+        record.extend_from_slice(&[0; 8]);
+        record.extend_from_slice(&generation.to_be_bytes());
+        record.extend_from_slice(&first.to_be_bytes());
+        record.extend_from_slice(&last.to_be_bytes());
+        record.extend_from_slice(&(count as u32).to_be_bytes());
+        record
+    }
+
+    /// Writes the body's checksum into the header.
+    fn seal(mut record: Vec<u8>) -> Vec<u8> {
         let sum = checksum(&record[HEADER..]);
         record[8..16].copy_from_slice(&sum.to_be_bytes());
         record
+    }
+
+    /// The bodies of the whole records of `magic` and `generation` at the start of `log`, with
+    /// where each starts, up to the first torn, missing, older or other one.
+    fn bodies(log: &[u8], magic: u32, generation: u64) -> Vec<(usize, &[u8])> {
+        let mut bodies = Vec::new();
+        let mut at = 0;
+        while let (Some(found), Some(size), Some(sum)) =
+            (u32_at(log, at), u32_at(log, at + 4), u64_at(log, at + 8))
+        {
+            let Some(body) = log.get(at + HEADER..at + HEADER + size) else {
+                break;
+            };
+            if found != magic as usize
+                || u64_at(body, 0) != Some(generation)
+                || checksum(body) != sum
+            {
+                break;
+            }
+            bodies.push((at, body));
+            at += HEADER + size;
+        }
+        bodies
     }
 
     /// A record read back: its positions and its pairs.
@@ -675,19 +716,7 @@ pub mod wal {
     /// is damage, not a torn write.
     pub fn records(log: &[u8], generation: u64) -> Result<Vec<Batch<'_>>, String> {
         let mut batches = Vec::new();
-        let mut at = 0;
-        while let (Some(magic), Some(size), Some(sum)) =
-            (u32_at(log, at), u32_at(log, at + 4), u64_at(log, at + 8))
-        {
-            let Some(body) = log.get(at + HEADER..at + HEADER + size) else {
-                break;
-            };
-            if magic != MAGIC as usize
-                || u64_at(body, 0) != Some(generation)
-                || checksum(body) != sum
-            {
-                break;
-            }
+        for (at, body) in bodies(log, MAGIC, generation) {
             let damaged = || format!("a write-ahead record at byte {at} is unreadable");
             let first = u64_at(body, 8).ok_or_else(damaged)?;
             let last = u64_at(body, 16).ok_or_else(damaged)?;
@@ -711,7 +740,6 @@ pub mod wal {
                 return Err(damaged());
             }
             batches.push(Batch { first, last, pairs });
-            at += HEADER + size;
         }
         Ok(batches)
     }
@@ -743,14 +771,7 @@ pub mod wal {
                         + append.records.iter().map(|r| 4 + r.len()).sum::<usize>()
                 })
                 .sum::<usize>();
-        let mut record = Vec::with_capacity(HEADER + size);
-        record.extend_from_slice(&MAGIC_APPENDS.to_be_bytes());
-        record.extend_from_slice(&(size as u32).to_be_bytes());
-        record.extend_from_slice(&[0; 8]);
-        record.extend_from_slice(&generation.to_be_bytes());
-        record.extend_from_slice(&first.to_be_bytes());
-        record.extend_from_slice(&last.to_be_bytes());
-        record.extend_from_slice(&(appends.len() as u32).to_be_bytes());
+        let mut record = start(MAGIC_APPENDS, size, generation, first, last, appends.len());
         for append in appends {
             // Stream names are at most 255 bytes (`StreamId`).
             record.push(append.stream.len() as u8);
@@ -763,9 +784,7 @@ pub mod wal {
                 record.extend_from_slice(bytes);
             }
         }
-        let sum = checksum(&record[HEADER..]);
-        record[8..16].copy_from_slice(&sum.to_be_bytes());
-        record
+        seal(record)
     }
 
     fn parse_appends(body: &[u8]) -> Option<Logged<'_>> {
@@ -806,26 +825,13 @@ pub mod wal {
     /// torn, missing or older one. `Err` if a record whose checksum holds cannot be read: that
     /// is damage, not a torn write.
     pub fn appends(log: &[u8], generation: u64) -> Result<Vec<Logged<'_>>, String> {
-        let mut batches = Vec::new();
-        let mut at = 0;
-        while let (Some(magic), Some(size), Some(sum)) =
-            (u32_at(log, at), u32_at(log, at + 4), u64_at(log, at + 8))
-        {
-            let Some(body) = log.get(at + HEADER..at + HEADER + size) else {
-                break;
-            };
-            if magic != MAGIC_APPENDS as usize
-                || u64_at(body, 0) != Some(generation)
-                || checksum(body) != sum
-            {
-                break;
-            }
-            let logged = parse_appends(body)
-                .ok_or_else(|| format!("a write-ahead record at byte {at} is unreadable"))?;
-            batches.push(logged);
-            at += HEADER + size;
-        }
-        Ok(batches)
+        bodies(log, MAGIC_APPENDS, generation)
+            .into_iter()
+            .map(|(at, body)| {
+                parse_appends(body)
+                    .ok_or_else(|| format!("a write-ahead record at byte {at} is unreadable"))
+            })
+            .collect()
     }
 }
 

@@ -18,7 +18,7 @@
 //! The commands since the last checkpoint are in the write-ahead log's in-memory tail.
 
 use battleplan_core::event::append::{outcome_from_bytes, outcome_to_bytes};
-use battleplan_core::event::{AppendOutcome, CommandId, Position, StoreResult};
+use battleplan_core::event::{AppendOutcome, CommandId, Position, StoreError, StoreResult};
 
 use super::{corrupt, layout, sled_error, u64_of};
 
@@ -178,23 +178,41 @@ impl Run {
     }
 }
 
+fn damaged_run(run: &Run) -> StoreError {
+    corrupt(
+        Position::START,
+        format!("the command index's run {} is damaged", run.id),
+    )
+}
+
+/// One of a run's blocks, whole entries only.
+fn read_block(log: &sled::Tree, run: &Run, block: usize) -> StoreResult<sled::IVec> {
+    let stored = log
+        .get(block_key(run.id, block as u32))
+        .map_err(sled_error)?
+        .ok_or_else(|| damaged_run(run))?;
+    if stored.len().is_multiple_of(ENTRY_BYTES) {
+        Ok(stored)
+    } else {
+        Err(damaged_run(run))
+    }
+}
+
 /// The runs of the command index, oldest first.
 #[derive(Default)]
 pub struct CommandIndex {
     runs: Vec<Run>,
 }
 
-fn entries_of(block: &[u8]) -> Option<impl Iterator<Item = Entry> + '_> {
-    if !block.len().is_multiple_of(ENTRY_BYTES) {
-        return None;
-    }
-    Some(block.chunks_exact(ENTRY_BYTES).map(|raw| {
+/// The entries of a block read by `read_block` (whole entries only).
+fn entries_of(block: &[u8]) -> impl Iterator<Item = Entry> + '_ {
+    block.chunks_exact(ENTRY_BYTES).map(|raw| {
         let mut id = [0u8; 16];
         let mut outcome = [0u8; 32];
         id.copy_from_slice(&raw[..16]);
         outcome.copy_from_slice(&raw[16..]);
         (id, outcome)
-    }))
+    })
 }
 
 /// What a checkpoint changes in the index: written into sled by the checkpoint's batch, then
@@ -257,19 +275,8 @@ impl CommandIndex {
             else {
                 continue;
             };
-            let damaged = || {
-                corrupt(
-                    Position::START,
-                    format!("the command index's run {} is damaged", run.id),
-                )
-            };
-            let stored = log
-                .get(block_key(run.id, block as u32))
-                .map_err(sled_error)?
-                .ok_or_else(damaged)?;
-            if !stored.len().is_multiple_of(ENTRY_BYTES) {
-                return Err(damaged());
-            }
+            let damaged = || damaged_run(run);
+            let stored = read_block(log, run, block)?;
             let count = stored.len() / ENTRY_BYTES;
             let id_at = |index: usize| &stored[index * ENTRY_BYTES..index * ENTRY_BYTES + 16];
             let mut low = 0;
@@ -294,23 +301,11 @@ impl CommandIndex {
     fn read_run(&self, log: &sled::Tree, run: &Run) -> StoreResult<Vec<Entry>> {
         let mut entries = Vec::with_capacity(run.entries as usize);
         for block in 0..run.fences.len() {
-            let damaged = || {
-                corrupt(
-                    Position::START,
-                    format!("the command index's run {} is damaged", run.id),
-                )
-            };
-            let stored = log
-                .get(block_key(run.id, block as u32))
-                .map_err(sled_error)?
-                .ok_or_else(damaged)?;
-            entries.extend(entries_of(&stored).ok_or_else(damaged)?);
+            let stored = read_block(log, run, block)?;
+            entries.extend(entries_of(&stored));
         }
         if entries.len() as u64 != run.entries {
-            return Err(corrupt(
-                Position::START,
-                format!("the command index's run {} is damaged", run.id),
-            ));
+            return Err(damaged_run(run));
         }
         Ok(entries)
     }
