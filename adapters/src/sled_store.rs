@@ -21,22 +21,27 @@
 //! the position it reflects, changed together in one transaction); and, beside sled's files,
 //! the write-ahead log's two files (`wal::FILES`).
 //!
-//! When data is durable: the writer lays out every append waiting at once, writes them as one
-//! record of the write-ahead log, adds them to the tail, and hands the batch's last position to
-//! the flusher thread, which `fdatasync`s the log. An append is acknowledged only when the
-//! flusher reports its position durable, by the flusher itself (one wake-up per append). While
-//! one `fdatasync` runs, the writer lays out the next batch: group commit, pipelined.
+//! When data is durable: each appender lays out its own append, under the sequencer's lock
+//! (`Sequencer`: the log's head, stream versions): checks its command id and expected version,
+//! encodes and chains its events, adds them to the tail and to the write-ahead record being
+//! filled, and waits. The flusher thread takes everything laid out since it last looked, writes
+//! it to the write-ahead log in one `pwrite`, `fdatasync`s it and answers each appender. While
+//! one `fdatasync` runs, the appenders lay out the next batch: group commit, pipelined, with one
+//! thread hop per append there and one back.
 //!
 //! Checkpoints (every `StoreOptions::checkpoint_events` events or 16 MiB of log, at opening and
-//! at closing): the writer makes the current write-ahead file durable, freezes the tail and
-//! goes on under the next generation in the other file; the checkpointer thread writes the
-//! frozen tail into sled re-chunked, with its stream-index entries, its commands as a new run
-//! and the marker of the next generation, in one `apply_batch`, installs the index's new run,
-//! lets the frozen tail go, and makes sled durable (`Db::flush`, then `fdatasync` of its file
-//! and `fsync` of new blob files, since sled's flush uses `sync_file_range` and writes blob
+//! at closing): the flusher freezes the tail with the batch it takes, under the sequencer's
+//! lock, so that what is laid out after belongs to the next generation; once that batch is
+//! durable it goes on under the next generation in the other file, and the checkpointer thread
+//! writes the frozen tail into sled re-chunked, with its stream-index entries, its commands as a
+//! new run and the marker of the next generation, in one `apply_batch`, installs the index's new
+//! run, lets the frozen tail go, and makes sled durable (`Db::flush`, then `fdatasync` of its
+//! file and `fsync` of new blob files, since sled's flush uses `sync_file_range` and writes blob
 //! files without any sync). A generation's file is written again, from its start, only two
-//! generations later, once the checkpoint of its records is durable. Each file is kept filled
-//! with zeros ahead of its last record, so an `fdatasync` has no file length to update.
+//! generations later, once the checkpoint of its records is durable: a checkpoint waits for the
+//! one before, and while it waits the tail goes on growing, up to twice its size, after which
+//! the flusher waits too. Each file is kept filled with zeros ahead of its last record, so an
+//! `fdatasync` has no file length to update.
 //!
 //! Reopening after a crash (`recover`): sled holds every checkpoint whole and nothing else (a
 //! batch is applied all or nothing); the marker's generation's file holds whole the batches
@@ -52,9 +57,9 @@
 //! look at the tails first and at sled after (`tail::Tails`).
 //!
 //! Command ids: the appender looks its command id up in the tails and the command index before
-//! queueing (in parallel with the other appenders; a new id usually costs one filter probe per
-//! run and no read), noting the tails' epoch; while no tail has been frozen since, the writer
-//! checks only the current tail.
+//! it takes the sequencer's lock (in parallel with the other appenders; a new id usually costs
+//! one filter probe per run and no read), noting the tails' epoch; under the lock, while no tail
+//! has been frozen since, it checks again only the current tail.
 //!
 //! Stores of formats 3 and 4 (events inserted into sled batch by batch, one `C` + id key per
 //! command, the checkpoint marker in `meta`) are recovered as they were written, then upgraded
@@ -65,7 +70,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
@@ -116,15 +121,12 @@ const CHUNK_TARGET_BYTES: usize = 32 * 1024;
 /// The most positions in one stream-index entry (64 KiB).
 const STREAM_ENTRY_POSITIONS: usize = 8192;
 
-/// The most appends one batch takes from the queue.
-const MAX_BATCH_APPENDS: usize = 4096;
-
 const FORMAT_KEY: &[u8] = b"store-format";
 
 /// Present in `meta` while a restore is under way (`restore`): such a directory is not a store.
 const RESTORING_KEY: &[u8] = b"restoring";
 
-/// Stream versions the writer keeps in memory before starting over: bounded memory however many
+/// Stream versions the sequencer keeps in memory before starting over: bounded memory however many
 /// streams (customers) the log holds.
 const VERSION_CACHE_ENTRIES: usize = 100_000;
 
@@ -321,117 +323,81 @@ struct Durable {
 
 type Reply = oneshot::Sender<StoreResult<AppendOutcome>>;
 
-/// An applied append waiting for its last position to be durable.
+/// A logged append waiting for its last position to be durable.
 struct Pending {
-    last: Position,
     outcome: AppendOutcome,
     reply: Reply,
 }
 
-#[derive(Default)]
-struct FlushState {
-    /// The highest position the writer has asked to be made durable.
-    requested: u64,
-    /// The highest position made durable.
-    done: u64,
-    failure: Option<String>,
+/// Where appends are laid out. Appenders take turns under its lock, each laying out its own
+/// append after the log's head, adding it to the tail and to the write-ahead records the
+/// flusher takes next.
+struct Sequencer {
+    head: LogHead,
+    /// Stream versions as of the head. Only appends change them, under this lock, so an entry
+    /// is never stale; the cache is dropped when it grows past `VERSION_CACHE_ENTRIES`.
+    versions: FxHashMap<StreamId, StreamVersion>,
+    /// The write-ahead log's generation that records laid out now belong to.
+    generation: u64,
+    /// The appends laid out since the flusher last took them, as write-ahead records.
+    filling: wal::Filling,
+    /// Their appenders, waiting for the flusher.
     pending: Vec<Pending>,
-    shutdown: bool,
-    /// The write-ahead file being written.
-    wal: Option<Arc<File>>,
+    /// The flusher is waiting for appends (an appender wakes it only then).
+    flusher_waiting: bool,
+    closing: bool,
+    failure: Option<String>,
 }
 
-#[derive(Default)]
-struct FlushControl {
-    state: Mutex<FlushState>,
+impl Sequencer {
+    fn version_of(
+        &mut self,
+        log: &sled::Tree,
+        tails: &RwLock<Tails>,
+        stream: &StreamId,
+    ) -> StoreResult<StreamVersion> {
+        if let Some(version) = self.versions.get(stream) {
+            return Ok(*version);
+        }
+        let in_tails = read(tails).last_version(stream);
+        let version = match in_tails {
+            Some(version) => version,
+            None => stream_version_in(log, stream)?,
+        };
+        if self.versions.len() >= VERSION_CACHE_ENTRIES {
+            self.versions.clear();
+        }
+        self.versions.insert(stream.clone(), version);
+        Ok(version)
+    }
+}
+
+struct Sequencing {
+    state: Mutex<Sequencer>,
+    /// Wakes the flusher.
     wake: Condvar,
 }
 
-impl FlushControl {
-    fn lock(&self) -> std::sync::MutexGuard<'_, FlushState> {
+impl Sequencing {
+    fn lock(&self) -> MutexGuard<'_, Sequencer> {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-
-    fn request(&self, position: Position) {
-        {
-            let mut state = self.lock();
-            if state.requested < position.0 {
-                state.requested = position.0;
-            }
-        }
-        self.wake.notify_one();
-    }
-
-    /// Answers each append once its last position is durable: at once if it already is (a
-    /// deduplicated retry), else when the flusher gets there.
-    fn acknowledge_when_durable(&self, head: Position, ready: Vec<Pending>) {
-        let mut now = Vec::new();
-        let failure = {
-            let mut state = self.lock();
-            if state.requested < head.0 {
-                state.requested = head.0;
-            }
-            if state.failure.is_none() {
-                for pending in ready {
-                    if pending.last.0 <= state.done {
-                        now.push(pending);
-                    } else {
-                        state.pending.push(pending);
-                    }
-                }
-                None
-            } else {
-                now = ready;
-                state.failure.clone()
-            }
-        };
-        self.wake.notify_one();
-        for pending in now {
-            let _ = pending.reply.send(match &failure {
-                None => Ok(pending.outcome),
-                Some(failure) => Err(StoreError::Io(failure.clone())),
-            });
-        }
-    }
-
-    /// Records a failure: nothing waiting or to come is acknowledged.
-    fn fail(&self, durable: &watch::Sender<Durable>, error: String) {
-        tracing::error!(%error, "making the event store durable failed; no further append is acknowledged");
-        let waiting = {
-            let mut state = self.lock();
-            if state.failure.is_none() {
-                state.failure = Some(error.clone());
-            }
-            std::mem::take(&mut state.pending)
-        };
-        durable.send_modify(|durable| {
-            if durable.failure.is_none() {
-                durable.failure = Some(error.clone());
-            }
-        });
-        for pending in waiting {
-            let _ = pending.reply.send(Err(StoreError::Io(error.clone())));
-        }
-    }
 }
 
-struct WriteRequest {
-    append: Append,
-    /// The tails' epoch when the appender looked its command id up in the store and did not
-    /// find it; `None` if it did not look.
-    looked_at: Option<u64>,
-    reply: Reply,
+/// An append laid out and queued for the flusher, or one whose command id was recorded before.
+enum Laid {
+    Queued(oneshot::Receiver<StoreResult<AppendOutcome>>),
+    Known(AppendOutcome),
 }
 
 struct Inner {
     log: sled::Tree,
     checkpoints: sled::Tree,
     projections: sled::Tree,
-    requests: Mutex<Option<mpsc::Sender<WriteRequest>>>,
+    sequencing: Arc<Sequencing>,
     durable: Arc<watch::Sender<Durable>>,
-    flush: Arc<FlushControl>,
     tails: Arc<RwLock<Tails>>,
     index: Arc<RwLock<CommandIndex>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -440,24 +406,16 @@ struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the queue ends the writer once it has applied what it holds and made sled
-        // durable (a last checkpoint); then the flusher ends.
-        self.requests
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        // The flusher makes durable what it holds, then sled (a last checkpoint), and ends;
+        // the checkpointer ends with it.
+        self.sequencing.lock().closing = true;
+        self.sequencing.wake.notify_all();
         let threads: Vec<JoinHandle<()>> = self
             .threads
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .drain(..)
             .collect();
-        let mut threads = threads.into_iter();
-        if let Some(writer) = threads.next() {
-            let _ = writer.join();
-        }
-        self.flush.lock().shutdown = true;
-        self.flush.wake.notify_all();
         for thread in threads {
             // A thread that panicked has already reported its failure to every waiter.
             let _ = thread.join();
@@ -465,7 +423,7 @@ impl Drop for Inner {
     }
 }
 
-/// The sled event store. Cheap to clone; all clones share one database, one writer and one
+/// The sled event store. Cheap to clone; all clones share one database, one sequencer and one
 /// flusher.
 #[derive(Clone)]
 pub struct SledEventLog {
@@ -556,7 +514,7 @@ fn sync_new_blobs(directory: &Path, synced: &mut HashSet<OsString>) -> std::io::
     Ok(())
 }
 
-/// The write-ahead log: one file beside sled's, holding each batch the writer made since the
+/// The write-ahead log: one file beside sled's, holding each batch the flusher wrote since the
 /// last checkpoint. A record is `magic (u32) | body length (u32) | checksum of the body (u64) |
 /// body`, and a body is `generation (u64) | first position (u64) | last position (u64) |
 /// append count (u32)`, then each append as `stream name length (u8) | stream name | command
@@ -761,30 +719,100 @@ pub mod wal {
         pub appends: Vec<LoggedAppend<'a>>,
     }
 
+    /// The bytes before a batch's first append: the record's header and the start of its body,
+    /// filled in when the record is sealed.
+    const BATCH_START: usize = HEADER + 28;
+
+    /// A batch's record stops growing past this size (a body's length is a `u32`).
+    const BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+    fn push_append(record: &mut Vec<u8>, append: &LoggedAppend<'_>) {
+        // Stream names are at most 255 bytes (`StreamId`).
+        record.push(append.stream.len() as u8);
+        record.extend_from_slice(append.stream.as_bytes());
+        record.extend_from_slice(&append.command);
+        record.extend_from_slice(&append.outcome);
+        record.extend_from_slice(&(append.records.len() as u32).to_be_bytes());
+        for bytes in &append.records {
+            record.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            record.extend_from_slice(bytes);
+        }
+    }
+
+    /// Fills in the header of a batch's record: `record` starts at its header and ends with its
+    /// last append.
+    fn seal_batch(record: &mut [u8], generation: u64, first: u64, last: u64, count: usize) {
+        let size = record.len() - HEADER;
+        record[..4].copy_from_slice(&MAGIC_APPENDS.to_be_bytes());
+        record[4..8].copy_from_slice(&(size as u32).to_be_bytes());
+        record[16..24].copy_from_slice(&generation.to_be_bytes());
+        record[24..32].copy_from_slice(&first.to_be_bytes());
+        record[32..40].copy_from_slice(&last.to_be_bytes());
+        record[40..44].copy_from_slice(&(count as u32).to_be_bytes());
+        let sum = checksum(&record[HEADER..]);
+        record[8..16].copy_from_slice(&sum.to_be_bytes());
+    }
+
     /// One batch of appends as a record.
     pub fn batch(generation: u64, first: u64, last: u64, appends: &[LoggedAppend<'_>]) -> Vec<u8> {
-        let size = 28
-            + appends
-                .iter()
-                .map(|append| {
-                    53 + append.stream.len()
-                        + append.records.iter().map(|r| 4 + r.len()).sum::<usize>()
-                })
-                .sum::<usize>();
-        let mut record = start(MAGIC_APPENDS, size, generation, first, last, appends.len());
+        let mut record = vec![0; BATCH_START];
         for append in appends {
-            // Stream names are at most 255 bytes (`StreamId`).
-            record.push(append.stream.len() as u8);
-            record.extend_from_slice(append.stream.as_bytes());
-            record.extend_from_slice(&append.command);
-            record.extend_from_slice(&append.outcome);
-            record.extend_from_slice(&(append.records.len() as u32).to_be_bytes());
-            for bytes in &append.records {
-                record.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                record.extend_from_slice(bytes);
-            }
+            push_append(&mut record, append);
         }
-        seal(record)
+        seal_batch(&mut record, generation, first, last, appends.len());
+        record
+    }
+
+    /// Records being filled by the appenders, one append after another, and sealed when the
+    /// flusher takes them to write (or when one grows past `BATCH_BYTES`).
+    #[derive(Default)]
+    pub struct Filling {
+        bytes: Vec<u8>,
+        /// Where the record being filled starts, its first and last positions and how many
+        /// appends it holds.
+        start: usize,
+        first: u64,
+        last: u64,
+        count: usize,
+    }
+
+    impl Filling {
+        /// Adds an append of the positions `first..=last` to the records of `generation`.
+        pub fn push(&mut self, generation: u64, first: u64, last: u64, append: &LoggedAppend<'_>) {
+            if self.count > 0 && self.bytes.len() - self.start >= BATCH_BYTES {
+                self.seal(generation);
+            }
+            if self.count == 0 {
+                self.start = self.bytes.len();
+                self.bytes.resize(self.start + BATCH_START, 0);
+                self.first = first;
+            }
+            push_append(&mut self.bytes, append);
+            self.last = last;
+            self.count += 1;
+        }
+
+        fn seal(&mut self, generation: u64) {
+            seal_batch(
+                &mut self.bytes[self.start..],
+                generation,
+                self.first,
+                self.last,
+                self.count,
+            );
+            self.count = 0;
+        }
+
+        /// Seals the record being filled and hands over every record, leaving `spare`
+        /// (emptied) to fill next.
+        pub fn take(&mut self, generation: u64, mut spare: Vec<u8>) -> Vec<u8> {
+            if self.count > 0 {
+                self.seal(generation);
+            }
+            self.start = 0;
+            spare.clear();
+            std::mem::replace(&mut self.bytes, spare)
+        }
     }
 
     fn parse_appends(body: &[u8]) -> Option<Logged<'_>> {
@@ -835,7 +863,7 @@ pub mod wal {
     }
 }
 
-/// The write-ahead log as the writer keeps it: two files, the current generation's written
+/// The write-ahead log as the flusher keeps it: two files, the current generation's written
 /// from its start.
 struct WalWriter {
     files: [Arc<File>; 2],
@@ -945,89 +973,6 @@ fn tail_into(tail: &Tail, batch: &mut sled::Batch) {
     }
 }
 
-struct Flusher {
-    control: Arc<FlushControl>,
-    durable: Arc<watch::Sender<Durable>>,
-    mode: SyncMode,
-}
-
-impl Flusher {
-    fn run(self) {
-        loop {
-            let (target, wal) = {
-                let mut state = self.control.lock();
-                while (state.requested <= state.done || state.failure.is_some()) && !state.shutdown
-                {
-                    state = self
-                        .control
-                        .wake
-                        .wait(state)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                }
-                if state.requested <= state.done || state.failure.is_some() {
-                    return;
-                }
-                (state.requested, state.wal.clone())
-            };
-            // Everything up to `target` was written to this file before it was requested, or is
-            // durable already: in sled by a checkpoint, or in the other file, synced before
-            // this one was handed over.
-            let result = match self.mode {
-                SyncMode::Durable => wal.map_or(Ok(()), |wal| wal.sync_data()),
-                SyncMode::NoSync => Ok(()),
-            };
-            if let Err(error) = result {
-                self.control.fail(&self.durable, error.to_string());
-                return;
-            }
-            let ready = {
-                let mut state = self.control.lock();
-                state.done = state.done.max(target);
-                let (ready, waiting) = std::mem::take(&mut state.pending)
-                    .into_iter()
-                    .partition(|pending| pending.last.0 <= target);
-                state.pending = waiting;
-                ready
-            };
-            // Readers first, so that an acknowledged appender finds its events in `read_all`.
-            self.durable.send_modify(|durable| {
-                if durable.position.0 < target {
-                    durable.position = Position(target);
-                }
-            });
-            for pending in ready {
-                let _ = pending.reply.send(Ok(pending.outcome));
-            }
-        }
-    }
-}
-
-/// The one writer: takes every append waiting, lays them out after the log's head, and commits
-/// them as one batch: written to the write-ahead log, then added to the tail. When the tail is
-/// large enough it freezes it and hands it to the checkpointer.
-struct Writer {
-    log: sled::Tree,
-    head: LogHead,
-    /// Stream versions as of the last batch. The writer is the only writer, so an entry is
-    /// never stale; the cache is dropped when it grows past `VERSION_CACHE_ENTRIES`.
-    versions: FxHashMap<StreamId, StreamVersion>,
-    requests: mpsc::Receiver<WriteRequest>,
-    flush: Arc<FlushControl>,
-    durable: Arc<watch::Sender<Durable>>,
-    max_record_bytes: usize,
-    checkpoint_events: usize,
-    tails: Arc<RwLock<Tails>>,
-    index: Arc<RwLock<CommandIndex>>,
-    wal: WalWriter,
-    sync: SyncMode,
-    /// Hands frozen tails to the checkpointer.
-    checkpoints: mpsc::Sender<CheckpointJob>,
-    /// The checkpointer's answers, one per job.
-    checkpointed: mpsc::Receiver<StoreResult<()>>,
-    /// A job was handed over and its answer not yet read.
-    checkpointing: bool,
-}
-
 /// A chunk being filled: its first position, its records, and per stream the first version and
 /// positions of that stream's events in it.
 #[derive(Default)]
@@ -1078,211 +1023,203 @@ fn known_command(
     }
 }
 
-/// One append laid out by the writer.
-struct Laid {
-    stream: StreamId,
-    command: CommandId,
-    outcome: AppendOutcome,
-    records: Vec<Vec<u8>>,
+/// The one thread that writes the log: takes the appends laid out since it last looked, writes
+/// them to the write-ahead log, `fdatasync`s it and acknowledges them; while it does, the
+/// appenders lay out the next ones (group commit). It also starts checkpoints: when the tail has
+/// grown enough it freezes it, goes on in the other write-ahead file under the next generation,
+/// and hands the frozen tail to the checkpointer.
+struct Flusher {
+    sequencing: Arc<Sequencing>,
+    durable: Arc<watch::Sender<Durable>>,
+    tails: Arc<RwLock<Tails>>,
+    wal: WalWriter,
+    sync: SyncMode,
+    checkpoint_events: usize,
+    /// Hands frozen tails to the checkpointer.
+    checkpoints: mpsc::Sender<CheckpointJob>,
+    /// The checkpointer's answers, one per job.
+    checkpointed: mpsc::Receiver<StoreResult<()>>,
+    /// A job was handed over and its answer not yet read.
+    checkpointing: bool,
+    /// The bytes last written, kept to be filled again.
+    spare: Vec<u8>,
 }
 
-impl Writer {
+/// The flusher keeps the buffer it last wrote, to be filled again, up to this size.
+const SPARE_BYTES: usize = 1024 * 1024;
+
+/// What the flusher takes from the appenders at once.
+struct Taken {
+    records: Vec<u8>,
+    pending: Vec<Pending>,
+    head: Position,
+    /// The tail frozen with these appends, if a checkpoint starts after them.
+    frozen: Option<Arc<Tail>>,
+}
+
+impl Flusher {
     fn run(mut self) {
-        while let Ok(first) = self.requests.recv() {
-            let mut group = vec![first];
-            while group.len() < MAX_BATCH_APPENDS {
-                match self.requests.try_recv() {
-                    Ok(request) => group.push(request),
-                    Err(_) => break,
-                }
+        while let Some(taken) = self.take() {
+            if !self.write(taken) {
+                return;
             }
-            if let Some(failure) = self.durable.borrow().failure.clone() {
-                for request in group {
-                    let _ = request.reply.send(Err(StoreError::Io(format!(
-                        "the store failed earlier ({failure}); restart battleplan"
-                    ))));
-                }
-                continue;
-            }
-            self.write_group(group);
         }
         // Closing: the tail goes into sled, so that a closed store is whole in sled alone.
-        if self.durable.borrow().failure.is_none() {
+        if self.sequencing.lock().failure.is_none() {
             if let Err(error) = self.checkpoint_now() {
                 tracing::error!(%error, "the last checkpoint failed; the write-ahead log will be replayed");
             }
         }
     }
 
-    fn version_of(&mut self, stream: &StreamId) -> StoreResult<StreamVersion> {
-        if let Some(version) = self.versions.get(stream) {
-            return Ok(*version);
+    /// Waits for appends and takes them; `None` once the store closes with none left, or has
+    /// failed.
+    fn take(&mut self) -> Option<Taken> {
+        // A checkpoint that lags far behind holds the appenders back rather than let the tail
+        // grow without bound.
+        if self.checkpointing && self.tail_overgrown() {
+            if let Err(error) = self.finish_checkpoint() {
+                self.fail(error.to_string(), Vec::new());
+                return None;
+            }
         }
-        let in_tails = read(&self.tails).last_version(stream);
-        let version = match in_tails {
-            Some(version) => version,
-            None => stream_version_in(&self.log, stream)?,
+        let sequencing = self.sequencing.clone();
+        let mut sequencer = sequencing.lock();
+        while sequencer.pending.is_empty() && !sequencer.closing && sequencer.failure.is_none() {
+            sequencer.flusher_waiting = true;
+            sequencer = sequencing
+                .wake
+                .wait(sequencer)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        sequencer.flusher_waiting = false;
+        if sequencer.pending.is_empty() || sequencer.failure.is_some() {
+            return None;
+        }
+        let generation = sequencer.generation;
+        let records = sequencer
+            .filling
+            .take(generation, std::mem::take(&mut self.spare));
+        let pending = std::mem::take(&mut sequencer.pending);
+        let head = sequencer.head.position;
+        let frozen = match self.checkpoint_due(records.len()) {
+            Ok(true) => {
+                // The appends laid out from now on belong to the next generation.
+                sequencer.generation += 1;
+                Some(self.freeze(head))
+            }
+            Ok(false) => None,
+            Err(error) => {
+                drop(sequencer);
+                self.fail(error.to_string(), pending);
+                return None;
+            }
         };
-        if self.versions.len() >= VERSION_CACHE_ENTRIES {
-            self.versions.clear();
-        }
-        self.versions.insert(stream.clone(), version);
-        Ok(version)
+        Some(Taken {
+            records,
+            pending,
+            head,
+            frozen,
+        })
     }
 
-    /// The first outcome of a command id recorded before, if any. An appender that looked
-    /// itself says at which epoch of the tails: while it is the same, only the current tail
-    /// can hold a command recorded since.
-    fn known_outcome(
-        &self,
-        command: &CommandId,
-        looked_at: Option<u64>,
-    ) -> StoreResult<Option<AppendOutcome>> {
-        {
-            let tails = read(&self.tails);
-            if looked_at == Some(tails.epoch) {
-                return Ok(tails.current.commands.get(command).copied());
-            }
-        }
-        Ok(known_command(&self.log, &self.tails, &self.index, command)?.1)
+    /// Whether the tail has grown to twice what starts a checkpoint.
+    fn tail_overgrown(&self) -> bool {
+        let tails = read(&self.tails);
+        tails.current.records.len() >= 2 * self.checkpoint_events
+            || tails.current.bytes as u64 >= 2 * CHECKPOINT_WAL_BYTES
     }
 
-    fn write_group(&mut self, group: Vec<WriteRequest>) {
-        let mut head = self.head;
-        let mut versions: FxHashMap<StreamId, StreamVersion> = FxHashMap::default();
-        let mut commands: FxHashMap<CommandId, AppendOutcome> = FxHashMap::default();
-        let mut laid: Vec<Laid> = Vec::with_capacity(group.len());
-        let mut replies: Vec<(Reply, StoreResult<AppendOutcome>)> = Vec::with_capacity(group.len());
-        for WriteRequest {
-            append,
-            looked_at,
-            reply,
-        } in group
-        {
-            let command = append.metadata.command_id;
-            let known = match commands.get(&command) {
-                Some(outcome) => Ok(Some(*outcome)),
-                None => self.known_outcome(&command, looked_at),
-            };
-            match known {
-                Ok(Some(outcome)) => {
-                    replies.push((
-                        reply,
-                        Ok(AppendOutcome {
-                            deduplicated: true,
-                            ..outcome
-                        }),
-                    ));
-                    continue;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    replies.push((reply, Err(error)));
-                    continue;
-                }
-            }
-            let current = match versions.get(&append.stream) {
-                Some(version) => *version,
-                None => match self.version_of(&append.stream) {
-                    Ok(version) => version,
-                    Err(error) => {
-                        replies.push((reply, Err(error)));
-                        continue;
-                    }
-                },
-            };
-            let stream = append.stream.clone();
-            let prepared = match append::prepare(append, head, current, self.max_record_bytes) {
-                Ok(prepared) => prepared,
-                Err(error) => {
-                    replies.push((reply, Err(error)));
-                    continue;
-                }
-            };
-            versions.insert(stream.clone(), prepared.new_version);
-            commands.insert(command, prepared.outcome);
-            head = prepared.new_head;
-            replies.push((reply, Ok(prepared.outcome)));
-            laid.push(Laid {
-                stream,
-                command,
-                outcome: prepared.outcome,
-                records: prepared
-                    .records
-                    .into_iter()
-                    .map(|(_, bytes, _)| bytes)
-                    .collect(),
-            });
+    /// Whether a checkpoint starts after the appends being taken: the tail or the log is large
+    /// enough, and the checkpoint before is finished (its generation's file is the one written
+    /// next).
+    fn checkpoint_due(&mut self, taking: usize) -> StoreResult<bool> {
+        let full = read(&self.tails).current.records.len() >= self.checkpoint_events
+            || self.wal.offset + taking as u64 >= CHECKPOINT_WAL_BYTES;
+        if !full {
+            return Ok(false);
         }
-        if head != self.head {
-            if let Err(error) = self.commit(self.head.position.0 + 1, head, laid) {
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(error.clone()));
+        if self.checkpointing {
+            match self.checkpointed.try_recv() {
+                Ok(result) => {
+                    self.checkpointing = false;
+                    result?;
                 }
-                return;
-            }
-            if self.versions.len() + versions.len() > VERSION_CACHE_ENTRIES {
-                self.versions.clear();
-            }
-            self.versions.extend(versions);
-        }
-        let mut ready = Vec::with_capacity(replies.len());
-        for (reply, result) in replies {
-            match result {
-                Ok(outcome) => ready.push(Pending {
-                    last: outcome.last_position,
-                    outcome,
-                    reply,
-                }),
-                // An appender that gave up waiting is no reason to stop the others.
-                Err(error) => {
-                    let _ = reply.send(Err(error));
+                Err(mpsc::TryRecvError::Empty) => return Ok(false),
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(StoreError::Io("the checkpointer stopped".into()))
                 }
             }
         }
-        self.flush
-            .acknowledge_when_durable(self.head.position, ready);
+        Ok(true)
     }
 
-    /// Writes one batch to the write-ahead log and adds it to the tail; starts a checkpoint
-    /// when the tail has grown enough.
-    fn commit(&mut self, first: u64, head: LogHead, laid: Vec<Laid>) -> StoreResult<()> {
-        let logged: Vec<wal::LoggedAppend<'_>> = laid
-            .iter()
-            .map(|append| wal::LoggedAppend {
-                stream: append.stream.as_str(),
-                command: *append.command.0.as_bytes(),
-                outcome: outcome_to_bytes(&append.outcome),
-                records: append.records.iter().map(Vec::as_slice).collect(),
+    /// Freezes the tail, which holds every event through `head`, and starts a new one.
+    fn freeze(&self, head: Position) -> Arc<Tail> {
+        let mut tails = write(&self.tails);
+        let frozen = Arc::new(std::mem::replace(
+            &mut tails.current,
+            Tail::starting_at(head.0 + 1),
+        ));
+        tails.frozen = Some(frozen.clone());
+        tails.epoch += 1;
+        frozen
+    }
+
+    /// Writes what was taken, makes it durable and acknowledges it; then hands the frozen tail,
+    /// if any, to the checkpointer. `false` if that failed: the store takes no more appends.
+    fn write(&mut self, taken: Taken) -> bool {
+        let Taken {
+            records,
+            pending,
+            head,
+            frozen,
+        } = taken;
+        let written = self.wal.append(&records).and_then(|()| match self.sync {
+            SyncMode::Durable => self.wal.file().sync_data(),
+            SyncMode::NoSync => Ok(()),
+        });
+        if let Err(error) = written {
+            self.fail(error.to_string(), pending);
+            return false;
+        }
+        if records.capacity() <= SPARE_BYTES {
+            self.spare = records;
+        }
+        // Readers first, so that an acknowledged appender finds its events in `read_all`.
+        self.durable.send_modify(|durable| {
+            if durable.position < head {
+                durable.position = head;
+            }
+        });
+        for pending in pending {
+            let _ = pending.reply.send(Ok(pending.outcome));
+        }
+        if let Some(frozen) = frozen {
+            // This generation's records are whole on disk (synced above) before the next
+            // generation's first one is written: recovery reads the next only after the whole
+            // of this one.
+            if let Err(error) = self.start_checkpoint(frozen, head) {
+                self.fail(error.to_string(), Vec::new());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Goes on under the next generation in the other file and hands `frozen` to the
+    /// checkpointer.
+    fn start_checkpoint(&mut self, frozen: Arc<Tail>, head: Position) -> StoreResult<()> {
+        let generation = self.wal.generation + 1;
+        self.wal.start_generation(generation);
+        self.checkpoints
+            .send(CheckpointJob {
+                frozen,
+                generation,
+                head: head.0,
             })
-            .collect();
-        let record = wal::batch(self.wal.generation, first, head.position.0, &logged);
-        drop(logged);
-        if let Err(error) = self.wal.append(&record) {
-            let error = error.to_string();
-            self.flush.fail(&self.durable, error.clone());
-            return Err(StoreError::Io(error));
-        }
-        let full = {
-            let mut tails = write(&self.tails);
-            for append in laid {
-                tails.current.push(
-                    &append.stream,
-                    append.command,
-                    append.outcome,
-                    append.records.into_iter().map(Arc::<[u8]>::from),
-                );
-            }
-            tails.current.records.len() >= self.checkpoint_events
-        };
-        self.head = head;
-        if full || self.wal.offset >= CHECKPOINT_WAL_BYTES {
-            if let Err(error) = self.start_checkpoint() {
-                let error = error.to_string();
-                self.flush.fail(&self.durable, error.clone());
-                return Err(StoreError::Io(error));
-            }
-        }
+            .map_err(|_| StoreError::Io("the checkpointer stopped".into()))?;
+        self.checkpointing = true;
         Ok(())
     }
 
@@ -1297,45 +1234,40 @@ impl Writer {
             .map_err(|_| StoreError::Io("the checkpointer stopped".into()))?
     }
 
-    /// Freezes the tail and hands it to the checkpointer, which writes it into sled while the
-    /// writer goes on in the other write-ahead file under the next generation. The previous
-    /// checkpoint must be finished first: its generation's file is the one written next.
-    fn start_checkpoint(&mut self) -> StoreResult<()> {
+    /// A whole checkpoint, waited for: at opening and closing, with no append in hand.
+    fn checkpoint_now(&mut self) -> StoreResult<()> {
         self.finish_checkpoint()?;
-        // This generation's records are whole on disk before the next generation's first one
-        // is written: recovery reads the next only after the whole of this one.
         if self.sync == SyncMode::Durable {
             self.wal.file().sync_data().map_err(io_error)?;
         }
-        let head = self.head.position.0;
-        let generation = self.wal.generation + 1;
-        self.wal.start_generation(generation);
-        self.flush.lock().wal = Some(self.wal.file().clone());
-        let frozen = {
-            let mut tails = write(&self.tails);
-            let frozen = Arc::new(std::mem::replace(
-                &mut tails.current,
-                Tail::starting_at(head + 1),
-            ));
-            tails.frozen = Some(frozen.clone());
-            tails.epoch += 1;
-            frozen
+        let (head, frozen) = {
+            let mut sequencer = self.sequencing.lock();
+            sequencer.generation += 1;
+            let head = sequencer.head.position;
+            (head, self.freeze(head))
         };
-        self.checkpoints
-            .send(CheckpointJob {
-                frozen,
-                generation,
-                head,
-            })
-            .map_err(|_| StoreError::Io("the checkpointer stopped".into()))?;
-        self.checkpointing = true;
-        Ok(())
+        self.start_checkpoint(frozen, head)?;
+        self.finish_checkpoint()
     }
 
-    /// A whole checkpoint, waited for: at opening and closing.
-    fn checkpoint_now(&mut self) -> StoreResult<()> {
-        self.start_checkpoint()?;
-        self.finish_checkpoint()
+    /// Records a failure: nothing taken, waiting or to come is acknowledged.
+    fn fail(&self, error: String, taken: Vec<Pending>) {
+        tracing::error!(%error, "making the event store durable failed; no further append is acknowledged");
+        let waiting = {
+            let mut sequencer = self.sequencing.lock();
+            if sequencer.failure.is_none() {
+                sequencer.failure = Some(error.clone());
+            }
+            std::mem::take(&mut sequencer.pending)
+        };
+        self.durable.send_modify(|durable| {
+            if durable.failure.is_none() {
+                durable.failure = Some(error.clone());
+            }
+        });
+        for pending in taken.into_iter().chain(waiting) {
+            let _ = pending.reply.send(Err(StoreError::Io(error.clone())));
+        }
     }
 }
 
@@ -1346,7 +1278,7 @@ struct CheckpointJob {
     head: u64,
 }
 
-/// Writes frozen tails into sled, beside the writer.
+/// Writes frozen tails into sled, beside the flusher.
 struct Checkpointer {
     log: sled::Tree,
     tails: Arc<RwLock<Tails>>,
@@ -1540,7 +1472,7 @@ fn recover_pairs(
 /// while a checkpoint was under way. They become the tail again. Returns the head, the
 /// marker's generation and the tail.
 ///
-/// The generation after the next is the first that no file can hold records of: the writer
+/// The generation after the next is the first that no file can hold records of: the flusher
 /// starts the next but one only once the marker names the next. Reopening goes on there, never
 /// in a generation whose file may hold records a crash left beyond a torn one.
 fn recover(log: &sled::Tree, files: [&[u8]; 2]) -> StoreResult<(LogHead, u64, Tail)> {
@@ -1672,7 +1604,7 @@ impl SledEventLog {
     }
 
     /// Opens the store on a sled database already open in `directory`: checks its format,
-    /// recovers, checkpoints, and starts the writer and the flusher.
+    /// recovers, checkpoints, and starts the flusher and the checkpointer.
     fn start(db: sled::Db, directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let log = tree("log")?;
@@ -1779,9 +1711,6 @@ impl SledEventLog {
             position: head.position,
             failure: None,
         }));
-        let flush = Arc::new(FlushControl::default());
-        flush.lock().done = head.position.0;
-        flush.lock().requested = head.position.0;
         let tails = Arc::new(RwLock::new(Tails::new(tail)));
         let index = Arc::new(RwLock::new(index));
         let (jobs, job_receiver) = mpsc::channel();
@@ -1798,37 +1727,35 @@ impl SledEventLog {
             .name("battleplan-checkpointer".into())
             .spawn(move || checkpointer.run())
             .map_err(io_error)?;
-        let (sender, receiver) = mpsc::channel();
-        let mut writer = Writer {
-            log: log.clone(),
-            head,
-            versions: FxHashMap::default(),
-            requests: receiver,
-            flush: flush.clone(),
+        let sequencing = Arc::new(Sequencing {
+            state: Mutex::new(Sequencer {
+                head,
+                versions: FxHashMap::default(),
+                generation: wal.generation,
+                filling: wal::Filling::default(),
+                pending: Vec::new(),
+                flusher_waiting: false,
+                closing: false,
+                failure: None,
+            }),
+            wake: Condvar::new(),
+        });
+        let mut flusher = Flusher {
+            sequencing: sequencing.clone(),
             durable: durable.clone(),
-            max_record_bytes: options.max_record_bytes,
-            checkpoint_events: options.checkpoint_events.max(1),
             tails: tails.clone(),
-            index: index.clone(),
             wal,
             sync: options.sync,
+            checkpoint_events: options.checkpoint_events.max(1),
             checkpoints: jobs,
             checkpointed: done,
             checkpointing: false,
+            spare: Vec::new(),
         };
         // Whatever the log held goes into sled and is made durable before anyone can read it;
         // the log starts again under a generation no file holds records of.
-        writer.checkpoint_now()?;
+        flusher.checkpoint_now()?;
         sync_directory(directory)?;
-        let flusher = Flusher {
-            control: flush.clone(),
-            durable: durable.clone(),
-            mode: options.sync,
-        };
-        let writer = std::thread::Builder::new()
-            .name("battleplan-writer".into())
-            .spawn(move || writer.run())
-            .map_err(io_error)?;
         let flusher = std::thread::Builder::new()
             .name("battleplan-flusher".into())
             .spawn(move || flusher.run())
@@ -1838,16 +1765,90 @@ impl SledEventLog {
                 log,
                 checkpoints,
                 projections,
-                requests: Mutex::new(Some(sender)),
+                sequencing,
                 durable,
-                flush,
                 tails,
                 index,
-                // The writer first: it ends the checkpointer when it ends.
-                threads: Mutex::new(vec![writer, flusher, checkpointer]),
+                // The flusher first: it ends the checkpointer when it ends.
+                threads: Mutex::new(vec![flusher, checkpointer]),
                 options,
             }),
         })
+    }
+
+    /// Lays out an append after the log's head, under the sequencer's lock: checks its command
+    /// id against what was recorded since the appender looked at the tails' `epoch`, checks its
+    /// expected version, encodes and chains its events, and adds them to the tail and to the
+    /// write-ahead records the flusher takes next. Holds the lock for microseconds: no IO but
+    /// a look in sled for a stream the cache and the tails do not know.
+    fn lay_out(&self, append: Append, epoch: u64) -> StoreResult<Laid> {
+        let inner = &*self.inner;
+        let mut sequencer = inner.sequencing.lock();
+        if let Some(failure) = &sequencer.failure {
+            return Err(StoreError::Io(format!(
+                "the store failed earlier ({failure}); restart battleplan"
+            )));
+        }
+        if sequencer.closing {
+            return Err(StoreError::Closed);
+        }
+        let command = append.metadata.command_id;
+        let known = {
+            let tails = read(&inner.tails);
+            if tails.epoch == epoch {
+                // No tail was frozen since the appender looked: only the current one can hold
+                // a command recorded since.
+                tails.current.commands.get(&command).copied()
+            } else {
+                drop(tails);
+                known_command(&inner.log, &inner.tails, &inner.index, &command)?.1
+            }
+        };
+        if let Some(outcome) = known {
+            return Ok(Laid::Known(outcome));
+        }
+        let current = sequencer.version_of(&inner.log, &inner.tails, &append.stream)?;
+        let stream = append.stream.clone();
+        let prepared = append::prepare(
+            append,
+            sequencer.head,
+            current,
+            inner.options.max_record_bytes,
+        )?;
+        let outcome = prepared.outcome;
+        let records: Vec<Vec<u8>> = prepared
+            .records
+            .into_iter()
+            .map(|(_, bytes, _)| bytes)
+            .collect();
+        let generation = sequencer.generation;
+        sequencer.filling.push(
+            generation,
+            outcome.first_position.0,
+            outcome.last_position.0,
+            &wal::LoggedAppend {
+                stream: stream.as_str(),
+                command: *command.0.as_bytes(),
+                outcome: outcome_to_bytes(&outcome),
+                records: records.iter().map(Vec::as_slice).collect(),
+            },
+        );
+        write(&inner.tails).current.push(
+            &stream,
+            command,
+            outcome,
+            records.into_iter().map(Arc::<[u8]>::from),
+        );
+        sequencer.head = prepared.new_head;
+        sequencer.versions.insert(stream, prepared.new_version);
+        let (reply, answer) = oneshot::channel();
+        sequencer.pending.push(Pending { outcome, reply });
+        let wake = std::mem::take(&mut sequencer.flusher_waiting);
+        drop(sequencer);
+        if wake {
+            inner.sequencing.wake.notify_one();
+        }
+        Ok(Laid::Queued(answer))
     }
 
     fn durable_position(&self) -> StoreResult<Position> {
@@ -1858,8 +1859,9 @@ impl SledEventLog {
         }
     }
 
+    /// Waits for `position` to be durable: the flusher writes whatever is laid out, so it gets
+    /// there without being asked.
     async fn wait_durable(&self, position: Position) -> StoreResult<()> {
-        self.inner.flush.request(position);
         let mut receiver = self.inner.durable.subscribe();
         let reached = receiver
             .wait_for(|durable| durable.position >= position || durable.failure.is_some())
@@ -2102,8 +2104,8 @@ fn decode_at(position: Position, bytes: &[u8]) -> StoreResult<RecordedEvent> {
 impl EventAppender for SledEventLog {
     async fn append(&self, append: Append) -> StoreResult<AppendOutcome> {
         self.durable_position()?;
-        // The command id is looked up here, beside the other appenders, rather than in the one
-        // writer; the writer then checks only what was recorded since.
+        // The command id is looked up here, beside the other appenders, rather than under the
+        // sequencer's lock; under it, only what was recorded since is checked.
         let inner = &self.inner;
         let (epoch, known) = known_command(
             &inner.log,
@@ -2119,24 +2121,17 @@ impl EventAppender for SledEventLog {
                 ..outcome
             });
         }
-        let (reply, answer) = oneshot::channel();
-        {
-            let requests = self
-                .inner
-                .requests
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
-            sender
-                .send(WriteRequest {
-                    append,
-                    looked_at: Some(epoch),
-                    reply,
+        match self.lay_out(append, epoch)? {
+            // The flusher answers once the append is durable.
+            Laid::Queued(answer) => answer.await.map_err(|_| StoreError::Closed)?,
+            Laid::Known(outcome) => {
+                self.wait_durable(outcome.last_position).await?;
+                Ok(AppendOutcome {
+                    deduplicated: true,
+                    ..outcome
                 })
-                .map_err(|_| StoreError::Closed)?;
+            }
         }
-        // The writer answers once the append is durable.
-        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 

@@ -190,6 +190,94 @@ async fn the_next_generation_written_during_a_checkpoint_is_restored_after_its_o
     check_whole(&open(directory.path()), 8).await;
 }
 
+/// Commands `from..=to` laid out one after another, as appenders fill the log's records, and
+/// taken as the flusher takes them.
+fn filled(generation: u64, from: u128, to: u128) -> Vec<u8> {
+    let all = laid_out(to);
+    let mut filling = wal::Filling::default();
+    for ((bytes, prepared), n) in all[from as usize - 1..].iter().zip(from..=to) {
+        filling.push(
+            generation,
+            prepared.outcome.first_position.0,
+            prepared.outcome.last_position.0,
+            &wal::LoggedAppend {
+                stream: stream_of(n),
+                command: *Uuid::from_u128(n).as_bytes(),
+                outcome: outcome_to_bytes(&prepared.outcome),
+                records: vec![bytes.as_slice()],
+            },
+        );
+    }
+    filling.take(generation, Vec::new())
+}
+
+#[tokio::test]
+async fn appends_filled_into_the_log_one_by_one_are_restored() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    let bytes = filled(generation, 6, 9);
+    let batches = wal::appends(&bytes, generation).unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!((batches[0].first, batches[0].last), (6, 9));
+    assert_eq!(batches[0].appends.len(), 4);
+    write_log(directory.path(), generation, &bytes);
+    let store = open(directory.path());
+    check_whole(&store, 9).await;
+    let retry = store.append(append(8)).await.unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(retry.first_position, Position(8));
+}
+
+#[test]
+fn a_filling_too_large_for_one_record_is_sealed_as_several() {
+    let generation = 7;
+    let payload = vec![0x5a; 1024 * 1024];
+    let mut filling = wal::Filling::default();
+    for n in 1..=20u64 {
+        filling.push(
+            generation,
+            n,
+            n,
+            &wal::LoggedAppend {
+                stream: "big",
+                command: [n as u8; 16],
+                outcome: [n as u8; 32],
+                records: vec![&payload[..], &[n as u8]],
+            },
+        );
+    }
+    let bytes = filling.take(generation, Vec::new());
+    let batches = wal::appends(&bytes, generation).unwrap();
+    // A record stops growing at 16 MiB: the 17th append starts the second.
+    let spans: Vec<(u64, u64, usize)> = batches
+        .iter()
+        .map(|batch| (batch.first, batch.last, batch.appends.len()))
+        .collect();
+    assert_eq!(spans, vec![(1, 16, 16), (17, 20, 4)]);
+    let appends: Vec<&wal::LoggedAppend<'_>> =
+        batches.iter().flat_map(|batch| &batch.appends).collect();
+    for (n, append) in (1..=20u8).zip(appends) {
+        assert_eq!(append.command, [n; 16]);
+        assert_eq!(append.records, vec![&payload[..], &[n][..]]);
+    }
+    // Taken, the filling starts again, empty, under the next generation.
+    filling.push(
+        generation + 1,
+        21,
+        21,
+        &wal::LoggedAppend {
+            stream: "big",
+            command: [21; 16],
+            outcome: [21; 32],
+            records: vec![&[21]],
+        },
+    );
+    let next = filling.take(generation + 1, Vec::new());
+    let batches = wal::appends(&next, generation + 1).unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!((batches[0].first, batches[0].last), (21, 21));
+}
+
 #[tokio::test]
 async fn a_log_that_skips_positions_is_refused() {
     let directory = tempfile::tempdir().unwrap();

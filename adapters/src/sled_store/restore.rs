@@ -199,8 +199,8 @@ impl Restore {
         Ok(())
     }
 
-    /// Lays the gathered append into the chunk being filled, as the writer does: a chunk that
-    /// would grow past its target is stored first, and an append is never split.
+    /// Lays the gathered append into the chunk being filled: a chunk that would grow past its
+    /// target is stored first, and an append is never split.
     fn store_gathered(&mut self) -> Result<(), RestoreError> {
         let Some(gathered) = self.gathered.take() else {
             return Ok(());
@@ -243,7 +243,7 @@ impl Restore {
         self.insert(pairs)
     }
 
-    /// Chunks first, as the writer does.
+    /// Chunks first.
     fn insert(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), RestoreError> {
         let (chunks, rest): (Vec<_>, Vec<_>) = pairs
             .into_iter()
