@@ -402,6 +402,39 @@ struct Inner {
     index: Arc<RwLock<CommandIndex>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     options: StoreOptions,
+    /// Last, so that it is dropped after every handle on sled.
+    _released: LockReleased,
+}
+
+/// Waits, when dropped, until sled has let go of its database file's lock. sled's IO threads
+/// hold it for a moment after the last handle on the database is dropped, so without this a
+/// store could not be opened again right after it was closed, by this process or another.
+struct LockReleased {
+    db_file: PathBuf,
+}
+
+/// How many times `LockReleased` looks, a millisecond apart, before it gives up.
+const LOCK_RELEASE_ATTEMPTS: u32 = 10_000;
+
+impl Drop for LockReleased {
+    fn drop(&mut self) {
+        let Ok(file) = File::open(&self.db_file) else {
+            return;
+        };
+        for _ in 0..LOCK_RELEASE_ATTEMPTS {
+            match file.try_lock() {
+                Ok(()) => {
+                    let _ = file.unlock();
+                    return;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                Err(std::fs::TryLockError::Error(_)) => return,
+            }
+        }
+        tracing::warn!(file = %self.db_file.display(), "sled still holds the store's lock after it was closed");
+    }
 }
 
 impl Drop for Inner {
@@ -1059,6 +1092,10 @@ struct Taken {
 
 impl Flusher {
     fn run(mut self) {
+        let _unwinding = FailIfUnwinding {
+            sequencing: self.sequencing.clone(),
+            durable: self.durable.clone(),
+        };
         while let Some(taken) = self.take() {
             if !self.write(taken) {
                 return;
@@ -1252,21 +1289,52 @@ impl Flusher {
 
     /// Records a failure: nothing taken, waiting or to come is acknowledged.
     fn fail(&self, error: String, taken: Vec<Pending>) {
-        tracing::error!(%error, "making the event store durable failed; no further append is acknowledged");
-        let waiting = {
-            let mut sequencer = self.sequencing.lock();
-            if sequencer.failure.is_none() {
-                sequencer.failure = Some(error.clone());
-            }
-            std::mem::take(&mut sequencer.pending)
-        };
-        self.durable.send_modify(|durable| {
-            if durable.failure.is_none() {
-                durable.failure = Some(error.clone());
-            }
-        });
-        for pending in taken.into_iter().chain(waiting) {
-            let _ = pending.reply.send(Err(StoreError::Io(error.clone())));
+        fail_store(&self.sequencing, &self.durable, error, taken);
+    }
+}
+
+/// Records a failure of the store: the appends `taken`, those laid out and waiting and any to
+/// come are answered with it, never acknowledged; readers see it too.
+fn fail_store(
+    sequencing: &Sequencing,
+    durable: &watch::Sender<Durable>,
+    error: String,
+    taken: Vec<Pending>,
+) {
+    tracing::error!(%error, "making the event store durable failed; no further append is acknowledged");
+    let waiting = {
+        let mut sequencer = sequencing.lock();
+        if sequencer.failure.is_none() {
+            sequencer.failure = Some(error.clone());
+        }
+        std::mem::take(&mut sequencer.pending)
+    };
+    durable.send_modify(|durable| {
+        if durable.failure.is_none() {
+            durable.failure = Some(error.clone());
+        }
+    });
+    for pending in taken.into_iter().chain(waiting) {
+        let _ = pending.reply.send(Err(StoreError::Io(error.clone())));
+    }
+}
+
+/// Fails the store if the flusher unwinds from a panic, so that no appender waits for it
+/// forever.
+struct FailIfUnwinding {
+    sequencing: Arc<Sequencing>,
+    durable: Arc<watch::Sender<Durable>>,
+}
+
+impl Drop for FailIfUnwinding {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            fail_store(
+                &self.sequencing,
+                &self.durable,
+                "the event store's flusher stopped".into(),
+                Vec::new(),
+            );
         }
     }
 }
@@ -1772,41 +1840,54 @@ impl SledEventLog {
                 // The flusher first: it ends the checkpointer when it ends.
                 threads: Mutex::new(vec![flusher, checkpointer]),
                 options,
+                _released: LockReleased {
+                    db_file: directory.join("db"),
+                },
             }),
         })
     }
 
     /// Lays out an append after the log's head, under the sequencer's lock: checks its command
-    /// id against what was recorded since the appender looked at the tails' `epoch`, checks its
-    /// expected version, encodes and chains its events, and adds them to the tail and to the
-    /// write-ahead records the flusher takes next. Holds the lock for microseconds: no IO but
-    /// a look in sled for a stream the cache and the tails do not know.
+    /// id against what was recorded since the appender looked at the tails' `epoch` (looking
+    /// again, without the lock, if a tail was frozen since), checks its expected version,
+    /// encodes and chains its events, and adds them to the tail and to the write-ahead records
+    /// the flusher takes next. Holds the lock for microseconds: no IO but a look in sled for
+    /// the version of a stream that neither the cache nor the tails know.
     fn lay_out(&self, append: Append, epoch: u64) -> StoreResult<Laid> {
         let inner = &*self.inner;
-        let mut sequencer = inner.sequencing.lock();
-        if let Some(failure) = &sequencer.failure {
-            return Err(StoreError::Io(format!(
-                "the store failed earlier ({failure}); restart battleplan"
-            )));
-        }
-        if sequencer.closing {
-            return Err(StoreError::Closed);
-        }
         let command = append.metadata.command_id;
-        let known = {
-            let tails = read(&inner.tails);
-            if tails.epoch == epoch {
-                // No tail was frozen since the appender looked: only the current one can hold
-                // a command recorded since.
-                tails.current.commands.get(&command).copied()
-            } else {
-                drop(tails);
-                known_command(&inner.log, &inner.tails, &inner.index, &command)?.1
+        let mut epoch = epoch;
+        let mut sequencer = loop {
+            let sequencer = inner.sequencing.lock();
+            if let Some(failure) = &sequencer.failure {
+                return Err(StoreError::Io(format!(
+                    "the store failed earlier ({failure}); restart battleplan"
+                )));
             }
+            if sequencer.closing {
+                return Err(StoreError::Closed);
+            }
+            {
+                let tails = read(&inner.tails);
+                if tails.epoch == epoch {
+                    // No tail was frozen since the appender looked: only the current one can
+                    // hold a command recorded since.
+                    if let Some(outcome) = tails.current.commands.get(&command) {
+                        return Ok(Laid::Known(*outcome));
+                    }
+                    drop(tails);
+                    break sequencer;
+                }
+            }
+            // A tail was frozen since: look again, with the lock let go (the look may read the
+            // command index in sled).
+            drop(sequencer);
+            let (now, known) = known_command(&inner.log, &inner.tails, &inner.index, &command)?;
+            if let Some(outcome) = known {
+                return Ok(Laid::Known(outcome));
+            }
+            epoch = now;
         };
-        if let Some(outcome) = known {
-            return Ok(Laid::Known(outcome));
-        }
         let current = sequencer.version_of(&inner.log, &inner.tails, &append.stream)?;
         let stream = append.stream.clone();
         let prepared = append::prepare(
@@ -1953,11 +2034,13 @@ impl SledEventLog {
     /// Walks the whole log and checks positions, the hash chain and stream versions; stops at
     /// the first problem. Reads sled chunk by chunk, with bounded memory, then the tail.
     pub fn verify(&self) -> StoreResult<VerifyReport> {
+        // Durable events only: the tails also hold appends laid out and not yet on disk.
+        let durable = self.inner.durable.borrow().position;
         let (tail_first, in_tail) = {
             let tails = read(&self.inner.tails);
             (
                 tails.first(),
-                tails.range(tails.first(), u64::MAX, usize::MAX),
+                tails.range(tails.first(), durable.0, usize::MAX),
             )
         };
         let mut verifier = Verifier::new();

@@ -348,18 +348,10 @@ fn format_4_store(directory: &Path, format: u32) {
     db.flush().unwrap();
 }
 
-/// Opens the database of a store that was just closed. sled's IO threads let go of its lock a
-/// moment after the store is dropped (ARCHITECTURE.md); a bounded number of tries, no sleep.
+/// Opens the database of a store that was just closed: dropping the store waited for sled to let
+/// go of its lock, so this needs no retry.
 fn reopen_sled(directory: &Path) -> sled::Db {
-    for _ in 0..100_000 {
-        match sled::open(directory) {
-            Err(sled::Error::Io(error)) if error.to_string().contains("could not acquire lock") => {
-                std::thread::yield_now();
-            }
-            other => return other.unwrap(),
-        }
-    }
-    panic!("the database stayed locked after the store was closed")
+    sled::open(directory).unwrap()
 }
 
 fn stored_format(directory: &Path) -> Vec<u8> {

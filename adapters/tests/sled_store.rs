@@ -81,6 +81,91 @@ async fn events_survive_reopening_and_appends_continue_the_chain() {
     assert_eq!(report.checked, 11);
 }
 
+/// 64 tasks on two worker threads append at once to a store that checkpoints after every
+/// event, so tails are frozen and write-ahead generations switch while appends are being laid
+/// out; each append is retried at once, and so is one from five appends before (by then in a
+/// frozen tail, or in the command index). Every command is recorded once, every retry gets its
+/// first outcome, positions are gapless, and the store reopens whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_and_retries_across_checkpoints_are_recorded_once() {
+    const TASKS: u128 = 64;
+    const PER_TASK: u128 = 12;
+    let directory = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        checkpoint_events: 1,
+        ..StoreOptions::default()
+    };
+    let store = SledEventLog::open(directory.path(), options.clone()).unwrap();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let on = format!("stream-{}", task % 8);
+            let mut outcomes = Vec::new();
+            for n in 0..PER_TASK {
+                let command = task * 1000 + n + 1;
+                let first = store
+                    .append(append(&on, command, vec![n as u8; 30]))
+                    .await
+                    .unwrap();
+                assert!(!first.deduplicated);
+                let retry = store
+                    .append(append(&on, command, vec![0xff]))
+                    .await
+                    .unwrap();
+                assert!(retry.deduplicated);
+                assert_eq!(retry.first_position, first.first_position);
+                if n >= 5 {
+                    let (earlier, original) = outcomes[(n - 5) as usize];
+                    let again = store
+                        .append(append(&on, earlier, vec![0xff]))
+                        .await
+                        .unwrap();
+                    assert!(again.deduplicated);
+                    assert_eq!(again.first_position, original);
+                }
+                outcomes.push((command, first.first_position));
+            }
+            outcomes
+        }));
+    }
+    let mut recorded = std::collections::HashMap::new();
+    for task in tasks {
+        for (command, position) in task.await.unwrap() {
+            assert!(recorded.insert(position, command).is_none());
+        }
+    }
+    let total = (TASKS * PER_TASK) as u64;
+    assert_eq!(store.head().await.unwrap(), Position(total));
+    let check = |events: Vec<battleplan_core::event::RecordedEvent>| {
+        assert_eq!(events.len() as u64, total);
+        for (expected, event) in (1..=total).zip(&events) {
+            assert_eq!(event.position, Position(expected));
+            let command = recorded[&event.position];
+            assert_eq!(
+                event.metadata.command_id,
+                CommandId(Uuid::from_u128(command))
+            );
+        }
+    };
+    check(store.read_all(Position::START, 10_000).await.unwrap());
+    assert_eq!(store.verify().unwrap().problem, None);
+    drop(store);
+
+    let store = SledEventLog::open(directory.path(), options).unwrap();
+    check(store.read_all(Position::START, 10_000).await.unwrap());
+    let report = store.verify().unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.checked, total);
+    let (position, command) = recorded.iter().next().unwrap();
+    let retry = store
+        .append(append("stream-0", *command, vec![0xff]))
+        .await
+        .unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(retry.first_position, *position);
+}
+
 #[tokio::test]
 async fn a_second_opener_is_refused_while_the_first_holds_the_store() {
     let directory = tempfile::tempdir().unwrap();
