@@ -5,7 +5,8 @@
 //!    and the same with the write-ahead log written but not fdatasynced (what the fdatasync
 //!    costs);
 //! 3. replay of 1,000,000 events through decode, the reopen time of that store, and the replay's
-//!    peak memory (measured in a process of its own).
+//!    peak memory (measured in a process of its own); the reopen time and peak memory after a
+//!    crash that left a full tail in the write-ahead log.
 //!
 //! Run: `cargo bench -p battleplan-adapters --bench store` (results in BENCHMARKS.md); add
 //! `-- append` or `-- replay` for one part, `-- profile N PER` for N durable appenders of PER
@@ -287,8 +288,7 @@ fn append_rows(runtime: &tokio::runtime::Runtime) {
 fn replay_rows(runtime: &tokio::runtime::Runtime) {
     let directory = fresh("replay");
     let built = Instant::now();
-    // Built by a process of its own: sled's IO threads hold the database file a little after
-    // the store is dropped, and the replay child must be able to open it.
+    // Built by a process of its own, like each replay, so that each peak memory is one job's.
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .arg("build-child")
         .arg(&directory)
@@ -313,6 +313,67 @@ fn replay_rows(runtime: &tokio::runtime::Runtime) {
         assert!(command.status().unwrap().success());
     }
     std::fs::remove_dir_all(directory).unwrap();
+    crash_rows();
+}
+
+/// Events a crashed store leaves in its write-ahead log: about a full tail (a checkpoint comes
+/// every 50,000 events or 16 MiB of log; these ~300-byte records make 15 MiB), all of which
+/// reopening reads back and checkpoints into sled.
+const CRASH_EVENTS: u64 = 48_000;
+
+/// Reopening after a crash: a child appends `CRASH_EVENTS` events after its store's opening
+/// checkpoint and exits without closing the store (no last checkpoint, as after SIGKILL); a
+/// second child reopens it.
+fn crash_rows() {
+    let directory = fresh("crash");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("crash-child")
+        .arg(&directory)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    println!();
+    println!("| reopen after a crash (a process of its own) | events recovered from the write-ahead log | reopen | peak memory (VmHWM) |");
+    println!("|---|---|---|---|");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .arg("reopen-child")
+        .arg(&directory)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(directory).unwrap();
+}
+
+async fn crash(directory: &Path) {
+    let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
+    let per_append = 100;
+    for batch in 0..CRASH_EVENTS / per_append {
+        store
+            .append(append_of(
+                &format!("campaign-{}", batch % 64),
+                batch * per_append + 1,
+                per_append,
+            ))
+            .await
+            .unwrap();
+    }
+    // Every append above is acknowledged, so durable in the write-ahead log; none is in sled.
+    std::process::exit(0);
+}
+
+async fn reopen(directory: &Path) {
+    let opened = Instant::now();
+    let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
+    let reopen = opened.elapsed();
+    assert_eq!(store.head().await.unwrap(), Position(CRASH_EVENTS));
+    let peak = peak_memory_mib();
+    let report = store.verify().unwrap();
+    assert_eq!((report.checked, report.problem), (CRASH_EVENTS, None));
+    println!(
+        "| {CRASH_EVENTS} events appended since the last checkpoint | {CRASH_EVENTS} | {:.0} ms | {:.0} MiB |",
+        reopen.as_secs_f64() * 1000.0,
+        peak
+    );
 }
 
 fn main() {
@@ -335,6 +396,16 @@ fn main() {
         let directory = PathBuf::from(arguments.get(1).expect("replay-child DIR"));
         let decode_payloads = !arguments.iter().any(|a| a == "--no-payload");
         runtime.block_on(replay(&directory, decode_payloads));
+        return;
+    }
+    if arguments.first().map(String::as_str) == Some("crash-child") {
+        let directory = PathBuf::from(arguments.get(1).expect("crash-child DIR"));
+        runtime.block_on(crash(&directory));
+        return;
+    }
+    if arguments.first().map(String::as_str) == Some("reopen-child") {
+        let directory = PathBuf::from(arguments.get(1).expect("reopen-child DIR"));
+        runtime.block_on(reopen(&directory));
         return;
     }
     if arguments.first().map(String::as_str) == Some("profile") {
