@@ -52,9 +52,10 @@
 //! `read_all`, `head` and `wait_beyond` show only durable events, so nothing a projection or a
 //! dispatcher acts on can be lost in a crash. `read_stream` and `stream_version` also show
 //! events whose `fdatasync` is under way: an append that decides on them is acknowledged only
-//! after both are durable, and a crash loses both or neither (the log is one sequence). A batch
-//! enters the tail under one lock, so a reader sees all of an append or none of it; readers
-//! look at the tails first and at sled after (`tail::Tails`).
+//! after both are durable, and a crash loses both or neither (the log is one sequence). Once the
+//! store has failed (an IO error), every append and read of the log fails, until it is reopened.
+//! An append enters the tail under one lock, so a reader sees all of it or none of it;
+//! readers look at the tails first and at sled after (`tail::Tails`).
 //!
 //! Command ids: the appender looks its command id up in the tails and the command index before
 //! it takes the sequencer's lock (in parallel with the other appenders; a new id usually costs
@@ -2226,6 +2227,8 @@ impl EventReader for SledEventLog {
         from: StreamVersion,
         limit: usize,
     ) -> StoreResult<Vec<RecordedEvent>> {
+        // After a failure the tails may hold appends that will never be durable.
+        self.durable_position()?;
         let from = from.0.max(1);
         // The tails first (see `Tails`): sled holds the stream's versions before theirs.
         let (stored_before, in_tail) = read(&self.inner.tails).stream_records(stream, from, limit);
@@ -2256,6 +2259,7 @@ impl EventReader for SledEventLog {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> StoreResult<StreamVersion> {
+        self.durable_position()?;
         let in_tails = read(&self.inner.tails).last_version(stream);
         match in_tails {
             Some(version) => Ok(version),
