@@ -37,7 +37,7 @@ fn own_peak_kib() -> u64 {
 /// file into the store, in process, as `battleplan customers import` does without a daemon.
 fn child(file: &str, data: &str) {
     use battleplan_adapters::system::{RandomIds, SystemClock};
-    use battleplan_adapters::{SledEventLog, StoreOptions};
+    use battleplan_adapters::SledEventLog;
     use battleplan_core::customer::ImportKind;
     use battleplan_orchestrator::import::{self, ImportRequest};
     use battleplan_orchestrator::runtime::Runtime;
@@ -47,7 +47,8 @@ fn child(file: &str, data: &str) {
         .enable_all()
         .build()
         .expect("tokio");
-    let store = SledEventLog::open(Path::new(data), StoreOptions::default()).expect("store");
+    // The store as `customers import` opens it: a small cache, frequent checkpoints.
+    let store = SledEventLog::open(Path::new(data), import::store_options()).expect("store");
     let runtime = Runtime::new(Arc::new(store), Arc::new(SystemClock), Arc::new(RandomIds));
     let request = ImportRequest {
         kind: ImportKind::Customers,

@@ -772,12 +772,7 @@ fn import_file(
     };
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let options = StoreOptions {
-        cache_capacity_bytes: import::STORE_CACHE_BYTES,
-        checkpoint_events: import::STORE_CHECKPOINT_EVENTS,
-        ..StoreOptions::default()
-    };
-    let store = match daemon::open_store_with(data, options) {
+    let store = match daemon::open_store_with(data, import::store_options()) {
         Opened::Store(store) => store,
         // A daemon started meanwhile: it imports (and checks again).
         Opened::Daemon => {

@@ -54,6 +54,16 @@ pub const STORE_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 /// The store's checkpoint threshold for such a process: its tails (two while a checkpoint
 /// runs) and each checkpoint's batch stay a few MiB, where the default's would be tens.
 pub const STORE_CHECKPOINT_EVENTS: usize = 5_000;
+
+/// The store's options for a process that only imports (`STORE_CACHE_BYTES`,
+/// `STORE_CHECKPOINT_EVENTS`).
+pub fn store_options() -> battleplan_adapters::StoreOptions {
+    battleplan_adapters::StoreOptions {
+        cache_capacity_bytes: STORE_CACHE_BYTES,
+        checkpoint_events: STORE_CHECKPOINT_EVENTS,
+        ..battleplan_adapters::StoreOptions::default()
+    }
+}
 /// Chunks read ahead of the appends.
 const CHUNKS_AHEAD: usize = 2;
 /// A failpoint for the crash tests: with this variable set to N, the process aborts (no
