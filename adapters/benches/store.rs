@@ -387,26 +387,16 @@ fn main() {
         .filter(|a| a != "--bench")
         .collect();
     // The children: checked first, so that a child never starts another run.
-    if arguments.first().map(String::as_str) == Some("build-child") {
-        let directory = PathBuf::from(arguments.get(1).expect("build-child DIR"));
-        runtime.block_on(build_replay_store(&directory));
-        return;
-    }
-    if arguments.first().map(String::as_str) == Some("replay-child") {
-        let directory = PathBuf::from(arguments.get(1).expect("replay-child DIR"));
-        let decode_payloads = !arguments.iter().any(|a| a == "--no-payload");
-        runtime.block_on(replay(&directory, decode_payloads));
-        return;
-    }
-    if arguments.first().map(String::as_str) == Some("crash-child") {
-        let directory = PathBuf::from(arguments.get(1).expect("crash-child DIR"));
-        runtime.block_on(crash(&directory));
-        return;
-    }
-    if arguments.first().map(String::as_str) == Some("reopen-child") {
-        let directory = PathBuf::from(arguments.get(1).expect("reopen-child DIR"));
-        runtime.block_on(reopen(&directory));
-        return;
+    let directory = || PathBuf::from(arguments.get(1).expect("a child's directory"));
+    match arguments.first().map(String::as_str) {
+        Some("build-child") => return runtime.block_on(build_replay_store(&directory())),
+        Some("replay-child") => {
+            let decode_payloads = !arguments.iter().any(|a| a == "--no-payload");
+            return runtime.block_on(replay(&directory(), decode_payloads));
+        }
+        Some("crash-child") => return runtime.block_on(crash(&directory())),
+        Some("reopen-child") => return runtime.block_on(reopen(&directory())),
+        _ => {}
     }
     if arguments.first().map(String::as_str) == Some("profile") {
         let concurrency: u64 = arguments.get(1).map_or(64, |a| a.parse().unwrap());
