@@ -289,12 +289,7 @@ fn replay_rows(runtime: &tokio::runtime::Runtime) {
     let directory = fresh("replay");
     let built = Instant::now();
     // Built by a process of its own, like each replay, so that each peak memory is one job's.
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("build-child")
-        .arg(&directory)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    child("build-child", &directory, &[]);
     let _ = runtime;
     println!(
         "built a store of {REPLAY_EVENTS} events in {:.1} s ({:.0} MiB on disk)",
@@ -304,14 +299,8 @@ fn replay_rows(runtime: &tokio::runtime::Runtime) {
     println!();
     println!("| replay (a process of its own) | rate | time | reopen | peak memory (VmHWM) |");
     println!("|---|---|---|---|---|");
-    for payloads in [true, false] {
-        let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-        command.arg("replay-child").arg(&directory);
-        if !payloads {
-            command.arg("--no-payload");
-        }
-        assert!(command.status().unwrap().success());
-    }
+    child("replay-child", &directory, &[]);
+    child("replay-child", &directory, &["--no-payload"]);
     std::fs::remove_dir_all(directory).unwrap();
     crash_rows();
 }
@@ -326,22 +315,23 @@ const CRASH_EVENTS: u64 = 48_000;
 /// second child reopens it.
 fn crash_rows() {
     let directory = fresh("crash");
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("crash-child")
-        .arg(&directory)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    child("crash-child", &directory, &[]);
     println!();
     println!("| reopen after a crash (a process of its own) | events recovered from the write-ahead log | reopen | peak memory (VmHWM) |");
     println!("|---|---|---|---|");
+    child("reopen-child", &directory, &[]);
+    std::fs::remove_dir_all(directory).unwrap();
+}
+
+/// Runs this benchmark again as the child `mode` on `directory`, and waits for it to succeed.
+fn child(mode: &str, directory: &Path, extra: &[&str]) {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("reopen-child")
-        .arg(&directory)
+        .arg(mode)
+        .arg(directory)
+        .args(extra)
         .status()
         .unwrap();
-    assert!(status.success());
-    std::fs::remove_dir_all(directory).unwrap();
+    assert!(status.success(), "{mode} failed: {status}");
 }
 
 async fn crash(directory: &Path) {

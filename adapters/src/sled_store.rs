@@ -619,46 +619,33 @@ pub mod wal {
 
     /// One batch of format 4 (sled keys and values) as a record.
     pub fn record(generation: u64, first: u64, last: u64, pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
-        let size = 28
-            + pairs
-                .iter()
-                .map(|(k, v)| 8 + k.len() + v.len())
-                .sum::<usize>();
-        let mut record = start(MAGIC, size, generation, first, last, pairs.len());
+        let mut record = vec![0; BATCH_START];
         for (key, value) in pairs {
             record.extend_from_slice(&(key.len() as u32).to_be_bytes());
             record.extend_from_slice(key);
             record.extend_from_slice(&(value.len() as u32).to_be_bytes());
             record.extend_from_slice(value);
         }
-        seal(record)
-    }
-
-    /// A record's header and the start of its body, for a body of `size` bytes in all.
-    fn start(
-        magic: u32,
-        size: usize,
-        generation: u64,
-        first: u64,
-        last: u64,
-        count: usize,
-    ) -> Vec<u8> {
-        let mut record = Vec::with_capacity(HEADER + size);
-        record.extend_from_slice(&magic.to_be_bytes());
-        record.extend_from_slice(&(size as u32).to_be_bytes());
-        record.extend_from_slice(&[0; 8]);
-        record.extend_from_slice(&generation.to_be_bytes());
-        record.extend_from_slice(&first.to_be_bytes());
-        record.extend_from_slice(&last.to_be_bytes());
-        record.extend_from_slice(&(count as u32).to_be_bytes());
+        seal(&mut record, MAGIC, generation, first, last, pairs.len());
         record
     }
 
-    /// Writes the body's checksum into the header.
-    fn seal(mut record: Vec<u8>) -> Vec<u8> {
+    /// The bytes before a record's first item: its header and the start of its body, filled in
+    /// when the record is sealed.
+    const BATCH_START: usize = HEADER + 28;
+
+    /// Fills in a record's header and the start of its body: `record` starts at its header
+    /// (`BATCH_START` bytes left for it) and ends with its last item.
+    fn seal(record: &mut [u8], magic: u32, generation: u64, first: u64, last: u64, count: usize) {
+        let size = record.len() - HEADER;
+        record[..4].copy_from_slice(&magic.to_be_bytes());
+        record[4..8].copy_from_slice(&(size as u32).to_be_bytes());
+        record[16..24].copy_from_slice(&generation.to_be_bytes());
+        record[24..32].copy_from_slice(&first.to_be_bytes());
+        record[32..40].copy_from_slice(&last.to_be_bytes());
+        record[40..44].copy_from_slice(&(count as u32).to_be_bytes());
         let sum = checksum(&record[HEADER..]);
         record[8..16].copy_from_slice(&sum.to_be_bytes());
-        record
     }
 
     /// The bodies of the whole records of `magic` and `generation` at the start of `log`, with
@@ -753,10 +740,6 @@ pub mod wal {
         pub appends: Vec<LoggedAppend<'a>>,
     }
 
-    /// The bytes before a batch's first append: the record's header and the start of its body,
-    /// filled in when the record is sealed.
-    const BATCH_START: usize = HEADER + 28;
-
     /// A batch's record stops growing past this size (a body's length is a `u32`).
     const BATCH_BYTES: usize = 16 * 1024 * 1024;
 
@@ -773,27 +756,20 @@ pub mod wal {
         }
     }
 
-    /// Fills in the header of a batch's record: `record` starts at its header and ends with its
-    /// last append.
-    fn seal_batch(record: &mut [u8], generation: u64, first: u64, last: u64, count: usize) {
-        let size = record.len() - HEADER;
-        record[..4].copy_from_slice(&MAGIC_APPENDS.to_be_bytes());
-        record[4..8].copy_from_slice(&(size as u32).to_be_bytes());
-        record[16..24].copy_from_slice(&generation.to_be_bytes());
-        record[24..32].copy_from_slice(&first.to_be_bytes());
-        record[32..40].copy_from_slice(&last.to_be_bytes());
-        record[40..44].copy_from_slice(&(count as u32).to_be_bytes());
-        let sum = checksum(&record[HEADER..]);
-        record[8..16].copy_from_slice(&sum.to_be_bytes());
-    }
-
     /// One batch of appends as a record.
     pub fn batch(generation: u64, first: u64, last: u64, appends: &[LoggedAppend<'_>]) -> Vec<u8> {
         let mut record = vec![0; BATCH_START];
         for append in appends {
             push_append(&mut record, append);
         }
-        seal_batch(&mut record, generation, first, last, appends.len());
+        seal(
+            &mut record,
+            MAGIC_APPENDS,
+            generation,
+            first,
+            last,
+            appends.len(),
+        );
         record
     }
 
@@ -827,8 +803,9 @@ pub mod wal {
         }
 
         fn seal(&mut self, generation: u64) {
-            seal_batch(
+            seal(
                 &mut self.bytes[self.start..],
+                MAGIC_APPENDS,
                 generation,
                 self.first,
                 self.last,
