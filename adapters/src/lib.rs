@@ -5,6 +5,7 @@
 //! An adapter stores, sends and reads; it never decides. Every store here passes the same
 //! contract suite (`tests/event_store_contract.rs`).
 
+pub mod fault;
 pub mod import;
 pub mod memory;
 pub mod outbox;
