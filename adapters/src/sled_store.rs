@@ -98,7 +98,11 @@ use tail::{Tail, Tails};
 /// The store layout this build writes. Opening a store with another number is refused.
 /// Format 3 stores events in lz4-compressed chunks; format 4 adds the write-ahead log; format 5
 /// writes sled only at checkpoints and keeps command ids in runs.
-pub const STORE_FORMAT: u32 = 5;
+pub const STORE_FORMAT: u32 = 6;
+
+/// The first format with two write-ahead files and command ids in runs; format 6 empties a file
+/// before a generation is written in it and makes its zeros durable ahead of its records.
+const TWO_FILES_FORMAT: u32 = 5;
 
 /// The oldest format this build opens (and upgrades): format 3 is format 4 with an empty
 /// write-ahead log, and format 4 becomes format 5 once its command keys are moved into a run.
@@ -862,7 +866,7 @@ pub mod wal {
 
     /// The whole batches of `generation` at the start of `log`, in order, up to the first
     /// torn, missing or older one. `Err` if a record whose checksum holds cannot be read: that
-    /// is damage, not a torn write.
+    /// is damage, not a torn write. Format 5's reading; [`scan`] is format 6's.
     pub fn appends(log: &[u8], generation: u64) -> Result<Vec<Logged<'_>>, String> {
         bodies(log, MAGIC_APPENDS, generation)
             .into_iter()
@@ -872,17 +876,249 @@ pub mod wal {
             })
             .collect()
     }
+
+    /// How many bytes of zeros a file of format 6 holds at least after its last record: the
+    /// writer extends a file by `WAL_ZEROS_AHEAD` once fewer than half of it are left, and makes
+    /// the extension durable before it writes a record there.
+    pub const ZEROS_AFTER: usize = 512 * 1024;
+
+    /// A disk writes a sector whole or not at all; a write cut short by a crash leaves some
+    /// sectors as they were: zeros, since a file of format 6 is emptied before a generation is
+    /// written in it.
+    const SECTOR: usize = 512;
+
+    /// What is read of one write-ahead file.
+    pub struct Scanned<'a> {
+        /// The whole batches, in order.
+        pub batches: Vec<Logged<'a>>,
+        /// Where the whole records end.
+        pub end: usize,
+        /// A write that a crash cut short follows them (never acknowledged).
+        pub torn: bool,
+    }
+
+    /// Damage found in a write-ahead file: the byte where it starts, what it is, and the
+    /// positions of the whole records found beyond it (which a store that stopped there would
+    /// silently lose).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Damage {
+        pub at: usize,
+        pub detail: String,
+        /// The last position of the whole records before the damage, if any.
+        pub through: Option<u64>,
+        pub beyond: Option<(u64, u64)>,
+    }
+
+    /// How to read a file: `strict` for format 6, whose files hold nothing but zeros after
+    /// their records (format 5 reused a file without emptying it, so its reading stops at the
+    /// first record that is not whole and of its generation); `residue`, a generation whose
+    /// whole records may fill the file instead (a file is emptied when the first record of
+    /// its generation is written, and holds until then the generation two before, which sled
+    /// holds).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Rules {
+        pub strict: bool,
+        pub residue: Option<u64>,
+    }
+
+    /// The header at `at`, if whole and of the appends' kind and within the file: the body.
+    fn body_at(log: &[u8], at: usize) -> Option<(&[u8], u64)> {
+        if u32_at(log, at)? != MAGIC_APPENDS as usize {
+            return None;
+        }
+        let size = u32_at(log, at + 4)?;
+        let sum = u64_at(log, at + 8)?;
+        let body = log.get(at + HEADER..(at + HEADER).checked_add(size)?)?;
+        Some((body, sum))
+    }
+
+    /// A whole record of `generation` at `at`: its body.
+    fn whole_at(log: &[u8], at: usize, generation: u64) -> Option<&[u8]> {
+        let (body, sum) = body_at(log, at)?;
+        (u64_at(body, 0) == Some(generation) && checksum(body) == sum).then_some(body)
+    }
+
+    /// The first whole record of `generation` that starts after `from`, with where it starts.
+    fn next_whole(log: &[u8], from: usize, generation: u64) -> Option<(usize, &[u8])> {
+        let magic = MAGIC_APPENDS.to_be_bytes();
+        let mut at = from;
+        while at + HEADER <= log.len() {
+            let found = log[at..].windows(4).position(|window| window == magic)?;
+            at += found;
+            if let Some(body) = whole_at(log, at, generation) {
+                return Some((at, body));
+            }
+            at += 1;
+        }
+        None
+    }
+
+    /// Whether `bytes`, which start at byte `at` of the file, hold a run of zeros that a sector
+    /// left unwritten would leave: a piece between sector boundaries of at least eight bytes,
+    /// all zeros.
+    fn unwritten_sector(bytes: &[u8], at: usize) -> bool {
+        let mut start = 0;
+        while start < bytes.len() {
+            let boundary = (at + start) / SECTOR * SECTOR + SECTOR;
+            let end = (boundary - at).min(bytes.len());
+            let piece = &bytes[start..end];
+            if piece.len() >= 8 && piece.iter().all(|byte| *byte == 0) {
+                return true;
+            }
+            start = end;
+        }
+        false
+    }
+
+    /// Reads the records of `generation` from the start of `log`, and checks that what follows
+    /// them is what a crash can leave: nothing (zeros), or one write cut short, whose unwritten
+    /// sectors are zeros. Anything else is damage, and reading on past it would silently lose
+    /// every acknowledged append after it: a whole record of the generation found further on,
+    /// a record written whole whose checksum fails (a flipped bit), a header no write leaves, a
+    /// record of another generation where this one's belong (files swapped or replaced), a file
+    /// that ends right after its records (cut short).
+    pub fn scan(log: &[u8], generation: u64, rules: Rules) -> Result<Scanned<'_>, Damage> {
+        let mut batches: Vec<Logged<'_>> = Vec::new();
+        let mut at = 0;
+        let mut unreadable = None;
+        while let Some(body) = whole_at(log, at, generation) {
+            let Some(logged) = parse_appends(body) else {
+                unreadable = Some(Damage {
+                    at,
+                    detail: "a record whose checksum holds cannot be read".into(),
+                    through: None,
+                    beyond: None,
+                });
+                break;
+            };
+            batches.push(logged);
+            at += HEADER + body.len();
+        }
+        let checked = match unreadable {
+            Some(damage) => Err(damage),
+            None => after_records(log, at, generation, rules),
+        };
+        match checked {
+            Ok(torn) => Ok(Scanned {
+                batches,
+                end: at,
+                torn,
+            }),
+            Err(damage) => Err(Damage {
+                through: batches.last().map(|batch| batch.last),
+                ..damage
+            }),
+        }
+    }
+
+    /// Checks what follows the whole records, which end at `end`: `true` if it is a write cut
+    /// short, `false` if nothing; `Err` if it is damage.
+    fn after_records(
+        log: &[u8],
+        end: usize,
+        generation: u64,
+        rules: Rules,
+    ) -> Result<bool, Damage> {
+        let damage = |at: usize, detail: String| Damage {
+            at,
+            detail,
+            through: None,
+            beyond: None,
+        };
+        let rest = &log[end..];
+        if let Some((found, body)) = next_whole(log, end, generation) {
+            let first = u64_at(body, 8).unwrap_or(0);
+            let mut last = u64_at(body, 16).unwrap_or(0);
+            let mut next = found + HEADER + body.len();
+            while let Some(body) = whole_at(log, next, generation) {
+                last = u64_at(body, 16).unwrap_or(last);
+                next += HEADER + body.len();
+            }
+            return Err(Damage {
+                at: end,
+                detail: format!(
+                    "the record at byte {end} is damaged, and whole records follow it from byte {found}"
+                ),
+                through: None,
+                beyond: Some((first, last)),
+            });
+        }
+        let zeros = rest.iter().all(|byte| *byte == 0);
+        if !rules.strict {
+            // Format 5: what follows may be what an earlier generation left.
+            return Ok(!zeros);
+        }
+        if end > 0 && log.len() < end + ZEROS_AFTER {
+            return Err(damage(
+                end,
+                format!(
+                    "the file ends at byte {}, {} bytes after its last whole record, where a written file keeps at least {ZEROS_AFTER} bytes of zeros: it was cut short",
+                    log.len(),
+                    log.len() - end
+                ),
+            ));
+        }
+        if zeros {
+            return Ok(false);
+        }
+        if end == 0 {
+            if let Some(residue) = rules.residue {
+                if whole_at(log, 0, residue).is_some() {
+                    let mut next = 0;
+                    while let Some(body) = whole_at(log, next, residue) {
+                        next += HEADER + body.len();
+                    }
+                    if log[next..].iter().all(|byte| *byte == 0) {
+                        return Ok(false);
+                    }
+                    return Err(damage(
+                        next,
+                        format!("after the records of generation {residue}, already checkpointed, byte {next} holds neither a record nor zeros"),
+                    ));
+                }
+            }
+        }
+        let header = &rest[..rest.len().min(HEADER)];
+        if unwritten_sector(header, end) {
+            // The header's sector was not written: a write cut short.
+            return Ok(true);
+        }
+        let Some((body, sum)) = body_at(log, end) else {
+            return Err(damage(
+                end,
+                format!("byte {end} holds neither a record's header nor zeros"),
+            ));
+        };
+        let extent = &log[end..end + HEADER + body.len()];
+        if unwritten_sector(extent, end) {
+            return Ok(true);
+        }
+        let found = u64_at(body, 0).unwrap_or(0);
+        let detail = if found != generation && checksum(body) == sum {
+            format!(
+                "byte {end} holds a record of generation {found} where generation {generation}'s belong: the file was replaced or swapped"
+            )
+        } else {
+            format!(
+                "the record at byte {end} was written whole (no sector of it is blank) but its checksum fails"
+            )
+        };
+        Err(damage(end, detail))
+    }
 }
 
 /// The write-ahead log as the flusher keeps it: two files, the current generation's written
 /// from its start.
 struct WalWriter {
     files: [Arc<File>; 2],
-    /// Each file's length: zeros (or an earlier generation's records) after the last record.
+    /// Each file's length: zeros after the last record.
     allocated: [u64; 2],
     generation: u64,
     /// Where the next record goes in the current generation's file.
     offset: u64,
+    /// The current generation's file still holds the generation before the last: it is
+    /// emptied before the first record goes in (by then that generation is durable in sled).
+    stale: bool,
 }
 
 /// How far ahead of the last record the log is kept filled with zeros.
@@ -901,23 +1137,61 @@ impl WalWriter {
     fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let slot = self.slot();
+        if self.stale {
+            // What a crash leaves after the last record is then zeros and nothing else, so
+            // that anything else is damage (`wal::scan`).
+            empty(&self.files[slot])?;
+            self.allocated[slot] = 0;
+            self.stale = false;
+        }
         let end = self.offset + record.len() as u64;
         if end + WAL_ZEROS_AHEAD / 2 > self.allocated[slot] {
-            // Once per megabyte: the next `fdatasync` records the new length.
+            // Once per half megabyte, made durable before a record goes there: a record never
+            // ends beyond the file's durable length, and a file that ends less than
+            // `wal::ZEROS_AFTER` after its last record was cut short.
             let zeros = vec![0u8; (end + WAL_ZEROS_AHEAD - self.allocated[slot]) as usize];
+            crate::fault::check("wal.write")?;
             self.files[slot].write_all_at(&zeros, self.allocated[slot])?;
+            crate::fault::check("wal.sync")?;
+            self.files[slot].sync_data()?;
             self.allocated[slot] += zeros.len() as u64;
         }
+        crate::fault::check("wal.write")?;
         self.files[slot].write_all_at(record, self.offset)?;
         self.offset = end;
         Ok(())
+    }
+
+    /// Makes what was appended durable.
+    fn sync(&self) -> std::io::Result<()> {
+        crate::fault::check("wal.sync")?;
+        self.file().sync_data()
     }
 
     /// Starts writing `generation` from the start of its file.
     fn start_generation(&mut self, generation: u64) {
         self.generation = generation;
         self.offset = 0;
+        self.stale = true;
     }
+
+    /// Empties both files: everything they held is durable in sled.
+    fn empty_both(&mut self) -> std::io::Result<()> {
+        for file in &self.files {
+            empty(file)?;
+        }
+        self.allocated = [0, 0];
+        self.stale = false;
+        Ok(())
+    }
+}
+
+/// Cuts a write-ahead file to nothing, durably.
+fn empty(file: &File) -> std::io::Result<()> {
+    crate::fault::check("wal.write")?;
+    file.set_len(0)?;
+    crate::fault::check("wal.sync")?;
+    file.sync_all()
 }
 
 /// Start a checkpoint once the write-ahead log holds this many bytes...
@@ -947,6 +1221,7 @@ impl Syncer {
     /// of new blob files (sled's own flush uses `sync_file_range`, which flushes neither the
     /// disk's cache nor file metadata, and it writes blob files without any sync).
     fn sync(&mut self) -> std::io::Result<()> {
+        crate::fault::check("sled.flush")?;
         self.db.flush().map_err(std::io::Error::other)?;
         self.db_file.sync_data()?;
         sync_new_blobs(&self.blobs, &mut self.synced_blobs)
@@ -1081,8 +1356,17 @@ impl Flusher {
         }
         // Closing: the tail goes into sled, so that a closed store is whole in sled alone.
         if self.sequencing.lock().failure.is_none() {
-            if let Err(error) = self.checkpoint_now() {
-                tracing::error!(%error, "the last checkpoint failed; the write-ahead log will be replayed");
+            match self.checkpoint_now() {
+                // A closed store is whole in sled, and its files empty: they hold at most the
+                // generation two before (`recover`) only while a store is open.
+                Ok(()) => {
+                    if let Err(error) = self.wal.empty_both() {
+                        tracing::error!(%error, "emptying the write-ahead files after the last checkpoint failed; they are read again at the next opening");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the last checkpoint failed; the write-ahead log will be replayed");
+                }
             }
         }
     }
@@ -1191,7 +1475,7 @@ impl Flusher {
             frozen,
         } = taken;
         let written = self.wal.append(&records).and_then(|()| match self.sync {
-            SyncMode::Durable => self.wal.file().sync_data(),
+            SyncMode::Durable => self.wal.sync(),
             SyncMode::NoSync => Ok(()),
         });
         if let Err(error) = written {
@@ -1253,7 +1537,7 @@ impl Flusher {
     fn checkpoint_now(&mut self) -> StoreResult<()> {
         self.finish_checkpoint()?;
         if self.sync == SyncMode::Durable {
-            self.wal.file().sync_data().map_err(io_error)?;
+            self.wal.sync().map_err(io_error)?;
         }
         let (head, frozen) = {
             let mut sequencer = self.sequencing.lock();
@@ -1521,7 +1805,11 @@ fn recover_pairs(
 /// The generation after the next is the first that no file can hold records of: the flusher
 /// starts the next but one only once the marker names the next. Reopening goes on there, never
 /// in a generation whose file may hold records a crash left beyond a torn one.
-fn recover(log: &sled::Tree, files: [&[u8]; 2]) -> StoreResult<(LogHead, u64, Tail)> {
+fn recover(
+    log: &sled::Tree,
+    files: [Option<&[u8]>; 2],
+    strict: bool,
+) -> StoreResult<(LogHead, u64, Tail)> {
     let stored = stored_head(log)?;
     let (generation, checkpointed) = match log.get(layout::CHECKPOINT_KEY).map_err(sled_error)? {
         Some(marker) => wal::read_marker(&marker)
@@ -1546,10 +1834,50 @@ fn recover(log: &sled::Tree, files: [&[u8]; 2]) -> StoreResult<(LogHead, u64, Ta
     // The marker's generation, then the next one: written in the other file once the marker's
     // was whole and synced, while a checkpoint of it was under way (see `Checkpointer`).
     let slot = |generation: u64| (generation % 2) as usize;
-    let this = wal::appends(files[slot(generation)], generation)
-        .map_err(|detail| corrupt(stored.position, detail))?;
-    let next = wal::appends(files[slot(generation + 1)], generation + 1)
-        .map_err(|detail| corrupt(stored.position, detail))?;
+    let read = |generation: u64, residue: Option<u64>, earlier: u64| {
+        let file = wal::file_of(generation);
+        let Some(contents) = files[slot(generation)] else {
+            return Err(corrupt(
+                Position(earlier + 1),
+                format!("the write-ahead file {file} is missing: the events recorded after {earlier} since the last checkpoint are not readable; events 1 to {earlier} are intact"),
+            ));
+        };
+        wal::scan(contents, generation, wal::Rules { strict, residue }).map_err(
+            |damage| {
+                let earlier = damage.through.unwrap_or(earlier);
+                let beyond = match damage.beyond {
+                    Some((first, last)) => format!(
+                        "; whole records of events {first} to {last} follow the damage, and would be lost"
+                    ),
+                    None => String::new(),
+                };
+                corrupt(
+                    Position(earlier + 1),
+                    format!(
+                        "the write-ahead file {file} is damaged at byte {}: {}{beyond}; events 1 to {earlier} are intact before it",
+                        damage.at, damage.detail
+                    ),
+                )
+            },
+        )
+    };
+    // A file is emptied when its generation's first record is written: until then it holds
+    // the generation two before, which sled holds.
+    let this = read(generation, generation.checked_sub(2), checkpointed)?;
+    let through = this.batches.last().map_or(checkpointed, |batch| batch.last);
+    let next = read(generation + 1, generation.checked_sub(1), through)?;
+    if strict && this.torn && !next.batches.is_empty() {
+        // The next generation starts only once this one is whole on disk.
+        return Err(corrupt(
+            Position(through + 1),
+            format!(
+                "the write-ahead file {} is damaged at byte {}: its last record is not whole, though the next generation's file goes on after it; events 1 to {through} are intact before it",
+                wal::file_of(generation),
+                this.end
+            ),
+        ));
+    }
+    let (this, next) = (this.batches, next.batches);
     let mut tail = Tail::starting_at(checkpointed + 1);
     let mut head = stored;
     for batch in this.into_iter().chain(next) {
@@ -1557,8 +1885,8 @@ fn recover(log: &sled::Tree, files: [&[u8]; 2]) -> StoreResult<(LogHead, u64, Ta
         let damaged = |detail: String| corrupt(at, detail);
         if batch.first != tail.end() {
             return Err(damaged(format!(
-                "the write-ahead log goes on at position {} after {}",
-                batch.first, head.position
+                "the write-ahead log goes on at position {} after {}: events {} to {} are missing (a write-ahead file damaged, removed or replaced)",
+                batch.first, head.position, head.position.0 + 1, batch.first.saturating_sub(1)
             )));
         }
         for logged in batch.appends {
@@ -1663,7 +1991,7 @@ impl SledEventLog {
                 "an unfinished restore, not a store: remove the directory and import again",
             ));
         }
-        let format = match meta.get(FORMAT_KEY).map_err(sled_error)? {
+        let (format, existing) = match meta.get(FORMAT_KEY).map_err(sled_error)? {
             Some(bytes) => {
                 let found = bytes
                     .as_ref()
@@ -1690,7 +2018,7 @@ impl SledEventLog {
                     meta.insert(FORMAT_KEY, &PAIRS_FORMAT.to_be_bytes())
                         .map_err(sled_error)?;
                 }
-                found
+                (found, true)
             }
             None if !log.is_empty() => {
                 return Err(corrupt(
@@ -1701,20 +2029,34 @@ impl SledEventLog {
             None => {
                 meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
                     .map_err(sled_error)?;
-                STORE_FORMAT
+                (STORE_FORMAT, false)
             }
         };
-        let open_wal = |name: &str| -> StoreResult<(File, Vec<u8>)> {
-            let file = std::fs::OpenOptions::new()
+        // A store of format 6 has both files from its first opening on; a missing one is
+        // damage, never made anew (which would silently drop what it held).
+        let create = !existing || format < STORE_FORMAT;
+        let open_wal = |name: &str| -> StoreResult<Option<(File, Vec<u8>)>> {
+            let path = directory.join(name);
+            if create {
+                crate::fault::check("wal.create").map_err(io_error)?;
+            }
+            let file = match std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
-                .create(true)
+                .create(create)
                 .truncate(false)
-                .open(directory.join(name))
-                .map_err(io_error)?;
+                .open(&path)
+            {
+                Ok(file) => file,
+                // `recover` says which events it held.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                Err(error) => return Err(io_error(format_args!("{}: {error}", path.display()))),
+            };
             let mut contents = Vec::new();
-            (&file).read_to_end(&mut contents).map_err(io_error)?;
-            Ok((file, contents))
+            (&file)
+                .read_to_end(&mut contents)
+                .map_err(|error| io_error(format_args!("{}: {error}", path.display())))?;
+            Ok(Some((file, contents)))
         };
         let db_file = File::open(directory.join("db")).map_err(io_error)?;
         let mut syncer = Syncer {
@@ -1723,10 +2065,19 @@ impl SledEventLog {
             blobs: directory.join("blobs"),
             synced_blobs: HashSet::new(),
         };
-        let (first, first_contents) = open_wal(wal::FILES[0])?;
-        let (second, second_contents) = open_wal(wal::FILES[1])?;
-        let allocated = [first_contents.len() as u64, second_contents.len() as u64];
-        let (head, generation, tail) = if format < STORE_FORMAT {
+        let first = open_wal(wal::FILES[0])?;
+        let second = open_wal(wal::FILES[1])?;
+        if create {
+            // The files' names are durable before sled says the store exists.
+            sync_directory(directory)?;
+        }
+        let first_contents = first.as_ref().map(|(_, bytes)| &bytes[..]);
+        let second_contents = second.as_ref().map(|(_, bytes)| &bytes[..]);
+        let allocated = [
+            first_contents.map_or(0, |bytes| bytes.len() as u64),
+            second_contents.map_or(0, |bytes| bytes.len() as u64),
+        ];
+        let (head, generation, tail) = if format < TWO_FILES_FORMAT {
             let old = directory.join(wal::FILE);
             let contents = match std::fs::read(&old) {
                 Ok(contents) => contents,
@@ -1741,9 +2092,16 @@ impl SledEventLog {
             }
             (head, generation, Tail::starting_at(head.position.0 + 1))
         } else {
-            recover(&log, [&first_contents, &second_contents])?
+            recover(
+                &log,
+                [first_contents, second_contents],
+                format >= STORE_FORMAT,
+            )?
         };
-        drop((first_contents, second_contents));
+        let (Some((first, _)), Some((second, _))) = (first, second) else {
+            // Only a store of format 6 may miss one, and `recover` refuses it.
+            return Err(corrupt(head.position, "a write-ahead file is missing"));
+        };
         let index = CommandIndex::load(&log)?;
         // The marker's generation and the next may have records; the first checkpoint starts
         // the one after, which none has (see `recover`).
@@ -1752,6 +2110,7 @@ impl SledEventLog {
             allocated,
             generation: generation + 1,
             offset: 0,
+            stale: true,
         };
         let durable = Arc::new(watch::Sender::new(Durable {
             position: head.position,
@@ -1801,7 +2160,15 @@ impl SledEventLog {
         // Whatever the log held goes into sled and is made durable before anyone can read it;
         // the log starts again under a generation no file holds records of.
         flusher.checkpoint_now()?;
-        sync_directory(directory)?;
+        // Sled holds it all now: both files start empty, so that whatever a crash leaves in
+        // them after their records is zeros (`wal::scan`).
+        flusher.wal.empty_both().map_err(io_error)?;
+        if format < STORE_FORMAT {
+            // Durable with the next checkpoint; until then the files are read as format 5's,
+            // which any file of format 6 also is.
+            meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+                .map_err(sled_error)?;
+        }
         let flusher = std::thread::Builder::new()
             .name("battleplan-flusher".into())
             .spawn(move || flusher.run())

@@ -3,11 +3,11 @@
 //! record format), then the store is reopened and must be whole. The SIGKILL test
 //! (`tests/tests/store_crash.rs`) shows the same with a real process.
 //!
-//! What a crash can leave (format 5): sled holds every checkpoint whole (each is one atomic
+//! What a crash can leave (format 6): sled holds every checkpoint whole (each is one atomic
 //! batch) and nothing after the last; the write-ahead file of the checkpoint's generation holds
 //! the batches since, and the other file may hold the next generation's, written while that
-//! checkpoint was under way; either may end in a torn record; both hold older generations'
-//! records beyond their last.
+//! checkpoint was under way; either may end in a torn record (its unwritten sectors zeros);
+//! a file not yet written in its generation holds the generation two before.
 
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -120,7 +120,7 @@ async fn five_events(directory: &Path) -> u64 {
 /// Writes `bytes` at the start of the file `generation` is written in, zeros after.
 fn write_log(directory: &Path, generation: u64, bytes: &[u8]) {
     let mut contents = bytes.to_vec();
-    contents.resize(bytes.len() + 4096, 0);
+    contents.resize(bytes.len() + wal::ZEROS_AFTER, 0);
     std::fs::write(directory.join(wal::file_of(generation)), contents).unwrap();
 }
 
@@ -409,4 +409,147 @@ async fn a_format_3_store_is_upgraded_and_an_older_one_refused() {
         matches!(&error, StoreError::Corrupt { detail, .. } if detail.contains("format 2")),
         "{error:?}"
     );
+}
+
+/// Records of commands 6, 7 and 8, one each, as the flusher writes three batches; and where
+/// each starts.
+fn three_records(generation: u64) -> (Vec<u8>, [usize; 3]) {
+    let mut bytes = Vec::new();
+    let mut starts = [0; 3];
+    for (slot, n) in (6..=8u128).enumerate() {
+        starts[slot] = bytes.len();
+        bytes.extend_from_slice(&logged(generation, n, n));
+    }
+    (bytes, starts)
+}
+
+fn wal_files(directory: &Path) -> Vec<Option<Vec<u8>>> {
+    wal::FILES
+        .iter()
+        .map(|name| std::fs::read(directory.join(name)).ok())
+        .collect()
+}
+
+/// Opening refuses with the damage's first position and leaves the files as they were.
+fn refused_at(directory: &Path, position: u64) -> String {
+    let before = wal_files(directory);
+    let error = SledEventLog::open(directory, StoreOptions::default()).unwrap_err();
+    let StoreError::Corrupt {
+        position: found,
+        detail,
+    } = error
+    else {
+        panic!("not damage: {error:?}");
+    };
+    assert_eq!(found, Position(position), "{detail}");
+    assert_eq!(wal_files(directory), before, "opening changed the files");
+    detail
+}
+
+#[tokio::test]
+async fn a_flipped_bit_before_whole_records_is_refused_naming_what_follows() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    let (mut bytes, starts) = three_records(generation);
+    let at = starts[1] + 60;
+    bytes[at] ^= 0x10;
+    write_log(directory.path(), generation, &bytes);
+    let detail = refused_at(directory.path(), 7);
+    assert!(
+        detail.contains(&format!("damaged at byte {}", starts[1])),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("events 8 to 8 follow the damage"),
+        "{detail}"
+    );
+    assert!(detail.contains("events 1 to 6 are intact"), "{detail}");
+    // Put right, the store opens whole: nothing was lost by trying.
+    bytes[at] ^= 0x10;
+    write_log(directory.path(), generation, &bytes);
+    check_whole(&open(directory.path()), 8).await;
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_the_last_record_is_damage_not_a_torn_write() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    let (mut bytes, starts) = three_records(generation);
+    bytes[starts[2] + 70] ^= 0x01;
+    write_log(directory.path(), generation, &bytes);
+    let detail = refused_at(directory.path(), 8);
+    assert!(detail.contains("checksum fails"), "{detail}");
+}
+
+#[tokio::test]
+async fn zeros_over_a_record_with_whole_records_after_it_are_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    let (mut bytes, starts) = three_records(generation);
+    bytes[starts[1]..starts[2]].fill(0);
+    write_log(directory.path(), generation, &bytes);
+    refused_at(directory.path(), 7);
+}
+
+#[tokio::test]
+async fn a_file_cut_short_is_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    let (bytes, starts) = three_records(generation);
+    let path = directory.path().join(wal::file_of(generation));
+    // Cut after its last record, and inside it: a written file keeps zeros after its records.
+    std::fs::write(&path, &bytes).unwrap();
+    let detail = refused_at(directory.path(), 9);
+    assert!(detail.contains("cut short"), "{detail}");
+    std::fs::write(&path, &bytes[..starts[2] + 30]).unwrap();
+    refused_at(directory.path(), 8);
+}
+
+#[tokio::test]
+async fn a_missing_file_is_refused_and_not_made_anew() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    let path = directory.path().join(wal::file_of(generation));
+    std::fs::remove_file(&path).unwrap();
+    let detail = refused_at(directory.path(), 6);
+    assert!(detail.contains("is missing"), "{detail}");
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn swapped_files_are_refused() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    // The marker's generation's records in the other file, the next generation's in its file.
+    write_log(directory.path(), generation + 1, &logged(generation, 6, 6));
+    write_log(directory.path(), generation, &logged(generation + 1, 7, 7));
+    let detail = refused_at(directory.path(), 6);
+    assert!(detail.contains("replaced or swapped"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_torn_record_after_which_the_next_generation_goes_on_is_damage() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    // The next generation starts only once this one is whole on disk: a record of this one
+    // that is not whole, with the next one's records after it, was acknowledged and damaged.
+    let mut bytes = logged(generation, 6, 6);
+    let torn = logged(generation, 7, 7);
+    bytes.extend_from_slice(&torn[..torn.len() / 2]);
+    write_log(directory.path(), generation, &bytes);
+    write_log(
+        directory.path(),
+        generation + 1,
+        &logged(generation + 1, 8, 8),
+    );
+    refused_at(directory.path(), 7);
+}
+
+#[tokio::test]
+async fn a_closed_store_leaves_its_files_empty() {
+    let directory = tempfile::tempdir().unwrap();
+    five_events(directory.path()).await;
+    for contents in wal_files(directory.path()) {
+        assert_eq!(contents.map(|bytes| bytes.len()), Some(0));
+    }
 }

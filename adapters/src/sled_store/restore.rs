@@ -277,6 +277,16 @@ impl Restore {
             .and_then(|file| file.sync_data())
             .map_err(io_error)?;
         sync_new_blobs(&self.directory.join("blobs"), &mut HashSet::new()).map_err(io_error)?;
+        // A store has both write-ahead files (empty here: sled holds everything).
+        for name in wal::FILES {
+            crate::fault::check("wal.create").map_err(io_error)?;
+            File::create(self.directory.join(name))
+                .and_then(|file| file.sync_all())
+                .map_err(io_error)?;
+        }
+        File::open(&self.directory)
+            .and_then(|directory| directory.sync_all())
+            .map_err(io_error)?;
         // Only now is this a store: the events are durable before their marker.
         let meta = self.db.open_tree("meta").map_err(sled_error)?;
         let mut marked = sled::Batch::default();
