@@ -488,11 +488,39 @@ fn sled_error(error: sled::Error) -> StoreError {
         }
         sled::Error::Corruption { at, .. } => StoreError::Corrupt {
             position: Position::START,
-            detail: format!("sled reports corruption at {at:?}"),
+            detail: format!("{SLED_DAMAGE} files are damaged (sled found it at {at:?})"),
         },
         other => StoreError::Io(other.to_string()),
     }
 }
+
+/// Runs `work`, which reads sled's files, so that damage in them is an error and never a panic:
+/// sled 0.34 panics on some damage it finds (a page it cannot deserialize, a node that breaks
+/// its assertions) and reports other damage at no position; both are named at `position`, the
+/// first the caller was reading.
+fn guarded<T>(position: Position, work: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(Err(StoreError::Corrupt {
+            position: Position::START,
+            detail,
+        })) if detail.starts_with(SLED_DAMAGE) => Err(corrupt(position, detail)),
+        Ok(result) => result,
+        Err(panic) => {
+            let said = panic
+                .downcast_ref::<&str>()
+                .map(|said| said.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(corrupt(
+                position,
+                format!("{SLED_DAMAGE} files are damaged: sled stopped reading them ({said})"),
+            ))
+        }
+    }
+}
+
+/// How damage found in sled's files is named.
+const SLED_DAMAGE: &str = "sled's";
 
 fn corrupt(position: Position, detail: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
@@ -887,6 +915,51 @@ pub mod wal {
     /// written in it.
     const SECTOR: usize = 512;
 
+    /// What an emptied file holds: this many bytes of zeros (a file of fewer was cut short).
+    pub const EMPTIED: usize = SECTOR;
+
+    /// In format 6 a file's records start after its first sector, the *seal*: written after
+    /// each batch is durable (and made durable by the next batch's `fdatasync`), it says how far
+    /// the durable records reach, so that damage which turns the end of the records into zeros
+    /// is not taken for a write cut short. `magic (u32) | generation (u64) | end (u64): the byte where the durable
+    /// records end | last (u64): their last position | checksum (u64)`, then zeros. A disk
+    /// writes the sector whole or not at all; all zeros, it claims nothing.
+    pub const RECORDS_START: usize = SECTOR;
+
+    const SEAL_MAGIC: u32 = 0x4250_5753; // "BPWS"
+
+    /// The seal of `generation` whose durable records end at `end`, through position `last`.
+    pub fn seal_sector(generation: u64, end: u64, last: u64) -> [u8; SECTOR] {
+        let mut sector = [0u8; SECTOR];
+        sector[..4].copy_from_slice(&SEAL_MAGIC.to_be_bytes());
+        sector[4..12].copy_from_slice(&generation.to_be_bytes());
+        sector[12..20].copy_from_slice(&end.to_be_bytes());
+        sector[20..28].copy_from_slice(&last.to_be_bytes());
+        let sum = checksum(&sector[..28]);
+        sector[28..36].copy_from_slice(&sum.to_be_bytes());
+        sector
+    }
+
+    /// A file's seal: `(generation, end, last)`, `None` if its sector is zeros.
+    fn read_seal(log: &[u8]) -> Result<Option<(u64, usize, u64)>, String> {
+        let Some(sector) = log.get(..SECTOR) else {
+            return Ok(None);
+        };
+        if sector.iter().all(|byte| *byte == 0) {
+            return Ok(None);
+        }
+        let whole = u32_at(sector, 0) == Some(SEAL_MAGIC as usize)
+            && u64_at(sector, 28) == Some(checksum(&sector[..28]))
+            && sector[36..].iter().all(|byte| *byte == 0);
+        if !whole {
+            return Err("its seal (the first sector, which says how far its durable records reach) is damaged".into());
+        }
+        match (u64_at(sector, 4), u64_at(sector, 12), u64_at(sector, 20)) {
+            (Some(generation), Some(end), Some(last)) => Ok(Some((generation, end as usize, last))),
+            _ => Err("its seal is unreadable".into()),
+        }
+    }
+
     /// What is read of one write-ahead file.
     pub struct Scanned<'a> {
         /// The whole batches, in order.
@@ -979,7 +1052,8 @@ pub mod wal {
     /// that ends right after its records (cut short).
     pub fn scan(log: &[u8], generation: u64, rules: Rules) -> Result<Scanned<'_>, Damage> {
         let mut batches: Vec<Logged<'_>> = Vec::new();
-        let mut at = 0;
+        let start = if rules.strict { RECORDS_START } else { 0 };
+        let mut at = start;
         let mut unreadable = None;
         while let Some(body) = whole_at(log, at, generation) {
             let Some(logged) = parse_appends(body) else {
@@ -996,7 +1070,12 @@ pub mod wal {
         }
         let checked = match unreadable {
             Some(damage) => Err(damage),
-            None => after_records(log, at, generation, rules),
+            None => after_records(log, at, generation, rules).and_then(|torn| {
+                if rules.strict {
+                    sealed(log, at, generation, rules)?;
+                }
+                Ok(torn)
+            }),
         };
         match checked {
             Ok(torn) => Ok(Scanned {
@@ -1008,6 +1087,94 @@ pub mod wal {
                 through: batches.last().map(|batch| batch.last),
                 ..damage
             }),
+        }
+    }
+
+    /// What one write-ahead file holds, read on its own (no sled, no marker): for `store
+    /// check`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct FileState {
+        /// The generation of the records at its start, if a whole one starts it.
+        pub generation: Option<u64>,
+        /// How many whole records, and the positions they hold.
+        pub records: usize,
+        pub positions: Option<(u64, u64)>,
+        /// A write cut short follows them.
+        pub torn: bool,
+        /// What is wrong in it, if anything.
+        pub damage: Option<Damage>,
+    }
+
+    /// Reads a write-ahead file of format 6 on its own.
+    pub fn describe(log: &[u8]) -> FileState {
+        let generation = body_at(log, RECORDS_START)
+            .filter(|(body, sum)| checksum(body) == *sum)
+            .and_then(|(body, _)| u64_at(body, 0))
+            .or_else(|| {
+                read_seal(log)
+                    .ok()
+                    .flatten()
+                    .map(|(generation, _, _)| generation)
+            });
+        let rules = Rules {
+            strict: true,
+            residue: None,
+        };
+        let mut at = RECORDS_START;
+        let mut records = 0;
+        let mut positions: Option<(u64, u64)> = None;
+        if let Some(generation) = generation {
+            while let Some(body) = whole_at(log, at, generation) {
+                let first = u64_at(body, 8).unwrap_or(0);
+                let last = u64_at(body, 16).unwrap_or(0);
+                positions = Some((positions.map_or(first, |(first, _)| first), last));
+                records += 1;
+                at += HEADER + body.len();
+            }
+        }
+        let generation_or_none = generation.unwrap_or(u64::MAX);
+        let checked = after_records(log, at, generation_or_none, rules).and_then(|torn| {
+            sealed(log, at, generation_or_none, rules)?;
+            Ok(torn)
+        });
+        FileState {
+            generation,
+            records,
+            positions,
+            torn: checked == Ok(true),
+            damage: checked.err(),
+        }
+    }
+
+    /// Checks the whole records, which end at `end`, against the file's seal: they reach at
+    /// least as far as it says durable records did.
+    fn sealed(log: &[u8], end: usize, generation: u64, rules: Rules) -> Result<(), Damage> {
+        let damage = |at: usize, detail: String| Damage {
+            at,
+            detail,
+            through: None,
+            beyond: None,
+        };
+        match read_seal(log).map_err(|detail| damage(0, detail))? {
+            None => Ok(()),
+            Some((sealed, durable, last)) if sealed == generation => {
+                if end < durable {
+                    Err(damage(
+                        end,
+                        format!(
+                            "its records end at byte {end}, but its seal says records through byte {durable} (events through {last}) were made durable: they were damaged or cut away"
+                        ),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            // The generation two before, which sled holds, until this one's first record.
+            Some((sealed, _, _)) if Some(sealed) == rules.residue && end == RECORDS_START => Ok(()),
+            Some((sealed, _, _)) => Err(damage(
+                0,
+                format!("its seal names generation {sealed} where generation {generation}'s belong: the file was replaced or swapped"),
+            )),
         }
     }
 
@@ -1025,7 +1192,16 @@ pub mod wal {
             through: None,
             beyond: None,
         };
-        let rest = &log[end..];
+        let rest = log.get(end..).unwrap_or_default();
+        if rules.strict && log.len() < EMPTIED {
+            return Err(damage(
+                log.len(),
+                format!(
+                    "the file holds {} bytes, where an emptied one keeps {EMPTIED}: it was cut short or made anew",
+                    log.len()
+                ),
+            ));
+        }
         if let Some((found, body)) = next_whole(log, end, generation) {
             let first = u64_at(body, 8).unwrap_or(0);
             let mut last = u64_at(body, 16).unwrap_or(0);
@@ -1048,7 +1224,8 @@ pub mod wal {
             // Format 5: what follows may be what an earlier generation left.
             return Ok(!zeros);
         }
-        if end > 0 && log.len() < end + ZEROS_AFTER {
+        let start = if rules.strict { RECORDS_START } else { 0 };
+        if end > start && log.len() < end + ZEROS_AFTER {
             return Err(damage(
                 end,
                 format!(
@@ -1061,10 +1238,10 @@ pub mod wal {
         if zeros {
             return Ok(false);
         }
-        if end == 0 {
+        if end == start {
             if let Some(residue) = rules.residue {
-                if whole_at(log, 0, residue).is_some() {
-                    let mut next = 0;
+                if whole_at(log, start, residue).is_some() {
+                    let mut next = start;
                     while let Some(body) = whole_at(log, next, residue) {
                         next += HEADER + body.len();
                     }
@@ -1114,8 +1291,11 @@ struct WalWriter {
     /// Each file's length: zeros after the last record.
     allocated: [u64; 2],
     generation: u64,
-    /// Where the next record goes in the current generation's file.
+    /// Where the next record goes in the current generation's file: where the records made
+    /// durable end (what the next seal says).
     offset: u64,
+    /// The last position those records hold (0 if none).
+    last: u64,
     /// The current generation's file still holds the generation before the last: it is
     /// emptied before the first record goes in (by then that generation is durable in sled).
     stale: bool,
@@ -1134,14 +1314,15 @@ impl WalWriter {
         &self.files[self.slot()]
     }
 
-    fn append(&mut self, record: &[u8]) -> std::io::Result<()> {
+    /// Writes `record` (which ends at position `last`) after the records before it.
+    fn append(&mut self, record: &[u8], last: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let slot = self.slot();
         if self.stale {
             // What a crash leaves after the last record is then zeros and nothing else, so
             // that anything else is damage (`wal::scan`).
             empty(&self.files[slot])?;
-            self.allocated[slot] = 0;
+            self.allocated[slot] = wal::EMPTIED as u64;
             self.stale = false;
         }
         let end = self.offset + record.len() as u64;
@@ -1159,7 +1340,19 @@ impl WalWriter {
         crate::fault::check("wal.write")?;
         self.files[slot].write_all_at(record, self.offset)?;
         self.offset = end;
+        self.last = last;
         Ok(())
+    }
+
+    /// Once what was appended is durable, says so in the file's seal, before the appenders are
+    /// told: written after the sync, the seal never claims more than is durable, whenever a
+    /// crash comes; a killed process leaves it as written (the next sync makes it durable),
+    /// so that damage to the last records a killed daemon acknowledged is found.
+    fn seal(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let seal = wal::seal_sector(self.generation, self.offset, self.last);
+        crate::fault::check("wal.write")?;
+        self.file().write_all_at(&seal, 0)
     }
 
     /// Makes what was appended durable.
@@ -1171,7 +1364,8 @@ impl WalWriter {
     /// Starts writing `generation` from the start of its file.
     fn start_generation(&mut self, generation: u64) {
         self.generation = generation;
-        self.offset = 0;
+        self.offset = wal::RECORDS_START as u64;
+        self.last = 0;
         self.stale = true;
     }
 
@@ -1180,16 +1374,20 @@ impl WalWriter {
         for file in &self.files {
             empty(file)?;
         }
-        self.allocated = [0, 0];
+        self.allocated = [wal::EMPTIED as u64; 2];
         self.stale = false;
         Ok(())
     }
 }
 
-/// Cuts a write-ahead file to nothing, durably.
+/// Empties a write-ahead file, durably: it becomes `wal::EMPTIED` bytes of zeros, so that a
+/// file cut to nothing is told from an emptied one. Its first sector is zeroed before it is cut,
+/// so that a crash in between leaves what a torn write would.
 fn empty(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
     crate::fault::check("wal.write")?;
-    file.set_len(0)?;
+    file.write_all_at(&[0; wal::EMPTIED], 0)?;
+    file.set_len(wal::EMPTIED as u64)?;
     crate::fault::check("wal.sync")?;
     file.sync_all()
 }
@@ -1474,10 +1672,14 @@ impl Flusher {
             head,
             frozen,
         } = taken;
-        let written = self.wal.append(&records).and_then(|()| match self.sync {
-            SyncMode::Durable => self.wal.sync(),
-            SyncMode::NoSync => Ok(()),
-        });
+        let written = self
+            .wal
+            .append(&records, head.0)
+            .and_then(|()| match self.sync {
+                SyncMode::Durable => self.wal.sync(),
+                SyncMode::NoSync => Ok(()),
+            })
+            .and_then(|()| self.wal.seal());
         if let Err(error) = written {
             self.fail(error.to_string(), pending);
             return false;
@@ -1967,14 +2169,16 @@ impl SledEventLog {
     /// blocking task.
     pub fn open(directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
         std::fs::create_dir_all(directory).map_err(io_error)?;
-        let db = sled::Config::new()
-            .path(directory)
-            .cache_capacity(options.cache_capacity_bytes)
-            // Flushing is this store's job, at checkpoints; no background timer.
-            .flush_every_ms(None)
-            .open()
-            .map_err(sled_error)?;
-        Self::start(db, directory, options)
+        guarded(Position::START, || {
+            let db = sled::Config::new()
+                .path(directory)
+                .cache_capacity(options.cache_capacity_bytes)
+                // Flushing is this store's job, at checkpoints; no background timer.
+                .flush_every_ms(None)
+                .open()
+                .map_err(sled_error)?;
+            Self::start(db, directory, options)
+        })
     }
 
     /// Opens the store on a sled database already open in `directory`: checks its format,
@@ -2056,6 +2260,12 @@ impl SledEventLog {
             (&file)
                 .read_to_end(&mut contents)
                 .map_err(|error| io_error(format_args!("{}: {error}", path.display())))?;
+            if create && contents.is_empty() {
+                // New files start emptied.
+                empty(&file)
+                    .map_err(|error| io_error(format_args!("{}: {error}", path.display())))?;
+                contents = vec![0; wal::EMPTIED];
+            }
             Ok(Some((file, contents)))
         };
         let db_file = File::open(directory.join("db")).map_err(io_error)?;
@@ -2109,7 +2319,8 @@ impl SledEventLog {
             files: [Arc::new(first), Arc::new(second)],
             allocated,
             generation: generation + 1,
-            offset: 0,
+            offset: wal::RECORDS_START as u64,
+            last: 0,
             stale: true,
         };
         let durable = Arc::new(watch::Sender::new(Durable {
@@ -2164,10 +2375,11 @@ impl SledEventLog {
         // them after their records is zeros (`wal::scan`).
         flusher.wal.empty_both().map_err(io_error)?;
         if format < STORE_FORMAT {
-            // Durable with the next checkpoint; until then the files are read as format 5's,
-            // which any file of format 6 also is.
+            // Durable (with a checkpoint of nothing) before a record is written where format 6
+            // puts it, after the seal: a reader of format 5 would not look there.
             meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
                 .map_err(sled_error)?;
+            flusher.checkpoint_now()?;
         }
         let flusher = std::thread::Builder::new()
             .name("battleplan-flusher".into())
@@ -2317,11 +2529,13 @@ impl SledEventLog {
         let mut visited = 0;
         if from < tail_first {
             let mut stopped = false;
-            self.for_each_stored_record(from, until.min(tail_first - 1), |position, bytes| {
-                visited += 1;
-                let go_on = visit(position, bytes)? && visited < limit;
-                stopped = !go_on;
-                Ok(go_on)
+            guarded(Position(from), || {
+                self.for_each_stored_record(from, until.min(tail_first - 1), |position, bytes| {
+                    visited += 1;
+                    let go_on = visit(position, bytes)? && visited < limit;
+                    stopped = !go_on;
+                    Ok(go_on)
+                })
             })?;
             if stopped {
                 return Ok(());
@@ -2578,7 +2792,9 @@ impl EventReader for SledEventLog {
         let (stored_before, in_tail) = read(&self.inner.tails).stream_records(stream, from, limit);
         let mut events = Vec::with_capacity(limit.min(64));
         if from < stored_before {
-            self.read_stored_stream(stream, from, stored_before, limit, &mut events)?;
+            guarded(Position::START, || {
+                self.read_stored_stream(stream, from, stored_before, limit, &mut events)
+            })?;
         }
         for (position, bytes) in in_tail {
             if events.len() >= limit {

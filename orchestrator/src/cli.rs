@@ -260,6 +260,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The store's files: `battleplan store check`.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The log as JSON lines, one event a line in position order (docs/export.md): for the
     /// auditor, and the backup that `battleplan import` restores. Reads the store itself: a
     /// running daemon must be stopped first.
@@ -415,6 +420,19 @@ pub struct ImportArguments {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Check the store's files (docs/store.md): each write-ahead file read on its own (what it
+    /// holds, and where it is damaged), then the store opened and its chain walked. Exit 0
+    /// when intact, 2 when damaged (nothing is changed), 1 when the disk fails. Stop the daemon
+    /// first.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -616,6 +634,9 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { json },
         } => audit_verify(data, json),
+        Command::Store {
+            command: StoreCommand::Check { json },
+        } => store_check(data, json),
         Command::Export { as_of, out } => export(data, as_of, out.as_deref()),
         Command::Import { file } => import_export(data, &file),
         Command::Customers {
@@ -692,7 +713,7 @@ fn remote_or_local(
             }
             Err(message) => return Ok(user_error(message)),
         },
-        Opened::Refused(message) => return Ok(user_error(message)),
+        Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
     let clock: Arc<dyn Clock> = match clock_at {
         Some(at) => Arc::new(ManualClock::new(at)),
@@ -788,7 +809,7 @@ fn import_file(
                 Err(message) => Ok(user_error(message)),
             };
         }
-        Opened::Refused(message) => return Ok(user_error(message)),
+        Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
     let clock: Arc<dyn Clock> = match clock_at {
         Some(at) => Arc::new(ManualClock::new(at)),
@@ -1006,19 +1027,19 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
 }
 
 /// Opens the store in `data` for reading, or says why not in words a user can act on.
-fn open_existing_store(data: &Path) -> Result<SledEventLog, String> {
+fn open_existing_store(data: &Path) -> Result<SledEventLog, daemon::Refusal> {
     if !data.join("db").is_file() {
-        return Err(format!(
+        return Err(daemon::Refusal::user(format!(
             "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
             data.display()
-        ));
+        )));
     }
     SledEventLog::open(data, StoreOptions::default()).map_err(|error| match error {
-        StoreError::Locked(_) => format!(
+        StoreError::Locked(_) => daemon::Refusal::user(format!(
             "the store in {} is in use by another battleplan process; stop it and try again",
             data.display()
-        ),
-        other => format!("cannot open the store in {}: {other}", data.display()),
+        )),
+        other => daemon::refusal(data, &other),
     })
 }
 
@@ -1059,11 +1080,11 @@ struct JsonProjection {
 fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let store = match open_existing_store(data) {
         Ok(store) => store,
-        Err(message) => return Ok(user_error(message)),
+        Err(refusal) => return Ok(refusal.exit()),
     };
     let report = match store.verify() {
         Ok(report) => report,
-        Err(error) => return Ok(user_error(format_args!("cannot read the store: {error}"))),
+        Err(error) => return Ok(daemon::refusal(data, &error).exit()),
     };
     // The payloads and the replay only on an intact chain: a damaged log cannot be read on.
     let replay = if report.problem.is_none() {
@@ -1073,7 +1094,7 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
             .context("starting the async runtime")?;
         match tokio.block_on(battleplan_orchestrator::audit::check_replay(&store)) {
             Ok(replay) => Some(replay),
-            Err(error) => return Ok(user_error(format_args!("cannot read the store: {error}"))),
+            Err(error) => return Ok(daemon::refusal(data, &error).exit()),
         }
     } else {
         None
@@ -1173,6 +1194,170 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+#[derive(Serialize)]
+struct JsonStoreFile {
+    name: &'static str,
+    /// Absent when the file is missing.
+    bytes: Option<u64>,
+    generation: Option<u64>,
+    records: usize,
+    first_position: Option<u64>,
+    last_position: Option<u64>,
+    /// `missing`, `zeros` (nothing after the records), `cut short` (a write a crash cut
+    /// short, never acknowledged) or `damaged`.
+    ending: &'static str,
+    damage: Option<String>,
+}
+
+#[derive(Serialize)]
+struct JsonStoreCheck {
+    intact: bool,
+    files: Vec<JsonStoreFile>,
+    events: Option<u64>,
+    head_hash: Option<String>,
+    problem: Option<String>,
+    problem_position: Option<u64>,
+}
+
+/// `battleplan store check`: the write-ahead files read on their own, then the store opened
+/// (which refuses damage, naming it) and its chain walked.
+fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    use battleplan_adapters::sled_store::wal;
+    if !data.join("db").is_file() {
+        return Ok(user_error(format_args!(
+            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
+            data.display()
+        )));
+    }
+    let mut files = Vec::new();
+    for name in wal::FILES {
+        let path = data.join(name);
+        let file = match std::fs::read(&path) {
+            Ok(contents) => {
+                let state = wal::describe(&contents);
+                JsonStoreFile {
+                    name,
+                    bytes: Some(contents.len() as u64),
+                    generation: state.generation,
+                    records: state.records,
+                    first_position: state.positions.map(|(first, _)| first),
+                    last_position: state.positions.map(|(_, last)| last),
+                    ending: match (&state.damage, state.torn) {
+                        (Some(_), _) => "damaged",
+                        (None, true) => "cut short",
+                        (None, false) => "zeros",
+                    },
+                    damage: state
+                        .damage
+                        .map(|damage| format!("damaged at byte {}: {}", damage.at, damage.detail)),
+                }
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => JsonStoreFile {
+                name,
+                bytes: None,
+                generation: None,
+                records: 0,
+                first_position: None,
+                last_position: None,
+                ending: "missing",
+                damage: None,
+            },
+            Err(error) => {
+                return Ok(daemon::refusal(
+                    data,
+                    &StoreError::Io(format!("reading {}: {error}", path.display())),
+                )
+                .exit())
+            }
+        };
+        files.push(file);
+    }
+    let opened = match open_existing_store(data) {
+        Ok(store) => store
+            .verify()
+            .map_err(|error| daemon::refusal(data, &error)),
+        Err(refusal) => Err(refusal),
+    };
+    let (intact, events, head_hash, problem, problem_position) = match &opened {
+        Ok(report) => (
+            report.problem.is_none(),
+            Some(report.checked),
+            Some(report.head_hash.clone()),
+            report.problem.as_ref().map(|problem| problem.to_string()),
+            report.problem.as_ref().map(|problem| problem.position.0),
+        ),
+        Err(refusal) if refusal.code != USER_ERROR => return Ok(refusal.clone().exit()),
+        Err(refusal) => (false, None, None, Some(refusal.message.clone()), None),
+    };
+    if json {
+        out_line!(
+            "{}",
+            serde_json::to_string_pretty(&JsonStoreCheck {
+                intact,
+                files,
+                events,
+                head_hash,
+                problem,
+                problem_position,
+            })?
+        );
+    } else {
+        out_line!("store in {}", data.display());
+        for file in &files {
+            let what = match (file.bytes, &file.damage) {
+                (None, _) => "missing".to_string(),
+                (Some(bytes), damage) => {
+                    let held = match (file.generation, file.first_position, file.last_position) {
+                        (Some(generation), Some(first), Some(last)) => format!(
+                            "generation {generation}: {} whole record{}, events {first} to {last}",
+                            file.records,
+                            if file.records == 1 { "" } else { "s" }
+                        ),
+                        (Some(generation), _, _) => format!("generation {generation}"),
+                        _ => "no record".to_string(),
+                    };
+                    let after = match (damage, file.ending) {
+                        (Some(damage), _) => damage.clone(),
+                        (None, "cut short") => {
+                            "then a write cut short by a crash (never acknowledged)".into()
+                        }
+                        _ => "then zeros".into(),
+                    };
+                    format!("{bytes} bytes; {held}; {after}")
+                }
+            };
+            out_line!("  {}: {what}", file.name);
+        }
+        match (&opened, &problem) {
+            (Ok(report), None) => out_line!(
+                "intact: {} events, positions 1 to {} without gaps, the hash chain holds; head hash {}",
+                report.checked,
+                report.checked,
+                report.head_hash
+            ),
+            (Ok(report), Some(problem)) => {
+                out_line!("damaged: {problem}");
+                out_line!(
+                    "the {} events before it check out (head hash {})",
+                    report.checked,
+                    report.head_hash
+                );
+            }
+            (Err(_), problem) => {
+                out_line!("damaged: {}", problem.as_deref().unwrap_or_default())
+            }
+        }
+        if !intact {
+            out_line!("docs/store.md says what each file holds and how to recover");
+        }
+    }
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(USER_ERROR)
+    })
+}
+
 /// `battleplan export`. It reads the store itself; with a daemon running (which holds the
 /// store) it refuses, since the daemon's control protocol has no export.
 fn export(
@@ -1218,7 +1403,7 @@ fn export(
                 data.display()
             )))
         }
-        Opened::Refused(message) => return Ok(user_error(message)),
+        Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -10,7 +10,7 @@ use battleplan_core::campaign::timeline::{human_duration, local};
 use battleplan_core::campaign::{
     self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
 };
-use battleplan_core::event::{Position, RecordedEvent, StreamId, StreamVersion};
+use battleplan_core::event::{Position, RecordedEvent, StoreError, StreamId, StreamVersion};
 use battleplan_core::outreach::events::{stream_of as outreach_stream, OutreachEvent};
 use battleplan_core::plan::{self, diagnostic};
 use battleplan_core::task::{self, events::TaskEvent};
@@ -127,6 +127,18 @@ impl Reply {
         match error {
             HandleError::Rejected(rejection) => Reply::user_error(rejection),
             HandleError::Contended { .. } => Reply::user_error(error),
+            // A damaged store is refused the same way by every command (`daemon::refusal`).
+            HandleError::Store(StoreError::Corrupt { .. } | StoreError::NewerFormat { .. }) => {
+                Reply::user_error(format_args!(
+                    "the store cannot be used: {error}. {}",
+                    crate::daemon::DAMAGE_HINT
+                ))
+            }
+            HandleError::Store(StoreError::Io(detail)) => Reply {
+                code: INTERNAL_ERROR,
+                stdout: String::new(),
+                stderr: format!("battleplan: the disk failed: {detail}. Everything acknowledged before is kept; free space or repair the disk, then run the command again\n"),
+            },
             other => Reply {
                 code: INTERNAL_ERROR,
                 stdout: String::new(),

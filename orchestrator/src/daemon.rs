@@ -43,9 +43,57 @@ pub enum Opened {
     Store(SledEventLog),
     /// A daemon runs: talk to it.
     Daemon,
-    /// Say this and exit 2.
-    Refused(String),
+    /// Say this and exit with its code.
+    Refused(Refusal),
 }
+
+/// A store that cannot be opened or read on, in words, with the exit code it earns: damage, a
+/// newer format or a holder that does not answer are for the user to act on (2); a failing
+/// disk is the machine's (1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Refusal {
+    pub fn user(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            code: USER_ERROR,
+        }
+    }
+
+    /// Prints the message and gives the exit code.
+    pub fn exit(self) -> ExitCode {
+        eprintln!("battleplan: {}", self.message);
+        ExitCode::from(self.code)
+    }
+}
+
+/// What to tell about a store that failed, for the store in `data`.
+pub fn refusal(data: &Path, error: &StoreError) -> Refusal {
+    match error {
+        StoreError::Corrupt { .. } => Refusal::user(format!(
+            "the store in {} cannot be used: {error}. {DAMAGE_HINT}",
+            data.display()
+        )),
+        StoreError::Io(detail) => Refusal {
+            message: format!(
+                "the disk holding {} failed: {detail}. Everything acknowledged before is kept; free space or repair the disk, then run the command again",
+                data.display()
+            ),
+            code: crate::commands::INTERNAL_ERROR,
+        },
+        other => Refusal::user(format!(
+            "cannot open the store in {}: {other}",
+            data.display()
+        )),
+    }
+}
+
+/// Said after damage: what to do next.
+pub const DAMAGE_HINT: &str = "Nothing was changed; `battleplan store check` tells what is intact, and docs/store.md how to recover";
 
 /// Opens the store, waiting a moment for a short-lived command that holds it. `Daemon` when a
 /// running daemon answers on the control socket instead.
@@ -63,19 +111,14 @@ pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
         match SledEventLog::open(data, options.clone()) {
             Ok(store) => return Opened::Store(store),
             Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
-            Err(other) => {
-                return Opened::Refused(format!(
-                    "cannot open the store in {}: {other}",
-                    data.display()
-                ))
-            }
+            Err(other) => return Opened::Refused(refusal(data, &other)),
         }
     }
-    Opened::Refused(format!(
+    Opened::Refused(Refusal::user(format!(
         "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
         data.display(),
         control::socket_path(data).display()
-    ))
+    )))
 }
 
 fn init_tracing() {
@@ -107,7 +150,7 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
                 data.display()
             )));
         }
-        Opened::Refused(message) => return Ok(user_error(message)),
+        Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
     let (clock, timing, clock_words): (Arc<dyn Clock>, Timing, String) =
         match (options.clock_at, options.simulate) {
@@ -173,6 +216,7 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Ok(Err(crate::runtime::HandleError::Store(error))) => Ok(refusal(data, &error).exit()),
         Ok(Err(error)) => Err(anyhow::anyhow!("the scheduler stopped: {error}")),
     }
 }

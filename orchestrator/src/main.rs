@@ -9,6 +9,17 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // sled 0.34 panics on some damage in its files; the store catches it and says which
+    // position it was reading (`guarded`), so sled's own words would only be noise.
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_sled = info
+            .location()
+            .is_some_and(|location| location.file().contains("/sled-0.34"));
+        if !in_sled {
+            default(info);
+        }
+    }));
     let arguments = cli::Arguments::parse();
     match cli::run(arguments) {
         Ok(code) => code,

@@ -281,7 +281,10 @@ impl Restore {
         for name in wal::FILES {
             crate::fault::check("wal.create").map_err(io_error)?;
             File::create(self.directory.join(name))
-                .and_then(|file| file.sync_all())
+                .and_then(|file| {
+                    file.set_len(wal::EMPTIED as u64)?;
+                    file.sync_all()
+                })
                 .map_err(io_error)?;
         }
         File::open(&self.directory)
