@@ -11,7 +11,9 @@
 //!
 //! The sites: `wal.write`, `wal.sync`, `wal.create` (the store's write-ahead files), `sled.flush`
 //! (a checkpoint made durable), `store.create` and `store.rename` (files the store creates and
-//! moves into place), `outbox.write`, `outbox.sync`, `outbox.create` (the file outbox).
+//! moves into place), `outbox.write` (each piece of a batch the file outbox writes, each
+//! truncation: an undo, a torn line removed), `outbox.sync` (each of its `fdatasync`s) and
+//! `outbox.create` (each channel file it opens, creating it and its directory if need be).
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};

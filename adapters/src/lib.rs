@@ -9,6 +9,7 @@ pub mod fault;
 pub mod import;
 pub mod memory;
 pub mod outbox;
+pub mod private;
 pub mod sled_store;
 pub mod system;
 

@@ -2168,7 +2168,7 @@ impl SledEventLog {
     /// Opens (or creates) the store in `directory`. Blocking: call it before serving, or from a
     /// blocking task.
     pub fn open(directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
-        std::fs::create_dir_all(directory).map_err(io_error)?;
+        crate::private::directory(directory).map_err(io_error)?;
         guarded(Position::START, || {
             let db = sled::Config::new()
                 .path(directory)

@@ -447,8 +447,35 @@ pub enum AuditCommand {
     },
 }
 
+/// The data directory holds customer data: one left open to other users (made by an older build,
+/// or by hand) is closed to them, and the user told. The store does the same when it opens a
+/// directory, but says so only in the daemon's log.
+fn keep_private(data: &Path) {
+    match battleplan_adapters::private::directory(data) {
+        Ok(None) => {}
+        Ok(Some(mode)) => eprintln!(
+            "battleplan: warning: {}",
+            battleplan_adapters::private::tightened_words(data, mode)
+        ),
+        Err(error) => eprintln!(
+            "battleplan: warning: the data directory {} may be readable by other users: {error}",
+            data.display()
+        ),
+    }
+}
+
 pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
     let data = arguments.data.as_path();
+    let uses_data = !matches!(
+        arguments.command,
+        Command::Demo { .. }
+            | Command::Scenario { .. }
+            | Command::Init { .. }
+            | Command::Validate { .. }
+    );
+    if uses_data && data.is_dir() {
+        keep_private(data);
+    }
     let clock_at = arguments.clock_at;
     let act = |action: Action, arguments: ActArguments| {
         remote_or_local(

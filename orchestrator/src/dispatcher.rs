@@ -4,7 +4,8 @@
 //! send with its idempotency key, or the typed reason a customer is not sent), then performed,
 //! then its outcome recorded (`MessageSent`). A crash at any point leaves either a decision not
 //! yet performed (performed after restart; the channel recognises a key it already has) or
-//! nothing at all.
+//! nothing at all. A channel that fails (the file outbox on a full disk) took none of the batch:
+//! nothing is recorded as sent, and the same sends are handed over again 30 s later.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -272,8 +273,19 @@ impl Dispatcher {
         if messages.is_empty() {
             return Ok(Some(0));
         }
+        // On an error the channel took none of the batch (it undid what it wrote, or will know
+        // it by key): nothing is recorded as sent, and the whole batch is handed over again.
         let deliveries = match self.channel.deliver(&messages).await {
-            Ok(deliveries) => deliveries,
+            Ok(deliveries) if deliveries.len() == messages.len() => deliveries,
+            Ok(deliveries) => {
+                tracing::error!(
+                    "{campaign}: the channel answered {} of {} message(s); nothing recorded as sent, trying again in {RETRY_AFTER_SECONDS} s",
+                    deliveries.len(),
+                    messages.len()
+                );
+                self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
+                return Ok(None);
+            }
             Err(error) => {
                 tracing::warn!("{campaign}: {error}; trying again in {RETRY_AFTER_SECONDS} s");
                 self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));

@@ -20,6 +20,10 @@ fn main() -> ExitCode {
             default(info);
         }
     }));
+    // Customer data is the user's alone: every file and directory this process creates, sled's
+    // own (`db`, `conf`, `blobs/`, `snap.*`) included, gets no permission for group or others.
+    // A file a person asks for as an ordinary document (`init`'s plan) sets its mode itself.
+    rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
     let arguments = cli::Arguments::parse();
     match cli::run(arguments) {
         Ok(code) => code,

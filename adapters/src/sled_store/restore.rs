@@ -105,7 +105,7 @@ impl SledEventLog {
                 )));
             }
         }
-        std::fs::create_dir_all(directory).map_err(io_error)?;
+        crate::private::directory(directory).map_err(io_error)?;
         let db = sled::Config::new()
             .path(directory)
             .cache_capacity(options.cache_capacity_bytes)

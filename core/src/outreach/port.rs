@@ -55,9 +55,12 @@ pub struct ChannelError {
     pub detail: String,
 }
 
-/// A channel's adapter. `deliver` hands over a batch in order and answers each message; on an
-/// error, none of the batch counts as delivered (the ones that went are recognised by key when
-/// the batch is handed over again).
+/// A channel's adapter. `deliver` hands over a batch in order and answers each message, one
+/// answer per message. On an error none of the batch counts as delivered and nothing of it is
+/// recorded as sent; the batch is handed over again later, and each message must then go exactly
+/// once: the channel undoes what it took of the failed batch, or, where it cannot, recognises by
+/// key the ones that went and answers them `AlreadySent`. A channel never forgets a key it holds
+/// nor claims one it does not.
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync {
     async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError>;
