@@ -12,7 +12,7 @@ use anyhow::Context;
 use battleplan_adapters::import::Format;
 use battleplan_adapters::system::{RandomIds, SystemClock};
 use battleplan_adapters::{SledEventLog, StoreOptions};
-use battleplan_core::context::{Clock, ManualClock};
+use battleplan_core::context::{Clock, IdSource, ManualClock};
 use battleplan_core::customer::ImportKind;
 use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
@@ -441,7 +441,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 action,
                 actor: arguments.actor,
                 reason: Some(arguments.reason),
-                command_id: arguments.command_id,
+                command_id: Some(chosen(arguments.command_id)),
             },
         )
     };
@@ -493,7 +493,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     source,
                     actor,
                     reason,
-                    command_id,
+                    command_id: Some(chosen(command_id)),
                 },
             )
         }
@@ -587,7 +587,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 occurrence: id,
                 actor,
                 note,
-                command_id,
+                command_id: Some(chosen(command_id)),
             }),
         ),
         Command::Funnel { campaign, json } => {
@@ -610,7 +610,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 channel,
                 actor,
                 reason,
-                command_id,
+                command_id: Some(chosen(command_id)),
             },
         ),
         Command::Audit {
@@ -658,6 +658,23 @@ fn print_reply(reply: Reply) -> ExitCode {
     ExitCode::from(reply.code)
 }
 
+/// A command's id, chosen once, here, before the first try: the daemon and a local run after
+/// it (the daemon stopped before answering) record it under the same id, so the store answers
+/// the second with the first's outcome instead of recording the command twice.
+fn chosen(given: Option<Uuid>) -> Uuid {
+    given.unwrap_or_else(|| RandomIds.next_id(Utc::now()))
+}
+
+/// How to try a command again safely, for a message about a daemon that did not answer.
+fn again(remote: &Remote) -> String {
+    match remote.command_id() {
+        Some(id) => format!(
+            "run the command again with --command-id {id}: it is recorded once whether or not the daemon recorded it"
+        ),
+        None => "try again".to_string(),
+    }
+}
+
 /// Asks the running daemon, or, when none runs, opens the store and runs the command here.
 fn remote_or_local(
     data: &Path,
@@ -667,7 +684,7 @@ fn remote_or_local(
     match control::call(data, &remote) {
         Ok(Some(reply)) => return Ok(print_reply(reply)),
         Ok(None) => {}
-        Err(message) => return Ok(user_error(message)),
+        Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
     }
     let creates = matches!(remote, Remote::ApplyPlan { .. });
     if !creates && !data.join("db").is_file() {
@@ -686,11 +703,14 @@ fn remote_or_local(
             Ok(Some(reply)) => return Ok(print_reply(reply)),
             Ok(None) => {
                 return Ok(user_error(format_args!(
-                    "the daemon on {} stopped while answering; try again",
-                    data.display()
+                    "the daemon on {} stopped while answering; {}",
+                    data.display(),
+                    again(&remote)
                 )))
             }
-            Err(message) => return Ok(user_error(message)),
+            Err(message) => {
+                return Ok(user_error(format_args!("{message}; {}", again(&remote))))
+            }
         },
         Opened::Refused(message) => return Ok(user_error(message)),
     };
