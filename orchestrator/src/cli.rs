@@ -708,9 +708,7 @@ fn remote_or_local(
                     again(&remote)
                 )))
             }
-            Err(message) => {
-                return Ok(user_error(format_args!("{message}; {}", again(&remote))))
-            }
+            Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
         },
         Opened::Refused(message) => return Ok(user_error(message)),
     };
@@ -748,7 +746,7 @@ fn import_file(
         )));
     };
     let path = match std::path::absolute(&arguments.file) {
-        Ok(path) if path.is_file() => path,
+        Ok(path) if path.exists() => path,
         Ok(_) => {
             return Ok(user_error(format_args!(
                 "cannot read {file_name}: there is no such file"
@@ -768,6 +766,10 @@ fn import_file(
             .unwrap_or_else(|| "unknown".to_string()),
         json: arguments.json,
     };
+    // A regular file within the size an import reads; the daemon checks again.
+    if let Err(reply) = import::admissible(&request) {
+        return Ok(print_reply(reply));
+    }
     let remote = Remote::Import(request.clone());
     match control::call(data, &remote) {
         Ok(Some(reply)) => return Ok(print_reply(reply)),

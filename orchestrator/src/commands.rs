@@ -99,6 +99,19 @@ pub enum Remote {
 }
 
 impl Remote {
+    /// Whether the command may record something.
+    pub fn changes(&self) -> bool {
+        self.command_id().is_some()
+            || matches!(
+                self,
+                Remote::Import(_)
+                    | Remote::Act { .. }
+                    | Remote::ApplyPlan { .. }
+                    | Remote::ChannelResume { .. }
+                    | Remote::TaskDone(_)
+            )
+    }
+
     /// The id of a command that changes something, when it carries one (imports derive theirs
     /// from the file's digest).
     pub fn command_id(&self) -> Option<Uuid> {

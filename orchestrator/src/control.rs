@@ -74,6 +74,11 @@ pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a client waits for the daemon to take its request.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A failpoint for the tests: with this variable set, the daemon aborts (as if killed) after
+/// carrying out a request that changes something and before answering it: the moment a
+/// stopping daemon leaves a client with a command recorded and no answer.
+pub const ABORT_BEFORE_ANSWER: &str = "BATTLEPLAN_FAILPOINT_CONTROL_ABORT_BEFORE_ANSWER";
+
 pub fn socket_path(data: &Path) -> PathBuf {
     data.join(SOCKET)
 }
@@ -382,16 +387,22 @@ async fn connection(
     let mut listening = beat(&writer);
     let reply = match serde_json::from_str::<Remote>(&line) {
         Ok(remote) => {
+            let abort = remote.changes() && std::env::var_os(ABORT_BEFORE_ANSWER).is_some();
             let work = execute(&runtime, remote);
             tokio::pin!(work);
             let mut heartbeat =
                 tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
-            loop {
+            let reply = loop {
                 tokio::select! {
                     reply = &mut work => break reply,
                     _ = heartbeat.tick(), if listening => listening = beat(&writer),
                 }
+            };
+            if abort {
+                tracing::warn!("{ABORT_BEFORE_ANSWER}: aborting before answering");
+                std::process::abort();
             }
+            reply
         }
         Err(error) => Reply {
             code: INTERNAL_ERROR,
