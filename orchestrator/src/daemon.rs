@@ -141,9 +141,12 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         let (stop, stopped) = watch::channel(false);
         let stop = Arc::new(stop);
         let server = tokio::spawn(control::serve(listener, runtime.clone(), stopped.clone()));
+        // Listening for the signals before saying the daemon runs: a SIGTERM sent as soon as
+        // it says so stops it cleanly instead of killing it.
+        let stopping = stop_signals();
         let signal_stop = stop.clone();
         let signals = tokio::spawn(async move {
-            if wait_for_signal().await.is_ok() {
+            if wait_for_signal(stopping).await.is_ok() {
                 tracing::info!("stopping: finishing the step under way");
                 let _ = signal_stop.send(true);
             }
@@ -197,10 +200,21 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+type Signals = std::io::Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from now on.
+fn stop_signals() -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    Ok((
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+    ))
+}
+
+async fn wait_for_signal(signals: Signals) -> std::io::Result<()> {
+    let (mut interrupt, mut terminate) = signals?;
     tokio::select! {
-        result = tokio::signal::ctrl_c() => result,
+        _ = interrupt.recv() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
 }

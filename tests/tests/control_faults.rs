@@ -399,11 +399,12 @@ fn imports_of_devices_and_huge_files_are_refused_and_stopping_is_bounded() {
         .unwrap()
         .set_len(battleplan_adapters::import::MAX_FILE_BYTES + 1)
         .unwrap();
-    // A gigabyte in one line of zeros: a while to read.
+    // As large as an import reads, in one line of zeros: seconds to read, longer than the
+    // daemon's grace on stopping.
     let slow = dir.join("slow.jsonl");
     std::fs::File::create(&slow)
         .unwrap()
-        .set_len(1 << 30)
+        .set_len(battleplan_adapters::import::MAX_FILE_BYTES)
         .unwrap();
 
     let mut daemon = Daemon::start(dir, &daemon_arguments());
