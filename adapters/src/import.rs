@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 /// memory a row takes and keeps every event far below the store's record limit.
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
 
+/// The largest file an import reads: 4 GiB, some twenty million rows of customers (a million
+/// take about 150 MB). A larger file is refused before its first byte is read; split it.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+
 /// Bytes read from the file at a time.
 const READ_BUFFER: usize = 64 * 1024;
 
@@ -150,6 +154,34 @@ pub enum ReadError {
     Stopped,
 }
 
+/// A file read no further than its bound: one that grows while it is read fails instead of
+/// going on for ever.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // At the bound: the end of the file, or more than an import reads.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(format!(
+                    "the file grew beyond the {MAX_FILE_BYTES} bytes an import reads while it was read"
+                ))),
+            };
+        }
+        let room = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len());
+        let count = self.inner.read(&mut buffer[..room])?;
+        self.left -= count as u64;
+        Ok(count)
+    }
+}
+
 /// Hashes and counts the bytes as they are read, and reports the count.
 struct Hashing<'p, R> {
     inner: R,
@@ -179,8 +211,52 @@ impl<R: Read> Hashing<'_, R> {
     }
 }
 
+/// Whether `path` may be imported: a regular file (symbolic links followed) of at most
+/// [`MAX_FILE_BYTES`]. Its size, or what is wrong, in words. The command line asks before
+/// sending an import to a daemon, the daemon asks again before reading (a request may come from
+/// anything that can write to its socket), and [`read`] checks the file it opened.
+pub fn admissible(path: &Path) -> Result<u64, String> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    admissible_file(path, &metadata)
+}
+
+fn admissible_file(path: &Path, metadata: &std::fs::Metadata) -> Result<u64, String> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        None
+    } else if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        Some("a device")
+    } else if kind.is_fifo() {
+        Some("a pipe")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(what) = what {
+        return Err(format!(
+            "{} is {what}, not a file to import: give a regular file",
+            path.display()
+        ));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} has {} bytes, more than the {MAX_FILE_BYTES} ({} GiB) an import reads: split it into smaller files",
+            path.display(),
+            metadata.len(),
+            MAX_FILE_BYTES >> 30
+        ));
+    }
+    Ok(metadata.len())
+}
+
 /// Reads `path` to its end, handing each row to `visit` (which returns `false` to stop), and
-/// returns the file's digest. `progress` hears the count of bytes read so far.
+/// returns the file's digest. `progress` hears the count of bytes read so far. The file must be
+/// [`admissible`], and is read no further than [`MAX_FILE_BYTES`] if it grows meanwhile.
 pub fn read(
     path: &Path,
     kind: ImportKind,
@@ -191,14 +267,12 @@ pub fn read(
     let describe =
         |error: io::Error| ReadError::Io(format!("cannot read {}: {error}", path.display()));
     let file = File::open(path).map_err(describe)?;
-    if file.metadata().map_err(describe)?.is_dir() {
-        return Err(ReadError::Io(format!(
-            "{} is a directory, not a file to import",
-            path.display()
-        )));
-    }
+    admissible_file(path, &file.metadata().map_err(describe)?).map_err(ReadError::Io)?;
     let hashing = Hashing {
-        inner: file,
+        inner: Bounded {
+            inner: file,
+            left: MAX_FILE_BYTES,
+        },
         hasher: blake3::Hasher::new(),
         bytes: 0,
         progress,

@@ -12,7 +12,7 @@ use anyhow::Context;
 use battleplan_adapters::import::Format;
 use battleplan_adapters::system::{RandomIds, SystemClock};
 use battleplan_adapters::{SledEventLog, StoreOptions};
-use battleplan_core::context::{Clock, ManualClock};
+use battleplan_core::context::{Clock, IdSource, ManualClock};
 use battleplan_core::customer::ImportKind;
 use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
@@ -486,7 +486,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 action,
                 actor: arguments.actor,
                 reason: Some(arguments.reason),
-                command_id: arguments.command_id,
+                command_id: Some(chosen(arguments.command_id)),
             },
         )
     };
@@ -538,7 +538,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     source,
                     actor,
                     reason,
-                    command_id,
+                    command_id: Some(chosen(command_id)),
                 },
             )
         }
@@ -632,7 +632,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 occurrence: id,
                 actor,
                 note,
-                command_id,
+                command_id: Some(chosen(command_id)),
             }),
         ),
         Command::Funnel { campaign, json } => {
@@ -655,7 +655,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 channel,
                 actor,
                 reason,
-                command_id,
+                command_id: Some(chosen(command_id)),
             },
         ),
         Command::Audit {
@@ -706,6 +706,23 @@ fn print_reply(reply: Reply) -> ExitCode {
     ExitCode::from(reply.code)
 }
 
+/// A command's id, chosen once, here, before the first try: the daemon and a local run after
+/// it (the daemon stopped before answering) record it under the same id, so the store answers
+/// the second with the first's outcome instead of recording the command twice.
+fn chosen(given: Option<Uuid>) -> Uuid {
+    given.unwrap_or_else(|| RandomIds.next_id(Utc::now()))
+}
+
+/// How to try a command again safely, for a message about a daemon that did not answer.
+fn again(remote: &Remote) -> String {
+    match remote.command_id() {
+        Some(id) => format!(
+            "run the command again with --command-id {id}: it is recorded once whether or not the daemon recorded it"
+        ),
+        None => "try again".to_string(),
+    }
+}
+
 /// Asks the running daemon, or, when none runs, opens the store and runs the command here.
 fn remote_or_local(
     data: &Path,
@@ -715,7 +732,7 @@ fn remote_or_local(
     match control::call(data, &remote) {
         Ok(Some(reply)) => return Ok(print_reply(reply)),
         Ok(None) => {}
-        Err(message) => return Ok(user_error(message)),
+        Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
     }
     let creates = matches!(remote, Remote::ApplyPlan { .. });
     if !creates && !data.join("db").is_file() {
@@ -734,11 +751,12 @@ fn remote_or_local(
             Ok(Some(reply)) => return Ok(print_reply(reply)),
             Ok(None) => {
                 return Ok(user_error(format_args!(
-                    "the daemon on {} stopped while answering; try again",
-                    data.display()
+                    "the daemon on {} stopped while answering; {}",
+                    data.display(),
+                    again(&remote)
                 )))
             }
-            Err(message) => return Ok(user_error(message)),
+            Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
         },
         Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
@@ -776,7 +794,7 @@ fn import_file(
         )));
     };
     let path = match std::path::absolute(&arguments.file) {
-        Ok(path) if path.is_file() => path,
+        Ok(path) if path.exists() => path,
         Ok(_) => {
             return Ok(user_error(format_args!(
                 "cannot read {file_name}: there is no such file"
@@ -796,6 +814,10 @@ fn import_file(
             .unwrap_or_else(|| "unknown".to_string()),
         json: arguments.json,
     };
+    // A regular file within the size an import reads; the daemon checks again.
+    if let Err(reply) = import::admissible(&request) {
+        return Ok(print_reply(reply));
+    }
     let remote = Remote::Import(request.clone());
     match control::call(data, &remote) {
         Ok(Some(reply)) => return Ok(print_reply(reply)),

@@ -98,6 +98,41 @@ pub enum Remote {
     },
 }
 
+impl Remote {
+    /// Whether the command may record something.
+    pub fn changes(&self) -> bool {
+        self.command_id().is_some()
+            || matches!(
+                self,
+                Remote::Import(_)
+                    | Remote::Act { .. }
+                    | Remote::ApplyPlan { .. }
+                    | Remote::ChannelResume { .. }
+                    | Remote::TaskDone(_)
+            )
+    }
+
+    /// The id of a command that changes something, when it carries one (imports derive theirs
+    /// from the file's digest).
+    pub fn command_id(&self) -> Option<Uuid> {
+        match self {
+            Remote::Act { command_id, .. }
+            | Remote::ApplyPlan { command_id, .. }
+            | Remote::ChannelResume { command_id, .. } => *command_id,
+            Remote::TaskDone(request) => request.command_id,
+            Remote::Ping
+            | Remote::Status { .. }
+            | Remote::History { .. }
+            | Remote::Explain(_)
+            | Remote::AudiencePreview(_)
+            | Remote::Import(_)
+            | Remote::Outbox(_)
+            | Remote::Tasks(_)
+            | Remote::Funnel { .. } => None,
+        }
+    }
+}
+
 /// What to print, and how to exit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
@@ -449,6 +484,11 @@ async fn apply_plan(
         .await?;
     let now = runtime.clock.now();
     let mut out = errors; // warnings, if any
+    let earlier = if handled.repeated {
+        ", earlier, by this same command id"
+    } else {
+        ""
+    };
     if handled.events.is_empty() {
         let _ = writeln!(
             out,
@@ -461,14 +501,14 @@ async fn apply_plan(
             Ok(Some(CampaignEvent::PlanApplied(applied))) => {
                 let _ = writeln!(
                     out,
-                    "{id}: applied plan version {} ({}), recorded at position {}",
+                    "{id}: applied plan version {} ({}), recorded at position {}{earlier}",
                     applied.version, applied.name, event.position
                 );
             }
             Ok(Some(CampaignEvent::PlanRevised(revised))) => {
                 let _ = writeln!(
                     out,
-                    "{id}: revised to plan version {}, recorded at position {}",
+                    "{id}: revised to plan version {}, recorded at position {}{earlier}",
                     revised.version, event.position
                 );
                 for change in &revised.changes {

@@ -1,6 +1,8 @@
 //! `battleplan run`: the daemon. It owns the data directory (the store), runs the scheduler,
 //! serves the control socket for other terminals, logs one line per transition (tracing;
-//! `RUST_LOG` is respected) and stops cleanly on Ctrl-C or SIGTERM.
+//! `RUST_LOG` is respected) and stops cleanly on Ctrl-C or SIGTERM, within a bounded time: the
+//! step under way, then at most `control::SHUTDOWN_GRACE` for the requests under way, then the
+//! store closed (its lock released) before the last line says "stopped".
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -24,6 +26,9 @@ use crate::scheduler::{Scheduler, Timing};
 /// How long a starting process waits for a short-lived command to release the store.
 const LOCK_ATTEMPTS: u32 = 50;
 const LOCK_PAUSE: StdDuration = StdDuration::from_millis(100);
+/// How long a stopping daemon waits for its runtime's last tasks once the server and the
+/// scheduler have returned.
+const SHUTDOWN_WAIT: StdDuration = StdDuration::from_millis(500);
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -179,9 +184,12 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         let (stop, stopped) = watch::channel(false);
         let stop = Arc::new(stop);
         let server = tokio::spawn(control::serve(listener, runtime.clone(), stopped.clone()));
+        // Listening for the signals before saying the daemon runs: a SIGTERM sent as soon as
+        // it says so stops it cleanly instead of killing it.
+        let stopping = stop_signals();
         let signal_stop = stop.clone();
         let signals = tokio::spawn(async move {
-            if wait_for_signal().await.is_ok() {
+            if wait_for_signal(stopping).await.is_ok() {
                 tracing::info!("stopping: finishing the step under way");
                 let _ = signal_stop.send(true);
             }
@@ -200,10 +208,25 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             .await;
         let _ = stop.send(true);
         signals.abort();
+        // Bounded: the server gives the requests under way `control::SHUTDOWN_GRACE`, then
+        // drops them.
         let _ = server.await;
         Ok::<_, anyhow::Error>(Ok(result))
     })?;
+    // A blocking thread may still be reading a file for an import whose request was dropped: it
+    // holds no store and stops at its next row; the runtime does not wait for it.
+    tokio.shutdown_timeout(SHUTDOWN_WAIT);
     let _ = std::fs::remove_file(control::socket_path(data));
+    // Every task is gone: this is the store's last handle. Dropping it checkpoints the tail and
+    // releases sled's lock, before "stopped" says a command may open the store.
+    let holders = Arc::strong_count(&runtime.store);
+    if holders > 1 {
+        tracing::warn!(
+            "stopping: {} handle(s) of the store still held elsewhere",
+            holders - 1
+        );
+    }
+    drop(runtime);
     match outcome {
         Err(message) => Ok(user_error(message)),
         Ok(Ok(summary)) => {
@@ -221,10 +244,21 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+type Signals = std::io::Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+/// SIGINT (Ctrl-C) and SIGTERM, listened for from now on.
+fn stop_signals() -> Signals {
+    use tokio::signal::unix::{signal, SignalKind};
+    Ok((
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+    ))
+}
+
+async fn wait_for_signal(signals: Signals) -> std::io::Result<()> {
+    let (mut interrupt, mut terminate) = signals?;
     tokio::select! {
-        result = tokio::signal::ctrl_c() => result,
+        _ = interrupt.recv() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
 }

@@ -122,6 +122,15 @@ fn skipped_row(line: u64, problems: &[Problem]) -> SkippedRow {
 /// Pass 1: reads the whole file, writing nothing. `Err` is the answer to give instead of
 /// importing: a file that cannot be read, or bad rows without `--skip-bad-rows`.
 pub fn check(request: &ImportRequest, progress: &dyn Fn(u64)) -> Result<Checked, Reply> {
+    check_until(request, progress, &|| false)
+}
+
+/// [`check`], stopping early once `stop` says so.
+fn check_until(
+    request: &ImportRequest,
+    progress: &dyn Fn(u64),
+    stop: &dyn Fn() -> bool,
+) -> Result<Checked, Reply> {
     let mut rows = 0u64;
     let mut bad_rows = 0u64;
     let mut problems = 0u64;
@@ -148,7 +157,7 @@ pub fn check(request: &ImportRequest, progress: &dyn Fn(u64)) -> Result<Checked,
                     listed.extend(found.into_iter().take(room));
                 }
             }
-            true
+            !stop()
         },
     );
     let read = match result {
@@ -273,10 +282,38 @@ fn internal_error(message: impl std::fmt::Display) -> Reply {
     }
 }
 
-/// Both passes, for a daemon: the file is read on a blocking thread.
+/// Whether the file named may be imported (a regular file within
+/// [`file::MAX_FILE_BYTES`]): the command line asks before sending a request, a daemon before
+/// reading what a request names.
+pub fn admissible(request: &ImportRequest) -> Result<u64, Reply> {
+    file::admissible(&request.path).map_err(user_error)
+}
+
+/// Sets its flag when dropped: a request the daemon drops (it is stopping) stops the reader of
+/// its file at the next row instead of leaving it to read on.
+struct StopOnDrop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Both passes, for a daemon: the file is checked as the command line checks it (a request
+/// may come from anything that can write to the socket), then read on a blocking thread.
 pub async fn run(runtime: &Runtime, request: ImportRequest) -> Reply {
+    if let Err(reply) = admissible(&request) {
+        return reply;
+    }
     let checking = request.clone();
-    let checked = match tokio::task::spawn_blocking(move || check(&checking, &|_| {})).await {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop_on_drop = StopOnDrop(stop.clone());
+    let stopped = move || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let checked = match tokio::task::spawn_blocking(move || {
+        check_until(&checking, &|_| {}, &stopped)
+    })
+    .await
+    {
         Ok(Ok(checked)) => checked,
         Ok(Err(reply)) => return reply,
         Err(error) => return internal_error(format_args!("checking the file failed: {error}")),

@@ -225,18 +225,28 @@ pub async fn resume_channel(
         )));
     }
     crate::dispatcher::catch_up(runtime).await?;
+    let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
     if !runtime
         .outreach
         .lock()
         .await
         .channel_paused(campaign, channel)
     {
+        // Not paused because this very command (its first try, unanswered) resumed it?
+        if !runtime
+            .recorded_before(&stream, command_id)
+            .await?
+            .is_empty()
+        {
+            return Ok(Reply::ok(format!(
+                "channel {channel} of campaign {campaign} resumed by {actor}: '{reason}' (already recorded by this command id)\n"
+            )));
+        }
         return Ok(Reply::user_error(format_args!(
             "channel {channel} of campaign {campaign} is not paused"
         )));
     }
     let now = runtime.clock.now();
-    let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
     let event = OutreachEvent::ChannelResumed(ChannelResumed {
         campaign: campaign.to_string(),
         channel: channel.to_string(),

@@ -161,6 +161,10 @@ impl Runtime {
                 }
             };
             if decided.is_empty() {
+                // Nothing to do now may be because this very command did it before.
+                if let Some(first) = self.first_result(campaign, command_id, version).await? {
+                    return Ok(first);
+                }
                 return Ok(Handled {
                     events: Vec::new(),
                     state,
@@ -223,13 +227,7 @@ impl Runtime {
         version: StreamVersion,
     ) -> Result<Option<Handled>, HandleError> {
         let stream = campaign::stream_of(campaign).map_err(Rejection)?;
-        // Commands on a campaign are few; look back over its recent events.
-        let from = StreamVersion(version.0.saturating_sub(READ_BATCH as u64 - 1).max(1));
-        let events = self.store.read_stream(&stream, from, READ_BATCH).await?;
-        let mine: Vec<RecordedEvent> = events
-            .into_iter()
-            .filter(|event| event.metadata.command_id == command_id)
-            .collect();
+        let mine = self.recorded_by(&stream, command_id, version).await?;
         if mine.is_empty() {
             return Ok(None);
         }
@@ -243,6 +241,42 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// The events `command_id` recorded on `stream` among its last [`READ_BATCH`] events up to
+    /// `version`: a command retried (a client whose daemon stopped before answering runs it
+    /// again with the same id) finds what its first try did. People's commands on a stream are
+    /// few and a retry follows its first try closely, so looking back that far is enough.
+    pub async fn recorded_by(
+        &self,
+        stream: &StreamId,
+        command_id: CommandId,
+        version: StreamVersion,
+    ) -> Result<Vec<RecordedEvent>, HandleError> {
+        if version == StreamVersion::NONE {
+            return Ok(Vec::new());
+        }
+        let from = StreamVersion(version.0.saturating_sub(READ_BATCH as u64 - 1).max(1));
+        let events = self.store.read_stream(stream, from, READ_BATCH).await?;
+        Ok(events
+            .into_iter()
+            .filter(|event| event.metadata.command_id == command_id)
+            .collect())
+    }
+
+    /// [`Runtime::recorded_by`] up to the stream's end, for a command given an id; nothing for
+    /// one without.
+    pub async fn recorded_before(
+        &self,
+        stream: &StreamId,
+        command_id: Option<Uuid>,
+    ) -> Result<Vec<RecordedEvent>, HandleError> {
+        let Some(command_id) = command_id else {
+            return Ok(Vec::new());
+        };
+        let version = self.store.stream_version(stream).await?;
+        self.recorded_by(stream, CommandId(command_id), version)
+            .await
+    }
+
     /// Appends events to a stream whatever its version: the outbox's and the task streams'
     /// facts, which no decision on the stream's own state guards (one dispatcher decides them,
     /// and people's commands check the projections first).

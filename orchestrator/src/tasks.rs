@@ -110,12 +110,23 @@ pub async fn done(runtime: &Runtime, request: &TaskDoneRequest) -> Result<Reply,
     }
     crate::dispatcher::catch_up(runtime).await?;
     let board = runtime.boards.lock().await.board(&campaign);
+    let stream = task::stream_of(&campaign).map_err(battleplan_core::campaign::Rejection)?;
     let decided = match decide_done(&plan, &board, &request.occurrence, request.note.clone()) {
         Ok(decided) => decided,
-        Err(message) => return Ok(Reply::user_error(message)),
+        Err(message) => {
+            // Refused because this very command (its first try, unanswered) recorded it?
+            for event in runtime.recorded_before(&stream, request.command_id).await? {
+                if let Some(TaskEvent::TaskDone(done)) = TaskEvent::decode(&event)? {
+                    return Ok(Reply::ok(format!(
+                        "task {} of campaign {campaign} done by {} (already recorded by this command id); its reminders stop\n",
+                        done.occurrence, event.metadata.actor
+                    )));
+                }
+            }
+            return Ok(Reply::user_error(message));
+        }
     };
     let now = runtime.clock.now();
-    let stream = task::stream_of(&campaign).map_err(battleplan_core::campaign::Rejection)?;
     let outcome = runtime
         .record(
             stream,

@@ -94,9 +94,26 @@ impl Daemon {
         arguments: &[&str],
         environment: &[(&str, &str)],
     ) -> Daemon {
+        let mut command = Command::new(binary());
+        command.args(arguments);
+        Daemon::spawn(command, directory, environment)
+    }
+
+    /// Starts `battleplan ARGS` in `directory` allowed at most `descriptors` open files (the
+    /// shell's `ulimit -n`, then `exec`: the daemon's pid is the child's).
+    pub fn start_limited(directory: &Path, arguments: &[&str], descriptors: u32) -> Daemon {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {descriptors} && exec \"$0\" \"$@\""))
+            .arg(binary())
+            .args(arguments);
+        Daemon::spawn(command, directory, &[])
+    }
+
+    fn spawn(mut command: Command, directory: &Path, environment: &[(&str, &str)]) -> Daemon {
         use std::io::BufRead;
-        let mut child = Command::new(binary())
-            .args(arguments)
+        let mut child = command
             .envs(environment.iter().copied())
             .current_dir(directory)
             .env_remove("BATTLEPLAN_DATA")
@@ -198,12 +215,27 @@ impl Daemon {
 
     /// SIGTERM: the polite stop an operator's service manager sends.
     pub fn terminate(&mut self) -> (i32, Vec<String>) {
+        self.send_terminate();
+        self.finish()
+    }
+
+    /// Sends SIGTERM and returns at once (`finish` waits for the end).
+    pub fn send_terminate(&mut self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        self.finish()
+    }
+
+    /// The CPU time the process has used so far, in clock ticks (user and system, from
+    /// `/proc/PID/stat`; Linux reports them in hundredths of a second).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // After the command's name in parentheses: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 }
 
