@@ -416,6 +416,29 @@ struct Inner {
 /// store could not be opened again right after it was closed, by this process or another.
 struct LockReleased {
     db_file: PathBuf,
+    /// sled was left alone after it failed (`Poisoned`): its lock is held until the process
+    /// ends, and waiting for it would be waiting forever.
+    poisoned: Poisoned,
+}
+
+/// Set once sled failed under this store (a checkpoint's write or flush): sled is then never
+/// called again in this process, not even by a handle's drop, which flushes and, after some
+/// failures (a blob file cut short by a full disk), waits forever. A handle on the database is
+/// leaked instead; the write-ahead log holds everything the failed checkpoint held, and the
+/// next opening recovers it.
+#[derive(Clone, Default)]
+struct Poisoned(Arc<std::sync::atomic::AtomicBool>);
+
+impl Poisoned {
+    fn set(&self, db: &sled::Db) {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::mem::forget(db.clone());
+        }
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// How many times `LockReleased` looks, a millisecond apart, before it gives up.
@@ -423,6 +446,9 @@ const LOCK_RELEASE_ATTEMPTS: u32 = 10_000;
 
 impl Drop for LockReleased {
     fn drop(&mut self) {
+        if self.poisoned.is_set() {
+            return;
+        }
         let Ok(file) = File::open(&self.db_file) else {
             return;
         };
@@ -1287,6 +1313,8 @@ pub mod wal {
 /// The write-ahead log as the flusher keeps it: two files, the current generation's written
 /// from its start.
 struct WalWriter {
+    /// The store's directory, to name a file that failed.
+    directory: PathBuf,
     files: [Arc<File>; 2],
     /// Each file's length: zeros after the last record.
     allocated: [u64; 2],
@@ -1576,7 +1604,7 @@ impl Flusher {
         // grow without bound.
         if self.checkpointing && self.tail_overgrown() {
             if let Err(error) = self.finish_checkpoint() {
-                self.fail(error.to_string(), Vec::new());
+                self.fail(detail_of(error), Vec::new());
                 return None;
             }
         }
@@ -1608,7 +1636,7 @@ impl Flusher {
             Ok(false) => None,
             Err(error) => {
                 drop(sequencer);
-                self.fail(error.to_string(), pending);
+                self.fail(detail_of(error), pending);
                 return None;
             }
         };
@@ -1681,7 +1709,8 @@ impl Flusher {
             })
             .and_then(|()| self.wal.seal());
         if let Err(error) = written {
-            self.fail(error.to_string(), pending);
+            let path = self.wal.directory.join(wal::file_of(self.wal.generation));
+            self.fail(format!("writing {}: {error}", path.display()), pending);
             return false;
         }
         if records.capacity() <= SPARE_BYTES {
@@ -1701,7 +1730,7 @@ impl Flusher {
             // generation's first one is written: recovery reads the next only after the whole
             // of this one.
             if let Err(error) = self.start_checkpoint(frozen, head) {
-                self.fail(error.to_string(), Vec::new());
+                self.fail(detail_of(error), Vec::new());
                 return false;
             }
         }
@@ -1754,6 +1783,14 @@ impl Flusher {
     /// Records a failure: nothing taken, waiting or to come is acknowledged.
     fn fail(&self, error: String, taken: Vec<Pending>) {
         fail_store(&self.sequencing, &self.durable, error, taken);
+    }
+}
+
+/// What went wrong, as a failure of the store says it (`StoreError::Io` words it).
+fn detail_of(error: impl Into<StoreError>) -> String {
+    match error.into() {
+        StoreError::Io(detail) => detail,
+        other => other.to_string(),
     }
 }
 
@@ -1813,6 +1850,8 @@ struct CheckpointJob {
 /// Writes frozen tails into sled, beside the flusher.
 struct Checkpointer {
     log: sled::Tree,
+    directory: PathBuf,
+    poisoned: Poisoned,
     tails: Arc<RwLock<Tails>>,
     index: Arc<RwLock<CommandIndex>>,
     syncer: Syncer,
@@ -1824,6 +1863,10 @@ impl Checkpointer {
     fn run(mut self) {
         while let Ok(job) = self.jobs.recv() {
             let result = self.checkpoint(job);
+            if result.is_err() {
+                // sled may hold part of the batch, or be stuck: never call it again here.
+                self.poisoned.set(&self.syncer.db);
+            }
             if self.done.send(result).is_err() {
                 return;
             }
@@ -1835,6 +1878,9 @@ impl Checkpointer {
     /// generation) in one atomic `apply_batch`; installs the index; lets the frozen tail go;
     /// makes sled durable. Until then the frozen tail's generation's file is kept.
     fn checkpoint(&mut self, job: CheckpointJob) -> StoreResult<()> {
+        // sled fails badly on a full disk (a batch half applied, a flush that never returns):
+        // a checkpoint that may not fit is not started, and the write-ahead log keeps it all.
+        room(&self.directory, checkpoint_room(job.frozen.bytes as u64)).map_err(io_error)?;
         let mut batch = sled::Batch::default();
         tail_into(&job.frozen, &mut batch);
         let entries = job
@@ -1864,6 +1910,56 @@ impl Checkpointer {
         commands::remove_merged(&self.log, &merged)?;
         self.syncer.sync().map_err(io_error)
     }
+}
+
+/// Before sled opens the directory: it writes there at once (the rest of its last segment, a
+/// snapshot), and a full disk leaves it stuck or its files unreadable, so it opens only with
+/// room for that and for the checkpoint of what the write-ahead files hold; and a snapshot
+/// sled began and never finished (`snap.*.generating`, which it would read as its newest and
+/// call damaged) is removed: sled renames a snapshot into place only once it is whole, so such
+/// a file never holds anything the older snapshot and sled's log do not.
+fn prepare_for_sled(directory: &Path) -> std::io::Result<()> {
+    let mut logged = 0;
+    let mut removed = false;
+    for entry in std::fs::read_dir(directory)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("battleplan") && name.ends_with(".wal") {
+            logged += entry.metadata()?.len();
+        } else if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+            removed = true;
+        }
+    }
+    if removed {
+        File::open(directory)?.sync_all()?;
+    }
+    room(directory, checkpoint_room(logged))
+}
+
+/// What sled may need on disk to take a checkpoint of `bytes` of records: its pages written
+/// again (twice, with the blobs of large leaves), a snapshot, a few segments.
+fn checkpoint_room(bytes: u64) -> u64 {
+    2 * bytes + 8 * 1024 * 1024
+}
+
+/// Fails, naming the disk and the figures, if the file system holding `directory` has less than
+/// `needed` bytes free for this user.
+fn room(directory: &Path, needed: u64) -> std::io::Result<()> {
+    let stats = rustix::fs::statvfs(directory).map_err(std::io::Error::from)?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    if free < needed {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "{} KiB are free on the disk and the store's database needs about {} KiB to go on",
+                free / 1024,
+                needed / 1024
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The log's head as stored: the last chunk's last record.
@@ -2169,6 +2265,7 @@ impl SledEventLog {
     /// blocking task.
     pub fn open(directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
         crate::private::directory(directory).map_err(io_error)?;
+        prepare_for_sled(directory).map_err(io_error)?;
         guarded(Position::START, || {
             let db = sled::Config::new()
                 .path(directory)
@@ -2316,6 +2413,7 @@ impl SledEventLog {
         // The marker's generation and the next may have records; the first checkpoint starts
         // the one after, which none has (see `recover`).
         let wal = WalWriter {
+            directory: directory.to_path_buf(),
             files: [Arc::new(first), Arc::new(second)],
             allocated,
             generation: generation + 1,
@@ -2331,8 +2429,11 @@ impl SledEventLog {
         let index = Arc::new(RwLock::new(index));
         let (jobs, job_receiver) = mpsc::channel();
         let (done_sender, done) = mpsc::channel();
+        let poisoned = Poisoned::default();
         let checkpointer = Checkpointer {
             log: log.clone(),
+            directory: directory.to_path_buf(),
+            poisoned: poisoned.clone(),
             tails: tails.clone(),
             index: index.clone(),
             syncer,
@@ -2399,6 +2500,7 @@ impl SledEventLog {
                 options,
                 _released: LockReleased {
                     db_file: directory.join("db"),
+                    poisoned,
                 },
             }),
         })

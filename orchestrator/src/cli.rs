@@ -770,8 +770,10 @@ fn remote_or_local(
         .build()
         .context("starting the async runtime")?;
     let reply = tokio.block_on(commands::execute(&runtime, remote));
+    // Said before the store closes, whatever closing it takes.
+    let code = print_reply(reply);
     drop(runtime);
-    Ok(print_reply(reply))
+    Ok(code)
 }
 
 /// `customers import` / `outcomes import`. A running daemon imports the file itself (it holds
@@ -870,8 +872,10 @@ fn import_file(
         .build()
         .context("starting the async runtime")?;
     let reply = tokio.block_on(import::record(&runtime, &request, checked, bar));
+    // Said before the store closes, whatever closing it takes.
+    let code = print_reply(reply);
     drop(runtime);
-    Ok(print_reply(reply))
+    Ok(code)
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {

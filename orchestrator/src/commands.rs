@@ -158,22 +158,38 @@ impl Reply {
         }
     }
 
-    fn from_error(error: HandleError) -> Reply {
+    /// A store that failed under a command: damage and a newer format are refused the same way
+    /// by every command (`daemon::refusal`, exit 2); a failing disk is exit 1, said as such.
+    pub(crate) fn store_failure(error: &StoreError) -> Reply {
         match error {
-            HandleError::Rejected(rejection) => Reply::user_error(rejection),
-            HandleError::Contended { .. } => Reply::user_error(error),
-            // A damaged store is refused the same way by every command (`daemon::refusal`).
-            HandleError::Store(StoreError::Corrupt { .. } | StoreError::NewerFormat { .. }) => {
+            StoreError::Io(detail) => Reply {
+                code: INTERNAL_ERROR,
+                stdout: String::new(),
+                stderr: format!("battleplan: the disk failed: {detail}. Everything acknowledged before is kept; free space or repair the disk, then run the command again\n"),
+            },
+            StoreError::Corrupt { .. } | StoreError::NewerFormat { .. } => {
                 Reply::user_error(format_args!(
                     "the store cannot be used: {error}. {}",
                     crate::daemon::DAMAGE_HINT
                 ))
             }
-            HandleError::Store(StoreError::Io(detail)) => Reply {
+            other => Reply {
                 code: INTERNAL_ERROR,
                 stdout: String::new(),
-                stderr: format!("battleplan: the disk failed: {detail}. Everything acknowledged before is kept; free space or repair the disk, then run the command again\n"),
+                stderr: format!("battleplan: internal error: {other}\n"),
             },
+        }
+    }
+
+    fn from_error(error: HandleError) -> Reply {
+        match error {
+            HandleError::Rejected(rejection) => Reply::user_error(rejection),
+            HandleError::Contended { .. } => Reply::user_error(error),
+            HandleError::Store(
+                error @ (StoreError::Corrupt { .. }
+                | StoreError::NewerFormat { .. }
+                | StoreError::Io(_)),
+            ) => Reply::store_failure(&error),
             other => Reply {
                 code: INTERNAL_ERROR,
                 stdout: String::new(),

@@ -327,11 +327,13 @@ enum Failure {
     User(String),
     /// Ours (exit 1).
     Internal(String),
+    /// The store's: damaged (exit 2) or its disk failing (exit 1).
+    Store(StoreError),
 }
 
 impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Failure {
-        Failure::Internal(error.to_string())
+        Failure::Store(error)
     }
 }
 
@@ -385,6 +387,7 @@ pub async fn record(
         Ok(reply) => reply,
         Err(Failure::User(message)) => user_error(message),
         Err(Failure::Internal(message)) => internal_error(message),
+        Err(Failure::Store(error)) => Reply::store_failure(&error),
     }
 }
 
