@@ -94,7 +94,7 @@ pub fn check(site: &str) -> io::Result<()> {
         }
     }
     if fail {
-        tracing::debug!(site, "injected fault");
+        tracing::warn!(site, "injected fault");
         Err(disk_full())
     } else {
         Ok(())

@@ -2474,7 +2474,12 @@ impl SledEventLog {
         flusher.checkpoint_now()?;
         // Sled holds it all now: both files start empty, so that whatever a crash leaves in
         // them after their records is zeros (`wal::scan`).
-        flusher.wal.empty_both().map_err(io_error)?;
+        flusher.wal.empty_both().map_err(|error| {
+            io_error(format_args!(
+                "emptying the write-ahead files in {}: {error}",
+                directory.display()
+            ))
+        })?;
         if format < STORE_FORMAT {
             // Durable (with a checkpoint of nothing) before a record is written where format 6
             // puts it, after the seal: a reader of format 5 would not look there.

@@ -228,14 +228,22 @@ pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportErr
         ImportError::Refused(format!("cannot create {}: {error}", parent.display()))
     })?;
     // Beside the target, so that the last step is a rename on one file system.
-    let temporary = tempfile::Builder::new()
-        .prefix(".battleplan-import-")
-        .tempdir_in(&parent)
+    let temporary = battleplan_adapters::fault::check("store.create")
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".battleplan-import-")
+                .tempdir_in(&parent)
+        })
         .map_err(|error| {
-            ImportError::Refused(format!(
+            let message = format!(
                 "cannot create a temporary directory in {}: {error}",
                 parent.display()
-            ))
+            );
+            if error.kind() == std::io::ErrorKind::StorageFull {
+                ImportError::Internal(anyhow::anyhow!(message))
+            } else {
+                ImportError::Refused(message)
+            }
         })?;
     let mut restore = SledEventLog::restore(temporary.path(), StoreOptions::default())
         .map_err(|error| anyhow::anyhow!("starting the store: {error}"))?;
@@ -288,12 +296,19 @@ pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportErr
     })?;
     // Closing checkpoints the store and empties its write-ahead log.
     drop(store);
-    std::fs::rename(temporary.path(), data).map_err(|error| {
-        ImportError::Refused(format!(
-            "cannot move the imported store into {}: {error} (is it still empty?)",
-            data.display()
-        ))
-    })?;
+    battleplan_adapters::fault::check("store.rename")
+        .and_then(|()| std::fs::rename(temporary.path(), data))
+        .map_err(|error| {
+            let message = format!(
+                "cannot move the imported store into {}: {error}",
+                data.display()
+            );
+            match error.kind() {
+                // The disk's failure, not a directory in the way.
+                std::io::ErrorKind::StorageFull => ImportError::Internal(anyhow::anyhow!(message)),
+                _ => ImportError::Refused(format!("{message} (is it still empty?)")),
+            }
+        })?;
     // The directory is in place: nothing to remove any more.
     let _ = temporary.keep();
     std::fs::File::open(&parent)
