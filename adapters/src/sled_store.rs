@@ -1918,24 +1918,49 @@ impl Checkpointer {
 /// sled began and never finished (`snap.*.generating`, which it would read as its newest and
 /// call damaged) is removed: sled renames a snapshot into place only once it is whole, so such
 /// a file never holds anything the older snapshot and sled's log do not.
-fn prepare_for_sled(directory: &Path) -> std::io::Result<()> {
+fn prepare_for_sled(directory: &Path) -> StoreResult<()> {
+    // Only while holding sled's lock (an `flock` of its database file, as sled takes it): an
+    // unfinished snapshot may be one that another process is writing. The lock is let go
+    // before sled takes it; a process that takes it in between finds nothing removed of its own.
+    let _held = match File::open(directory.join("db")) {
+        Ok(file) => match file.try_lock() {
+            Ok(()) => Some(file),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(format!(
+                    "{} is held by another process",
+                    directory.join("db").display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(error)) => return Err(io_error(error)),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => return Err(io_error(error)),
+    };
+    let gone = |error: &std::io::Error| error.kind() == std::io::ErrorKind::NotFound;
     let mut logged = 0;
     let mut removed = false;
-    for entry in std::fs::read_dir(directory)? {
-        let entry = entry?;
+    for entry in std::fs::read_dir(directory).map_err(io_error)? {
+        let entry = entry.map_err(io_error)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("battleplan") && name.ends_with(".wal") {
-            logged += entry.metadata()?.len();
+            match entry.metadata() {
+                Ok(metadata) => logged += metadata.len(),
+                Err(error) if gone(&error) => {}
+                Err(error) => return Err(io_error(error)),
+            }
         } else if name.starts_with("snap.") && name.ends_with(".generating") {
-            std::fs::remove_file(entry.path())?;
-            removed = true;
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed = true,
+                Err(error) if gone(&error) => {}
+                Err(error) => return Err(io_error(error)),
+            }
         }
     }
     if removed {
-        File::open(directory)?.sync_all()?;
+        sync_directory(directory)?;
     }
-    room(directory, checkpoint_room(logged))
+    room(directory, checkpoint_room(logged)).map_err(io_error)
 }
 
 /// What sled may need on disk to take a checkpoint of `bytes` of records: its pages written
@@ -2265,7 +2290,7 @@ impl SledEventLog {
     /// blocking task.
     pub fn open(directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
         crate::private::directory(directory).map_err(io_error)?;
-        prepare_for_sled(directory).map_err(io_error)?;
+        prepare_for_sled(directory)?;
         guarded(Position::START, || {
             let db = sled::Config::new()
                 .path(directory)
