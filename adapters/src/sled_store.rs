@@ -936,9 +936,7 @@ pub mod wal {
     /// the extension durable before it writes a record there.
     pub const ZEROS_AFTER: usize = 512 * 1024;
 
-    /// A disk writes a sector whole or not at all; a write cut short by a crash leaves some
-    /// sectors as they were: zeros, since a file of format 6 is emptied before a generation is
-    /// written in it.
+    /// The unit a disk writes whole or not at all.
     const SECTOR: usize = 512;
 
     /// What an emptied file holds: this many bytes of zeros (a file of fewer was cut short).
@@ -992,7 +990,8 @@ pub mod wal {
         pub batches: Vec<Logged<'a>>,
         /// Where the whole records end.
         pub end: usize,
-        /// A write that a crash cut short follows them (never acknowledged).
+        /// Something follows them: a write a crash cut short (never acknowledged) or what an
+        /// earlier generation of the file left.
         pub torn: bool,
     }
 
@@ -1008,16 +1007,12 @@ pub mod wal {
         pub beyond: Option<(u64, u64)>,
     }
 
-    /// How to read a file: `strict` for format 6, whose files hold nothing but zeros after
-    /// their records (format 5 reused a file without emptying it, so its reading stops at the
-    /// first record that is not whole and of its generation); `residue`, a generation whose
-    /// whole records may fill the file instead (a file is emptied when the first record of
-    /// its generation is written, and holds until then the generation two before, which sled
-    /// holds).
+    /// How to read a file: `strict` for format 6, whose records start after the seal and are
+    /// checked against it (format 5's start at byte 0 and are read up to the first one that is
+    /// not whole and of its generation).
     #[derive(Debug, Clone, Copy)]
     pub struct Rules {
         pub strict: bool,
-        pub residue: Option<u64>,
     }
 
     /// The header at `at`, if whole and of the appends' kind and within the file: the body.
@@ -1052,30 +1047,13 @@ pub mod wal {
         None
     }
 
-    /// Whether `bytes`, which start at byte `at` of the file, hold a run of zeros that a sector
-    /// left unwritten would leave: a piece between sector boundaries of at least eight bytes,
-    /// all zeros.
-    fn unwritten_sector(bytes: &[u8], at: usize) -> bool {
-        let mut start = 0;
-        while start < bytes.len() {
-            let boundary = (at + start) / SECTOR * SECTOR + SECTOR;
-            let end = (boundary - at).min(bytes.len());
-            let piece = &bytes[start..end];
-            if piece.len() >= 8 && piece.iter().all(|byte| *byte == 0) {
-                return true;
-            }
-            start = end;
-        }
-        false
-    }
-
-    /// Reads the records of `generation` from the start of `log`, and checks that what follows
-    /// them is what a crash can leave: nothing (zeros), or one write cut short, whose unwritten
-    /// sectors are zeros. Anything else is damage, and reading on past it would silently lose
-    /// every acknowledged append after it: a whole record of the generation found further on,
-    /// a record written whole whose checksum fails (a flipped bit), a header no write leaves, a
-    /// record of another generation where this one's belong (files swapped or replaced), a file
-    /// that ends right after its records (cut short).
+    /// Reads the records of `generation` where records start in `log`, and checks that the
+    /// file is what writing and crashes leave. After the records there may be a write a crash
+    /// cut short, or what earlier generations of the file left; anything else is damage, and
+    /// reading on past it would silently lose acknowledged appends: a whole record of the
+    /// generation further on, records short of what the seal says were durable, a record or a
+    /// seal of another parity or a later generation (files swapped or replaced), a file that
+    /// ends right after its records or is cut to nothing.
     pub fn scan(log: &[u8], generation: u64, rules: Rules) -> Result<Scanned<'_>, Damage> {
         let mut batches: Vec<Logged<'_>> = Vec::new();
         let start = if rules.strict { RECORDS_START } else { 0 };
@@ -1098,7 +1076,7 @@ pub mod wal {
             Some(damage) => Err(damage),
             None => after_records(log, at, generation, rules).and_then(|torn| {
                 if rules.strict {
-                    sealed(log, at, generation, rules)?;
+                    sealed(log, at, generation)?;
                 }
                 Ok(torn)
             }),
@@ -1125,7 +1103,7 @@ pub mod wal {
         /// How many whole records, and the positions they hold.
         pub records: usize,
         pub positions: Option<(u64, u64)>,
-        /// A write cut short follows them.
+        /// Something follows them (a write cut short, or an earlier generation's leftovers).
         pub torn: bool,
         /// What is wrong in it, if anything.
         pub damage: Option<Damage>,
@@ -1142,10 +1120,7 @@ pub mod wal {
                     .flatten()
                     .map(|(generation, _, _)| generation)
             });
-        let rules = Rules {
-            strict: true,
-            residue: None,
-        };
+        let rules = Rules { strict: true };
         let mut at = RECORDS_START;
         let mut records = 0;
         let mut positions: Option<(u64, u64)> = None;
@@ -1160,7 +1135,7 @@ pub mod wal {
         }
         let generation_or_none = generation.unwrap_or(u64::MAX);
         let checked = after_records(log, at, generation_or_none, rules).and_then(|torn| {
-            sealed(log, at, generation_or_none, rules)?;
+            sealed(log, at, generation_or_none)?;
             Ok(torn)
         });
         FileState {
@@ -1174,7 +1149,7 @@ pub mod wal {
 
     /// Checks the whole records, which end at `end`, against the file's seal: they reach at
     /// least as far as it says durable records did.
-    fn sealed(log: &[u8], end: usize, generation: u64, rules: Rules) -> Result<(), Damage> {
+    fn sealed(log: &[u8], end: usize, generation: u64) -> Result<(), Damage> {
         let damage = |at: usize, detail: String| Damage {
             at,
             detail,
@@ -1195,8 +1170,9 @@ pub mod wal {
                     Ok(())
                 }
             }
-            // The generation two before, which sled holds, until this one's first record.
-            Some((sealed, _, _)) if Some(sealed) == rules.residue && end == RECORDS_START => Ok(()),
+            // An earlier generation's seal, in a file not yet sealed in this one: it claims
+            // nothing of this generation.
+            Some((sealed, _, _)) if sealed < generation && sealed % 2 == generation % 2 => Ok(()),
             Some((sealed, _, _)) => Err(damage(
                 0,
                 format!("its seal names generation {sealed} where generation {generation}'s belong: the file was replaced or swapped"),
@@ -1250,8 +1226,7 @@ pub mod wal {
             // Format 5: what follows may be what an earlier generation left.
             return Ok(!zeros);
         }
-        let start = if rules.strict { RECORDS_START } else { 0 };
-        if end > start && log.len() < end + ZEROS_AFTER {
+        if end > RECORDS_START && log.len() < end + ZEROS_AFTER {
             return Err(damage(
                 end,
                 format!(
@@ -1264,49 +1239,40 @@ pub mod wal {
         if zeros {
             return Ok(false);
         }
-        if end == start {
-            if let Some(residue) = rules.residue {
-                if whole_at(log, start, residue).is_some() {
-                    let mut next = start;
-                    while let Some(body) = whole_at(log, next, residue) {
-                        next += HEADER + body.len();
-                    }
-                    if log[next..].iter().all(|byte| *byte == 0) {
-                        return Ok(false);
-                    }
-                    return Err(damage(
-                        next,
-                        format!("after the records of generation {residue}, already checkpointed, byte {next} holds neither a record nor zeros"),
-                    ));
+        // A file is written again, generation after generation of its parity, without being
+        // emptied: what follows the records is a write cut short or what an earlier generation
+        // of the file left. A record of another parity, or of a later generation, is not.
+        let mut at = end;
+        while let Some((found, body)) = next_any(log, at) {
+            let other = u64_at(body, 0).unwrap_or(0);
+            if other % 2 != generation % 2 || other > generation {
+                return Err(damage(
+                    found,
+                    format!(
+                        "byte {found} holds a record of generation {other} where generation {generation}'s and earlier ones of its file belong: the file was replaced or swapped"
+                    ),
+                ));
+            }
+            at = found + HEADER + body.len();
+        }
+        Ok(true)
+    }
+
+    /// The first whole record of any generation that starts at or after `from`.
+    fn next_any(log: &[u8], from: usize) -> Option<(usize, &[u8])> {
+        let magic = MAGIC_APPENDS.to_be_bytes();
+        let mut at = from;
+        while at + HEADER <= log.len() {
+            let found = log[at..].windows(4).position(|window| window == magic)?;
+            at += found;
+            if let Some((body, sum)) = body_at(log, at) {
+                if checksum(body) == sum {
+                    return Some((at, body));
                 }
             }
+            at += 1;
         }
-        let header = &rest[..rest.len().min(HEADER)];
-        if unwritten_sector(header, end) {
-            // The header's sector was not written: a write cut short.
-            return Ok(true);
-        }
-        let Some((body, sum)) = body_at(log, end) else {
-            return Err(damage(
-                end,
-                format!("byte {end} holds neither a record's header nor zeros"),
-            ));
-        };
-        let extent = &log[end..end + HEADER + body.len()];
-        if unwritten_sector(extent, end) {
-            return Ok(true);
-        }
-        let found = u64_at(body, 0).unwrap_or(0);
-        let detail = if found != generation && checksum(body) == sum {
-            format!(
-                "byte {end} holds a record of generation {found} where generation {generation}'s belong: the file was replaced or swapped"
-            )
-        } else {
-            format!(
-                "the record at byte {end} was written whole (no sector of it is blank) but its checksum fails"
-            )
-        };
-        Err(damage(end, detail))
+        None
     }
 }
 
@@ -1324,9 +1290,6 @@ struct WalWriter {
     offset: u64,
     /// The last position those records hold (0 if none).
     last: u64,
-    /// The current generation's file still holds the generation before the last: it is
-    /// emptied before the first record goes in (by then that generation is durable in sled).
-    stale: bool,
 }
 
 /// How far ahead of the last record the log is kept filled with zeros.
@@ -1346,13 +1309,6 @@ impl WalWriter {
     fn append(&mut self, record: &[u8], last: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let slot = self.slot();
-        if self.stale {
-            // What a crash leaves after the last record is then zeros and nothing else, so
-            // that anything else is damage (`wal::scan`).
-            empty(&self.files[slot])?;
-            self.allocated[slot] = wal::EMPTIED as u64;
-            self.stale = false;
-        }
         let end = self.offset + record.len() as u64;
         if end + WAL_ZEROS_AHEAD / 2 > self.allocated[slot] {
             // Once per half megabyte, made durable before a record goes there: a record never
@@ -1394,7 +1350,6 @@ impl WalWriter {
         self.generation = generation;
         self.offset = wal::RECORDS_START as u64;
         self.last = 0;
-        self.stale = true;
     }
 
     /// Empties both files: everything they held is durable in sled.
@@ -1403,7 +1358,6 @@ impl WalWriter {
             empty(file)?;
         }
         self.allocated = [wal::EMPTIED as u64; 2];
-        self.stale = false;
         Ok(())
     }
 }
@@ -2157,7 +2111,7 @@ fn recover(
     // The marker's generation, then the next one: written in the other file once the marker's
     // was whole and synced, while a checkpoint of it was under way (see `Checkpointer`).
     let slot = |generation: u64| (generation % 2) as usize;
-    let read = |generation: u64, residue: Option<u64>, earlier: u64| {
+    let read = |generation: u64, earlier: u64| {
         let file = wal::file_of(generation);
         let Some(contents) = files[slot(generation)] else {
             return Err(corrupt(
@@ -2165,7 +2119,7 @@ fn recover(
                 format!("the write-ahead file {file} is missing: the events recorded after {earlier} since the last checkpoint are not readable; events 1 to {earlier} are intact"),
             ));
         };
-        wal::scan(contents, generation, wal::Rules { strict, residue }).map_err(
+        wal::scan(contents, generation, wal::Rules { strict }).map_err(
             |damage| {
                 let earlier = damage.through.unwrap_or(earlier);
                 let beyond = match damage.beyond {
@@ -2184,22 +2138,11 @@ fn recover(
             },
         )
     };
-    // A file is emptied when its generation's first record is written: until then it holds
-    // the generation two before, which sled holds.
-    let this = read(generation, generation.checked_sub(2), checkpointed)?;
+    let this = read(generation, checkpointed)?;
     let through = this.batches.last().map_or(checkpointed, |batch| batch.last);
-    let next = read(generation + 1, generation.checked_sub(1), through)?;
-    if strict && this.torn && !next.batches.is_empty() {
-        // The next generation starts only once this one is whole on disk.
-        return Err(corrupt(
-            Position(through + 1),
-            format!(
-                "the write-ahead file {} is damaged at byte {}: its last record is not whole, though the next generation's file goes on after it; events 1 to {through} are intact before it",
-                wal::file_of(generation),
-                this.end
-            ),
-        ));
-    }
+    // The next generation goes on only once this one's records are whole on disk: a gap
+    // between them is damage (checked below, batch by batch).
+    let next = read(generation + 1, through)?;
     let (this, next) = (this.batches, next.batches);
     let mut tail = Tail::starting_at(checkpointed + 1);
     let mut head = stored;
@@ -2444,7 +2387,6 @@ impl SledEventLog {
             generation: generation + 1,
             offset: wal::RECORDS_START as u64,
             last: 0,
-            stale: true,
         };
         let durable = Arc::new(watch::Sender::new(Durable {
             position: head.position,

@@ -484,11 +484,21 @@ async fn a_flipped_bit_before_whole_records_is_refused_naming_what_follows() {
 async fn a_flipped_bit_in_the_last_record_is_damage_not_a_torn_write() {
     let directory = tempfile::tempdir().unwrap();
     let generation = five_events(directory.path()).await;
-    let (mut bytes, starts) = three_records(generation);
-    bytes[starts[2] + 70] ^= 0x01;
-    write_log(directory.path(), generation, &bytes);
+    let (bytes, starts) = three_records(generation);
+    // As a killed daemon leaves it: the seal says every record is durable.
+    let mut contents = file_of(&bytes);
+    let end = (wal::RECORDS_START + bytes.len()) as u64;
+    contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(generation, end, 8));
+    contents[wal::RECORDS_START + starts[2] + 70] ^= 0x01;
+    let path = directory.path().join(wal::file_of(generation));
+    std::fs::write(&path, &contents).unwrap();
     let detail = refused_at(directory.path(), 8);
-    assert!(detail.contains("checksum fails"), "{detail}");
+    assert!(detail.contains("its seal says"), "{detail}");
+    // Without the seal (a power cut before it was written) the last record was never
+    // acknowledged: a write cut short, dropped.
+    contents[..wal::RECORDS_START].fill(0);
+    std::fs::write(&path, &contents).unwrap();
+    check_whole(&open(directory.path()), 7).await;
 }
 
 #[tokio::test]
@@ -640,9 +650,7 @@ proptest::proptest! {
         }
         for file in [&contents[..], &contents[..cut.min(contents.len())], &overwritten[..], &noise[..]] {
             for strict in [true, false] {
-                for residue in [None, Some(2), Some(4)] {
-                    let _ = wal::scan(file, 4, wal::Rules { strict, residue });
-                }
+                let _ = wal::scan(file, 4, wal::Rules { strict });
             }
             let _ = wal::describe(file);
         }

@@ -1256,8 +1256,8 @@ struct JsonStoreFile {
     records: usize,
     first_position: Option<u64>,
     last_position: Option<u64>,
-    /// `missing`, `zeros` (nothing after the records), `cut short` (a write a crash cut
-    /// short, never acknowledged) or `damaged`.
+    /// `missing`, `zeros` (nothing after the records), `left over` (what a write cut short by
+    /// a crash, never acknowledged, or an earlier generation of the file left) or `damaged`.
     ending: &'static str,
     damage: Option<String>,
 }
@@ -1297,7 +1297,7 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     last_position: state.positions.map(|(_, last)| last),
                     ending: match (&state.damage, state.torn) {
                         (Some(_), _) => "damaged",
-                        (None, true) => "cut short",
+                        (None, true) => "left over",
                         (None, false) => "zeros",
                     },
                     damage: state
@@ -1371,8 +1371,8 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     };
                     let after = match (damage, file.ending) {
                         (Some(damage), _) => damage.clone(),
-                        (None, "cut short") => {
-                            "then a write cut short by a crash (never acknowledged)".into()
+                        (None, "left over") => {
+                            "then what a write cut short by a crash or an earlier generation of the file left (not part of the log)".into()
                         }
                         _ => "then zeros".into(),
                     };

@@ -185,10 +185,7 @@ fn every_damage_is_found_or_harmless_and_every_command_says_the_same() {
         let scanned = wal::scan(
             &bytes,
             state.generation.unwrap(),
-            wal::Rules {
-                strict: true,
-                residue: None,
-            },
+            wal::Rules { strict: true },
         )
         .unwrap();
         scanned.end
