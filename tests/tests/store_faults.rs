@@ -91,19 +91,20 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// `store check --json` of an intact store: its event count (fails the test otherwise).
+/// `audit verify --json` of an intact store (the chain, every payload, the stored projection):
+/// its event count (fails the test otherwise).
 fn intact_events(dir: &Path, data: &Path, context: &str) -> u64 {
     let output = Command::new(binary())
         .arg("--data")
         .arg(data)
-        .args(["store", "check", "--json"])
+        .args(["audit", "verify", "--json"])
         .current_dir(dir)
         .env_remove("BATTLEPLAN_FAULTS")
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
         panic!(
-            "{context}: store check said:\n{}{}",
+            "{context}: audit verify said:\n{}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         )
