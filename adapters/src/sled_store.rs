@@ -1074,12 +1074,7 @@ pub mod wal {
         }
         let checked = match unreadable {
             Some(damage) => Err(damage),
-            None => after_records(log, at, generation, rules).and_then(|torn| {
-                if rules.strict {
-                    sealed(log, at, generation)?;
-                }
-                Ok(torn)
-            }),
+            None => check(log, at, generation, rules),
         };
         match checked {
             Ok(torn) => Ok(Scanned {
@@ -1133,11 +1128,11 @@ pub mod wal {
                 at += HEADER + body.len();
             }
         }
-        let generation_or_none = generation.unwrap_or(u64::MAX);
-        let checked = after_records(log, at, generation_or_none, rules).and_then(|torn| {
-            sealed(log, at, generation_or_none)?;
-            Ok(torn)
-        });
+        let checked = match generation {
+            Some(generation) => check(log, at, generation, rules),
+            // No record and no seal: zeros, or damage.
+            None => check(log, at, u64::MAX, rules),
+        };
         FileState {
             generation,
             records,
@@ -1147,36 +1142,61 @@ pub mod wal {
         }
     }
 
-    /// Checks the whole records, which end at `end`, against the file's seal: they reach at
-    /// least as far as it says durable records did.
-    fn sealed(log: &[u8], end: usize, generation: u64) -> Result<(), Damage> {
+    /// Checks the file around its whole records of `generation`, which end at `end`: its
+    /// length, its seal (the records reach at least as far as it says durable records did),
+    /// and what follows them. `true` if something follows them.
+    fn check(log: &[u8], end: usize, generation: u64, rules: Rules) -> Result<bool, Damage> {
         let damage = |at: usize, detail: String| Damage {
             at,
             detail,
             through: None,
             beyond: None,
         };
-        match read_seal(log).map_err(|detail| damage(0, detail))? {
-            None => Ok(()),
-            Some((sealed, durable, last)) if sealed == generation => {
-                if end < durable {
-                    Err(damage(
-                        end,
-                        format!(
-                            "its records end at byte {end}, but its seal says records through byte {durable} (events through {last}) were made durable: they were damaged or cut away"
-                        ),
-                    ))
-                } else {
-                    Ok(())
-                }
+        if !rules.strict {
+            return after_records(log, end, generation, None, rules);
+        }
+        if log.len() < EMPTIED {
+            return Err(damage(
+                log.len(),
+                format!(
+                    "the file holds {} bytes, where an emptied one keeps {EMPTIED}: it was cut short or made anew",
+                    log.len()
+                ),
+            ));
+        }
+        let durable = match read_seal(log).map_err(|detail| damage(0, detail))? {
+            // Emptied files are one sector long, and a generation's seal is on disk before
+            // its file grows.
+            None if log.len() > EMPTIED => {
+                return Err(damage(
+                    0,
+                    format!(
+                        "its seal is zeros, though the file holds {} bytes, where an emptied one keeps {EMPTIED}: zeros were written over it",
+                        log.len()
+                    ),
+                ))
             }
+            None => None,
+            Some((sealed, durable, last)) if sealed == generation => Some((durable, last)),
             // An earlier generation's seal, in a file not yet sealed in this one: it claims
             // nothing of this generation.
-            Some((sealed, _, _)) if sealed < generation && sealed % 2 == generation % 2 => Ok(()),
-            Some((sealed, _, _)) => Err(damage(
-                0,
-                format!("its seal names generation {sealed} where generation {generation}'s belong: the file was replaced or swapped"),
+            Some((sealed, _, _)) if sealed < generation && sealed % 2 == generation % 2 => None,
+            Some((sealed, _, _)) => {
+                return Err(damage(
+                    0,
+                    format!("its seal names generation {sealed} where generation {generation}'s belong: the file was replaced or swapped"),
+                ))
+            }
+        };
+        let torn = after_records(log, end, generation, durable.map(|(at, _)| at), rules)?;
+        match durable {
+            Some((durable, last)) if end < durable => Err(damage(
+                end,
+                format!(
+                    "its records end at byte {end}, but its seal says records through byte {durable} (events through {last}) were made durable: they were damaged or cut away"
+                ),
             )),
+            _ => Ok(torn),
         }
     }
 
@@ -1186,6 +1206,7 @@ pub mod wal {
         log: &[u8],
         end: usize,
         generation: u64,
+        durable: Option<usize>,
         rules: Rules,
     ) -> Result<bool, Damage> {
         let damage = |at: usize, detail: String| Damage {
@@ -1195,16 +1216,13 @@ pub mod wal {
             beyond: None,
         };
         let rest = log.get(end..).unwrap_or_default();
-        if rules.strict && log.len() < EMPTIED {
-            return Err(damage(
-                log.len(),
-                format!(
-                    "the file holds {} bytes, where an emptied one keeps {EMPTIED}: it was cut short or made anew",
-                    log.len()
-                ),
-            ));
-        }
-        if let Some((found, body)) = next_whole(log, end, generation) {
+        // A whole record of the generation further on was acknowledged, unless it lies past
+        // what the seal says is durable: then it belongs to the last write, which a crash may
+        // have kept in part and in any order, and which nobody was told of.
+        let acknowledged = |found: usize| durable.is_none_or(|durable| found < durable);
+        if let Some((found, body)) =
+            next_whole(log, end, generation).filter(|(found, _)| acknowledged(*found))
+        {
             let first = u64_at(body, 8).unwrap_or(0);
             let mut last = u64_at(body, 16).unwrap_or(0);
             let mut next = found + HEADER + body.len();
@@ -1309,6 +1327,13 @@ impl WalWriter {
     fn append(&mut self, record: &[u8], last: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let slot = self.slot();
+        if self.offset == wal::RECORDS_START as u64 {
+            // The generation's first records: its seal (claiming none yet) is durable before
+            // the file grows, so that a file longer than one sector always has a seal.
+            self.seal()?;
+            crate::fault::check("wal.sync")?;
+            self.files[slot].sync_data()?;
+        }
         let end = self.offset + record.len() as u64;
         if end + WAL_ZEROS_AHEAD / 2 > self.allocated[slot] {
             // Once per half megabyte, made durable before a record goes there: a record never
@@ -1367,9 +1392,15 @@ impl WalWriter {
 /// so that a crash in between leaves what a torn write would.
 fn empty(file: &File) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
+    // Cut first, then the seal zeroed: a zero seal is only ever found on a file of one sector
+    // (a longer one had zeros written over it: damage). A crash in between leaves one sector
+    // with an earlier generation's seal, which claims nothing of the generations to come.
+    crate::fault::check("wal.write")?;
+    file.set_len(wal::EMPTIED as u64)?;
+    crate::fault::check("wal.sync")?;
+    file.sync_all()?;
     crate::fault::check("wal.write")?;
     file.write_all_at(&[0; wal::EMPTIED], 0)?;
-    file.set_len(wal::EMPTIED as u64)?;
     crate::fault::check("wal.sync")?;
     file.sync_all()
 }
@@ -1816,11 +1847,21 @@ struct Checkpointer {
 impl Checkpointer {
     fn run(mut self) {
         while let Ok(job) = self.jobs.recv() {
-            let result = self.checkpoint(job);
-            if result.is_err() {
-                // sled may hold part of the batch, or be stuck: never call it again here.
-                self.poisoned.set(&self.syncer.db);
-            }
+            // sled fails badly on a full disk (a batch half applied, a flush that never
+            // returns): a checkpoint that may not fit is not started, sled is left untouched,
+            // and the write-ahead log keeps it all.
+            let result = match room(&self.directory, checkpoint_room(job.frozen.bytes as u64)) {
+                Err(error) => Err(io_error(error)),
+                Ok(()) => {
+                    let result = self.checkpoint(job);
+                    if result.is_err() {
+                        // sled may hold part of the batch, or be stuck: never call it again
+                        // here.
+                        self.poisoned.set(&self.syncer.db);
+                    }
+                    result
+                }
+            };
             if self.done.send(result).is_err() {
                 return;
             }
@@ -1832,9 +1873,6 @@ impl Checkpointer {
     /// generation) in one atomic `apply_batch`; installs the index; lets the frozen tail go;
     /// makes sled durable. Until then the frozen tail's generation's file is kept.
     fn checkpoint(&mut self, job: CheckpointJob) -> StoreResult<()> {
-        // sled fails badly on a full disk (a batch half applied, a flush that never returns):
-        // a checkpoint that may not fit is not started, and the write-ahead log keeps it all.
-        room(&self.directory, checkpoint_room(job.frozen.bytes as u64)).map_err(io_error)?;
         let mut batch = sled::Batch::default();
         tail_into(&job.frozen, &mut batch);
         let entries = job
@@ -2167,8 +2205,9 @@ fn recover(
             let count = logged.records.len() as u64;
             if count == 0
                 || outcome.first_position.0 != tail.end()
-                || outcome.last_position.0 != tail.end() + count - 1
-                || outcome.last_version.0 + 1 != outcome.first_version.0 + count
+                || Some(outcome.last_position.0) != (tail.end() + count).checked_sub(1)
+                || outcome.last_version.0.checked_add(1)
+                    != outcome.first_version.0.checked_add(count)
             {
                 return Err(damaged("a logged append does not follow the log".into()));
             }
@@ -2234,7 +2273,8 @@ impl SledEventLog {
     pub fn open(directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
         crate::private::directory(directory).map_err(io_error)?;
         prepare_for_sled(directory)?;
-        guarded(Position::START, || {
+        let poisoned = Poisoned::default();
+        let opened = guarded(Position::START, || {
             let db = sled::Config::new()
                 .path(directory)
                 .cache_capacity(options.cache_capacity_bytes)
@@ -2242,13 +2282,27 @@ impl SledEventLog {
                 .flush_every_ms(None)
                 .open()
                 .map_err(sled_error)?;
-            Self::start(db, directory, options)
-        })
+            Self::start(db, directory, options, poisoned.clone())
+        });
+        if matches!(&opened, Err(error) if !matches!(error, StoreError::Locked(_))) {
+            // A refused store can be opened again at once (once put right), as a closed one.
+            // (Held by another process, the lock is not this one's to wait for.)
+            drop(LockReleased {
+                db_file: directory.join("db"),
+                poisoned,
+            });
+        }
+        opened
     }
 
     /// Opens the store on a sled database already open in `directory`: checks its format,
     /// recovers, checkpoints, and starts the flusher and the checkpointer.
-    fn start(db: sled::Db, directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
+    fn start(
+        db: sled::Db,
+        directory: &Path,
+        options: StoreOptions,
+        poisoned: Poisoned,
+    ) -> StoreResult<SledEventLog> {
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let log = tree("log")?;
         let checkpoints = tree("checkpoints")?;
@@ -2303,7 +2357,15 @@ impl SledEventLog {
         };
         // A store of format 6 has both files from its first opening on; a missing one is
         // damage, never made anew (which would silently drop what it held).
-        let create = !existing || format < STORE_FORMAT;
+        // A store with no checkpoint marker never finished its first opening (the format is
+        // written before the files exist), so it holds nothing acknowledged: its files may be
+        // made.
+        let never_opened = log
+            .get(layout::CHECKPOINT_KEY)
+            .map_err(sled_error)?
+            .is_none()
+            && log.is_empty();
+        let create = !existing || never_opened || format < STORE_FORMAT;
         let open_wal = |name: &str| -> StoreResult<Option<(File, Vec<u8>)>> {
             let path = directory.join(name);
             if create {
@@ -2396,7 +2458,6 @@ impl SledEventLog {
         let index = Arc::new(RwLock::new(index));
         let (jobs, job_receiver) = mpsc::channel();
         let (done_sender, done) = mpsc::channel();
-        let poisoned = Poisoned::default();
         let checkpointer = Checkpointer {
             log: log.clone(),
             directory: directory.to_path_buf(),

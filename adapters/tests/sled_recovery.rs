@@ -118,14 +118,29 @@ async fn five_events(directory: &Path) -> u64 {
 }
 
 /// Writes `bytes` where records start in the file `generation` is written in, zeros after,
-/// with no seal (as after a crash in the generation's first batch).
+/// with the seal a generation's first batch starts with (claiming no record yet): as after a
+/// crash in that batch.
 fn write_log(directory: &Path, generation: u64, bytes: &[u8]) {
-    std::fs::write(directory.join(wal::file_of(generation)), file_of(bytes)).unwrap();
+    std::fs::write(
+        directory.join(wal::file_of(generation)),
+        file_of(generation, bytes),
+    )
+    .unwrap();
 }
 
-/// A file holding `bytes` as its records, zeros before (the seal's sector) and after.
-fn file_of(bytes: &[u8]) -> Vec<u8> {
-    let mut contents = vec![0; wal::RECORDS_START];
+/// Writes `bytes` as the records of `generation`'s file, its seal saying all of them (through
+/// position `last`) were made durable: as a killed daemon leaves it.
+fn write_acknowledged(directory: &Path, generation: u64, bytes: &[u8], last: u64) {
+    let mut contents = file_of(generation, bytes);
+    let end = (wal::RECORDS_START + bytes.len()) as u64;
+    contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(generation, end, last));
+    std::fs::write(directory.join(wal::file_of(generation)), contents).unwrap();
+}
+
+/// A file of `generation` holding `bytes` as its records, its seal claiming none of them, zeros
+/// after.
+fn file_of(generation: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut contents = wal::seal_sector(generation, wal::RECORDS_START as u64, 0).to_vec();
     contents.extend_from_slice(bytes);
     contents.resize(contents.len() + wal::ZEROS_AFTER, 0);
     contents
@@ -304,12 +319,23 @@ async fn records_of_earlier_generations_are_ignored() {
     let generation = five_events(directory.path()).await;
     // What the two files held from before the last checkpoints: generation - 2 in this
     // generation's file, generation - 1 in the other.
-    write_log(directory.path(), generation, &logged(generation - 2, 6, 6));
-    write_log(
-        directory.path(),
-        generation + 1,
-        &logged(generation - 1, 6, 6),
-    );
+    let leftover = |older: u64| {
+        let bytes = logged(older, 6, 6);
+        let mut contents = file_of(older, &bytes);
+        let end = (wal::RECORDS_START + bytes.len()) as u64;
+        contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(older, end, 6));
+        contents
+    };
+    std::fs::write(
+        directory.path().join(wal::file_of(generation)),
+        leftover(generation - 2),
+    )
+    .unwrap();
+    std::fs::write(
+        directory.path().join(wal::file_of(generation + 1)),
+        leftover(generation - 1),
+    )
+    .unwrap();
     check_whole(&open(directory.path()), 5).await;
 }
 
@@ -460,7 +486,7 @@ async fn a_flipped_bit_before_whole_records_is_refused_naming_what_follows() {
     let (mut bytes, starts) = three_records(generation);
     let at = starts[1] + 60;
     bytes[at] ^= 0x10;
-    write_log(directory.path(), generation, &bytes);
+    write_acknowledged(directory.path(), generation, &bytes, 8);
     let detail = refused_at(directory.path(), 7);
     assert!(
         detail.contains(&format!(
@@ -476,7 +502,7 @@ async fn a_flipped_bit_before_whole_records_is_refused_naming_what_follows() {
     assert!(detail.contains("events 1 to 6 are intact"), "{detail}");
     // Put right, the store opens whole: nothing was lost by trying.
     bytes[at] ^= 0x10;
-    write_log(directory.path(), generation, &bytes);
+    write_acknowledged(directory.path(), generation, &bytes, 8);
     check_whole(&open(directory.path()), 8).await;
 }
 
@@ -486,7 +512,7 @@ async fn a_flipped_bit_in_the_last_record_is_damage_not_a_torn_write() {
     let generation = five_events(directory.path()).await;
     let (bytes, starts) = three_records(generation);
     // As a killed daemon leaves it: the seal says every record is durable.
-    let mut contents = file_of(&bytes);
+    let mut contents = file_of(generation, &bytes);
     let end = (wal::RECORDS_START + bytes.len()) as u64;
     contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(generation, end, 8));
     contents[wal::RECORDS_START + starts[2] + 70] ^= 0x01;
@@ -494,9 +520,10 @@ async fn a_flipped_bit_in_the_last_record_is_damage_not_a_torn_write() {
     std::fs::write(&path, &contents).unwrap();
     let detail = refused_at(directory.path(), 8);
     assert!(detail.contains("its seal says"), "{detail}");
-    // Without the seal (a power cut before it was written) the last record was never
-    // acknowledged: a write cut short, dropped.
-    contents[..wal::RECORDS_START].fill(0);
+    // With the seal written before the last batch (a power cut kept the batch, not the seal
+    // after it) that batch was never acknowledged: a write cut short, dropped.
+    let durable = (wal::RECORDS_START + starts[2]) as u64;
+    contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(generation, durable, 7));
     std::fs::write(&path, &contents).unwrap();
     check_whole(&open(directory.path()), 7).await;
 }
@@ -507,8 +534,14 @@ async fn zeros_over_a_record_with_whole_records_after_it_are_refused() {
     let generation = five_events(directory.path()).await;
     let (mut bytes, starts) = three_records(generation);
     bytes[starts[1]..starts[2]].fill(0);
-    write_log(directory.path(), generation, &bytes);
+    write_acknowledged(directory.path(), generation, &bytes, 8);
     refused_at(directory.path(), 7);
+    // Whole records past what the seal says is durable belong to the last write, cut short
+    // by a power cut in any order of its sectors: never acknowledged, dropped.
+    let directory = tempfile::tempdir().unwrap();
+    let generation = five_events(directory.path()).await;
+    write_log(directory.path(), generation, &bytes);
+    check_whole(&open(directory.path()), 6).await;
 }
 
 #[tokio::test]
@@ -518,7 +551,7 @@ async fn a_file_cut_short_is_refused() {
     let (bytes, starts) = three_records(generation);
     let path = directory.path().join(wal::file_of(generation));
     // Cut after its last record, and inside it: a written file keeps zeros after its records.
-    let whole = file_of(&bytes);
+    let whole = file_of(generation, &bytes);
     let records_end = wal::RECORDS_START + bytes.len();
     std::fs::write(&path, &whole[..records_end]).unwrap();
     let detail = refused_at(directory.path(), 9);
@@ -532,7 +565,7 @@ async fn records_the_seal_says_were_durable_cannot_turn_into_zeros() {
     let (bytes, starts) = three_records(0);
     let sealed = |generation: u64| {
         let (bytes, _) = three_records(generation);
-        let mut contents = file_of(&bytes);
+        let mut contents = file_of(generation, &bytes);
         // The seal written with the batch of 8: the records of 6 and 7 were durable.
         let durable = (wal::RECORDS_START + starts[2]) as u64;
         contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(generation, durable, 7));
@@ -634,7 +667,7 @@ proptest::proptest! {
         at in 0usize..2048,
     ) {
         let (bytes, starts) = three_records(4);
-        let mut contents = file_of(&bytes);
+        let mut contents = file_of(4, &bytes);
         let durable = (wal::RECORDS_START + starts[2]) as u64;
         contents[..wal::RECORDS_START].copy_from_slice(&wal::seal_sector(4, durable, 7));
         for (at, bit) in flips {

@@ -1411,6 +1411,14 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// An export that failed reading the store: damage is refused as every command refuses it.
+fn export_failed(data: &Path, error: anyhow::Error) -> anyhow::Result<ExitCode> {
+    match error.downcast_ref::<StoreError>() {
+        Some(store) => Ok(daemon::refusal(data, store).exit()),
+        None => Err(error),
+    }
+}
+
 /// `battleplan export`. It reads the store itself; with a daemon running (which holds the
 /// store) it refuses, since the daemon's control protocol has no export.
 fn export(
@@ -1465,11 +1473,14 @@ fn export(
     let (Some(out), Some(directory)) = (out, directory) else {
         let stdout = io::stdout();
         let mut writer = io::BufWriter::new(stdout.lock());
-        let summary = tokio.block_on(battleplan_orchestrator::archive::export(
+        let summary = match tokio.block_on(battleplan_orchestrator::archive::export(
             &store,
             as_of,
             &mut writer,
-        ))?;
+        )) {
+            Ok(summary) => summary,
+            Err(error) => return export_failed(data, error),
+        };
         drop(writer);
         eprintln!("{}", export_words(&summary, as_of));
         return Ok(ExitCode::SUCCESS);
@@ -1480,11 +1491,15 @@ fn export(
         .tempfile_in(&directory)
         .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
     let mut writer = io::BufWriter::new(temporary);
-    let summary = tokio.block_on(battleplan_orchestrator::archive::export(
+    let summary = match tokio.block_on(battleplan_orchestrator::archive::export(
         &store,
         as_of,
         &mut writer,
-    ))?;
+    )) {
+        Ok(summary) => summary,
+        // The temporary file goes with `writer`: nothing half-written is left.
+        Err(error) => return export_failed(data, error),
+    };
     let temporary = writer
         .into_inner()
         .map_err(|error| error.into_error())

@@ -19,9 +19,11 @@ const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
 const HOLD_AFTER_DELIVERY: &str = "BATTLEPLAN_FAILPOINT_HOLD_AFTER_DELIVERY";
 
 /// The questions asked of each damaged copy, each on a copy of its own.
-const COMMANDS: [&[&str]; 4] = [
+const COMMANDS: [&[&str]; 6] = [
     &["status"],
     &["outbox", CAMPAIGN],
+    &["history"],
+    &["export"],
     &["audit", "verify"],
     &["store", "check"],
 ];
@@ -244,6 +246,8 @@ fn every_damage_is_found_or_harmless_and_every_command_says_the_same() {
         (records_end - 300, 300),
         (records_end - 4096, 8192),
         (wal::RECORDS_START + 4, 12),
+        // The seal and every record.
+        (0, records_end),
     ] {
         cases.push((
             format!("{file}: {size} bytes zeroed from byte {from}"),

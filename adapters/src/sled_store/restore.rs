@@ -298,7 +298,12 @@ impl Restore {
         meta.apply_batch(marked).map_err(sled_error)?;
         // Opening checkpoints: the marker is durable (with the log's first generation) before
         // the store is handed out.
-        Ok(SledEventLog::start(self.db, &self.directory, self.options)?)
+        Ok(SledEventLog::start(
+            self.db,
+            &self.directory,
+            self.options,
+            super::Poisoned::default(),
+        )?)
     }
 }
 
