@@ -642,12 +642,33 @@ pub mod wal {
         marker
     }
 
+    /// A checkpoint's marker that also names the command-index runs the checkpoint merged
+    /// away (format 6): their removal, done after the marker is durable, is finished on
+    /// opening if a crash cut it short.
+    pub fn marker_merging(generation: u64, position: u64, merged: &[u64]) -> Vec<u8> {
+        let mut bytes = marker(generation, position).to_vec();
+        for run in merged {
+            bytes.extend_from_slice(&run.to_be_bytes());
+        }
+        bytes
+    }
+
     /// `(generation, position)`; `None` if damaged.
     pub fn read_marker(marker: &[u8]) -> Option<(u64, u64)> {
-        if marker.len() != 16 {
+        if marker.len() < 16 || !(marker.len() - 16).is_multiple_of(8) {
             return None;
         }
         Some((u64_at(marker, 0)?, u64_at(marker, 8)?))
+    }
+
+    /// The runs a marker names as merged away.
+    pub fn merged_of(marker: &[u8]) -> Vec<u64> {
+        marker
+            .get(16..)
+            .unwrap_or_default()
+            .chunks_exact(8)
+            .filter_map(|bytes| u64_at(bytes, 0))
+            .collect()
     }
 
     const MAGIC: u32 = 0x4250_5731; // "BPW1"
@@ -1882,11 +1903,22 @@ impl Checkpointer {
             .map(|(command, outcome)| commands::entry(command, outcome))
             .collect();
         let change = read(&self.index).add(&self.log, job.frozen.first, entries, &mut batch)?;
-        batch.insert(
-            layout::CHECKPOINT_KEY,
-            &wal::marker(job.generation, job.head),
-        );
+        // Two steps, each made durable: the events, streams and the new run of commands, then
+        // the marker. sled applies a batch whole only when nothing fails while applying it;
+        // with the marker last, whatever a failure leaves of the first step lies beyond the
+        // marker, all of it in the write-ahead log still, and opening removes it
+        // (`remove_after`). The runs merged away go only once the marker, which names them,
+        // is durable.
         self.log.apply_batch(batch).map_err(sled_error)?;
+        self.syncer.sync().map_err(io_error)?;
+        let merged_ids: Vec<u64> = change.merged_ids().collect();
+        self.log
+            .insert(
+                layout::CHECKPOINT_KEY,
+                wal::marker_merging(job.generation, job.head, &merged_ids),
+            )
+            .map_err(sled_error)?;
+        self.syncer.sync().map_err(io_error)?;
         let merged = write(&self.index).install(change);
         {
             // Only after sled and the index hold it all (see `Tails`).
@@ -1899,8 +1931,8 @@ impl Checkpointer {
                 tails.frozen = None;
             }
         }
-        commands::remove_merged(&self.log, &merged)?;
-        self.syncer.sync().map_err(io_error)
+        // Durable with the next checkpoint; until then the marker names them.
+        commands::remove_merged(&self.log, &merged)
     }
 }
 
@@ -2048,6 +2080,47 @@ fn remove_beyond(log: &sled::Tree, end: u64) -> StoreResult<()> {
     Ok(())
 }
 
+/// Removes from sled what a checkpoint that failed before its marker left beyond position
+/// `end`: the chunks of events after it, the stream-index entries of their streams from their
+/// first version on, and the command-index runs it began (a run's id is the first position of
+/// the newest checkpoint it holds). Done again whole if cut short.
+fn remove_after(log: &sled::Tree, end: u64) -> StoreResult<()> {
+    let mut batch = sled::Batch::default();
+    let mut first_versions: FxHashMap<StreamId, u64> = FxHashMap::default();
+    for item in log.range(layout::chunk_key(end + 1)..=layout::chunk_key(u64::MAX)) {
+        let (key, chunk) = item.map_err(sled_error)?;
+        let first = u64_of(&key[1..])
+            .ok_or_else(|| corrupt(Position(end), "an event key is not a position"))?;
+        let opened = layout::open_chunk(&chunk)
+            .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+        let records = opened
+            .records()
+            .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
+        for (offset, bytes) in records.into_iter().enumerate() {
+            let event = decode_at(Position(first + offset as u64), bytes)?;
+            let version = first_versions.entry(event.stream).or_insert(u64::MAX);
+            *version = (*version).min(event.version.0);
+        }
+        batch.remove(key);
+    }
+    for (stream, version) in first_versions {
+        let from = layout::stream_index_key(&stream, version);
+        let to = layout::stream_index_key(&stream, u64::MAX);
+        for key in log.range(from..=to).keys() {
+            batch.remove(key.map_err(sled_error)?);
+        }
+    }
+    for prefix in [commands::FILTERS, commands::BLOCKS] {
+        for key in log.scan_prefix([prefix]).keys() {
+            let key = key.map_err(sled_error)?;
+            if key.get(1..9).and_then(u64_of).is_some_and(|run| run > end) {
+                batch.remove(key);
+            }
+        }
+    }
+    log.apply_batch(batch).map_err(sled_error)
+}
+
 /// Reopening a store of format 3 or 4: sled holds every batch up to its last checkpoint whole,
 /// and may hold later ones whole, in part or not at all; the write-ahead log holds whole the
 /// batches since the checkpoint, up to some point (every acknowledged one, perhaps more). The
@@ -2137,7 +2210,7 @@ fn recover(
             ))
         }
     };
-    if stored.position.0 != checkpointed {
+    if stored.position.0 < checkpointed {
         return Err(corrupt(
             stored.position,
             format!(
@@ -2182,6 +2255,42 @@ fn recover(
     // between them is damage (checked below, batch by batch).
     let next = read(generation + 1, through)?;
     let (this, next) = (this.batches, next.batches);
+    let mut stored = stored;
+    if stored.position.0 > checkpointed {
+        // A checkpoint that failed after sled took part of its events and before its marker:
+        // the write-ahead log holds them all, so sled lets them go and they come back from it.
+        let logged_through = this
+            .iter()
+            .chain(next.iter())
+            .next_back()
+            .map_or(checkpointed, |batch| batch.last);
+        let logged_from = this
+            .iter()
+            .chain(next.iter())
+            .next()
+            .map(|batch| batch.first);
+        if logged_from != Some(checkpointed + 1) || logged_through < stored.position.0 {
+            return Err(corrupt(
+                Position(checkpointed + 1),
+                format!(
+                    "sled holds events {} to {} beyond its last checkpoint, and the write-ahead log does not hold them all",
+                    checkpointed + 1,
+                    stored.position
+                ),
+            ));
+        }
+        remove_after(log, checkpointed)?;
+        stored = stored_head(log)?;
+        if stored.position.0 != checkpointed {
+            return Err(corrupt(
+                stored.position,
+                format!(
+                    "the store ends at {} after the events beyond its last checkpoint ({checkpointed}) were let go",
+                    stored.position
+                ),
+            ));
+        }
+    }
     let mut tail = Tail::starting_at(checkpointed + 1);
     let mut head = stored;
     for batch in this.into_iter().chain(next) {
@@ -2439,7 +2548,12 @@ impl SledEventLog {
             // Only a store of format 6 may miss one, and `recover` refuses it.
             return Err(corrupt(head.position, "a write-ahead file is missing"));
         };
-        let index = CommandIndex::load(&log)?;
+        let merged = log
+            .get(layout::CHECKPOINT_KEY)
+            .map_err(sled_error)?
+            .map(|marker| wal::merged_of(&marker))
+            .unwrap_or_default();
+        let index = CommandIndex::load(&log, &merged)?;
         // The marker's generation and the next may have records; the first checkpoint starts
         // the one after, which none has (see `recover`).
         let wal = WalWriter {

@@ -689,3 +689,49 @@ proptest::proptest! {
         }
     }
 }
+
+/// Five events, then a sixth in a checkpoint of its own (closed cleanly both times); then the
+/// marker put back as it stood before that checkpoint's marker was written: as if the
+/// checkpoint failed after sled took event 6 (its chunk, stream entry and command run) and
+/// before its marker. Returns the marker's generation, whose file held event 6.
+async fn sixth_beyond_the_marker(directory: &Path) -> u64 {
+    five_events(directory).await;
+    {
+        let store = open(directory);
+        store.append(append(6)).await.unwrap();
+    }
+    let db = reopen_sled(directory);
+    let log = db.open_tree("log").unwrap();
+    let marker = log.get(layout::CHECKPOINT_KEY).unwrap().unwrap();
+    let (generation, position) = wal::read_marker(&marker).unwrap();
+    assert_eq!(position, 6);
+    // Event 6 was appended in the generation before the closing checkpoint's.
+    log.insert(layout::CHECKPOINT_KEY, &wal::marker(generation - 1, 5))
+        .unwrap();
+    db.flush().unwrap();
+    generation - 1
+}
+
+#[tokio::test]
+async fn events_sled_took_from_a_checkpoint_that_failed_before_its_marker_come_back_from_the_log() {
+    let directory = tempfile::tempdir().unwrap();
+    let generation = sixth_beyond_the_marker(directory.path()).await;
+    write_acknowledged(directory.path(), generation, &logged(generation, 6, 6), 6);
+    let store = open(directory.path());
+    check_whole(&store, 6).await;
+    let retry = store.append(append(6)).await.unwrap();
+    assert!(retry.deduplicated);
+    assert_eq!(retry.first_position, Position(6));
+    let next = store.append(append(7)).await.unwrap();
+    assert_eq!(next.first_position, Position(7));
+    let even = StreamId::new("even").unwrap();
+    assert_eq!(store.stream_version(&even).await.unwrap(), StreamVersion(3));
+    drop(store);
+    check_whole(&open(directory.path()), 7).await;
+
+    // Without the log's copy of event 6 it is refused: sled alone holds it.
+    let directory = tempfile::tempdir().unwrap();
+    sixth_beyond_the_marker(directory.path()).await;
+    let detail = refused_at(directory.path(), 6);
+    assert!(detail.contains("beyond its last checkpoint"), "{detail}");
+}

@@ -224,19 +224,33 @@ pub struct Change {
     merged: Vec<(u64, usize)>,
 }
 
+impl Change {
+    /// The ids of the runs merged away.
+    pub fn merged_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.merged.iter().map(|(id, _)| *id)
+    }
+}
+
 impl CommandIndex {
     /// Reads the runs' filters and fences from the store.
     /// Blocks of runs that were merged away before a crash let them be removed are removed.
-    pub fn load(log: &sled::Tree) -> StoreResult<CommandIndex> {
+    /// `merged`: the runs the last checkpoint merged away (its marker names them), whose
+    /// removal a crash may have cut short.
+    pub fn load(log: &sled::Tree, merged: &[u64]) -> StoreResult<CommandIndex> {
         let mut runs = Vec::new();
+        let mut orphans = sled::Batch::default();
+        let mut any = false;
         for item in log.scan_prefix([FILTERS]) {
             let (key, value) = item.map_err(sled_error)?;
             let damaged = || corrupt(Position::START, "the command index is damaged");
             let id = key.get(1..).and_then(u64_of).ok_or_else(damaged)?;
+            if merged.contains(&id) {
+                orphans.remove(key);
+                any = true;
+                continue;
+            }
             runs.push(Run::from_bytes(id, &value).ok_or_else(damaged)?);
         }
-        let mut orphans = sled::Batch::default();
-        let mut any = false;
         for key in log.scan_prefix([BLOCKS]).keys() {
             let key = key.map_err(sled_error)?;
             let run = key.get(1..9).and_then(u64_of);
@@ -330,8 +344,7 @@ impl CommandIndex {
                 break;
             }
             let older = self.read_run(log, newest)?;
-            // Without its filter it is no run; its blocks go once the new index is installed.
-            batch.remove(&filter_key(newest.id));
+            // It goes (filter and blocks) once the marker naming it is durable.
             merged_runs.push((newest.id, newest.fences.len()));
             let mut merged = Vec::with_capacity(older.len() + entries.len());
             let (mut left, mut right) =
@@ -376,13 +389,15 @@ impl CommandIndex {
     }
 }
 
-/// Removes the blocks of merged runs, once the index that no longer names them is installed.
+/// Removes merged runs (filter, then blocks), once the marker that names them is durable and
+/// the index that no longer names them is installed.
 pub fn remove_merged(log: &sled::Tree, merged: &[(u64, usize)]) -> StoreResult<()> {
     if merged.is_empty() {
         return Ok(());
     }
     let mut batch = sled::Batch::default();
     for (run, blocks) in merged {
+        batch.remove(&filter_key(*run));
         for block in 0..*blocks {
             batch.remove(&block_key(*run, block as u32));
         }
@@ -464,6 +479,7 @@ mod tests {
         let mut index = CommandIndex::default();
         let mut next = 1u64;
         let mut sizes = Vec::new();
+        let mut cut_short = Vec::new();
         for checkpoint in 0..8u64 {
             let entries: Vec<Entry> = (0..1500)
                 .map(|_| {
@@ -477,12 +493,13 @@ mod tests {
                 .unwrap();
             log.apply_batch(batch).unwrap();
             let merged = index.install(change);
-            // The last checkpoint (which merges all) is cut short before the merged runs'
-            // blocks go.
+            // The last checkpoint (which merges all) is cut short before the merged runs go;
+            // its marker names them.
             if checkpoint != 7 {
                 remove_merged(&log, &merged).unwrap();
             } else {
                 assert!(!merged.is_empty());
+                cut_short = merged.iter().map(|(id, _)| *id).collect();
             }
             sizes.push(index.runs());
         }
@@ -505,8 +522,8 @@ mod tests {
             }
         }
         assert!(false_hits < 300, "{false_hits} false positives in 10,000");
-        // Reloaded from the store, it answers the same, and the blocks left behind are gone.
-        let reloaded = CommandIndex::load(&log).unwrap();
+        // Reloaded from the store, it answers the same, and the runs left behind are gone.
+        let reloaded = CommandIndex::load(&log, &cut_short).unwrap();
         assert_eq!(reloaded.runs(), 1);
         assert_eq!(
             reloaded
@@ -533,6 +550,6 @@ mod tests {
         log.insert(block_key(1, 0), &[1u8, 2, 3][..]).unwrap();
         assert!(index.lookup(&log, &command(5)).is_err());
         log.insert(filter_key(1), &[9u8; 5][..]).unwrap();
-        assert!(CommandIndex::load(&log).is_err());
+        assert!(CommandIndex::load(&log, &[]).is_err());
     }
 }
