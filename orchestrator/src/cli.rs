@@ -1325,11 +1325,18 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
         };
         files.push(file);
     }
-    let opened = match open_existing_store(data) {
+    let opened = match SledEventLog::open(data, StoreOptions::default()) {
         Ok(store) => store
             .verify()
             .map_err(|error| daemon::refusal(data, &error)),
-        Err(refusal) => Err(refusal),
+        // Not damage: the files are another process's for now.
+        Err(StoreError::Locked(_)) => {
+            return Ok(user_error(format_args!(
+                "the store in {} is in use by another battleplan process (a running daemon?): stop it, then check",
+                data.display()
+            )))
+        }
+        Err(error) => Err(daemon::refusal(data, &error)),
     };
     let (intact, events, head_hash, problem, problem_position) = match &opened {
         Ok(report) => (

@@ -335,3 +335,41 @@ fn every_damage_is_found_or_harmless_and_every_command_says_the_same() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(refused >= cases.len() / 2, "{refused} of {}", cases.len());
 }
+
+#[test]
+fn store_check_while_a_daemon_holds_the_store_says_so_and_not_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ok(run_in(dir, &["init", "--out", "plan.toml"]));
+    ok(bp(
+        dir,
+        &[
+            "plan",
+            "apply",
+            "plan.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    ));
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    );
+    daemon.wait_for("other terminals reach this daemon");
+    let check = run(&dir.join("data"), &["store", "check"]);
+    daemon.terminate();
+    assert_eq!(check.code, 2, "{}{}", check.stdout, check.stderr);
+    assert!(check.stderr.contains("in use"), "{}", check.stderr);
+    assert!(
+        !format!("{}{}", check.stdout, check.stderr).contains("damaged"),
+        "{}{}",
+        check.stdout,
+        check.stderr
+    );
+}
