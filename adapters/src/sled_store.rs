@@ -2840,8 +2840,13 @@ impl SledEventLog {
     }
 
     /// Walks the whole log and checks positions, the hash chain and stream versions; stops at
-    /// the first problem. Reads sled chunk by chunk, with bounded memory, then the tail.
+    /// the first problem. Reads sled chunk by chunk, with bounded memory, then the tail; a
+    /// panic of sled's on damage it finds is an error (`guarded`).
     pub fn verify(&self) -> StoreResult<VerifyReport> {
+        guarded(Position::START, || self.verify_unguarded())
+    }
+
+    fn verify_unguarded(&self) -> StoreResult<VerifyReport> {
         // Durable events only: the tails also hold appends laid out and not yet on disk.
         let durable = self.inner.durable.borrow().position;
         let (tail_first, in_tail) = {
