@@ -55,6 +55,22 @@ pub fn run_in(directory: &Path, arguments: &[&str]) -> Run {
     Run::from_output(output)
 }
 
+/// Copies a directory tree (regular files and directories), as a data directory is copied
+/// before a test damages or faults it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// Replaces each `from` with its `to`, insisting that `from` occurs exactly once so that a case
 /// cannot silently stop applying when the base text changes.
 pub fn mutate(base: &str, replacements: &[(&str, &str)]) -> String {

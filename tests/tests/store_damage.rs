@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use battleplan_adapters::sled_store::wal;
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
-use battleplan_tests::{bp, instant, ok, run_in, Daemon, Run};
+use battleplan_tests::{bp, copy_dir, instant, ok, run_in, Daemon, Run};
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
@@ -80,20 +80,6 @@ fn killed_store(dir: &Path) -> PathBuf {
     daemon.wait_for("delivered and not yet recorded");
     daemon.kill();
     dir.join("data")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn run(data: &Path, command: &[&str]) -> Run {

@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
-use battleplan_tests::{binary, bp, instant, mutate, ok, run_in};
+use battleplan_tests::{binary, bp, copy_dir, instant, mutate, ok, run_in};
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
@@ -74,20 +74,6 @@ fn run_with(dir: &Path, data: &Path, arguments: &[&str], faults: Option<&str>) -
     Outcome {
         code: output.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type().unwrap();
-        if kind.is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }
 
