@@ -14,3 +14,4 @@ pub mod funnel;
 pub mod outreach;
 pub mod plan;
 pub mod task;
+pub mod text;
