@@ -28,6 +28,7 @@ use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
     StreamVersion,
 };
+use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -179,7 +180,7 @@ fn check_until(
 }
 
 fn unreadable(request: &ImportRequest, error: ReadError) -> Reply {
-    let name = &request.file_name;
+    let name = printable(&request.file_name);
     let problems = match error {
         ReadError::File(problems) => problems,
         ReadError::Io(message) => return user_error(message),
@@ -187,7 +188,7 @@ fn unreadable(request: &ImportRequest, error: ReadError) -> Reply {
     };
     if request.json {
         let report = json!({
-            "file": name,
+            "file": request.file_name,
             "kind": request.kind.as_str(),
             "outcome": "rejected",
             "problems": problems.len(),
@@ -223,10 +224,10 @@ fn plural(count: u64, word: &str) -> String {
 }
 
 fn rejected(request: &ImportRequest, checked: &Checked) -> Reply {
-    let name = &request.file_name;
+    let name = printable(&request.file_name);
     if request.json {
         let report = json!({
-            "file": name,
+            "file": request.file_name,
             "kind": request.kind.as_str(),
             "digest": checked.read.digest,
             "outcome": "rejected",
@@ -414,7 +415,7 @@ async fn recording(
             if started.kind != request.kind {
                 return Err(Failure::User(format!(
                     "{} was started as an import of {}; import it with `battleplan {} import`",
-                    request.file_name,
+                    printable(&request.file_name),
                     started.kind.as_str(),
                     started.kind.as_str()
                 )));
@@ -585,7 +586,7 @@ async fn recording(
 fn changed(request: &ImportRequest, stream: &StreamId) -> String {
     format!(
         "{} changed while it was being imported; the import {stream} is left unfinished. Put the file back as it was and run the same command to finish it, or import the new file",
-        request.file_name
+        printable(&request.file_name)
     )
 }
 
@@ -668,7 +669,7 @@ async fn append(
         }
         Err(StoreError::Conflict { actual, .. }) => Err(Failure::User(format!(
             "another import of {} is under way (its stream {stream} moved to version {actual}); let it finish, then run this command again to check",
-            request.file_name
+            printable(&request.file_name)
         ))),
         Err(other) => Err(other.into()),
     }
@@ -764,10 +765,10 @@ fn already(
     rows: u64,
     at: DateTime<Utc>,
 ) -> Reply {
-    let name = &request.file_name;
+    let name = printable(&request.file_name);
     if request.json {
         let report = json!({
-            "file": name,
+            "file": request.file_name,
             "kind": request.kind.as_str(),
             "digest": checked.read.digest,
             "stream": stream.as_str(),
@@ -808,11 +809,11 @@ fn imported(
     stream: &StreamId,
     done: Imported,
 ) -> Reply {
-    let name = &request.file_name;
+    let name = printable(&request.file_name);
     let now = checked.rows - done.earlier.min(checked.rows);
     if request.json {
         let report = json!({
-            "file": name,
+            "file": request.file_name,
             "kind": request.kind.as_str(),
             "digest": checked.read.digest,
             "stream": stream.as_str(),
@@ -857,10 +858,16 @@ fn imported(
         for row in checked.skipped.iter().take(LISTED_SKIPPED_TEXT) {
             match &row.column {
                 Some(column) => {
-                    let _ = writeln!(out, "  line {}, {column}: {}", row.line, row.reason);
+                    let _ = writeln!(
+                        out,
+                        "  line {}, {}: {}",
+                        row.line,
+                        printable(column),
+                        printable(&row.reason)
+                    );
                 }
                 None => {
-                    let _ = writeln!(out, "  line {}: {}", row.line, row.reason);
+                    let _ = writeln!(out, "  line {}: {}", row.line, printable(&row.reason));
                 }
             }
         }

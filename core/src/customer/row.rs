@@ -5,7 +5,8 @@
 //! The rule that runs through it: a column the file does not have (a JSON line without the key)
 //! says nothing, so the event's field is `None` and the customer's earlier value stands. A
 //! column that is there but empty clears a text field, and gives nothing for an instant, a
-//! number, a boolean or a choice from a list. Cells are trimmed of surrounding whitespace.
+//! number, a boolean or a choice from a list. A customers cell holding [`KEEP`] says nothing,
+//! as an absent column does. Cells are trimmed of surrounding whitespace.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +62,11 @@ pub const ATTRIBUTE_PREFIX: &str = "attr.";
 
 /// The longest customer id, in characters.
 pub const MAX_ID_CHARS: usize = 200;
+
+/// A customers cell holding only this (in any case) leaves the customer's value as it is, as
+/// if the file had no such column: how a spreadsheet refreshes some columns on some rows. An
+/// empty cell, by contrast, clears a text, a list or an attribute.
+pub const KEEP: &str = "(keep)";
 
 /// Separates the items of a list in one cell (`tags`, `unsubscribed`).
 pub const LIST_SEPARATOR: char = ';';
@@ -394,11 +400,20 @@ impl Columns {
         for (slot, cell) in self.slots.iter().zip(cells) {
             let column = slot.written.as_str();
             let scalar = Scalar::of(*cell);
+            if scalar.is_keep() && slot.field != Field::Id {
+                // The marker leaves the customer's value as it is: as if the column were absent.
+                continue;
+            }
             let result: Result<(), String> = (|| {
                 match slot.field {
+                    Field::Id if scalar.is_keep() => {
+                        return Err(format!(
+                            "`{KEEP}` leaves a value as it is, and every row needs its own id"
+                        ))
+                    }
                     Field::Id => id = Some(customer_id(required(&scalar, "an id")?)?),
-                    Field::Name => record.name = Some(text(&scalar)?.to_string()),
-                    Field::Company => record.company = Some(text(&scalar)?.to_string()),
+                    Field::Name => record.name = Some(header_text(&scalar, "name")?),
+                    Field::Company => record.company = Some(header_text(&scalar, "company")?),
                     Field::Email => record.email = Some(text(&scalar)?.to_string()),
                     Field::Tags => record.tags = Some(tags(&scalar)?),
                     Field::Tier => record.tier = Some(text(&scalar)?.to_string()),
@@ -678,6 +693,11 @@ impl<'a> Scalar<'a> {
         }
     }
 
+    /// The cell says "leave this as it is": [`KEEP`], in any case.
+    fn is_keep(&self) -> bool {
+        matches!(self, Scalar::Text(text) if text.eq_ignore_ascii_case(KEEP))
+    }
+
     /// What the cell holds, for a message about the wrong JSON type.
     fn describe(&self) -> String {
         match self {
@@ -705,6 +725,20 @@ fn text<'a>(scalar: &Scalar<'a>) -> Result<&'a str, String> {
         Scalar::Text(text) => Ok(text),
         ref other => Err(wrong_type("a string", other)),
     }
+}
+
+/// Text that may go into a message header (a mail subject, a recipient's display name): one
+/// line, no control characters. Refused rather than repaired, since a repaired name is another
+/// name.
+fn header_text(scalar: &Scalar<'_>, what: &str) -> Result<String, String> {
+    let text = text(scalar)?;
+    crate::text::single_line(text)
+        .map(str::to_string)
+        .map_err(|refused| {
+            format!(
+                "the {what} {refused}; a {what} goes into mail subjects and headers, so it must be one line of text"
+            )
+        })
 }
 
 /// Text where an empty cell gives nothing.
@@ -1138,6 +1172,69 @@ mod tests {
         assert_eq!(record.orders, None);
         assert_eq!(record.recycle_bin, None);
         assert!(record.unsubscribed.is_empty() && !record.unsubscribed_all);
+    }
+
+    #[test]
+    fn the_keep_marker_leaves_a_value_as_it_is() {
+        let names = [
+            "id",
+            "name",
+            "company",
+            "tags",
+            "tier",
+            "active",
+            "unsubscribed",
+            "recycle_bin",
+            "attr.region",
+        ];
+        let record = customer(csv_row(
+            C,
+            &names,
+            &[
+                "c-1", "(keep)", " (KEEP) ", "(keep)", "(Keep)", "(keep)", "(keep)", "(keep)",
+                "(keep)",
+            ],
+        ));
+        assert_eq!(
+            record,
+            CustomerRecorded {
+                customer: "c-1".into(),
+                line: 7,
+                ..CustomerRecorded::default()
+            }
+        );
+        let record = customer(json_row(C, r#"{"id":"c-1","name":"(keep)","tier":""}"#));
+        assert_eq!((record.name, record.tier.as_deref()), (None, Some("")));
+        let found = errors(csv_row(C, &["id", "name"], &["(keep)", "x"]));
+        assert_eq!(found[0].0, "id");
+        assert!(found[0].1.contains("needs its own id"), "{}", found[0].1);
+    }
+
+    #[test]
+    fn a_name_or_company_with_a_line_break_or_control_is_refused() {
+        let found = errors(csv_row(
+            C,
+            &["id", "name", "company"],
+            &[
+                "c-1",
+                "Evil\r\nBcc: attacker@evil.example",
+                "Acme\u{1b}]0;x",
+            ],
+        ));
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "name");
+        assert!(
+            found[0].1.starts_with(
+                "the name holds a line break or a control character at character 5: Evil\\r\\nBcc"
+            ),
+            "{}",
+            found[0].1
+        );
+        assert_eq!(found[1].0, "company");
+        assert!(!found[1].1.contains('\u{1b}'), "{}", found[1].1);
+        // Other text may hold line breaks (a note in an attribute, say).
+        let record = customer(csv_row(C, &["id", "attr.note"], &["c-1", "two\nlines"]));
+        assert_eq!(record.attributes[0].1, "two\nlines");
     }
 
     #[test]
