@@ -15,19 +15,22 @@
 //! failed, between two chunks); running the same command again resumes after the rows the
 //! stream holds (its version says how many) and finishes it.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use battleplan_adapters::import::{self as file, FileRead, Format, Item, Problem, ReadError};
+use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::events::{import_stream, MAX_LISTED_SKIPPED};
-use battleplan_core::customer::row::Row;
+use battleplan_core::customer::row::{unknown_in_outcome, Known, Row};
 use battleplan_core::customer::{
-    CustomerEvent, ImportFinished, ImportKind, ImportStarted, SkippedRow,
+    CustomerEvent, ImportFinished, ImportKind, ImportStarted, OutcomeKind, SkippedRow,
 };
 use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
     StreamVersion,
 };
+use battleplan_core::plan;
 use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,6 +102,79 @@ pub struct Checked {
     pub listed: Vec<Problem>,
     /// The first [`MAX_LISTED_SKIPPED`] bad rows, one line each.
     pub skipped: Vec<SkippedRow>,
+    /// Well-formed rows left out after all, by their index among the well-formed rows: a
+    /// customer id the file repeats, an outcome naming what the store does not have.
+    pub excluded: RowSet,
+    /// Outcomes: how many of each kind will be recorded.
+    pub kinds: BTreeMap<&'static str, u64>,
+}
+
+/// A set of row indexes, one bit each: a million rows take 125 KiB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RowSet {
+    words: Vec<u64>,
+}
+
+impl RowSet {
+    pub fn insert(&mut self, index: u64) {
+        let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
+        if word == usize::MAX {
+            return;
+        }
+        if self.words.len() <= word {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << (index % 64);
+    }
+
+    pub fn contains(&self, index: u64) -> bool {
+        usize::try_from(index / 64)
+            .ok()
+            .and_then(|word| self.words.get(word))
+            .is_some_and(|bits| bits & (1 << (index % 64)) != 0)
+    }
+}
+
+impl Checked {
+    /// Leaves out the well-formed row `index` (on `line`) for `problem`, and counts it bad.
+    /// Rows are excluded in the file's order, after the first pass listed its own problems:
+    /// the lists are merged by line and cut again at their caps by [`Checked::merge`].
+    fn exclude(&mut self, index: u64, row: &Row, problem: Problem, found: &mut Found2) {
+        self.excluded.insert(index);
+        self.rows = self.rows.saturating_sub(1);
+        self.bad_rows += 1;
+        self.problems += 1;
+        if let Row::Outcome(outcome) = row {
+            if let Some(count) = self.kinds.get_mut(outcome.outcome.as_str()) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        if found.skipped.len() < MAX_LISTED_SKIPPED {
+            found
+                .skipped
+                .push(skipped_row(problem.line, std::slice::from_ref(&problem)));
+        }
+        if found.listed.len() < LISTED_PROBLEMS {
+            found.listed.push(problem);
+        }
+    }
+
+    /// Merges what a second look found into the lists, by line, each cut at its cap.
+    fn merge(&mut self, found: Found2) {
+        self.listed.extend(found.listed);
+        self.listed.sort_by_key(|problem| problem.line);
+        self.listed.truncate(LISTED_PROBLEMS);
+        self.skipped.extend(found.skipped);
+        self.skipped.sort_by_key(|row| row.line);
+        self.skipped.truncate(MAX_LISTED_SKIPPED);
+    }
+}
+
+/// What a second look at the file found, in the file's order.
+#[derive(Default)]
+struct Found2 {
+    listed: Vec<Problem>,
+    skipped: Vec<SkippedRow>,
 }
 
 /// A bad row in one line: its first problem, and how many more it has.
@@ -137,6 +213,11 @@ fn check_until(
     let mut problems = 0u64;
     let mut listed = Vec::new();
     let mut skipped = Vec::new();
+    let mut kinds: BTreeMap<&'static str, u64> = BTreeMap::new();
+    // Customer ids seen, as hashes (8 bytes each, not the ids); a hash seen twice marks an id
+    // that may be repeated, which a second look settles exactly.
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut repeated: HashSet<u64> = HashSet::new();
     let result = file::read(
         &request.path,
         request.kind,
@@ -144,7 +225,20 @@ fn check_until(
         progress,
         &mut |item| {
             match item {
-                Item::Row { .. } => rows += 1,
+                Item::Row { row, .. } => {
+                    rows += 1;
+                    match &row {
+                        Row::Customer(customer) => {
+                            let hash = id_hash(&customer.customer);
+                            if !seen.insert(hash) {
+                                repeated.insert(hash);
+                            }
+                        }
+                        Row::Outcome(outcome) => {
+                            *kinds.entry(outcome.outcome.as_str()).or_default() += 1;
+                        }
+                    }
+                }
                 Item::Bad {
                     line,
                     problems: found,
@@ -165,18 +259,102 @@ fn check_until(
         Ok(read) => read,
         Err(error) => return Err(unreadable(request, error)),
     };
-    let checked = Checked {
+    drop(seen);
+    let mut checked = Checked {
         read,
         rows,
         bad_rows,
         problems,
         listed,
         skipped,
+        excluded: RowSet::default(),
+        kinds,
     };
+    if !repeated.is_empty() {
+        // The second look: the first line of each id whose hash came twice, and every later
+        // row with the same id left out, naming both lines.
+        let mut first: HashMap<String, u64> = HashMap::new();
+        second_look(request, &mut checked, stop, &mut |row| {
+            let Row::Customer(customer) = row else {
+                return None;
+            };
+            if !repeated.contains(&id_hash(&customer.customer)) {
+                return None;
+            }
+            match first.get(&customer.customer) {
+                Some(line) => Some(Problem {
+                    line: customer.line,
+                    column: Some("id".to_string()),
+                    position: None,
+                    reason: format!(
+                        "the customer `{}` is on line {line} too: each customer is one row of a file; merge the two rows, or import the later one in a file of its own",
+                        customer.customer
+                    ),
+                }),
+                None => {
+                    first.insert(customer.customer.clone(), customer.line);
+                    None
+                }
+            }
+        })?;
+    }
     if checked.bad_rows > 0 && !request.skip_bad_rows {
         return Err(rejected(request, &checked));
     }
     Ok(checked)
+}
+
+/// A customer id's hash, the same in every process (std's SipHash with its fixed keys).
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Reads the file again and leaves out each well-formed row (not left out already) that
+/// `verdict` finds a problem with. The file must read as it did in the first pass.
+fn second_look(
+    request: &ImportRequest,
+    checked: &mut Checked,
+    stop: &dyn Fn() -> bool,
+    verdict: &mut dyn FnMut(&Row) -> Option<Problem>,
+) -> Result<(), Reply> {
+    let mut found = Found2::default();
+    let mut index = 0u64;
+    let mut excluded = checked.excluded.clone();
+    let mut outcome = Ok(());
+    let result = file::read(
+        &request.path,
+        request.kind,
+        request.format,
+        &|_| {},
+        &mut |item| {
+            if let Item::Row { row, .. } = item {
+                let at = index;
+                index += 1;
+                if !excluded.contains(at) {
+                    if let Some(problem) = verdict(&row) {
+                        excluded.insert(at);
+                        checked.exclude(at, &row, problem, &mut found);
+                    }
+                }
+            }
+            !stop()
+        },
+    );
+    match result {
+        Ok(read) if read.digest == checked.read.digest => {}
+        Ok(_) | Err(ReadError::File(_)) => {
+            outcome = Err(user_error(format_args!(
+                "{} changed while it was being checked; run the command again",
+                printable(&request.file_name)
+            )))
+        }
+        Err(error) => outcome = Err(unreadable(request, error)),
+    }
+    checked.merge(found);
+    outcome
 }
 
 fn unreadable(request: &ImportRequest, error: ReadError) -> Reply {
@@ -322,6 +500,119 @@ pub async fn run(runtime: &Runtime, request: ImportRequest) -> Reply {
     record(runtime, &request, checked, None).await
 }
 
+/// Outcomes: leaves out (or, without `--skip-bad-rows`, rejects the file for) each row naming a
+/// customer the book lacks, a campaign or reach-out no plan had, or an instant after now. The
+/// answer to give instead of importing, if any.
+async fn screen_outcomes(
+    runtime: &Runtime,
+    request: &ImportRequest,
+    checked: &mut Checked,
+) -> Result<Option<Reply>, Failure> {
+    let reach_outs = known_reach_outs(runtime).await?;
+    let now = runtime.clock.now();
+    let mut book = runtime.customers.clone().lock_owned().await;
+    crate::audience::catch_up(runtime.store.as_ref(), &mut book)
+        .await
+        .map_err(handle_failure)?;
+    let reading = request.clone();
+    let mut screened = checked.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let known = Known {
+            book: &book,
+            reach_outs: &reach_outs,
+            now,
+        };
+        let looked = second_look(&reading, &mut screened, &|| false, &mut |row| {
+            let Row::Outcome(outcome) = row else {
+                return None;
+            };
+            let mut errors = unknown_in_outcome(outcome, &known).into_iter();
+            let first = errors.next()?;
+            let more = errors.count();
+            let mut reason = first.reason;
+            if more > 0 {
+                let _ = write!(
+                    reason,
+                    " (and {more} more problem{} in this row)",
+                    if more == 1 { "" } else { "s" }
+                );
+            }
+            Some(Problem {
+                line: outcome.line,
+                column: Some(first.column),
+                position: None,
+                reason,
+            })
+        });
+        drop(book);
+        looked.map(|()| screened)
+    })
+    .await
+    .map_err(|error| Failure::Internal(format!("checking the outcomes failed: {error}")))?;
+    match result {
+        Ok(screened) => {
+            *checked = screened;
+            if checked.bad_rows > 0 && !request.skip_bad_rows {
+                return Ok(Some(rejected(request, checked)));
+            }
+            Ok(None)
+        }
+        Err(reply) => Ok(Some(reply)),
+    }
+}
+
+fn handle_failure(error: crate::runtime::HandleError) -> Failure {
+    match error {
+        crate::runtime::HandleError::Store(error) => Failure::Store(error),
+        other => Failure::Internal(other.to_string()),
+    }
+}
+
+/// Every campaign's reach-outs, from every version of its plan: an outcome may come back for
+/// a reach-out a later revision removed.
+async fn known_reach_outs(
+    runtime: &Runtime,
+) -> Result<BTreeMap<String, BTreeSet<String>>, Failure> {
+    let mut campaigns = crate::projection::Campaigns::load(runtime.store.as_ref())
+        .await
+        .map_err(handle_failure)?;
+    campaigns
+        .catch_up_in_memory(runtime.store.as_ref())
+        .await
+        .map_err(handle_failure)?;
+    let mut known = BTreeMap::new();
+    for id in campaigns.states.keys() {
+        let stream =
+            campaign::stream_of(id).map_err(|error| Failure::Internal(error.to_string()))?;
+        let mut reach_outs = BTreeSet::new();
+        let mut applied = false;
+        let mut version = StreamVersion::NONE;
+        loop {
+            let events = runtime
+                .store
+                .read_stream(&stream, version.next(), 1_000)
+                .await?;
+            let Some(last) = events.last() else { break };
+            version = last.version;
+            for event in &events {
+                let source = match CampaignEvent::decode(event)? {
+                    Some(CampaignEvent::PlanApplied(applied)) => applied.source,
+                    Some(CampaignEvent::PlanRevised(revised)) => revised.source,
+                    _ => continue,
+                };
+                applied = true;
+                if let Some(plan) = plan::check(source.as_bytes()).plan {
+                    reach_outs.extend(plan.reach_outs.into_iter().map(|reach_out| reach_out.id));
+                }
+            }
+        }
+        if applied {
+            known.insert(id.clone(), reach_outs);
+        }
+    }
+    Ok(known)
+}
+
 /// Why recording stopped.
 enum Failure {
     /// The user's to fix (exit 2).
@@ -377,14 +668,14 @@ struct Reread {
 pub async fn record(
     runtime: &Runtime,
     request: &ImportRequest,
-    checked: Checked,
+    mut checked: Checked,
     progress: Option<indicatif::ProgressBar>,
 ) -> Reply {
     if let Some(bar) = &progress {
         bar.set_position(0);
         bar.set_message("recording");
     }
-    match recording(runtime, request, &checked, progress).await {
+    match recording(runtime, request, &mut checked, progress).await {
         Ok(reply) => reply,
         Err(Failure::User(message)) => user_error(message),
         Err(Failure::Internal(message)) => internal_error(message),
@@ -395,17 +686,32 @@ pub async fn record(
 async fn recording(
     runtime: &Runtime,
     request: &ImportRequest,
-    checked: &Checked,
+    checked: &mut Checked,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<Reply, Failure> {
     let digest = checked.read.digest.clone();
     let stream = import_stream(&digest).map_err(Failure::Internal)?;
-    let (started, started_event, mut version, resumed) = match find(runtime, &stream).await? {
-        Found::Finished { rows, at } => {
+    let found = find(runtime, &stream).await?;
+    if let Found::Finished { rows, at } = found {
+        if let Some(bar) = &progress {
+            bar.finish_and_clear();
+        }
+        return Ok(already(request, checked, &stream, rows, at));
+    }
+    if request.kind == ImportKind::Outcomes {
+        if let Some(rejection) = screen_outcomes(runtime, request, checked).await? {
             if let Some(bar) = &progress {
                 bar.finish_and_clear();
             }
-            return Ok(already(request, checked, &stream, rows, at));
+            return Ok(rejection);
+        }
+    }
+    let checked = &*checked;
+    let (started, started_event, mut version, resumed) = match found {
+        Found::Finished { .. } => {
+            return Err(Failure::Internal(
+                "the import was found finished".to_string(),
+            ))
         }
         Found::Unfinished {
             started,
@@ -421,8 +727,8 @@ async fn recording(
                 )));
             }
             if started.rows != checked.rows {
-                return Err(Failure::Internal(format!(
-                    "the import of this file begun earlier counted {} rows, this battleplan reads {}; it cannot be resumed by this version",
+                return Err(Failure::User(format!(
+                    "the import of this file begun earlier counted {} rows to record, now {}: the customers or campaigns its outcomes name changed since, or this battleplan reads the file differently; it cannot be resumed",
                     started.rows, checked.rows
                 )));
             }
@@ -470,8 +776,10 @@ async fn recording(
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Chunk>(CHUNKS_AHEAD);
     let reading = request.clone();
     let bar = progress.clone();
-    let reader =
-        tokio::task::spawn_blocking(move || reread(&reading, already_recorded, sender, bar));
+    let excluded = checked.excluded.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        reread(&reading, &excluded, already_recorded, sender, bar)
+    });
     let abort_after: Option<u64> = std::env::var(ABORT_AFTER_CHUNKS)
         .ok()
         .and_then(|value| value.parse().ok());
@@ -680,11 +988,13 @@ async fn append(
 /// would have.
 fn reread(
     request: &ImportRequest,
+    excluded: &RowSet,
     skip: u64,
     sender: tokio::sync::mpsc::Sender<Chunk>,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<Reread, ReadError> {
     let mut rows = 0u64;
+    let mut well_formed = 0u64;
     let mut bad_rows = 0u64;
     let mut chunk = Chunk {
         first: 0,
@@ -710,6 +1020,11 @@ fn reread(
                     return true;
                 }
             };
+            well_formed += 1;
+            if excluded.contains(well_formed - 1) {
+                bad_rows += 1;
+                return true;
+            }
             let index = rows;
             rows += 1;
             chunk_rows += 1;
@@ -795,6 +1110,22 @@ fn already(
     }
 }
 
+/// `: 3 delivered, 1 ordered`, the outcomes recorded by kind; nothing for customers.
+fn kinds_in_words(kinds: &BTreeMap<&'static str, u64>) -> String {
+    let words: Vec<String> = OutcomeKind::ALL
+        .iter()
+        .filter_map(|kind| {
+            let count = kinds.get(kind.as_str()).copied().unwrap_or(0);
+            (count > 0).then(|| format!("{count} {}", kind.as_str()))
+        })
+        .collect();
+    if words.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", words.join(", "))
+    }
+}
+
 struct Imported {
     resumed: bool,
     /// Rows the stream held before this run.
@@ -823,6 +1154,7 @@ fn imported(
             "recorded_earlier": done.earlier,
             "bad_rows": checked.bad_rows,
             "skipped": checked.skipped,
+            "kinds": checked.kinds,
             "stream_versions": [done.first_new.0, done.last.0],
         });
         return Reply {
@@ -844,8 +1176,9 @@ fn imported(
     } else {
         let _ = writeln!(
             out,
-            "{name}: imported {} ({stream}, versions 1 to {})",
+            "{name}: imported {}{} ({stream}, versions 1 to {})",
             row_word(request.kind, checked.rows),
+            kinds_in_words(&checked.kinds),
             done.last
         );
     }

@@ -51,6 +51,22 @@ fn generated(directory: &Path, name: &str, options: Options, outcomes: bool) {
     std::fs::write(directory.join(name), bytes).unwrap();
 }
 
+/// Writes the example plan (the September festival) and applies it.
+fn apply_example_plan(directory: &Path) {
+    ok(bp(directory, &["init", "--out", "plan.toml"]));
+    ok(bp(directory, &["plan", "apply", "plan.toml"]));
+}
+
+/// The `ImportStarted` events of the store's export.
+fn import_started(directory: &Path) -> Vec<Value> {
+    let run = ok(bp(directory, &["export"]));
+    run.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["event_type"] == "ImportStarted")
+        .collect()
+}
+
 /// One malformed file: what it holds, and what the error output must say.
 struct Case {
     what: &'static str,
@@ -414,6 +430,9 @@ fn the_same_file_twice_is_recorded_once() {
         false,
     );
     generated(dir, "outcomes.csv", options(300, FileFormat::Csv), true);
+    // The outcomes name the example's campaign and reach-out.
+    apply_example_plan(dir);
+    let applied = events(dir);
     let first = ok(bp(dir, &["customers", "import", "customers.jsonl"]));
     assert!(
         first
@@ -428,7 +447,7 @@ fn the_same_file_twice_is_recorded_once() {
     let outcome_rows = report["rows"].as_u64().unwrap();
     assert!(outcome_rows > 30, "{outcome_rows}");
     let total = events(dir);
-    assert_eq!(total, 304 + outcome_rows + 2);
+    assert_eq!(total, applied + 304 + outcome_rows + 2);
 
     let again = ok(bp(dir, &["customers", "import", "customers.jsonl"]));
     assert!(
@@ -492,6 +511,8 @@ fn the_examples_in_the_docs_import() {
     assert_eq!(blocks.len(), 4, "two customer and two outcome examples");
     let directory = tempfile::tempdir().unwrap();
     let dir = directory.path();
+    // The outcome examples name the example's campaign and the customers imported before them.
+    apply_example_plan(dir);
     for (index, (format, body)) in blocks.iter().enumerate() {
         let name = format!("example-{index}.{format}");
         std::fs::write(dir.join(&name), body).unwrap();
@@ -536,4 +557,259 @@ fn a_running_daemon_imports_the_file_itself() {
     let (code, _) = daemon.terminate();
     assert_eq!(code, 0);
     assert_eq!(events(dir), 124);
+}
+
+#[test]
+fn lines_are_right_with_crlf_a_bom_and_quoted_line_breaks_in_every_import() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    apply_example_plan(dir);
+    // Customers, CSV with CR LF ends, a byte-order mark and a quoted line break: the bad rows
+    // are on lines 3 and 6.
+    let customers = "\u{feff}id,attr.note,active\r\nc-1,a,\r\nc-2,x,2027-01-01 10:00\r\nc-3,\"two\r\nlines\",\r\nc-4,y,soon\r\n";
+    std::fs::write(dir.join("crlf.csv"), customers).unwrap();
+    let run = bp(dir, &["customers", "import", "crlf.csv"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("crlf.csv: line 3, column 3 (active): bad instant"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("crlf.csv: line 6, column 3 (active): bad instant"),
+        "{}",
+        run.stderr
+    );
+    let run = ok(bp(
+        dir,
+        &["customers", "import", "crlf.csv", "--skip-bad-rows"],
+    ));
+    assert!(run.stdout.contains("  line 3, active: "), "{}", run.stdout);
+    assert!(run.stdout.contains("  line 6, active: "), "{}", run.stdout);
+    // What the log records is right too.
+    let started = import_started(dir);
+    let skipped = &started[0]["payload"]["skipped"];
+    assert_eq!(skipped[0]["line"], 3, "{started:?}");
+    assert_eq!(skipped[1]["line"], 6, "{started:?}");
+    assert_eq!(started[0]["payload"]["skipped_total"], 2, "{started:?}");
+
+    // Outcomes, CSV with CR LF ends: the bad row is on line 3.
+    let outcomes = "customer,outcome,at,channel\r\nc-1,opened,2026-08-19T10:00:00+08:00,mail\r\nc-3,opened,yesterday,mail\r\n";
+    std::fs::write(dir.join("o.csv"), outcomes).unwrap();
+    let run = bp(dir, &["outcomes", "import", "o.csv"]);
+    assert!(
+        run.stderr
+            .contains("o.csv: line 3, column 3 (at): bad instant"),
+        "{}",
+        run.stderr
+    );
+    // JSON lines with CR LF ends and a byte-order mark: line 3.
+    let outcomes = "\u{feff}{\"customer\":\"c-1\",\"outcome\":\"replied\",\"at\":\"2026-08-19T10:00:00Z\"}\r\n\r\n{\"customer\":\"c-3\",\"outcome\":\"replied\",\"at\":\"later\"}\r\n";
+    std::fs::write(dir.join("o.jsonl"), outcomes).unwrap();
+    let run = bp(dir, &["outcomes", "import", "o.jsonl"]);
+    assert!(
+        run.stderr.contains("o.jsonl: line 3, at: bad instant"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_customer_id_repeated_in_a_file_is_an_error_naming_both_lines() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    std::fs::write(
+        dir.join("dup.csv"),
+        "id,name\nc-1,Li\nc-2,Wang\nc-1,Li Na\nc-3,Zhang\n",
+    )
+    .unwrap();
+    let run = bp(dir, &["customers", "import", "dup.csv"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("dup.csv: line 4, id: the customer `c-1` is on line 2 too"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("dup.csv: 1 bad row (1 problem) of 4 rows; nothing was imported"),
+        "{}",
+        run.stderr
+    );
+    assert!(!dir.join("data").exists(), "nothing is written");
+
+    // With --skip-bad-rows the first row stands and the repeat is skipped, and counted.
+    let run = ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "dup.csv",
+            "--skip-bad-rows",
+            "--json",
+        ],
+    ));
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["rows"], 3, "{report}");
+    assert_eq!(report["bad_rows"], 1, "{report}");
+    assert_eq!(report["skipped"][0]["line"], 4, "{report}");
+    assert_eq!(events(dir), 5, "ImportStarted, three rows, ImportFinished");
+
+    // The same in JSON lines.
+    std::fs::write(
+        dir.join("dup.jsonl"),
+        "{\"id\":\"c-9\"}\n{\"id\":\"c-8\"}\n\n{\"id\":\"c-9\",\"name\":\"x\"}\n",
+    )
+    .unwrap();
+    let run = bp(dir, &["customers", "import", "dup.jsonl"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr
+            .contains("dup.jsonl: line 4, id: the customer `c-9` is on line 1 too"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn outcomes_naming_what_does_not_exist_are_located_errors() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    apply_example_plan(dir);
+    std::fs::write(dir.join("c.csv"), "id,name\nc-1,Li\nc-2,Wang\n").unwrap();
+    ok(bp(dir, &["customers", "import", "c.csv"]));
+    let before = events(dir);
+    let file = "customer,outcome,at,campaign,reach_out,channel,amount\n\
+        c-1,delivered,2026-08-19T10:00:00Z,sept-festival-2026,warm-up-recall,mail,\n\
+        c-nobody,delivered,2026-08-19T10:00:00Z,,,mail,\n\
+        c-1,ordered,2026-08-19T11:00:00Z,no-such-campaign,no-such-reach-out,,20\n\
+        c-1,ordered,2026-08-19T11:00:00Z,sept-festival-2026,no-such-reach-out,,20\n\
+        c-2,unsubscribed,2030-01-01T00:00:00Z,,,,\n\
+        c-2,opened,2026-08-19T12:00:00Z,,,mail,\n";
+    std::fs::write(dir.join("o.csv"), file).unwrap();
+    let run = bp(dir, &["outcomes", "import", "o.csv"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    for expected in [
+        "o.csv: line 3, customer: no customer `c-nobody` in the customer book",
+        "o.csv: line 4, campaign: no campaign `no-such-campaign`; the campaigns are `sept-festival-2026`",
+        "o.csv: line 5, reach_out: campaign `sept-festival-2026` has no reach-out `no-such-reach-out`",
+        "o.csv: line 6, at: 2030-01-01T00:00:00Z is later than now (2026-08-20T00:00:00Z)",
+        "o.csv: 4 bad rows (4 problems) of 6 rows; nothing was imported",
+    ] {
+        assert!(run.stderr.contains(expected), "lacks {expected}:\n{}", run.stderr);
+    }
+    assert_eq!(
+        events(dir),
+        before,
+        "nothing of a rejected import is written"
+    );
+
+    let run = ok(bp(dir, &["outcomes", "import", "o.csv", "--skip-bad-rows"]));
+    assert!(
+        run.stdout
+            .contains("o.csv: imported 2 outcomes: 1 delivered, 1 opened"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("skipped 4 bad rows"), "{}", run.stdout);
+    assert_eq!(events(dir), before + 4);
+    // No phantom customer, no order, no unsubscribe.
+    let explain = bp(dir, &["explain", "sept-festival-2026", "c-nobody"]);
+    assert_eq!(explain.code, 2, "{}", explain.stdout);
+    assert!(
+        explain
+            .stderr
+            .contains("no customer `c-nobody` in the customer book"),
+        "{}",
+        explain.stderr
+    );
+    let explain = ok(bp(dir, &["explain", "sept-festival-2026", "c-1", "--json"]));
+    let profile: Value = serde_json::from_str(&explain.stdout).unwrap();
+    assert_eq!(profile["profile"]["orders"], 0, "{profile}");
+    let explain = ok(bp(dir, &["explain", "sept-festival-2026", "c-2", "--json"]));
+    let profile: Value = serde_json::from_str(&explain.stdout).unwrap();
+    assert_eq!(
+        profile["profile"]["unsubscribed_from"],
+        serde_json::json!([]),
+        "{profile}"
+    );
+}
+
+#[test]
+fn control_characters_from_a_file_never_reach_the_terminal_raw() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    std::fs::write(dir.join("h.csv"), "id,\u{1b}]0;owned\u{7}\nc-1,x\n").unwrap();
+    let run = bp(dir, &["customers", "import", "h.csv"]);
+    assert_eq!(run.code, 2);
+    assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("unknown column `\\u{1b}]0;owned\\u{7}`"),
+        "{}",
+        run.stderr
+    );
+    std::fs::write(
+        dir.join("c.csv"),
+        "id,name,company,active\nc-1,\"Evil\r\nBcc: attacker@evil.example\",Acme,\nc-2,Li,\"A\u{1b}[2J\",\nc-3,Wang,B,\"\u{1b}[31mred\"\n",
+    )
+    .unwrap();
+    let run = bp(dir, &["customers", "import", "c.csv"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        !run.stderr.contains('\u{1b}') && !run.stderr.contains('\r'),
+        "{:?}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("c.csv: line 2, column 2 (name): the name holds a line break or a control character at character 5: Evil\\r\\nBcc: attacker@evil.example"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("c.csv: line 4, column 3 (company): the company holds"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("c.csv: line 5, column 4 (active): bad instant: `\\u{1b}[31mred`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_keep_cell_leaves_a_value_and_an_empty_cell_clears_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    apply_example_plan(dir);
+    std::fs::write(
+        dir.join("first.csv"),
+        "id,name,email,tier\nc-1,Li,li@example.com,L1\nc-2,Wang,wang@example.com,L2\n",
+    )
+    .unwrap();
+    ok(bp(dir, &["customers", "import", "first.csv"]));
+    std::fs::write(
+        dir.join("refresh.csv"),
+        "id,name,email,tier\nc-1,Li Na,(keep),\nc-2,(KEEP),,(keep)\n",
+    )
+    .unwrap();
+    ok(bp(dir, &["customers", "import", "refresh.csv"]));
+    let profile = |id: &str| -> Value {
+        let run = ok(bp(dir, &["explain", "sept-festival-2026", id, "--json"]));
+        serde_json::from_str::<Value>(&run.stdout).unwrap()["profile"].clone()
+    };
+    let first = profile("c-1");
+    assert_eq!(first["name"], "Li Na", "{first}");
+    assert_eq!(first["email"], "li@example.com", "{first}");
+    assert!(first["tier"].is_null(), "an empty cell clears: {first}");
+    let second = profile("c-2");
+    assert_eq!(second["name"], "Wang", "{second}");
+    assert!(second["email"].is_null(), "an empty cell clears: {second}");
+    assert_eq!(second["tier"], "L2", "{second}");
 }

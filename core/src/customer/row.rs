@@ -8,11 +8,12 @@
 //! number, a boolean or a choice from a list. A customers cell holding [`KEEP`] says nothing,
 //! as an absent column does. Cells are trimmed of surrounding whitespace.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::Value as Json;
 
+use super::book::CustomerBook;
 use super::events::{
     CustomerEvent, CustomerRecorded, ImportKind, OutcomeKind, OutcomeRecorded, Signal,
 };
@@ -635,6 +636,88 @@ impl Columns {
             )
         }
     }
+}
+
+/// What an outcome may name: the customers in the book, each campaign with the reach-outs of
+/// every plan version it had, and the instant of the import (an outcome has happened by then).
+#[derive(Debug, Clone, Copy)]
+pub struct Known<'a> {
+    pub book: &'a CustomerBook,
+    /// Campaign id to its reach-out ids.
+    pub reach_outs: &'a BTreeMap<String, BTreeSet<String>>,
+    pub now: DateTime<Utc>,
+}
+
+/// What a well-formed outcome names that does not exist: a customer the book lacks, a campaign
+/// or reach-out no plan had, an instant still to come. Recorded, each would change the book
+/// (a phantom customer, orders and "last reached" raised by nothing, an unsubscribe that takes
+/// effect before it happened), so each is a malformed row.
+pub fn unknown_in_outcome(outcome: &OutcomeRecorded, known: &Known<'_>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if known.book.get(&outcome.customer).is_none() {
+        errors.push(FieldError::new(
+            "customer",
+            format!(
+                "no customer `{}` in the customer book; import the customer first (`battleplan customers import`)",
+                outcome.customer
+            ),
+        ));
+    }
+    if let (Some(campaign), Some(reach_out)) = (&outcome.campaign, &outcome.reach_out) {
+        match known.reach_outs.get(campaign) {
+            None => {
+                let hint = match suggest(campaign, known.reach_outs.keys().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                let campaigns = if known.reach_outs.is_empty() {
+                    "no campaign has been applied yet (`battleplan plan apply`)".to_string()
+                } else {
+                    format!(
+                        "the campaigns are {}",
+                        known
+                            .reach_outs
+                            .keys()
+                            .map(|id| format!("`{id}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                };
+                errors.push(FieldError::new(
+                    "campaign",
+                    format!("no campaign `{campaign}`; {hint}{campaigns}"),
+                ));
+            }
+            Some(reach_outs) if !reach_outs.contains(reach_out) => {
+                let hint = match suggest(reach_out, reach_outs.iter().map(String::as_str)) {
+                    Some(near) => format!("; did you mean `{near}`?"),
+                    None => String::new(),
+                };
+                errors.push(FieldError::new(
+                    "reach_out",
+                    format!(
+                        "campaign `{campaign}` has no reach-out `{reach_out}` in any version of its plan{hint}"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if outcome.at > known.now {
+        errors.push(FieldError::new(
+            "at",
+            format!(
+                "{} is later than now ({}): an outcome is imported once it has happened",
+                outcome
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                known
+                    .now
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
+        ));
+    }
+    errors
 }
 
 fn unknown_column(kind: ImportKind, written: &str) -> String {
