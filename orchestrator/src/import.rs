@@ -4,7 +4,12 @@
 //! Two passes over the file, each streaming it with bounded memory:
 //! 1. [`check`] reads every row and computes the file's digest, writing nothing. A malformed row
 //!    rejects the whole import (exit 2, every problem listed up to [`LISTED_PROBLEMS`]) unless
-//!    `--skip-bad-rows` was given.
+//!    `--skip-bad-rows` was given. When a customers file may repeat an id (two rows' id hashes
+//!    are equal), a second look names each repeat exactly, with the line of the first.
+//!    An outcomes file gets a second look once the store is open ([`record`], before its first
+//!    event): each row must name a customer in the book, a campaign and a reach-out some
+//!    version of its plan had, and an instant not after now. Rows a second look leaves out are
+//!    bad rows like any other, kept as a bit per row so the recording pass skips them too.
 //! 2. [`record`] reads the file again and appends its rows on the stream `import-<digest>`:
 //!    `ImportStarted`, the rows in chunks of at most [`CHUNK_ROWS`] rows or [`CHUNK_BYTES`]
 //!    of file, then `ImportFinished`. Each append expects the stream's exact version and has a
@@ -511,6 +516,8 @@ async fn screen_outcomes(
 ) -> Result<Option<Reply>, Failure> {
     let reach_outs = known_reach_outs(runtime).await?;
     let now = runtime.clock.now();
+    // The book stays locked while the file is read: a daemon's other readers of the book wait
+    // for this look, which is one streaming pass over an outcomes file.
     let mut book = runtime.customers.clone().lock_owned().await;
     crate::audience::catch_up(runtime.store.as_ref(), &mut book)
         .await

@@ -1604,6 +1604,70 @@ mod tests {
     }
 
     #[test]
+    fn an_outcome_must_name_what_exists_and_have_happened() {
+        let mut book = CustomerBook::default();
+        book.apply(
+            &CustomerEvent::CustomerRecorded(CustomerRecorded {
+                customer: "c-1".into(),
+                line: 2,
+                ..CustomerRecorded::default()
+            }),
+            at("2026-08-01T00:00:00Z"),
+        );
+        let reach_outs: BTreeMap<String, BTreeSet<String>> = [(
+            "sept".to_string(),
+            ["recall".to_string()].into_iter().collect(),
+        )]
+        .into_iter()
+        .collect();
+        let known = Known {
+            book: &book,
+            reach_outs: &reach_outs,
+            now: at("2026-08-20T00:00:00Z"),
+        };
+        let outcome = |customer: &str, at_text: &str, tie: Option<(&str, &str)>| OutcomeRecorded {
+            customer: customer.into(),
+            line: 5,
+            outcome: OutcomeKind::Ordered,
+            at: at(at_text),
+            campaign: tie.map(|(campaign, _)| campaign.to_string()),
+            reach_out: tie.map(|(_, reach_out)| reach_out.to_string()),
+            channel: None,
+            amount: None,
+            message: None,
+        };
+        let columns = |found: Vec<FieldError>| -> Vec<String> {
+            found.into_iter().map(|error| error.column).collect()
+        };
+        let good = outcome("c-1", "2026-08-19T00:00:00Z", Some(("sept", "recall")));
+        assert!(unknown_in_outcome(&good, &known).is_empty());
+        // The instant of the import itself is not later than now.
+        assert!(
+            unknown_in_outcome(&outcome("c-1", "2026-08-20T00:00:00Z", None), &known).is_empty()
+        );
+        let found = unknown_in_outcome(
+            &outcome("c-9", "2027-01-01T00:00:00Z", Some(("sept", "recal"))),
+            &known,
+        );
+        assert_eq!(columns(found.clone()), ["customer", "reach_out", "at"]);
+        assert!(
+            found[1].reason.contains("did you mean `recall`"),
+            "{}",
+            found[1].reason
+        );
+        let found = unknown_in_outcome(
+            &outcome("c-1", "2026-08-19T00:00:00Z", Some(("sep", "recall"))),
+            &known,
+        );
+        assert_eq!(columns(found.clone()), ["campaign"]);
+        assert!(
+            found[0].reason.contains("did you mean `sept`"),
+            "{}",
+            found[0].reason
+        );
+    }
+
+    #[test]
     fn arbitrary_text_never_panics() {
         let texts = [
             "",
