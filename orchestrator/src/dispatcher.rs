@@ -93,7 +93,8 @@ impl Dispatcher {
         let Some(plan) = crate::audience::plan_in_force(&self.runtime, id).await? else {
             return Ok(None);
         };
-        let plan = Arc::new(decide::shifted(&plan, &state.shifts));
+        // In force: shifted by the campaign's shifting pauses already.
+        let plan = Arc::new(plan);
         self.plans.insert(
             id.to_string(),
             (state.plan_digest.clone(), state.shifts.len(), plan.clone()),

@@ -25,11 +25,13 @@ use crate::customer::segment::Segments;
 use crate::explain;
 use crate::plan::model::{
     Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, ResumePolicy, Sender,
-    StopOn, Window,
+    StopOn, TaskSchedule, Window,
 };
 
 /// The plan with every window moved by the campaign's shifting pauses (`on_resume =
-/// "shift_windows"`): phases, stages and reach-outs alike.
+/// "shift_windows"`): phases, stages and reach-outs alike, and the tasks' due instants (a
+/// one-off task's due, a recurring task's span; its time of day stays), so that a task due at
+/// `review.end` is due, and reminded, at the boundary where it now lies.
 pub fn shifted(plan: &Plan, shifts: &[Shift]) -> Plan {
     let mut plan = plan.clone();
     if shifts.is_empty() {
@@ -48,6 +50,15 @@ pub fn shifted(plan: &Plan, shifts: &[Shift]) -> Plan {
     plan.reach_outs
         .iter_mut()
         .for_each(|reach_out| mv(&mut reach_out.window));
+    for task in &mut plan.tasks {
+        match &mut task.schedule {
+            TaskSchedule::Once { due } => *due = shift_instant(*due, shifts),
+            TaskSchedule::Recurring { from, until, .. } => {
+                *from = shift_instant(*from, shifts);
+                *until = shift_instant(*until, shifts);
+            }
+        }
+    }
     plan
 }
 
@@ -415,10 +426,13 @@ pub fn follow_ups_due(
     let span_end = plan.span().end;
     let phase = phase_of(state);
     let mut events = Vec::new();
+    // Once the campaign has ended (or its last window closed), every open thread stops now,
+    // in one batch: waiting for each to come due would take a step per thread.
+    let ended = terminal || now >= span_end;
     // Planned follow-ups grouped by channel and first allowed instant, placed together.
     let mut groups: BTreeMap<(String, DateTime<Utc>), Group<'_>> = BTreeMap::new();
     for due in outreach.follow_ups() {
-        if due.at > now {
+        if due.at > now && !ended {
             break;
         }
         let Some(send) = outreach.send(&due.after_key) else {
@@ -440,7 +454,7 @@ pub fn follow_ups_due(
                 reason,
             })
         };
-        if terminal || now >= span_end {
+        if ended {
             events.push(stop(StopReason::CampaignEnded));
             continue;
         }

@@ -738,3 +738,55 @@ fn a_mail_carries_its_unsubscribe_link_unescaped_and_the_customer_data_escaped()
         "{body}"
     );
 }
+
+#[test]
+fn when_the_campaign_completes_every_open_follow_up_stops_at_once() {
+    // Given 50 customers sent the stage's mail, their follow-ups due a week later.
+    let mut world = World::new(50);
+    world.plan(at(STAGE_START));
+    assert_eq!(world.dispatch(at(FIRST_SEND)).0, 50);
+    assert_eq!(world.outreach.follow_ups().count(), 50);
+    // When the campaign completes a day later, before any follow-up is due,
+    world.state.status = Status::Completed;
+    let events = world.follow_ups(at("2026-09-03T08:00:00+08:00"));
+    // then every thread stops in that one decision, none left to wait for its due instant.
+    assert_eq!(stops(&events), vec![StopReason::CampaignEnded; 50]);
+    assert_eq!(world.outreach.follow_ups().count(), 0);
+}
+
+#[test]
+fn a_shifting_pause_moves_the_tasks_anchored_to_the_boundaries_it_moves() {
+    use crate::plan::model::TaskSchedule;
+    // Given the example plan and a six-hour pause that began during the early stage,
+    let plan = example();
+    let pause = Shift {
+        after: at("2026-09-05T10:00:00+08:00"),
+        by_ms: 6 * 3_600_000,
+    };
+    // when the plan in force is made of it,
+    let moved = super::decide::shifted(&plan, &[pause]);
+    let span = |plan: &Plan, id: &str| match plan.tasks.iter().find(|task| task.id == id) {
+        Some(task) => match &task.schedule {
+            TaskSchedule::Once { due } => (*due, *due),
+            TaskSchedule::Recurring { from, until, .. } => (*from, *until),
+        },
+        None => panic!("no task {id}"),
+    };
+    let due = |plan: &Plan, id: &str| span(plan, id).0;
+    // then a task due at `review.end - 1d` moved with the review's end, six hours later,
+    assert_eq!(
+        due(&moved, "summarise-results"),
+        at("2026-10-07T06:00:00+08:00")
+    );
+    // a recurring task over the burst keeps its start (before the pause) and ends later,
+    let (from, until) = span(&plan, "adjust-keywords");
+    assert_eq!(
+        span(&moved, "adjust-keywords"),
+        (from, until + Duration::hours(6))
+    );
+    // and a task due before the pause stays where it was.
+    assert_eq!(
+        due(&moved, "pick-hot-themes"),
+        due(&plan, "pick-hot-themes")
+    );
+}
