@@ -1115,6 +1115,7 @@ fn is_dispatch_reason(reason: &str) -> bool {
             | "ordered"
             | "opened"
             | "template_failed"
+            | "phase_skipped"
     )
 }
 

@@ -404,6 +404,60 @@ fn stopped_by(
     }
 }
 
+/// The words recorded with a `phase_skipped`: which step, cut short when, by whom.
+fn skipped_detail(plan: &Plan, skipped: &crate::campaign::SkippedStep) -> String {
+    format!(
+        "{} was skipped: {} advanced the campaign at {}, before its planned end {}",
+        skipped.step,
+        skipped.by,
+        local(plan.campaign.time_zone, skipped.at),
+        local(plan.campaign.time_zone, skipped.end)
+    )
+}
+
+/// A reach-out's decision (from [`plan_reach_out`]) when its window lay in a phase or stage a
+/// person skipped with `advance`: its exclusions stand, and every send it would have planned
+/// is `phase_skipped` instead, so nothing of it goes out in the next phase with that phase's
+/// template, and nothing of the quota is taken. Other reach-outs' decisions pass unchanged.
+pub fn skip_if_advanced_past(
+    plan: &Plan,
+    state: &CampaignState,
+    reach_out_id: &str,
+    events: Vec<OutreachEvent>,
+) -> Vec<OutreachEvent> {
+    let skipped = plan
+        .reach_outs
+        .iter()
+        .find(|reach_out| reach_out.id == reach_out_id)
+        .and_then(|reach_out| state.skipped_window(reach_out.window.start, reach_out.window.end));
+    let Some(skipped) = skipped else {
+        return events;
+    };
+    let detail = skipped_detail(plan, skipped);
+    events
+        .into_iter()
+        .map(|event| match event {
+            OutreachEvent::SendPlanned(planned) => OutreachEvent::NotSent(NotSent {
+                key: planned.key,
+                campaign: planned.campaign,
+                reach_out: planned.reach_out,
+                customer: planned.customer,
+                attempt: planned.attempt,
+                channel: planned.channel,
+                reason: NotSentReason::PhaseSkipped,
+                detail: Some(detail.clone()),
+                phase: planned.phase,
+            }),
+            OutreachEvent::ReachOutPlanned(mut done) => {
+                done.not_sent = done.not_sent.saturating_add(done.planned);
+                done.planned = 0;
+                OutreachEvent::ReachOutPlanned(done)
+            }
+            other => other,
+        })
+        .collect()
+}
+
 /// Follow-ups placed together: (book slot, the send they follow).
 type Group<'a> = Vec<(u32, &'a super::state::Send)>;
 
@@ -773,6 +827,24 @@ pub fn dispatch(
         if state.is_terminal() {
             out.not_sent.push(give_up(NotSentReason::CampaignEnded));
             continue;
+        }
+        // A first message of a reach-out whose phase a person skipped with `advance` does not
+        // go out in the next phase with its template.
+        if planned.attempt == 1 {
+            let skipped = plan
+                .reach_outs
+                .iter()
+                .find(|reach_out| reach_out.id == planned.reach_out)
+                .and_then(|reach_out| {
+                    state.skipped_window(reach_out.window.start, reach_out.window.end)
+                });
+            if let Some(skipped) = skipped {
+                if let OutreachEvent::NotSent(mut not_sent) = give_up(NotSentReason::PhaseSkipped) {
+                    not_sent.detail = Some(skipped_detail(plan, skipped));
+                    out.not_sent.push(OutreachEvent::NotSent(not_sent));
+                }
+                continue;
+            }
         }
         if window_end(plan, state, planned).is_some_and(|end| now >= end) {
             let reason = if matches!(state.status, Status::Paused { .. }) {
