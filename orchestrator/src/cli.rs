@@ -1167,6 +1167,7 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     Some(match finding {
                         battleplan_orchestrator::audit::Finding::Payload { .. } => "payload",
                         battleplan_orchestrator::audit::Finding::Projection { .. } => "projection",
+                        battleplan_orchestrator::audit::Finding::BackInTime { .. } => "time",
                     }),
                     finding.position(),
                     finding.key().map(str::to_string),
@@ -1189,7 +1190,10 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .filter(|replay| {
                     !matches!(
                         replay.finding,
-                        Some(battleplan_orchestrator::audit::Finding::Payload { .. })
+                        Some(
+                            battleplan_orchestrator::audit::Finding::Payload { .. }
+                                | battleplan_orchestrator::audit::Finding::BackInTime { .. }
+                        )
                     )
                 })
                 .map(|replay| JsonProjection {
