@@ -350,3 +350,50 @@ async fn audit_finds_an_event_recorded_before_the_one_before_it() {
         other => panic!("expected an instant out of order, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_plan_in_force_moves_anchored_tasks_with_a_shifting_pause() {
+    use battleplan_core::plan::model::TaskSchedule;
+    // Given the example under on_resume = "shift_windows", paused six hours in the early stage,
+    let source = EXAMPLE_PLAN.replacen(
+        "on_resume = \"follow_clock\"",
+        "on_resume = \"shift_windows\"",
+        1,
+    );
+    let (runtime, clock) = runtime("2026-08-01T00:00:00Z");
+    let campaign = "sept-festival-2026";
+    runtime
+        .handle(campaign, &apply(&source), &person("mei", "launch"))
+        .await
+        .unwrap();
+    clock.set(at("2026-09-05T02:00:00Z"));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    Scheduler::new(runtime.clone(), Timing::Frozen, Some(at("2026-09-05T02:00:00Z")))
+        .run(stopped)
+        .await
+        .unwrap();
+    runtime
+        .handle(campaign, &Command::Pause, &person("mei", "stock"))
+        .await
+        .unwrap();
+    clock.set(at("2026-09-05T08:00:00Z"));
+    runtime
+        .handle(campaign, &Command::Resume, &person("mei", "stock in"))
+        .await
+        .unwrap();
+    // when the plan in force is read (the dispatcher's, the board's),
+    let plan = battleplan_orchestrator::audience::plan_in_force(&runtime, campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    // then the task due at `review.end - 1d` moved with the review's end, six hours later.
+    let due = plan
+        .tasks
+        .iter()
+        .find(|task| task.id == "summarise-results")
+        .map(|task| match &task.schedule {
+            TaskSchedule::Once { due } => *due,
+            TaskSchedule::Recurring { from, .. } => *from,
+        });
+    assert_eq!(due, Some(at("2026-10-06T22:00:00Z")));
+}
