@@ -368,10 +368,14 @@ async fn the_plan_in_force_moves_anchored_tasks_with_a_shifting_pause() {
         .unwrap();
     clock.set(at("2026-09-05T02:00:00Z"));
     let (_stop, stopped) = tokio::sync::watch::channel(false);
-    Scheduler::new(runtime.clone(), Timing::Frozen, Some(at("2026-09-05T02:00:00Z")))
-        .run(stopped)
-        .await
-        .unwrap();
+    Scheduler::new(
+        runtime.clone(),
+        Timing::Frozen,
+        Some(at("2026-09-05T02:00:00Z")),
+    )
+    .run(stopped)
+    .await
+    .unwrap();
     runtime
         .handle(campaign, &Command::Pause, &person("mei", "stock"))
         .await
