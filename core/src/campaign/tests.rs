@@ -747,12 +747,19 @@ fn advancing_out_of_a_step_before_its_end_records_what_was_skipped() {
     let prep = scheduled_until(state, at("2026-08-20T00:00:00Z"));
     assert!(prep.skipped.is_empty());
     // when alice advances to the warm-up on 2026-08-24 at noon,
-    let (warm_up, _) = when(
+    let (warm_up, events) = when(
         &prep,
         &Command::Advance,
         &context(at("2026-08-24T04:00:00Z")),
     )
     .unwrap();
+    assert!(
+        events[0]
+            .summary(warm_up.zone())
+            .ends_with("; the rest of prep is skipped, its reach-outs and task reminders with it"),
+        "{}",
+        events[0].summary(warm_up.zone())
+    );
     // then the rest of prep is recorded as skipped, by her, from then to its planned end,
     assert_eq!(warm_up.skipped.len(), 1);
     let skipped = &warm_up.skipped[0];
