@@ -41,13 +41,16 @@ pub async fn catch_up(store: &dyn EventReader, book: &mut CustomerBook) -> Resul
     }
 }
 
-/// The plan in force for a campaign: the source of its last `PlanApplied` or `PlanRevised`.
+/// The plan in force for a campaign: the source of its last `PlanApplied` or `PlanRevised`,
+/// with its windows, boundaries and tasks moved by every shifting pause (`on_resume =
+/// "shift_windows"`) the campaign's `CampaignResumed` events recorded.
 pub async fn plan_in_force(
     runtime: &Runtime,
     campaign_id: &str,
 ) -> Result<Option<Plan>, HandleError> {
     let stream = campaign::stream_of(campaign_id).map_err(campaign::Rejection)?;
     let mut source: Option<String> = None;
+    let mut shifts = Vec::new();
     let mut version = StreamVersion::NONE;
     loop {
         let events = runtime
@@ -60,6 +63,7 @@ pub async fn plan_in_force(
             match CampaignEvent::decode(event)? {
                 Some(CampaignEvent::PlanApplied(applied)) => source = Some(applied.source),
                 Some(CampaignEvent::PlanRevised(revised)) => source = Some(revised.source),
+                Some(CampaignEvent::CampaignResumed(resumed)) => shifts.extend(resumed.shift),
                 _ => {}
             }
         }
@@ -69,7 +73,10 @@ pub async fn plan_in_force(
     };
     let checked = plan::check(source.as_bytes());
     match checked.plan {
-        Some(plan) => Ok(Some(plan)),
+        // In force: with every window, boundary and task moved by the shifting pauses.
+        Some(plan) => Ok(Some(battleplan_core::outreach::decide::shifted(
+            &plan, &shifts,
+        ))),
         None => Err(HandleError::Store(StoreError::Corrupt {
             position: battleplan_core::event::Position::START,
             detail: format!("the plan recorded for campaign {campaign_id} no longer validates"),

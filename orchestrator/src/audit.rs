@@ -27,19 +27,24 @@ pub enum Finding {
     Payload { position: Position, detail: String },
     /// The stored projection is not what the log gives.
     Projection { key: Option<String>, detail: String },
+    /// An event recorded at an instant before the event before it: the clock was set back
+    /// (a store's instants never go backwards; see docs/auditing.md).
+    BackInTime { position: Position, detail: String },
 }
 
 impl Finding {
     pub fn position(&self) -> Option<u64> {
         match self {
-            Finding::Payload { position, .. } => Some(position.0),
+            Finding::Payload { position, .. } | Finding::BackInTime { position, .. } => {
+                Some(position.0)
+            }
             Finding::Projection { .. } => None,
         }
     }
 
     pub fn key(&self) -> Option<&str> {
         match self {
-            Finding::Payload { .. } => None,
+            Finding::Payload { .. } | Finding::BackInTime { .. } => None,
             Finding::Projection { key, .. } => key.as_deref(),
         }
     }
@@ -48,7 +53,7 @@ impl Finding {
 impl std::fmt::Display for Finding {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Finding::Payload { position, detail } => {
+            Finding::Payload { position, detail } | Finding::BackInTime { position, detail } => {
                 write!(formatter, "position {position}: {detail}")
             }
             Finding::Projection { detail, .. } => formatter.write_str(detail),
@@ -107,6 +112,7 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
     };
     let mut replay = Campaigns::default();
     let mut after = Position::START;
+    let mut previous: Option<chrono::DateTime<chrono::Utc>> = None;
     'read: loop {
         let events = store.read_all(after, BATCH).await?;
         if events.is_empty() {
@@ -114,6 +120,18 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
         }
         for event in &events {
             after = event.position;
+            if let Some(previous) = previous.filter(|previous| event.recorded_at < *previous) {
+                report.finding = Some(Finding::BackInTime {
+                    position: event.position,
+                    detail: format!(
+                        "recorded at {}, before the event before it ({}): the clock was set back (--clock-at), so the log's order and its instants disagree",
+                        event.recorded_at.to_rfc3339(),
+                        previous.to_rfc3339()
+                    ),
+                });
+                return Ok(report);
+            }
+            previous = Some(event.recorded_at);
             if let Err(detail) = read_payload(event) {
                 report.finding = Some(Finding::Payload {
                     position: event.position,

@@ -393,6 +393,26 @@ pub enum CustomersCommand {
     /// and every malformed row listed with its line and column. The same file twice is
     /// recorded once; an import cut short is finished by running the same command again.
     Import(ImportArguments),
+    /// Write a file of generated customers (the demo's generator: sources, tiers, activity,
+    /// a few with no address, unsubscribed or in the recycle bin) to rehearse a plan with.
+    Generate {
+        /// How many customers.
+        #[arg(long, default_value_t = 10_000)]
+        count: u64,
+        /// The same seed gives the same customers.
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        /// Their activity lies in the 200 days before this instant (RFC 3339 or a date);
+        /// defaults to --clock-at, or now.
+        #[arg(long, value_name = "INSTANT", value_parser = parse_instant)]
+        as_of: Option<DateTime<Utc>>,
+        /// The file to write: `.csv`, or `.jsonl` for JSON lines.
+        #[arg(long, default_value = "customers.csv")]
+        out: PathBuf,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -542,14 +562,19 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 },
             )
         }
-        Command::Run { until, simulate } => daemon::run(
-            data,
-            RunOptions {
-                until,
-                simulate,
-                clock_at,
-            },
-        ),
+        Command::Run { until, simulate } => {
+            if let Err(message) = rehearsal_rule(data, simulate || clock_at.is_some()) {
+                return Ok(user_error(message));
+            }
+            daemon::run(
+                data,
+                RunOptions {
+                    until,
+                    simulate,
+                    clock_at,
+                },
+            )
+        }
         Command::Status { campaign, json } => {
             remote_or_local(data, clock_at, Remote::Status { campaign, json })
         }
@@ -669,6 +694,22 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Customers {
             command: CustomersCommand::Import(arguments),
         } => import_file(data, clock_at, ImportKind::Customers, arguments),
+        Command::Customers {
+            command:
+                CustomersCommand::Generate {
+                    count,
+                    seed,
+                    as_of,
+                    out,
+                    force,
+                },
+        } => generate_customers(
+            count,
+            seed,
+            as_of.or(clock_at).unwrap_or_else(Utc::now),
+            &out,
+            force,
+        ),
         Command::Outcomes {
             command: OutcomesCommand::Import(arguments),
         } => import_file(data, clock_at, ImportKind::Outcomes, arguments),
@@ -723,6 +764,45 @@ fn again(remote: &Remote) -> String {
     }
 }
 
+/// A rehearsal must not spoil a real store (docs/store.md): a command that records under a
+/// rehearsal clock is refused on a store that was not started as a rehearsal, and one that
+/// starts a new store marks it as a rehearsal's. The system clock may write anywhere.
+fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<(), String> {
+    if !rehearsal {
+        return Ok(());
+    }
+    let mark = data.join(daemon::REHEARSAL_MARK);
+    if data.join("db").is_file() {
+        if mark.is_file() {
+            return Ok(());
+        }
+        return Err(format!(
+            "{} holds real history (its store was not started under --clock-at or run --simulate): a rehearsal there would mix simulated events and sends into the real record; rehearse in a data directory of its own, e.g. --data ./rehearsal",
+            data.display()
+        ));
+    }
+    std::fs::create_dir_all(data)
+        .and_then(|()| {
+            std::fs::write(
+                &mark,
+                "started under a rehearsal clock (--clock-at, run --simulate)\n",
+            )
+        })
+        .map_err(|error| format!("cannot mark {} as a rehearsal: {error}", data.display()))
+}
+
+/// Whether a command records something (and so falls under [`rehearsal_rule`]).
+fn records(remote: &Remote) -> bool {
+    matches!(
+        remote,
+        Remote::Act { .. }
+            | Remote::ApplyPlan { .. }
+            | Remote::Import(_)
+            | Remote::TaskDone(_)
+            | Remote::ChannelResume { .. }
+    )
+}
+
 /// Asks the running daemon, or, when none runs, opens the store and runs the command here.
 fn remote_or_local(
     data: &Path,
@@ -733,6 +813,11 @@ fn remote_or_local(
         Ok(Some(reply)) => return Ok(print_reply(reply)),
         Ok(None) => {}
         Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
+    }
+    if records(&remote) {
+        if let Err(message) = rehearsal_rule(data, clock_at.is_some()) {
+            return Ok(user_error(message));
+        }
     }
     let creates = matches!(remote, Remote::ApplyPlan { .. });
     if !creates && !data.join("db").is_file() {
@@ -842,6 +927,12 @@ fn import_file(
             return Ok(print_reply(reply));
         }
     };
+    if let Err(message) = rehearsal_rule(data, clock_at.is_some()) {
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        return Ok(user_error(message));
+    }
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let store = match daemon::open_store_with(data, import::store_options()) {
@@ -881,6 +972,78 @@ fn import_file(
 fn user_error(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("battleplan: {message}");
     ExitCode::from(USER_ERROR)
+}
+
+/// `customers generate`: the demo's customers, written whole or not at all.
+fn generate_customers(
+    count: u64,
+    seed: u64,
+    as_of: DateTime<Utc>,
+    out: &Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
+    let format = match out.extension().and_then(|extension| extension.to_str()) {
+        Some("csv") => FileFormat::Csv,
+        Some("jsonl" | "ndjson") => FileFormat::Jsonl,
+        _ => {
+            return Ok(user_error(format_args!(
+                "cannot tell the format of {} from its name: name it .csv or .jsonl",
+                out.display()
+            )))
+        }
+    };
+    if !force && out.exists() {
+        return Ok(user_error(format_args!(
+            "{} already exists; use --force to overwrite it",
+            out.display()
+        )));
+    }
+    let directory = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if !directory.is_dir() {
+        return Ok(user_error(format_args!(
+            "cannot write {}: the directory {} does not exist",
+            out.display(),
+            directory.display()
+        )));
+    }
+    // Written beside the target and moved into place, so the file is either whole or absent.
+    let temporary = tempfile::Builder::new()
+        .prefix(".battleplan-customers-")
+        .tempfile_in(directory)
+        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    {
+        let mut writer = io::BufWriter::new(temporary.as_file());
+        write_customers(
+            &mut writer,
+            Options {
+                count,
+                seed,
+                as_of,
+                format,
+            },
+        )
+        .and_then(|()| writer.flush())
+        .with_context(|| format!("writing {}", out.display()))?;
+    }
+    temporary
+        .as_file()
+        .sync_all()
+        .with_context(|| format!("writing {}", out.display()))?;
+    temporary
+        .persist(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("writing {}", out.display()))?;
+    out_line!(
+        "wrote {}: {count} generated customers (seed {seed}, activity up to {})",
+        out.display(),
+        as_of.to_rfc3339()
+    );
+    out_line!("next: battleplan customers import {}", out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init(out: &Path, force: bool) -> anyhow::Result<ExitCode> {
@@ -1167,6 +1330,7 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     Some(match finding {
                         battleplan_orchestrator::audit::Finding::Payload { .. } => "payload",
                         battleplan_orchestrator::audit::Finding::Projection { .. } => "projection",
+                        battleplan_orchestrator::audit::Finding::BackInTime { .. } => "time",
                     }),
                     finding.position(),
                     finding.key().map(str::to_string),
@@ -1189,7 +1353,10 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .filter(|replay| {
                     !matches!(
                         replay.finding,
-                        Some(battleplan_orchestrator::audit::Finding::Payload { .. })
+                        Some(
+                            battleplan_orchestrator::audit::Finding::Payload { .. }
+                                | battleplan_orchestrator::audit::Finding::BackInTime { .. }
+                        )
                     )
                 })
                 .map(|replay| JsonProjection {

@@ -30,6 +30,11 @@ const LOCK_PAUSE: StdDuration = StdDuration::from_millis(100);
 /// scheduler have returned.
 const SHUTDOWN_WAIT: StdDuration = StdDuration::from_millis(500);
 
+/// The file that marks a data directory as a rehearsal's: its store was started under a
+/// rehearsal clock (`--clock-at`, `run --simulate`, a scenario or the demo), so rehearsing
+/// there again is allowed; a store without it holds real history (docs/store.md).
+pub const REHEARSAL_MARK: &str = "rehearsal";
+
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub until: Option<DateTime<Utc>>,

@@ -93,7 +93,8 @@ impl Dispatcher {
         let Some(plan) = crate::audience::plan_in_force(&self.runtime, id).await? else {
             return Ok(None);
         };
-        let plan = Arc::new(decide::shifted(&plan, &state.shifts));
+        // In force: shifted by the campaign's shifting pauses already.
+        let plan = Arc::new(plan);
         self.plans.insert(
             id.to_string(),
             (state.plan_digest.clone(), state.shifts.len(), plan.clone()),
@@ -140,7 +141,7 @@ impl Dispatcher {
         if matches!(state.status, Status::Scheduled | Status::Running { .. }) {
             let reminders = {
                 let boards = self.runtime.boards.lock().await;
-                due_reminders(plan, &boards.board(&campaign), now)
+                due_reminders(plan, &boards.board(&campaign), &state.skipped, now)
             };
             if !reminders.is_empty() {
                 self.record_tasks(&campaign, reminders, now).await?;
@@ -159,6 +160,7 @@ impl Dispatcher {
                 let book = self.runtime.customers.lock().await;
                 let outreach = self.runtime.outreach.lock().await;
                 decide::plan_reach_out(plan, state, &book, &outreach, &reach_out, now)
+                    .map(|events| decide::skip_if_advanced_past(plan, state, &reach_out, events))
             };
             let events = match events {
                 Ok(events) => events,
@@ -408,7 +410,7 @@ impl Dispatcher {
             }
             if matches!(state.status, Status::Scheduled | Status::Running { .. }) {
                 let boards = self.runtime.boards.lock().await;
-                if let Some(at) = next_reminder_at(&plan, &boards.board(id), now) {
+                if let Some(at) = next_reminder_at(&plan, &boards.board(id), &state.skipped, now) {
                     consider(at);
                 }
             }

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::commands::{Reply, INTERNAL_ERROR, USER_ERROR};
-use crate::runtime::{derived_command_id, Runtime};
+use crate::runtime::{derived_command_id, HandleError, Runtime};
 
 /// The most problems a rejected import lists (the total is always given).
 pub const LISTED_PROBLEMS: usize = 100;
@@ -971,7 +971,7 @@ async fn append(
         },
         recorded_at: runtime.clock.now(),
     };
-    match runtime.store.append(append).await {
+    match runtime.append_in_order(append).await {
         Ok(outcome) => {
             if outcome.first_version != after.next()
                 || outcome.last_version != StreamVersion(after.0 + count)
@@ -983,11 +983,13 @@ async fn append(
             }
             Ok(outcome.last_version)
         }
-        Err(StoreError::Conflict { actual, .. }) => Err(Failure::User(format!(
+        Err(HandleError::Store(StoreError::Conflict { actual, .. })) => Err(Failure::User(format!(
             "another import of {} is under way (its stream {stream} moved to version {actual}); let it finish, then run this command again to check",
             printable(&request.file_name)
         ))),
-        Err(other) => Err(other.into()),
+        Err(HandleError::Store(other)) => Err(other.into()),
+        Err(HandleError::Rejected(rejection)) => Err(Failure::User(rejection.0)),
+        Err(other) => Err(Failure::Internal(other.to_string())),
     }
 }
 

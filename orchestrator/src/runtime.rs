@@ -14,6 +14,7 @@ use battleplan_core::event::{
     RecordedEvent, StoreError, StreamId, StreamVersion,
 };
 use battleplan_core::outreach::Outreach;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// Everything the runtime needs from a store: the log and projection checkpoints.
@@ -40,6 +41,9 @@ pub struct Runtime {
     pub outreach: Arc<tokio::sync::Mutex<Outreach>>,
     /// Task boards and the funnel, caught up with the book (locked after the outbox).
     pub boards: Arc<tokio::sync::Mutex<crate::work::Boards>>,
+    /// The instant of the log's last event (read from the store on first use), held while
+    /// appending: a store's instants never go backwards (see [`Runtime::latest_instant`]).
+    pub latest: Arc<tokio::sync::Mutex<Option<DateTime<Utc>>>>,
 }
 
 impl Runtime {
@@ -51,6 +55,7 @@ impl Runtime {
             customers: Arc::default(),
             outreach: Arc::default(),
             boards: Arc::default(),
+            latest: Arc::default(),
         }
     }
 }
@@ -142,8 +147,17 @@ impl Runtime {
                 .unwrap_or_else(|| self.ids.next_id(self.clock.now())),
         );
         for _ in 0..MAX_ATTEMPTS {
+            let mut latest = self.latest.lock().await;
             let (state, version) = self.load(campaign).await?;
             let now = self.clock.now();
+            let floor = self.latest_instant(&mut latest).await?;
+            if floor.is_some_and(|floor| now < floor) {
+                // A command retried under its id is answered with what it recorded.
+                if let Some(first) = self.first_result(campaign, command_id, version).await? {
+                    return Ok(first);
+                }
+                return Err(back_in_time(now, floor).into());
+            }
             let context = Context {
                 now,
                 actor: request.actor.clone(),
@@ -192,7 +206,12 @@ impl Runtime {
                 },
                 recorded_at: now,
             };
-            match self.store.append(append).await {
+            let appended = self.store.append(append).await;
+            if appended.is_ok() {
+                *latest = Some(floor.map_or(now, |floor| floor.max(now)));
+            }
+            drop(latest);
+            match appended {
                 Ok(outcome) => {
                     let recorded = self
                         .store
@@ -289,23 +308,70 @@ impl Runtime {
         command_id: Uuid,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<AppendOutcome, HandleError> {
-        Ok(self
-            .store
-            .append(Append {
-                stream,
-                expected: ExpectedVersion::Any,
-                events,
-                metadata: Metadata {
-                    actor: actor.to_string(),
-                    command_id: CommandId(command_id),
-                    causation_id: None,
-                    correlation_id: None,
-                    reason,
-                },
-                recorded_at: now,
-            })
-            .await?)
+        self.append_in_order(Append {
+            stream,
+            expected: ExpectedVersion::Any,
+            events,
+            metadata: Metadata {
+                actor: actor.to_string(),
+                command_id: CommandId(command_id),
+                causation_id: None,
+                correlation_id: None,
+                reason,
+            },
+            recorded_at: now,
+        })
+        .await
     }
+
+    /// Appends, keeping the log's instants in order. Refused when the clock itself is behind
+    /// the log's last event (a `--clock-at` before what the store already holds); an instant
+    /// that is only a little stale (a step decided at its start while another writer appended)
+    /// is recorded at the last event's instant instead.
+    pub async fn append_in_order(&self, mut append: Append) -> Result<AppendOutcome, HandleError> {
+        let mut latest = self.latest.lock().await;
+        let floor = self.latest_instant(&mut latest).await?;
+        if let Some(floor) = floor {
+            let now = self.clock.now();
+            if now < floor {
+                return Err(back_in_time(now, Some(floor)).into());
+            }
+            append.recorded_at = append.recorded_at.max(floor);
+        }
+        let at = append.recorded_at;
+        let outcome = self.store.append(append).await?;
+        *latest = Some(at);
+        Ok(outcome)
+    }
+
+    /// The instant of the log's last event, read once and then kept by every append.
+    async fn latest_instant(
+        &self,
+        latest: &mut Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, HandleError> {
+        if latest.is_none() {
+            let head = self.store.head().await?;
+            if head.0 > 0 {
+                let before = battleplan_core::event::Position(head.0 - 1);
+                *latest = self
+                    .store
+                    .read_all(before, 1)
+                    .await?
+                    .first()
+                    .map(|event| event.recorded_at);
+            }
+        }
+        Ok(*latest)
+    }
+}
+
+/// The refusal of an instant before the log's last: what `--clock-at` may not do.
+fn back_in_time(now: DateTime<Utc>, floor: Option<DateTime<Utc>>) -> Rejection {
+    Rejection(format!(
+        "the clock says {} but the log's last event was recorded at {}: a store's record never goes back in time; rehearse at an earlier instant in a data directory of its own (--data DIR)",
+        now.to_rfc3339(),
+        floor.map(|floor| floor.to_rfc3339()).unwrap_or_default()
+    ))
 }
 
 /// A command id that is the same every time for the same automated decision, so a retry after

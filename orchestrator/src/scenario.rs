@@ -1115,6 +1115,7 @@ fn is_dispatch_reason(reason: &str) -> bool {
             | "ordered"
             | "opened"
             | "template_failed"
+            | "phase_skipped"
     )
 }
 
@@ -1265,7 +1266,14 @@ fn prepare(dir: &Path) -> Result<(), ScenarioError> {
             )));
         }
     }
+    // A scenario's store is a rehearsal's: rehearsing in it again is allowed.
     std::fs::create_dir_all(dir.join("data"))
+        .and_then(|()| {
+            std::fs::write(
+                dir.join("data").join(crate::daemon::REHEARSAL_MARK),
+                "started under a rehearsal clock (a scenario)\n",
+            )
+        })
         .map_err(|error| ScenarioError::Io(format!("creating {}: {error}", dir.display())))
 }
 

@@ -222,3 +222,182 @@ end = 2026-11-10
     let (state, _) = runtime.load("ny-fall").await.unwrap();
     assert_eq!(state.kind(), StateKind::Completed);
 }
+
+#[tokio::test]
+async fn a_clock_set_back_cannot_backdate_the_record() {
+    // Given a campaign paused on 2026-08-20,
+    let (runtime, clock) = runtime("2026-08-01T00:00:00Z");
+    runtime
+        .handle(
+            "sept-festival-2026",
+            &apply(EXAMPLE_PLAN),
+            &person("mei", "launch"),
+        )
+        .await
+        .unwrap();
+    clock.set(at("2026-08-20T00:00:00Z"));
+    runtime
+        .handle(
+            "sept-festival-2026",
+            &Command::Pause,
+            &person("mei", "stock"),
+        )
+        .await
+        .unwrap();
+    let head = runtime.store.head().await.unwrap();
+    // when someone resumes it with the clock set back to 2026-08-02,
+    clock.set(at("2026-08-02T00:00:00Z"));
+    let refused = runtime
+        .handle(
+            "sept-festival-2026",
+            &Command::Resume,
+            &person("mallory", "backdated"),
+        )
+        .await;
+    // then it is refused, naming both instants, and nothing is recorded;
+    match refused {
+        Err(HandleError::Rejected(rejection)) => {
+            assert!(
+                rejection.0.contains("2026-08-02T00:00:00+00:00"),
+                "{rejection}"
+            );
+            assert!(
+                rejection.0.contains("2026-08-20T00:00:00+00:00"),
+                "{rejection}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(runtime.store.head().await.unwrap(), head);
+    // automated facts cannot slip in before it either,
+    let facts = runtime
+        .record(
+            battleplan_core::event::StreamId::new("outreach-sept-festival-2026".to_string())
+                .unwrap(),
+            Vec::new(),
+            "system:dispatcher",
+            None,
+            Uuid::from_u128(7),
+            at("2026-08-02T00:00:00Z"),
+        )
+        .await;
+    assert!(matches!(facts, Err(HandleError::Rejected(_))), "{facts:?}");
+    // and with the clock back at or after the pause, resuming works.
+    clock.set(at("2026-08-21T00:00:00Z"));
+    runtime
+        .handle(
+            "sept-festival-2026",
+            &Command::Resume,
+            &person("mei", "stock in"),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn audit_finds_an_event_recorded_before_the_one_before_it() {
+    use battleplan_core::campaign::events::CampaignCancelled;
+    use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata};
+    // Given a log whose last event was written without the runtime's rule (by an older
+    // battleplan): a cancel dated 2026-08-02 after a pause recorded on 2026-08-20,
+    let (runtime, clock) = runtime("2026-08-01T00:00:00Z");
+    runtime
+        .handle(
+            "sept-festival-2026",
+            &apply(EXAMPLE_PLAN),
+            &person("mei", "launch"),
+        )
+        .await
+        .unwrap();
+    clock.set(at("2026-08-20T00:00:00Z"));
+    runtime
+        .handle(
+            "sept-festival-2026",
+            &Command::Pause,
+            &person("mei", "stock"),
+        )
+        .await
+        .unwrap();
+    let cancel = CampaignEvent::CampaignCancelled(CampaignCancelled { from: None })
+        .encode(EventId(Uuid::from_u128(99)))
+        .unwrap();
+    runtime
+        .store
+        .append(Append {
+            stream: battleplan_core::campaign::stream_of("sept-festival-2026").unwrap(),
+            expected: ExpectedVersion::Any,
+            events: vec![cancel],
+            metadata: Metadata {
+                actor: "mallory".into(),
+                command_id: CommandId(Uuid::from_u128(99)),
+                causation_id: None,
+                correlation_id: None,
+                reason: None,
+            },
+            recorded_at: at("2026-08-02T00:00:00Z"),
+        })
+        .await
+        .unwrap();
+    // when the auditor replays it, then the first thing found is the instant out of order.
+    let report = battleplan_orchestrator::audit::check_replay(runtime.store.as_ref())
+        .await
+        .unwrap();
+    match report.finding {
+        Some(battleplan_orchestrator::audit::Finding::BackInTime { position, detail }) => {
+            assert_eq!(position, Position(3));
+            assert!(detail.contains("the clock was set back"), "{detail}");
+        }
+        other => panic!("expected an instant out of order, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_plan_in_force_moves_anchored_tasks_with_a_shifting_pause() {
+    use battleplan_core::plan::model::TaskSchedule;
+    // Given the example under on_resume = "shift_windows", paused six hours in the early stage,
+    let source = EXAMPLE_PLAN.replacen(
+        "on_resume = \"follow_clock\"",
+        "on_resume = \"shift_windows\"",
+        1,
+    );
+    let (runtime, clock) = runtime("2026-08-01T00:00:00Z");
+    let campaign = "sept-festival-2026";
+    runtime
+        .handle(campaign, &apply(&source), &person("mei", "launch"))
+        .await
+        .unwrap();
+    clock.set(at("2026-09-05T02:00:00Z"));
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    Scheduler::new(
+        runtime.clone(),
+        Timing::Frozen,
+        Some(at("2026-09-05T02:00:00Z")),
+    )
+    .run(stopped)
+    .await
+    .unwrap();
+    runtime
+        .handle(campaign, &Command::Pause, &person("mei", "stock"))
+        .await
+        .unwrap();
+    clock.set(at("2026-09-05T08:00:00Z"));
+    runtime
+        .handle(campaign, &Command::Resume, &person("mei", "stock in"))
+        .await
+        .unwrap();
+    // when the plan in force is read (the dispatcher's, the board's),
+    let plan = battleplan_orchestrator::audience::plan_in_force(&runtime, campaign)
+        .await
+        .unwrap()
+        .unwrap();
+    // then the task due at `review.end - 1d` moved with the review's end, six hours later.
+    let due = plan
+        .tasks
+        .iter()
+        .find(|task| task.id == "summarise-results")
+        .map(|task| match &task.schedule {
+            TaskSchedule::Once { due } => *due,
+            TaskSchedule::Recurring { from, .. } => *from,
+        });
+    assert_eq!(due, Some(at("2026-10-06T22:00:00Z")));
+}

@@ -282,6 +282,22 @@ pub fn evolve(mut state: CampaignState, event: &CampaignEvent, meta: &EventMeta)
             state.outline = e.outline.clone();
         }
         CampaignEvent::PhaseEntered(e) => {
+            if e.trigger == Trigger::Advance {
+                if let Some(from) = &e.from {
+                    let window = state
+                        .timeline()
+                        .and_then(|timeline| timeline.window(from).cloned());
+                    if let Some(window) = window.filter(|window| meta.at < window.end) {
+                        state.skipped.push(super::SkippedStep {
+                            step: from.clone(),
+                            start: window.start,
+                            end: window.end,
+                            at: meta.at,
+                            by: meta.actor.clone(),
+                        });
+                    }
+                }
+            }
             state
                 .entered_under
                 .insert(step_key(&e.step), e.plan_version);

@@ -148,7 +148,14 @@ impl CampaignEvent {
                 } else {
                     ""
                 };
-                format!("entered {}{resumed}, {timing}", e.step)
+                // What an advance cuts short goes with it (docs/campaign-lifecycle.md).
+                let skipped = match (&e.from, e.trigger) {
+                    (Some(from), Trigger::Advance) if e.late_by_ms < 0 => format!(
+                        "; the rest of {from} is skipped, its reach-outs and task reminders with it"
+                    ),
+                    _ => String::new(),
+                };
+                format!("entered {}{resumed}, {timing}{skipped}", e.step)
             }
             CampaignEvent::CampaignPaused(e) => match &e.from {
                 Some(step) => format!("paused in {step}"),

@@ -88,6 +88,29 @@ pub struct CampaignState {
     pub entered_under: BTreeMap<String, u32>,
     /// The last pause, from when to when: boundaries it covered are entered as resumed.
     pub last_pause: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// Steps a person advanced out of before their planned end, in order: what was left of
+    /// their window was skipped, and the reach-outs, tasks and reminders that lay in it with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedStep>,
+}
+
+/// What an `advance` cut short: the step it left, its planned window, and when it was left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedStep {
+    pub step: Step,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// When the campaign advanced out of it (before `end`).
+    pub at: DateTime<Utc>,
+    pub by: String,
+}
+
+impl SkippedStep {
+    /// Whether a window belongs to the skipped part of the step: it lies within the step's
+    /// planned window and had not ended when the campaign advanced.
+    pub fn covers(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+        self.start <= start && end <= self.end && self.at < end
+    }
 }
 
 impl CampaignState {
@@ -105,7 +128,15 @@ impl CampaignState {
             outline: Outline::default(),
             entered_under: BTreeMap::new(),
             last_pause: None,
+            skipped: Vec::new(),
         }
+    }
+
+    /// The skipped step a window lies in, if an advance cut it short (see [`SkippedStep`]).
+    pub fn skipped_window(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Option<&SkippedStep> {
+        self.skipped
+            .iter()
+            .find(|skipped| skipped.covers(start, end))
     }
 
     /// The timeline in force: as planned, with every shifting pause applied.

@@ -739,3 +739,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn advancing_out_of_a_step_before_its_end_records_what_was_skipped() {
+    // Given the campaign in prep (planned 2026-08-19 to the end of 2026-08-25, Shanghai),
+    let state = applied(EXAMPLE_PLAN, at("2026-08-01T00:00:00Z"));
+    let prep = scheduled_until(state, at("2026-08-20T00:00:00Z"));
+    assert!(prep.skipped.is_empty());
+    // when alice advances to the warm-up on 2026-08-24 at noon,
+    let (warm_up, events) = when(
+        &prep,
+        &Command::Advance,
+        &context(at("2026-08-24T04:00:00Z")),
+    )
+    .unwrap();
+    assert!(
+        events[0]
+            .summary(warm_up.zone())
+            .ends_with("; the rest of prep is skipped, its reach-outs and task reminders with it"),
+        "{}",
+        events[0].summary(warm_up.zone())
+    );
+    // then the rest of prep is recorded as skipped, by her, from then to its planned end,
+    assert_eq!(warm_up.skipped.len(), 1);
+    let skipped = &warm_up.skipped[0];
+    assert_eq!(skipped.step, Step::phase(PhaseKind::Prep));
+    assert_eq!(skipped.at, at("2026-08-24T04:00:00Z"));
+    assert_eq!(skipped.end, at("2026-08-25T16:00:00Z"));
+    assert_eq!(skipped.by, "alice");
+    // and a window inside prep that had not ended is covered; one that ended before is not.
+    assert!(warm_up
+        .skipped_window(at("2026-08-18T16:00:00Z"), at("2026-08-25T16:00:00Z"))
+        .is_some());
+    assert!(warm_up
+        .skipped_window(at("2026-08-18T16:00:00Z"), at("2026-08-20T16:00:00Z"))
+        .is_none());
+    // The scheduler's own entries skip nothing.
+    let later = scheduled_until(warm_up, at("2026-09-03T00:00:00Z"));
+    assert_eq!(later.skipped.len(), 1);
+}

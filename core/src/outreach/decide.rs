@@ -25,11 +25,13 @@ use crate::customer::segment::Segments;
 use crate::explain;
 use crate::plan::model::{
     Activity, FatigueScope, FollowUpTrigger, PhaseKind, Plan, ReachOut, ResumePolicy, Sender,
-    StopOn, Window,
+    StopOn, TaskSchedule, Window,
 };
 
 /// The plan with every window moved by the campaign's shifting pauses (`on_resume =
-/// "shift_windows"`): phases, stages and reach-outs alike.
+/// "shift_windows"`): phases, stages and reach-outs alike, and the tasks' due instants (a
+/// one-off task's due, a recurring task's span; its time of day stays), so that a task due at
+/// `review.end` is due, and reminded, at the boundary where it now lies.
 pub fn shifted(plan: &Plan, shifts: &[Shift]) -> Plan {
     let mut plan = plan.clone();
     if shifts.is_empty() {
@@ -48,6 +50,15 @@ pub fn shifted(plan: &Plan, shifts: &[Shift]) -> Plan {
     plan.reach_outs
         .iter_mut()
         .for_each(|reach_out| mv(&mut reach_out.window));
+    for task in &mut plan.tasks {
+        match &mut task.schedule {
+            TaskSchedule::Once { due } => *due = shift_instant(*due, shifts),
+            TaskSchedule::Recurring { from, until, .. } => {
+                *from = shift_instant(*from, shifts);
+                *until = shift_instant(*until, shifts);
+            }
+        }
+    }
     plan
 }
 
@@ -393,6 +404,60 @@ fn stopped_by(
     }
 }
 
+/// The words recorded with a `phase_skipped`: which step, cut short when, by whom.
+fn skipped_detail(plan: &Plan, skipped: &crate::campaign::SkippedStep) -> String {
+    format!(
+        "{} was skipped: {} advanced the campaign at {}, before its planned end {}",
+        skipped.step,
+        skipped.by,
+        local(plan.campaign.time_zone, skipped.at),
+        local(plan.campaign.time_zone, skipped.end)
+    )
+}
+
+/// A reach-out's decision (from [`plan_reach_out`]) when its window lay in a phase or stage a
+/// person skipped with `advance`: its exclusions stand, and every send it would have planned
+/// is `phase_skipped` instead, so nothing of it goes out in the next phase with that phase's
+/// template, and nothing of the quota is taken. Other reach-outs' decisions pass unchanged.
+pub fn skip_if_advanced_past(
+    plan: &Plan,
+    state: &CampaignState,
+    reach_out_id: &str,
+    events: Vec<OutreachEvent>,
+) -> Vec<OutreachEvent> {
+    let skipped = plan
+        .reach_outs
+        .iter()
+        .find(|reach_out| reach_out.id == reach_out_id)
+        .and_then(|reach_out| state.skipped_window(reach_out.window.start, reach_out.window.end));
+    let Some(skipped) = skipped else {
+        return events;
+    };
+    let detail = skipped_detail(plan, skipped);
+    events
+        .into_iter()
+        .map(|event| match event {
+            OutreachEvent::SendPlanned(planned) => OutreachEvent::NotSent(NotSent {
+                key: planned.key,
+                campaign: planned.campaign,
+                reach_out: planned.reach_out,
+                customer: planned.customer,
+                attempt: planned.attempt,
+                channel: planned.channel,
+                reason: NotSentReason::PhaseSkipped,
+                detail: Some(detail.clone()),
+                phase: planned.phase,
+            }),
+            OutreachEvent::ReachOutPlanned(mut done) => {
+                done.not_sent = done.not_sent.saturating_add(done.planned);
+                done.planned = 0;
+                OutreachEvent::ReachOutPlanned(done)
+            }
+            other => other,
+        })
+        .collect()
+}
+
 /// Follow-ups placed together: (book slot, the send they follow).
 type Group<'a> = Vec<(u32, &'a super::state::Send)>;
 
@@ -415,10 +480,13 @@ pub fn follow_ups_due(
     let span_end = plan.span().end;
     let phase = phase_of(state);
     let mut events = Vec::new();
+    // Once the campaign has ended (or its last window closed), every open thread stops now,
+    // in one batch: waiting for each to come due would take a step per thread.
+    let ended = terminal || now >= span_end;
     // Planned follow-ups grouped by channel and first allowed instant, placed together.
     let mut groups: BTreeMap<(String, DateTime<Utc>), Group<'_>> = BTreeMap::new();
     for due in outreach.follow_ups() {
-        if due.at > now {
+        if due.at > now && !ended {
             break;
         }
         let Some(send) = outreach.send(&due.after_key) else {
@@ -440,7 +508,7 @@ pub fn follow_ups_due(
                 reason,
             })
         };
-        if terminal || now >= span_end {
+        if ended {
             events.push(stop(StopReason::CampaignEnded));
             continue;
         }
@@ -759,6 +827,24 @@ pub fn dispatch(
         if state.is_terminal() {
             out.not_sent.push(give_up(NotSentReason::CampaignEnded));
             continue;
+        }
+        // A first message of a reach-out whose phase a person skipped with `advance` does not
+        // go out in the next phase with its template.
+        if planned.attempt == 1 {
+            let skipped = plan
+                .reach_outs
+                .iter()
+                .find(|reach_out| reach_out.id == planned.reach_out)
+                .and_then(|reach_out| {
+                    state.skipped_window(reach_out.window.start, reach_out.window.end)
+                });
+            if let Some(skipped) = skipped {
+                if let OutreachEvent::NotSent(mut not_sent) = give_up(NotSentReason::PhaseSkipped) {
+                    not_sent.detail = Some(skipped_detail(plan, skipped));
+                    out.not_sent.push(OutreachEvent::NotSent(not_sent));
+                }
+                continue;
+            }
         }
         if window_end(plan, state, planned).is_some_and(|end| now >= end) {
             let reason = if matches!(state.status, Status::Paused { .. }) {

@@ -55,6 +55,8 @@ pub enum NotSentReason {
     Opened,
     /// The template failed to render (nothing was sent).
     TemplateFailed,
+    /// The reach-out's window lay in a phase or stage a person skipped with `advance`.
+    PhaseSkipped,
 }
 
 impl NotSentReason {
@@ -78,6 +80,7 @@ impl NotSentReason {
             NotSentReason::Ordered => "ordered",
             NotSentReason::Opened => "opened",
             NotSentReason::TemplateFailed => "template_failed",
+            NotSentReason::PhaseSkipped => "phase_skipped",
         }
     }
 
@@ -103,6 +106,7 @@ impl NotSentReason {
             NotSentReason::Ordered => "ordered",
             NotSentReason::Opened => "opened",
             NotSentReason::TemplateFailed => "the template failed to render",
+            NotSentReason::PhaseSkipped => "its phase was skipped by an advance",
         }
     }
 }

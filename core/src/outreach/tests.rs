@@ -738,3 +738,122 @@ fn a_mail_carries_its_unsubscribe_link_unescaped_and_the_customer_data_escaped()
         "{body}"
     );
 }
+
+#[test]
+fn when_the_campaign_completes_every_open_follow_up_stops_at_once() {
+    // Given 50 customers sent the stage's mail, their follow-ups due a week later.
+    let mut world = World::new(50);
+    world.plan(at(STAGE_START));
+    assert_eq!(world.dispatch(at(FIRST_SEND)).0, 50);
+    assert_eq!(world.outreach.follow_ups().count(), 50);
+    // When the campaign completes a day later, before any follow-up is due,
+    world.state.status = Status::Completed;
+    let events = world.follow_ups(at("2026-09-03T08:00:00+08:00"));
+    // then every thread stops in that one decision, none left to wait for its due instant.
+    assert_eq!(stops(&events), vec![StopReason::CampaignEnded; 50]);
+    assert_eq!(world.outreach.follow_ups().count(), 0);
+}
+
+#[test]
+fn a_shifting_pause_moves_the_tasks_anchored_to_the_boundaries_it_moves() {
+    use crate::plan::model::TaskSchedule;
+    // Given the example plan and a six-hour pause that began during the early stage,
+    let plan = example();
+    let pause = Shift {
+        after: at("2026-09-05T10:00:00+08:00"),
+        by_ms: 6 * 3_600_000,
+    };
+    // when the plan in force is made of it,
+    let moved = super::decide::shifted(&plan, &[pause]);
+    let span = |plan: &Plan, id: &str| match plan.tasks.iter().find(|task| task.id == id) {
+        Some(task) => match &task.schedule {
+            TaskSchedule::Once { due } => (*due, *due),
+            TaskSchedule::Recurring { from, until, .. } => (*from, *until),
+        },
+        None => panic!("no task {id}"),
+    };
+    let due = |plan: &Plan, id: &str| span(plan, id).0;
+    // then a task due at `review.end - 1d` moved with the review's end, six hours later,
+    assert_eq!(
+        due(&moved, "summarise-results"),
+        at("2026-10-07T06:00:00+08:00")
+    );
+    // a recurring task over the burst keeps its start (before the pause) and ends later,
+    let (from, until) = span(&plan, "adjust-keywords");
+    assert_eq!(
+        span(&moved, "adjust-keywords"),
+        (from, until + Duration::hours(6))
+    );
+    // and a task due before the pause stays where it was.
+    assert_eq!(
+        due(&moved, "pick-hot-themes"),
+        due(&plan, "pick-hot-themes")
+    );
+}
+
+/// The early stage skipped by alice's advance to the middle stage at `when`.
+fn skip_early(world: &mut World, when: DateTime<Utc>) {
+    world.state.skipped.push(crate::campaign::SkippedStep {
+        step: Step::stage("early"),
+        start: at(STAGE_START),
+        end: at("2026-09-11T00:00:00+08:00"),
+        at: when,
+        by: "alice".to_string(),
+    });
+    world.state.status = Status::Running {
+        step: Step::stage("middle"),
+    };
+}
+
+#[test]
+fn sends_of_a_reach_out_whose_stage_was_skipped_by_an_advance_do_not_go_out() {
+    // Given 2,500 customers: the stage's mail goes to 2,000 on its first day (the cap), the
+    // rest on the second,
+    let mut world = World::new(2_500);
+    world.plan(at(STAGE_START));
+    assert_eq!(world.dispatch(at(FIRST_SEND)).0, 2_000);
+    // when alice advances to the middle stage that evening,
+    skip_early(&mut world, at("2026-09-02T20:00:00+08:00"));
+    // then the next morning nothing of the early stage's mail goes out with the middle stage's
+    // template: every send left is given up as phase_skipped, with what was skipped and by whom.
+    let (sent, reasons) = world.dispatch(at("2026-09-03T08:00:00+08:00"));
+    assert_eq!(sent, 0);
+    assert!(!reasons.is_empty());
+    assert!(reasons
+        .iter()
+        .all(|reason| *reason == NotSentReason::PhaseSkipped));
+    assert_eq!(world.outreach.pending_count(), 0);
+}
+
+#[test]
+fn a_reach_out_of_a_skipped_stage_planned_after_the_advance_plans_no_send() {
+    // Given the early stage skipped before its mail was planned,
+    let mut world = World::new(3);
+    skip_early(&mut world, at("2026-09-02T00:30:00+08:00"));
+    // when the reach-out is decided,
+    let events = plan_reach_out(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        REACH_OUT,
+        at("2026-09-02T01:00:00+08:00"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let events = super::decide::skip_if_advanced_past(&world.plan, &world.state, REACH_OUT, events);
+    // then every member it would have reached is phase_skipped, and the count says so.
+    assert!(planned_at(&events).is_empty());
+    let reasons: Vec<NotSentReason> = events
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::NotSent(not_sent) => Some(not_sent.reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, vec![NotSentReason::PhaseSkipped; 3]);
+    let done = events.iter().find_map(|event| match event {
+        OutreachEvent::ReachOutPlanned(done) => Some(done),
+        _ => None,
+    });
+    assert_eq!(done.map(|done| (done.planned, done.not_sent)), Some((0, 3)));
+}

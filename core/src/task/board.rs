@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{reminder_key, ReminderKind, ReminderPlanned, TaskDone, TaskEvent};
 use super::schedule::{occurrences, reminder_schedule, Occurrence, ReminderSlot, ESCALATION_ROLE};
 use crate::campaign::timeline::local;
-use crate::campaign::EventMeta;
+use crate::campaign::{EventMeta, SkippedStep};
 use crate::plan::diagnostic::suggest;
 use crate::plan::model::{PhaseKind, Plan, Task, TaskSchedule};
 
@@ -134,7 +134,15 @@ fn members_of(plan: &Plan, role: &str) -> Vec<String> {
 /// or before `now` not yet covered by a decided reminder, only the latest (the others are
 /// counted in `superseded`). Ordered by planned instant, then key. Applying them to the board
 /// and asking again at the same `now` gives nothing.
-pub fn due_reminders(plan: &Plan, board: &TaskBoard, now: DateTime<Utc>) -> Vec<ReminderPlanned> {
+///
+/// An occurrence of a task of a step that an advance skipped (its due instant in the part of
+/// the step's window the advance cut off) is reminded no more: its work was skipped with it.
+pub fn due_reminders(
+    plan: &Plan,
+    board: &TaskBoard,
+    skipped: &[SkippedStep],
+    now: DateTime<Utc>,
+) -> Vec<ReminderPlanned> {
     let tasks = tasks_by_id(plan);
     let campaign = &plan.campaign.id;
     let mut decided = Vec::new();
@@ -145,6 +153,9 @@ pub fn due_reminders(plan: &Plan, board: &TaskBoard, now: DateTime<Utc>) -> Vec<
         let Some(task) = tasks.get(occurrence.task.as_str()) else {
             continue;
         };
+        if skipped_by(task, occurrence.due, skipped).is_some() {
+            continue;
+        }
         let planned = board.reminders.get(&occurrence.id);
         let passed: Vec<ReminderSlot> = reminder_schedule(task, occurrence.due)
             .into_iter()
@@ -183,6 +194,7 @@ pub fn due_reminders(plan: &Plan, board: &TaskBoard, now: DateTime<Utc>) -> Vec<
 pub fn next_reminder_at(
     plan: &Plan,
     board: &TaskBoard,
+    skipped: &[SkippedStep],
     after: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let tasks = tasks_by_id(plan);
@@ -194,6 +206,9 @@ pub fn next_reminder_at(
         let Some(task) = tasks.get(occurrence.task.as_str()) else {
             continue;
         };
+        if skipped_by(task, occurrence.due, skipped).is_some() {
+            continue;
+        }
         let planned = board.reminders.get(&occurrence.id);
         let next = reminder_schedule(task, occurrence.due)
             .into_iter()
@@ -204,6 +219,21 @@ pub fn next_reminder_at(
         }
     }
     earliest
+}
+
+/// The skipped step an occurrence of `task` due at `due` belonged to: a task of that phase (and
+/// stage, for a stage) due in the part of its window an advance cut off.
+pub fn skipped_by<'s>(
+    task: &Task,
+    due: DateTime<Utc>,
+    skipped: &'s [SkippedStep],
+) -> Option<&'s SkippedStep> {
+    skipped.iter().find(|skipped| {
+        skipped.step.phase == task.phase
+            && (skipped.step.stage.is_none() || skipped.step.stage == task.stage)
+            && skipped.at <= due
+            && due <= skipped.end
+    })
 }
 
 /// Which rows to show.

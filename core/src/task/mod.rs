@@ -17,8 +17,8 @@ pub mod render;
 pub mod schedule;
 
 pub use board::{
-    decide_done, due_reminders, find_occurrence, next_reminder_at, rows, DoneBy, Filter,
-    PlannedReminders, Row, RowStatus, TaskBoard,
+    decide_done, due_reminders, find_occurrence, next_reminder_at, rows, skipped_by, DoneBy,
+    Filter, PlannedReminders, Row, RowStatus, TaskBoard,
 };
 pub use events::{reminder_key, ReminderKind, ReminderPlanned, TaskDone, TaskEvent};
 pub use render::{board_json, render_board, Counts};

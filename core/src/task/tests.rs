@@ -119,7 +119,7 @@ fn meta(actor: &str, now: DateTime<Utc>) -> EventMeta {
 
 /// The reminders due at `now`, applied to the board as the scheduler would record them.
 fn step(plan: &Plan, board: &mut TaskBoard, now: DateTime<Utc>) -> Vec<ReminderPlanned> {
-    let decided = due_reminders(plan, board, now);
+    let decided = due_reminders(plan, board, &[], now);
     for reminder in &decided {
         board.apply(
             &TaskEvent::ReminderPlanned(reminder.clone()),
@@ -295,7 +295,7 @@ fn a_done_task_stops_reminding_and_is_never_escalated() {
         at("2026-03-04T10:00:00Z"),
     );
     // Then the next reminder the scheduler waits for is another task's
-    let next = next_reminder_at(&plan, &board, at("2026-03-04T10:00:00Z"));
+    let next = next_reminder_at(&plan, &board, &[], at("2026-03-04T10:00:00Z"));
     assert_eq!(
         next,
         Some(at("2026-03-06T13:00:00Z")),
@@ -465,23 +465,23 @@ fn next_reminder_at_is_the_earliest_reminder_still_to_decide() {
     let mut board = TaskBoard::new("ny-spring");
     // Given nothing decided: the first is the sunday review's due reminder, then the report's lead
     assert_eq!(
-        next_reminder_at(&plan, &board, at("2026-02-01T00:00:00Z")),
+        next_reminder_at(&plan, &board, &[], at("2026-02-01T00:00:00Z")),
         Some(at("2026-03-01T17:00:00Z"))
     );
     assert_eq!(
-        next_reminder_at(&plan, &board, at("2026-03-01T17:00:00Z")),
+        next_reminder_at(&plan, &board, &[], at("2026-03-01T17:00:00Z")),
         Some(at("2026-03-03T23:00:00Z"))
     );
     // When the scheduler wakes there and decides, the next is the 2 h lead
     step(&plan, &mut board, at("2026-03-03T23:00:00Z"));
     assert_eq!(
-        next_reminder_at(&plan, &board, at("2026-03-03T23:00:00Z")),
+        next_reminder_at(&plan, &board, &[], at("2026-03-03T23:00:00Z")),
         Some(at("2026-03-04T21:00:00Z"))
     );
     // And a reminder already covered (decided late, past it) is not waited for again
     step(&plan, &mut board, at("2026-03-04T23:30:00Z"));
     assert_eq!(
-        next_reminder_at(&plan, &board, at("2026-03-04T22:00:00Z")),
+        next_reminder_at(&plan, &board, &[], at("2026-03-04T22:00:00Z")),
         Some(at("2026-03-05T05:00:00Z")),
         "the escalation, not the due reminder already decided"
     );
@@ -494,12 +494,12 @@ fn next_reminder_at_is_the_earliest_reminder_still_to_decide() {
         at("2026-03-04T23:30:00Z"),
     );
     assert_eq!(
-        next_reminder_at(&plan, &board, at("2026-03-04T22:00:00Z")),
+        next_reminder_at(&plan, &board, &[], at("2026-03-04T22:00:00Z")),
         Some(at("2026-03-06T13:00:00Z"))
     );
     // And after the last reminder of the plan, nothing
     assert_eq!(
-        next_reminder_at(&plan, &board, at("2026-03-15T16:00:00Z")),
+        next_reminder_at(&plan, &board, &[], at("2026-03-15T16:00:00Z")),
         None
     );
 }
@@ -511,7 +511,7 @@ fn scheduler_loop_sends_every_reminder_once_in_order() {
     let mut board = TaskBoard::new("ny-spring");
     let mut now = at("2026-02-01T00:00:00Z");
     let mut keys = Vec::new();
-    while let Some(next) = next_reminder_at(&plan, &board, now) {
+    while let Some(next) = next_reminder_at(&plan, &board, &[], now) {
         now = next;
         let decided = step(&plan, &mut board, now);
         assert!(!decided.is_empty(), "woke at {now} for nothing");
@@ -668,7 +668,7 @@ fn events_read_as_json_and_as_one_line() {
     let plan = plan_of(NEW_YORK);
     let zone = plan.campaign.time_zone;
     let board = TaskBoard::new("ny-spring");
-    let decided = due_reminders(&plan, &board, at("2026-03-05T07:00:00Z"));
+    let decided = due_reminders(&plan, &board, &[], at("2026-03-05T07:00:00Z"));
     let report = decided.iter().find(|r| r.occurrence == "report").unwrap();
     let event = TaskEvent::ReminderPlanned(report.clone());
     assert_eq!(event.event_type(), "ReminderPlanned");
@@ -809,4 +809,43 @@ fn a_repeated_local_time_takes_the_earlier_instant_and_a_skipped_one_the_end_of_
         schedule::local_instant(zone, local("2026-03-08 03:00")),
         Some(at("2026-03-08T07:00:00Z"))
     );
+}
+
+#[test]
+fn a_task_of_a_step_skipped_by_an_advance_is_reminded_no_more() {
+    // Given the September example: the boss sets the stage targets by `warm_up.end - 1d`
+    // (2026-09-01 00:00 +08:00), reminded two days and one day before,
+    let plan = plan_of(EXAMPLE_PLAN);
+    let board = TaskBoard::new(&plan.campaign.id);
+    let now = at("2026-08-31T12:00:00+08:00");
+    let before = due_reminders(&plan, &board, &[], now);
+    assert_eq!(of(&before, "set-stage-targets").len(), 1);
+    // when the warm-up was skipped by an advance to the burst on 2026-08-28,
+    let skipped = [crate::campaign::SkippedStep {
+        step: crate::campaign::Step::phase(crate::plan::model::PhaseKind::WarmUp),
+        start: at("2026-08-26T00:00:00+08:00"),
+        end: at("2026-09-02T00:00:00+08:00"),
+        at: at("2026-08-28T09:00:00+08:00"),
+        by: "alice".to_string(),
+    }];
+    // then no reminder of it is decided, nor waited for; other tasks are untouched.
+    let after = due_reminders(&plan, &board, &skipped, now);
+    assert!(of(&after, "set-stage-targets").is_empty());
+    let warm_up: Vec<&str> = plan
+        .tasks
+        .iter()
+        .filter(|task| task.phase == crate::plan::model::PhaseKind::WarmUp)
+        .map(|task| task.id.as_str())
+        .collect();
+    let others = |decided: &[ReminderPlanned]| -> Vec<String> {
+        decided
+            .iter()
+            .filter(|reminder| !warm_up.contains(&reminder.task.as_str()))
+            .map(|reminder| reminder.key.clone())
+            .collect()
+    };
+    assert_eq!(others(&after), others(&before));
+    let next = next_reminder_at(&plan, &board, &skipped, at("2026-08-28T10:00:00+08:00"));
+    let next_without = next_reminder_at(&plan, &board, &[], at("2026-08-28T10:00:00+08:00"));
+    assert!(next >= next_without);
 }
