@@ -40,6 +40,8 @@ pub struct Runtime {
     pub outreach: Arc<tokio::sync::Mutex<Outreach>>,
     /// Task boards and the funnel, caught up with the book (locked after the outbox).
     pub boards: Arc<tokio::sync::Mutex<crate::work::Boards>>,
+    /// The same store's chain walk over its stored bytes, where it has one (`audit verify`).
+    pub chain: Option<Arc<dyn crate::audit::ChainCheck>>,
 }
 
 impl Runtime {
@@ -51,7 +53,15 @@ impl Runtime {
             customers: Arc::default(),
             outreach: Arc::default(),
             boards: Arc::default(),
+            chain: None,
         }
+    }
+
+    /// The same runtime, whose store can also walk its chain over the bytes it stores
+    /// (`audit verify`): the daemon's, and a process's own.
+    pub fn checking_chain(mut self, chain: Arc<dyn crate::audit::ChainCheck>) -> Runtime {
+        self.chain = Some(chain);
+        self
     }
 }
 
