@@ -109,6 +109,9 @@ pub fn open_store(data: &Path) -> Opened {
 /// [`open_store`] with options of its own (an import, which only writes, keeps sled's page
 /// cache small).
 pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
+    if let Some(refusal) = not_writable(data) {
+        return Opened::Refused(refusal);
+    }
     for _ in 0..LOCK_ATTEMPTS {
         if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
             return Opened::Daemon;
@@ -123,6 +126,25 @@ pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
         "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
         data.display(),
         control::socket_path(data).display()
+    )))
+}
+
+/// Opening a store writes to it (sled, the checkpoint taken at opening): a data directory on a
+/// read-only file system, or one this user may not write, is said to be so (exit 2), not taken
+/// for a failing disk.
+fn not_writable(data: &Path) -> Option<Refusal> {
+    let error = rustix::fs::access(data, rustix::fs::Access::WRITE_OK).err()?;
+    let why = if error == rustix::io::Errno::ROFS {
+        "it is on a read-only file system"
+    } else if error == rustix::io::Errno::ACCESS || error == rustix::io::Errno::PERM {
+        "this user may not write to it"
+    } else {
+        // Absent, or another trouble: opening says what it is.
+        return None;
+    };
+    Some(Refusal::user(format!(
+        "the store in {} cannot be opened for writing: {why}. This command writes to the store; `audit verify`, `export` and `store check` read a store they may not write (docs/store.md)",
+        data.display()
     )))
 }
 

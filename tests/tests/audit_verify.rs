@@ -493,5 +493,16 @@ fn verify_and_export_read_only_and_reach_a_running_daemon() {
         std::fs::read(dir.join("from-media.jsonl")).unwrap() == exported,
         "the copy on read-only media exports other bytes"
     );
+    ok(run_in(dir, &["--data", on_media, "store", "check"]));
+    // A command that writes says why it cannot: the media, not a failing disk.
+    let status = run_in(dir, &["--data", on_media, "status"]);
+    assert_eq!(status.code, 2, "{}", status.stderr);
+    assert!(
+        status
+            .stderr
+            .contains("cannot be opened for writing: it is on a read-only file system"),
+        "{}",
+        status.stderr
+    );
     drop(mounted);
 }
