@@ -156,10 +156,10 @@ pub struct ExportSummary {
 
 /// Writes the log to `out`, one line an event, in position order. With `as_of`, the longest
 /// prefix whose events were all recorded at or before it: an export is always a whole chain.
-pub async fn export(
+pub async fn export<W: Write + ?Sized>(
     store: &dyn EventReader,
     as_of: Option<DateTime<Utc>>,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> anyhow::Result<ExportSummary> {
     let head = store.head().await?;
     let mut after = Position::START;
@@ -199,6 +199,112 @@ pub async fn export(
         head_hash: hex(&last_hash),
         left_out: head.0.saturating_sub(events),
     })
+}
+
+/// The summary of an export in words: `exported N events, head hash H[; as of T, M later
+/// events left out]`.
+pub fn summary_words(summary: &ExportSummary, as_of: Option<DateTime<Utc>>) -> String {
+    let mut words = format!(
+        "exported {} events, head hash {}",
+        summary.events, summary.head_hash
+    );
+    if let Some(as_of) = as_of {
+        words.push_str(&format!(
+            "; as of {}, {} later events left out",
+            as_of.to_rfc3339(),
+            summary.left_out
+        ));
+    }
+    words
+}
+
+/// The directory an export file `out` goes into, once checked: `out` is not a directory and
+/// its directory exists. `Err` in words (the user's mistake).
+pub fn export_directory(out: &Path) -> Result<PathBuf, String> {
+    if out.is_dir() {
+        return Err(format!(
+            "{} is a directory; give the export file's path",
+            out.display()
+        ));
+    }
+    let directory = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !directory.is_dir() {
+        return Err(format!(
+            "cannot write {}: the directory {} does not exist",
+            out.display(),
+            directory.display()
+        ));
+    }
+    Ok(directory)
+}
+
+/// Writes the export to the file `out` in `directory` (see [`export_directory`]), whole or not
+/// at all: a temporary file beside it, synced, renamed into place, the directory synced. A
+/// failure reading the store is an `Err` holding the [`battleplan_core::event::StoreError`].
+pub async fn export_file(
+    store: &dyn EventReader,
+    as_of: Option<DateTime<Utc>>,
+    out: &Path,
+    directory: &Path,
+) -> anyhow::Result<ExportSummary> {
+    use anyhow::Context as _;
+    let temporary = tempfile::Builder::new()
+        .prefix(".battleplan-export-")
+        .tempfile_in(directory)
+        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    let mut writer = std::io::BufWriter::new(temporary);
+    // On an error the temporary file goes with `writer`: nothing half-written is left.
+    let summary = export(store, as_of, &mut writer).await?;
+    let temporary = writer
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .context("writing the export")?;
+    temporary
+        .as_file()
+        .sync_all()
+        .context("writing the export")?;
+    temporary
+        .persist(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("writing {}", out.display()))?;
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(|| format!("syncing {}", directory.display()))?;
+    Ok(summary)
+}
+
+/// `export --out FILE` run by a daemon for another terminal: the daemon writes the file (by
+/// its absolute path), so that an export needs no stop. `file_name` is the path as the user
+/// gave it, for the words.
+pub async fn export_for(
+    runtime: &crate::runtime::Runtime,
+    out: &Path,
+    file_name: &str,
+    as_of: Option<DateTime<Utc>>,
+) -> crate::commands::Reply {
+    use crate::commands::Reply;
+    let directory = match export_directory(out) {
+        Ok(directory) => directory,
+        Err(message) => return Reply::user_error(message),
+    };
+    match export_file(runtime.store.as_ref(), as_of, out, &directory).await {
+        Ok(summary) => Reply::ok(format!(
+            "wrote {}: {}\n",
+            battleplan_core::text::printable(file_name),
+            summary_words(&summary, as_of)
+        )),
+        Err(error) => match error.downcast_ref::<battleplan_core::event::StoreError>() {
+            Some(store) => Reply::store_failure(store),
+            None => Reply {
+                code: crate::commands::INTERNAL_ERROR,
+                stdout: String::new(),
+                stderr: format!("battleplan: internal error: {error:#}\n"),
+            },
+        },
+    }
 }
 
 /// Why an import stopped: the user's file or target (exit 2), or a failure of ours (exit 1).

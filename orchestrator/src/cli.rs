@@ -1315,8 +1315,9 @@ fn export_failed(data: &Path, error: anyhow::Error) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// `battleplan export`. It reads a read-only copy of the store itself; with a daemon running
-/// (which holds the store) it refuses, since the daemon's control protocol has no export.
+/// `battleplan export`. With a daemon running (which holds the store), the daemon writes the
+/// file given by `--out` (standard output is refused: a log is not one reply line); else it
+/// reads a read-only copy of the store itself.
 fn export(
     data: &Path,
     as_of: Option<DateTime<Utc>>,
@@ -1329,35 +1330,32 @@ fn export(
         )));
     }
     // Checked before the store is opened, so that a bad --out leaves nothing behind.
-    let directory = match out {
-        Some(out) => {
-            if out.is_dir() {
-                return Ok(user_error(format_args!(
-                    "{} is a directory; give the export file's path",
-                    out.display()
-                )));
-            }
-            let directory = match out.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !directory.is_dir() {
-                return Ok(user_error(format_args!(
-                    "cannot write {}: the directory {} does not exist",
-                    out.display(),
-                    directory.display()
-                )));
-            }
-            Some(directory)
-        }
+    let directory = match out.map(battleplan_orchestrator::archive::export_directory) {
+        Some(Ok(directory)) => Some(directory),
+        Some(Err(message)) => return Ok(user_error(message)),
         None => None,
     };
+    // A running daemon writes the file itself.
+    if let Some(out) = out {
+        let absolute = std::path::absolute(out)
+            .with_context(|| format!("finding the absolute path of {}", out.display()))?;
+        let remote = Remote::Export {
+            out: absolute,
+            file_name: out.display().to_string(),
+            as_of,
+        };
+        match control::call(data, &remote) {
+            Ok(Some(reply)) => return Ok(print_reply(reply)),
+            Ok(None) => {}
+            Err(message) => return Ok(user_error(format_args!("{message}; try again"))),
+        }
+    }
     // A read-only copy: an export changes nothing in the store, which may be read-only.
     let copy = match daemon::open_read_only(data) {
         daemon::OpenedCopy::Store(copy) => copy,
         daemon::OpenedCopy::Daemon => {
             return Ok(user_error(format_args!(
-                "a daemon (battleplan run) holds the store in {}; export reads the store itself: stop the daemon (Ctrl-C or SIGTERM) and export again",
+                "a daemon (battleplan run) holds the store in {}; it writes an export to a file, not to standard output: give --out FILE",
                 data.display()
             )))
         }
@@ -1380,59 +1378,24 @@ fn export(
             Err(error) => return export_failed(data, error),
         };
         drop(writer);
-        eprintln!("{}", export_words(&summary, as_of));
+        eprintln!(
+            "{}",
+            battleplan_orchestrator::archive::summary_words(&summary, as_of)
+        );
         return Ok(ExitCode::SUCCESS);
     };
-    // Written beside the target and moved into place, so the file is either whole or absent.
-    let temporary = tempfile::Builder::new()
-        .prefix(".battleplan-export-")
-        .tempfile_in(&directory)
-        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
-    let mut writer = io::BufWriter::new(temporary);
-    let summary = match tokio.block_on(battleplan_orchestrator::archive::export(
-        store,
-        as_of,
-        &mut writer,
+    let summary = match tokio.block_on(battleplan_orchestrator::archive::export_file(
+        store, as_of, out, &directory,
     )) {
         Ok(summary) => summary,
-        // The temporary file goes with `writer`: nothing half-written is left.
         Err(error) => return export_failed(data, error),
     };
-    let temporary = writer
-        .into_inner()
-        .map_err(|error| error.into_error())
-        .context("writing the export")?;
-    temporary
-        .as_file()
-        .sync_all()
-        .context("writing the export")?;
-    temporary
-        .persist(out)
-        .map_err(|error| error.error)
-        .with_context(|| format!("writing {}", out.display()))?;
-    File::open(&directory)
-        .and_then(|directory| directory.sync_all())
-        .with_context(|| format!("syncing {}", directory.display()))?;
-    out_line!("wrote {}: {}", out.display(), export_words(&summary, as_of));
-    Ok(ExitCode::SUCCESS)
-}
-
-fn export_words(
-    summary: &battleplan_orchestrator::archive::ExportSummary,
-    as_of: Option<DateTime<Utc>>,
-) -> String {
-    let mut words = format!(
-        "exported {} events, head hash {}",
-        summary.events, summary.head_hash
+    out_line!(
+        "wrote {}: {}",
+        out.display(),
+        battleplan_orchestrator::archive::summary_words(&summary, as_of)
     );
-    if let Some(as_of) = as_of {
-        words.push_str(&format!(
-            "; as of {}, {} later events left out",
-            as_of.to_rfc3339(),
-            summary.left_out
-        ));
-    }
-    words
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `battleplan import FILE`: into a new store in `data`, all or nothing.

@@ -102,6 +102,13 @@ pub enum Remote {
     AuditVerify {
         json: bool,
     },
+    /// `export --out FILE`: the daemon writes the file itself (by its absolute path), whole or
+    /// not at all; a log of millions of events never travels through the socket.
+    Export {
+        out: std::path::PathBuf,
+        file_name: String,
+        as_of: Option<DateTime<Utc>>,
+    },
 }
 
 impl Remote {
@@ -135,7 +142,8 @@ impl Remote {
             | Remote::Outbox(_)
             | Remote::Tasks(_)
             | Remote::Funnel { .. }
-            | Remote::AuditVerify { .. } => None,
+            | Remote::AuditVerify { .. }
+            | Remote::Export { .. } => None,
         }
     }
 }
@@ -210,6 +218,11 @@ impl Reply {
 pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
     let result = match remote {
         Remote::Ping => Ok(Reply::ok(format!("{}\n", std::process::id()))),
+        Remote::Export {
+            out,
+            file_name,
+            as_of,
+        } => Ok(crate::archive::export_for(runtime, &out, &file_name, as_of).await),
         Remote::AuditVerify { json } => Ok(crate::audit::verify(runtime, json)
             .await
             .unwrap_or_else(|error| Reply::store_failure(&error))),

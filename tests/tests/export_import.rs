@@ -3,8 +3,9 @@
 //! burst. The export imported into an empty directory gives the same chain (head hash), the same
 //! export byte for byte, and the same `status`, `funnel` and `outbox`; `export --as-of` gives a
 //! prefix that imports and verifies; an import into a directory that is not empty, and every
-//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind; and an
-//! export while a daemon holds the store is refused.
+//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind; a file
+//! cut short or empty is refused by its trailer; and while a daemon holds the store, it writes
+//! the export file itself.
 //!
 //! One test function on purpose (see audit_verify.rs): the steps spawn processes.
 
@@ -114,21 +115,44 @@ fn a_store_exported_and_imported_is_the_same_store() {
     let dir = scratch.path();
     festival(dir);
 
-    // While a daemon holds the store, export says so and writes nothing.
+    // While a daemon holds the store, it writes an export file itself (a log is no reply
+    // line: to standard output, export says so and writes nothing); the file imports whole.
     let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", UNTIL]);
     daemon.wait_for("running on");
-    let refused = on(dir, "data", &["export", "--out", "busy.jsonl"]);
+    let refused = on(dir, "data", &["export"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "a daemon (battleplan run) holds the store in data; it writes an export to a file, not to standard output: give --out FILE"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    let wrote = ok(on(dir, "data", &["export", "--out", "busy.jsonl"]));
+    assert!(
+        wrote.stdout.starts_with("wrote busy.jsonl: exported "),
+        "{}",
+        wrote.stdout
+    );
+    let refused = on(dir, "data", &["export", "--out", "no-such-dir/x.jsonl"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
         refused
             .stderr
-            .contains("a daemon (battleplan run) holds the store in data"),
+            .contains("the directory no-such-dir does not exist"),
         "{}",
         refused.stderr
     );
-    assert!(!dir.join("busy.jsonl").exists());
     let (code, log) = daemon.terminate();
     assert_eq!(code, 0, "{}", log.join("\n"));
+    let busy = std::fs::read_to_string(dir.join("busy.jsonl")).unwrap();
+    let busy_trailer: serde_json::Value =
+        serde_json::from_str(busy.lines().last().unwrap()).unwrap();
+    ok(on(dir, "from-daemon", &["import", "busy.jsonl"]));
+    let from_daemon = verify_json(dir, "from-daemon");
+    assert_eq!(from_daemon["intact"], true, "{from_daemon}");
+    assert_eq!(from_daemon["head_hash"], busy_trailer["head_hash"]);
 
     let original = verify_json(dir, "data");
     assert_eq!(original["intact"], true, "{original}");
