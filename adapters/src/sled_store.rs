@@ -89,9 +89,11 @@ use sled::Transactional;
 use tokio::sync::{oneshot, watch};
 
 mod commands;
+mod read_only;
 mod restore;
 mod tail;
 use commands::CommandIndex;
+pub use read_only::ReadOnlyCopy;
 pub use restore::{Restore, RestoreError};
 use tail::{Tail, Tails};
 

@@ -8,6 +8,10 @@
 //! recomputes its hash, checks the chain, positions and stream versions, and writes the records
 //! verbatim into a new store built in a temporary directory beside the target, which is moved
 //! into place only once whole: a refused file leaves nothing behind.
+//!
+//! The last line is the trailer ([`Trailer`]): how many events the export holds and the hash
+//! of the last. Every line checks out against the one before it, so only the trailer tells a
+//! whole export from one cut after a whole line (or an empty file); `import` requires it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -69,6 +73,38 @@ struct LineIn {
     hash: String,
 }
 
+/// The last line of an export: what a whole export holds. Written as
+/// `{"trailer":"battleplan-export","events":N,"head_hash":"...","as_of":null}`; the first key
+/// marks it, so an importer tells it from an event line by its first bytes.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Trailer {
+    /// Always [`TRAILER_MARK`].
+    trailer: String,
+    /// How many event lines come before it.
+    events: u64,
+    /// The `hash` of the last event line (all zeros when there is none).
+    head_hash: String,
+    /// The `--as-of` instant the export was cut at, if any (RFC 3339); for the reader only.
+    as_of: Option<String>,
+}
+
+/// The value of the trailer's `trailer` field.
+pub const TRAILER_MARK: &str = "battleplan-export";
+
+/// How a trailer line starts, as `export` writes it.
+const TRAILER_START: &[u8] = b"{\"trailer\"";
+
+/// Whether an import insists on the trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrailered {
+    /// A file without a trailer is refused: it may have been cut after a whole line.
+    Refuse,
+    /// A file without a trailer is imported (an export written before exports had one); what
+    /// that cannot check is said in the summary.
+    Accept,
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MetadataLine {
@@ -120,10 +156,10 @@ pub struct ExportSummary {
 
 /// Writes the log to `out`, one line an event, in position order. With `as_of`, the longest
 /// prefix whose events were all recorded at or before it: an export is always a whole chain.
-pub async fn export(
+pub async fn export<W: Write + ?Sized>(
     store: &dyn EventReader,
     as_of: Option<DateTime<Utc>>,
-    out: &mut dyn Write,
+    out: &mut W,
 ) -> anyhow::Result<ExportSummary> {
     let head = store.head().await?;
     let mut after = Position::START;
@@ -149,12 +185,126 @@ pub async fn export(
             break;
         }
     }
+    let trailer = Trailer {
+        trailer: TRAILER_MARK.to_string(),
+        events,
+        head_hash: hex(&last_hash),
+        as_of: as_of.map(|as_of| as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+    };
+    out.write_all(serde_json::to_string(&trailer)?.as_bytes())?;
+    out.write_all(b"\n")?;
     out.flush()?;
     Ok(ExportSummary {
         events,
         head_hash: hex(&last_hash),
         left_out: head.0.saturating_sub(events),
     })
+}
+
+/// The summary of an export in words: `exported N events, head hash H[; as of T, M later
+/// events left out]`.
+pub fn summary_words(summary: &ExportSummary, as_of: Option<DateTime<Utc>>) -> String {
+    let mut words = format!(
+        "exported {} events, head hash {}",
+        summary.events, summary.head_hash
+    );
+    if let Some(as_of) = as_of {
+        words.push_str(&format!(
+            "; as of {}, {} later events left out",
+            as_of.to_rfc3339(),
+            summary.left_out
+        ));
+    }
+    words
+}
+
+/// The directory an export file `out` goes into, once checked: `out` is not a directory and
+/// its directory exists. `Err` in words (the user's mistake).
+pub fn export_directory(out: &Path) -> Result<PathBuf, String> {
+    if out.is_dir() {
+        return Err(format!(
+            "{} is a directory; give the export file's path",
+            out.display()
+        ));
+    }
+    let directory = match out.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !directory.is_dir() {
+        return Err(format!(
+            "cannot write {}: the directory {} does not exist",
+            out.display(),
+            directory.display()
+        ));
+    }
+    Ok(directory)
+}
+
+/// Writes the export to the file `out` in `directory` (see [`export_directory`]), whole or not
+/// at all: a temporary file beside it, synced, renamed into place, the directory synced. A
+/// failure reading the store is an `Err` holding the [`battleplan_core::event::StoreError`].
+pub async fn export_file(
+    store: &dyn EventReader,
+    as_of: Option<DateTime<Utc>>,
+    out: &Path,
+    directory: &Path,
+) -> anyhow::Result<ExportSummary> {
+    use anyhow::Context as _;
+    let temporary = tempfile::Builder::new()
+        .prefix(".battleplan-export-")
+        .tempfile_in(directory)
+        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    let mut writer = std::io::BufWriter::new(temporary);
+    // On an error the temporary file goes with `writer`: nothing half-written is left.
+    let summary = export(store, as_of, &mut writer).await?;
+    let temporary = writer
+        .into_inner()
+        .map_err(|error| error.into_error())
+        .context("writing the export")?;
+    temporary
+        .as_file()
+        .sync_all()
+        .context("writing the export")?;
+    temporary
+        .persist(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("writing {}", out.display()))?;
+    std::fs::File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .with_context(|| format!("syncing {}", directory.display()))?;
+    Ok(summary)
+}
+
+/// `export --out FILE` run by a daemon for another terminal: the daemon writes the file (by
+/// its absolute path), so that an export needs no stop. `file_name` is the path as the user
+/// gave it, for the words.
+pub async fn export_for(
+    runtime: &crate::runtime::Runtime,
+    out: &Path,
+    file_name: &str,
+    as_of: Option<DateTime<Utc>>,
+) -> crate::commands::Reply {
+    use crate::commands::Reply;
+    let directory = match export_directory(out) {
+        Ok(directory) => directory,
+        Err(message) => return Reply::user_error(message),
+    };
+    match export_file(runtime.store.as_ref(), as_of, out, &directory).await {
+        Ok(summary) => Reply::ok(format!(
+            "wrote {}: {}\n",
+            battleplan_core::text::printable(file_name),
+            summary_words(&summary, as_of)
+        )),
+        Err(error) => match error.downcast_ref::<battleplan_core::event::StoreError>() {
+            Some(store) => Reply::store_failure(store),
+            None => Reply {
+                code: crate::commands::INTERNAL_ERROR,
+                stdout: String::new(),
+                stderr: format!("battleplan: internal error: {error:#}\n"),
+            },
+        },
+    }
 }
 
 /// Why an import stopped: the user's file or target (exit 2), or a failure of ours (exit 1).
@@ -172,6 +322,8 @@ pub struct ImportSummary {
     pub events: u64,
     pub head_hash: String,
     pub campaigns: usize,
+    /// Whether the file ended with its trailer (always, unless [`Untrailered::Accept`]).
+    pub trailer_checked: bool,
 }
 
 /// Whether `data` can receive an import: absent, or an empty directory.
@@ -210,7 +362,11 @@ fn check_target(data: &Path) -> Result<(), ImportError> {
 /// stored campaigns projection. Everything is checked before `data` changes: on any problem
 /// `data` is as it was and the temporary directory is removed. Blocking inside: run it from a
 /// command-line process or a blocking task.
-pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportError> {
+pub async fn import(
+    file: &Path,
+    data: &Path,
+    untrailered: Untrailered,
+) -> Result<ImportSummary, ImportError> {
     let name = file.display().to_string();
     check_target(data)?;
     let source = std::fs::File::open(file)
@@ -251,6 +407,7 @@ pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportErr
     let mut previous = GENESIS_HASH;
     let mut buffer = Vec::new();
     let mut number = 0u64;
+    let mut trailer: Option<(u64, Trailer)> = None;
     loop {
         buffer.clear();
         let read = (&mut reader)
@@ -270,6 +427,25 @@ pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportErr
         if buffer.last() == Some(&b'\n') {
             buffer.pop();
         }
+        if let Some((at_line, _)) = &trailer {
+            return Err(at(format!(
+                "a line after the trailer on line {at_line}; the trailer is an export's last line"
+            )));
+        }
+        if buffer.starts_with(TRAILER_START) {
+            let read: Trailer = serde_json::from_slice(&buffer)
+                .map_err(|error| at(format!("not an export's trailer: {error}")))?;
+            if read.trailer != TRAILER_MARK {
+                return Err(at(format!(
+                    "not an export's trailer: `trailer` is `{}`, not `{TRAILER_MARK}`",
+                    read.trailer.escape_debug()
+                )));
+            }
+            hash_of(&read.head_hash)
+                .map_err(|error| at(format!("the trailer's `head_hash` {error}")))?;
+            trailer = Some((number, read));
+            continue;
+        }
         let (bytes, hash) = record_of_line(&buffer, previous, restore.records() + 1).map_err(at)?;
         restore.push(bytes).map_err(|error| match error {
             RestoreError::Damaged(problem) => at(problem.to_string()),
@@ -282,6 +458,27 @@ pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportErr
     }
     let events = restore.records();
     let head_hash = restore.head_hash_hex();
+    match (&trailer, untrailered) {
+        (Some((line, trailer)), _) => {
+            if trailer.events != events || trailer.head_hash != head_hash {
+                return Err(ImportError::Refused(format!(
+                    "{name}:{line}: the trailer says {} events ending in hash {}, the file holds {events} ending in hash {head_hash}: the export was cut or edited",
+                    trailer.events, trailer.head_hash
+                )));
+            }
+        }
+        (None, _) if number == 0 => {
+            return Err(ImportError::Refused(format!(
+                "{name} is empty: an export has at least its trailer line"
+            )));
+        }
+        (None, Untrailered::Refuse) => {
+            return Err(ImportError::Refused(format!(
+                "{name} ends after line {number} without the trailer an export ends with: it may have been cut short, and nothing can tell how many events are missing. Import the whole export; a file written by a battleplan that wrote no trailer is imported with --accept-untrailered, which cannot tell a cut file from a whole one"
+            )));
+        }
+        (None, Untrailered::Accept) => {}
+    }
     let store = restore.finish().map_err(|error| match error {
         RestoreError::Store(error) => {
             ImportError::Internal(anyhow::anyhow!("finishing the store: {error}"))
@@ -318,6 +515,7 @@ pub async fn import(file: &Path, data: &Path) -> Result<ImportSummary, ImportErr
         events,
         head_hash,
         campaigns: campaigns.states.len(),
+        trailer_checked: trailer.is_some(),
     })
 }
 

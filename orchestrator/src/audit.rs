@@ -15,10 +15,19 @@ use battleplan_core::event::{Position, RecordedEvent, StoreError};
 use battleplan_core::outreach::OutreachEvent;
 use battleplan_core::task::TaskEvent;
 
+use std::fmt::Write as _;
+
+use battleplan_adapters::VerifyReport;
+use serde::Serialize;
+
+use crate::commands::{Reply, USER_ERROR};
 use crate::projection::{Campaigns, NAME};
-use crate::runtime::Store;
+use crate::runtime::{Runtime, Store};
 
 const BATCH: usize = 10_000;
+
+/// How many times the stored projection is read while a daemon keeps storing it.
+const PROJECTION_READS: usize = 20;
 
 /// The first thing found wrong after the chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,13 +105,22 @@ pub fn read_payload(event: &RecordedEvent) -> Result<(), String> {
 /// Reads every payload and replays the campaigns up to the stored checkpoint, then compares.
 /// Call it on a log whose chain checks out.
 pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError> {
-    let checkpoint = store.checkpoint(NAME).await?;
-    let stored: BTreeMap<String, Vec<u8>> = store
-        .scan(NAME)
-        .await?
-        .into_iter()
-        .map(|(key, value)| (String::from_utf8_lossy(&key).into_owned(), value))
-        .collect();
+    // A running daemon may store the projection while it is read: read it again until its
+    // checkpoint is the same before and after (it only moves forward, with the states).
+    let mut attempts = 0;
+    let (checkpoint, stored) = loop {
+        let checkpoint = store.checkpoint(NAME).await?;
+        let stored: BTreeMap<String, Vec<u8>> = store
+            .scan(NAME)
+            .await?
+            .into_iter()
+            .map(|(key, value)| (String::from_utf8_lossy(&key).into_owned(), value))
+            .collect();
+        attempts += 1;
+        if store.checkpoint(NAME).await? == checkpoint || attempts == PROJECTION_READS {
+            break (checkpoint, stored);
+        }
+    };
     let head = store.head().await?;
     let mut report = ReplayReport {
         payloads: 0,
@@ -270,4 +288,181 @@ fn first_difference<'a>(
         _ if a == b => None,
         _ => Some((path, Some(a), Some(b))),
     }
+}
+
+/// What the sled store can check that the ports cannot: the chain over the bytes it stores.
+pub trait ChainCheck: Send + Sync {
+    fn verify_chain(&self) -> Result<VerifyReport, StoreError>;
+}
+
+impl ChainCheck for battleplan_adapters::SledEventLog {
+    fn verify_chain(&self) -> Result<VerifyReport, StoreError> {
+        self.verify()
+    }
+}
+
+/// `audit verify` on the runtime's store (by the daemon for another terminal, or by a process
+/// on a read-only copy): the chain walked, then, on an intact chain, the payloads read and the
+/// stored projection compared with a replay. Exit 0 when everything checks out, 2 otherwise.
+pub async fn verify(runtime: &Runtime, json: bool) -> Result<Reply, StoreError> {
+    let Some(chain) = runtime.chain.clone() else {
+        return Ok(Reply::user_error(
+            "this store cannot walk its chain over the bytes it stores",
+        ));
+    };
+    // Blocking (it reads every chunk of the log): off the daemon's async threads.
+    let report = tokio::task::spawn_blocking(move || chain.verify_chain())
+        .await
+        .map_err(|error| StoreError::Io(format!("the chain walk stopped: {error}")))??;
+    // The payloads and the replay only on an intact chain: a damaged log cannot be read on.
+    let replay = if report.problem.is_none() {
+        Some(check_replay(runtime.store.as_ref()).await?)
+    } else {
+        None
+    };
+    let mut out = String::new();
+    let intact = render(&report, replay.as_ref(), json, &mut out)
+        .map_err(|error| StoreError::Io(format!("writing the report: {error}")))?;
+    Ok(Reply {
+        code: if intact { 0 } else { USER_ERROR },
+        stdout: out,
+        stderr: String::new(),
+    })
+}
+
+/// Writes the report (words, or JSON); `true` when everything checks out.
+fn render(
+    report: &VerifyReport,
+    replay: Option<&ReplayReport>,
+    json: bool,
+    out: &mut String,
+) -> Result<bool, std::fmt::Error> {
+    let finding = replay.and_then(|replay| replay.finding.as_ref());
+    let intact = report.problem.is_none() && finding.is_none();
+    if json {
+        let (problem_kind, problem_position, problem_key, problem) =
+            match (&report.problem, finding) {
+                (Some(problem), _) => (
+                    Some("chain"),
+                    Some(problem.position.0),
+                    None,
+                    Some(problem.to_string()),
+                ),
+                (None, Some(finding)) => (
+                    Some(match finding {
+                        Finding::Payload { .. } => "payload",
+                        Finding::Projection { .. } => "projection",
+                        Finding::BackInTime { .. } => "time",
+                    }),
+                    finding.position(),
+                    finding.key().map(str::to_string),
+                    Some(finding.to_string()),
+                ),
+                (None, None) => (None, None, None, None),
+            };
+        let output = JsonVerify {
+            intact,
+            events: report.checked,
+            head_hash: report.head_hash.clone(),
+            problem_kind,
+            problem_position,
+            problem_key,
+            problem,
+            chain_intact: report.problem.is_none(),
+            payloads_read: replay.map(|replay| replay.payloads),
+            projection: replay
+                .filter(|replay| {
+                    !matches!(
+                        replay.finding,
+                        Some(Finding::Payload { .. } | Finding::BackInTime { .. })
+                    )
+                })
+                .map(|replay| JsonProjection {
+                    name: NAME,
+                    checkpoint: replay.checkpoint,
+                    campaigns: replay.campaigns,
+                    matches_replay: replay.finding.is_none(),
+                }),
+        };
+        let text = serde_json::to_string_pretty(&output).map_err(|_| std::fmt::Error)?;
+        writeln!(out, "{text}")?;
+    } else {
+        match (&report.problem, replay) {
+            (Some(problem), _) => {
+                writeln!(out, "damaged: {problem}")?;
+                writeln!(
+                    out,
+                    "the {} events before it check out (head hash {})",
+                    report.checked, report.head_hash
+                )?;
+            }
+            (None, Some(replay)) => match &replay.finding {
+                None => {
+                    writeln!(
+                        out,
+                        "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
+                        report.checked, report.checked, report.head_hash
+                    )?;
+                    writeln!(
+                        out,
+                        "every payload reads as its type ({} events)",
+                        replay.payloads
+                    )?;
+                    writeln!(
+                        out,
+                        "stored projection `{}` (checkpoint at position {}, {} campaign{}) is exactly what replaying the log gives",
+                        NAME,
+                        replay.checkpoint,
+                        replay.campaigns,
+                        if replay.campaigns == 1 { "" } else { "s" }
+                    )?;
+                }
+                Some(finding) => {
+                    writeln!(out, "damaged: {finding}")?;
+                    writeln!(
+                        out,
+                        "the chain checks out: {} events, head hash {}",
+                        report.checked, report.head_hash
+                    )?;
+                }
+            },
+            (None, None) => {}
+        }
+    }
+    Ok(intact)
+}
+
+#[derive(Serialize)]
+struct JsonVerify {
+    /// Everything checks out: the chain, the payloads and the stored projection.
+    intact: bool,
+    events: u64,
+    head_hash: String,
+    /// What failed first: `chain`, `payload`, `time` (an event dated before the one before it)
+    /// or `projection`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_position: Option<u64>,
+    /// The campaign whose stored state differs, for a projection problem.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+    /// Whether the chain checks out (positions, hashes, stream versions).
+    chain_intact: bool,
+    /// Events whose payload was read as its type (not checked when the chain is broken).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payloads_read: Option<u64>,
+    /// The stored projection compared with the replay (not when an earlier check failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    projection: Option<JsonProjection>,
+}
+
+#[derive(Serialize)]
+struct JsonProjection {
+    name: &'static str,
+    checkpoint: u64,
+    campaigns: usize,
+    matches_replay: bool,
 }

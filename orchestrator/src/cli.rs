@@ -283,6 +283,11 @@ pub enum Command {
     Import {
         /// The export file (JSON lines).
         file: PathBuf,
+        /// Import a file that ends without the trailer every export ends with (one written by a
+        /// battleplan that wrote none). Such a file cut short after a whole line cannot be told
+        /// from a whole one: only the events it holds are checked.
+        #[arg(long)]
+        accept_untrailered: bool,
     },
 }
 
@@ -486,12 +491,17 @@ fn keep_private(data: &Path) {
 
 pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
     let data = arguments.data.as_path();
+    // The auditor's reads change nothing in the data directory, not even its mode: the
+    // directory may be a copy on read-only media.
     let uses_data = !matches!(
         arguments.command,
         Command::Demo { .. }
             | Command::Scenario { .. }
             | Command::Init { .. }
             | Command::Validate { .. }
+            | Command::Audit { .. }
+            | Command::Export { .. }
+            | Command::Store { .. }
     );
     if uses_data && data.is_dir() {
         keep_private(data);
@@ -690,7 +700,10 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             command: StoreCommand::Check { json },
         } => store_check(data, json),
         Command::Export { as_of, out } => export(data, as_of, out.as_deref()),
-        Command::Import { file } => import_export(data, &file),
+        Command::Import {
+            file,
+            accept_untrailered,
+        } => import_export(data, &file, accept_untrailered),
         Command::Customers {
             command: CustomersCommand::Import(arguments),
         } => import_file(data, clock_at, ImportKind::Customers, arguments),
@@ -1242,176 +1255,43 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
     }
 }
 
-/// Opens the store in `data` for reading, or says why not in words a user can act on.
-fn open_existing_store(data: &Path) -> Result<SledEventLog, daemon::Refusal> {
+/// `battleplan audit verify`: through the daemon when one runs (it holds the store), or here on
+/// a read-only copy of the store's files, so that nothing of the store changes and a store on
+/// read-only media is checked as well (`SledEventLog::open_read_only`).
+fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let remote = Remote::AuditVerify { json };
     if !data.join("db").is_file() {
-        return Err(daemon::Refusal::user(format!(
+        return Ok(user_error(format_args!(
             "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
             data.display()
         )));
     }
-    SledEventLog::open(data, StoreOptions::default()).map_err(|error| match error {
-        StoreError::Locked(_) => daemon::Refusal::user(format!(
-            "the store in {} is in use by another battleplan process; stop it and try again",
-            data.display()
-        )),
-        other => daemon::refusal(data, &other),
-    })
-}
-
-#[derive(Serialize)]
-struct JsonVerify {
-    /// Everything checks out: the chain, the payloads and the stored projection.
-    intact: bool,
-    events: u64,
-    head_hash: String,
-    /// What failed first: `chain`, `payload` or `projection`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_position: Option<u64>,
-    /// The campaign whose stored state differs, for a projection problem.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
-    /// Whether the chain checks out (positions, hashes, stream versions).
-    chain_intact: bool,
-    /// Events whose payload was read as its type (not checked when the chain is broken).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payloads_read: Option<u64>,
-    /// The stored projection compared with the replay (not when an earlier check failed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    projection: Option<JsonProjection>,
-}
-
-#[derive(Serialize)]
-struct JsonProjection {
-    name: &'static str,
-    checkpoint: u64,
-    campaigns: usize,
-    matches_replay: bool,
-}
-
-fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let store = match open_existing_store(data) {
-        Ok(store) => store,
-        Err(refusal) => return Ok(refusal.exit()),
-    };
-    let report = match store.verify() {
-        Ok(report) => report,
-        Err(error) => return Ok(daemon::refusal(data, &error).exit()),
-    };
-    // The payloads and the replay only on an intact chain: a damaged log cannot be read on.
-    let replay = if report.problem.is_none() {
-        let tokio = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
-        match tokio.block_on(battleplan_orchestrator::audit::check_replay(&store)) {
-            Ok(replay) => Some(replay),
-            Err(error) => return Ok(daemon::refusal(data, &error).exit()),
-        }
-    } else {
-        None
-    };
-    let finding = replay.as_ref().and_then(|replay| replay.finding.as_ref());
-    let intact = report.problem.is_none() && finding.is_none();
-    if json {
-        let (problem_kind, problem_position, problem_key, problem) =
-            match (&report.problem, finding) {
-                (Some(problem), _) => (
-                    Some("chain"),
-                    Some(problem.position.0),
-                    None,
-                    Some(problem.to_string()),
-                ),
-                (None, Some(finding)) => (
-                    Some(match finding {
-                        battleplan_orchestrator::audit::Finding::Payload { .. } => "payload",
-                        battleplan_orchestrator::audit::Finding::Projection { .. } => "projection",
-                        battleplan_orchestrator::audit::Finding::BackInTime { .. } => "time",
-                    }),
-                    finding.position(),
-                    finding.key().map(str::to_string),
-                    Some(finding.to_string()),
-                ),
-                (None, None) => (None, None, None, None),
-            };
-        let output = JsonVerify {
-            intact,
-            events: report.checked,
-            head_hash: report.head_hash.clone(),
-            problem_kind,
-            problem_position,
-            problem_key,
-            problem,
-            chain_intact: report.problem.is_none(),
-            payloads_read: replay.as_ref().map(|replay| replay.payloads),
-            projection: replay
-                .as_ref()
-                .filter(|replay| {
-                    !matches!(
-                        replay.finding,
-                        Some(
-                            battleplan_orchestrator::audit::Finding::Payload { .. }
-                                | battleplan_orchestrator::audit::Finding::BackInTime { .. }
-                        )
-                    )
-                })
-                .map(|replay| JsonProjection {
-                    name: battleplan_orchestrator::projection::NAME,
-                    checkpoint: replay.checkpoint,
-                    campaigns: replay.campaigns,
-                    matches_replay: replay.finding.is_none(),
-                }),
-        };
-        out_line!("{}", serde_json::to_string_pretty(&output)?);
-    } else {
-        match (&report.problem, &replay) {
-            (Some(problem), _) => {
-                out_line!("damaged: {problem}");
-                out_line!(
-                    "the {} events before it check out (head hash {})",
-                    report.checked,
-                    report.head_hash
-                );
+    let copy = match daemon::open_read_only(data) {
+        daemon::OpenedCopy::Store(copy) => copy,
+        daemon::OpenedCopy::Daemon => {
+            return match control::call(data, &remote) {
+                Ok(Some(reply)) => Ok(print_reply(reply)),
+                Ok(None) => Ok(user_error(format_args!(
+                    "the daemon on {} stopped while answering; try again",
+                    data.display()
+                ))),
+                Err(message) => Ok(user_error(format_args!("{message}; try again"))),
             }
-            (None, Some(replay)) => match &replay.finding {
-                None => {
-                    out_line!(
-                        "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
-                        report.checked, report.checked, report.head_hash
-                    );
-                    out_line!(
-                        "every payload reads as its type ({} events)",
-                        replay.payloads
-                    );
-                    out_line!(
-                        "stored projection `{}` (checkpoint at position {}, {} campaign{}) is exactly what replaying the log gives",
-                        battleplan_orchestrator::projection::NAME,
-                        replay.checkpoint,
-                        replay.campaigns,
-                        if replay.campaigns == 1 { "" } else { "s" }
-                    );
-                }
-                Some(finding) => {
-                    out_line!("damaged: {finding}");
-                    out_line!(
-                        "the chain checks out: {} events, head hash {}",
-                        report.checked,
-                        report.head_hash
-                    );
-                }
-            },
-            (None, None) => {}
         }
-    }
-    Ok(if intact {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(USER_ERROR)
-    })
+        daemon::OpenedCopy::Refused(refusal) => return Ok(refusal.exit()),
+    };
+    let store = Arc::new(copy.store().clone());
+    let runtime = Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(RandomIds))
+        .checking_chain(store);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let reply = tokio.block_on(commands::execute(&runtime, remote));
+    drop(runtime);
+    let code = print_reply(reply);
+    drop(copy);
+    Ok(code)
 }
 
 #[derive(Serialize)]
@@ -1439,8 +1319,8 @@ struct JsonStoreCheck {
     problem_position: Option<u64>,
 }
 
-/// `battleplan store check`: the write-ahead files read on their own, then the store opened
-/// (which refuses damage, naming it) and its chain walked.
+/// `battleplan store check`: the write-ahead files read on their own, then a read-only copy of
+/// the store opened (which refuses damage, naming it) and its chain walked.
 fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     use battleplan_adapters::sled_store::wal;
     if !data.join("db").is_file() {
@@ -1492,8 +1372,13 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
         };
         files.push(file);
     }
-    let opened = match SledEventLog::open(data, StoreOptions::default()) {
-        Ok(store) => store
+    // From a read-only copy: a check changes nothing, and a damaged store stays as found.
+    let opened = match SledEventLog::open_read_only(
+        data,
+        &std::env::temp_dir(),
+        StoreOptions::default(),
+    ) {
+        Ok(copy) => copy
             .verify()
             .map_err(|error| daemon::refusal(data, &error)),
         // Not damage: the files are another process's for now.
@@ -1593,8 +1478,9 @@ fn export_failed(data: &Path, error: anyhow::Error) -> anyhow::Result<ExitCode> 
     }
 }
 
-/// `battleplan export`. It reads the store itself; with a daemon running (which holds the
-/// store) it refuses, since the daemon's control protocol has no export.
+/// `battleplan export`. With a daemon running (which holds the store), the daemon writes the
+/// file given by `--out` (standard output is refused: a log is not one reply line); else it
+/// reads a read-only copy of the store itself.
 fn export(
     data: &Path,
     as_of: Option<DateTime<Utc>>,
@@ -1607,39 +1493,38 @@ fn export(
         )));
     }
     // Checked before the store is opened, so that a bad --out leaves nothing behind.
-    let directory = match out {
-        Some(out) => {
-            if out.is_dir() {
-                return Ok(user_error(format_args!(
-                    "{} is a directory; give the export file's path",
-                    out.display()
-                )));
-            }
-            let directory = match out.parent() {
-                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !directory.is_dir() {
-                return Ok(user_error(format_args!(
-                    "cannot write {}: the directory {} does not exist",
-                    out.display(),
-                    directory.display()
-                )));
-            }
-            Some(directory)
-        }
+    let directory = match out.map(battleplan_orchestrator::archive::export_directory) {
+        Some(Ok(directory)) => Some(directory),
+        Some(Err(message)) => return Ok(user_error(message)),
         None => None,
     };
-    let store = match daemon::open_store(data) {
-        Opened::Store(store) => store,
-        Opened::Daemon => {
+    // A running daemon writes the file itself.
+    if let Some(out) = out {
+        let absolute = std::path::absolute(out)
+            .with_context(|| format!("finding the absolute path of {}", out.display()))?;
+        let remote = Remote::Export {
+            out: absolute,
+            file_name: out.display().to_string(),
+            as_of,
+        };
+        match control::call(data, &remote) {
+            Ok(Some(reply)) => return Ok(print_reply(reply)),
+            Ok(None) => {}
+            Err(message) => return Ok(user_error(format_args!("{message}; try again"))),
+        }
+    }
+    // A read-only copy: an export changes nothing in the store, which may be read-only.
+    let copy = match daemon::open_read_only(data) {
+        daemon::OpenedCopy::Store(copy) => copy,
+        daemon::OpenedCopy::Daemon => {
             return Ok(user_error(format_args!(
-                "a daemon (battleplan run) holds the store in {}; export reads the store itself: stop the daemon (Ctrl-C or SIGTERM) and export again",
+                "a daemon (battleplan run) holds the store in {}; it writes an export to a file, not to standard output: give --out FILE",
                 data.display()
             )))
         }
-        Opened::Refused(refusal) => return Ok(refusal.exit()),
+        daemon::OpenedCopy::Refused(refusal) => return Ok(refusal.exit()),
     };
+    let store = copy.store();
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1648,7 +1533,7 @@ fn export(
         let stdout = io::stdout();
         let mut writer = io::BufWriter::new(stdout.lock());
         let summary = match tokio.block_on(battleplan_orchestrator::archive::export(
-            &store,
+            store,
             as_of,
             &mut writer,
         )) {
@@ -1656,69 +1541,51 @@ fn export(
             Err(error) => return export_failed(data, error),
         };
         drop(writer);
-        eprintln!("{}", export_words(&summary, as_of));
+        eprintln!(
+            "{}",
+            battleplan_orchestrator::archive::summary_words(&summary, as_of)
+        );
         return Ok(ExitCode::SUCCESS);
     };
-    // Written beside the target and moved into place, so the file is either whole or absent.
-    let temporary = tempfile::Builder::new()
-        .prefix(".battleplan-export-")
-        .tempfile_in(&directory)
-        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
-    let mut writer = io::BufWriter::new(temporary);
-    let summary = match tokio.block_on(battleplan_orchestrator::archive::export(
-        &store,
-        as_of,
-        &mut writer,
+    let summary = match tokio.block_on(battleplan_orchestrator::archive::export_file(
+        store, as_of, out, &directory,
     )) {
         Ok(summary) => summary,
-        // The temporary file goes with `writer`: nothing half-written is left.
         Err(error) => return export_failed(data, error),
     };
-    let temporary = writer
-        .into_inner()
-        .map_err(|error| error.into_error())
-        .context("writing the export")?;
-    temporary
-        .as_file()
-        .sync_all()
-        .context("writing the export")?;
-    temporary
-        .persist(out)
-        .map_err(|error| error.error)
-        .with_context(|| format!("writing {}", out.display()))?;
-    File::open(&directory)
-        .and_then(|directory| directory.sync_all())
-        .with_context(|| format!("syncing {}", directory.display()))?;
-    out_line!("wrote {}: {}", out.display(), export_words(&summary, as_of));
+    out_line!(
+        "wrote {}: {}",
+        out.display(),
+        battleplan_orchestrator::archive::summary_words(&summary, as_of)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
-fn export_words(
-    summary: &battleplan_orchestrator::archive::ExportSummary,
-    as_of: Option<DateTime<Utc>>,
-) -> String {
-    let mut words = format!(
-        "exported {} events, head hash {}",
-        summary.events, summary.head_hash
-    );
-    if let Some(as_of) = as_of {
-        words.push_str(&format!(
-            "; as of {}, {} later events left out",
-            as_of.to_rfc3339(),
-            summary.left_out
-        ));
-    }
-    words
-}
-
 /// `battleplan import FILE`: into a new store in `data`, all or nothing.
-fn import_export(data: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+fn import_export(data: &Path, file: &Path, accept_untrailered: bool) -> anyhow::Result<ExitCode> {
+    use battleplan_orchestrator::archive::Untrailered;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match tokio.block_on(battleplan_orchestrator::archive::import(file, data)) {
+    let untrailered = if accept_untrailered {
+        Untrailered::Accept
+    } else {
+        Untrailered::Refuse
+    };
+    match tokio.block_on(battleplan_orchestrator::archive::import(
+        file,
+        data,
+        untrailered,
+    )) {
         Ok(summary) => {
+            if !summary.trailer_checked {
+                eprintln!(
+                    "battleplan: warning: {} has no trailer: its {} events check out among themselves, but whether events were cut from its end cannot be told",
+                    file.display(),
+                    summary.events
+                );
+            }
             out_line!(
                 "imported {} events into {} ({} campaign{}), head hash {}",
                 summary.events,

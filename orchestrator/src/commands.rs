@@ -10,10 +10,12 @@ use battleplan_core::campaign::timeline::{human_duration, local};
 use battleplan_core::campaign::{
     self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
 };
+use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::{Position, RecordedEvent, StoreError, StreamId, StreamVersion};
 use battleplan_core::outreach::events::{stream_of as outreach_stream, OutreachEvent};
 use battleplan_core::plan::{self, diagnostic};
 use battleplan_core::task::{self, events::TaskEvent};
+use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -96,6 +98,17 @@ pub enum Remote {
         reason: String,
         command_id: Option<Uuid>,
     },
+    /// `audit verify`: the chain, the payloads and the stored projection; reads only.
+    AuditVerify {
+        json: bool,
+    },
+    /// `export --out FILE`: the daemon writes the file itself (by its absolute path), whole or
+    /// not at all; a log of millions of events never travels through the socket.
+    Export {
+        out: std::path::PathBuf,
+        file_name: String,
+        as_of: Option<DateTime<Utc>>,
+    },
 }
 
 impl Remote {
@@ -128,7 +141,9 @@ impl Remote {
             | Remote::Import(_)
             | Remote::Outbox(_)
             | Remote::Tasks(_)
-            | Remote::Funnel { .. } => None,
+            | Remote::Funnel { .. }
+            | Remote::AuditVerify { .. }
+            | Remote::Export { .. } => None,
         }
     }
 }
@@ -203,6 +218,14 @@ impl Reply {
 pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
     let result = match remote {
         Remote::Ping => Ok(Reply::ok(format!("{}\n", std::process::id()))),
+        Remote::Export {
+            out,
+            file_name,
+            as_of,
+        } => Ok(crate::archive::export_for(runtime, &out, &file_name, as_of).await),
+        Remote::AuditVerify { json } => Ok(crate::audit::verify(runtime, json)
+            .await
+            .unwrap_or_else(|error| Reply::store_failure(&error))),
         Remote::AudiencePreview(question) => crate::audience::preview(runtime, &question).await,
         Remote::Import(request) => Ok(crate::import::run(runtime, request).await),
         Remote::Outbox(question) => crate::outreach::report(runtime, &question).await,
@@ -650,6 +673,71 @@ fn activity(
     Ok(None)
 }
 
+/// Whether an event starts or finishes a customers or outcomes import: the history's lines
+/// about imports (its rows are `explain`'s).
+fn import_boundary(event: &RecordedEvent) -> bool {
+    matches!(
+        event.event_type.as_str(),
+        "ImportStarted" | "ImportFinished"
+    )
+}
+
+/// An import's start or finish in words: who imported which file (its name, as given, and
+/// digest), when, and how many rows; `None` for other events.
+fn import_activity(
+    event: &RecordedEvent,
+) -> Result<Option<(String, serde_json::Value)>, HandleError> {
+    if !import_boundary(event) {
+        return Ok(None);
+    }
+    let Some(decoded) = CustomerEvent::decode(event)? else {
+        return Ok(None);
+    };
+    let short = |digest: &str| digest.get(..12).unwrap_or(digest).to_string();
+    let words = match &decoded {
+        CustomerEvent::ImportStarted(started) => {
+            let mut words = format!(
+                "{} import of {} (blake3 {}) started: {} row{} to record",
+                started.kind.as_str(),
+                printable(&started.file),
+                short(&started.digest),
+                started.rows,
+                if started.rows == 1 { "" } else { "s" }
+            );
+            if started.skipped_total > 0 {
+                let _ = write!(
+                    words,
+                    ", {} bad row{} skipped",
+                    started.skipped_total,
+                    if started.skipped_total == 1 { "" } else { "s" }
+                );
+            }
+            words
+        }
+        CustomerEvent::ImportFinished(finished) => format!(
+            "{} import (blake3 {}) finished: {} row{} recorded, {} skipped",
+            finished.kind.as_str(),
+            short(&finished.digest),
+            finished.rows,
+            if finished.rows == 1 { "" } else { "s" },
+            finished.skipped
+        ),
+        CustomerEvent::CustomerRecorded(_) | CustomerEvent::OutcomeRecorded(_) => return Ok(None),
+    };
+    let mut payload = decoded.to_json();
+    // The skipped rows' details are the import's own report (and `export`'s); the history
+    // keeps its lines short.
+    if let Some(object) = payload.as_object_mut() {
+        if object
+            .get("skipped")
+            .is_some_and(serde_json::Value::is_array)
+        {
+            object.remove("skipped");
+        }
+    }
+    Ok(Some((words, payload)))
+}
+
 /// Every event of a stream recorded by then, in order.
 async fn whole_stream(
     runtime: &Runtime,
@@ -718,7 +806,8 @@ async fn history(
                 events.extend(batch.into_iter().filter(|event| {
                     (campaign::campaign_of(&event.stream).is_some()
                         || OutreachEvent::holds(&event.event_type)
-                        || TaskEvent::holds(&event.event_type))
+                        || TaskEvent::holds(&event.event_type)
+                        || import_boundary(event))
                         && recorded_by_then(event)
                 }));
                 if !full {
@@ -735,6 +824,27 @@ async fn history(
     for event in &events {
         let shown = |id: &str| campaign.is_none().then(|| id.to_string());
         let Some(id) = campaign::campaign_of(&event.stream) else {
+            if let Some((words, payload)) = import_activity(event)? {
+                // The customer book is every campaign's: the line names none.
+                if json {
+                    let mut line = history_json(event, "", words, payload, None, None);
+                    line["campaign"] = serde_json::Value::Null;
+                    list.push(line);
+                } else {
+                    history_line(
+                        &mut text,
+                        event,
+                        shown("-").as_deref(),
+                        &words,
+                        states
+                            .values()
+                            .next()
+                            .map_or(chrono_tz::Tz::UTC, CampaignState::zone),
+                        0,
+                    );
+                }
+                continue;
+            }
             if let Some((id, words, payload)) = activity(event)? {
                 let state = states.get(&id);
                 if json {

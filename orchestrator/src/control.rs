@@ -39,7 +39,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::commands::{execute, Remote, Reply, INTERNAL_ERROR};
+use crate::commands::{execute, Remote, Reply};
 use crate::runtime::Runtime;
 
 pub const SOCKET: &str = "control.sock";
@@ -356,6 +356,27 @@ fn beat(writer: &OwnedWriteHalf) -> bool {
     }
 }
 
+/// The request a line holds, or what is wrong with it, in words.
+fn request_of(line: &[u8]) -> Result<Remote, String> {
+    let Some(line) = line.strip_suffix(b"\n") else {
+        return Err(format!(
+            "it does not end with a new line within {MAX_REQUEST_BYTES} bytes (a request is one JSON line)"
+        ));
+    };
+    if std::str::from_utf8(line).is_err() {
+        return Err("it is not UTF-8 text (a request is one JSON line)".into());
+    }
+    serde_json::from_slice::<Remote>(line).map_err(|error| {
+        // serde quotes what it did not know (a command's name): keep control characters
+        // off the terminal the answer is printed on.
+        let words = error.to_string();
+        format!(
+            "it is not a battleplan request: {}",
+            battleplan_core::text::printable(&words)
+        )
+    })
+}
+
 /// One connection: its request line (within [`REQUEST_TIMEOUT`], unless closed to make room or
 /// by the daemon stopping), the command with a heartbeat, the answer.
 async fn connection(
@@ -369,10 +390,11 @@ async fn connection(
 ) {
     let (reader, mut writer) = stream.into_split();
     let mut reader = tokio::io::BufReader::new(reader.take(MAX_REQUEST_BYTES));
-    let mut line = String::new();
+    // Bytes, not text: a request that is not UTF-8 is answered as malformed, like any other.
+    let mut line = Vec::new();
     let read = tokio::select! {
         biased;
-        read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line)) => read.ok(),
+        read = tokio::time::timeout(REQUEST_TIMEOUT, reader.read_until(b'\n', &mut line)) => read.ok(),
         _ = closed => None,
         _ = shutdown.wait_for(|stop| *stop) => None,
     };
@@ -385,7 +407,7 @@ async fn connection(
     }
     // Received: the client waits as long as the empty lines keep coming.
     let mut listening = beat(&writer);
-    let reply = match serde_json::from_str::<Remote>(&line) {
+    let reply = match request_of(&line) {
         Ok(remote) => {
             let abort = remote.changes() && std::env::var_os(ABORT_BEFORE_ANSWER).is_some();
             let work = execute(&runtime, remote);
@@ -404,11 +426,10 @@ async fn connection(
             }
             reply
         }
-        Err(error) => Reply {
-            code: INTERNAL_ERROR,
-            stdout: String::new(),
-            stderr: format!("battleplan: the daemon could not read the request: {error}\n"),
-        },
+        // The sender's mistake, not the daemon's: exit 2, as for any bad input.
+        Err(problem) => Reply::user_error(format_args!(
+            "the daemon could not read the request: {problem}"
+        )),
     };
     if let Ok(mut answer) = serde_json::to_string(&reply) {
         answer.push('\n');
@@ -417,5 +438,26 @@ async fn connection(
             writer.flush().await
         })
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_malformed_request_is_described_never_executed() {
+        assert!(matches!(
+            request_of(b"{\"command\":\"ping\"}\n"),
+            Ok(Remote::Ping)
+        ));
+        let not_utf8 = request_of(b"{\"command\":\"\xff\"}\n").unwrap_err();
+        assert!(not_utf8.contains("not UTF-8"), "{not_utf8}");
+        let unknown = request_of(b"{\"command\":\"\x1b]0;x\"}\n").unwrap_err();
+        assert!(unknown.contains("not a battleplan request"), "{unknown}");
+        assert!(!unknown.contains('\x1b'), "{unknown}");
+        let cut = request_of(b"{\"command\":").unwrap_err();
+        assert!(cut.contains("does not end with a new line"), "{cut}");
     }
 }

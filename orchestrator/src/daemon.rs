@@ -114,6 +114,9 @@ pub fn open_store(data: &Path) -> Opened {
 /// [`open_store`] with options of its own (an import, which only writes, keeps sled's page
 /// cache small).
 pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
+    if let Some(refusal) = not_writable(data) {
+        return Opened::Refused(refusal);
+    }
     for _ in 0..LOCK_ATTEMPTS {
         if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
             return Opened::Daemon;
@@ -125,6 +128,57 @@ pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
         }
     }
     Opened::Refused(Refusal::user(format!(
+        "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
+        data.display(),
+        control::socket_path(data).display()
+    )))
+}
+
+/// Opening a store writes to it (sled, the checkpoint taken at opening): a data directory on a
+/// read-only file system, or one this user may not write, is said to be so (exit 2), not taken
+/// for a failing disk.
+fn not_writable(data: &Path) -> Option<Refusal> {
+    let error = rustix::fs::access(data, rustix::fs::Access::WRITE_OK).err()?;
+    let why = if error == rustix::io::Errno::ROFS {
+        "it is on a read-only file system"
+    } else if error == rustix::io::Errno::ACCESS || error == rustix::io::Errno::PERM {
+        "this user may not write to it"
+    } else {
+        // Absent, or another trouble: opening says what it is.
+        return None;
+    };
+    Some(Refusal::user(format!(
+        "the store in {} cannot be opened for writing: {why}. This command writes to the store; `audit verify`, `export` and `store check` read a store they may not write (docs/store.md)",
+        data.display()
+    )))
+}
+
+/// What opening a store for reading only gave.
+pub enum OpenedCopy {
+    Store(battleplan_adapters::sled_store::ReadOnlyCopy),
+    /// A daemon runs: ask it.
+    Daemon,
+    /// Say this and exit with its code.
+    Refused(Refusal),
+}
+
+/// Opens the store in `data` for reading only, from a copy of its files in `TMPDIR`
+/// (`SledEventLog::open_read_only`): nothing in `data` changes, and `data` may be read-only.
+/// Waits a moment for a short-lived command that holds the store; `Daemon` when a running
+/// daemon answers on the control socket instead.
+pub fn open_read_only(data: &Path) -> OpenedCopy {
+    let scratch = std::env::temp_dir();
+    for _ in 0..LOCK_ATTEMPTS {
+        if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
+            return OpenedCopy::Daemon;
+        }
+        match SledEventLog::open_read_only(data, &scratch, StoreOptions::default()) {
+            Ok(copy) => return OpenedCopy::Store(copy),
+            Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
+            Err(other) => return OpenedCopy::Refused(refusal(data, &other)),
+        }
+    }
+    OpenedCopy::Refused(Refusal::user(format!(
         "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
         data.display(),
         control::socket_path(data).display()
@@ -175,7 +229,8 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             ),
             (None, false) => (Arc::new(SystemClock), Timing::Real, "system".into()),
         };
-    let runtime = Runtime::new(Arc::new(store), clock, Arc::new(RandomIds));
+    let store = Arc::new(store);
+    let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds)).checking_chain(store);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -44,6 +44,8 @@ pub struct Runtime {
     /// The instant of the log's last event (read from the store on first use), held while
     /// appending: a store's instants never go backwards (see [`Runtime::latest_instant`]).
     pub latest: Arc<tokio::sync::Mutex<Option<DateTime<Utc>>>>,
+    /// The same store's chain walk over its stored bytes, where it has one (`audit verify`).
+    pub chain: Option<Arc<dyn crate::audit::ChainCheck>>,
 }
 
 impl Runtime {
@@ -56,7 +58,15 @@ impl Runtime {
             outreach: Arc::default(),
             boards: Arc::default(),
             latest: Arc::default(),
+            chain: None,
         }
+    }
+
+    /// The same runtime, whose store can also walk its chain over the bytes it stores
+    /// (`audit verify`): the daemon's, and a process's own.
+    pub fn checking_chain(mut self, chain: Arc<dyn crate::audit::ChainCheck>) -> Runtime {
+        self.chain = Some(chain);
+        self
     }
 }
 

@@ -1,7 +1,9 @@
 //! `battleplan audit verify` end to end: exit 0 and the head hash for an intact log; exit 2 with
 //! the position for a flipped byte, a deleted event, a reordered pair and a payload that does
 //! not read as its type; exit 2 with the campaign for a stored projection edited by hand; and a
-//! plain message for a directory without a store or a store another process holds.
+//! plain message for a directory without a store or a store another process holds; the store
+//! left byte for byte as it was by `audit verify` and `export`, which also run on a copy on a
+//! read-only file system, and `audit verify` answered by a running daemon.
 //!
 //! One test function on purpose: a child forked by one test while another test holds a store
 //! inherits the store's locked file description until it execs, which would make the other
@@ -20,7 +22,7 @@ use battleplan_core::event::port::EventAppender;
 use battleplan_core::event::{
     Append, Checkpoints, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StreamId,
 };
-use battleplan_tests::{run_in, Daemon, Run};
+use battleplan_tests::{copy_dir, ok, run_in, Daemon, Run};
 use uuid::Uuid;
 
 fn event(n: u128) -> NewEvent {
@@ -82,6 +84,7 @@ async fn verify_reports_intact_damaged_missing_and_busy_stores() {
     a_payload_that_does_not_read_is_found_at_its_position().await;
     a_stored_projection_edited_by_hand_is_found_with_its_campaign().await;
     no_store_and_a_busy_store_are_user_errors().await;
+    verify_and_export_read_only_and_reach_a_running_daemon();
 }
 
 async fn a_deleted_event_is_found_at_its_position() {
@@ -300,8 +303,206 @@ async fn no_store_and_a_busy_store_are_user_errors() {
     let busy = run_in(directory.path(), &["--data", "data", "audit", "verify"]);
     assert_eq!(busy.code, 2);
     assert!(
-        busy.stderr.contains("in use by another battleplan process"),
+        busy.stderr.contains("held by another battleplan process"),
         "{}",
         busy.stderr
     );
+}
+
+/// Every file of a data directory and its bytes (not the control socket).
+fn files(data: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut directories = vec![data.to_path_buf()];
+    while let Some(directory) = directories.pop() {
+        for entry in std::fs::read_dir(&directory).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                directories.push(entry.path());
+            } else if kind.is_file() {
+                found.insert(entry.path(), std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
+    found
+}
+
+/// Whether this process runs as root (it may then mount a file system).
+fn root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1).map(|id| id == "0"))
+        .unwrap_or(false)
+}
+
+/// A tmpfs of its own, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn new(at: &Path) -> Mounted {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot mount a tmpfs at {}", at.display());
+        Mounted(at.to_path_buf())
+    }
+
+    fn read_only(&self) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&self.0)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "cannot remount {} read-only",
+            self.0.display()
+        );
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// An auditor's tools change nothing: `audit verify` and `export` leave every byte of the store
+/// as it was (they read a private copy of its files), so they also run on a copy on read-only
+/// media (files 0400, directories 0500, the file system mounted read-only: root ignores the
+/// modes, not the mount); and `audit verify` reaches a running daemon as the other commands do.
+fn verify_and_export_read_only_and_reach_a_running_daemon() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    ok(run_in(dir, &["init", "--out", "plan.toml"]));
+    ok(run_in(
+        dir,
+        &[
+            "--data",
+            "data",
+            "plan",
+            "apply",
+            "plan.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    ));
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--simulate",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+            "--until",
+            "2026-08-27T00:00:00+08:00",
+        ],
+    );
+    let (code, log) = daemon.finish();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+    let data = dir.join("data");
+
+    // Nothing of the store changes, not a byte.
+    let before = files(&data);
+    let (text, report) = verify(dir);
+    assert_eq!(text.code, 0, "{}{}", text.stdout, text.stderr);
+    ok(run_in(
+        dir,
+        &["--data", "data", "export", "--out", "log.jsonl"],
+    ));
+    let after = files(&data);
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (path, bytes) in &before {
+        assert!(after[path] == *bytes, "{} changed", path.display());
+    }
+    let exported = std::fs::read(dir.join("log.jsonl")).unwrap();
+
+    // Through a running daemon: the same report.
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            "2026-08-27T00:00:00+08:00",
+        ],
+    );
+    daemon.wait_for("running on");
+    let through = run_in(dir, &["--data", "data", "audit", "verify", "--json"]);
+    assert_eq!(through.code, 0, "{}{}", through.stdout, through.stderr);
+    let through: serde_json::Value = serde_json::from_str(&through.stdout).unwrap();
+    assert_eq!(through["intact"], true, "{through}");
+    // The daemon may have recorded more since it started (it catches up what is due).
+    assert!(
+        through["events"].as_u64().unwrap() >= report["events"].as_u64().unwrap(),
+        "{through}"
+    );
+    assert_eq!(through["projection"]["matches_replay"], true, "{through}");
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+
+    if !root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must run this test as root: it mounts a tmpfs read-only"
+        );
+        eprintln!(
+            "SKIPPED the read-only mount of verify_reports_intact_damaged_missing_and_busy_stores: it needs root; run `sudo -E cargo test -p battleplan-tests --test audit_verify` (CI runs it as root)"
+        );
+        return;
+    }
+    let mounted = Mounted::new(&dir.join("media"));
+    let copy = mounted.0.join("data");
+    copy_dir(&data, &copy);
+    for path in files(&copy).keys() {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+            .unwrap();
+    }
+    for path in [copy.join("blobs"), copy.join("outbox"), copy.clone()] {
+        if path.is_dir() {
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o500))
+                .unwrap();
+        }
+    }
+    mounted.read_only();
+    let on_media = copy.to_str().unwrap();
+    let verified = run_in(dir, &["--data", on_media, "audit", "verify", "--json"]);
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
+    let verified: serde_json::Value = serde_json::from_str(&verified.stdout).unwrap();
+    assert_eq!(verified["intact"], true, "{verified}");
+    assert_eq!(verified["head_hash"], report["head_hash"]);
+    ok(run_in(
+        dir,
+        &["--data", on_media, "export", "--out", "from-media.jsonl"],
+    ));
+    assert!(
+        std::fs::read(dir.join("from-media.jsonl")).unwrap() == exported,
+        "the copy on read-only media exports other bytes"
+    );
+    ok(run_in(dir, &["--data", on_media, "store", "check"]));
+    // A command that writes says why it cannot: the media, not a failing disk.
+    let status = run_in(dir, &["--data", on_media, "status"]);
+    assert_eq!(status.code, 2, "{}", status.stderr);
+    assert!(
+        status
+            .stderr
+            .contains("cannot be opened for writing: it is on a read-only file system"),
+        "{}",
+        status.stderr
+    );
+    drop(mounted);
 }

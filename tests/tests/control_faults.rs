@@ -2,7 +2,8 @@
 //! stops is recorded at most once (its client chooses its id once and a local run after an
 //! unanswered try reuses it); idle connections under a low descriptor limit neither stop
 //! `status` nor make the daemon spin; an import through the socket of a device or of a file
-//! larger than an import reads is refused; a stopping daemon with requests under way stops, and
+//! larger than an import reads is refused, and a malformed request (not UTF-8, not JSON, not a
+//! command) is answered as the sender's error; a stopping daemon with requests under way stops, and
 //! releases the store.
 
 // Tests report failures by panicking.
@@ -356,9 +357,14 @@ fn idle_connections_under_a_low_descriptor_limit_do_not_stop_status() {
 /// One request on the control socket, as any local process could write it; the answer, after
 /// the empty lines that say the daemon is at work.
 fn ask(socket: &Path, request: &Value) -> Value {
+    ask_bytes(socket, format!("{request}\n").as_bytes())
+}
+
+/// [`ask`] with any bytes as the request.
+fn ask_bytes(socket: &Path, request: &[u8]) -> Value {
     let mut stream = UnixStream::connect(socket).unwrap();
     stream.set_read_timeout(Some(SAFETY)).unwrap();
-    writeln!(stream, "{request}").unwrap();
+    stream.write_all(request).unwrap();
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -429,6 +435,35 @@ fn imports_of_devices_and_huge_files_are_refused_and_stopping_is_bounded() {
             .contains("more than the 4294967296 (4 GiB) an import reads"),
         "{too_large:#}"
     );
+    // Malformed requests, not UTF-8 among them, are the sender's error (2), said, never a
+    // silent close or an internal failure (1).
+    for (request, expected) in [
+        (&b"\xff\xfe{}\n"[..], "it is not UTF-8 text"),
+        (
+            b"{\"command\":\"status\",\"campaign\":\"\xc3\x28\"}\n",
+            "it is not UTF-8 text",
+        ),
+        (b"not json\n", "it is not a battleplan request"),
+        (
+            b"{\"command\":\"drop-everything\"}\n",
+            "it is not a battleplan request: unknown variant `drop-everything`",
+        ),
+        (
+            b"{\"command\":\"status\",\"json\":\"yes\"}\n",
+            "it is not a battleplan request",
+        ),
+    ] {
+        let answer = ask_bytes(&socket, request);
+        let shown = String::from_utf8_lossy(request);
+        assert_eq!(answer["code"], 2, "{shown}: {answer:#}");
+        assert!(
+            answer["stderr"].as_str().unwrap().contains(&format!(
+                "the daemon could not read the request: {expected}"
+            )),
+            "{shown}: {answer:#}"
+        );
+    }
+
     // The command line refuses them before asking.
     let run = bp(
         dir,

@@ -813,3 +813,120 @@ fn a_keep_cell_leaves_a_value_and_an_empty_cell_clears_it() {
     assert!(second["email"].is_null(), "an empty cell clears: {second}");
     assert_eq!(second["tier"], "L2", "{second}");
 }
+
+/// The history says who imported which file when: each import's start (the file's name as
+/// given, its digest, the rows to record and those skipped) and its finish, with the actor and
+/// the instant, in the text, in JSON (naming no campaign: the customer book is every
+/// campaign's) and as of an instant.
+#[test]
+fn history_says_who_imported_which_file_when() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    std::fs::write(
+        dir.join("c.csv"),
+        "id,name,active\nc-1,Li,2026-08-01T10:00:00+08:00\nc-2,Wang,2026-08-01\nc-3,Zhang,\n",
+    )
+    .unwrap();
+    ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "c.csv",
+            "--skip-bad-rows",
+            "--actor",
+            "mei",
+        ],
+    ));
+    std::fs::write(
+        dir.join("outcomes.csv"),
+        "customer,outcome,at\nc-1,replied,2026-08-20T09:00:00+08:00\n",
+    )
+    .unwrap();
+    ok(run_in(
+        dir,
+        &[
+            "--data",
+            "data",
+            "--clock-at",
+            "2026-08-21T00:00:00Z",
+            "outcomes",
+            "import",
+            "outcomes.csv",
+            "--actor",
+            "li.na",
+        ],
+    ));
+
+    let listed: Value = serde_json::from_str(&ok(bp(dir, &["history", "--json"])).stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|event| {
+            (
+                event["type"].as_str().unwrap(),
+                event["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("ImportStarted", "mei"),
+            ("ImportFinished", "mei"),
+            ("ImportStarted", "li.na"),
+            ("ImportFinished", "li.na"),
+        ],
+        "{listed:#?}"
+    );
+    let started = &listed[0];
+    assert_eq!(started["campaign"], Value::Null);
+    assert_eq!(started["payload"]["file"], "c.csv");
+    assert_eq!(started["payload"]["kind"], "customers");
+    assert_eq!(started["payload"]["rows"], 2);
+    assert_eq!(started["payload"]["skipped_total"], 1);
+    assert_eq!(
+        instant(started["recorded_at"].as_str().unwrap()),
+        instant(CLOCK)
+    );
+    let digest = started["payload"]["digest"].as_str().unwrap();
+    assert_eq!(digest.len(), 64, "{started:#}");
+    assert_eq!(listed[2]["payload"]["file"], "outcomes.csv");
+    assert_eq!(listed[3]["payload"]["rows"], 1);
+
+    let text = ok(bp(dir, &["history"])).stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].starts_with("2026-08-20"), "{text}");
+    assert!(lines[0].contains(" mei "), "{text}");
+    assert!(
+        lines[0].contains(&format!(
+            "customers import of c.csv (blake3 {}) started: 2 rows to record, 1 bad row skipped",
+            &digest[..12]
+        )),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("customers import (blake3 ")
+            && lines[1].contains("finished: 2 rows recorded, 1 skipped"),
+        "{text}"
+    );
+    assert!(lines[2].starts_with("2026-08-21"), "{text}");
+    assert!(
+        lines[2].contains(" li.na ")
+            && lines[2].contains("outcomes import of outcomes.csv (blake3 ")
+            && lines[2].contains("started: 1 row to record"),
+        "{text}"
+    );
+
+    // As of an instant between the two: only the first.
+    let then = ok(bp(dir, &["history", "--as-of", "2026-08-20T12:00:00Z"])).stdout;
+    assert!(then.contains("customers import of c.csv"), "{then}");
+    assert!(!then.contains("outcomes.csv"), "{then}");
+}
+
+fn instant(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}

@@ -3,8 +3,9 @@
 //! burst. The export imported into an empty directory gives the same chain (head hash), the same
 //! export byte for byte, and the same `status`, `funnel` and `outbox`; `export --as-of` gives a
 //! prefix that imports and verifies; an import into a directory that is not empty, and every
-//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind; and an
-//! export while a daemon holds the store is refused.
+//! kind of damaged line, is refused with `FILE:LINE`, exit 2 and nothing left behind; a file
+//! cut short or empty is refused by its trailer; and while a daemon holds the store, it writes
+//! the export file itself.
 //!
 //! One test function on purpose (see audit_verify.rs): the steps spawn processes.
 
@@ -114,21 +115,44 @@ fn a_store_exported_and_imported_is_the_same_store() {
     let dir = scratch.path();
     festival(dir);
 
-    // While a daemon holds the store, export says so and writes nothing.
+    // While a daemon holds the store, it writes an export file itself (a log is no reply
+    // line: to standard output, export says so and writes nothing); the file imports whole.
     let mut daemon = Daemon::start(dir, &["--data", "data", "run", "--clock-at", UNTIL]);
     daemon.wait_for("running on");
-    let refused = on(dir, "data", &["export", "--out", "busy.jsonl"]);
+    let refused = on(dir, "data", &["export"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(
+            "a daemon (battleplan run) holds the store in data; it writes an export to a file, not to standard output: give --out FILE"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+    let wrote = ok(on(dir, "data", &["export", "--out", "busy.jsonl"]));
+    assert!(
+        wrote.stdout.starts_with("wrote busy.jsonl: exported "),
+        "{}",
+        wrote.stdout
+    );
+    let refused = on(dir, "data", &["export", "--out", "no-such-dir/x.jsonl"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(
         refused
             .stderr
-            .contains("a daemon (battleplan run) holds the store in data"),
+            .contains("the directory no-such-dir does not exist"),
         "{}",
         refused.stderr
     );
-    assert!(!dir.join("busy.jsonl").exists());
     let (code, log) = daemon.terminate();
     assert_eq!(code, 0, "{}", log.join("\n"));
+    let busy = std::fs::read_to_string(dir.join("busy.jsonl")).unwrap();
+    let busy_trailer: serde_json::Value =
+        serde_json::from_str(busy.lines().last().unwrap()).unwrap();
+    ok(on(dir, "from-daemon", &["import", "busy.jsonl"]));
+    let from_daemon = verify_json(dir, "from-daemon");
+    assert_eq!(from_daemon["intact"], true, "{from_daemon}");
+    assert_eq!(from_daemon["head_hash"], busy_trailer["head_hash"]);
 
     let original = verify_json(dir, "data");
     assert_eq!(original["intact"], true, "{original}");
@@ -145,8 +169,23 @@ fn a_store_exported_and_imported_is_the_same_store() {
     let exported = std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
     let to_stdout = ok(on(dir, "data", &["export"]));
     assert_eq!(to_stdout.stdout, exported);
-    let lines: Vec<&str> = exported.lines().collect();
-    assert_eq!(lines.len() as u64, events);
+    let all_lines: Vec<&str> = exported.lines().collect();
+    assert_eq!(
+        all_lines.len() as u64,
+        events + 1,
+        "the events and the trailer"
+    );
+    let trailer: serde_json::Value = serde_json::from_str(all_lines[all_lines.len() - 1]).unwrap();
+    assert_eq!(
+        trailer,
+        serde_json::json!({
+            "trailer": "battleplan-export",
+            "events": events,
+            "head_hash": original["head_hash"],
+            "as_of": null,
+        })
+    );
+    let lines = &all_lines[..all_lines.len() - 1];
     let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(first["position"], 1);
     assert_eq!(first["event_type"], "PlanApplied");
@@ -210,10 +249,11 @@ fn a_store_exported_and_imported_is_the_same_store() {
 
     // Damaged files: the line and what is wrong, exit 2, nothing left behind.
     let line_of = |index: usize, edit: &dyn Fn(&str) -> String| -> String {
-        let mut edited: Vec<String> = lines.iter().map(|line| line.to_string()).collect();
+        let mut edited: Vec<String> = all_lines.iter().map(|line| line.to_string()).collect();
         edited[index] = edit(&edited[index]);
         edited.join("\n") + "\n"
     };
+    let count = lines.len();
     let value_at =
         |index: usize| -> serde_json::Value { serde_json::from_str(lines[index]).unwrap() };
     let mut readable_payload_changed = value_at(0);
@@ -222,49 +262,87 @@ fn a_store_exported_and_imported_is_the_same_store() {
     actor_changed["metadata"]["actor"] = "mallory".into();
     let mut relinked = value_at(5);
     relinked["previous_hash"] = "0".repeat(64).into();
-    let cases: Vec<(&str, String, &str)> = vec![
+    let cases: Vec<(&str, String, String)> = vec![
         (
             "broken link",
             line_of(5, &|_| relinked.to_string()),
-            "damaged.jsonl:6: `previous_hash` is not the hash of the event before it",
+            "damaged.jsonl:6: `previous_hash` is not the hash of the event before it".into(),
         ),
         (
             "payload",
             line_of(0, &|_| readable_payload_changed.to_string()),
-            "damaged.jsonl:1: `payload` does not match `payload_msgpack`",
+            "damaged.jsonl:1: `payload` does not match `payload_msgpack`".into(),
         ),
         (
             "actor",
             line_of(4, &|_| actor_changed.to_string()),
-            "damaged.jsonl:5: `hash` does not match the event",
+            "damaged.jsonl:5: `hash` does not match the event".into(),
         ),
         (
             "deleted line",
             {
-                let mut kept: Vec<&str> = lines.clone();
+                let mut kept: Vec<&str> = all_lines.clone();
                 kept.remove(6);
                 kept.join("\n") + "\n"
             },
-            "damaged.jsonl:7: position 8, expected 7",
+            "damaged.jsonl:7: position 8, expected 7".into(),
         ),
         (
             "swapped lines",
             {
-                let mut swapped: Vec<&str> = lines.clone();
+                let mut swapped: Vec<&str> = all_lines.clone();
                 swapped.swap(8, 9);
                 swapped.join("\n") + "\n"
             },
-            "damaged.jsonl:9: position 10, expected 9",
+            "damaged.jsonl:9: position 10, expected 9".into(),
         ),
         (
             "bad JSON",
             line_of(2, &|line| line[..line.len() / 2].to_string()),
-            "damaged.jsonl:3: not an export line",
+            "damaged.jsonl:3: not an export line".into(),
         ),
         (
             "unknown field",
             line_of(3, &|line| line.replacen('{', "{\"extra\":1,", 1)),
-            "damaged.jsonl:4: not an export line: unknown field `extra`",
+            "damaged.jsonl:4: not an export line: unknown field `extra`".into(),
+        ),
+        (
+            "cut after a whole line",
+            lines[..count - 3].join("\n") + "\n",
+            format!("damaged.jsonl ends after line {} without the trailer", count - 3),
+        ),
+        (
+            "cut, its trailer kept",
+            {
+                let mut kept: Vec<&str> = lines[..count - 3].to_vec();
+                kept.push(all_lines[count]);
+                kept.join("\n") + "\n"
+            },
+            format!(
+                "damaged.jsonl:{}: the trailer says {events} events ending in hash {}, the file holds {} ending in hash",
+                count - 2,
+                original["head_hash"].as_str().unwrap(),
+                count - 3
+            ),
+        ),
+        ("empty", String::new(), "damaged.jsonl is empty".into()),
+        (
+            "a line after the trailer",
+            exported.clone() + lines[0] + "\n",
+            format!("damaged.jsonl:{}: a line after the trailer", count + 2),
+        ),
+        (
+            "trailer edited",
+            line_of(count, &|line| line.replace("\"events\":", "\"events\":1")),
+            format!("damaged.jsonl:{}: the trailer says 1{events} events", count + 1),
+        ),
+        (
+            "trailer with an unknown field",
+            line_of(count, &|line| line.replacen('}', ",\"extra\":1}", 1)),
+            format!(
+                "damaged.jsonl:{}: not an export's trailer: unknown field `extra`",
+                count + 1
+            ),
         ),
     ];
     for (what, text, expected) in cases {
@@ -272,7 +350,7 @@ fn a_store_exported_and_imported_is_the_same_store() {
         let refused = on(dir, "target", &["import", "damaged.jsonl"]);
         assert_eq!(refused.code, 2, "{what}: {}", refused.stderr);
         assert!(
-            refused.stderr.contains(expected),
+            refused.stderr.contains(&expected),
             "{what}: expected `{expected}` in\n{}",
             refused.stderr
         );
@@ -283,9 +361,48 @@ fn a_store_exported_and_imported_is_the_same_store() {
         no_leftovers(dir);
     }
 
-    // As of an instant: a prefix of the export, which imports and verifies.
+    // An export written before exports had a trailer: refused above, imported when the user
+    // says so, with a warning that says what cannot be checked.
+    std::fs::write(dir.join("untrailered.jsonl"), lines.join("\n") + "\n").unwrap();
+    let accepted = ok(on(
+        dir,
+        "untrailered",
+        &["import", "untrailered.jsonl", "--accept-untrailered"],
+    ));
+    assert!(
+        accepted
+            .stderr
+            .contains("untrailered.jsonl has no trailer: its")
+            && accepted.stderr.contains("cannot be told"),
+        "{}",
+        accepted.stderr
+    );
+    assert_eq!(
+        verify_json(dir, "untrailered")["head_hash"],
+        original["head_hash"]
+    );
+    // The flag does not make an empty file an export.
+    std::fs::write(dir.join("empty.jsonl"), "").unwrap();
+    let refused = on(
+        dir,
+        "nothing",
+        &["import", "empty.jsonl", "--accept-untrailered"],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(!dir.join("nothing").exists());
+
+    // As of an instant: a prefix of the export, with a trailer of its own, which imports and
+    // verifies.
     let prefix = ok(on(dir, "data", &["export", "--as-of", AS_OF])).stdout;
-    let prefix_lines: Vec<&str> = prefix.lines().collect();
+    let mut prefix_lines: Vec<&str> = prefix.lines().collect();
+    let prefix_trailer: serde_json::Value =
+        serde_json::from_str(prefix_lines.pop().unwrap()).unwrap();
+    assert_eq!(prefix_trailer["trailer"], "battleplan-export");
+    assert_eq!(prefix_trailer["events"], prefix_lines.len() as u64);
+    assert_eq!(
+        instant(prefix_trailer["as_of"].as_str().unwrap()),
+        instant(AS_OF)
+    );
     assert!(!prefix_lines.is_empty() && prefix_lines.len() < lines.len());
     assert_eq!(prefix_lines[..], lines[..prefix_lines.len()]);
     let as_of = instant(AS_OF);
@@ -303,4 +420,5 @@ fn a_store_exported_and_imported_is_the_same_store() {
     let last_of_prefix: serde_json::Value =
         serde_json::from_str(prefix_lines[prefix_lines.len() - 1]).unwrap();
     assert_eq!(verified["head_hash"], last_of_prefix["hash"]);
+    assert_eq!(prefix_trailer["head_hash"], last_of_prefix["hash"]);
 }
