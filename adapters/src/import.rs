@@ -107,15 +107,20 @@ impl Problem {
 
 impl fmt::Display for Problem {
     /// `line 4, column 3 (active): ...`, `line 4, key "active": ...`, `line 4, column 17: ...`.
+    /// A column's name and the reason (which quotes the cell) come from the file: escaped, so
+    /// that an ESC or a CR/LF in them cannot drive the terminal or fake a line.
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use battleplan_core::text::printable;
         write!(formatter, "line {}", self.line)?;
         match (&self.column, self.position) {
-            (Some(column), Some(position)) => write!(formatter, ", column {position} ({column})")?,
-            (Some(column), None) => write!(formatter, ", {column}")?,
+            (Some(column), Some(position)) => {
+                write!(formatter, ", column {position} ({})", printable(column))?;
+            }
+            (Some(column), None) => write!(formatter, ", {}", printable(column))?,
             (None, Some(position)) => write!(formatter, ", column {position}")?,
             (None, None) => {}
         }
-        write!(formatter, ": {}", self.reason)
+        write!(formatter, ": {}", printable(&self.reason))
     }
 }
 

@@ -19,6 +19,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use battleplan_adapters::import::{self as file, FileRead, Format, Item, Problem, ReadError};
+use battleplan_core::campaign::timeline::{local, local_rfc3339};
 use battleplan_core::customer::events::{import_stream, MAX_LISTED_SKIPPED};
 use battleplan_core::customer::row::Row;
 use battleplan_core::customer::{
@@ -28,6 +29,7 @@ use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
     StreamVersion,
 };
+use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -404,7 +406,14 @@ async fn recording(
             if let Some(bar) = &progress {
                 bar.finish_and_clear();
             }
-            return Ok(already(request, checked, &stream, rows, at));
+            let zone =
+                crate::commands::people_zone(runtime)
+                    .await
+                    .map_err(|error| match error {
+                        crate::runtime::HandleError::Store(error) => Failure::Store(error),
+                        other => Failure::Internal(other.to_string()),
+                    })?;
+            return Ok(already(request, checked, &stream, rows, at, zone));
         }
         Found::Unfinished {
             started,
@@ -763,6 +772,7 @@ fn already(
     stream: &StreamId,
     rows: u64,
     at: DateTime<Utc>,
+    zone: chrono_tz::Tz,
 ) -> Reply {
     let name = &request.file_name;
     if request.json {
@@ -772,7 +782,7 @@ fn already(
             "digest": checked.read.digest,
             "stream": stream.as_str(),
             "outcome": "already_imported",
-            "imported_at": at,
+            "imported_at": local_rfc3339(zone, at),
             "rows": rows,
             "recorded_now": 0,
             "bad_rows": checked.bad_rows,
@@ -787,7 +797,7 @@ fn already(
         code: 0,
         stdout: format!(
             "{name}: already imported on {}: {} rows; nothing changed ({stream})\n",
-            at.to_rfc3339(),
+            local(zone, at),
             rows
         ),
         stderr: String::new(),
@@ -855,12 +865,15 @@ fn imported(
             plural(checked.bad_rows, "bad row")
         );
         for row in checked.skipped.iter().take(LISTED_SKIPPED_TEXT) {
+            // The column and the reason quote the file: escaped for the terminal.
+            let reason = printable(&row.reason);
             match &row.column {
                 Some(column) => {
-                    let _ = writeln!(out, "  line {}, {column}: {}", row.line, row.reason);
+                    let column = printable(column);
+                    let _ = writeln!(out, "  line {}, {column}: {reason}", row.line);
                 }
                 None => {
-                    let _ = writeln!(out, "  line {}: {}", row.line, row.reason);
+                    let _ = writeln!(out, "  line {}: {reason}", row.line);
                 }
             }
         }
