@@ -375,7 +375,7 @@ fn members_json(audience: &Audience, book: &CustomerBook) -> serde_json::Value {
         .map(|placement| {
             json!({
                 "customer": id(placement.slot),
-                "at": placement.at.to_rfc3339(),
+                "at": local_rfc3339(audience.zone, placement.at),
                 "account": audience.accounts.get(placement.account as usize),
             })
         })
@@ -413,7 +413,7 @@ fn members_json(audience: &Audience, book: &CustomerBook) -> serde_json::Value {
 /// The preview as JSON: every count, and the day-by-day plan.
 pub fn to_json(audience: &Audience) -> serde_json::Value {
     let zone = audience.zone;
-    let instant = |at: DateTime<Utc>| at.with_timezone(&zone).to_rfc3339();
+    let instant = |at: DateTime<Utc>| local_rfc3339(zone, at);
     let days: Vec<serde_json::Value> = audience
         .sends
         .days
