@@ -240,6 +240,26 @@ fn a_shanghai_campaign_reads_in_shanghai_time_and_imported_text_is_escaped() {
     assert_eq!(unknown.code, 2, "{unknown:?}");
     assert!(!unknown.stderr.contains('\u{1b}'), "{:?}", unknown.stderr);
 
+    // An error names its instant in the campaign's zone too.
+    let before = bp(
+        dir,
+        &[
+            "explain",
+            "sept-festival-2026",
+            "c-evil",
+            "--as-of",
+            "2026-07-30T12:00:00Z",
+            "--clock-at",
+            NOW,
+        ],
+    );
+    assert_eq!(before.code, 2, "{before:?}");
+    assert!(
+        before.stderr.contains("as of 2026-07-30 20:00 +08:00"),
+        "{}",
+        before.stderr
+    );
+
     // The task board has the column its documentation promises, filled.
     let board = ok(bp(dir, &["tasks", "--role", "ops", "--clock-at", NOW])).stdout;
     let header = board.lines().nth(1).unwrap();
