@@ -25,6 +25,7 @@ use crate::customer::segment::Segments;
 use crate::outreach::events::{NotSentReason, OutreachEvent};
 use crate::plan::model::LifecycleStage;
 use crate::plan::model::{Channel, ChannelKind, FatigueScope, Plan, QuietPolicy};
+use crate::text::printable;
 
 pub use crate::plan::values::grouped;
 
@@ -404,7 +405,7 @@ pub fn explain(inputs: &Inputs<'_>) -> Result<Explanation, String> {
     let Some(customer) = book.get(inputs.customer) else {
         return Err(format!(
             "no customer `{}` in the customer book as of {} (import them with `battleplan customers import FILE`)",
-            inputs.customer,
+            printable(inputs.customer),
             local(zone, inputs.as_of)
         ));
     };
@@ -733,11 +734,14 @@ fn unsubscribe_before(inputs: &Inputs<'_>, at: DateTime<Utc>) -> Option<String> 
 pub fn render(explanation: &Explanation) -> String {
     use std::fmt::Write as _;
     let zone: chrono_tz::Tz = explanation.time_zone.parse().unwrap_or(chrono_tz::Tz::UTC);
+    // Everything below that came from an import or a person (names, addresses, tags, notes,
+    // file names, actors) is escaped: a name with ESC or CR/LF must not drive the terminal.
+    let p = |text: &str| printable(text).into_owned();
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{} in {}, as of {}",
-        explanation.customer,
+        p(&explanation.customer),
         explanation.campaign,
         local(zone, explanation.as_of)
     );
@@ -746,13 +750,13 @@ pub fn render(explanation: &Explanation) -> String {
         "  campaign: {} (plan version {})",
         explanation.campaign_status, explanation.plan_version
     );
-    let p = &explanation.profile;
+    let profile = &explanation.profile;
     let mut who = Vec::new();
-    if let Some(name) = &p.name {
-        who.push(name.clone());
+    if let Some(name) = &profile.name {
+        who.push(p(name));
     }
-    if let Some(company) = &p.company {
-        who.push(company.clone());
+    if let Some(company) = &profile.company {
+        who.push(p(company));
     }
     let _ = writeln!(
         out,
@@ -763,35 +767,35 @@ pub fn render(explanation: &Explanation) -> String {
             who.join(", ")
         }
     );
-    let email = match (&p.email, p.email_ok) {
-        (Some(email), true) => email.clone(),
-        (Some(email), false) => format!("{email} (not usable)"),
+    let email = match (&profile.email, profile.email_ok) {
+        (Some(email), true) => p(email),
+        (Some(email), false) => format!("{} (not usable)", p(email)),
         (None, _) => "none".to_string(),
     };
     let _ = writeln!(out, "            mail: {email}");
     let _ = writeln!(
         out,
         "            tier: {}, owner: {}, tags: {}, orders: {}",
-        p.tier.as_deref().unwrap_or("none"),
-        p.owner.as_deref().unwrap_or("none"),
-        if p.tags.is_empty() {
+        p(profile.tier.as_deref().unwrap_or("none")),
+        p(profile.owner.as_deref().unwrap_or("none")),
+        if profile.tags.is_empty() {
             "none".to_string()
         } else {
-            p.tags.join(", ")
+            p(&profile.tags.join(", "))
         },
-        p.orders
+        profile.orders
     );
-    if !p.unsubscribed_from.is_empty() {
+    if !profile.unsubscribed_from.is_empty() {
         let _ = writeln!(
             out,
             "            unsubscribed from: {}",
-            p.unsubscribed_from.join(", ")
+            p(&profile.unsubscribed_from.join(", "))
         );
     }
-    if p.recycle_bin {
+    if profile.recycle_bin {
         let _ = writeln!(out, "            in the recycle bin");
     }
-    for (kind, at) in &p.last_reached {
+    for (kind, at) in &profile.last_reached {
         let _ = writeln!(
             out,
             "            last reached by {kind}: {}",
@@ -804,7 +808,7 @@ pub fn render(explanation: &Explanation) -> String {
         if explanation.segments.is_empty() {
             "none".to_string()
         } else {
-            explanation.segments.join(", ")
+            p(&explanation.segments.join(", "))
         }
     );
     let _ = writeln!(
@@ -822,8 +826,8 @@ pub fn render(explanation: &Explanation) -> String {
     let _ = writeln!(out, "\ndecisions, sends and outcomes:");
     for entry in &explanation.entries {
         let what = match (&entry.reach_out, entry.attempt) {
-            (Some(reach_out), Some(attempt)) => format!("{reach_out} #{attempt}"),
-            (Some(reach_out), None) => reach_out.clone(),
+            (Some(reach_out), Some(attempt)) => format!("{} #{attempt}", p(reach_out)),
+            (Some(reach_out), None) => p(reach_out),
             _ => String::new(),
         };
         let _ = writeln!(
@@ -832,11 +836,11 @@ pub fn render(explanation: &Explanation) -> String {
             local(zone, entry.recorded_at),
             entry.position,
             entry.plan_version,
-            entry.actor,
-            entry.summary
+            p(&entry.actor),
+            p(&entry.summary)
         );
         if let Some(why) = &entry.why {
-            let _ = writeln!(out, "{:33}why: {why}", "");
+            let _ = writeln!(out, "{:33}why: {}", "", p(why));
         }
     }
     out

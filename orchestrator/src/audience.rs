@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use battleplan_core::campaign::timeline::local;
+use battleplan_core::campaign::timeline::{local, local_rfc3339};
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::eligibility::Exclusion;
@@ -115,8 +115,12 @@ pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Re
             question.campaign
         )));
     };
-    let at = question.at.unwrap_or_else(|| runtime.clock.now());
+    let now = runtime.clock.now();
+    let at = question.at.unwrap_or(now);
     crate::dispatcher::catch_up(runtime).await?;
+    if let Some(refusal) = past_the_book_cannot_answer(runtime, &plan, at, now).await? {
+        return Ok(refusal);
+    }
     let book = runtime.customers.lock().await;
     // The quota already reserved by planned sends, of every campaign.
     let outreach = runtime.outreach.lock().await;
@@ -171,6 +175,39 @@ pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Re
         render(&audience)
     };
     Ok(Reply::ok(stdout))
+}
+
+/// A preview answers with the customer book and the outbox as they are now. For an instant
+/// before now (the command's clock: the system clock, or `--clock-at`) that is the book of
+/// that instant only if nothing was recorded since; otherwise the answer would mix today's
+/// customers with what the reach-out has decided since, and match neither the past nor the
+/// present. Such a question is refused, pointing to the tools that answer it from the log.
+async fn past_the_book_cannot_answer(
+    runtime: &Runtime,
+    plan: &Plan,
+    at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Option<Reply>, HandleError> {
+    if at >= now {
+        return Ok(None);
+    }
+    let head = runtime.store.head().await?;
+    let before_head = battleplan_core::event::Position(head.0.saturating_sub(1));
+    let last = runtime.store.read_all(before_head, 1).await?;
+    let Some(last) = last.first().filter(|last| last.recorded_at > at) else {
+        return Ok(None);
+    };
+    let zone = plan.campaign.time_zone;
+    let campaign = &plan.campaign.id;
+    let when = local(zone, at);
+    let as_of = local_rfc3339(zone, at);
+    Ok(Some(Reply::user_error(format_args!(
+        "--at {when} is in the past (the clock says {}), and the log has changed since (its last event, position {}, was recorded at {}): a preview reads today's customer book and outbox, so it cannot say what was decided then. \
+         Ask the log instead: `battleplan explain {campaign} CUSTOMER --as-of {as_of}` for one customer's decisions, `battleplan history {campaign} --as-of {as_of}` for the campaign's",
+        local(zone, now),
+        last.position,
+        local(zone, last.recorded_at),
+    ))))
 }
 
 fn exclusion_words(audience: &Audience, exclusion: Exclusion) -> String {
@@ -345,7 +382,7 @@ fn members_json(audience: &Audience, book: &CustomerBook) -> serde_json::Value {
         .map(|placement| {
             json!({
                 "customer": id(placement.slot),
-                "at": placement.at.to_rfc3339(),
+                "at": local_rfc3339(audience.zone, placement.at),
                 "account": audience.accounts.get(placement.account as usize),
             })
         })
@@ -383,7 +420,7 @@ fn members_json(audience: &Audience, book: &CustomerBook) -> serde_json::Value {
 /// The preview as JSON: every count, and the day-by-day plan.
 pub fn to_json(audience: &Audience) -> serde_json::Value {
     let zone = audience.zone;
-    let instant = |at: DateTime<Utc>| at.with_timezone(&zone).to_rfc3339();
+    let instant = |at: DateTime<Utc>| local_rfc3339(zone, at);
     let days: Vec<serde_json::Value> = audience
         .sends
         .days

@@ -557,9 +557,10 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     )))
                 }
             };
-            let actor = actor
-                .or_else(|| std::env::var("USER").ok())
-                .unwrap_or_else(|| "unknown".to_string());
+            let actor = match actor_or_user(actor) {
+                Ok(actor) => actor,
+                Err(message) => return Ok(user_error(message)),
+            };
             remote_or_local(
                 data,
                 clock_at,
@@ -902,16 +903,17 @@ fn import_file(
         }
         Err(error) => return Ok(user_error(format_args!("cannot read {file_name}: {error}"))),
     };
+    let actor = match actor_or_user(arguments.actor) {
+        Ok(actor) => actor,
+        Err(message) => return Ok(user_error(message)),
+    };
     let request = ImportRequest {
         kind,
         path,
         file_name,
         format,
         skip_bad_rows: arguments.skip_bad_rows,
-        actor: arguments
-            .actor
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".to_string()),
+        actor,
         json: arguments.json,
     };
     // A regular file within the size an import reads; the daemon checks again.
@@ -1750,5 +1752,19 @@ fn count_words(errors: usize, warnings: usize) -> String {
             plural(errors, "error"),
             plural(warnings, "warning")
         )
+    }
+}
+
+/// Who acts, for commands where naming yourself is optional: `--actor`, else the `USER`
+/// environment variable. Neither set (a service, a container, cron) is refused rather than
+/// recorded as someone nobody can name later.
+fn actor_or_user(actor: Option<String>) -> Result<String, String> {
+    let chosen = actor.or_else(|| std::env::var("USER").ok());
+    match chosen {
+        Some(actor) if !actor.trim().is_empty() => Ok(actor),
+        _ => Err(
+            "say who acts: --actor NAME (when it is left out, the USER environment variable names the actor, and it is not set here)"
+                .to_string(),
+        ),
     }
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use battleplan_core::campaign::events::PhaseEntered;
-use battleplan_core::campaign::timeline::{human_duration, local};
+use battleplan_core::campaign::timeline::{human_duration, local, local_rfc3339, localize_json};
 use battleplan_core::campaign::{
     self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
 };
@@ -328,6 +328,7 @@ fn next_words(state: &CampaignState, now: DateTime<Utc>) -> String {
 }
 
 fn status_json(state: &CampaignState, now: DateTime<Utc>) -> serde_json::Value {
+    let zone = state.zone();
     let next = next_due(state).map(|due| {
         let (what, step) = match &due.command {
             Command::Enter { step, .. } => ("enter", Some(step.clone())),
@@ -336,7 +337,7 @@ fn status_json(state: &CampaignState, now: DateTime<Utc>) -> serde_json::Value {
         json!({
             "what": what,
             "step": step,
-            "at": due.at,
+            "at": local_rfc3339(zone, due.at),
             "in_seconds": (due.at - now).num_seconds(),
         })
     });
@@ -346,7 +347,7 @@ fn status_json(state: &CampaignState, now: DateTime<Utc>) -> serde_json::Value {
         "state": state.kind().name(),
         "status": state.status,
         "description": state.describe(),
-        "since": state.since,
+        "since": state.since.map(|since| local_rfc3339(zone, since)),
         "plan_version": state.plan_version,
         "time_zone": state.planned.as_ref().map(|t| t.time_zone.clone()),
         "next": next,
@@ -440,6 +441,19 @@ async fn status(
 
 /// The campaigns projection caught up in memory (the daemon's scheduler is the one that stores
 /// it, so two processes never race on its checkpoint).
+/// The zone to name an instant in when it belongs to no one campaign (an import's, say): the
+/// campaigns' zone when they all share one, UTC when there is none or they differ.
+pub async fn people_zone(runtime: &Runtime) -> Result<chrono_tz::Tz, HandleError> {
+    let campaigns = current(runtime).await?;
+    let mut zones = campaigns.states.values().map(CampaignState::zone);
+    let first = zones.next().unwrap_or(chrono_tz::Tz::UTC);
+    Ok(if zones.all(|zone| zone == first) {
+        first
+    } else {
+        chrono_tz::Tz::UTC
+    })
+}
+
 async fn current(runtime: &Runtime) -> Result<Campaigns, HandleError> {
     let store = runtime.store.as_ref();
     let mut campaigns = Campaigns::load(store).await?;
@@ -576,16 +590,19 @@ fn history_line(
     plan_version: u32,
 ) {
     let shown = campaign.map(|id| format!("{id}  ")).unwrap_or_default();
+    // The actor, the reason and a task's note are what people typed: escaped, so that none of
+    // them can move the cursor or fake a line of the history.
     let _ = writeln!(
         out,
-        "{}  #{:<6} v{:<3} {shown}{:<18} {words}",
+        "{}  #{:<6} v{:<3} {shown}{:<18} {}",
         local(zone, event.recorded_at),
         event.position.0,
         plan_version,
-        event.metadata.actor,
+        printable(&event.metadata.actor),
+        printable(words),
     );
     if let Some(reason) = &event.metadata.reason {
-        let _ = writeln!(out, "{:30}reason: {reason}", "");
+        let _ = writeln!(out, "{:30}reason: {}", "", printable(reason));
     }
 }
 
@@ -597,13 +614,16 @@ fn history_json(
     payload: serde_json::Value,
     plan_version: Option<u32>,
     late_by_ms: Option<i64>,
+    zone: chrono_tz::Tz,
 ) -> serde_json::Value {
+    let mut payload = payload;
+    localize_json(&mut payload, zone);
     json!({
         "position": event.position.0,
         "campaign": campaign,
         "version": event.version.0,
         "plan_version": plan_version,
-        "recorded_at": event.recorded_at,
+        "recorded_at": local_rfc3339(zone, event.recorded_at),
         "type": event.event_type,
         "actor": event.metadata.actor,
         "reason": event.metadata.reason,
@@ -635,10 +655,11 @@ fn campaign_json(
     history_json(
         event,
         campaign,
-        decoded.summary(chrono_tz::Tz::UTC),
+        decoded.summary(state.zone()),
         payload,
         Some(state.plan_version),
         late,
+        state.zone(),
     )
 }
 
@@ -816,6 +837,7 @@ async fn history(
             }
         }
     }
+    let people = people_zone(runtime).await?;
     // Replay as we go: each line is shown with the state its event led to.
     let mut states: std::collections::BTreeMap<String, CampaignState> =
         std::collections::BTreeMap::new();
@@ -825,9 +847,11 @@ async fn history(
         let shown = |id: &str| campaign.is_none().then(|| id.to_string());
         let Some(id) = campaign::campaign_of(&event.stream) else {
             if let Some((words, payload)) = import_activity(event)? {
-                // The customer book is every campaign's: the line names none.
+                // The customer book is every campaign's: the line names none, and reads in
+                // the campaigns' zone (UTC when they differ or there are none).
+                let zone = people;
                 if json {
-                    let mut line = history_json(event, "", words, payload, None, None);
+                    let mut line = history_json(event, "", words, payload, None, None, zone);
                     line["campaign"] = serde_json::Value::Null;
                     list.push(line);
                 } else {
@@ -836,10 +860,7 @@ async fn history(
                         event,
                         shown("-").as_deref(),
                         &words,
-                        states
-                            .values()
-                            .next()
-                            .map_or(chrono_tz::Tz::UTC, CampaignState::zone),
+                        zone,
                         0,
                     );
                 }
@@ -849,7 +870,10 @@ async fn history(
                 let state = states.get(&id);
                 if json {
                     let version = state.map(|state| state.plan_version);
-                    list.push(history_json(event, &id, words, payload, version, None));
+                    let zone = state.map_or(chrono_tz::Tz::UTC, CampaignState::zone);
+                    list.push(history_json(
+                        event, &id, words, payload, version, None, zone,
+                    ));
                 } else {
                     history_line(
                         &mut text,
@@ -896,7 +920,10 @@ async fn history(
     };
     if json {
         let value = json!({
-            "as_of": as_of,
+            "as_of": local_rfc3339(
+                states.values().next().map_or(chrono_tz::Tz::UTC, CampaignState::zone),
+                as_of
+            ),
             "events": list,
             "states": states.values().map(|state| status_json(state, as_of)).collect::<Vec<_>>(),
         });

@@ -185,6 +185,28 @@ pub fn open_read_only(data: &Path) -> OpenedCopy {
     )))
 }
 
+/// The clock the daemon acts on, once chosen: its log lines are stamped with it, so that a
+/// simulated run says when in the simulation each thing happened, not when the machine ran it.
+static LOG_CLOCK: std::sync::OnceLock<Arc<dyn Clock>> = std::sync::OnceLock::new();
+
+/// Stamps a log line with the daemon's clock (the system clock until the daemon has chosen
+/// one).
+struct DaemonTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for DaemonTime {
+    fn format_time(
+        &self,
+        writer: &mut tracing_subscriber::fmt::format::Writer<'_>,
+    ) -> std::fmt::Result {
+        let now = LOG_CLOCK.get().map_or_else(Utc::now, |clock| clock.now());
+        write!(
+            writer,
+            "{}",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    }
+}
+
 fn init_tracing() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -194,6 +216,7 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
+        .with_timer(DaemonTime)
         .try_init();
 }
 
@@ -229,6 +252,8 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             ),
             (None, false) => (Arc::new(SystemClock), Timing::Real, "system".into()),
         };
+    // One daemon per process: the first clock chosen is the one its lines are stamped with.
+    let _ = LOG_CLOCK.set(clock.clone());
     let store = Arc::new(store);
     let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds)).checking_chain(store);
     let tokio = tokio::runtime::Builder::new_multi_thread()

@@ -149,10 +149,11 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
         }
     }
     let Some(source) = source else {
+        let zone = crate::commands::people_zone(runtime).await?;
         return Ok(Reply::user_error(format_args!(
             "there is no campaign `{}` as of {} (its plan was not applied by then)",
-            question.campaign,
-            as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            battleplan_core::text::printable(&question.campaign),
+            battleplan_core::campaign::timeline::local(zone, as_of)
         )));
     };
     let Some(plan) = plan::check(source.as_bytes()).plan else {
@@ -180,7 +181,9 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
         Err(message) => return Ok(Reply::user_error(message)),
     };
     let text = if question.json {
-        let mut text = serde_json::to_string_pretty(&explanation).unwrap_or_default();
+        let mut value = serde_json::to_value(&explanation).unwrap_or_default();
+        battleplan_core::campaign::timeline::localize_json(&mut value, plan.campaign.time_zone);
+        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
         text.push('\n');
         text
     } else {

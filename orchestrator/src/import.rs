@@ -25,6 +25,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use battleplan_adapters::import::{self as file, FileRead, Format, Item, Problem, ReadError};
+use battleplan_core::campaign::timeline::{local, local_rfc3339};
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::events::{import_stream, MAX_LISTED_SKIPPED};
 use battleplan_core::customer::row::{unknown_in_outcome, Known, Row};
@@ -704,7 +705,13 @@ async fn recording(
         if let Some(bar) = &progress {
             bar.finish_and_clear();
         }
-        return Ok(already(request, checked, &stream, rows, at));
+        let zone = crate::commands::people_zone(runtime)
+            .await
+            .map_err(|error| match error {
+                crate::runtime::HandleError::Store(error) => Failure::Store(error),
+                other => Failure::Internal(other.to_string()),
+            })?;
+        return Ok(already(request, checked, &stream, rows, at, zone));
     }
     if request.kind == ImportKind::Outcomes {
         if let Some(rejection) = screen_outcomes(runtime, request, checked).await? {
@@ -1089,6 +1096,7 @@ fn already(
     stream: &StreamId,
     rows: u64,
     at: DateTime<Utc>,
+    zone: chrono_tz::Tz,
 ) -> Reply {
     let name = printable(&request.file_name);
     if request.json {
@@ -1098,7 +1106,7 @@ fn already(
             "digest": checked.read.digest,
             "stream": stream.as_str(),
             "outcome": "already_imported",
-            "imported_at": at,
+            "imported_at": local_rfc3339(zone, at),
             "rows": rows,
             "recorded_now": 0,
             "bad_rows": checked.bad_rows,
@@ -1113,7 +1121,7 @@ fn already(
         code: 0,
         stdout: format!(
             "{name}: already imported on {}: {} rows; nothing changed ({stream})\n",
-            at.to_rfc3339(),
+            local(zone, at),
             rows
         ),
         stderr: String::new(),
@@ -1199,6 +1207,7 @@ fn imported(
             plural(checked.bad_rows, "bad row")
         );
         for row in checked.skipped.iter().take(LISTED_SKIPPED_TEXT) {
+            // The column and the reason quote the file: escaped for the terminal.
             match &row.column {
                 Some(column) => {
                     let _ = writeln!(

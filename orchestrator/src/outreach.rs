@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use battleplan_core::campaign::timeline::local_rfc3339;
 use battleplan_core::event::EventId;
 use battleplan_core::outreach::events::{stream_of, ChannelResumed};
 use battleplan_core::outreach::state::SendStatus;
@@ -60,6 +61,7 @@ pub async fn report(runtime: &Runtime, question: &OutboxQuestion) -> Result<Repl
     crate::dispatcher::catch_up(runtime).await?;
     let outreach = runtime.outreach.lock().await;
     let campaign = question.campaign.as_str();
+    let zone = plan.campaign.time_zone;
     let wanted = |reach_out: &str| question.reach_out.as_deref().is_none_or(|r| r == reach_out);
     let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
     for reach_out in &plan.reach_outs {
@@ -99,7 +101,7 @@ pub async fn report(runtime: &Runtime, question: &OutboxQuestion) -> Result<Repl
                 "channel": planned.channel,
                 "status": status,
                 "reason": reason,
-                "at": at.map(|at| at.to_rfc3339()),
+                "at": at.map(|at| local_rfc3339(zone, at)),
             }));
         }
     }

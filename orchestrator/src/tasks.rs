@@ -162,7 +162,8 @@ pub async fn funnel(runtime: &Runtime, campaign: &str, json: bool) -> Result<Rep
     let boards = runtime.boards.lock().await;
     let report = boards.funnel.report(&plan, now);
     let text = if json {
-        let mut text = serde_json::to_string_pretty(&funnel_json(&report)).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(&funnel_json(&report, plan.campaign.time_zone))
+            .unwrap_or_default();
         text.push('\n');
         text
     } else {

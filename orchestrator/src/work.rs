@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use battleplan_core::campaign::EventMeta;
+use battleplan_core::campaign::timeline::local;
+use battleplan_core::campaign::{CampaignEvent, EventMeta};
 use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::upcast::PayloadError;
 use battleplan_core::event::{Position, RecordedEvent};
@@ -18,6 +19,8 @@ pub struct Boards {
     pub position: Position,
     pub boards: BTreeMap<String, TaskBoard>,
     pub funnel: Funnel,
+    /// Each campaign's zone, from its plan events: reminders name instants in it.
+    pub zones: BTreeMap<String, chrono_tz::Tz>,
 }
 
 impl Boards {
@@ -39,10 +42,26 @@ impl Boards {
         }
         self.position = event.position;
         let kind = event.event_type.as_str();
-        if TaskEvent::holds(kind) {
+        if CampaignEvent::holds(kind) {
+            if let Some(campaign) = battleplan_core::campaign::campaign_of(&event.stream) {
+                let timeline = match CampaignEvent::decode(event)? {
+                    Some(CampaignEvent::PlanApplied(applied)) => Some(applied.timeline),
+                    Some(CampaignEvent::PlanRevised(revised)) => Some(revised.timeline),
+                    _ => None,
+                };
+                if let Some(timeline) = timeline {
+                    self.zones.insert(campaign.to_string(), timeline.zone());
+                }
+            }
+        } else if TaskEvent::holds(kind) {
             if let Some(decoded) = TaskEvent::decode(event)? {
                 if let TaskEvent::ReminderPlanned(reminder) = &decoded {
-                    outreach.staff_planned(staff_message(reminder, event));
+                    let zone = self
+                        .zones
+                        .get(&reminder.campaign)
+                        .copied()
+                        .unwrap_or(chrono_tz::Tz::UTC);
+                    outreach.staff_planned(staff_message(reminder, event, zone));
                 }
                 let campaign = decoded.campaign().to_string();
                 self.boards
@@ -105,9 +124,13 @@ pub fn feed_customer(funnel: &mut Funnel, decoded: &CustomerEvent) {
     }
 }
 
-/// A reminder as the staff outbox sends it.
-fn staff_message(reminder: &ReminderPlanned, event: &RecordedEvent) -> StaffMessage {
-    let due = reminder.due.to_rfc3339();
+/// A reminder as the staff outbox sends it, its due time in the campaign's zone.
+fn staff_message(
+    reminder: &ReminderPlanned,
+    event: &RecordedEvent,
+    zone: chrono_tz::Tz,
+) -> StaffMessage {
+    let due = local(zone, reminder.due);
     let subject = match reminder.kind {
         ReminderKind::Lead { .. } => format!("Reminder: {} (due {due})", reminder.title),
         ReminderKind::Due => format!("Due now: {}", reminder.title),

@@ -43,11 +43,17 @@ impl Run {
     }
 }
 
-/// Runs `battleplan ARGS` in `directory`, with no data directory set from outside.
+/// The `USER` the tests' commands run as: the actor of what they record without `--actor`
+/// (a command with neither is refused), the same on every machine.
+pub const TESTER: &str = "tester";
+
+/// Runs `battleplan ARGS` in `directory`, with no data directory set from outside, as
+/// [`TESTER`].
 pub fn run_in(directory: &Path, arguments: &[&str]) -> Run {
     let output = Command::new(binary())
         .args(arguments)
         .current_dir(directory)
+        .env("USER", TESTER)
         .env_remove("BATTLEPLAN_DATA")
         .env_remove("RUST_LOG")
         .output()
@@ -132,6 +138,7 @@ impl Daemon {
         let mut child = command
             .envs(environment.iter().copied())
             .current_dir(directory)
+            .env("USER", TESTER)
             .env_remove("BATTLEPLAN_DATA")
             .env("RUST_LOG", "info")
             .stdin(std::process::Stdio::null())

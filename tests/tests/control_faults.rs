@@ -60,6 +60,7 @@ fn spawn(dir: &Path, arguments: &[String]) -> std::process::Child {
         .args(["--data", "data"])
         .args(arguments)
         .current_dir(dir)
+        .env("USER", battleplan_tests::TESTER)
         .env_remove("BATTLEPLAN_DATA")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())

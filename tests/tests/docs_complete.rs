@@ -85,3 +85,41 @@ fn every_import_column_is_documented() {
         );
     }
 }
+
+/// BP0401 lists every metric under the unit its target is written in, and BP0403 names every
+/// count: the two sections say what `validate` checks.
+#[test]
+fn every_target_metric_is_documented_with_its_unit() {
+    use battleplan_core::plan::model::{Metric, MetricKind};
+    let docs = read("docs/diagnostics.md");
+    let section = |code: &str| -> String {
+        let start = docs.find(&format!("## {code} ")).unwrap_or(docs.len());
+        let rest = &docs[start..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |end| end + 3);
+        rest[..end].to_string()
+    };
+    let unknown_metric = section("BP0401");
+    let not_whole = section("BP0403");
+    for metric in Metric::ALL {
+        let unit = match metric.kind() {
+            MetricKind::Money => "| money",
+            MetricKind::Count => "| count",
+            MetricKind::Rate => "| rate",
+        };
+        let row = unknown_metric
+            .lines()
+            .find(|line| line.starts_with(unit))
+            .unwrap_or_else(|| panic!("BP0401 has no row for the unit `{unit}`"));
+        assert!(
+            row.contains(&format!("`{}`", metric.key())),
+            "BP0401 does not list `{}` as {unit}",
+            metric.key()
+        );
+        assert_eq!(
+            not_whole.contains(&format!("`{}`", metric.key())),
+            metric.kind() != MetricKind::Rate,
+            "BP0403 and `{}`",
+            metric.key()
+        );
+    }
+}

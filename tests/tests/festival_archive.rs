@@ -80,6 +80,9 @@ fn the_festival_exported_and_imported_is_the_same_log_with_the_same_projections(
             "--at",
             "2026-09-02T00:00:00+08:00",
             "--json",
+            // A preview is of now or later on the clock the command runs with.
+            "--clock-at",
+            "2026-09-01T00:00:00+08:00",
         ],
     ];
     for question in questions {

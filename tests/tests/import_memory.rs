@@ -58,6 +58,7 @@ fn import(directory: &Path, file: &str, data: &str) -> (u64, f64) {
         .args(["--data", data, "--clock-at", "2026-08-20T00:00:00Z"])
         .args(["customers", "import", file, "--json"])
         .current_dir(directory)
+        .env("USER", battleplan_tests::TESTER)
         .env_remove("BATTLEPLAN_DATA")
         .output()
         .unwrap();

@@ -61,7 +61,7 @@ accounts = ["shop"]
 [templates.any-mail]
 channel = "mail"
 subject = "{{ campaign.name }}"
-body = "Hello {{ customer.name }}. Unsubscribe: {{ unsubscribe_url }}"
+body = "Hello {{ customer.name | default('there') }}. Unsubscribe: {{ unsubscribe_url }}"
 
 [reach_outs.announce]
 name = "Announce the sale"
@@ -136,6 +136,11 @@ fn broken_plans() -> Vec<Case> {
             "bad-time-zone",
             &["BP0102"],
             example(&[("time_zone = \"Asia/Shanghai\"", "time_zone = \"Asia/Shanghia\"")]),
+        ),
+        case(
+            "time-zone-named-after-the-capital",
+            &["BP0102"],
+            example(&[("time_zone = \"Asia/Shanghai\"", "time_zone = \"Asia/Beijing\"")]),
         ),
         case("bad-currency", &["BP0103"], example(&[("currency = \"CNY\"", "currency = \"yuan\"")])),
         // ----- phases and stages -----
@@ -254,7 +259,7 @@ fn broken_plans() -> Vec<Case> {
         case(
             "template-syntax",
             &["BP0701"],
-            example(&[("Thanks for visiting, {{ customer.name }}!", "Thanks for visiting, {{ customer.name }!")]),
+            example(&[("Thanks for visiting, {{ customer.name | default('friend') }}!", "Thanks for visiting, {{ customer.name | default('friend') }!")]),
         ),
         case(
             "template-unknown-variable",
@@ -271,7 +276,7 @@ fn broken_plans() -> Vec<Case> {
             &["BP0704"],
             example(&[("subject = \"Did you see our {{ campaign.name }} offer?\"\n", "")]),
         ),
-        case("template-empty-body", &["BP0706"], small(&[("body = \"Hello {{ customer.name }}. Unsubscribe: {{ unsubscribe_url }}\"", "body = \"  \"")])),
+        case("template-empty-body", &["BP0706"], small(&[("body = \"Hello {{ customer.name | default('there') }}. Unsubscribe: {{ unsubscribe_url }}\"", "body = \"  \"")])),
         case("template-version-zero", &["BP0707"], example(&[("version = 1\n", "version = 0\n")])),
         // ----- reach-outs and follow-ups -----
         case(
@@ -355,12 +360,12 @@ fn broken_plans() -> Vec<Case> {
         case(
             "template-filter-not-offered",
             &["BP0701"],
-            small(&[("Hello {{ customer.name }}.", "Hello {{ customer.name|indent(9999999999999) }}.")]),
+            small(&[("Hello {{ customer.name | default('there') }}.", "Hello {{ customer.name|indent(9999999999999) }}.")]),
         ),
         case(
             "template-rendering-megabytes",
             &["BP0701"],
-            small(&[("Hello {{ customer.name }}.", "{% set s = 'x' * 100000 %}{% for i in range(100000) %}{{ s }}{% endfor %}")]),
+            small(&[("Hello {{ customer.name | default('there') }}.", "{% set s = 'x' * 100000 %}{% for i in range(100000) %}{{ s }}{% endfor %}")]),
         ),
         case("date-past-year-9999", &["BP0006"], small(&[("due = 2026-03-08T10:00:00", "due = \"+262142-12-30\"")])),
         // ----- many problems at once: all are listed, in file order -----
@@ -591,7 +596,12 @@ fn warnings_are_printed_and_the_plan_accepted() {
         case(
             "warning-mail-without-unsubscribe-link",
             &["BP0705"],
-            small(&[("Hello {{ customer.name }}. Unsubscribe: {{ unsubscribe_url }}", "Hello {{ customer.name }}.")]),
+            small(&[("Hello {{ customer.name | default('there') }}. Unsubscribe: {{ unsubscribe_url }}", "Hello {{ customer.name | default('there') }}.")]),
+        ),
+        case(
+            "warning-name-printed-without-a-fallback",
+            &["BP0708"],
+            small(&[("Hello {{ customer.name | default('there') }}.", "Hello {{ customer.name }}.")]),
         ),
         case(
             "warning-channel-without-cap-or-fatigue",
@@ -610,6 +620,16 @@ fn warnings_are_printed_and_the_plan_accepted() {
             "warning-recurring-time-skipped-by-daylight-saving",
             &["BP0213"],
             small(&[("due = 2026-03-08T10:00:00", "repeat = \"daily\"\nat = \"02:30\"")]),
+        ),
+        case(
+            "warning-recurring-time-that-happens-twice",
+            &["BP0210"],
+            small(&[
+                ("2026-03-01\nend = 2026-03-05", "2026-10-26\nend = 2026-10-30"),
+                ("2026-03-06\nend = 2026-03-10", "2026-10-31\nend = 2026-11-04"),
+                ("2026-03-11\nend = 2026-03-20", "2026-11-05\nend = 2026-11-14"),
+                ("due = 2026-03-08T10:00:00", "repeat = \"daily\"\nat = \"01:30\""),
+            ]),
         ),
         case(
             "warning-follow-up-inside-the-fatigue-window",

@@ -24,6 +24,7 @@ fn bp022(dir: &Path, arguments: &[&str]) -> Run {
         .args(["--data", "data"])
         .args(arguments)
         .current_dir(dir)
+        .env("USER", battleplan_tests::TESTER)
         .env_remove("BATTLEPLAN_DATA")
         .env_remove("RUST_LOG")
         .output()

@@ -42,6 +42,7 @@ fn run_with(dir: &Path, data: &Path, arguments: &[&str], faults: Option<&str>) -
         .arg(data)
         .args(arguments)
         .current_dir(dir)
+        .env("USER", battleplan_tests::TESTER)
         .env_remove("BATTLEPLAN_DATA")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

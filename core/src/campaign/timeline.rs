@@ -167,11 +167,50 @@ pub fn shift_instant(instant: DateTime<Utc>, shifts: &[Shift]) -> DateTime<Utc> 
     })
 }
 
+/// An instant as people in the campaign's zone read it: `2026-09-03 10:00 +08:00`. Every
+/// sentence that names an instant (a summary, an error, a reminder, a rendered message) uses
+/// this, and every JSON answer [`local_rfc3339`], so no one reads UTC for a Shanghai campaign.
 pub fn local(zone: Tz, instant: DateTime<Utc>) -> String {
     instant
         .with_timezone(&zone)
         .format("%Y-%m-%d %H:%M %:z")
         .to_string()
+}
+
+/// An instant for a script, in RFC 3339 with the campaign's offset:
+/// `2026-09-03T10:00:00+08:00`. The same instant as the UTC form, written as the campaign reads
+/// it.
+pub fn local_rfc3339(zone: Tz, instant: DateTime<Utc>) -> String {
+    instant
+        .with_timezone(&zone)
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false)
+}
+
+/// Every instant in a JSON answer written with the campaign's offset: each string that is an
+/// RFC 3339 instant in UTC (`...Z` or `...+00:00`, as serde writes a `DateTime<Utc>`) becomes
+/// [`local_rfc3339`]. The instants stay the same; only how they are written changes.
+pub fn localize_json(value: &mut serde_json::Value, zone: Tz) {
+    match value {
+        serde_json::Value::String(text) => {
+            let utc = text.ends_with('Z') || text.ends_with("+00:00");
+            if utc && text.len() <= 40 && text.contains('T') {
+                if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+                    *text = local_rfc3339(zone, instant.with_timezone(&Utc));
+                }
+            }
+        }
+        serde_json::Value::Array(list) => {
+            for inner in list {
+                localize_json(inner, zone);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for inner in map.values_mut() {
+                localize_json(inner, zone);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A length of time as people say it: `3 d 4 h`, `12 min`, `45 s`.

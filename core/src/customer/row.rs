@@ -946,7 +946,7 @@ fn time_zone(text: &str) -> Result<String, String> {
     {
         return Ok(zone.name().to_string());
     }
-    let hint = match suggest(text, chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())) {
+    let hint = match crate::plan::values::suggest_zone(text) {
         Some(near) => format!("did you mean `{near}`? "),
         None => String::new(),
     };

@@ -1,6 +1,5 @@
 //! The funnel and the targets for people (plain-text tables) and for programs (JSON).
 
-use chrono::SecondsFormat;
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
@@ -37,11 +36,12 @@ pub fn render_funnel(report: &FunnelReport, zone: Tz) -> String {
     out
 }
 
-/// The report as JSON: counts, and conversions as fractions (`null` where there is none).
-pub fn funnel_json(report: &FunnelReport) -> Value {
+/// The report as JSON: counts, and conversions as fractions (`null` where there is none); the
+/// instant with the campaign's offset.
+pub fn funnel_json(report: &FunnelReport, zone: Tz) -> Value {
     json!({
         "campaign": report.campaign,
-        "as_of": report.as_of.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "as_of": crate::campaign::timeline::local_rfc3339(zone, report.as_of),
         "phases": report.phases.iter().map(|funnel| json!({
             "phase": funnel.phase.key(),
             "stages": steps_json(&funnel.steps),

@@ -708,7 +708,7 @@ fn render_funnel_snapshot() {
     );
     insta::assert_snapshot!(
         "funnel_json",
-        serde_json::to_string_pretty(&funnel_json(&report)).unwrap()
+        serde_json::to_string_pretty(&funnel_json(&report, plan.campaign.time_zone)).unwrap()
     );
 }
 

@@ -9,10 +9,12 @@ use chrono::{DateTime, Utc};
 
 use super::port::Message;
 use super::state::Send;
+use crate::campaign::timeline::local;
 use crate::campaign::timeline::Step;
 use crate::customer::book::{Customer, Symbols};
 use crate::plan::model::{ChannelKind, PhaseKind, Plan, Template, TemplateChoice, TemplatePurpose};
 use crate::plan::template::{environment, select, Query, Selection};
+use crate::text::single_line;
 
 /// The plan's templates, parsed once, for a batch of sends.
 pub struct Renderer<'p> {
@@ -139,25 +141,24 @@ impl<'p> Renderer<'p> {
         let tier = customer.tier.map(|sym| symbols.name(sym));
         let template = self.choose(send, tier, step, now)?;
         let zone = plan.campaign.time_zone;
-        let text = |value: Option<&str>| value.unwrap_or("").to_string();
         let mut context: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
-        let name = customer
-            .name
-            .as_deref()
-            .or(customer.company.as_deref())
-            .unwrap_or(&customer.id);
-        context.insert(
-            "customer",
-            minijinja::Value::from_serialize(BTreeMap::from([
-                ("id", customer.id.to_string()),
-                ("name", name.to_string()),
-                ("company", text(customer.company.as_deref())),
-                ("email", text(customer.email.as_deref())),
-                ("tier", text(tier)),
-                ("owner", text(customer.owner.map(|s| symbols.name(s)))),
-                ("locale", text(customer.locale.map(|s| symbols.name(s)))),
-            ])),
-        );
+        // A field the customer lacks is left out, not filled with another field or an empty
+        // text: `{{ customer.name | default("customer") }}` is how a template says what to write
+        // instead (plan-format.md, "Template variables").
+        let mut fields: BTreeMap<&str, String> = BTreeMap::from([("id", customer.id.to_string())]);
+        for (field, value) in [
+            ("name", customer.name.as_deref()),
+            ("company", customer.company.as_deref()),
+            ("email", customer.email.as_deref()),
+            ("tier", tier),
+            ("owner", customer.owner.map(|s| symbols.name(s))),
+            ("locale", customer.locale.map(|s| symbols.name(s))),
+        ] {
+            if let Some(value) = value {
+                fields.insert(field, value.to_string());
+            }
+        }
+        context.insert("customer", minijinja::Value::from_serialize(fields));
         context.insert(
             "campaign",
             minijinja::Value::from_serialize(BTreeMap::from([
@@ -187,10 +188,13 @@ impl<'p> Renderer<'p> {
                 ("id", stage.id.clone()),
                 ("name", stage.name.clone()),
                 ("theme", stage.theme.clone()),
-                ("starts", date(stage.window.start)),
+                // The instants, as the campaign's clock reads them: a stage may end at 21:00.
+                ("starts", local(zone, stage.window.start)),
+                ("ends", local(zone, stage.window.end)),
+                ("first_day", date(stage.window.start)),
                 // Windows are half-open: the last day is the one before the end instant.
                 (
-                    "ends",
+                    "last_day",
                     date(stage.window.end - chrono::Duration::milliseconds(1)),
                 ),
             ]),
@@ -200,6 +204,8 @@ impl<'p> Renderer<'p> {
                 ("theme", String::new()),
                 ("starts", String::new()),
                 ("ends", String::new()),
+                ("first_day", String::new()),
+                ("last_day", String::new()),
             ]),
         };
         context.insert("stage", minijinja::Value::from_serialize(stage_fields));
@@ -257,14 +263,27 @@ impl<'p> Renderer<'p> {
                 .map_err(|error| format!("template {}: {error}", template.id))
         };
         let body = render(body_name(template))?;
+        // A subject is a header line: a customer's name with CR/LF in it must not add a header
+        // (`Bcc:`), and a repaired subject would be another subject, so the send is refused
+        // (`template_failed`, with this as its detail).
         let subject = match template.subject {
-            Some(_) => Some(render(subject_name(template))?),
+            Some(_) => {
+                let subject = render(subject_name(template))?;
+                single_line(&subject).map_err(|refused| {
+                    format!("template {}: the subject {refused}", template.id)
+                })?;
+                Some(subject)
+            }
             None => None,
         };
-        let address = match planned.kind {
+        let address: Vec<String> = match planned.kind {
             ChannelKind::Mail => customer.email.iter().map(|e| e.to_string()).collect(),
             _ => vec![customer.id.to_string()],
         };
+        // Addresses and the sender are header-bound too.
+        for header in address.iter().chain([&planned.account]) {
+            single_line(header).map_err(|refused| format!("an address {refused}"))?;
+        }
         Ok(Message {
             key: planned.key.clone(),
             campaign: plan.campaign.id.clone(),

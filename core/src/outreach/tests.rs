@@ -857,3 +857,133 @@ fn a_reach_out_of_a_skipped_stage_planned_after_the_advance_plans_no_send() {
     });
     assert_eq!(done.map(|done| (done.planned, done.not_sent)), Some((0, 3)));
 }
+
+/// The one customer `c-000000`, active, with a mail address and `name` (or none), the early
+/// stage's mail planned; then what the dispatcher decides at the first sending instant.
+fn early_mail_to(world: &mut World, name: Option<&str>) -> super::decide::Dispatch {
+    world.book.apply(
+        &CustomerEvent::CustomerRecorded(CustomerRecorded {
+            customer: "c-000000".into(),
+            line: 2,
+            name: name.map(str::to_string),
+            email: Some("c-000000@example.com".into()),
+            signals: vec![Signal {
+                activity: Activity::Active,
+                at: at("2026-08-30T10:00:00+08:00"),
+                amount: None,
+            }],
+            ..CustomerRecorded::default()
+        }),
+        at("2026-08-30T10:00:00+08:00"),
+    );
+    world.plan(at(STAGE_START));
+    let renderer = Renderer::new(&world.plan);
+    dispatch(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        &renderer,
+        at(FIRST_SEND),
+        usize::MAX,
+    )
+}
+
+/// The example's early-stage mail template, to be rewritten by a test.
+fn early_template(plan: &mut Plan) -> &mut crate::plan::model::Template {
+    plan.templates
+        .iter_mut()
+        .find(|template| template.id == "early-mail")
+        .unwrap_or_else(|| panic!("the example has early-mail"))
+}
+
+#[test]
+fn a_customer_without_a_name_gets_the_templates_fallback_not_the_company_or_the_id() {
+    // Given a buyer with a company but no name, and a template with a fallback,
+    let mut world = World::new(0);
+    early_template(&mut world.plan).body =
+        "Dear {{ customer.name | default('customer') }} of {{ customer.company | default('your company') }}, {{ unsubscribe_url }}".into();
+    // when the mail is rendered,
+    let decided = early_mail_to(&mut world, None);
+    // then the fallback is written: the name is missing, not the company or the id.
+    assert_eq!(decided.messages.len(), 1, "{:?}", decided.not_sent);
+    let body = &decided.messages[0].body;
+    assert!(body.starts_with("Dear customer of your company,"), "{body}");
+}
+
+#[test]
+fn a_bare_missing_name_gives_the_send_up_as_template_failed() {
+    // Given a template that prints the name with no fallback, and a buyer with no name,
+    let mut world = World::new(0);
+    early_template(&mut world.plan).body = "Dear {{ customer.name }}, {{ unsubscribe_url }}".into();
+    // when the mail is rendered,
+    let decided = early_mail_to(&mut world, None);
+    // then nothing goes out with an empty or borrowed name: the send has a typed reason.
+    assert!(decided.messages.is_empty());
+    assert!(matches!(
+        decided.not_sent.as_slice(),
+        [OutreachEvent::NotSent(not_sent)] if not_sent.reason == NotSentReason::TemplateFailed
+    ));
+}
+
+#[test]
+fn a_name_with_a_line_break_never_reaches_a_subject_and_stays_inert_in_the_body() {
+    // Given a subject and a body that print the name, and a buyer whose name holds CR/LF, an
+    // escape sequence and template syntax,
+    let mut world = World::new(0);
+    let template = early_template(&mut world.plan);
+    template.subject = Some("For {{ customer.name }}".into());
+    template.body = "Dear {{ customer.name }}, {{ unsubscribe_url }}".into();
+    let hostile = "Evil\r\nBcc: attacker@evil.example\u{1b}]0;x {{ campaign.id }}";
+    // when the mail is rendered,
+    let decided = early_mail_to(&mut world, Some(hostile));
+    // then no subject with a line break is handed to the channel: the send is given up.
+    assert!(decided.messages.is_empty(), "{:?}", decided.messages);
+    let [OutreachEvent::NotSent(not_sent)] = decided.not_sent.as_slice() else {
+        panic!("{:?}", decided.not_sent)
+    };
+    assert_eq!(not_sent.reason, NotSentReason::TemplateFailed);
+    let detail = not_sent.detail.clone().unwrap_or_default();
+    assert!(detail.contains("subject"), "{detail}");
+    assert!(
+        !detail.contains('\r') && !detail.contains('\u{1b}'),
+        "{detail}"
+    );
+
+    // And with the name only in the body, the message goes, the field's template syntax as
+    // written (never evaluated) and its markup escaped.
+    let mut world = World::new(0);
+    let template = early_template(&mut world.plan);
+    template.subject = Some("Our sale".into());
+    template.body = "Dear {{ customer.name }}, {{ unsubscribe_url }}".into();
+    let decided = early_mail_to(&mut world, Some("<i>Li</i> {{ campaign.id }}"));
+    assert_eq!(decided.messages.len(), 1, "{:?}", decided.not_sent);
+    let body = &decided.messages[0].body;
+    assert!(
+        body.contains("&lt;i&gt;Li&lt;&#x2f;i&gt; {{ campaign.id }}"),
+        "{body}"
+    );
+}
+
+#[test]
+fn stage_times_are_local_date_and_time_and_the_days_have_their_own_names() {
+    // Given the early stage ending at 21:00 local time,
+    let mut world = World::new(0);
+    let end = at("2026-09-10T21:00:00+08:00");
+    if let Some(stage) = world.plan.stages.iter_mut().find(|s| s.id == "early") {
+        stage.window.end = end;
+    }
+    early_template(&mut world.plan).body =
+        "From {{ stage.starts }} to {{ stage.ends }}, {{ stage.first_day }} to {{ stage.last_day }}. {{ unsubscribe_url }}".into();
+    // when the stage's mail is rendered,
+    let decided = early_mail_to(&mut world, Some("Li"));
+    // then the instants say the hour, in the campaign's zone, and the days are the dates.
+    assert_eq!(decided.messages.len(), 1, "{:?}", decided.not_sent);
+    let body = &decided.messages[0].body;
+    assert!(
+        body.starts_with(
+            "From 2026-09-02 00:00 +08:00 to 2026-09-10 21:00 +08:00, 2026-09-02 to 2026-09-10."
+        ),
+        "{body}"
+    );
+}

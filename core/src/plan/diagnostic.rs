@@ -103,6 +103,7 @@ codes! {
     NoUnsubscribeLink = "BP0705", Warning, "a mail template without an unsubscribe link";
     EmptyTemplate = "BP0706", Error, "a template with an empty body";
     TemplateVersion = "BP0707", Error, "a template version of zero";
+    OptionalVariable = "BP0708", Warning, "a template that cannot render for a customer without a name, a company, ...";
     NoTemplate = "BP0801", Error, "no template for a phase, stage, segment or tier a message will go out in";
     AmbiguousTemplate = "BP0802", Error, "two templates equally fit the same message";
     TemplateChannel = "BP0803", Error, "a template used on a channel it is not written for";

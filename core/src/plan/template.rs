@@ -25,6 +25,8 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "stage.theme",
     "stage.starts",
     "stage.ends",
+    "stage.first_day",
+    "stage.last_day",
     "sender.name",
     "sender.account",
     "reach_out.name",
@@ -33,6 +35,19 @@ pub const KNOWN_VARIABLES: &[&str] = &[
     "coupon.min_spend",
     "coupon.code",
     "unsubscribe_url",
+];
+
+/// The customer's fields an import may leave out. A customer without one has no such variable
+/// (it is undefined, not empty), so `{{ customer.name | default("customer") }}` gives the
+/// fallback and a bare `{{ customer.name }}` fails to render for them (the send is not sent,
+/// with the reason `template_failed`); validation warns about such templates (BP0708).
+pub const OPTIONAL_CUSTOMER_VARIABLES: &[&str] = &[
+    "customer.name",
+    "customer.company",
+    "customer.email",
+    "customer.tier",
+    "customer.owner",
+    "customer.locale",
 ];
 
 /// Functions every template may call; they are not variables.
@@ -210,11 +225,22 @@ pub fn variables(source: &str) -> Result<BTreeSet<String>, SyntaxError> {
 /// or test, an `include` or `extends` (templates stand alone), a variable used in a way its value
 /// does not allow. Call it once `variables` found nothing unknown.
 pub fn dry_render(source: &str, with_coupon: bool, escape_html: bool) -> Result<(), SyntaxError> {
+    dry_render_without(source, with_coupon, escape_html, None)
+}
+
+/// Renders a template as [`dry_render`] does, for a customer who lacks `missing` (one of
+/// [`OPTIONAL_CUSTOMER_VARIABLES`]): whether the template copes with a customer without it.
+pub fn dry_render_without(
+    source: &str,
+    with_coupon: bool,
+    escape_html: bool,
+    missing: Option<&str>,
+) -> Result<(), SyntaxError> {
     use std::collections::BTreeMap;
     let mut objects: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
     let mut context: BTreeMap<&str, minijinja::Value> = BTreeMap::new();
     for variable in KNOWN_VARIABLES {
-        if variable.starts_with("coupon.") && !with_coupon {
+        if variable.starts_with("coupon.") && !with_coupon || Some(*variable) == missing {
             continue;
         }
         match variable.split_once('.') {
@@ -527,6 +553,25 @@ mod tests {
             assert!(dry_render(broken, false, true).is_err(), "{broken}");
         }
         assert!(dry_render("{{ coupon.value }}", true, true).is_ok());
+    }
+
+    #[test]
+    fn a_customer_without_a_name_has_no_name_variable() {
+        let missing = Some("customer.name");
+        // A fallback applies when the name is missing, not only when it is undefined in the
+        // plan: the name is left out, never replaced by the company or the id.
+        for copes in [
+            "Dear {{ customer.name | default(\"customer\") }},",
+            "{% if customer.name is defined %}Dear {{ customer.name }},{% endif %}",
+            "Dear {{ customer.company }},",
+        ] {
+            assert!(
+                dry_render_without(copes, false, true, missing).is_ok(),
+                "{copes}"
+            );
+        }
+        assert!(dry_render_without("Dear {{ customer.name }},", false, true, missing).is_err());
+        assert!(dry_render_without("Dear {{ customer.name }},", false, true, None).is_ok());
     }
 
     #[test]

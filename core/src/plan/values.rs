@@ -554,6 +554,46 @@ impl<'de> Deserialize<'de> for Ratio {
 }
 
 /// A count as people read it: `1234567` as `1,234,567`.
+/// Names people write for a zone that IANA does not have, with the zone they mean. The
+/// nearest spelling would mislead for these (`Asia/Beijing` is closest to `Asia/Beirut`).
+/// Valid names (`PRC`, `Asia/Chongqing`, `Asia/Harbin`) are not here: they parse.
+const WELL_KNOWN_WRONG_ZONES: &[(&str, &str)] = &[
+    ("Asia/Beijing", "Asia/Shanghai"),
+    ("Asia/Peking", "Asia/Shanghai"),
+    ("Asia/Guangzhou", "Asia/Shanghai"),
+    ("Asia/Shenzhen", "Asia/Shanghai"),
+    ("Asia/Hangzhou", "Asia/Shanghai"),
+    ("Asia/China", "Asia/Shanghai"),
+    ("Beijing", "Asia/Shanghai"),
+    ("Peking", "Asia/Shanghai"),
+    ("Shanghai", "Asia/Shanghai"),
+    ("Guangzhou", "Asia/Shanghai"),
+    ("Shenzhen", "Asia/Shanghai"),
+    ("China", "Asia/Shanghai"),
+    ("China Standard Time", "Asia/Shanghai"),
+    ("CST", "Asia/Shanghai"),
+    ("Beijing Time", "Asia/Shanghai"),
+    ("Hong Kong", "Asia/Hong_Kong"),
+    ("Taipei", "Asia/Taipei"),
+    ("New York", "America/New_York"),
+    ("Eastern", "America/New_York"),
+    ("Pacific", "America/Los_Angeles"),
+];
+
+/// The zone to suggest for a name that is not an IANA zone: the one a well-known wrong name
+/// means (case and spaces or underscores aside), else the nearest spelling.
+pub fn suggest_zone(wrong: &str) -> Option<&'static str> {
+    let normal = |text: &str| text.trim().replace('_', " ").to_ascii_lowercase();
+    let wanted = normal(wrong);
+    if let Some((_, zone)) = WELL_KNOWN_WRONG_ZONES
+        .iter()
+        .find(|(name, _)| normal(name) == wanted)
+    {
+        return Some(zone);
+    }
+    super::diagnostic::suggest(wrong, chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name()))
+}
+
 pub fn grouped(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -569,6 +609,28 @@ pub fn grouped(value: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_well_known_wrong_zone_suggests_the_zone_it_means() {
+        for wrong in [
+            "Asia/Beijing",
+            "asia/peking",
+            "Beijing",
+            "China",
+            "CST",
+            "Shanghai ",
+        ] {
+            assert_eq!(suggest_zone(wrong), Some("Asia/Shanghai"), "{wrong}");
+        }
+        assert_eq!(suggest_zone("New_York"), Some("America/New_York"));
+        // A misspelling is still met with the nearest name.
+        assert_eq!(suggest_zone("Europe/Berln"), Some("Europe/Berlin"));
+        // The table names only zones that exist, and no name that is itself a zone.
+        for (name, zone) in WELL_KNOWN_WRONG_ZONES {
+            assert!(zone.parse::<chrono_tz::Tz>().is_ok(), "{zone}");
+            assert!(name.parse::<chrono_tz::Tz>().is_err(), "{name}");
+        }
+    }
 
     #[test]
     fn durations_parse_and_print_back() {

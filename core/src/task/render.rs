@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 
 use super::board::{Row, RowStatus};
 use crate::campaign::timeline::{human_duration, local};
+use crate::text::printable;
 
 /// How many rows are in each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -36,28 +37,30 @@ fn status_text(row: &Row, now: DateTime<Utc>) -> String {
         RowStatus::Open => "open".to_string(),
         RowStatus::Overdue => format!("overdue {}", late()),
         RowStatus::Escalated => format!("escalated, {} late", late()),
-        RowStatus::Done { by, .. } => format!("done by {by}"),
+        RowStatus::Done { by, .. } => format!("done by {}", printable(by)),
     }
 }
 
-/// The rows as a table in their order (due instant, then id): due (local time), status, role,
-/// occurrence, title, with notes of done rows under them, then a line of counts.
+/// The rows as a table in their order (due instant, then id): due (local time), status,
+/// reminders sent so far, role, occurrence, title, with notes of done rows under them, then a
+/// line of counts. Who marked a task done and their note are escaped: people typed them.
 pub fn render_board(rows: &[Row], zone: Tz, now: DateTime<Utc>) -> String {
     let mut out = format!("Tasks at {}\n", local(zone, now));
     if rows.is_empty() {
         out.push_str("no tasks match\n");
         return out;
     }
-    let header = ["DUE", "STATUS", "ROLE", "OCCURRENCE", "TITLE"];
-    let lines: Vec<[String; 5]> = rows
+    let header = ["DUE", "STATUS", "REMINDERS", "ROLE", "OCCURRENCE", "TITLE"];
+    let lines: Vec<[String; 6]> = rows
         .iter()
         .map(|row| {
             [
                 local(zone, row.due),
                 status_text(row, now),
-                row.role.clone(),
-                row.occurrence.clone(),
-                row.title.clone(),
+                row.reminders_sent.to_string(),
+                printable(&row.role).into_owned(),
+                printable(&row.occurrence).into_owned(),
+                printable(&row.title).into_owned(),
             ]
         })
         .collect();
@@ -67,7 +70,7 @@ pub fn render_board(rows: &[Row], zone: Tz, now: DateTime<Utc>) -> String {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let write_line = |out: &mut String, cells: [&str; 5]| {
+    let write_line = |out: &mut String, cells: [&str; 6]| {
         let mut text = String::new();
         for (index, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if index + 1 == cells.len() {
@@ -83,13 +86,16 @@ pub fn render_board(rows: &[Row], zone: Tz, now: DateTime<Utc>) -> String {
     };
     write_line(&mut out, header);
     for (row, line) in rows.iter().zip(&lines) {
-        write_line(&mut out, [&line[0], &line[1], &line[2], &line[3], &line[4]]);
+        write_line(
+            &mut out,
+            [&line[0], &line[1], &line[2], &line[3], &line[4], &line[5]],
+        );
         if let RowStatus::Done {
             note: Some(note), ..
         } = &row.status
         {
             let indent = widths[0] + 2;
-            out.push_str(&format!("{:indent$}note: {note}\n", ""));
+            out.push_str(&format!("{:indent$}note: {}\n", "", printable(note)));
         }
     }
     let counts = Counts::of(rows);

@@ -176,6 +176,44 @@ impl Validator<'_> {
                     }
                 }
             }
+            if ok {
+                // A customer may lack a name, a company, ...: a template that prints one bare
+                // renders for no such customer.
+                for (key, variable) in &used {
+                    if !template::OPTIONAL_CUSTOMER_VARIABLES.contains(&variable.as_str()) {
+                        continue;
+                    }
+                    let source = match *key {
+                        "subject" => value.subject.as_deref(),
+                        _ => Some(value.body.as_str()),
+                    };
+                    let Some(source) = source else { continue };
+                    let html = kind == Some(ChannelKind::Mail);
+                    if let Err(error) = template::dry_render_without(
+                        source,
+                        value.coupon.is_some(),
+                        html,
+                        Some(variable),
+                    ) {
+                        let line = error
+                            .line
+                            .map(|line| format!(" (line {line} of the {key})"))
+                            .unwrap_or_default();
+                        self.push(
+                            Diagnostic::new(
+                                Code::OptionalVariable,
+                                format!("{path}.{key}"),
+                                format!(
+                                    "the {key} cannot be rendered for a customer without `{variable}`{line}: such a customer gets no message (template_failed)"
+                                ),
+                            )
+                            .with_help(format!(
+                                "give a fallback, {{{{ {variable} | default(\"...\") }}}}, or test it: {{% if {variable} is defined %}}"
+                            )),
+                        );
+                    }
+                }
+            }
             if kind == Some(ChannelKind::Mail) && !uses_unsubscribe && ok {
                 self.push(
                     Diagnostic::new(

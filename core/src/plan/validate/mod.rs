@@ -177,10 +177,7 @@ fn counted(count: usize, noun: &str) -> String {
 
 /// `2026-09-02 00:00 +08:00`: how instants appear in messages, on the campaign's clock.
 pub fn format_instant(zone: Tz, instant: DateTime<Utc>) -> String {
-    instant
-        .with_timezone(&zone)
-        .format("%Y-%m-%d %H:%M %:z")
-        .to_string()
+    crate::campaign::timeline::local(zone, instant)
 }
 
 fn is_slug(text: &str) -> bool {
@@ -222,9 +219,10 @@ pub(super) struct Validator<'a> {
     reported: HashSet<String>,
     /// Where each stage is in `raw.stages`: boundaries are looked up for every anchor.
     stage_index: HashMap<&'a str, usize>,
-    /// Days a recurring time of day is skipped, by (time, from, until, weekdays): tasks share
-    /// windows, and each scan walks every day of one.
-    skipped_days: HashMap<SkipKey, Option<NaiveDate>>,
+    /// The first day a recurring time of day is skipped, and the first day it happens twice,
+    /// by (time, from, until, weekdays): tasks share windows, and each scan walks every day of
+    /// one.
+    skipped_days: HashMap<SkipKey, (Option<NaiveDate>, Option<NaiveDate>)>,
     /// Template coverage already worked out (see `messages::cover`).
     coverage: HashMap<CoverKey, CoverOutcome>,
 }
@@ -449,13 +447,12 @@ impl<'a> Validator<'a> {
             Ok(zone) => Some(zone),
             Err(_) => {
                 ok = false;
-                let names = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name());
                 let mut diagnostic = Diagnostic::new(
                     Code::UnknownTimeZone,
                     "campaign.time_zone",
                     format!("`{}` is not an IANA time zone", raw.time_zone),
                 );
-                diagnostic = match suggest(&raw.time_zone, names) {
+                diagnostic = match crate::plan::values::suggest_zone(&raw.time_zone) {
                     Some(candidate) => diagnostic.with_help(format!("did you mean `{candidate}`?")),
                     None => diagnostic.with_help(
                         "write a zone name such as \"Asia/Shanghai\" or \"America/New_York\"",

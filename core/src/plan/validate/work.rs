@@ -383,28 +383,36 @@ impl Validator<'_> {
         let at = task.at.unwrap_or(crate::plan::values::TimeOfDay(
             chrono::NaiveTime::from_hms_opt(9, 0, 0).unwrap_or_default(),
         ));
-        // A time of day the zone skips (clocks going forward) has no occurrence that day; say
-        // so once, with the first such day.
+        // A time of day the zone skips (clocks going forward) has no occurrence that day, and
+        // one that happens twice (clocks going back) has the earlier of the two, as for a
+        // boundary written at such a time (BP0210); say each once, with the first such day.
         let weekdays = match &recurrence {
             Recurrence::Daily => Vec::new(),
             Recurrence::Weekly(days) => days.clone(),
         };
         let key = (at.0, from, until, weekdays);
-        let skipped = match self.skipped_days.get(&key) {
+        let (skipped, twice) = match self.skipped_days.get(&key) {
             Some(found) => *found,
             None => {
                 let first_day = from.with_timezone(&zone).date_naive();
                 let last_day = until.with_timezone(&zone).date_naive();
-                let found = first_day
+                let mut found = (None, None);
+                for day in first_day
                     .iter_days()
                     .take_while(|day| *day <= last_day)
                     .filter(|day| key.3.is_empty() || key.3.contains(&day.weekday()))
-                    .find(|day| {
-                        matches!(
-                            zone.from_local_datetime(&day.and_time(at.0)),
-                            chrono::LocalResult::None
-                        )
-                    });
+                {
+                    match zone.from_local_datetime(&day.and_time(at.0)) {
+                        chrono::LocalResult::None if found.0.is_none() => found.0 = Some(day),
+                        chrono::LocalResult::Ambiguous(..) if found.1.is_none() => {
+                            found.1 = Some(day);
+                        }
+                        _ => {}
+                    }
+                    if found.0.is_some() && found.1.is_some() {
+                        break;
+                    }
+                }
                 self.skipped_days.insert(key, found);
                 found
             }
@@ -420,6 +428,29 @@ impl Validator<'_> {
                 )
                 .with_help("choose a time outside the skipped hour if the exact time matters"),
             );
+        }
+        if let Some(day) = twice {
+            let local = day.and_time(at.0);
+            if let chrono::LocalResult::Ambiguous(earliest, latest) =
+                zone.from_local_datetime(&local)
+            {
+                self.push(
+                    Diagnostic::new(
+                        Code::AmbiguousLocalTime,
+                        format!("{path}.at"),
+                        format!(
+                            "{} happens twice in {zone} (clocks go back); that day's occurrence is at the earlier, {}",
+                            local.format("%Y-%m-%d %H:%M"),
+                            earliest.format("%H:%M %:z")
+                        ),
+                    )
+                    .with_help(format!(
+                        "choose a time outside the repeated hour if it matters which; the later {} is {}",
+                        local.format("%H:%M"),
+                        latest.format("%H:%M %:z")
+                    )),
+                );
+            }
         }
         Some(TaskSchedule::Recurring {
             recurrence,
