@@ -452,7 +452,7 @@ fn the_same_file_twice_is_recorded_once() {
     let again = ok(bp(dir, &["customers", "import", "customers.jsonl"]));
     assert!(
         again.stdout.contains(
-            "customers.jsonl: already imported on 2026-08-20 00:00 +00:00: 302 rows; nothing changed"
+            "customers.jsonl: already imported on 2026-08-20 08:00 +08:00: 302 rows; nothing changed"
         ),
         "{}",
         again.stdout

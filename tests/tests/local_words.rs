@@ -1,7 +1,7 @@
 //! What people read, from the real binary, for a campaign in Asia/Shanghai: every instant in
 //! words is local time and every instant in JSON carries the campaign's offset (the staff
 //! reminders, the history, the outbox, an import already done); text that came from an import
-//! (a customer named with CR/LF and an escape sequence) reaches the terminal escaped; the task
+//! (a customer's tier with CR/LF and an escape sequence) reaches the terminal escaped; the task
 //! board shows the reminders it promises; an actor nobody named is refused.
 
 // Test code: a failed unwrap or panic is a failed test.
@@ -16,8 +16,8 @@ const APPLIED_AT: &str = "2026-08-01T00:00:00Z";
 const IMPORTED_AT: &str = "2026-08-18T00:00:00Z";
 /// A day and a half into the prep: reminders and the visitor coupons have gone out.
 const NOW: &str = "2026-08-20T12:00:00+08:00";
-/// The hostile customer's name as the CSV holds it (quoted, so CR/LF are inside the cell).
-const HOSTILE_NAME: &str = "Evil\r\nBcc: attacker@evil.example\u{1b}]0;owned\u{7}";
+/// The hostile customer's tier as the CSV holds it (quoted, so CR/LF are inside the cell).
+const HOSTILE_TEXT: &str = "Evil\r\nBcc: attacker@evil.example\u{1b}]0;owned\u{7}";
 
 /// The festival applied, customers imported, and run under a virtual clock into the prep;
 /// returns the daemon's log lines.
@@ -47,13 +47,22 @@ fn festival_into_the_prep(dir: &Path) -> Vec<String> {
     )
     .unwrap();
     let mut text = String::from_utf8(customers).unwrap();
-    let columns = text.lines().next().unwrap().split(',').count();
-    // id, name, company, email, ... active (the 11th column), the rest empty.
-    let mut row = vec![String::new(); columns];
-    row[0] = "c-evil".into();
-    row[1] = format!("\"{HOSTILE_NAME}\"");
-    row[3] = "evil@example.com".into();
-    row[10] = "2026-08-17T10:00:00+08:00".into();
+    let header: Vec<String> = text
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let column = |name: &str| header.iter().position(|known| known == name).unwrap();
+    // A name with a line break is refused at import (it would go into a mail subject); the
+    // tier is free text, so the hostile text comes in through it.
+    let mut row = vec![String::new(); header.len()];
+    row[column("id")] = "c-evil".into();
+    row[column("name")] = "Evil".into();
+    row[column("tier")] = format!("\"{HOSTILE_TEXT}\"");
+    row[column("email")] = "evil@example.com".into();
+    row[column("active")] = "2026-08-17T10:00:00+08:00".into();
     text.push_str(&row.join(","));
     text.push('\n');
     std::fs::write(dir.join("customers.csv"), text).unwrap();
@@ -210,7 +219,7 @@ fn a_shanghai_campaign_reads_in_shanghai_time_and_imported_text_is_escaped() {
         again.stdout
     );
 
-    // The hostile name reaches the terminal escaped, in explain and in its errors.
+    // The hostile text reaches the terminal escaped, in explain and in its errors.
     let explained = ok(bp(
         dir,
         &["explain", "sept-festival-2026", "c-evil", "--clock-at", NOW],
