@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::events::{
     send_key, ChannelPaused, FollowUpStopped, FollowUpTerms, NotSent, NotSentReason, NoticePlanned,
-    OutreachEvent, ReachOutPlanned, SendPlanned, StopReason,
+    OutreachEvent, ReachOutPlanned, SendMoved, SendPlanned, StopReason,
 };
 use super::port::Message;
 use super::render::Renderer;
@@ -18,7 +18,7 @@ use super::state::{Outreach, SendStatus};
 use crate::campaign::timeline::{local, shift_instant};
 use crate::campaign::{CampaignState, Shift, Status};
 use crate::customer::book::{channel_index, millis, reach_out_key, CustomerBook, NEVER};
-use crate::customer::eligibility::{exclusion, has_address, Exclusion, Rules};
+use crate::customer::eligibility::{exclusion, has_address, is_quiet, Exclusion, Rules};
 use crate::customer::preview::{plan_audience_except, Target};
 use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest, Unplaced};
 use crate::customer::segment::Segments;
@@ -161,6 +161,20 @@ pub fn plan_reach_out(
         .map(|day| explain::pushed_detail(&day_words, &dates, day))
         .collect();
     let evaluated = millis(audience.evaluated_at);
+    let after_fatigue: BTreeMap<u32, DateTime<Utc>> =
+        audience.after_fatigue.iter().copied().collect();
+    let fatigue_words = |slot: u32| -> Option<String> {
+        let customer = customers.get(slot as usize)?;
+        explain::exclusion_detail(
+            plan,
+            channel?,
+            book,
+            None,
+            customer,
+            Exclusion::Fatigue,
+            evaluated,
+        )
+    };
     // The window closed during the campaign's last pause: the pause is why, not downtime.
     let paused = state
         .last_pause
@@ -244,7 +258,16 @@ pub fn plan_reach_out(
             phase,
             window_end: audience.window.end,
             follow_up: follow_up.clone(),
-            detail: pushed.get(placement.day as usize).cloned().flatten(),
+            detail: match after_fatigue.get(&placement.slot) {
+                Some(_) => fatigue_words(placement.slot).map(|fatigue| {
+                    format!(
+                        "{} ({fatigue}): planned for {}, the first instant after it with quota left",
+                        explain::AFTER_FATIGUE,
+                        local(plan.campaign.time_zone, placement.at)
+                    )
+                }),
+                None => pushed.get(placement.day as usize).cloned().flatten(),
+            },
         }));
     }
     let planned = if missed { 0 } else { events.len() as u64 };
@@ -564,6 +587,7 @@ pub fn follow_ups_due(
                 .get(*slot as usize)
                 .and_then(|customer| customer.time_zone),
             owner: None,
+            not_before: None,
         });
         let sends = if from >= span_end {
             None
@@ -680,6 +704,8 @@ fn follow_up_not_sent(
 /// messages, in this order.
 #[derive(Debug, Default)]
 pub struct Dispatch {
+    /// Sends held past their quota day (or into quiet hours) and moved: recorded first.
+    pub moved: Vec<OutreachEvent>,
     pub not_sent: Vec<OutreachEvent>,
     pub messages: Vec<Message>,
     /// For each message, the phase and stage it went in (recorded with its `MessageSent`).
@@ -726,8 +752,13 @@ pub fn dispatch(
     let nothing_held = !matches!(state.status, Status::Paused { .. })
         && !outreach.any_channel_paused(campaign)
         && !state.is_terminal();
+    let zone = plan.campaign.time_zone;
+    let today = now.with_timezone(&zone).date_naive();
+    // Sends due that may not go now: held past the day whose quota they reserved, or late into
+    // the channel's quiet hours. They are moved (or given up) below, with the quota they need.
+    let mut late: Vec<&super::state::Send> = Vec::new();
     for send in outreach.pending() {
-        if out.not_sent.len() + out.messages.len() >= limit {
+        if out.not_sent.len() + out.messages.len() + late.len() >= limit {
             break;
         }
         let planned = &send.planned;
@@ -836,6 +867,10 @@ pub fn dispatch(
                 }
             }
         }
+        if planned.day < today || quiet_now(plan, planned, customer.time_zone, now) {
+            late.push(send);
+            continue;
+        }
         match renderer.render(send, customer, &book.symbols, step.as_ref(), now) {
             Ok(message) => {
                 out.messages.push(message);
@@ -853,7 +888,254 @@ pub fn dispatch(
             }
         }
     }
+    if !late.is_empty() {
+        let (moved, not_sent) = move_late(plan, state, book, outreach, &late, now);
+        out.moved = moved;
+        out.not_sent.extend(not_sent);
+    }
     out
+}
+
+/// Whether `now` falls in the quiet hours of the send's channel (on the campaign's wall clock,
+/// or on the customer's when known and the policy holds): a send due earlier that goes late
+/// must not go in them.
+fn quiet_now(
+    plan: &Plan,
+    planned: &SendPlanned,
+    customer_zone: Option<chrono_tz::Tz>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(quiet) = plan
+        .channel(&planned.channel)
+        .and_then(|channel| channel.quiet_hours.as_ref())
+    else {
+        return false;
+    };
+    if planned.at >= now {
+        return false;
+    }
+    is_quiet(quiet, plan.campaign.time_zone, now)
+        || customer_zone
+            .is_some_and(|zone| zone != plan.campaign.time_zone && is_quiet(quiet, zone, now))
+}
+
+/// What held a send due at `due` until `now`, in words.
+fn held_by(
+    plan: &Plan,
+    state: &CampaignState,
+    outreach: &Outreach,
+    planned: &SendPlanned,
+    now: DateTime<Utc>,
+) -> String {
+    let zone = plan.campaign.time_zone;
+    let due = planned.at;
+    if let Some((from, to)) = state.last_pause.filter(|(_, to)| *to > due && *to <= now) {
+        return format!(
+            "held by the campaign's pause from {} to {}",
+            local(zone, from),
+            local(zone, to)
+        );
+    }
+    if let Some(resumed) = outreach
+        .guard(&planned.campaign, &planned.channel)
+        .and_then(|guard| guard.resumed_at)
+        .filter(|resumed| *resumed > due && *resumed <= now)
+    {
+        return format!(
+            "held by the bounce guard's pause of {} until it was resumed at {}",
+            planned.channel,
+            local(zone, resumed)
+        );
+    }
+    format!(
+        "not sent when due at {} (the dispatcher was not running), {} now",
+        local(zone, due),
+        local(zone, now)
+    )
+}
+
+/// Places sends held past their day again, from `now` to their window's end, within the quota
+/// of the days they would now go (the day of sending is the one whose cap counts); what no day
+/// of the window takes any more is given up with the reason.
+fn move_late(
+    plan: &Plan,
+    state: &CampaignState,
+    book: &CustomerBook,
+    outreach: &Outreach,
+    late: &[&super::state::Send],
+    now: DateTime<Utc>,
+) -> (Vec<OutreachEvent>, Vec<OutreachEvent>) {
+    let zone = plan.campaign.time_zone;
+    let mut ledger = outreach.ledger.clone();
+    for send in late {
+        ledger.release(
+            &send.planned.channel,
+            send.planned.day,
+            &send.planned.account,
+        );
+    }
+    // Moved together: sends of one channel, account and window end.
+    let mut groups: BTreeMap<(String, String, DateTime<Utc>), Vec<&super::state::Send>> =
+        BTreeMap::new();
+    for send in late {
+        let end = window_end(plan, state, &send.planned).unwrap_or(send.planned.window_end);
+        groups
+            .entry((
+                send.planned.channel.clone(),
+                send.planned.account.clone(),
+                end,
+            ))
+            .or_default()
+            .push(send);
+    }
+    let mut moved = Vec::new();
+    let mut not_sent = Vec::new();
+    for ((channel_id, account, end), sends) in groups {
+        let give_up = |send: &super::state::Send, reason: NotSentReason, detail: String| {
+            OutreachEvent::NotSent(NotSent {
+                key: send.planned.key.clone(),
+                campaign: send.planned.campaign.clone(),
+                reach_out: send.planned.reach_out.clone(),
+                customer: send.planned.customer.clone(),
+                attempt: send.planned.attempt,
+                channel: send.planned.channel.clone(),
+                reason,
+                detail: Some(detail),
+                phase: send.planned.phase,
+            })
+        };
+        let Some(channel) = plan.channel(&channel_id) else {
+            // The channel left the plan: nothing to move it by.
+            for send in sends {
+                let held = held_by(plan, state, outreach, &send.planned, now);
+                not_sent.push(give_up(
+                    send,
+                    NotSentReason::NoQuotaAfterHold,
+                    format!("{held}; the plan no longer has channel {channel_id}"),
+                ));
+            }
+            continue;
+        };
+        let accounts = [account.clone()];
+        let request = PlanRequest {
+            channel: &channel.id,
+            limits: Limits::of(channel),
+            zone,
+            window: Window { start: now, end },
+            from: now,
+            quiet: channel.quiet_hours.as_ref(),
+            sender: Sender::Accounts,
+            accounts: &accounts,
+        };
+        let slots: Vec<Option<u32>> = sends
+            .iter()
+            .map(|send| book.slot(&send.planned.customer))
+            .collect();
+        let candidates = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| slot.map(|slot| (index, slot)))
+            .map(|(index, slot)| Candidate {
+                slot: index as u32,
+                zone: book
+                    .customers()
+                    .get(slot as usize)
+                    .and_then(|customer| customer.time_zone),
+                owner: None,
+                not_before: None,
+            });
+        let plan_of_days = if now >= end {
+            None
+        } else {
+            Some(plan_sends(&request, &ledger, candidates))
+        };
+        let day_words = plan_of_days
+            .as_ref()
+            .map(|days| explain::quota_days(channel, &ledger, &days.days))
+            .unwrap_or_default();
+        let mut handled = vec![false; sends.len()];
+        if let Some(days) = &plan_of_days {
+            let dates: Vec<NaiveDate> = days.days.iter().map(|day| day.date).collect();
+            let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+            for placement in &days.placements {
+                let (Some(send), Some(day)) = (
+                    sends.get(placement.slot as usize),
+                    days.days.get(placement.day as usize),
+                ) else {
+                    continue;
+                };
+                handled[placement.slot as usize] = true;
+                let used = used_per_day.entry(placement.day).or_default();
+                *used += 1;
+                let paid = *used > day.free;
+                ledger.record(&channel.id, day.date, &account, paid);
+                let held = held_by(plan, state, outreach, &send.planned, now);
+                let later = explain::pushed_detail(&day_words, &dates, placement.day as usize)
+                    .unwrap_or_else(|| format!("moved to {}", day.date));
+                moved.push(OutreachEvent::SendMoved(SendMoved {
+                    key: send.planned.key.clone(),
+                    campaign: send.planned.campaign.clone(),
+                    reach_out: send.planned.reach_out.clone(),
+                    customer: send.planned.customer.clone(),
+                    channel: channel.id.clone(),
+                    from_day: send.planned.day,
+                    account: account.clone(),
+                    day: day.date,
+                    paid,
+                    at: placement.at,
+                    detail: Some(format!(
+                        "planned on the quota of {} for {}, {held}; {later}",
+                        send.planned.day,
+                        local(zone, send.planned.at)
+                    )),
+                }));
+            }
+            for (index, reason) in &days.unplaced {
+                let Some(send) = sends.get(*index as usize) else {
+                    continue;
+                };
+                handled[*index as usize] = true;
+                let held = held_by(plan, state, outreach, &send.planned, now);
+                let (reason, why) = match reason {
+                    Unplaced::QuietUntilWindowEnd => (
+                        NotSentReason::QuietHours,
+                        format!(
+                            "the channel's quiet hours hold it past the window's end at {}",
+                            local(zone, end)
+                        ),
+                    ),
+                    _ => (
+                        NotSentReason::NoQuotaAfterHold,
+                        explain::window_full_detail(&day_words),
+                    ),
+                };
+                not_sent.push(give_up(send, reason, format!("{held}; {why}")));
+            }
+            for index in &days.quiet_skipped {
+                let Some(send) = sends.get(*index as usize) else {
+                    continue;
+                };
+                handled[*index as usize] = true;
+                let held = held_by(plan, state, outreach, &send.planned, now);
+                not_sent.push(give_up(
+                    send,
+                    NotSentReason::QuietHours,
+                    format!("{held}; now in the customer's quiet hours, with policy skip"),
+                ));
+            }
+        }
+        for (send, handled) in sends.iter().zip(handled) {
+            if !handled {
+                let held = held_by(plan, state, outreach, &send.planned, now);
+                not_sent.push(give_up(
+                    send,
+                    NotSentReason::NoQuotaAfterHold,
+                    format!("{held}; no day of the window was left"),
+                ));
+            }
+        }
+    }
+    (moved, not_sent)
 }
 
 /// The next instant the outbox has something to decide for this campaign after `now`: a
