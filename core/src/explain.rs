@@ -166,7 +166,15 @@ pub fn quota_days(channel: &Channel, ledger: &Ledger, days: &[DayPlan]) -> Vec<S
                 .map_or(0, |used| used.total);
             let held = u64::from(before) + u64::from(day.sends);
             let Some(_) = day.opens else {
-                return format!("{} had no sending time left", day.date);
+                return match (&channel.quiet_hours, day.quiet) {
+                    (Some(quiet), true) => format!(
+                        "{} had no sending time outside the quiet hours ({}–{})",
+                        day.date,
+                        quiet.start.format("%H:%M"),
+                        quiet.end.format("%H:%M")
+                    ),
+                    _ => format!("{} had no sending time left", day.date),
+                };
             };
             // A day the ledger had already filled stopped no send of this planning, so the
             // planner names no limit: tell it from the numbers.
@@ -334,7 +342,8 @@ pub struct Entry {
     pub recorded_at: DateTime<Utc>,
     pub actor: String,
     pub plan_version: u32,
-    /// `planned`, `not_sent`, `sent`, `follow_ups_stopped`, or an outcome (`opened`, ...).
+    /// `planned`, `moved`, `not_sent`, `sent`, `follow_ups_stopped`, or an outcome (`opened`,
+    /// ...).
     pub what: String,
     pub reach_out: Option<String>,
     pub attempt: Option<u32>,

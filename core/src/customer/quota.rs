@@ -254,6 +254,8 @@ pub struct DayPlan {
     /// Sends per account, in the request's account order.
     pub per_account: Vec<u32>,
     pub limited_by: Option<DayLimit>,
+    /// No sending time because the channel's quiet hours cover what the window leaves of it.
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,6 +482,7 @@ pub fn plan_sends<'a>(
                 cost: cost_of(day.paid, limits.cost_per_1000),
                 per_account,
                 limited_by: day.limited_by,
+                quiet: day.quiet,
             }
         })
         .collect();

@@ -18,7 +18,9 @@ use super::state::{Outreach, SendStatus};
 use crate::campaign::timeline::{local, shift_instant};
 use crate::campaign::{CampaignState, Shift, Status};
 use crate::customer::book::{channel_index, millis, reach_out_key, CustomerBook, NEVER};
-use crate::customer::eligibility::{exclusion, has_address, is_quiet, Exclusion, Rules};
+use crate::customer::eligibility::{
+    exclusion, fatigue_ends, has_address, is_quiet, Exclusion, Rules,
+};
 use crate::customer::preview::{plan_audience_except, Target};
 use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest, Unplaced};
 use crate::customer::segment::Segments;
@@ -756,7 +758,7 @@ pub fn dispatch(
     let today = now.with_timezone(&zone).date_naive();
     // Sends due that may not go now: held past the day whose quota they reserved, or late into
     // the channel's quiet hours. They are moved (or given up) below, with the quota they need.
-    let mut late: Vec<&super::state::Send> = Vec::new();
+    let mut late: Vec<Late<'_>> = Vec::new();
     for send in outreach.pending() {
         if out.not_sent.len() + out.messages.len() + late.len() >= limit {
             break;
@@ -825,6 +827,34 @@ pub fn dispatch(
             });
         if let Some(rules) = rules {
             if let Some(excluded) = exclusion(book, &segments, rules, slot, customer, instant) {
+                // Reached since it was planned: fatigue is decided for the instant it goes, so
+                // it waits for the fatigue to end when that is inside its window.
+                let ends = DateTime::<Utc>::from_timestamp_millis(fatigue_ends(customer, rules));
+                let window = window_end(plan, state, planned);
+                if let (Exclusion::Fatigue, Some(ends), Some(window)) = (excluded, ends, window) {
+                    if ends < window {
+                        let why = plan.channel(&planned.channel).and_then(|channel| {
+                            explain::exclusion_detail(
+                                plan,
+                                channel,
+                                book,
+                                Some(&segments),
+                                customer,
+                                excluded,
+                                instant,
+                            )
+                        });
+                        late.push(Late {
+                            send,
+                            not_before: Some(ends),
+                            why: Some(format!(
+                                "reached again since it was planned ({})",
+                                why.unwrap_or_default()
+                            )),
+                        });
+                        continue;
+                    }
+                }
                 // Something changed since it was planned (an unsubscribe, a bounce...): the
                 // numbers as they stand now are recorded with the give-up.
                 let mut event = give_up(excluded.into());
@@ -868,7 +898,11 @@ pub fn dispatch(
             }
         }
         if planned.day < today || quiet_now(plan, planned, customer.time_zone, now) {
-            late.push(send);
+            late.push(Late {
+                send,
+                not_before: None,
+                why: None,
+            });
             continue;
         }
         match renderer.render(send, customer, &book.symbols, step.as_ref(), now) {
@@ -954,6 +988,15 @@ fn held_by(
     )
 }
 
+/// A send due that may not go now, and what it waits for.
+struct Late<'a> {
+    send: &'a super::state::Send,
+    /// The end of the customer's fatigue, when a reach since planning is why.
+    not_before: Option<DateTime<Utc>>,
+    /// Why, when it is not a hold (pause, guard, downtime) or the quiet hours.
+    why: Option<String>,
+}
+
 /// Places sends held past their day again, from `now` to their window's end, within the quota
 /// of the days they would now go (the day of sending is the one whose cap counts); what no day
 /// of the window takes any more is given up with the reason.
@@ -962,12 +1005,12 @@ fn move_late(
     state: &CampaignState,
     book: &CustomerBook,
     outreach: &Outreach,
-    late: &[&super::state::Send],
+    late: &[Late<'_>],
     now: DateTime<Utc>,
 ) -> (Vec<OutreachEvent>, Vec<OutreachEvent>) {
     let zone = plan.campaign.time_zone;
     let mut ledger = outreach.ledger.clone();
-    for send in late {
+    for Late { send, .. } in late {
         ledger.release(
             &send.planned.channel,
             send.planned.day,
@@ -975,22 +1018,33 @@ fn move_late(
         );
     }
     // Moved together: sends of one channel, account and window end.
-    let mut groups: BTreeMap<(String, String, DateTime<Utc>), Vec<&super::state::Send>> =
-        BTreeMap::new();
-    for send in late {
-        let end = window_end(plan, state, &send.planned).unwrap_or(send.planned.window_end);
+    let mut groups: BTreeMap<(String, String, DateTime<Utc>), Vec<&Late<'_>>> = BTreeMap::new();
+    for entry in late {
+        let planned = &entry.send.planned;
+        let end = window_end(plan, state, planned).unwrap_or(planned.window_end);
         groups
-            .entry((
-                send.planned.channel.clone(),
-                send.planned.account.clone(),
-                end,
-            ))
+            .entry((planned.channel.clone(), planned.account.clone(), end))
             .or_default()
-            .push(send);
+            .push(entry);
     }
+    let held = |entry: &Late<'_>| -> String {
+        entry
+            .why
+            .clone()
+            .unwrap_or_else(|| held_by(plan, state, outreach, &entry.send.planned, now))
+    };
+    // What a send that finds no room is given up as: fatigue when a reach since planning
+    // moved it, no quota after a hold otherwise.
+    let full_reason = |entry: &Late<'_>| {
+        if entry.not_before.is_some() {
+            NotSentReason::Fatigue
+        } else {
+            NotSentReason::NoQuotaAfterHold
+        }
+    };
     let mut moved = Vec::new();
     let mut not_sent = Vec::new();
-    for ((channel_id, account, end), sends) in groups {
+    for ((channel_id, account, end), entries) in groups {
         let give_up = |send: &super::state::Send, reason: NotSentReason, detail: String| {
             OutreachEvent::NotSent(NotSent {
                 key: send.planned.key.clone(),
@@ -1006,12 +1060,14 @@ fn move_late(
         };
         let Some(channel) = plan.channel(&channel_id) else {
             // The channel left the plan: nothing to move it by.
-            for send in sends {
-                let held = held_by(plan, state, outreach, &send.planned, now);
+            for entry in entries {
                 not_sent.push(give_up(
-                    send,
-                    NotSentReason::NoQuotaAfterHold,
-                    format!("{held}; the plan no longer has channel {channel_id}"),
+                    entry.send,
+                    full_reason(entry),
+                    format!(
+                        "{}; the plan no longer has channel {channel_id}",
+                        held(entry)
+                    ),
                 ));
             }
             continue;
@@ -1027,9 +1083,9 @@ fn move_late(
             sender: Sender::Accounts,
             accounts: &accounts,
         };
-        let slots: Vec<Option<u32>> = sends
+        let slots: Vec<Option<u32>> = entries
             .iter()
-            .map(|send| book.slot(&send.planned.customer))
+            .map(|entry| book.slot(&entry.send.planned.customer))
             .collect();
         let candidates = slots
             .iter()
@@ -1042,7 +1098,7 @@ fn move_late(
                     .get(slot as usize)
                     .and_then(|customer| customer.time_zone),
                 owner: None,
-                not_before: None,
+                not_before: entries[index].not_before,
             });
         let plan_of_days = if now >= end {
             None
@@ -1053,25 +1109,29 @@ fn move_late(
             .as_ref()
             .map(|days| explain::quota_days(channel, &ledger, &days.days))
             .unwrap_or_default();
-        let mut handled = vec![false; sends.len()];
+        let mut handled = vec![false; entries.len()];
         if let Some(days) = &plan_of_days {
             let dates: Vec<NaiveDate> = days.days.iter().map(|day| day.date).collect();
             let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
             for placement in &days.placements {
-                let (Some(send), Some(day)) = (
-                    sends.get(placement.slot as usize),
+                let (Some(entry), Some(day)) = (
+                    entries.get(placement.slot as usize),
                     days.days.get(placement.day as usize),
                 ) else {
                     continue;
                 };
+                let send = entry.send;
                 handled[placement.slot as usize] = true;
                 let used = used_per_day.entry(placement.day).or_default();
                 *used += 1;
                 let paid = *used > day.free;
                 ledger.record(&channel.id, day.date, &account, paid);
-                let held = held_by(plan, state, outreach, &send.planned, now);
-                let later = explain::pushed_detail(&day_words, &dates, placement.day as usize)
-                    .unwrap_or_else(|| format!("moved to {}", day.date));
+                let held = held(entry);
+                let later = match entry.not_before {
+                    Some(_) => format!("moved to {}", local(zone, placement.at)),
+                    None => explain::pushed_detail(&day_words, &dates, placement.day as usize)
+                        .unwrap_or_else(|| format!("moved to {}", day.date)),
+                };
                 moved.push(OutreachEvent::SendMoved(SendMoved {
                     key: send.planned.key.clone(),
                     campaign: send.planned.campaign.clone(),
@@ -1091,11 +1151,12 @@ fn move_late(
                 }));
             }
             for (index, reason) in &days.unplaced {
-                let Some(send) = sends.get(*index as usize) else {
+                let Some(entry) = entries.get(*index as usize) else {
                     continue;
                 };
+                let send = entry.send;
                 handled[*index as usize] = true;
-                let held = held_by(plan, state, outreach, &send.planned, now);
+                let held = held(entry);
                 let (reason, why) = match reason {
                     Unplaced::QuietUntilWindowEnd => (
                         NotSentReason::QuietHours,
@@ -1104,33 +1165,29 @@ fn move_late(
                             local(zone, end)
                         ),
                     ),
-                    _ => (
-                        NotSentReason::NoQuotaAfterHold,
-                        explain::window_full_detail(&day_words),
-                    ),
+                    _ => (full_reason(entry), explain::window_full_detail(&day_words)),
                 };
                 not_sent.push(give_up(send, reason, format!("{held}; {why}")));
             }
             for index in &days.quiet_skipped {
-                let Some(send) = sends.get(*index as usize) else {
+                let Some(entry) = entries.get(*index as usize) else {
                     continue;
                 };
                 handled[*index as usize] = true;
-                let held = held_by(plan, state, outreach, &send.planned, now);
+                let held = held(entry);
                 not_sent.push(give_up(
-                    send,
+                    entry.send,
                     NotSentReason::QuietHours,
                     format!("{held}; now in the customer's quiet hours, with policy skip"),
                 ));
             }
         }
-        for (send, handled) in sends.iter().zip(handled) {
+        for (entry, handled) in entries.iter().zip(handled) {
             if !handled {
-                let held = held_by(plan, state, outreach, &send.planned, now);
                 not_sent.push(give_up(
-                    send,
-                    NotSentReason::NoQuotaAfterHold,
-                    format!("{held}; no day of the window was left"),
+                    entry.send,
+                    full_reason(entry),
+                    format!("{}; no day of the window was left", held(entry)),
                 ));
             }
         }

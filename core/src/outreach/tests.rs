@@ -1128,3 +1128,122 @@ mod ledger_property {
         }
     }
 }
+
+#[test]
+fn a_send_whose_customer_was_reached_since_it_was_planned_waits_for_the_fatigue_to_end() {
+    // Given the stage's mail planned for 08:00 on its first day,
+    let mut world = World::new(1);
+    world.plan(at(STAGE_START));
+    // when another reach-out reaches the customer at 07:00 (7 days of fatigue, any channel),
+    let other = MessageSent {
+        key: format!("{CAMPAIGN}/smart-batch/c-000000/1"),
+        campaign: CAMPAIGN.to_string(),
+        channel: "in-site".to_string(),
+        kind: ChannelKind::InSite,
+        reach_out: Some("smart-batch".to_string()),
+        to: "c-000000".to_string(),
+        template: None,
+        template_version: None,
+        phase: None,
+        stage: None,
+        duplicate: false,
+    };
+    world.book.reached(&other, at("2026-09-02T07:00:00+08:00"));
+    // then at 08:00 it does not go, nor is it given up: it moves to the fatigue's end (07:00,
+    // in mail's quiet hours, so 08:00),
+    assert_eq!(world.dispatch(at(FIRST_SEND)), (0, vec![]));
+    let key = format!("{CAMPAIGN}/{REACH_OUT}/c-000000/1");
+    let send = world
+        .outreach
+        .send(&key)
+        .unwrap_or_else(|| panic!("the send"));
+    assert_eq!(send.planned.at, at("2026-09-09T08:00:00+08:00"));
+    let moved = world.log.iter().find_map(|event| match event {
+        OutreachEvent::SendMoved(moved) => Some(moved.clone()),
+        _ => None,
+    });
+    let moved = moved.unwrap_or_else(|| panic!("no move"));
+    assert_eq!(
+        moved.detail.as_deref(),
+        Some("planned on the quota of 2026-09-02 for 2026-09-02 08:00 +08:00, reached again since it was planned (last reached by in-site message at 2026-09-02 07:00 +08:00; the channel's fatigue is 7 d (a reach on any channel counts), so not before 2026-09-09 07:00 +08:00); moved to 2026-09-09 08:00 +08:00")
+    );
+    // and goes then, on that day's quota.
+    assert_eq!(world.dispatch(at("2026-09-09T07:59:59+08:00")).0, 0);
+    assert_eq!(world.dispatch(at("2026-09-09T08:00:00+08:00")).0, 1);
+    assert_eq!(sent_on(&world, "2026-09-09"), 1);
+    world.check_days(2000, 200);
+}
+
+#[test]
+fn a_window_wholly_in_the_quiet_hours_is_reported_as_quiet_hours_not_quota() {
+    // Given the stage's mail in a window from 00:00 to 01:00, all of it in mail's quiet hours
+    // (22:00 to 08:00, hold),
+    let mut world = World::new(3);
+    world.plan.follow_ups.clear();
+    for reach_out in &mut world.plan.reach_outs {
+        if reach_out.id == REACH_OUT {
+            reach_out.window.end = at("2026-09-02T01:00:00+08:00");
+            reach_out.follow_up = None;
+        }
+    }
+    // the preview holds every member past the window's end,
+    let audience = crate::customer::preview::plan_audience(
+        &world.plan,
+        &world.book,
+        &world.outreach.ledger,
+        crate::customer::preview::Target::ReachOut(REACH_OUT),
+        at(STAGE_START),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        audience
+            .sends
+            .unplaced
+            .iter()
+            .map(|(_, r)| *r)
+            .collect::<Vec<_>>(),
+        vec![crate::customer::quota::Unplaced::QuietUntilWindowEnd; 3]
+    );
+    // and the run records quiet hours for each, with the rule and the window's end, not quota.
+    world.plan(at(STAGE_START));
+    let not_sent: Vec<&super::events::NotSent> = world
+        .log
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::NotSent(not_sent) => Some(not_sent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(not_sent.len(), 3);
+    assert!(not_sent
+        .iter()
+        .all(|n| n.reason == NotSentReason::QuietHours));
+    assert_eq!(
+        not_sent[0].detail.as_deref(),
+        Some("quiet hours 22:00–08:00 on mail with policy hold: held past the window's end at 2026-09-02 01:00 +08:00")
+    );
+}
+
+#[test]
+fn a_day_the_quiet_hours_take_says_so() {
+    let world = World::new(0);
+    let mut plan = world.plan.clone();
+    for reach_out in &mut plan.reach_outs {
+        if reach_out.id == REACH_OUT {
+            reach_out.window.end = at("2026-09-02T01:00:00+08:00");
+        }
+    }
+    let audience = crate::customer::preview::plan_audience(
+        &plan,
+        &world.book,
+        &world.outreach.ledger,
+        crate::customer::preview::Target::ReachOut(REACH_OUT),
+        at(STAGE_START),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mail = plan.channel("mail").unwrap_or_else(|| panic!("mail"));
+    assert_eq!(
+        crate::explain::quota_days(mail, &world.outreach.ledger, &audience.sends.days),
+        vec!["2026-09-02 had no sending time outside the quiet hours (22:00–08:00)".to_string()]
+    );
+}
