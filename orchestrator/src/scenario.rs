@@ -1064,7 +1064,8 @@ struct Day {
     follow_ups_stopped: BTreeMap<String, u64>,
     /// "reach-out reason" -> count, decided at sending time.
     held_back: BTreeMap<String, u64>,
-    /// Reach-out -> sends held past their day and moved to a later one.
+    /// Reach-out -> sends moved to a later instant (held past their day, late into quiet hours,
+    /// or the customer reached again since it was planned).
     moved: BTreeMap<String, u64>,
 }
 
@@ -1111,10 +1112,7 @@ impl Day {
                 .iter()
                 .map(|(reach_out, n)| format!("{reach_out} {n}"))
                 .collect();
-            words.push(format!(
-                "held past their day and moved: {}",
-                moved.join(", ")
-            ));
+            words.push(format!("moved on: {}", moved.join(", ")));
         }
         if !self.held_back.is_empty() {
             let reasons: Vec<String> = self

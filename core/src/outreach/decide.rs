@@ -582,21 +582,30 @@ pub fn follow_ups_due(
             sender: Sender::Accounts,
             accounts: &accounts,
         };
-        let candidates = members.iter().map(|(slot, _)| Candidate {
-            slot: *slot,
-            zone: book
-                .customers()
-                .get(*slot as usize)
-                .and_then(|customer| customer.time_zone),
-            owner: None,
-            not_before: None,
-        });
+        // Each follow-up is its own candidate (one customer may have two threads due
+        // together, from two reach-outs): placements name the member's index.
+        let candidates = members
+            .iter()
+            .enumerate()
+            .map(|(index, (slot, _))| Candidate {
+                slot: index as u32,
+                zone: book
+                    .customers()
+                    .get(*slot as usize)
+                    .and_then(|customer| customer.time_zone),
+                owner: None,
+                not_before: None,
+            });
         let sends = if from >= span_end {
             None
         } else {
             Some(plan_sends(&request, &ledger, candidates))
         };
-        let by_slot: BTreeMap<u32, &super::state::Send> = members.iter().copied().collect();
+        let by_slot: BTreeMap<u32, &super::state::Send> = members
+            .iter()
+            .enumerate()
+            .map(|(index, (_, send))| (index as u32, *send))
+            .collect();
         let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
         let mut handled = std::collections::BTreeSet::new();
         if let Some(sends) = &sends {

@@ -121,6 +121,12 @@ impl Outreach {
     pub fn apply(&mut self, event: &OutreachEvent, at: DateTime<Utc>) {
         match event {
             OutreachEvent::SendPlanned(planned) => {
+                // A key is decided once; a second planning of it (recorded by an earlier
+                // version, which could plan one customer's follow-up twice when two of their
+                // threads came due together) changes nothing.
+                if self.sends.contains_key(&planned.key) {
+                    return;
+                }
                 self.ledger.record(
                     &planned.channel,
                     planned.day,
@@ -385,6 +391,7 @@ impl Outreach {
         self.pending
             .iter()
             .filter_map(|(_, key)| self.sends.get(key))
+            .filter(|send| send.status == SendStatus::Pending)
     }
 
     pub fn pending_count(&self) -> usize {
