@@ -167,7 +167,15 @@ pub fn quota_days(channel: &Channel, ledger: &Ledger, days: &[DayPlan]) -> Vec<S
                 .map_or(0, |used| used.total);
             let held = u64::from(before) + u64::from(day.sends);
             let Some(_) = day.opens else {
-                return format!("{} had no sending time left", day.date);
+                return match (&channel.quiet_hours, day.quiet) {
+                    (Some(quiet), true) => format!(
+                        "{} had no sending time outside the quiet hours ({}–{})",
+                        day.date,
+                        quiet.start.format("%H:%M"),
+                        quiet.end.format("%H:%M")
+                    ),
+                    _ => format!("{} had no sending time left", day.date),
+                };
             };
             // A day the ledger had already filled stopped no send of this planning, so the
             // planner names no limit: tell it from the numbers.
@@ -335,7 +343,8 @@ pub struct Entry {
     pub recorded_at: DateTime<Utc>,
     pub actor: String,
     pub plan_version: u32,
-    /// `planned`, `not_sent`, `sent`, `follow_ups_stopped`, or an outcome (`opened`, ...).
+    /// `planned`, `moved`, `not_sent`, `sent`, `follow_ups_stopped`, or an outcome (`opened`,
+    /// ...).
     pub what: String,
     pub reach_out: Option<String>,
     pub attempt: Option<u32>,
@@ -620,9 +629,30 @@ fn entry(inputs: &Inputs<'_>, decision: &Decision) -> Entry {
                 _ => format!("after {}", stopped.after_key),
             }),
         ),
+        OutreachEvent::SendMoved(moved) => base(
+            "moved",
+            Some(&moved.reach_out),
+            moved
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|attempt| attempt.parse().ok()),
+            format!(
+                "moved by {} to {}, on the quota of {} ({} volume), from the quota of {}",
+                moved.channel,
+                local(zone, moved.at),
+                moved.day,
+                if moved.paid { "paid" } else { "free" },
+                moved.from_day
+            ),
+            moved.detail.clone(),
+        ),
         other => base(other.event_type(), None, None, String::new(), None),
     }
 }
+
+/// How the detail of a send placed after the customer's fatigue window begins.
+pub const AFTER_FATIGUE: &str = "fatigued when planned";
 
 /// Why a reach-out's first message was planned for the customer: in its segment, no exclusion,
 /// and the day's quota (from the plan in force as of the question).
@@ -637,8 +667,18 @@ fn chosen_because(inputs: &Inputs<'_>, planned: &crate::outreach::events::SendPl
     let fatigue = channel
         .map(|c| human_duration(c.fatigue.seconds().saturating_mul(1000)))
         .unwrap_or_default();
+    // A customer fatigued when planned was placed once the fatigue ends (the detail says so).
+    let fatigued = if planned
+        .detail
+        .as_deref()
+        .is_some_and(|detail| detail.starts_with(AFTER_FATIGUE))
+    {
+        format!("placed once the fatigue of {fatigue} ends")
+    } else {
+        format!("not reached within the fatigue of {fatigue}")
+    };
     let mut words = format!(
-        "in segment {segment} when the reach-out was planned, and no exclusion applied (an address, no unsubscribe, not in the recycle bin nor an excluded segment, not reached within the fatigue of {fatigue}, not yet sent by this reach-out)"
+        "in segment {segment} when the reach-out was planned, and no exclusion applied (an address, no unsubscribe, not in the recycle bin nor an excluded segment, {fatigued}, not yet sent by this reach-out)"
     );
     if let Some(channel) = channel {
         let cap = channel
@@ -950,12 +990,53 @@ mod tests {
             at(BURST),
         )
         .unwrap();
+        // The fatigue ends inside the window: the customer is placed then, not dropped, and
+        // the decision says why it is not earlier.
+        assert!(not_sent(&events).is_empty());
+        let planned = planned(&events);
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].at, at("2026-09-04T10:00:00+08:00"));
+        assert_eq!(
+            planned[0].detail.as_deref(),
+            Some("fatigued when planned (last reached by mail at 2026-08-28 10:00 +08:00; the channel's fatigue is 7 d (a reach on any channel counts), so not before 2026-09-04 10:00 +08:00): planned for 2026-09-04 10:00 +08:00, the first instant after it with quota left")
+        );
+    }
+
+    #[test]
+    fn a_customer_fatigued_past_the_window_is_recorded_with_the_last_reach_and_its_end() {
+        let (plan, state, mut book) = world(1);
+        book.reached(
+            &MessageSent {
+                key: format!("{CAMPAIGN}/warm-up-recall/c-000000/1"),
+                campaign: CAMPAIGN.to_string(),
+                channel: "mail".to_string(),
+                kind: ChannelKind::Mail,
+                reach_out: Some("warm-up-recall".to_string()),
+                to: "c-000000".to_string(),
+                template: None,
+                template_version: None,
+                phase: None,
+                stage: None,
+                duplicate: false,
+            },
+            at("2026-09-05T10:00:00+08:00"),
+        );
+        // Planned late in the early stage, whose window ends on 2026-09-11 00:00.
+        let events = plan_reach_out(
+            &plan,
+            &state,
+            &book,
+            &Outreach::default(),
+            "early-stage-mail",
+            at("2026-09-06T00:00:00+08:00"),
+        )
+        .unwrap();
         let not_sent = not_sent(&events);
         assert_eq!(not_sent.len(), 1);
         assert_eq!(not_sent[0].reason, NotSentReason::Fatigue);
         assert_eq!(
             not_sent[0].detail.as_deref(),
-            Some("last reached by mail at 2026-08-28 10:00 +08:00; the channel's fatigue is 7 d (a reach on any channel counts), so not before 2026-09-04 10:00 +08:00")
+            Some("last reached by mail at 2026-09-05 10:00 +08:00; the channel's fatigue is 7 d (a reach on any channel counts), so not before 2026-09-12 10:00 +08:00")
         );
     }
 

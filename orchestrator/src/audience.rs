@@ -299,6 +299,13 @@ pub fn render(audience: &Audience) -> String {
         );
     }
     line(&mut out, "reachable", audience.reachable);
+    if !audience.after_fatigue.is_empty() {
+        line(
+            &mut out,
+            "  of them fatigued now, planned once their fatigue ends",
+            audience.after_fatigue.len() as u64,
+        );
+    }
     line(&mut out, "planned to send", audience.placed());
     for (reason, count) in &audience.unplaced {
         line(
@@ -468,6 +475,7 @@ pub fn to_json(audience: &Audience) -> serde_json::Value {
             "count": count,
         })).collect::<Vec<_>>(),
         "reachable": audience.reachable,
+        "after_fatigue": audience.after_fatigue.len(),
         "planned": audience.placed(),
         "not_placed": audience.unplaced.iter().map(|(reason, count)| json!({
             "reason": reason.key(),

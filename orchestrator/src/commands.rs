@@ -855,14 +855,7 @@ async fn history(
                     line["campaign"] = serde_json::Value::Null;
                     list.push(line);
                 } else {
-                    history_line(
-                        &mut text,
-                        event,
-                        shown("-").as_deref(),
-                        &words,
-                        zone,
-                        0,
-                    );
+                    history_line(&mut text, event, shown("-").as_deref(), &words, zone, 0);
                 }
                 continue;
             }

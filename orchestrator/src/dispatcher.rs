@@ -219,8 +219,17 @@ impl Dispatcher {
                 self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
                 return Ok(());
             };
-            if dispatch.not_sent.is_empty() && dispatch.messages.is_empty() {
+            if dispatch.moved.is_empty()
+                && dispatch.not_sent.is_empty()
+                && dispatch.messages.is_empty()
+            {
                 return Ok(());
+            }
+            if !dispatch.moved.is_empty() {
+                tracing::info!(
+                    "{campaign}: {} send(s) held past their day moved to days with quota left",
+                    dispatch.moved.len()
+                );
             }
             activity.not_sent += dispatch.not_sent.len() as u64;
             match self.send(&campaign, dispatch, now).await? {
@@ -265,12 +274,15 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> Result<Option<u64>, HandleError> {
         let Dispatch {
-            not_sent,
+            moved,
+            mut not_sent,
             messages,
             phases,
         } = dispatch;
-        if !not_sent.is_empty() {
-            self.record(campaign, not_sent, now).await?;
+        if !moved.is_empty() || !not_sent.is_empty() {
+            let mut decided = moved;
+            decided.append(&mut not_sent);
+            self.record(campaign, decided, now).await?;
         }
         if messages.is_empty() {
             return Ok(Some(0));
@@ -376,6 +388,7 @@ impl Dispatcher {
         for (campaign, messages) in by_campaign {
             let count = messages.len();
             let dispatch = Dispatch {
+                moved: Vec::new(),
                 not_sent: Vec::new(),
                 phases: vec![(None, None); count],
                 messages,
@@ -523,6 +536,7 @@ impl Dispatcher {
 fn label(event: &OutreachEvent) -> String {
     match event {
         OutreachEvent::SendPlanned(e) => format!("planned:{}", e.key),
+        OutreachEvent::SendMoved(e) => format!("moved:{}:{}", e.key, e.day),
         OutreachEvent::NotSent(e) => format!("not-sent:{}", e.key),
         OutreachEvent::ReachOutPlanned(e) => format!("reach-out:{}", e.reach_out),
         OutreachEvent::MessageSent(e) => format!("sent:{}", e.key),

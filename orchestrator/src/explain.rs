@@ -87,6 +87,7 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
                 }
                 let about = match &decoded {
                     OutreachEvent::SendPlanned(planned) => ours && planned.customer == customer,
+                    OutreachEvent::SendMoved(moved) => ours && moved.customer == customer,
                     OutreachEvent::NotSent(not_sent) => ours && not_sent.customer == customer,
                     OutreachEvent::FollowUpStopped(stopped) => ours && stopped.customer == customer,
                     OutreachEvent::MessageSent(sent) if sent.to == customer => {

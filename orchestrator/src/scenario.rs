@@ -855,6 +855,15 @@ impl Runner {
                     OutreachEvent::NoticePlanned(notice) => {
                         role_of.insert(notice.key.clone(), notice.role.clone());
                     }
+                    OutreachEvent::SendMoved(moved) => {
+                        paid.insert(moved.key.clone(), moved.paid);
+                        *days
+                            .entry(day)
+                            .or_default()
+                            .moved
+                            .entry(moved.reach_out.clone())
+                            .or_default() += 1;
+                    }
                 }
             } else if let Ok(Some(decoded)) = TaskEvent::decode(event) {
                 match decoded {
@@ -922,6 +931,9 @@ impl Runner {
             match OutreachEvent::decode(event) {
                 Ok(Some(OutreachEvent::SendPlanned(send))) => {
                     paid.insert(send.key, send.paid);
+                }
+                Ok(Some(OutreachEvent::SendMoved(moved))) => {
+                    paid.insert(moved.key, moved.paid);
                 }
                 Ok(Some(OutreachEvent::NotSent(skipped))) => {
                     *reasons
@@ -1052,6 +1064,9 @@ struct Day {
     follow_ups_stopped: BTreeMap<String, u64>,
     /// "reach-out reason" -> count, decided at sending time.
     held_back: BTreeMap<String, u64>,
+    /// Reach-out -> sends moved to a later instant (held past their day, late into quiet hours,
+    /// or the customer reached again since it was planned).
+    moved: BTreeMap<String, u64>,
 }
 
 impl Day {
@@ -1091,6 +1106,14 @@ impl Day {
                 .collect();
             words.push(format!("follow-ups stopped: {}", reasons.join(", ")));
         }
+        if !self.moved.is_empty() {
+            let moved: Vec<String> = self
+                .moved
+                .iter()
+                .map(|(reach_out, n)| format!("{reach_out} {n}"))
+                .collect();
+            words.push(format!("moved on: {}", moved.join(", ")));
+        }
         if !self.held_back.is_empty() {
             let reasons: Vec<String> = self
                 .held_back
@@ -1111,6 +1134,7 @@ fn is_dispatch_reason(reason: &str) -> bool {
             | "bounce_guard"
             | "campaign_ended"
             | "window_closed"
+            | "no_quota_after_hold"
             | "replied"
             | "ordered"
             | "opened"

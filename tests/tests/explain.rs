@@ -1,5 +1,6 @@
 //! The auditor's tools end to end, with the real binary: `explain CAMPAIGN CUSTOMER` answering
-//! for a customer reached, one fatigued, one pushed to a later day by the mail quota and one
+//! for a customer reached, one fatigued when planned (placed once the fatigue ends, in the
+//! preview, the run and the answer alike), one pushed to a later day by the mail quota and one
 //! unsubscribed, each with the rule and the numbers behind it (insta snapshots); and `history
 //! --as-of`, which replays only the events recorded up to an instant.
 
@@ -158,8 +159,9 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
     let reached = first_day[0].clone();
     let pushed = second_day[0].clone();
 
-    // Who the early-stage mail will find fatigued by the recall (reached less than 7 days
-    // before the burst): two of them, one to stay fatigued and one to unsubscribe first.
+    // Who the early-stage mail finds fatigued by the recall when the burst opens: those the
+    // recall reached on its second day at 08:00, fatigued until 2026-09-03 08:00. Fatigue is
+    // decided for the instant a message goes: the preview plans them then, not never.
     let preview = json(bp(
         dir,
         &[
@@ -176,16 +178,40 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
             MID_WARM_UP,
         ],
     ));
-    let fatigued_by_recall: Vec<String> = preview["customers"]["not_sent"]
+    let planned_at: BTreeMap<String, DateTime<Utc>> = preview["customers"]["sends"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|row| row["reason"] == "fatigue")
-        .map(|row| row["customer"].as_str().unwrap().to_string())
-        .filter(|customer| first_day.contains(customer) && *customer != reached)
+        .map(|row| {
+            (
+                row["customer"].as_str().unwrap().to_string(),
+                instant(row["at"].as_str().unwrap()),
+            )
+        })
         .collect();
-    let fatigued = fatigued_by_recall[0].clone();
-    let unsubscribed = fatigued_by_recall[1].clone();
+    assert!(
+        preview["after_fatigue"].as_u64().unwrap() > 0,
+        "{preview:#}"
+    );
+    let after_fatigue = instant("2026-09-03T08:00:00+08:00");
+    // Placed from then on, on the first day with room (the cap is 300 a day).
+    let fatigued = second_day
+        .iter()
+        .find(|customer| {
+            **customer != pushed
+                && planned_at
+                    .get(*customer)
+                    .is_some_and(|at| *at >= after_fatigue)
+        })
+        .unwrap()
+        .clone();
+
+    // One the recall reached on its first day, to unsubscribe before the burst.
+    let unsubscribed = first_day
+        .iter()
+        .find(|customer| **customer != reached && planned_at.contains_key(*customer))
+        .unwrap()
+        .clone();
 
     // The unsubscribed customer unsubscribes from the recall's message, imported mid warm-up.
     std::fs::write(
@@ -210,8 +236,18 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
     ));
     simulate(dir, MID_WARM_UP, EARLY_STAGE);
 
+    // The run planned the fatigued customer after the fatigue too (a day or so later than
+    // the preview said: the recall's follow-ups, planned since, took some of the early days'
+    // quota).
     let early = outbox(dir, "early-stage-mail", EARLY_STAGE);
-    assert_eq!(early[&fatigued].1.as_deref(), Some("fatigue"));
+    let (status, reason, fatigued_at) = early[&fatigued].clone();
+    assert_eq!((status.as_str(), reason), ("pending", None));
+    let fatigued_at = fatigued_at.unwrap();
+    assert!(fatigued_at >= planned_at[&fatigued], "{fatigued_at}");
+    let fatigued_words = fatigued_at
+        .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap())
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string();
     assert_eq!(early[&unsubscribed].1.as_deref(), Some("unsubscribed"));
 
     // Reached: as of mid warm-up, nothing of the burst is read into the answer.
@@ -245,15 +281,18 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
     );
     insta::assert_snapshot!("pushed_by_quota", answer);
 
-    // Fatigued: the last reach, the channel's fatigue, the instant it ends.
+    // Fatigued: the last reach, the channel's fatigue, the instant it ends, and the send
+    // planned then, as the preview and the run have it.
     let answer = ok(explain(dir, &fatigued, EARLY_STAGE, false)).stdout;
     assert!(answer.contains("the channel's fatigue is 7 d"), "{answer}");
     assert!(
-        answer.contains("so not before 2026-09-02 08:00 +08:00"),
+        answer.contains(&format!(
+            "so not before 2026-09-03 08:00 +08:00): planned for {fatigued_words}"
+        )),
         "{answer}"
     );
     assert!(
-        answer.contains("warm-up-recall of campaign sept-festival-2026"),
+        answer.contains("placed once the fatigue of 7 d ends"),
         "{answer}"
     );
     insta::assert_snapshot!("fatigued", answer);
@@ -277,18 +316,17 @@ fn explain_says_why_each_customer_was_reached_or_not_with_the_rule_and_the_numbe
 
     // The same in JSON, for scripts.
     let answer = json(explain(dir, &fatigued, EARLY_STAGE, true));
-    let not_sent: Vec<&serde_json::Value> = answer["entries"]
+    let planned: Vec<&serde_json::Value> = answer["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|entry| entry["what"] == "not_sent")
+        .filter(|entry| entry["what"] == "planned" && entry["reach_out"] == "early-stage-mail")
         .collect();
-    assert_eq!(not_sent.len(), 1, "{answer:#}");
-    assert_eq!(not_sent[0]["reach_out"], "early-stage-mail");
-    assert!(not_sent[0]["why"]
+    assert_eq!(planned.len(), 1, "{answer:#}");
+    assert!(planned[0]["why"]
         .as_str()
         .unwrap()
-        .contains("not before 2026-09-02 08:00 +08:00"));
+        .contains("not before 2026-09-03 08:00 +08:00"));
     insta::assert_snapshot!("fatigued_json", format!("{answer:#}"));
 
     // Bad questions: a clear message and exit 2.

@@ -637,6 +637,14 @@ fn warnings_are_printed_and_the_plan_accepted() {
             example(&[("after = \"7d\"", "after = \"3d\"")]),
         ),
         case(
+            "warning-reach-out-window-in-quiet-hours",
+            &["BP0811"],
+            example(&[(
+                "segment = \"active-90d\"\nchannel = \"mail\"\nwindow = \"early\"",
+                "segment = \"active-90d\"\nchannel = \"mail\"\nwindow = { start = \"early.start\", end = \"early.start + 1h\" }",
+            )]),
+        ),
+        case(
             "warning-role-outside-its-workstream",
             &["BP0306"],
             example(&[("roles = [\"boss\", \"ops\"]", "roles = [\"boss\"]")]),

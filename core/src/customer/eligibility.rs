@@ -5,7 +5,8 @@
 //! 2. unsubscribed from the channel
 //! 3. in the recycle bin
 //! 4. in one of the channel's excluded segments (`exclude_segments`)
-//! 5. reached within the fatigue window
+//! 5. reached within the fatigue window (for a reach-out, only when the window ends before the
+//!    fatigue does: otherwise the customer is placed on the first day they may be reached)
 //! 6. already reached by this reach-out
 //! 7. quiet hours, when the plan says `skip` (decided by the planner, which knows the instant)
 
@@ -110,10 +111,7 @@ pub fn exclusion(
     if fatigued(customer, rules, at) {
         return Some(Exclusion::Fatigue);
     }
-    if rules
-        .reach_out
-        .is_some_and(|key| customer.reached_by.binary_search(&key).is_ok())
-    {
+    if already_reached(customer, rules) {
         return Some(Exclusion::AlreadyReached);
     }
     None
@@ -122,11 +120,29 @@ pub fn exclusion(
 /// Reached less than the fatigue window before `at`: at exactly the window's length the customer
 /// may be reached again.
 pub fn fatigued(customer: &Customer, rules: &Rules, at: i64) -> bool {
-    let last = match rules.fatigue_scope {
+    let last = last_reach(customer, rules);
+    last != NEVER && last <= at && at - last < rules.fatigue_ms
+}
+
+/// The last reach that counts for the channel's fatigue (milliseconds, `NEVER` if none).
+fn last_reach(customer: &Customer, rules: &Rules) -> i64 {
+    match rules.fatigue_scope {
         FatigueScope::AnyChannel => customer.last_reached_any(),
         FatigueScope::ThisChannel => customer.last_reached[channel_index(rules.kind)],
-    };
-    last != NEVER && last <= at && at - last < rules.fatigue_ms
+    }
+}
+
+/// The instant (milliseconds) a fatigued customer may be reached again: the last reach that
+/// counts plus the fatigue window.
+pub fn fatigue_ends(customer: &Customer, rules: &Rules) -> i64 {
+    last_reach(customer, rules).saturating_add(rules.fatigue_ms)
+}
+
+/// Already reached by the reach-out the rules are for.
+pub fn already_reached(customer: &Customer, rules: &Rules) -> bool {
+    rules
+        .reach_out
+        .is_some_and(|key| customer.reached_by.binary_search(&key).is_ok())
 }
 
 /// Whether `instant` falls in the quiet hours, read on the wall clock of `zone`. Quiet hours are

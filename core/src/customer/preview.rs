@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::book::{millis, reach_out_key, CustomerBook};
-use super::eligibility::{exclusion, Exclusion, Rules};
+use super::eligibility::{already_reached, exclusion, fatigue_ends, Exclusion, Rules};
 use super::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest, SendPlan, Unplaced};
 use super::segment::Segments;
 use crate::campaign::timeline::local;
@@ -48,6 +48,9 @@ pub struct Audience {
     pub excluded: Vec<(u32, Exclusion)>,
     /// Members no exclusion removed (quiet-hours skips aside).
     pub reachable: u64,
+    /// Reachable members fatigued at the evaluation instant whose fatigue ends inside the
+    /// window (book slot, the instant it ends): planned from then on, not excluded.
+    pub after_fatigue: Vec<(u32, DateTime<Utc>)>,
     /// Each reason in [`Unplaced::ORDER`] with its count.
     pub unplaced: Vec<(Unplaced, u64)>,
     pub accounts: Vec<String>,
@@ -179,6 +182,7 @@ pub fn plan_audience_except(
     let mut segment_size = 0u64;
     let mut candidates = Vec::new();
     let mut excluded_members = Vec::new();
+    let mut after_fatigue = Vec::new();
     for slot in segments.members(book, segment_index, instant) {
         let Some(customer) = book.customers().get(slot as usize) else {
             continue;
@@ -188,8 +192,22 @@ pub fn plan_audience_except(
             continue;
         }
         segment_size += 1;
-        let excluded = exclusion(book, &segments, &rules, slot, customer, instant)
+        let mut excluded = exclusion(book, &segments, &rules, slot, customer, instant)
             .or((prior == Prior::PlannedNearby).then_some(Exclusion::Fatigue));
+        let mut not_before = None;
+        if excluded == Some(Exclusion::Fatigue) && prior != Prior::PlannedNearby {
+            // Fatigue is decided for the instant the send goes, not once: a customer whose
+            // fatigue ends inside the window is placed from then on.
+            let ends = DateTime::<Utc>::from_timestamp_millis(fatigue_ends(customer, &rules))
+                .filter(|ends| *ends < window.end);
+            if let Some(ends) = ends {
+                excluded = already_reached(customer, &rules).then_some(Exclusion::AlreadyReached);
+                if excluded.is_none() {
+                    not_before = Some(ends);
+                    after_fatigue.push((slot, ends));
+                }
+            }
+        }
         match excluded {
             Some(excluded) => {
                 counts[excluded.index()] += 1;
@@ -199,6 +217,7 @@ pub fn plan_audience_except(
                 slot,
                 zone: customer.time_zone,
                 owner: customer.owner.map(|owner| book.symbols.name(owner)),
+                not_before,
             }),
         }
     }
@@ -236,6 +255,7 @@ pub fn plan_audience_except(
         exclusions: Exclusion::ORDER.into_iter().zip(counts).collect(),
         excluded: excluded_members,
         reachable,
+        after_fatigue,
         unplaced: Unplaced::ORDER.into_iter().zip(unplaced_counts).collect(),
         accounts: if accounts.is_empty() {
             vec![channel.id.clone()]

@@ -113,6 +113,34 @@ impl Ledger {
         *used = used.saturating_add(1);
     }
 
+    /// Gives back one send reserved on `date` (it moved to another day). The day's free volume
+    /// is its first sends, whichever they were: with one send fewer, one paid send fewer, while
+    /// the day has any.
+    pub fn release(&mut self, channel: &str, date: NaiveDate, account: &str) {
+        let key = (channel.to_string(), date);
+        let Some(day) = self.days.get_mut(&key) else {
+            return;
+        };
+        day.total = day.total.saturating_sub(1);
+        day.paid = day.paid.saturating_sub(1).min(day.total);
+        if let Some(used) = day.per_account.get_mut(account) {
+            *used = used.saturating_sub(1);
+            if *used == 0 {
+                day.per_account.remove(account);
+            }
+        }
+        if day.total == 0 {
+            self.days.remove(&key);
+        }
+    }
+
+    /// Every channel's reserved days, in order.
+    pub fn days(&self) -> impl Iterator<Item = (&str, NaiveDate, &DayUse)> + '_ {
+        self.days
+            .iter()
+            .map(|((channel, date), day)| (channel.as_str(), *date, day))
+    }
+
     /// Paid sends reserved in the calendar month of `date`, every day of it.
     pub fn paid_in_month(&self, channel: &str, date: NaiveDate) -> u64 {
         let Some(first) = NaiveDate::from_ymd_opt(date.year(), date.month(), 1) else {
@@ -151,6 +179,9 @@ pub struct Candidate<'a> {
     /// The customer's own zone when known: quiet hours are read on their wall clock.
     pub zone: Option<Tz>,
     pub owner: Option<&'a str>,
+    /// The first instant the customer may be sent this message (the end of their fatigue
+    /// window), when later than the request's `from`.
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 /// Why a reachable customer gets no send in the window.
@@ -166,7 +197,8 @@ pub enum Unplaced {
     /// `sender = "owner"` and the customer has no owner, or the owner has no account on the
     /// channel.
     NoAccount,
-    /// Held by quiet hours past the window's end.
+    /// Held by quiet hours past the window's end (on the customer's wall clock, or the
+    /// channel's quiet hours cover every instant left of the window).
     QuietUntilWindowEnd,
 }
 
@@ -222,6 +254,8 @@ pub struct DayPlan {
     /// Sends per account, in the request's account order.
     pub per_account: Vec<u32>,
     pub limited_by: Option<DayLimit>,
+    /// No sending time because the channel's quiet hours cover what the window leaves of it.
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +281,8 @@ struct Day {
     per_account_sent: Vec<u32>,
     /// Paid sends the ledger holds in this day's month.
     ledger_month_paid: u64,
+    /// The window leaves the day sending time, and the channel's quiet hours take all of it.
+    quiet: bool,
     limited_by: Option<DayLimit>,
 }
 
@@ -292,7 +328,10 @@ pub fn plan_sends<'a>(
     let month_limit = limits.paid_bought_by(limits.monthly_budget);
     // A customer no day takes: the window filled up with this reach-out's sends, or it was
     // full before them.
-    let full = if days
+    // A window whose every day is shut by the channel's quiet hours has no quota problem.
+    let full = if !days.is_empty() && days.iter().all(|day| day.opens.is_none() && day.quiet) {
+        Unplaced::QuietUntilWindowEnd
+    } else if days
         .iter()
         .all(|day| day_closed(day, month_limit.is_some()))
     {
@@ -323,6 +362,20 @@ pub fn plan_sends<'a>(
         };
         let mut day_index = first_open;
         let mut not_before = request.from;
+        if let Some(later) = candidate.not_before.filter(|later| *later > request.from) {
+            // Fatigued until `later`: the first day it may go is the one holding it.
+            if later >= request.window.end {
+                unplaced.push((candidate.slot, full));
+                continue;
+            }
+            not_before = later;
+            if let Some(index) = days
+                .iter()
+                .position(|day| day.start <= later && later < day.end)
+            {
+                day_index = index.max(day_index);
+            }
+        }
         let mut outcome = Outcome::Unplaced(full);
         let mut rounds = 0usize;
         while day_index < days.len() && rounds < 4 * days.len() + 8 {
@@ -335,6 +388,26 @@ pub fn plan_sends<'a>(
             if at >= days[day_index].end {
                 day_index += 1;
                 continue;
+            }
+            // Later than the day opens (a fatigue window's end): maybe in the channel's quiet
+            // hours, which hold it.
+            if let Some(quiet) = request.quiet.filter(|_| at > opens) {
+                let allowed = next_allowed(quiet, request.zone, at);
+                if allowed > at {
+                    if allowed >= request.window.end {
+                        outcome = Outcome::Unplaced(Unplaced::QuietUntilWindowEnd);
+                        break;
+                    }
+                    not_before = allowed;
+                    match days
+                        .iter()
+                        .position(|day| day.start <= allowed && allowed < day.end)
+                    {
+                        Some(index) => day_index = index.max(day_index),
+                        None => break,
+                    }
+                    continue;
+                }
             }
             if let (Some(quiet), Some(zone)) = (request.quiet, candidate.zone) {
                 if zone != request.zone && is_quiet(quiet, zone, at) {
@@ -409,6 +482,7 @@ pub fn plan_sends<'a>(
                 cost: cost_of(day.paid, limits.cost_per_1000),
                 per_account,
                 limited_by: day.limited_by,
+                quiet: day.quiet,
             }
         })
         .collect();
@@ -520,11 +594,14 @@ fn lay_out_days(request: &PlanRequest<'_>, ledger: &Ledger, accounts: &[String])
         let used = ledger.day(request.channel, date);
         let used_total = used.map_or(0, |day| day.total);
         let used_paid = used.map_or(0, |day| day.paid);
-        let mut opens = start.max(request.from).max(request.window.start);
+        let earliest = start.max(request.from).max(request.window.start);
+        let mut opens = earliest;
         if let Some(quiet) = request.quiet {
             opens = next_allowed(quiet, zone, opens);
         }
-        let opens = (opens < end.min(request.window.end)).then_some(opens);
+        let closes = end.min(request.window.end);
+        let quiet = earliest < closes && opens >= closes;
+        let opens = (opens < closes).then_some(opens);
         let per_account_left = accounts
             .iter()
             .map(|account| {
@@ -552,6 +629,7 @@ fn lay_out_days(request: &PlanRequest<'_>, ledger: &Ledger, accounts: &[String])
             per_account_left,
             per_account_sent: vec![0; accounts.len()],
             ledger_month_paid: ledger.paid_in_month(request.channel, date),
+            quiet,
             limited_by: None,
         });
         if next == date {

@@ -160,9 +160,110 @@ fn fatigue_is_counted_in_the_preview_in_and_out_of_the_window() {
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(audience.segment_size, 3);
-    assert_eq!(audience.excluded(Exclusion::Fatigue), 1);
-    assert_eq!(audience.reachable, 2);
-    assert_eq!(audience.placed(), 2);
+    // c-2's fatigue ends a second into the window, long before it closes: not excluded, but
+    // placed once it ends (at 08:00, when mail's quiet hours end).
+    assert_eq!(audience.excluded(Exclusion::Fatigue), 0);
+    assert_eq!(audience.reachable, 3);
+    assert_eq!(audience.placed(), 3);
+    let c2 = book.slot("c-2").unwrap_or_else(|| panic!("c-2"));
+    assert_eq!(
+        audience.after_fatigue,
+        vec![(c2, at("2026-09-02T00:00:01+08:00"))]
+    );
+}
+
+#[test]
+fn a_customer_fatigued_when_planned_goes_on_the_first_day_they_may_be_reached() {
+    // Given mail with a 7-day fatigue and a customer reached on 2026-08-31 10:00 (on any
+    // channel): fatigued when the early stage opens on 2026-09-02, free from 2026-09-07 10:00,
+    let plan = example_plan(&[]);
+    let mut row = customer("c-1");
+    row.signals = vec![Signal {
+        activity: Activity::Visited,
+        at: at("2026-08-30T12:00:00+08:00"),
+        amount: None,
+    }];
+    let book = book_of(vec![
+        CustomerEvent::CustomerRecorded(row),
+        CustomerEvent::OutcomeRecorded(outcome(
+            "c-1",
+            OutcomeKind::Delivered,
+            "2026-08-31T10:00:00+08:00",
+            Some(ChannelKind::InSite),
+        )),
+    ]);
+    // when the reach-out is planned,
+    let audience = plan_audience(
+        &plan,
+        &book,
+        &Ledger::default(),
+        Target::ReachOut("early-stage-mail"),
+        at("2026-09-02T00:00:00+08:00"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // then the customer is placed at the end of the fatigue, inside the window, not dropped;
+    assert_eq!(audience.excluded(Exclusion::Fatigue), 0);
+    assert_eq!(audience.placed(), 1);
+    assert_eq!(
+        audience.sends.placements[0].at,
+        at("2026-09-07T10:00:00+08:00")
+    );
+    assert_eq!(
+        audience.sends.days[audience.sends.placements[0].day as usize].date,
+        NaiveDate::from_ymd_opt(2026, 9, 7).unwrap_or_default()
+    );
+    // and a fatigue that ends in the quiet hours holds the send until they end;
+    let late = book_of(vec![
+        CustomerEvent::CustomerRecorded({
+            let mut row = customer("c-1");
+            row.signals = vec![Signal {
+                activity: Activity::Visited,
+                at: at("2026-08-30T12:00:00+08:00"),
+                amount: None,
+            }];
+            row
+        }),
+        CustomerEvent::OutcomeRecorded(outcome(
+            "c-1",
+            OutcomeKind::Delivered,
+            "2026-08-31T23:00:00+08:00",
+            Some(ChannelKind::InSite),
+        )),
+    ]);
+    let audience = plan_audience(
+        &plan,
+        &late,
+        &Ledger::default(),
+        Target::ReachOut("early-stage-mail"),
+        at("2026-09-02T00:00:00+08:00"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        audience.sends.placements[0].at,
+        at("2026-09-08T08:00:00+08:00")
+    );
+    // and one whose fatigue outlasts the window (14 days from 2026-08-31 10:00, past the
+    // early stage's end on 2026-09-11) is excluded as fatigued.
+    let long = example_plan(&[(
+        "fatigue = \"7d\"\nquiet_hours",
+        "fatigue = \"14d\"\nquiet_hours",
+    )]);
+    let audience = plan_audience(
+        &long,
+        &book,
+        &Ledger::default(),
+        Target::ReachOut("early-stage-mail"),
+        at("2026-09-02T00:00:00+08:00"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audience.window.end, at("2026-09-11T00:00:00+08:00"));
+    assert_eq!(
+        audience.excluded(Exclusion::Fatigue),
+        1,
+        "{:?}",
+        audience.exclusions
+    );
+    assert_eq!(audience.placed(), 0);
 }
 
 fn request<'a>(
@@ -190,6 +291,7 @@ fn candidates(count: u32) -> Vec<Candidate<'static>> {
             slot,
             zone: None,
             owner: None,
+            not_before: None,
         })
         .collect()
 }
@@ -338,11 +440,13 @@ fn quiet_hours_hold_or_skip_on_the_customers_own_clock() {
             slot: 0,
             zone: None,
             owner: None,
+            not_before: None,
         },
         Candidate {
             slot: 1,
             zone: berlin,
             owner: None,
+            not_before: None,
         },
     ];
     let hold = quiet(QuietPolicy::Hold);
@@ -593,6 +697,7 @@ fn sending_from_the_owners_account() {
         slot,
         zone: None,
         owner,
+        not_before: None,
     };
     let mut request = request("Asia/Shanghai", window, limits, &accounts, None);
     request.sender = Sender::Owner;
@@ -626,7 +731,10 @@ fn sending_from_the_owners_account() {
 
 #[test]
 fn every_exclusion_is_counted_once_in_its_order() {
-    let plan = example_plan(&[]);
+    let plan = example_plan(&[(
+        "fatigue = \"7d\"\nquiet_hours",
+        "fatigue = \"14d\"\nquiet_hours",
+    )]);
     let visited = Signal {
         activity: Activity::Visited,
         at: at("2026-08-30T12:00:00+08:00"),
@@ -660,6 +768,8 @@ fn every_exclusion_is_counted_once_in_its_order() {
         .into_iter()
         .map(CustomerEvent::CustomerRecorded)
         .collect();
+    // Fatigued past the window's end (2026-09-11, with a 14-day fatigue): excluded. A fatigue
+    // that ends inside the window places the customer instead (a test of its own).
     events.push(CustomerEvent::OutcomeRecorded(outcome(
         "fatigued",
         OutcomeKind::Delivered,

@@ -10,7 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::events::{
     send_key, ChannelPaused, FollowUpStopped, FollowUpTerms, NotSent, NotSentReason, NoticePlanned,
-    OutreachEvent, ReachOutPlanned, SendPlanned, StopReason,
+    OutreachEvent, ReachOutPlanned, SendMoved, SendPlanned, StopReason,
 };
 use super::port::Message;
 use super::render::Renderer;
@@ -18,7 +18,9 @@ use super::state::{Outreach, SendStatus};
 use crate::campaign::timeline::{local, shift_instant};
 use crate::campaign::{CampaignState, Shift, Status};
 use crate::customer::book::{channel_index, millis, reach_out_key, CustomerBook, NEVER};
-use crate::customer::eligibility::{exclusion, has_address, Exclusion, Rules};
+use crate::customer::eligibility::{
+    exclusion, fatigue_ends, has_address, is_quiet, Exclusion, Rules,
+};
 use crate::customer::preview::{plan_audience_except, Target};
 use crate::customer::quota::{plan_sends, Candidate, Ledger, Limits, PlanRequest, Unplaced};
 use crate::customer::segment::Segments;
@@ -172,6 +174,20 @@ pub fn plan_reach_out(
         .map(|day| explain::pushed_detail(&day_words, &dates, day))
         .collect();
     let evaluated = millis(audience.evaluated_at);
+    let after_fatigue: BTreeMap<u32, DateTime<Utc>> =
+        audience.after_fatigue.iter().copied().collect();
+    let fatigue_words = |slot: u32| -> Option<String> {
+        let customer = customers.get(slot as usize)?;
+        explain::exclusion_detail(
+            plan,
+            channel?,
+            book,
+            None,
+            customer,
+            Exclusion::Fatigue,
+            evaluated,
+        )
+    };
     // The window closed during the campaign's last pause: the pause is why, not downtime.
     let paused = state
         .last_pause
@@ -255,7 +271,16 @@ pub fn plan_reach_out(
             phase,
             window_end: audience.window.end,
             follow_up: follow_up.clone(),
-            detail: pushed.get(placement.day as usize).cloned().flatten(),
+            detail: match after_fatigue.get(&placement.slot) {
+                Some(_) => fatigue_words(placement.slot).map(|fatigue| {
+                    format!(
+                        "{} ({fatigue}): planned for {}, the first instant after it with quota left",
+                        explain::AFTER_FATIGUE,
+                        local(plan.campaign.time_zone, placement.at)
+                    )
+                }),
+                None => pushed.get(placement.day as usize).cloned().flatten(),
+            },
         }));
     }
     let planned = if missed { 0 } else { events.len() as u64 };
@@ -625,20 +650,30 @@ pub fn follow_ups_due(
             sender: Sender::Accounts,
             accounts: &accounts,
         };
-        let candidates = members.iter().map(|(slot, _)| Candidate {
-            slot: *slot,
-            zone: book
-                .customers()
-                .get(*slot as usize)
-                .and_then(|customer| customer.time_zone),
-            owner: None,
-        });
+        // Each follow-up is its own candidate (one customer may have two threads due
+        // together, from two reach-outs): placements name the member's index.
+        let candidates = members
+            .iter()
+            .enumerate()
+            .map(|(index, (slot, _))| Candidate {
+                slot: index as u32,
+                zone: book
+                    .customers()
+                    .get(*slot as usize)
+                    .and_then(|customer| customer.time_zone),
+                owner: None,
+                not_before: None,
+            });
         let sends = if from >= span_end {
             None
         } else {
             Some(plan_sends(&request, &ledger, candidates))
         };
-        let by_slot: BTreeMap<u32, &super::state::Send> = members.iter().copied().collect();
+        let by_slot: BTreeMap<u32, &super::state::Send> = members
+            .iter()
+            .enumerate()
+            .map(|(index, (_, send))| (index as u32, *send))
+            .collect();
         let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
         let mut handled = std::collections::BTreeSet::new();
         if let Some(sends) = &sends {
@@ -748,6 +783,8 @@ fn follow_up_not_sent(
 /// messages, in this order.
 #[derive(Debug, Default)]
 pub struct Dispatch {
+    /// Sends held past their quota day (or into quiet hours) and moved: recorded first.
+    pub moved: Vec<OutreachEvent>,
     pub not_sent: Vec<OutreachEvent>,
     pub messages: Vec<Message>,
     /// For each message, the phase and stage it went in (recorded with its `MessageSent`).
@@ -794,8 +831,13 @@ pub fn dispatch(
     let nothing_held = !matches!(state.status, Status::Paused { .. })
         && !outreach.any_channel_paused(campaign)
         && !state.is_terminal();
+    let zone = plan.campaign.time_zone;
+    let today = now.with_timezone(&zone).date_naive();
+    // Sends due that may not go now: held past the day whose quota they reserved, or late into
+    // the channel's quiet hours. They are moved (or given up) below, with the quota they need.
+    let mut late: Vec<Late<'_>> = Vec::new();
     for send in outreach.pending() {
-        if out.not_sent.len() + out.messages.len() >= limit {
+        if out.not_sent.len() + out.messages.len() + late.len() >= limit {
             break;
         }
         let planned = &send.planned;
@@ -880,6 +922,34 @@ pub fn dispatch(
             });
         if let Some(rules) = rules {
             if let Some(excluded) = exclusion(book, &segments, rules, slot, customer, instant) {
+                // Reached since it was planned: fatigue is decided for the instant it goes, so
+                // it waits for the fatigue to end when that is inside its window.
+                let ends = DateTime::<Utc>::from_timestamp_millis(fatigue_ends(customer, rules));
+                let window = window_end(plan, state, planned);
+                if let (Exclusion::Fatigue, Some(ends), Some(window)) = (excluded, ends, window) {
+                    if ends < window {
+                        let why = plan.channel(&planned.channel).and_then(|channel| {
+                            explain::exclusion_detail(
+                                plan,
+                                channel,
+                                book,
+                                Some(&segments),
+                                customer,
+                                excluded,
+                                instant,
+                            )
+                        });
+                        late.push(Late {
+                            send,
+                            not_before: Some(ends),
+                            why: Some(format!(
+                                "reached again since it was planned ({})",
+                                why.unwrap_or_default()
+                            )),
+                        });
+                        continue;
+                    }
+                }
                 // Something changed since it was planned (an unsubscribe, a bounce...): the
                 // numbers as they stand now are recorded with the give-up.
                 let mut event = give_up(excluded.into());
@@ -922,6 +992,14 @@ pub fn dispatch(
                 }
             }
         }
+        if planned.day < today || quiet_now(plan, planned, customer.time_zone, now) {
+            late.push(Late {
+                send,
+                not_before: None,
+                why: None,
+            });
+            continue;
+        }
         match renderer.render(send, customer, &book.symbols, step.as_ref(), now) {
             Ok(message) => {
                 out.messages.push(message);
@@ -939,7 +1017,277 @@ pub fn dispatch(
             }
         }
     }
+    if !late.is_empty() {
+        let (moved, not_sent) = move_late(plan, state, book, outreach, &late, now);
+        out.moved = moved;
+        out.not_sent.extend(not_sent);
+    }
     out
+}
+
+/// Whether `now` falls in the quiet hours of the send's channel (on the campaign's wall clock,
+/// or on the customer's when known and the policy holds): a send due earlier that goes late
+/// must not go in them.
+fn quiet_now(
+    plan: &Plan,
+    planned: &SendPlanned,
+    customer_zone: Option<chrono_tz::Tz>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(quiet) = plan
+        .channel(&planned.channel)
+        .and_then(|channel| channel.quiet_hours.as_ref())
+    else {
+        return false;
+    };
+    if planned.at >= now {
+        return false;
+    }
+    is_quiet(quiet, plan.campaign.time_zone, now)
+        || customer_zone
+            .is_some_and(|zone| zone != plan.campaign.time_zone && is_quiet(quiet, zone, now))
+}
+
+/// What held a send due at `due` until `now`, in words.
+fn held_by(
+    plan: &Plan,
+    state: &CampaignState,
+    outreach: &Outreach,
+    planned: &SendPlanned,
+    now: DateTime<Utc>,
+) -> String {
+    let zone = plan.campaign.time_zone;
+    let due = planned.at;
+    if let Some((from, to)) = state.last_pause.filter(|(_, to)| *to > due && *to <= now) {
+        return format!(
+            "held by the campaign's pause from {} to {}",
+            local(zone, from),
+            local(zone, to)
+        );
+    }
+    if let Some(resumed) = outreach
+        .guard(&planned.campaign, &planned.channel)
+        .and_then(|guard| guard.resumed_at)
+        .filter(|resumed| *resumed > due && *resumed <= now)
+    {
+        return format!(
+            "held by the bounce guard's pause of {} until it was resumed at {}",
+            planned.channel,
+            local(zone, resumed)
+        );
+    }
+    format!(
+        "not sent when due at {} (the dispatcher was not running), {} now",
+        local(zone, due),
+        local(zone, now)
+    )
+}
+
+/// A send due that may not go now, and what it waits for.
+struct Late<'a> {
+    send: &'a super::state::Send,
+    /// The end of the customer's fatigue, when a reach since planning is why.
+    not_before: Option<DateTime<Utc>>,
+    /// Why, when it is not a hold (pause, guard, downtime) or the quiet hours.
+    why: Option<String>,
+}
+
+/// Places sends held past their day again, from `now` to their window's end, within the quota
+/// of the days they would now go (the day of sending is the one whose cap counts); what no day
+/// of the window takes any more is given up with the reason.
+fn move_late(
+    plan: &Plan,
+    state: &CampaignState,
+    book: &CustomerBook,
+    outreach: &Outreach,
+    late: &[Late<'_>],
+    now: DateTime<Utc>,
+) -> (Vec<OutreachEvent>, Vec<OutreachEvent>) {
+    let zone = plan.campaign.time_zone;
+    let mut ledger = outreach.ledger.clone();
+    for Late { send, .. } in late {
+        ledger.release(
+            &send.planned.channel,
+            send.planned.day,
+            &send.planned.account,
+        );
+    }
+    // Moved together: sends of one channel, account and window end.
+    let mut groups: BTreeMap<(String, String, DateTime<Utc>), Vec<&Late<'_>>> = BTreeMap::new();
+    for entry in late {
+        let planned = &entry.send.planned;
+        let end = window_end(plan, state, planned).unwrap_or(planned.window_end);
+        groups
+            .entry((planned.channel.clone(), planned.account.clone(), end))
+            .or_default()
+            .push(entry);
+    }
+    let held = |entry: &Late<'_>| -> String {
+        entry
+            .why
+            .clone()
+            .unwrap_or_else(|| held_by(plan, state, outreach, &entry.send.planned, now))
+    };
+    // What a send that finds no room is given up as: fatigue when a reach since planning
+    // moved it, no quota after a hold otherwise.
+    let full_reason = |entry: &Late<'_>| {
+        if entry.not_before.is_some() {
+            NotSentReason::Fatigue
+        } else {
+            NotSentReason::NoQuotaAfterHold
+        }
+    };
+    let mut moved = Vec::new();
+    let mut not_sent = Vec::new();
+    for ((channel_id, account, end), entries) in groups {
+        let give_up = |send: &super::state::Send, reason: NotSentReason, detail: String| {
+            OutreachEvent::NotSent(NotSent {
+                key: send.planned.key.clone(),
+                campaign: send.planned.campaign.clone(),
+                reach_out: send.planned.reach_out.clone(),
+                customer: send.planned.customer.clone(),
+                attempt: send.planned.attempt,
+                channel: send.planned.channel.clone(),
+                reason,
+                detail: Some(detail),
+                phase: send.planned.phase,
+            })
+        };
+        let Some(channel) = plan.channel(&channel_id) else {
+            // The channel left the plan: nothing to move it by.
+            for entry in entries {
+                not_sent.push(give_up(
+                    entry.send,
+                    full_reason(entry),
+                    format!(
+                        "{}; the plan no longer has channel {channel_id}",
+                        held(entry)
+                    ),
+                ));
+            }
+            continue;
+        };
+        let accounts = [account.clone()];
+        let request = PlanRequest {
+            channel: &channel.id,
+            limits: Limits::of(channel),
+            zone,
+            window: Window { start: now, end },
+            from: now,
+            quiet: channel.quiet_hours.as_ref(),
+            sender: Sender::Accounts,
+            accounts: &accounts,
+        };
+        let slots: Vec<Option<u32>> = entries
+            .iter()
+            .map(|entry| book.slot(&entry.send.planned.customer))
+            .collect();
+        let candidates = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(index, slot)| slot.map(|slot| (index, slot)))
+            .map(|(index, slot)| Candidate {
+                slot: index as u32,
+                zone: book
+                    .customers()
+                    .get(slot as usize)
+                    .and_then(|customer| customer.time_zone),
+                owner: None,
+                not_before: entries[index].not_before,
+            });
+        let plan_of_days = if now >= end {
+            None
+        } else {
+            Some(plan_sends(&request, &ledger, candidates))
+        };
+        let day_words = plan_of_days
+            .as_ref()
+            .map(|days| explain::quota_days(channel, &ledger, &days.days))
+            .unwrap_or_default();
+        let mut handled = vec![false; entries.len()];
+        if let Some(days) = &plan_of_days {
+            let dates: Vec<NaiveDate> = days.days.iter().map(|day| day.date).collect();
+            let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+            for placement in &days.placements {
+                let (Some(entry), Some(day)) = (
+                    entries.get(placement.slot as usize),
+                    days.days.get(placement.day as usize),
+                ) else {
+                    continue;
+                };
+                let send = entry.send;
+                handled[placement.slot as usize] = true;
+                let used = used_per_day.entry(placement.day).or_default();
+                *used += 1;
+                let paid = *used > day.free;
+                ledger.record(&channel.id, day.date, &account, paid);
+                let held = held(entry);
+                let later = match entry.not_before {
+                    Some(_) => format!("moved to {}", local(zone, placement.at)),
+                    None => explain::pushed_detail(&day_words, &dates, placement.day as usize)
+                        .unwrap_or_else(|| format!("moved to {}", day.date)),
+                };
+                moved.push(OutreachEvent::SendMoved(SendMoved {
+                    key: send.planned.key.clone(),
+                    campaign: send.planned.campaign.clone(),
+                    reach_out: send.planned.reach_out.clone(),
+                    customer: send.planned.customer.clone(),
+                    channel: channel.id.clone(),
+                    from_day: send.planned.day,
+                    account: account.clone(),
+                    day: day.date,
+                    paid,
+                    at: placement.at,
+                    detail: Some(format!(
+                        "planned on the quota of {} for {}, {held}; {later}",
+                        send.planned.day,
+                        local(zone, send.planned.at)
+                    )),
+                }));
+            }
+            for (index, reason) in &days.unplaced {
+                let Some(entry) = entries.get(*index as usize) else {
+                    continue;
+                };
+                let send = entry.send;
+                handled[*index as usize] = true;
+                let held = held(entry);
+                let (reason, why) = match reason {
+                    Unplaced::QuietUntilWindowEnd => (
+                        NotSentReason::QuietHours,
+                        format!(
+                            "the channel's quiet hours hold it past the window's end at {}",
+                            local(zone, end)
+                        ),
+                    ),
+                    _ => (full_reason(entry), explain::window_full_detail(&day_words)),
+                };
+                not_sent.push(give_up(send, reason, format!("{held}; {why}")));
+            }
+            for index in &days.quiet_skipped {
+                let Some(entry) = entries.get(*index as usize) else {
+                    continue;
+                };
+                handled[*index as usize] = true;
+                let held = held(entry);
+                not_sent.push(give_up(
+                    entry.send,
+                    NotSentReason::QuietHours,
+                    format!("{held}; now in the customer's quiet hours, with policy skip"),
+                ));
+            }
+        }
+        for (entry, handled) in entries.iter().zip(handled) {
+            if !handled {
+                not_sent.push(give_up(
+                    entry.send,
+                    full_reason(entry),
+                    format!("{}; no day of the window was left", held(entry)),
+                ));
+            }
+        }
+    }
+    (moved, not_sent)
 }
 
 /// The next instant the outbox has something to decide for this campaign after `now`: a

@@ -49,6 +49,10 @@ pub enum NotSentReason {
     CampaignEnded,
     /// The window closed before it could go (the dispatcher was not running).
     WindowClosed,
+    /// Held past the day whose quota it reserved (by a pause of the campaign, the bounce guard
+    /// or downtime), and no later day of its window had quota left: the cap holds on the day
+    /// a message goes.
+    NoQuotaAfterHold,
     /// A follow-up whose customer replied, ordered or opened before it went.
     Replied,
     Ordered,
@@ -76,6 +80,7 @@ impl NotSentReason {
             NotSentReason::BounceGuard => "bounce_guard",
             NotSentReason::CampaignEnded => "campaign_ended",
             NotSentReason::WindowClosed => "window_closed",
+            NotSentReason::NoQuotaAfterHold => "no_quota_after_hold",
             NotSentReason::Replied => "replied",
             NotSentReason::Ordered => "ordered",
             NotSentReason::Opened => "opened",
@@ -102,6 +107,9 @@ impl NotSentReason {
             }
             NotSentReason::CampaignEnded => "the campaign ended first",
             NotSentReason::WindowClosed => "the window closed first",
+            NotSentReason::NoQuotaAfterHold => {
+                "held past its day, and no later day of the window had quota left"
+            }
             NotSentReason::Replied => "replied",
             NotSentReason::Ordered => "ordered",
             NotSentReason::Opened => "opened",
@@ -177,6 +185,30 @@ pub struct SendPlanned {
     pub follow_up: Option<FollowUpTerms>,
     /// Why it went on this day rather than an earlier one of its window, with the numbers the
     /// planner saw (`2026-08-26 was full (2,000 of 2,000, the daily cap)`); none on the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A planned send held past the local day whose quota it reserved (a pause of the campaign, the
+/// bounce guard, downtime), or past the hour it was due into the channel's quiet hours, moved
+/// to the first instant of its window with room: the quota it reserved is given back and the
+/// new day's is taken, so the daily cap, the free volume and the budgets hold on the day it
+/// goes. The dispatcher decides it before sending.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMoved {
+    pub key: String,
+    pub campaign: String,
+    pub reach_out: String,
+    pub customer: String,
+    pub channel: String,
+    /// The day (and account) whose quota it held until now.
+    pub from_day: NaiveDate,
+    pub account: String,
+    /// The local day whose quota it reserves now, and whether it is paid volume of that day.
+    pub day: NaiveDate,
+    pub paid: bool,
+    pub at: DateTime<Utc>,
+    /// What held it and the days it could not go, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
@@ -303,7 +335,7 @@ pub struct NoticePlanned {
 
 crate::event::upcast::event_enum!(
     /// Every event of an outreach stream.
-    OutreachEvent { SendPlanned, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned }
+    OutreachEvent { SendPlanned, SendMoved, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned }
 );
 
 impl OutreachEvent {
@@ -338,6 +370,7 @@ impl OutreachEvent {
     pub fn campaign(&self) -> &str {
         match self {
             OutreachEvent::SendPlanned(e) => &e.campaign,
+            OutreachEvent::SendMoved(e) => &e.campaign,
             OutreachEvent::NotSent(e) => &e.campaign,
             OutreachEvent::ReachOutPlanned(e) => &e.campaign,
             OutreachEvent::MessageSent(e) => &e.campaign,

@@ -1,5 +1,6 @@
 //! The outbox as its events made it: every decided send and what became of it, the quota ledger
-//! (a projection of the planned sends: each reserves its day), the follow-ups coming due, the
+//! (a projection of the planned sends: each reserves its day until it is sent there, moved to
+//! another day or given up), the follow-ups coming due, the
 //! bounce guard's counts and pauses, and the staff messages waiting to go. Rebuilt from the log
 //! alone; the dispatcher decides from it.
 
@@ -120,6 +121,12 @@ impl Outreach {
     pub fn apply(&mut self, event: &OutreachEvent, at: DateTime<Utc>) {
         match event {
             OutreachEvent::SendPlanned(planned) => {
+                // A key is decided once; a second planning of it (recorded by an earlier
+                // version, which could plan one customer's follow-up twice when two of their
+                // threads came due together) changes nothing.
+                if self.sends.contains_key(&planned.key) {
+                    return;
+                }
                 self.ledger.record(
                     &planned.channel,
                     planned.day,
@@ -142,12 +149,48 @@ impl Outreach {
                     },
                 );
             }
+            OutreachEvent::SendMoved(moved) => {
+                let Some(send) = self.sends.get_mut(&moved.key) else {
+                    return;
+                };
+                if send.status != SendStatus::Pending {
+                    return;
+                }
+                self.ledger
+                    .release(&send.planned.channel, moved.from_day, &moved.account);
+                self.ledger
+                    .record(&send.planned.channel, moved.day, &moved.account, moved.paid);
+                self.pending.remove(&(send.planned.at, moved.key.clone()));
+                self.pending.insert((moved.at, moved.key.clone()));
+                if let Some(list) = self
+                    .pending_by_customer
+                    .get_mut(send.planned.customer.as_str())
+                {
+                    if let Some(entry) = list
+                        .iter_mut()
+                        .find(|(at, kind)| *at == send.planned.at && *kind == send.planned.kind)
+                    {
+                        entry.0 = moved.at;
+                    }
+                }
+                // The projection holds the decision in force: the day, instant and volume it
+                // goes with now (the log keeps both).
+                send.planned.day = moved.day;
+                send.planned.paid = moved.paid;
+                send.planned.at = moved.at;
+            }
             OutreachEvent::NotSent(not_sent) => {
                 if let Some(send) = self.sends.get_mut(&not_sent.key) {
                     if send.status == SendStatus::Pending {
                         self.pending
                             .remove(&(send.planned.at, not_sent.key.clone()));
                         unpend(&mut self.pending_by_customer, &send.planned);
+                        // Given up: the quota it reserved is free for others that day.
+                        self.ledger.release(
+                            &send.planned.channel,
+                            send.planned.day,
+                            &send.planned.account,
+                        );
                     }
                     send.status = SendStatus::NotSent(not_sent.reason);
                 } else {
@@ -348,6 +391,7 @@ impl Outreach {
         self.pending
             .iter()
             .filter_map(|(_, key)| self.sends.get(key))
+            .filter(|send| send.status == SendStatus::Pending)
     }
 
     pub fn pending_count(&self) -> usize {

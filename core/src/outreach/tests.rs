@@ -4,7 +4,7 @@
 //! holding sends, which go after resume inside their window and are given up with a reason
 //! after it.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::decide::{bounce_guard, dispatch, follow_ups_due, plan_reach_out};
 use super::events::{
@@ -43,6 +43,10 @@ struct World {
     outreach: Outreach,
     /// The template each message went with, by idempotency key.
     templates: std::collections::BTreeMap<String, Option<String>>,
+    /// Messages sent per channel and local day (the campaign's zone) of sending.
+    sent_days: std::collections::BTreeMap<(String, NaiveDate), u32>,
+    /// Every event applied, in order.
+    log: Vec<OutreachEvent>,
 }
 
 impl World {
@@ -79,10 +83,13 @@ impl World {
             book,
             outreach: Outreach::default(),
             templates: std::collections::BTreeMap::new(),
+            sent_days: std::collections::BTreeMap::new(),
+            log: Vec::new(),
         }
     }
 
     fn apply(&mut self, events: &[OutreachEvent], now: DateTime<Utc>) {
+        self.log.extend(events.iter().cloned());
         for event in events {
             self.outreach.apply(event, now);
         }
@@ -102,7 +109,24 @@ impl World {
     }
 
     /// The dispatcher at `now`: gives up what it must, sends the rest (the channel takes all).
+    /// The dispatcher at `now`, as the daemon runs it: batches until nothing is left to do.
     fn dispatch(&mut self, now: DateTime<Utc>) -> (usize, Vec<NotSentReason>) {
+        let mut sent = 0;
+        let mut reasons = Vec::new();
+        for _ in 0..100 {
+            let (batch, mut given_up, moved) = self.dispatch_once(now);
+            sent += batch;
+            let idle = batch == 0 && given_up.is_empty() && moved == 0;
+            reasons.append(&mut given_up);
+            if idle {
+                break;
+            }
+        }
+        (sent, reasons)
+    }
+
+    /// One batch of the dispatcher: sent, given up, moved.
+    fn dispatch_once(&mut self, now: DateTime<Utc>) -> (usize, Vec<NotSentReason>, usize) {
         let renderer = Renderer::new(&self.plan);
         let decided = dispatch(
             &self.plan,
@@ -121,9 +145,18 @@ impl World {
                 _ => None,
             })
             .collect();
+        let moved = decided.moved.len();
+        self.apply(&decided.moved, now);
         self.apply(&decided.not_sent, now);
         let sent = decided.messages.len();
+        let today = now
+            .with_timezone(&self.plan.campaign.time_zone)
+            .date_naive();
         for message in decided.messages {
+            *self
+                .sent_days
+                .entry((message.channel.clone(), today))
+                .or_default() += 1;
             self.templates
                 .insert(message.key.clone(), message.template.clone());
             let sent = MessageSent {
@@ -142,7 +175,7 @@ impl World {
             self.book.reached(&sent, now);
             self.outreach.apply(&OutreachEvent::MessageSent(sent), now);
         }
-        (sent, reasons)
+        (sent, reasons, moved)
     }
 
     fn follow_ups(&mut self, now: DateTime<Utc>) -> Vec<OutreachEvent> {
@@ -985,5 +1018,481 @@ fn stage_times_are_local_date_and_time_and_the_days_have_their_own_names() {
             "From 2026-09-02 00:00 +08:00 to 2026-09-10 21:00 +08:00, 2026-09-02 to 2026-09-10."
         ),
         "{body}"
+    );
+}
+
+// The daily cap on the day of sending: sends held by a pause, the bounce guard or downtime
+// past the day whose quota they reserved are moved to days with room, never sent on top of a
+// later day's own quota.
+
+/// What holds the outbox for a while.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// The campaign paused from `.0` to `.1`.
+    Pause(DateTime<Utc>, DateTime<Utc>),
+    /// The bounce guard paused mail from `.0`; a person resumed it at `.1`.
+    Guard(DateTime<Utc>, DateTime<Utc>),
+    /// The daemon not running from `.0` to `.1`.
+    Down(DateTime<Utc>, DateTime<Utc>),
+}
+
+impl Hold {
+    fn bounds(self) -> (DateTime<Utc>, DateTime<Utc>) {
+        match self {
+            Hold::Pause(from, to) | Hold::Guard(from, to) | Hold::Down(from, to) => (from, to),
+        }
+    }
+}
+
+impl World {
+    /// Mail with a small cap, free volume and price, so that few customers fill days.
+    fn mail_limits(&mut self, cap: u32, free: u32, cost_minor: i64, quiet: bool) {
+        let mail = self
+            .plan
+            .channels
+            .iter_mut()
+            .find(|channel| channel.id == "mail")
+            .unwrap_or_else(|| panic!("the example has mail"));
+        mail.daily_cap = Some(cap);
+        mail.free_per_day = Some(free);
+        mail.cost_per_1000 = Some(crate::plan::values::Money::from_minor(cost_minor));
+        mail.monthly_budget = None;
+        mail.daily_budget = None;
+        if !quiet {
+            mail.quiet_hours = None;
+        }
+        // The one reach-out these worlds plan (the others would always be due).
+        self.plan
+            .reach_outs
+            .retain(|reach_out| reach_out.id == REACH_OUT);
+    }
+
+    /// Runs the dispatcher as the daemon does, from `from` to `until`: at every instant it has
+    /// something due (or a hold begins or ends), follow-ups then sends, unless it is down.
+    fn run(&mut self, from: DateTime<Utc>, until: DateTime<Utc>, holds: &[Hold]) {
+        let mut now = from;
+        let mut paused_since: Option<DateTime<Utc>> = None;
+        let mut guard_on = false;
+        for _ in 0..5_000 {
+            let paused = holds
+                .iter()
+                .any(|hold| matches!(hold, Hold::Pause(a, b) if *a <= now && now < *b));
+            match (paused, paused_since) {
+                (true, None) => {
+                    paused_since = Some(now);
+                    self.state.status = Status::Paused {
+                        from: Some(Step::stage("early")),
+                        since: now,
+                        by: "alice".into(),
+                        reason: None,
+                    };
+                }
+                (false, Some(since)) => {
+                    paused_since = None;
+                    self.state.last_pause = Some((since, now));
+                    self.state.status = Status::Running {
+                        step: Step::stage("early"),
+                    };
+                }
+                _ => {}
+            }
+            let guarded = holds
+                .iter()
+                .any(|hold| matches!(hold, Hold::Guard(a, b) if *a <= now && now < *b));
+            if guarded != guard_on {
+                guard_on = guarded;
+                let event = if guarded {
+                    OutreachEvent::ChannelPaused(ChannelPaused {
+                        campaign: CAMPAIGN.to_string(),
+                        channel: "mail".to_string(),
+                        sent: 0,
+                        bounced: 0,
+                        threshold: "5% of at least 200 sent".to_string(),
+                    })
+                } else {
+                    OutreachEvent::ChannelResumed(ChannelResumed {
+                        campaign: CAMPAIGN.to_string(),
+                        channel: "mail".to_string(),
+                    })
+                };
+                self.apply(&[event], now);
+            }
+            let down = holds
+                .iter()
+                .any(|hold| matches!(hold, Hold::Down(a, b) if *a <= now && now < *b));
+            if !down {
+                self.follow_ups(now);
+                self.dispatch(now);
+            }
+            let boundaries = holds
+                .iter()
+                .flat_map(|hold| {
+                    let (a, b) = hold.bounds();
+                    [a, b]
+                })
+                .filter(|at| *at > now);
+            // Down, nothing is looked at until it runs again.
+            let due = super::decide::next_due(&self.plan, &self.state, &self.outreach, now)
+                .map(|at| at.max(now + Duration::seconds(1)))
+                .filter(|_| !down);
+            let Some(next) = boundaries.chain(due).min() else {
+                return;
+            };
+            if next > until {
+                return;
+            }
+            now = next;
+        }
+        panic!("the dispatcher never settled");
+    }
+
+    /// Every day's sends against the cap, and the ledger against what went (everything
+    /// decided by now): the same total, the free volume first, the rest paid.
+    fn check_days(&self, cap: u32, free: u32) {
+        for ((channel, day), sent) in &self.sent_days {
+            assert!(
+                *sent <= cap,
+                "{sent} sent by {channel} on {day}, over the cap of {cap}: {:?}",
+                self.sent_days
+            );
+        }
+        assert_eq!(self.outreach.pending_count(), 0, "everything is decided");
+        let mut ledger = std::collections::BTreeMap::new();
+        for (channel, day, used) in self.outreach.ledger.days() {
+            assert!(used.paid <= used.total);
+            assert_eq!(
+                used.paid,
+                used.total.saturating_sub(free),
+                "{channel} {day}: the first {free} a day are free, the rest paid"
+            );
+            ledger.insert((channel.to_string(), day), used.total);
+        }
+        let sent: std::collections::BTreeMap<(String, NaiveDate), u32> = self
+            .sent_days
+            .iter()
+            .filter(|(_, sent)| **sent > 0)
+            .map(|(key, sent)| (key.clone(), *sent))
+            .collect();
+        assert_eq!(
+            ledger, sent,
+            "the ledger holds what went, on the day it went"
+        );
+    }
+}
+
+fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+fn sent_on(world: &World, date: &str) -> u32 {
+    world
+        .sent_days
+        .get(&("mail".to_string(), day(date)))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// 25 customers on mail with a cap of 10 a day, 4 of them free: 10 on 2026-09-02, 10 on
+/// 09-03, 5 on 09-04, each day's first mails at 08:00 when the quiet hours end.
+fn capped(customers: usize) -> World {
+    let mut world = World::new(customers);
+    world.mail_limits(10, 4, 2_000, true);
+    world.plan.follow_ups.clear();
+    for reach_out in &mut world.plan.reach_outs {
+        reach_out.follow_up = None;
+    }
+    world.plan(at(STAGE_START));
+    world
+}
+
+/// Held over the whole first day, resumed at noon of the second.
+const HOLD_FROM: &str = "2026-09-02T07:00:00+08:00";
+const HOLD_TO: &str = "2026-09-03T12:00:00+08:00";
+
+fn held_then_resumed(hold: Hold) -> World {
+    let mut world = capped(25);
+    world.run(at(STAGE_START), at("2026-09-12T00:00:00+08:00"), &[hold]);
+    world
+}
+
+#[test]
+fn after_a_pause_and_resume_no_day_sends_more_than_its_cap() {
+    let world = held_then_resumed(Hold::Pause(at(HOLD_FROM), at(HOLD_TO)));
+    // The first day's ten went nowhere that day, the second day's ten went at noon, and the
+    // first day's ten were moved on: five to the third day's room, five to the fourth.
+    assert_eq!(sent_on(&world, "2026-09-02"), 0);
+    assert_eq!(sent_on(&world, "2026-09-03"), 10);
+    assert_eq!(sent_on(&world, "2026-09-04"), 10);
+    assert_eq!(sent_on(&world, "2026-09-05"), 5);
+    world.check_days(10, 4);
+}
+
+#[test]
+fn after_a_bounce_guard_pause_and_channel_resume_no_day_sends_more_than_its_cap() {
+    let world = held_then_resumed(Hold::Guard(at(HOLD_FROM), at(HOLD_TO)));
+    assert_eq!(sent_on(&world, "2026-09-03"), 10);
+    assert_eq!(sent_on(&world, "2026-09-04"), 10);
+    assert_eq!(sent_on(&world, "2026-09-05"), 5);
+    world.check_days(10, 4);
+}
+
+#[test]
+fn after_downtime_the_catch_up_keeps_every_day_within_its_cap() {
+    let world = held_then_resumed(Hold::Down(at(HOLD_FROM), at(HOLD_TO)));
+    assert_eq!(sent_on(&world, "2026-09-03"), 10);
+    assert_eq!(sent_on(&world, "2026-09-04"), 10);
+    assert_eq!(sent_on(&world, "2026-09-05"), 5);
+    world.check_days(10, 4);
+}
+
+#[test]
+fn a_moved_send_records_the_days_it_left_and_took_and_what_held_it() {
+    let mut world = capped(25);
+    world.run(
+        at(STAGE_START),
+        at(HOLD_TO),
+        &[Hold::Pause(at(HOLD_FROM), at(HOLD_TO))],
+    );
+    // At the resume the first day's ten are moved on: the second day is full (its own ten).
+    let moved: Vec<&super::events::SendMoved> = world
+        .log
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::SendMoved(moved) => Some(moved),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(moved.len(), 10);
+    assert!(moved.iter().all(|m| m.from_day == day("2026-09-02")));
+    let days: Vec<NaiveDate> = moved.iter().map(|m| m.day).collect();
+    assert_eq!(
+        days.iter().filter(|d| **d == day("2026-09-04")).count(),
+        5,
+        "{days:?}"
+    );
+    assert_eq!(days.iter().filter(|d| **d == day("2026-09-05")).count(), 5);
+    // On 2026-09-04 none is free (its own five took the four free and one paid before); on
+    // 09-05, empty until then, the first four are.
+    let paid = |date: &str| -> Vec<bool> {
+        moved
+            .iter()
+            .filter(|m| m.day == day(date))
+            .map(|m| m.paid)
+            .collect()
+    };
+    assert_eq!(paid("2026-09-04"), vec![true; 5]);
+    assert_eq!(paid("2026-09-05"), vec![false, false, false, false, true]);
+    assert_eq!(
+        moved[0].detail.as_deref(),
+        Some("planned on the quota of 2026-09-02 for 2026-09-02 08:00 +08:00, held by the campaign's pause from 2026-09-02 07:00 +08:00 to 2026-09-03 12:00 +08:00; not earlier: 2026-09-03 was full (10 of 10, the daily cap; 10 of them planned earlier); planned for 2026-09-04")
+    );
+}
+
+#[test]
+fn a_held_send_no_later_day_of_its_window_can_take_is_given_up_with_its_reason() {
+    // 95 customers at 10 a day fill the early stage's nine days (09-02 to 09-10) but five;
+    // held over the first day, the first day's ten find room for five only.
+    let mut world = capped(85);
+    world.run(
+        at(STAGE_START),
+        at("2026-09-12T00:00:00+08:00"),
+        &[Hold::Pause(at(HOLD_FROM), at(HOLD_TO))],
+    );
+    let reasons: Vec<NotSentReason> = world
+        .outreach
+        .sends_of(CAMPAIGN)
+        .filter_map(|send| match send.status {
+            SendStatus::NotSent(reason) => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![NotSentReason::NoQuotaAfterHold; 5],
+        "five of the first day's ten find no room"
+    );
+    world.check_days(10, 4);
+}
+
+#[test]
+fn a_send_late_into_the_quiet_hours_waits_for_them_to_end() {
+    // Down from before the first send until 23:00: mail's quiet hours (22:00 to 08:00) hold
+    // the first day's sends to the next morning, on the next day's quota.
+    let mut world = capped(5);
+    world.run(
+        at(STAGE_START),
+        at("2026-09-04T00:00:00+08:00"),
+        &[Hold::Down(at(HOLD_FROM), at("2026-09-02T23:00:00+08:00"))],
+    );
+    assert_eq!(sent_on(&world, "2026-09-02"), 0);
+    assert_eq!(sent_on(&world, "2026-09-03"), 5);
+    world.check_days(10, 4);
+}
+
+mod ledger_property {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// An interval of the early stage (2026-09-02 to 2026-09-11), in hours from its start.
+    fn interval() -> impl Strategy<Value = (u32, u32)> {
+        (0u32..216, 1u32..72).prop_map(|(start, length)| (start, start + length))
+    }
+
+    fn hold_of(kind: u8, (from, to): (u32, u32)) -> Hold {
+        let base = at(STAGE_START);
+        let from = base + Duration::hours(i64::from(from)) + Duration::minutes(7);
+        let to = base + Duration::hours(i64::from(to)) + Duration::minutes(7);
+        match kind % 3 {
+            0 => Hold::Pause(from, to),
+            1 => Hold::Guard(from, to),
+            _ => Hold::Down(from, to),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// For random caps, free volumes, audiences, pauses, guard pauses and downtimes (with
+        /// follow-ups on the same channel), no local day sends more than its cap, and every
+        /// day's free and paid volume add up to what went that day.
+        #[test]
+        fn no_local_day_sends_more_than_its_cap(
+            cap in 1u32..12,
+            free in 0u32..14,
+            customers in 0usize..40,
+            quiet in any::<bool>(),
+            holds in proptest::collection::vec((any::<u8>(), interval()), 0..4),
+        ) {
+            let mut world = World::new(customers);
+            world.mail_limits(cap, free, 2_000, quiet);
+            world.plan(at(STAGE_START));
+            let holds: Vec<Hold> = holds
+                .into_iter()
+                .map(|(kind, bounds)| hold_of(kind, bounds))
+                .collect();
+            // Past the campaign's end (2026-10-07): every send and follow-up decided.
+            world.run(at(STAGE_START), at("2026-10-09T00:00:00+08:00"), &holds);
+            world.check_days(cap, free);
+        }
+    }
+}
+
+#[test]
+fn a_send_whose_customer_was_reached_since_it_was_planned_waits_for_the_fatigue_to_end() {
+    // Given the stage's mail planned for 08:00 on its first day,
+    let mut world = World::new(1);
+    world.plan(at(STAGE_START));
+    // when another reach-out reaches the customer at 07:00 (7 days of fatigue, any channel),
+    let other = MessageSent {
+        key: format!("{CAMPAIGN}/smart-batch/c-000000/1"),
+        campaign: CAMPAIGN.to_string(),
+        channel: "in-site".to_string(),
+        kind: ChannelKind::InSite,
+        reach_out: Some("smart-batch".to_string()),
+        to: "c-000000".to_string(),
+        template: None,
+        template_version: None,
+        phase: None,
+        stage: None,
+        duplicate: false,
+    };
+    world.book.reached(&other, at("2026-09-02T07:00:00+08:00"));
+    // then at 08:00 it does not go, nor is it given up: it moves to the fatigue's end (07:00,
+    // in mail's quiet hours, so 08:00),
+    assert_eq!(world.dispatch(at(FIRST_SEND)), (0, vec![]));
+    let key = format!("{CAMPAIGN}/{REACH_OUT}/c-000000/1");
+    let send = world
+        .outreach
+        .send(&key)
+        .unwrap_or_else(|| panic!("the send"));
+    assert_eq!(send.planned.at, at("2026-09-09T08:00:00+08:00"));
+    let moved = world.log.iter().find_map(|event| match event {
+        OutreachEvent::SendMoved(moved) => Some(moved.clone()),
+        _ => None,
+    });
+    let moved = moved.unwrap_or_else(|| panic!("no move"));
+    assert_eq!(
+        moved.detail.as_deref(),
+        Some("planned on the quota of 2026-09-02 for 2026-09-02 08:00 +08:00, reached again since it was planned (last reached by in-site message at 2026-09-02 07:00 +08:00; the channel's fatigue is 7 d (a reach on any channel counts), so not before 2026-09-09 07:00 +08:00); moved to 2026-09-09 08:00 +08:00")
+    );
+    // and goes then, on that day's quota.
+    assert_eq!(world.dispatch(at("2026-09-09T07:59:59+08:00")).0, 0);
+    assert_eq!(world.dispatch(at("2026-09-09T08:00:00+08:00")).0, 1);
+    assert_eq!(sent_on(&world, "2026-09-09"), 1);
+    world.check_days(2000, 200);
+}
+
+#[test]
+fn a_window_wholly_in_the_quiet_hours_is_reported_as_quiet_hours_not_quota() {
+    // Given the stage's mail in a window from 00:00 to 01:00, all of it in mail's quiet hours
+    // (22:00 to 08:00, hold),
+    let mut world = World::new(3);
+    world.plan.follow_ups.clear();
+    for reach_out in &mut world.plan.reach_outs {
+        if reach_out.id == REACH_OUT {
+            reach_out.window.end = at("2026-09-02T01:00:00+08:00");
+            reach_out.follow_up = None;
+        }
+    }
+    // the preview holds every member past the window's end,
+    let audience = crate::customer::preview::plan_audience(
+        &world.plan,
+        &world.book,
+        &world.outreach.ledger,
+        crate::customer::preview::Target::ReachOut(REACH_OUT),
+        at(STAGE_START),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        audience
+            .sends
+            .unplaced
+            .iter()
+            .map(|(_, r)| *r)
+            .collect::<Vec<_>>(),
+        vec![crate::customer::quota::Unplaced::QuietUntilWindowEnd; 3]
+    );
+    // and the run records quiet hours for each, with the rule and the window's end, not quota.
+    world.plan(at(STAGE_START));
+    let not_sent: Vec<&super::events::NotSent> = world
+        .log
+        .iter()
+        .filter_map(|event| match event {
+            OutreachEvent::NotSent(not_sent) => Some(not_sent),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(not_sent.len(), 3);
+    assert!(not_sent
+        .iter()
+        .all(|n| n.reason == NotSentReason::QuietHours));
+    assert_eq!(
+        not_sent[0].detail.as_deref(),
+        Some("quiet hours 22:00–08:00 on mail with policy hold: held past the window's end at 2026-09-02 01:00 +08:00")
+    );
+}
+
+#[test]
+fn a_day_the_quiet_hours_take_says_so() {
+    let world = World::new(0);
+    let mut plan = world.plan.clone();
+    for reach_out in &mut plan.reach_outs {
+        if reach_out.id == REACH_OUT {
+            reach_out.window.end = at("2026-09-02T01:00:00+08:00");
+        }
+    }
+    let audience = crate::customer::preview::plan_audience(
+        &plan,
+        &world.book,
+        &world.outreach.ledger,
+        crate::customer::preview::Target::ReachOut(REACH_OUT),
+        at(STAGE_START),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let mail = plan.channel("mail").unwrap_or_else(|| panic!("mail"));
+    assert_eq!(
+        crate::explain::quota_days(mail, &world.outreach.ledger, &audience.sends.days),
+        vec!["2026-09-02 had no sending time outside the quiet hours (22:00–08:00)".to_string()]
     );
 }

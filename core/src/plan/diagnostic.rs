@@ -114,6 +114,7 @@ codes! {
     TemplatePurposeMismatch = "BP0808", Error, "a follow-up template used for a first message, or the reverse";
     FollowUpInsideFatigue = "BP0809", Warning, "a follow-up due before the channel's fatigue window has passed";
     WindowInGap = "BP0810", Error, "a window that reaches into a gap between phases or stages";
+    WindowAllQuiet = "BP0811", Warning, "a reach-out window that lies wholly in its channel's quiet hours";
     NegativeAmount = "BP0912", Error, "a price, cost or threshold of zero or less";
     TooManyTiers = "BP0901", Error, "more than 3 spend tiers";
     TiersNotIncreasing = "BP0902", Error, "spend tiers that do not strictly increase";

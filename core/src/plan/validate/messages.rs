@@ -483,6 +483,28 @@ impl Validator<'_> {
                 );
                 continue;
             }
+            if let (Some(quiet), Some(zone)) = (&channel.quiet_hours, self.time_zone) {
+                // Held from the window's start until the quiet hours end: past the window's end,
+                // no message of the reach-out can ever go.
+                let opens = crate::customer::eligibility::next_allowed(quiet, zone, window.start);
+                if opens >= window.end {
+                    self.push(
+                        Diagnostic::new(
+                            Code::WindowAllQuiet,
+                            format!("{path}.window"),
+                            format!(
+                                "the window {} to {} lies wholly in channel `{}`'s quiet hours ({} to {}): no message of it can ever be sent",
+                                format_instant(zone, window.start),
+                                format_instant(zone, window.end),
+                                channel.id,
+                                quiet.start.format("%H:%M"),
+                                quiet.end.format("%H:%M")
+                            ),
+                        )
+                        .with_help("move the window, or the channel's quiet_hours"),
+                    );
+                }
+            }
             if let Some(rule) = value
                 .follow_up
                 .as_ref()
@@ -536,6 +558,28 @@ impl Validator<'_> {
                 templates,
                 "the reach-out",
             );
+            if let (Some(quiet), Some(zone)) = (&channel.quiet_hours, self.time_zone) {
+                // Held from the window's start until the quiet hours end: past the window's end,
+                // no message of the reach-out can ever go.
+                let opens = crate::customer::eligibility::next_allowed(quiet, zone, window.start);
+                if opens >= window.end {
+                    self.push(
+                        Diagnostic::new(
+                            Code::WindowAllQuiet,
+                            format!("{path}.window"),
+                            format!(
+                                "the window {} to {} lies wholly in channel `{}`'s quiet hours ({} to {}): no message of it can ever be sent",
+                                format_instant(zone, window.start),
+                                format_instant(zone, window.end),
+                                channel.id,
+                                quiet.start.format("%H:%M"),
+                                quiet.end.format("%H:%M")
+                            ),
+                        )
+                        .with_help("move the window, or the channel's quiet_hours"),
+                    );
+                }
+            }
             if let Some(rule) = value
                 .follow_up
                 .as_ref()
