@@ -1052,8 +1052,14 @@ fn generate_customers(
         .persist(out)
         .map_err(|error| error.error)
         .with_context(|| format!("writing {}", out.display()))?;
+    // The docs' examples name two customers, added when the count stops short of them.
+    let written = count
+        + battleplan_scenarios::customers::LISTED_IDS
+            .iter()
+            .filter(|id| **id > count)
+            .count() as u64;
     out_line!(
-        "wrote {}: {count} generated customers (seed {seed}, activity up to {})",
+        "wrote {}: {written} generated customers (seed {seed}, activity up to {})",
         out.display(),
         as_of.to_rfc3339()
     );

@@ -86,7 +86,18 @@ pub async fn board(runtime: &Runtime, question: &TasksQuestion) -> Result<Reply,
         role: question.role.clone(),
         due_before: question.due_before,
     };
-    let rows = task::rows(&plan, &board, now, &filter);
+    // The steps advances cut short: their tasks show as skipped.
+    let skipped = {
+        let store = runtime.store.as_ref();
+        let mut campaigns = Campaigns::load(store).await?;
+        campaigns.catch_up_in_memory(store).await?;
+        campaigns
+            .states
+            .get(&campaign)
+            .map(|state| state.skipped.clone())
+            .unwrap_or_default()
+    };
+    let rows = task::rows(&plan, &board, &skipped, now, &filter);
     if question.json {
         let mut text = serde_json::to_string_pretty(&board_json(&rows)).unwrap_or_default();
         text.push('\n');

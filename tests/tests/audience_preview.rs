@@ -68,7 +68,14 @@ fn festival(dir: &Path) {
 fn preview(dir: &Path, target: &[&str], json: bool) -> String {
     let mut arguments = vec!["audience", "preview", "sept-festival-2026"];
     arguments.extend_from_slice(target);
-    arguments.extend_from_slice(&["--at", "2026-09-01T12:00:00+08:00"]);
+    // The clock stopped at the plan's application: `--at` is then in the future, which the
+    // book answers whatever day the tests run.
+    arguments.extend_from_slice(&[
+        "--at",
+        "2026-09-01T12:00:00+08:00",
+        "--clock-at",
+        APPLIED_AT,
+    ]);
     if json {
         arguments.push("--json");
     }
@@ -206,6 +213,8 @@ fn a_preview_refuses_what_it_cannot_answer() {
                 "early-stage-mail",
                 "--at",
                 "2026-12-01",
+                "--clock-at",
+                APPLIED_AT,
             ],
             "the window ended at 2026-09-11 00:00 +08:00",
         ),
@@ -240,6 +249,8 @@ fn a_preview_refuses_what_it_cannot_answer() {
             "early-stage-mail",
             "--at",
             "2026-09-01",
+            "--clock-at",
+            APPLIED_AT,
             "--json",
         ],
     ));

@@ -123,6 +123,8 @@ fn the_real_reach_out_sends_to_and_excludes_exactly_the_previewed_customers() {
             "warm-up-recall",
             "--at",
             WARM_UP,
+            "--clock-at",
+            "2026-08-20T00:00:00Z",
             "--json",
             "--customers",
         ],

@@ -833,6 +833,46 @@ pub fn dispatch(
         && !state.is_terminal();
     let zone = plan.campaign.time_zone;
     let today = now.with_timezone(&zone).date_naive();
+    // First messages of a reach-out whose phase (or stage) a person cut short with `advance`
+    // are given up at once, not each when it comes due: the outbox says at the advance that
+    // they will not go. The sends already due are the loop's below.
+    let skipped_reach_outs: Vec<(&str, &crate::campaign::SkippedStep)> = plan
+        .reach_outs
+        .iter()
+        .filter_map(|reach_out| {
+            state
+                .skipped_window(reach_out.window.start, reach_out.window.end)
+                .map(|skipped| (reach_out.id.as_str(), skipped))
+        })
+        .collect();
+    if !skipped_reach_outs.is_empty() && !state.is_terminal() {
+        for send in outreach.pending() {
+            if out.not_sent.len() >= limit {
+                break;
+            }
+            let planned = &send.planned;
+            if planned.campaign != campaign || planned.attempt != 1 || planned.at <= now {
+                continue;
+            }
+            let Some((_, skipped)) = skipped_reach_outs
+                .iter()
+                .find(|(id, _)| *id == planned.reach_out)
+            else {
+                continue;
+            };
+            out.not_sent.push(OutreachEvent::NotSent(NotSent {
+                key: planned.key.clone(),
+                campaign: campaign.to_string(),
+                reach_out: planned.reach_out.clone(),
+                customer: planned.customer.clone(),
+                attempt: planned.attempt,
+                channel: planned.channel.clone(),
+                reason: NotSentReason::PhaseSkipped,
+                detail: Some(skipped_detail(plan, skipped)),
+                phase: planned.phase,
+            }));
+        }
+    }
     // Sends due that may not go now: held past the day whose quota they reserved, or late into
     // the channel's quiet hours. They are moved (or given up) below, with the quota they need.
     let mut late: Vec<Late<'_>> = Vec::new();

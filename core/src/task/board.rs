@@ -255,6 +255,14 @@ pub enum RowStatus {
     Overdue,
     /// Not done, and the escalation to the boss was decided.
     Escalated,
+    /// Not done, and due in the part of its phase (or stage) a person cut short with
+    /// `advance`: its reminders stopped with it (docs/campaign-lifecycle.md).
+    Skipped {
+        /// Who advanced.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
     Done {
         by: String,
         at: DateTime<Utc>,
@@ -281,8 +289,15 @@ pub struct Row {
     pub reminders_sent: u32,
 }
 
-/// The board at `now`, filtered, sorted by due instant then occurrence id.
-pub fn rows(plan: &Plan, board: &TaskBoard, now: DateTime<Utc>, filter: &Filter) -> Vec<Row> {
+/// The board at `now`, filtered, sorted by due instant then occurrence id; `skipped` are the
+/// steps advances cut short (`CampaignState::skipped`).
+pub fn rows(
+    plan: &Plan,
+    board: &TaskBoard,
+    skipped: &[SkippedStep],
+    now: DateTime<Utc>,
+    filter: &Filter,
+) -> Vec<Row> {
     let tasks = tasks_by_id(plan);
     let mut rows = Vec::new();
     for occurrence in occurrences(plan) {
@@ -305,9 +320,15 @@ pub fn rows(plan: &Plan, board: &TaskBoard, now: DateTime<Utc>, filter: &Filter)
                 at: done.at,
                 note: done.note.clone(),
             },
-            None if planned.is_some_and(PlannedReminders::escalated) => RowStatus::Escalated,
-            None if now >= occurrence.due => RowStatus::Overdue,
-            None => RowStatus::Open,
+            None => match skipped_by(task, occurrence.due, skipped) {
+                Some(step) => RowStatus::Skipped {
+                    by: step.by.clone(),
+                    at: step.at,
+                },
+                None if planned.is_some_and(PlannedReminders::escalated) => RowStatus::Escalated,
+                None if now >= occurrence.due => RowStatus::Overdue,
+                None => RowStatus::Open,
+            },
         };
         rows.push(Row {
             occurrence: occurrence.id,

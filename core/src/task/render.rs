@@ -13,6 +13,8 @@ pub struct Counts {
     pub open: usize,
     pub overdue: usize,
     pub escalated: usize,
+    /// Cut short by an advance.
+    pub skipped: usize,
     pub done: usize,
 }
 
@@ -24,6 +26,7 @@ impl Counts {
                 RowStatus::Open => counts.open += 1,
                 RowStatus::Overdue => counts.overdue += 1,
                 RowStatus::Escalated => counts.escalated += 1,
+                RowStatus::Skipped { .. } => counts.skipped += 1,
                 RowStatus::Done { .. } => counts.done += 1,
             }
         }
@@ -37,6 +40,7 @@ fn status_text(row: &Row, now: DateTime<Utc>) -> String {
         RowStatus::Open => "open".to_string(),
         RowStatus::Overdue => format!("overdue {}", late()),
         RowStatus::Escalated => format!("escalated, {} late", late()),
+        RowStatus::Skipped { by, .. } => format!("skipped (advanced by {})", printable(by)),
         RowStatus::Done { by, .. } => format!("done by {}", printable(by)),
     }
 }
@@ -99,8 +103,13 @@ pub fn render_board(rows: &[Row], zone: Tz, now: DateTime<Utc>) -> String {
         }
     }
     let counts = Counts::of(rows);
+    let skipped = if counts.skipped > 0 {
+        format!(", {} skipped", counts.skipped)
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "{} {}: {} open, {} overdue, {} escalated, {} done\n",
+        "{} {}: {} open, {} overdue, {} escalated{skipped}, {} done\n",
         rows.len(),
         if rows.len() == 1 { "task" } else { "tasks" },
         counts.open,

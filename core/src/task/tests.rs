@@ -341,7 +341,7 @@ fn an_undone_task_is_escalated_to_the_boss_after_the_delay() {
         due_before: None,
     };
     let row = |board: &TaskBoard, now: &str| {
-        rows(&plan, board, at(now), &filter)
+        rows(&plan, board, &[], at(now), &filter)
             .into_iter()
             .find(|row| row.occurrence == "report")
             .unwrap()
@@ -742,7 +742,7 @@ fn september_board() -> (Plan, Vec<Row>, DateTime<Utc>) {
         role: Some("ops".into()),
         due_before: Some(at("2026-09-03T00:00:00+08:00")),
     };
-    let rows = rows(&plan, &board, now, &filter);
+    let rows = rows(&plan, &board, &[], now, &filter);
     (plan, rows, now)
 }
 
@@ -848,4 +848,28 @@ fn a_task_of_a_step_skipped_by_an_advance_is_reminded_no_more() {
     let next = next_reminder_at(&plan, &board, &skipped, at("2026-08-28T10:00:00+08:00"));
     let next_without = next_reminder_at(&plan, &board, &[], at("2026-08-28T10:00:00+08:00"));
     assert!(next >= next_without);
+    // And the board shows it skipped, by whom, rather than overdue; other tasks as they were.
+    let everything = Filter::default();
+    let status_of = |skipped: &[crate::campaign::SkippedStep], id: &str| {
+        rows(&plan, &board, skipped, now, &everything)
+            .into_iter()
+            .find(|row| row.task == id)
+            .map(|row| row.status)
+    };
+    assert_eq!(
+        status_of(&skipped, "set-stage-targets"),
+        Some(RowStatus::Skipped {
+            by: "alice".to_string(),
+            at: at("2026-08-28T09:00:00+08:00"),
+        })
+    );
+    assert_eq!(
+        status_of(&[], "set-stage-targets"),
+        Some(RowStatus::Open),
+        "due 2026-09-01, not yet at {now}"
+    );
+    let board_rows = rows(&plan, &board, &skipped, now, &everything);
+    let text = crate::task::render_board(&board_rows, plan.campaign.time_zone, now);
+    assert!(text.contains("skipped (advanced by alice)"), "{text}");
+    assert!(text.contains(" skipped, "), "{text}");
 }
