@@ -574,17 +574,20 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Run { until, simulate } => {
-            if let Err(message) = rehearsal_rule(data, simulate || clock_at.is_some()) {
-                return Ok(user_error(message));
-            }
-            daemon::run(
+            let mark = match rehearsal_rule(data, simulate || clock_at.is_some()) {
+                Ok(mark) => mark,
+                Err(message) => return Ok(user_error(message)),
+            };
+            let code = daemon::run(
                 data,
                 RunOptions {
                     until,
                     simulate,
                     clock_at,
                 },
-            )
+            )?;
+            mark_rehearsal(data, mark, code == ExitCode::SUCCESS);
+            Ok(code)
         }
         Command::Status { campaign, json } => {
             remote_or_local(data, clock_at, Remote::Status { campaign, json })
@@ -779,30 +782,45 @@ fn again(remote: &Remote) -> String {
 }
 
 /// A rehearsal must not spoil a real store (docs/store.md): a command that records under a
-/// rehearsal clock is refused on a store that was not started as a rehearsal, and one that
-/// starts a new store marks it as a rehearsal's. The system clock may write anywhere.
-fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<(), String> {
+/// rehearsal clock is refused on a store that was not started as a rehearsal. One that starts
+/// a new store gets the path of the mark to write once it has succeeded ([`mark_rehearsal`]):
+/// a rehearsal command that fails leaves no mark, so it cannot open a store to rehearsals that
+/// real commands later fill. The system clock may write anywhere.
+fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<Option<PathBuf>, String> {
     if !rehearsal {
-        return Ok(());
+        return Ok(None);
     }
     let mark = data.join(daemon::REHEARSAL_MARK);
     if data.join("db").is_file() {
         if mark.is_file() {
-            return Ok(());
+            return Ok(None);
         }
         return Err(format!(
             "{} holds real history (its store was not started under --clock-at or run --simulate): a rehearsal there would mix simulated events and sends into the real record; rehearse in a data directory of its own, e.g. --data ./rehearsal",
             data.display()
         ));
     }
-    std::fs::create_dir_all(data)
-        .and_then(|()| {
-            std::fs::write(
-                &mark,
-                "started under a rehearsal clock (--clock-at, run --simulate)\n",
-            )
-        })
-        .map_err(|error| format!("cannot mark {} as a rehearsal: {error}", data.display()))
+    Ok(Some(mark))
+}
+
+/// Marks the store a rehearsal command has just created as a rehearsal's ([`rehearsal_rule`]),
+/// when the command succeeded and the store exists.
+fn mark_rehearsal(data: &Path, mark: Option<PathBuf>, succeeded: bool) {
+    let Some(mark) = mark else {
+        return;
+    };
+    if !succeeded || !data.join("db").is_file() {
+        return;
+    }
+    if let Err(error) = std::fs::write(
+        &mark,
+        "started under a rehearsal clock (--clock-at, run --simulate)\n",
+    ) {
+        eprintln!(
+            "battleplan: warning: cannot mark {} as a rehearsal ({error}); rehearsal clocks will be refused on it",
+            data.display()
+        );
+    }
 }
 
 /// Whether a command records something (and so falls under [`rehearsal_rule`]).
@@ -828,11 +846,14 @@ fn remote_or_local(
         Ok(None) => {}
         Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
     }
-    if records(&remote) {
-        if let Err(message) = rehearsal_rule(data, clock_at.is_some()) {
-            return Ok(user_error(message));
+    let mark = if records(&remote) {
+        match rehearsal_rule(data, clock_at.is_some()) {
+            Ok(mark) => mark,
+            Err(message) => return Ok(user_error(message)),
         }
-    }
+    } else {
+        None
+    };
     let creates = matches!(remote, Remote::ApplyPlan { .. });
     if !creates && !data.join("db").is_file() {
         return Ok(user_error(format_args!(
@@ -869,9 +890,11 @@ fn remote_or_local(
         .build()
         .context("starting the async runtime")?;
     let reply = tokio.block_on(commands::execute(&runtime, remote));
+    let succeeded = reply.code == 0;
     // Said before the store closes, whatever closing it takes.
     let code = print_reply(reply);
     drop(runtime);
+    mark_rehearsal(data, mark, succeeded);
     Ok(code)
 }
 
@@ -942,12 +965,15 @@ fn import_file(
             return Ok(print_reply(reply));
         }
     };
-    if let Err(message) = rehearsal_rule(data, clock_at.is_some()) {
-        if let Some(bar) = &bar {
-            bar.finish_and_clear();
+    let mark = match rehearsal_rule(data, clock_at.is_some()) {
+        Ok(mark) => mark,
+        Err(message) => {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            return Ok(user_error(message));
         }
-        return Ok(user_error(message));
-    }
+    };
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
     let store = match daemon::open_store_with(data, import::store_options()) {
@@ -978,9 +1004,11 @@ fn import_file(
         .build()
         .context("starting the async runtime")?;
     let reply = tokio.block_on(import::record(&runtime, &request, checked, bar));
+    let succeeded = reply.code == 0;
     // Said before the store closes, whatever closing it takes.
     let code = print_reply(reply);
     drop(runtime);
+    mark_rehearsal(data, mark, succeeded);
     Ok(code)
 }
 

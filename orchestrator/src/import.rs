@@ -517,6 +517,9 @@ async fn screen_outcomes(
 ) -> Result<Option<Reply>, Failure> {
     let reach_outs = known_reach_outs(runtime).await?;
     let now = runtime.clock.now();
+    let zone = crate::commands::people_zone(runtime)
+        .await
+        .map_err(handle_failure)?;
     // The book stays locked while the file is read: a daemon's other readers of the book wait
     // for this look, which is one streaming pass over an outcomes file.
     let mut book = runtime.customers.clone().lock_owned().await;
@@ -530,6 +533,7 @@ async fn screen_outcomes(
             book: &book,
             reach_outs: &reach_outs,
             now,
+            zone,
         };
         let looked = second_look(&reading, &mut screened, &|| false, &mut |row| {
             let Row::Outcome(outcome) = row else {

@@ -50,12 +50,23 @@ pub const TESTER: &str = "tester";
 /// Runs `battleplan ARGS` in `directory`, with no data directory set from outside, as
 /// [`TESTER`].
 pub fn run_in(directory: &Path, arguments: &[&str]) -> Run {
-    let output = Command::new(binary())
+    run_as(directory, arguments, Some(TESTER))
+}
+
+/// Runs `battleplan ARGS` in `directory` as [`run_in`] does, with `USER` set to `user`, or
+/// unset (as in many containers) for `None`.
+pub fn run_as(directory: &Path, arguments: &[&str], user: Option<&str>) -> Run {
+    let mut command = Command::new(binary());
+    command
         .args(arguments)
         .current_dir(directory)
-        .env("USER", TESTER)
         .env_remove("BATTLEPLAN_DATA")
-        .env_remove("RUST_LOG")
+        .env_remove("RUST_LOG");
+    match user {
+        Some(user) => command.env("USER", user),
+        None => command.env_remove("USER"),
+    };
+    let output = command
         .output()
         .unwrap_or_else(|error| panic!("cannot start battleplan: {error}"));
     Run::from_output(output)

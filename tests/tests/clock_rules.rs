@@ -5,7 +5,7 @@
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
-use battleplan_tests::run_in;
+use battleplan_tests::{ok, run_in};
 
 #[test]
 fn a_command_dated_before_the_last_event_is_refused_and_nothing_is_recorded() {
@@ -156,4 +156,75 @@ fn a_rehearsal_clock_is_refused_on_a_store_with_real_history() {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// A rehearsal command that fails leaves no mark: the mark is written once the command that
+/// created the store has succeeded, so a failed `--clock-at` command on an empty directory
+/// cannot open to rehearsals the store a real `plan apply` later fills.
+#[test]
+fn a_failed_rehearsal_command_leaves_no_mark() {
+    let directory = tempfile::tempdir().unwrap();
+    let dir = directory.path();
+    ok(run_in(dir, &["init"]));
+    std::fs::write(dir.join("broken.toml"), "[campaign]\nid = \n").unwrap();
+    // Given a rehearsal command on a directory with no store that fails (a pause of nothing, a
+    // plan that does not parse),
+    for arguments in [
+        &[
+            "--data",
+            "data",
+            "pause",
+            "sept-festival-2026",
+            "--actor",
+            "mallory",
+            "--reason",
+            "x",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ][..],
+        &[
+            "--data",
+            "data",
+            "plan",
+            "apply",
+            "broken.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ][..],
+    ] {
+        let failed = run_in(dir, arguments);
+        assert_eq!(failed.code, 2, "{arguments:?}: {}", failed.stderr);
+        // then no mark is left,
+        assert!(
+            !dir.join("data").join("rehearsal").exists(),
+            "{arguments:?}"
+        );
+    }
+    // so once a real plan apply has filled the store, a rehearsal clock is refused there.
+    ok(run_in(
+        dir,
+        &["--data", "data", "plan", "apply", "battleplan.toml"],
+    ));
+    assert!(!dir.join("data").join("rehearsal").exists());
+    let refused = run_in(
+        dir,
+        &[
+            "--data",
+            "data",
+            "pause",
+            "sept-festival-2026",
+            "--actor",
+            "mallory",
+            "--reason",
+            "rehearse",
+            "--clock-at",
+            "2027-01-01T00:00:00Z",
+        ],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("holds real history"),
+        "{}",
+        refused.stderr
+    );
 }

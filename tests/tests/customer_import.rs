@@ -595,13 +595,30 @@ fn lines_are_right_with_crlf_a_bom_and_quoted_line_breaks_in_every_import() {
     assert_eq!(skipped[1]["line"], 6, "{started:?}");
     assert_eq!(started[0]["payload"]["skipped_total"], 2, "{started:?}");
 
-    // Outcomes, CSV with CR LF ends: the bad row is on line 3.
-    let outcomes = "customer,outcome,at,channel\r\nc-1,opened,2026-08-19T10:00:00+08:00,mail\r\nc-3,opened,yesterday,mail\r\n";
+    // Customers, JSON lines with CR LF ends, a byte-order mark and a blank line: line 3.
+    let customers = "\u{feff}{\"id\":\"c-5\"}\r\n\r\n{\"id\":\"c-6\",\"active\":\"soon\"}\r\n";
+    std::fs::write(dir.join("c.jsonl"), customers).unwrap();
+    let run = bp(dir, &["customers", "import", "c.jsonl"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("c.jsonl: line 3, active: bad instant"),
+        "{}",
+        run.stderr
+    );
+    // Outcomes, CSV with CR LF ends, a byte-order mark and a quoted line break: the bad rows
+    // are on lines 3 (its cell runs on to line 4) and 5.
+    let outcomes = "\u{feff}customer,outcome,at,channel\r\nc-1,opened,2026-08-19T10:00:00+08:00,mail\r\nc-3,opened,\"yes\r\nterday\",mail\r\nc-3,opened,soon,mail\r\n";
     std::fs::write(dir.join("o.csv"), outcomes).unwrap();
     let run = bp(dir, &["outcomes", "import", "o.csv"]);
     assert!(
         run.stderr
             .contains("o.csv: line 3, column 3 (at): bad instant"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("o.csv: line 5, column 3 (at): bad instant"),
         "{}",
         run.stderr
     );
@@ -696,7 +713,7 @@ fn outcomes_naming_what_does_not_exist_are_located_errors() {
         "o.csv: line 3, customer: no customer `c-nobody` in the customer book",
         "o.csv: line 4, campaign: no campaign `no-such-campaign`; the campaigns are `sept-festival-2026`",
         "o.csv: line 5, reach_out: campaign `sept-festival-2026` has no reach-out `no-such-reach-out`",
-        "o.csv: line 6, at: 2030-01-01T00:00:00Z is later than now (2026-08-20T00:00:00Z)",
+        "o.csv: line 6, at: 2030-01-01 08:00 +08:00 is later than now (2026-08-20 08:00 +08:00)",
         "o.csv: 4 bad rows (4 problems) of 6 rows; nothing was imported",
     ] {
         assert!(run.stderr.contains(expected), "lacks {expected}:\n{}", run.stderr);

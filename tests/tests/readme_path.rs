@@ -1,12 +1,13 @@
 //! The README's first steps, run as a new user runs them on a fresh clone: every command of its
 //! "write the plan and check it" and "rehearse the campaign" blocks, exactly as written (with
 //! this build's binary for `cargo run -q --bin battleplan --`), in an empty directory. They must
-//! end in sends and a funnel, and leave the default data directory untouched.
+//! end in sends and a funnel, and leave the default data directory untouched, with `USER`
+//! unset as in many containers.
 
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use battleplan_tests::run_in;
+use battleplan_tests::run_as;
 
 const CARGO_RUN: &str = "cargo run -q --bin battleplan -- ";
 
@@ -50,7 +51,8 @@ fn the_readme_path_on_a_fresh_clone_ends_in_sends_and_a_funnel() {
     let mut outputs = Vec::new();
     for arguments in &commands {
         let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-        let run = run_in(directory.path(), &arguments);
+        // As a new user on a machine that may not set `USER`: the README names its actors.
+        let run = run_as(directory.path(), &arguments, None);
         assert_eq!(run.code, 0, "battleplan {arguments:?}: {}", run.stderr);
         outputs.push((arguments.join(" "), run.stdout));
     }

@@ -646,6 +646,8 @@ pub struct Known<'a> {
     /// Campaign id to its reach-out ids.
     pub reach_outs: &'a BTreeMap<String, BTreeSet<String>>,
     pub now: DateTime<Utc>,
+    /// The zone instants are worded in (the campaigns').
+    pub zone: chrono_tz::Tz,
 }
 
 /// What a well-formed outcome names that does not exist: a customer the book lacks, a campaign
@@ -708,12 +710,8 @@ pub fn unknown_in_outcome(outcome: &OutcomeRecorded, known: &Known<'_>) -> Vec<F
             "at",
             format!(
                 "{} is later than now ({}): an outcome is imported once it has happened",
-                outcome
-                    .at
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                known
-                    .now
-                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                crate::campaign::timeline::local(known.zone, outcome.at),
+                crate::campaign::timeline::local(known.zone, known.now)
             ),
         ));
     }
@@ -1624,6 +1622,7 @@ mod tests {
             book: &book,
             reach_outs: &reach_outs,
             now: at("2026-08-20T00:00:00Z"),
+            zone: chrono_tz::Asia::Shanghai,
         };
         let outcome = |customer: &str, at_text: &str, tie: Option<(&str, &str)>| OutcomeRecorded {
             customer: customer.into(),
