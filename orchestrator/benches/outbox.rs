@@ -95,6 +95,8 @@ fn battleplan(dir: &Path, arguments: &[&str]) -> String {
         .args(arguments)
         .current_dir(dir)
         .env_remove("BATTLEPLAN_DATA")
+        // The actor of what it records without --actor, on a machine that may not set USER.
+        .env("USER", "bench")
         .output()
         .expect("battleplan runs");
     assert!(
