@@ -578,16 +578,16 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 Ok(mark) => mark,
                 Err(message) => return Ok(user_error(message)),
             };
-            let code = daemon::run(
+            // `run` does not create a store; one that exists gets its mark before it records.
+            Mark(mark).leave(data);
+            daemon::run(
                 data,
                 RunOptions {
                     until,
                     simulate,
                     clock_at,
                 },
-            )?;
-            mark_rehearsal(data, mark, code == ExitCode::SUCCESS);
-            Ok(code)
+            )
         }
         Command::Status { campaign, json } => {
             remote_or_local(data, clock_at, Remote::Status { campaign, json })
@@ -783,9 +783,8 @@ fn again(remote: &Remote) -> String {
 
 /// A rehearsal must not spoil a real store (docs/store.md): a command that records under a
 /// rehearsal clock is refused on a store that was not started as a rehearsal. One that starts
-/// a new store gets the path of the mark to write once it has succeeded ([`mark_rehearsal`]):
-/// a rehearsal command that fails leaves no mark, so it cannot open a store to rehearsals that
-/// real commands later fill. The system clock may write anywhere.
+/// a new store gets the path of the mark to leave in it ([`Mark`]). The system clock may write
+/// anywhere.
 fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<Option<PathBuf>, String> {
     if !rehearsal {
         return Ok(None);
@@ -803,23 +802,38 @@ fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<Option<PathBuf>, Strin
     Ok(Some(mark))
 }
 
-/// Marks the store a rehearsal command has just created as a rehearsal's ([`rehearsal_rule`]),
-/// when the command succeeded and the store exists.
-fn mark_rehearsal(data: &Path, mark: Option<PathBuf>, succeeded: bool) {
-    let Some(mark) = mark else {
-        return;
-    };
-    if !succeeded || !data.join("db").is_file() {
-        return;
+/// The rehearsal mark of a store a rehearsal command is creating: written as soon as the store
+/// exists, before anything is recorded (a command cut short after recording leaves a rehearsal's
+/// store, which the same command may then finish), and taken back when the command failed with
+/// nothing recorded, so that a failed rehearsal cannot open to rehearsals the store a real
+/// command later fills.
+struct Mark(Option<PathBuf>);
+
+impl Mark {
+    /// Leaves the mark, once the store has been created.
+    fn leave(&self, data: &Path) {
+        let Some(mark) = &self.0 else {
+            return;
+        };
+        if !data.join("db").is_file() {
+            return;
+        }
+        if let Err(error) = std::fs::write(
+            mark,
+            "started under a rehearsal clock (--clock-at, run --simulate)\n",
+        ) {
+            eprintln!(
+                "battleplan: warning: cannot mark {} as a rehearsal ({error}); rehearsal clocks will be refused on it",
+                data.display()
+            );
+        }
     }
-    if let Err(error) = std::fs::write(
-        &mark,
-        "started under a rehearsal clock (--clock-at, run --simulate)\n",
-    ) {
-        eprintln!(
-            "battleplan: warning: cannot mark {} as a rehearsal ({error}); rehearsal clocks will be refused on it",
-            data.display()
-        );
+
+    /// Takes the mark back when the command failed and the store holds no event.
+    fn settle(self, succeeded: bool, events: Option<u64>) {
+        if let (Some(mark), false, Some(0)) = (self.0, succeeded, events) {
+            let _ = std::fs::remove_file(mark);
+        }
     }
 }
 
@@ -880,6 +894,8 @@ fn remote_or_local(
         },
         Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
+    let mark = Mark(mark);
+    mark.leave(data);
     let clock: Arc<dyn Clock> = match clock_at {
         Some(at) => Arc::new(ManualClock::new(at)),
         None => Arc::new(SystemClock),
@@ -891,10 +907,11 @@ fn remote_or_local(
         .context("starting the async runtime")?;
     let reply = tokio.block_on(commands::execute(&runtime, remote));
     let succeeded = reply.code == 0;
+    let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
     // Said before the store closes, whatever closing it takes.
     let code = print_reply(reply);
     drop(runtime);
-    mark_rehearsal(data, mark, succeeded);
+    mark.settle(succeeded, events);
     Ok(code)
 }
 
@@ -994,6 +1011,8 @@ fn import_file(
         }
         Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
+    let mark = Mark(mark);
+    mark.leave(data);
     let clock: Arc<dyn Clock> = match clock_at {
         Some(at) => Arc::new(ManualClock::new(at)),
         None => Arc::new(SystemClock),
@@ -1005,10 +1024,11 @@ fn import_file(
         .context("starting the async runtime")?;
     let reply = tokio.block_on(import::record(&runtime, &request, checked, bar));
     let succeeded = reply.code == 0;
+    let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
     // Said before the store closes, whatever closing it takes.
     let code = print_reply(reply);
     drop(runtime);
-    mark_rehearsal(data, mark, succeeded);
+    mark.settle(succeeded, events);
     Ok(code)
 }
 

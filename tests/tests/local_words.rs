@@ -93,6 +93,12 @@ fn festival_into_the_prep(dir: &Path) -> Vec<String> {
     );
     let (code, log) = daemon.finish();
     assert_eq!(code, 0, "{}", log.join("\n"));
+    // It closed its store itself: no handle of it was left elsewhere.
+    assert!(
+        !log.iter().any(|line| line.contains("still held elsewhere")),
+        "{}",
+        log.join("\n")
+    );
     log
 }
 
