@@ -12,8 +12,9 @@
 // A benchmark reports a broken setup by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
-use std::process::Command;
+mod common;
+use common::battleplan;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,23 +47,6 @@ fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
-}
-
-fn battleplan(dir: &Path, arguments: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_battleplan"))
-        .args(arguments)
-        .current_dir(dir)
-        .env_remove("BATTLEPLAN_DATA")
-        // The actor of what it records without --actor, on a machine that may not set USER.
-        .env("USER", "bench")
-        .output()
-        .expect("battleplan runs");
-    assert!(
-        output.status.success(),
-        "battleplan {arguments:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// `base` with each `(from, to)` replaced; `from` must occur exactly once.

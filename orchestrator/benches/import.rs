@@ -8,6 +8,9 @@
 // A benchmark reports a broken setup by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::battleplan;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -63,23 +66,6 @@ fn child(file: &str, data: &str) {
     let reply = tokio.block_on(import::run(&runtime, request));
     assert_eq!(reply.code, 0, "{}", reply.stderr);
     println!("{} {}", started.elapsed().as_millis(), own_peak_kib());
-}
-
-fn battleplan(dir: &Path, arguments: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_battleplan"))
-        .args(arguments)
-        .current_dir(dir)
-        .env_remove("BATTLEPLAN_DATA")
-        // The actor of what it records without --actor, on a machine that may not set USER.
-        .env("USER", "bench")
-        .output()
-        .expect("battleplan runs");
-    assert!(
-        output.status.success(),
-        "battleplan {arguments:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn main() {
