@@ -28,7 +28,7 @@ use battleplan_core::event::port::EventAppender;
 use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata, StreamId};
 use battleplan_core::plan::model::{Activity, ChannelKind, CustomerSource};
 use battleplan_core::plan::{self, EXAMPLE_PLAN};
-use battleplan_orchestrator::audience::catch_up;
+use battleplan_orchestrator::kernel::plans::catch_up_book as catch_up;
 use battleplan_scenarios::customers::SplitMix64;
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;

@@ -27,8 +27,8 @@ use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, Position, StreamId,
 };
 use battleplan_core::outreach::events::{FollowUpStopped, OutreachEvent};
-use battleplan_orchestrator::runtime::Runtime;
-use battleplan_orchestrator::scheduler::{Scheduler, Timing};
+use battleplan_orchestrator::kernel::runtime::Runtime;
+use battleplan_orchestrator::kernel::scheduler::{Scheduler, Timing};
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
 use chrono::{DateTime, Utc};
 

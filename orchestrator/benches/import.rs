@@ -42,8 +42,8 @@ fn child(file: &str, data: &str) {
     use battleplan_adapters::system::{RandomIds, SystemClock};
     use battleplan_adapters::SledEventLog;
     use battleplan_core::customer::ImportKind;
-    use battleplan_orchestrator::import::{self, ImportRequest};
-    use battleplan_orchestrator::runtime::Runtime;
+    use battleplan_orchestrator::app::import::{self, ImportRequest};
+    use battleplan_orchestrator::kernel::runtime::Runtime;
     use std::sync::Arc;
 
     let tokio = tokio::runtime::Builder::new_current_thread()

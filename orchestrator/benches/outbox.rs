@@ -59,8 +59,8 @@ fn child(data: &str) {
     use battleplan_adapters::system::RandomIds;
     use battleplan_adapters::{SledEventLog, StoreOptions};
     use battleplan_core::context::ManualClock;
-    use battleplan_orchestrator::runtime::Runtime;
-    use battleplan_orchestrator::scheduler::{Scheduler, Timing};
+    use battleplan_orchestrator::kernel::runtime::Runtime;
+    use battleplan_orchestrator::kernel::scheduler::{Scheduler, Timing};
     use std::sync::Arc;
 
     let tokio = tokio::runtime::Builder::new_multi_thread()

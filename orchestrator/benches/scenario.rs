@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use battleplan_core::event::port::EventReader;
 use battleplan_core::event::Position;
-use battleplan_orchestrator::scenario::{self, Output};
+use battleplan_orchestrator::hosts::scenario::{self, Output};
 use battleplan_scenarios::scenario::{load_text, DEMO, SHIPPED};
 
 fn env_number(name: &str, default: u64) -> u64 {

@@ -20,8 +20,8 @@ use battleplan_core::campaign::{
 };
 use battleplan_core::event::Position;
 use battleplan_core::plan::model::{PhaseKind, ResumePolicy};
-use battleplan_orchestrator::runtime::{Request, Runtime};
-use battleplan_orchestrator::scheduler::{Scheduler, Timing};
+use battleplan_orchestrator::kernel::runtime::{Runtime, Who};
+use battleplan_orchestrator::kernel::scheduler::{Scheduler, Timing};
 use chrono::{DateTime, Duration, Utc};
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -138,7 +138,7 @@ fn main() {
                     let first = start + Duration::nanoseconds(gap * i as i64);
                     let command = Command::ApplyPlan(Box::new(version(&id, first)));
                     runtime
-                        .handle(&id, &command, &Request::by("bench"))
+                        .handle(&id, &command, &Who::by("bench"))
                         .await
                         .unwrap();
                 }

@@ -1,24 +1,18 @@
-//! The battleplan runtime: the command handler with optimistic concurrency (`runtime`), the
-//! campaigns projection (`projection`), the scheduler of due instants (`scheduler`), the daemon
-//! (`daemon`) and its control socket (`control`), and the commands shared by the command line
-//! and the daemon (`commands`), among them the imports of customer and outcome files
-//! (`import`); the auditor's tools: the log exported and imported (`archive`) and the checks
-//! `audit verify` runs after the hash chain (`audit`). The `battleplan` binary (`main.rs`,
-//! `cli.rs`) sits on top.
+//! The battleplan orchestrator, in layers (ARCHITECTURE.md has the rules):
+//!
+//! - `kernel`: runs the log forward. The command handler with optimistic concurrency
+//!   (`runtime`), the projections and their catch-up (`projection`, `work`, `plans`), the
+//!   scheduler and the dispatcher. It knows no front, no request and no text.
+//! - `app`: the typed use cases, one request to `Result<Response, AppError>`; never text, exit
+//!   codes, terminals or environment variables.
+//! - `present`: pure renderers of a response: today's words, or the JSON of the view.
+//! - `fronts`: the command line, the control socket and HTTP; they map the outside to a request
+//!   and a response to bytes, and never decide.
+//! - `hosts`: the processes that own a kernel over time: the daemon, the scenario runner, and a
+//!   command run without a daemon.
 
-pub mod archive;
-pub mod audience;
-pub mod audit;
-pub mod commands;
-pub mod control;
-pub mod daemon;
-pub mod dispatcher;
-pub mod explain;
-pub mod import;
-pub mod outreach;
-pub mod projection;
-pub mod runtime;
-pub mod scenario;
-pub mod scheduler;
-pub mod tasks;
-pub mod work;
+pub mod app;
+pub mod fronts;
+pub mod hosts;
+pub mod kernel;
+pub mod present;

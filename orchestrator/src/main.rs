@@ -2,8 +2,6 @@
 //! the exit codes the product promises: 0 ok, 2 user error (bad plan, bad input, rejected
 //! command), 1 internal failure.
 
-mod cli;
-
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,8 +22,8 @@ fn main() -> ExitCode {
     // own (`db`, `conf`, `blobs/`, `snap.*`) included, gets no permission for group or others.
     // A file a person asks for as an ordinary document (`init`'s plan) sets its mode itself.
     rustix::process::umask(rustix::fs::Mode::RWXG | rustix::fs::Mode::RWXO);
-    let arguments = cli::Arguments::parse();
-    match cli::run(arguments) {
+    let arguments = battleplan_orchestrator::fronts::cli::Arguments::parse();
+    match battleplan_orchestrator::fronts::cli::run(arguments) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("battleplan: internal error: {error:#}");

@@ -17,8 +17,9 @@ use battleplan_core::customer::events::{
 use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata, StreamId};
 use battleplan_core::plan::model::Activity;
 use battleplan_core::plan::{self, EXAMPLE_PLAN};
-use battleplan_orchestrator::audience::{catch_up, preview, PreviewQuestion};
-use battleplan_orchestrator::runtime::{Request, Runtime};
+use battleplan_orchestrator::app::audience::{preview, PreviewQuestion};
+use battleplan_orchestrator::kernel::plans::catch_up_book as catch_up;
+use battleplan_orchestrator::kernel::runtime::{Runtime, Who};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -150,7 +151,7 @@ async fn a_preview_answers_from_the_plan_in_force_and_the_latest_rows() {
         .handle(
             "sept-festival-2026",
             &Command::ApplyPlan(Box::new(version)),
-            &Request::by("mei"),
+            &Who::by("mei"),
         )
         .await
         .unwrap();

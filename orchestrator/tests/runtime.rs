@@ -13,8 +13,8 @@ use battleplan_core::campaign::{CampaignEvent, Command, PlanVersion, StateKind};
 use battleplan_core::context::{ManualClock, SeededIds};
 use battleplan_core::event::{Position, StreamVersion};
 use battleplan_core::plan::{self, EXAMPLE_PLAN};
-use battleplan_orchestrator::runtime::{HandleError, Request, Runtime};
-use battleplan_orchestrator::scheduler::{Scheduler, Timing};
+use battleplan_orchestrator::kernel::runtime::{HandleError, Runtime, Who};
+use battleplan_orchestrator::kernel::scheduler::{Scheduler, Timing};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -40,8 +40,8 @@ fn apply(source: &str) -> Command {
     Command::ApplyPlan(Box::new(PlanVersion::of(&plan, source)))
 }
 
-fn person(name: &str, reason: &str) -> Request {
-    Request {
+fn person(name: &str, reason: &str) -> Who {
+    Who {
         actor: name.to_string(),
         reason: Some(reason.to_string()),
         command_id: None,
@@ -339,11 +339,11 @@ async fn audit_finds_an_event_recorded_before_the_one_before_it() {
         .await
         .unwrap();
     // when the auditor replays it, then the first thing found is the instant out of order.
-    let report = battleplan_orchestrator::audit::check_replay(runtime.store.as_ref())
+    let report = battleplan_orchestrator::app::audit::check_replay(runtime.store.as_ref())
         .await
         .unwrap();
     match report.finding {
-        Some(battleplan_orchestrator::audit::Finding::BackInTime { position, detail }) => {
+        Some(battleplan_orchestrator::app::audit::Finding::BackInTime { position, detail }) => {
             assert_eq!(position, Position(3));
             assert!(detail.contains("the clock was set back"), "{detail}");
         }
@@ -386,7 +386,7 @@ async fn the_plan_in_force_moves_anchored_tasks_with_a_shifting_pause() {
         .await
         .unwrap();
     // when the plan in force is read (the dispatcher's, the board's),
-    let plan = battleplan_orchestrator::audience::plan_in_force(&runtime, campaign)
+    let plan = battleplan_orchestrator::kernel::plans::plan_in_force(&runtime, campaign)
         .await
         .unwrap()
         .unwrap();

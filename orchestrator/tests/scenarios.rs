@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use battleplan_orchestrator::scenario::{self, Finished, Output};
+use battleplan_orchestrator::hosts::scenario::{self, Finished, Output};
 use battleplan_scenarios::scenario::{load, SHIPPED};
 
 fn scenario_file(name: &str) -> PathBuf {

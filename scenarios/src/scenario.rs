@@ -1,7 +1,7 @@
 //! The scenario file: a plan, its customers, and a script of outside inputs at instants, with
 //! the instants at which to capture what the team would read. The format is documented in
 //! docs/scenarios.md; this module reads and checks it (nothing runs here: the runner is
-//! `battleplan_orchestrator::scenario`).
+//! `battleplan_orchestrator::hosts::scenario`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

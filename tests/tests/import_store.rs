@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 const CLOCK: &str = "2026-08-20T00:00:00Z";
-/// The failpoint's variable (`battleplan_orchestrator::import::ABORT_AFTER_CHUNKS`).
+/// The failpoint's variable (`battleplan_orchestrator::app::import::ABORT_AFTER_CHUNKS`).
 const ABORT_AFTER_CHUNKS: &str = "BATTLEPLAN_FAILPOINT_IMPORT_ABORT_AFTER_CHUNKS";
 
 fn bp(directory: &Path, arguments: &[&str]) -> Run {

@@ -1,7 +1,7 @@
 //! The commands that read or change campaigns: `plan apply`, `status`, `pause`, `resume`,
 //! `advance`, `cancel`, `history`. Each runs the same way whether the `battleplan` process
 //! opened the store itself or a running daemon executes it for another terminal (see
-//! `control`): it takes a [`Remote`] and returns what to print and the exit code.
+//! `control`): it takes a [`Request`] and returns what to print and the exit code.
 
 use std::fmt::Write as _;
 
@@ -11,279 +11,18 @@ use battleplan_core::campaign::{
     self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
 };
 use battleplan_core::customer::events::CustomerEvent;
-use battleplan_core::event::{Position, RecordedEvent, StoreError, StreamId, StreamVersion};
+use battleplan_core::event::{Position, RecordedEvent, StreamId, StreamVersion};
 use battleplan_core::outreach::events::{stream_of as outreach_stream, OutreachEvent};
 use battleplan_core::plan::{self, diagnostic};
 use battleplan_core::task::{self, events::TaskEvent};
 use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
-use uuid::Uuid;
 
-use crate::projection::Campaigns;
-use crate::runtime::{HandleError, Request, Runtime};
-
-/// Exit code for a user error: a bad plan, bad input, a rejected command.
-pub const USER_ERROR: u8 = 2;
-/// Exit code for an internal failure.
-pub const INTERNAL_ERROR: u8 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Pause,
-    Resume,
-    Advance,
-    Cancel,
-}
-
-impl Action {
-    fn command(self) -> Command {
-        match self {
-            Action::Pause => Command::Pause,
-            Action::Resume => Command::Resume,
-            Action::Advance => Command::Advance,
-            Action::Cancel => Command::Cancel,
-        }
-    }
-}
-
-/// A command as it travels to a daemon: everything it needs, files already read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Remote {
-    Ping,
-    Status {
-        campaign: Option<String>,
-        json: bool,
-    },
-    History {
-        campaign: Option<String>,
-        json: bool,
-        /// Only the events recorded up to this instant, then each campaign's state as of it.
-        #[serde(default)]
-        as_of: Option<DateTime<Utc>>,
-    },
-    Explain(crate::explain::ExplainQuestion),
-    Act {
-        campaign: String,
-        action: Action,
-        actor: String,
-        reason: Option<String>,
-        command_id: Option<Uuid>,
-    },
-    ApplyPlan {
-        file_name: String,
-        source: String,
-        actor: String,
-        reason: Option<String>,
-        command_id: Option<Uuid>,
-    },
-    AudiencePreview(crate::audience::PreviewQuestion),
-    /// `customers import` / `outcomes import`: the daemon reads the file itself (by its
-    /// absolute path), so a large file never travels through the socket.
-    Import(crate::import::ImportRequest),
-    Outbox(crate::outreach::OutboxQuestion),
-    Tasks(crate::tasks::TasksQuestion),
-    TaskDone(crate::tasks::TaskDoneRequest),
-    Funnel {
-        campaign: String,
-        json: bool,
-    },
-    ChannelResume {
-        campaign: String,
-        channel: String,
-        actor: String,
-        reason: String,
-        command_id: Option<Uuid>,
-    },
-    /// `audit verify`: the chain, the payloads and the stored projection; reads only.
-    AuditVerify {
-        json: bool,
-    },
-    /// `export --out FILE`: the daemon writes the file itself (by its absolute path), whole or
-    /// not at all; a log of millions of events never travels through the socket.
-    Export {
-        out: std::path::PathBuf,
-        file_name: String,
-        as_of: Option<DateTime<Utc>>,
-    },
-}
-
-impl Remote {
-    /// Whether the command may record something.
-    pub fn changes(&self) -> bool {
-        self.command_id().is_some()
-            || matches!(
-                self,
-                Remote::Import(_)
-                    | Remote::Act { .. }
-                    | Remote::ApplyPlan { .. }
-                    | Remote::ChannelResume { .. }
-                    | Remote::TaskDone(_)
-            )
-    }
-
-    /// The id of a command that changes something, when it carries one (imports derive theirs
-    /// from the file's digest).
-    pub fn command_id(&self) -> Option<Uuid> {
-        match self {
-            Remote::Act { command_id, .. }
-            | Remote::ApplyPlan { command_id, .. }
-            | Remote::ChannelResume { command_id, .. } => *command_id,
-            Remote::TaskDone(request) => request.command_id,
-            Remote::Ping
-            | Remote::Status { .. }
-            | Remote::History { .. }
-            | Remote::Explain(_)
-            | Remote::AudiencePreview(_)
-            | Remote::Import(_)
-            | Remote::Outbox(_)
-            | Remote::Tasks(_)
-            | Remote::Funnel { .. }
-            | Remote::AuditVerify { .. }
-            | Remote::Export { .. } => None,
-        }
-    }
-}
-
-/// What to print, and how to exit.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reply {
-    pub code: u8,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Reply {
-    pub(crate) fn ok(stdout: String) -> Reply {
-        Reply {
-            code: 0,
-            stdout,
-            stderr: String::new(),
-        }
-    }
-
-    pub(crate) fn user_error(message: impl std::fmt::Display) -> Reply {
-        Reply {
-            code: USER_ERROR,
-            stdout: String::new(),
-            stderr: format!("battleplan: {message}\n"),
-        }
-    }
-
-    /// A store that failed under a command: damage and a newer format are refused the same way
-    /// by every command (`daemon::refusal`, exit 2); a failing disk is exit 1, said as such.
-    pub(crate) fn store_failure(error: &StoreError) -> Reply {
-        match error {
-            StoreError::Io(detail) => Reply {
-                code: INTERNAL_ERROR,
-                stdout: String::new(),
-                stderr: format!("battleplan: the disk failed: {detail}. Everything acknowledged before is kept; free space or repair the disk, then run the command again\n"),
-            },
-            StoreError::Corrupt { .. } | StoreError::NewerFormat { .. } => {
-                Reply::user_error(format_args!(
-                    "the store cannot be used: {error}. {}",
-                    crate::daemon::DAMAGE_HINT
-                ))
-            }
-            other => Reply {
-                code: INTERNAL_ERROR,
-                stdout: String::new(),
-                stderr: format!("battleplan: internal error: {other}\n"),
-            },
-        }
-    }
-
-    fn from_error(error: HandleError) -> Reply {
-        match error {
-            HandleError::Rejected(rejection) => Reply::user_error(rejection),
-            HandleError::Contended { .. } => Reply::user_error(error),
-            HandleError::Store(
-                error @ (StoreError::Corrupt { .. }
-                | StoreError::NewerFormat { .. }
-                | StoreError::Io(_)),
-            ) => Reply::store_failure(&error),
-            other => Reply {
-                code: INTERNAL_ERROR,
-                stdout: String::new(),
-                stderr: format!("battleplan: internal error: {other}\n"),
-            },
-        }
-    }
-}
-
-/// Runs a command against the runtime.
-pub async fn execute(runtime: &Runtime, remote: Remote) -> Reply {
-    let result = match remote {
-        Remote::Ping => Ok(Reply::ok(format!("{}\n", std::process::id()))),
-        Remote::Export {
-            out,
-            file_name,
-            as_of,
-        } => Ok(crate::archive::export_for(runtime, &out, &file_name, as_of).await),
-        Remote::AuditVerify { json } => Ok(crate::audit::verify(runtime, json)
-            .await
-            .unwrap_or_else(|error| Reply::store_failure(&error))),
-        Remote::AudiencePreview(question) => crate::audience::preview(runtime, &question).await,
-        Remote::Import(request) => Ok(crate::import::run(runtime, request).await),
-        Remote::Outbox(question) => crate::outreach::report(runtime, &question).await,
-        Remote::Tasks(question) => crate::tasks::board(runtime, &question).await,
-        Remote::TaskDone(request) => crate::tasks::done(runtime, &request).await,
-        Remote::Funnel { campaign, json } => crate::tasks::funnel(runtime, &campaign, json).await,
-        Remote::ChannelResume {
-            campaign,
-            channel,
-            actor,
-            reason,
-            command_id,
-        } => {
-            crate::outreach::resume_channel(
-                runtime, &campaign, &channel, &actor, &reason, command_id,
-            )
-            .await
-        }
-        Remote::Status { campaign, json } => status(runtime, campaign.as_deref(), json).await,
-        Remote::History {
-            campaign,
-            json,
-            as_of,
-        } => history(runtime, campaign.as_deref(), json, as_of).await,
-        Remote::Explain(question) => crate::explain::explain(runtime, &question).await,
-        Remote::Act {
-            campaign,
-            action,
-            actor,
-            reason,
-            command_id,
-        } => {
-            let request = Request {
-                actor,
-                reason,
-                command_id,
-                causation: None,
-            };
-            act(runtime, &campaign, action, &request).await
-        }
-        Remote::ApplyPlan {
-            file_name,
-            source,
-            actor,
-            reason,
-            command_id,
-        } => {
-            let request = Request {
-                actor,
-                reason,
-                command_id,
-                causation: None,
-            };
-            apply_plan(runtime, &file_name, &source, &request).await
-        }
-    };
-    result.unwrap_or_else(Reply::from_error)
-}
+use crate::app::Action;
+use crate::kernel::projection::Campaigns;
+use crate::kernel::runtime::{HandleError, Runtime, Who};
+use crate::present::{Reply, USER_ERROR};
 
 fn ago_or_in(now: DateTime<Utc>, instant: DateTime<Utc>) -> String {
     let ms = (instant - now).num_milliseconds();
@@ -388,7 +127,7 @@ fn status_text(out: &mut String, state: &CampaignState, now: DateTime<Utc>) {
     let _ = writeln!(out, "  next:   {}", next_words(state, now));
 }
 
-async fn status(
+pub async fn status(
     runtime: &Runtime,
     campaign: Option<&str>,
     json: bool,
@@ -404,7 +143,7 @@ async fn status(
     };
     // For one campaign, the boss's view: each stage target against what was measured.
     let targets = match campaign {
-        Some(id) => crate::tasks::targets_text(runtime, id).await?,
+        Some(id) => crate::app::tasks::targets_text(runtime, id).await?,
         None => None,
     };
     if json {
@@ -469,11 +208,11 @@ fn unknown_campaign(id: &str, campaigns: &Campaigns) -> String {
     format!("no campaign named {id}; known: {}", known.join(", "))
 }
 
-async fn act(
+pub async fn act(
     runtime: &Runtime,
     campaign: &str,
     action: Action,
-    request: &Request,
+    request: &Who,
 ) -> Result<Reply, HandleError> {
     let (state, _) = runtime.load(campaign).await?;
     if state.kind() == campaign::StateKind::Draft {
@@ -504,11 +243,11 @@ async fn act(
     Ok(Reply::ok(out))
 }
 
-async fn apply_plan(
+pub async fn apply_plan(
     runtime: &Runtime,
     file_name: &str,
     source: &str,
-    request: &Request,
+    request: &Who,
 ) -> Result<Reply, HandleError> {
     let checked = plan::check(source.as_bytes());
     let mut errors = String::new();
@@ -788,7 +527,7 @@ async fn whole_stream(
 /// to T are read into the answer, and each campaign's state as of T follows, computed by
 /// replaying those events through `campaign::evolve`. Each line carries the plan version in force
 /// once the event was applied.
-async fn history(
+pub async fn history(
     runtime: &Runtime,
     campaign: Option<&str>,
     json: bool,
@@ -945,3 +684,15 @@ async fn history(
     }
     Ok(Reply::ok(out))
 }
+
+/// Still printed words; typed views come next.
+pub type StatusView = crate::present::Reply;
+
+/// Still printed words; typed views come next.
+pub type HistoryView = crate::present::Reply;
+
+/// Still printed words; typed views come next.
+pub type ActView = crate::present::Reply;
+
+/// Still printed words; typed views come next.
+pub type ApplyView = crate::present::Reply;

@@ -8,6 +8,13 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
+use crate::app::import::{self, ImportRequest};
+use crate::app::{self, Action, Request};
+use crate::fronts::control;
+use crate::hosts::daemon::{self, Opened, RunOptions};
+use crate::hosts::scenario;
+use crate::kernel::runtime::Runtime;
+use crate::present::{self, Reply, USER_ERROR};
 use anyhow::Context;
 use battleplan_adapters::import::Format;
 use battleplan_adapters::system::{RandomIds, SystemClock};
@@ -16,12 +23,6 @@ use battleplan_core::context::{Clock, IdSource, ManualClock};
 use battleplan_core::customer::ImportKind;
 use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
-use battleplan_orchestrator::commands::{self, Action, Remote, Reply, USER_ERROR};
-use battleplan_orchestrator::control;
-use battleplan_orchestrator::daemon::{self, Opened, RunOptions};
-use battleplan_orchestrator::import::{self, ImportRequest};
-use battleplan_orchestrator::runtime::Runtime;
-use battleplan_orchestrator::scenario;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
@@ -511,13 +512,14 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         remote_or_local(
             data,
             clock_at,
-            Remote::Act {
+            Request::Act {
                 campaign: arguments.campaign,
                 action,
                 actor: arguments.actor,
                 reason: Some(arguments.reason),
                 command_id: Some(chosen(arguments.command_id)),
             },
+            false,
         )
     };
     match arguments.command {
@@ -564,13 +566,14 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             remote_or_local(
                 data,
                 clock_at,
-                Remote::ApplyPlan {
+                Request::ApplyPlan {
                     file_name: plan.display().to_string(),
                     source,
                     actor,
                     reason,
                     command_id: Some(chosen(command_id)),
                 },
+                false,
             )
         }
         Command::Run { until, simulate } => {
@@ -590,7 +593,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Status { campaign, json } => {
-            remote_or_local(data, clock_at, Remote::Status { campaign, json })
+            remote_or_local(data, clock_at, Request::Status { campaign, json }, json)
         }
         Command::History {
             campaign,
@@ -599,11 +602,12 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::History {
+            Request::History {
                 campaign,
                 json,
                 as_of,
             },
+            json,
         ),
         Command::Explain {
             campaign,
@@ -613,12 +617,13 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::Explain(battleplan_orchestrator::explain::ExplainQuestion {
+            Request::Explain(crate::app::explain::ExplainQuestion {
                 campaign,
                 customer,
                 as_of,
                 json,
             }),
+            json,
         ),
         Command::Pause(arguments) => act(Action::Pause, arguments),
         Command::Resume(arguments) => act(Action::Resume, arguments),
@@ -632,12 +637,13 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::Outbox(battleplan_orchestrator::outreach::OutboxQuestion {
+            Request::Outbox(crate::app::outreach::OutboxQuestion {
                 campaign,
                 reach_out,
                 json,
                 customers,
             }),
+            json,
         ),
         Command::Tasks {
             campaign,
@@ -647,12 +653,13 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::Tasks(battleplan_orchestrator::tasks::TasksQuestion {
+            Request::Tasks(crate::app::tasks::TasksQuestion {
                 campaign,
                 role,
                 due_before,
                 json,
             }),
+            json,
         ),
         Command::Task {
             command:
@@ -666,16 +673,17 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::TaskDone(battleplan_orchestrator::tasks::TaskDoneRequest {
+            Request::TaskDone(crate::app::tasks::TaskDoneRequest {
                 campaign,
                 occurrence: id,
                 actor,
                 note,
                 command_id: Some(chosen(command_id)),
             }),
+            false,
         ),
         Command::Funnel { campaign, json } => {
-            remote_or_local(data, clock_at, Remote::Funnel { campaign, json })
+            remote_or_local(data, clock_at, Request::Funnel { campaign, json }, json)
         }
         Command::Channel {
             command:
@@ -689,13 +697,14 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::ChannelResume {
+            Request::ChannelResume {
                 campaign,
                 channel,
                 actor,
                 reason,
                 command_id: Some(chosen(command_id)),
             },
+            false,
         ),
         Command::Audit {
             command: AuditCommand::Verify { json },
@@ -744,7 +753,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         } => remote_or_local(
             data,
             clock_at,
-            Remote::AudiencePreview(battleplan_orchestrator::audience::PreviewQuestion {
+            Request::AudiencePreview(crate::app::audience::PreviewQuestion {
                 campaign,
                 reach_out,
                 segment,
@@ -753,8 +762,13 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 json,
                 customers,
             }),
+            json,
         ),
     }
+}
+
+fn print_outcome(outcome: &app::Outcome, as_json: bool) -> ExitCode {
+    print_reply(present::render(outcome, as_json))
 }
 
 fn print_reply(reply: Reply) -> ExitCode {
@@ -772,7 +786,7 @@ fn chosen(given: Option<Uuid>) -> Uuid {
 }
 
 /// How to try a command again safely, for a message about a daemon that did not answer.
-fn again(remote: &Remote) -> String {
+fn again(remote: &Request) -> String {
     match remote.command_id() {
         Some(id) => format!(
             "run the command again with --command-id {id}: it is recorded once whether or not the daemon recorded it"
@@ -838,14 +852,14 @@ impl Mark {
 }
 
 /// Whether a command records something (and so falls under [`rehearsal_rule`]).
-fn records(remote: &Remote) -> bool {
+fn records(remote: &Request) -> bool {
     matches!(
         remote,
-        Remote::Act { .. }
-            | Remote::ApplyPlan { .. }
-            | Remote::Import(_)
-            | Remote::TaskDone(_)
-            | Remote::ChannelResume { .. }
+        Request::Act { .. }
+            | Request::ApplyPlan { .. }
+            | Request::Import(_)
+            | Request::TaskDone(_)
+            | Request::ChannelResume { .. }
     )
 }
 
@@ -853,10 +867,11 @@ fn records(remote: &Remote) -> bool {
 fn remote_or_local(
     data: &Path,
     clock_at: Option<DateTime<Utc>>,
-    remote: Remote,
+    remote: Request,
+    as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     match control::call(data, &remote) {
-        Ok(Some(reply)) => return Ok(print_reply(reply)),
+        Ok(Some(outcome)) => return Ok(print_outcome(&outcome, as_json)),
         Ok(None) => {}
         Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
     }
@@ -868,7 +883,7 @@ fn remote_or_local(
     } else {
         None
     };
-    let creates = matches!(remote, Remote::ApplyPlan { .. });
+    let creates = matches!(remote, Request::ApplyPlan { .. });
     if !creates && !data.join("db").is_file() {
         return Ok(user_error(format_args!(
             "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory, or apply a plan first)",
@@ -882,7 +897,7 @@ fn remote_or_local(
     let store = match daemon::open_store(data) {
         Opened::Store(store) => store,
         Opened::Daemon => match control::call(data, &remote) {
-            Ok(Some(reply)) => return Ok(print_reply(reply)),
+            Ok(Some(outcome)) => return Ok(print_outcome(&outcome, as_json)),
             Ok(None) => {
                 return Ok(user_error(format_args!(
                     "the daemon on {} stopped while answering; {}",
@@ -905,7 +920,8 @@ fn remote_or_local(
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let reply = tokio.block_on(commands::execute(&runtime, remote));
+    let outcome = tokio.block_on(app::execute(&runtime, remote));
+    let reply = present::render(&outcome, as_json);
     let succeeded = reply.code == 0;
     let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
     // Said before the store closes, whatever closing it takes.
@@ -926,6 +942,7 @@ fn import_file(
     arguments: ImportArguments,
 ) -> anyhow::Result<ExitCode> {
     let file_name = arguments.file.display().to_string();
+    let as_json = arguments.json;
     let Some(format) = arguments
         .format
         .or_else(|| Format::of_path(&arguments.file))
@@ -960,9 +977,9 @@ fn import_file(
     if let Err(reply) = import::admissible(&request) {
         return Ok(print_reply(reply));
     }
-    let remote = Remote::Import(request.clone());
+    let remote = Request::Import(request.clone());
     match control::call(data, &remote) {
-        Ok(Some(reply)) => return Ok(print_reply(reply)),
+        Ok(Some(outcome)) => return Ok(print_outcome(&outcome, as_json)),
         Ok(None) => {}
         Err(message) => return Ok(user_error(message)),
     }
@@ -1001,7 +1018,7 @@ fn import_file(
                 bar.finish_and_clear();
             }
             return match control::call(data, &remote) {
-                Ok(Some(reply)) => Ok(print_reply(reply)),
+                Ok(Some(outcome)) => Ok(print_outcome(&outcome, as_json)),
                 Ok(None) => Ok(user_error(format_args!(
                     "the daemon on {} stopped while answering; try again",
                     data.display()
@@ -1315,7 +1332,8 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
 /// a read-only copy of the store's files, so that nothing of the store changes and a store on
 /// read-only media is checked as well (`SledEventLog::open_read_only`).
 fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let remote = Remote::AuditVerify { json };
+    let as_json = json;
+    let remote = Request::AuditVerify { json };
     if !data.join("db").is_file() {
         return Ok(user_error(format_args!(
             "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
@@ -1326,7 +1344,7 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
         daemon::OpenedCopy::Store(copy) => copy,
         daemon::OpenedCopy::Daemon => {
             return match control::call(data, &remote) {
-                Ok(Some(reply)) => Ok(print_reply(reply)),
+                Ok(Some(outcome)) => Ok(print_outcome(&outcome, as_json)),
                 Ok(None) => Ok(user_error(format_args!(
                     "the daemon on {} stopped while answering; try again",
                     data.display()
@@ -1343,7 +1361,7 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let reply = tokio.block_on(commands::execute(&runtime, remote));
+    let reply = present::render(&tokio.block_on(app::execute(&runtime, remote)), as_json);
     drop(runtime);
     let code = print_reply(reply);
     drop(copy);
@@ -1549,7 +1567,7 @@ fn export(
         )));
     }
     // Checked before the store is opened, so that a bad --out leaves nothing behind.
-    let directory = match out.map(battleplan_orchestrator::archive::export_directory) {
+    let directory = match out.map(crate::app::archive::export_directory) {
         Some(Ok(directory)) => Some(directory),
         Some(Err(message)) => return Ok(user_error(message)),
         None => None,
@@ -1558,13 +1576,13 @@ fn export(
     if let Some(out) = out {
         let absolute = std::path::absolute(out)
             .with_context(|| format!("finding the absolute path of {}", out.display()))?;
-        let remote = Remote::Export {
+        let remote = Request::Export {
             out: absolute,
             file_name: out.display().to_string(),
             as_of,
         };
         match control::call(data, &remote) {
-            Ok(Some(reply)) => return Ok(print_reply(reply)),
+            Ok(Some(outcome)) => return Ok(print_outcome(&outcome, false)),
             Ok(None) => {}
             Err(message) => return Ok(user_error(format_args!("{message}; try again"))),
         }
@@ -1588,22 +1606,15 @@ fn export(
     let (Some(out), Some(directory)) = (out, directory) else {
         let stdout = io::stdout();
         let mut writer = io::BufWriter::new(stdout.lock());
-        let summary = match tokio.block_on(battleplan_orchestrator::archive::export(
-            store,
-            as_of,
-            &mut writer,
-        )) {
+        let summary = match tokio.block_on(crate::app::archive::export(store, as_of, &mut writer)) {
             Ok(summary) => summary,
             Err(error) => return export_failed(data, error),
         };
         drop(writer);
-        eprintln!(
-            "{}",
-            battleplan_orchestrator::archive::summary_words(&summary, as_of)
-        );
+        eprintln!("{}", crate::app::archive::summary_words(&summary, as_of));
         return Ok(ExitCode::SUCCESS);
     };
-    let summary = match tokio.block_on(battleplan_orchestrator::archive::export_file(
+    let summary = match tokio.block_on(crate::app::archive::export_file(
         store, as_of, out, &directory,
     )) {
         Ok(summary) => summary,
@@ -1612,14 +1623,14 @@ fn export(
     out_line!(
         "wrote {}: {}",
         out.display(),
-        battleplan_orchestrator::archive::summary_words(&summary, as_of)
+        crate::app::archive::summary_words(&summary, as_of)
     );
     Ok(ExitCode::SUCCESS)
 }
 
 /// `battleplan import FILE`: into a new store in `data`, all or nothing.
 fn import_export(data: &Path, file: &Path, accept_untrailered: bool) -> anyhow::Result<ExitCode> {
-    use battleplan_orchestrator::archive::Untrailered;
+    use crate::app::archive::Untrailered;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1629,11 +1640,7 @@ fn import_export(data: &Path, file: &Path, accept_untrailered: bool) -> anyhow::
     } else {
         Untrailered::Refuse
     };
-    match tokio.block_on(battleplan_orchestrator::archive::import(
-        file,
-        data,
-        untrailered,
-    )) {
+    match tokio.block_on(crate::app::archive::import(file, data, untrailered)) {
         Ok(summary) => {
             if !summary.trailer_checked {
                 eprintln!(
@@ -1653,10 +1660,8 @@ fn import_export(data: &Path, file: &Path, accept_untrailered: bool) -> anyhow::
             out_line!("next: battleplan audit verify --data {}", data.display());
             Ok(ExitCode::SUCCESS)
         }
-        Err(battleplan_orchestrator::archive::ImportError::Refused(message)) => {
-            Ok(user_error(message))
-        }
-        Err(battleplan_orchestrator::archive::ImportError::Internal(error)) => Err(error),
+        Err(crate::app::archive::ImportError::Refused(message)) => Ok(user_error(message)),
+        Err(crate::app::archive::ImportError::Internal(error)) => Err(error),
     }
 }
 

@@ -29,7 +29,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::projection::Campaigns;
+use crate::kernel::projection::Campaigns;
 
 /// Events read from the store per step of an export.
 const BATCH: usize = 10_000;
@@ -280,12 +280,12 @@ pub async fn export_file(
 /// its absolute path), so that an export needs no stop. `file_name` is the path as the user
 /// gave it, for the words.
 pub async fn export_for(
-    runtime: &crate::runtime::Runtime,
+    runtime: &crate::kernel::runtime::Runtime,
     out: &Path,
     file_name: &str,
     as_of: Option<DateTime<Utc>>,
-) -> crate::commands::Reply {
-    use crate::commands::Reply;
+) -> crate::present::Reply {
+    use crate::present::Reply;
     let directory = match export_directory(out) {
         Ok(directory) => directory,
         Err(message) => return Reply::user_error(message),
@@ -299,7 +299,7 @@ pub async fn export_for(
         Err(error) => match error.downcast_ref::<battleplan_core::event::StoreError>() {
             Some(store) => Reply::store_failure(store),
             None => Reply {
-                code: crate::commands::INTERNAL_ERROR,
+                code: crate::present::INTERNAL_ERROR,
                 stdout: String::new(),
                 stderr: format!("battleplan: internal error: {error:#}\n"),
             },
@@ -712,6 +712,9 @@ mod base64 {
         Ok(out)
     }
 }
+
+/// Still printed words; typed views come next.
+pub type ExportView = crate::present::Reply;
 
 #[cfg(test)]
 mod tests {

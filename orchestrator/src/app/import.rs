@@ -42,8 +42,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::commands::{Reply, INTERNAL_ERROR, USER_ERROR};
-use crate::runtime::{derived_command_id, HandleError, Runtime};
+use crate::kernel::runtime::{derived_command_id, HandleError, Runtime};
+use crate::present::{Reply, INTERNAL_ERROR, USER_ERROR};
 
 /// The most problems a rejected import lists (the total is always given).
 pub const LISTED_PROBLEMS: usize = 100;
@@ -517,13 +517,13 @@ async fn screen_outcomes(
 ) -> Result<Option<Reply>, Failure> {
     let reach_outs = known_reach_outs(runtime).await?;
     let now = runtime.clock.now();
-    let zone = crate::commands::people_zone(runtime)
+    let zone = crate::app::campaigns::people_zone(runtime)
         .await
         .map_err(handle_failure)?;
     // The book stays locked while the file is read: a daemon's other readers of the book wait
     // for this look, which is one streaming pass over an outcomes file.
     let mut book = runtime.customers.clone().lock_owned().await;
-    crate::audience::catch_up(runtime.store.as_ref(), &mut book)
+    crate::kernel::plans::catch_up_book(runtime.store.as_ref(), &mut book)
         .await
         .map_err(handle_failure)?;
     let reading = request.clone();
@@ -574,9 +574,9 @@ async fn screen_outcomes(
     }
 }
 
-fn handle_failure(error: crate::runtime::HandleError) -> Failure {
+fn handle_failure(error: crate::kernel::runtime::HandleError) -> Failure {
     match error {
-        crate::runtime::HandleError::Store(error) => Failure::Store(error),
+        crate::kernel::runtime::HandleError::Store(error) => Failure::Store(error),
         other => Failure::Internal(other.to_string()),
     }
 }
@@ -586,7 +586,7 @@ fn handle_failure(error: crate::runtime::HandleError) -> Failure {
 async fn known_reach_outs(
     runtime: &Runtime,
 ) -> Result<BTreeMap<String, BTreeSet<String>>, Failure> {
-    let mut campaigns = crate::projection::Campaigns::load(runtime.store.as_ref())
+    let mut campaigns = crate::kernel::projection::Campaigns::load(runtime.store.as_ref())
         .await
         .map_err(handle_failure)?;
     campaigns
@@ -709,12 +709,13 @@ async fn recording(
         if let Some(bar) = &progress {
             bar.finish_and_clear();
         }
-        let zone = crate::commands::people_zone(runtime)
-            .await
-            .map_err(|error| match error {
-                crate::runtime::HandleError::Store(error) => Failure::Store(error),
-                other => Failure::Internal(other.to_string()),
-            })?;
+        let zone =
+            crate::app::campaigns::people_zone(runtime)
+                .await
+                .map_err(|error| match error {
+                    crate::kernel::runtime::HandleError::Store(error) => Failure::Store(error),
+                    other => Failure::Internal(other.to_string()),
+                })?;
         return Ok(already(request, checked, &stream, rows, at, zone));
     }
     if request.kind == ImportKind::Outcomes {
@@ -1260,3 +1261,6 @@ pub fn progress_bar(bytes: u64, message: &'static str) -> Option<indicatif::Prog
     bar.set_message(message);
     Some(bar)
 }
+
+/// Still printed words; typed views come next.
+pub type ImportView = crate::present::Reply;

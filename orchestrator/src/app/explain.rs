@@ -1,7 +1,7 @@
 //! `battleplan explain CAMPAIGN CUSTOMER [--as-of T]`: reads the log up to T, and only up to T
 //! (events recorded later are skipped, never folded in), into a customer book, the campaign's
 //! state and plan, and every outbox event and outcome about the customer; `core::explain`
-//! assembles and words the answer. Run by the daemon for another terminal like every `Remote`.
+//! assembles and words the answer. Run by the daemon for another terminal like every `Request`.
 
 use std::collections::BTreeMap;
 
@@ -16,8 +16,8 @@ use battleplan_core::plan;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::Reply;
-use crate::runtime::{HandleError, Runtime};
+use crate::kernel::runtime::{HandleError, Runtime};
+use crate::present::Reply;
 
 const BATCH: usize = 10_000;
 
@@ -83,7 +83,7 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
                     _ => false,
                 };
                 if concerns_customer {
-                    crate::work::feed_outreach(&mut funnel, &decoded, event);
+                    crate::kernel::work::feed_outreach(&mut funnel, &decoded, event);
                 }
                 let about = match &decoded {
                     OutreachEvent::SendPlanned(planned) => ours && planned.customer == customer,
@@ -119,7 +119,7 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
                     CustomerEvent::CustomerRecorded(row) => row.customer == customer,
                     _ => false,
                 }) {
-                    crate::work::feed_customer(&mut funnel, about);
+                    crate::kernel::work::feed_customer(&mut funnel, about);
                 }
                 match decoded {
                     Some(CustomerEvent::ImportStarted(started)) => {
@@ -150,7 +150,7 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
         }
     }
     let Some(source) = source else {
-        let zone = crate::commands::people_zone(runtime).await?;
+        let zone = crate::app::campaigns::people_zone(runtime).await?;
         return Ok(Reply::user_error(format_args!(
             "there is no campaign `{}` as of {} (its plan was not applied by then)",
             battleplan_core::text::printable(&question.campaign),
@@ -192,3 +192,6 @@ pub async fn explain(runtime: &Runtime, question: &ExplainQuestion) -> Result<Re
     };
     Ok(Reply::ok(text))
 }
+
+/// Still printed words; typed views come next.
+pub type ExplainView = crate::present::Reply;

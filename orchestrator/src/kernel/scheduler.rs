@@ -17,9 +17,9 @@ use tokio::sync::watch;
 
 use battleplan_core::outreach::port::Channel;
 
-use crate::dispatcher::Dispatcher;
-use crate::projection::Campaigns;
-use crate::runtime::{derived_command_id, HandleError, Request, Runtime};
+use crate::kernel::dispatcher::Dispatcher;
+use crate::kernel::projection::Campaigns;
+use crate::kernel::runtime::{derived_command_id, HandleError, Runtime, Who};
 
 pub const ACTOR: &str = "system:scheduler";
 
@@ -133,7 +133,7 @@ impl Scheduler {
             _ => "complete".to_string(),
         };
         let words = format!("{id}|{what}|{}|v{}", at.to_rfc3339(), state.plan_version);
-        let request = Request {
+        let request = Who {
             actor: ACTOR.to_string(),
             reason: None,
             command_id: Some(derived_command_id(&words)),

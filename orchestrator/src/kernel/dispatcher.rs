@@ -22,8 +22,8 @@ use battleplan_core::plan::Plan;
 use battleplan_core::task::{due_reminders, next_reminder_at, TaskEvent};
 use chrono::{DateTime, Duration, Utc};
 
-use crate::projection::Campaigns;
-use crate::runtime::{derived_command_id, HandleError, Runtime};
+use crate::kernel::projection::Campaigns;
+use crate::kernel::runtime::{derived_command_id, HandleError, Runtime};
 
 pub const ACTOR: &str = "system:dispatcher";
 
@@ -90,7 +90,7 @@ impl Dispatcher {
                 return Ok(Some(plan.clone()));
             }
         }
-        let Some(plan) = crate::audience::plan_in_force(&self.runtime, id).await? else {
+        let Some(plan) = crate::kernel::plans::plan_in_force(&self.runtime, id).await? else {
             return Ok(None);
         };
         // In force: shifted by the campaign's shifting pauses already.
@@ -486,7 +486,7 @@ impl Dispatcher {
                 .record(
                     stream.clone(),
                     encoded,
-                    crate::scheduler::ACTOR,
+                    crate::kernel::scheduler::ACTOR,
                     None,
                     derived_command_id(&words),
                     now,

@@ -32,10 +32,11 @@ use battleplan_scenarios::scenario::{self, Action, Loaded, OutcomeInput};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::commands::{self, Action as Act, Remote, Reply};
-use crate::import::{self, ImportRequest};
-use crate::runtime::{HandleError, Runtime};
-use crate::scheduler::{Scheduler, Timing};
+use crate::app::import::{self, ImportRequest};
+use crate::app::{self, Action as Act, Request};
+use crate::kernel::runtime::{HandleError, Runtime};
+use crate::kernel::scheduler::{Scheduler, Timing};
+use crate::present::{self, Reply};
 
 /// Where a scenario's run is written.
 #[derive(Debug, Clone)]
@@ -150,7 +151,7 @@ async fn execute(
     );
     let clock = Arc::new(ManualClock::new(scenario.plan.apply_at));
     let ids = Arc::new(SeededIds::new(scenario.seed));
-    let store: Arc<dyn crate::runtime::Store> = sled.clone();
+    let store: Arc<dyn crate::kernel::runtime::Store> = sled.clone();
     let fresh_runtime = || Runtime::new(store.clone(), clock.clone(), ids.clone());
     let mut runner = Runner {
         output: output.clone(),
@@ -169,7 +170,7 @@ async fn execute(
     runner
         .expect(
             "plan",
-            Remote::ApplyPlan {
+            Request::ApplyPlan {
                 file_name: "plan.toml".into(),
                 source: runner.plan_text.clone(),
                 actor: scenario.plan.actor.clone(),
@@ -306,7 +307,7 @@ async fn execute(
         );
     }
     drop(scheduler);
-    crate::dispatcher::catch_up(&runner.runtime).await?;
+    crate::kernel::dispatcher::catch_up(&runner.runtime).await?;
 
     let events = read_log(runner.runtime.store.as_ref()).await?;
     let head_hash = events
@@ -407,8 +408,8 @@ impl Runner {
     }
 
     /// Runs a command that must succeed.
-    async fn expect(&mut self, what: &str, remote: Remote) -> Result<Reply, ScenarioError> {
-        let reply = commands::execute(&self.runtime, remote).await;
+    async fn expect(&mut self, what: &str, remote: Request) -> Result<Reply, ScenarioError> {
+        let reply = present::render(&app::execute(&self.runtime, remote).await, false);
         if reply.code != 0 {
             return Err(ScenarioError::Invalid(format!(
                 "{what} at {}: {}{}",
@@ -421,8 +422,8 @@ impl Runner {
     }
 
     /// Runs a person's command; a refusal is part of the story, noted in the timeline.
-    async fn attempt(&mut self, at: DateTime<Utc>, who: &str, what: &str, remote: Remote) {
-        let reply = commands::execute(&self.runtime, remote).await;
+    async fn attempt(&mut self, at: DateTime<Utc>, who: &str, what: &str, remote: Request) {
+        let reply = present::render(&app::execute(&self.runtime, remote).await, false);
         if reply.code != 0 {
             let message = reply
                 .stderr
@@ -474,7 +475,7 @@ impl Runner {
         action: &Action,
     ) -> Result<(), ScenarioError> {
         let campaign = self.campaign.clone();
-        let act = |action: Act, by: &scenario::Act| Remote::Act {
+        let act = |action: Act, by: &scenario::Act| Request::Act {
             campaign: campaign.clone(),
             action,
             actor: by.actor.clone(),
@@ -507,9 +508,9 @@ impl Runner {
                 self.files += 1;
                 let name = format!("plan-revision-{}.toml", self.files);
                 write(&self.output.dir.join(&name), text.as_bytes())?;
-                let reply = commands::execute(
+                let reply = app::execute(
                     &self.runtime,
-                    Remote::ApplyPlan {
+                    Request::ApplyPlan {
                         file_name: name,
                         source: text.clone(),
                         actor: revise.actor.clone(),
@@ -518,12 +519,14 @@ impl Runner {
                     },
                 )
                 .await;
-                if reply.code == 0 {
-                    self.plan_text = text;
-                    self.plan = plan;
-                } else {
-                    let message = reply.stderr.trim().trim_start_matches("battleplan: ");
-                    self.note(at, &revise.actor, format!("revision refused: {message}"));
+                match reply {
+                    Ok(_) => {
+                        self.plan_text = text;
+                        self.plan = plan;
+                    }
+                    Err(error) => {
+                        self.note(at, &revise.actor, format!("revision refused: {error}"));
+                    }
                 }
             }
             Action::TaskDone(done) => {
@@ -531,7 +534,7 @@ impl Runner {
                     at,
                     &done.actor,
                     "task done",
-                    Remote::TaskDone(crate::tasks::TaskDoneRequest {
+                    Request::TaskDone(crate::app::tasks::TaskDoneRequest {
                         campaign: Some(campaign.clone()),
                         occurrence: done.id.clone(),
                         actor: done.actor.clone(),
@@ -546,7 +549,7 @@ impl Runner {
                     at,
                     &resume.actor,
                     "channel resume",
-                    Remote::ChannelResume {
+                    Request::ChannelResume {
                         campaign: campaign.clone(),
                         channel: resume.channel.clone(),
                         actor: resume.actor.clone(),
@@ -570,7 +573,7 @@ impl Runner {
         index: usize,
         input: &OutcomeInput,
     ) -> Result<(), ScenarioError> {
-        crate::dispatcher::catch_up(&self.runtime).await?;
+        crate::kernel::dispatcher::catch_up(&self.runtime).await?;
         // Who: the customers listed, or a share of those the reach-out has sent to, evenly.
         let (customers, kind) = {
             let outreach = self.runtime.outreach.lock().await;
@@ -650,29 +653,29 @@ impl Runner {
         for capture in what {
             let campaign = self.campaign.clone();
             let remote = match capture.as_str() {
-                "status" => Remote::Status {
+                "status" => Request::Status {
                     campaign: Some(campaign),
                     json: false,
                 },
-                "tasks" => Remote::Tasks(crate::tasks::TasksQuestion {
+                "tasks" => Request::Tasks(crate::app::tasks::TasksQuestion {
                     campaign: Some(campaign),
                     role: None,
                     // Overdue, and what is due in the next two days.
                     due_before: Some(at + Duration::days(2)),
                     json: false,
                 }),
-                "funnel" => Remote::Funnel {
+                "funnel" => Request::Funnel {
                     campaign,
                     json: false,
                 },
-                "outbox" => Remote::Outbox(crate::outreach::OutboxQuestion {
+                "outbox" => Request::Outbox(crate::app::outreach::OutboxQuestion {
                     campaign,
                     reach_out: None,
                     json: false,
                     customers: false,
                 }),
                 other => match other.strip_prefix("explain:") {
-                    Some(customer) => Remote::Explain(crate::explain::ExplainQuestion {
+                    Some(customer) => Request::Explain(crate::app::explain::ExplainQuestion {
                         campaign,
                         customer: customer.to_string(),
                         as_of: Some(at),
@@ -1031,7 +1034,7 @@ impl Runner {
         let funnel = self
             .expect(
                 "funnel",
-                Remote::Funnel {
+                Request::Funnel {
                     campaign: self.campaign.clone(),
                     json: false,
                 },
@@ -1042,7 +1045,7 @@ impl Runner {
         let status = self
             .expect(
                 "status",
-                Remote::Status {
+                Request::Status {
                     campaign: Some(self.campaign.clone()),
                     json: false,
                 },
@@ -1182,7 +1185,9 @@ fn checked_plan(text: &str) -> Result<Plan, String> {
     }
 }
 
-async fn read_log(store: &dyn crate::runtime::Store) -> Result<Vec<RecordedEvent>, HandleError> {
+async fn read_log(
+    store: &dyn crate::kernel::runtime::Store,
+) -> Result<Vec<RecordedEvent>, HandleError> {
     let mut events = Vec::new();
     let mut after = Position::START;
     loop {
@@ -1294,7 +1299,7 @@ fn prepare(dir: &Path) -> Result<(), ScenarioError> {
     std::fs::create_dir_all(dir.join("data"))
         .and_then(|()| {
             std::fs::write(
-                dir.join("data").join(crate::daemon::REHEARSAL_MARK),
+                dir.join("data").join(crate::hosts::daemon::REHEARSAL_MARK),
                 "started under a rehearsal clock (a scenario)\n",
             )
         })

@@ -13,8 +13,8 @@ use battleplan_core::outreach::OutreachEvent;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::commands::Reply;
-use crate::runtime::{HandleError, Runtime};
+use crate::kernel::runtime::{HandleError, Runtime};
+use crate::present::Reply;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct OutboxQuestion {
@@ -42,7 +42,7 @@ fn parts(key: &str) -> Option<(&str, &str, &str)> {
 }
 
 pub async fn report(runtime: &Runtime, question: &OutboxQuestion) -> Result<Reply, HandleError> {
-    let Some(plan) = crate::audience::plan_in_force(runtime, &question.campaign).await? else {
+    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, &question.campaign).await? else {
         return Ok(Reply::user_error(format_args!(
             "there is no campaign `{}` (apply its plan first: `battleplan plan apply PLAN`)",
             question.campaign
@@ -58,7 +58,7 @@ pub async fn report(runtime: &Runtime, question: &OutboxQuestion) -> Result<Repl
             )));
         }
     }
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let outreach = runtime.outreach.lock().await;
     let campaign = question.campaign.as_str();
     let zone = plan.campaign.time_zone;
@@ -214,7 +214,7 @@ pub async fn resume_channel(
     reason: &str,
     command_id: Option<Uuid>,
 ) -> Result<Reply, HandleError> {
-    let Some(plan) = crate::audience::plan_in_force(runtime, campaign).await? else {
+    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, campaign).await? else {
         return Ok(Reply::user_error(format_args!(
             "there is no campaign `{campaign}`"
         )));
@@ -226,7 +226,7 @@ pub async fn resume_channel(
             known.join(", ")
         )));
     }
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
     if !runtime
         .outreach
@@ -263,8 +263,14 @@ pub async fn resume_channel(
             now,
         )
         .await?;
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     Ok(Reply::ok(format!(
         "channel {channel} of campaign {campaign} resumed by {actor}: '{reason}'\n"
     )))
 }
+
+/// Still printed words; typed views come next.
+pub type OutboxView = crate::present::Reply;
+
+/// Still printed words; typed views come next.
+pub type ChannelResumeView = crate::present::Reply;

@@ -8,81 +8,20 @@
 use std::fmt::Write as _;
 
 use battleplan_core::campaign::timeline::{local, local_rfc3339};
-use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::eligibility::Exclusion;
 use battleplan_core::customer::preview::{plan_audience_except, Audience, Target};
 use battleplan_core::customer::quota::{DayLimit, Unplaced};
-use battleplan_core::event::port::EventReader;
-use battleplan_core::event::{StoreError, StreamVersion};
 use battleplan_core::outreach::send_key;
 use battleplan_core::outreach::NotSentReason;
 use battleplan_core::plan::model::FatigueScope;
-use battleplan_core::plan::{self, Plan};
+use battleplan_core::plan::Plan;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::commands::Reply;
-use crate::runtime::{HandleError, Runtime};
-
-/// Events read from the log at a time while catching up.
-const CATCH_UP_BATCH: usize = 10_000;
-
-/// Brings the book up to the log's durable head.
-pub async fn catch_up(store: &dyn EventReader, book: &mut CustomerBook) -> Result<(), HandleError> {
-    loop {
-        let events = store.read_all(book.position, CATCH_UP_BATCH).await?;
-        if events.is_empty() {
-            return Ok(());
-        }
-        for event in &events {
-            book.apply_recorded(event)?;
-        }
-    }
-}
-
-/// The plan in force for a campaign: the source of its last `PlanApplied` or `PlanRevised`,
-/// with its windows, boundaries and tasks moved by every shifting pause (`on_resume =
-/// "shift_windows"`) the campaign's `CampaignResumed` events recorded.
-pub async fn plan_in_force(
-    runtime: &Runtime,
-    campaign_id: &str,
-) -> Result<Option<Plan>, HandleError> {
-    let stream = campaign::stream_of(campaign_id).map_err(campaign::Rejection)?;
-    let mut source: Option<String> = None;
-    let mut shifts = Vec::new();
-    let mut version = StreamVersion::NONE;
-    loop {
-        let events = runtime
-            .store
-            .read_stream(&stream, version.next(), CATCH_UP_BATCH)
-            .await?;
-        let Some(last) = events.last() else { break };
-        version = last.version;
-        for event in &events {
-            match CampaignEvent::decode(event)? {
-                Some(CampaignEvent::PlanApplied(applied)) => source = Some(applied.source),
-                Some(CampaignEvent::PlanRevised(revised)) => source = Some(revised.source),
-                Some(CampaignEvent::CampaignResumed(resumed)) => shifts.extend(resumed.shift),
-                _ => {}
-            }
-        }
-    }
-    let Some(source) = source else {
-        return Ok(None);
-    };
-    let checked = plan::check(source.as_bytes());
-    match checked.plan {
-        // In force: with every window, boundary and task moved by the shifting pauses.
-        Some(plan) => Ok(Some(battleplan_core::outreach::decide::shifted(
-            &plan, &shifts,
-        ))),
-        None => Err(HandleError::Store(StoreError::Corrupt {
-            position: battleplan_core::event::Position::START,
-            detail: format!("the plan recorded for campaign {campaign_id} no longer validates"),
-        })),
-    }
-}
+use crate::kernel::plans::plan_in_force;
+use crate::kernel::runtime::{HandleError, Runtime};
+use crate::present::Reply;
 
 /// What `audience preview` asks.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -117,7 +56,7 @@ pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Re
     };
     let now = runtime.clock.now();
     let at = question.at.unwrap_or(now);
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     if let Some(refusal) = past_the_book_cannot_answer(runtime, &plan, at, now).await? {
         return Ok(refusal);
     }
@@ -491,3 +430,6 @@ pub fn to_json(audience: &Audience) -> serde_json::Value {
         },
     })
 }
+
+/// Still printed words; typed views come next.
+pub type PreviewView = crate::present::Reply;

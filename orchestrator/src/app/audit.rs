@@ -20,9 +20,9 @@ use std::fmt::Write as _;
 use battleplan_adapters::VerifyReport;
 use serde::Serialize;
 
-use crate::commands::{Reply, USER_ERROR};
-use crate::projection::{Campaigns, NAME};
-use crate::runtime::{Runtime, Store};
+use crate::kernel::projection::{Campaigns, NAME};
+use crate::kernel::runtime::{Runtime, Store};
+use crate::present::{Reply, USER_ERROR};
 
 const BATCH: usize = 10_000;
 
@@ -290,17 +290,6 @@ fn first_difference<'a>(
     }
 }
 
-/// What the sled store can check that the ports cannot: the chain over the bytes it stores.
-pub trait ChainCheck: Send + Sync {
-    fn verify_chain(&self) -> Result<VerifyReport, StoreError>;
-}
-
-impl ChainCheck for battleplan_adapters::SledEventLog {
-    fn verify_chain(&self) -> Result<VerifyReport, StoreError> {
-        self.verify()
-    }
-}
-
 /// `audit verify` on the runtime's store (by the daemon for another terminal, or by a process
 /// on a read-only copy): the chain walked, then, on an intact chain, the payloads read and the
 /// stored projection compared with a replay. Exit 0 when everything checks out, 2 otherwise.
@@ -466,3 +455,6 @@ struct JsonProjection {
     campaigns: usize,
     matches_replay: bool,
 }
+
+/// Still printed words; typed views come next.
+pub type VerifyView = crate::present::Reply;

@@ -1,8 +1,8 @@
 //! The control endpoint: while `battleplan run` owns the data directory (sled locks its files),
 //! other `battleplan` processes reach it over a Unix socket in the data directory,
-//! `control.sock`, readable only by its owner. One JSON line asks ([`Remote`]); the daemon
+//! `control.sock`, readable only by its owner. One JSON line asks ([`Request`]); the daemon
 //! answers with empty lines while it works (one as soon as it has read the request, then one
-//! every [`HEARTBEAT`]) and then one JSON line ([`Reply`]). A command finds the socket, asks,
+//! every [`HEARTBEAT`]) and then one JSON line ([`Answer`]). A command finds the socket, asks,
 //! and prints the answer; with no daemon answering it opens the store itself.
 //!
 //! Nothing waits forever, on either side:
@@ -39,8 +39,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::commands::{execute, Remote, Reply};
-use crate::runtime::Runtime;
+use crate::app::{execute, AppError, Outcome, Request};
+use crate::kernel::runtime::Runtime;
 
 pub const SOCKET: &str = "control.sock";
 
@@ -79,6 +79,16 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// stopping daemon leaves a client with a command recorded and no answer.
 pub const ABORT_BEFORE_ANSWER: &str = "BATTLEPLAN_FAILPOINT_CONTROL_ABORT_BEFORE_ANSWER";
 
+/// The version of what travels through the socket: a request line, then an [`Answer`] line.
+pub const PROTOCOL: u32 = 1;
+
+/// The daemon's answer line: the protocol it speaks and the request's outcome.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Answer {
+    pub protocol: u32,
+    pub outcome: Outcome,
+}
+
 pub fn socket_path(data: &Path) -> PathBuf {
     data.join(SOCKET)
 }
@@ -88,7 +98,7 @@ pub fn socket_path(data: &Path) -> PathBuf {
 /// may then run the command itself, with the same command id. `Err` when a daemon is there but
 /// could not be asked or did not answer in time. For synchronous callers (it runs a small
 /// runtime of its own).
-pub fn call(data: &Path, remote: &Remote) -> Result<Option<Reply>, String> {
+pub fn call(data: &Path, remote: &Request) -> Result<Option<Outcome>, String> {
     let path = socket_path(data);
     if !path.exists() {
         return Ok(None);
@@ -149,7 +159,7 @@ async fn connect(path: &Path) -> Result<Option<UnixStream>, String> {
     }
 }
 
-async fn ask(path: &Path, request: &[u8]) -> Result<Option<Reply>, String> {
+async fn ask(path: &Path, request: &[u8]) -> Result<Option<Outcome>, String> {
     let Some(stream) = connect(path).await? else {
         return Ok(None);
     };
@@ -193,9 +203,16 @@ async fn ask(path: &Path, request: &[u8]) -> Result<Option<Reply>, String> {
         if answer.trim().is_empty() {
             continue;
         }
-        return serde_json::from_str(&answer)
-            .map(Some)
-            .map_err(|error| format!("the daemon answered something unreadable: {error}"));
+        let answer: Answer = serde_json::from_str(&answer)
+            .map_err(|error| format!("the daemon answered something unreadable: {error}"))?;
+        if answer.protocol != PROTOCOL {
+            return Err(format!(
+                "the daemon at {} speaks control protocol {}, this battleplan {PROTOCOL}: run the same version of battleplan as the daemon",
+                path.display(),
+                answer.protocol
+            ));
+        }
+        return Ok(Some(answer.outcome));
     }
 }
 
@@ -357,7 +374,7 @@ fn beat(writer: &OwnedWriteHalf) -> bool {
 }
 
 /// The request a line holds, or what is wrong with it, in words.
-fn request_of(line: &[u8]) -> Result<Remote, String> {
+fn request_of(line: &[u8]) -> Result<Request, String> {
     let Some(line) = line.strip_suffix(b"\n") else {
         return Err(format!(
             "it does not end with a new line within {MAX_REQUEST_BYTES} bytes (a request is one JSON line)"
@@ -366,7 +383,7 @@ fn request_of(line: &[u8]) -> Result<Remote, String> {
     if std::str::from_utf8(line).is_err() {
         return Err("it is not UTF-8 text (a request is one JSON line)".into());
     }
-    serde_json::from_slice::<Remote>(line).map_err(|error| {
+    serde_json::from_slice::<Request>(line).map_err(|error| {
         // serde quotes what it did not know (a command's name): keep control characters
         // off the terminal the answer is printed on.
         let words = error.to_string();
@@ -427,11 +444,15 @@ async fn connection(
             reply
         }
         // The sender's mistake, not the daemon's: exit 2, as for any bad input.
-        Err(problem) => Reply::user_error(format_args!(
+        Err(problem) => Err(AppError::invalid(format_args!(
             "the daemon could not read the request: {problem}"
-        )),
+        ))),
     };
-    if let Ok(mut answer) = serde_json::to_string(&reply) {
+    let answer = Answer {
+        protocol: PROTOCOL,
+        outcome: reply,
+    };
+    if let Ok(mut answer) = serde_json::to_string(&answer) {
         answer.push('\n');
         let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
             writer.write_all(answer.as_bytes()).await?;
@@ -450,7 +471,7 @@ mod tests {
     fn a_malformed_request_is_described_never_executed() {
         assert!(matches!(
             request_of(b"{\"command\":\"ping\"}\n"),
-            Ok(Remote::Ping)
+            Ok(Request::Ping)
         ));
         let not_utf8 = request_of(b"{\"command\":\"\xff\"}\n").unwrap_err();
         assert!(not_utf8.contains("not UTF-8"), "{not_utf8}");

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use battleplan_core::campaign::{self, evolve, CampaignEvent, CampaignState, EventMeta};
 use battleplan_core::event::{Position, RecordedEvent};
 
-use crate::runtime::{HandleError, Store};
+use crate::kernel::runtime::{HandleError, Store};
 
 pub const NAME: &str = "campaigns";
 

@@ -18,10 +18,11 @@ use battleplan_core::event::StoreError;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use crate::commands::{Remote, USER_ERROR};
-use crate::control;
-use crate::runtime::Runtime;
-use crate::scheduler::{Scheduler, Timing};
+use crate::app::Request;
+use crate::fronts::control;
+use crate::kernel::runtime::Runtime;
+use crate::kernel::scheduler::{Scheduler, Timing};
+use crate::present::USER_ERROR;
 
 /// How long a starting process waits for a short-lived command to release the store.
 const LOCK_ATTEMPTS: u32 = 50;
@@ -93,7 +94,7 @@ pub fn refusal(data: &Path, error: &StoreError) -> Refusal {
                 "the disk holding {} failed: {detail}. Everything acknowledged before is kept; free space or repair the disk, then run the command again",
                 data.display()
             ),
-            code: crate::commands::INTERNAL_ERROR,
+            code: crate::present::INTERNAL_ERROR,
         },
         other => Refusal::user(format!(
             "cannot open the store in {}: {other}",
@@ -118,7 +119,7 @@ pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
         return Opened::Refused(refusal);
     }
     for _ in 0..LOCK_ATTEMPTS {
-        if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
+        if let Ok(Some(_)) = control::call(data, &Request::Ping) {
             return Opened::Daemon;
         }
         match SledEventLog::open(data, options.clone()) {
@@ -169,7 +170,7 @@ pub enum OpenedCopy {
 pub fn open_read_only(data: &Path) -> OpenedCopy {
     let scratch = std::env::temp_dir();
     for _ in 0..LOCK_ATTEMPTS {
-        if let Ok(Some(_)) = control::call(data, &Remote::Ping) {
+        if let Ok(Some(_)) = control::call(data, &Request::Ping) {
             return OpenedCopy::Daemon;
         }
         match SledEventLog::open_read_only(data, &scratch, StoreOptions::default()) {
@@ -227,10 +228,13 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
     let store = match open_store(data) {
         Opened::Store(store) => store,
         Opened::Daemon => {
-            let pid = control::call(data, &Remote::Ping)
+            let pid = control::call(data, &Request::Ping)
                 .ok()
                 .flatten()
-                .map(|reply| reply.stdout.trim().to_string())
+                .and_then(|outcome| match outcome {
+                    Ok(crate::app::Response::Pong(pong)) => Some(pong.pid.to_string()),
+                    _ => None,
+                })
                 .unwrap_or_default();
             return Ok(user_error(format_args!(
                 "battleplan run is already running on {} (pid {pid}); it keeps acting and this one stops",
@@ -329,7 +333,9 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Ok(Err(crate::runtime::HandleError::Store(error))) => Ok(refusal(data, &error).exit()),
+        Ok(Err(crate::kernel::runtime::HandleError::Store(error))) => {
+            Ok(refusal(data, &error).exit())
+        }
         Ok(Err(error)) => Err(anyhow::anyhow!("the scheduler stopped: {error}")),
     }
 }

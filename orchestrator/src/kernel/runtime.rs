@@ -40,12 +40,12 @@ pub struct Runtime {
     /// the book. Lock the book first when holding both.
     pub outreach: Arc<tokio::sync::Mutex<Outreach>>,
     /// Task boards and the funnel, caught up with the book (locked after the outbox).
-    pub boards: Arc<tokio::sync::Mutex<crate::work::Boards>>,
+    pub boards: Arc<tokio::sync::Mutex<crate::kernel::work::Boards>>,
     /// The instant of the log's last event (read from the store on first use), held while
     /// appending: a store's instants never go backwards (see [`Runtime::latest_instant`]).
     pub latest: Arc<tokio::sync::Mutex<Option<DateTime<Utc>>>>,
     /// The same store's chain walk over its stored bytes, where it has one (`audit verify`).
-    pub chain: Option<Arc<dyn crate::audit::ChainCheck>>,
+    pub chain: Option<Arc<dyn ChainCheck>>,
 }
 
 impl Runtime {
@@ -64,7 +64,7 @@ impl Runtime {
 
     /// The same runtime, whose store can also walk its chain over the bytes it stores
     /// (`audit verify`): the daemon's, and a process's own.
-    pub fn checking_chain(mut self, chain: Arc<dyn crate::audit::ChainCheck>) -> Runtime {
+    pub fn checking_chain(mut self, chain: Arc<dyn ChainCheck>) -> Runtime {
         self.chain = Some(chain);
         self
     }
@@ -72,7 +72,7 @@ impl Runtime {
 
 /// Who asks and why, and the command's id (its idempotency key).
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct Who {
     pub actor: String,
     pub reason: Option<String>,
     pub command_id: Option<Uuid>,
@@ -80,9 +80,9 @@ pub struct Request {
     pub causation: Option<Uuid>,
 }
 
-impl Request {
-    pub fn by(actor: &str) -> Request {
-        Request {
+impl Who {
+    pub fn by(actor: &str) -> Who {
+        Who {
             actor: actor.to_string(),
             reason: None,
             command_id: None,
@@ -148,7 +148,7 @@ impl Runtime {
         &self,
         campaign: &str,
         command: &Command,
-        request: &Request,
+        request: &Who,
     ) -> Result<Handled, HandleError> {
         let stream = campaign::stream_of(campaign).map_err(Rejection)?;
         let command_id = CommandId(
@@ -393,4 +393,15 @@ pub fn derived_command_id(words: &str) -> Uuid {
     bytes[6] = (bytes[6] & 0x0f) | 0x80;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     Uuid::from_bytes(bytes)
+}
+
+/// What the sled store can check that the ports cannot: the chain over the bytes it stores.
+pub trait ChainCheck: Send + Sync {
+    fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError>;
+}
+
+impl ChainCheck for battleplan_adapters::SledEventLog {
+    fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError> {
+        self.verify()
+    }
 }

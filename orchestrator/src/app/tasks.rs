@@ -8,9 +8,9 @@ use battleplan_core::task::{self, board_json, decide_done, render_board, Filter,
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::commands::Reply;
-use crate::projection::Campaigns;
-use crate::runtime::{HandleError, Runtime};
+use crate::kernel::projection::Campaigns;
+use crate::kernel::runtime::{HandleError, Runtime};
+use crate::present::Reply;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TasksQuestion {
@@ -65,7 +65,7 @@ pub async fn board(runtime: &Runtime, question: &TasksQuestion) -> Result<Reply,
         Ok(campaign) => campaign,
         Err(reply) => return Ok(reply),
     };
-    let Some(plan) = crate::audience::plan_in_force(runtime, &campaign).await? else {
+    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, &campaign).await? else {
         return Ok(Reply::user_error(format_args!(
             "campaign {campaign} has no plan"
         )));
@@ -79,7 +79,7 @@ pub async fn board(runtime: &Runtime, question: &TasksQuestion) -> Result<Reply,
             )));
         }
     }
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let now = runtime.clock.now();
     let board = runtime.boards.lock().await.board(&campaign);
     let filter = Filter {
@@ -111,7 +111,7 @@ pub async fn done(runtime: &Runtime, request: &TaskDoneRequest) -> Result<Reply,
         Ok(campaign) => campaign,
         Err(reply) => return Ok(reply),
     };
-    let Some(plan) = crate::audience::plan_in_force(runtime, &campaign).await? else {
+    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, &campaign).await? else {
         return Ok(Reply::user_error(format_args!(
             "campaign {campaign} has no plan"
         )));
@@ -119,7 +119,7 @@ pub async fn done(runtime: &Runtime, request: &TaskDoneRequest) -> Result<Reply,
     if request.actor.trim().is_empty() {
         return Ok(Reply::user_error("say who did it: --actor NAME"));
     }
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let board = runtime.boards.lock().await.board(&campaign);
     let stream = task::stream_of(&campaign).map_err(battleplan_core::campaign::Rejection)?;
     let decided = match decide_done(&plan, &board, &request.occurrence, request.note.clone()) {
@@ -150,7 +150,7 @@ pub async fn done(runtime: &Runtime, request: &TaskDoneRequest) -> Result<Reply,
             now,
         )
         .await?;
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let repeated = if outcome.deduplicated {
         " (already recorded by this command id)"
     } else {
@@ -163,12 +163,12 @@ pub async fn done(runtime: &Runtime, request: &TaskDoneRequest) -> Result<Reply,
 }
 
 pub async fn funnel(runtime: &Runtime, campaign: &str, json: bool) -> Result<Reply, HandleError> {
-    let Some(plan) = crate::audience::plan_in_force(runtime, campaign).await? else {
+    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, campaign).await? else {
         return Ok(Reply::user_error(format_args!(
             "there is no campaign `{campaign}` (apply its plan first: `battleplan plan apply PLAN`)"
         )));
     };
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let now = runtime.clock.now();
     let boards = runtime.boards.lock().await;
     let report = boards.funnel.report(&plan, now);
@@ -188,13 +188,13 @@ pub async fn targets_text(
     runtime: &Runtime,
     campaign: &str,
 ) -> Result<Option<serde_json::Value>, HandleError> {
-    let Some(plan) = crate::audience::plan_in_force(runtime, campaign).await? else {
+    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, campaign).await? else {
         return Ok(None);
     };
     if plan.targets.is_empty() {
         return Ok(None);
     }
-    crate::dispatcher::catch_up(runtime).await?;
+    crate::kernel::dispatcher::catch_up(runtime).await?;
     let now = runtime.clock.now();
     let boards = runtime.boards.lock().await;
     let actuals = boards.funnel.stage_actuals(&plan, now);
@@ -204,3 +204,12 @@ pub async fn targets_text(
         "json": battleplan_core::funnel::targets_json(&lines),
     })))
 }
+
+/// Still printed words; typed views come next.
+pub type TasksView = crate::present::Reply;
+
+/// Still printed words; typed views come next.
+pub type TaskDoneView = crate::present::Reply;
+
+/// Still printed words; typed views come next.
+pub type FunnelView = crate::present::Reply;

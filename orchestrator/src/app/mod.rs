@@ -1,0 +1,362 @@
+//! The use cases, typed: every question and command is a [`Request`], answered by [`execute`]
+//! with a [`Response`] (a view holding data, never words) or an [`AppError`]. The command line,
+//! the control socket and HTTP all come here and decide nothing themselves; `present` makes
+//! text of a response.
+//!
+//! Never here: formatting text for people, exit codes, terminals, environment variables.
+
+pub mod archive;
+pub mod audience;
+pub mod audit;
+pub mod campaigns;
+pub mod error;
+pub mod explain;
+pub mod import;
+pub mod outreach;
+pub mod tasks;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use error::{AppError, ErrorKind};
+
+use crate::kernel::projection::Campaigns;
+use crate::kernel::runtime::Runtime;
+
+/// One request's shared reads, each done at most once and only when a use case asks: the
+/// campaigns caught up, the customer book, outbox and boards caught up, the instant the request
+/// is answered at. Every use case starts here rather than catching projections up itself.
+pub struct Ctx<'a> {
+    pub runtime: &'a Runtime,
+    /// The instant the request is answered at (the runtime's clock, read once).
+    pub now: DateTime<Utc>,
+    campaigns: tokio::sync::OnceCell<Campaigns>,
+    caught_up: tokio::sync::OnceCell<()>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(runtime: &'a Runtime) -> Ctx<'a> {
+        Ctx {
+            runtime,
+            now: runtime.clock.now(),
+            campaigns: tokio::sync::OnceCell::new(),
+            caught_up: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Every campaign's state, caught up with the log (in memory: the daemon's scheduler is the
+    /// one that stores the projection).
+    pub async fn campaigns(&self) -> Result<&Campaigns, AppError> {
+        self.campaigns
+            .get_or_try_init(|| async {
+                let store = self.runtime.store.as_ref();
+                let mut campaigns = Campaigns::load(store).await?;
+                campaigns.catch_up_in_memory(store).await?;
+                Ok::<_, AppError>(campaigns)
+            })
+            .await
+    }
+
+    /// The ids of the campaigns there are, for a refusal that names them.
+    pub async fn known(&self) -> Result<Vec<String>, AppError> {
+        Ok(self.campaigns().await?.states.keys().cloned().collect())
+    }
+
+    /// A campaign's state, or [`AppError::UnknownCampaign`] (a draft, which no plan ever
+    /// created, counts as unknown).
+    pub async fn campaign(
+        &self,
+        id: &str,
+    ) -> Result<&battleplan_core::campaign::CampaignState, AppError> {
+        let campaigns = self.campaigns().await?;
+        match campaigns.states.get(id) {
+            Some(state) if state.kind() != battleplan_core::campaign::StateKind::Draft => Ok(state),
+            _ => Err(AppError::UnknownCampaign {
+                campaign: id.to_string(),
+                known: self.known().await?,
+            }),
+        }
+    }
+
+    /// The campaign asked for or, when none is named, the only one there is.
+    pub async fn campaign_or_only(&self, asked: Option<&str>) -> Result<String, AppError> {
+        if let Some(id) = asked {
+            return Ok(self.campaign(id).await?.id.clone());
+        }
+        let known = self.known().await?;
+        match known.as_slice() {
+            [only] => Ok(only.clone()),
+            [] => Err(AppError::UnknownCampaign {
+                campaign: String::new(),
+                known,
+            }),
+            _ => Err(AppError::invalid(format_args!(
+                "say which campaign (--campaign C): {}",
+                known.join(", ")
+            ))),
+        }
+    }
+
+    /// The plan in force for a campaign the request named (see `kernel::plans::plan_in_force`).
+    pub async fn plan(&self, id: &str) -> Result<battleplan_core::plan::Plan, AppError> {
+        self.campaign(id).await?;
+        crate::kernel::plans::plan_in_force(self.runtime, id)
+            .await?
+            .ok_or_else(|| AppError::not_found(format_args!("campaign {id} has no plan")))
+    }
+
+    /// The customer book, the outbox and the task boards caught up with the log, once per
+    /// request; lock `runtime.customers`, `runtime.outreach` and `runtime.boards` after it.
+    pub async fn caught_up(&self) -> Result<(), AppError> {
+        self.caught_up
+            .get_or_try_init(|| async {
+                crate::kernel::dispatcher::catch_up(self.runtime).await?;
+                Ok::<_, AppError>(())
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Pause,
+    Resume,
+    Advance,
+    Cancel,
+}
+
+impl Action {
+    pub fn command(self) -> battleplan_core::campaign::Command {
+        use battleplan_core::campaign::Command;
+        match self {
+            Action::Pause => Command::Pause,
+            Action::Resume => Command::Resume,
+            Action::Advance => Command::Advance,
+            Action::Cancel => Command::Cancel,
+        }
+    }
+}
+
+/// A question or command, as every front hands it over: everything it needs, files already
+/// read (or named by an absolute path the owner of the store reads itself).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    Status {
+        campaign: Option<String>,
+        json: bool,
+    },
+    History {
+        campaign: Option<String>,
+        json: bool,
+        /// Only the events recorded up to this instant, then each campaign's state as of it.
+        #[serde(default)]
+        as_of: Option<DateTime<Utc>>,
+    },
+    Explain(explain::ExplainQuestion),
+    Act {
+        campaign: String,
+        action: Action,
+        actor: String,
+        reason: Option<String>,
+        command_id: Option<Uuid>,
+    },
+    ApplyPlan {
+        file_name: String,
+        source: String,
+        actor: String,
+        reason: Option<String>,
+        command_id: Option<Uuid>,
+    },
+    AudiencePreview(audience::PreviewQuestion),
+    /// `customers import` / `outcomes import`: the owner of the store reads the file itself
+    /// (by its absolute path), so a large file never travels through the socket.
+    Import(import::ImportRequest),
+    Outbox(outreach::OutboxQuestion),
+    Tasks(tasks::TasksQuestion),
+    TaskDone(tasks::TaskDoneRequest),
+    Funnel {
+        campaign: String,
+        json: bool,
+    },
+    ChannelResume {
+        campaign: String,
+        channel: String,
+        actor: String,
+        reason: String,
+        command_id: Option<Uuid>,
+    },
+    /// `audit verify`: the chain, the payloads and the stored projection; reads only.
+    AuditVerify {
+        json: bool,
+    },
+    /// `export --out FILE`: the owner of the store writes the file itself (by its absolute
+    /// path), whole or not at all; a log of millions of events never travels through the socket.
+    Export {
+        out: std::path::PathBuf,
+        file_name: String,
+        as_of: Option<DateTime<Utc>>,
+    },
+}
+
+impl Request {
+    /// Whether the request may record something.
+    pub fn changes(&self) -> bool {
+        matches!(
+            self,
+            Request::Import(_)
+                | Request::Act { .. }
+                | Request::ApplyPlan { .. }
+                | Request::ChannelResume { .. }
+                | Request::TaskDone(_)
+        )
+    }
+
+    /// The id of a command that changes something, when it carries one (imports derive theirs
+    /// from the file's digest).
+    pub fn command_id(&self) -> Option<Uuid> {
+        match self {
+            Request::Act { command_id, .. }
+            | Request::ApplyPlan { command_id, .. }
+            | Request::ChannelResume { command_id, .. } => *command_id,
+            Request::TaskDone(request) => request.command_id,
+            Request::Ping
+            | Request::Status { .. }
+            | Request::History { .. }
+            | Request::Explain(_)
+            | Request::AudiencePreview(_)
+            | Request::Import(_)
+            | Request::Outbox(_)
+            | Request::Tasks(_)
+            | Request::Funnel { .. }
+            | Request::AuditVerify { .. }
+            | Request::Export { .. } => None,
+        }
+    }
+}
+
+/// The answer of the process that owns the store: which process it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pong {
+    pub pid: u32,
+}
+
+/// A use case's answer: one view per use case, each `Serialize` (its JSON is `--json`'s and
+/// HTTP's body) and rendered as text by `present`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "response", content = "view", rename_all = "snake_case")]
+pub enum Response {
+    Pong(Pong),
+    Status(campaigns::StatusView),
+    History(campaigns::HistoryView),
+    Acted(campaigns::ActView),
+    PlanApplied(campaigns::ApplyView),
+    Explain(explain::ExplainView),
+    AudiencePreview(audience::PreviewView),
+    Import(import::ImportView),
+    Outbox(outreach::OutboxView),
+    ChannelResumed(outreach::ChannelResumeView),
+    Tasks(tasks::TasksView),
+    TaskDone(tasks::TaskDoneView),
+    Funnel(tasks::FunnelView),
+    AuditVerify(audit::VerifyView),
+    Export(archive::ExportView),
+}
+
+/// Every request's answer.
+pub type Outcome = Result<Response, AppError>;
+
+/// Answers a request on the runtime.
+pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
+    let ctx = Ctx::new(runtime);
+    let runtime = ctx.runtime;
+    match request {
+        Request::Ping => Ok(Response::Pong(Pong {
+            pid: std::process::id(),
+        })),
+        Request::Export {
+            out,
+            file_name,
+            as_of,
+        } => Ok(Response::Export(
+            archive::export_for(runtime, &out, &file_name, as_of).await,
+        )),
+        Request::AuditVerify { json } => audit::verify(runtime, json)
+            .await
+            .map(Response::AuditVerify)
+            .map_err(AppError::from),
+        Request::AudiencePreview(question) => Ok(Response::AudiencePreview(
+            audience::preview(runtime, &question).await?,
+        )),
+        Request::Import(request) => Ok(Response::Import(import::run(runtime, request).await)),
+        Request::Outbox(question) => Ok(Response::Outbox(
+            outreach::report(runtime, &question).await?,
+        )),
+        Request::Tasks(question) => Ok(Response::Tasks(tasks::board(runtime, &question).await?)),
+        Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(runtime, &request).await?)),
+        Request::Funnel { campaign, json } => Ok(Response::Funnel(
+            tasks::funnel(runtime, &campaign, json).await?,
+        )),
+        Request::ChannelResume {
+            campaign,
+            channel,
+            actor,
+            reason,
+            command_id,
+        } => Ok(Response::ChannelResumed(
+            outreach::resume_channel(runtime, &campaign, &channel, &actor, &reason, command_id)
+                .await?,
+        )),
+        Request::Status { campaign, json } => Ok(Response::Status(
+            campaigns::status(runtime, campaign.as_deref(), json).await?,
+        )),
+        Request::History {
+            campaign,
+            json,
+            as_of,
+        } => Ok(Response::History(
+            campaigns::history(runtime, campaign.as_deref(), json, as_of).await?,
+        )),
+        Request::Explain(question) => Ok(Response::Explain(
+            explain::explain(runtime, &question).await?,
+        )),
+        Request::Act {
+            campaign,
+            action,
+            actor,
+            reason,
+            command_id,
+        } => {
+            let who = crate::kernel::runtime::Who {
+                actor,
+                reason,
+                command_id,
+                causation: None,
+            };
+            Ok(Response::Acted(
+                campaigns::act(runtime, &campaign, action, &who).await?,
+            ))
+        }
+        Request::ApplyPlan {
+            file_name,
+            source,
+            actor,
+            reason,
+            command_id,
+        } => {
+            let who = crate::kernel::runtime::Who {
+                actor,
+                reason,
+                command_id,
+                causation: None,
+            };
+            Ok(Response::PlanApplied(
+                campaigns::apply_plan(runtime, &file_name, &source, &who).await?,
+            ))
+        }
+    }
+}

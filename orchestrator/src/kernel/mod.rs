@@ -1,0 +1,9 @@
+//! Runs the log forward: commands handled against the store, projections caught up, the
+//! scheduler and the dispatcher. Knows no front, no request and no text.
+
+pub mod dispatcher;
+pub mod plans;
+pub mod projection;
+pub mod runtime;
+pub mod scheduler;
+pub mod work;

@@ -1,0 +1,149 @@
+//! Renderers: a response made into what a terminal shows (today's words) or into its JSON (the
+//! serde form of the same view). Pure: they never read the store, and they decide nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::{AppError, ErrorKind, Outcome, Response};
+
+/// Exit code for a user error: a bad plan, bad input, a rejected command.
+pub const USER_ERROR: u8 = 2;
+/// Exit code for an internal failure.
+pub const INTERNAL_ERROR: u8 = 1;
+
+/// What to print, and how to exit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Reply {
+    pub code: u8,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Reply {
+    pub fn ok(stdout: String) -> Reply {
+        Reply {
+            code: 0,
+            stdout,
+            stderr: String::new(),
+        }
+    }
+
+    pub fn user_error(message: impl std::fmt::Display) -> Reply {
+        Reply {
+            code: USER_ERROR,
+            stdout: String::new(),
+            stderr: format!("battleplan: {message}\n"),
+        }
+    }
+
+    /// A store that failed under a command: damage and a newer format are refused the same way
+    /// by every command (exit 2); a failing disk is exit 1, said as such.
+    pub fn store_failure(error: &battleplan_core::event::StoreError) -> Reply {
+        error_reply(&AppError::from(error.clone()))
+    }
+}
+
+/// A view's text and JSON. A view still answered as printed words (`Reply`) says so, and is
+/// shown as it is.
+pub trait View: Serialize {
+    /// The words a use case not yet typed printed itself.
+    fn printed(&self) -> Option<&Reply> {
+        None
+    }
+}
+
+impl View for Reply {
+    fn printed(&self) -> Option<&Reply> {
+        Some(self)
+    }
+}
+
+/// A view's JSON, as `--json` prints it and HTTP sends it: pretty, with a final line break.
+pub fn json<V: Serialize + ?Sized>(view: &V) -> String {
+    match serde_json::to_string_pretty(view) {
+        Ok(text) => format!("{text}\n"),
+        Err(error) => {
+            format!("{{\"error\": \"the answer could not be written as JSON: {error}\"}}\n")
+        }
+    }
+}
+
+fn shape<V: View>(view: &V, as_json: bool, text: fn(&V) -> Reply) -> Reply {
+    if let Some(printed) = view.printed() {
+        return printed.clone();
+    }
+    if as_json {
+        return Reply::ok(json(view));
+    }
+    text(view)
+}
+
+/// The JSON of a response's view, when it is typed (`None` for one still printed as words).
+pub fn view_json(response: &Response) -> Option<String> {
+    fn typed<V: View>(view: &V) -> Option<String> {
+        view.printed().is_none().then(|| json(view))
+    }
+    match response {
+        Response::Pong(view) => Some(json(view)),
+        Response::Status(view) => typed(view),
+        Response::History(view) => typed(view),
+        Response::Acted(view) => typed(view),
+        Response::PlanApplied(view) => typed(view),
+        Response::Explain(view) => typed(view),
+        Response::AudiencePreview(view) => typed(view),
+        Response::Import(view) => typed(view),
+        Response::Outbox(view) => typed(view),
+        Response::ChannelResumed(view) => typed(view),
+        Response::Tasks(view) => typed(view),
+        Response::TaskDone(view) => typed(view),
+        Response::Funnel(view) => typed(view),
+        Response::AuditVerify(view) => typed(view),
+        Response::Export(view) => typed(view),
+    }
+}
+
+/// A response for a terminal: its words, or its JSON when asked for.
+pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
+    let response = match outcome {
+        Ok(response) => response,
+        Err(error) => return error_reply(error),
+    };
+    match response {
+        Response::Pong(view) => Reply::ok(format!("{}\n", view.pid)),
+        Response::Status(view) => shape(view, as_json, campaigns::status),
+        Response::History(view) => shape(view, as_json, campaigns::history),
+        Response::Acted(view) => shape(view, as_json, campaigns::acted),
+        Response::PlanApplied(view) => shape(view, as_json, campaigns::plan_applied),
+        Response::Explain(view) => shape(view, as_json, explain::explain),
+        Response::AudiencePreview(view) => shape(view, as_json, audience::preview),
+        Response::Import(view) => shape(view, as_json, import::import),
+        Response::Outbox(view) => shape(view, as_json, outreach::outbox),
+        Response::ChannelResumed(view) => shape(view, as_json, outreach::channel_resumed),
+        Response::Tasks(view) => shape(view, as_json, tasks::tasks),
+        Response::TaskDone(view) => shape(view, as_json, tasks::task_done),
+        Response::Funnel(view) => shape(view, as_json, tasks::funnel),
+        Response::AuditVerify(view) => shape(view, as_json, audit::verify),
+        Response::Export(view) => shape(view, as_json, archive::export),
+    }
+}
+
+/// A refusal for a terminal: `battleplan: ` and its message on standard error; exit 2 for the
+/// user's, 1 for the program's.
+pub fn error_reply(error: &AppError) -> Reply {
+    Reply {
+        code: match error.kind() {
+            ErrorKind::User => USER_ERROR,
+            ErrorKind::Internal => INTERNAL_ERROR,
+        },
+        stdout: String::new(),
+        stderr: format!("battleplan: {error}\n"),
+    }
+}
+
+pub mod archive;
+pub mod audience;
+pub mod audit;
+pub mod campaigns;
+pub mod explain;
+pub mod import;
+pub mod outreach;
+pub mod tasks;
