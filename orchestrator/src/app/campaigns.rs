@@ -685,6 +685,23 @@ pub async fn history(
     Ok(Reply::ok(out))
 }
 
+/// `targets CAMPAIGN`: each stage target against what was measured (interim: the words
+/// `status CAMPAIGN` prints after the campaign).
+pub async fn targets(runtime: &Runtime, campaign: &str) -> Result<TargetsView, HandleError> {
+    let campaigns = current(runtime).await?;
+    if !campaigns.states.contains_key(campaign) {
+        return Ok(Reply::user_error(unknown_campaign(campaign, &campaigns)));
+    }
+    Ok(crate::app::tasks::targets_text(runtime, campaign)
+        .await?
+        .and_then(|targets| targets["text"].as_str().map(str::to_string))
+        .map(Reply::ok)
+        .unwrap_or_else(|| Reply::ok(format!("campaign {campaign} has no stage targets\n"))))
+}
+
+/// Still printed words; typed views come next.
+pub type TargetsView = crate::present::Reply;
+
 /// Still printed words; typed views come next.
 pub type StatusView = crate::present::Reply;
 

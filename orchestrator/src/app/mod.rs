@@ -183,6 +183,10 @@ pub enum Request {
         campaign: String,
         json: bool,
     },
+    /// Each stage target of a campaign against what was measured.
+    Targets {
+        campaign: String,
+    },
     ChannelResume {
         campaign: String,
         channel: String,
@@ -233,6 +237,7 @@ impl Request {
             | Request::Outbox(_)
             | Request::Tasks(_)
             | Request::Funnel { .. }
+            | Request::Targets { .. }
             | Request::AuditVerify { .. }
             | Request::Export { .. } => None,
         }
@@ -263,6 +268,7 @@ pub enum Response {
     Tasks(tasks::TasksView),
     TaskDone(tasks::TaskDoneView),
     Funnel(tasks::FunnelView),
+    Targets(campaigns::TargetsView),
     AuditVerify(audit::VerifyView),
     Export(archive::ExportView),
 }
@@ -300,6 +306,9 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
         Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(runtime, &request).await?)),
         Request::Funnel { campaign, json } => Ok(Response::Funnel(
             tasks::funnel(runtime, &campaign, json).await?,
+        )),
+        Request::Targets { campaign } => Ok(Response::Targets(
+            campaigns::targets(runtime, &campaign).await?,
         )),
         Request::ChannelResume {
             campaign,

@@ -17,3 +17,7 @@ pub fn acted(view: &crate::app::campaigns::ActView) -> Reply {
 pub fn plan_applied(view: &crate::app::campaigns::ApplyView) -> Reply {
     view.clone()
 }
+
+pub fn targets(view: &crate::app::campaigns::TargetsView) -> Reply {
+    view.clone()
+}

@@ -96,6 +96,7 @@ pub fn view_json(response: &Response) -> Option<String> {
         Response::Tasks(view) => typed(view),
         Response::TaskDone(view) => typed(view),
         Response::Funnel(view) => typed(view),
+        Response::Targets(view) => typed(view),
         Response::AuditVerify(view) => typed(view),
         Response::Export(view) => typed(view),
     }
@@ -121,6 +122,7 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::Tasks(view) => shape(view, as_json, tasks::tasks),
         Response::TaskDone(view) => shape(view, as_json, tasks::task_done),
         Response::Funnel(view) => shape(view, as_json, tasks::funnel),
+        Response::Targets(view) => shape(view, as_json, campaigns::targets),
         Response::AuditVerify(view) => shape(view, as_json, audit::verify),
         Response::Export(view) => shape(view, as_json, archive::export),
     }
