@@ -156,6 +156,12 @@ pub enum Request {
         /// Only the events recorded up to this instant, then each campaign's state as of it.
         #[serde(default)]
         as_of: Option<DateTime<Utc>>,
+        /// Paging by log position: only events after this position...
+        #[serde(default)]
+        after: Option<u64>,
+        /// ...and at most this many (all when absent).
+        #[serde(default)]
+        limit: Option<usize>,
     },
     Explain(explain::ExplainQuestion),
     Act {
@@ -327,6 +333,8 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             campaign,
             json,
             as_of,
+            after: _,
+            limit: _,
         } => Ok(Response::History(
             campaigns::history(runtime, campaign.as_deref(), json, as_of).await?,
         )),

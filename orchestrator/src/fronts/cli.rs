@@ -606,6 +606,8 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 campaign,
                 json,
                 as_of,
+                after: None,
+                limit: None,
             },
             json,
         ),
