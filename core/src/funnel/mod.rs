@@ -61,7 +61,7 @@ use crate::plan::values::Money;
 
 mod render;
 
-pub use render::{funnel_json, render_funnel, render_targets, targets_json};
+pub use render::{funnel_json, render_funnel, render_funnel_table, render_targets, targets_json};
 
 /// How long after a reach a reply or an order counts against it.
 const SPAN_MS: i64 = FUNNEL_DAYS * DAY_MS;

@@ -16,6 +16,12 @@ pub fn render_funnel(report: &FunnelReport, zone: Tz) -> String {
         report.campaign,
         local(zone, report.as_of)
     );
+    out.push_str(&render_funnel_table(report));
+    out
+}
+
+/// The table of [`render_funnel`], without its first line (which needs the campaign's zone).
+pub fn render_funnel_table(report: &FunnelReport) -> String {
     let mut rows = vec![row(["", "stage", "customers", "conversion"])];
     let blocks = report
         .phases
@@ -32,8 +38,7 @@ pub fn render_funnel(report: &FunnelReport, zone: Tz) -> String {
             ]);
         }
     }
-    out.push_str(&table(&rows, &[false, false, true, true]));
-    out
+    table(&rows, &[false, false, true, true])
 }
 
 /// The report as JSON: counts, and conversions as fractions (`null` where there is none); the

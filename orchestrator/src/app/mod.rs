@@ -187,7 +187,6 @@ pub enum Request {
     TaskDone(tasks::TaskDoneRequest),
     Funnel {
         campaign: String,
-        json: bool,
     },
     /// Each stage target of a campaign against what was measured.
     Targets {
@@ -305,14 +304,10 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             audience::preview(runtime, &question).await?,
         )),
         Request::Import(request) => Ok(Response::Import(import::run(runtime, request).await)),
-        Request::Outbox(question) => Ok(Response::Outbox(
-            outreach::report(runtime, &question).await?,
-        )),
-        Request::Tasks(question) => Ok(Response::Tasks(tasks::board(runtime, &question).await?)),
-        Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(runtime, &request).await?)),
-        Request::Funnel { campaign, json } => Ok(Response::Funnel(
-            tasks::funnel(runtime, &campaign, json).await?,
-        )),
+        Request::Outbox(question) => Ok(Response::Outbox(outreach::report(&ctx, &question).await?)),
+        Request::Tasks(question) => Ok(Response::Tasks(tasks::board(&ctx, &question).await?)),
+        Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(&ctx, &request).await?)),
+        Request::Funnel { campaign } => Ok(Response::Funnel(tasks::funnel(&ctx, &campaign).await?)),
         Request::Targets { campaign } => Ok(Response::Targets(
             campaigns::targets(runtime, &campaign).await?,
         )),
@@ -323,7 +318,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             reason,
             command_id,
         } => Ok(Response::ChannelResumed(
-            outreach::resume_channel(runtime, &campaign, &channel, &actor, &reason, command_id)
+            outreach::resume_channel(&ctx, &campaign, &channel, &actor, &reason, command_id)
                 .await?,
         )),
         Request::Status { campaign, json } => Ok(Response::Status(

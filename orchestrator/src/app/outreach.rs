@@ -3,34 +3,99 @@
 //! `channel resume CAMPAIGN CHANNEL` after the bounce guard paused it.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use battleplan_core::campaign::timeline::local_rfc3339;
 use battleplan_core::event::EventId;
-use battleplan_core::outreach::events::{stream_of, ChannelResumed};
+use battleplan_core::outreach::events::{stream_of, ChannelResumed, NotSentReason};
 use battleplan_core::outreach::state::SendStatus;
 use battleplan_core::outreach::OutreachEvent;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::kernel::runtime::{HandleError, Runtime};
-use crate::present::Reply;
+use crate::app::{AppError, Ctx};
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboxQuestion {
     pub campaign: String,
     pub reach_out: Option<String>,
-    pub json: bool,
+    /// Every customer's key and what became of it, besides the counts.
     pub customers: bool,
 }
 
-#[derive(Default)]
-struct Counts {
-    planned: bool,
-    sent: u64,
-    pending: u64,
-    not_sent: BTreeMap<&'static str, u64>,
+/// A campaign's outbox: per reach-out, per channel and (when asked) per customer. Fields in
+/// alphabetical order, as the report's JSON has always had them.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OutboxView {
+    pub campaign: String,
+    /// Each channel of the plan, in the plan's order, with its bounce guard.
+    pub channels: Vec<ChannelGuardView>,
+    /// Only when asked for: every key, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers: Option<Vec<CustomerSendView>>,
+    /// Each reach-out asked about, by id.
+    pub reach_outs: Vec<ReachOutCountsView>,
 }
+
+impl crate::present::View for OutboxView {}
+
+/// What became of one reach-out's sends.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReachOutCountsView {
+    pub id: String,
+    /// Not sent, by reason (`quota`, `unsubscribed`, ...).
+    pub not_sent: BTreeMap<String, u64>,
+    pub pending: u64,
+    /// Whether the reach-out has been planned (its audience decided).
+    pub planned: bool,
+    pub sent: u64,
+}
+
+/// A channel's bounce guard: whether it paused the channel, and the counts it judged.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChannelGuardView {
+    pub bounced: u64,
+    pub id: String,
+    pub paused: bool,
+    pub sent: u64,
+}
+
+/// Where a send stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SendState {
+    Pending,
+    Sent,
+    NotSent,
+}
+
+/// One customer's message (one key): where it stands, why not, and when.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CustomerSendView {
+    /// When it went, or is to go, with the campaign's offset; `null` when it is not sent.
+    pub at: Option<String>,
+    pub attempt: u32,
+    /// Absent for a customer no send was planned for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    pub customer: String,
+    pub key: String,
+    pub reach_out: String,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<NotSentReason>,
+    pub status: SendState,
+}
+
+/// A channel let send again (`already_recorded`: by an earlier try of this very command).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChannelResumeView {
+    pub actor: String,
+    pub already_recorded: bool,
+    pub campaign: String,
+    pub channel: String,
+    pub reason: String,
+}
+
+impl crate::present::View for ChannelResumeView {}
 
 /// Splits `campaign/reach-out/customer/attempt`.
 fn parts(key: &str) -> Option<(&str, &str, &str)> {
@@ -41,68 +106,78 @@ fn parts(key: &str) -> Option<(&str, &str, &str)> {
     Some((reach_out, customer, attempt))
 }
 
-pub async fn report(runtime: &Runtime, question: &OutboxQuestion) -> Result<Reply, HandleError> {
-    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, &question.campaign).await? else {
-        return Ok(Reply::user_error(format_args!(
-            "there is no campaign `{}` (apply its plan first: `battleplan plan apply PLAN`)",
-            question.campaign
-        )));
-    };
+fn counted<'a>(
+    counts: &'a mut BTreeMap<String, ReachOutCountsView>,
+    reach_out: &str,
+) -> &'a mut ReachOutCountsView {
+    counts
+        .entry(reach_out.to_string())
+        .or_insert_with(|| ReachOutCountsView {
+            id: reach_out.to_string(),
+            not_sent: BTreeMap::new(),
+            pending: 0,
+            planned: false,
+            sent: 0,
+        })
+}
+
+pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxView, AppError> {
+    let plan = ctx.plan(&question.campaign).await?;
     if let Some(reach_out) = &question.reach_out {
         if !plan.reach_outs.iter().any(|r| &r.id == reach_out) {
             let known: Vec<&str> = plan.reach_outs.iter().map(|r| r.id.as_str()).collect();
-            return Ok(Reply::user_error(format_args!(
+            return Err(AppError::not_found(format_args!(
                 "campaign {} has no reach-out `{reach_out}`; it has: {}",
                 question.campaign,
                 known.join(", ")
             )));
         }
     }
-    crate::kernel::dispatcher::catch_up(runtime).await?;
-    let outreach = runtime.outreach.lock().await;
+    ctx.caught_up().await?;
+    let outreach = ctx.runtime.outreach.lock().await;
     let campaign = question.campaign.as_str();
     let zone = plan.campaign.time_zone;
     let wanted = |reach_out: &str| question.reach_out.as_deref().is_none_or(|r| r == reach_out);
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut counts: BTreeMap<String, ReachOutCountsView> = BTreeMap::new();
     for reach_out in &plan.reach_outs {
         if wanted(&reach_out.id) {
-            counts.entry(reach_out.id.clone()).or_default().planned = outreach
+            counted(&mut counts, &reach_out.id).planned = outreach
                 .reach_out_planned(campaign, &reach_out.id)
                 .is_some();
         }
     }
-    let mut rows: Vec<serde_json::Value> = Vec::new();
+    let mut rows: Vec<CustomerSendView> = Vec::new();
     for send in outreach.sends_of(campaign) {
         let planned = &send.planned;
         if !wanted(&planned.reach_out) {
             continue;
         }
-        let entry = counts.entry(planned.reach_out.clone()).or_default();
+        let entry = counted(&mut counts, &planned.reach_out);
         let (status, reason, at) = match send.status {
             SendStatus::Pending => {
                 entry.pending += 1;
-                ("pending", None, Some(planned.at))
+                (SendState::Pending, None, Some(planned.at))
             }
             SendStatus::Sent { at } => {
                 entry.sent += 1;
-                ("sent", None, Some(at))
+                (SendState::Sent, None, Some(at))
             }
             SendStatus::NotSent(reason) => {
-                *entry.not_sent.entry(reason.key()).or_default() += 1;
-                ("not_sent", Some(reason.key()), None)
+                *entry.not_sent.entry(reason.key().to_string()).or_default() += 1;
+                (SendState::NotSent, Some(reason), None)
             }
         };
         if question.customers {
-            rows.push(json!({
-                "key": planned.key,
-                "reach_out": planned.reach_out,
-                "customer": planned.customer,
-                "attempt": planned.attempt,
-                "channel": planned.channel,
-                "status": status,
-                "reason": reason,
-                "at": at.map(|at| local_rfc3339(zone, at)),
-            }));
+            rows.push(CustomerSendView {
+                at: at.map(|at| local_rfc3339(zone, at)),
+                attempt: planned.attempt,
+                channel: Some(planned.channel.clone()),
+                customer: planned.customer.clone(),
+                key: planned.key.clone(),
+                reach_out: planned.reach_out.clone(),
+                reason,
+                status,
+            });
         }
     }
     for (key, reason) in outreach.not_planned_of(campaign) {
@@ -112,122 +187,75 @@ pub async fn report(runtime: &Runtime, question: &OutboxQuestion) -> Result<Repl
         if !wanted(reach_out) {
             continue;
         }
-        *counts
-            .entry(reach_out.to_string())
-            .or_default()
+        *counted(&mut counts, reach_out)
             .not_sent
-            .entry(reason.key())
+            .entry(reason.key().to_string())
             .or_default() += 1;
         if question.customers {
-            rows.push(json!({
-                "key": key,
-                "reach_out": reach_out,
-                "customer": customer,
-                "attempt": attempt.parse::<u32>().unwrap_or(0),
-                "status": "not_sent",
-                "reason": reason.key(),
-                "at": null,
-            }));
+            rows.push(CustomerSendView {
+                at: None,
+                attempt: attempt.parse::<u32>().unwrap_or(0),
+                channel: None,
+                customer: customer.to_string(),
+                key: key.to_string(),
+                reach_out: reach_out.to_string(),
+                reason: Some(reason),
+                status: SendState::NotSent,
+            });
         }
     }
-    rows.sort_by(|a, b| a["key"].as_str().cmp(&b["key"].as_str()));
-    if question.json {
-        let reach_outs: Vec<serde_json::Value> = counts
-            .iter()
-            .map(|(id, c)| {
-                json!({
-                    "id": id,
-                    "planned": c.planned,
-                    "sent": c.sent,
-                    "pending": c.pending,
-                    "not_sent": c.not_sent,
-                })
-            })
-            .collect();
-        let channels: Vec<serde_json::Value> = plan
-            .channels
-            .iter()
-            .map(|channel| {
-                let guard = outreach
-                    .guard(campaign, &channel.id)
-                    .cloned()
-                    .unwrap_or_default();
-                json!({
-                    "id": channel.id,
-                    "paused": guard.paused,
-                    "sent": guard.sent,
-                    "bounced": guard.bounced,
-                })
-            })
-            .collect();
-        let mut value = json!({
-            "campaign": campaign,
-            "reach_outs": reach_outs,
-            "channels": channels,
-        });
-        if question.customers {
-            value["customers"] = json!(rows);
-        }
-        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        text.push('\n');
-        return Ok(Reply::ok(text));
-    }
-    let mut out = String::new();
-    let _ = writeln!(out, "Outbox of campaign {campaign}");
-    for (id, c) in &counts {
-        let state = if c.planned {
-            "planned"
-        } else {
-            "not planned yet"
-        };
-        let _ = writeln!(
-            out,
-            "  {id:<28} {state:<16} sent {:>7}  pending {:>7}  not sent {:>7}",
-            c.sent,
-            c.pending,
-            c.not_sent.values().sum::<u64>()
-        );
-        for (reason, count) in &c.not_sent {
-            let _ = writeln!(out, "      {reason:<24} {count:>7}");
-        }
-    }
-    for channel in &plan.channels {
-        if let Some(guard) = outreach.guard(campaign, &channel.id) {
-            if guard.paused {
-                let _ = writeln!(
-                    out,
-                    "  channel {} is PAUSED by the bounce guard ({} bounced of {} sent); resume with `battleplan channel resume {campaign} {} --actor A --reason R`",
-                    channel.id, guard.bounced, guard.sent, channel.id
-                );
+    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    let channels = plan
+        .channels
+        .iter()
+        .map(|channel| {
+            let guard = outreach
+                .guard(campaign, &channel.id)
+                .cloned()
+                .unwrap_or_default();
+            ChannelGuardView {
+                bounced: guard.bounced,
+                id: channel.id.clone(),
+                paused: guard.paused,
+                sent: guard.sent,
             }
-        }
-    }
-    Ok(Reply::ok(out))
+        })
+        .collect();
+    Ok(OutboxView {
+        campaign: campaign.to_string(),
+        channels,
+        customers: question.customers.then_some(rows),
+        reach_outs: counts.into_values().collect(),
+    })
 }
 
 /// `channel resume`: a person lets a channel the bounce guard paused send again.
 pub async fn resume_channel(
-    runtime: &Runtime,
+    ctx: &Ctx<'_>,
     campaign: &str,
     channel: &str,
     actor: &str,
     reason: &str,
     command_id: Option<Uuid>,
-) -> Result<Reply, HandleError> {
-    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, campaign).await? else {
-        return Ok(Reply::user_error(format_args!(
-            "there is no campaign `{campaign}`"
-        )));
-    };
+) -> Result<ChannelResumeView, AppError> {
+    let runtime = ctx.runtime;
+    let plan = ctx.plan(campaign).await?;
     if plan.channel(channel).is_none() {
         let known: Vec<&str> = plan.channels.iter().map(|c| c.id.as_str()).collect();
-        return Ok(Reply::user_error(format_args!(
+        return Err(AppError::not_found(format_args!(
             "campaign {campaign} has no channel `{channel}`; it has: {}",
             known.join(", ")
         )));
     }
-    crate::kernel::dispatcher::catch_up(runtime).await?;
-    let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
+    ctx.caught_up().await?;
+    let view = |already_recorded| ChannelResumeView {
+        actor: actor.to_string(),
+        already_recorded,
+        campaign: campaign.to_string(),
+        channel: channel.to_string(),
+        reason: reason.to_string(),
+    };
+    let stream = stream_of(campaign).map_err(AppError::invalid)?;
     if !runtime
         .outreach
         .lock()
@@ -240,15 +268,13 @@ pub async fn resume_channel(
             .await?
             .is_empty()
         {
-            return Ok(Reply::ok(format!(
-                "channel {channel} of campaign {campaign} resumed by {actor}: '{reason}' (already recorded by this command id)\n"
-            )));
+            return Ok(view(true));
         }
-        return Ok(Reply::user_error(format_args!(
-            "channel {channel} of campaign {campaign} is not paused"
-        )));
+        return Err(AppError::Rejected {
+            message: format!("channel {channel} of campaign {campaign} is not paused"),
+        });
     }
-    let now = runtime.clock.now();
+    let now = ctx.now;
     let event = OutreachEvent::ChannelResumed(ChannelResumed {
         campaign: campaign.to_string(),
         channel: channel.to_string(),
@@ -256,21 +282,14 @@ pub async fn resume_channel(
     runtime
         .record(
             stream,
-            vec![event.encode(EventId(runtime.ids.next_id(now)))?],
+            vec![event
+                .encode(EventId(runtime.ids.next_id(now)))
+                .map_err(AppError::internal)?],
             actor,
             Some(reason.to_string()),
             command_id.unwrap_or_else(|| runtime.ids.next_id(now)),
             now,
         )
         .await?;
-    crate::kernel::dispatcher::catch_up(runtime).await?;
-    Ok(Reply::ok(format!(
-        "channel {channel} of campaign {campaign} resumed by {actor}: '{reason}'\n"
-    )))
+    Ok(view(false))
 }
-
-/// Still printed words; typed views come next.
-pub type OutboxView = crate::present::Reply;
-
-/// Still printed words; typed views come next.
-pub type ChannelResumeView = crate::present::Reply;

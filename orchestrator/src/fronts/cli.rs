@@ -642,7 +642,6 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             Request::Outbox(crate::app::outreach::OutboxQuestion {
                 campaign,
                 reach_out,
-                json,
                 customers,
             }),
             json,
@@ -659,7 +658,6 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 campaign,
                 role,
                 due_before,
-                json,
             }),
             json,
         ),
@@ -685,7 +683,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             false,
         ),
         Command::Funnel { campaign, json } => {
-            remote_or_local(data, clock_at, Request::Funnel { campaign, json }, json)
+            remote_or_local(data, clock_at, Request::Funnel { campaign }, json)
         }
         Command::Channel {
             command:

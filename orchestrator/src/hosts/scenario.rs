@@ -662,16 +662,11 @@ impl Runner {
                     role: None,
                     // Overdue, and what is due in the next two days.
                     due_before: Some(at + Duration::days(2)),
-                    json: false,
                 }),
-                "funnel" => Request::Funnel {
-                    campaign,
-                    json: false,
-                },
+                "funnel" => Request::Funnel { campaign },
                 "outbox" => Request::Outbox(crate::app::outreach::OutboxQuestion {
                     campaign,
                     reach_out: None,
-                    json: false,
                     customers: false,
                 }),
                 other => match other.strip_prefix("explain:") {
@@ -1036,7 +1031,6 @@ impl Runner {
                 "funnel",
                 Request::Funnel {
                     campaign: self.campaign.clone(),
-                    json: false,
                 },
             )
             .await?;
