@@ -65,6 +65,11 @@ pub enum AppError {
 pub const DAMAGE_HINT: &str = "Nothing was changed; `battleplan store check` tells what is intact, and docs/store.md how to recover";
 
 fn unknown_campaign(id: &str, known: &[String]) -> String {
+    if id.is_empty() {
+        // None was named (`tasks` without --campaign) and there is none to take.
+        return "there is no campaign yet (apply a plan first: `battleplan plan apply PLAN`)"
+            .to_string();
+    }
     if known.is_empty() {
         return format!("no campaign named {id}: there are no campaigns yet");
     }
