@@ -14,10 +14,8 @@ use crate::present::{self, Reply, USER_ERROR};
 use anyhow::Context;
 use battleplan_adapters::import::Format;
 use battleplan_adapters::system::RandomIds;
-use battleplan_adapters::{SledEventLog, StoreOptions};
 use battleplan_core::context::IdSource;
 use battleplan_core::customer::ImportKind;
-use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -1128,24 +1126,9 @@ fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Serialize)]
-struct JsonStoreFile {
-    name: &'static str,
-    /// Absent when the file is missing.
-    bytes: Option<u64>,
-    generation: Option<u64>,
-    records: usize,
-    first_position: Option<u64>,
-    last_position: Option<u64>,
-    /// `missing`, `zeros` (nothing after the records), `left over` (what a write cut short by
-    /// a crash, never acknowledged, or an earlier generation of the file left) or `damaged`.
-    ending: &'static str,
-    damage: Option<String>,
-}
-
-#[derive(Serialize)]
 struct JsonStoreCheck {
     intact: bool,
-    files: Vec<JsonStoreFile>,
+    files: Vec<local::StoreFile>,
     events: Option<u64>,
     head_hash: Option<String>,
     problem: Option<String>,
@@ -1153,75 +1136,12 @@ struct JsonStoreCheck {
 }
 
 /// `battleplan store check`: the write-ahead files read on their own, then a read-only copy of
-/// the store opened (which refuses damage, naming it) and its chain walked.
+/// the store opened (which refuses damage, naming it) and its chain walked
+/// (`hosts::local::store_check`).
 fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    use battleplan_adapters::sled_store::wal;
-    if !data.join("db").is_file() {
-        return Ok(user_error(format_args!(
-            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
-            data.display()
-        )));
-    }
-    let mut files = Vec::new();
-    for name in wal::FILES {
-        let path = data.join(name);
-        let file = match std::fs::read(&path) {
-            Ok(contents) => {
-                let state = wal::describe(&contents);
-                JsonStoreFile {
-                    name,
-                    bytes: Some(contents.len() as u64),
-                    generation: state.generation,
-                    records: state.records,
-                    first_position: state.positions.map(|(first, _)| first),
-                    last_position: state.positions.map(|(_, last)| last),
-                    ending: match (&state.damage, state.torn) {
-                        (Some(_), _) => "damaged",
-                        (None, true) => "left over",
-                        (None, false) => "zeros",
-                    },
-                    damage: state
-                        .damage
-                        .map(|damage| format!("damaged at byte {}: {}", damage.at, damage.detail)),
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => JsonStoreFile {
-                name,
-                bytes: None,
-                generation: None,
-                records: 0,
-                first_position: None,
-                last_position: None,
-                ending: "missing",
-                damage: None,
-            },
-            Err(error) => {
-                return Ok(daemon::refusal(
-                    data,
-                    &StoreError::Io(format!("reading {}: {error}", path.display())),
-                )
-                .exit())
-            }
-        };
-        files.push(file);
-    }
-    // From a read-only copy: a check changes nothing, and a damaged store stays as found.
-    let opened = match SledEventLog::open_read_only(
-        data,
-        &std::env::temp_dir(),
-        StoreOptions::default(),
-    ) {
-        Ok(copy) => copy
-            .verify()
-            .map_err(|error| daemon::refusal(data, &error)),
-        // Not damage: the files are another process's for now.
-        Err(StoreError::Locked(_)) => {
-            return Ok(user_error(format_args!(
-                "the store in {} is in use by another battleplan process (a running daemon?): stop it, then check",
-                data.display()
-            )))
-        }
-        Err(error) => Err(daemon::refusal(data, &error)),
+    let local::StoreCheck { files, opened } = match local::store_check(data) {
+        Ok(checked) => checked,
+        Err(refusal) => return Ok(refusal.exit()),
     };
     let (intact, events, head_hash, problem, problem_position) = match &opened {
         Ok(report) => (

@@ -470,3 +470,101 @@ pub fn restore(data: &Path, file: &Path, untrailered: Untrailered) -> anyhow::Re
         .map(Response::Restored);
     Ok(Answer::said(outcome))
 }
+
+/// One write-ahead file of the store, as `store check` found it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreFile {
+    pub name: &'static str,
+    /// Absent when the file is missing.
+    pub bytes: Option<u64>,
+    pub generation: Option<u64>,
+    pub records: usize,
+    pub first_position: Option<u64>,
+    pub last_position: Option<u64>,
+    /// `missing`, `zeros` (nothing after the records), `left over` (what a write cut short by
+    /// a crash, never acknowledged, or an earlier generation of the file left) or `damaged`.
+    pub ending: &'static str,
+    pub damage: Option<String>,
+}
+
+/// What `store check` found: each write-ahead file read on its own, then the store opened from
+/// a read-only copy and its chain walked, or why it could not be opened (damage, in words).
+pub struct StoreCheck {
+    pub files: Vec<StoreFile>,
+    pub opened: Result<battleplan_adapters::VerifyReport, Refusal>,
+}
+
+/// `battleplan store check`: the write-ahead files read on their own, then a read-only copy of
+/// the store opened (which refuses damage, naming it) and its chain walked. `Err` when there is
+/// nothing to check: no store, a file that cannot be read, a store another process holds.
+pub fn store_check(data: &Path) -> Result<StoreCheck, Refusal> {
+    use battleplan_adapters::sled_store::wal;
+    use battleplan_adapters::{SledEventLog, StoreOptions};
+    if !data.join("db").is_file() {
+        return Err(Refusal::user(format!(
+            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
+            data.display()
+        )));
+    }
+    let mut files = Vec::new();
+    for name in wal::FILES {
+        let path = data.join(name);
+        let file = match std::fs::read(&path) {
+            Ok(contents) => {
+                let state = wal::describe(&contents);
+                StoreFile {
+                    name,
+                    bytes: Some(contents.len() as u64),
+                    generation: state.generation,
+                    records: state.records,
+                    first_position: state.positions.map(|(first, _)| first),
+                    last_position: state.positions.map(|(_, last)| last),
+                    ending: match (&state.damage, state.torn) {
+                        (Some(_), _) => "damaged",
+                        (None, true) => "left over",
+                        (None, false) => "zeros",
+                    },
+                    damage: state
+                        .damage
+                        .map(|damage| format!("damaged at byte {}: {}", damage.at, damage.detail)),
+                }
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => StoreFile {
+                name,
+                bytes: None,
+                generation: None,
+                records: 0,
+                first_position: None,
+                last_position: None,
+                ending: "missing",
+                damage: None,
+            },
+            Err(error) => {
+                return Err(daemon::refusal(
+                    data,
+                    &StoreError::Io(format!("reading {}: {error}", path.display())),
+                ))
+            }
+        };
+        files.push(file);
+    }
+    // From a read-only copy: a check changes nothing, and a damaged store stays as found.
+    let opened = match SledEventLog::open_read_only(
+        data,
+        &std::env::temp_dir(),
+        StoreOptions::default(),
+    ) {
+        Ok(copy) => copy
+            .verify()
+            .map_err(|error| daemon::refusal(data, &error)),
+        // Not damage: the files are another process's for now.
+        Err(StoreError::Locked(_)) => {
+            return Err(Refusal::user(format!(
+                "the store in {} is in use by another battleplan process (a running daemon?): stop it, then check",
+                data.display()
+            )))
+        }
+        Err(error) => Err(daemon::refusal(data, &error)),
+    };
+    Ok(StoreCheck { files, opened })
+}
