@@ -1289,3 +1289,77 @@ pub fn progress_bar(bytes: u64, message: &'static str) -> Option<indicatif::Prog
     bar.set_message(message);
     Some(bar)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The socket carries a view as JSON: each shape must come back as itself (the enum is
+    /// untagged, so a shape read as another would lose fields silently).
+    #[test]
+    fn every_import_view_comes_back_from_json_as_itself() {
+        let problem = ProblemLine {
+            column: Some("id".into()),
+            line: 3,
+            position: None,
+            reason: "empty".into(),
+        };
+        let views = [
+            ImportView::Imported(Imported {
+                bad_rows: 1,
+                digest: "d".into(),
+                file: "f.csv".into(),
+                kind: ImportKind::Outcomes,
+                kinds: BTreeMap::from([("delivered".to_string(), 2)]),
+                outcome: ImportOutcome::Resumed,
+                recorded_earlier: 1,
+                recorded_now: 1,
+                rows: 2,
+                skipped: vec![SkippedLine {
+                    column: None,
+                    line: 4,
+                    reason: "bad".into(),
+                }],
+                stream: "import-d".into(),
+                stream_versions: vec![3, 4],
+            }),
+            ImportView::AlreadyImported(AlreadyImported {
+                bad_rows: 0,
+                digest: "d".into(),
+                file: "f.csv".into(),
+                imported_at: "2026-09-01T08:00:00+08:00".into(),
+                kind: ImportKind::Customers,
+                outcome: ImportOutcome::AlreadyImported,
+                recorded_now: 0,
+                rows: 2,
+                stream: "import-d".into(),
+            }),
+            ImportView::Rejected(Rejected {
+                bad_rows: 1,
+                digest: "d".into(),
+                file: "f.csv".into(),
+                kind: ImportKind::Customers,
+                listed: vec![problem.clone()],
+                outcome: ImportOutcome::Rejected,
+                problems: 1,
+                rows: 1,
+            }),
+            ImportView::Unreadable(Unreadable {
+                file: "f.csv".into(),
+                kind: ImportKind::Customers,
+                listed: vec![problem],
+                outcome: ImportOutcome::Rejected,
+                problems: 1,
+            }),
+        ];
+        for view in views {
+            let text = serde_json::to_string(&crate::app::Response::Import(view.clone())).unwrap();
+            let back: crate::app::Response = serde_json::from_str(&text).unwrap();
+            match back {
+                crate::app::Response::Import(back) => assert_eq!(back, view, "{text}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}
