@@ -60,11 +60,16 @@ fn child(file: &str, data: &str) {
         format: battleplan_adapters::import::Format::Csv,
         skip_bad_rows: false,
         actor: "bench".into(),
-        json: false,
     };
     let started = Instant::now();
-    let reply = tokio.block_on(import::run(&runtime, request));
-    assert_eq!(reply.code, 0, "{}", reply.stderr);
+    let view = tokio.block_on(import::run(
+        &battleplan_orchestrator::app::Ctx::new(&runtime),
+        request,
+    ));
+    assert!(
+        matches!(&view, Ok(view) if !view.refused()),
+        "the import failed: {view:?}"
+    );
     println!("{} {}", started.elapsed().as_millis(), own_peak_kib());
 }
 

@@ -29,6 +29,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::app::AppError;
 use crate::kernel::projection::Campaigns;
 
 /// Events read from the store per step of an export.
@@ -201,23 +202,6 @@ pub async fn export<W: Write + ?Sized>(
     })
 }
 
-/// The summary of an export in words: `exported N events, head hash H[; as of T, M later
-/// events left out]`.
-pub fn summary_words(summary: &ExportSummary, as_of: Option<DateTime<Utc>>) -> String {
-    let mut words = format!(
-        "exported {} events, head hash {}",
-        summary.events, summary.head_hash
-    );
-    if let Some(as_of) = as_of {
-        words.push_str(&format!(
-            "; as of {}, {} later events left out",
-            as_of.to_rfc3339(),
-            summary.left_out
-        ));
-    }
-    words
-}
-
 /// The directory an export file `out` goes into, once checked: `out` is not a directory and
 /// its directory exists. `Err` in words (the user's mistake).
 pub fn export_directory(out: &Path) -> Result<PathBuf, String> {
@@ -278,36 +262,100 @@ pub async fn export_file(
 
 /// `export --out FILE` run by a daemon for another terminal: the daemon writes the file (by
 /// its absolute path), so that an export needs no stop. `file_name` is the path as the user
-/// gave it, for the words.
+/// gave it.
 pub async fn export_for(
-    runtime: &crate::kernel::runtime::Runtime,
+    ctx: &crate::app::Ctx<'_>,
     out: &Path,
     file_name: &str,
     as_of: Option<DateTime<Utc>>,
-) -> crate::present::Reply {
-    use crate::present::Reply;
-    let directory = match export_directory(out) {
-        Ok(directory) => directory,
-        Err(message) => return Reply::user_error(message),
-    };
-    match export_file(runtime.store.as_ref(), as_of, out, &directory).await {
-        Ok(summary) => Reply::ok(format!(
-            "wrote {}: {}\n",
-            battleplan_core::text::printable(file_name),
-            summary_words(&summary, as_of)
-        )),
-        Err(error) => match error.downcast_ref::<battleplan_core::event::StoreError>() {
-            Some(store) => Reply::store_failure(store),
-            None => Reply {
-                code: crate::present::INTERNAL_ERROR,
-                stdout: String::new(),
-                stderr: format!("battleplan: internal error: {error:#}\n"),
+) -> Result<ExportView, AppError> {
+    let directory = export_directory(out).map_err(AppError::invalid)?;
+    match export_file(ctx.runtime.store.as_ref(), as_of, out, &directory).await {
+        Ok(summary) => Ok(ExportView::of(&summary, Some(file_name.to_string()), as_of)),
+        Err(error) => Err(
+            match error.downcast_ref::<battleplan_core::event::StoreError>() {
+                Some(store) => AppError::from(store.clone()),
+                None => AppError::internal(format_args!("{error:#}")),
             },
-        },
+        ),
     }
 }
 
-/// Why an import stopped: the user's file or target (exit 2), or a failure of ours (exit 1).
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExportView {
+    /// The `--as-of` instant the export was cut at, if any.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Events written.
+    pub events: u64,
+    /// The file written, as the user named it; none when the export went to standard output.
+    pub file: Option<String>,
+    /// The hash of the last event written (all zeros for an empty export).
+    pub head_hash: String,
+    /// Events left out by `as_of` (recorded after it, or after one that was).
+    pub left_out: u64,
+}
+
+impl crate::present::View for ExportView {}
+
+impl ExportView {
+    pub fn of(
+        summary: &ExportSummary,
+        file: Option<String>,
+        as_of: Option<DateTime<Utc>>,
+    ) -> ExportView {
+        ExportView {
+            as_of,
+            events: summary.events,
+            file,
+            head_hash: summary.head_hash.clone(),
+            left_out: summary.left_out,
+        }
+    }
+}
+
+/// What `battleplan import FILE` restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RestoreView {
+    /// Campaigns rebuilt from the imported log.
+    pub campaigns: usize,
+    /// The data directory the store was restored into.
+    pub data: String,
+    /// Events imported.
+    pub events: u64,
+    /// The export file, as the user named it.
+    pub file: String,
+    /// The hash of the last event imported.
+    pub head_hash: String,
+    /// Whether the file ended with its trailer (so that a cut file would have been refused).
+    pub trailer_checked: bool,
+}
+
+impl crate::present::View for RestoreView {}
+
+/// `battleplan import FILE`: the export `file` restored into a new store in `data` (see
+/// [`import`]). Creates the store, so no process holds one: a command-line process calls it
+/// itself.
+pub async fn restore(
+    file: &Path,
+    data: &Path,
+    untrailered: Untrailered,
+) -> Result<RestoreView, AppError> {
+    match import(file, data, untrailered).await {
+        Ok(summary) => Ok(RestoreView {
+            campaigns: summary.campaigns,
+            data: data.display().to_string(),
+            events: summary.events,
+            file: file.display().to_string(),
+            head_hash: summary.head_hash,
+            trailer_checked: summary.trailer_checked,
+        }),
+        Err(ImportError::Refused(message)) => Err(AppError::invalid(message)),
+        Err(ImportError::Internal(error)) => Err(AppError::internal(format_args!("{error:#}"))),
+    }
+}
+
+/// Why an import stopped: the user's file or target, or a failure of ours.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{0}")]
@@ -712,9 +760,6 @@ mod base64 {
         Ok(out)
     }
 }
-
-/// Still printed words; typed views come next.
-pub type ExportView = crate::present::Reply;
 
 #[cfg(test)]
 mod tests {

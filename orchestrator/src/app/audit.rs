@@ -15,14 +15,12 @@ use battleplan_core::event::{Position, RecordedEvent, StoreError};
 use battleplan_core::outreach::OutreachEvent;
 use battleplan_core::task::TaskEvent;
 
-use std::fmt::Write as _;
-
 use battleplan_adapters::VerifyReport;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::app::{AppError, Ctx};
 use crate::kernel::projection::{Campaigns, NAME};
-use crate::kernel::runtime::{Runtime, Store};
-use crate::present::{Reply, USER_ERROR};
+use crate::kernel::runtime::Store;
 
 const BATCH: usize = 10_000;
 
@@ -292,10 +290,11 @@ fn first_difference<'a>(
 
 /// `audit verify` on the runtime's store (by the daemon for another terminal, or by a process
 /// on a read-only copy): the chain walked, then, on an intact chain, the payloads read and the
-/// stored projection compared with a replay. Exit 0 when everything checks out, 2 otherwise.
-pub async fn verify(runtime: &Runtime, json: bool) -> Result<Reply, StoreError> {
+/// stored projection compared with a replay. The view says whether everything checks out.
+pub async fn verify(ctx: &Ctx<'_>) -> Result<VerifyView, AppError> {
+    let runtime = ctx.runtime;
     let Some(chain) = runtime.chain.clone() else {
-        return Ok(Reply::user_error(
+        return Err(AppError::invalid(
             "this store cannot walk its chain over the bytes it stores",
         ));
     };
@@ -309,152 +308,110 @@ pub async fn verify(runtime: &Runtime, json: bool) -> Result<Reply, StoreError> 
     } else {
         None
     };
-    let mut out = String::new();
-    let intact = render(&report, replay.as_ref(), json, &mut out)
-        .map_err(|error| StoreError::Io(format!("writing the report: {error}")))?;
-    Ok(Reply {
-        code: if intact { 0 } else { USER_ERROR },
-        stdout: out,
-        stderr: String::new(),
-    })
+    Ok(view(&report, replay.as_ref()))
 }
 
-/// Writes the report (words, or JSON); `true` when everything checks out.
-fn render(
-    report: &VerifyReport,
-    replay: Option<&ReplayReport>,
-    json: bool,
-    out: &mut String,
-) -> Result<bool, std::fmt::Error> {
+/// The report as data.
+fn view(report: &VerifyReport, replay: Option<&ReplayReport>) -> VerifyView {
     let finding = replay.and_then(|replay| replay.finding.as_ref());
     let intact = report.problem.is_none() && finding.is_none();
-    if json {
-        let (problem_kind, problem_position, problem_key, problem) =
-            match (&report.problem, finding) {
-                (Some(problem), _) => (
-                    Some("chain"),
-                    Some(problem.position.0),
-                    None,
-                    Some(problem.to_string()),
-                ),
-                (None, Some(finding)) => (
-                    Some(match finding {
-                        Finding::Payload { .. } => "payload",
-                        Finding::Projection { .. } => "projection",
-                        Finding::BackInTime { .. } => "time",
-                    }),
-                    finding.position(),
-                    finding.key().map(str::to_string),
-                    Some(finding.to_string()),
-                ),
-                (None, None) => (None, None, None, None),
-            };
-        let output = JsonVerify {
-            intact,
-            events: report.checked,
-            head_hash: report.head_hash.clone(),
-            problem_kind,
-            problem_position,
-            problem_key,
-            problem,
-            chain_intact: report.problem.is_none(),
-            payloads_read: replay.map(|replay| replay.payloads),
-            projection: replay
-                .filter(|replay| {
-                    !matches!(
-                        replay.finding,
-                        Some(Finding::Payload { .. } | Finding::BackInTime { .. })
-                    )
-                })
-                .map(|replay| JsonProjection {
-                    name: NAME,
-                    checkpoint: replay.checkpoint,
-                    campaigns: replay.campaigns,
-                    matches_replay: replay.finding.is_none(),
-                }),
-        };
-        let text = serde_json::to_string_pretty(&output).map_err(|_| std::fmt::Error)?;
-        writeln!(out, "{text}")?;
-    } else {
-        match (&report.problem, replay) {
-            (Some(problem), _) => {
-                writeln!(out, "damaged: {problem}")?;
-                writeln!(
-                    out,
-                    "the {} events before it check out (head hash {})",
-                    report.checked, report.head_hash
-                )?;
-            }
-            (None, Some(replay)) => match &replay.finding {
-                None => {
-                    writeln!(
-                        out,
-                        "intact: {} events, positions 1 to {} without gaps, every hash and stream version checks out; head hash {}",
-                        report.checked, report.checked, report.head_hash
-                    )?;
-                    writeln!(
-                        out,
-                        "every payload reads as its type ({} events)",
-                        replay.payloads
-                    )?;
-                    writeln!(
-                        out,
-                        "stored projection `{}` (checkpoint at position {}, {} campaign{}) is exactly what replaying the log gives",
-                        NAME,
-                        replay.checkpoint,
-                        replay.campaigns,
-                        if replay.campaigns == 1 { "" } else { "s" }
-                    )?;
-                }
-                Some(finding) => {
-                    writeln!(out, "damaged: {finding}")?;
-                    writeln!(
-                        out,
-                        "the chain checks out: {} events, head hash {}",
-                        report.checked, report.head_hash
-                    )?;
-                }
-            },
-            (None, None) => {}
-        }
+    let (problem_kind, problem_position, problem_key, problem) = match (&report.problem, finding) {
+        (Some(problem), _) => (
+            Some(ProblemKind::Chain),
+            Some(problem.position.0),
+            None,
+            Some(problem.to_string()),
+        ),
+        (None, Some(finding)) => (
+            Some(match finding {
+                Finding::Payload { .. } => ProblemKind::Payload,
+                Finding::Projection { .. } => ProblemKind::Projection,
+                Finding::BackInTime { .. } => ProblemKind::Time,
+            }),
+            finding.position(),
+            finding.key().map(str::to_string),
+            Some(finding.to_string()),
+        ),
+        (None, None) => (None, None, None, None),
+    };
+    VerifyView {
+        intact,
+        events: report.checked,
+        head_hash: report.head_hash.clone(),
+        problem_kind,
+        problem_position,
+        problem_key,
+        problem,
+        chain_intact: report.problem.is_none(),
+        payloads_read: replay.map(|replay| replay.payloads),
+        projection: replay
+            .filter(|replay| {
+                !matches!(
+                    replay.finding,
+                    Some(Finding::Payload { .. } | Finding::BackInTime { .. })
+                )
+            })
+            .map(|replay| ProjectionCheck {
+                name: NAME.to_string(),
+                checkpoint: replay.checkpoint,
+                campaigns: replay.campaigns,
+                matches_replay: replay.finding.is_none(),
+            }),
     }
-    Ok(intact)
 }
 
-#[derive(Serialize)]
-struct JsonVerify {
+/// What failed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Positions, hashes or stream versions.
+    Chain,
+    /// A payload that does not read as its type.
+    Payload,
+    /// An event dated before the one before it.
+    Time,
+    /// The stored projection is not what the log gives.
+    Projection,
+}
+
+/// What `audit verify` found (fields in the order the JSON has always shown them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VerifyView {
     /// Everything checks out: the chain, the payloads and the stored projection.
-    intact: bool,
-    events: u64,
-    head_hash: String,
+    pub intact: bool,
+    /// Events whose chain checks out.
+    pub events: u64,
+    pub head_hash: String,
     /// What failed first: `chain`, `payload`, `time` (an event dated before the one before it)
     /// or `projection`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_position: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_kind: Option<ProblemKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_position: Option<u64>,
     /// The campaign whose stored state differs, for a projection problem.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem_key: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    problem: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem_key: Option<String>,
+    /// The problem, where it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// Whether the chain checks out (positions, hashes, stream versions).
-    chain_intact: bool,
+    pub chain_intact: bool,
     /// Events whose payload was read as its type (not checked when the chain is broken).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    payloads_read: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payloads_read: Option<u64>,
     /// The stored projection compared with the replay (not when an earlier check failed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    projection: Option<JsonProjection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<ProjectionCheck>,
 }
 
-#[derive(Serialize)]
-struct JsonProjection {
-    name: &'static str,
-    checkpoint: u64,
-    campaigns: usize,
-    matches_replay: bool,
-}
+impl crate::present::View for VerifyView {}
 
-/// Still printed words; typed views come next.
-pub type VerifyView = crate::present::Reply;
+/// The stored projection against the replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProjectionCheck {
+    pub name: String,
+    /// The log position the stored projection reflects.
+    pub checkpoint: u64,
+    pub campaigns: usize,
+    pub matches_replay: bool,
+}

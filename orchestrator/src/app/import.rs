@@ -3,7 +3,7 @@
 //!
 //! Two passes over the file, each streaming it with bounded memory:
 //! 1. [`check`] reads every row and computes the file's digest, writing nothing. A malformed row
-//!    rejects the whole import (exit 2, every problem listed up to [`LISTED_PROBLEMS`]) unless
+//!    rejects the whole import (every problem listed up to [`LISTED_PROBLEMS`]) unless
 //!    `--skip-bad-rows` was given. When a customers file may repeat an id (two rows' id hashes
 //!    are equal), a second look names each repeat exactly, with the line of the first.
 //!    An outcomes file gets a second look once the store is open ([`record`], before its first
@@ -25,12 +25,12 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use battleplan_adapters::import::{self as file, FileRead, Format, Item, Problem, ReadError};
-use battleplan_core::campaign::timeline::{local, local_rfc3339};
+use battleplan_core::campaign::timeline::local_rfc3339;
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::events::{import_stream, MAX_LISTED_SKIPPED};
 use battleplan_core::customer::row::{unknown_in_outcome, Known, Row};
 use battleplan_core::customer::{
-    CustomerEvent, ImportFinished, ImportKind, ImportStarted, OutcomeKind, SkippedRow,
+    CustomerEvent, ImportFinished, ImportKind, ImportStarted, SkippedRow,
 };
 use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId,
@@ -40,16 +40,12 @@ use battleplan_core::plan;
 use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use crate::app::{AppError, Ctx};
 use crate::kernel::runtime::{derived_command_id, HandleError, Runtime};
-use crate::present::{Reply, INTERNAL_ERROR, USER_ERROR};
 
 /// The most problems a rejected import lists (the total is always given).
 pub const LISTED_PROBLEMS: usize = 100;
-/// The most skipped rows the text output lists (the event and `--json` list up to
-/// [`MAX_LISTED_SKIPPED`]).
-const LISTED_SKIPPED_TEXT: usize = 100;
 /// Rows per append, at most. Small on purpose: an append's records stay below the sled store's
 /// chunk size (96 KiB), so appends share chunks; an append larger than that becomes a chunk of
 /// its own, and sled 0.34 keeps every such chunk it writes in memory, whatever its cache
@@ -92,7 +88,209 @@ pub struct ImportRequest {
     pub format: Format,
     pub skip_bad_rows: bool,
     pub actor: String,
-    pub json: bool,
+}
+
+/// What became of an import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportOutcome {
+    /// The whole file (or its good rows) recorded now.
+    Imported,
+    /// An import of the file cut short earlier, finished now.
+    Resumed,
+    /// The file was imported before: nothing changed.
+    AlreadyImported,
+    /// Refused whole: nothing was recorded.
+    Rejected,
+}
+
+/// One problem with a file, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProblemLine {
+    /// The column's name (CSV: from the header; JSON lines: the key), when the problem is in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    /// The line in the file (from 1).
+    pub line: u64,
+    /// CSV: the field's number in the row (from 1). JSON lines: the character in the line
+    /// (from 1) where the JSON breaks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+    pub reason: String,
+}
+
+impl From<&Problem> for ProblemLine {
+    fn from(problem: &Problem) -> ProblemLine {
+        ProblemLine {
+            column: problem.column.clone(),
+            line: problem.line,
+            position: problem.position,
+            reason: problem.reason.clone(),
+        }
+    }
+}
+
+/// A bad row left out by `--skip-bad-rows`: its first problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SkippedLine {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub line: u64,
+    pub reason: String,
+}
+
+impl From<&SkippedRow> for SkippedLine {
+    fn from(row: &SkippedRow) -> SkippedLine {
+        SkippedLine {
+            column: row.column.clone(),
+            line: row.line,
+            reason: row.reason.clone(),
+        }
+    }
+}
+
+/// Rows recorded: the whole file, its good rows, or the rest of an import cut short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Imported {
+    /// Rows left out (`--skip-bad-rows`).
+    pub bad_rows: u64,
+    /// blake3 of the file's bytes, hex.
+    pub digest: String,
+    /// The file's name as the user wrote it.
+    pub file: String,
+    #[schema(value_type = String)]
+    pub kind: ImportKind,
+    /// Outcomes recorded, by kind (empty for customers).
+    pub kinds: BTreeMap<String, u64>,
+    /// `imported` or `resumed`.
+    pub outcome: ImportOutcome,
+    /// Rows the stream held before this run.
+    pub recorded_earlier: u64,
+    pub recorded_now: u64,
+    /// Good rows in the file.
+    pub rows: u64,
+    /// The first bad rows left out, up to the number the `ImportStarted` event lists.
+    pub skipped: Vec<SkippedLine>,
+    /// The import's stream (`import-<digest>`).
+    pub stream: String,
+    /// The first and the last stream version this run recorded.
+    pub stream_versions: Vec<u64>,
+}
+
+/// The file was imported before: nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AlreadyImported {
+    pub bad_rows: u64,
+    pub digest: String,
+    pub file: String,
+    /// When (RFC 3339, with the people's offset).
+    pub imported_at: String,
+    #[schema(value_type = String)]
+    pub kind: ImportKind,
+    /// `already_imported`.
+    pub outcome: ImportOutcome,
+    /// Always 0.
+    pub recorded_now: u64,
+    /// Rows the earlier import recorded.
+    pub rows: u64,
+    pub stream: String,
+}
+
+/// Bad rows, without `--skip-bad-rows`: the file refused whole, nothing recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Rejected {
+    pub bad_rows: u64,
+    pub digest: String,
+    pub file: String,
+    #[schema(value_type = String)]
+    pub kind: ImportKind,
+    /// The first problems, where they are (all of them are counted in `problems`).
+    pub listed: Vec<ProblemLine>,
+    /// `rejected`.
+    pub outcome: ImportOutcome,
+    /// Problems in all (a bad row may have several).
+    pub problems: u64,
+    /// Good rows.
+    pub rows: u64,
+}
+
+/// A file that cannot be imported at all (a bad header, an empty file): nothing recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Unreadable {
+    pub file: String,
+    #[schema(value_type = String)]
+    pub kind: ImportKind,
+    pub listed: Vec<ProblemLine>,
+    /// `rejected`.
+    pub outcome: ImportOutcome,
+    pub problems: u64,
+}
+
+/// What an import came to. Each shape's fields are in alphabetical order, and `outcome` says
+/// which it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ImportView {
+    Imported(Imported),
+    AlreadyImported(AlreadyImported),
+    Rejected(Rejected),
+    Unreadable(Unreadable),
+}
+
+impl crate::present::View for ImportView {}
+
+impl ImportView {
+    /// The file was refused whole (nothing recorded).
+    pub fn refused(&self) -> bool {
+        matches!(self, ImportView::Rejected(_) | ImportView::Unreadable(_))
+    }
+}
+
+/// Why an import stops short of recording: the file refused whole (its problems, as a view to
+/// show), or a refusal of the request.
+#[derive(Debug)]
+pub enum Stopped {
+    Refused(Box<ImportView>),
+    Failed(AppError),
+}
+
+impl Stopped {
+    /// The answer to give instead of importing.
+    pub fn into_result(self) -> Result<ImportView, AppError> {
+        match self {
+            Stopped::Refused(view) => Ok(*view),
+            Stopped::Failed(error) => Err(error),
+        }
+    }
+}
+
+impl From<AppError> for Stopped {
+    fn from(error: AppError) -> Stopped {
+        Stopped::Failed(error)
+    }
+}
+
+impl From<Failure> for Stopped {
+    fn from(failure: Failure) -> Stopped {
+        Stopped::Failed(match failure {
+            Failure::User(message) => AppError::invalid(message),
+            Failure::Conflict(message) => AppError::Conflict { message },
+            Failure::Internal(message) => AppError::internal(message),
+            Failure::Store(error) => AppError::from(error),
+        })
+    }
+}
+
+impl From<StoreError> for Stopped {
+    fn from(error: StoreError) -> Stopped {
+        Failure::Store(error).into()
+    }
+}
+
+impl From<battleplan_core::event::upcast::PayloadError> for Stopped {
+    fn from(error: battleplan_core::event::upcast::PayloadError) -> Stopped {
+        Failure::from(error).into()
+    }
 }
 
 /// What the first pass found.
@@ -204,7 +402,7 @@ fn skipped_row(line: u64, problems: &[Problem]) -> SkippedRow {
 
 /// Pass 1: reads the whole file, writing nothing. `Err` is the answer to give instead of
 /// importing: a file that cannot be read, or bad rows without `--skip-bad-rows`.
-pub fn check(request: &ImportRequest, progress: &dyn Fn(u64)) -> Result<Checked, Reply> {
+pub fn check(request: &ImportRequest, progress: &dyn Fn(u64)) -> Result<Checked, Stopped> {
     check_until(request, progress, &|| false)
 }
 
@@ -213,7 +411,7 @@ fn check_until(
     request: &ImportRequest,
     progress: &dyn Fn(u64),
     stop: &dyn Fn() -> bool,
-) -> Result<Checked, Reply> {
+) -> Result<Checked, Stopped> {
     let mut rows = 0u64;
     let mut bad_rows = 0u64;
     let mut problems = 0u64;
@@ -306,7 +504,7 @@ fn check_until(
         })?;
     }
     if checked.bad_rows > 0 && !request.skip_bad_rows {
-        return Err(rejected(request, &checked));
+        return Err(Stopped::Refused(Box::new(rejected(request, &checked))));
     }
     Ok(checked)
 }
@@ -326,7 +524,7 @@ fn second_look(
     checked: &mut Checked,
     stop: &dyn Fn() -> bool,
     verdict: &mut dyn FnMut(&Row) -> Option<Problem>,
-) -> Result<(), Reply> {
+) -> Result<(), Stopped> {
     let mut found = LookedAt::default();
     let mut index = 0u64;
     let mut excluded = checked.excluded.clone();
@@ -353,10 +551,10 @@ fn second_look(
     match result {
         Ok(read) if read.digest == checked.read.digest => {}
         Ok(_) | Err(ReadError::File(_)) => {
-            outcome = Err(user_error(format_args!(
+            outcome = Err(Stopped::Failed(AppError::invalid(format_args!(
                 "{} changed while it was being checked; run the command again",
                 printable(&request.file_name)
-            )))
+            ))))
         }
         Err(error) => outcome = Err(unreadable(request, error)),
     }
@@ -364,115 +562,41 @@ fn second_look(
     outcome
 }
 
-fn unreadable(request: &ImportRequest, error: ReadError) -> Reply {
-    let name = printable(&request.file_name);
+fn unreadable(request: &ImportRequest, error: ReadError) -> Stopped {
     let problems = match error {
         ReadError::File(problems) => problems,
-        ReadError::Io(message) => return user_error(message),
-        ReadError::Stopped => return internal_error("the file's reader stopped early"),
+        ReadError::Io(message) => return Stopped::Failed(AppError::invalid(message)),
+        ReadError::Stopped => {
+            return Stopped::Failed(AppError::internal("the file's reader stopped early"))
+        }
     };
-    if request.json {
-        let report = json!({
-            "file": request.file_name,
-            "kind": request.kind.as_str(),
-            "outcome": "rejected",
-            "problems": problems.len(),
-            "listed": problems,
-        });
-        return Reply {
-            code: USER_ERROR,
-            stdout: format!("{report:#}\n"),
-            stderr: String::new(),
-        };
-    }
-    let mut stderr = String::new();
-    for problem in &problems {
-        let _ = writeln!(stderr, "{name}: {problem}");
-    }
-    let _ = writeln!(
-        stderr,
-        "{name}: the file cannot be imported; nothing was imported (--skip-bad-rows skips bad rows, not a bad header or an empty file)"
-    );
-    Reply {
-        code: USER_ERROR,
-        stdout: String::new(),
-        stderr,
-    }
+    Stopped::Refused(Box::new(ImportView::Unreadable(Unreadable {
+        file: request.file_name.clone(),
+        kind: request.kind,
+        listed: problems.iter().map(ProblemLine::from).collect(),
+        outcome: ImportOutcome::Rejected,
+        problems: problems.len() as u64,
+    })))
 }
 
-fn plural(count: u64, word: &str) -> String {
-    if count == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{count} {word}s")
-    }
-}
-
-fn rejected(request: &ImportRequest, checked: &Checked) -> Reply {
-    let name = printable(&request.file_name);
-    if request.json {
-        let report = json!({
-            "file": request.file_name,
-            "kind": request.kind.as_str(),
-            "digest": checked.read.digest,
-            "outcome": "rejected",
-            "rows": checked.rows,
-            "bad_rows": checked.bad_rows,
-            "problems": checked.problems,
-            "listed": checked.listed,
-        });
-        return Reply {
-            code: USER_ERROR,
-            stdout: format!("{report:#}\n"),
-            stderr: String::new(),
-        };
-    }
-    let mut stderr = String::new();
-    for problem in &checked.listed {
-        let _ = writeln!(stderr, "{name}: {problem}");
-    }
-    if checked.problems > checked.listed.len() as u64 {
-        let _ = writeln!(
-            stderr,
-            "{name}: ... and {} more problems not listed",
-            checked.problems - checked.listed.len() as u64
-        );
-    }
-    let _ = writeln!(
-        stderr,
-        "{name}: {} ({}) of {}; nothing was imported. Fix them, or import the good rows with --skip-bad-rows.",
-        plural(checked.bad_rows, "bad row"),
-        plural(checked.problems, "problem"),
-        plural(checked.rows + checked.bad_rows, "row")
-    );
-    Reply {
-        code: USER_ERROR,
-        stdout: String::new(),
-        stderr,
-    }
-}
-
-fn user_error(message: impl std::fmt::Display) -> Reply {
-    Reply {
-        code: USER_ERROR,
-        stdout: String::new(),
-        stderr: format!("battleplan: {message}\n"),
-    }
-}
-
-fn internal_error(message: impl std::fmt::Display) -> Reply {
-    Reply {
-        code: INTERNAL_ERROR,
-        stdout: String::new(),
-        stderr: format!("battleplan: internal error: {message}\n"),
-    }
+fn rejected(request: &ImportRequest, checked: &Checked) -> ImportView {
+    ImportView::Rejected(Rejected {
+        bad_rows: checked.bad_rows,
+        digest: checked.read.digest.clone(),
+        file: request.file_name.clone(),
+        kind: request.kind,
+        listed: checked.listed.iter().map(ProblemLine::from).collect(),
+        outcome: ImportOutcome::Rejected,
+        problems: checked.problems,
+        rows: checked.rows,
+    })
 }
 
 /// Whether the file named may be imported (a regular file within
 /// [`file::MAX_FILE_BYTES`]): the command line asks before sending a request, a daemon before
 /// reading what a request names.
-pub fn admissible(request: &ImportRequest) -> Result<u64, Reply> {
-    file::admissible(&request.path).map_err(user_error)
+pub fn admissible(request: &ImportRequest) -> Result<u64, AppError> {
+    file::admissible(&request.path).map_err(AppError::invalid)
 }
 
 /// Sets its flag when dropped: a request the daemon drops (it is stopping) stops the reader of
@@ -487,10 +611,8 @@ impl Drop for StopOnDrop {
 
 /// Both passes, for a daemon: the file is checked as the command line checks it (a request
 /// may come from anything that can write to the socket), then read on a blocking thread.
-pub async fn run(runtime: &Runtime, request: ImportRequest) -> Reply {
-    if let Err(reply) = admissible(&request) {
-        return reply;
-    }
+pub async fn run(ctx: &Ctx<'_>, request: ImportRequest) -> Result<ImportView, AppError> {
+    admissible(&request)?;
     let checking = request.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let _stop_on_drop = StopOnDrop(stop.clone());
@@ -501,10 +623,14 @@ pub async fn run(runtime: &Runtime, request: ImportRequest) -> Reply {
     .await
     {
         Ok(Ok(checked)) => checked,
-        Ok(Err(reply)) => return reply,
-        Err(error) => return internal_error(format_args!("checking the file failed: {error}")),
+        Ok(Err(stopped)) => return stopped.into_result(),
+        Err(error) => {
+            return Err(AppError::internal(format_args!(
+                "checking the file failed: {error}"
+            )))
+        }
     };
-    record(runtime, &request, checked, None).await
+    record(ctx, &request, checked, None).await
 }
 
 /// Outcomes: leaves out (or, without `--skip-bad-rows`, rejects the file for) each row naming a
@@ -514,7 +640,7 @@ async fn screen_outcomes(
     runtime: &Runtime,
     request: &ImportRequest,
     checked: &mut Checked,
-) -> Result<Option<Reply>, Failure> {
+) -> Result<Option<Stopped>, Failure> {
     let reach_outs = known_reach_outs(runtime).await?;
     let now = runtime.clock.now();
     let zone = crate::app::campaigns::people_zone(runtime)
@@ -566,11 +692,11 @@ async fn screen_outcomes(
         Ok(screened) => {
             *checked = screened;
             if checked.bad_rows > 0 && !request.skip_bad_rows {
-                return Ok(Some(rejected(request, checked)));
+                return Ok(Some(Stopped::Refused(Box::new(rejected(request, checked)))));
             }
             Ok(None)
         }
-        Err(reply) => Ok(Some(reply)),
+        Err(stopped) => Ok(Some(stopped)),
     }
 }
 
@@ -628,11 +754,13 @@ async fn known_reach_outs(
 
 /// Why recording stopped.
 enum Failure {
-    /// The user's to fix (exit 2).
+    /// The user's to fix.
     User(String),
-    /// Ours (exit 1).
+    /// Another import of the same file under way.
+    Conflict(String),
+    /// Ours.
     Internal(String),
-    /// The store's: damaged (exit 2) or its disk failing (exit 1).
+    /// The store's: damaged, or its disk failing.
     Store(StoreError),
 }
 
@@ -679,20 +807,18 @@ struct Reread {
 /// Pass 2: records the checked file, or finishes an import of it cut short, or finds it done.
 /// `progress`, when given, is moved along the file's bytes.
 pub async fn record(
-    runtime: &Runtime,
+    ctx: &Ctx<'_>,
     request: &ImportRequest,
     mut checked: Checked,
     progress: Option<indicatif::ProgressBar>,
-) -> Reply {
+) -> Result<ImportView, AppError> {
     if let Some(bar) = &progress {
         bar.set_position(0);
         bar.set_message("recording");
     }
-    match recording(runtime, request, &mut checked, progress).await {
-        Ok(reply) => reply,
-        Err(Failure::User(message)) => user_error(message),
-        Err(Failure::Internal(message)) => internal_error(message),
-        Err(Failure::Store(error)) => Reply::store_failure(&error),
+    match recording(ctx.runtime, request, &mut checked, progress).await {
+        Ok(view) => Ok(view),
+        Err(stopped) => stopped.into_result(),
     }
 }
 
@@ -701,7 +827,7 @@ async fn recording(
     request: &ImportRequest,
     checked: &mut Checked,
     progress: Option<indicatif::ProgressBar>,
-) -> Result<Reply, Failure> {
+) -> Result<ImportView, Stopped> {
     let digest = checked.read.digest.clone();
     let stream = import_stream(&digest).map_err(Failure::Internal)?;
     let found = find(runtime, &stream).await?;
@@ -723,15 +849,15 @@ async fn recording(
             if let Some(bar) = &progress {
                 bar.finish_and_clear();
             }
-            return Ok(rejection);
+            return Err(rejection);
         }
     }
     let checked = &*checked;
     let (started, started_event, mut version, resumed) = match found {
         Found::Finished { .. } => {
-            return Err(Failure::Internal(
+            return Err(Stopped::from(Failure::Internal(
                 "the import was found finished".to_string(),
-            ))
+            )))
         }
         Found::Unfinished {
             started,
@@ -739,18 +865,18 @@ async fn recording(
             version,
         } => {
             if started.kind != request.kind {
-                return Err(Failure::User(format!(
+                return Err(Stopped::from(Failure::User(format!(
                     "{} was started as an import of {}; import it with `battleplan {} import`",
                     printable(&request.file_name),
                     started.kind.as_str(),
                     started.kind.as_str()
-                )));
+                ))));
             }
             if started.rows != checked.rows {
-                return Err(Failure::User(format!(
+                return Err(Stopped::from(Failure::User(format!(
                     "the import of this file begun earlier counted {} rows to record, now {}: the customers or campaigns its outcomes name changed since, or this battleplan reads the file differently; it cannot be resumed",
                     started.rows, checked.rows
-                )));
+                ))));
             }
             (started, event, version, true)
         }
@@ -851,30 +977,30 @@ async fn recording(
     drop(receiver);
     let reread = reader.await;
     if let Some(failure) = failure {
-        return Err(failure);
+        return Err(failure.into());
     }
     let reread = match reread {
         Ok(Ok(reread)) => reread,
-        Ok(Err(ReadError::Io(message))) => return Err(Failure::User(message)),
-        Ok(Err(_)) => return Err(Failure::User(changed(request, &stream))),
+        Ok(Err(ReadError::Io(message))) => return Err(Stopped::from(Failure::User(message))),
+        Ok(Err(_)) => return Err(Stopped::from(Failure::User(changed(request, &stream)))),
         Err(error) => {
-            return Err(Failure::Internal(format!(
+            return Err(Stopped::from(Failure::Internal(format!(
                 "reading the file failed: {error}"
-            )))
+            ))))
         }
     };
     if reread.read.digest != digest
         || reread.rows != checked.rows
         || reread.bad_rows != checked.bad_rows
     {
-        return Err(Failure::User(changed(request, &stream)));
+        return Err(Stopped::from(Failure::User(changed(request, &stream))));
     }
     let recorded = version.0.saturating_sub(1);
     if recorded != started.rows {
-        return Err(Failure::Internal(format!(
+        return Err(Stopped::from(Failure::Internal(format!(
             "the stream {stream} holds {recorded} rows after the import, the file has {}",
             started.rows
-        )));
+        ))));
     }
     let finished = ImportFinished {
         kind: request.kind,
@@ -902,7 +1028,7 @@ async fn recording(
         request,
         checked,
         &stream,
-        Imported {
+        Recorded {
             resumed,
             earlier: already_recorded,
             first_new,
@@ -995,7 +1121,7 @@ async fn append(
             }
             Ok(outcome.last_version)
         }
-        Err(HandleError::Store(StoreError::Conflict { actual, .. })) => Err(Failure::User(format!(
+        Err(HandleError::Store(StoreError::Conflict { actual, .. })) => Err(Failure::Conflict(format!(
             "another import of {} is under way (its stream {stream} moved to version {actual}); let it finish, then run this command again to check",
             printable(&request.file_name)
         ))),
@@ -1087,14 +1213,6 @@ fn reread(
     })
 }
 
-fn row_word(kind: ImportKind, count: u64) -> String {
-    let word = match kind {
-        ImportKind::Customers => "customer",
-        ImportKind::Outcomes => "outcome",
-    };
-    plural(count, word)
-}
-
 fn already(
     request: &ImportRequest,
     checked: &Checked,
@@ -1102,54 +1220,21 @@ fn already(
     rows: u64,
     at: DateTime<Utc>,
     zone: chrono_tz::Tz,
-) -> Reply {
-    let name = printable(&request.file_name);
-    if request.json {
-        let report = json!({
-            "file": request.file_name,
-            "kind": request.kind.as_str(),
-            "digest": checked.read.digest,
-            "stream": stream.as_str(),
-            "outcome": "already_imported",
-            "imported_at": local_rfc3339(zone, at),
-            "rows": rows,
-            "recorded_now": 0,
-            "bad_rows": checked.bad_rows,
-        });
-        return Reply {
-            code: 0,
-            stdout: format!("{report:#}\n"),
-            stderr: String::new(),
-        };
-    }
-    Reply {
-        code: 0,
-        stdout: format!(
-            "{name}: already imported on {}: {} rows; nothing changed ({stream})\n",
-            local(zone, at),
-            rows
-        ),
-        stderr: String::new(),
-    }
+) -> ImportView {
+    ImportView::AlreadyImported(AlreadyImported {
+        bad_rows: checked.bad_rows,
+        digest: checked.read.digest.clone(),
+        file: request.file_name.clone(),
+        imported_at: local_rfc3339(zone, at),
+        kind: request.kind,
+        outcome: ImportOutcome::AlreadyImported,
+        recorded_now: 0,
+        rows,
+        stream: stream.as_str().to_string(),
+    })
 }
 
-/// `: 3 delivered, 1 ordered`, the outcomes recorded by kind; nothing for customers.
-fn kinds_in_words(kinds: &BTreeMap<&'static str, u64>) -> String {
-    let words: Vec<String> = OutcomeKind::ALL
-        .iter()
-        .filter_map(|kind| {
-            let count = kinds.get(kind.as_str()).copied().unwrap_or(0);
-            (count > 0).then(|| format!("{count} {}", kind.as_str()))
-        })
-        .collect();
-    if words.is_empty() {
-        String::new()
-    } else {
-        format!(": {}", words.join(", "))
-    }
-}
-
-struct Imported {
+struct Recorded {
     resumed: bool,
     /// Rows the stream held before this run.
     earlier: u64,
@@ -1161,87 +1246,30 @@ fn imported(
     request: &ImportRequest,
     checked: &Checked,
     stream: &StreamId,
-    done: Imported,
-) -> Reply {
-    let name = printable(&request.file_name);
-    let now = checked.rows - done.earlier.min(checked.rows);
-    if request.json {
-        let report = json!({
-            "file": request.file_name,
-            "kind": request.kind.as_str(),
-            "digest": checked.read.digest,
-            "stream": stream.as_str(),
-            "outcome": if done.resumed { "resumed" } else { "imported" },
-            "rows": checked.rows,
-            "recorded_now": now,
-            "recorded_earlier": done.earlier,
-            "bad_rows": checked.bad_rows,
-            "skipped": checked.skipped,
-            "kinds": checked.kinds,
-            "stream_versions": [done.first_new.0, done.last.0],
-        });
-        return Reply {
-            code: 0,
-            stdout: format!("{report:#}\n"),
-            stderr: String::new(),
-        };
-    }
-    let mut out = String::new();
-    if done.resumed {
-        let _ = writeln!(
-            out,
-            "{name}: resumed an import cut short: {} recorded earlier, {} now ({stream}, versions {} to {})",
-            plural(done.earlier, "row"),
-            row_word(request.kind, now),
-            done.first_new,
-            done.last
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "{name}: imported {}{} ({stream}, versions 1 to {})",
-            row_word(request.kind, checked.rows),
-            kinds_in_words(&checked.kinds),
-            done.last
-        );
-    }
-    if checked.bad_rows > 0 {
-        let _ = writeln!(
-            out,
-            "skipped {} (--skip-bad-rows):",
-            plural(checked.bad_rows, "bad row")
-        );
-        for row in checked.skipped.iter().take(LISTED_SKIPPED_TEXT) {
-            // The column and the reason quote the file: escaped for the terminal.
-            match &row.column {
-                Some(column) => {
-                    let _ = writeln!(
-                        out,
-                        "  line {}, {}: {}",
-                        row.line,
-                        printable(column),
-                        printable(&row.reason)
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "  line {}: {}", row.line, printable(&row.reason));
-                }
-            }
-        }
-        let listed = checked.skipped.len().min(LISTED_SKIPPED_TEXT) as u64;
-        if checked.bad_rows > listed {
-            let _ = writeln!(
-                out,
-                "  ... and {} more (the ImportStarted event lists up to {MAX_LISTED_SKIPPED})",
-                checked.bad_rows - listed
-            );
-        }
-    }
-    Reply {
-        code: 0,
-        stdout: out,
-        stderr: String::new(),
-    }
+    done: Recorded,
+) -> ImportView {
+    ImportView::Imported(Imported {
+        bad_rows: checked.bad_rows,
+        digest: checked.read.digest.clone(),
+        file: request.file_name.clone(),
+        kind: request.kind,
+        kinds: checked
+            .kinds
+            .iter()
+            .map(|(kind, count)| ((*kind).to_string(), *count))
+            .collect(),
+        outcome: if done.resumed {
+            ImportOutcome::Resumed
+        } else {
+            ImportOutcome::Imported
+        },
+        recorded_earlier: done.earlier,
+        recorded_now: checked.rows - done.earlier.min(checked.rows),
+        rows: checked.rows,
+        skipped: checked.skipped.iter().map(SkippedLine::from).collect(),
+        stream: stream.as_str().to_string(),
+        stream_versions: vec![done.first_new.0, done.last.0],
+    })
 }
 
 /// A progress bar on standard error for a file of `bytes`, when standard error is a terminal
@@ -1262,5 +1290,76 @@ pub fn progress_bar(bytes: u64, message: &'static str) -> Option<indicatif::Prog
     Some(bar)
 }
 
-/// Still printed words; typed views come next.
-pub type ImportView = crate::present::Reply;
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The socket carries a view as JSON: each shape must come back as itself (the enum is
+    /// untagged, so a shape read as another would lose fields silently).
+    #[test]
+    fn every_import_view_comes_back_from_json_as_itself() {
+        let problem = ProblemLine {
+            column: Some("id".into()),
+            line: 3,
+            position: None,
+            reason: "empty".into(),
+        };
+        let views = [
+            ImportView::Imported(Imported {
+                bad_rows: 1,
+                digest: "d".into(),
+                file: "f.csv".into(),
+                kind: ImportKind::Outcomes,
+                kinds: BTreeMap::from([("delivered".to_string(), 2)]),
+                outcome: ImportOutcome::Resumed,
+                recorded_earlier: 1,
+                recorded_now: 1,
+                rows: 2,
+                skipped: vec![SkippedLine {
+                    column: None,
+                    line: 4,
+                    reason: "bad".into(),
+                }],
+                stream: "import-d".into(),
+                stream_versions: vec![3, 4],
+            }),
+            ImportView::AlreadyImported(AlreadyImported {
+                bad_rows: 0,
+                digest: "d".into(),
+                file: "f.csv".into(),
+                imported_at: "2026-09-01T08:00:00+08:00".into(),
+                kind: ImportKind::Customers,
+                outcome: ImportOutcome::AlreadyImported,
+                recorded_now: 0,
+                rows: 2,
+                stream: "import-d".into(),
+            }),
+            ImportView::Rejected(Rejected {
+                bad_rows: 1,
+                digest: "d".into(),
+                file: "f.csv".into(),
+                kind: ImportKind::Customers,
+                listed: vec![problem.clone()],
+                outcome: ImportOutcome::Rejected,
+                problems: 1,
+                rows: 1,
+            }),
+            ImportView::Unreadable(Unreadable {
+                file: "f.csv".into(),
+                kind: ImportKind::Customers,
+                listed: vec![problem],
+                outcome: ImportOutcome::Rejected,
+                problems: 1,
+            }),
+        ];
+        for view in views {
+            let text = serde_json::to_string(&crate::app::Response::Import(view.clone())).unwrap();
+            let back: crate::app::Response = serde_json::from_str(&text).unwrap();
+            match back {
+                crate::app::Response::Import(back) => assert_eq!(back, view, "{text}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+}

@@ -200,9 +200,7 @@ pub enum Request {
         command_id: Option<Uuid>,
     },
     /// `audit verify`: the chain, the payloads and the stored projection; reads only.
-    AuditVerify {
-        json: bool,
-    },
+    AuditVerify,
     /// `export --out FILE`: the owner of the store writes the file itself (by its absolute
     /// path), whole or not at all; a log of millions of events never travels through the socket.
     Export {
@@ -243,7 +241,7 @@ impl Request {
             | Request::Tasks(_)
             | Request::Funnel { .. }
             | Request::Targets { .. }
-            | Request::AuditVerify { .. }
+            | Request::AuditVerify
             | Request::Export { .. } => None,
         }
     }
@@ -276,6 +274,9 @@ pub enum Response {
     Targets(campaigns::TargetsView),
     AuditVerify(audit::VerifyView),
     Export(archive::ExportView),
+    /// `battleplan import FILE`, which no request asks (it creates a store, so no process owns
+    /// one yet): a command-line process answers it itself, with `archive::restore`.
+    Restored(archive::RestoreView),
 }
 
 /// Every request's answer.
@@ -293,17 +294,14 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             out,
             file_name,
             as_of,
-        } => Ok(Response::Export(
-            archive::export_for(runtime, &out, &file_name, as_of).await,
-        )),
-        Request::AuditVerify { json } => audit::verify(runtime, json)
+        } => archive::export_for(&ctx, &out, &file_name, as_of)
             .await
-            .map(Response::AuditVerify)
-            .map_err(AppError::from),
+            .map(Response::Export),
+        Request::AuditVerify => audit::verify(&ctx).await.map(Response::AuditVerify),
         Request::AudiencePreview(question) => Ok(Response::AudiencePreview(
             audience::preview(runtime, &question).await?,
         )),
-        Request::Import(request) => Ok(Response::Import(import::run(runtime, request).await)),
+        Request::Import(request) => import::run(&ctx, request).await.map(Response::Import),
         Request::Outbox(question) => Ok(Response::Outbox(outreach::report(&ctx, &question).await?)),
         Request::Tasks(question) => Ok(Response::Tasks(tasks::board(&ctx, &question).await?)),
         Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(&ctx, &request).await?)),

@@ -6,22 +6,16 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use std::sync::Arc;
-
-use crate::app::import::{self, ImportRequest};
-use crate::app::{self, Action, Request};
-use crate::fronts::control;
-use crate::hosts::daemon::{self, Opened, RunOptions};
-use crate::hosts::scenario;
-use crate::kernel::runtime::Runtime;
+use crate::app::import::ImportRequest;
+use crate::app::{Action, Request};
+use crate::hosts::daemon::{self, RunOptions};
+use crate::hosts::{local, scenario};
 use crate::present::{self, Reply, USER_ERROR};
 use anyhow::Context;
 use battleplan_adapters::import::Format;
-use battleplan_adapters::system::{RandomIds, SystemClock};
-use battleplan_adapters::{SledEventLog, StoreOptions};
-use battleplan_core::context::{Clock, IdSource, ManualClock};
+use battleplan_adapters::system::RandomIds;
+use battleplan_core::context::IdSource;
 use battleplan_core::customer::ImportKind;
-use battleplan_core::event::StoreError;
 use battleplan_core::plan::{self, diagnostic, parse, Checked, Diagnostic};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
@@ -577,12 +571,10 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Run { until, simulate } => {
-            let mark = match rehearsal_rule(data, simulate || clock_at.is_some()) {
-                Ok(mark) => mark,
-                Err(message) => return Ok(user_error(message)),
-            };
             // `run` does not create a store; one that exists gets its mark before it records.
-            Mark(mark).leave(data);
+            if let Err(message) = local::before_run(data, simulate || clock_at.is_some()) {
+                return Ok(user_error(message));
+            }
             daemon::run(
                 data,
                 RunOptions {
@@ -767,8 +759,13 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn print_outcome(outcome: &app::Outcome, as_json: bool) -> ExitCode {
-    print_reply(present::render(outcome, as_json))
+/// Prints an answer (a use case's outcome in words or JSON, or the host's refusal) and gives
+/// its exit code; the store the answer came from closes after.
+fn say(answer: local::Answer, as_json: bool) -> ExitCode {
+    match &answer.outcome {
+        Ok(outcome) => print_reply(present::render(outcome, as_json)),
+        Err(refusal) => refusal.clone().exit(),
+    }
 }
 
 fn print_reply(reply: Reply) -> ExitCode {
@@ -785,156 +782,22 @@ fn chosen(given: Option<Uuid>) -> Uuid {
     given.unwrap_or_else(|| RandomIds.next_id(Utc::now()))
 }
 
-/// How to try a command again safely, for a message about a daemon that did not answer.
-fn again(remote: &Request) -> String {
-    match remote.command_id() {
-        Some(id) => format!(
-            "run the command again with --command-id {id}: it is recorded once whether or not the daemon recorded it"
-        ),
-        None => "try again".to_string(),
-    }
-}
-
-/// A rehearsal must not spoil a real store (docs/store.md): a command that records under a
-/// rehearsal clock is refused on a store that was not started as a rehearsal. One that starts
-/// a new store gets the path of the mark to leave in it ([`Mark`]). The system clock may write
-/// anywhere.
-fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<Option<PathBuf>, String> {
-    if !rehearsal {
-        return Ok(None);
-    }
-    let mark = data.join(daemon::REHEARSAL_MARK);
-    if data.join("db").is_file() {
-        if mark.is_file() {
-            return Ok(None);
-        }
-        return Err(format!(
-            "{} holds real history (its store was not started under --clock-at or run --simulate): a rehearsal there would mix simulated events and sends into the real record; rehearse in a data directory of its own, e.g. --data ./rehearsal",
-            data.display()
-        ));
-    }
-    Ok(Some(mark))
-}
-
-/// The rehearsal mark of a store a rehearsal command is creating: written as soon as the store
-/// exists, before anything is recorded (a command cut short after recording leaves a rehearsal's
-/// store, which the same command may then finish), and taken back when the command failed with
-/// nothing recorded, so that a failed rehearsal cannot open to rehearsals the store a real
-/// command later fills.
-struct Mark(Option<PathBuf>);
-
-impl Mark {
-    /// Leaves the mark, once the store has been created.
-    fn leave(&self, data: &Path) {
-        let Some(mark) = &self.0 else {
-            return;
-        };
-        if !data.join("db").is_file() {
-            return;
-        }
-        if let Err(error) = std::fs::write(
-            mark,
-            "started under a rehearsal clock (--clock-at, run --simulate)\n",
-        ) {
-            eprintln!(
-                "battleplan: warning: cannot mark {} as a rehearsal ({error}); rehearsal clocks will be refused on it",
-                data.display()
-            );
-        }
-    }
-
-    /// Takes the mark back when the command failed and the store holds no event.
-    fn settle(self, succeeded: bool, events: Option<u64>) {
-        if let (Some(mark), false, Some(0)) = (self.0, succeeded, events) {
-            let _ = std::fs::remove_file(mark);
-        }
-    }
-}
-
-/// Whether a command records something (and so falls under [`rehearsal_rule`]).
-fn records(remote: &Request) -> bool {
-    matches!(
-        remote,
-        Request::Act { .. }
-            | Request::ApplyPlan { .. }
-            | Request::Import(_)
-            | Request::TaskDone(_)
-            | Request::ChannelResume { .. }
-    )
-}
-
-/// Asks the running daemon, or, when none runs, opens the store and runs the command here.
+/// Asks the running daemon, or, when none runs, has the store opened for this request.
 fn remote_or_local(
     data: &Path,
     clock_at: Option<DateTime<Utc>>,
     remote: Request,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    match control::call(data, &remote) {
-        Ok(Some(outcome)) => return Ok(print_outcome(&outcome, as_json)),
-        Ok(None) => {}
-        Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
-    }
-    let mark = if records(&remote) {
-        match rehearsal_rule(data, clock_at.is_some()) {
-            Ok(mark) => mark,
-            Err(message) => return Ok(user_error(message)),
-        }
-    } else {
-        None
-    };
-    let creates = matches!(remote, Request::ApplyPlan { .. });
-    if !creates && !data.join("db").is_file() {
-        return Ok(user_error(format_args!(
-            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory, or apply a plan first)",
-            data.display()
-        )));
-    }
-    if creates {
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("creating the data directory {}", data.display()))?;
-    }
-    let store = match daemon::open_store(data) {
-        Opened::Store(store) => store,
-        Opened::Daemon => match control::call(data, &remote) {
-            Ok(Some(outcome)) => return Ok(print_outcome(&outcome, as_json)),
-            Ok(None) => {
-                return Ok(user_error(format_args!(
-                    "the daemon on {} stopped while answering; {}",
-                    data.display(),
-                    again(&remote)
-                )))
-            }
-            Err(message) => return Ok(user_error(format_args!("{message}; {}", again(&remote)))),
-        },
-        Opened::Refused(refusal) => return Ok(refusal.exit()),
-    };
-    let mark = Mark(mark);
-    mark.leave(data);
-    let clock: Arc<dyn Clock> = match clock_at {
-        Some(at) => Arc::new(ManualClock::new(at)),
-        None => Arc::new(SystemClock),
-    };
-    let runtime = Runtime::new(Arc::new(store), clock, Arc::new(RandomIds));
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcome = tokio.block_on(app::execute(&runtime, remote));
-    let reply = present::render(&outcome, as_json);
-    let succeeded = reply.code == 0;
-    let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
-    // Said before the store closes, whatever closing it takes.
-    let code = print_reply(reply);
-    drop(runtime);
-    mark.settle(succeeded, events);
-    Ok(code)
+    Ok(say(
+        local::remote_or_local(data, clock_at, remote)?,
+        as_json,
+    ))
 }
 
-/// `customers import` / `outcomes import`. A running daemon imports the file itself (it holds
-/// the store). Without one, the file is checked before the store is touched, so a rejected file
-/// leaves no trace (not even a data directory); then it is recorded here, with a progress bar
-/// when standard error is a terminal.
+/// `customers import` / `outcomes import`: the file named and checked for what the command
+/// line can tell (its format, that it exists, who imports), then imported by the daemon or
+/// here (`hosts::local::import`).
 fn import_file(
     data: &Path,
     clock_at: Option<DateTime<Utc>>,
@@ -971,82 +834,8 @@ fn import_file(
         format,
         skip_bad_rows: arguments.skip_bad_rows,
         actor,
-        json: arguments.json,
     };
-    // A regular file within the size an import reads; the daemon checks again.
-    if let Err(reply) = import::admissible(&request) {
-        return Ok(print_reply(reply));
-    }
-    let remote = Request::Import(request.clone());
-    match control::call(data, &remote) {
-        Ok(Some(outcome)) => return Ok(print_outcome(&outcome, as_json)),
-        Ok(None) => {}
-        Err(message) => return Ok(user_error(message)),
-    }
-    let size = std::fs::metadata(&request.path).map_or(0, |metadata| metadata.len());
-    let bar = import::progress_bar(size, "checking");
-    let tick = |bytes: u64| {
-        if let Some(bar) = &bar {
-            bar.set_position(bytes);
-        }
-    };
-    let checked = match import::check(&request, &tick) {
-        Ok(checked) => checked,
-        Err(reply) => {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return Ok(print_reply(reply));
-        }
-    };
-    let mark = match rehearsal_rule(data, clock_at.is_some()) {
-        Ok(mark) => mark,
-        Err(message) => {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return Ok(user_error(message));
-        }
-    };
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let store = match daemon::open_store_with(data, import::store_options()) {
-        Opened::Store(store) => store,
-        // A daemon started meanwhile: it imports (and checks again).
-        Opened::Daemon => {
-            if let Some(bar) = &bar {
-                bar.finish_and_clear();
-            }
-            return match control::call(data, &remote) {
-                Ok(Some(outcome)) => Ok(print_outcome(&outcome, as_json)),
-                Ok(None) => Ok(user_error(format_args!(
-                    "the daemon on {} stopped while answering; try again",
-                    data.display()
-                ))),
-                Err(message) => Ok(user_error(message)),
-            };
-        }
-        Opened::Refused(refusal) => return Ok(refusal.exit()),
-    };
-    let mark = Mark(mark);
-    mark.leave(data);
-    let clock: Arc<dyn Clock> = match clock_at {
-        Some(at) => Arc::new(ManualClock::new(at)),
-        None => Arc::new(SystemClock),
-    };
-    let runtime = Runtime::new(Arc::new(store), clock, Arc::new(RandomIds));
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let reply = tokio.block_on(import::record(&runtime, &request, checked, bar));
-    let succeeded = reply.code == 0;
-    let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
-    // Said before the store closes, whatever closing it takes.
-    let code = print_reply(reply);
-    drop(runtime);
-    mark.settle(succeeded, events);
-    Ok(code)
+    Ok(say(local::import(data, clock_at, request)?, as_json))
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {
@@ -1328,65 +1117,16 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
     }
 }
 
-/// `battleplan audit verify`: through the daemon when one runs (it holds the store), or here on
-/// a read-only copy of the store's files, so that nothing of the store changes and a store on
-/// read-only media is checked as well (`SledEventLog::open_read_only`).
+/// `battleplan audit verify`: through the daemon when one runs, or on a read-only copy of the
+/// store (`hosts::local::audit_verify`).
 fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let as_json = json;
-    let remote = Request::AuditVerify { json };
-    if !data.join("db").is_file() {
-        return Ok(user_error(format_args!(
-            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
-            data.display()
-        )));
-    }
-    let copy = match daemon::open_read_only(data) {
-        daemon::OpenedCopy::Store(copy) => copy,
-        daemon::OpenedCopy::Daemon => {
-            return match control::call(data, &remote) {
-                Ok(Some(outcome)) => Ok(print_outcome(&outcome, as_json)),
-                Ok(None) => Ok(user_error(format_args!(
-                    "the daemon on {} stopped while answering; try again",
-                    data.display()
-                ))),
-                Err(message) => Ok(user_error(format_args!("{message}; try again"))),
-            }
-        }
-        daemon::OpenedCopy::Refused(refusal) => return Ok(refusal.exit()),
-    };
-    let store = Arc::new(copy.store().clone());
-    let runtime = Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(RandomIds))
-        .checking_chain(store);
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let reply = present::render(&tokio.block_on(app::execute(&runtime, remote)), as_json);
-    drop(runtime);
-    let code = print_reply(reply);
-    drop(copy);
-    Ok(code)
-}
-
-#[derive(Serialize)]
-struct JsonStoreFile {
-    name: &'static str,
-    /// Absent when the file is missing.
-    bytes: Option<u64>,
-    generation: Option<u64>,
-    records: usize,
-    first_position: Option<u64>,
-    last_position: Option<u64>,
-    /// `missing`, `zeros` (nothing after the records), `left over` (what a write cut short by
-    /// a crash, never acknowledged, or an earlier generation of the file left) or `damaged`.
-    ending: &'static str,
-    damage: Option<String>,
+    Ok(say(local::audit_verify(data)?, json))
 }
 
 #[derive(Serialize)]
 struct JsonStoreCheck {
     intact: bool,
-    files: Vec<JsonStoreFile>,
+    files: Vec<local::StoreFile>,
     events: Option<u64>,
     head_hash: Option<String>,
     problem: Option<String>,
@@ -1394,75 +1134,12 @@ struct JsonStoreCheck {
 }
 
 /// `battleplan store check`: the write-ahead files read on their own, then a read-only copy of
-/// the store opened (which refuses damage, naming it) and its chain walked.
+/// the store opened (which refuses damage, naming it) and its chain walked
+/// (`hosts::local::store_check`).
 fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    use battleplan_adapters::sled_store::wal;
-    if !data.join("db").is_file() {
-        return Ok(user_error(format_args!(
-            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
-            data.display()
-        )));
-    }
-    let mut files = Vec::new();
-    for name in wal::FILES {
-        let path = data.join(name);
-        let file = match std::fs::read(&path) {
-            Ok(contents) => {
-                let state = wal::describe(&contents);
-                JsonStoreFile {
-                    name,
-                    bytes: Some(contents.len() as u64),
-                    generation: state.generation,
-                    records: state.records,
-                    first_position: state.positions.map(|(first, _)| first),
-                    last_position: state.positions.map(|(_, last)| last),
-                    ending: match (&state.damage, state.torn) {
-                        (Some(_), _) => "damaged",
-                        (None, true) => "left over",
-                        (None, false) => "zeros",
-                    },
-                    damage: state
-                        .damage
-                        .map(|damage| format!("damaged at byte {}: {}", damage.at, damage.detail)),
-                }
-            }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => JsonStoreFile {
-                name,
-                bytes: None,
-                generation: None,
-                records: 0,
-                first_position: None,
-                last_position: None,
-                ending: "missing",
-                damage: None,
-            },
-            Err(error) => {
-                return Ok(daemon::refusal(
-                    data,
-                    &StoreError::Io(format!("reading {}: {error}", path.display())),
-                )
-                .exit())
-            }
-        };
-        files.push(file);
-    }
-    // From a read-only copy: a check changes nothing, and a damaged store stays as found.
-    let opened = match SledEventLog::open_read_only(
-        data,
-        &std::env::temp_dir(),
-        StoreOptions::default(),
-    ) {
-        Ok(copy) => copy
-            .verify()
-            .map_err(|error| daemon::refusal(data, &error)),
-        // Not damage: the files are another process's for now.
-        Err(StoreError::Locked(_)) => {
-            return Ok(user_error(format_args!(
-                "the store in {} is in use by another battleplan process (a running daemon?): stop it, then check",
-                data.display()
-            )))
-        }
-        Err(error) => Err(daemon::refusal(data, &error)),
+    let local::StoreCheck { files, opened } = match local::store_check(data) {
+        Ok(checked) => checked,
+        Err(refusal) => return Ok(refusal.exit()),
     };
     let (intact, events, head_hash, problem, problem_position) = match &opened {
         Ok(report) => (
@@ -1544,125 +1221,29 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// An export that failed reading the store: damage is refused as every command refuses it.
-fn export_failed(data: &Path, error: anyhow::Error) -> anyhow::Result<ExitCode> {
-    match error.downcast_ref::<StoreError>() {
-        Some(store) => Ok(daemon::refusal(data, store).exit()),
-        None => Err(error),
-    }
-}
-
-/// `battleplan export`. With a daemon running (which holds the store), the daemon writes the
-/// file given by `--out` (standard output is refused: a log is not one reply line); else it
-/// reads a read-only copy of the store itself.
+/// `battleplan export`: to `--out FILE`, or to standard output (`hosts::local::export`).
 fn export(
     data: &Path,
     as_of: Option<DateTime<Utc>>,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    if !data.join("db").is_file() {
-        return Ok(user_error(format_args!(
-            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
-            data.display()
-        )));
-    }
-    // Checked before the store is opened, so that a bad --out leaves nothing behind.
-    let directory = match out.map(crate::app::archive::export_directory) {
-        Some(Ok(directory)) => Some(directory),
-        Some(Err(message)) => return Ok(user_error(message)),
-        None => None,
-    };
-    // A running daemon writes the file itself.
-    if let Some(out) = out {
-        let absolute = std::path::absolute(out)
-            .with_context(|| format!("finding the absolute path of {}", out.display()))?;
-        let remote = Request::Export {
-            out: absolute,
-            file_name: out.display().to_string(),
-            as_of,
-        };
-        match control::call(data, &remote) {
-            Ok(Some(outcome)) => return Ok(print_outcome(&outcome, false)),
-            Ok(None) => {}
-            Err(message) => return Ok(user_error(format_args!("{message}; try again"))),
-        }
-    }
-    // A read-only copy: an export changes nothing in the store, which may be read-only.
-    let copy = match daemon::open_read_only(data) {
-        daemon::OpenedCopy::Store(copy) => copy,
-        daemon::OpenedCopy::Daemon => {
-            return Ok(user_error(format_args!(
-                "a daemon (battleplan run) holds the store in {}; it writes an export to a file, not to standard output: give --out FILE",
-                data.display()
-            )))
-        }
-        daemon::OpenedCopy::Refused(refusal) => return Ok(refusal.exit()),
-    };
-    let store = copy.store();
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let (Some(out), Some(directory)) = (out, directory) else {
+    let answer = {
         let stdout = io::stdout();
-        let mut writer = io::BufWriter::new(stdout.lock());
-        let summary = match tokio.block_on(crate::app::archive::export(store, as_of, &mut writer)) {
-            Ok(summary) => summary,
-            Err(error) => return export_failed(data, error),
-        };
-        drop(writer);
-        eprintln!("{}", crate::app::archive::summary_words(&summary, as_of));
-        return Ok(ExitCode::SUCCESS);
+        let mut writer = stdout.lock();
+        local::export(data, as_of, out, &mut writer)?
     };
-    let summary = match tokio.block_on(crate::app::archive::export_file(
-        store, as_of, out, &directory,
-    )) {
-        Ok(summary) => summary,
-        Err(error) => return export_failed(data, error),
-    };
-    out_line!(
-        "wrote {}: {}",
-        out.display(),
-        crate::app::archive::summary_words(&summary, as_of)
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(say(answer, false))
 }
 
 /// `battleplan import FILE`: into a new store in `data`, all or nothing.
 fn import_export(data: &Path, file: &Path, accept_untrailered: bool) -> anyhow::Result<ExitCode> {
     use crate::app::archive::Untrailered;
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let untrailered = if accept_untrailered {
         Untrailered::Accept
     } else {
         Untrailered::Refuse
     };
-    match tokio.block_on(crate::app::archive::import(file, data, untrailered)) {
-        Ok(summary) => {
-            if !summary.trailer_checked {
-                eprintln!(
-                    "battleplan: warning: {} has no trailer: its {} events check out among themselves, but whether events were cut from its end cannot be told",
-                    file.display(),
-                    summary.events
-                );
-            }
-            out_line!(
-                "imported {} events into {} ({} campaign{}), head hash {}",
-                summary.events,
-                data.display(),
-                summary.campaigns,
-                if summary.campaigns == 1 { "" } else { "s" },
-                summary.head_hash
-            );
-            out_line!("next: battleplan audit verify --data {}", data.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(crate::app::archive::ImportError::Refused(message)) => Ok(user_error(message)),
-        Err(crate::app::archive::ImportError::Internal(error)) => Err(error),
-    }
+    Ok(say(local::restore(data, file, untrailered)?, false))
 }
 
 /// The output directory of a scenario's run: the one given (refused unless new or empty), or

@@ -1,5 +1,7 @@
 //! The processes that own a kernel over time: the daemon (`daemon`), the scenario runner
-//! (`scenario`).
+//! (`scenario`), and a command run without a daemon (`local`: asks the daemon, or opens the
+//! store for one request).
 
 pub mod daemon;
+pub mod local;
 pub mod scenario;

@@ -446,8 +446,8 @@ impl Runner {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let reply = import::run(
-            &self.runtime,
+        let outcome = import::run(
+            &app::Ctx::new(&self.runtime),
             ImportRequest {
                 kind,
                 path,
@@ -455,10 +455,11 @@ impl Runner {
                 format: battleplan_adapters::import::Format::Csv,
                 skip_bad_rows: false,
                 actor: actor.to_string(),
-                json: false,
             },
         )
-        .await;
+        .await
+        .map(app::Response::Import);
+        let reply = present::render(&outcome, false);
         if reply.code != 0 {
             return Err(ScenarioError::Invalid(format!(
                 "importing {file_name}: {}",

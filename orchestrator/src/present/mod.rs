@@ -99,6 +99,7 @@ pub fn view_json(response: &Response) -> Option<String> {
         Response::Targets(view) => typed(view),
         Response::AuditVerify(view) => typed(view),
         Response::Export(view) => typed(view),
+        Response::Restored(view) => typed(view),
     }
 }
 
@@ -116,15 +117,16 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::PlanApplied(view) => shape(view, as_json, campaigns::plan_applied),
         Response::Explain(view) => shape(view, as_json, explain::explain),
         Response::AudiencePreview(view) => shape(view, as_json, audience::preview),
-        Response::Import(view) => shape(view, as_json, import::import),
+        Response::Import(view) => import::import(view, as_json),
         Response::Outbox(view) => shape(view, as_json, outreach::outbox),
         Response::ChannelResumed(view) => shape(view, as_json, outreach::channel_resumed),
         Response::Tasks(view) => shape(view, as_json, tasks::tasks),
         Response::TaskDone(view) => shape(view, as_json, tasks::task_done),
         Response::Funnel(view) => shape(view, as_json, tasks::funnel),
         Response::Targets(view) => shape(view, as_json, campaigns::targets),
-        Response::AuditVerify(view) => shape(view, as_json, audit::verify),
+        Response::AuditVerify(view) => audit::verify(view, as_json),
         Response::Export(view) => shape(view, as_json, archive::export),
+        Response::Restored(view) => shape(view, as_json, archive::restored),
     }
 }
 
