@@ -12,6 +12,7 @@ pub mod campaigns;
 pub mod error;
 pub mod explain;
 pub mod import;
+pub mod local_time;
 pub mod outreach;
 pub mod tasks;
 
@@ -302,7 +303,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             .map(Response::AuditVerify)
             .map_err(AppError::from),
         Request::AudiencePreview(question) => Ok(Response::AudiencePreview(
-            audience::preview(runtime, &question).await?,
+            audience::preview(&ctx, &question).await?,
         )),
         Request::Import(request) => Ok(Response::Import(import::run(runtime, request).await)),
         Request::Outbox(question) => Ok(Response::Outbox(
@@ -338,9 +339,9 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
         } => Ok(Response::History(
             campaigns::history(runtime, campaign.as_deref(), json, as_of).await?,
         )),
-        Request::Explain(question) => Ok(Response::Explain(
-            explain::explain(runtime, &question).await?,
-        )),
+        Request::Explain(question) => {
+            Ok(Response::Explain(explain::explain(&ctx, &question).await?))
+        }
         Request::Act {
             campaign,
             action,

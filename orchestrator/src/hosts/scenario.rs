@@ -679,7 +679,6 @@ impl Runner {
                         campaign,
                         customer: customer.to_string(),
                         as_of: Some(at),
-                        json: false,
                     }),
                     None => {
                         return Err(ScenarioError::Invalid(format!(
