@@ -17,9 +17,11 @@ use battleplan_core::customer::events::{
 use battleplan_core::event::{Append, CommandId, EventId, ExpectedVersion, Metadata, StreamId};
 use battleplan_core::plan::model::Activity;
 use battleplan_core::plan::{self, EXAMPLE_PLAN};
-use battleplan_orchestrator::app::audience::{preview, PreviewQuestion};
+use battleplan_orchestrator::app::audience::PreviewQuestion;
+use battleplan_orchestrator::app::{execute, Request, Response};
 use battleplan_orchestrator::kernel::plans::catch_up_book as catch_up;
 use battleplan_orchestrator::kernel::runtime::{Runtime, Who};
+use battleplan_orchestrator::present::{render, Reply};
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
@@ -126,9 +128,16 @@ fn question(reach_out: &str, at_text: &str) -> PreviewQuestion {
         segment: None,
         channel: None,
         at: Some(at(at_text)),
-        json: true,
         customers: false,
     }
+}
+
+/// The preview as `--json` prints it (a refusal on standard error, exit 2).
+async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Reply {
+    render(
+        &execute(runtime, Request::AudiencePreview(question.clone())).await,
+        true,
+    )
 }
 
 #[tokio::test]
@@ -138,12 +147,15 @@ async fn a_preview_answers_from_the_plan_in_force_and_the_latest_rows() {
         &runtime,
         &question("early-stage-mail", "2026-09-01T00:00:00Z"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(missing.code, 2);
-    assert!(missing
-        .stderr
-        .contains("there is no campaign `sept-festival-2026`"));
+    assert!(
+        missing
+            .stderr
+            .contains("no campaign named sept-festival-2026"),
+        "{}",
+        missing.stderr
+    );
 
     let checked = plan::check(EXAMPLE_PLAN.as_bytes());
     let version = PlanVersion::of(&checked.plan.unwrap(), EXAMPLE_PLAN);
@@ -160,8 +172,7 @@ async fn a_preview_answers_from_the_plan_in_force_and_the_latest_rows() {
         &runtime,
         &question("early-stage-mail", "2026-09-01T00:00:00Z"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(reply.code, 0, "{}", reply.stderr);
     let json: serde_json::Value = serde_json::from_str(&reply.stdout).unwrap();
     // Visited `index % 120` days before Sept 1: within 90 days of Sept 2 for 0..=88 days, which
@@ -176,24 +187,58 @@ async fn a_preview_answers_from_the_plan_in_force_and_the_latest_rows() {
         &runtime,
         &question("early-stage-mail", "2026-09-01T00:00:00Z"),
     )
-    .await
-    .unwrap();
+    .await;
     let json: serde_json::Value = serde_json::from_str(&reply.stdout).unwrap();
     assert_eq!(json["segment_size"].as_u64().unwrap(), before + 89);
     assert_eq!(json["exclusions"][0]["reason"], "no_address");
     assert_eq!(json["exclusions"][0]["count"], 89);
 
-    let unknown = preview(&runtime, &question("no-such", "2026-09-01T00:00:00Z"))
-        .await
-        .unwrap();
+    let unknown = preview(&runtime, &question("no-such", "2026-09-01T00:00:00Z")).await;
     assert_eq!(unknown.code, 2);
     assert!(unknown.stderr.contains("has no reach-out `no-such`"));
     let ended = preview(
         &runtime,
         &question("early-stage-mail", "2026-10-30T00:00:00Z"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(ended.code, 2);
     assert!(ended.stderr.contains("the window ended at"));
+    // A reach-out the plan does not have is not found; a window already over cannot be asked.
+    let class = |question: PreviewQuestion| async {
+        match execute(&runtime, Request::AudiencePreview(question)).await {
+            Ok(_) => "answered",
+            Err(error) => error.code(),
+        }
+    };
+    assert_eq!(
+        class(question("no-such", "2026-09-01T00:00:00Z")).await,
+        "not_found"
+    );
+    assert_eq!(
+        class(question("early-stage-mail", "2026-10-30T00:00:00Z")).await,
+        "invalid"
+    );
+
+    // The view carried as JSON (as the control socket and HTTP carry it) says the same, in
+    // words and in JSON, every member included.
+    let question = PreviewQuestion {
+        customers: true,
+        ..question("early-stage-mail", "2026-09-01T00:00:00Z")
+    };
+    let outcome = execute(&runtime, Request::AudiencePreview(question)).await;
+    let carried: Response =
+        serde_json::from_str(&serde_json::to_string(outcome.as_ref().unwrap()).unwrap()).unwrap();
+    assert_eq!(render(&Ok(carried.clone()), false), render(&outcome, false));
+    assert_eq!(render(&Ok(carried), true), render(&outcome, true));
+    let json: serde_json::Value = serde_json::from_str(&render(&outcome, true).stdout).unwrap();
+    let members = &json["customers"];
+    let listed =
+        members["sends"].as_array().unwrap().len() + members["not_sent"].as_array().unwrap().len();
+    assert_eq!(listed as u64, json["segment_size"].as_u64().unwrap());
+    let text = render(&outcome, false).stdout;
+    assert!(
+        text.starts_with("Audience of reach-out early-stage-mail"),
+        "{text}"
+    );
+    assert!(!text.contains("c-000"), "members are for scripts: {text}");
 }

@@ -180,7 +180,7 @@ fn a_preview_refuses_what_it_cannot_answer() {
                 "--reach-out",
                 "smart-batch",
             ],
-            "there is no campaign `no-such-campaign`",
+            "no campaign named no-such-campaign",
         ),
         (
             &[

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::eligibility::{is_quiet, next_allowed};
 use crate::plan::model::{Channel, QuietHours, QuietPolicy, Sender, Window};
@@ -185,7 +185,7 @@ pub struct Candidate<'a> {
 }
 
 /// Why a reachable customer gets no send in the window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unplaced {
     /// The window had room, and this reach-out's own sends filled every day of it (cap,
@@ -232,7 +232,7 @@ pub struct Placement {
 }
 
 /// The binding limit of a day, when one stopped it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DayLimit {
     DailyCap,

@@ -1,65 +1,181 @@
 //! `audience preview`: the customer book caught up from the log, the campaign's plan in force,
-//! and the core's planner (`battleplan_core::customer::preview`), printed for people or as JSON.
+//! and the core's planner (`battleplan_core::customer::preview`), answered as a
+//! [`PreviewView`]: every count, the day-by-day plan and, when asked, every member.
 //!
 //! The book is a projection kept in memory: a daemon keeps one and catches it up from its last
 //! position before each question (so a preview through a running daemon costs the question, not
 //! a replay); a command run without a daemon builds it from the log.
 
-use std::fmt::Write as _;
+use std::collections::BTreeMap;
 
 use battleplan_core::campaign::timeline::{local, local_rfc3339};
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::eligibility::Exclusion;
 use battleplan_core::customer::preview::{plan_audience_except, Audience, Target};
-use battleplan_core::customer::quota::{DayLimit, Unplaced};
+use battleplan_core::customer::quota::{DayLimit, DayPlan, Unplaced};
 use battleplan_core::outreach::send_key;
 use battleplan_core::outreach::NotSentReason;
-use battleplan_core::plan::model::FatigueScope;
+use battleplan_core::plan::model::{ChannelKind, FatigueScope};
+use battleplan_core::plan::values::Money;
 use battleplan_core::plan::Plan;
-use chrono::{DateTime, Utc};
-use serde_json::json;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
 
-use crate::kernel::plans::plan_in_force;
-use crate::kernel::runtime::{HandleError, Runtime};
-use crate::present::Reply;
+use crate::app::local_time::LocalTime;
+use crate::app::{AppError, Ctx};
+use crate::kernel::runtime::Runtime;
 
 /// What `audience preview` asks.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreviewQuestion {
     pub campaign: String,
     pub reach_out: Option<String>,
     pub segment: Option<String>,
     pub channel: Option<String>,
     pub at: Option<DateTime<Utc>>,
-    pub json: bool,
-    /// List every member with their planned send or exclusion (JSON only).
+    /// List every member with their planned send or exclusion (`--customers`; in JSON only).
     #[serde(default)]
     pub customers: bool,
 }
 
+/// The audience of a reach-out (or of a segment on a channel) as the book and the outbox stand:
+/// who is in it, who is excluded and why, and the sends planned day by day. Instants are
+/// written with the campaign's offset.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewView {
+    /// The sending accounts, in the plan's order.
+    pub accounts: Vec<String>,
+    /// Reachable members fatigued at the evaluation instant, planned once their fatigue ends.
+    pub after_fatigue: u64,
+    pub campaign: String,
+    pub channel: String,
+    #[schema(value_type = String, example = "mail")]
+    pub channel_kind: ChannelKind,
+    pub currency: String,
+    /// Every member with their planned send or the reason they get none (`--customers` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customers: Option<PreviewMembers>,
+    pub days: Vec<PreviewDay>,
+    /// Membership, eligibility and the first send are evaluated here: the later of the asked
+    /// instant and the window's start.
+    pub evaluated_at: LocalTime,
+    /// Each exclusion, in the order they are checked, with its count (zero included); each
+    /// member is counted once, under the first that applies.
+    pub exclusions: Vec<ExclusionCount>,
+    /// Each reason a reachable member got no send, with its count.
+    pub not_placed: Vec<UnplacedCount>,
+    /// Sends planned.
+    pub planned: u64,
+    /// The reach-out previewed (none for a segment on a channel).
+    pub reach_out: Option<ReachOutName>,
+    /// Members no exclusion removed.
+    pub reachable: u64,
+    pub segment: String,
+    pub segment_size: u64,
+    pub time_zone: String,
+    pub total: PreviewTotal,
+    pub window: PreviewWindow,
+}
+
+impl crate::present::View for PreviewView {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReachOutName {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExclusionCount {
+    pub count: u64,
+    /// `no_address`, `unsubscribed`, `recycle_bin`, `excluded_segment`, `fatigue`,
+    /// `already_reached` or `quiet_hours`.
+    #[schema(value_type = String, example = "no_address")]
+    pub reason: Exclusion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UnplacedCount {
+    pub count: u64,
+    /// `window_full`, `quota_used`, `no_account` or `quiet_until_window_end`.
+    #[schema(value_type = String, example = "window_full")]
+    pub reason: Unplaced,
+}
+
+/// One local day of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewDay {
+    /// Sends per account.
+    pub by_account: BTreeMap<String, u32>,
+    #[schema(value_type = String, example = "120.00")]
+    pub cost: Money,
+    pub date: NaiveDate,
+    pub free: u32,
+    /// The limit that stopped the day, when one did: `daily_cap`, `account_caps`,
+    /// `daily_budget` or `monthly_budget`.
+    #[schema(value_type = Option<String>, example = "daily_cap")]
+    pub limited_by: Option<DayLimit>,
+    /// The first instant sends may go that day.
+    pub opens: Option<LocalTime>,
+    pub paid: u32,
+    pub sends: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewTotal {
+    #[schema(value_type = String, example = "120.00")]
+    pub cost: Money,
+    pub free: u64,
+    pub paid: u64,
+    pub sends: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewWindow {
+    pub end: LocalTime,
+    pub start: LocalTime,
+}
+
+/// Every member of the audience, each list in customer order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewMembers {
+    pub not_sent: Vec<PreviewNotSent>,
+    pub sends: Vec<PreviewSend>,
+}
+
+/// A member planned a send: when, and from which account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewSend {
+    pub account: Option<String>,
+    pub at: LocalTime,
+    pub customer: String,
+}
+
+/// A member who gets no send, and why (the reason the outbox would record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PreviewNotSent {
+    pub customer: String,
+    #[schema(value_type = String, example = "fatigue")]
+    pub reason: NotSentReason,
+}
+
 /// Answers `audience preview` with the runtime's book (caught up first).
-pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Reply, HandleError> {
+pub async fn preview(ctx: &Ctx<'_>, question: &PreviewQuestion) -> Result<PreviewView, AppError> {
     let target = match (&question.reach_out, &question.segment, &question.channel) {
         (Some(reach_out), None, None) => Target::ReachOut(reach_out),
         (None, Some(segment), Some(channel)) => Target::Segment { segment, channel },
         _ => {
-            return Ok(Reply::user_error(
+            return Err(AppError::invalid(
                 "say what to preview: --reach-out R, or --segment S with --channel C",
             ))
         }
     };
-    let Some(plan) = plan_in_force(runtime, &question.campaign).await? else {
-        return Ok(Reply::user_error(format_args!(
-            "there is no campaign `{}` (apply its plan first: `battleplan plan apply PLAN`)",
-            question.campaign
-        )));
-    };
-    let now = runtime.clock.now();
+    let plan = ctx.plan(&question.campaign).await?;
+    let runtime = ctx.runtime;
+    let now = ctx.now;
     let at = question.at.unwrap_or(now);
-    crate::kernel::dispatcher::catch_up(runtime).await?;
-    if let Some(refusal) = past_the_book_cannot_answer(runtime, &plan, at, now).await? {
-        return Ok(refusal);
-    }
+    ctx.caught_up().await?;
+    past_the_book_cannot_answer(runtime, &plan, at, now).await?;
     let book = runtime.customers.lock().await;
     // The quota already reserved by planned sends, of every campaign.
     let outreach = runtime.outreach.lock().await;
@@ -82,7 +198,7 @@ pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Re
         .iter()
         .find(|r| r.id == reach_out_id)
         .map_or(at, |r| at.max(r.window.start));
-    let audience = match plan_audience_except(
+    let audience = plan_audience_except(
         &plan,
         &book,
         &outreach.ledger,
@@ -98,22 +214,26 @@ pub async fn preview(runtime: &Runtime, question: &PreviewQuestion) -> Result<Re
                 fatigue_ms,
             )
         },
-    ) {
-        Ok(audience) => audience,
-        Err(message) => return Ok(Reply::user_error(message)),
-    };
-    let stdout = if question.json {
-        let mut value = to_json(&audience);
-        if question.customers {
-            value["customers"] = members_json(&audience, &book);
+    )
+    .map_err(|message| refusal(&plan, target, message))?;
+    let members = question.customers.then(|| members(&audience, &book));
+    Ok(view(&audience, members))
+}
+
+/// The planner's refusal: something the question named that the plan does not have, or a
+/// question it cannot answer (a window already over).
+fn refusal(plan: &Plan, target: Target<'_>, message: String) -> AppError {
+    let named_is_missing = match target {
+        Target::ReachOut(id) => !plan.reach_outs.iter().any(|r| r.id == id),
+        Target::Segment { segment, channel } => {
+            plan.channel(channel).is_none() || !plan.segments.iter().any(|s| s.id == segment)
         }
-        let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
-        text.push('\n');
-        text
-    } else {
-        render(&audience)
     };
-    Ok(Reply::ok(stdout))
+    if named_is_missing {
+        AppError::not_found(message)
+    } else {
+        AppError::invalid(message)
+    }
 }
 
 /// A preview answers with the customer book and the outbox as they are now. For an instant
@@ -126,271 +246,54 @@ async fn past_the_book_cannot_answer(
     plan: &Plan,
     at: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<Option<Reply>, HandleError> {
+) -> Result<(), AppError> {
     if at >= now {
-        return Ok(None);
+        return Ok(());
     }
     let head = runtime.store.head().await?;
     let before_head = battleplan_core::event::Position(head.0.saturating_sub(1));
     let last = runtime.store.read_all(before_head, 1).await?;
     let Some(last) = last.first().filter(|last| last.recorded_at > at) else {
-        return Ok(None);
+        return Ok(());
     };
     let zone = plan.campaign.time_zone;
     let campaign = &plan.campaign.id;
     let when = local(zone, at);
     let as_of = local_rfc3339(zone, at);
-    Ok(Some(Reply::user_error(format_args!(
+    Err(AppError::invalid(format_args!(
         "--at {when} is in the past (the clock says {}), and the log has changed since (its last event, position {}, was recorded at {}): a preview reads today's customer book and outbox, so it cannot say what was decided then. \
          Ask the log instead: `battleplan explain {campaign} CUSTOMER --as-of {as_of}` for one customer's decisions, `battleplan history {campaign} --as-of {as_of}` for the campaign's",
         local(zone, now),
         last.position,
         local(zone, last.recorded_at),
-    ))))
+    )))
 }
 
-fn exclusion_words(audience: &Audience, exclusion: Exclusion) -> String {
-    let channel = audience.channel_kind.as_str();
-    match exclusion {
-        Exclusion::NoAddress => format!("no or invalid address for {channel}"),
-        Exclusion::Unsubscribed => format!("unsubscribed from {channel}"),
-        Exclusion::RecycleBin => "in the recycle bin".to_string(),
-        Exclusion::ExcludedSegment => "in a segment the channel excludes".to_string(),
-        Exclusion::Fatigue => "reached within the fatigue window".to_string(),
-        Exclusion::AlreadyReached => "already reached by this reach-out".to_string(),
-        Exclusion::QuietHours => "in quiet hours (the plan says skip)".to_string(),
-    }
-}
-
-fn unplaced_words(reason: Unplaced) -> &'static str {
-    match reason {
-        Unplaced::WindowFull => "window full",
-        Unplaced::QuotaUsed => "no quota left before this reach-out",
-        Unplaced::NoAccount => "no sending account (sender = owner)",
-        Unplaced::QuietUntilWindowEnd => "held by quiet hours past the window's end",
-    }
-}
-
-fn limit_words(limit: Option<DayLimit>) -> &'static str {
-    match limit {
-        None => "",
-        Some(DayLimit::DailyCap) => "daily cap reached",
-        Some(DayLimit::AccountCaps) => "account caps reached",
-        Some(DayLimit::DailyBudget) => "daily budget spent",
-        Some(DayLimit::MonthlyBudget) => "monthly budget spent",
-    }
-}
-
-use battleplan_core::plan::values::grouped;
-
-fn total_cost(audience: &Audience) -> battleplan_core::plan::values::Money {
-    battleplan_core::plan::values::Money::from_minor(
-        audience.sends.days.iter().map(|day| day.cost.minor()).sum(),
-    )
-}
-
-/// The preview for people.
-pub fn render(audience: &Audience) -> String {
-    let mut out = String::new();
+/// The planner's audience as a view: every count, and the day-by-day plan.
+fn view(audience: &Audience, customers: Option<PreviewMembers>) -> PreviewView {
     let zone = audience.zone;
-    match &audience.reach_out {
-        Some((id, name)) => {
-            let _ = writeln!(
-                out,
-                "Audience of reach-out {id} (\"{name}\"), campaign {}",
-                audience.campaign
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "Audience of segment {} on channel {}, campaign {}",
-                audience.segment, audience.channel, audience.campaign
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "  segment {}, channel {} ({}), window {} to {}",
-        audience.segment,
-        audience.channel,
-        audience.channel_kind.as_str(),
-        local(zone, audience.window.start),
-        local(zone, audience.window.end)
-    );
-    let _ = writeln!(out, "  evaluated at {}", local(zone, audience.evaluated_at));
-    let _ = writeln!(out);
-    let width = 56;
-    let line = |out: &mut String, label: &str, value: u64| {
-        let _ = writeln!(out, "  {label:<width$}{:>12}", grouped(value));
-    };
-    line(
-        &mut out,
-        &format!("in segment {}", audience.segment),
-        audience.segment_size,
-    );
-    let _ = writeln!(out, "  excluded, each counted once, in this order:");
-    for (exclusion, count) in &audience.exclusions {
-        line(
-            &mut out,
-            &format!("  {}", exclusion_words(audience, *exclusion)),
-            *count,
-        );
-    }
-    line(&mut out, "reachable", audience.reachable);
-    if !audience.after_fatigue.is_empty() {
-        line(
-            &mut out,
-            "  of them fatigued now, planned once their fatigue ends",
-            audience.after_fatigue.len() as u64,
-        );
-    }
-    line(&mut out, "planned to send", audience.placed());
-    for (reason, count) in &audience.unplaced {
-        line(
-            &mut out,
-            &format!("not placed: {}", unplaced_words(*reason)),
-            *count,
-        );
-    }
-    let _ = writeln!(out);
-
-    let show_accounts = audience.accounts.len() > 1;
-    let mut header = format!(
-        "  {:<12}{:>7}{:>10}{:>10}{:>10}{:>12}",
-        "day", "opens", "sends", "free", "paid", "cost"
-    );
-    if show_accounts {
-        for account in &audience.accounts {
-            let _ = write!(header, "{:>12}", truncate(account, 11));
-        }
-    }
-    let _ = writeln!(out, "{}", header.trim_end());
-    let (mut sends, mut free, mut paid) = (0u64, 0u64, 0u64);
-    for day in &audience.sends.days {
-        sends += u64::from(day.sends);
-        free += u64::from(day.free);
-        paid += u64::from(day.paid);
-        let opens = day
-            .opens
-            .map(|opens| opens.with_timezone(&zone).format("%H:%M").to_string())
-            .unwrap_or_else(|| "-".to_string());
-        let mut row = format!(
-            "  {:<12}{:>7}{:>10}{:>10}{:>10}{:>12}",
-            day.date.format("%Y-%m-%d"),
-            opens,
-            grouped(u64::from(day.sends)),
-            grouped(u64::from(day.free)),
-            grouped(u64::from(day.paid)),
-            day.cost.to_string(),
-        );
-        if show_accounts {
-            for count in &day.per_account {
-                let _ = write!(row, "{:>12}", grouped(u64::from(*count)));
-            }
-        }
-        let limit = limit_words(day.limited_by);
-        if !limit.is_empty() {
-            let _ = write!(row, "  {limit}");
-        }
-        let _ = writeln!(out, "{row}");
-    }
-    let _ = writeln!(
-        out,
-        "  {:<12}{:>7}{:>10}{:>10}{:>10}{:>12}",
-        "total",
-        "",
-        grouped(sends),
-        grouped(free),
-        grouped(paid),
-        total_cost(audience).to_string(),
-    );
-    let _ = writeln!(out, "  costs in {}", audience.currency);
-    out
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    text.chars().take(width).collect()
-}
-
-/// Every member of the audience: the send planned (instant, account) or the reason not.
-fn members_json(audience: &Audience, book: &CustomerBook) -> serde_json::Value {
-    let id = |slot: u32| {
-        book.customers()
-            .get(slot as usize)
-            .map(|customer| customer.id.to_string())
-            .unwrap_or_default()
-    };
-    let mut sends: Vec<serde_json::Value> = audience
-        .sends
-        .placements
-        .iter()
-        .map(|placement| {
-            json!({
-                "customer": id(placement.slot),
-                "at": local_rfc3339(audience.zone, placement.at),
-                "account": audience.accounts.get(placement.account as usize),
-            })
-        })
-        .collect();
-    sends.sort_by(|a, b| a["customer"].as_str().cmp(&b["customer"].as_str()));
-    let mut not_sent: Vec<(String, &'static str)> = audience
-        .excluded
-        .iter()
-        .map(|(slot, exclusion)| (id(*slot), NotSentReason::from(*exclusion).key()))
-        .chain(
-            audience
-                .sends
-                .unplaced
-                .iter()
-                .map(|(slot, reason)| (id(*slot), NotSentReason::from(*reason).key())),
-        )
-        .chain(
-            audience
-                .sends
-                .quiet_skipped
-                .iter()
-                .map(|slot| (id(*slot), NotSentReason::QuietHours.key())),
-        )
-        .collect();
-    not_sent.sort();
-    json!({
-        "sends": sends,
-        "not_sent": not_sent
-            .into_iter()
-            .map(|(customer, reason)| json!({"customer": customer, "reason": reason}))
-            .collect::<Vec<_>>(),
-    })
-}
-
-/// The preview as JSON: every count, and the day-by-day plan.
-pub fn to_json(audience: &Audience) -> serde_json::Value {
-    let zone = audience.zone;
-    let instant = |at: DateTime<Utc>| local_rfc3339(zone, at);
-    let days: Vec<serde_json::Value> = audience
+    let instant = |at: DateTime<Utc>| LocalTime::new(zone, at);
+    let days = audience
         .sends
         .days
         .iter()
-        .map(|day| {
-            let by_account: serde_json::Map<String, serde_json::Value> = audience
+        .map(|day| PreviewDay {
+            by_account: audience
                 .accounts
                 .iter()
-                .zip(&day.per_account)
-                .map(|(account, count)| (account.clone(), json!(count)))
-                .collect();
-            json!({
-                "date": day.date.format("%Y-%m-%d").to_string(),
-                "opens": day.opens.map(instant),
-                "sends": day.sends,
-                "free": day.free,
-                "paid": day.paid,
-                "cost": day.cost,
-                "by_account": by_account,
-                "limited_by": day.limited_by,
-            })
+                .cloned()
+                .zip(day.per_account.iter().copied())
+                .collect(),
+            cost: day.cost,
+            date: day.date,
+            free: day.free,
+            limited_by: day.limited_by,
+            opens: day.opens.map(instant),
+            paid: day.paid,
+            sends: day.sends,
         })
         .collect();
-    let sum = |field: fn(&battleplan_core::customer::quota::DayPlan) -> u32| -> u64 {
+    let sum = |field: fn(&DayPlan) -> u32| -> u64 {
         audience
             .sends
             .days
@@ -398,38 +301,97 @@ pub fn to_json(audience: &Audience) -> serde_json::Value {
             .map(|day| u64::from(field(day)))
             .sum()
     };
-    json!({
-        "campaign": audience.campaign,
-        "reach_out": audience.reach_out.as_ref().map(|(id, name)| json!({"id": id, "name": name})),
-        "segment": audience.segment,
-        "channel": audience.channel,
-        "channel_kind": audience.channel_kind,
-        "time_zone": zone.name(),
-        "currency": audience.currency,
-        "window": { "start": instant(audience.window.start), "end": instant(audience.window.end) },
-        "evaluated_at": instant(audience.evaluated_at),
-        "segment_size": audience.segment_size,
-        "exclusions": audience.exclusions.iter().map(|(exclusion, count)| json!({
-            "reason": exclusion.key(),
-            "count": count,
-        })).collect::<Vec<_>>(),
-        "reachable": audience.reachable,
-        "after_fatigue": audience.after_fatigue.len(),
-        "planned": audience.placed(),
-        "not_placed": audience.unplaced.iter().map(|(reason, count)| json!({
-            "reason": reason.key(),
-            "count": count,
-        })).collect::<Vec<_>>(),
-        "accounts": audience.accounts,
-        "days": days,
-        "total": {
-            "sends": sum(|day| day.sends),
-            "free": sum(|day| day.free),
-            "paid": sum(|day| day.paid),
-            "cost": total_cost(audience),
+    PreviewView {
+        accounts: audience.accounts.clone(),
+        after_fatigue: audience.after_fatigue.len() as u64,
+        campaign: audience.campaign.clone(),
+        channel: audience.channel.clone(),
+        channel_kind: audience.channel_kind,
+        currency: audience.currency.clone(),
+        customers,
+        days,
+        evaluated_at: instant(audience.evaluated_at),
+        exclusions: audience
+            .exclusions
+            .iter()
+            .map(|(reason, count)| ExclusionCount {
+                count: *count,
+                reason: *reason,
+            })
+            .collect(),
+        not_placed: audience
+            .unplaced
+            .iter()
+            .map(|(reason, count)| UnplacedCount {
+                count: *count,
+                reason: *reason,
+            })
+            .collect(),
+        planned: audience.placed(),
+        reach_out: audience.reach_out.as_ref().map(|(id, name)| ReachOutName {
+            id: id.clone(),
+            name: name.clone(),
+        }),
+        reachable: audience.reachable,
+        segment: audience.segment.clone(),
+        segment_size: audience.segment_size,
+        time_zone: zone.name().to_string(),
+        total: PreviewTotal {
+            cost: Money::from_minor(audience.sends.days.iter().map(|day| day.cost.minor()).sum()),
+            free: sum(|day| day.free),
+            paid: sum(|day| day.paid),
+            sends: sum(|day| day.sends),
         },
-    })
+        window: PreviewWindow {
+            end: instant(audience.window.end),
+            start: instant(audience.window.start),
+        },
+    }
 }
 
-/// Still printed words; typed views come next.
-pub type PreviewView = crate::present::Reply;
+/// Every member of the audience: the send planned (instant, account) or the reason not, each
+/// list in customer order (the reasons of one customer in the order of their keys).
+fn members(audience: &Audience, book: &CustomerBook) -> PreviewMembers {
+    let id = |slot: u32| {
+        book.customers()
+            .get(slot as usize)
+            .map(|customer| customer.id.to_string())
+            .unwrap_or_default()
+    };
+    let mut sends: Vec<PreviewSend> = audience
+        .sends
+        .placements
+        .iter()
+        .map(|placement| PreviewSend {
+            account: audience.accounts.get(placement.account as usize).cloned(),
+            at: LocalTime::new(audience.zone, placement.at),
+            customer: id(placement.slot),
+        })
+        .collect();
+    sends.sort_by(|a, b| a.customer.cmp(&b.customer));
+    let mut not_sent: Vec<PreviewNotSent> = audience
+        .excluded
+        .iter()
+        .map(|(slot, exclusion)| (*slot, NotSentReason::from(*exclusion)))
+        .chain(
+            audience
+                .sends
+                .unplaced
+                .iter()
+                .map(|(slot, reason)| (*slot, NotSentReason::from(*reason))),
+        )
+        .chain(
+            audience
+                .sends
+                .quiet_skipped
+                .iter()
+                .map(|slot| (*slot, NotSentReason::QuietHours)),
+        )
+        .map(|(slot, reason)| PreviewNotSent {
+            customer: id(slot),
+            reason,
+        })
+        .collect();
+    not_sent.sort_by(|a, b| (&a.customer, a.reason.key()).cmp(&(&b.customer, b.reason.key())));
+    PreviewMembers { not_sent, sends }
+}

@@ -12,6 +12,7 @@ pub mod campaigns;
 pub mod error;
 pub mod explain;
 pub mod import;
+pub mod local_time;
 pub mod outreach;
 pub mod tasks;
 
@@ -299,7 +300,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             .map(Response::Export),
         Request::AuditVerify => audit::verify(&ctx).await.map(Response::AuditVerify),
         Request::AudiencePreview(question) => Ok(Response::AudiencePreview(
-            audience::preview(runtime, &question).await?,
+            audience::preview(&ctx, &question).await?,
         )),
         Request::Import(request) => import::run(&ctx, request).await.map(Response::Import),
         Request::Outbox(question) => Ok(Response::Outbox(outreach::report(&ctx, &question).await?)),
@@ -331,9 +332,9 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
         } => Ok(Response::History(
             campaigns::history(runtime, campaign.as_deref(), json, as_of).await?,
         )),
-        Request::Explain(question) => Ok(Response::Explain(
-            explain::explain(runtime, &question).await?,
-        )),
+        Request::Explain(question) => {
+            Ok(Response::Explain(explain::explain(&ctx, &question).await?))
+        }
         Request::Act {
             campaign,
             action,

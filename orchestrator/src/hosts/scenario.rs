@@ -675,7 +675,6 @@ impl Runner {
                         campaign,
                         customer: customer.to_string(),
                         as_of: Some(at),
-                        json: false,
                     }),
                     None => {
                         return Err(ScenarioError::Invalid(format!(
