@@ -245,12 +245,16 @@ impl Drop for Locked {
 
 fn lock(data: &Path) -> Result<Locked, String> {
     let path = data.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+    }
+    .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|error| format!("cannot lock {}: {error}", path.display()))?;
     Ok(Locked(file))
@@ -265,6 +269,10 @@ fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+fn whole_seconds(instant: DateTime<Utc>) -> DateTime<Utc> {
+    chrono::DurationRound::duration_trunc(instant, chrono::TimeDelta::seconds(1)).unwrap_or(instant)
 }
 
 /// `token create`: a new token for `name`, returned once; its digest is kept.
@@ -290,7 +298,7 @@ pub fn create(data: &Path, name: &str, role: Role, now: DateTime<Utc>) -> Result
     tokens.tokens.push(Entry {
         name: name.to_string(),
         role,
-        created: now,
+        created: whole_seconds(now),
         revoked: None,
         digest: digest(&key, &token),
     });
@@ -305,7 +313,7 @@ pub fn revoke(data: &Path, name: &str, now: DateTime<Utc>) -> Result<(), String>
     let mut found = false;
     for entry in tokens.tokens.iter_mut() {
         if entry.name == name && entry.revoked.is_none() {
-            entry.revoked = Some(now);
+            entry.revoked = Some(whole_seconds(now));
             found = true;
         }
     }

@@ -65,3 +65,49 @@ pub async fn document() -> Response {
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn refs(value: &serde_json::Value, found: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    if key == "$ref" {
+                        found.push(value.as_str().unwrap_or_default().to_string());
+                    }
+                    refs(value, found);
+                }
+            }
+            serde_json::Value::Array(values) => values.iter().for_each(|v| refs(v, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_document_has_every_route_and_no_dangling_reference() {
+        let document = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (method, path, operation) in routes::ROUTES {
+            if operation.is_none() {
+                continue;
+            }
+            let documented = &document["paths"][format!("{}{path}", super::super::BASE)]
+                [method.as_str().to_ascii_lowercase()];
+            assert!(documented.is_object(), "{method} {path} is not documented");
+        }
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(!found.is_empty());
+        for reference in found {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("{reference}"));
+            assert!(
+                document["components"]["schemas"][name].is_object(),
+                "{reference} is not in the document"
+            );
+        }
+    }
+}

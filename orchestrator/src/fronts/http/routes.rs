@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::auth::{Caller, Operation};
 use super::problem::Problem;
-use super::{Api, IDLE_TIMEOUT, MAX_JSON_BYTES};
+use super::{Api, IDLE_TIMEOUT, MAX_JSON_BYTES, REQUEST_TIMEOUT};
 use crate::app::{self, Action, Origin, Outcome, Request};
 use crate::kernel::runtime::derived_command_id;
 
@@ -432,15 +432,29 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8
     if declared_length(headers).is_some_and(|length| length > limit) {
         return Err(Problem::too_large(limit));
     }
-    let mut stream = body.into_data_stream();
-    let mut bytes = Vec::new();
-    while let Some(piece) = next_piece(&mut stream).await? {
-        if bytes.len() as u64 + piece.len() as u64 > limit {
-            return Err(Problem::too_large(limit));
+    let reading = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(piece) = next_piece(&mut stream).await? {
+            if bytes.len() as u64 + piece.len() as u64 > limit {
+                return Err(Problem::too_large(limit));
+            }
+            bytes.extend_from_slice(&piece);
         }
-        bytes.extend_from_slice(&piece);
-    }
-    Ok(bytes)
+        Ok(bytes)
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, reading)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format_args!(
+                    "the body was not sent within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            ))
+        })
 }
 
 fn declared_length(headers: &HeaderMap) -> Option<u64> {
