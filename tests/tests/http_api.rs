@@ -439,6 +439,11 @@ fn every_route_answers_every_role_as_the_matrix_says() {
             }
         }
     }
+    // HEAD runs GET's handler: it needs GET's token and role.
+    let head = setup.ask("none", "HEAD", "/api/v1/export", b"", "application/json");
+    assert_eq!(head.status, 401, "{head:?}");
+    let head = setup.ask("sales", "HEAD", "/api/v1/export", b"", "application/json");
+    assert_eq!(head.status, 403, "{head:?}");
     // Every change was refused or aimed at nothing: the campaign's history is as it was.
     assert_eq!(setup.history().len(), before);
     // The tokens need none: health, readiness, metrics, the document.
