@@ -45,6 +45,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping daemon lets the requests under way finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The most connections at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection may take to send a request's head (or stay idle between two).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest JSON body.
 pub const MAX_JSON_BYTES: u64 = 1024 * 1024;
 
@@ -284,8 +288,15 @@ pub fn prepare_scratch(data: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Returns once the daemon is stopping.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
 /// Serves until `shutdown`, then drains the requests under way for at most
-/// [`SHUTDOWN_GRACE`]; removes `DATA/http.addr` on the way out.
+/// [`SHUTDOWN_GRACE`]; removes `DATA/http.addr` on the way out. At most [`MAX_CONNECTIONS`]
+/// connections at once (the next wait in the listener's queue), each given
+/// [`HEADER_TIMEOUT`] to send a request's head, idle ones included.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Api,
@@ -293,27 +304,67 @@ pub async fn serve(
 ) {
     let data = api.data().to_path_buf();
     let app = router(api);
-    let mut draining = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = shutdown.wait_for(|stop| *stop).await;
-    });
-    let server = std::future::IntoFuture::into_future(server);
-    tokio::pin!(server);
-    tokio::select! {
-        served = &mut server => {
-            if let Err(error) = served {
-                tracing::warn!("the HTTP API stopped: {error}");
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of descriptors, or another failure: pause rather than spin.
+                    tracing::warn!("cannot accept an HTTP connection: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            () = stopped(&mut shutdown) => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopping = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = &mut connection => {}
+                () = stopped(&mut stopping) => {
+                    // Finish the request under way, take no other.
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
             }
-        }
-        () = async {
-            let _ = draining.wait_for(|stop| *stop).await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => {
-            tracing::warn!(
-                "stopping: HTTP requests still under way after {} s are dropped unanswered",
-                SHUTDOWN_GRACE.as_secs()
-            );
-        }
+        });
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok();
+    if !drained {
+        tracing::warn!(
+            "stopping: {} HTTP connection(s) still under way after {} s are dropped",
+            connections.len(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
     }
     let _ = std::fs::remove_file(data.join(ADDRESS_FILE));
     let _ = std::fs::remove_dir_all(data.join(SCRATCH));
