@@ -46,6 +46,7 @@ fn person(name: &str, reason: &str) -> Who {
         reason: Some(reason.to_string()),
         command_id: None,
         causation: None,
+        fingerprint: None,
     }
 }
 

@@ -141,9 +141,11 @@ impl From<HandleError> for AppError {
             HandleError::Rejected(rejection) => AppError::Rejected {
                 message: rejection.to_string(),
             },
-            error @ HandleError::Contended { .. } => AppError::Conflict {
-                message: error.to_string(),
-            },
+            error @ (HandleError::Contended { .. } | HandleError::Reused { .. }) => {
+                AppError::Conflict {
+                    message: error.to_string(),
+                }
+            }
             HandleError::Store(error) => AppError::from(error),
             other => AppError::internal(other),
         }

@@ -32,6 +32,9 @@ pub struct Ctx<'a> {
     pub runtime: &'a Runtime,
     /// The instant the request is answered at (the runtime's clock, read once).
     pub now: DateTime<Utc>,
+    /// The fingerprint of the request (see `kernel::runtime::Who::fingerprint`), when a front
+    /// gave one with its command id (HTTP's `Idempotency-Key`).
+    pub fingerprint: Option<Uuid>,
     campaigns: tokio::sync::OnceCell<Campaigns>,
     caught_up: tokio::sync::OnceCell<()>,
 }
@@ -41,9 +44,16 @@ impl<'a> Ctx<'a> {
         Ctx {
             runtime,
             now: runtime.clock.now(),
+            fingerprint: None,
             campaigns: tokio::sync::OnceCell::new(),
             caught_up: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The same context for a request with this fingerprint.
+    pub fn with_fingerprint(mut self, fingerprint: Option<Uuid>) -> Ctx<'a> {
+        self.fingerprint = fingerprint;
+        self
     }
 
     /// Every campaign's state, caught up with the log (in memory: the daemon's scheduler is the
@@ -283,9 +293,26 @@ pub enum Response {
 /// Every request's answer.
 pub type Outcome = Result<Response, AppError>;
 
+/// Where a request comes from, beyond what it says: what a front knows of the request itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// A digest of the request as it arrived (HTTP: method, path and body), recorded with the
+    /// command so that its id (an `Idempotency-Key`) reused by another request is refused.
+    pub fingerprint: Option<Uuid>,
+}
+
 /// Answers a request on the runtime.
 pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
-    let ctx = Ctx::new(runtime);
+    execute_with(runtime, request, Origin::default()).await
+}
+
+/// Answers a request on the runtime, as the request `origin` describes.
+pub async fn execute_with(runtime: &Runtime, request: Request, origin: Origin) -> Outcome {
+    let ctx = Ctx::new(runtime).with_fingerprint(origin.fingerprint);
+    crate::kernel::runtime::with_fingerprint(origin.fingerprint, answer(ctx, request)).await
+}
+
+async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
     let runtime = ctx.runtime;
     match request {
         Request::Ping => Ok(Response::Pong(Pong {
@@ -347,6 +374,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
                 reason,
                 command_id,
                 causation: None,
+                fingerprint: ctx.fingerprint,
             };
             Ok(Response::Acted(
                 campaigns::act(runtime, &campaign, action, &who).await?,
@@ -364,6 +392,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
                 reason,
                 command_id,
                 causation: None,
+                fingerprint: ctx.fingerprint,
             };
             Ok(Response::PlanApplied(
                 campaigns::apply_plan(runtime, &file_name, &source, &who).await?,

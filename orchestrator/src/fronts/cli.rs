@@ -140,6 +140,16 @@ pub enum Command {
         /// of every campaign (or to --until) in seconds. Starts at --clock-at, or now.
         #[arg(long)]
         simulate: bool,
+        /// Serve the HTTP API (`/api/v1`, docs/http-api.md) on this address too, e.g.
+        /// 127.0.0.1:8080 (port 0: any free port, said on standard error and written to
+        /// DATA/http.addr). Off unless given.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// The HTTP API's tokens: each person's, with a role (manager, sales, boss, auditor).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Where campaigns stand: phase, stage, since when, the next transition.
     Status {
@@ -283,6 +293,31 @@ pub enum Command {
         /// from a whole one: only the events it holds are checked.
         #[arg(long)]
         accept_untrailered: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a person; it is printed once, alone on standard output, and only a
+    /// keyed digest of it is kept (DATA/tokens.json).
+    Create {
+        /// The person's name: the actor of everything recorded with the token.
+        #[arg(long)]
+        name: String,
+        /// What the token may do.
+        #[arg(long)]
+        role: crate::fronts::http::auth::Role,
+    },
+    /// The tokens: name, role, created, revoked (never the tokens themselves).
+    List {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a token from working, at once (a running daemon sees it).
+    Revoke {
+        /// The token's name.
+        name: String,
     },
 }
 
@@ -570,7 +605,12 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 false,
             )
         }
-        Command::Run { until, simulate } => {
+        Command::Token { command } => token(data, command),
+        Command::Run {
+            until,
+            simulate,
+            http,
+        } => {
             // `run` does not create a store; one that exists gets its mark before it records.
             if let Err(message) = local::before_run(data, simulate || clock_at.is_some()) {
                 return Ok(user_error(message));
@@ -581,6 +621,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     until,
                     simulate,
                     clock_at,
+                    http,
                 },
             )
         }
@@ -1404,5 +1445,71 @@ fn actor_or_user(actor: Option<String>) -> Result<String, String> {
             "say who acts: --actor NAME (when it is left out, the USER environment variable names the actor, and it is not set here)"
                 .to_string(),
         ),
+    }
+}
+
+/// `battleplan token ...`: files in the data directory only, so they work while a daemon runs.
+fn token(data: &Path, command: TokenCommand) -> anyhow::Result<ExitCode> {
+    use crate::fronts::http::auth;
+    let now = Utc::now();
+    match command {
+        TokenCommand::Create { name, role } => match auth::create(data, &name, role, now) {
+            Ok(token) => {
+                out_line!("{token}");
+                eprintln!(
+                    "battleplan: token {name} ({}) created; it is shown this once and cannot be shown again (only a digest is kept)",
+                    role.as_str()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(message) => Ok(user_error(message)),
+        },
+        TokenCommand::Revoke { name } => match auth::revoke(data, &name, now) {
+            Ok(()) => {
+                out_line!("token {name} revoked");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(message) => Ok(user_error(message)),
+        },
+        TokenCommand::List { json } => {
+            let tokens = match auth::read_tokens(data) {
+                Ok(tokens) => tokens,
+                Err(message) => return Ok(user_error(message)),
+            };
+            if json {
+                let listed: Vec<serde_json::Value> = tokens
+                    .tokens
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({
+                            "name": entry.name,
+                            "role": entry.role,
+                            "created": entry.created,
+                            "revoked": entry.revoked,
+                        })
+                    })
+                    .collect();
+                out!("{}", present::json(&listed));
+                return Ok(ExitCode::SUCCESS);
+            }
+            if tokens.tokens.is_empty() {
+                out_line!(
+                    "no tokens (`battleplan token create --name NAME --role ROLE` makes one)"
+                );
+            }
+            for entry in &tokens.tokens {
+                let revoked = entry
+                    .revoked
+                    .map(|at| format!("  revoked {}", at.to_rfc3339()))
+                    .unwrap_or_default();
+                out_line!(
+                    "{}  {}  created {}{revoked}",
+                    entry.name,
+                    entry.role.as_str(),
+                    entry.created.to_rfc3339()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

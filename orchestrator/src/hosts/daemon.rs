@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
 use crate::app::Request;
-use crate::fronts::control;
+use crate::fronts::{control, http};
 use crate::kernel::runtime::Runtime;
 use crate::kernel::scheduler::{Scheduler, Timing};
 use crate::present::USER_ERROR;
@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub simulate: bool,
     /// A manual clock at this instant instead of the system clock.
     pub clock_at: Option<DateTime<Utc>>,
+    /// Serve the HTTP API on this address too (`--http`).
+    pub http: Option<std::net::SocketAddr>,
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {
@@ -273,6 +275,31 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         let (stop, stopped) = watch::channel(false);
         let stop = Arc::new(stop);
         let server = tokio::spawn(control::serve(listener, runtime.clone(), stopped.clone()));
+        let http = match options.http {
+            None => None,
+            Some(address) => {
+                let listener = match http::prepare_scratch(data) {
+                    Ok(()) => http::bind(address).await,
+                    Err(message) => Err(message),
+                };
+                let listener = match listener {
+                    Ok(listener) => listener,
+                    Err(message) => {
+                        let _ = stop.send(true);
+                        let _ = server.await;
+                        return Ok(Err(message));
+                    }
+                };
+                let bound = listener.local_addr().unwrap_or(address);
+                if let Err(message) = http::announce(data, bound) {
+                    let _ = stop.send(true);
+                    let _ = server.await;
+                    return Ok(Err(message));
+                }
+                let api = http::Api::new(runtime.clone(), data);
+                Some(tokio::spawn(http::serve(listener, api, stopped.clone())))
+            }
+        };
         // Listening for the signals before saying the daemon runs: a SIGTERM sent as soon as
         // it says so stops it cleanly instead of killing it.
         let stopping = stop_signals();
@@ -300,6 +327,10 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         // Bounded: the server gives the requests under way `control::SHUTDOWN_GRACE`, then
         // drops them.
         let _ = server.await;
+        // Bounded too: `http::SHUTDOWN_GRACE` for the requests under way.
+        if let Some(http) = http {
+            let _ = http.await;
+        }
         Ok::<_, anyhow::Error>(Ok(result))
     })?;
     // A blocking thread may still be reading a file for an import whose request was dropped: it

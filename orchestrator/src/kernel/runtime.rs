@@ -78,6 +78,10 @@ pub struct Who {
     pub command_id: Option<Uuid>,
     /// The event or command this one follows from.
     pub causation: Option<Uuid>,
+    /// A digest of the request that carried the command (HTTP: method, path and body), recorded
+    /// as the events' `correlation_id`: the same command id sent again with another request is
+    /// refused ([`HandleError::Reused`]) instead of answered with the first one's outcome.
+    pub fingerprint: Option<Uuid>,
 }
 
 impl Who {
@@ -87,7 +91,47 @@ impl Who {
             reason: None,
             command_id: None,
             causation: None,
+            fingerprint: None,
         }
+    }
+}
+
+tokio::task_local! {
+    /// The fingerprint of the request being answered (see [`Who::fingerprint`]), for the
+    /// commands recorded through [`Runtime::record`] and the retries found by
+    /// [`Runtime::recorded_by`]; set by `app::execute_with`, absent elsewhere.
+    static FINGERPRINT: Option<Uuid>;
+}
+
+/// Runs `work` as the answer to a request whose fingerprint is `fingerprint`.
+pub async fn with_fingerprint<F: std::future::Future>(
+    fingerprint: Option<Uuid>,
+    work: F,
+) -> F::Output {
+    FINGERPRINT.scope(fingerprint, work).await
+}
+
+/// The fingerprint of the request being answered, if one was given.
+pub fn current_fingerprint() -> Option<Uuid> {
+    FINGERPRINT
+        .try_with(|fingerprint| *fingerprint)
+        .ok()
+        .flatten()
+}
+
+/// Refuses a command id recorded before by another request: events that a fingerprinted
+/// request finds under its command id must carry its own fingerprint.
+fn same_request(events: &[RecordedEvent], fingerprint: Option<Uuid>) -> Result<(), HandleError> {
+    let Some(fingerprint) = fingerprint else {
+        return Ok(());
+    };
+    match events.first() {
+        Some(first) if first.metadata.correlation_id != Some(fingerprint) => {
+            Err(HandleError::Reused {
+                command_id: first.metadata.command_id.0,
+            })
+        }
+        _ => Ok(()),
     }
 }
 
@@ -112,6 +156,9 @@ pub enum HandleError {
     Payload(#[from] battleplan_core::event::upcast::PayloadError),
     #[error("campaign {campaign}: {attempts} attempts lost the race for its stream to other writers; try again")]
     Contended { campaign: String, attempts: usize },
+    /// A command id (an HTTP `Idempotency-Key`) used before by a different request.
+    #[error("the command id {command_id} (an Idempotency-Key) was used before for a different request; nothing was recorded. Use a new key for a new request")]
+    Reused { command_id: Uuid },
 }
 
 impl Runtime {
@@ -211,7 +258,7 @@ impl Runtime {
                     actor: request.actor.clone(),
                     command_id,
                     causation_id: request.causation,
-                    correlation_id: None,
+                    correlation_id: request.fingerprint.or_else(current_fingerprint),
                     reason: request.reason.clone(),
                 },
                 recorded_at: now,
@@ -231,6 +278,9 @@ impl Runtime {
                             (outcome.last_version.0 - outcome.first_version.0 + 1) as usize,
                         )
                         .await?;
+                    if outcome.deduplicated {
+                        same_request(&recorded, request.fingerprint.or_else(current_fingerprint))?;
+                    }
                     let (state, _) = self.load(campaign).await?;
                     return Ok(Handled {
                         events: recorded,
@@ -285,10 +335,12 @@ impl Runtime {
         }
         let from = StreamVersion(version.0.saturating_sub(READ_BATCH as u64 - 1).max(1));
         let events = self.store.read_stream(stream, from, READ_BATCH).await?;
-        Ok(events
+        let mine: Vec<RecordedEvent> = events
             .into_iter()
             .filter(|event| event.metadata.command_id == command_id)
-            .collect())
+            .collect();
+        same_request(&mine, current_fingerprint())?;
+        Ok(mine)
     }
 
     /// [`Runtime::recorded_by`] up to the stream's end, for a command given an id; nothing for
@@ -318,20 +370,30 @@ impl Runtime {
         command_id: Uuid,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<AppendOutcome, HandleError> {
-        self.append_in_order(Append {
-            stream,
-            expected: ExpectedVersion::Any,
-            events,
-            metadata: Metadata {
-                actor: actor.to_string(),
-                command_id: CommandId(command_id),
-                causation_id: None,
-                correlation_id: None,
-                reason,
-            },
-            recorded_at: now,
-        })
-        .await
+        let fingerprint = current_fingerprint();
+        let outcome = self
+            .append_in_order(Append {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Any,
+                events,
+                metadata: Metadata {
+                    actor: actor.to_string(),
+                    command_id: CommandId(command_id),
+                    causation_id: None,
+                    correlation_id: fingerprint,
+                    reason,
+                },
+                recorded_at: now,
+            })
+            .await?;
+        if outcome.deduplicated && fingerprint.is_some() {
+            let first = self
+                .store
+                .read_stream(&stream, outcome.first_version, 1)
+                .await?;
+            same_request(&first, fingerprint)?;
+        }
+        Ok(outcome)
     }
 
     /// Appends, keeping the log's instants in order. Refused when the clock itself is behind

@@ -138,6 +138,7 @@ impl Scheduler {
             reason: None,
             command_id: Some(derived_command_id(&words)),
             causation: None,
+            fingerprint: None,
         };
         let zone = state.zone();
         match self.runtime.handle(id, &command, &request).await {

@@ -1,0 +1,1081 @@
+//! The routes: each maps its path, query and body to an `app::Request` (built in [`build`], one
+//! function per route) and answers with the view's JSON or a problem detail.
+
+use std::path::PathBuf;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use battleplan_adapters::import::Format;
+use battleplan_core::customer::ImportKind;
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::{Caller, Operation};
+use super::problem::Problem;
+use super::{Api, IDLE_TIMEOUT, MAX_JSON_BYTES, REQUEST_TIMEOUT};
+use crate::app::{self, Action, Origin, Outcome, Request};
+use crate::kernel::runtime::derived_command_id;
+
+/// A route's answer.
+pub type Answer = Result<Response, Problem>;
+
+/// Every route under `/api/v1`, with its operation in the role matrix (`None`: no token needed).
+pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
+    (Method::GET, "/openapi.json", None),
+    (Method::GET, "/campaigns", Some(Operation::ListCampaigns)),
+    (Method::POST, "/campaigns", Some(Operation::ApplyPlan)),
+    (Method::GET, "/campaigns/{id}", Some(Operation::Status)),
+    (
+        Method::GET,
+        "/campaigns/{id}/history",
+        Some(Operation::History),
+    ),
+    (
+        Method::GET,
+        "/campaigns/{id}/funnel",
+        Some(Operation::Funnel),
+    ),
+    (
+        Method::GET,
+        "/campaigns/{id}/targets",
+        Some(Operation::Targets),
+    ),
+    (
+        Method::GET,
+        "/campaigns/{id}/outbox",
+        Some(Operation::Outbox),
+    ),
+    (Method::GET, "/campaigns/{id}/tasks", Some(Operation::Tasks)),
+    (
+        Method::GET,
+        "/campaigns/{id}/audience",
+        Some(Operation::Audience),
+    ),
+    (
+        Method::GET,
+        "/campaigns/{id}/customers/{customer}/explain",
+        Some(Operation::Explain),
+    ),
+    (Method::POST, "/campaigns/{id}/pause", Some(Operation::Act)),
+    (Method::POST, "/campaigns/{id}/resume", Some(Operation::Act)),
+    (
+        Method::POST,
+        "/campaigns/{id}/advance",
+        Some(Operation::Act),
+    ),
+    (Method::POST, "/campaigns/{id}/cancel", Some(Operation::Act)),
+    (
+        Method::POST,
+        "/campaigns/{id}/channels/{channel}/resume",
+        Some(Operation::ChannelResume),
+    ),
+    (
+        Method::POST,
+        "/campaigns/{id}/tasks/{occurrence}/done",
+        Some(Operation::TaskDone),
+    ),
+    (
+        Method::POST,
+        "/imports/customers",
+        Some(Operation::ImportCustomers),
+    ),
+    (
+        Method::POST,
+        "/imports/outcomes",
+        Some(Operation::ImportOutcomes),
+    ),
+    (Method::GET, "/export", Some(Operation::Export)),
+    (Method::GET, "/audit/verify", Some(Operation::AuditVerify)),
+];
+
+/// The routes, unlayered (see `super::router`).
+pub fn router(_api: Api) -> Router<Api> {
+    let v1 = Router::new()
+        .route("/openapi.json", get(super::openapi::document))
+        .route("/campaigns", get(list_campaigns).post(apply_plan))
+        .route("/campaigns/{id}", get(status))
+        .route("/campaigns/{id}/history", get(history))
+        .route("/campaigns/{id}/funnel", get(funnel))
+        .route("/campaigns/{id}/targets", get(targets))
+        .route("/campaigns/{id}/outbox", get(outbox))
+        .route("/campaigns/{id}/tasks", get(tasks))
+        .route("/campaigns/{id}/audience", get(audience))
+        .route("/campaigns/{id}/customers/{customer}/explain", get(explain))
+        .route("/campaigns/{id}/pause", post(pause))
+        .route("/campaigns/{id}/resume", post(resume))
+        .route("/campaigns/{id}/advance", post(advance))
+        .route("/campaigns/{id}/cancel", post(cancel))
+        .route(
+            "/campaigns/{id}/channels/{channel}/resume",
+            post(channel_resume),
+        )
+        .route("/campaigns/{id}/tasks/{occurrence}/done", post(task_done))
+        .route("/imports/customers", post(import_customers))
+        .route("/imports/outcomes", post(import_outcomes))
+        .route("/export", get(export))
+        .route("/audit/verify", get(audit_verify));
+    Router::new()
+        .nest(super::BASE, v1)
+        .route("/healthz", get(super::metrics::healthz))
+        .route("/readyz", get(super::metrics::readyz))
+        .route("/metrics", get(super::metrics::metrics))
+}
+
+/// The requests, one function per route: the one place each route says what it asks.
+pub mod build {
+    use super::*;
+
+    pub fn status(campaign: Option<String>) -> Request {
+        Request::Status {
+            campaign,
+            json: false,
+        }
+    }
+
+    pub fn history(campaign: String, query: HistoryQuery) -> Request {
+        Request::History {
+            campaign: Some(campaign),
+            json: false,
+            as_of: query.as_of,
+            after: query.after,
+            limit: query.limit,
+        }
+    }
+
+    pub fn funnel(campaign: String) -> Request {
+        Request::Funnel { campaign }
+    }
+
+    pub fn targets(campaign: String) -> Request {
+        Request::Targets { campaign }
+    }
+
+    pub fn outbox(campaign: String, query: OutboxQuery) -> Request {
+        Request::Outbox(app::outreach::OutboxQuestion {
+            campaign,
+            reach_out: query.reach_out,
+            customers: query.customers.unwrap_or(false),
+        })
+    }
+
+    pub fn tasks(campaign: String, query: TasksQuery) -> Request {
+        Request::Tasks(app::tasks::TasksQuestion {
+            campaign: Some(campaign),
+            role: query.role,
+            due_before: query.due_before,
+        })
+    }
+
+    pub fn audience(campaign: String, query: AudienceQuery) -> Request {
+        Request::AudiencePreview(app::audience::PreviewQuestion {
+            campaign,
+            reach_out: query.reach_out,
+            segment: query.segment,
+            channel: query.channel,
+            at: query.at,
+            customers: query.customers.unwrap_or(false),
+        })
+    }
+
+    pub fn explain(campaign: String, customer: String, query: AsOfQuery) -> Request {
+        Request::Explain(app::explain::ExplainQuestion {
+            campaign,
+            customer,
+            as_of: query.as_of,
+        })
+    }
+
+    pub fn apply_plan(
+        caller: &Caller,
+        query: PlanQuery,
+        source: String,
+        command_id: Option<Uuid>,
+    ) -> Request {
+        Request::ApplyPlan {
+            file_name: query.file_name.unwrap_or_else(|| "plan.toml".to_string()),
+            source,
+            actor: caller.name.clone(),
+            reason: query.reason,
+            command_id,
+        }
+    }
+
+    pub fn act(
+        caller: &Caller,
+        campaign: String,
+        action: Action,
+        body: ReasonBody,
+        command_id: Option<Uuid>,
+    ) -> Request {
+        Request::Act {
+            campaign,
+            action,
+            actor: caller.name.clone(),
+            reason: body.reason,
+            command_id,
+        }
+    }
+
+    pub fn channel_resume(
+        caller: &Caller,
+        campaign: String,
+        channel: String,
+        body: ChannelResumeBody,
+        command_id: Option<Uuid>,
+    ) -> Request {
+        Request::ChannelResume {
+            campaign,
+            channel,
+            actor: caller.name.clone(),
+            reason: body.reason,
+            command_id,
+        }
+    }
+
+    pub fn task_done(
+        caller: &Caller,
+        campaign: String,
+        occurrence: String,
+        body: NoteBody,
+        command_id: Option<Uuid>,
+    ) -> Request {
+        Request::TaskDone(app::tasks::TaskDoneRequest {
+            campaign: Some(campaign),
+            occurrence,
+            actor: caller.name.clone(),
+            note: body.note,
+            command_id,
+        })
+    }
+
+    pub fn import(
+        caller: &Caller,
+        kind: ImportKind,
+        path: PathBuf,
+        file_name: String,
+        format: Format,
+        skip_bad_rows: bool,
+    ) -> Request {
+        Request::Import(app::import::ImportRequest {
+            kind,
+            path,
+            file_name,
+            format,
+            skip_bad_rows,
+            actor: caller.name.clone(),
+        })
+    }
+
+    pub fn export(out: PathBuf, as_of: Option<DateTime<Utc>>) -> Request {
+        Request::Export {
+            out,
+            file_name: "export".to_string(),
+            as_of,
+        }
+    }
+
+    pub fn audit_verify() -> Request {
+        Request::AuditVerify
+    }
+}
+
+// ----- query and body types -----
+
+/// `?as_of=`: the log as of an instant.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfQuery {
+    /// Only what was recorded up to this instant (RFC 3339).
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// A campaign's history, a page at a time.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Only the events recorded up to this instant (RFC 3339).
+    pub as_of: Option<DateTime<Utc>>,
+    /// Only the events after this log position (the cursor: the last position of a page).
+    pub after: Option<u64>,
+    /// At most this many events.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct OutboxQuery {
+    /// One reach-out only.
+    pub reach_out: Option<String>,
+    /// List the customers too.
+    pub customers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct TasksQuery {
+    /// One role's tasks only.
+    pub role: Option<String>,
+    /// Only the tasks due before this instant (RFC 3339).
+    pub due_before: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct AudienceQuery {
+    pub reach_out: Option<String>,
+    pub segment: Option<String>,
+    pub channel: Option<String>,
+    /// The instant to preview at (RFC 3339).
+    pub at: Option<DateTime<Utc>>,
+    /// List the customers too.
+    pub customers: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct PlanQuery {
+    /// The plan's file name, for the diagnostics (`plan.toml` when left out).
+    pub file_name: Option<String>,
+    /// Why, recorded with the plan.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct ImportQuery {
+    /// `csv` or `jsonl`, when the content type does not say (text/csv, application/x-ndjson).
+    pub format: Option<String>,
+    /// Import the good rows and skip the bad ones (listed), instead of refusing the file.
+    pub skip_bad_rows: Option<bool>,
+    /// The file's name, recorded with the import (`upload.csv` or `upload.jsonl`).
+    pub file_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Only the events recorded up to this instant (RFC 3339).
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+/// Why: recorded with the command.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    pub reason: Option<String>,
+}
+
+/// Why the channel may send again: recorded with the command.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelResumeBody {
+    pub reason: String,
+}
+
+/// A note recorded with the task's completion.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    pub note: Option<String>,
+}
+
+// ----- shared steps -----
+
+fn path<T>(extracted: Result<Path<T>, PathRejection>) -> Result<T, Problem> {
+    extracted
+        .map(|Path(value)| value)
+        .map_err(|rejection| Problem::bad_request(rejection.body_text()))
+}
+
+fn query<T>(extracted: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    extracted.map(|Query(value)| value).map_err(|rejection| {
+        Problem::bad_request(format_args!(
+            "the query is not valid: {}",
+            rejection.body_text()
+        ))
+    })
+}
+
+/// The body's media type, without its parameters, in lower case.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+/// Reads a body of at most `limit` bytes (413 beyond), each piece within [`IDLE_TIMEOUT`].
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Vec<u8>, Problem> {
+    if declared_length(headers).is_some_and(|length| length > limit) {
+        return Err(Problem::too_large(limit));
+    }
+    let reading = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(piece) = next_piece(&mut stream).await? {
+            if bytes.len() as u64 + piece.len() as u64 > limit {
+                return Err(Problem::too_large(limit));
+            }
+            bytes.extend_from_slice(&piece);
+        }
+        Ok(bytes)
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, reading)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format_args!(
+                    "the body was not sent within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            ))
+        })
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+}
+
+async fn next_piece(
+    stream: &mut axum::body::BodyDataStream,
+) -> Result<Option<axum::body::Bytes>, Problem> {
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.next()).await {
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format_args!("the body stopped coming for {} s", IDLE_TIMEOUT.as_secs()),
+        )),
+        Ok(None) => Ok(None),
+        Ok(Some(Ok(piece))) => Ok(Some(piece)),
+        Ok(Some(Err(error))) => Err(Problem::bad_request(format_args!(
+            "the body could not be read: {error}"
+        ))),
+    }
+}
+
+/// A JSON body (`{}` when empty): 415 for another media type, 400 for what is not JSON, 422
+/// for JSON of the wrong shape.
+fn json_body<T: DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Problem> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        match media_type(headers) {
+            Some(kind) if kind == "application/json" || kind.ends_with("+json") => bytes,
+            other => {
+                return Err(Problem::unsupported_type(format_args!(
+                    "this route takes application/json, not {}",
+                    other.unwrap_or_else(|| "a body without a content type".to_string())
+                )))
+            }
+        }
+    };
+    serde_json::from_slice(bytes).map_err(|error| {
+        if error.classify() == serde_json::error::Category::Data {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+                format_args!("the body does not fit this route: {error}"),
+            )
+        } else {
+            Problem::bad_request(format_args!("the body is not valid JSON: {error}"))
+        }
+    })
+}
+
+/// The `Idempotency-Key` of a request, if it has one: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| {
+            !key.is_empty() && key.len() <= 255 && key.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .ok_or_else(|| {
+            Problem::bad_request(
+                "the Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)",
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// The command id an `Idempotency-Key` becomes (the same for the same token and key), and the
+/// request's fingerprint (method, path with query, body) recorded with it.
+fn command_of(
+    caller: &Caller,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(Option<Uuid>, Origin), Problem> {
+    let Some(key) = idempotency_key(headers)? else {
+        return Ok((None, Origin::default()));
+    };
+    let command_id = derived_command_id(&format!("http idempotency-key\n{}\n{key}", caller.name));
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(method.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(
+        uri.path_and_query()
+            .map(|path| path.as_str())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    hasher.update(b"\n");
+    hasher.update(body);
+    let hash = hasher.finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash.as_bytes()[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x80;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    Ok((
+        Some(command_id),
+        Origin {
+            fingerprint: Some(Uuid::from_bytes(bytes)),
+        },
+    ))
+}
+
+/// A JSON body with its content type.
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The answer to an outcome: the view's JSON (the bytes `--json` prints), or a problem.
+pub fn answer(outcome: Outcome) -> Answer {
+    let response = outcome.map_err(|error| Problem::from(&error))?;
+    if let Some(body) = crate::present::view_json(&response) {
+        return Ok(json_response(StatusCode::OK, body));
+    }
+    // A view still answered as printed words: the words, as JSON, until it is typed.
+    let reply = crate::present::render(&Ok(response), false);
+    let words = reply.stderr.trim();
+    let words = words.strip_prefix("battleplan: ").unwrap_or(words);
+    match reply.code {
+        0 => Ok(json_response(StatusCode::OK, crate::present::json(&reply))),
+        // Until every use case refuses with an `AppError`: its words say the class.
+        crate::present::USER_ERROR if words.starts_with("no campaign named") => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_campaign",
+            words,
+        )),
+        crate::present::USER_ERROR => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            words,
+        )),
+        _ => Err(Problem::internal(words)),
+    }
+}
+
+async fn ask(api: &Api, request: Request, origin: Origin) -> Answer {
+    answer(app::execute_with(api.runtime(), request, origin).await)
+}
+
+// ----- reads -----
+
+/// Every campaign's status.
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
+    responses((status = 200, description = "Every campaign's status", body = app::campaigns::StatusView),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn list_campaigns(State(api): State<Api>) -> Answer {
+    ask(&api, build::status(None), Origin::default()).await
+}
+
+/// A campaign's status.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = String, Path, description = "The campaign's id")),
+    responses((status = 200, description = "The campaign's status", body = app::campaigns::StatusView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn status(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+    ask(&api, build::status(Some(path(id)?)), Origin::default()).await
+}
+
+/// A campaign's events, paged by log position.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/history", tag = "campaigns",
+    params(("id" = String, Path, description = "The campaign's id"), HistoryQuery),
+    responses((status = 200, description = "The events", body = app::campaigns::HistoryView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn history(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    found: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Answer {
+    let request = build::history(path(id)?, query(found)?);
+    ask(&api, request, Origin::default()).await
+}
+
+/// A campaign's funnel.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/funnel", tag = "campaigns",
+    params(("id" = String, Path, description = "The campaign's id")),
+    responses((status = 200, description = "The funnel", body = app::tasks::FunnelView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn funnel(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+    ask(&api, build::funnel(path(id)?), Origin::default()).await
+}
+
+/// A campaign's stage targets against what was measured.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/targets", tag = "campaigns",
+    params(("id" = String, Path, description = "The campaign's id")),
+    responses((status = 200, description = "The targets", body = app::campaigns::TargetsView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn targets(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+    ask(&api, build::targets(path(id)?), Origin::default()).await
+}
+
+/// A campaign's outbox.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/outbox", tag = "outreach",
+    params(("id" = String, Path, description = "The campaign's id"), OutboxQuery),
+    responses((status = 200, description = "The outbox", body = app::outreach::OutboxView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn outbox(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    found: Result<Query<OutboxQuery>, QueryRejection>,
+) -> Answer {
+    let request = build::outbox(path(id)?, query(found)?);
+    ask(&api, request, Origin::default()).await
+}
+
+/// A campaign's task board.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/tasks", tag = "tasks",
+    params(("id" = String, Path, description = "The campaign's id"), TasksQuery),
+    responses((status = 200, description = "The tasks", body = app::tasks::TasksView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn tasks(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    found: Result<Query<TasksQuery>, QueryRejection>,
+) -> Answer {
+    let request = build::tasks(path(id)?, query(found)?);
+    ask(&api, request, Origin::default()).await
+}
+
+/// Who a reach-out would reach, and when.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/audience", tag = "outreach",
+    params(("id" = String, Path, description = "The campaign's id"), AudienceQuery),
+    responses((status = 200, description = "The audience", body = app::audience::PreviewView),
+        (status = 404, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn audience(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    found: Result<Query<AudienceQuery>, QueryRejection>,
+) -> Answer {
+    let request = build::audience(path(id)?, query(found)?);
+    ask(&api, request, Origin::default()).await
+}
+
+/// Why a customer was reached or not.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/customers/{customer}/explain", tag = "outreach",
+    params(("id" = String, Path, description = "The campaign's id"),
+        ("customer" = String, Path, description = "The customer's id"), AsOfQuery),
+    responses((status = 200, description = "The explanation", body = app::explain::ExplainView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn explain(
+    State(api): State<Api>,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    found: Result<Query<AsOfQuery>, QueryRejection>,
+) -> Answer {
+    let (campaign, customer) = path(ids)?;
+    let request = build::explain(campaign, customer, query(found)?);
+    ask(&api, request, Origin::default()).await
+}
+
+/// The chain, the payloads and the stored projection, checked.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses((status = 200, description = "What the check found", body = app::audit::VerifyView),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn audit_verify(State(api): State<Api>) -> Answer {
+    ask(&api, build::audit_verify(), Origin::default()).await
+}
+
+// ----- commands -----
+
+/// Applies a plan: the TOML file is the body.
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", params(PlanQuery),
+    request_body(content = String, content_type = "application/toml", description = "The plan file"),
+    responses((status = 200, description = "The plan was applied", body = app::campaigns::ApplyView),
+        (status = 422, description = "The plan has errors", body = Problem),
+        (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn apply_plan(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    found: Result<Query<PlanQuery>, QueryRejection>,
+    body: Body,
+) -> Answer {
+    let plan_query = query(found)?;
+    match media_type(&headers).as_deref() {
+        Some("application/toml" | "text/plain" | "text/x-toml" | "application/x-toml") => {}
+        other => {
+            return Err(Problem::unsupported_type(format_args!(
+                "a plan is sent as application/toml (or text/plain), not {}",
+                other.unwrap_or("a body without a content type")
+            )))
+        }
+    }
+    let limit = battleplan_core::plan::parse::MAX_PLAN_BYTES as u64;
+    let bytes = read_body(&headers, body, limit).await?;
+    let (command_id, origin) = command_of(&caller, &headers, &method, &uri, &bytes)?;
+    let source = String::from_utf8(bytes).map_err(|_| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            "the plan is not UTF-8 text",
+        )
+    })?;
+    let request = build::apply_plan(&caller, plan_query, source, command_id);
+    ask(&api, request, origin).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    api: Api,
+    caller: Caller,
+    action: Action,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Answer {
+    let campaign = path(id)?;
+    let bytes = read_body(&headers, body, MAX_JSON_BYTES).await?;
+    let reason: ReasonBody = json_body(&headers, &bytes)?;
+    let (command_id, origin) = command_of(&caller, &headers, &method, &uri, &bytes)?;
+    ask(
+        &api,
+        build::act(&caller, campaign, action, reason, command_id),
+        origin,
+    )
+    .await
+}
+
+macro_rules! act_route {
+    ($name:ident, $action:expr, $path:literal, $what:literal) => {
+        #[doc = $what]
+        #[utoipa::path(post, path = $path, tag = "campaigns",
+            params(("id" = String, Path, description = "The campaign's id"),
+                ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key gets the first answer")),
+            request_body(content = ReasonBody, content_type = "application/json"),
+            responses((status = 200, description = "Done", body = app::campaigns::ActView),
+                (status = 404, body = Problem), (status = 409, description = "Refused by the campaign, or the key was used for another request", body = Problem),
+                (status = 400, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+                (status = 401, body = Problem), (status = 403, body = Problem)),
+            security(("bearer" = [])))]
+        pub async fn $name(
+            State(api): State<Api>,
+            Extension(caller): Extension<Caller>,
+            method: Method,
+            uri: Uri,
+            headers: HeaderMap,
+            id: Result<Path<String>, PathRejection>,
+            body: Body,
+        ) -> Answer {
+            act(api, caller, $action, method, uri, headers, id, body).await
+        }
+    };
+}
+
+act_route!(
+    pause,
+    Action::Pause,
+    "/api/v1/campaigns/{id}/pause",
+    "Pauses a campaign's automated transitions."
+);
+act_route!(
+    resume,
+    Action::Resume,
+    "/api/v1/campaigns/{id}/resume",
+    "Resumes a paused campaign."
+);
+act_route!(
+    advance,
+    Action::Advance,
+    "/api/v1/campaigns/{id}/advance",
+    "Enters the next phase or stage now."
+);
+act_route!(
+    cancel,
+    Action::Cancel,
+    "/api/v1/campaigns/{id}/cancel",
+    "Ends a campaign for good."
+);
+
+/// Lets a channel the bounce guard paused send again.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/channels/{channel}/resume", tag = "outreach",
+    params(("id" = String, Path, description = "The campaign's id"),
+        ("channel" = String, Path, description = "The channel's id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    request_body(content = ChannelResumeBody, content_type = "application/json"),
+    responses((status = 200, description = "Resumed", body = app::outreach::ChannelResumeView),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn channel_resume(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    body: Body,
+) -> Answer {
+    let (campaign, channel) = path(ids)?;
+    let bytes = read_body(&headers, body, MAX_JSON_BYTES).await?;
+    let reason: ChannelResumeBody = json_body(&headers, &bytes)?;
+    let (command_id, origin) = command_of(&caller, &headers, &method, &uri, &bytes)?;
+    let request = build::channel_resume(&caller, campaign, channel, reason, command_id);
+    ask(&api, request, origin).await
+}
+
+/// Marks a task done.
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/tasks/{occurrence}/done", tag = "tasks",
+    params(("id" = String, Path, description = "The campaign's id"),
+        ("occurrence" = String, Path, description = "The task's occurrence id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    request_body(content = NoteBody, content_type = "application/json"),
+    responses((status = 200, description = "Done", body = app::tasks::TaskDoneView),
+        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn task_done(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    ids: Result<Path<(String, String)>, PathRejection>,
+    body: Body,
+) -> Answer {
+    let (campaign, occurrence) = path(ids)?;
+    let bytes = read_body(&headers, body, MAX_JSON_BYTES).await?;
+    let note: NoteBody = json_body(&headers, &bytes)?;
+    let (command_id, origin) = command_of(&caller, &headers, &method, &uri, &bytes)?;
+    let request = build::task_done(&caller, campaign, occurrence, note, command_id);
+    ask(&api, request, origin).await
+}
+
+// ----- files -----
+
+/// The format of an upload: `?format=`, or its content type.
+fn format_of(headers: &HeaderMap, asked: Option<&str>) -> Result<Format, Problem> {
+    match asked.map(str::to_ascii_lowercase).as_deref() {
+        Some("csv") => return Ok(Format::Csv),
+        Some("jsonl" | "ndjson") => return Ok(Format::Jsonl),
+        Some(other) => {
+            return Err(Problem::bad_request(format_args!(
+                "format={} is not one: csv or jsonl",
+                battleplan_core::text::printable(other)
+            )))
+        }
+        None => {}
+    }
+    match media_type(headers).as_deref() {
+        Some("text/csv") => Ok(Format::Csv),
+        Some("application/x-ndjson" | "application/jsonl" | "application/x-jsonlines") => {
+            Ok(Format::Jsonl)
+        }
+        other => Err(Problem::unsupported_type(format_args!(
+            "an import is text/csv or application/x-ndjson (or say ?format=csv|jsonl), not {}",
+            other.unwrap_or("a body without a content type")
+        ))),
+    }
+}
+
+/// Streams an upload into a file of the scratch directory, bounded by the import's limit.
+async fn upload(
+    api: &Api,
+    headers: &HeaderMap,
+    body: Body,
+    suffix: &str,
+) -> Result<tempfile::NamedTempFile, Problem> {
+    let limit = battleplan_adapters::import::MAX_FILE_BYTES;
+    if declared_length(headers).is_some_and(|length| length > limit) {
+        return Err(Problem::too_large(limit));
+    }
+    let scratch = api.scratch();
+    let file = tempfile::Builder::new()
+        .prefix("upload-")
+        .suffix(suffix)
+        .tempfile_in(&scratch)
+        .map_err(|error| {
+            Problem::internal(format_args!(
+                "cannot create a file in {}: {error}",
+                scratch.display()
+            ))
+        })?;
+    let written = file
+        .reopen()
+        .map_err(|error| Problem::internal(format_args!("cannot write the upload: {error}")))?;
+    let mut writer = tokio::io::BufWriter::new(tokio::fs::File::from_std(written));
+    let mut stream = body.into_data_stream();
+    let mut total: u64 = 0;
+    while let Some(piece) = next_piece(&mut stream).await? {
+        total += piece.len() as u64;
+        if total > limit {
+            return Err(Problem::too_large(limit));
+        }
+        tokio::io::AsyncWriteExt::write_all(&mut writer, &piece)
+            .await
+            .map_err(|error| Problem::internal(format_args!("cannot write the upload: {error}")))?;
+    }
+    tokio::io::AsyncWriteExt::flush(&mut writer)
+        .await
+        .map_err(|error| Problem::internal(format_args!("cannot write the upload: {error}")))?;
+    Ok(file)
+}
+
+async fn import(
+    api: Api,
+    caller: Caller,
+    kind: ImportKind,
+    headers: HeaderMap,
+    found: Result<Query<ImportQuery>, QueryRejection>,
+    body: Body,
+) -> Answer {
+    let asked = query(found)?;
+    let format = format_of(&headers, asked.format.as_deref())?;
+    // A key is accepted and changes nothing: an import's command ids come from the file's
+    // digest, so the same file again is recorded once whatever the key.
+    idempotency_key(&headers)?;
+    let suffix = match format {
+        Format::Csv => ".csv",
+        Format::Jsonl => ".jsonl",
+    };
+    let file = upload(&api, &headers, body, suffix).await?;
+    let file_name = asked.file_name.unwrap_or_else(|| format!("upload{suffix}"));
+    let request = build::import(
+        &caller,
+        kind,
+        file.path().to_path_buf(),
+        file_name,
+        format,
+        asked.skip_bad_rows.unwrap_or(false),
+    );
+    let answered = ask(&api, request, Origin::default()).await;
+    drop(file);
+    answered
+}
+
+/// Imports customers: the file is the body.
+#[utoipa::path(post, path = "/api/v1/imports/customers", tag = "imports", params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The customers file (CSV, or JSON lines as application/x-ndjson)"),
+    responses((status = 200, description = "Imported", body = app::import::ImportView),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn import_customers(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    found: Result<Query<ImportQuery>, QueryRejection>,
+    body: Body,
+) -> Answer {
+    import(api, caller, ImportKind::Customers, headers, found, body).await
+}
+
+/// Imports outcomes: the file is the body.
+#[utoipa::path(post, path = "/api/v1/imports/outcomes", tag = "imports", params(ImportQuery),
+    request_body(content = String, content_type = "text/csv", description = "The outcomes file (CSV, or JSON lines as application/x-ndjson)"),
+    responses((status = 200, description = "Imported", body = app::import::ImportView),
+        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn import_outcomes(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    found: Result<Query<ImportQuery>, QueryRejection>,
+    body: Body,
+) -> Answer {
+    import(api, caller, ImportKind::Outcomes, headers, found, body).await
+}
+
+/// The log as JSON lines, streamed (the same lines as `battleplan export`).
+#[utoipa::path(get, path = "/api/v1/export", tag = "audit", params(ExportQuery),
+    responses((status = 200, description = "The export, one JSON object a line", content_type = "application/x-ndjson", body = String),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn export(
+    State(api): State<Api>,
+    found: Result<Query<ExportQuery>, QueryRejection>,
+) -> Answer {
+    let asked = query(found)?;
+    let runtime = api.runtime();
+    let id = runtime.ids.next_id(runtime.clock.now());
+    let out = api.scratch().join(format!("export-{}.jsonl", id.simple()));
+    let answered = ask(
+        &api,
+        build::export(out.clone(), asked.as_of),
+        Origin::default(),
+    )
+    .await;
+    let opened = tokio::fs::File::open(&out).await;
+    // Open, the file is streamed from its descriptor; its name goes at once.
+    let _ = std::fs::remove_file(&out);
+    answered?;
+    let file = opened
+        .map_err(|error| Problem::internal(format_args!("cannot read the export: {error}")))?;
+    let stream = futures_util::stream::unfold(file, |mut file| async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        match tokio::io::AsyncReadExt::read(&mut file, &mut buffer).await {
+            Ok(0) => None,
+            Ok(read) => {
+                buffer.truncate(read);
+                Some((
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(buffer)),
+                    file,
+                ))
+            }
+            Err(error) => Some((Err(error), file)),
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,727 @@
+//! The HTTP API of `battleplan run --http`: tokens and roles (every route x every role, and no
+//! token, a revoked one, a wrong one), the actor of what a token records, idempotency keys, and
+//! refusals as problem details. A small HTTP/1.1 client over a loopback socket asks.
+
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+
+use battleplan_tests::{bp, ok, run_in, Daemon};
+use serde_json::Value;
+
+const CAMPAIGN: &str = "sept-festival-2026";
+const APPLIED_AT: &str = "2026-08-20T00:00:00+08:00";
+const NOW: &str = "2026-08-21T11:00:00+08:00";
+
+/// An answer: status, headers (names in lower case) and body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text()))
+    }
+
+    /// The problem detail this refusal is, checked as one.
+    fn problem(&self) -> Value {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        let problem = self.json();
+        assert_eq!(problem["status"], self.status, "{problem:#}");
+        for field in ["type", "title", "detail", "code"] {
+            assert!(problem[field].is_string(), "{field} in {problem:#}");
+        }
+        problem
+    }
+}
+
+/// One request on its own connection.
+fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    request_declaring(address, method, path, headers, body, body.len())
+}
+
+/// [`request`], its `Content-Length` saying `declared` bytes whatever the body holds.
+fn request_declaring(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    declared: usize,
+) -> Answer {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {declared}\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // A server that refuses a body early (413) may close before taking all of it: what it
+    // answered is read all the same.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let mut piece = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut piece) {
+            Ok(0) => break,
+            Ok(read) => raw.extend_from_slice(&piece[..read]),
+            Err(error) if !raw.is_empty() => {
+                assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+                break;
+            }
+            Err(error) => panic!("reading the answer: {error}"),
+        }
+    }
+    parse(&raw)
+}
+
+fn parse(raw: &[u8]) -> Answer {
+    let end = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = raw.windows(2).position(|window| window == b"\r\n").unwrap();
+        let size_text = String::from_utf8_lossy(&raw[..line_end]).into_owned();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
+}
+
+/// The example plan applied, the daemon running with the HTTP API on a free port, and a token
+/// per role (and one revoked).
+struct Setup {
+    dir: tempfile::TempDir,
+    daemon: Daemon,
+    address: String,
+    tokens: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn token(dir: &Path, name: &str, role: &str) -> String {
+    let made = ok(bp(
+        dir,
+        &["token", "create", "--name", name, "--role", role],
+    ));
+    assert!(made.stderr.contains("shown this once"), "{}", made.stderr);
+    let token = made.stdout.trim().to_string();
+    assert!(
+        token.starts_with("bpt_") && !token.contains('\n'),
+        "{token}"
+    );
+    token
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    ok(run_in(dir.path(), &["init", "--out", "plan.toml"]));
+    ok(bp(
+        dir.path(),
+        &["plan", "apply", "plan.toml", "--clock-at", APPLIED_AT],
+    ));
+    let mut tokens = std::collections::BTreeMap::new();
+    for (name, role) in [
+        ("mia", "manager"),
+        ("bob", "sales"),
+        ("zhou", "boss"),
+        ("ada", "auditor"),
+        ("gone", "manager"),
+    ] {
+        tokens.insert(role_key(name), token(dir.path(), name, role));
+    }
+    let mut daemon = Daemon::start(
+        dir.path(),
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            NOW,
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let line = daemon.wait_for("HTTP API on http://");
+    let address = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/api/v1")
+        .to_string();
+    let written = std::fs::read_to_string(dir.path().join("data/http.addr")).unwrap();
+    assert_eq!(written.trim(), address);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("data/http.addr"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "http.addr is {mode:o}");
+    }
+    daemon.wait_for("caught up");
+    // Revoked while the daemon runs: it sees the change.
+    ok(bp(dir.path(), &["token", "revoke", "gone"]));
+    Setup {
+        dir,
+        daemon,
+        address,
+        tokens,
+    }
+}
+
+fn role_key(name: &str) -> &'static str {
+    match name {
+        "mia" => "manager",
+        "bob" => "sales",
+        "zhou" => "boss",
+        "ada" => "auditor",
+        _ => "revoked",
+    }
+}
+
+impl Setup {
+    fn ask(&self, who: &str, method: &str, path: &str, body: &[u8], kind: &str) -> Answer {
+        let bearer = match who {
+            "none" => None,
+            "wrong" => Some(format!("Bearer bpt_{}", "0".repeat(64))),
+            role => Some(format!("Bearer {}", self.tokens[role])),
+        };
+        let mut headers = vec![("Content-Type", kind)];
+        if let Some(bearer) = bearer.as_deref() {
+            headers.push(("Authorization", bearer));
+        }
+        request(&self.address, method, path, &headers, body)
+    }
+
+    fn history(&self) -> Vec<Value> {
+        let run = ok(bp(self.dir.path(), &["history", CAMPAIGN, "--json"]));
+        serde_json::from_str::<Value>(&run.stdout)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap()
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let (code, log) = self.daemon.terminate();
+        // A clean stop removes the address file.
+        if code == 0 {
+            assert!(
+                !self.dir.path().join("data/http.addr").exists(),
+                "{}",
+                log.join("\n")
+            );
+        }
+    }
+}
+
+/// A route of the matrix: method, path, body, content type, the roles that may.
+struct Route {
+    method: &'static str,
+    path: String,
+    body: &'static [u8],
+    kind: &'static str,
+    allowed: &'static [&'static str],
+}
+
+const ALL: &[&str] = &["manager", "sales", "boss", "auditor"];
+const READERS: &[&str] = &["manager", "boss", "auditor"];
+const AUDIT: &[&str] = &["manager", "auditor"];
+const MANAGER: &[&str] = &["manager"];
+const SALES: &[&str] = &["manager", "sales"];
+
+fn routes() -> Vec<Route> {
+    let c = format!("/api/v1/campaigns/{CAMPAIGN}");
+    // Commands aim at a campaign that does not exist (or carry a body that is refused): the
+    // role is checked first, and nothing is recorded whoever asks.
+    let ghost = "/api/v1/campaigns/ghost";
+    let json = "application/json";
+    let route = |method, path: String, body, kind, allowed| Route {
+        method,
+        path,
+        body,
+        kind,
+        allowed,
+    };
+    vec![
+        route("GET", "/api/v1/campaigns".into(), b"", json, ALL),
+        route("GET", c.clone(), b"", json, ALL),
+        route("GET", format!("{c}/tasks"), b"", json, ALL),
+        route("GET", format!("{c}/funnel"), b"", json, READERS),
+        route("GET", format!("{c}/targets"), b"", json, READERS),
+        route("GET", format!("{c}/outbox"), b"", json, READERS),
+        route(
+            "GET",
+            format!("{c}/audience?reach_out=visitor-coupons"),
+            b"",
+            json,
+            READERS,
+        ),
+        route("GET", format!("{c}/history"), b"", json, AUDIT),
+        route(
+            "GET",
+            format!("{c}/customers/c-1/explain"),
+            b"",
+            json,
+            AUDIT,
+        ),
+        route("GET", "/api/v1/export".into(), b"", json, AUDIT),
+        route("GET", "/api/v1/audit/verify".into(), b"", json, AUDIT),
+        route(
+            "POST",
+            "/api/v1/campaigns".into(),
+            b"not a plan",
+            "application/toml",
+            MANAGER,
+        ),
+        route(
+            "POST",
+            format!("{ghost}/pause"),
+            b"{\"reason\":\"r\"}",
+            json,
+            MANAGER,
+        ),
+        route(
+            "POST",
+            format!("{ghost}/resume"),
+            b"{\"reason\":\"r\"}",
+            json,
+            MANAGER,
+        ),
+        route(
+            "POST",
+            format!("{ghost}/advance"),
+            b"{\"reason\":\"r\"}",
+            json,
+            MANAGER,
+        ),
+        route(
+            "POST",
+            format!("{ghost}/cancel"),
+            b"{\"reason\":\"r\"}",
+            json,
+            MANAGER,
+        ),
+        route(
+            "POST",
+            format!("{ghost}/channels/email/resume"),
+            b"{\"reason\":\"r\"}",
+            json,
+            MANAGER,
+        ),
+        route(
+            "POST",
+            format!("{ghost}/tasks/create-coupons/done"),
+            b"{}",
+            json,
+            SALES,
+        ),
+        route(
+            "POST",
+            "/api/v1/imports/customers".into(),
+            b"not,a\nheader\n",
+            "text/csv",
+            MANAGER,
+        ),
+        route(
+            "POST",
+            "/api/v1/imports/outcomes".into(),
+            b"not,a\nheader\n",
+            "text/csv",
+            SALES,
+        ),
+    ]
+}
+
+#[test]
+fn every_route_answers_every_role_as_the_matrix_says() {
+    let setup = setup();
+    // A customer, for explain.
+    let imported = setup.ask(
+        "manager",
+        "POST",
+        "/api/v1/imports/customers",
+        b"id,name,email\nc-1,Li Na,li@example.com\n",
+        "text/csv",
+    );
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let before = setup.history().len();
+    for route in routes() {
+        for who in [
+            "manager", "sales", "boss", "auditor", "none", "revoked", "wrong",
+        ] {
+            let answer = setup.ask(who, route.method, &route.path, route.body, route.kind);
+            let what = format!("{who} {} {}: {}", route.method, route.path, answer.text());
+            if ["none", "revoked", "wrong"].contains(&who) {
+                assert_eq!(answer.status, 401, "{what}");
+                assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{what}");
+                assert_eq!(answer.problem()["code"], "unauthorized", "{what}");
+            } else if route.allowed.contains(&who) {
+                assert!(
+                    ![401, 403].contains(&answer.status) && answer.status < 500,
+                    "{what}"
+                );
+                if route.method == "GET" {
+                    assert_eq!(answer.status, 200, "{what}");
+                }
+            } else {
+                assert_eq!(answer.status, 403, "{what}");
+                assert_eq!(answer.problem()["code"], "forbidden", "{what}");
+            }
+        }
+    }
+    // HEAD runs GET's handler: it needs GET's token and role.
+    let head = setup.ask("none", "HEAD", "/api/v1/export", b"", "application/json");
+    assert_eq!(head.status, 401, "{head:?}");
+    let head = setup.ask("sales", "HEAD", "/api/v1/export", b"", "application/json");
+    assert_eq!(head.status, 403, "{head:?}");
+    // Every change was refused or aimed at nothing: the campaign's history is as it was.
+    assert_eq!(setup.history().len(), before);
+    // The tokens need none: health, readiness, metrics, the document.
+    for path in ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"] {
+        let answer = setup.ask("none", "GET", path, b"", "text/plain");
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+    }
+    let metrics = setup
+        .ask("none", "GET", "/metrics", b"", "text/plain")
+        .text();
+    assert!(
+        metrics.contains("battleplan_http_requests_total{method=\"GET\",route=\"/api/v1/campaigns/{id}/history\",status=\"403\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("battleplan_log_position "), "{metrics}");
+    let document = setup
+        .ask("none", "GET", "/api/v1/openapi.json", b"", "text/plain")
+        .json();
+    assert!(document["paths"]["/api/v1/campaigns/{id}/history"]["get"].is_object());
+    assert!(document["components"]["schemas"]["Problem"].is_object());
+}
+
+#[test]
+fn the_auditor_reads_the_trail_and_a_sales_token_is_the_actor_of_its_task_done() {
+    let setup = setup();
+    let c = format!("/api/v1/campaigns/{CAMPAIGN}");
+    for path in [format!("{c}/history"), "/api/v1/audit/verify".to_string()] {
+        let answer = setup.ask("auditor", "GET", &path, b"", "application/json");
+        assert_eq!(answer.status, 200, "{path}: {}", answer.text());
+    }
+    let export = setup.ask("auditor", "GET", "/api/v1/export", b"", "application/json");
+    assert_eq!(export.status, 200, "{}", export.text());
+    assert_eq!(export.header("content-type"), Some("application/x-ndjson"));
+    let lines: Vec<Value> = export
+        .text()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(lines.len() >= 2, "{}", export.text());
+    assert_eq!(lines[0]["event_type"], "PlanApplied");
+    // The export's scratch file is gone once streamed.
+    let scratch = setup.dir.path().join("data/http-scratch");
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
+
+    let done = setup.ask(
+        "sales",
+        "POST",
+        &format!("{c}/tasks/create-coupons/done"),
+        b"{\"note\": \"five coupons live\"}",
+        "application/json",
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    let history = setup.history();
+    let recorded = history
+        .iter()
+        .find(|event| event["type"] == "TaskDone")
+        .unwrap_or_else(|| panic!("no TaskDone in {history:#?}"));
+    assert_eq!(recorded["actor"], "bob");
+    assert_eq!(recorded["reason"], "five coupons live");
+}
+
+#[test]
+fn an_idempotency_key_retried_gets_the_first_answer_and_another_body_is_refused() {
+    let setup = setup();
+    let pause = format!("/api/v1/campaigns/{CAMPAIGN}/pause");
+    let ask = |key: &str, body: &[u8]| {
+        let bearer = format!("Bearer {}", setup.tokens["manager"]);
+        request(
+            &setup.address,
+            "POST",
+            &pause,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            body,
+        )
+    };
+    let first = ask("pause-1", b"{\"reason\": \"stock check\"}");
+    assert_eq!(first.status, 200, "{}", first.text());
+    let after_first = setup.history();
+    let paused: Vec<&Value> = after_first
+        .iter()
+        .filter(|event| event["type"] == "CampaignPaused")
+        .collect();
+    assert_eq!(paused.len(), 1, "{after_first:#?}");
+    assert_eq!(paused[0]["actor"], "mia");
+    let retry = ask("pause-1", b"{\"reason\": \"stock check\"}");
+    assert_eq!(retry.status, 200, "{}", retry.text());
+    let position = paused[0]["position"].to_string();
+    assert!(retry.text().contains(&position), "{}", retry.text());
+    assert_eq!(setup.history(), after_first, "the retry recorded something");
+
+    let other = ask("pause-1", b"{\"reason\": \"another reason\"}");
+    assert_eq!(other.status, 409, "{}", other.text());
+    let problem = other.problem();
+    assert_eq!(problem["code"], "conflict");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("used before for a different request"),
+        "{problem:#}"
+    );
+    assert_eq!(setup.history(), after_first);
+
+    // The same for a command recorded on its own stream (a task done).
+    let done = format!("/api/v1/campaigns/{CAMPAIGN}/tasks/create-coupons/done");
+    let bearer = format!("Bearer {}", setup.tokens["sales"]);
+    let task = |key: &str, body: &[u8]| {
+        request(
+            &setup.address,
+            "POST",
+            &done,
+            &[
+                ("Authorization", &bearer),
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", key),
+            ],
+            body,
+        )
+    };
+    assert_eq!(task("done-1", b"{\"note\": \"live\"}").status, 200);
+    let after_task = setup.history();
+    let retried = task("done-1", b"{\"note\": \"live\"}");
+    assert_eq!(retried.status, 200, "{}", retried.text());
+    assert_eq!(setup.history(), after_task);
+    let changed = task("done-1", b"{\"note\": \"not live\"}");
+    assert_eq!(changed.status, 409, "{}", changed.text());
+    assert_eq!(changed.problem()["code"], "conflict");
+    // Another token's same key is another command.
+    assert_eq!(setup.history(), after_task);
+}
+
+#[test]
+fn refusals_are_problem_details_never_500s() {
+    let setup = setup();
+    let resume = format!("/api/v1/campaigns/{CAMPAIGN}/resume");
+    let bad_json = setup.ask(
+        "manager",
+        "POST",
+        &resume,
+        b"{\"reason\":",
+        "application/json",
+    );
+    assert_eq!(bad_json.status, 400, "{}", bad_json.text());
+    assert!(bad_json.problem()["detail"]
+        .as_str()
+        .unwrap()
+        .contains("not valid JSON"));
+    let wrong_shape = setup.ask(
+        "manager",
+        "POST",
+        &resume,
+        b"{\"reasn\":\"x\"}",
+        "application/json",
+    );
+    assert_eq!(wrong_shape.status, 422, "{}", wrong_shape.text());
+    wrong_shape.problem();
+    let wrong_type = setup.ask(
+        "manager",
+        "POST",
+        &resume,
+        b"{\"reason\":\"x\"}",
+        "text/plain",
+    );
+    assert_eq!(wrong_type.status, 415, "{}", wrong_type.text());
+    wrong_type.problem();
+    // Refused on its declared length, before a byte of it is read.
+    let bearer = format!("Bearer {}", setup.tokens["manager"]);
+    let too_large = request_declaring(
+        &setup.address,
+        "POST",
+        &resume,
+        &[
+            ("Authorization", &bearer),
+            ("Content-Type", "application/json"),
+        ],
+        b"",
+        2 * 1024 * 1024,
+    );
+    assert_eq!(too_large.status, 413, "{}", too_large.text());
+    assert_eq!(too_large.problem()["code"], "too_large");
+    let plan_type = setup.ask(
+        "manager",
+        "POST",
+        "/api/v1/campaigns",
+        b"x = 1",
+        "application/json",
+    );
+    assert_eq!(plan_type.status, 415, "{}", plan_type.text());
+    plan_type.problem();
+    let import_type = setup.ask(
+        "manager",
+        "POST",
+        "/api/v1/imports/customers",
+        b"id\n",
+        "image/png",
+    );
+    assert_eq!(import_type.status, 415, "{}", import_type.text());
+    import_type.problem();
+    let unknown = setup.ask(
+        "manager",
+        "GET",
+        "/api/v1/campaigns/no-such-campaign",
+        b"",
+        "application/json",
+    );
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(unknown.problem()["code"], "unknown_campaign");
+    let nowhere = setup.ask("manager", "GET", "/api/v1/nowhere", b"", "application/json");
+    assert_eq!(nowhere.status, 404, "{}", nowhere.text());
+    nowhere.problem();
+    let method = setup.ask(
+        "manager",
+        "DELETE",
+        "/api/v1/campaigns",
+        b"",
+        "application/json",
+    );
+    assert_eq!(method.status, 405, "{}", method.text());
+    method.problem();
+    let bad_query = setup.ask(
+        "manager",
+        "GET",
+        &format!("/api/v1/campaigns/{CAMPAIGN}/history?limit=many"),
+        b"",
+        "application/json",
+    );
+    assert_eq!(bad_query.status, 400, "{}", bad_query.text());
+    bad_query.problem();
+    let bad_key = request(
+        &setup.address,
+        "POST",
+        &resume,
+        &[
+            (
+                "Authorization",
+                &format!("Bearer {}", setup.tokens["manager"]),
+            ),
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", ""),
+        ],
+        b"{}",
+    );
+    assert_eq!(bad_key.status, 400, "{}", bad_key.text());
+    bad_key.problem();
+}
+
+#[test]
+fn tokens_are_listed_without_their_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = token(dir.path(), "li.na", "boss");
+    let list = ok(bp(dir.path(), &["token", "list"])).stdout;
+    assert!(list.contains("li.na") && list.contains("boss"), "{list}");
+    let listed = ok(bp(dir.path(), &["token", "list", "--json"])).stdout;
+    let kept = std::fs::read_to_string(dir.path().join("data/tokens.json")).unwrap();
+    let secret = token.trim_start_matches("bpt_");
+    for text in [&list, &listed, &kept] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["tokens.json", "token.key", "tokens.lock"] {
+        let mode = std::fs::metadata(dir.path().join("data").join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is {mode:o}");
+    }
+    let again = bp(
+        dir.path(),
+        &["token", "create", "--name", "li.na", "--role", "sales"],
+    );
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    ok(bp(dir.path(), &["token", "revoke", "li.na"]));
+    let list = ok(bp(dir.path(), &["token", "list"])).stdout;
+    assert!(list.contains("revoked"), "{list}");
+    let unknown = bp(dir.path(), &["token", "revoke", "nobody"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+}
