@@ -148,11 +148,9 @@ pub enum Request {
     Ping,
     Status {
         campaign: Option<String>,
-        json: bool,
     },
     History {
         campaign: Option<String>,
-        json: bool,
         /// Only the events recorded up to this instant, then each campaign's state as of it.
         #[serde(default)]
         as_of: Option<DateTime<Utc>>,
@@ -314,7 +312,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             tasks::funnel(runtime, &campaign, json).await?,
         )),
         Request::Targets { campaign } => Ok(Response::Targets(
-            campaigns::targets(runtime, &campaign).await?,
+            campaigns::targets(&ctx, &campaign).await?,
         )),
         Request::ChannelResume {
             campaign,
@@ -326,17 +324,25 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
             outreach::resume_channel(runtime, &campaign, &channel, &actor, &reason, command_id)
                 .await?,
         )),
-        Request::Status { campaign, json } => Ok(Response::Status(
-            campaigns::status(runtime, campaign.as_deref(), json).await?,
+        Request::Status { campaign } => Ok(Response::Status(
+            campaigns::status(&ctx, campaign.as_deref()).await?,
         )),
         Request::History {
             campaign,
-            json,
             as_of,
-            after: _,
-            limit: _,
+            after,
+            limit,
         } => Ok(Response::History(
-            campaigns::history(runtime, campaign.as_deref(), json, as_of).await?,
+            campaigns::history(
+                &ctx,
+                campaign.as_deref(),
+                campaigns::HistoryQuery {
+                    as_of,
+                    after,
+                    limit,
+                },
+            )
+            .await?,
         )),
         Request::Explain(question) => Ok(Response::Explain(
             explain::explain(runtime, &question).await?,
@@ -355,7 +361,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
                 causation: None,
             };
             Ok(Response::Acted(
-                campaigns::act(runtime, &campaign, action, &who).await?,
+                campaigns::act(&ctx, &campaign, action, &who).await?,
             ))
         }
         Request::ApplyPlan {
@@ -372,7 +378,7 @@ pub async fn execute(runtime: &Runtime, request: Request) -> Outcome {
                 causation: None,
             };
             Ok(Response::PlanApplied(
-                campaigns::apply_plan(runtime, &file_name, &source, &who).await?,
+                campaigns::apply_plan(&ctx, &file_name, &source, &who).await?,
             ))
         }
     }

@@ -655,7 +655,6 @@ impl Runner {
             let remote = match capture.as_str() {
                 "status" => Request::Status {
                     campaign: Some(campaign),
-                    json: false,
                 },
                 "tasks" => Request::Tasks(crate::app::tasks::TasksQuestion {
                     campaign: Some(campaign),
@@ -1047,7 +1046,6 @@ impl Runner {
                 "status",
                 Request::Status {
                     campaign: Some(self.campaign.clone()),
-                    json: false,
                 },
             )
             .await?;
