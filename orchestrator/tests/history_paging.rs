@@ -7,12 +7,14 @@
 
 use std::sync::Arc;
 
+use battleplan_adapters::outbox::FileOutbox;
 use battleplan_adapters::MemoryEventLog;
-use battleplan_core::context::{ManualClock, SeededIds};
+use battleplan_core::context::{Clock, ManualClock, SeededIds};
 use battleplan_core::plan::EXAMPLE_PLAN;
-use battleplan_orchestrator::app::campaigns::{HistoryBody, HistoryView};
+use battleplan_orchestrator::app::campaigns::{HistoryBody, HistoryEvent, HistoryView};
 use battleplan_orchestrator::app::{self, Action, AppError, Request, Response};
 use battleplan_orchestrator::kernel::runtime::Runtime;
+use battleplan_orchestrator::kernel::scheduler::{Scheduler, Timing};
 use chrono::{DateTime, Duration, Utc};
 
 const CAMPAIGN: &str = "sept-festival-2026";
@@ -23,8 +25,9 @@ fn at(text: &str) -> DateTime<Utc> {
         .with_timezone(&Utc)
 }
 
-/// A campaign applied, then moved by hand through a few steps, a pause and a resume.
-async fn campaign_with_a_past() -> (Runtime, Arc<ManualClock>) {
+/// A campaign applied and run by the scheduler into its warm-up (phases entered, reach-outs
+/// planned), then paused, resumed and advanced by hand. Returns the instant it was paused.
+async fn campaign_with_a_past() -> (Runtime, DateTime<Utc>, tempfile::TempDir) {
     let clock = Arc::new(ManualClock::new(at("2026-08-01T00:00:00Z")));
     let runtime = Runtime::new(
         Arc::new(MemoryEventLog::default()),
@@ -46,15 +49,20 @@ async fn campaign_with_a_past() -> (Runtime, Arc<ManualClock>) {
         matches!(applied, Ok(Response::PlanApplied(_))),
         "{applied:?}"
     );
-    for action in [
-        Action::Advance,
-        Action::Advance,
-        Action::Pause,
-        Action::Resume,
-        Action::Advance,
-        Action::Advance,
-    ] {
+    let outbox = tempfile::tempdir().unwrap();
+    let mut scheduler = Scheduler::new(runtime.clone(), Timing::Simulated(clock.clone()), None)
+        .with_outbox(Arc::new(FileOutbox::new(outbox.path())));
+    scheduler.start().await.unwrap();
+    scheduler
+        .advance_to(at("2026-08-27T00:00:00+08:00"))
+        .await
+        .unwrap();
+    let mut paused_at = clock.now();
+    for action in [Action::Pause, Action::Resume, Action::Advance] {
         clock.advance(Duration::minutes(5));
+        if action == Action::Pause {
+            paused_at = clock.now();
+        }
         let acted = app::execute(
             &runtime,
             Request::Act {
@@ -71,7 +79,7 @@ async fn campaign_with_a_past() -> (Runtime, Arc<ManualClock>) {
             "{action:?}: {acted:?}"
         );
     }
-    (runtime, clock)
+    (runtime, paused_at, outbox)
 }
 
 async fn history(
@@ -93,14 +101,16 @@ async fn history(
     }
 }
 
-/// Every page of `limit` lines in turn, as a client following `next_after` reads them.
+/// Every page of `limit` lines in turn, as a client following `next_after` reads them: each
+/// page's positions and cursor, and every line read.
 async fn pages(
     runtime: &Runtime,
     campaign: Option<&str>,
     as_of: Option<DateTime<Utc>>,
     limit: usize,
-) -> Vec<(Vec<u64>, Option<u64>)> {
+) -> (Vec<(Vec<u64>, Option<u64>)>, Vec<HistoryEvent>) {
     let mut pages = Vec::new();
+    let mut lines = Vec::new();
     let mut after = None;
     loop {
         let view = history(runtime, campaign, as_of, after, Some(limit)).await;
@@ -109,29 +119,40 @@ async fn pages(
         };
         let positions: Vec<u64> = window.events.iter().map(|line| line.position).collect();
         pages.push((positions, window.next_after));
+        lines.extend(window.events.iter().cloned());
         match window.next_after {
             Some(next) => after = Some(next),
             None => break,
         }
         assert!(pages.len() < 100, "the pages never end: {pages:?}");
     }
-    pages
+    (pages, lines)
 }
 
 #[tokio::test]
 async fn pages_cover_the_history_once_in_order_and_the_last_has_no_cursor() {
-    let (runtime, _) = campaign_with_a_past().await;
+    let (runtime, _, _outbox) = campaign_with_a_past().await;
     for campaign in [None, Some(CAMPAIGN)] {
         let whole = history(&runtime, campaign, None, None, None).await;
         let HistoryBody::Events(all) = &whole.body else {
             panic!("without paging, every event: {:?}", whole.body);
         };
         let all: Vec<u64> = all.iter().map(|line| line.position).collect();
-        assert!(all.len() >= 7, "{all:?}");
+        // The campaign's own events and its outbox's (the reach-outs planned).
+        assert!(all.len() >= 8, "{all:?}");
+        let lines = whole.body.events();
+        assert!(
+            lines
+                .iter()
+                .any(|line| line.event_type == "ReachOutPlanned"),
+            "{lines:#?}"
+        );
         for limit in [1, 2, 3, all.len() - 1, all.len(), all.len() + 5] {
-            let pages = pages(&runtime, campaign, None, limit).await;
+            let (pages, lines) = pages(&runtime, campaign, None, limit).await;
             let read: Vec<u64> = pages.iter().flat_map(|(page, _)| page.clone()).collect();
             assert_eq!(read, all, "limit {limit}: {pages:?}");
+            // Each line as the whole history shows it: the same plan version, zone, words.
+            assert_eq!(lines, whole.body.events(), "limit {limit}");
             let (last, others) = pages.split_last().unwrap();
             assert_eq!(last.1, None, "limit {limit}: {pages:?}");
             assert!(!last.0.is_empty(), "no empty last page: {pages:?}");
@@ -145,16 +166,17 @@ async fn pages_cover_the_history_once_in_order_and_the_last_has_no_cursor() {
 
 #[tokio::test]
 async fn a_page_of_the_history_as_of_an_instant_keeps_the_states_as_of_it() {
-    let (runtime, _) = campaign_with_a_past().await;
-    // Up to the pause: the plan, two advances and the pause.
-    let as_of = at("2026-08-01T00:15:00Z");
+    let (runtime, paused_at, _outbox) = campaign_with_a_past().await;
+    // Up to the pause: what the scheduler did, and the pause.
+    let as_of = paused_at + Duration::minutes(1);
     let whole = history(&runtime, Some(CAMPAIGN), Some(as_of), None, None).await;
     let HistoryBody::Window(window) = &whole.body else {
         panic!("as of an instant: a window {:?}", whole.body);
     };
     assert_eq!(window.next_after, None);
     let all: Vec<u64> = window.events.iter().map(|line| line.position).collect();
-    let pages = pages(&runtime, Some(CAMPAIGN), Some(as_of), 2).await;
+    let (pages, lines) = pages(&runtime, Some(CAMPAIGN), Some(as_of), 2).await;
+    assert_eq!(lines, window.events);
     let read: Vec<u64> = pages.iter().flat_map(|(page, _)| page.clone()).collect();
     assert_eq!(read, all, "{pages:?}");
     let last = history(&runtime, Some(CAMPAIGN), Some(as_of), Some(all[1]), Some(2)).await;
@@ -164,7 +186,7 @@ async fn a_page_of_the_history_as_of_an_instant_keeps_the_states_as_of_it() {
 
 #[tokio::test]
 async fn a_page_of_no_event_is_refused_and_the_plain_history_is_a_list() {
-    let (runtime, _) = campaign_with_a_past().await;
+    let (runtime, _, _outbox) = campaign_with_a_past().await;
     let refused = app::execute(
         &runtime,
         Request::History {
