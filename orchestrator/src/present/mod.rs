@@ -134,8 +134,8 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
     }
 }
 
-/// A refusal for a terminal: `battleplan: ` and its message on standard error; exit 2 for the
-/// user's, 1 for the program's.
+/// A refusal for a terminal: `battleplan: ` and its message on standard error (a plan's
+/// diagnostics as their own lines); exit 2 for the user's, 1 for the program's.
 pub fn error_reply(error: &AppError) -> Reply {
     let stderr = match error {
         // A plan's diagnostics are lines of their own (`FILE:LINE:COLUMN: error[CODE] ...`),
