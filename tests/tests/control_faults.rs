@@ -460,7 +460,7 @@ fn imports_of_devices_and_huge_files_are_refused_and_stopping_is_bounded() {
             "it is not a battleplan request: unknown variant `drop-everything`",
         ),
         (
-            b"{\"command\":\"status\",\"json\":\"yes\"}\n",
+            b"{\"command\":\"status\",\"campaign\":7}\n",
             "it is not a battleplan request",
         ),
     ] {

@@ -1,385 +1,572 @@
-//! The commands that read or change campaigns: `plan apply`, `status`, `pause`, `resume`,
-//! `advance`, `cancel`, `history`. Each runs the same way whether the `battleplan` process
-//! opened the store itself or a running daemon executes it for another terminal (see
-//! `control`): it takes a [`Request`] and returns what to print and the exit code.
-
-use std::fmt::Write as _;
+//! The use cases that read or change campaigns: `plan apply`, `status`, `targets`, `pause`,
+//! `resume`, `advance`, `cancel`, `history`. Each takes a request and answers with a view
+//! (data, never words) or an [`AppError`]; `present::campaigns` makes the words.
+//!
+//! The views of `status` and `history` are in two parts: `body`, what `--json` prints and HTTP
+//! sends (the same bytes as ever), and what the words need besides (the instant the answer is
+//! for, the campaigns' states, which campaign was asked about). `present::view_json` shows the
+//! body; the control socket carries the whole view, so a terminal that asked a daemon prints the
+//! same words as one that opened the store.
 
 use battleplan_core::campaign::events::PhaseEntered;
-use battleplan_core::campaign::timeline::{human_duration, local, local_rfc3339, localize_json};
-use battleplan_core::campaign::{
-    self, next_due, CampaignEvent, CampaignState, Command, PlanVersion, Status,
-};
+use battleplan_core::campaign::timeline::{local_rfc3339, localize_json, Step};
+use battleplan_core::campaign::PlanVersion;
+use battleplan_core::campaign::{self, next_due, CampaignEvent, CampaignState, Command, Status};
 use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::{Position, RecordedEvent, StreamId, StreamVersion};
+use battleplan_core::funnel::{targets_against_actuals, TargetLine};
 use battleplan_core::outreach::events::{stream_of as outreach_stream, OutreachEvent};
+use battleplan_core::plan::model::{MetricKind, TargetValue};
+use battleplan_core::plan::values::Money;
 use battleplan_core::plan::{self, diagnostic};
 use battleplan_core::task::{self, events::TaskEvent};
 use battleplan_core::text::printable;
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde::{Deserialize, Serialize, Serializer};
+use uuid::Uuid;
 
-use crate::app::Action;
+use crate::app::{Action, AppError, Ctx};
 use crate::kernel::projection::Campaigns;
 use crate::kernel::runtime::{HandleError, Runtime, Who};
-use crate::present::{Reply, USER_ERROR};
 
-fn ago_or_in(now: DateTime<Utc>, instant: DateTime<Utc>) -> String {
-    let ms = (instant - now).num_milliseconds();
-    if ms.abs() < 1000 {
-        "just now".to_string()
-    } else if ms >= 0 {
-        format!("in {}", human_duration(ms))
-    } else {
-        format!("{} ago", human_duration(ms))
+/// Writes a core value the way a `json!` literal did: through `serde_json::Value`, whose
+/// objects keep their keys in alphabetical order (the bytes `--json` has always printed).
+fn sorted<T: Serialize, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+    serde_json::to_value(value)
+        .map_err(serde::ser::Error::custom)?
+        .serialize(serializer)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The views
+// ---------------------------------------------------------------------------------------------
+
+/// A campaign's next automated transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NextTransition {
+    /// When, with the campaign's offset.
+    pub at: String,
+    /// Seconds from the answer's instant (negative: overdue).
+    pub in_seconds: i64,
+    /// The phase and stage it enters; `null` for the completion.
+    #[serde(serialize_with = "sorted")]
+    #[schema(value_type = Option<Object>)]
+    pub step: Option<Step>,
+    /// `enter` or `complete`.
+    pub what: String,
+}
+
+/// One campaign's state, as `status --json` shows it (fields in alphabetical order, as ever).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CampaignStatus {
+    pub campaign: String,
+    pub description: String,
+    pub name: String,
+    pub next: Option<NextTransition>,
+    pub plan_version: u32,
+    /// When the status began, with the campaign's offset.
+    pub since: Option<String>,
+    /// The state's name (`Running`, `Paused`, ...).
+    pub state: String,
+    #[serde(serialize_with = "sorted")]
+    #[schema(value_type = Object)]
+    pub status: Status,
+    /// Each stage target against what was measured (one campaign's status, when its plan has
+    /// targets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<Vec<TargetRow>>,
+    pub time_zone: Option<String>,
+}
+
+/// Whether the metric of a target is money, a count or a rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Money,
+    Count,
+    Rate,
+}
+
+/// A target's or an actual's value: money as exact text (`"300000.00"`), a count as an integer,
+/// a rate as a fraction.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum TargetAmount {
+    Count(u64),
+    Rate(f64),
+    #[schema(value_type = String)]
+    Money(Money),
+}
+
+/// A stage target beside what was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetRow {
+    /// `null` when not measured (or a ratio without paying buyers yet).
+    pub actual: Option<TargetAmount>,
+    pub kind: TargetKind,
+    pub measured: bool,
+    pub metric: String,
+    /// actual / target; `null` without an actual or for a target of zero.
+    pub ratio: Option<f64>,
+    pub stage: String,
+    pub target: TargetAmount,
+}
+
+/// `targets CAMPAIGN`: each stage target against what was measured. Its JSON is `body`, the
+/// list `status CAMPAIGN --json` shows under `targets` (empty when the plan sets none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TargetsView {
+    pub campaign: String,
+    /// The plan's currency, to write money in.
+    pub currency: String,
+    pub body: Vec<TargetRow>,
+}
+
+/// What `status --json` prints: one campaign's status, or every campaign's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum StatusBody {
+    One(Box<CampaignStatus>),
+    All(Vec<CampaignStatus>),
+}
+
+/// `status [CAMPAIGN]`. Its JSON is `body`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatusView {
+    pub body: StatusBody,
+    /// The instant the answer is for.
+    pub now: DateTime<Utc>,
+    /// The campaigns shown, in the order shown.
+    #[schema(value_type = Vec<Object>)]
+    pub states: Vec<CampaignState>,
+    /// One campaign's stage targets, when its plan has any.
+    pub targets: Option<TargetsView>,
+}
+
+/// One line of the history (fields in alphabetical order, as `history --json` always printed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryEvent {
+    /// Who recorded it: a person, or a part of the system (`system:scheduler`).
+    pub actor: String,
+    /// `null` for an import's start or finish, which belong to no one campaign.
+    pub campaign: Option<String>,
+    pub command_id: Uuid,
+    /// How late the scheduler entered a phase or completed the campaign.
+    pub late_by_ms: Option<i64>,
+    /// The event, instants with the campaign's offset (a plan's text left out).
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+    /// The plan version in force once the event was applied (`null` when none was).
+    pub plan_version: Option<u32>,
+    /// The event's position in the log.
+    pub position: u64,
+    pub reason: Option<String>,
+    /// With the campaign's offset.
+    pub recorded_at: String,
+    pub summary: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The event's version in its stream.
+    pub version: u64,
+}
+
+/// A window of the history: up to an instant (`as_of`, then each campaign's state as of it),
+/// or a page of it (`next_after`: the cursor for the next page, when there may be more).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryWindow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
+    pub events: Vec<HistoryEvent>,
+    /// Ask again with `after` set to this for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<u64>,
+    /// Each campaign's state as of `as_of`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<Vec<CampaignStatus>>,
+}
+
+/// What `history --json` prints: every event (as ever, without `--as-of` and without paging),
+/// or a window of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum HistoryBody {
+    Events(Vec<HistoryEvent>),
+    Window(HistoryWindow),
+}
+
+impl HistoryBody {
+    pub fn events(&self) -> &[HistoryEvent] {
+        match self {
+            HistoryBody::Events(events) => events,
+            HistoryBody::Window(window) => &window.events,
+        }
     }
 }
 
-/// The next transition in words: `burst (middle stage) at 2026-09-11 00:00 +08:00, in 8 d 22 h`.
-fn next_words(state: &CampaignState, now: DateTime<Utc>) -> String {
-    let zone = state.zone();
-    match &state.status {
-        Status::Draft => "none: no plan applied".to_string(),
-        Status::Paused { .. } => format!(
-            "none while paused (resume with `battleplan resume {} --actor NAME --reason WHY`)",
-            state.id
-        ),
-        Status::Completed | Status::Cancelled { .. } => "none: the campaign is over".to_string(),
-        _ => match next_due(state) {
-            None => "none".to_string(),
-            Some(due) => {
-                let what = match &due.command {
-                    Command::Enter { step, .. } => step.to_string(),
-                    _ => "completion".to_string(),
-                };
-                let when = if due.at <= now {
-                    format!(
-                        "overdue by {} (the daemon enters it when it runs: `battleplan run`)",
-                        human_duration((now - due.at).num_milliseconds())
-                    )
-                } else {
-                    ago_or_in(now, due.at)
-                };
-                format!("{what} at {}, {when}", local(zone, due.at))
-            }
-        },
-    }
+/// `history [CAMPAIGN] [--as-of T]`, or a page of it. Its JSON is `body`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistoryView {
+    /// The campaign asked about; `None`: every campaign's (each line names its own).
+    pub campaign: Option<String>,
+    /// Only the events recorded up to this instant.
+    pub as_of: Option<DateTime<Utc>>,
+    pub body: HistoryBody,
+    /// With `as_of`: each campaign's state as of it.
+    #[schema(value_type = Vec<Object>)]
+    pub states: Vec<CampaignState>,
 }
 
-fn status_json(state: &CampaignState, now: DateTime<Utc>) -> serde_json::Value {
+/// An event a command recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RecordedLine {
+    pub position: u64,
+    pub summary: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+}
+
+/// What `pause`, `resume`, `advance` and `cancel` answer with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActBody {
+    pub campaign: String,
+    /// What the command recorded (for a repeated command id: what its first run recorded).
+    pub events: Vec<RecordedLine>,
+    /// The command id had been handled before: nothing new was written.
+    pub repeated: bool,
+    /// The campaign after it.
+    pub status: CampaignStatus,
+}
+
+/// A campaign command's answer. Its JSON is `body`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ActView {
+    pub body: ActBody,
+    pub now: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub state: CampaignState,
+}
+
+/// A plan event `plan apply` recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PlanRecorded {
+    /// The campaign's first plan.
+    Applied {
+        name: String,
+        position: u64,
+        version: u32,
+    },
+    /// A new version of the plan, with what changed, one line each.
+    Revised {
+        changes: Vec<String>,
+        position: u64,
+        version: u32,
+    },
+}
+
+/// What `plan apply` answers with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApplyBody {
+    pub campaign: String,
+    /// Empty when the file is the plan version in force already.
+    pub events: Vec<PlanRecorded>,
+    /// The plan version in force after it.
+    pub plan_version: u32,
+    pub repeated: bool,
+    pub status: CampaignStatus,
+    /// The plan's warnings, each as `FILE:LINE:COLUMN: warning[CODE] path: message`.
+    pub warnings: Vec<String>,
+}
+
+/// A plan apply's answer. Its JSON is `body`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ApplyView {
+    pub body: ApplyBody,
+    pub now: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub state: CampaignState,
+}
+
+impl crate::present::View for TargetsView {}
+impl crate::present::View for StatusView {}
+impl crate::present::View for HistoryView {}
+impl crate::present::View for ActView {}
+impl crate::present::View for ApplyView {}
+
+// ---------------------------------------------------------------------------------------------
+// status, targets
+// ---------------------------------------------------------------------------------------------
+
+/// A campaign's state as data, at `now`.
+pub fn campaign_status(state: &CampaignState, now: DateTime<Utc>) -> CampaignStatus {
     let zone = state.zone();
     let next = next_due(state).map(|due| {
         let (what, step) = match &due.command {
             Command::Enter { step, .. } => ("enter", Some(step.clone())),
             _ => ("complete", None),
         };
-        json!({
-            "what": what,
-            "step": step,
-            "at": local_rfc3339(zone, due.at),
-            "in_seconds": (due.at - now).num_seconds(),
-        })
+        NextTransition {
+            at: local_rfc3339(zone, due.at),
+            in_seconds: (due.at - now).num_seconds(),
+            step,
+            what: what.to_string(),
+        }
     });
-    json!({
-        "campaign": state.id,
-        "name": state.name,
-        "state": state.kind().name(),
-        "status": state.status,
-        "description": state.describe(),
-        "since": state.since.map(|since| local_rfc3339(zone, since)),
-        "plan_version": state.plan_version,
-        "time_zone": state.planned.as_ref().map(|t| t.time_zone.clone()),
-        "next": next,
+    CampaignStatus {
+        campaign: state.id.clone(),
+        description: state.describe(),
+        name: state.name.clone(),
+        next,
+        plan_version: state.plan_version,
+        since: state.since.map(|since| local_rfc3339(zone, since)),
+        state: state.kind().name().to_string(),
+        status: state.status.clone(),
+        targets: None,
+        time_zone: state.planned.as_ref().map(|t| t.time_zone.clone()),
+    }
+}
+
+/// `status [CAMPAIGN]`: one campaign (with its stage targets) or every campaign.
+pub async fn status(ctx: &Ctx<'_>, campaign: Option<&str>) -> Result<StatusView, AppError> {
+    let now = ctx.now;
+    let Some(id) = campaign else {
+        let states: Vec<CampaignState> = ctx.campaigns().await?.states.values().cloned().collect();
+        return Ok(StatusView {
+            body: StatusBody::All(states.iter().map(|s| campaign_status(s, now)).collect()),
+            now,
+            states,
+            targets: None,
+        });
+    };
+    let state = ctx.campaign(id).await?.clone();
+    // For one campaign, the boss's view: each stage target against what was measured.
+    let targets = match stage_targets(ctx, id).await {
+        Ok(targets) => Some(targets).filter(|targets| !targets.body.is_empty()),
+        Err(AppError::NotFound { .. }) => None,
+        Err(error) => return Err(error),
+    };
+    let mut one = campaign_status(&state, now);
+    one.targets = targets.as_ref().map(|targets| targets.body.clone());
+    Ok(StatusView {
+        body: StatusBody::One(Box::new(one)),
+        now,
+        states: vec![state],
+        targets,
     })
 }
 
-fn status_text(out: &mut String, state: &CampaignState, now: DateTime<Utc>) {
-    let zone = state.zone();
-    let since = match &state.status {
-        // A pause names its own instant: only how long ago.
-        battleplan_core::campaign::Status::Paused { since, .. } => {
-            format!(" ({})", ago_or_in(now, *since))
-        }
-        _ => state
-            .since
-            .map(|since| format!(" since {} ({})", local(zone, since), ago_or_in(now, since)))
-            .unwrap_or_default(),
-    };
-    let _ = writeln!(out, "{}: {}", state.id, state.name);
-    let _ = writeln!(out, "  status: {}{since}", state.describe());
-    if let Some(timeline) = state.timeline() {
-        let _ = writeln!(
-            out,
-            "  plan:   version {} ({})",
-            state.plan_version, timeline.time_zone
-        );
-        if let Some(step) = state.current_step() {
-            if let Some(window) = timeline.window(step) {
-                let _ = writeln!(
-                    out,
-                    "  window: {} to {}",
-                    local(zone, window.start),
-                    local(zone, window.end)
-                );
-            }
-        }
-    }
-    let _ = writeln!(out, "  next:   {}", next_words(state, now));
+/// `targets CAMPAIGN`: each stage target against what was measured.
+pub async fn targets(ctx: &Ctx<'_>, campaign: &str) -> Result<TargetsView, AppError> {
+    stage_targets(ctx, campaign).await
 }
 
-pub async fn status(
-    runtime: &Runtime,
-    campaign: Option<&str>,
-    json: bool,
-) -> Result<Reply, HandleError> {
-    let campaigns = current(runtime).await?;
-    let now = runtime.clock.now();
-    let chosen: Vec<&CampaignState> = match campaign {
-        Some(id) => match campaigns.states.get(id) {
-            Some(state) => vec![state],
-            None => return Ok(Reply::user_error(unknown_campaign(id, &campaigns))),
+async fn stage_targets(ctx: &Ctx<'_>, campaign: &str) -> Result<TargetsView, AppError> {
+    let plan = ctx.plan(campaign).await?;
+    let mut view = TargetsView {
+        campaign: campaign.to_string(),
+        currency: plan.campaign.currency.clone(),
+        body: Vec::new(),
+    };
+    if plan.targets.is_empty() {
+        return Ok(view);
+    }
+    ctx.caught_up().await?;
+    let actuals = {
+        let boards = ctx.runtime.boards.lock().await;
+        boards.funnel.stage_actuals(&plan, ctx.now)
+    };
+    view.body = targets_against_actuals(&plan, &actuals)
+        .iter()
+        .map(target_row)
+        .collect();
+    Ok(view)
+}
+
+fn target_row(line: &TargetLine) -> TargetRow {
+    TargetRow {
+        actual: line.actual.map(amount),
+        kind: match battleplan_core::funnel::value_kind(line.target) {
+            MetricKind::Money => TargetKind::Money,
+            MetricKind::Count => TargetKind::Count,
+            MetricKind::Rate => TargetKind::Rate,
         },
-        None => campaigns.states.values().collect(),
-    };
-    // For one campaign, the boss's view: each stage target against what was measured.
-    let targets = match campaign {
-        Some(id) => crate::app::tasks::targets_text(runtime, id).await?,
-        None => None,
-    };
-    if json {
-        let list: Vec<serde_json::Value> = chosen.iter().map(|s| status_json(s, now)).collect();
-        let value = if campaign.is_some() {
-            let mut value = list.into_iter().next().unwrap_or_default();
-            if let Some(targets) = &targets {
-                value["targets"] = targets["json"].clone();
-            }
-            value
-        } else {
-            serde_json::Value::Array(list)
-        };
-        return Ok(Reply::ok(format!("{value:#}\n")));
+        measured: line.actual.is_some(),
+        metric: line.metric.key().to_string(),
+        ratio: line.ratio,
+        stage: line.stage.clone(),
+        target: amount(line.target),
     }
-    if chosen.is_empty() {
-        return Ok(Reply::ok(
-            "no campaigns yet; apply a plan with `battleplan plan apply PLAN`\n".to_string(),
-        ));
-    }
-    let mut out = String::new();
-    for (index, state) in chosen.iter().enumerate() {
-        if index > 0 {
-            out.push('\n');
-        }
-        status_text(&mut out, state, now);
-    }
-    if let Some(text) = targets.as_ref().and_then(|t| t["text"].as_str()) {
-        out.push('\n');
-        out.push_str(text);
-    }
-    Ok(Reply::ok(out))
 }
 
-/// The campaigns projection caught up in memory (the daemon's scheduler is the one that stores
-/// it, so two processes never race on its checkpoint).
+fn amount(value: TargetValue) -> TargetAmount {
+    match value {
+        TargetValue::Money(money) => TargetAmount::Money(money),
+        TargetValue::Count(count) => TargetAmount::Count(count),
+        TargetValue::Rate(rate) => TargetAmount::Rate(rate),
+    }
+}
+
 /// The zone to name an instant in when it belongs to no one campaign (an import's, say): the
 /// campaigns' zone when they all share one, UTC when there is none or they differ.
-pub async fn people_zone(runtime: &Runtime) -> Result<chrono_tz::Tz, HandleError> {
-    let campaigns = current(runtime).await?;
+pub fn zone_of_all(campaigns: &Campaigns) -> chrono_tz::Tz {
     let mut zones = campaigns.states.values().map(CampaignState::zone);
     let first = zones.next().unwrap_or(chrono_tz::Tz::UTC);
-    Ok(if zones.all(|zone| zone == first) {
+    if zones.all(|zone| zone == first) {
         first
     } else {
         chrono_tz::Tz::UTC
-    })
+    }
 }
 
-async fn current(runtime: &Runtime) -> Result<Campaigns, HandleError> {
+/// [`zone_of_all`] of the campaigns the request sees.
+pub async fn people_zone_of(ctx: &Ctx<'_>) -> Result<chrono_tz::Tz, AppError> {
+    Ok(zone_of_all(ctx.campaigns().await?))
+}
+
+/// [`zone_of_all`] of the campaigns caught up in memory, for callers without a [`Ctx`].
+pub async fn people_zone(runtime: &Runtime) -> Result<chrono_tz::Tz, HandleError> {
     let store = runtime.store.as_ref();
     let mut campaigns = Campaigns::load(store).await?;
     campaigns.catch_up_in_memory(store).await?;
-    Ok(campaigns)
+    Ok(zone_of_all(&campaigns))
 }
 
-fn unknown_campaign(id: &str, campaigns: &Campaigns) -> String {
-    if campaigns.states.is_empty() {
-        return format!("no campaign named {id}: there are no campaigns yet");
-    }
-    let known: Vec<&str> = campaigns.states.keys().map(String::as_str).collect();
-    format!("no campaign named {id}; known: {}", known.join(", "))
-}
+// ---------------------------------------------------------------------------------------------
+// pause, resume, advance, cancel; plan apply
+// ---------------------------------------------------------------------------------------------
 
 pub async fn act(
-    runtime: &Runtime,
+    ctx: &Ctx<'_>,
     campaign: &str,
     action: Action,
     request: &Who,
-) -> Result<Reply, HandleError> {
+) -> Result<ActView, AppError> {
+    let runtime = ctx.runtime;
+    // One stream's read, not the whole projection's: a draft is a campaign no plan created.
     let (state, _) = runtime.load(campaign).await?;
     if state.kind() == campaign::StateKind::Draft {
-        let campaigns = current(runtime).await?;
-        return Ok(Reply::user_error(unknown_campaign(campaign, &campaigns)));
+        return Err(AppError::UnknownCampaign {
+            campaign: campaign.to_string(),
+            known: ctx.known().await?,
+        });
     }
     let handled = runtime.handle(campaign, &action.command(), request).await?;
-    let now = runtime.clock.now();
     let zone = handled.state.zone();
-    let mut out = String::new();
+    let mut events = Vec::new();
     for event in &handled.events {
         if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
-            let _ = writeln!(
-                out,
-                "{campaign}: {} (recorded at position {}{})",
-                decoded.summary(zone),
-                event.position,
-                if handled.repeated {
-                    ", earlier, by this same command id"
-                } else {
-                    ""
-                }
-            );
+            events.push(RecordedLine {
+                position: event.position.0,
+                summary: decoded.summary(zone),
+                event_type: event.event_type.clone(),
+            });
         }
     }
-    let _ = writeln!(out, "  status: {}", handled.state.describe());
-    let _ = writeln!(out, "  next:   {}", next_words(&handled.state, now));
-    Ok(Reply::ok(out))
+    Ok(ActView {
+        body: ActBody {
+            campaign: campaign.to_string(),
+            events,
+            repeated: handled.repeated,
+            status: campaign_status(&handled.state, ctx.now),
+        },
+        now: ctx.now,
+        state: handled.state,
+    })
 }
 
 pub async fn apply_plan(
-    runtime: &Runtime,
+    ctx: &Ctx<'_>,
     file_name: &str,
     source: &str,
     request: &Who,
-) -> Result<Reply, HandleError> {
+) -> Result<ApplyView, AppError> {
     let checked = plan::check(source.as_bytes());
-    let mut errors = String::new();
-    for diagnostic in &checked.diagnostics {
-        let _ = writeln!(
-            errors,
-            "{}",
-            diagnostic::render(file_name, Some(&checked.line_index), diagnostic)
-        );
-    }
+    let mut lines: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .map(|diagnostic| diagnostic::render(file_name, Some(&checked.line_index), diagnostic))
+        .collect();
     let Some(plan) = checked.plan.as_ref() else {
-        let _ = writeln!(
-            errors,
+        lines.push(format!(
             "{file_name}: the plan has errors; nothing was applied (see `battleplan validate {file_name}`)"
-        );
-        return Ok(Reply {
-            code: USER_ERROR,
-            stdout: String::new(),
-            stderr: errors,
-        });
+        ));
+        return Err(AppError::InvalidPlan { diagnostics: lines });
     };
     let version = PlanVersion::of(plan, source);
     let id = version.campaign.clone();
-    let handled = runtime
+    let handled = ctx
+        .runtime
         .handle(&id, &Command::ApplyPlan(Box::new(version)), request)
         .await?;
-    let now = runtime.clock.now();
-    let mut out = errors; // warnings, if any
-    let earlier = if handled.repeated {
-        ", earlier, by this same command id"
-    } else {
-        ""
-    };
-    if handled.events.is_empty() {
-        let _ = writeln!(
-            out,
-            "{id}: plan version {} is already this file; nothing recorded",
-            handled.state.plan_version
-        );
-    }
+    let mut events = Vec::new();
     for event in &handled.events {
         match CampaignEvent::decode(event) {
-            Ok(Some(CampaignEvent::PlanApplied(applied))) => {
-                let _ = writeln!(
-                    out,
-                    "{id}: applied plan version {} ({}), recorded at position {}{earlier}",
-                    applied.version, applied.name, event.position
-                );
-            }
-            Ok(Some(CampaignEvent::PlanRevised(revised))) => {
-                let _ = writeln!(
-                    out,
-                    "{id}: revised to plan version {}, recorded at position {}{earlier}",
-                    revised.version, event.position
-                );
-                for change in &revised.changes {
-                    let _ = writeln!(out, "  - {change}");
-                }
-                if revised.changes.is_empty() {
-                    let _ = writeln!(out, "  (no change to the timeline or the work)");
-                }
-            }
+            Ok(Some(CampaignEvent::PlanApplied(applied))) => events.push(PlanRecorded::Applied {
+                name: applied.name.clone(),
+                position: event.position.0,
+                version: applied.version,
+            }),
+            Ok(Some(CampaignEvent::PlanRevised(revised))) => events.push(PlanRecorded::Revised {
+                changes: revised.changes.clone(),
+                position: event.position.0,
+                version: revised.version,
+            }),
             _ => {}
         }
     }
-    let _ = writeln!(out, "  status: {}", handled.state.describe());
-    let _ = writeln!(out, "  next:   {}", next_words(&handled.state, now));
-    Ok(Reply::ok(out))
+    Ok(ApplyView {
+        body: ApplyBody {
+            campaign: id,
+            events,
+            plan_version: handled.state.plan_version,
+            repeated: handled.repeated,
+            status: campaign_status(&handled.state, ctx.now),
+            warnings: lines,
+        },
+        now: ctx.now,
+        state: handled.state,
+    })
 }
 
-/// One line of the history: when, where in the log, under which plan version, who, what; and
-/// the reason a person gave on the next.
-fn history_line(
-    out: &mut String,
+// ---------------------------------------------------------------------------------------------
+// history
+// ---------------------------------------------------------------------------------------------
+
+/// One event of the history as data.
+fn history_event(
     event: &RecordedEvent,
     campaign: Option<&str>,
-    words: &str,
-    zone: chrono_tz::Tz,
-    plan_version: u32,
-) {
-    let shown = campaign.map(|id| format!("{id}  ")).unwrap_or_default();
-    // The actor, the reason and a task's note are what people typed: escaped, so that none of
-    // them can move the cursor or fake a line of the history.
-    let _ = writeln!(
-        out,
-        "{}  #{:<6} v{:<3} {shown}{:<18} {}",
-        local(zone, event.recorded_at),
-        event.position.0,
-        plan_version,
-        printable(&event.metadata.actor),
-        printable(words),
-    );
-    if let Some(reason) = &event.metadata.reason {
-        let _ = writeln!(out, "{:30}reason: {}", "", printable(reason));
-    }
-}
-
-/// One event of the history as JSON.
-fn history_json(
-    event: &RecordedEvent,
-    campaign: &str,
-    words: String,
+    summary: String,
     payload: serde_json::Value,
     plan_version: Option<u32>,
     late_by_ms: Option<i64>,
     zone: chrono_tz::Tz,
-) -> serde_json::Value {
+) -> HistoryEvent {
     let mut payload = payload;
     localize_json(&mut payload, zone);
-    json!({
-        "position": event.position.0,
-        "campaign": campaign,
-        "version": event.version.0,
-        "plan_version": plan_version,
-        "recorded_at": local_rfc3339(zone, event.recorded_at),
-        "type": event.event_type,
-        "actor": event.metadata.actor,
-        "reason": event.metadata.reason,
-        "command_id": event.metadata.command_id.0,
-        "late_by_ms": late_by_ms,
-        "summary": words,
-        "payload": payload,
-    })
+    HistoryEvent {
+        actor: event.metadata.actor.clone(),
+        campaign: campaign.map(str::to_string),
+        command_id: event.metadata.command_id.0,
+        late_by_ms,
+        payload,
+        plan_version,
+        position: event.position.0,
+        reason: event.metadata.reason.clone(),
+        recorded_at: local_rfc3339(zone, event.recorded_at),
+        summary,
+        event_type: event.event_type.clone(),
+        version: event.version.0,
+    }
 }
 
-/// A campaign event as the history's JSON shows it.
-fn campaign_json(
+/// A campaign event as the history shows it.
+fn campaign_line(
     event: &RecordedEvent,
     campaign: &str,
     decoded: &CampaignEvent,
     state: &CampaignState,
-) -> serde_json::Value {
+) -> HistoryEvent {
     let mut payload = decoded.to_json();
     // The plan file is in the event; the history shows its digest, `export` the whole text.
     if let Some(object) = payload.as_object_mut() {
@@ -391,9 +578,9 @@ fn campaign_json(
         CampaignEvent::CampaignCompleted(c) => Some(c.late_by_ms),
         _ => None,
     };
-    history_json(
+    history_event(
         event,
-        campaign,
+        Some(campaign),
         decoded.summary(state.zone()),
         payload,
         Some(state.plan_version),
@@ -424,7 +611,7 @@ fn activity(
                 .as_ref()
                 .filter(|note| event.metadata.reason.as_ref() != Some(*note))
             {
-                let _ = write!(words, ": \"{note}\"");
+                words.push_str(&format!(": \"{note}\""));
             }
             let payload = TaskEvent::TaskDone(done.clone()).to_json();
             return Ok(Some((done.campaign, words, payload)));
@@ -454,6 +641,7 @@ fn import_activity(
         return Ok(None);
     };
     let short = |digest: &str| digest.get(..12).unwrap_or(digest).to_string();
+    let plural = |count: u64| if count == 1 { "" } else { "s" };
     let words = match &decoded {
         CustomerEvent::ImportStarted(started) => {
             let mut words = format!(
@@ -462,15 +650,14 @@ fn import_activity(
                 printable(&started.file),
                 short(&started.digest),
                 started.rows,
-                if started.rows == 1 { "" } else { "s" }
+                plural(started.rows)
             );
             if started.skipped_total > 0 {
-                let _ = write!(
-                    words,
+                words.push_str(&format!(
                     ", {} bad row{} skipped",
                     started.skipped_total,
-                    if started.skipped_total == 1 { "" } else { "s" }
-                );
+                    plural(started.skipped_total)
+                ));
             }
             words
         }
@@ -479,7 +666,7 @@ fn import_activity(
             finished.kind.as_str(),
             short(&finished.digest),
             finished.rows,
-            if finished.rows == 1 { "" } else { "s" },
+            plural(finished.rows),
             finished.skipped
         ),
         CustomerEvent::CustomerRecorded(_) | CustomerEvent::OutcomeRecorded(_) => return Ok(None),
@@ -498,7 +685,7 @@ fn import_activity(
     Ok(Some((words, payload)))
 }
 
-/// Every event of a stream recorded by then, in order.
+/// Every event of a stream recorded by then, in order; and whether the stream has any event.
 async fn whole_stream(
     runtime: &Runtime,
     stream: &StreamId,
@@ -522,30 +709,143 @@ async fn whole_stream(
     Ok((any, events))
 }
 
+/// The history's lines as the events come, in log order, each with the state its event led to;
+/// only the page's lines are made.
+struct Replay {
+    /// The zone of the lines that belong to no one campaign.
+    people: chrono_tz::Tz,
+    after: Option<u64>,
+    limit: Option<usize>,
+    /// Whether to stop once a line past the page is found.
+    stop_when_full: bool,
+    states: std::collections::BTreeMap<String, CampaignState>,
+    lines: Vec<HistoryEvent>,
+    /// A line past the page was found: the page's last line is the next page's cursor.
+    more: bool,
+}
+
+impl Replay {
+    /// Takes the next event; `true` when nothing after it is needed.
+    fn feed(&mut self, event: &RecordedEvent) -> Result<bool, AppError> {
+        let wanted = self.after.is_none_or(|after| event.position.0 > after);
+        let full = self.limit.is_some_and(|limit| self.lines.len() >= limit);
+        let Some(id) = campaign::campaign_of(&event.stream) else {
+            if !wanted {
+                return Ok(false);
+            }
+            let line = if let Some((words, payload)) = import_activity(event)? {
+                // The customer book is every campaign's: the line names none, and reads in
+                // the campaigns' zone (UTC when they differ or there are none).
+                Some(history_event(
+                    event,
+                    None,
+                    words,
+                    payload,
+                    None,
+                    None,
+                    self.people,
+                ))
+            } else if let Some((id, words, payload)) = activity(event)? {
+                let state = self.states.get(&id);
+                let version = state.map(|state| state.plan_version);
+                let zone = state.map_or(chrono_tz::Tz::UTC, CampaignState::zone);
+                Some(history_event(
+                    event,
+                    Some(&id),
+                    words,
+                    payload,
+                    version,
+                    None,
+                    zone,
+                ))
+            } else {
+                None
+            };
+            return Ok(line.is_some_and(|line| self.take(line, full)));
+        };
+        let Some(decoded) = CampaignEvent::decode(event).map_err(HandleError::from)? else {
+            return Ok(false);
+        };
+        let state = self
+            .states
+            .remove(id)
+            .unwrap_or_else(|| CampaignState::draft(id));
+        let state = campaign::evolve(state, &decoded, &campaign::events::EventMeta::of(event));
+        let done = wanted && self.take(campaign_line(event, id, &decoded, &state), full);
+        self.states.insert(id.to_string(), state);
+        Ok(done)
+    }
+
+    /// A line of the answer: on the page, or the sign that there is more. `true` when nothing
+    /// after it is needed.
+    fn take(&mut self, line: HistoryEvent, full: bool) -> bool {
+        if full {
+            self.more = true;
+            return self.stop_when_full;
+        }
+        self.lines.push(line);
+        false
+    }
+}
+
+/// What a history request asks for besides the campaign.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryQuery {
+    /// Only the events recorded up to this instant, then each campaign's state as of it.
+    pub as_of: Option<DateTime<Utc>>,
+    /// Only the events after this log position.
+    pub after: Option<u64>,
+    /// At most this many events.
+    pub limit: Option<usize>,
+}
+
 /// `history [CAMPAIGN] [--as-of T]`: one campaign's events, or every campaign's interleaved in
-/// the order they were recorded (by log position). With `--as-of`, only the events recorded up
+/// the order they were recorded (by log position). With `as_of`, only the events recorded up
 /// to T are read into the answer, and each campaign's state as of T follows, computed by
-/// replaying those events through `campaign::evolve`. Each line carries the plan version in force
-/// once the event was applied.
+/// replaying those events through `campaign::evolve`. Each line carries the plan version in
+/// force once the event was applied. With `after` and `limit`, one page of those lines: the
+/// replay still starts at the beginning (a line's plan version depends on what came before),
+/// and `next_after` says where the next page starts when there may be one.
 pub async fn history(
-    runtime: &Runtime,
+    ctx: &Ctx<'_>,
     campaign: Option<&str>,
-    json: bool,
-    as_of: Option<DateTime<Utc>>,
-) -> Result<Reply, HandleError> {
+    query: HistoryQuery,
+) -> Result<HistoryView, AppError> {
+    let HistoryQuery {
+        as_of,
+        after,
+        limit,
+    } = query;
+    if limit == Some(0) {
+        return Err(AppError::invalid(
+            "a page of the history holds at least one event (limit 1 or more)",
+        ));
+    }
+    let runtime = ctx.runtime;
     let store = runtime.store.as_ref();
     let recorded_by_then =
         |event: &RecordedEvent| as_of.is_none_or(|instant| event.recorded_at <= instant);
-    let mut events = Vec::new();
+    let mut replay = Replay {
+        people: people_zone_of(ctx).await?,
+        after,
+        limit,
+        // With `as_of`, every campaign's state as of it is part of the answer: replay to the end.
+        stop_when_full: as_of.is_none(),
+        states: std::collections::BTreeMap::new(),
+        lines: Vec::new(),
+        more: false,
+    };
     match campaign {
         Some(id) => {
-            let stream = campaign::stream_of(id).map_err(campaign::Rejection)?;
-            let (any, own) = whole_stream(runtime, &stream, recorded_by_then).await?;
+            let stream = campaign::stream_of(id)
+                .map_err(|error| HandleError::Rejected(campaign::Rejection(error)))?;
+            let (any, mut events) = whole_stream(runtime, &stream, recorded_by_then).await?;
             if !any {
-                let campaigns = current(runtime).await?;
-                return Ok(Reply::user_error(unknown_campaign(id, &campaigns)));
+                return Err(AppError::UnknownCampaign {
+                    campaign: id.to_string(),
+                    known: ctx.known().await?,
+                });
             }
-            events = own;
             // The outbox's and the task board's events of the campaign, in log order with its
             // own.
             for stream in [outreach_stream(id), task::stream_of(id)]
@@ -555,161 +855,103 @@ pub async fn history(
                 events.extend(whole_stream(runtime, &stream, recorded_by_then).await?.1);
             }
             events.sort_by_key(|event| event.position);
+            for event in &events {
+                if replay.feed(event)? {
+                    break;
+                }
+            }
         }
         None => {
-            let mut after = Position::START;
-            loop {
-                let batch = store.read_all(after, 10_000).await?;
+            // Before a page, only the campaigns' own events matter (for the states they led
+            // to): read from their streams, not the whole log; from the page on, the log, as
+            // far as the page needs.
+            let mut from = Position::START;
+            if let Some(after) = after {
+                let mut before = Vec::new();
+                for id in ctx.known().await? {
+                    let Ok(stream) = campaign::stream_of(&id) else {
+                        continue;
+                    };
+                    let (_, own) = whole_stream(runtime, &stream, |event| {
+                        event.position.0 <= after && recorded_by_then(event)
+                    })
+                    .await?;
+                    before.extend(own);
+                }
+                before.sort_by_key(|event| event.position);
+                for event in &before {
+                    replay.feed(event)?;
+                }
+                from = Position(after);
+            }
+            'log: loop {
+                let batch = store.read_all(from, 10_000).await?;
                 let Some(last) = batch.last() else { break };
-                after = last.position;
+                from = last.position;
                 let full = batch.len() == 10_000;
-                events.extend(batch.into_iter().filter(|event| {
+                for event in batch.iter().filter(|event| {
                     (campaign::campaign_of(&event.stream).is_some()
                         || OutreachEvent::holds(&event.event_type)
                         || TaskEvent::holds(&event.event_type)
                         || import_boundary(event))
                         && recorded_by_then(event)
-                }));
+                }) {
+                    if replay.feed(event)? {
+                        break 'log;
+                    }
+                }
                 if !full {
                     break;
                 }
             }
         }
     }
-    let people = people_zone(runtime).await?;
-    // Replay as we go: each line is shown with the state its event led to.
-    let mut states: std::collections::BTreeMap<String, CampaignState> =
-        std::collections::BTreeMap::new();
-    let mut text = String::new();
-    let mut list = Vec::new();
-    for event in &events {
-        let shown = |id: &str| campaign.is_none().then(|| id.to_string());
-        let Some(id) = campaign::campaign_of(&event.stream) else {
-            if let Some((words, payload)) = import_activity(event)? {
-                // The customer book is every campaign's: the line names none, and reads in
-                // the campaigns' zone (UTC when they differ or there are none).
-                let zone = people;
-                if json {
-                    let mut line = history_json(event, "", words, payload, None, None, zone);
-                    line["campaign"] = serde_json::Value::Null;
-                    list.push(line);
-                } else {
-                    history_line(&mut text, event, shown("-").as_deref(), &words, zone, 0);
-                }
-                continue;
-            }
-            if let Some((id, words, payload)) = activity(event)? {
-                let state = states.get(&id);
-                if json {
-                    let version = state.map(|state| state.plan_version);
-                    let zone = state.map_or(chrono_tz::Tz::UTC, CampaignState::zone);
-                    list.push(history_json(
-                        event, &id, words, payload, version, None, zone,
-                    ));
-                } else {
-                    history_line(
-                        &mut text,
-                        event,
-                        shown(&id).as_deref(),
-                        &words,
-                        state.map_or(chrono_tz::Tz::UTC, CampaignState::zone),
-                        state.map_or(0, |state| state.plan_version),
-                    );
-                }
-            }
-            continue;
-        };
-        let Some(decoded) = CampaignEvent::decode(event)? else {
-            continue;
-        };
-        let state = states
-            .remove(id)
-            .unwrap_or_else(|| CampaignState::draft(id));
-        let state = campaign::evolve(state, &decoded, &campaign::events::EventMeta::of(event));
-        if json {
-            list.push(campaign_json(event, id, &decoded, &state));
-        } else {
-            let zone = state.zone();
-            history_line(
-                &mut text,
-                event,
-                shown(id).as_deref(),
-                &decoded.summary(zone),
-                zone,
-                state.plan_version,
-            );
-        }
-        states.insert(id.to_string(), state);
-    }
-    let Some(as_of) = as_of else {
-        if json {
-            return Ok(Reply::ok(format!("{:#}\n", serde_json::Value::Array(list))));
-        }
-        if events.is_empty() {
-            return Ok(Reply::ok("no campaign events yet\n".to_string()));
-        }
-        return Ok(Reply::ok(text));
+    let Replay {
+        states,
+        lines,
+        more,
+        ..
+    } = replay;
+    let next_after = if more {
+        lines.last().map(|line| line.position)
+    } else {
+        None
     };
-    if json {
-        let value = json!({
-            "as_of": local_rfc3339(
-                states.values().next().map_or(chrono_tz::Tz::UTC, CampaignState::zone),
-                as_of
+    let paged = after.is_some() || limit.is_some();
+    let body = match as_of {
+        None if !paged => HistoryBody::Events(lines),
+        None => HistoryBody::Window(HistoryWindow {
+            as_of: None,
+            events: lines,
+            next_after,
+            states: None,
+        }),
+        Some(as_of) => HistoryBody::Window(HistoryWindow {
+            as_of: Some(local_rfc3339(
+                states
+                    .values()
+                    .next()
+                    .map_or(chrono_tz::Tz::UTC, CampaignState::zone),
+                as_of,
+            )),
+            events: lines,
+            next_after,
+            states: Some(
+                states
+                    .values()
+                    .map(|state| campaign_status(state, as_of))
+                    .collect(),
             ),
-            "events": list,
-            "states": states.values().map(|state| status_json(state, as_of)).collect::<Vec<_>>(),
-        });
-        return Ok(Reply::ok(format!("{value:#}\n")));
-    }
-    let mut out = String::new();
-    let zone = states
-        .values()
-        .next()
-        .map(CampaignState::zone)
-        .unwrap_or(chrono_tz::Tz::UTC);
-    let _ = writeln!(
-        out,
-        "as of {} (events recorded after it are left out)",
-        local(zone, as_of)
-    );
-    out.push('\n');
-    if events.is_empty() {
-        out.push_str("no campaign events recorded by then\n");
-    }
-    out.push_str(&text);
-    for state in states.values() {
-        out.push('\n');
-        let _ = writeln!(out, "state as of {}:", local(state.zone(), as_of));
-        status_text(&mut out, state, as_of);
-    }
-    Ok(Reply::ok(out))
+        }),
+    };
+    Ok(HistoryView {
+        campaign: campaign.map(str::to_string),
+        as_of,
+        body,
+        states: if as_of.is_some() {
+            states.into_values().collect()
+        } else {
+            Vec::new()
+        },
+    })
 }
-
-/// `targets CAMPAIGN`: each stage target against what was measured (interim: the words
-/// `status CAMPAIGN` prints after the campaign).
-pub async fn targets(runtime: &Runtime, campaign: &str) -> Result<TargetsView, HandleError> {
-    let campaigns = current(runtime).await?;
-    if !campaigns.states.contains_key(campaign) {
-        return Ok(Reply::user_error(unknown_campaign(campaign, &campaigns)));
-    }
-    Ok(crate::app::tasks::targets_text(runtime, campaign)
-        .await?
-        .and_then(|targets| targets["text"].as_str().map(str::to_string))
-        .map(Reply::ok)
-        .unwrap_or_else(|| Reply::ok(format!("campaign {campaign} has no stage targets\n"))))
-}
-
-/// Still printed words; typed views come next.
-pub type TargetsView = crate::present::Reply;
-
-/// Still printed words; typed views come next.
-pub type StatusView = crate::present::Reply;
-
-/// Still printed words; typed views come next.
-pub type HistoryView = crate::present::Reply;
-
-/// Still printed words; typed views come next.
-pub type ActView = crate::present::Reply;
-
-/// Still printed words; typed views come next.
-pub type ApplyView = crate::present::Reply;

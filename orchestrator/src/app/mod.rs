@@ -159,11 +159,9 @@ pub enum Request {
     Ping,
     Status {
         campaign: Option<String>,
-        json: bool,
     },
     History {
         campaign: Option<String>,
-        json: bool,
         /// Only the events recorded up to this instant, then each campaign's state as of it.
         #[serde(default)]
         as_of: Option<DateTime<Utc>>,
@@ -313,7 +311,6 @@ pub async fn execute_with(runtime: &Runtime, request: Request, origin: Origin) -
 }
 
 async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
-    let runtime = ctx.runtime;
     match request {
         Request::Ping => Ok(Response::Pong(Pong {
             pid: std::process::id(),
@@ -335,7 +332,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
         Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(&ctx, &request).await?)),
         Request::Funnel { campaign } => Ok(Response::Funnel(tasks::funnel(&ctx, &campaign).await?)),
         Request::Targets { campaign } => Ok(Response::Targets(
-            campaigns::targets(runtime, &campaign).await?,
+            campaigns::targets(&ctx, &campaign).await?,
         )),
         Request::ChannelResume {
             campaign,
@@ -347,17 +344,25 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
             outreach::resume_channel(&ctx, &campaign, &channel, &actor, &reason, command_id)
                 .await?,
         )),
-        Request::Status { campaign, json } => Ok(Response::Status(
-            campaigns::status(runtime, campaign.as_deref(), json).await?,
+        Request::Status { campaign } => Ok(Response::Status(
+            campaigns::status(&ctx, campaign.as_deref()).await?,
         )),
         Request::History {
             campaign,
-            json,
             as_of,
-            after: _,
-            limit: _,
+            after,
+            limit,
         } => Ok(Response::History(
-            campaigns::history(runtime, campaign.as_deref(), json, as_of).await?,
+            campaigns::history(
+                &ctx,
+                campaign.as_deref(),
+                campaigns::HistoryQuery {
+                    as_of,
+                    after,
+                    limit,
+                },
+            )
+            .await?,
         )),
         Request::Explain(question) => {
             Ok(Response::Explain(explain::explain(&ctx, &question).await?))
@@ -377,7 +382,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
                 fingerprint: ctx.fingerprint,
             };
             Ok(Response::Acted(
-                campaigns::act(runtime, &campaign, action, &who).await?,
+                campaigns::act(&ctx, &campaign, action, &who).await?,
             ))
         }
         Request::ApplyPlan {
@@ -395,7 +400,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
                 fingerprint: ctx.fingerprint,
             };
             Ok(Response::PlanApplied(
-                campaigns::apply_plan(runtime, &file_name, &source, &who).await?,
+                campaigns::apply_plan(&ctx, &file_name, &source, &who).await?,
             ))
         }
     }

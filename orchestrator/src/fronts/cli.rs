@@ -626,7 +626,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Status { campaign, json } => {
-            remote_or_local(data, clock_at, Request::Status { campaign, json }, json)
+            remote_or_local(data, clock_at, Request::Status { campaign }, json)
         }
         Command::History {
             campaign,
@@ -637,7 +637,6 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             clock_at,
             Request::History {
                 campaign,
-                json,
                 as_of,
                 after: None,
                 limit: None,

@@ -656,7 +656,6 @@ impl Runner {
             let remote = match capture.as_str() {
                 "status" => Request::Status {
                     campaign: Some(campaign),
-                    json: false,
                 },
                 "tasks" => Request::Tasks(crate::app::tasks::TasksQuestion {
                     campaign: Some(campaign),
@@ -1041,7 +1040,6 @@ impl Runner {
                 "status",
                 Request::Status {
                     campaign: Some(self.campaign.clone()),
-                    json: false,
                 },
             )
             .await?;

@@ -84,10 +84,10 @@ pub fn view_json(response: &Response) -> Option<String> {
     }
     match response {
         Response::Pong(view) => Some(json(view)),
-        Response::Status(view) => typed(view),
-        Response::History(view) => typed(view),
-        Response::Acted(view) => typed(view),
-        Response::PlanApplied(view) => typed(view),
+        Response::Status(view) => Some(json(&view.body)),
+        Response::History(view) => Some(json(&view.body)),
+        Response::Acted(view) => Some(json(&view.body)),
+        Response::PlanApplied(view) => Some(json(&view.body)),
         Response::Explain(view) => typed(view),
         Response::AudiencePreview(view) => typed(view),
         Response::Import(view) => typed(view),
@@ -96,7 +96,7 @@ pub fn view_json(response: &Response) -> Option<String> {
         Response::Tasks(view) => typed(view),
         Response::TaskDone(view) => typed(view),
         Response::Funnel(view) => typed(view),
-        Response::Targets(view) => typed(view),
+        Response::Targets(view) => Some(json(&view.body)),
         Response::AuditVerify(view) => typed(view),
         Response::Export(view) => typed(view),
         Response::Restored(view) => typed(view),
@@ -111,10 +111,14 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
     };
     match response {
         Response::Pong(view) => Reply::ok(format!("{}\n", view.pid)),
-        Response::Status(view) => shape(view, as_json, campaigns::status),
-        Response::History(view) => shape(view, as_json, campaigns::history),
-        Response::Acted(view) => shape(view, as_json, campaigns::acted),
-        Response::PlanApplied(view) => shape(view, as_json, campaigns::plan_applied),
+        Response::Status(view) => campaigns::shown(&view.body, as_json, || campaigns::status(view)),
+        Response::History(view) => {
+            campaigns::shown(&view.body, as_json, || campaigns::history(view))
+        }
+        Response::Acted(view) => campaigns::shown(&view.body, as_json, || campaigns::acted(view)),
+        Response::PlanApplied(view) => {
+            campaigns::shown(&view.body, as_json, || campaigns::plan_applied(view))
+        }
         Response::Explain(view) => shape(view, as_json, explain::explain),
         Response::AudiencePreview(view) => shape(view, as_json, audience::preview),
         Response::Import(view) => import::import(view, as_json),
@@ -123,23 +127,33 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::Tasks(view) => shape(view, as_json, tasks::tasks),
         Response::TaskDone(view) => shape(view, as_json, tasks::task_done),
         Response::Funnel(view) => shape(view, as_json, tasks::funnel),
-        Response::Targets(view) => shape(view, as_json, campaigns::targets),
+        Response::Targets(view) => {
+            campaigns::shown(&view.body, as_json, || campaigns::targets(view))
+        }
         Response::AuditVerify(view) => audit::verify(view, as_json),
         Response::Export(view) => shape(view, as_json, archive::export),
         Response::Restored(view) => shape(view, as_json, archive::restored),
     }
 }
 
-/// A refusal for a terminal: `battleplan: ` and its message on standard error; exit 2 for the
-/// user's, 1 for the program's.
+/// A refusal for a terminal: `battleplan: ` and its message on standard error (a plan's
+/// diagnostics as their own lines); exit 2 for the user's, 1 for the program's.
 pub fn error_reply(error: &AppError) -> Reply {
+    let stderr = match error {
+        // A plan's diagnostics are lines of their own (`FILE:LINE:COLUMN: error[CODE] ...`),
+        // as `validate` prints them.
+        AppError::InvalidPlan { diagnostics } => {
+            diagnostics.iter().map(|line| format!("{line}\n")).collect()
+        }
+        _ => format!("battleplan: {error}\n"),
+    };
     Reply {
         code: match error.kind() {
             ErrorKind::User => USER_ERROR,
             ErrorKind::Internal => INTERNAL_ERROR,
         },
         stdout: String::new(),
-        stderr: format!("battleplan: {error}\n"),
+        stderr,
     }
 }
 

@@ -134,16 +134,12 @@ pub mod build {
     use super::*;
 
     pub fn status(campaign: Option<String>) -> Request {
-        Request::Status {
-            campaign,
-            json: false,
-        }
+        Request::Status { campaign }
     }
 
     pub fn history(campaign: String, query: HistoryQuery) -> Request {
         Request::History {
             campaign: Some(campaign),
-            json: false,
             as_of: query.as_of,
             after: query.after,
             limit: query.limit,
