@@ -214,8 +214,7 @@ async fn a_page_of_no_event_is_refused_and_the_plain_history_is_a_list() {
     .await
     .unwrap();
     let json: serde_json::Value =
-        serde_json::from_str(&battleplan_orchestrator::present::view_json(&whole).unwrap())
-            .unwrap();
+        serde_json::from_str(&battleplan_orchestrator::present::view_json(&whole)).unwrap();
     assert!(json.is_array(), "{json:#}");
     let page = app::execute(
         &runtime,
@@ -229,7 +228,7 @@ async fn a_page_of_no_event_is_refused_and_the_plain_history_is_a_list() {
     .await
     .unwrap();
     let json: serde_json::Value =
-        serde_json::from_str(&battleplan_orchestrator::present::view_json(&page).unwrap()).unwrap();
+        serde_json::from_str(&battleplan_orchestrator::present::view_json(&page)).unwrap();
     assert_eq!(json["events"].as_array().unwrap().len(), 2, "{json:#}");
     assert_eq!(
         json["next_after"], json["events"][1]["position"],

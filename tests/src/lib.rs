@@ -4,6 +4,8 @@
 // This crate exists only to support tests: a panic is how it reports a broken setup.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

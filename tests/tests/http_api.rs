@@ -5,57 +5,15 @@
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 
+use battleplan_tests::http::{self, Answer};
 use battleplan_tests::{bp, ok, run_in, Daemon};
 use serde_json::Value;
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const APPLIED_AT: &str = "2026-08-20T00:00:00+08:00";
 const NOW: &str = "2026-08-21T11:00:00+08:00";
-
-/// An answer: status, headers (names in lower case) and body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.text()))
-    }
-
-    /// The problem detail this refusal is, checked as one.
-    fn problem(&self) -> Value {
-        assert_eq!(
-            self.header("content-type"),
-            Some("application/problem+json"),
-            "{self:?}"
-        );
-        let problem = self.json();
-        assert_eq!(problem["status"], self.status, "{problem:#}");
-        for field in ["type", "title", "detail", "code"] {
-            assert!(problem[field].is_string(), "{field} in {problem:#}");
-        }
-        problem
-    }
-}
 
 /// One request on its own connection.
 fn request(
@@ -65,7 +23,8 @@ fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Answer {
-    request_declaring(address, method, path, headers, body, body.len())
+    http::send(address, method, path, headers, body)
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
 }
 
 /// [`request`], its `Content-Length` saying `declared` bytes whatever the body holds.
@@ -77,83 +36,8 @@ fn request_declaring(
     body: &[u8],
     declared: usize,
 ) -> Answer {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {declared}\r\n"
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    // A server that refuses a body early (413) may close before taking all of it: what it
-    // answered is read all the same.
-    let _ = stream.write_all(body);
-    let mut raw = Vec::new();
-    let mut piece = [0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut piece) {
-            Ok(0) => break,
-            Ok(read) => raw.extend_from_slice(&piece[..read]),
-            Err(error) if !raw.is_empty() => {
-                assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
-                break;
-            }
-            Err(error) => panic!("reading the answer: {error}"),
-        }
-    }
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Answer {
-    let end = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {}", String::from_utf8_lossy(raw)));
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_string()))
-        .collect();
-    let mut body = raw[end + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(name, value)| name == "transfer-encoding" && value.contains("chunked"));
-    if chunked {
-        body = dechunk(&body);
-    }
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = raw.windows(2).position(|window| window == b"\r\n").unwrap();
-        let size_text = String::from_utf8_lossy(&raw[..line_end]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        raw = &raw[line_end + 2..];
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&raw[..size]);
-        raw = &raw[size + 2..];
-    }
+    http::send_declaring(address, method, path, headers, body, declared)
+        .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
 }
 
 /// The example plan applied, the daemon running with the HTTP API on a free port, and a token

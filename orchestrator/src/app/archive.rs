@@ -296,8 +296,6 @@ pub struct ExportView {
     pub left_out: u64,
 }
 
-impl crate::present::View for ExportView {}
-
 impl ExportView {
     pub fn of(
         summary: &ExportSummary,
@@ -330,8 +328,6 @@ pub struct RestoreView {
     /// Whether the file ended with its trailer (so that a cut file would have been refused).
     pub trailer_checked: bool,
 }
-
-impl crate::present::View for RestoreView {}
 
 /// `battleplan import FILE`: the export `file` restored into a new store in `data` (see
 /// [`import`]). Creates the store, so no process holds one: a command-line process calls it

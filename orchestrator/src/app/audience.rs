@@ -77,8 +77,6 @@ pub struct PreviewView {
     pub window: PreviewWindow,
 }
 
-impl crate::present::View for PreviewView {}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReachOutName {
     pub id: String,

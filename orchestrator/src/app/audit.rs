@@ -404,8 +404,6 @@ pub struct VerifyView {
     pub projection: Option<ProjectionCheck>,
 }
 
-impl crate::present::View for VerifyView {}
-
 /// The stored projection against the replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProjectionCheck {

@@ -287,12 +287,6 @@ pub struct ApplyView {
     pub state: CampaignState,
 }
 
-impl crate::present::View for TargetsView {}
-impl crate::present::View for StatusView {}
-impl crate::present::View for HistoryView {}
-impl crate::present::View for ActView {}
-impl crate::present::View for ApplyView {}
-
 // ---------------------------------------------------------------------------------------------
 // status, targets
 // ---------------------------------------------------------------------------------------------

@@ -210,8 +210,6 @@ pub struct ExplainView {
     pub time_zone: String,
 }
 
-impl crate::present::View for ExplainView {}
-
 /// What the customer book says of the customer at `as_of`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExplainProfile {

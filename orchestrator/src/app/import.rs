@@ -237,8 +237,6 @@ pub enum ImportView {
     Unreadable(Unreadable),
 }
 
-impl crate::present::View for ImportView {}
-
 impl ImportView {
     /// The file was refused whole (nothing recorded).
     pub fn refused(&self) -> bool {
@@ -926,9 +924,7 @@ async fn recording(
     let reader = tokio::task::spawn_blocking(move || {
         reread(&reading, &excluded, already_recorded, sender, bar)
     });
-    let abort_after: Option<u64> = std::env::var(ABORT_AFTER_CHUNKS)
-        .ok()
-        .and_then(|value| value.parse().ok());
+    let abort_after = crate::kernel::failpoint::number(ABORT_AFTER_CHUNKS);
     let mut appended = 0u64;
     let mut failure = None;
     while let Some(chunk) = receiver.recv().await {
@@ -1270,24 +1266,6 @@ fn imported(
         stream: stream.as_str().to_string(),
         stream_versions: vec![done.first_new.0, done.last.0],
     })
-}
-
-/// A progress bar on standard error for a file of `bytes`, when standard error is a terminal
-/// (never in a pipe, a log or a test).
-pub fn progress_bar(bytes: u64, message: &'static str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = indicatif::ProgressBar::new(bytes);
-    let style = indicatif::ProgressStyle::with_template(
-        "{msg:>9} [{bar:40}] {bytes}/{total_bytes} ({eta} left)",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(message);
-    Some(bar)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod error;
 pub mod explain;
 pub mod import;
 pub mod local_time;
+pub mod observe;
 pub mod outreach;
 pub mod tasks;
 
@@ -286,6 +287,12 @@ pub enum Response {
     /// `battleplan import FILE`, which no request asks (it creates a store, so no process owns
     /// one yet): a command-line process answers it itself, with `archive::restore`.
     Restored(archive::RestoreView),
+}
+
+/// The command id an idempotency key becomes: the same for the same caller and key, so a
+/// retry is recognised by the store and answered with the first outcome.
+pub fn command_id_for_key(caller: &str, key: &str) -> Uuid {
+    crate::kernel::runtime::derived_command_id(&format!("http idempotency-key\n{caller}\n{key}"))
 }
 
 /// Every request's answer.

@@ -36,8 +36,6 @@ pub struct OutboxView {
     pub reach_outs: Vec<ReachOutCountsView>,
 }
 
-impl crate::present::View for OutboxView {}
-
 /// What became of one reach-out's sends.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReachOutCountsView {
@@ -94,8 +92,6 @@ pub struct ChannelResumeView {
     pub channel: String,
     pub reason: String,
 }
-
-impl crate::present::View for ChannelResumeView {}
 
 /// Splits `campaign/reach-out/customer/attempt`.
 fn parts(key: &str) -> Option<(&str, &str, &str)> {

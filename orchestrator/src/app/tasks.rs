@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize, Serializer};
 use uuid::Uuid;
 
 use crate::app::{AppError, Ctx};
-use crate::kernel::runtime::{HandleError, Runtime};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TasksQuestion {
@@ -66,8 +65,6 @@ pub struct TasksView {
     pub time_zone: String,
 }
 
-impl crate::present::View for TasksView {}
-
 /// How many rows are in each status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskCounts {
@@ -99,9 +96,9 @@ pub struct TaskDoneView {
     pub already_recorded: bool,
     pub campaign: String,
     pub occurrence: String,
+    /// Where the `TaskDone` is in the log (a retry names the first try's).
+    pub position: u64,
 }
-
-impl crate::present::View for TaskDoneView {}
 
 /// The funnel of a campaign: per phase, then overall, each stage's distinct customers and the
 /// share of the stage above who got that far.
@@ -117,8 +114,6 @@ pub struct FunnelView {
     /// The phases the plan has, in order.
     pub phases: Vec<PhaseFunnelView>,
 }
-
-impl crate::present::View for FunnelView {}
 
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PhaseFunnelView {
@@ -201,6 +196,7 @@ pub async fn done(ctx: &Ctx<'_>, request: &TaskDoneRequest) -> Result<TaskDoneVi
                         already_recorded: true,
                         campaign,
                         occurrence: done.occurrence,
+                        position: event.position.0,
                     });
                 }
             }
@@ -231,6 +227,7 @@ pub async fn done(ctx: &Ctx<'_>, request: &TaskDoneRequest) -> Result<TaskDoneVi
         already_recorded: outcome.deduplicated,
         campaign,
         occurrence: decided.occurrence,
+        position: outcome.last_position.0,
     })
 }
 
@@ -262,28 +259,6 @@ fn funnel_view(report: &FunnelReport, zone: Tz) -> FunnelView {
             })
             .collect(),
     }
-}
-
-/// The boss's lines for `status CAMPAIGN`: each stage target against what was measured.
-pub async fn targets_text(
-    runtime: &Runtime,
-    campaign: &str,
-) -> Result<Option<serde_json::Value>, HandleError> {
-    let Some(plan) = crate::kernel::plans::plan_in_force(runtime, campaign).await? else {
-        return Ok(None);
-    };
-    if plan.targets.is_empty() {
-        return Ok(None);
-    }
-    crate::kernel::dispatcher::catch_up(runtime).await?;
-    let now = runtime.clock.now();
-    let boards = runtime.boards.lock().await;
-    let actuals = boards.funnel.stage_actuals(&plan, now);
-    let lines = battleplan_core::funnel::targets_against_actuals(&plan, &actuals);
-    Ok(Some(serde_json::json!({
-        "text": battleplan_core::funnel::render_targets(&lines, &plan.campaign.currency),
-        "json": battleplan_core::funnel::targets_json(&lines),
-    })))
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ pub fn import(
         Err(message) => return Ok(Answer::user(message)),
     }
     let size = std::fs::metadata(&request.path).map_or(0, |metadata| metadata.len());
-    let bar = import::progress_bar(size, "checking");
+    let bar = progress_bar(size, "checking");
     let clear = || {
         if let Some(bar) = &bar {
             bar.finish_and_clear();
@@ -567,4 +567,22 @@ pub fn store_check(data: &Path) -> Result<StoreCheck, Refusal> {
         Err(error) => Err(daemon::refusal(data, &error)),
     };
     Ok(StoreCheck { files, opened })
+}
+
+/// A progress bar on standard error for a file of `bytes`, when standard error is a terminal
+/// (never in a pipe, a log or a test).
+pub fn progress_bar(bytes: u64, message: &'static str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(bytes);
+    let style = indicatif::ProgressStyle::with_template(
+        "{msg:>9} [{bar:40}] {bytes}/{total_bytes} ({eta} left)",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message);
+    Some(bar)
 }

@@ -2,6 +2,7 @@
 //! scheduler and the dispatcher. Knows no front, no request and no text.
 
 pub mod dispatcher;
+pub mod failpoint;
 pub mod plans;
 pub mod projection;
 pub mod runtime;

@@ -42,21 +42,6 @@ impl Reply {
     }
 }
 
-/// A view's text and JSON. A view still answered as printed words (`Reply`) says so, and is
-/// shown as it is.
-pub trait View: Serialize {
-    /// The words a use case not yet typed printed itself.
-    fn printed(&self) -> Option<&Reply> {
-        None
-    }
-}
-
-impl View for Reply {
-    fn printed(&self) -> Option<&Reply> {
-        Some(self)
-    }
-}
-
 /// A view's JSON, as `--json` prints it and HTTP sends it: pretty, with a final line break.
 pub fn json<V: Serialize + ?Sized>(view: &V) -> String {
     match serde_json::to_string_pretty(view) {
@@ -67,39 +52,33 @@ pub fn json<V: Serialize + ?Sized>(view: &V) -> String {
     }
 }
 
-fn shape<V: View>(view: &V, as_json: bool, text: fn(&V) -> Reply) -> Reply {
-    if let Some(printed) = view.printed() {
-        return printed.clone();
-    }
+fn shape<V: Serialize>(view: &V, as_json: bool, text: fn(&V) -> Reply) -> Reply {
     if as_json {
         return Reply::ok(json(view));
     }
     text(view)
 }
 
-/// The JSON of a response's view, when it is typed (`None` for one still printed as words).
-pub fn view_json(response: &Response) -> Option<String> {
-    fn typed<V: View>(view: &V) -> Option<String> {
-        view.printed().is_none().then(|| json(view))
-    }
+/// The JSON of a response's view: what `--json` prints, and HTTP's body.
+pub fn view_json(response: &Response) -> String {
     match response {
-        Response::Pong(view) => Some(json(view)),
-        Response::Status(view) => Some(json(&view.body)),
-        Response::History(view) => Some(json(&view.body)),
-        Response::Acted(view) => Some(json(&view.body)),
-        Response::PlanApplied(view) => Some(json(&view.body)),
-        Response::Explain(view) => typed(view),
-        Response::AudiencePreview(view) => typed(view),
-        Response::Import(view) => typed(view),
-        Response::Outbox(view) => typed(view),
-        Response::ChannelResumed(view) => typed(view),
-        Response::Tasks(view) => typed(view),
-        Response::TaskDone(view) => typed(view),
-        Response::Funnel(view) => typed(view),
-        Response::Targets(view) => Some(json(&view.body)),
-        Response::AuditVerify(view) => typed(view),
-        Response::Export(view) => typed(view),
-        Response::Restored(view) => typed(view),
+        Response::Pong(view) => json(view),
+        Response::Status(view) => json(&view.body),
+        Response::History(view) => json(&view.body),
+        Response::Acted(view) => json(&view.body),
+        Response::PlanApplied(view) => json(&view.body),
+        Response::Explain(view) => json(view),
+        Response::AudiencePreview(view) => json(view),
+        Response::Import(view) => json(view),
+        Response::Outbox(view) => json(view),
+        Response::ChannelResumed(view) => json(view),
+        Response::Tasks(view) => json(view),
+        Response::TaskDone(view) => json(view),
+        Response::Funnel(view) => json(view),
+        Response::Targets(view) => json(&view.body),
+        Response::AuditVerify(view) => json(view),
+        Response::Export(view) => json(view),
+        Response::Restored(view) => json(view),
     }
 }
 

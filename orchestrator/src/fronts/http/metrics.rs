@@ -9,7 +9,7 @@ use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::Api;
-use crate::kernel::projection;
+use crate::app::observe;
 
 /// The HTTP requests answered, by method, route template and status.
 #[derive(Default)]
@@ -47,13 +47,10 @@ pub async fn healthz() -> Response {
 
 /// The log's head and how far the stored campaigns projection is behind it.
 async fn positions(api: &Api) -> Result<(u64, u64), String> {
-    let store = api.runtime().store.as_ref();
-    let head = store.head().await.map_err(|error| error.to_string())?;
-    let checkpoint = store
-        .checkpoint(projection::NAME)
+    observe::positions(api.runtime())
         .await
-        .map_err(|error| error.to_string())?;
-    Ok((head.0, head.0.saturating_sub(checkpoint.0)))
+        .map(|positions| (positions.head, positions.lag))
+        .map_err(|error| error.to_string())
 }
 
 /// Readiness: the store answers and the campaigns projection has caught up with the log.
@@ -109,7 +106,7 @@ pub async fn metrics(State(api): State<Api>) -> Response {
             let _ = writeln!(
                 out,
                 "battleplan_projection_lag_events{{projection=\"{}\"}} {lag}",
-                projection::NAME
+                observe::PROJECTION
             );
         }
         Err(error) => {
@@ -118,32 +115,29 @@ pub async fn metrics(State(api): State<Api>) -> Response {
     }
     // Sends as the outbox projection holds them now (caught up by the requests and the
     // scheduler; not caught up here, to keep a scrape cheap).
-    {
-        let outreach = api.runtime().outreach.lock().await;
-        let campaigns: Vec<String> =
-            match crate::kernel::projection::Campaigns::load(api.runtime().store.as_ref()).await {
-                Ok(campaigns) => campaigns.states.keys().cloned().collect(),
-                Err(_) => Vec::new(),
-            };
-        let _ = writeln!(
-            out,
-            "# HELP battleplan_sends Customer messages by campaign, channel and status (pending, sent, not_sent), as the outbox holds them."
-        );
-        let _ = writeln!(out, "# TYPE battleplan_sends gauge");
-        for campaign in &campaigns {
-            for (channel, (pending, sent, not_sent)) in outreach.counts(campaign) {
-                for (status, count) in
-                    [("pending", pending), ("sent", sent), ("not_sent", not_sent)]
-                {
+    match observe::sends(api.runtime()).await {
+        Ok(counts) => {
+            let _ = writeln!(
+                out,
+                "# HELP battleplan_sends Customer messages by campaign, channel and status (pending, sent, not_sent), as the outbox holds them."
+            );
+            let _ = writeln!(out, "# TYPE battleplan_sends gauge");
+            for count in counts {
+                for (status, number) in [
+                    ("pending", count.pending),
+                    ("sent", count.sent),
+                    ("not_sent", count.not_sent),
+                ] {
                     let _ = writeln!(
                         out,
-                        "battleplan_sends{{campaign=\"{}\",channel=\"{}\",status=\"{status}\"}} {count}",
-                        escape(campaign),
-                        escape(&channel)
+                        "battleplan_sends{{campaign=\"{}\",channel=\"{}\",status=\"{status}\"}} {number}",
+                        escape(&count.campaign),
+                        escape(&count.channel)
                     );
                 }
             }
         }
+        Err(error) => tracing::warn!("metrics: the store does not answer: {error}"),
     }
     let _ = writeln!(
         out,

@@ -22,7 +22,6 @@ use super::auth::{Caller, Operation};
 use super::problem::Problem;
 use super::{Api, IDLE_TIMEOUT, MAX_JSON_BYTES, REQUEST_TIMEOUT};
 use crate::app::{self, Action, Origin, Outcome, Request};
-use crate::kernel::runtime::derived_command_id;
 
 /// A route's answer.
 pub type Answer = Result<Response, Problem>;
@@ -529,7 +528,7 @@ fn command_of(
     let Some(key) = idempotency_key(headers)? else {
         return Ok((None, Origin::default()));
     };
-    let command_id = derived_command_id(&format!("http idempotency-key\n{}\n{key}", caller.name));
+    let command_id = app::command_id_for_key(&caller.name, &key);
     let mut hasher = blake3::Hasher::new();
     hasher.update(method.as_str().as_bytes());
     hasher.update(b"\n");
@@ -567,28 +566,15 @@ fn json_response(status: StatusCode, body: String) -> Response {
 /// The answer to an outcome: the view's JSON (the bytes `--json` prints), or a problem.
 pub fn answer(outcome: Outcome) -> Answer {
     let response = outcome.map_err(|error| Problem::from(&error))?;
-    if let Some(body) = crate::present::view_json(&response) {
-        return Ok(json_response(StatusCode::OK, body));
-    }
-    // A view still answered as printed words: the words, as JSON, until it is typed.
-    let reply = crate::present::render(&Ok(response), false);
-    let words = reply.stderr.trim();
-    let words = words.strip_prefix("battleplan: ").unwrap_or(words);
-    match reply.code {
-        0 => Ok(json_response(StatusCode::OK, crate::present::json(&reply))),
-        // Until every use case refuses with an `AppError`: its words say the class.
-        crate::present::USER_ERROR if words.starts_with("no campaign named") => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown_campaign",
-            words,
-        )),
-        crate::present::USER_ERROR => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            words,
-        )),
-        _ => Err(Problem::internal(words)),
-    }
+    // An import refused whole (bad rows, an unreadable file) recorded nothing: its view,
+    // which locates every problem, is the body of a 422.
+    let status = match &response {
+        app::Response::Import(
+            app::import::ImportView::Rejected(_) | app::import::ImportView::Unreadable(_),
+        ) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    Ok(json_response(status, crate::present::view_json(&response)))
 }
 
 async fn ask(api: &Api, request: Request, origin: Origin) -> Answer {
