@@ -44,6 +44,11 @@ pub struct Runtime {
     /// The instant of the log's last event (read from the store on first use), held while
     /// appending: a store's instants never go backwards (see [`Runtime::latest_instant`]).
     pub latest: Arc<tokio::sync::Mutex<Option<DateTime<Utc>>>>,
+    /// Each campaign's plan in force, read from its stream and parsed once
+    /// (`kernel::plans::plan_in_force`).
+    pub plans: Arc<
+        tokio::sync::Mutex<std::collections::BTreeMap<String, crate::kernel::plans::PlanCache>>,
+    >,
     /// The same store's chain walk over its stored bytes, where it has one (`audit verify`).
     pub chain: Option<Arc<dyn ChainCheck>>,
 }
@@ -58,6 +63,7 @@ impl Runtime {
             outreach: Arc::default(),
             boards: Arc::default(),
             latest: Arc::default(),
+            plans: Arc::default(),
             chain: None,
         }
     }
