@@ -348,6 +348,7 @@ pub struct PlanQuery {
 #[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// `csv` or `jsonl`, when the content type does not say (text/csv, application/x-ndjson).
+    #[param(pattern = "^(csv|jsonl|ndjson)$")]
     pub format: Option<String>,
     /// Import the good rows and skip the bad ones (listed), instead of refusing the file.
     pub skip_bad_rows: Option<bool>,
@@ -796,7 +797,7 @@ macro_rules! act_route {
         #[doc = $what]
         #[utoipa::path(post, path = $path, tag = "campaigns",
             params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
-                ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key gets the first answer")),
+                ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key gets the first answer", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
             request_body(content = ReasonBody, content_type = "application/json"),
             responses((status = 200, description = "Done", body = app::campaigns::ActBody),
                 (status = 404, body = Problem), (status = 409, description = "Refused by the campaign, or the key was used for another request", body = Problem),
@@ -846,7 +847,7 @@ act_route!(
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/channels/{channel}/resume", tag = "outreach",
     params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
         ("channel" = String, Path, description = "The channel's id", example = "email"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body(content = ChannelResumeBody, content_type = "application/json"),
     responses((status = 200, description = "Resumed", body = app::outreach::ChannelResumeView),
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
@@ -873,7 +874,7 @@ pub async fn channel_resume(
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/tasks/{occurrence}/done", tag = "tasks",
     params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
         ("occurrence" = String, Path, description = "The task's occurrence id", example = "create-coupons"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body(content = NoteBody, content_type = "application/json"),
     responses((status = 200, description = "Done", body = app::tasks::TaskDoneView),
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
