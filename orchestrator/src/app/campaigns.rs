@@ -89,14 +89,43 @@ pub enum TargetKind {
 
 /// A target's or an actual's value: money as exact text (`"300000.00"`), a count as an integer,
 /// a rate as a fraction.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TargetAmount {
     Count(u64),
     Rate(f64),
-    #[schema(value_type = String)]
     Money(Money),
 }
+
+/// Any of the three (not one of: a count, an integer, is a number too, as a rate of 1 may be).
+impl utoipa::PartialSchema for TargetAmount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        AnyOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0))
+                    .description(Some("A count")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .description(Some("A rate, as a fraction")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("Money, as exact text")),
+            )
+            .description(Some(
+                "A target's or an actual's value: money as exact text (`\"300000.00\"`), a count as an integer, a rate as a fraction.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for TargetAmount {}
 
 /// A stage target beside what was measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -831,9 +860,12 @@ pub async fn history(
     };
     match campaign {
         Some(id) => {
-            let stream = campaign::stream_of(id)
-                .map_err(|error| HandleError::Rejected(campaign::Rejection(error)))?;
-            let (any, mut events) = whole_stream(runtime, &stream, recorded_by_then).await?;
+            // A name that cannot be a campaign's names none, as one no plan created.
+            let stream = campaign::stream_of(id).ok();
+            let (any, mut events) = match &stream {
+                Some(stream) => whole_stream(runtime, stream, recorded_by_then).await?,
+                None => (false, Vec::new()),
+            };
             if !any {
                 return Err(AppError::UnknownCampaign {
                     campaign: id.to_string(),

@@ -215,7 +215,9 @@ pub struct Rejected {
 }
 
 /// A file that cannot be imported at all (a bad header, an empty file): nothing recorded.
+/// (No other field: its schema then tells it from a `Rejected`, which has these and more.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Unreadable {
     pub file: String,
     #[schema(value_type = String)]

@@ -3,9 +3,12 @@
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::problem::PROBLEM_JSON;
 use super::routes;
 
 #[derive(OpenApi)]
@@ -37,7 +40,7 @@ use super::routes;
         routes::audit_verify,
     ),
     components(schemas(super::problem::Problem, super::auth::Role)),
-    modifiers(&Bearer)
+    modifiers(&Bearer, &Refusals)
 )]
 pub struct ApiDoc;
 
@@ -50,6 +53,99 @@ impl Modify for Bearer {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Every refusal is a problem detail (`application/problem+json`), and every route says each
+/// status it can refuse with: the ones a route's annotation names, and those any route of its
+/// kind can answer (no token, a role that may not, too many requests at once, an internal
+/// failure; a query, path or header that cannot be read; a body of the wrong type, too large
+/// or too slow; a campaign or other resource that is not there).
+struct Refusals;
+
+impl Refusals {
+    fn common(operation: &Operation, path: &str) -> Vec<(&'static str, &'static str)> {
+        let mut common = Vec::new();
+        let has_body = operation.request_body.is_some();
+        let has_parameters = operation
+            .parameters
+            .as_ref()
+            .is_some_and(|parameters| !parameters.is_empty());
+        if has_body || has_parameters {
+            common.push((
+                "400",
+                "The query, the path, a header or the body cannot be read",
+            ));
+        }
+        if operation.security.is_some() {
+            common.push(("401", "No token, or one that is not known or was revoked"));
+            common.push(("403", "The token's role may not do this"));
+        }
+        if path.contains('{') {
+            common.push(("404", "No such campaign (or task, channel, customer)"));
+        }
+        if has_body {
+            common.push(("408", "The body was not sent in time"));
+            common.push(("413", "The body is larger than this route takes"));
+            common.push(("415", "The body's content type is not one this route takes"));
+        }
+        common.push(("500", "The server failed"));
+        common.push((
+            "503",
+            "Too many requests at once, or the store cannot be used (with Retry-After)",
+        ));
+        common
+    }
+}
+
+impl Modify for Refusals {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let common = Refusals::common(operation, path);
+                let responses = &mut operation.responses.responses;
+                // A refusal the annotation names (`body = Problem`) has the problem's media type.
+                for response in responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let named_problem =
+                        response
+                            .content
+                            .get("application/json")
+                            .is_some_and(|content| {
+                                matches!(&content.schema, Some(RefOr::Ref(reference))
+                                if reference.ref_location == "#/components/schemas/Problem")
+                            });
+                    if named_problem {
+                        response.content.shift_remove("application/json");
+                        response.content.insert(PROBLEM_JSON.to_string(), problem());
+                    }
+                }
+                for (status, description) in common {
+                    responses.entry(status.to_string()).or_insert_with(|| {
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(PROBLEM_JSON, problem())
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use battleplan_core::customer::ImportKind;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::auth::{Caller, Operation};
@@ -300,7 +300,8 @@ pub struct HistoryQuery {
     pub as_of: Option<DateTime<Utc>>,
     /// Only the events after this log position (the cursor: the last position of a page).
     pub after: Option<u64>,
-    /// At most this many events.
+    /// At most this many events (1 or more).
+    #[param(minimum = 1)]
     pub limit: Option<usize>,
 }
 
@@ -347,6 +348,7 @@ pub struct PlanQuery {
 #[into_params(parameter_in = Query)]
 pub struct ImportQuery {
     /// `csv` or `jsonl`, when the content type does not say (text/csv, application/x-ndjson).
+    #[param(pattern = "^(csv|jsonl|ndjson)$")]
     pub format: Option<String>,
     /// Import the good rows and skip the bad ones (listed), instead of refusing the file.
     pub skip_bad_rows: Option<bool>,
@@ -380,6 +382,22 @@ pub struct ChannelResumeBody {
 #[serde(deny_unknown_fields)]
 pub struct NoteBody {
     pub note: Option<String>,
+}
+
+/// What an import answers with when the file is recorded, now or before (200).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ImportDone {
+    Imported(app::import::Imported),
+    AlreadyImported(app::import::AlreadyImported),
+}
+
+/// What an import answers with when the file is refused whole (422): nothing was recorded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum ImportRefused {
+    Rejected(app::import::Rejected),
+    Unreadable(app::import::Unreadable),
 }
 
 // ----- shared steps -----
@@ -585,7 +603,7 @@ async fn ask(api: &Api, request: Request, origin: Origin) -> Answer {
 
 /// Every campaign's status.
 #[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
-    responses((status = 200, description = "Every campaign's status", body = app::campaigns::StatusView),
+    responses((status = 200, description = "Every campaign's status", body = Vec<app::campaigns::CampaignStatus>),
         (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn list_campaigns(State(api): State<Api>) -> Answer {
@@ -594,8 +612,8 @@ pub async fn list_campaigns(State(api): State<Api>) -> Answer {
 
 /// A campaign's status.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
-    params(("id" = String, Path, description = "The campaign's id")),
-    responses((status = 200, description = "The campaign's status", body = app::campaigns::StatusView),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026")),
+    responses((status = 200, description = "The campaign's status", body = app::campaigns::CampaignStatus),
         (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn status(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
@@ -604,9 +622,9 @@ pub async fn status(State(api): State<Api>, id: Result<Path<String>, PathRejecti
 
 /// A campaign's events, paged by log position.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/history", tag = "campaigns",
-    params(("id" = String, Path, description = "The campaign's id"), HistoryQuery),
-    responses((status = 200, description = "The events", body = app::campaigns::HistoryView),
-        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"), HistoryQuery),
+    responses((status = 200, description = "Every event (without a query), or a window of them", body = app::campaigns::HistoryBody),
+        (status = 404, body = Problem), (status = 422, description = "A limit of 0", body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn history(
     State(api): State<Api>,
@@ -619,7 +637,7 @@ pub async fn history(
 
 /// A campaign's funnel.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/funnel", tag = "campaigns",
-    params(("id" = String, Path, description = "The campaign's id")),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026")),
     responses((status = 200, description = "The funnel", body = app::tasks::FunnelView),
         (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
@@ -629,8 +647,8 @@ pub async fn funnel(State(api): State<Api>, id: Result<Path<String>, PathRejecti
 
 /// A campaign's stage targets against what was measured.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/targets", tag = "campaigns",
-    params(("id" = String, Path, description = "The campaign's id")),
-    responses((status = 200, description = "The targets", body = app::campaigns::TargetsView),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026")),
+    responses((status = 200, description = "The targets", body = Vec<app::campaigns::TargetRow>),
         (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn targets(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
@@ -639,7 +657,7 @@ pub async fn targets(State(api): State<Api>, id: Result<Path<String>, PathReject
 
 /// A campaign's outbox.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/outbox", tag = "outreach",
-    params(("id" = String, Path, description = "The campaign's id"), OutboxQuery),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"), OutboxQuery),
     responses((status = 200, description = "The outbox", body = app::outreach::OutboxView),
         (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
@@ -654,7 +672,7 @@ pub async fn outbox(
 
 /// A campaign's task board.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/tasks", tag = "tasks",
-    params(("id" = String, Path, description = "The campaign's id"), TasksQuery),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"), TasksQuery),
     responses((status = 200, description = "The tasks", body = app::tasks::TasksView),
         (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
@@ -669,7 +687,7 @@ pub async fn tasks(
 
 /// Who a reach-out would reach, and when.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/audience", tag = "outreach",
-    params(("id" = String, Path, description = "The campaign's id"), AudienceQuery),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"), AudienceQuery),
     responses((status = 200, description = "The audience", body = app::audience::PreviewView),
         (status = 404, body = Problem), (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
@@ -684,8 +702,8 @@ pub async fn audience(
 
 /// Why a customer was reached or not.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/customers/{customer}/explain", tag = "outreach",
-    params(("id" = String, Path, description = "The campaign's id"),
-        ("customer" = String, Path, description = "The customer's id"), AsOfQuery),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
+        ("customer" = String, Path, description = "The customer's id", example = "c-00042"), AsOfQuery),
     responses((status = 200, description = "The explanation", body = app::explain::ExplainView),
         (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
@@ -712,8 +730,8 @@ pub async fn audit_verify(State(api): State<Api>) -> Answer {
 
 /// Applies a plan: the TOML file is the body.
 #[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns", params(PlanQuery),
-    request_body(content = String, content_type = "application/toml", description = "The plan file"),
-    responses((status = 200, description = "The plan was applied", body = app::campaigns::ApplyView),
+    request_body(content = String, content_type = "text/plain", description = "The plan file (sent as text/plain or application/toml)"),
+    responses((status = 200, description = "The plan was applied", body = app::campaigns::ApplyBody),
         (status = 422, description = "The plan has errors", body = Problem),
         (status = 409, body = Problem), (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)),
@@ -778,10 +796,10 @@ macro_rules! act_route {
     ($name:ident, $action:expr, $path:literal, $what:literal) => {
         #[doc = $what]
         #[utoipa::path(post, path = $path, tag = "campaigns",
-            params(("id" = String, Path, description = "The campaign's id"),
-                ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key gets the first answer")),
+            params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
+                ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: the same key gets the first answer", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
             request_body(content = ReasonBody, content_type = "application/json"),
-            responses((status = 200, description = "Done", body = app::campaigns::ActView),
+            responses((status = 200, description = "Done", body = app::campaigns::ActBody),
                 (status = 404, body = Problem), (status = 409, description = "Refused by the campaign, or the key was used for another request", body = Problem),
                 (status = 400, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
                 (status = 401, body = Problem), (status = 403, body = Problem)),
@@ -827,9 +845,9 @@ act_route!(
 
 /// Lets a channel the bounce guard paused send again.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/channels/{channel}/resume", tag = "outreach",
-    params(("id" = String, Path, description = "The campaign's id"),
-        ("channel" = String, Path, description = "The channel's id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
+        ("channel" = String, Path, description = "The channel's id", example = "email"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body(content = ChannelResumeBody, content_type = "application/json"),
     responses((status = 200, description = "Resumed", body = app::outreach::ChannelResumeView),
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
@@ -854,9 +872,9 @@ pub async fn channel_resume(
 
 /// Marks a task done.
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/tasks/{occurrence}/done", tag = "tasks",
-    params(("id" = String, Path, description = "The campaign's id"),
-        ("occurrence" = String, Path, description = "The task's occurrence id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
+        ("occurrence" = String, Path, description = "The task's occurrence id", example = "create-coupons"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe", min_length = 1, max_length = 255, pattern = "^[!-~]+$")),
     request_body(content = NoteBody, content_type = "application/json"),
     responses((status = 200, description = "Done", body = app::tasks::TaskDoneView),
         (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem),
@@ -984,8 +1002,10 @@ async fn import(
 /// Imports customers: the file is the body.
 #[utoipa::path(post, path = "/api/v1/imports/customers", tag = "imports", params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The customers file (CSV, or JSON lines as application/x-ndjson)"),
-    responses((status = 200, description = "Imported", body = app::import::ImportView),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+    responses((status = 200, description = "Imported now, or before", body = ImportDone),
+        (status = 422, description = "The file was refused whole (nothing was recorded), or the request was",
+            content((ImportRefused = "application/json"), (Problem = "application/problem+json"))),
+        (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn import_customers(
@@ -1001,8 +1021,10 @@ pub async fn import_customers(
 /// Imports outcomes: the file is the body.
 #[utoipa::path(post, path = "/api/v1/imports/outcomes", tag = "imports", params(ImportQuery),
     request_body(content = String, content_type = "text/csv", description = "The outcomes file (CSV, or JSON lines as application/x-ndjson)"),
-    responses((status = 200, description = "Imported", body = app::import::ImportView),
-        (status = 413, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem),
+    responses((status = 200, description = "Imported now, or before", body = ImportDone),
+        (status = 422, description = "The file was refused whole (nothing was recorded), or the request was",
+            content((ImportRefused = "application/json"), (Problem = "application/problem+json"))),
+        (status = 413, body = Problem), (status = 415, body = Problem),
         (status = 401, body = Problem), (status = 403, body = Problem)),
     security(("bearer" = [])))]
 pub async fn import_outcomes(
