@@ -32,7 +32,7 @@ sed "s/^generate = 10000$/generate = $customers/" scenarios/september-festival.t
 echo "http_load: running the festival with $customers customers..." >&2
 USER=bench "$bp" scenario run "$work/festival.toml" --out "$work/run" > /dev/null
 data=$work/run/data
-token=$(USER=bench "$bp" --data "$data" token create --name bench.boss --role boss 2>/dev/null)
+token=$(USER=bench "$bp" --data "$data" token create --name bench.auditor --role auditor 2>/dev/null)
 
 USER=bench "$bp" --data "$data" run --clock-at "$end" --http 127.0.0.1:0 2> "$work/daemon.log" &
 daemon=$!
