@@ -118,6 +118,22 @@ impl<'a> Ctx<'a> {
             .ok_or_else(|| AppError::not_found(format_args!("campaign {id} has no plan")))
     }
 
+    /// Who a command of this request is recorded as, with the request's fingerprint.
+    pub fn who(
+        &self,
+        actor: String,
+        reason: Option<String>,
+        command_id: Option<Uuid>,
+    ) -> crate::kernel::runtime::Who {
+        crate::kernel::runtime::Who {
+            actor,
+            reason,
+            command_id,
+            causation: None,
+            fingerprint: self.fingerprint,
+        }
+    }
+
     /// The customer book, the outbox and the task boards caught up with the log, once per
     /// request; lock `runtime.customers`, `runtime.outreach` and `runtime.boards` after it.
     pub async fn caught_up(&self) -> Result<(), AppError> {
@@ -381,13 +397,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
             reason,
             command_id,
         } => {
-            let who = crate::kernel::runtime::Who {
-                actor,
-                reason,
-                command_id,
-                causation: None,
-                fingerprint: ctx.fingerprint,
-            };
+            let who = ctx.who(actor, reason, command_id);
             Ok(Response::Acted(
                 campaigns::act(&ctx, &campaign, action, &who).await?,
             ))
@@ -399,13 +409,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
             reason,
             command_id,
         } => {
-            let who = crate::kernel::runtime::Who {
-                actor,
-                reason,
-                command_id,
-                causation: None,
-                fingerprint: ctx.fingerprint,
-            };
+            let who = ctx.who(actor, reason, command_id);
             Ok(Response::PlanApplied(
                 campaigns::apply_plan(&ctx, &file_name, &source, &who).await?,
             ))
