@@ -1,6 +1,7 @@
 //! Implementations of the core's ports: the event store (in memory for tests, sled as the
 //! embedded default), the system clock and random ids, and the reader of customer and outcome
-//! files (`import`), and the channels (`outbox`: the file outbox and the console).
+//! files (`import`), and the channels (`outbox`: the file outbox and the console;
+//! `memory_channel`: the in-memory twin of a real channel, for tests).
 //!
 //! An adapter stores, sends and reads; it never decides. Every store here passes the same
 //! contract suite (`tests/event_store_contract.rs`).
@@ -8,10 +9,12 @@
 pub mod fault;
 pub mod import;
 pub mod memory;
+pub mod memory_channel;
 pub mod outbox;
 pub mod private;
 pub mod sled_store;
 pub mod system;
 
 pub use memory::MemoryEventLog;
+pub use memory_channel::{MemoryChannel, Scripted};
 pub use sled_store::{SledEventLog, StoreOptions, VerifyReport};

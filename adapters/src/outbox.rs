@@ -182,10 +182,12 @@ impl FileOutbox {
         let error = |channel: &str, error: std::io::Error| ChannelError {
             channel: channel.to_string(),
             detail: error.to_string(),
+            pause: false,
         };
         let mut files = self.files.lock().map_err(|_| ChannelError {
             channel: "outbox".into(),
             detail: "the outbox lock was poisoned".into(),
+            pause: false,
         })?;
         let mut answers = Vec::with_capacity(messages.len());
         // Each channel's new lines and their keys, channels in order of first appearance.
@@ -218,6 +220,7 @@ impl FileOutbox {
             serde_json::to_writer(&mut *buffer, message).map_err(|e| ChannelError {
                 channel: message.channel.clone(),
                 detail: e.to_string(),
+                pause: false,
             })?;
             buffer.push(b'\n');
             keys.insert(message.key.as_str());
@@ -288,6 +291,7 @@ impl FileOutbox {
                 serde_json::to_writer(&mut lines, message).map_err(|e| ChannelError {
                     channel: message.channel.clone(),
                     detail: e.to_string(),
+                    pause: false,
                 })?;
                 lines.push(b'\n');
                 channel.get_or_insert(message.channel.as_str());
@@ -299,6 +303,7 @@ impl FileOutbox {
         let failed = |detail: String| ChannelError {
             channel: channel.to_string(),
             detail,
+            pause: false,
         };
         let mut out = console
             .lock()

@@ -597,6 +597,11 @@ fn entry(inputs: &Inputs<'_>, decision: &Decision) -> Entry {
             if sent.duplicate {
                 summary.push_str(" (the channel already had it: a send from before a restart)");
             }
+            if sent.unconfirmed {
+                summary.push_str(
+                    " (handed over without an answer: it may not have arrived; not handed over again)",
+                );
+            }
             let attempt = sent
                 .key
                 .rsplit('/')
@@ -646,6 +651,22 @@ fn entry(inputs: &Inputs<'_>, decision: &Decision) -> Entry {
                 moved.from_day
             ),
             moved.detail.clone(),
+        ),
+        OutreachEvent::DeliveryDeferred(deferred) => base(
+            "deferred",
+            Some(&deferred.reach_out),
+            deferred
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|attempt| attempt.parse().ok()),
+            format!(
+                "deferred by the receiving side of {} (try {}): handed over again at {}",
+                deferred.channel,
+                deferred.tries,
+                local(zone, deferred.retry_at)
+            ),
+            Some(crate::text::printable(&deferred.detail).into_owned()),
         ),
         other => base(other.event_type(), None, None, String::new(), None),
     }
@@ -862,6 +883,7 @@ mod tests {
                 phase: None,
                 stage: None,
                 duplicate: false,
+                unconfirmed: false,
             },
             at("2026-08-28T10:00:00+08:00"),
         );
@@ -902,6 +924,7 @@ mod tests {
                 phase: None,
                 stage: None,
                 duplicate: false,
+                unconfirmed: false,
             },
             at("2026-09-05T10:00:00+08:00"),
         );

@@ -4,13 +4,19 @@
 # history, and against a bare axum handler returning the same bytes (examples/bare_http.rs),
 # measured in the same run. Needs wrk (Debian's package) and a release build.
 #
-#   bash orchestrator/benches/http_load.sh [CUSTOMERS] [SECONDS] [CONNECTIONS]
+#   bash orchestrator/benches/http_load.sh [CUSTOMERS] [SECONDS] [CONNECTIONS] [RUNS]
+#
+# wrk runs with one thread (WRK_THREADS to change it): on two cores, a second wrk thread takes
+# the server's CPU and both servers' tails then measure the scheduler more than the server.
+# Each request is measured RUNS times (3), daemon and baseline alternating.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 customers=${1:-100000}
 seconds=${2:-15}
 connections=${3:-64}
+runs=${4:-3}
+threads=${WRK_THREADS:-1}
 command -v wrk >/dev/null || { echo "http_load: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 
 cargo build --release -p battleplan-orchestrator --bin battleplan --example bare_http >&2
@@ -61,9 +67,9 @@ bare_address=$(grep -o "http://[0-9.:]*" "$work/bare.log" | head -1 | sed 's|htt
 measure() { # URL [header]
   local out
   if [ $# -gt 1 ]; then
-    out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -H "$2" "$1")
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency -H "$2" "$1")
   else
-    out=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency "$1")
+    out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$1")
   fi
   local rps p50 p99 errors
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
@@ -74,13 +80,15 @@ measure() { # URL [header]
 }
 
 echo
-echo "wrk -t2 -c$connections -d${seconds}s on loopback, $customers customers, $(nproc) cores"
+echo "wrk -t$threads -c$connections -d${seconds}s on loopback, $customers customers, $(nproc) cores, $runs runs"
 echo
-echo "| request | server | requests/s | p50 | p99 | non-2xx |"
-echo "|---|---|---|---|---|---|"
+echo "| request | server | run | requests/s | p50 | p99 | non-2xx |"
+echo "|---|---|---|---|---|---|---|"
 for name in status funnel history; do
-  echo "| $name | daemon | $(measure "http://$address${paths[$name]}" "Authorization: Bearer $token") |"
-  echo "| $name | bare axum, same bytes | $(measure "http://$bare_address/$name") |"
+  for run in $(seq "$runs"); do
+    echo "| $name | daemon | $run | $(measure "http://$address${paths[$name]}" "Authorization: Bearer $token") |"
+    echo "| $name | bare axum, same bytes | $run | $(measure "http://$bare_address/$name") |"
+  done
 done
 echo
 echo "bytes: status $(wc -c < "$work/bodies/status.json"), funnel $(wc -c < "$work/bodies/funnel.json"), history page $(wc -c < "$work/bodies/history.json")"

@@ -28,6 +28,12 @@ fn at(text: &str) -> DateTime<Utc> {
 /// A campaign applied and run by the scheduler into its warm-up (phases entered, reach-outs
 /// planned), then paused, resumed and advanced by hand. Returns the instant it was paused.
 async fn campaign_with_a_past() -> (Runtime, DateTime<Utc>, tempfile::TempDir) {
+    campaign_asked_and_run(false).await
+}
+
+/// [`campaign_with_a_past`], whose history is asked for once before the scheduler runs (when
+/// `ask_first`): what a runtime keeps between questions must not hide what came after.
+async fn campaign_asked_and_run(ask_first: bool) -> (Runtime, DateTime<Utc>, tempfile::TempDir) {
     let clock = Arc::new(ManualClock::new(at("2026-08-01T00:00:00Z")));
     let runtime = Runtime::new(
         Arc::new(MemoryEventLog::default()),
@@ -49,6 +55,18 @@ async fn campaign_with_a_past() -> (Runtime, DateTime<Utc>, tempfile::TempDir) {
         matches!(applied, Ok(Response::PlanApplied(_))),
         "{applied:?}"
     );
+    if ask_first {
+        let early = history(&runtime, Some(CAMPAIGN), None, None, None).await;
+        assert!(
+            !early
+                .body
+                .events()
+                .iter()
+                .any(|line| line.event_type == "ReachOutPlanned"),
+            "nothing planned before the scheduler ran: {:?}",
+            early.body
+        );
+    }
     let outbox = tempfile::tempdir().unwrap();
     let mut scheduler = Scheduler::new(runtime.clone(), Timing::Simulated(clock.clone()), None)
         .with_outbox(Arc::new(FileOutbox::new(outbox.path())));
@@ -161,6 +179,41 @@ async fn pages_cover_the_history_once_in_order_and_the_last_has_no_cursor() {
                 assert_eq!(*next, page.last().copied(), "{pages:?}");
             }
         }
+    }
+}
+
+/// One campaign's history picks its lines out of the outbox's and the task board's streams and
+/// keeps them between questions; the whole log's history reads every event. With one campaign
+/// they say the same, asked before and after the scheduler added to those streams.
+#[tokio::test]
+async fn the_campaigns_history_shows_what_the_whole_logs_does() {
+    for ask_first in [false, true] {
+        let (runtime, _, _outbox) = campaign_asked_and_run(ask_first).await;
+        let one = history(&runtime, Some(CAMPAIGN), None, None, None).await;
+        let all = history(&runtime, None, None, None, None).await;
+        assert_eq!(
+            one.body.events(),
+            all.body.events(),
+            "ask_first {ask_first}"
+        );
+        // Every outbox event type with a line is one the campaign's history picks.
+        let events = runtime
+            .store
+            .read_all(battleplan_core::event::Position::START, 100_000)
+            .await
+            .unwrap();
+        let mut summarised = 0;
+        for event in &events {
+            if let Some(decoded) =
+                battleplan_core::outreach::events::OutreachEvent::decode(event).unwrap()
+            {
+                let picked = battleplan_core::outreach::events::OutreachEvent::SUMMARISED
+                    .contains(&event.event_type.as_str());
+                assert_eq!(decoded.summary().is_some(), picked, "{}", event.event_type);
+                summarised += usize::from(picked);
+            }
+        }
+        assert!(summarised > 0, "the run planned reach-outs");
     }
 }
 

@@ -102,6 +102,32 @@ fn phase_bit(phase: PhaseKind) -> u8 {
 pub struct Funnel {
     customers: FxHashMap<Box<str>, Entry>,
     campaigns: FxHashMap<Box<str>, u32>,
+    /// The latest instant fed (a reach, a reply, an order, a bounce), in milliseconds.
+    latest: Option<i64>,
+    /// The last answers of [`Funnel::report_memo`] and [`Funnel::stage_actuals_memo`],
+    /// dropped by anything fed.
+    memo: Memo,
+}
+
+/// Answers kept between feeds, for the same instant again (a manual clock) or for any instant
+/// past everything fed: once `as_of` is past every instant fed, no count depends on it any
+/// more (every reach, outcome and bounce lies before it), so an answer made at one such instant
+/// holds at any later one, its stamps (`as_of`, the stage windows' ends) apart.
+#[derive(Debug, Clone, Default)]
+struct Memo {
+    /// Keyed by the campaign and the plan's phases.
+    report: Option<(String, Vec<PhaseKind>, FunnelReport)>,
+    actuals: Option<KeptActuals>,
+}
+
+/// Stage actuals kept, keyed by the campaign and the plan's stages (id and window), made at
+/// `at`.
+#[derive(Debug, Clone)]
+struct KeptActuals {
+    campaign: String,
+    stages: Vec<(String, Window)>,
+    at: DateTime<Utc>,
+    actuals: Vec<StageActuals>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -200,6 +226,77 @@ impl Funnel {
         self.customers.len()
     }
 
+    /// A change is fed: the memo goes, and `at` (if any) may be the latest instant now.
+    fn fed(&mut self, at: Option<i64>) {
+        self.memo = Memo::default();
+        if let Some(at) = at {
+            self.latest = Some(self.latest.map_or(at, |latest| latest.max(at)));
+        }
+    }
+
+    /// Whether no count at `as_of` depends on `as_of` any more: it is after every instant fed.
+    fn settled(&self, as_of: DateTime<Utc>) -> bool {
+        self.latest
+            .is_none_or(|latest| latest < as_of.timestamp_millis())
+    }
+
+    /// Whether an answer made at `kept` holds at `as_of` as long as nothing is fed: the same
+    /// instant, or both past everything fed (then only the stamps differ).
+    fn holds(&self, kept: DateTime<Utc>, as_of: DateTime<Utc>) -> bool {
+        kept == as_of || (self.settled(kept) && self.settled(as_of))
+    }
+
+    /// [`Funnel::report`], answered from the last one when nothing was fed since and it holds
+    /// at `as_of` (see [`Memo`]).
+    pub fn report_memo(&mut self, plan: &Plan, as_of: DateTime<Utc>) -> FunnelReport {
+        let phases: Vec<PhaseKind> = plan.phases.iter().map(|phase| phase.kind).collect();
+        if let Some((campaign, kept, report)) = &self.memo.report {
+            if *campaign == plan.campaign.id && *kept == phases && self.holds(report.as_of, as_of) {
+                return FunnelReport {
+                    as_of,
+                    ..report.clone()
+                };
+            }
+        }
+        let report = self.report(plan, as_of);
+        self.memo.report = Some((plan.campaign.id.clone(), phases, report.clone()));
+        report
+    }
+
+    /// [`Funnel::stage_actuals`], answered from the last one when nothing was fed since and it
+    /// holds at `as_of` (see [`Memo`]); only the windows' ends are made anew.
+    pub fn stage_actuals_memo(&mut self, plan: &Plan, as_of: DateTime<Utc>) -> Vec<StageActuals> {
+        let stages: Vec<(String, Window)> = plan
+            .stages
+            .iter()
+            .map(|stage| (stage.id.clone(), stage.window))
+            .collect();
+        if let Some(kept) = &self.memo.actuals {
+            if kept.campaign == plan.campaign.id
+                && kept.stages == stages
+                && self.holds(kept.at, as_of)
+            {
+                return kept
+                    .actuals
+                    .iter()
+                    .zip(&stages)
+                    .map(|(actual, (_, window))| StageActuals {
+                        window: measured_window(*window, as_of),
+                        ..actual.clone()
+                    })
+                    .collect();
+            }
+        }
+        let actuals = self.stage_actuals(plan, as_of);
+        self.memo.actuals = Some(KeptActuals {
+            campaign: plan.campaign.id.clone(),
+            stages,
+            at: as_of,
+            actuals: actuals.clone(),
+        });
+        actuals
+    }
+
     fn campaign(&mut self, campaign: &str) -> u32 {
         if let Some(sym) = self.campaigns.get(campaign) {
             return *sym;
@@ -226,6 +323,7 @@ impl Funnel {
 
     /// The customer was in the audience of one of the campaign's reach-outs planned in `phase`.
     pub fn considered(&mut self, campaign: &str, customer: &str, phase: PhaseKind) {
+        self.fed(None);
         let campaign = self.campaign(campaign);
         self.update(customer, |entry| {
             match entry
@@ -250,6 +348,7 @@ impl Funnel {
         phase: PhaseKind,
         kind: ChannelKind,
     ) {
+        self.fed(Some(at.timestamp_millis()));
         let campaign = self.campaign(campaign);
         let reach = Reach {
             at: at.timestamp_millis(),
@@ -268,6 +367,7 @@ impl Funnel {
     /// A reply, an order or a mail bounce (other outcomes are not the funnel's business), of
     /// any customer.
     pub fn outcome(&mut self, outcome: &OutcomeRecorded) {
+        self.fed(Some(outcome.at.timestamp_millis()));
         if outcome.outcome == OutcomeKind::Bounced {
             if outcome
                 .channel
@@ -316,6 +416,7 @@ impl Funnel {
         if orders == 0 {
             return;
         }
+        self.fed(None);
         self.update(customer, |entry| {
             entry.prior_orders = entry.prior_orders.max(orders)
         });
@@ -397,10 +498,7 @@ impl Funnel {
             .iter()
             .map(|stage| StageActuals {
                 stage: stage.id.clone(),
-                window: Window {
-                    start: stage.window.start,
-                    end: stage.window.end.min(as_of).max(stage.window.start),
-                },
+                window: measured_window(stage.window, as_of),
                 gmv: Money::default(),
                 orders: 0,
                 orders_without_amount: 0,
@@ -470,6 +568,15 @@ impl Funnel {
             }
         }
         actuals
+    }
+}
+
+/// The part of a stage's window measured at `as_of`: `[start, min(end, as_of))`, empty before
+/// the stage starts.
+fn measured_window(window: Window, as_of: DateTime<Utc>) -> Window {
+    Window {
+        start: window.start,
+        end: window.end.min(as_of).max(window.start),
     }
 }
 

@@ -436,6 +436,68 @@ proptest! {
     }
 }
 
+fn feed(funnel: &mut Funnel, item: &Fed, base: DateTime<Utc>) {
+    match item {
+        Fed::Considered(c, p) => funnel.considered(CAMPAIGN, &format!("c-{c}"), *p),
+        Fed::Reached(c, h, p) => funnel.reached(
+            CAMPAIGN,
+            &format!("c-{c}"),
+            base + Duration::hours(*h),
+            *p,
+            ChannelKind::Mail,
+        ),
+        Fed::Reply(c, h) => funnel.outcome(&reply(&format!("c-{c}"), base + Duration::hours(*h))),
+        Fed::Order(c, h) => funnel.outcome(&order(
+            &format!("c-{c}"),
+            base + Duration::hours(*h),
+            "1.00",
+        )),
+        Fed::Prior(c, n) => funnel.prior_orders(&format!("c-{c}"), *n),
+    }
+}
+
+proptest! {
+    /// The memo answers exactly what a fresh count would, at any instant, before and after more
+    /// is fed: counts kept only while no fed instant can fall on either side of `as_of`.
+    #[test]
+    fn the_memo_answers_as_a_fresh_count(
+        first in prop::collection::vec(fed_strategy(), 0..30),
+        then in prop::collection::vec(fed_strategy(), 0..10),
+        instants in prop::collection::vec(0i64..(90 * 24), 1..5),
+        bounce in prop::option::of((0usize..6, 0i64..(80 * 24))),
+    ) {
+        let base = at("2026-08-19T00:00:00+08:00");
+        let plan = plan();
+        let mut funnel = Funnel::new();
+        for item in &first {
+            feed(&mut funnel, item, base);
+        }
+        let check = |funnel: &mut Funnel| -> Result<(), TestCaseError> {
+            for hours in &instants {
+                let as_of = base + Duration::hours(*hours);
+                prop_assert_eq!(funnel.report_memo(&plan, as_of), funnel.report(&plan, as_of));
+                prop_assert_eq!(
+                    funnel.stage_actuals_memo(&plan, as_of),
+                    funnel.stage_actuals(&plan, as_of)
+                );
+            }
+            Ok(())
+        };
+        check(&mut funnel)?;
+        for item in &then {
+            feed(&mut funnel, item, base);
+        }
+        if let Some((customer, hours)) = bounce {
+            funnel.outcome(&outcome(
+                &format!("c-{customer}"),
+                OutcomeKind::Bounced,
+                base + Duration::hours(hours),
+            ));
+        }
+        check(&mut funnel)?;
+    }
+}
+
 #[test]
 fn stage_actuals_attribute_orders_by_reach_or_by_name() {
     let mut funnel = Funnel::new();

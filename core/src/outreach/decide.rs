@@ -931,8 +931,17 @@ pub fn dispatch(
         if window_end(plan, state, planned).is_some_and(|end| now >= end) {
             let reason = if matches!(state.status, Status::Paused { .. }) {
                 NotSentReason::CampaignPaused
-            } else if outreach.channel_paused(campaign, &planned.channel) {
-                NotSentReason::BounceGuard
+            } else if let Some(guard) = outreach
+                .guard(campaign, &planned.channel)
+                .filter(|guard| guard.paused)
+            {
+                if guard.failure.is_some() {
+                    NotSentReason::ChannelDown
+                } else {
+                    NotSentReason::BounceGuard
+                }
+            } else if send.deferred > 0 {
+                NotSentReason::Undelivered
             } else {
                 NotSentReason::WindowClosed
             };
@@ -1428,13 +1437,9 @@ pub fn bounce_guard(plan: &Plan, outreach: &Outreach) -> Vec<OutreachEvent> {
             sent,
             bounced,
             threshold: threshold.clone(),
+            failure: None,
         }));
-        let members = plan
-            .roles
-            .iter()
-            .find(|role| role.id == "ops")
-            .map(|role| role.members.clone())
-            .unwrap_or_default();
+        let members = ops_members(plan);
         events.push(OutreachEvent::NoticePlanned(NoticePlanned {
             key: format!(
                 "{campaign}/notice/bounce-guard/{}/{}-{}",
@@ -1458,6 +1463,67 @@ pub fn bounce_guard(plan: &Plan, outreach: &Outreach) -> Vec<OutreachEvent> {
         }));
     }
     events
+}
+
+/// The members of the plan's `ops` role, who are told when a channel stops.
+fn ops_members(plan: &Plan) -> Vec<String> {
+    plan.roles
+        .iter()
+        .find(|role| role.id == "ops")
+        .map(|role| role.members.clone())
+        .unwrap_or_default()
+}
+
+/// A channel of the campaign failed in a way that needs a person (the server refused the
+/// connection or the credentials): it is paused, as the bounce guard pauses it, and ops are
+/// told what failed and how to resume. Nothing when it is paused already or the plan has no
+/// such channel. `at` makes the notice's key (one per failure).
+pub fn pause_after_failure(
+    plan: &Plan,
+    outreach: &Outreach,
+    channel_id: &str,
+    failure: &str,
+    at: DateTime<Utc>,
+) -> Vec<OutreachEvent> {
+    let campaign = plan.campaign.id.as_str();
+    let Some(channel) = plan.channel(channel_id) else {
+        return Vec::new();
+    };
+    let guard = outreach.guard(campaign, channel_id);
+    if guard.is_some_and(|guard| guard.paused) {
+        return Vec::new();
+    }
+    let (sent, bounced) = guard.map_or((0, 0), |guard| (guard.sent, guard.bounced));
+    vec![
+        OutreachEvent::ChannelPaused(ChannelPaused {
+            campaign: campaign.to_string(),
+            channel: channel.id.clone(),
+            sent,
+            bounced,
+            threshold: String::new(),
+            failure: Some(failure.to_string()),
+        }),
+        OutreachEvent::NoticePlanned(NoticePlanned {
+            key: format!(
+                "{campaign}/notice/channel-failed/{}/{}",
+                channel.id,
+                at.timestamp_millis()
+            ),
+            campaign: campaign.to_string(),
+            role: "ops".to_string(),
+            members: ops_members(plan),
+            subject: format!(
+                "{}: {} sending paused after a failure",
+                plan.campaign.name, channel.name
+            ),
+            body: format!(
+                "Sending on {} failed: {failure}. Nothing was lost: the messages wait, and their \
+                 windows still hold. Fix the cause (the server, its address, the credentials), \
+                 then: battleplan channel resume {campaign} {} --actor YOU --reason WHY",
+                channel.id, channel.id
+            ),
+        }),
+    ]
 }
 
 fn trim_rate(percent: f64) -> String {

@@ -61,6 +61,15 @@ pub enum NotSentReason {
     TemplateFailed,
     /// The reach-out's window lay in a phase or stage a person skipped with `advance`.
     PhaseSkipped,
+    /// The receiving side refused it for good (a mail server's 5xx, a webhook's 4xx); the
+    /// detail holds its answer.
+    Refused,
+    /// The receiving side kept deferring it (a mail server's 4xx, a webhook's 5xx or 429, a
+    /// timeout) until its window closed.
+    Undelivered,
+    /// Held by a pause of the channel after a failure (the server refused the connection or
+    /// the credentials) until the window closed.
+    ChannelDown,
 }
 
 impl NotSentReason {
@@ -86,6 +95,9 @@ impl NotSentReason {
             NotSentReason::Opened => "opened",
             NotSentReason::TemplateFailed => "template_failed",
             NotSentReason::PhaseSkipped => "phase_skipped",
+            NotSentReason::Refused => "refused",
+            NotSentReason::Undelivered => "undelivered",
+            NotSentReason::ChannelDown => "channel_down",
         }
     }
 
@@ -115,6 +127,11 @@ impl NotSentReason {
             NotSentReason::Opened => "opened",
             NotSentReason::TemplateFailed => "the template failed to render",
             NotSentReason::PhaseSkipped => "its phase was skipped by an advance",
+            NotSentReason::Refused => "the receiving side refused it",
+            NotSentReason::Undelivered => "the receiving side deferred it until the window closed",
+            NotSentReason::ChannelDown => {
+                "the channel was paused after a failure until the window closed"
+            }
         }
     }
 }
@@ -266,6 +283,10 @@ pub struct MessageSent {
     pub stage: Option<String>,
     #[serde(default)]
     pub duplicate: bool,
+    /// Handed over without an answer (a mail server that stalled after the data) and, as the
+    /// plan says, not handed over again: it may not have arrived. Counted as sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unconfirmed: bool,
 }
 
 /// Why a customer's follow-ups end.
@@ -313,6 +334,27 @@ pub struct ChannelPaused {
     pub bounced: u64,
     /// The plan's threshold, in words (`5%` of at least 200 sent).
     pub threshold: String,
+    /// Paused not by the bounce guard but because the channel failed in a way that needs a
+    /// person (the server refused the connection or the credentials): its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// The receiving side deferred a send (a mail server's 4xx, a webhook's 5xx or 429, a
+/// timeout): it stays planned and is handed over again at `retry_at`, with the same key.
+/// Recorded at each try, so the tries and the backoff survive a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryDeferred {
+    pub key: String,
+    pub campaign: String,
+    pub reach_out: String,
+    pub channel: String,
+    pub customer: String,
+    /// How many times it has been deferred, this one included.
+    pub tries: u32,
+    pub retry_at: DateTime<Utc>,
+    /// The receiving side's answer.
+    pub detail: String,
 }
 
 /// A person resumed the channel (actor and reason in the envelope).
@@ -335,13 +377,22 @@ pub struct NoticePlanned {
 
 crate::event::upcast::event_enum!(
     /// Every event of an outreach stream.
-    OutreachEvent { SendPlanned, SendMoved, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned }
+    OutreachEvent { SendPlanned, SendMoved, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned, DeliveryDeferred }
 );
 
 impl OutreachEvent {
+    /// The event types [`OutreachEvent::summary`] has a line for (keep the two in step): a
+    /// reader can pick them out of a campaign's many per-customer events without decoding any.
+    pub const SUMMARISED: [&'static str; 3] = [
+        <ReachOutPlanned as crate::event::upcast::EventPayload>::EVENT_TYPE,
+        <ChannelPaused as crate::event::upcast::EventPayload>::EVENT_TYPE,
+        <ChannelResumed as crate::event::upcast::EventPayload>::EVENT_TYPE,
+    ];
+
     /// One line for people about the events that concern a whole reach-out or channel (a
     /// reach-out planned, a channel paused by the bounce guard or resumed); `None` for the
-    /// per-customer ones, which are `explain`'s.
+    /// per-customer ones, which are `explain`'s. Only the types of
+    /// [`OutreachEvent::SUMMARISED`] have one.
     pub fn summary(&self) -> Option<String> {
         use crate::plan::values::grouped;
         match self {
@@ -352,13 +403,19 @@ impl OutreachEvent {
                 grouped(planned.planned),
                 grouped(planned.not_sent)
             )),
-            OutreachEvent::ChannelPaused(paused) => Some(format!(
-                "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
-                paused.channel,
-                grouped(paused.bounced),
-                grouped(paused.sent),
-                paused.threshold
-            )),
+            OutreachEvent::ChannelPaused(paused) => Some(match &paused.failure {
+                Some(failure) => format!(
+                    "channel {} paused after a failure: {failure}; ops notified",
+                    paused.channel
+                ),
+                None => format!(
+                    "channel {} paused by the bounce guard: {} bounced of {} sent (over {}); ops notified",
+                    paused.channel,
+                    grouped(paused.bounced),
+                    grouped(paused.sent),
+                    paused.threshold
+                ),
+            }),
             OutreachEvent::ChannelResumed(resumed) => {
                 Some(format!("channel {} resumed", resumed.channel))
             }
@@ -378,6 +435,7 @@ impl OutreachEvent {
             OutreachEvent::ChannelPaused(e) => &e.campaign,
             OutreachEvent::ChannelResumed(e) => &e.campaign,
             OutreachEvent::NoticePlanned(e) => &e.campaign,
+            OutreachEvent::DeliveryDeferred(e) => &e.campaign,
         }
     }
 }

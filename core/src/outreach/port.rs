@@ -41,18 +41,62 @@ pub struct Message {
 }
 
 /// What a channel did with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Sent,
     /// The channel already had this key: sent before, not again.
     AlreadySent,
+    /// The receiving side refused this message for good (a mail server's 5xx for the
+    /// recipient, a webhook's 4xx): it is not sent and is not tried again.
+    Refused {
+        refusal: Refusal,
+        detail: String,
+    },
+    /// The receiving side did not take it this time and may later (a mail server's 4xx, a
+    /// webhook's 5xx or 429, a timeout before the message was handed over): try again, not
+    /// before `retry_after_ms` when the server said so.
+    Deferred {
+        detail: String,
+        retry_after_ms: Option<u64>,
+    },
+    /// Handed over and no answer came (a mail server that stalls after the message's data):
+    /// it may or may not have arrived. The plan says whether to hand it over again.
+    Unknown {
+        detail: String,
+    },
 }
 
+/// Why a receiving side refused a message for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address does not exist (a hard bounce: the customer's address is bad).
+    Recipient,
+    /// The message was refused (its content, a policy), not the address.
+    Message,
+    /// The receiver is gone for good (a webhook's 410).
+    Gone,
+}
+
+impl Refusal {
+    pub fn key(self) -> &'static str {
+        match self {
+            Refusal::Recipient => "recipient",
+            Refusal::Message => "message",
+            Refusal::Gone => "gone",
+        }
+    }
+}
+
+/// A whole batch failed: nothing of it was taken.
 #[derive(Debug, thiserror::Error)]
 #[error("channel {channel}: {detail}")]
 pub struct ChannelError {
     pub channel: String,
     pub detail: String,
+    /// Whether the failure needs a person (the server refuses connections, the credentials
+    /// are refused): the channel is paused and ops are told, until `channel resume`. Otherwise
+    /// (a full disk, a passing fault) the batch is handed over again later by itself.
+    pub pause: bool,
 }
 
 /// A channel's adapter. `deliver` hands over a batch in order and answers each message, one
@@ -64,4 +108,30 @@ pub struct ChannelError {
 #[async_trait::async_trait]
 pub trait Channel: Send + Sync {
     async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError>;
+}
+
+/// The first wait before a deferred message is handed over again, and the longest.
+const FIRST_RETRY_MS: i64 = 60_000;
+const LONGEST_RETRY_MS: i64 = 3_600_000;
+
+/// How long to wait before handing a deferred message over again, after its `tries`-th
+/// deferral: what the receiving side asked for (a `Retry-After`), or else one minute doubling
+/// with each deferral up to an hour, lengthened by up to a fifth by the key (the same for the
+/// same key and try, so a replay decides the same), so that messages deferred together do not
+/// all come back at once.
+pub fn retry_delay_ms(tries: u32, key: &str, asked_ms: Option<u64>) -> i64 {
+    if let Some(asked) = asked_ms {
+        return i64::try_from(asked).unwrap_or(i64::MAX).max(1_000);
+    }
+    let doubled = FIRST_RETRY_MS
+        .saturating_mul(1i64 << tries.saturating_sub(1).min(20))
+        .min(LONGEST_RETRY_MS);
+    // FNV-1a over the key and the try.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes().chain(tries.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let spread = i64::try_from(hash % 1_000).unwrap_or(0);
+    doubled + doubled / 5 * spread / 1_000
 }

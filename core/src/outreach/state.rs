@@ -26,12 +26,16 @@ pub enum SendStatus {
 pub struct Send {
     pub planned: SendPlanned,
     pub status: SendStatus,
+    /// How many times the receiving side deferred it (`DeliveryDeferred`).
+    pub deferred: u32,
 }
 
 /// The bounce guard's view of one campaign's channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Guard {
     pub paused: bool,
+    /// Why, when a failure of the channel paused it rather than the bounce guard.
+    pub failure: Option<String>,
     pub sent: u64,
     pub bounced: u64,
     /// The counts when the channel last resumed: the guard judges what came after. A bounce
@@ -40,6 +44,12 @@ pub struct Guard {
     pub base_sent: u64,
     pub base_bounced: u64,
     pub resumed_at: Option<DateTime<Utc>>,
+    /// Pending sends the receiving side deferred at least once (waiting for their retry).
+    pub retrying: u64,
+    /// Since when some send has been waiting for a retry (since `retrying` last left 0).
+    pub retrying_since: Option<DateTime<Utc>>,
+    /// The receiving side's last deferral: when, and what it said.
+    pub last_deferral: Option<(DateTime<Utc>, String)>,
 }
 
 impl Guard {
@@ -146,6 +156,7 @@ impl Outreach {
                     Send {
                         planned: planned.clone(),
                         status: SendStatus::Pending,
+                        deferred: 0,
                     },
                 );
             }
@@ -160,24 +171,11 @@ impl Outreach {
                     .release(&send.planned.channel, moved.from_day, &moved.account);
                 self.ledger
                     .record(&send.planned.channel, moved.day, &moved.account, moved.paid);
-                self.pending.remove(&(send.planned.at, moved.key.clone()));
-                self.pending.insert((moved.at, moved.key.clone()));
-                if let Some(list) = self
-                    .pending_by_customer
-                    .get_mut(send.planned.customer.as_str())
-                {
-                    if let Some(entry) = list
-                        .iter_mut()
-                        .find(|(at, kind)| *at == send.planned.at && *kind == send.planned.kind)
-                    {
-                        entry.0 = moved.at;
-                    }
-                }
                 // The projection holds the decision in force: the day, instant and volume it
                 // goes with now (the log keeps both).
                 send.planned.day = moved.day;
                 send.planned.paid = moved.paid;
-                send.planned.at = moved.at;
+                self.move_pending(&moved.key, moved.at);
             }
             OutreachEvent::NotSent(not_sent) => {
                 if let Some(send) = self.sends.get_mut(&not_sent.key) {
@@ -191,6 +189,9 @@ impl Outreach {
                             send.planned.day,
                             &send.planned.account,
                         );
+                        if send.deferred > 0 {
+                            retry_settled(&mut self.guards, &send.planned);
+                        }
                     }
                     send.status = SendStatus::NotSent(not_sent.reason);
                 } else {
@@ -212,10 +213,12 @@ impl Outreach {
             OutreachEvent::MessageSent(sent) => self.sent(sent, at),
             OutreachEvent::FollowUpStopped(stopped) => self.drop_follow_up(&stopped.after_key),
             OutreachEvent::ChannelPaused(paused) => {
-                self.guards
+                let guard = self
+                    .guards
                     .entry((paused.campaign.clone(), paused.channel.clone()))
-                    .or_default()
-                    .paused = true;
+                    .or_default();
+                guard.paused = true;
+                guard.failure = paused.failure.clone();
             }
             OutreachEvent::ChannelResumed(resumed) => {
                 let guard = self
@@ -223,9 +226,35 @@ impl Outreach {
                     .entry((resumed.campaign.clone(), resumed.channel.clone()))
                     .or_default();
                 guard.paused = false;
+                guard.failure = None;
                 guard.base_sent = guard.sent;
                 guard.base_bounced = guard.bounced;
                 guard.resumed_at = Some(at);
+            }
+            OutreachEvent::DeliveryDeferred(deferred) => {
+                let Some(send) = self.sends.get_mut(&deferred.key) else {
+                    return;
+                };
+                if send.status != SendStatus::Pending {
+                    return;
+                }
+                // Handed over again at `retry_at`, on the day whose quota it holds (a retry
+                // that lands on a later day is moved there with that day's quota, as any send
+                // held past its day).
+                let first = send.deferred == 0;
+                send.deferred = send.deferred.max(deferred.tries);
+                let guard = self
+                    .guards
+                    .entry((deferred.campaign.clone(), deferred.channel.clone()))
+                    .or_default();
+                if first {
+                    if guard.retrying == 0 {
+                        guard.retrying_since = Some(at);
+                    }
+                    guard.retrying += 1;
+                }
+                guard.last_deferral = Some((at, deferred.detail.clone()));
+                self.move_pending(&deferred.key, deferred.retry_at);
             }
             OutreachEvent::NoticePlanned(notice) => self.staff_planned(StaffMessage {
                 key: notice.key.clone(),
@@ -250,6 +279,28 @@ impl Outreach {
         }
     }
 
+    /// Moves a pending send to another instant: its place among the pending and in its
+    /// customer's list.
+    fn move_pending(&mut self, key: &str, to: DateTime<Utc>) {
+        let Some(send) = self.sends.get_mut(key) else {
+            return;
+        };
+        self.pending.remove(&(send.planned.at, key.to_string()));
+        self.pending.insert((to, key.to_string()));
+        if let Some(list) = self
+            .pending_by_customer
+            .get_mut(send.planned.customer.as_str())
+        {
+            if let Some(entry) = list
+                .iter_mut()
+                .find(|(at, kind)| *at == send.planned.at && *kind == send.planned.kind)
+            {
+                entry.0 = to;
+            }
+        }
+        send.planned.at = to;
+    }
+
     fn sent(&mut self, sent: &MessageSent, at: DateTime<Utc>) {
         if let Some(message) = self.staff_pending.remove(&sent.key) {
             self.staff_sent.insert(message.key, at);
@@ -268,6 +319,9 @@ impl Outreach {
         self.pending.remove(&(send.planned.at, sent.key.clone()));
         unpend(&mut self.pending_by_customer, &send.planned);
         send.status = SendStatus::Sent { at };
+        if send.deferred > 0 {
+            retry_settled(&mut self.guards, &send.planned);
+        }
         self.guards
             .entry((send.planned.campaign.clone(), send.planned.channel.clone()))
             .or_default()
@@ -475,6 +529,16 @@ fn unpend(
 }
 
 /// The key of the attempt before `attempt` (same campaign, reach-out and customer).
+/// A send that was waiting for a retry went or was given up: one fewer retrying on its channel.
+fn retry_settled(guards: &mut BTreeMap<(String, String), Guard>, planned: &SendPlanned) {
+    if let Some(guard) = guards.get_mut(&(planned.campaign.clone(), planned.channel.clone())) {
+        guard.retrying = guard.retrying.saturating_sub(1);
+        if guard.retrying == 0 {
+            guard.retrying_since = None;
+        }
+    }
+}
+
 pub fn previous_key(key: &str, attempt: u32) -> String {
     match key.rsplit_once('/') {
         Some((stem, _)) => format!("{stem}/{}", attempt.saturating_sub(1)),

@@ -171,6 +171,7 @@ impl World {
                 phase: None,
                 stage: None,
                 duplicate: false,
+                unconfirmed: false,
             };
             self.book.reached(&sent, now);
             self.outreach.apply(&OutreachEvent::MessageSent(sent), now);
@@ -409,6 +410,7 @@ fn a_follow_up_waits_out_the_fatigue_window_of_a_later_message() {
         phase: None,
         stage: None,
         duplicate: false,
+        unconfirmed: false,
     };
     let other_at = at("2026-09-07T10:00:00+08:00");
     world.book.reached(&other, other_at);
@@ -603,6 +605,7 @@ fn under_shift_windows_a_send_is_given_up_after_its_shifted_window() {
             sent: 200,
             bounced: 20,
             threshold: "5%".to_string(),
+            failure: None,
         })],
         since,
     );
@@ -1108,6 +1111,7 @@ impl World {
                         sent: 0,
                         bounced: 0,
                         threshold: "5% of at least 200 sent".to_string(),
+                        failure: None,
                     })
                 } else {
                     OutreachEvent::ChannelResumed(ChannelResumed {
@@ -1396,6 +1400,7 @@ fn a_send_whose_customer_was_reached_since_it_was_planned_waits_for_the_fatigue_
         phase: None,
         stage: None,
         duplicate: false,
+        unconfirmed: false,
     };
     world.book.reached(&other, at("2026-09-02T07:00:00+08:00"));
     // then at 08:00 it does not go, nor is it given up: it moves to the fatigue's end (07:00,

@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 pub use super::raw::{
     Activity, ChannelKind, CouponIssue, CustomerSource, FatigueScope, FollowUpTrigger,
     LifecycleStage, QuietPolicy, ResumePolicy, Sender, StopOn, SystemSegment, TemplatePurpose,
+    UnknownOutcome,
 };
 use super::values::{Money, PlanDuration, TimeOfDay};
 
@@ -336,6 +337,8 @@ pub struct Channel {
     /// The most the channel may spend on paid volume in a local day, and in a calendar month.
     pub daily_budget: Option<Money>,
     pub monthly_budget: Option<Money>,
+    /// What a message handed over without an answer counts as.
+    pub unknown_outcome: UnknownOutcome,
 }
 
 #[derive(Debug, Clone)]

@@ -264,6 +264,22 @@ pub struct RawChannel {
     pub daily_budget: Option<Money>,
     #[serde(default)]
     pub monthly_budget: Option<Money>,
+    #[serde(default)]
+    pub unknown_outcome: UnknownOutcome,
+}
+
+/// What to do with a message handed over without an answer (a mail server that stalled after
+/// the data): it may or may not have arrived.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownOutcome {
+    /// Record it as sent, marked unconfirmed, and never hand it over again: a customer gets it
+    /// at most once.
+    #[default]
+    CountAsSent,
+    /// Hand it over again later with the same key (and Message-ID): a customer gets it at least
+    /// once, perhaps twice, which a mail client that dedups by Message-ID shows once.
+    Resend,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]

@@ -395,8 +395,8 @@ async fn stage_targets(ctx: &Ctx<'_>, campaign: &str) -> Result<TargetsView, App
     }
     ctx.caught_up().await?;
     let actuals = {
-        let boards = ctx.runtime.boards.lock().await;
-        boards.funnel.stage_actuals(&plan, ctx.now)
+        let mut boards = ctx.runtime.boards.lock().await;
+        boards.funnel.stage_actuals_memo(&plan, ctx.now)
     };
     view.body = targets_against_actuals(&plan, &actuals)
         .iter()
@@ -732,6 +732,13 @@ async fn whole_stream(
     Ok((any, events))
 }
 
+/// Whether an outbox or task event type is one the history shows a line for (see
+/// [`activity`]).
+fn history_line(event_type: &str) -> bool {
+    OutreachEvent::SUMMARISED.contains(&event_type)
+        || event_type == <battleplan_core::task::TaskDone as battleplan_core::event::upcast::EventPayload>::EVENT_TYPE
+}
+
 /// The history's lines as the events come, in log order, each with the state its event led to;
 /// only the page's lines are made.
 struct Replay {
@@ -872,13 +879,16 @@ pub async fn history(
                     known: ctx.known().await?,
                 });
             }
-            // The outbox's and the task board's events of the campaign, in log order with its
-            // own.
+            // The outbox's and the task board's events that are lines of the history (a few
+            // among the campaign's many sends), in log order with its own.
             for stream in [outreach_stream(id), task::stream_of(id)]
                 .into_iter()
                 .flatten()
             {
-                events.extend(whole_stream(runtime, &stream, recorded_by_then).await?.1);
+                let lines =
+                    crate::kernel::picked::picked(runtime, &stream, "history", history_line)
+                        .await?;
+                events.extend(lines.into_iter().filter(|event| recorded_by_then(event)));
             }
             events.sort_by_key(|event| event.position);
             for event in &events {

@@ -93,6 +93,9 @@ pub async fn explain(ctx: &Ctx<'_>, question: &ExplainQuestion) -> Result<Explai
                 let about = match &decoded {
                     OutreachEvent::SendPlanned(planned) => ours && planned.customer == customer,
                     OutreachEvent::SendMoved(moved) => ours && moved.customer == customer,
+                    OutreachEvent::DeliveryDeferred(deferred) => {
+                        ours && deferred.customer == customer
+                    }
                     OutreachEvent::NotSent(not_sent) => ours && not_sent.customer == customer,
                     OutreachEvent::FollowUpStopped(stopped) => ours && stopped.customer == customer,
                     OutreachEvent::MessageSent(sent) if sent.to == customer => {

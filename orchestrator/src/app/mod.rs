@@ -36,7 +36,7 @@ pub struct Ctx<'a> {
     /// The fingerprint of the request (see `kernel::runtime::Who::fingerprint`), when a front
     /// gave one with its command id (HTTP's `Idempotency-Key`).
     pub fingerprint: Option<Uuid>,
-    campaigns: tokio::sync::OnceCell<Campaigns>,
+    campaigns: tokio::sync::OnceCell<std::sync::Arc<Campaigns>>,
     caught_up: tokio::sync::OnceCell<()>,
 }
 
@@ -60,14 +60,11 @@ impl<'a> Ctx<'a> {
     /// Every campaign's state, caught up with the log (in memory: the daemon's scheduler is the
     /// one that stores the projection).
     pub async fn campaigns(&self) -> Result<&Campaigns, AppError> {
-        self.campaigns
-            .get_or_try_init(|| async {
-                let store = self.runtime.store.as_ref();
-                let mut campaigns = Campaigns::load(store).await?;
-                campaigns.catch_up_in_memory(store).await?;
-                Ok::<_, AppError>(campaigns)
-            })
-            .await
+        let states = self
+            .campaigns
+            .get_or_try_init(|| async { Ok::<_, AppError>(self.runtime.campaign_states().await?) })
+            .await?;
+        Ok(states.as_ref())
     }
 
     /// The ids of the campaigns there are, for a refusal that names them.
@@ -111,7 +108,10 @@ impl<'a> Ctx<'a> {
     }
 
     /// The plan in force for a campaign the request named (see `kernel::plans::plan_in_force`).
-    pub async fn plan(&self, id: &str) -> Result<battleplan_core::plan::Plan, AppError> {
+    pub async fn plan(
+        &self,
+        id: &str,
+    ) -> Result<std::sync::Arc<battleplan_core::plan::Plan>, AppError> {
         self.campaign(id).await?;
         crate::kernel::plans::plan_in_force(self.runtime, id)
             .await?

@@ -48,13 +48,37 @@ pub struct ReachOutCountsView {
     pub sent: u64,
 }
 
-/// A channel's bounce guard: whether it paused the channel, and the counts it judged.
+/// A channel of the campaign: how it stands (sending, retrying, paused by the bounce guard or
+/// after a failure), the bounce guard's counts, and what the receiving side last said.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelGuardView {
     pub bounced: u64,
+    /// Why a failure paused it (`state` `paused_after_failure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub id: String,
+    /// The receiving side's last deferral, while sends wait for a retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_deferral: Option<String>,
     pub paused: bool,
+    /// Sends waiting for a retry after the receiving side deferred them.
+    pub retrying: u64,
+    /// Since when some send has been waiting for a retry, in the campaign's zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrying_since: Option<String>,
     pub sent: u64,
+    pub state: ChannelState,
+}
+
+/// How a channel stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelState {
+    Sending,
+    /// Some sends wait for a retry after the receiving side deferred them.
+    Retrying,
+    PausedByGuard,
+    PausedAfterFailure,
 }
 
 /// Where a send stands.
@@ -209,11 +233,30 @@ pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxVi
                 .guard(campaign, &channel.id)
                 .cloned()
                 .unwrap_or_default();
+            let state = match (guard.paused, &guard.failure) {
+                (true, Some(_)) => ChannelState::PausedAfterFailure,
+                (true, None) => ChannelState::PausedByGuard,
+                (false, _) if guard.retrying > 0 => ChannelState::Retrying,
+                (false, _) => ChannelState::Sending,
+            };
+            let retrying = guard.retrying > 0;
             ChannelGuardView {
                 bounced: guard.bounced,
+                failure: guard.failure.clone().filter(|_| guard.paused),
                 id: channel.id.clone(),
+                last_deferral: guard
+                    .last_deferral
+                    .as_ref()
+                    .filter(|_| retrying)
+                    .map(|(_, detail)| detail.clone()),
                 paused: guard.paused,
+                retrying: guard.retrying,
+                retrying_since: guard
+                    .retrying_since
+                    .filter(|_| retrying)
+                    .map(|since| local_rfc3339(zone, since)),
                 sent: guard.sent,
+                state,
             }
         })
         .collect();

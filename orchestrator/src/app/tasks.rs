@@ -240,7 +240,7 @@ pub async fn funnel(ctx: &Ctx<'_>, campaign: &str) -> Result<FunnelView, AppErro
         .lock()
         .await
         .funnel
-        .report(&plan, ctx.now);
+        .report_memo(&plan, ctx.now);
     Ok(funnel_view(&report, plan.campaign.time_zone))
 }
 

@@ -852,6 +852,14 @@ impl Runner {
                     OutreachEvent::NoticePlanned(notice) => {
                         role_of.insert(notice.key.clone(), notice.role.clone());
                     }
+                    OutreachEvent::DeliveryDeferred(deferred) => {
+                        *days
+                            .entry(day)
+                            .or_default()
+                            .held_back
+                            .entry(format!("{} deferred by the receiver", deferred.channel))
+                            .or_default() += 1;
+                    }
                     OutreachEvent::SendMoved(moved) => {
                         paid.insert(moved.key.clone(), moved.paid);
                         *days
@@ -1135,6 +1143,9 @@ fn is_dispatch_reason(reason: &str) -> bool {
             | "opened"
             | "template_failed"
             | "phase_skipped"
+            | "refused"
+            | "undelivered"
+            | "channel_down"
     )
 }
 

@@ -11,12 +11,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use battleplan_core::campaign::{CampaignState, Status};
+use battleplan_core::customer::events::{CustomerEvent, OutcomeKind, OutcomeRecorded};
 use battleplan_core::event::EventId;
 use battleplan_core::outreach::decide::{self, Dispatch};
-use battleplan_core::outreach::events::{stream_of, MessageSent, OutreachEvent};
-use battleplan_core::outreach::port::{Channel, Delivery, Message};
+use battleplan_core::outreach::events::{
+    stream_of, DeliveryDeferred, MessageSent, NotSent, NotSentReason, OutreachEvent, SendPlanned,
+};
+use battleplan_core::outreach::port::{retry_delay_ms, Channel, Delivery, Message, Refusal};
 use battleplan_core::outreach::render::Renderer;
-use battleplan_core::plan::model::ChannelKind;
+use battleplan_core::plan::model::{ChannelKind, UnknownOutcome};
 use battleplan_core::plan::template::on_deep_stack;
 use battleplan_core::plan::Plan;
 use battleplan_core::task::{due_reminders, next_reminder_at, TaskEvent};
@@ -94,7 +97,6 @@ impl Dispatcher {
             return Ok(None);
         };
         // In force: shifted by the campaign's shifting pauses already.
-        let plan = Arc::new(plan);
         self.plans.insert(
             id.to_string(),
             (state.plan_digest.clone(), state.shifts.len(), plan.clone()),
@@ -232,7 +234,7 @@ impl Dispatcher {
                 );
             }
             activity.not_sent += dispatch.not_sent.len() as u64;
-            match self.send(&campaign, dispatch, now).await? {
+            match self.send(Some(plan), &campaign, dispatch, now).await? {
                 Some(sent) => {
                     activity.sent += sent;
                     tracing::info!("{campaign}: sent a batch of {sent} message(s)");
@@ -265,10 +267,15 @@ impl Dispatcher {
         self.record(&plan.campaign.id, events, now).await
     }
 
-    /// Records the sends given up, hands the messages to the channel, records what went.
-    /// `None` when the channel failed (tried again later).
+    /// Records the sends given up, hands the messages to the channel, records what became of
+    /// each (sent; deferred, to be handed over again later; refused for good, a hard bounce
+    /// with it when the address was refused; handed over without an answer, as the plan's
+    /// channel says). `None` when the channel failed as a whole (tried again later, or paused
+    /// with ops told when the failure needs a person). `plan` is the campaign's, `None` for
+    /// messages to staff.
     async fn send(
         &mut self,
+        plan: Option<&Plan>,
         campaign: &str,
         dispatch: Dispatch,
         now: DateTime<Utc>,
@@ -300,6 +307,35 @@ impl Dispatcher {
                 self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
                 return Ok(None);
             }
+            Err(error) if error.pause && plan.is_some() => {
+                tracing::error!("{campaign}: {error}; the channel is paused and ops are told");
+                let events = {
+                    let outreach = self.runtime.outreach.lock().await;
+                    let mut channels: Vec<&str> = messages
+                        .iter()
+                        .map(|message| message.channel.as_str())
+                        .collect();
+                    channels.sort_unstable();
+                    channels.dedup();
+                    channels
+                        .into_iter()
+                        .flat_map(|channel| {
+                            plan.map(|plan| {
+                                decide::pause_after_failure(
+                                    plan,
+                                    &outreach,
+                                    channel,
+                                    &error.detail,
+                                    now,
+                                )
+                            })
+                            .unwrap_or_default()
+                        })
+                        .collect::<Vec<_>>()
+                };
+                self.record(campaign, events, now).await?;
+                return Ok(None);
+            }
             Err(error) => {
                 tracing::warn!("{campaign}: {error}; trying again in {RETRY_AFTER_SECONDS} s");
                 self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
@@ -314,12 +350,25 @@ impl Dispatcher {
             );
             std::future::pending::<()>().await;
         }
-        let events: Vec<OutreachEvent> = messages
-            .iter()
-            .zip(deliveries)
-            .zip(phases)
-            .map(|((message, delivery), (phase, stage))| {
-                OutreachEvent::MessageSent(MessageSent {
+        let Some(plan) = plan else {
+            return self.staff_sent(campaign, &messages, deliveries, now).await;
+        };
+        // What the projection knows of each send: its planning and how often it was deferred.
+        let known: HashMap<String, (SendPlanned, u32)> = {
+            let outreach = self.runtime.outreach.lock().await;
+            messages
+                .iter()
+                .filter_map(|message| {
+                    let send = outreach.send(&message.key)?;
+                    Some((message.key.clone(), (send.planned.clone(), send.deferred)))
+                })
+                .collect()
+        };
+        let mut sent = 0;
+        let mut events: Vec<Recorded> = Vec::with_capacity(messages.len());
+        for ((message, delivery), (phase, stage)) in messages.iter().zip(deliveries).zip(phases) {
+            let message_sent = |duplicate: bool, unconfirmed: bool| {
+                Recorded::Outreach(OutreachEvent::MessageSent(MessageSent {
                     key: message.key.clone(),
                     campaign: message.campaign.clone(),
                     channel: message.channel.clone(),
@@ -329,11 +378,139 @@ impl Dispatcher {
                     template: message.template.clone(),
                     template_version: message.template_version,
                     phase,
-                    stage,
-                    duplicate: delivery == Delivery::AlreadySent,
-                })
-            })
-            .collect();
+                    stage: stage.clone(),
+                    duplicate,
+                    unconfirmed,
+                }))
+            };
+            let deferred = |detail: String, asked: Option<u64>| {
+                let tries = known.get(&message.key).map_or(0, |(_, tries)| *tries) + 1;
+                let delay = retry_delay_ms(tries, &message.key, asked);
+                Recorded::Outreach(OutreachEvent::DeliveryDeferred(DeliveryDeferred {
+                    key: message.key.clone(),
+                    campaign: message.campaign.clone(),
+                    reach_out: message.reach_out.clone().unwrap_or_default(),
+                    channel: message.channel.clone(),
+                    customer: message.to.clone(),
+                    tries,
+                    retry_at: now
+                        .checked_add_signed(Duration::milliseconds(delay))
+                        .unwrap_or(now),
+                    detail,
+                }))
+            };
+            match delivery {
+                Delivery::Sent | Delivery::AlreadySent => {
+                    sent += 1;
+                    events.push(message_sent(delivery == Delivery::AlreadySent, false));
+                }
+                Delivery::Deferred {
+                    detail,
+                    retry_after_ms,
+                } => {
+                    tracing::info!("{campaign}: {} deferred: {detail}", message.key);
+                    events.push(deferred(detail, retry_after_ms));
+                }
+                Delivery::Unknown { detail } => {
+                    let resend = plan
+                        .channel(&message.channel)
+                        .is_some_and(|channel| channel.unknown_outcome == UnknownOutcome::Resend);
+                    tracing::warn!(
+                        "{campaign}: {} handed over without an answer ({detail}); {}",
+                        message.key,
+                        if resend {
+                            "handed over again later with the same key"
+                        } else {
+                            "counted as sent, unconfirmed"
+                        }
+                    );
+                    if resend {
+                        events.push(deferred(format!("no answer: {detail}"), None));
+                    } else {
+                        sent += 1;
+                        events.push(message_sent(false, true));
+                    }
+                }
+                Delivery::Refused { refusal, detail } => {
+                    tracing::info!(
+                        "{campaign}: {} refused ({}): {detail}",
+                        message.key,
+                        refusal.key()
+                    );
+                    let Some((planned, _)) = known.get(&message.key) else {
+                        continue;
+                    };
+                    events.push(Recorded::Outreach(OutreachEvent::NotSent(NotSent {
+                        key: message.key.clone(),
+                        campaign: message.campaign.clone(),
+                        reach_out: planned.reach_out.clone(),
+                        customer: planned.customer.clone(),
+                        attempt: planned.attempt,
+                        channel: message.channel.clone(),
+                        reason: NotSentReason::Refused,
+                        detail: Some(format!("{}: {detail}", refusal.key())),
+                        phase,
+                    })));
+                    // The address itself refused: a hard bounce, for the customer's book (no
+                    // later mail to it) and the bounce guard.
+                    if refusal == Refusal::Recipient && message.kind == ChannelKind::Mail {
+                        events.push(Recorded::Outcome(OutcomeRecorded {
+                            customer: planned.customer.clone(),
+                            line: 0,
+                            outcome: OutcomeKind::Bounced,
+                            at: now,
+                            campaign: Some(message.campaign.clone()),
+                            reach_out: Some(planned.reach_out.clone()),
+                            channel: Some(ChannelKind::Mail),
+                            amount: None,
+                            message: Some(message.key.clone()),
+                        }));
+                    }
+                }
+            }
+        }
+        self.record(campaign, events, now).await?;
+        Ok(Some(sent))
+    }
+
+    /// What went of the messages to staff: each one taken is recorded as sent; one that was
+    /// not is handed over again with the rest shortly (a reminder has no window to miss).
+    async fn staff_sent(
+        &mut self,
+        campaign: &str,
+        messages: &[Message],
+        deliveries: Vec<Delivery>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, HandleError> {
+        let mut events = Vec::with_capacity(messages.len());
+        for (message, delivery) in messages.iter().zip(deliveries) {
+            match delivery {
+                Delivery::Sent | Delivery::AlreadySent => {
+                    events.push(OutreachEvent::MessageSent(MessageSent {
+                        key: message.key.clone(),
+                        campaign: message.campaign.clone(),
+                        channel: message.channel.clone(),
+                        kind: message.kind,
+                        reach_out: None,
+                        to: message.to.clone(),
+                        template: None,
+                        template_version: None,
+                        phase: None,
+                        stage: None,
+                        duplicate: delivery == Delivery::AlreadySent,
+                        unconfirmed: false,
+                    }));
+                }
+                other => {
+                    tracing::warn!(
+                        "{campaign}: the message to {} ({}) did not go: {other:?}; trying again in {RETRY_AFTER_SECONDS} s",
+                        message.to,
+                        message.key
+                    );
+                    self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
+                }
+            }
+        }
         let sent = events.len() as u64;
         self.record(campaign, events, now).await?;
         Ok(Some(sent))
@@ -393,7 +570,7 @@ impl Dispatcher {
                 phases: vec![(None, None); count],
                 messages,
             };
-            if let Some(sent) = self.send(&campaign, dispatch, now).await? {
+            if let Some(sent) = self.send(None, &campaign, dispatch, now).await? {
                 activity.staff += sent;
             }
         }
@@ -499,17 +676,24 @@ impl Dispatcher {
     /// Appends events to the campaign's outreach stream, a chunk at a time, and catches the
     /// projections up. Each chunk's command id is derived from its content, so a chunk retried
     /// after an uncertain failure is recorded once.
-    async fn record(
+    async fn record<E: Into<Recorded>>(
         &self,
         campaign: &str,
-        events: Vec<OutreachEvent>,
+        events: Vec<E>,
         now: DateTime<Utc>,
     ) -> Result<(), HandleError> {
         let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
+        let events: Vec<Recorded> = events.into_iter().map(Into::into).collect();
         for chunk in events.chunks(APPEND_EVENTS) {
             let mut encoded = Vec::with_capacity(chunk.len());
             for event in chunk {
-                encoded.push(event.encode(EventId(self.runtime.ids.next_id(now)))?);
+                let id = EventId(self.runtime.ids.next_id(now));
+                encoded.push(match event {
+                    Recorded::Outreach(event) => event.encode(id)?,
+                    Recorded::Outcome(outcome) => {
+                        CustomerEvent::OutcomeRecorded(outcome.clone()).encode(id)?
+                    }
+                });
             }
             let words = format!(
                 "outreach|{campaign}|{}|{}|{}|{}",
@@ -533,7 +717,32 @@ impl Dispatcher {
     }
 }
 
-fn label(event: &OutreachEvent) -> String {
+/// What the dispatcher records in a campaign's outreach stream: its own events, and the
+/// outcomes a channel reported for a customer (a hard bounce), in the same append as the
+/// refusal that brought them.
+enum Recorded {
+    Outreach(OutreachEvent),
+    Outcome(OutcomeRecorded),
+}
+
+impl From<OutreachEvent> for Recorded {
+    fn from(event: OutreachEvent) -> Recorded {
+        Recorded::Outreach(event)
+    }
+}
+
+fn label(event: &Recorded) -> String {
+    let event = match event {
+        Recorded::Outreach(event) => event,
+        Recorded::Outcome(outcome) => {
+            return format!(
+                "outcome:{}:{}:{}",
+                outcome.customer,
+                outcome.outcome.as_str(),
+                outcome.message.as_deref().unwrap_or("")
+            )
+        }
+    };
     match event {
         OutreachEvent::SendPlanned(e) => format!("planned:{}", e.key),
         OutreachEvent::SendMoved(e) => format!("moved:{}:{}", e.key, e.day),
@@ -544,6 +753,7 @@ fn label(event: &OutreachEvent) -> String {
         OutreachEvent::ChannelPaused(e) => format!("paused:{}:{}", e.channel, e.sent),
         OutreachEvent::ChannelResumed(e) => format!("resumed:{}", e.channel),
         OutreachEvent::NoticePlanned(e) => format!("notice:{}", e.key),
+        OutreachEvent::DeliveryDeferred(e) => format!("deferred:{}:{}", e.key, e.tries),
     }
 }
 
@@ -561,6 +771,11 @@ fn count(events: &[OutreachEvent]) -> (u64, u64) {
 
 /// Brings the customer book and the outbox up to the log's durable head, in one pass.
 pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
+    use std::sync::atomic::Ordering;
+    // Nothing recorded since the last catch-up: no lock to take (questions come often).
+    if runtime.store.head().await?.0 <= runtime.projected.load(Ordering::Acquire) {
+        return Ok(());
+    }
     let mut book = runtime.customers.lock().await;
     let mut outreach = runtime.outreach.lock().await;
     let mut boards = runtime.boards.lock().await;
@@ -568,6 +783,7 @@ pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
     loop {
         let events = runtime.store.read_all(from, 10_000).await?;
         let Some(last) = events.last() else {
+            runtime.projected.fetch_max(from.0, Ordering::AcqRel);
             return Ok(());
         };
         from = last.position;

@@ -1,6 +1,8 @@
 //! The plan in force for a campaign, and the customer book caught up from the log: the shared
 //! reads every use case and the dispatcher start from.
 
+use std::sync::Arc;
+
 use battleplan_core::campaign::timeline::Shift;
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::book::CustomerBook;
@@ -37,10 +39,10 @@ pub struct PlanCache {
     version: StreamVersion,
     source: Option<String>,
     shifts: Vec<Shift>,
-    plan: Option<Plan>,
+    plan: Option<Arc<Plan>>,
 }
 
-/// The plan in force for a campaign: the source of its last `PlanApplied` or `PlanRevised`,
+/// The plan in force for a campaign (shared, not copied, between questions): the source of its last `PlanApplied` or `PlanRevised`,
 /// with its windows, boundaries and tasks moved by every shifting pause (`on_resume =
 /// "shift_windows"`) the campaign's `CampaignResumed` events recorded. The runtime keeps it
 /// (`Runtime::plans`) and reads only the campaign's events recorded since; the file is parsed
@@ -48,7 +50,7 @@ pub struct PlanCache {
 pub async fn plan_in_force(
     runtime: &Runtime,
     campaign_id: &str,
-) -> Result<Option<Plan>, HandleError> {
+) -> Result<Option<Arc<Plan>>, HandleError> {
     let stream = campaign::stream_of(campaign_id).map_err(campaign::Rejection)?;
     let mut plans = runtime.plans.lock().await;
     let cache = plans.entry(campaign_id.to_string()).or_default();
@@ -89,10 +91,10 @@ pub async fn plan_in_force(
         match checked.plan {
             // In force: with every window, boundary and task moved by the shifting pauses.
             Some(plan) => {
-                cache.plan = Some(battleplan_core::outreach::decide::shifted(
+                cache.plan = Some(Arc::new(battleplan_core::outreach::decide::shifted(
                     &plan,
                     &cache.shifts,
-                ));
+                )));
             }
             None => {
                 return Err(HandleError::Store(StoreError::Corrupt {

@@ -16,7 +16,7 @@ pub const NAME: &str = "campaigns";
 const BATCH: usize = 10_000;
 
 /// Every campaign's state, as of `checkpoint`.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Campaigns {
     pub states: BTreeMap<String, CampaignState>,
     pub checkpoint: Position,

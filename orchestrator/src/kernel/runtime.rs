@@ -51,6 +51,14 @@ pub struct Runtime {
     >,
     /// The same store's chain walk over its stored bytes, where it has one (`audit verify`).
     pub chain: Option<Arc<dyn ChainCheck>>,
+    /// Every campaign's state caught up in memory, shared between questions until the log
+    /// moves (see [`Runtime::campaign_states`]).
+    pub states: Arc<tokio::sync::Mutex<Option<Arc<crate::kernel::projection::Campaigns>>>>,
+    /// The log position the book, the outbox and the boards have all been caught up to by
+    /// `kernel::dispatcher::catch_up`, the only one that moves them (never back).
+    pub projected: Arc<std::sync::atomic::AtomicU64>,
+    /// Events picked out of long streams and kept (`kernel::picked`).
+    pub picked: Arc<tokio::sync::Mutex<crate::kernel::picked::Picks>>,
 }
 
 impl Runtime {
@@ -65,7 +73,33 @@ impl Runtime {
             latest: Arc::default(),
             plans: Arc::default(),
             chain: None,
+            states: Arc::default(),
+            projected: Arc::default(),
+            picked: Arc::default(),
         }
+    }
+
+    /// Every campaign's state, caught up with the log in memory (the daemon's scheduler is the
+    /// one that stores the projection): loaded once, then only the events recorded since are
+    /// applied, and the same states are shared while the log has not moved.
+    pub async fn campaign_states(
+        &self,
+    ) -> Result<Arc<crate::kernel::projection::Campaigns>, HandleError> {
+        let store = self.store.as_ref();
+        let mut kept = self.states.lock().await;
+        let states = match kept.take() {
+            Some(states) => states,
+            None => Arc::new(crate::kernel::projection::Campaigns::load(store).await?),
+        };
+        let states = if store.head().await? > states.checkpoint {
+            let mut states = Arc::unwrap_or_clone(states);
+            states.catch_up_in_memory(store).await?;
+            Arc::new(states)
+        } else {
+            states
+        };
+        *kept = Some(states.clone());
+        Ok(states)
     }
 
     /// The same runtime, whose store can also walk its chain over the bytes it stores

@@ -2,11 +2,14 @@
 
 use std::fmt::Write as _;
 
-use crate::app::outreach::{ChannelResumeView, OutboxView};
+use battleplan_core::text::printable;
+
+use crate::app::outreach::{ChannelResumeView, ChannelState, OutboxView};
 use crate::present::Reply;
 
 /// Per reach-out, planned or not, sent, pending and not sent (then each reason); then each
-/// channel the bounce guard paused, and how to resume it.
+/// channel that is not simply sending: retrying deferred sends, or paused by the bounce guard or
+/// after a failure, and how to resume it.
 pub fn outbox(view: &OutboxView) -> Reply {
     let campaign = &view.campaign;
     let mut out = String::new();
@@ -29,12 +32,36 @@ pub fn outbox(view: &OutboxView) -> Reply {
             let _ = writeln!(out, "      {reason:<24} {count:>7}");
         }
     }
-    for channel in view.channels.iter().filter(|channel| channel.paused) {
-        let _ = writeln!(
-            out,
-            "  channel {} is PAUSED by the bounce guard ({} bounced of {} sent); resume with `battleplan channel resume {campaign} {} --actor A --reason R`",
-            channel.id, channel.bounced, channel.sent, channel.id
-        );
+    for channel in &view.channels {
+        match channel.state {
+            ChannelState::Sending => {}
+            ChannelState::Retrying => {
+                let _ = writeln!(
+                    out,
+                    "  channel {} is RETRYING {} send(s) the receiving side deferred, since {}; it last said: {}",
+                    channel.id,
+                    channel.retrying,
+                    channel.retrying_since.as_deref().unwrap_or("?"),
+                    channel.last_deferral.as_deref().map(printable).unwrap_or_default()
+                );
+            }
+            ChannelState::PausedByGuard => {
+                let _ = writeln!(
+                    out,
+                    "  channel {} is PAUSED by the bounce guard ({} bounced of {} sent); resume with `battleplan channel resume {campaign} {} --actor A --reason R`",
+                    channel.id, channel.bounced, channel.sent, channel.id
+                );
+            }
+            ChannelState::PausedAfterFailure => {
+                let _ = writeln!(
+                    out,
+                    "  channel {} is PAUSED after a failure ({}); fix it, then resume with `battleplan channel resume {campaign} {} --actor A --reason R`",
+                    channel.id,
+                    channel.failure.as_deref().map(printable).unwrap_or_default(),
+                    channel.id
+                );
+            }
+        }
     }
     Reply::ok(out)
 }

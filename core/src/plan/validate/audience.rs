@@ -614,6 +614,7 @@ impl Validator<'_> {
                     bounce_guard,
                     daily_budget: value.daily_budget,
                     monthly_budget: value.monthly_budget,
+                    unknown_outcome: value.unknown_outcome,
                 });
             }
         }
