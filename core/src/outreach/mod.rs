@@ -6,10 +6,12 @@
 //! - `state`: the outbox as a projection, with the quota ledger of planned sends;
 //! - `decide`: what to plan, send, give up or stop now;
 //! - `render`: the template for a send and its rendering;
-//! - `port`: the channel port and the message it takes.
+//! - `port`: the channel port and the message it takes;
+//! - `links`: the signed links a message carries (the one-click unsubscribe).
 
 pub mod decide;
 pub mod events;
+pub mod links;
 pub mod port;
 pub mod render;
 pub mod state;

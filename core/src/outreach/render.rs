@@ -249,8 +249,8 @@ impl<'p> Renderer<'p> {
             "unsubscribe_url",
             minijinja::Value::from_safe_string(format!(
                 "unsubscribe://{}/{}",
-                percent_encoded(&plan.campaign.id),
-                percent_encoded(&customer.id)
+                super::links::percent_encoded(&plan.campaign.id),
+                super::links::percent_encoded(&customer.id)
             )),
         );
         let render = |name: String| -> Result<String, String> {
@@ -301,17 +301,4 @@ impl<'p> Renderer<'p> {
             at: now,
         })
     }
-}
-
-/// `text` with every byte outside `A-Z a-z 0-9 - _ . ~` as `%XX` (RFC 3986's unreserved set).
-fn percent_encoded(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }

@@ -1,0 +1,716 @@
+//! Mail over SMTP (lettre on tokio, rustls; no OpenSSL): the channel a merchant's mail service
+//! speaks. Each message is built from what the dispatcher rendered: the HTML body with a plain
+//! text alternative, a `Message-ID` derived from the idempotency key (a message handed over again
+//! after a crash carries the same id, which mail clients show once), `List-Unsubscribe` with the
+//! customer's signed one-click link and `List-Unsubscribe-Post: List-Unsubscribe=One-Click`
+//! (RFC 8058), and the campaign, reach-out and key in `X-Battleplan-*` headers.
+//!
+//! Each message is its own SMTP transaction (MAIL, RCPT, DATA, the content), so that every
+//! reply is known at the step it came at and answers that message alone:
+//! - 2xx after the content: sent;
+//! - 4xx at any step (or the connection lost before the content went): deferred, to be handed
+//!   over again later with the same key;
+//! - 5xx at RCPT: the recipient refused (a hard bounce); 5xx at MAIL, DATA or after the
+//!   content: the message refused;
+//! - no reply after the content within the timeout, or the connection lost then: unknown (the
+//!   server may have taken it; the plan says whether to hand it over again).
+//!
+//! A batch none of whose messages could be handed over because no connection could be made (the
+//! server refuses connections, TLS fails, the credentials are refused) fails as a whole and asks
+//! for a person: the dispatcher pauses the channel and tells ops.
+//!
+//! Connections are pooled (at most `connections` at once, kept between batches) and message
+//! starts are spaced to at most `per_second`. The password is read by the caller from the
+//! environment or a file the plan names, kept only in memory, and never printed.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use battleplan_core::outreach::links;
+use battleplan_core::outreach::port::{Channel, ChannelError, Delivery, Message, Refusal};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::Address;
+use tokio::sync::Mutex;
+
+/// How the connection to the server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// Plain, then upgraded with STARTTLS before anything else (port 587); refused if the
+    /// server cannot.
+    StartTls,
+    /// No TLS at all: only to a server on this machine (a relay on loopback).
+    None,
+}
+
+/// Where and how to send.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// The user name and password, when the server wants them.
+    pub credentials: Option<(String, String)>,
+    /// The sender (`Shop <shop@example.com>`).
+    pub from: String,
+    pub reply_to: Option<String>,
+    /// The most connections open at once.
+    pub connections: usize,
+    /// The most messages started a second; `None` for no limit.
+    pub per_second: Option<u32>,
+    /// The longest wait for any reply of the server.
+    pub timeout: Duration,
+    /// The name the client gives in EHLO, and the right side of each `Message-ID`.
+    pub domain: String,
+    /// Where one-click unsubscribe links point, and the key that signs them.
+    pub unsubscribe: Option<UnsubscribeLinks>,
+}
+
+/// The daemon's public base address (`https://shop.example.com/battleplan`) and the merchant's
+/// key for the signed links.
+#[derive(Clone)]
+pub struct UnsubscribeLinks {
+    pub base: String,
+    pub key: [u8; 32],
+}
+
+impl fmt::Debug for SmtpSettings {
+    // Never the password, nor the signing key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field(
+                "user",
+                &self.credentials.as_ref().map(|(user, _)| user.as_str()),
+            )
+            .field("from", &self.from)
+            .field("connections", &self.connections)
+            .field("per_second", &self.per_second)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+/// The SMTP channel. See the module's documentation.
+pub struct SmtpChannel {
+    settings: Arc<SmtpSettings>,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    /// When the next message may start (`per_second`).
+    next_start: Mutex<tokio::time::Instant>,
+}
+
+impl fmt::Debug for SmtpChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpChannel")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one message on a connection.
+enum Step {
+    Done(Delivery),
+    /// The connection failed before the message was handed over: try it on another one.
+    Lost(String),
+}
+
+impl SmtpChannel {
+    pub fn new(settings: SmtpSettings) -> Result<SmtpChannel, SettingsError> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|error| SettingsError(format!("the sender {:?}: {error}", settings.from)))?;
+        let reply_to = match &settings.reply_to {
+            Some(text) => Some(
+                text.parse::<Mailbox>()
+                    .map_err(|error| SettingsError(format!("reply-to {text:?}: {error}")))?,
+            ),
+            None => None,
+        };
+        if settings.tls == SmtpTls::None && !is_loopback(&settings.host) {
+            return Err(SettingsError(format!(
+                "mail to {} without TLS: plain SMTP is only for a server on this machine (127.0.0.1, ::1, localhost); use implicit TLS or STARTTLS",
+                settings.host
+            )));
+        }
+        if settings.connections == 0 {
+            return Err(SettingsError("at least one connection".to_string()));
+        }
+        Ok(SmtpChannel {
+            settings: Arc::new(settings),
+            from,
+            reply_to,
+            idle: Mutex::new(Vec::new()),
+            next_start: Mutex::new(tokio::time::Instant::now()),
+        })
+    }
+
+    /// The message's `Message-ID`: the same for the same key, whoever builds it.
+    pub fn message_id(&self, key: &str) -> String {
+        let digest = blake3::hash(key.as_bytes());
+        let hex: String = digest.as_bytes()[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!("<{hex}@{}>", self.settings.domain)
+    }
+
+    /// The message as it goes on the wire, and its recipient; or why it cannot go.
+    fn build(&self, message: &Message) -> Result<(Vec<u8>, Address), (Refusal, String)> {
+        let Some(address) = message.address.first() else {
+            return Err((
+                Refusal::Recipient,
+                "the customer has no address".to_string(),
+            ));
+        };
+        let to: Address = address
+            .parse()
+            .map_err(|error| (Refusal::Recipient, format!("{address:?}: {error}")))?;
+        let mut html = message.body.clone();
+        let mut unsubscribe = None;
+        if let (Some(links), Some(_)) = (&self.settings.unsubscribe, &message.reach_out) {
+            let url = links::unsubscribe_url(
+                &links.base,
+                &links.key,
+                &message.campaign,
+                &message.to,
+                message.kind,
+            );
+            // The renderer's placeholder (`unsubscribe_url`) becomes the signed link.
+            let placeholder = format!(
+                "unsubscribe://{}/{}",
+                links::percent_encoded(&message.campaign),
+                links::percent_encoded(&message.to)
+            );
+            html = html.replace(&placeholder, &url);
+            unsubscribe = Some(url);
+        }
+        let mut builder = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to.clone()))
+            .subject(message.subject.clone().unwrap_or_default())
+            .message_id(Some(self.message_id(&message.key)))
+            .date(std::time::SystemTime::from(message.at))
+            .raw_header(header("X-Battleplan-Campaign", &message.campaign))
+            .raw_header(header("X-Battleplan-Key", &message.key));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        if let Some(reach_out) = &message.reach_out {
+            builder = builder.raw_header(header("X-Battleplan-Reach-Out", reach_out));
+        }
+        if let Some(url) = unsubscribe {
+            builder = builder
+                .raw_header(header("List-Unsubscribe", &format!("<{url}>")))
+                .raw_header(header(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click",
+                ));
+        }
+        let text = html_to_text(&html);
+        let built = builder
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|error| {
+                (
+                    Refusal::Message,
+                    format!("cannot build the message: {error}"),
+                )
+            })?;
+        Ok((built.formatted(), to))
+    }
+
+    /// A connection from the pool, or a new one: connected, protected and logged in.
+    async fn connection(&self) -> Result<AsyncSmtpConnection, String> {
+        loop {
+            let kept = self.idle.lock().await.pop();
+            let Some(mut kept) = kept else { break };
+            if !kept.has_broken()
+                && tokio::time::timeout(self.settings.timeout, kept.test_connected())
+                    .await
+                    .unwrap_or(false)
+            {
+                return Ok(kept);
+            }
+        }
+        self.connect().await
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, String> {
+        let settings = &self.settings;
+        let hello = ClientId::Domain(settings.domain.clone());
+        let tls = |host: &str| {
+            TlsParameters::new(host.to_string()).map_err(|error| format!("TLS for {host}: {error}"))
+        };
+        let implicit = match settings.tls {
+            SmtpTls::Implicit => Some(tls(&settings.host)?),
+            _ => None,
+        };
+        let server = format!("{}:{}", settings.host, settings.port);
+        let connecting = AsyncSmtpConnection::connect_tokio1(
+            (settings.host.as_str(), settings.port),
+            Some(settings.timeout),
+            &hello,
+            implicit,
+            None,
+        );
+        let mut connection = tokio::time::timeout(settings.timeout, connecting)
+            .await
+            .map_err(|_| format!("no answer from {server} within {:?}", settings.timeout))?
+            .map_err(|error| format!("cannot connect to {server}: {error}"))?;
+        if settings.tls == SmtpTls::StartTls {
+            if !connection.can_starttls() {
+                return Err(format!("{server} does not offer STARTTLS"));
+            }
+            tokio::time::timeout(
+                settings.timeout,
+                connection.starttls(tls(&settings.host)?, &hello),
+            )
+            .await
+            .map_err(|_| format!("STARTTLS with {server} timed out"))?
+            .map_err(|error| format!("STARTTLS with {server}: {error}"))?;
+        }
+        if let Some((user, password)) = &settings.credentials {
+            let credentials = Credentials::new(user.clone(), password.clone());
+            tokio::time::timeout(
+                settings.timeout,
+                connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+            )
+            .await
+            .map_err(|_| format!("logging in to {server} timed out"))?
+            // The server's words, never the password.
+            .map_err(|error| format!("{server} refused the login of {user}: {error}"))?;
+        }
+        Ok(connection)
+    }
+
+    /// Waits for the message's turn under `per_second`.
+    async fn pace(&self) {
+        let Some(per_second) = self.settings.per_second.filter(|n| *n > 0) else {
+            return;
+        };
+        let gap = Duration::from_secs(1) / per_second;
+        let start = {
+            let mut next = self.next_start.lock().await;
+            let now = tokio::time::Instant::now();
+            let start = (*next).max(now);
+            *next = start + gap;
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
+
+    /// One message as one transaction on `connection`.
+    async fn transact(
+        &self,
+        connection: &mut AsyncSmtpConnection,
+        from: &Address,
+        to: &Address,
+        bytes: &[u8],
+    ) -> Step {
+        let timeout = self.settings.timeout;
+        // MAIL FROM
+        let mail = Mail::new(Some(from.clone()), Vec::new());
+        match tokio::time::timeout(timeout, connection.command(mail)).await {
+            Err(_) => return Step::Lost("no reply to MAIL FROM".to_string()),
+            Ok(Err(error)) => match reply(&error) {
+                Some((code, words)) if code >= 500 => {
+                    reset(connection, timeout).await;
+                    return Step::Done(Delivery::Refused {
+                        refusal: Refusal::Message,
+                        detail: format!("MAIL FROM: {code} {words}"),
+                    });
+                }
+                Some((code, words)) => {
+                    reset(connection, timeout).await;
+                    return Step::Done(deferred(format!("MAIL FROM: {code} {words}")));
+                }
+                None => return Step::Lost(format!("MAIL FROM: {error}")),
+            },
+            Ok(Ok(_)) => {}
+        }
+        // RCPT TO
+        match tokio::time::timeout(
+            timeout,
+            connection.command(Rcpt::new(to.clone(), Vec::new())),
+        )
+        .await
+        {
+            Err(_) => return Step::Lost("no reply to RCPT TO".to_string()),
+            Ok(Err(error)) => match reply(&error) {
+                Some((code, words)) if code >= 500 => {
+                    reset(connection, timeout).await;
+                    return Step::Done(Delivery::Refused {
+                        refusal: Refusal::Recipient,
+                        detail: format!("{code} {words}"),
+                    });
+                }
+                Some((code, words)) => {
+                    reset(connection, timeout).await;
+                    return Step::Done(deferred(format!("{code} {words}")));
+                }
+                None => return Step::Lost(format!("RCPT TO: {error}")),
+            },
+            Ok(Ok(_)) => {}
+        }
+        // DATA
+        match tokio::time::timeout(timeout, connection.command(Data)).await {
+            Err(_) => return Step::Lost("no reply to DATA".to_string()),
+            Ok(Err(error)) => match reply(&error) {
+                Some((code, words)) if code >= 500 => {
+                    reset(connection, timeout).await;
+                    return Step::Done(Delivery::Refused {
+                        refusal: Refusal::Message,
+                        detail: format!("DATA: {code} {words}"),
+                    });
+                }
+                Some((code, words)) => {
+                    reset(connection, timeout).await;
+                    return Step::Done(deferred(format!("DATA: {code} {words}")));
+                }
+                None => return Step::Lost(format!("DATA: {error}")),
+            },
+            Ok(Ok(_)) => {}
+        }
+        // The content: from here on, silence means the server may have it.
+        match tokio::time::timeout(timeout, connection.message(bytes)).await {
+            Err(_) => Step::Done(Delivery::Unknown {
+                detail: format!("no reply within {timeout:?} after the message's data"),
+            }),
+            Ok(Ok(_)) => Step::Done(Delivery::Sent),
+            Ok(Err(error)) => Step::Done(match reply(&error) {
+                Some((code, words)) if code >= 500 => Delivery::Refused {
+                    refusal: Refusal::Message,
+                    detail: format!("{code} {words}"),
+                },
+                Some((code, words)) => deferred(format!("{code} {words}")),
+                None => Delivery::Unknown {
+                    detail: format!("the connection failed after the message's data: {error}"),
+                },
+            }),
+        }
+    }
+}
+
+/// The reply code and words of an error that is the server's reply.
+fn reply(error: &lettre::transport::smtp::Error) -> Option<(u16, String)> {
+    let code = error.status()?;
+    let code: u16 = code.to_string().parse().ok()?;
+    // The error's text holds the server's words after the kind ("permanent error (550): ...").
+    let text = error.to_string();
+    let words = text
+        .split_once("): ")
+        .map_or(text.as_str(), |(_, words)| words)
+        .trim()
+        .to_string();
+    Some((code, words))
+}
+
+fn deferred(detail: String) -> Delivery {
+    Delivery::Deferred {
+        detail,
+        retry_after_ms: None,
+    }
+}
+
+/// Ends a failed transaction so the connection can carry the next one.
+async fn reset(connection: &mut AsyncSmtpConnection, timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, connection.command(Rset)).await;
+}
+
+fn header(name: &'static str, value: &str) -> HeaderValue {
+    HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_string())
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The plain text alternative of an HTML body: tags dropped (a paragraph or heading ends with
+/// an empty line; a line break, a list item, a row or a block ends a line), the named entities
+/// of XML, `&nbsp;` and numeric references decoded, a link followed by its address, runs of
+/// blank space made one.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut pending_href: Vec<String> = Vec::new();
+    while let Some(open) = rest.find('<') {
+        out.push_str(&decode_entities(&rest[..open]));
+        let Some(close) = rest[open..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = &rest[open + 1..open + close];
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let closing = tag.starts_with('/');
+        match name.as_str() {
+            "br" => out.push('\n'),
+            "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" if closing => out.push_str("\n\n"),
+            "div" | "li" | "tr" | "ul" | "ol" | "table" if closing => out.push('\n'),
+            "a" if !closing => {
+                let href = tag
+                    .split_once("href=\"")
+                    .and_then(|(_, rest)| rest.split_once('"'))
+                    .map(|(href, _)| decode_entities(href));
+                pending_href.push(href.unwrap_or_default());
+            }
+            "a" => {
+                if let Some(href) = pending_href.pop().filter(|href| !href.is_empty()) {
+                    out.push_str(&format!(" ({href})"));
+                }
+            }
+            _ => {}
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(&decode_entities(rest));
+    // Blank space: each line trimmed, no more than one empty line in a row.
+    let mut text = String::with_capacity(out.len());
+    let mut blank = 0;
+    for line in out.lines() {
+        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 || text.is_empty() {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.trim_end().to_string() + "\n"
+}
+
+fn decode_entities(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let after = &rest[amp..];
+        let Some(end) = after.find(';').filter(|end| *end <= 10) else {
+            out.push('&');
+            rest = &after[1..];
+            continue;
+        };
+        let entity = &after[1..end];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            "nbsp" => Some(' '),
+            _ => entity
+                .strip_prefix("#x")
+                .or_else(|| entity.strip_prefix("#X"))
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|dec| dec.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => {
+                out.push(c);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &after[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[async_trait::async_trait]
+impl Channel for SmtpChannel {
+    async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError> {
+        let mut answers: Vec<Option<Delivery>> = vec![None; messages.len()];
+        let mut work: Vec<(usize, Vec<u8>, Address)> = Vec::with_capacity(messages.len());
+        for (index, message) in messages.iter().enumerate() {
+            match self.build(message) {
+                Ok((bytes, to)) => work.push((index, bytes, to)),
+                Err((refusal, detail)) => {
+                    answers[index] = Some(Delivery::Refused { refusal, detail })
+                }
+            }
+        }
+        let from = self.from.email.clone();
+        let queue = Mutex::new(work.into_iter());
+        let results = Mutex::new(Vec::new());
+        let failures = Mutex::new(Vec::<String>::new());
+        let workers = self.settings.connections.min(messages.len()).max(1);
+        let worker = || async {
+            let mut connection: Option<AsyncSmtpConnection> = None;
+            loop {
+                let Some((index, bytes, to)) = queue.lock().await.next() else {
+                    break;
+                };
+                self.pace().await;
+                // A lost connection is replaced once for the message; a second loss, or a
+                // connection that cannot be made, defers it.
+                let mut answer = None;
+                for _ in 0..2 {
+                    let mut current = match connection.take() {
+                        Some(current) => current,
+                        None => match self.connection().await {
+                            Ok(made) => made,
+                            Err(failure) => {
+                                failures.lock().await.push(failure);
+                                break;
+                            }
+                        },
+                    };
+                    match self.transact(&mut current, &from, &to, &bytes).await {
+                        Step::Done(delivery) => {
+                            // After silence the connection's state is unknown: never reused,
+                            // and closed without a QUIT, which would wait for a reply too.
+                            if matches!(delivery, Delivery::Unknown { .. }) {
+                                drop(current);
+                            } else {
+                                connection = Some(current);
+                            }
+                            answer = Some(delivery);
+                            break;
+                        }
+                        Step::Lost(why) => {
+                            drop(current);
+                            answer = Some(deferred(format!("the connection failed: {why}")));
+                        }
+                    }
+                }
+                results.lock().await.push((index, answer));
+            }
+            if let Some(connection) = connection.filter(|c| !c.has_broken()) {
+                self.idle.lock().await.push(connection);
+            }
+        };
+        futures_util::future::join_all((0..workers).map(|_| worker())).await;
+        let results = results.into_inner();
+        let failures = failures.into_inner();
+        // Nothing handed over and no connection to be had: the server needs a person.
+        if !failures.is_empty() && results.iter().all(|(_, answer)| answer.is_none()) {
+            return Err(ChannelError {
+                channel: messages
+                    .first()
+                    .map_or_else(String::new, |message| message.channel.clone()),
+                detail: failures.into_iter().next().unwrap_or_default(),
+                pause: true,
+            });
+        }
+        for (index, answer) in results {
+            answers[index] = Some(answer.unwrap_or_else(|| {
+                deferred(format!(
+                    "no connection to {}:{}",
+                    self.settings.host, self.settings.port
+                ))
+            }));
+        }
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| deferred("not handed over".to_string())))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_alternative_reads_as_the_html_does() {
+        let html = "<p>Dear Li &amp; Co,</p><p>The sale starts <b>now</b>.<br>See \
+                    <a href=\"https://shop.example.com/?a=1&amp;b=2\">the offers</a>.</p>\
+                    <ul><li>10&#x25; off</li><li>&lt;free&gt; delivery</li></ul>";
+        assert_eq!(
+            html_to_text(html),
+            "Dear Li & Co,\n\nThe sale starts now.\nSee the offers (https://shop.example.com/?a=1&b=2).\n\n10% off\n<free> delivery\n"
+        );
+        assert_eq!(html_to_text("a & b &unknown; &"), "a & b &unknown; &\n");
+    }
+
+    #[test]
+    fn plain_smtp_is_only_for_this_machine() {
+        let settings = |host: &str, tls| SmtpSettings {
+            host: host.to_string(),
+            port: 25,
+            tls,
+            credentials: Some(("shop".to_string(), "secret-password".to_string())),
+            from: "Shop <shop@example.com>".to_string(),
+            reply_to: None,
+            connections: 1,
+            per_second: None,
+            timeout: Duration::from_secs(5),
+            domain: "example.com".to_string(),
+            unsubscribe: None,
+        };
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost"] {
+            assert!(
+                SmtpChannel::new(settings(host, SmtpTls::None)).is_ok(),
+                "{host}"
+            );
+        }
+        let refused = SmtpChannel::new(settings("smtp.example.com", SmtpTls::None));
+        assert!(refused.is_err());
+        assert!(SmtpChannel::new(settings("smtp.example.com", SmtpTls::StartTls)).is_ok());
+        // The password is never printed.
+        let shown = format!("{:?}", settings("smtp.example.com", SmtpTls::Implicit));
+        assert!(!shown.contains("secret-password"), "{shown}");
+        assert!(shown.contains("shop"), "{shown}");
+    }
+
+    #[test]
+    fn the_message_id_is_the_keys() {
+        let Ok(channel) = SmtpChannel::new(SmtpSettings {
+            host: "127.0.0.1".to_string(),
+            port: 25,
+            tls: SmtpTls::None,
+            credentials: None,
+            from: "shop@example.com".to_string(),
+            reply_to: None,
+            connections: 1,
+            per_second: None,
+            timeout: Duration::from_secs(5),
+            domain: "mail.example.com".to_string(),
+            unsubscribe: None,
+        }) else {
+            panic!("settings refused");
+        };
+        let id = channel.message_id("sept/warm-up/c-1/1");
+        assert_eq!(id, channel.message_id("sept/warm-up/c-1/1"));
+        assert_ne!(id, channel.message_id("sept/warm-up/c-1/2"));
+        assert!(
+            id.starts_with('<') && id.ends_with("@mail.example.com>"),
+            "{id}"
+        );
+    }
+}
