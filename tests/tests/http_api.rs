@@ -609,3 +609,122 @@ fn tokens_are_listed_without_their_secret() {
     let unknown = bp(dir.path(), &["token", "revoke", "nobody"]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
 }
+
+/// A customer's one-click unsubscribe link, as a mail carries it: no token, the link signed for
+/// the customer, campaign and channel kind with the daemon's key (`DATA/link.key`). GET shows
+/// the page that confirms it; POST records it at once, once; a changed link is refused and
+/// records nothing.
+#[test]
+fn an_unsubscribe_link_works_without_a_token_and_only_as_signed() {
+    use battleplan_core::outreach::links;
+    use battleplan_core::plan::model::ChannelKind;
+
+    let setup = setup();
+    let imported = setup.ask(
+        "manager",
+        "POST",
+        "/api/v1/imports/customers",
+        b"id,name,email\nc-1,Li Na,li@example.com\nc-2,Wang Wei,wang@example.com\n",
+        "text/csv",
+    );
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let key: [u8; 32] = std::fs::read(setup.dir.path().join("data/link.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let link = |customer: &str| {
+        links::unsubscribe_url("/api/v1", &key, CAMPAIGN, customer, ChannelKind::Mail)
+    };
+    let events = || {
+        setup
+            .ask("auditor", "GET", "/api/v1/export", b"", "application/json")
+            .text()
+            .lines()
+            .count()
+    };
+    let before = events();
+    // The page: a form that confirms it, in the customer's language and in English.
+    let page = setup.ask("none", "GET", &link("c-1"), b"", "text/plain");
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.text().contains("<form method=\"post\">"),
+        "{}",
+        page.text()
+    );
+    assert!(page.text().contains("退订"), "{}", page.text());
+    assert_eq!(events(), before, "a GET records nothing");
+    // Changed links: another customer's MAC, a changed MAC, another kind, a kind that is none.
+    let mac = link("c-1").rsplit('/').next().unwrap().to_string();
+    let mut changed = mac.clone().into_bytes();
+    changed[5] = if changed[5] == b'a' { b'b' } else { b'a' };
+    let changed = String::from_utf8(changed).unwrap();
+    for forged in [
+        format!("/api/v1/unsubscribe/{CAMPAIGN}/c-2/mail/{mac}"),
+        format!("/api/v1/unsubscribe/{CAMPAIGN}/c-1/mail/{changed}"),
+        format!("/api/v1/unsubscribe/{CAMPAIGN}/c-1/in_site/{mac}"),
+        format!("/api/v1/unsubscribe/{CAMPAIGN}/c-1/pigeon/{mac}"),
+        format!("/api/v1/unsubscribe/ghost/c-1/mail/{mac}"),
+    ] {
+        for method in ["GET", "POST"] {
+            let answer = setup.ask("none", method, &forged, b"", "text/plain");
+            assert_eq!(answer.status, 403, "{method} {forged}: {}", answer.text());
+            assert_eq!(answer.problem()["code"], "forbidden", "{forged}");
+        }
+    }
+    assert_eq!(events(), before, "a forged link records nothing");
+    // One click (RFC 8058's POST): recorded at once, by the customer.
+    let done = setup.ask(
+        "none",
+        "POST",
+        &link("c-1"),
+        b"List-Unsubscribe=One-Click",
+        "application/x-www-form-urlencoded",
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert!(done.text().contains("已退订"), "{}", done.text());
+    assert_eq!(events(), before + 1);
+    let explained = setup
+        .ask(
+            "manager",
+            "GET",
+            &format!("/api/v1/campaigns/{CAMPAIGN}/customers/c-1/explain"),
+            b"",
+            "application/json",
+        )
+        .json();
+    assert_eq!(
+        explained["profile"]["unsubscribed_from"],
+        serde_json::json!(["mail"])
+    );
+    let other = setup
+        .ask(
+            "manager",
+            "GET",
+            &format!("/api/v1/campaigns/{CAMPAIGN}/customers/c-2/explain"),
+            b"",
+            "application/json",
+        )
+        .json();
+    assert_eq!(other["profile"]["unsubscribed_from"], serde_json::json!([]));
+    let export = setup
+        .ask("auditor", "GET", "/api/v1/export", b"", "application/json")
+        .text();
+    // The last event before the export's trailer.
+    let lines: Vec<&str> = export.lines().collect();
+    let last: Value = serde_json::from_str(lines[lines.len() - 2]).unwrap();
+    assert_eq!(last["event_type"], "OutcomeRecorded", "{last}");
+    assert_eq!(
+        last["metadata"]["actor"], "customer c-1 (one-click link)",
+        "{last}"
+    );
+    // Again: the same page says it is done, and nothing more is recorded.
+    let again = setup.ask("none", "POST", &link("c-1"), b"", "text/plain");
+    assert_eq!(again.status, 200, "{}", again.text());
+    let page = setup.ask("none", "GET", &link("c-1"), b"", "text/plain");
+    assert!(!page.text().contains("<form"), "{}", page.text());
+    assert_eq!(events(), before + 1);
+}

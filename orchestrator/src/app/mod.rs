@@ -225,6 +225,9 @@ pub enum Request {
         reason: String,
         command_id: Option<Uuid>,
     },
+    /// A customer's one-click unsubscribe link, followed or confirmed (HTTP only, no token: the
+    /// link is signed).
+    Unsubscribe(outreach::UnsubscribeRequest),
     /// `audit verify`: the chain, the payloads and the stored projection; reads only.
     AuditVerify,
     /// `export --out FILE`: the owner of the store writes the file itself (by its absolute
@@ -246,6 +249,7 @@ impl Request {
                 | Request::ApplyPlan { .. }
                 | Request::ChannelResume { .. }
                 | Request::TaskDone(_)
+                | Request::Unsubscribe(_)
         )
     }
 
@@ -268,6 +272,7 @@ impl Request {
             | Request::Funnel { .. }
             | Request::Targets { .. }
             | Request::AuditVerify
+            | Request::Unsubscribe(_)
             | Request::Export { .. } => None,
         }
     }
@@ -294,6 +299,7 @@ pub enum Response {
     Import(import::ImportView),
     Outbox(outreach::OutboxView),
     ChannelResumed(outreach::ChannelResumeView),
+    Unsubscribed(outreach::UnsubscribeView),
     Tasks(tasks::TasksView),
     TaskDone(tasks::TaskDoneView),
     Funnel(tasks::FunnelView),
@@ -366,6 +372,9 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
         } => Ok(Response::ChannelResumed(
             outreach::resume_channel(&ctx, &campaign, &channel, &actor, &reason, command_id)
                 .await?,
+        )),
+        Request::Unsubscribe(request) => Ok(Response::Unsubscribed(
+            outreach::unsubscribe(&ctx, &request).await?,
         )),
         Request::Status { campaign } => Ok(Response::Status(
             campaigns::status(&ctx, campaign.as_deref()).await?,

@@ -9,6 +9,7 @@ use battleplan_core::event::EventId;
 use battleplan_core::outreach::events::{stream_of, ChannelResumed, NotSentReason};
 use battleplan_core::outreach::state::SendStatus;
 use battleplan_core::outreach::OutreachEvent;
+use battleplan_core::text::printable;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -331,4 +332,120 @@ pub async fn resume_channel(
         )
         .await?;
     Ok(view(false))
+}
+
+/// A customer's one-click unsubscribe link followed (`GET`: checked, `record: false`) or
+/// confirmed (`POST`: recorded). The link's MAC stands for the token: it names the campaign,
+/// the customer and the channel kind it was made for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnsubscribeRequest {
+    pub campaign: String,
+    pub customer: String,
+    pub kind: battleplan_core::plan::model::ChannelKind,
+    pub mac: String,
+    pub record: bool,
+}
+
+/// What a followed unsubscribe link did.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct UnsubscribeView {
+    pub campaign: String,
+    /// The campaign's name, for the page the customer sees.
+    pub campaign_name: String,
+    /// The channel kind (`mail`, `in_site`, ...).
+    pub channel: String,
+    pub customer: String,
+    /// Whether the customer is unsubscribed from the channel kind now (after a `POST`, always).
+    pub unsubscribed: bool,
+    /// Whether this request recorded it (a repeat records nothing).
+    pub recorded: bool,
+}
+
+/// The actor of an unsubscribe recorded from a link: the customer themself.
+pub fn link_actor(customer: &str) -> String {
+    format!("customer {customer} (one-click link)")
+}
+
+/// Checks an unsubscribe link and, when asked, records the unsubscribe: an `OutcomeRecorded`
+/// `unsubscribed` for the customer and channel kind, in the campaign's outreach stream, under a
+/// command id derived from the link (a repeat is the same command, recorded once). From then
+/// on no campaign sends to the customer on that kind (the customer book's consent).
+pub async fn unsubscribe(
+    ctx: &Ctx<'_>,
+    request: &UnsubscribeRequest,
+) -> Result<UnsubscribeView, AppError> {
+    use battleplan_core::customer::events::{CustomerEvent, OutcomeKind, OutcomeRecorded};
+    let runtime = ctx.runtime;
+    let forged = || AppError::Forbidden {
+        message: "this unsubscribe link is not valid: it was changed, or it is not one of ours"
+            .to_string(),
+    };
+    let Some(key) = runtime.link_key else {
+        return Err(forged());
+    };
+    if !battleplan_core::outreach::links::unsubscribe_mac_holds(
+        &key,
+        &request.campaign,
+        &request.customer,
+        request.kind,
+        &request.mac,
+    ) {
+        return Err(forged());
+    }
+    let state = ctx.campaign(&request.campaign).await?;
+    let campaign_name = state.name.clone();
+    ctx.caught_up().await?;
+    let already = {
+        let book = runtime.customers.lock().await;
+        let Some(customer) = book.get(&request.customer) else {
+            return Err(AppError::not_found(format_args!(
+                "no customer {} (erased, or never imported)",
+                printable(&request.customer)
+            )));
+        };
+        customer.unsubscribed_from(request.kind)
+    };
+    let view = |unsubscribed, recorded| UnsubscribeView {
+        campaign: request.campaign.clone(),
+        campaign_name: campaign_name.clone(),
+        channel: request.kind.as_str().to_string(),
+        customer: request.customer.clone(),
+        unsubscribed,
+        recorded,
+    };
+    if !request.record || already {
+        return Ok(view(already, false));
+    }
+    let now = ctx.now;
+    let event = CustomerEvent::OutcomeRecorded(OutcomeRecorded {
+        customer: request.customer.clone(),
+        line: 0,
+        outcome: OutcomeKind::Unsubscribed,
+        at: now,
+        campaign: Some(request.campaign.clone()),
+        reach_out: None,
+        channel: Some(request.kind),
+        amount: None,
+        message: None,
+    });
+    let stream = stream_of(&request.campaign).map_err(AppError::invalid)?;
+    let command_id = crate::kernel::runtime::derived_command_id(&format!(
+        "unsubscribe|{}|{}|{}",
+        request.campaign,
+        request.customer,
+        request.kind.as_str()
+    ));
+    let outcome = runtime
+        .record(
+            stream,
+            vec![event
+                .encode(EventId(runtime.ids.next_id(now)))
+                .map_err(AppError::internal)?],
+            &link_actor(&request.customer),
+            Some("followed the unsubscribe link of a message".to_string()),
+            command_id,
+            now,
+        )
+        .await?;
+    Ok(view(true, !outcome.deduplicated))
 }

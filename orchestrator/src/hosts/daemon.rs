@@ -261,7 +261,14 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
     // One daemon per process: the first clock chosen is the one its lines are stamped with.
     let _ = LOG_CLOCK.set(clock.clone());
     let store = Arc::new(store);
-    let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds)).checking_chain(store);
+    // The links messages carry are signed with the merchant's key, made on the first run.
+    let link_key = match http::auth::link_key(data) {
+        Ok(key) => key,
+        Err(message) => anyhow::bail!("{message}"),
+    };
+    let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds))
+        .checking_chain(store)
+        .with_link_key(link_key);
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

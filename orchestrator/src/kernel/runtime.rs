@@ -59,6 +59,9 @@ pub struct Runtime {
     pub projected: Arc<std::sync::atomic::AtomicU64>,
     /// Events picked out of long streams and kept (`kernel::picked`).
     pub picked: Arc<tokio::sync::Mutex<crate::kernel::picked::Picks>>,
+    /// The merchant's key for the links messages carry (`core::outreach::links`), when the
+    /// process that owns the store has one (the daemon).
+    pub link_key: Option<[u8; 32]>,
 }
 
 impl Runtime {
@@ -76,7 +79,14 @@ impl Runtime {
             states: Arc::default(),
             projected: Arc::default(),
             picked: Arc::default(),
+            link_key: None,
         }
+    }
+
+    /// The same runtime, signing and checking the links of messages with `key`.
+    pub fn with_link_key(mut self, key: [u8; 32]) -> Runtime {
+        self.link_key = Some(key);
+        self
     }
 
     /// Every campaign's state, caught up with the log in memory (the daemon's scheduler is the

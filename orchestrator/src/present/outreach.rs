@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use battleplan_core::text::printable;
 
-use crate::app::outreach::{ChannelResumeView, ChannelState, OutboxView};
+use crate::app::outreach::{ChannelResumeView, ChannelState, OutboxView, UnsubscribeView};
 use crate::present::Reply;
 
 /// Per reach-out, planned or not, sent, pending and not sent (then each reason); then each
@@ -76,4 +76,68 @@ pub fn channel_resumed(view: &ChannelResumeView) -> Reply {
         "channel {} of campaign {} resumed by {}: '{}'{repeated}\n",
         view.channel, view.campaign, view.actor, view.reason
     ))
+}
+
+pub fn unsubscribed(view: &UnsubscribeView) -> Reply {
+    let state = match (view.unsubscribed, view.recorded) {
+        (true, true) => "unsubscribed now",
+        (true, false) => "already unsubscribed",
+        (false, _) => "not unsubscribed",
+    };
+    Reply::ok(format!(
+        "customer {} of campaign {}: {state} from {}\n",
+        printable(&view.customer),
+        view.campaign,
+        view.channel
+    ))
+}
+
+/// The page a customer sees when they follow their unsubscribe link (`confirm`: the form that
+/// confirms it, for a `GET`; otherwise what was done, for a `POST`), in Chinese and English.
+/// Everything from the request is escaped.
+pub fn unsubscribe_page(view: &UnsubscribeView, confirm: bool) -> String {
+    let campaign = html_escape(&view.campaign_name);
+    let channel = match view.channel.as_str() {
+        "mail" => "邮件 / mail",
+        "in_site" => "站内信 / in-site messages",
+        "im" => "即时消息 / instant messages",
+        _ => "消息 / messages",
+    };
+    let body = if confirm && !view.unsubscribed {
+        format!(
+            "<h1>退订 / Unsubscribe</h1>\
+             <p>不再接收「{campaign}」及本店的{channel}？<br>Stop receiving {channel} from us?</p>\
+             <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+             <button type=\"submit\">退订 / Unsubscribe</button></form>"
+        )
+    } else {
+        format!(
+            "<h1>已退订 / Unsubscribed</h1>\
+             <p>您将不再收到本店的{channel}。<br>You will receive no more {channel} from us.</p>"
+        )
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>退订 / Unsubscribe</title>\
+         <style>body{{font-family:system-ui,\"PingFang SC\",\"Noto Sans CJK SC\",sans-serif;max-width:32rem;margin:3rem auto;padding:0 1rem;line-height:1.6}}\
+         button{{font-size:1rem;padding:.5rem 1.5rem}}</style></head>\
+         <body>{body}</body></html>\n"
+    )
+}
+
+/// Text for an HTML page: the five characters that could start markup or end an attribute.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }

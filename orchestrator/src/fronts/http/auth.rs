@@ -182,12 +182,44 @@ fn write_tokens(data: &Path, tokens: &TokenFile) -> Result<(), String> {
 
 /// Reads the digests' key, making it (32 random bytes, 0600) the first time.
 fn key(data: &Path, create: bool) -> Result<Option<[u8; 32]>, String> {
-    let path = data.join(KEY_FILE);
+    secret_key(
+        data,
+        KEY_FILE,
+        "remove it and tokens.json, then create the tokens again",
+        create,
+    )
+}
+
+/// The links' key (`core::outreach::links`): made the first time the daemon runs, kept in
+/// `DATA/link.key` (0600) and backed up with the data; losing it breaks the links of the
+/// messages already sent, which then say so.
+pub fn link_key(data: &Path) -> Result<[u8; 32], String> {
+    secret_key(
+        data,
+        LINK_KEY_FILE,
+        "restore it from a backup (the links already sent are signed with it)",
+        true,
+    )?
+    .ok_or_else(|| format!("cannot make {}", data.join(LINK_KEY_FILE).display()))
+}
+
+/// The file of the links' key.
+pub const LINK_KEY_FILE: &str = "link.key";
+
+/// Reads a 32-byte key from `DATA/FILE`, making it (random, 0600, never replacing one another
+/// process made meanwhile) the first time when `create`.
+fn secret_key(
+    data: &Path,
+    file: &str,
+    when_damaged: &str,
+    create: bool,
+) -> Result<Option<[u8; 32]>, String> {
+    let path = data.join(file);
     match std::fs::read(&path) {
         Ok(bytes) => {
             let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
                 format!(
-                    "{} is damaged (it should hold 32 bytes); remove it and tokens.json, then create the tokens again",
+                    "{} is damaged (it should hold 32 bytes); {when_damaged}",
                     path.display()
                 )
             })?;
@@ -201,7 +233,7 @@ fn key(data: &Path, create: bool) -> Result<Option<[u8; 32]>, String> {
             let describe =
                 |error: std::io::Error| format!("cannot write {}: {error}", path.display());
             let mut temporary = tempfile::Builder::new()
-                .prefix(".token-key-")
+                .prefix(".key-")
                 .tempfile_in(data)
                 .map_err(describe)?;
             temporary.write_all(&key).map_err(describe)?;

@@ -34,6 +34,8 @@ use super::routes;
         routes::cancel,
         routes::channel_resume,
         routes::task_done,
+        routes::unsubscribe_page,
+        routes::unsubscribe,
         routes::import_customers,
         routes::import_outcomes,
         routes::export,

@@ -91,6 +91,17 @@ pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
         "/imports/outcomes",
         Some(Operation::ImportOutcomes),
     ),
+    // No token: the link is signed for one customer, campaign and channel kind.
+    (
+        Method::GET,
+        "/unsubscribe/{campaign}/{customer}/{kind}/{mac}",
+        None,
+    ),
+    (
+        Method::POST,
+        "/unsubscribe/{campaign}/{customer}/{kind}/{mac}",
+        None,
+    ),
     (Method::GET, "/export", Some(Operation::Export)),
     (Method::GET, "/audit/verify", Some(Operation::AuditVerify)),
 ];
@@ -119,6 +130,10 @@ pub fn router(_api: Api) -> Router<Api> {
         .route("/campaigns/{id}/tasks/{occurrence}/done", post(task_done))
         .route("/imports/customers", post(import_customers))
         .route("/imports/outcomes", post(import_outcomes))
+        .route(
+            "/unsubscribe/{campaign}/{customer}/{kind}/{mac}",
+            get(unsubscribe_page).post(unsubscribe),
+        )
         .route("/export", get(export))
         .route("/audit/verify", get(audit_verify));
     Router::new()
@@ -868,6 +883,71 @@ pub async fn channel_resume(
     let (command_id, origin) = command_of(&caller, &headers, &method, &uri, &bytes)?;
     let request = build::channel_resume(&caller, campaign, channel, reason, command_id);
     ask(&api, request, origin).await
+}
+
+/// A customer's one-click unsubscribe link (RFC 8058), followed: the page that confirms it.
+/// No token: the link's MAC names the customer, campaign and channel kind it was made for.
+#[utoipa::path(get, path = "/api/v1/unsubscribe/{campaign}/{customer}/{kind}/{mac}", tag = "outreach",
+    params(("campaign" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
+        ("customer" = String, Path, description = "The customer's id", example = "c-000417"),
+        ("kind" = String, Path, description = "The channel kind", example = "mail"),
+        ("mac" = String, Path, description = "The link's signature", example = "00000000000000000000000000000000")),
+    responses((status = 200, description = "The page that confirms it", content_type = "text/html", body = String),
+        (status = 403, description = "A link changed or not ours", body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn unsubscribe_page(
+    State(api): State<Api>,
+    parts: Result<Path<(String, String, String, String)>, PathRejection>,
+) -> Answer {
+    unsubscribe_link(&api, parts, false).await
+}
+
+/// A customer's one-click unsubscribe (RFC 8058's `POST`, or the confirmation page's button):
+/// recorded at once; a repeat records nothing.
+#[utoipa::path(post, path = "/api/v1/unsubscribe/{campaign}/{customer}/{kind}/{mac}", tag = "outreach",
+    params(("campaign" = String, Path, description = "The campaign's id", example = "sept-festival-2026"),
+        ("customer" = String, Path, description = "The customer's id", example = "c-000417"),
+        ("kind" = String, Path, description = "The channel kind", example = "mail"),
+        ("mac" = String, Path, description = "The link's signature", example = "00000000000000000000000000000000")),
+    responses((status = 200, description = "Unsubscribed", content_type = "text/html", body = String),
+        (status = 403, description = "A link changed or not ours", body = Problem),
+        (status = 404, body = Problem)))]
+pub async fn unsubscribe(
+    State(api): State<Api>,
+    parts: Result<Path<(String, String, String, String)>, PathRejection>,
+) -> Answer {
+    unsubscribe_link(&api, parts, true).await
+}
+
+async fn unsubscribe_link(
+    api: &Api,
+    parts: Result<Path<(String, String, String, String)>, PathRejection>,
+    record: bool,
+) -> Answer {
+    let not_ours = || {
+        Problem::forbidden(
+            "this unsubscribe link is not valid: it was changed, or it is not one of ours",
+        )
+    };
+    let (campaign, customer, kind, mac) = parts.map(|Path(parts)| parts).map_err(|_| not_ours())?;
+    let kind: battleplan_core::plan::model::ChannelKind =
+        serde_json::from_value(serde_json::Value::String(kind)).map_err(|_| not_ours())?;
+    let request = Request::Unsubscribe(app::outreach::UnsubscribeRequest {
+        campaign,
+        customer,
+        kind,
+        mac,
+        record,
+    });
+    match app::execute_with(api.runtime(), request, Origin::default()).await {
+        Ok(app::Response::Unsubscribed(view)) => Ok((
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            crate::present::outreach::unsubscribe_page(&view, !record),
+        )
+            .into_response()),
+        Ok(_) => Err(Problem::internal("an unexpected answer")),
+        Err(error) => Err(Problem::from(&error)),
+    }
 }
 
 /// Marks a task done.
