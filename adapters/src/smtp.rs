@@ -323,68 +323,16 @@ impl SmtpChannel {
         bytes: &[u8],
     ) -> Step {
         let timeout = self.settings.timeout;
-        // MAIL FROM
         let mail = Mail::new(Some(from.clone()), Vec::new());
-        match tokio::time::timeout(timeout, connection.command(mail)).await {
-            Err(_) => return Step::Lost("no reply to MAIL FROM".to_string()),
-            Ok(Err(error)) => match reply(&error) {
-                Some((code, words)) if code >= 500 => {
-                    reset(connection, timeout).await;
-                    return Step::Done(Delivery::Refused {
-                        refusal: Refusal::Message,
-                        detail: format!("MAIL FROM: {code} {words}"),
-                    });
-                }
-                Some((code, words)) => {
-                    reset(connection, timeout).await;
-                    return Step::Done(deferred(format!("MAIL FROM: {code} {words}")));
-                }
-                None => return Step::Lost(format!("MAIL FROM: {error}")),
-            },
-            Ok(Ok(_)) => {}
+        if let Err(step) = command(connection, timeout, mail, "MAIL FROM", Refusal::Message).await {
+            return step;
         }
-        // RCPT TO
-        match tokio::time::timeout(
-            timeout,
-            connection.command(Rcpt::new(to.clone(), Vec::new())),
-        )
-        .await
-        {
-            Err(_) => return Step::Lost("no reply to RCPT TO".to_string()),
-            Ok(Err(error)) => match reply(&error) {
-                Some((code, words)) if code >= 500 => {
-                    reset(connection, timeout).await;
-                    return Step::Done(Delivery::Refused {
-                        refusal: Refusal::Recipient,
-                        detail: format!("{code} {words}"),
-                    });
-                }
-                Some((code, words)) => {
-                    reset(connection, timeout).await;
-                    return Step::Done(deferred(format!("{code} {words}")));
-                }
-                None => return Step::Lost(format!("RCPT TO: {error}")),
-            },
-            Ok(Ok(_)) => {}
+        let rcpt = Rcpt::new(to.clone(), Vec::new());
+        if let Err(step) = command(connection, timeout, rcpt, "RCPT TO", Refusal::Recipient).await {
+            return step;
         }
-        // DATA
-        match tokio::time::timeout(timeout, connection.command(Data)).await {
-            Err(_) => return Step::Lost("no reply to DATA".to_string()),
-            Ok(Err(error)) => match reply(&error) {
-                Some((code, words)) if code >= 500 => {
-                    reset(connection, timeout).await;
-                    return Step::Done(Delivery::Refused {
-                        refusal: Refusal::Message,
-                        detail: format!("DATA: {code} {words}"),
-                    });
-                }
-                Some((code, words)) => {
-                    reset(connection, timeout).await;
-                    return Step::Done(deferred(format!("DATA: {code} {words}")));
-                }
-                None => return Step::Lost(format!("DATA: {error}")),
-            },
-            Ok(Ok(_)) => {}
+        if let Err(step) = command(connection, timeout, Data, "DATA", Refusal::Message).await {
+            return step;
         }
         // The content: from here on, silence means the server may have it.
         match tokio::time::timeout(timeout, connection.message(bytes)).await {
@@ -402,6 +350,40 @@ impl SmtpChannel {
                     detail: format!("the connection failed after the message's data: {error}"),
                 },
             }),
+        }
+    }
+}
+
+/// One command of a message's transaction: `Ok` on a positive reply; otherwise what becomes of
+/// the message: a 5xx refuses it (`refusal`: the recipient at RCPT, the message elsewhere), a
+/// 4xx defers it (the transaction reset, so the connection carries the next one), and no reply
+/// or a failed connection loses the connection. The answer names the step, but for RCPT, whose
+/// reply is about the recipient alone.
+async fn command<C: fmt::Display>(
+    connection: &mut AsyncSmtpConnection,
+    timeout: Duration,
+    command: C,
+    step: &str,
+    refusal: Refusal,
+) -> Result<(), Step> {
+    match tokio::time::timeout(timeout, connection.command(command)).await {
+        Err(_) => Err(Step::Lost(format!("no reply to {step}"))),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => {
+            let Some((code, words)) = reply(&error) else {
+                return Err(Step::Lost(format!("{step}: {error}")));
+            };
+            reset(connection, timeout).await;
+            let detail = if refusal == Refusal::Recipient {
+                format!("{code} {words}")
+            } else {
+                format!("{step}: {code} {words}")
+            };
+            Err(Step::Done(if code >= 500 {
+                Delivery::Refused { refusal, detail }
+            } else {
+                deferred(detail)
+            }))
         }
     }
 }
