@@ -8,6 +8,7 @@ recipient's local part, so that one run can mix them:
 
 - `defer<N>-...@`   answered 451 at RCPT for its first N tries, then taken;
 - `unknown-...@`    answered 550 5.1.1 at RCPT (no such mailbox), always;
+- `relay-...@`      answered 550 5.7.1 at RCPT (relaying denied: the server refuses us);
 - `reject-...@`     answered 554 5.7.1 after the data (the message refused), always;
 - `stall-...@`      the data is read, and no answer ever comes (the client must time out);
                     the message is written first: it did arrive.
@@ -45,6 +46,8 @@ class Handler:
                 return "451 4.3.0 mailbox busy, try again later"
         if local.startswith("unknown-"):
             return "550 5.1.1 no such mailbox here"
+        if local.startswith("relay-"):
+            return "550 5.7.1 relaying denied: authenticate first"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

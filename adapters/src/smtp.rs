@@ -125,8 +125,14 @@ impl fmt::Debug for SmtpChannel {
 /// What became of one message on a connection.
 enum Step {
     Done(Delivery),
+    /// The answer is known, and the connection cannot carry another message (its state after
+    /// a silence, or a transaction that could not be reset, is not known).
+    DoneDropped(Delivery),
     /// The connection failed before the message was handed over: try it on another one.
     Lost(String),
+    /// The server refuses us, not the message (the sender, relaying, the login): nothing will
+    /// go until a person sees to it.
+    Refuses(String),
 }
 
 impl SmtpChannel {
@@ -336,22 +342,46 @@ impl SmtpChannel {
         }
         // The content: from here on, silence means the server may have it.
         match tokio::time::timeout(timeout, connection.message(bytes)).await {
-            Err(_) => Step::Done(Delivery::Unknown {
+            Err(_) => Step::DoneDropped(Delivery::Unknown {
                 detail: format!("no reply within {timeout:?} after the message's data"),
             }),
             Ok(Ok(_)) => Step::Done(Delivery::Sent),
-            Ok(Err(error)) => Step::Done(match reply(&error) {
-                Some((code, words)) if code >= 500 => Delivery::Refused {
+            Ok(Err(error)) => match reply(&error) {
+                Some((code, words)) if code >= 500 => Step::Done(Delivery::Refused {
                     refusal: Refusal::Message,
                     detail: format!("{code} {words}"),
-                },
-                Some((code, words)) => deferred(format!("{code} {words}")),
-                None => Delivery::Unknown {
+                }),
+                Some((code, words)) => Step::Done(deferred(format!("{code} {words}"))),
+                None => Step::DoneDropped(Delivery::Unknown {
                     detail: format!("the connection failed after the message's data: {error}"),
-                },
-            }),
+                }),
+            },
         }
     }
+}
+
+/// Whether a 5xx at RCPT is about the recipient's address (a hard bounce): an enhanced status
+/// 5.1.x (bad mailbox or domain) or 5.2.1 (mailbox disabled), or without one 550, 551 or 553.
+/// A 5.7.x (relaying denied, authentication required, policy) is about us, not them.
+fn recipient_refused(code: u16, words: &str) -> bool {
+    match words
+        .split_whitespace()
+        .next()
+        .filter(|word| word.starts_with("5."))
+    {
+        Some(enhanced) => enhanced.starts_with("5.1.") || enhanced == "5.2.1",
+        None => matches!(code, 550 | 551 | 553),
+    }
+}
+
+/// Whether a 5xx is the server refusing us rather than one message: an enhanced status 5.7.x,
+/// or 530 / 535 (authentication).
+fn refuses_us(code: u16, words: &str) -> bool {
+    matches!(code, 530 | 535)
+        || words
+            .split_whitespace()
+            .next()
+            .is_some_and(|word| word.starts_with("5.7."))
 }
 
 /// One command of a message's transaction: `Ok` on a positive reply; otherwise what becomes of
@@ -373,17 +403,32 @@ async fn command<C: fmt::Display>(
             let Some((code, words)) = reply(&error) else {
                 return Err(Step::Lost(format!("{step}: {error}")));
             };
-            reset(connection, timeout).await;
+            // A 5xx to our MAIL FROM, or a policy refusal anywhere, is the server refusing us.
+            if code >= 500 && (step == "MAIL FROM" || refuses_us(code, &words)) {
+                return Err(Step::Refuses(format!("{step}: {code} {words}")));
+            }
             let detail = if refusal == Refusal::Recipient {
                 format!("{code} {words}")
             } else {
                 format!("{step}: {code} {words}")
             };
-            Err(Step::Done(if code >= 500 {
-                Delivery::Refused { refusal, detail }
+            let delivery = match (code >= 500, refusal) {
+                (true, Refusal::Recipient) if !recipient_refused(code, &words) => {
+                    Delivery::Refused {
+                        refusal: Refusal::Message,
+                        detail,
+                    }
+                }
+                (true, refusal) => Delivery::Refused { refusal, detail },
+                (false, _) => deferred(detail),
+            };
+            // The transaction reset, so the connection carries the next one; a connection
+            // that cannot be reset is not used again.
+            Err(if reset(connection, timeout).await {
+                Step::Done(delivery)
             } else {
-                deferred(detail)
-            }))
+                Step::DoneDropped(delivery)
+            })
         }
     }
 }
@@ -409,9 +454,13 @@ fn deferred(detail: String) -> Delivery {
     }
 }
 
-/// Ends a failed transaction so the connection can carry the next one.
-async fn reset(connection: &mut AsyncSmtpConnection, timeout: Duration) {
-    let _ = tokio::time::timeout(timeout, connection.command(Rset)).await;
+/// Ends a failed transaction so the connection can carry the next one; `false` when it could
+/// not (no reply in time, or a refusal), and the connection must not be used again.
+async fn reset(connection: &mut AsyncSmtpConnection, timeout: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(timeout, connection.command(Rset)).await,
+        Ok(Ok(_))
+    )
 }
 
 fn header(name: &'static str, value: &str) -> HeaderValue {
@@ -551,15 +600,19 @@ impl Channel for SmtpChannel {
         let results = Mutex::new(Vec::new());
         let failures = Mutex::new(Vec::<String>::new());
         let workers = self.settings.connections.min(messages.len()).max(1);
+        // Set when the server cannot be reached or refuses us: no worker takes more work.
+        let down = std::sync::atomic::AtomicBool::new(false);
         let worker = || async {
             let mut connection: Option<AsyncSmtpConnection> = None;
             loop {
+                if down.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
                 let Some((index, bytes, to)) = queue.lock().await.next() else {
                     break;
                 };
                 self.pace().await;
-                // A lost connection is replaced once for the message; a second loss, or a
-                // connection that cannot be made, defers it.
+                // A lost connection is replaced once for the message; a second loss defers it.
                 let mut answer = None;
                 for _ in 0..2 {
                     let mut current = match connection.take() {
@@ -567,6 +620,7 @@ impl Channel for SmtpChannel {
                         None => match self.connection().await {
                             Ok(made) => made,
                             Err(failure) => {
+                                down.store(true, std::sync::atomic::Ordering::Release);
                                 failures.lock().await.push(failure);
                                 break;
                             }
@@ -574,19 +628,28 @@ impl Channel for SmtpChannel {
                     };
                     match self.transact(&mut current, &from, &to, &bytes).await {
                         Step::Done(delivery) => {
-                            // After silence the connection's state is unknown: never reused,
-                            // and closed without a QUIT, which would wait for a reply too.
-                            if matches!(delivery, Delivery::Unknown { .. }) {
-                                drop(current);
-                            } else {
-                                connection = Some(current);
-                            }
+                            connection = Some(current);
+                            answer = Some(delivery);
+                            break;
+                        }
+                        // Closed without a QUIT, which would wait for a reply too.
+                        Step::DoneDropped(delivery) => {
+                            drop(current);
                             answer = Some(delivery);
                             break;
                         }
                         Step::Lost(why) => {
                             drop(current);
                             answer = Some(deferred(format!("the connection failed: {why}")));
+                        }
+                        Step::Refuses(why) => {
+                            reset(&mut current, self.settings.timeout).await;
+                            down.store(true, std::sync::atomic::Ordering::Release);
+                            failures.lock().await.push(format!(
+                                "{}:{} refuses to send for us: {why}",
+                                self.settings.host, self.settings.port
+                            ));
+                            break;
                         }
                     }
                 }
@@ -599,7 +662,9 @@ impl Channel for SmtpChannel {
         futures_util::future::join_all((0..workers).map(|_| worker())).await;
         let results = results.into_inner();
         let failures = failures.into_inner();
-        // Nothing handed over and no connection to be had: the server needs a person.
+        // Nothing handed over, and no connection to be had or the server refusing us: the
+        // server needs a person. (Had some gone, they are answered and the rest deferred: the
+        // next batch meets the failure first and pauses.)
         if !failures.is_empty() && results.iter().all(|(_, answer)| answer.is_none()) {
             return Err(ChannelError {
                 channel: messages

@@ -349,3 +349,21 @@ async fn a_server_that_refuses_connections_needs_a_person() {
     assert!(error.detail.contains("cannot connect"), "{error}");
     assert_eq!(error.channel, "mail");
 }
+
+#[tokio::test]
+async fn a_server_that_refuses_to_relay_for_us_needs_a_person_and_bounces_no_one() {
+    let Some(python) = python() else { return };
+    let server = Server::start(&python);
+    let channel = channel(server.port, 1, Duration::from_secs(5));
+    let batch = vec![
+        message("c-1", "relay-c1@example.com"),
+        message("c-2", "c2@example.com"),
+    ];
+    let error = channel.deliver(&batch).await.unwrap_err();
+    assert!(error.pause, "{error}");
+    assert!(error.detail.contains("550 5.7.1"), "{error}");
+    assert!(
+        server.arrived().is_empty(),
+        "nothing went after the refusal"
+    );
+}

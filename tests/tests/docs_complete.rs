@@ -42,6 +42,7 @@ fn every_plan_key_is_documented() {
         ("channels", fields_of::<RawChannel>()),
         ("quiet hours", fields_of::<RawQuietHours>()),
         ("bounce guard", fields_of::<RawBounceGuard>()),
+        ("smtp", fields_of::<RawSmtp>()),
         ("templates", fields_of::<RawTemplate>()),
         ("reach-outs", fields_of::<RawReachOut>()),
         ("follow-ups", fields_of::<RawFollowUp>()),

@@ -113,6 +113,8 @@ pub trait Channel: Send + Sync {
 /// The first wait before a deferred message is handed over again, and the longest.
 const FIRST_RETRY_MS: i64 = 60_000;
 const LONGEST_RETRY_MS: i64 = 3_600_000;
+/// The longest wait a receiver's `Retry-After` is honoured for.
+const LONGEST_ASKED_MS: i64 = 86_400_000;
 
 /// How long to wait before handing a deferred message over again, after its `tries`-th
 /// deferral: what the receiving side asked for (a `Retry-After`), or else one minute doubling
@@ -121,7 +123,10 @@ const LONGEST_RETRY_MS: i64 = 3_600_000;
 /// all come back at once.
 pub fn retry_delay_ms(tries: u32, key: &str, asked_ms: Option<u64>) -> i64 {
     if let Some(asked) = asked_ms {
-        return i64::try_from(asked).unwrap_or(i64::MAX).max(1_000);
+        // Honoured up to a day: a receiver asking for more says nothing a window can use.
+        return i64::try_from(asked)
+            .unwrap_or(LONGEST_ASKED_MS)
+            .clamp(1_000, LONGEST_ASKED_MS);
     }
     let doubled = FIRST_RETRY_MS
         .saturating_mul(1i64 << tries.saturating_sub(1).min(20))
@@ -134,4 +139,28 @@ pub fn retry_delay_ms(tries: u32, key: &str, asked_ms: Option<u64>) -> i64 {
     }
     let spread = i64::try_from(hash % 1_000).unwrap_or(0);
     doubled + doubled / 5 * spread / 1_000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_delay_ms;
+
+    #[test]
+    fn the_backoff_doubles_to_an_hour_and_a_receivers_wish_is_kept_within_a_day() {
+        let key = "sept/warm-up/c-1/1";
+        let first = retry_delay_ms(1, key, None);
+        assert!((60_000..=72_000).contains(&first), "{first}");
+        assert_eq!(
+            first,
+            retry_delay_ms(1, key, None),
+            "the same for the same key"
+        );
+        let second = retry_delay_ms(2, key, None);
+        assert!((120_000..=144_000).contains(&second), "{second}");
+        let late = retry_delay_ms(40, key, None);
+        assert!((3_600_000..=4_320_000).contains(&late), "{late}");
+        assert_eq!(retry_delay_ms(1, key, Some(600_000)), 600_000);
+        assert_eq!(retry_delay_ms(1, key, Some(0)), 1_000);
+        assert_eq!(retry_delay_ms(1, key, Some(u64::MAX)), 86_400_000);
+    }
 }

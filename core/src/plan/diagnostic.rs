@@ -96,6 +96,9 @@ codes! {
     UnpricedVolume = "BP0608", Warning, "paid volume with no price";
     DuplicateAccount = "BP0609", Error, "the same sending account twice";
     PaidAboveCap = "BP0610", Warning, "free quota and cap that leave no paid volume but a price";
+    SmtpNotMail = "BP0611", Error, "mail server settings on a channel that is not mail";
+    PlainSmtpRemote = "BP0612", Error, "mail without TLS to a server that is not on this machine";
+    SmtpPassword = "BP0613", Error, "a login without exactly one place to read its password";
     TemplateSyntax = "BP0701", Error, "a template that does not parse";
     UnknownVariable = "BP0702", Error, "a template variable battleplan does not provide";
     CouponVariable = "BP0703", Error, "coupon variables in a template that names no coupon";

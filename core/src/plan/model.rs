@@ -7,8 +7,8 @@ use chrono_tz::Tz;
 
 pub use super::raw::{
     Activity, ChannelKind, CouponIssue, CustomerSource, FatigueScope, FollowUpTrigger,
-    LifecycleStage, QuietPolicy, ResumePolicy, Sender, StopOn, SystemSegment, TemplatePurpose,
-    UnknownOutcome,
+    LifecycleStage, QuietPolicy, ResumePolicy, Sender, SmtpTlsMode, StopOn, SystemSegment,
+    TemplatePurpose, UnknownOutcome,
 };
 use super::values::{Money, PlanDuration, TimeOfDay};
 
@@ -339,6 +339,33 @@ pub struct Channel {
     pub monthly_budget: Option<Money>,
     /// What a message handed over without an answer counts as.
     pub unknown_outcome: UnknownOutcome,
+    /// The mail server, for a mail channel that sends for real (`None`: the file outbox).
+    pub smtp: Option<Smtp>,
+}
+
+/// A mail channel's server (`[channels.ID.smtp]`). The password is never here: only where to
+/// read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTlsMode,
+    pub user: Option<String>,
+    pub password: Option<PasswordSource>,
+    pub from: String,
+    pub reply_to: Option<String>,
+    pub connections: u32,
+    pub per_second: Option<u32>,
+    pub timeout_seconds: u64,
+}
+
+/// Where a password is read when the channel connects.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PasswordSource {
+    /// An environment variable of the daemon.
+    Env(String),
+    /// A file (its whole content, a final line break dropped).
+    File(String),
 }
 
 #[derive(Debug, Clone)]

@@ -266,6 +266,49 @@ pub struct RawChannel {
     pub monthly_budget: Option<Money>,
     #[serde(default)]
     pub unknown_outcome: UnknownOutcome,
+    #[serde(default)]
+    pub smtp: Option<RawSmtp>,
+}
+
+/// `[channels.mail.smtp]`: the mail server a mail channel's messages go to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    pub host: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub tls: SmtpTlsMode,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The name of the environment variable that holds the password (never the password).
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The path of a file that holds the password.
+    #[serde(default)]
+    pub password_file: Option<String>,
+    pub from: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    #[serde(default)]
+    pub connections: Option<u32>,
+    #[serde(default)]
+    pub per_second: Option<u32>,
+    #[serde(default)]
+    pub timeout: Option<PlanDuration>,
+}
+
+/// How a connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTlsMode {
+    /// TLS from the first byte (port 465 by default).
+    #[default]
+    Implicit,
+    /// STARTTLS before anything else (port 587 by default); refused if the server cannot.
+    Starttls,
+    /// None: only to a server on this machine (port 25 by default).
+    None,
 }
 
 /// What to do with a message handed over without an answer (a mail server that stalled after

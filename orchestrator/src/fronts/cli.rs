@@ -145,6 +145,10 @@ pub enum Command {
         /// DATA/http.addr). Off unless given.
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
+        /// The address people reach this daemon's HTTP API at, e.g. https://shop.example.com
+        /// (without /api/v1): the base of the unsubscribe links in the mail it sends.
+        #[arg(long, value_name = "URL")]
+        public_url: Option<String>,
     },
     /// The HTTP API's tokens: each person's, with a role (manager, sales, boss, auditor).
     Token {
@@ -610,6 +614,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             until,
             simulate,
             http,
+            public_url,
         } => {
             // `run` does not create a store; one that exists gets its mark before it records.
             if let Err(message) = local::before_run(data, simulate || clock_at.is_some()) {
@@ -622,6 +627,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     simulate,
                     clock_at,
                     http,
+                    public_url,
                 },
             )
         }

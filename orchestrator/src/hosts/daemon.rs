@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub clock_at: Option<DateTime<Utc>>,
     /// Serve the HTTP API on this address too (`--http`).
     pub http: Option<std::net::SocketAddr>,
+    /// The daemon's public address, for the links in the messages (`--public-url`).
+    pub public_url: Option<String>,
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {
@@ -325,6 +327,15 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         let outbox = Arc::new(
             FileOutbox::new(data.join("outbox")).with_console(Box::new(std::io::stdout())),
         );
+        // The plan's mail servers where it names them, the file outbox elsewhere.
+        let outbox = Arc::new(crate::hosts::channels::Routes::new(
+            runtime.clone(),
+            outbox,
+            options
+                .public_url
+                .as_deref()
+                .map(|url| format!("{}/api/v1", url.trim_end_matches('/'))),
+        ));
         let result = Scheduler::new(runtime.clone(), timing, options.until)
             .with_outbox(outbox)
             .run(stopped)

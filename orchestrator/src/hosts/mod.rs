@@ -1,7 +1,8 @@
-//! The processes that own a kernel over time: the daemon (`daemon`), the scenario runner
-//! (`scenario`), and a command run without a daemon (`local`: asks the daemon, or opens the
-//! store for one request).
+//! The processes that own a kernel over time: the daemon (`daemon`, its channels chosen by
+//! `channels`), the scenario runner (`scenario`), and a command run without a daemon (`local`:
+//! asks the daemon, or opens the store for one request).
 
+pub mod channels;
 pub mod daemon;
 pub mod local;
 pub mod scenario;

@@ -19,7 +19,7 @@ use battleplan_core::outreach::events::{
 };
 use battleplan_core::outreach::port::{retry_delay_ms, Channel, Delivery, Message, Refusal};
 use battleplan_core::outreach::render::Renderer;
-use battleplan_core::plan::model::{ChannelKind, UnknownOutcome};
+use battleplan_core::plan::model::{ChannelKind, PhaseKind, UnknownOutcome};
 use battleplan_core::plan::template::on_deep_stack;
 use battleplan_core::plan::Plan;
 use battleplan_core::task::{due_reminders, next_reminder_at, TaskEvent};
@@ -294,6 +294,47 @@ impl Dispatcher {
         if messages.is_empty() {
             return Ok(Some(0));
         }
+        // Each plan channel's messages apart, in the order they came: each channel has its
+        // own route and its own failures (a mail server that refuses connections pauses mail,
+        // not the in-site messages of the same batch).
+        let mut groups: Vec<(String, Vec<Message>, Vec<Placed>)> = Vec::new();
+        for (message, phase) in messages.into_iter().zip(phases) {
+            match groups
+                .iter_mut()
+                .find(|(channel, _, _)| *channel == message.channel)
+            {
+                Some((_, group, group_phases)) => {
+                    group.push(message);
+                    group_phases.push(phase);
+                }
+                None => groups.push((message.channel.clone(), vec![message], vec![phase])),
+            }
+        }
+        let mut sent = 0;
+        for (_, messages, phases) in groups {
+            match self
+                .deliver_group(plan, campaign, messages, phases, now)
+                .await?
+            {
+                Some(count) => sent += count,
+                // Tried again shortly, with the rest of what is due.
+                None if self.retry_at.is_some() => return Ok(None),
+                None => {}
+            }
+        }
+        Ok(Some(sent))
+    }
+
+    /// One plan channel's messages of a batch handed over, and what became of each recorded
+    /// (see [`Dispatcher::send`]).
+    async fn deliver_group(
+        &mut self,
+        plan: Option<&Plan>,
+        campaign: &str,
+        messages: Vec<Message>,
+        phases: Vec<Placed>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<u64>, HandleError> {
         // On an error the channel took none of the batch (it undid what it wrote, or will know
         // it by key): nothing is recorded as sent, and the whole batch is handed over again.
         let deliveries = match self.channel.deliver(&messages).await {
@@ -716,6 +757,9 @@ impl Dispatcher {
         catch_up(&self.runtime).await
     }
 }
+
+/// The phase and stage a message goes in.
+type Placed = (Option<PhaseKind>, Option<String>);
 
 /// What the dispatcher records in a campaign's outreach stream: its own events, and the
 /// outcomes a channel reported for a customer (a hard bounce), in the same append as the

@@ -12,6 +12,112 @@ use crate::plan::values::PlanDuration;
 const DEFAULT_FATIGUE_DAYS: i64 = 7;
 
 impl Validator<'_> {
+    /// `[channels.ID.smtp]`: only on a mail channel; plain only to this machine; a login with
+    /// exactly one place to read its password. `None` (with its diagnostics) when refused.
+    fn smtp(&mut self, path: &str, kind: ChannelKind, raw: &RawSmtp) -> Option<Smtp> {
+        let mut ok = true;
+        if kind != ChannelKind::Mail {
+            ok = false;
+            self.push(
+                Diagnostic::new(
+                    Code::SmtpNotMail,
+                    format!("{path}.smtp"),
+                    format!("a mail server for a channel of kind {}", kind.as_str()),
+                )
+                .with_help("only a channel of kind = \"mail\" sends through a mail server"),
+            );
+        }
+        let loopback = raw.host.eq_ignore_ascii_case("localhost")
+            || raw
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if raw.tls == SmtpTlsMode::None && !loopback {
+            ok = false;
+            self.push(
+                Diagnostic::new(
+                    Code::PlainSmtpRemote,
+                    format!("{path}.smtp.tls"),
+                    format!(
+                        "mail to {} without TLS would carry the password and the customers' addresses in the clear",
+                        raw.host
+                    ),
+                )
+                .with_help("tls = \"implicit\" (port 465) or tls = \"starttls\" (587); \"none\" is for a relay on this machine only"),
+            );
+        }
+        let password = match (&raw.password_env, &raw.password_file) {
+            (Some(variable), None) => Some(PasswordSource::Env(variable.clone())),
+            (None, Some(file)) => Some(PasswordSource::File(file.clone())),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::SmtpPassword,
+                    format!("{path}.smtp"),
+                    "both password_env and password_file: say one place to read the password",
+                ));
+                None
+            }
+        };
+        if raw.user.is_some() && password.is_none() && ok {
+            ok = false;
+            self.push(
+                Diagnostic::new(
+                    Code::SmtpPassword,
+                    format!("{path}.smtp"),
+                    "a user without a password: name where to read it",
+                )
+                .with_help("password_env = \"SHOP_SMTP_PASSWORD\" (an environment variable of the daemon) or password_file = \"/etc/battleplan/smtp-password\"; never the password itself"),
+            );
+        }
+        if raw.user.is_none() && password.is_some() {
+            ok = false;
+            self.push(Diagnostic::new(
+                Code::SmtpPassword,
+                format!("{path}.smtp.user"),
+                "a password without a user: name the user to log in as",
+            ));
+        }
+        if raw.connections == Some(0) {
+            ok = false;
+            self.push(Diagnostic::new(
+                Code::InvalidValue,
+                format!("{path}.smtp.connections"),
+                "at least one connection",
+            ));
+        }
+        let timeout_seconds = raw
+            .timeout
+            .map_or(30, |timeout| u64::try_from(timeout.seconds()).unwrap_or(0));
+        if timeout_seconds == 0 {
+            ok = false;
+            self.push(Diagnostic::new(
+                Code::InvalidValue,
+                format!("{path}.smtp.timeout"),
+                "a timeout of zero: no reply could ever come in time",
+            ));
+        }
+        ok.then(|| Smtp {
+            host: raw.host.clone(),
+            port: raw.port.unwrap_or(match raw.tls {
+                SmtpTlsMode::Implicit => 465,
+                SmtpTlsMode::Starttls => 587,
+                SmtpTlsMode::None => 25,
+            }),
+            tls: raw.tls,
+            user: raw.user.clone(),
+            password,
+            from: raw.from.clone(),
+            reply_to: raw.reply_to.clone(),
+            connections: raw.connections.unwrap_or(4),
+            per_second: raw.per_second,
+            timeout_seconds,
+        })
+    }
+
     pub(super) fn segments(&mut self) -> Vec<Segment> {
         let raw = self.raw;
         let segment_ids: Vec<&str> = raw.segments.iter().map(|e| e.id.as_str()).collect();
@@ -589,6 +695,16 @@ impl Validator<'_> {
                 }),
                 None => None,
             };
+            let smtp = match &value.smtp {
+                None => None,
+                Some(raw) => match self.smtp(path, value.kind, raw) {
+                    Some(smtp) => Some(smtp),
+                    None => {
+                        ok = false;
+                        None
+                    }
+                },
+            };
             for (position, segment) in value.exclude_segments.iter().enumerate() {
                 ok &= self.known(
                     &format!("{path}.exclude_segments[{position}]"),
@@ -615,6 +731,7 @@ impl Validator<'_> {
                     daily_budget: value.daily_budget,
                     monthly_budget: value.monthly_budget,
                     unknown_outcome: value.unknown_outcome,
+                    smtp,
                 });
             }
         }

@@ -1,0 +1,116 @@
+//! A real SMTP server on loopback for the end-to-end tests (aiosmtpd, `tests/smtp_server.py`),
+//! each message it took parsed back by Python's standard `email` package. The server needs a
+//! Python with aiosmtpd: `BATTLEPLAN_SMTP_PYTHON`, or `target/smtp-venv/bin/python` (`.ci/run`
+//! makes it). Without one, [`python`] fails the test when `CI=true` and otherwise says loudly
+//! that it skipped and how to run it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The Python that has aiosmtpd, or `None` (after saying so) where a test may skip.
+pub fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("BATTLEPLAN_SMTP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace().join("target"));
+            target.join("smtp-venv/bin/python")
+        });
+    let works = Command::new(&candidate)
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if works {
+        return Some(candidate);
+    }
+    let how = "make one with `python3 -m venv target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd==1.4.6` \
+               (or set BATTLEPLAN_SMTP_PYTHON to a Python that has it)";
+    assert!(
+        std::env::var("CI").map_or(true, |ci| ci != "true"),
+        "CI=true and no Python with aiosmtpd at {}: {how}",
+        candidate.display()
+    );
+    eprintln!(
+        "\n!!! SKIPPED: this test needs a Python with aiosmtpd ({} has none): {how}\n",
+        candidate.display()
+    );
+    None
+}
+
+/// The SMTP server, stopped when dropped.
+pub struct SmtpServer {
+    child: Child,
+    pub port: u16,
+    out: tempfile::TempDir,
+}
+
+impl SmtpServer {
+    pub fn start(python: &Path) -> SmtpServer {
+        let out =
+            tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
+        let mut child = Command::new(python)
+            .arg(workspace().join("tests/smtp_server.py"))
+            .arg(out.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting the SMTP server: {error}"));
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP server said {line:?}"));
+        SmtpServer { child, port, out }
+    }
+
+    /// Every message that arrived, as Python parsed it, in arrival order.
+    pub fn arrived(&self) -> Vec<serde_json::Value> {
+        let Ok(entries) = std::fs::read_dir(self.out.path()) else {
+            return Vec::new();
+        };
+        let mut names: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(name).ok())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A header of a parsed message.
+pub fn header<'a>(message: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    message["headers"]
+        .as_array()?
+        .iter()
+        .find(|pair| {
+            pair[0]
+                .as_str()
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+        })
+        .and_then(|pair| pair[1].as_str())
+}

@@ -1,0 +1,286 @@
+//! Mail end to end, with the real binary and a real SMTP server on loopback (aiosmtpd): the
+//! plan's mail channel names the server (`[channels.mail.smtp]`), and the daemon's warm-up
+//! mail arrives there, one message per send the log records, each parsed back (its key, its
+//! Message-ID, its signed one-click link in the header and the body, both parts); the link of a
+//! received message, POSTed to the daemon, records the unsubscribe, and the burst's mail then
+//! goes to everyone it plans for but that address.
+
+// Test code: a failed unwrap or panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
+use battleplan_tests::smtp::{header, python, SmtpServer};
+use battleplan_tests::{bp, http, instant, mutate, ok, run_in, Daemon};
+
+const CAMPAIGN: &str = "sept-festival-2026";
+const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
+const BEFORE_BURST: &str = "2026-09-01T12:00:00+08:00";
+const BURST: &str = "2026-09-02T00:00:00+08:00";
+
+/// The example plan, its mail without quotas or quiet hours and sent to `port`, applied, and
+/// `count` generated customers imported.
+fn campaign(dir: &Path, count: u64, port: u16) {
+    ok(run_in(dir, &["init", "--out", "example.toml"]));
+    let example = std::fs::read_to_string(dir.join("example.toml")).unwrap();
+    let smtp = format!(
+        "accounts = [\"shop-mail\"]\nsmtp = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\", from = \"Shop 商城 <shop@example.com>\", reply_to = \"sales@example.com\", connections = 4, timeout = \"10s\" }}\n"
+    );
+    let plan = mutate(
+        &example,
+        &[
+            (
+                "free_per_day = 200          # the first 200 a day are free\n",
+                "",
+            ),
+            (
+                "daily_cap = 2000            # the platform's initial cap\n",
+                "",
+            ),
+            ("cost_per_1000 = 2.00        # then 2 CNY per 1000\n", ""),
+            (
+                "quiet_hours = { start = \"22:00\", end = \"08:00\", policy = \"hold\" }\n",
+                "",
+            ),
+            ("monthly_budget = 100.00\n", ""),
+            ("accounts = [\"shop-mail\"]\n", &smtp),
+        ],
+    );
+    std::fs::write(dir.join("plan.toml"), plan).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "plan",
+            "apply",
+            "plan.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    ));
+    let mut customers = Vec::new();
+    write_customers(
+        &mut customers,
+        Options {
+            count,
+            seed: 7,
+            as_of: instant("2026-08-20T00:00:00+08:00"),
+            format: FileFormat::Csv,
+        },
+    )
+    .unwrap();
+    std::fs::write(dir.join("customers.csv"), customers).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "customers.csv",
+            "--clock-at",
+            "2026-08-20T00:00:00Z",
+        ],
+    ));
+}
+
+/// The daemon at `at`, run until everything due then is done.
+fn run_at(dir: &Path, at: &str) {
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            at,
+            "--until",
+            at,
+            "--public-url",
+            "http://127.0.0.1:1",
+        ],
+    );
+    let (code, lines) = daemon.finish();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+}
+
+/// The log's mail `MessageSent` keys.
+fn mail_sent(dir: &Path) -> BTreeSet<String> {
+    let file = dir.join("export.jsonl");
+    let _ = std::fs::remove_file(&file);
+    ok(bp(dir, &["export", "--out", "export.jsonl"]));
+    let export = std::fs::read_to_string(&file).unwrap();
+    export
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event_type"] == "MessageSent")
+        .filter(|event| event["payload"]["channel"] == "mail")
+        .map(|event| event["payload"]["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
+    let Some(python) = python() else { return };
+    let server = SmtpServer::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    campaign(dir, 3_300, server.port);
+
+    // The warm-up's mail, sent to the server.
+    run_at(dir, WARM_UP);
+    let sent = mail_sent(dir);
+    let arrived = server.arrived();
+    assert!(sent.len() >= 2_000, "{} sends", sent.len());
+    let mut keys = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for message in &arrived {
+        let key = header(message, "X-Battleplan-Key").unwrap().to_string();
+        assert!(
+            keys.insert(key.clone(), message.clone()).is_none(),
+            "{key} twice"
+        );
+        let id = header(message, "Message-ID").unwrap();
+        assert!(
+            id.starts_with('<') && id.ends_with("@example.com>") && id.len() == 46,
+            "{id}"
+        );
+        assert!(ids.insert(id.to_string()), "{id} twice");
+        let unsubscribe = header(message, "List-Unsubscribe").unwrap();
+        let link = unsubscribe.trim_start_matches('<').trim_end_matches('>');
+        assert!(
+            link.starts_with(&format!(
+                "http://127.0.0.1:1/api/v1/unsubscribe/{CAMPAIGN}/"
+            )),
+            "{link}"
+        );
+        assert_eq!(
+            header(message, "List-Unsubscribe-Post"),
+            Some("List-Unsubscribe=One-Click")
+        );
+        let html = message["html"].as_str().unwrap();
+        assert!(
+            html.contains(link),
+            "the body's link is the header's: {html}"
+        );
+        assert!(!message["text"].as_str().unwrap().is_empty());
+        assert_eq!(
+            header(message, "X-Battleplan-Campaign"),
+            Some(CAMPAIGN),
+            "{key}"
+        );
+    }
+    // One message per send the log records, and no other.
+    let arrived_keys: BTreeSet<String> = keys.keys().cloned().collect();
+    assert_eq!(arrived_keys, sent);
+    // The warm-up's two mail reach-outs, each with its own template's subject.
+    let subjects: BTreeMap<String, BTreeSet<String>> =
+        keys.iter()
+            .fold(BTreeMap::new(), |mut all, (key, message)| {
+                let reach_out = key.split('/').nth(1).unwrap().to_string();
+                all.entry(reach_out)
+                    .or_default()
+                    .insert(header(message, "Subject").unwrap().to_string());
+                all
+            });
+    assert!(subjects.contains_key("warm-up-own-lists"), "{subjects:?}");
+
+    // A customer the burst's mail will plan for, who got a warm-up mail, unsubscribes from it.
+    let preview: serde_json::Value = serde_json::from_str(
+        &ok(bp(
+            dir,
+            &[
+                "audience",
+                "preview",
+                CAMPAIGN,
+                "--reach-out",
+                "early-stage-mail",
+                "--at",
+                BURST,
+                "--clock-at",
+                BEFORE_BURST,
+                "--json",
+                "--customers",
+            ],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    let planned: BTreeSet<String> = preview["customers"]["sends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|send| send["customer"].as_str().unwrap().to_string())
+        .collect();
+    let (key, message) = keys
+        .iter()
+        .find(|(key, _)| planned.contains(key.split('/').nth(2).unwrap()))
+        .expect("a warm-up recipient the burst plans for");
+    let customer = key.split('/').nth(2).unwrap().to_string();
+    let address = message["rcpt_to"][0].as_str().unwrap().to_string();
+    let link = header(message, "List-Unsubscribe")
+        .unwrap()
+        .trim_start_matches("<http://127.0.0.1:1")
+        .trim_end_matches('>')
+        .to_string();
+    let mut daemon = Daemon::start(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            BEFORE_BURST,
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let line = daemon.wait_for("HTTP API on http://");
+    let base = http::address_in(&line);
+    daemon.wait_for("caught up");
+    let clicked = http::send(
+        &base,
+        "POST",
+        &link,
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"List-Unsubscribe=One-Click",
+    )
+    .unwrap();
+    assert_eq!(clicked.status, 200, "{}", clicked.text());
+    let (code, lines) = daemon.terminate();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+
+    // The burst's mail goes to everyone it plans for, but not to that address.
+    let before = server.arrived().len();
+    run_at(dir, BURST);
+    let burst: Vec<serde_json::Value> = server.arrived().into_iter().skip(before).collect();
+    assert!(burst.len() > 100, "{} burst messages", burst.len());
+    assert!(
+        burst
+            .iter()
+            .all(|message| message["rcpt_to"][0].as_str() != Some(address.as_str())),
+        "{customer} unsubscribed and still got mail"
+    );
+    let outbox: serde_json::Value = serde_json::from_str(
+        &ok(bp(
+            dir,
+            &[
+                "outbox",
+                CAMPAIGN,
+                "--reach-out",
+                "early-stage-mail",
+                "--json",
+                "--customers",
+            ],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    let row = outbox["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["customer"] == customer.as_str())
+        .unwrap();
+    assert_eq!(row["reason"], "unsubscribed", "{row}");
+    assert_eq!(mail_sent(dir).len(), server.arrived().len());
+}
