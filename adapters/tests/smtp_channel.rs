@@ -179,18 +179,22 @@ async fn messages_arrive_whole_with_their_headers_and_both_parts() {
     let Some(python) = python() else { return };
     let server = Server::start(&python);
     let channel = channel(server.port, 4, Duration::from_secs(10));
-    let batch: Vec<Message> = (1..=40)
-        .map(|n| message(&format!("c-{n:03}"), &format!("c{n}@example.com")))
+    // A reach-out of 2,000 customers, in the dispatcher's batches of 500.
+    let batch: Vec<Message> = (1..=2_000)
+        .map(|n| message(&format!("c-{n:04}"), &format!("c{n}@example.com")))
         .collect();
-    let answers = channel.deliver(&batch).await.unwrap();
-    assert_eq!(answers, vec![Delivery::Sent; 40]);
+    for part in batch.chunks(500) {
+        let answers = channel.deliver(part).await.unwrap();
+        assert_eq!(answers, vec![Delivery::Sent; part.len()]);
+    }
     let arrived = server.arrived();
-    assert_eq!(arrived.len(), 40);
+    assert_eq!(arrived.len(), 2_000);
     let mut customers: Vec<String> = Vec::new();
     for received in &arrived {
         let key = header(received, "X-Battleplan-Key").unwrap();
         let customer = key.split('/').nth(2).unwrap().to_string();
         let n: u32 = customer.trim_start_matches("c-").parse().unwrap();
+        assert_eq!(customer, format!("c-{n:04}"));
         assert_eq!(received["rcpt_to"][0], format!("c{n}@example.com"));
         assert_eq!(
             header(received, "Message-ID"),
@@ -244,7 +248,7 @@ async fn messages_arrive_whole_with_their_headers_and_both_parts() {
     }
     customers.sort();
     customers.dedup();
-    assert_eq!(customers.len(), 40, "each customer once");
+    assert_eq!(customers.len(), 2_000, "each customer once");
 }
 
 #[tokio::test]

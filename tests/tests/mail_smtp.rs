@@ -124,13 +124,14 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
     let server = SmtpServer::start(&python);
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    campaign(dir, 3_300, server.port);
+    campaign(dir, 1_200, server.port);
 
     // The warm-up's mail, sent to the server.
     run_at(dir, WARM_UP);
     let sent = mail_sent(dir);
     let arrived = server.arrived();
-    assert!(sent.len() >= 2_000, "{} sends", sent.len());
+    // (The adapter's own test sends a reach-out of 2,000; here the daemon's whole path.)
+    assert!(sent.len() >= 500, "{} sends", sent.len());
     let mut keys = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for message in &arrived {
@@ -253,7 +254,7 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
     let before = server.arrived().len();
     run_at(dir, BURST);
     let burst: Vec<serde_json::Value> = server.arrived().into_iter().skip(before).collect();
-    assert!(burst.len() > 100, "{} burst messages", burst.len());
+    assert!(burst.len() > 50, "{} burst messages", burst.len());
     assert!(
         burst
             .iter()
