@@ -97,23 +97,26 @@ pub fn unsubscribed(view: &UnsubscribeView) -> Reply {
 /// Everything from the request is escaped.
 pub fn unsubscribe_page(view: &UnsubscribeView, confirm: bool) -> String {
     let campaign = html_escape(&view.campaign_name);
-    let channel = match view.channel.as_str() {
-        "mail" => "邮件 / mail",
-        "in_site" => "站内信 / in-site messages",
-        "im" => "即时消息 / instant messages",
-        _ => "消息 / messages",
+    // The channel in each language, never the two mixed in one sentence.
+    let (zh, en) = match view.channel.as_str() {
+        "mail" => ("邮件", "mail"),
+        "in_site" => ("站内信", "in-site messages"),
+        "im" => ("即时消息", "instant messages"),
+        _ => ("消息", "messages"),
     };
     let body = if confirm && !view.unsubscribed {
         format!(
             "<h1>退订 / Unsubscribe</h1>\
-             <p>不再接收「{campaign}」及本店的{channel}？<br>Stop receiving {channel} from us?</p>\
+             <p>不再接收本店「{campaign}」等活动的{zh}？</p>\
+             <p lang=\"en\">Stop receiving {en} from us?</p>\
              <form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
              <button type=\"submit\">退订 / Unsubscribe</button></form>"
         )
     } else {
         format!(
             "<h1>已退订 / Unsubscribed</h1>\
-             <p>您将不再收到本店的{channel}。<br>You will receive no more {channel} from us.</p>"
+             <p>您将不再收到本店的{zh}。</p>\
+             <p lang=\"en\">You will receive no more {en} from us.</p>"
         )
     };
     format!(
