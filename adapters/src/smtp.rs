@@ -228,7 +228,15 @@ impl SmtpChannel {
                     "List-Unsubscribe=One-Click",
                 ));
         }
-        let text = html_to_text(&html);
+        // A template written as plain text (escaped for HTML by the renderer) becomes HTML
+        // paragraphs with live links; its text part is itself, unescaped.
+        let (html, text) = if looks_like_html(&html) {
+            let text = html_to_text(&html);
+            (html, text)
+        } else {
+            let text = decode_entities(&html);
+            (text_to_html(&html), text)
+        };
         let built = builder
             .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|error| {
@@ -476,6 +484,58 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Whether a body is written in HTML (it has a tag a mail body uses), rather than as text.
+fn looks_like_html(body: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    [
+        "<p", "<br", "<div", "<a ", "<html", "<table", "<ul", "<h1", "<h2", "<span", "<img",
+    ]
+    .iter()
+    .any(|tag| lower.contains(tag))
+}
+
+/// HTML for a body written as text (already escaped for HTML): a blank line starts a
+/// paragraph, a line break is kept, and each `http://` or `https://` address is a link.
+pub fn text_to_html(text: &str) -> String {
+    let paragraphs: Vec<String> = text
+        .replace("\r\n", "\n")
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|paragraph| !paragraph.is_empty())
+        .map(|paragraph| {
+            let lines: Vec<String> = paragraph.lines().map(linked).collect();
+            format!("<p>{}</p>", lines.join("<br>\n"))
+        })
+        .collect();
+    format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"></head><body>\n{}\n</body></html>\n",
+        paragraphs.join("\n")
+    )
+}
+
+/// A line of escaped text with its web addresses made links (an address ends at blank space
+/// or at a character that cannot end one).
+fn linked(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(start) = ["http://", "https://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '<' || c == '"')
+            .unwrap_or(tail.len());
+        let url = tail[..end].trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
+        out.push_str(&format!("<a href=\"{url}\">{url}</a>"));
+        rest = &tail[url.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// The plain text alternative of an HTML body: tags dropped (a paragraph or heading ends with
 /// an empty line; a line break, a list item, a row or a block ends a line), the named entities
 /// of XML, `&nbsp;` and numeric references decoded, a link followed by its address, runs of
@@ -703,6 +763,24 @@ mod tests {
             "Dear Li & Co,\n\nThe sale starts now.\nSee the offers (https://shop.example.com/?a=1&b=2).\n\n10% off\n<free> delivery\n"
         );
         assert_eq!(html_to_text("a & b &unknown; &"), "a & b &unknown; &\n");
+    }
+
+    #[test]
+    fn a_body_written_as_text_becomes_paragraphs_with_live_links() {
+        let text = "Dear Li &amp; Co,\n\nThe sale starts soon.\nSee https://shop.example.com/?a=1&amp;b=2.\n\nUnsubscribe: http://127.0.0.1:8080/api/v1/unsubscribe/s/c-1/mail/00";
+        assert!(!looks_like_html(text));
+        let html = text_to_html(text);
+        assert!(html.contains("<p>Dear Li &amp; Co,</p>"), "{html}");
+        assert!(
+            html.contains("<p>The sale starts soon.<br>\nSee <a href=\"https://shop.example.com/?a=1&amp;b=2\">https://shop.example.com/?a=1&amp;b=2</a>.</p>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a href=\"http://127.0.0.1:8080/api/v1/unsubscribe/s/c-1/mail/00\">"),
+            "{html}"
+        );
+        assert!(looks_like_html(&html));
+        assert_eq!(decode_entities(text).lines().next(), Some("Dear Li & Co,"));
     }
 
     #[test]
