@@ -1,7 +1,7 @@
 //! Implementations of the core's ports: the event store (in memory for tests, sled as the
 //! embedded default), the system clock and random ids, and the reader of customer and outcome
 //! files (`import`), and the channels (`outbox`: the file outbox and the console;
-//! `smtp`: mail over SMTP; `memory_channel`: the in-memory twin of a real channel, for tests).
+//! `smtp`: mail over SMTP; `webhook`: signed HTTP POSTs; `memory_channel`: the in-memory twin of a real channel, for tests).
 //!
 //! An adapter stores, sends and reads; it never decides. Every store here passes the same
 //! contract suite (`tests/event_store_contract.rs`).
@@ -15,6 +15,7 @@ pub mod private;
 pub mod sled_store;
 pub mod smtp;
 pub mod system;
+pub mod webhook;
 
 pub use memory::MemoryEventLog;
 pub use memory_channel::{MemoryChannel, Scripted};

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod smtp;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

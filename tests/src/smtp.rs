@@ -12,7 +12,7 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Python that has aiosmtpd, or `None` (after saying so) where a test may skip.
+/// The Python that has aiosmtpd and standardwebhooks (the webhook receiver's), or `None` (after saying so) where a test may skip.
 pub fn python() -> Option<PathBuf> {
     let candidate = std::env::var_os("BATTLEPLAN_SMTP_PYTHON")
         .map(PathBuf::from)
@@ -23,7 +23,7 @@ pub fn python() -> Option<PathBuf> {
             target.join("smtp-venv/bin/python")
         });
     let works = Command::new(&candidate)
-        .args(["-c", "import aiosmtpd"])
+        .args(["-c", "import aiosmtpd, standardwebhooks"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -31,15 +31,15 @@ pub fn python() -> Option<PathBuf> {
     if works {
         return Some(candidate);
     }
-    let how = "make one with `python3 -m venv target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd==1.4.6` \
-               (or set BATTLEPLAN_SMTP_PYTHON to a Python that has it)";
+    let how = "make one with `python3 -m venv target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd==1.4.6 standardwebhooks==1.3.0` \
+               (or set BATTLEPLAN_SMTP_PYTHON to a Python that has them)";
     assert!(
         std::env::var("CI").map_or(true, |ci| ci != "true"),
-        "CI=true and no Python with aiosmtpd at {}: {how}",
+        "CI=true and no Python with aiosmtpd and standardwebhooks at {}: {how}",
         candidate.display()
     );
     eprintln!(
-        "\n!!! SKIPPED: this test needs a Python with aiosmtpd ({} has none): {how}\n",
+        "\n!!! SKIPPED: this test needs a Python with aiosmtpd and standardwebhooks ({} lacks them): {how}\n",
         candidate.display()
     );
     None

@@ -128,7 +128,9 @@ impl NotSentReason {
             NotSentReason::TemplateFailed => "the template failed to render",
             NotSentReason::PhaseSkipped => "its phase was skipped by an advance",
             NotSentReason::Refused => "the receiving side refused it",
-            NotSentReason::Undelivered => "the receiving side deferred it until the window closed",
+            NotSentReason::Undelivered => {
+                "the receiving side deferred it until its window closed or its last attempt"
+            }
             NotSentReason::ChannelDown => {
                 "the channel was paused after a failure until the window closed"
             }

@@ -99,6 +99,9 @@ codes! {
     SmtpNotMail = "BP0611", Error, "mail server settings on a channel that is not mail";
     PlainSmtpRemote = "BP0612", Error, "mail without TLS to a server that is not on this machine";
     SmtpPassword = "BP0613", Error, "a login without exactly one place to read its password";
+    WebhookOnMail = "BP0614", Error, "webhook settings on a mail channel";
+    WebhookAddress = "BP0615", Error, "a webhook address that is not https (or http on this machine)";
+    WebhookSecret = "BP0616", Error, "a webhook without exactly one place to read its signing secret";
     TemplateSyntax = "BP0701", Error, "a template that does not parse";
     UnknownVariable = "BP0702", Error, "a template variable battleplan does not provide";
     CouponVariable = "BP0703", Error, "coupon variables in a template that names no coupon";

@@ -341,6 +341,30 @@ pub struct Channel {
     pub unknown_outcome: UnknownOutcome,
     /// The mail server, for a mail channel that sends for real (`None`: the file outbox).
     pub smtp: Option<Smtp>,
+    /// The receiver a channel's messages are POSTed to (`None`: the file outbox).
+    pub webhook: Option<Webhook>,
+}
+
+impl Channel {
+    /// How often a message of this channel is handed over before it is given up as
+    /// undelivered; `None` where only its window ends the tries (mail: a server's 4xx).
+    pub fn attempts(&self) -> Option<u32> {
+        self.webhook.as_ref().map(|webhook| webhook.attempts)
+    }
+}
+
+/// A channel's webhook receiver (`[channels.ID.webhook]`): each message POSTed as JSON and
+/// signed per Standard Webhooks. The secret is never here: only where to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Webhook {
+    pub url: String,
+    pub secret: SecretSource,
+    /// The longest wait for the receiver's answer.
+    pub timeout_seconds: u64,
+    /// How often a message is handed over before it is given up as undelivered.
+    pub attempts: u32,
+    /// The most requests at once.
+    pub connections: u32,
 }
 
 /// A mail channel's server (`[channels.ID.smtp]`). The password is never here: only where to
@@ -351,7 +375,7 @@ pub struct Smtp {
     pub port: u16,
     pub tls: SmtpTlsMode,
     pub user: Option<String>,
-    pub password: Option<PasswordSource>,
+    pub password: Option<SecretSource>,
     pub from: String,
     pub reply_to: Option<String>,
     pub connections: u32,
@@ -359,9 +383,9 @@ pub struct Smtp {
     pub timeout_seconds: u64,
 }
 
-/// Where a password is read when the channel connects.
+/// Where a password or a signing secret is read when the channel is made.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum PasswordSource {
+pub enum SecretSource {
     /// An environment variable of the daemon.
     Env(String),
     /// A file (its whole content, a final line break dropped).

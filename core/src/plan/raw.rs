@@ -268,6 +268,27 @@ pub struct RawChannel {
     pub unknown_outcome: UnknownOutcome,
     #[serde(default)]
     pub smtp: Option<RawSmtp>,
+    #[serde(default)]
+    pub webhook: Option<RawWebhook>,
+}
+
+/// `[channels.in-site.webhook]`: the receiver a channel's messages are POSTed to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: String,
+    /// The name of the environment variable that holds the signing secret (never the secret).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// The path of a file that holds the signing secret.
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<PlanDuration>,
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    #[serde(default)]
+    pub connections: Option<u32>,
 }
 
 /// `[channels.mail.smtp]`: the mail server a mail channel's messages go to.

@@ -1,19 +1,22 @@
 //! Which channel a message goes through: the mail server its plan's channel names
-//! (`[channels.ID.smtp]`, `adapters::smtp`), or else the file outbox (and the console). The
+//! (`[channels.ID.smtp]`, `adapters::smtp`), the receiver it POSTs to (`[channels.ID.webhook]`,
+//! `adapters::webhook`), or else the file outbox (and the console). The
 //! dispatcher hands over one plan channel's messages at a time, so a batch has one route.
 //!
-//! A mail server's connection is made from the plan in force when its first batch comes, the
-//! password read then from the variable or file the plan names (never from the plan, never
-//! printed), and kept while that part of the plan stays the same. What stops a channel from
-//! being made (no password where the plan says, no public address for the unsubscribe links)
+//! A channel is made from the plan in force when its first batch comes, the password or
+//! signing secret read then from the variable or file the plan names (never from the plan,
+//! never printed), and kept while that part of the plan stays the same. Each channel keeps its
+//! own connections and answers, so a failing webhook never holds up mail. What stops a channel
+//! from being made (no secret where the plan says, no public address for the unsubscribe links)
 //! is a failure that needs a person: the dispatcher pauses the channel and tells ops.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use battleplan_adapters::smtp::{SmtpChannel, SmtpSettings, SmtpTls, UnsubscribeLinks};
+use battleplan_adapters::webhook::{parse_secret, WebhookChannel, WebhookSettings};
 use battleplan_core::outreach::port::{Channel, ChannelError, Delivery, Message};
-use battleplan_core::plan::model::{PasswordSource, Smtp, SmtpTlsMode};
+use battleplan_core::plan::model::{SecretSource, Smtp, SmtpTlsMode, Webhook};
 use tokio::sync::Mutex;
 
 use crate::kernel::runtime::Runtime;
@@ -24,12 +27,19 @@ pub struct Routes {
     fallback: Arc<dyn Channel>,
     /// The daemon's public address with `/api/v1`, for the unsubscribe links.
     public_url: Option<String>,
-    /// Mail servers made, by campaign and channel, with the settings they were made from.
-    made: Mutex<HashMap<(String, String), MailServer>>,
+    /// Channels made, by campaign and channel, with the plan's settings they were made from.
+    made: Mutex<HashMap<(String, String), Made>>,
 }
 
-/// A mail server made, with the plan's settings it was made from.
-type MailServer = (Smtp, Arc<SmtpChannel>);
+/// A channel made, with the plan's settings it was made from.
+type Made = (Route, Arc<dyn Channel>);
+
+/// What a plan's channel sends through, as the plan says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Smtp(Smtp),
+    Webhook(Webhook),
+}
 
 impl Routes {
     pub fn new(runtime: Runtime, fallback: Arc<dyn Channel>, public_url: Option<String>) -> Routes {
@@ -41,52 +51,48 @@ impl Routes {
         }
     }
 
-    /// The mail server of a campaign's channel, made (or kept) from the plan in force; `None`
-    /// when the channel has none.
-    async fn mail_server(
+    /// The channel a campaign's plan channel sends through, made (or kept) from the plan in
+    /// force; `None` when the plan names none (the file outbox).
+    async fn route(
         &self,
         campaign: &str,
         channel: &str,
-    ) -> Result<Option<Arc<SmtpChannel>>, String> {
+    ) -> Result<Option<Arc<dyn Channel>>, String> {
         let plan = crate::kernel::plans::plan_in_force(&self.runtime, campaign)
             .await
             .map_err(|error| format!("the plan of {campaign}: {error}"))?;
-        let Some(smtp) = plan
+        let Some(route) = plan
             .as_ref()
             .and_then(|plan| plan.channel(channel))
-            .and_then(|channel| channel.smtp.clone())
+            .and_then(|channel| match (&channel.smtp, &channel.webhook) {
+                (Some(smtp), _) => Some(Route::Smtp(smtp.clone())),
+                (None, Some(webhook)) => Some(Route::Webhook(webhook.clone())),
+                (None, None) => None,
+            })
         else {
             return Ok(None);
         };
         let mut made = self.made.lock().await;
         let key = (campaign.to_string(), channel.to_string());
-        if let Some((settings, server)) = made.get(&key) {
-            if *settings == smtp {
-                return Ok(Some(server.clone()));
+        if let Some((settings, sender)) = made.get(&key) {
+            if *settings == route {
+                return Ok(Some(sender.clone()));
             }
         }
-        let server = Arc::new(self.make(&smtp)?);
-        made.insert(key, (smtp, server.clone()));
-        Ok(Some(server))
+        let sender: Arc<dyn Channel> = match &route {
+            Route::Smtp(smtp) => Arc::new(self.mail(smtp)?),
+            Route::Webhook(webhook) => Arc::new(hook(webhook)?),
+        };
+        made.insert(key, (route, sender.clone()));
+        Ok(Some(sender))
     }
 
-    fn make(&self, smtp: &Smtp) -> Result<SmtpChannel, String> {
-        let password = match &smtp.password {
-            None => None,
-            Some(PasswordSource::Env(variable)) => Some(std::env::var(variable).map_err(|_| {
-                format!(
-                    "the mail server's password: the variable {variable} is not set for the daemon"
-                )
-            })?),
-            Some(PasswordSource::File(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|error| {
-                        format!("the mail server's password: cannot read {path}: {error}")
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string(),
-            ),
-        };
+    fn mail(&self, smtp: &Smtp) -> Result<SmtpChannel, String> {
+        let password = smtp
+            .password
+            .as_ref()
+            .map(|source| read_secret(source, "the mail server's password"))
+            .transpose()?;
         let Some(key) = self.runtime.link_key else {
             return Err("no key for the unsubscribe links".to_string());
         };
@@ -123,6 +129,33 @@ impl Routes {
     }
 }
 
+/// A webhook channel made from the plan's settings, its secret read where the plan says.
+fn hook(webhook: &Webhook) -> Result<WebhookChannel, String> {
+    let text = read_secret(&webhook.secret, "the webhook's signing secret")?;
+    let secret =
+        parse_secret(&text).map_err(|error| format!("the webhook's signing secret: {error}"))?;
+    WebhookChannel::new(WebhookSettings {
+        url: webhook.url.clone(),
+        secret,
+        timeout: std::time::Duration::from_secs(webhook.timeout_seconds),
+        connections: usize::try_from(webhook.connections).unwrap_or(1).max(1),
+    })
+    .map_err(|error| error.to_string())
+}
+
+/// A secret read from the daemon's environment or a file (a final line break dropped). The
+/// error says where it looked, never what it found.
+fn read_secret(source: &SecretSource, what: &str) -> Result<String, String> {
+    match source {
+        SecretSource::Env(variable) => std::env::var(variable)
+            .map_err(|_| format!("{what}: the variable {variable} is not set for the daemon")),
+        SecretSource::File(path) => Ok(std::fs::read_to_string(path)
+            .map_err(|error| format!("{what}: cannot read {path}: {error}"))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string()),
+    }
+}
+
 #[async_trait::async_trait]
 impl Channel for Routes {
     async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError> {
@@ -133,7 +166,7 @@ impl Channel for Routes {
             // Messages to staff: the staff outbox.
             return self.fallback.deliver(messages).await;
         }
-        match self.mail_server(&first.campaign, &first.channel).await {
+        match self.route(&first.campaign, &first.channel).await {
             Ok(Some(server)) => server.deliver(messages).await,
             Ok(None) => self.fallback.deliver(messages).await,
             Err(detail) => Err(ChannelError {

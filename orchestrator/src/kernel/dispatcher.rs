@@ -426,6 +426,26 @@ impl Dispatcher {
             };
             let deferred = |detail: String, asked: Option<u64>| {
                 let tries = known.get(&message.key).map_or(0, |(_, tries)| *tries) + 1;
+                // The last attempt the plan allows: given up, with what the receiver said.
+                if let (Some(attempts), Some((planned, _))) = (
+                    plan.channel(&message.channel)
+                        .and_then(|channel| channel.attempts()),
+                    known.get(&message.key),
+                ) {
+                    if tries >= attempts {
+                        return Recorded::Outreach(OutreachEvent::NotSent(NotSent {
+                            key: message.key.clone(),
+                            campaign: message.campaign.clone(),
+                            reach_out: planned.reach_out.clone(),
+                            customer: planned.customer.clone(),
+                            attempt: planned.attempt,
+                            channel: message.channel.clone(),
+                            reason: NotSentReason::Undelivered,
+                            detail: Some(format!("after {tries} attempt(s): {detail}")),
+                            phase,
+                        }));
+                    }
+                }
                 let delay = retry_delay_ms(tries, &message.key, asked);
                 Recorded::Outreach(OutreachEvent::DeliveryDeferred(DeliveryDeferred {
                     key: message.key.clone(),

@@ -8,6 +8,40 @@ use crate::plan::model::*;
 use crate::plan::raw::*;
 use crate::plan::values::PlanDuration;
 
+/// Whether a host is this machine (`localhost`, `127.0.0.1`, `::1`).
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An address's scheme (lower case) and host, when it is `scheme://host[:port][/...]` with a
+/// host; `None` otherwise.
+fn url_host(url: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = if scheme.eq_ignore_ascii_case("https") {
+        "https"
+    } else if scheme.eq_ignore_ascii_case("http") {
+        "http"
+    } else {
+        return None;
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    if authority.contains('@') || authority.chars().any(char::is_whitespace) {
+        // No credentials in the address: the secret has its own place.
+        return None;
+    }
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        &authority[..bracketed.find(']')? + 2]
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then_some((scheme, host))
+}
+
 /// The default fatigue window when a channel sets none: the platforms' 7 days.
 const DEFAULT_FATIGUE_DAYS: i64 = 7;
 
@@ -27,14 +61,7 @@ impl Validator<'_> {
                 .with_help("only a channel of kind = \"mail\" sends through a mail server"),
             );
         }
-        let loopback = raw.host.eq_ignore_ascii_case("localhost")
-            || raw
-                .host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if raw.tls == SmtpTlsMode::None && !loopback {
+        if raw.tls == SmtpTlsMode::None && !is_loopback(&raw.host) {
             ok = false;
             self.push(
                 Diagnostic::new(
@@ -49,8 +76,8 @@ impl Validator<'_> {
             );
         }
         let password = match (&raw.password_env, &raw.password_file) {
-            (Some(variable), None) => Some(PasswordSource::Env(variable.clone())),
-            (None, Some(file)) => Some(PasswordSource::File(file.clone())),
+            (Some(variable), None) => Some(SecretSource::Env(variable.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
             (None, None) => None,
             (Some(_), Some(_)) => {
                 ok = false;
@@ -115,6 +142,101 @@ impl Validator<'_> {
             connections: raw.connections.unwrap_or(4),
             per_second: raw.per_second,
             timeout_seconds,
+        })
+    }
+
+    /// `[channels.ID.webhook]`: not on mail (mail goes through its mail server); https, or
+    /// http only to this machine; exactly one place to read the signing secret. `None` (with
+    /// its diagnostics) when refused.
+    fn webhook(&mut self, path: &str, kind: ChannelKind, raw: &RawWebhook) -> Option<Webhook> {
+        let mut ok = true;
+        if kind == ChannelKind::Mail {
+            ok = false;
+            self.push(
+                Diagnostic::new(
+                    Code::WebhookOnMail,
+                    format!("{path}.webhook"),
+                    "a webhook for a mail channel",
+                )
+                .with_help("mail goes through its mail server ([channels.ID.smtp]); a webhook is for in-site messages, IM or a system of the merchant's"),
+            );
+        }
+        match url_host(&raw.url) {
+            Some(("https", _)) => {}
+            Some(("http", host)) if is_loopback(host) => {}
+            Some(("http", host)) => {
+                ok = false;
+                self.push(
+                    Diagnostic::new(
+                        Code::WebhookAddress,
+                        format!("{path}.webhook.url"),
+                        format!(
+                            "a webhook to {host} over plain http would carry the customers' data in the clear"
+                        ),
+                    )
+                    .with_help("use https://; http:// is for a receiver on this machine only"),
+                );
+            }
+            _ => {
+                ok = false;
+                self.push(
+                    Diagnostic::new(
+                        Code::WebhookAddress,
+                        format!("{path}.webhook.url"),
+                        format!("{:?} is not an http(s) address", raw.url),
+                    )
+                    .with_help("url = \"https://shop.example.com/hooks/battleplan\""),
+                );
+            }
+        }
+        let secret = match (&raw.secret_env, &raw.secret_file) {
+            (Some(variable), None) => Some(SecretSource::Env(variable.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
+            (both_or_none_env, _) => {
+                ok = false;
+                self.push(
+                    Diagnostic::new(
+                        Code::WebhookSecret,
+                        format!("{path}.webhook"),
+                        if both_or_none_env.is_some() {
+                            "both secret_env and secret_file: say one place to read the signing secret"
+                        } else {
+                            "no signing secret: every request is signed, so the receiver can tell it came from battleplan"
+                        },
+                    )
+                    .with_help("secret_env = \"SHOP_WEBHOOK_SECRET\" (an environment variable of the daemon holding whsec_ and base64) or secret_file = \"/etc/battleplan/webhook-secret\"; never the secret itself"),
+                );
+                None
+            }
+        };
+        for (field, value) in [("attempts", raw.attempts), ("connections", raw.connections)] {
+            if value == Some(0) {
+                ok = false;
+                self.push(Diagnostic::new(
+                    Code::InvalidValue,
+                    format!("{path}.webhook.{field}"),
+                    format!("{field} of zero: nothing would ever be sent"),
+                ));
+            }
+        }
+        let timeout_seconds = raw
+            .timeout
+            .map_or(10, |timeout| u64::try_from(timeout.seconds()).unwrap_or(0));
+        if timeout_seconds == 0 {
+            ok = false;
+            self.push(Diagnostic::new(
+                Code::InvalidValue,
+                format!("{path}.webhook.timeout"),
+                "a timeout of zero: no answer could ever come in time",
+            ));
+        }
+        let secret = secret?;
+        ok.then(|| Webhook {
+            url: raw.url.clone(),
+            secret,
+            timeout_seconds,
+            attempts: raw.attempts.unwrap_or(8),
+            connections: raw.connections.unwrap_or(4),
         })
     }
 
@@ -705,6 +827,16 @@ impl Validator<'_> {
                     }
                 },
             };
+            let webhook = match &value.webhook {
+                None => None,
+                Some(raw) => match self.webhook(path, value.kind, raw) {
+                    Some(webhook) => Some(webhook),
+                    None => {
+                        ok = false;
+                        None
+                    }
+                },
+            };
             for (position, segment) in value.exclude_segments.iter().enumerate() {
                 ok &= self.known(
                     &format!("{path}.exclude_segments[{position}]"),
@@ -732,6 +864,7 @@ impl Validator<'_> {
                     monthly_budget: value.monthly_budget,
                     unknown_outcome: value.unknown_outcome,
                     smtp,
+                    webhook,
                 });
             }
         }

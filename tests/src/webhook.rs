@@ -1,0 +1,82 @@
+//! A webhook receiver on loopback for the channel tests (`tests/webhook_receiver.py`): every
+//! request's signature checked by the `standardwebhooks` package from PyPI, every attempt
+//! logged, faults chosen per customer. It runs on the Python [`crate::smtp::python`] finds.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// A secret as Standard Webhooks writes it (24 bytes, base64), for the tests.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// The receiver, stopped when dropped.
+pub struct WebhookReceiver {
+    child: Child,
+    pub port: u16,
+    out: tempfile::TempDir,
+}
+
+impl WebhookReceiver {
+    /// Started with the faults by customer id (`"500x2"`, `"429x1"`, `"410"`, `"400"`,
+    /// `"hangx1"`: see the script).
+    pub fn start(python: &Path, faults: &BTreeMap<String, String>) -> WebhookReceiver {
+        let out =
+            tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
+        let faults_file = out.path().join("faults.json");
+        let text = serde_json::to_string(faults).unwrap_or_default();
+        std::fs::write(&faults_file, text)
+            .unwrap_or_else(|error| panic!("writing the faults: {error}"));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut child = Command::new(python)
+            .arg(workspace.join("tests/webhook_receiver.py"))
+            .arg(out.path())
+            .args(["--secret", SECRET, "--faults"])
+            .arg(&faults_file)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting the webhook receiver: {error}"));
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the webhook receiver said {line:?}"));
+        WebhookReceiver { child, port, out }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/hooks/battleplan", self.port)
+    }
+
+    /// Every attempt that reached the receiver, in order (see the script for the fields).
+    pub fn attempts(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.out.path().join("attempts.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The ids the receiver took (answered 2xx the first time), in order.
+    pub fn taken(&self) -> Vec<String> {
+        self.attempts()
+            .iter()
+            .filter(|attempt| attempt["status"] == 200 && attempt["duplicate"] == false)
+            .filter_map(|attempt| attempt["id"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
