@@ -8,7 +8,7 @@
 //! - `webhook-signature`: `v1,` and the base64 HMAC-SHA256 of `id.timestamp.body` under the
 //!   secret (`whsec_` and base64, read from the environment or a file the plan names).
 //!
-//! The body (the same bytes on every attempt) is documented in docs/channels.md.
+//! The body is documented in docs/channels.md.
 //!
 //! Each answer answers its message alone:
 //! - 2xx: sent;
@@ -118,7 +118,7 @@ pub fn webhook_id(key: &str) -> String {
 }
 
 /// The JSON body of a message: `type`, `timestamp` (the instant it was decided to go) and the
-/// message in `data`. The same bytes for the same message, whichever attempt.
+/// message in `data`.
 #[derive(Serialize)]
 struct Body<'a> {
     #[serde(rename = "type")]
@@ -293,7 +293,7 @@ impl WebhookChannel {
             },
             410 => Delivery::Refused {
                 refusal: Refusal::Gone,
-                detail: said("gone"),
+                detail: said("Gone"),
             },
             300..=399 => Delivery::Refused {
                 refusal: Refusal::Message,
