@@ -283,6 +283,20 @@ fn routes() -> Vec<Route> {
             "text/csv",
             SALES,
         ),
+        route(
+            "POST",
+            "/api/v1/outcomes".into(),
+            b"{\"outcomes\": []}",
+            json,
+            SALES,
+        ),
+        route(
+            "POST",
+            "/api/v1/bounces".into(),
+            b"{\"bounces\": []}",
+            json,
+            SALES,
+        ),
     ]
 }
 
@@ -727,4 +741,151 @@ fn an_unsubscribe_link_works_without_a_token_and_only_as_signed() {
     let page = setup.ask("none", "GET", &link("c-1"), b"", "text/plain");
     assert!(!page.text().contains("<form"), "{}", page.text());
     assert_eq!(events(), before + 1);
+}
+
+#[test]
+fn outcomes_and_bounces_sent_by_a_system_are_recorded_once_and_a_bad_batch_records_nothing() {
+    let setup = setup();
+    let imported = setup.ask(
+        "manager",
+        "POST",
+        "/api/v1/imports/customers",
+        b"id,name,email\nc-1,Li Na,li@example.com\nc-2,Wang Wei,wang@example.com\nc-3,Zhou Lei,zhou@example.com\n",
+        "text/csv",
+    );
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let events = || {
+        setup
+            .ask("auditor", "GET", "/api/v1/export", b"", "application/json")
+            .text()
+            .lines()
+            .filter(|line| line.contains("\"OutcomeRecorded\""))
+            .count()
+    };
+    let profile = |customer: &str| {
+        setup
+            .ask(
+                "manager",
+                "GET",
+                &format!("/api/v1/campaigns/{CAMPAIGN}/customers/{customer}/explain"),
+                b"",
+                "application/json",
+            )
+            .json()["profile"]
+            .clone()
+    };
+    let post = |path: &str, body: &str| {
+        setup.ask("sales", "POST", path, body.as_bytes(), "application/json")
+    };
+    // A batch with problems: every one located, nothing recorded.
+    let bad = post(
+        "/api/v1/outcomes",
+        &format!(
+            r#"{{"outcomes": [
+                {{"id": "e-1", "customer": "c-1", "outcome": "replied"}},
+                {{"id": "e-2", "customer": "c-9", "outcome": "replied"}},
+                {{"id": "e-3", "customer": "c-1", "outcome": "opened"}},
+                {{"id": "e-1", "customer": "c-2", "outcome": "ordered", "amount": "10.00", "campaign": "{CAMPAIGN}", "reach_out": "nope"}},
+                {{"id": "e-5", "customer": "c-2", "outcome": "replied", "amount": "10.00", "at": "2099-01-01T00:00:00Z"}},
+                {{"id": "e-6", "message": "{CAMPAIGN}/warm-up-recall/c-1/1", "outcome": "replied"}}
+            ]}}"#
+        ),
+    );
+    assert_eq!(bad.status, 422, "{}", bad.text());
+    let detail = bad.problem()["detail"].as_str().unwrap().to_string();
+    for expected in [
+        "outcomes[1].customer: no customer `c-9`",
+        "outcomes[2].channel: a opened outcome says its channel",
+        "outcomes[3].id: `e-1` is also outcomes[0]'s",
+        "outcomes[3].reach_out: no reach-out `nope`",
+        "outcomes[4].amount: an amount is only for `ordered`",
+        "outcomes[4].at: 2099-01-01T00:00:00+00:00 is later than now",
+        "outcomes[5].message: no message",
+    ] {
+        assert!(detail.contains(expected), "{expected} in {detail}");
+    }
+    assert_eq!(events(), 0, "a refused batch records nothing");
+
+    // A good batch: recorded, then sent again (a retry), recorded once.
+    let batch = format!(
+        r#"{{"outcomes": [
+            {{"id": "e-1", "customer": "c-1", "outcome": "replied", "at": "2026-08-20T10:00:00+08:00"}},
+            {{"id": "e-2", "customer": "c-2", "outcome": "ordered", "campaign": "{CAMPAIGN}", "reach_out": "warm-up-recall", "amount": "260.00"}},
+            {{"id": "e-3", "customer": "c-3", "outcome": "unsubscribed", "channel": "mail"}}
+        ]}}"#
+    );
+    let first = post("/api/v1/outcomes", &batch);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let view = first.json();
+    assert_eq!(view["recorded"], 3, "{view}");
+    assert_eq!(view["answers"][1]["campaign"], CAMPAIGN);
+    assert_eq!(events(), 3);
+    let again = post("/api/v1/outcomes", &batch).json();
+    assert_eq!(again["recorded"], 0, "{again}");
+    assert_eq!(again["repeated"], 3, "{again}");
+    assert_eq!(events(), 3, "a repeat records nothing");
+    assert_eq!(
+        profile("c-3")["unsubscribed_from"],
+        serde_json::json!(["mail"])
+    );
+
+    // Bounces: a hard bounce makes the address bad, a complaint unsubscribes from mail, a soft
+    // one records nothing; an address no customer has refuses the batch.
+    let unknown = post(
+        "/api/v1/bounces",
+        r#"{"bounces": [{"id": "b-1", "kind": "hard", "recipient": "nobody@example.com"}]}"#,
+    );
+    assert_eq!(unknown.status, 422, "{}", unknown.text());
+    assert!(
+        unknown.problem()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("bounces[0].recipient: no customer has the address"),
+        "{}",
+        unknown.text()
+    );
+    assert_eq!(profile("c-1")["email_ok"], true);
+    let bounces = post(
+        "/api/v1/bounces",
+        r#"{"bounces": [
+            {"id": "b-1", "kind": "hard", "recipient": "LI@example.com", "detail": "550 5.1.1 user unknown"},
+            {"id": "b-2", "kind": "complaint", "recipient": "wang@example.com"},
+            {"id": "b-3", "kind": "soft", "recipient": "zhou@example.com"}
+        ]}"#,
+    );
+    assert_eq!(bounces.status, 200, "{}", bounces.text());
+    let view = bounces.json();
+    assert_eq!(
+        (&view["recorded"], &view["ignored"]),
+        (&serde_json::json!(2), &serde_json::json!(1)),
+        "{view}"
+    );
+    assert_eq!(view["answers"][0]["customer"], "c-1");
+    assert_eq!(view["answers"][0]["outcome"], "bounced");
+    assert_eq!(profile("c-1")["email_ok"], false);
+    assert_eq!(
+        profile("c-2")["unsubscribed_from"],
+        serde_json::json!(["mail"])
+    );
+    assert_eq!(events(), 5);
+    // The service's words are not in the log.
+    let export = setup
+        .ask("auditor", "GET", "/api/v1/export", b"", "application/json")
+        .text();
+    assert!(!export.contains("user unknown"));
+    assert!(
+        export.contains("\"actor\":\"bob\""),
+        "the sales token is the actor"
+    );
+    // The boss and the auditor may not send answers.
+    for who in ["boss", "auditor"] {
+        let refused = setup.ask(
+            who,
+            "POST",
+            "/api/v1/bounces",
+            b"{\"bounces\": []}",
+            "application/json",
+        );
+        assert_eq!(refused.status, 403, "{who}");
+    }
 }

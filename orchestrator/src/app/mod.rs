@@ -5,6 +5,7 @@
 //!
 //! Never here: formatting text for people, exit codes, terminals, environment variables.
 
+pub mod answers;
 pub mod archive;
 pub mod audience;
 pub mod audit;
@@ -228,6 +229,8 @@ pub enum Request {
     /// A customer's one-click unsubscribe link, followed or confirmed (HTTP only, no token: the
     /// link is signed).
     Unsubscribe(outreach::UnsubscribeRequest),
+    /// Outcomes or bounce notifications a merchant's system sends (HTTP only).
+    Answers(answers::AnswersRequest),
     /// `audit verify`: the chain, the payloads and the stored projection; reads only.
     AuditVerify,
     /// `export --out FILE`: the owner of the store writes the file itself (by its absolute
@@ -250,6 +253,7 @@ impl Request {
                 | Request::ChannelResume { .. }
                 | Request::TaskDone(_)
                 | Request::Unsubscribe(_)
+                | Request::Answers(_)
         )
     }
 
@@ -273,6 +277,7 @@ impl Request {
             | Request::Targets { .. }
             | Request::AuditVerify
             | Request::Unsubscribe(_)
+            | Request::Answers(_)
             | Request::Export { .. } => None,
         }
     }
@@ -300,6 +305,7 @@ pub enum Response {
     Outbox(outreach::OutboxView),
     ChannelResumed(outreach::ChannelResumeView),
     Unsubscribed(outreach::UnsubscribeView),
+    Answers(answers::AnswersView),
     Tasks(tasks::TasksView),
     TaskDone(tasks::TaskDoneView),
     Funnel(tasks::FunnelView),
@@ -376,6 +382,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
         Request::Unsubscribe(request) => Ok(Response::Unsubscribed(
             outreach::unsubscribe(&ctx, &request).await?,
         )),
+        Request::Answers(request) => Ok(Response::Answers(answers::record(&ctx, &request).await?)),
         Request::Status { campaign } => Ok(Response::Status(
             campaigns::status(&ctx, campaign.as_deref()).await?,
         )),

@@ -92,6 +92,28 @@ pub fn unsubscribed(view: &UnsubscribeView) -> Reply {
     ))
 }
 
+/// What became of a batch of outcomes or bounces.
+pub fn answers(view: &crate::app::answers::AnswersView) -> Reply {
+    let mut text = format!(
+        "{} recorded, {} repeated (recorded before), {} ignored\n",
+        view.recorded, view.repeated, view.ignored
+    );
+    for answer in &view.answers {
+        text.push_str(&format!(
+            "  {}: {} {}{}\n",
+            printable(&answer.id),
+            answer.status,
+            printable(&answer.customer),
+            answer
+                .outcome
+                .as_deref()
+                .map(|outcome| format!(" {outcome}"))
+                .unwrap_or_default()
+        ));
+    }
+    Reply::ok(text)
+}
+
 /// The page a customer sees when they follow their unsubscribe link (`confirm`: the form that
 /// confirms it, for a `GET`; otherwise what was done, for a `POST`), in Chinese and English.
 /// Everything from the request is escaped.

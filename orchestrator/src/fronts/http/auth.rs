@@ -83,6 +83,8 @@ pub enum Operation {
     TaskDone,
     ImportCustomers,
     ImportOutcomes,
+    /// `POST /outcomes` and `POST /bounces`: answers a merchant's system sends by itself.
+    ReportOutcomes,
     Export,
     AuditVerify,
 }
@@ -110,6 +112,7 @@ pub const MATRIX: &[(Operation, &[Role])] = &[
     (Operation::ImportCustomers, &[Manager]),
     (Operation::TaskDone, &[Manager, Sales]),
     (Operation::ImportOutcomes, &[Manager, Sales]),
+    (Operation::ReportOutcomes, &[Manager, Sales]),
 ];
 
 /// Whether `role` may do `operation`.

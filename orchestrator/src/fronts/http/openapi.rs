@@ -38,6 +38,8 @@ use super::routes;
         routes::unsubscribe,
         routes::import_customers,
         routes::import_outcomes,
+        routes::report_outcomes,
+        routes::report_bounces,
         routes::export,
         routes::audit_verify,
     ),

@@ -91,6 +91,8 @@ pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
         "/imports/outcomes",
         Some(Operation::ImportOutcomes),
     ),
+    (Method::POST, "/outcomes", Some(Operation::ReportOutcomes)),
+    (Method::POST, "/bounces", Some(Operation::ReportOutcomes)),
     // No token: the link is signed for one customer, campaign and channel kind.
     (
         Method::GET,
@@ -130,6 +132,8 @@ pub fn router(_api: Api) -> Router<Api> {
         .route("/campaigns/{id}/tasks/{occurrence}/done", post(task_done))
         .route("/imports/customers", post(import_customers))
         .route("/imports/outcomes", post(import_outcomes))
+        .route("/outcomes", post(report_outcomes))
+        .route("/bounces", post(report_bounces))
         .route(
             "/unsubscribe/{campaign}/{customer}/{kind}/{mac}",
             get(unsubscribe_page).post(unsubscribe),
@@ -248,6 +252,20 @@ pub mod build {
             reason: body.reason,
             command_id,
         }
+    }
+
+    pub fn answers(
+        caller: &Caller,
+        source: app::answers::AnswerSource,
+        outcomes: Vec<app::answers::OutcomeAnswer>,
+        bounces: Vec<app::answers::BounceAnswer>,
+    ) -> Request {
+        Request::Answers(app::answers::AnswersRequest {
+            source,
+            outcomes,
+            bounces,
+            actor: caller.name.clone(),
+        })
     }
 
     pub fn task_done(
@@ -948,6 +966,72 @@ async fn unsubscribe_link(
         Ok(_) => Err(Problem::internal("an unexpected answer")),
         Err(error) => Err(Problem::from(&error)),
     }
+}
+
+/// The body of `POST /outcomes`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomesBody {
+    /// At most 1,000.
+    pub outcomes: Vec<app::answers::OutcomeAnswer>,
+}
+
+/// The body of `POST /bounces`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BouncesBody {
+    /// At most 1,000.
+    pub bounces: Vec<app::answers::BounceAnswer>,
+}
+
+/// Outcomes a merchant's system reports (delivered, bounced, opened, replied, ordered,
+/// unsubscribed), each with its own id: a repeat of an id is a no-op. Checked whole first: one
+/// bad outcome refuses the batch, nothing recorded.
+#[utoipa::path(post, path = "/api/v1/outcomes", tag = "outreach",
+    request_body(content = OutcomesBody, content_type = "application/json"),
+    responses((status = 200, description = "What became of each outcome", body = app::answers::AnswersView),
+        (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn report_outcomes(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let bytes = read_body(&headers, body, MAX_JSON_BYTES).await?;
+    let body: OutcomesBody = json_body(&headers, &bytes)?;
+    let request = build::answers(
+        &caller,
+        app::answers::AnswerSource::Outcomes,
+        body.outcomes,
+        Vec::new(),
+    );
+    ask(&api, request, Origin::default()).await
+}
+
+/// The mail service's bounce notifications, in a generic form: a hard bounce makes the address
+/// bad (no more mail to it, in any campaign), a complaint unsubscribes the customer from mail,
+/// a soft bounce records nothing. Each with its own id: a repeat is a no-op.
+#[utoipa::path(post, path = "/api/v1/bounces", tag = "outreach",
+    request_body(content = BouncesBody, content_type = "application/json"),
+    responses((status = 200, description = "What became of each notification", body = app::answers::AnswersView),
+        (status = 422, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn report_bounces(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let bytes = read_body(&headers, body, MAX_JSON_BYTES).await?;
+    let body: BouncesBody = json_body(&headers, &bytes)?;
+    let request = build::answers(
+        &caller,
+        app::answers::AnswerSource::Bounces,
+        Vec::new(),
+        body.bounces,
+    );
+    ask(&api, request, Origin::default()).await
 }
 
 /// Marks a task done.
