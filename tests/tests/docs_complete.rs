@@ -43,6 +43,7 @@ fn every_plan_key_is_documented() {
         ("quiet hours", fields_of::<RawQuietHours>()),
         ("bounce guard", fields_of::<RawBounceGuard>()),
         ("smtp", fields_of::<RawSmtp>()),
+        ("webhook", fields_of::<RawWebhook>()),
         ("templates", fields_of::<RawTemplate>()),
         ("reach-outs", fields_of::<RawReachOut>()),
         ("follow-ups", fields_of::<RawFollowUp>()),

@@ -285,3 +285,61 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
     assert_eq!(row["reason"], "unsubscribed", "{row}");
     assert_eq!(mail_sent(dir).len(), server.arrived().len());
 }
+
+#[test]
+fn channel_test_sends_one_message_and_says_what_the_server_answered() {
+    let Some(python) = python() else { return };
+    let server = SmtpServer::start(&python);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    campaign(dir, 10, server.port);
+    let test = |channel: &str, to: &str| {
+        bp(
+            dir,
+            &[
+                "channel",
+                "test",
+                CAMPAIGN,
+                channel,
+                "--to",
+                to,
+                "--clock-at",
+                WARM_UP,
+            ],
+        )
+    };
+    let sent = ok(test("mail", "ops@shop.example.com"));
+    assert!(
+        sent.stdout.contains(&format!(
+            "via SMTP 127.0.0.1:{}: sent: the server took it",
+            server.port
+        )),
+        "{}",
+        sent.stdout
+    );
+    let arrived = server.arrived();
+    assert_eq!(arrived.len(), 1);
+    assert_eq!(arrived[0]["rcpt_to"][0], "ops@shop.example.com");
+    assert!(header(&arrived[0], "Subject")
+        .unwrap()
+        .starts_with("battleplan: a test of"));
+    // Refused by the server: its words, and exit code 1.
+    let refused = test("mail", "unknown-ops@shop.example.com");
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(refused.stdout.contains("refused"), "{}", refused.stdout);
+    assert!(refused.stdout.contains("550"), "{}", refused.stdout);
+    // A channel without a real one: nothing to test.
+    let outbox = test("in-site", "c-000001");
+    assert_eq!(outbox.code, 2, "{}", outbox.stderr);
+    assert!(outbox.stderr.contains("file outbox"), "{}", outbox.stderr);
+    // Nothing of it is in the log.
+    let export = dir.join("export.jsonl");
+    ok(bp(dir, &["export", "--out", "export.jsonl"]));
+    let log = std::fs::read_to_string(export).unwrap();
+    assert!(!log.contains("channel-test"), "a test message was recorded");
+    // The server gone: the channel cannot be reached, exit code 2 and why.
+    drop(server);
+    let down = test("mail", "ops@shop.example.com");
+    assert_eq!(down.code, 2, "{}", down.stdout);
+    assert!(down.stderr.contains("cannot connect"), "{}", down.stderr);
+}

@@ -229,6 +229,8 @@ pub enum Request {
     /// A customer's one-click unsubscribe link, followed or confirmed (HTTP only, no token: the
     /// link is signed).
     Unsubscribe(outreach::UnsubscribeRequest),
+    /// `channel test`: one message through a plan channel's real channel; records nothing.
+    ChannelTest(outreach::ChannelTestRequest),
     /// Outcomes or bounce notifications a merchant's system sends (HTTP only).
     Answers(answers::AnswersRequest),
     /// `audit verify`: the chain, the payloads and the stored projection; reads only.
@@ -278,6 +280,7 @@ impl Request {
             | Request::AuditVerify
             | Request::Unsubscribe(_)
             | Request::Answers(_)
+            | Request::ChannelTest(_)
             | Request::Export { .. } => None,
         }
     }
@@ -306,6 +309,7 @@ pub enum Response {
     ChannelResumed(outreach::ChannelResumeView),
     Unsubscribed(outreach::UnsubscribeView),
     Answers(answers::AnswersView),
+    ChannelTested(outreach::ChannelTestView),
     Tasks(tasks::TasksView),
     TaskDone(tasks::TaskDoneView),
     Funnel(tasks::FunnelView),
@@ -383,6 +387,9 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
             outreach::unsubscribe(&ctx, &request).await?,
         )),
         Request::Answers(request) => Ok(Response::Answers(answers::record(&ctx, &request).await?)),
+        Request::ChannelTest(request) => Ok(Response::ChannelTested(
+            outreach::channel_test(&ctx, &request).await?,
+        )),
         Request::Status { campaign } => Ok(Response::Status(
             campaigns::status(&ctx, campaign.as_deref()).await?,
         )),

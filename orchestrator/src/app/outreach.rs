@@ -449,3 +449,127 @@ pub async fn unsubscribe(
         .await?;
     Ok(view(true, !outcome.deduplicated))
 }
+
+/// `channel test CAMPAIGN CHANNEL --to ADDRESS`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelTestRequest {
+    pub campaign: String,
+    pub channel: String,
+    /// A mail address, or the receiver's customer id for a webhook.
+    pub to: String,
+}
+
+/// What the channel's server said of the test message.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChannelTestView {
+    pub campaign: String,
+    pub channel: String,
+    pub kind: String,
+    /// Where it went: `SMTP host:port`, `webhook URL`.
+    pub route: String,
+    pub to: String,
+    /// The test message's key (its `webhook-id`, its mail's `X-Battleplan-Key`).
+    pub key: String,
+    /// `sent`, `deferred`, `refused` or `unknown`.
+    pub answer: String,
+    /// What the server said, when it did not take the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Sends one test message through the real channel of a plan channel and says what its
+/// server answered. Nothing is recorded: a test message is not a send of the campaign.
+pub async fn channel_test(
+    ctx: &Ctx<'_>,
+    request: &ChannelTestRequest,
+) -> Result<ChannelTestView, AppError> {
+    use battleplan_core::outreach::port::{Delivery, Message};
+    let state = ctx.campaign(&request.campaign).await?;
+    let plan = crate::kernel::plans::plan_in_force(ctx.runtime, &request.campaign)
+        .await
+        .map_err(AppError::internal)?
+        .ok_or_else(|| {
+            AppError::not_found(format_args!("campaign {} has no plan", request.campaign))
+        })?;
+    let Some(channel) = plan.channel(&request.channel) else {
+        return Err(AppError::not_found(format_args!(
+            "no channel {} in the plan of {}; its channels are {}",
+            printable(&request.channel),
+            request.campaign,
+            plan.channels
+                .iter()
+                .map(|channel| channel.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    };
+    if request.to.is_empty() || request.to.chars().any(char::is_control) {
+        return Err(AppError::invalid(
+            "--to: an address without control characters",
+        ));
+    }
+    let Some(channels) = ctx.runtime.channels.get() else {
+        return Err(AppError::invalid(
+            "this process has no channels to test with",
+        ));
+    };
+    let now = ctx.now;
+    let key = format!(
+        "channel-test/{}/{}/{}",
+        request.campaign,
+        request.channel,
+        now.timestamp_millis()
+    );
+    let message = Message {
+        key: key.clone(),
+        campaign: request.campaign.clone(),
+        channel: channel.id.clone(),
+        kind: channel.kind,
+        to: "channel-test".to_string(),
+        address: vec![request.to.clone()],
+        from: channel.accounts.first().cloned(),
+        subject: Some(format!(
+            "battleplan: a test of {} for {}",
+            channel.name, state.name
+        )),
+        // Text escaped for HTML, as the renderer gives a template written as text.
+        body: format!(
+            "This is a test message of the channel {} of {}, sent with `battleplan channel test` at {}. Nothing to do.",
+            escaped(&channel.name),
+            escaped(&state.name),
+            now.to_rfc3339()
+        ),
+        template: None,
+        template_version: None,
+        reach_out: Some("channel-test".to_string()),
+        attempt: None,
+        at: now,
+    };
+    let (route, delivery) = channels.test(message).await.map_err(AppError::invalid)?;
+    let (answer, detail) = match delivery {
+        Delivery::Sent | Delivery::AlreadySent => ("sent", None),
+        Delivery::Deferred { detail, .. } => ("deferred", Some(detail)),
+        Delivery::Refused { refusal, detail } => {
+            ("refused", Some(format!("{}: {detail}", refusal.key())))
+        }
+        Delivery::Unknown { detail } => ("unknown", Some(detail)),
+    };
+    Ok(ChannelTestView {
+        campaign: request.campaign.clone(),
+        channel: channel.id.clone(),
+        kind: channel.kind.as_str().to_string(),
+        route,
+        to: request.to.clone(),
+        key,
+        answer: answer.to_string(),
+        detail,
+    })
+}
+
+/// Text escaped for HTML.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

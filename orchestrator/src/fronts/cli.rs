@@ -408,6 +408,20 @@ pub enum TaskCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum ChannelCommand {
+    /// Send one test message through a plan channel's real channel (its mail server or
+    /// webhook) and say what the server answered. Records nothing.
+    Test {
+        /// The campaign's id.
+        campaign: String,
+        /// The channel's id in the plan.
+        channel: String,
+        /// Where to: a mail address (mail), or the id the receiver gets (a webhook).
+        #[arg(long)]
+        to: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Let a channel the bounce guard paused send again (held sends still in their window go).
     Resume {
         /// The campaign's id.
@@ -722,6 +736,24 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Funnel { campaign, json } => {
             remote_or_local(data, clock_at, Request::Funnel { campaign }, json)
         }
+        Command::Channel {
+            command:
+                ChannelCommand::Test {
+                    campaign,
+                    channel,
+                    to,
+                    json,
+                },
+        } => remote_or_local(
+            data,
+            clock_at,
+            Request::ChannelTest(crate::app::outreach::ChannelTestRequest {
+                campaign,
+                channel,
+                to,
+            }),
+            json,
+        ),
         Command::Channel {
             command:
                 ChannelCommand::Resume {

@@ -29,6 +29,9 @@ pub struct Routes {
     public_url: Option<String>,
     /// Channels made, by campaign and channel, with the plan's settings they were made from.
     made: Mutex<HashMap<(String, String), Made>>,
+    /// Whether mail must carry unsubscribe links (the daemon); a test message from a process
+    /// without the daemon's public address goes without.
+    links_required: bool,
 }
 
 /// A channel made, with the plan's settings it was made from.
@@ -48,6 +51,16 @@ impl Routes {
             fallback,
             public_url,
             made: Mutex::new(HashMap::new()),
+            links_required: true,
+        }
+    }
+
+    /// Routes for test messages only (`channel test` in a process without the daemon): mail
+    /// goes without unsubscribe links when no public address is known.
+    pub fn for_tests(runtime: Runtime, public_url: Option<String>) -> Routes {
+        Routes {
+            links_required: false,
+            ..Routes::new(runtime, Arc::new(Nowhere), public_url)
         }
     }
 
@@ -58,6 +71,18 @@ impl Routes {
         campaign: &str,
         channel: &str,
     ) -> Result<Option<Arc<dyn Channel>>, String> {
+        Ok(self
+            .route_described(campaign, channel)
+            .await?
+            .map(|(_, sender)| sender))
+    }
+
+    /// [`Routes::route`], with where it sends in words.
+    async fn route_described(
+        &self,
+        campaign: &str,
+        channel: &str,
+    ) -> Result<Option<(String, Arc<dyn Channel>)>, String> {
         let plan = crate::kernel::plans::plan_in_force(&self.runtime, campaign)
             .await
             .map_err(|error| format!("the plan of {campaign}: {error}"))?;
@@ -72,11 +97,15 @@ impl Routes {
         else {
             return Ok(None);
         };
+        let words = match &route {
+            Route::Smtp(smtp) => format!("SMTP {}:{}", smtp.host, smtp.port),
+            Route::Webhook(webhook) => format!("webhook {}", webhook.url),
+        };
         let mut made = self.made.lock().await;
         let key = (campaign.to_string(), channel.to_string());
         if let Some((settings, sender)) = made.get(&key) {
             if *settings == route {
-                return Ok(Some(sender.clone()));
+                return Ok(Some((words, sender.clone())));
             }
         }
         let sender: Arc<dyn Channel> = match &route {
@@ -84,7 +113,7 @@ impl Routes {
             Route::Webhook(webhook) => Arc::new(hook(webhook)?),
         };
         made.insert(key, (route, sender.clone()));
-        Ok(Some(sender))
+        Ok(Some((words, sender)))
     }
 
     fn mail(&self, smtp: &Smtp) -> Result<SmtpChannel, String> {
@@ -93,14 +122,16 @@ impl Routes {
             .as_ref()
             .map(|source| read_secret(source, "the mail server's password"))
             .transpose()?;
-        let Some(key) = self.runtime.link_key else {
-            return Err("no key for the unsubscribe links".to_string());
-        };
-        let Some(base) = self.public_url.clone() else {
-            return Err(
-                "mail needs the daemon's public address for its unsubscribe links: run with --public-url URL"
-                    .to_string(),
-            );
+        let links = match (self.runtime.link_key, self.public_url.clone()) {
+            (Some(key), Some(base)) => Some(UnsubscribeLinks { base, key }),
+            _ if !self.links_required => None,
+            (None, _) => return Err("no key for the unsubscribe links".to_string()),
+            (Some(_), None) => {
+                return Err(
+                    "mail needs the daemon's public address for its unsubscribe links: run with --public-url URL"
+                        .to_string(),
+                )
+            }
         };
         let domain = smtp
             .from
@@ -123,7 +154,7 @@ impl Routes {
             per_second: smtp.per_second,
             timeout: std::time::Duration::from_secs(smtp.timeout_seconds),
             domain,
-            unsubscribe: Some(UnsubscribeLinks { base, key }),
+            unsubscribe: links,
         })
         .map_err(|error| error.to_string())
     }
@@ -153,6 +184,46 @@ fn read_secret(source: &SecretSource, what: &str) -> Result<String, String> {
             .map_err(|error| format!("{what}: cannot read {path}: {error}"))?
             .trim_end_matches(['\r', '\n'])
             .to_string()),
+    }
+}
+
+/// The fallback of routes made for test messages: nothing goes to the file outbox.
+struct Nowhere;
+
+#[async_trait::async_trait]
+impl Channel for Nowhere {
+    async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError> {
+        Err(ChannelError {
+            channel: messages
+                .first()
+                .map(|message| message.channel.clone())
+                .unwrap_or_default(),
+            detail: "no real channel".to_string(),
+            pause: false,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::kernel::runtime::ChannelTest for Routes {
+    async fn test(&self, message: Message) -> Result<(String, Delivery), String> {
+        let Some((words, sender)) = self
+            .route_described(&message.campaign, &message.channel)
+            .await?
+        else {
+            return Err(format!(
+                "channel {} of {} names no mail server or webhook in the plan: its messages go to the file outbox, and there is nothing to test",
+                message.channel, message.campaign
+            ));
+        };
+        let answer = sender
+            .deliver(std::slice::from_ref(&message))
+            .await
+            .map_err(|error| format!("{words}: {}", error.detail))?;
+        match answer.into_iter().next() {
+            Some(delivery) => Ok((words, delivery)),
+            None => Err(format!("{words}: no answer for the message")),
+        }
     }
 }
 

@@ -237,6 +237,13 @@ pub fn remote_or_local(
     let mark = Mark(mark);
     mark.leave(data);
     let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds));
+    // `channel test` without the daemon: the plan's real channels, made in this process.
+    let _ = runtime
+        .channels
+        .set(Arc::new(crate::hosts::channels::Routes::for_tests(
+            runtime.clone(),
+            None,
+        )));
     let tokio = tokio()?;
     let outcome = tokio.block_on(app::execute(&runtime, remote));
     let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);

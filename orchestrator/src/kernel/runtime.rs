@@ -62,6 +62,21 @@ pub struct Runtime {
     /// The merchant's key for the links messages carry (`core::outreach::links`), when the
     /// process that owns the store has one (the daemon).
     pub link_key: Option<[u8; 32]>,
+    /// The real channels of the process that owns the store, for `channel test` (set by the
+    /// host once it has made them).
+    pub channels: Arc<std::sync::OnceLock<Arc<dyn ChannelTest>>>,
+}
+
+/// A test message through a plan channel's real channel (`battleplan channel test`).
+#[async_trait::async_trait]
+pub trait ChannelTest: Send + Sync {
+    /// Where the channel sends (`SMTP host:port`, `webhook URL`) and what it answered; an error
+    /// when the plan's channel has no real channel (it writes to the file outbox) or it cannot
+    /// be made (a secret missing).
+    async fn test(
+        &self,
+        message: battleplan_core::outreach::port::Message,
+    ) -> Result<(String, battleplan_core::outreach::port::Delivery), String>;
 }
 
 impl Runtime {
@@ -80,6 +95,7 @@ impl Runtime {
             projected: Arc::default(),
             picked: Arc::default(),
             link_key: None,
+            channels: Arc::default(),
         }
     }
 

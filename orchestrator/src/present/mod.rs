@@ -74,6 +74,7 @@ pub fn view_json(response: &Response) -> String {
         Response::ChannelResumed(view) => json(view),
         Response::Unsubscribed(view) => json(view),
         Response::Answers(view) => json(view),
+        Response::ChannelTested(view) => json(view),
         Response::Tasks(view) => json(view),
         Response::TaskDone(view) => json(view),
         Response::Funnel(view) => json(view),
@@ -107,6 +108,14 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::ChannelResumed(view) => shape(view, as_json, outreach::channel_resumed),
         Response::Unsubscribed(view) => shape(view, as_json, outreach::unsubscribed),
         Response::Answers(view) => shape(view, as_json, outreach::answers),
+        Response::ChannelTested(view) => {
+            let mut reply = shape(view, as_json, outreach::channel_tested);
+            // Not taken: the test failed.
+            if view.answer != "sent" {
+                reply.code = 1;
+            }
+            reply
+        }
         Response::Tasks(view) => shape(view, as_json, tasks::tasks),
         Response::TaskDone(view) => shape(view, as_json, tasks::task_done),
         Response::Funnel(view) => shape(view, as_json, tasks::funnel),

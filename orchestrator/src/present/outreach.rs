@@ -92,6 +92,29 @@ pub fn unsubscribed(view: &UnsubscribeView) -> Reply {
     ))
 }
 
+/// What a channel's server said of a test message.
+pub fn channel_tested(view: &crate::app::outreach::ChannelTestView) -> Reply {
+    let said = match view.answer.as_str() {
+        "sent" => "sent: the server took it".to_string(),
+        "deferred" => "deferred: the server did not take it this time".to_string(),
+        "refused" => "refused: the server will not take it".to_string(),
+        _ => "unknown: no answer came after it was handed over".to_string(),
+    };
+    let mut text = format!(
+        "channel {} ({}) of {} via {}: {said}\n  to {}\n  key {}\n",
+        view.channel,
+        view.kind,
+        view.campaign,
+        printable(&view.route),
+        printable(&view.to),
+        printable(&view.key)
+    );
+    if let Some(detail) = &view.detail {
+        text.push_str(&format!("  the server said: {}\n", printable(detail)));
+    }
+    Reply::ok(text)
+}
+
 /// What became of a batch of outcomes or bounces.
 pub fn answers(view: &crate::app::answers::AnswersView) -> Reply {
     let mut text = format!(
