@@ -8,6 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
+
+use crate::{bp, instant, mutate, ok, run_in};
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -54,11 +58,17 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(python: &Path) -> SmtpServer {
+        SmtpServer::start_on(python, 0)
+    }
+
+    /// Started on `port` (0: a free one).
+    pub fn start_on(python: &Path, port: u16) -> SmtpServer {
         let out =
             tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
         let mut child = Command::new(python)
             .arg(workspace().join("tests/smtp_server.py"))
             .arg(out.path())
+            .args(["--port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -113,4 +123,76 @@ pub fn header<'a>(message: &'a serde_json::Value, name: &str) -> Option<&'a str>
                 .is_some_and(|n| n.eq_ignore_ascii_case(name))
         })
         .and_then(|pair| pair[1].as_str())
+}
+
+/// The example plan, its mail without quotas or quiet hours and sent to the SMTP server on
+/// `port` (replies awaited `timeout`; `channel_keys` added to the mail channel), applied, and
+/// `count` generated customers imported, their CSV passed through `customers` first.
+pub fn mail_campaign(
+    dir: &Path,
+    count: u64,
+    port: u16,
+    timeout: &str,
+    channel_keys: &str,
+    customers: impl FnOnce(String) -> String,
+) {
+    ok(run_in(dir, &["init", "--out", "example.toml"]));
+    let example = std::fs::read_to_string(dir.join("example.toml")).unwrap();
+    let smtp = format!(
+        "accounts = [\"shop-mail\"]\nsmtp = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\", from = \"Shop 商城 <shop@example.com>\", reply_to = \"sales@example.com\", connections = 4, timeout = \"{timeout}\" }}\n{channel_keys}"
+    );
+    let plan = mutate(
+        &example,
+        &[
+            (
+                "free_per_day = 200          # the first 200 a day are free\n",
+                "",
+            ),
+            (
+                "daily_cap = 2000            # the platform's initial cap\n",
+                "",
+            ),
+            ("cost_per_1000 = 2.00        # then 2 CNY per 1000\n", ""),
+            (
+                "quiet_hours = { start = \"22:00\", end = \"08:00\", policy = \"hold\" }\n",
+                "",
+            ),
+            ("monthly_budget = 100.00\n", ""),
+            ("accounts = [\"shop-mail\"]\n", &smtp),
+        ],
+    );
+    std::fs::write(dir.join("plan.toml"), plan).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "plan",
+            "apply",
+            "plan.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    ));
+    let mut customers_csv = Vec::new();
+    write_customers(
+        &mut customers_csv,
+        Options {
+            count,
+            seed: 7,
+            as_of: instant("2026-08-20T00:00:00+08:00"),
+            format: FileFormat::Csv,
+        },
+    )
+    .unwrap();
+    let csv = customers(String::from_utf8(customers_csv).unwrap());
+    std::fs::write(dir.join("customers.csv"), csv).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "customers.csv",
+            "--clock-at",
+            "2026-08-20T00:00:00Z",
+        ],
+    ));
 }

@@ -11,76 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
-use battleplan_tests::smtp::{header, python, SmtpServer};
-use battleplan_tests::{bp, http, instant, mutate, ok, run_in, Daemon};
+use battleplan_tests::smtp::{header, mail_campaign, python, SmtpServer};
+use battleplan_tests::{bp, http, ok, Daemon};
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
 const BEFORE_BURST: &str = "2026-09-01T12:00:00+08:00";
 const BURST: &str = "2026-09-02T00:00:00+08:00";
 
-/// The example plan, its mail without quotas or quiet hours and sent to `port`, applied, and
-/// `count` generated customers imported.
 fn campaign(dir: &Path, count: u64, port: u16) {
-    ok(run_in(dir, &["init", "--out", "example.toml"]));
-    let example = std::fs::read_to_string(dir.join("example.toml")).unwrap();
-    let smtp = format!(
-        "accounts = [\"shop-mail\"]\nsmtp = {{ host = \"127.0.0.1\", port = {port}, tls = \"none\", from = \"Shop 商城 <shop@example.com>\", reply_to = \"sales@example.com\", connections = 4, timeout = \"10s\" }}\n"
-    );
-    let plan = mutate(
-        &example,
-        &[
-            (
-                "free_per_day = 200          # the first 200 a day are free\n",
-                "",
-            ),
-            (
-                "daily_cap = 2000            # the platform's initial cap\n",
-                "",
-            ),
-            ("cost_per_1000 = 2.00        # then 2 CNY per 1000\n", ""),
-            (
-                "quiet_hours = { start = \"22:00\", end = \"08:00\", policy = \"hold\" }\n",
-                "",
-            ),
-            ("monthly_budget = 100.00\n", ""),
-            ("accounts = [\"shop-mail\"]\n", &smtp),
-        ],
-    );
-    std::fs::write(dir.join("plan.toml"), plan).unwrap();
-    ok(bp(
-        dir,
-        &[
-            "plan",
-            "apply",
-            "plan.toml",
-            "--clock-at",
-            "2026-08-01T00:00:00Z",
-        ],
-    ));
-    let mut customers = Vec::new();
-    write_customers(
-        &mut customers,
-        Options {
-            count,
-            seed: 7,
-            as_of: instant("2026-08-20T00:00:00+08:00"),
-            format: FileFormat::Csv,
-        },
-    )
-    .unwrap();
-    std::fs::write(dir.join("customers.csv"), customers).unwrap();
-    ok(bp(
-        dir,
-        &[
-            "customers",
-            "import",
-            "customers.csv",
-            "--clock-at",
-            "2026-08-20T00:00:00Z",
-        ],
-    ));
+    mail_campaign(dir, count, port, "10s", "", |csv| csv);
 }
 
 /// The daemon at `at`, run until everything due then is done.

@@ -196,9 +196,43 @@ fn in_site_messages_go_to_the_webhook_and_each_fault_is_handled_with_every_attem
         customers.len() - faults.len(),
         "all but the faulty ones at once"
     );
+    // `status` says the channel is retrying, since when, and what the receiver last said.
+    let status = |json: bool| {
+        let mut arguments = vec!["status", CAMPAIGN, "--clock-at", LATER[2]];
+        if json {
+            arguments.push("--json");
+        }
+        ok(bp(dir, &arguments)).stdout
+    };
+    let in_site = |status: &str| {
+        let status: serde_json::Value = serde_json::from_str(status).unwrap();
+        status["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|channel| channel["id"] == "in-site")
+            .cloned()
+            .unwrap()
+    };
+    let retrying = in_site(&status(true));
+    assert_eq!(retrying["state"], "retrying", "{retrying}");
+    assert_eq!(retrying["via"], format!("webhook {}", receiver.url()));
+    assert_eq!(retrying["retrying"], 4, "{retrying}");
+    assert_eq!(retrying["retrying_since"], "2026-08-26T10:00:00+08:00");
+    assert!(retrying["last_deferral"].as_str().is_some(), "{retrying}");
+    let text = status(false);
+    assert!(
+        text.contains("channel in-site is RETRYING 4 send(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("channel mail sending via file outbox"),
+        "{text}"
+    );
     for at in LATER {
         run_at(dir, at);
     }
+    assert_eq!(in_site(&status(true))["state"], "sending");
 
     let events = events(dir);
     let sent: BTreeSet<String> = of_type(&events, "MessageSent")

@@ -76,6 +76,10 @@ pub struct CampaignStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<TargetRow>>,
     pub time_zone: Option<String>,
+    /// How each channel stands: where it sends, and whether it sends, retries or is paused
+    /// (one campaign's status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<crate::app::outreach::ChannelGuardView>>,
 }
 
 /// Whether the metric of a target is money, a count or a rate.
@@ -346,6 +350,7 @@ pub fn campaign_status(state: &CampaignState, now: DateTime<Utc>) -> CampaignSta
         status: state.status.clone(),
         targets: None,
         time_zone: state.planned.as_ref().map(|t| t.time_zone.clone()),
+        channels: None,
     }
 }
 
@@ -370,6 +375,15 @@ pub async fn status(ctx: &Ctx<'_>, campaign: Option<&str>) -> Result<StatusView,
     };
     let mut one = campaign_status(&state, now);
     one.targets = targets.as_ref().map(|targets| targets.body.clone());
+    one.channels = match ctx.plan(id).await {
+        Ok(plan) => {
+            ctx.caught_up().await?;
+            let outreach = ctx.runtime.outreach.lock().await;
+            Some(crate::app::outreach::channel_views(&plan, &outreach, id))
+        }
+        Err(AppError::NotFound { .. }) => None,
+        Err(error) => return Err(error),
+    };
     Ok(StatusView {
         body: StatusBody::One(Box::new(one)),
         now,

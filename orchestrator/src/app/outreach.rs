@@ -51,7 +51,7 @@ pub struct ReachOutCountsView {
 
 /// A channel of the campaign: how it stands (sending, retrying, paused by the bounce guard or
 /// after a failure), the bounce guard's counts, and what the receiving side last said.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ChannelGuardView {
     pub bounced: u64,
     /// Why a failure paused it (`state` `paused_after_failure`).
@@ -69,6 +69,8 @@ pub struct ChannelGuardView {
     pub retrying_since: Option<String>,
     pub sent: u64,
     pub state: ChannelState,
+    /// Where its messages go: `SMTP host:port`, `webhook URL` or `file outbox`.
+    pub via: String,
 }
 
 /// How a channel stands.
@@ -226,8 +228,24 @@ pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxVi
         }
     }
     rows.sort_by(|a, b| a.key.cmp(&b.key));
-    let channels = plan
-        .channels
+    let channels = channel_views(&plan, &outreach, campaign);
+    Ok(OutboxView {
+        campaign: campaign.to_string(),
+        channels,
+        customers: question.customers.then_some(rows),
+        reach_outs: counts.into_values().collect(),
+    })
+}
+
+/// How each channel of a campaign's plan stands: where it sends, and whether it sends, retries
+/// or is paused.
+pub fn channel_views(
+    plan: &battleplan_core::plan::Plan,
+    outreach: &battleplan_core::outreach::state::Outreach,
+    campaign: &str,
+) -> Vec<ChannelGuardView> {
+    let zone = plan.campaign.time_zone;
+    plan.channels
         .iter()
         .map(|channel| {
             let guard = outreach
@@ -241,6 +259,11 @@ pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxVi
                 (false, _) => ChannelState::Sending,
             };
             let retrying = guard.retrying > 0;
+            let via = match (&channel.smtp, &channel.webhook) {
+                (Some(smtp), _) => format!("SMTP {}:{}", smtp.host, smtp.port),
+                (None, Some(webhook)) => format!("webhook {}", webhook.url),
+                (None, None) => "file outbox".to_string(),
+            };
             ChannelGuardView {
                 bounced: guard.bounced,
                 failure: guard.failure.clone().filter(|_| guard.paused),
@@ -258,15 +281,10 @@ pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxVi
                     .map(|since| local_rfc3339(zone, since)),
                 sent: guard.sent,
                 state,
+                via,
             }
         })
-        .collect();
-    Ok(OutboxView {
-        campaign: campaign.to_string(),
-        channels,
-        customers: question.customers.then_some(rows),
-        reach_outs: counts.into_values().collect(),
-    })
+        .collect()
 }
 
 /// `channel resume`: a person lets a channel the bounce guard paused send again.

@@ -112,6 +112,11 @@ pub fn status(view: &StatusView) -> Reply {
         }
         status_text(&mut out, state, view.now);
     }
+    if let crate::app::campaigns::StatusBody::One(one) = &view.body {
+        if let Some(channels) = &one.channels {
+            super::outreach::channel_lines(&mut out, &one.campaign, channels, true);
+        }
+    }
     if let Some(targets) = view.targets.as_ref().filter(|t| !t.body.is_empty()) {
         out.push('\n');
         out.push_str(&targets_table(targets));

@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 
 use battleplan_core::text::printable;
 
-use crate::app::outreach::{ChannelResumeView, ChannelState, OutboxView, UnsubscribeView};
+use crate::app::outreach::{
+    ChannelGuardView, ChannelResumeView, ChannelState, OutboxView, UnsubscribeView,
+};
 use crate::present::Reply;
 
 /// Per reach-out, planned or not, sent, pending and not sent (then each reason); then each
@@ -32,9 +34,27 @@ pub fn outbox(view: &OutboxView) -> Reply {
             let _ = writeln!(out, "      {reason:<24} {count:>7}");
         }
     }
-    for channel in &view.channels {
+    channel_lines(&mut out, campaign, &view.channels, false);
+    Reply::ok(out)
+}
+
+/// How each channel stands, a line each: those that need a look (retrying, paused), or every
+/// one (`all`, for `status`).
+pub fn channel_lines(out: &mut String, campaign: &str, channels: &[ChannelGuardView], all: bool) {
+    for channel in channels {
         match channel.state {
-            ChannelState::Sending => {}
+            ChannelState::Sending => {
+                if all {
+                    let _ = writeln!(
+                        out,
+                        "  channel {} sending via {} ({} sent, {} bounced)",
+                        channel.id,
+                        printable(&channel.via),
+                        channel.sent,
+                        channel.bounced
+                    );
+                }
+            }
             ChannelState::Retrying => {
                 let _ = writeln!(
                     out,
@@ -63,7 +83,6 @@ pub fn outbox(view: &OutboxView) -> Reply {
             }
         }
     }
-    Reply::ok(out)
 }
 
 pub fn channel_resumed(view: &ChannelResumeView) -> Reply {

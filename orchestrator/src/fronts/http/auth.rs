@@ -477,6 +477,7 @@ mod tests {
             Operation::TaskDone,
             Operation::ImportCustomers,
             Operation::ImportOutcomes,
+            Operation::ReportOutcomes,
             Operation::Export,
             Operation::AuditVerify,
         ];
