@@ -12,6 +12,7 @@ pub mod memory;
 pub mod memory_channel;
 pub mod outbox;
 pub mod private;
+pub mod robot;
 pub mod sled_store;
 pub mod smtp;
 pub mod system;

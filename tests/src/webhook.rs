@@ -80,3 +80,74 @@ impl Drop for WebhookReceiver {
         let _ = self.child.wait();
     }
 }
+
+/// DingTalk's and WeCom's group robots on loopback (`tests/robot_receiver.py`), stopped when
+/// dropped.
+pub struct RobotReceiver {
+    child: Child,
+    pub port: u16,
+    out: tempfile::TempDir,
+}
+
+impl RobotReceiver {
+    /// Started with DingTalk's signing secret to check, and the number of first requests to
+    /// answer "sending too fast".
+    pub fn start(python: &Path, dingtalk_secret: &str, busy: u32) -> RobotReceiver {
+        let out =
+            tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut child = Command::new(python)
+            .arg(workspace.join("tests/robot_receiver.py"))
+            .arg(out.path())
+            .args(["--dingtalk-secret", dingtalk_secret])
+            .args(["--busy", &busy.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting the robot receiver: {error}"));
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = BufReader::new(stdout).read_line(&mut line);
+        }
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| panic!("the robot receiver said {line:?}"));
+        RobotReceiver { child, port, out }
+    }
+
+    /// The address of a DingTalk robot with its token.
+    pub fn dingtalk(&self, token: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/dingtalk/robot/send?access_token={token}",
+            self.port
+        )
+    }
+
+    /// The address of a WeCom robot with its key.
+    pub fn wecom(&self, key: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/wecom/cgi-bin/webhook/send?key={key}",
+            self.port
+        )
+    }
+
+    /// Every request the robots took, in order.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.out.path().join("requests.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl Drop for RobotReceiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -44,6 +44,7 @@ fn every_plan_key_is_documented() {
         ("bounce guard", fields_of::<RawBounceGuard>()),
         ("smtp", fields_of::<RawSmtp>()),
         ("webhook", fields_of::<RawWebhook>()),
+        ("robot", fields_of::<RawRobot>()),
         ("templates", fields_of::<RawTemplate>()),
         ("reach-outs", fields_of::<RawReachOut>()),
         ("follow-ups", fields_of::<RawFollowUp>()),

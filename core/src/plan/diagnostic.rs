@@ -102,6 +102,7 @@ codes! {
     WebhookOnMail = "BP0614", Error, "webhook settings on a mail channel";
     WebhookAddress = "BP0615", Error, "a webhook address that is not https (or http on this machine)";
     WebhookSecret = "BP0616", Error, "a webhook without exactly one place to read its signing secret";
+    RobotSecret = "BP0617", Error, "a robot without exactly one place to read its address, or a secret it cannot use";
     TemplateSyntax = "BP0701", Error, "a template that does not parse";
     UnknownVariable = "BP0702", Error, "a template variable battleplan does not provide";
     CouponVariable = "BP0703", Error, "coupon variables in a template that names no coupon";

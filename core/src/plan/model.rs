@@ -127,6 +127,17 @@ pub struct Role {
     pub id: String,
     pub name: String,
     pub members: Vec<String>,
+    /// The group robot its reminders go to (`None`: the staff outbox).
+    pub robot: Option<Robot>,
+}
+
+/// A role's group robot (`[roles.ID.robot]`): where to read its address and secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Robot {
+    pub kind: crate::plan::raw::RobotKindName,
+    pub url: SecretSource,
+    pub secret: Option<SecretSource>,
+    pub per_minute: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -74,6 +74,36 @@ pub struct RawRole {
     pub name: Option<String>,
     #[serde(default)]
     pub members: Vec<String>,
+    /// The group robot the role's reminders go to.
+    #[serde(default)]
+    pub robot: Option<RawRobot>,
+}
+
+/// `[roles.sales.robot]`: a DingTalk or WeCom group robot. Its address holds its token, so the
+/// plan names only where to read it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRobot {
+    pub kind: RobotKindName,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<String>,
+    /// DingTalk's signing secret (`SEC...`), when the robot signs.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<String>,
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+}
+
+/// Which group robot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RobotKindName {
+    Dingtalk,
+    Wecom,
 }
 
 /// `[workstreams.old-customers]`

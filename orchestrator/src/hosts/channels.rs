@@ -13,10 +13,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use battleplan_adapters::robot::{RobotChannel, RobotKind, RobotSettings};
 use battleplan_adapters::smtp::{SmtpChannel, SmtpSettings, SmtpTls, UnsubscribeLinks};
 use battleplan_adapters::webhook::{parse_secret, WebhookChannel, WebhookSettings};
 use battleplan_core::outreach::port::{Channel, ChannelError, Delivery, Message};
-use battleplan_core::plan::model::{SecretSource, Smtp, SmtpTlsMode, Webhook};
+use battleplan_core::plan::model::{Robot, SecretSource, Smtp, SmtpTlsMode, Webhook};
+use battleplan_core::plan::raw::RobotKindName;
 use tokio::sync::Mutex;
 
 use crate::kernel::runtime::Runtime;
@@ -42,6 +44,7 @@ type Made = (Route, Arc<dyn Channel>);
 enum Route {
     Smtp(Smtp),
     Webhook(Webhook),
+    Robot(Robot),
 }
 
 impl Routes {
@@ -97,23 +100,122 @@ impl Routes {
         else {
             return Ok(None);
         };
+        self.made_route(campaign, channel, route).await.map(Some)
+    }
+
+    /// The channel of a route, made or kept.
+    async fn made_route(
+        &self,
+        campaign: &str,
+        channel: &str,
+        route: Route,
+    ) -> Result<(String, Arc<dyn Channel>), String> {
         let words = match &route {
             Route::Smtp(smtp) => format!("SMTP {}:{}", smtp.host, smtp.port),
             Route::Webhook(webhook) => format!("webhook {}", webhook.url),
+            Route::Robot(robot) => format!("{} robot", robot_name(robot.kind)),
         };
         let mut made = self.made.lock().await;
         let key = (campaign.to_string(), channel.to_string());
         if let Some((settings, sender)) = made.get(&key) {
             if *settings == route {
-                return Ok(Some((words, sender.clone())));
+                return Ok((words, sender.clone()));
             }
         }
         let sender: Arc<dyn Channel> = match &route {
             Route::Smtp(smtp) => Arc::new(self.mail(smtp)?),
             Route::Webhook(webhook) => Arc::new(hook(webhook)?),
+            Route::Robot(robot) => Arc::new(robot_channel(robot)?),
         };
         made.insert(key, (route, sender.clone()));
-        Ok(Some((words, sender)))
+        Ok((words, sender))
+    }
+
+    /// Messages to staff: each role's reminders to its robot when the plan gives it one (one
+    /// robot message per role and hand-over), the staff outbox otherwise. A group that cannot
+    /// go is deferred, the others answered as they went.
+    async fn staff(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError> {
+        let mut groups: Vec<((String, String), Vec<usize>)> = Vec::new();
+        for (index, message) in messages.iter().enumerate() {
+            let key = (message.campaign.clone(), message.to.clone());
+            match groups.iter_mut().find(|(group, _)| *group == key) {
+                Some((_, members)) => members.push(index),
+                None => groups.push((key, vec![index])),
+            }
+        }
+        let mut answers: Vec<Option<Delivery>> = vec![None; messages.len()];
+        let mut to_outbox: Vec<usize> = Vec::new();
+        for ((campaign, role), indices) in groups {
+            let robot = match crate::kernel::plans::plan_in_force(&self.runtime, &campaign).await {
+                Ok(plan) => plan.and_then(|plan| {
+                    plan.roles
+                        .iter()
+                        .find(|known| known.id == role)
+                        .and_then(|known| known.robot.clone())
+                }),
+                Err(error) => {
+                    tracing::warn!("{campaign}: the plan: {error}");
+                    None
+                }
+            };
+            let Some(robot) = robot else {
+                to_outbox.extend(indices);
+                continue;
+            };
+            let group: Vec<Message> = indices.iter().map(|&i| messages[i].clone()).collect();
+            let delivered = match self
+                .made_route(&campaign, &format!("robot:{role}"), Route::Robot(robot))
+                .await
+            {
+                Ok((_, sender)) => sender.deliver(&group).await.map_err(|error| error.detail),
+                Err(detail) => Err(detail),
+            };
+            match delivered {
+                Ok(delivered) => {
+                    for (index, answer) in indices.into_iter().zip(delivered) {
+                        answers[index] = Some(answer);
+                    }
+                }
+                Err(detail) => {
+                    tracing::warn!("{campaign}: the robot of {role}: {detail}");
+                    for index in indices {
+                        answers[index] = Some(Delivery::Deferred {
+                            detail: detail.clone(),
+                            retry_after_ms: None,
+                        });
+                    }
+                }
+            }
+        }
+        if !to_outbox.is_empty() {
+            let group: Vec<Message> = to_outbox.iter().map(|&i| messages[i].clone()).collect();
+            match self.fallback.deliver(&group).await {
+                Ok(delivered) => {
+                    for (index, answer) in to_outbox.into_iter().zip(delivered) {
+                        answers[index] = Some(answer);
+                    }
+                }
+                // Nothing went anywhere: the batch fails as a whole, as the outbox's would.
+                Err(error) if answers.iter().all(Option::is_none) => return Err(error),
+                Err(error) => {
+                    for index in to_outbox {
+                        answers[index] = Some(Delivery::Deferred {
+                            detail: error.detail.clone(),
+                            retry_after_ms: None,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(answers
+            .into_iter()
+            .map(|answer| {
+                answer.unwrap_or(Delivery::Deferred {
+                    detail: "not handed over".to_string(),
+                    retry_after_ms: None,
+                })
+            })
+            .collect())
     }
 
     fn mail(&self, smtp: &Smtp) -> Result<SmtpChannel, String> {
@@ -158,6 +260,35 @@ impl Routes {
         })
         .map_err(|error| error.to_string())
     }
+}
+
+fn robot_name(kind: RobotKindName) -> &'static str {
+    match kind {
+        RobotKindName::Dingtalk => "DingTalk",
+        RobotKindName::Wecom => "WeCom",
+    }
+}
+
+/// A group robot made from the plan's settings, its address and secret read where it says.
+fn robot_channel(robot: &Robot) -> Result<RobotChannel, String> {
+    let what = robot_name(robot.kind);
+    let url = read_secret(&robot.url, &format!("the {what} robot's address"))?;
+    let secret = robot
+        .secret
+        .as_ref()
+        .map(|source| read_secret(source, &format!("the {what} robot's signing secret")))
+        .transpose()?;
+    RobotChannel::new(RobotSettings {
+        kind: match robot.kind {
+            RobotKindName::Dingtalk => RobotKind::DingTalk,
+            RobotKindName::Wecom => RobotKind::WeCom,
+        },
+        url,
+        secret,
+        timeout: std::time::Duration::from_secs(10),
+        per_minute: usize::try_from(robot.per_minute).unwrap_or(20),
+    })
+    .map_err(|error| format!("the {what} robot: {error}"))
 }
 
 /// A webhook channel made from the plan's settings, its secret read where the plan says.
@@ -234,8 +365,8 @@ impl Channel for Routes {
             return Ok(Vec::new());
         };
         if first.reach_out.is_none() {
-            // Messages to staff: the staff outbox.
-            return self.fallback.deliver(messages).await;
+            // Messages to staff: their roles' robots, or the staff outbox.
+            return self.staff(messages).await;
         }
         match self.route(&first.campaign, &first.channel).await {
             Ok(Some(server)) => server.deliver(messages).await,

@@ -17,18 +17,25 @@ impl Validator<'_> {
                 id: id.to_string(),
                 name: name.to_string(),
                 members: Vec::new(),
+                robot: None,
             })
             .collect();
         for entry in &self.raw.roles {
             let Some(value) = &entry.value else { continue };
+            let robot = value
+                .robot
+                .as_ref()
+                .and_then(|raw| self.robot(&entry.path, raw));
             let role = Role {
                 id: entry.id.clone(),
                 name: value.name.clone().unwrap_or_else(|| entry.id.clone()),
                 members: value.members.clone(),
+                robot,
             };
             match roles.iter_mut().find(|r| r.id == entry.id) {
                 Some(existing) => {
                     existing.members = role.members;
+                    existing.robot = role.robot;
                     if let Some(name) = &value.name {
                         existing.name = name.clone();
                     }
@@ -37,6 +44,65 @@ impl Validator<'_> {
             }
         }
         roles
+    }
+
+    /// `[roles.ID.robot]`: exactly one place for the address, at most one for DingTalk's
+    /// secret (none for WeCom, which does not sign). `None` (with its diagnostics) when refused.
+    fn robot(&mut self, path: &str, raw: &RawRobot) -> Option<Robot> {
+        let url = match (&raw.url_env, &raw.url_file) {
+            (Some(variable), None) => Some(SecretSource::Env(variable.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
+            (both, _) => {
+                self.push(
+                    Diagnostic::new(
+                        Code::RobotSecret,
+                        format!("{path}.robot"),
+                        if both.is_some() {
+                            "both url_env and url_file: say one place to read the robot's address"
+                        } else {
+                            "no address: say where to read the robot's webhook address (it holds the robot's token)"
+                        },
+                    )
+                    .with_help("url_env = \"SALES_ROBOT_URL\" (an environment variable of the daemon) or url_file = \"/etc/battleplan/sales-robot\"; never the address itself"),
+                );
+                None
+            }
+        };
+        let secret = match (&raw.secret_env, &raw.secret_file) {
+            (Some(variable), None) => Some(SecretSource::Env(variable.clone())),
+            (None, Some(file)) => Some(SecretSource::File(file.clone())),
+            (None, None) => None,
+            (Some(_), Some(_)) => {
+                self.push(Diagnostic::new(
+                    Code::RobotSecret,
+                    format!("{path}.robot"),
+                    "both secret_env and secret_file: say one place to read the signing secret",
+                ));
+                return None;
+            }
+        };
+        if secret.is_some() && raw.kind == RobotKindName::Wecom {
+            self.push(Diagnostic::new(
+                Code::RobotSecret,
+                format!("{path}.robot"),
+                "a signing secret for a WeCom robot: only DingTalk robots sign",
+            ));
+            return None;
+        }
+        if raw.per_minute == Some(0) {
+            self.push(Diagnostic::new(
+                Code::InvalidValue,
+                format!("{path}.robot.per_minute"),
+                "per_minute of zero: no reminder would ever go",
+            ));
+            return None;
+        }
+        Some(Robot {
+            kind: raw.kind,
+            url: url?,
+            secret,
+            per_minute: raw.per_minute.unwrap_or(20),
+        })
     }
 
     pub(super) fn role_ids(&self) -> Vec<String> {
