@@ -129,7 +129,17 @@ def main():
         with open(args.faults, encoding="utf-8") as f:
             faults = json.load(f)
     state = State(args.out, args.secret, faults)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(state))
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            # A client that went away mid-request (a killed daemon, a timeout): not news.
+            error = sys.exc_info()[1]
+            if isinstance(error, (ConnectionError, TimeoutError)):
+                return
+            super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", args.port), make_handler(state))
     server.daemon_threads = True
     print("webhook on 127.0.0.1:%d" % server.server_address[1], flush=True)
     try:

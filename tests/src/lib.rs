@@ -217,6 +217,11 @@ impl Daemon {
         }
     }
 
+    /// Whether the process has ended (without waiting for it).
+    pub fn has_ended(&mut self) -> bool {
+        self.child.try_wait().is_ok_and(|status| status.is_some())
+    }
+
     /// Reads log lines until one contains any of `markers` (returned), or the process ends.
     pub fn wait_for_or_end_any(&mut self, markers: &[&str]) -> Option<String> {
         loop {

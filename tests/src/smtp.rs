@@ -87,6 +87,16 @@ impl SmtpServer {
         SmtpServer { child, port, out }
     }
 
+    /// How many messages arrived.
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.out.path()).map_or(0, |entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "json"))
+                .count()
+        })
+    }
+
     /// Every message that arrived, as Python parsed it, in arrival order.
     pub fn arrived(&self) -> Vec<serde_json::Value> {
         let Ok(entries) = std::fs::read_dir(self.out.path()) else {

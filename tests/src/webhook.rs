@@ -64,6 +64,14 @@ impl WebhookReceiver {
             .collect()
     }
 
+    /// How many attempts the receiver answered 200 (first takes and repeats), cheaply.
+    pub fn answered_ok(&self) -> usize {
+        std::fs::read_to_string(self.out.path().join("attempts.jsonl"))
+            .unwrap_or_default()
+            .matches("\"status\": 200")
+            .count()
+    }
+
     /// The ids the receiver took (answered 2xx the first time), in order.
     pub fn taken(&self) -> Vec<String> {
         self.attempts()
