@@ -13,8 +13,16 @@ recipient's local part, so that one run can mix them:
 - `stall-...@`      the data is read, and no answer ever comes (the client must time out);
                     the message is written first: it did arrive.
 
-Usage: python smtp_server.py OUT [--port P]
-It prints `smtp on 127.0.0.1:PORT` once it listens (PORT 0 picks a free one).
+Usage: python smtp_server.py OUT [--port P] [--discard]
+It prints `smtp on 127.0.0.1:PORT` once it listens (PORT 0 picks a free one), and stops when
+its standard input ends.
+
+`--discard` (for benchmarks, orchestrator/benches/smtp_send.sh): nothing is parsed and no
+message is written; the server only counts what it takes. About every 0.1 s, and once more when
+it stops, it writes OUT/stats.json (`count`, and the wall-clock instants `first` and `last` at
+which the first and the last message taken were read whole, Unix seconds) and appends to
+OUT/keys.txt the `X-Battleplan-Key` of each message taken since (`-` for a message without one).
+The faults above apply all the same.
 """
 
 import argparse
@@ -26,6 +34,8 @@ import json
 import os
 import re
 import sys
+import threading
+import time
 
 from aiosmtpd.controller import Controller
 
@@ -87,10 +97,63 @@ class Handler:
         return "250 2.0.0 queued as %06d" % number
 
 
+KEY_HEADER = re.compile(rb"^X-Battleplan-Key: *([^\r\n]*)", re.MULTILINE | re.IGNORECASE)
+
+
+class DiscardHandler(Handler):
+    """Counts what it takes and keeps only each message's key (see `--discard`)."""
+
+    def __init__(self, out):
+        super().__init__(out)
+        self.lock = threading.Lock()
+        self.count = 0
+        self.first = None
+        self.last = None
+        self.keys = []
+        self.written = -1
+
+    async def handle_DATA(self, server, session, envelope):
+        local_parts = [rcpt.split("@", 1)[0].lower() for rcpt in envelope.rcpt_tos]
+        if any(part.startswith("reject-") for part in local_parts):
+            return "554 5.7.1 message refused by policy"
+        data = envelope.original_content or envelope.content
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        head = data.split(b"\r\n\r\n", 1)[0]
+        found = KEY_HEADER.search(head)
+        key = found.group(1).decode("utf-8", "replace").strip() if found else "-"
+        now = time.time()
+        with self.lock:
+            self.count += 1
+            number = self.count
+            if self.first is None:
+                self.first = now
+            self.last = now
+            self.keys.append(key)
+        if any(part.startswith("stall-") for part in local_parts):
+            await asyncio.sleep(3600)
+        return "250 2.0.0 queued as %06d" % number
+
+    def flush(self):
+        with self.lock:
+            count, first, last = self.count, self.first, self.last
+            keys, self.keys = self.keys, []
+        if keys:
+            with open(os.path.join(self.out, "keys.txt"), "a", encoding="utf-8") as f:
+                f.write("".join(key + "\n" for key in keys))
+        if count != self.written:
+            name = os.path.join(self.out, "stats.json")
+            with open(name + ".tmp", "w", encoding="utf-8") as f:
+                json.dump({"count": count, "first": first, "last": last}, f)
+            os.replace(name + ".tmp", name)
+            self.written = count
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--discard", action="store_true")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     port = args.port
@@ -100,8 +163,18 @@ def main():
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
+    handler = DiscardHandler(args.out) if args.discard else Handler(args.out)
+    stopping = threading.Event()
+
+    def flusher():
+        while not stopping.wait(0.1):
+            handler.flush()
+
+    if args.discard:
+        handler.flush()
+        threading.Thread(target=flusher, daemon=True).start()
     controller = Controller(
-        Handler(args.out),
+        handler,
         hostname="127.0.0.1",
         port=port,
         decode_data=False,
@@ -115,6 +188,9 @@ def main():
         pass
     finally:
         controller.stop()
+        if args.discard:
+            stopping.set()
+            handler.flush()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@
 #
 # CUSTOMERS (20000): the reach-out's size. RUNS (1): rounds; in each, for 1, 4 and 16 connections
 # (SMTP_CONNECTIONS="1 4 16"), the daemon then the baseline, each against a server of its own.
-# BENCH_BUILD=0 uses the release binaries already built.
+# BENCH_BUILD=0 uses the release binaries already built. SMTP_STOCK=1 adds, after each baseline,
+# the same loop on connections opened as lettre opens them (`bare_lettre --stock`: Nagle's
+# algorithm on, about 40 ms a message; slow: use CUSTOMERS 2000). SMTP_KEEP=DIR keeps the
+# stores, logs and the servers' figures there.
 #
 # The campaign: the example plan (`battleplan init`) with mail's quotas, budget and quiet hours
 # taken off, the warm-up recall's segment widened to every customer, the warm-up's other
@@ -33,6 +36,7 @@ customers=${1:-20000}
 runs=${2:-1}
 connections_list=${SMTP_CONNECTIONS:-1 4 16}
 python=${BATTLEPLAN_SMTP_PYTHON:-$PWD/target/smtp-venv/bin/python}
+[ -x /usr/bin/time ] || { echo "smtp_send: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
 "$python" -c "import aiosmtpd" 2>/dev/null || {
   echo "smtp_send: $python has no aiosmtpd (python3 -m venv target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd==1.4.6)" >&2
   exit 1
@@ -203,6 +207,7 @@ EOF
 ticks=$(getconf CLK_TCK)
 results=$work/results
 : > "$results"
+failed=0
 for run in $(seq "$runs"); do
   for connections in $connections_list; do
     # The daemon.
@@ -224,6 +229,7 @@ for run in $(seq "$runs"); do
     read -r count first last rate window < <(figures "$dir/server")
     read -r wall user system peak < "$dir/time"
     verdict=$(check "$dir/server" "$dir/data")
+    [ "$verdict" = ok ] || failed=1
     to_first=$(awk -v a="$started" -v b="$first" 'BEGIN {printf "%.2f", b - a}')
     whole=$(awk -v n="$count" -v t="$wall" 'BEGIN {printf "%.0f", n / t}')
     cpu=$(awk -v u="$user" -v s="$system" 'BEGIN {printf "%.2f", u + s}')
@@ -243,9 +249,21 @@ for run in $(seq "$runs"); do
     read -r wall user system peak < "$dir/time"
     own=$(sed -n 's/.*per_second=\([0-9]*\).*/\1/p' "$dir/said.txt")
     verdict=$(check "$dir/server")
+    [ "$verdict" = ok ] || failed=1
     cpu=$(awk -v u="$user" -v s="$system" 'BEGIN {printf "%.2f", u + s}')
     scpu=$(awk -v t="$server_cpu" -v hz="$ticks" 'BEGIN {printf "%.2f", t / hz}')
     echo "| bare lettre | $connections | $run | $count | $window s | **$rate** | $wall s (its own count: $own/s) | $cpu s, $((peak / 1024)) MiB | $scpu s | $verdict |" >> "$results"
+
+    [ -n "${SMTP_STOCK:-}" ] || continue
+    dir=$work/stock-$run-$connections
+    start_server "$dir/server" "$fixed_port"
+    echo "smtp_send: round $run, bare lettre --stock, $connections connection(s)..." >&2
+    timeout 3600 "$bare" "127.0.0.1:$fixed_port" "$connections" "$work/recipients.tsv" --stock > "$dir/said.txt"
+    stop_server
+    read -r count first last rate window < <(figures "$dir/server")
+    verdict=$(check "$dir/server")
+    [ "$verdict" = ok ] || failed=1
+    echo "| bare lettre --stock (Nagle on) | $connections | $run | $count | $window s | **$rate** | | | | $verdict |" >> "$results"
   done
 done
 
@@ -258,4 +276,8 @@ cat "$results"
 if [ -n "${SMTP_KEEP:-}" ]; then
   cp -r "$work" "$SMTP_KEEP"
   echo "smtp_send: kept in $SMTP_KEEP" >&2
+fi
+if [ "$failed" != 0 ]; then
+  echo "smtp_send: a check failed (the last column)" >&2
+  exit 1
 fi
