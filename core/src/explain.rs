@@ -461,9 +461,12 @@ pub fn explain(inputs: &Inputs<'_>) -> Result<Explanation, String> {
         if let Some(amount) = row.amount {
             summary.push_str(&format!(", {amount} {}", plan.campaign.currency));
         }
-        let source = match &outcome.file {
-            Some(file) => format!("{file} line {}", row.line),
-            None => format!("line {}", row.line),
+        // From a file's row, or (line 0) sent by itself: a link followed, a system's answer,
+        // a channel's refusal.
+        let why = match (&outcome.file, row.line) {
+            (Some(file), line) if line > 0 => format!("imported from {file} line {line}"),
+            (None, line) if line > 0 => format!("imported from line {line}"),
+            _ => format!("recorded as it came back, by {}", outcome.actor),
         };
         entries.push(Entry {
             position: outcome.position,
@@ -474,7 +477,7 @@ pub fn explain(inputs: &Inputs<'_>) -> Result<Explanation, String> {
             reach_out: row.reach_out.clone(),
             attempt: None,
             summary,
-            why: Some(format!("imported from {source}")),
+            why: Some(why),
         });
     }
     entries.sort_by_key(|entry| entry.position);

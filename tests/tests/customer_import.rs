@@ -246,8 +246,8 @@ const CASES: &[Case] = &[
         what: "a bad outcome",
         command: "outcomes",
         file: "o.csv",
-        bytes: b"customer,outcome,at\nc-1,clicked,2026-08-19T10:00:00+08:00\n",
-        expected: &["o.csv: line 2, column 2 (outcome): bad value: `clicked` is not an outcome; use one of delivered, bounced, opened, replied, ordered, unsubscribed"],
+        bytes: b"customer,outcome,at\nc-1,tapped,2026-08-19T10:00:00+08:00\n",
+        expected: &["o.csv: line 2, column 2 (outcome): bad value: `tapped` is not an outcome; use one of delivered, bounced, opened, replied, ordered, unsubscribed, clicked"],
     },
     Case {
         what: "a delivery without its channel, and a bad channel",

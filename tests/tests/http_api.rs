@@ -889,3 +889,80 @@ fn outcomes_and_bounces_sent_by_a_system_are_recorded_once_and_a_bad_batch_recor
         assert_eq!(refused.status, 403, "{who}");
     }
 }
+
+#[test]
+fn a_tracked_link_records_one_click_and_leads_only_where_it_was_made_for() {
+    use battleplan_core::outreach::links;
+
+    let setup = setup();
+    let imported = setup.ask(
+        "manager",
+        "POST",
+        "/api/v1/imports/customers",
+        b"id,name,email\nc-1,Li Na,li@example.com\n",
+        "text/csv",
+    );
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let key: [u8; 32] = std::fs::read(setup.dir.path().join("data/link.key"))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let message = format!("{CAMPAIGN}/warm-up-recall/c-1/1");
+    let target = "https://shop.example.com/sale?from=mail&id=7";
+    let link = links::click_url("/api/v1", &key, &message, target);
+    let clicks = || {
+        setup
+            .ask("auditor", "GET", "/api/v1/export", b"", "application/json")
+            .text()
+            .lines()
+            .filter(|line| line.contains("\"outcome\":\"clicked\""))
+            .count()
+    };
+    // Followed: to the address, and `clicked` recorded for the customer, once however often.
+    for _ in 0..2 {
+        let followed = setup.ask("none", "GET", &link, b"", "text/plain");
+        assert_eq!(followed.status, 302, "{}", followed.text());
+        assert_eq!(followed.header("location"), Some(target));
+    }
+    assert_eq!(clicks(), 1);
+    let explained = setup
+        .ask(
+            "manager",
+            "GET",
+            &format!("/api/v1/campaigns/{CAMPAIGN}/customers/c-1/explain"),
+            b"",
+            "application/json",
+        )
+        .json();
+    let entry = &explained["entries"][0];
+    assert_eq!(entry["what"], "clicked", "{explained}");
+    assert_eq!(
+        entry["why"], "recorded as it came back, by customer c-1 (tracked link)",
+        "{explained}"
+    );
+    // Changed to lead elsewhere (an open redirect), or for another message: refused.
+    let mac = link.split('/').nth(4).unwrap();
+    for forged in [
+        format!(
+            "/api/v1/click/{mac}/{}/{}",
+            links::percent_encoded(&message),
+            links::percent_encoded("https://evil.example/")
+        ),
+        format!(
+            "/api/v1/click/{mac}/{}/{}",
+            links::percent_encoded(&format!("{CAMPAIGN}/warm-up-recall/c-2/1")),
+            links::percent_encoded(target)
+        ),
+        format!(
+            "/api/v1/click/{}/{}/{}",
+            "0".repeat(32),
+            links::percent_encoded(&message),
+            links::percent_encoded(target)
+        ),
+    ] {
+        let refused = setup.ask("none", "GET", &forged, b"", "text/plain");
+        assert_eq!(refused.status, 403, "{forged}: {}", refused.text());
+        assert!(refused.header("location").is_none());
+    }
+    assert_eq!(clicks(), 1);
+}

@@ -6,7 +6,8 @@
 //! holds one request past the timeout, and answers one customer 500 always: each is handed over
 //! again at its `retry_at` as the clock moves, every attempt is an event in the log, the 410 is
 //! refused as gone, and the customer always answered 500 is given up as `undelivered` after the
-//! plan's three attempts.
+//! plan's three attempts. The channel tracks its links: each goes through the daemon's signed
+//! redirect.
 
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -35,7 +36,7 @@ fn campaign(dir: &Path, count: u64, url: &str) {
     ok(run_in(dir, &["init", "--out", "example.toml"]));
     let example = std::fs::read_to_string(dir.join("example.toml")).unwrap();
     let webhook = format!(
-        "fatigue = \"0d\"\nwebhook = {{ url = \"{url}\", secret_env = \"SHOP_WEBHOOK_SECRET\", timeout = \"2s\", attempts = 3 }}\n"
+        "fatigue = \"0d\"\ntrack_links = true\nwebhook = {{ url = \"{url}\", secret_env = \"SHOP_WEBHOOK_SECRET\", timeout = \"2s\", attempts = 3 }}\n"
     );
     let plan = mutate(
         &example,
@@ -43,6 +44,10 @@ fn campaign(dir: &Path, count: u64, url: &str) {
             (
                 "per_account_daily_cap = 20  # 20 buyers per account per day\n",
                 "",
+            ),
+            (
+                "off your first order: {{ coupon.code }}\"",
+                "off your first order: {{ coupon.code }} https://shop.example.com/coupons?from=in-site\"",
             ),
             (
                 "accounts = [\"wang.wei\", \"zhang.min\", \"liu.yang\"]\nfatigue = \"7d\"\n",
@@ -121,7 +126,17 @@ fn planned(dir: &Path) -> Vec<String> {
 fn run_at(dir: &Path, at: &str) {
     let mut daemon = Daemon::start_with(
         dir,
-        &["--data", "data", "run", "--clock-at", at, "--until", at],
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            at,
+            "--until",
+            at,
+            "--public-url",
+            "https://bp.shop.example.com",
+        ],
         &[("SHOP_WEBHOOK_SECRET", SECRET)],
     );
     let (code, lines) = daemon.finish();
@@ -302,6 +317,18 @@ fn in_site_messages_go_to_the_webhook_and_each_fault_is_handled_with_every_attem
     assert_eq!(sent.len(), customers.len() - 2);
     let attempts = receiver.attempts();
     assert!(attempts.iter().all(|attempt| attempt["verified"] == true));
+    // The plan tracks the channel's links: each goes through the daemon's signed redirect.
+    let body = attempts[0]["body"]["data"]["body"].as_str().unwrap();
+    let key = attempts[0]["id"].as_str().unwrap();
+    assert!(
+        body.contains(&format!(" https://bp.shop.example.com/api/v1/click/{}", ""))
+            && body.ends_with(&format!(
+                "/{}/{}",
+                battleplan_core::outreach::links::percent_encoded(key),
+                "https%3A%2F%2Fshop.example.com%2Fcoupons%3Ffrom%3Din-site"
+            )),
+        "{body}"
+    );
     let taken: Vec<String> = receiver.taken();
     let taken_customers: BTreeSet<String> = attempts
         .iter()

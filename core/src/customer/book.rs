@@ -589,7 +589,10 @@ impl CustomerBook {
                 }
                 sent = true;
             }
-            OutcomeKind::Opened => note_signal(customer, Activity::Opened, at),
+            // A click needs the message open: for segments and follow-up rules it is an open.
+            OutcomeKind::Opened | OutcomeKind::Clicked => {
+                note_signal(customer, Activity::Opened, at)
+            }
             OutcomeKind::Replied => note_signal(customer, Activity::Replied, at),
             OutcomeKind::Ordered => {
                 if at > customer.last(Activity::Ordered) {

@@ -140,16 +140,19 @@ pub enum OutcomeKind {
     Replied,
     Ordered,
     Unsubscribed,
+    /// A tracked link of the message was followed (an open, and more).
+    Clicked,
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 6] = [
+    pub const ALL: [OutcomeKind; 7] = [
         OutcomeKind::Delivered,
         OutcomeKind::Bounced,
         OutcomeKind::Opened,
         OutcomeKind::Replied,
         OutcomeKind::Ordered,
         OutcomeKind::Unsubscribed,
+        OutcomeKind::Clicked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -160,6 +163,7 @@ impl OutcomeKind {
             OutcomeKind::Replied => "replied",
             OutcomeKind::Ordered => "ordered",
             OutcomeKind::Unsubscribed => "unsubscribed",
+            OutcomeKind::Clicked => "clicked",
         }
     }
 

@@ -568,7 +568,10 @@ impl Columns {
         if let Some(kind) = outcome {
             let needs_channel = matches!(
                 kind,
-                OutcomeKind::Delivered | OutcomeKind::Bounced | OutcomeKind::Opened
+                OutcomeKind::Delivered
+                    | OutcomeKind::Bounced
+                    | OutcomeKind::Opened
+                    | OutcomeKind::Clicked
             );
             if needs_channel && channel.is_none() && !failed(&errors, Field::Channel) {
                 errors.push(self.missing(
@@ -1582,13 +1585,13 @@ mod tests {
         let found = errors(csv_row(
             O,
             &names,
-            &["c-1", "clicked", "yesterday", "", "", "fax", "", ""],
+            &["c-1", "tapped", "yesterday", "", "", "fax", "", ""],
         ));
         let columns: Vec<&str> = found.iter().map(|(c, _)| c.as_str()).collect();
         assert_eq!(columns, ["outcome", "at", "channel"], "{found:?}");
         assert!(found[0]
             .1
-            .contains("delivered, bounced, opened, replied, ordered, unsubscribed"));
+            .contains("delivered, bounced, opened, replied, ordered, unsubscribed, clicked"));
         assert!(found[1].1.contains("not an instant"));
 
         let found = errors(json_row(O, r#"{"customer":"c","outcome":"replied"}"#));

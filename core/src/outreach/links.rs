@@ -66,6 +66,109 @@ pub fn unsubscribe_mac_holds(
             == 0
 }
 
+/// The path segment before a tracked link's parts.
+pub const CLICK: &str = "click";
+
+/// The MAC of a tracked link: hex of the first 16 bytes of a keyed BLAKE3 over the message's
+/// key and the address it leads to, each framed by its length. It covers the address, so a
+/// tracked link never leads anywhere else (no open redirect).
+pub fn click_mac(key: &[u8; 32], message: &str, target: &str) -> String {
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    hasher.update(b"battleplan click v1");
+    for part in [message, target] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    digest.as_bytes()[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The tracked link of `target` in the message with idempotency key `message`:
+/// `BASE/click/MAC/MESSAGE/TARGET`, both percent-encoded (one path segment each).
+pub fn click_url(base: &str, key: &[u8; 32], message: &str, target: &str) -> String {
+    format!(
+        "{}/{CLICK}/{}/{}/{}",
+        base.trim_end_matches('/'),
+        click_mac(key, message, target),
+        percent_encoded(message),
+        percent_encoded(target)
+    )
+}
+
+/// Whether `mac` is the MAC of this message and target (compared in constant time).
+pub fn click_mac_holds(key: &[u8; 32], message: &str, target: &str, mac: &str) -> bool {
+    let expected = click_mac(key, message, target);
+    expected.len() == mac.len()
+        && expected
+            .bytes()
+            .zip(mac.bytes())
+            .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+            == 0
+}
+
+/// A rendered body with each `http://` or `https://` address made a tracked link by `track`:
+/// in HTML, the values of `href` attributes; in text (a body with no `href`), every address,
+/// up to the first space, quote or angle bracket. Other links (the unsubscribe placeholder, a
+/// `mailto:`) are left as they are.
+pub fn track_links(body: &str, mut track: impl FnMut(&str) -> String) -> String {
+    let is_web = |text: &str| text.starts_with("http://") || text.starts_with("https://");
+    let mut out = String::with_capacity(body.len());
+    if body.contains("href=") {
+        let mut rest = body;
+        while let Some(at) = rest.find("href=") {
+            let (before, after) = rest.split_at(at + "href=".len());
+            out.push_str(before);
+            let quote = after.chars().next().filter(|c| *c == '"' || *c == '\'');
+            let Some(quote) = quote else {
+                rest = after;
+                continue;
+            };
+            let value_start = quote.len_utf8();
+            let Some(length) = after[value_start..].find(quote) else {
+                rest = after;
+                continue;
+            };
+            let value = &after[value_start..value_start + length];
+            out.push(quote);
+            // The attribute's value is HTML: `&amp;` in it is `&` in the address.
+            let address = value.replace("&amp;", "&");
+            if is_web(&address) {
+                out.push_str(&track(&address));
+            } else {
+                out.push_str(value);
+            }
+            out.push(quote);
+            rest = &after[value_start + length + quote.len_utf8()..];
+        }
+        out.push_str(rest);
+        return out;
+    }
+    let mut rest = body;
+    loop {
+        let next = ["http://", "https://"]
+            .iter()
+            .filter_map(|scheme| rest.find(scheme))
+            .min();
+        let Some(at) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>'))
+            .unwrap_or(tail.len());
+        // A sentence's full stop or comma after an address is not part of it.
+        let address = tail[..end].trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
+        let written = address.replace("&amp;", "&");
+        out.push_str(&track(&written));
+        rest = &tail[address.len()..];
+    }
+}
+
 /// Percent-encodes all but unreserved characters (RFC 3986), for a path segment.
 pub fn percent_encoded(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -82,6 +185,54 @@ pub fn percent_encoded(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_in_html_and_in_text_are_tracked_and_others_left_alone() {
+        let html = r#"<p><a href="https://shop.example.com/sale?a=1&amp;b=2">Sale</a> <a href='mailto:x@y'>mail</a> <a href="unsubscribe://c/d">stop</a></p>"#;
+        let tracked = track_links(html, |url| format!("T[{url}]"));
+        assert_eq!(
+            tracked,
+            r#"<p><a href="T[https://shop.example.com/sale?a=1&b=2]">Sale</a> <a href='mailto:x@y'>mail</a> <a href="unsubscribe://c/d">stop</a></p>"#
+        );
+        let text = "See https://shop.example.com/new, and http://a.example/b?c=1.\nBye";
+        assert_eq!(
+            track_links(text, |url| format!("T[{url}]")),
+            "See T[https://shop.example.com/new], and T[http://a.example/b?c=1].\nBye"
+        );
+        assert_eq!(track_links("no links", |_| String::new()), "no links");
+    }
+
+    #[test]
+    fn a_tracked_link_holds_only_for_its_message_and_address() {
+        let key = [7u8; 32];
+        let url = click_url(
+            "https://bp.example/api/v1",
+            &key,
+            "s/r/c-1/1",
+            "https://shop.example/x?y=1",
+        );
+        let parts: Vec<&str> = url.rsplitn(4, '/').collect();
+        assert_eq!(parts[1], "s%2Fr%2Fc-1%2F1");
+        assert_eq!(parts[0], "https%3A%2F%2Fshop.example%2Fx%3Fy%3D1");
+        assert!(click_mac_holds(
+            &key,
+            "s/r/c-1/1",
+            "https://shop.example/x?y=1",
+            parts[2]
+        ));
+        assert!(!click_mac_holds(
+            &key,
+            "s/r/c-1/1",
+            "https://evil.example/",
+            parts[2]
+        ));
+        assert!(!click_mac_holds(
+            &key,
+            "s/r/c-2/1",
+            "https://shop.example/x?y=1",
+            parts[2]
+        ));
+    }
 
     const KEY: [u8; 32] = [7; 32];
 

@@ -354,6 +354,8 @@ pub struct Channel {
     pub smtp: Option<Smtp>,
     /// The receiver a channel's messages are POSTed to (`None`: the file outbox).
     pub webhook: Option<Webhook>,
+    /// Whether links in its messages go through the daemon's signed redirect.
+    pub track_links: bool,
 }
 
 impl Channel {

@@ -300,6 +300,10 @@ pub struct RawChannel {
     pub smtp: Option<RawSmtp>,
     #[serde(default)]
     pub webhook: Option<RawWebhook>,
+    /// Links in the channel's messages go through the daemon's signed redirect, which records
+    /// `clicked`.
+    #[serde(default)]
+    pub track_links: bool,
 }
 
 /// `[channels.in-site.webhook]`: the receiver a channel's messages are POSTed to.

@@ -413,7 +413,10 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
         }
         let needs_channel = matches!(
             answer.outcome,
-            OutcomeKind::Delivered | OutcomeKind::Bounced | OutcomeKind::Opened
+            OutcomeKind::Delivered
+                | OutcomeKind::Bounced
+                | OutcomeKind::Opened
+                | OutcomeKind::Clicked
         );
         if needs_channel && channel.is_none() {
             problems.push(format!(

@@ -229,6 +229,8 @@ pub enum Request {
     /// A customer's one-click unsubscribe link, followed or confirmed (HTTP only, no token: the
     /// link is signed).
     Unsubscribe(outreach::UnsubscribeRequest),
+    /// A tracked link followed (HTTP only, no token: the link is signed).
+    Click(outreach::ClickRequest),
     /// `channel test`: one message through a plan channel's real channel; records nothing.
     ChannelTest(outreach::ChannelTestRequest),
     /// Outcomes or bounce notifications a merchant's system sends (HTTP only).
@@ -256,6 +258,7 @@ impl Request {
                 | Request::TaskDone(_)
                 | Request::Unsubscribe(_)
                 | Request::Answers(_)
+                | Request::Click(_)
         )
     }
 
@@ -281,6 +284,7 @@ impl Request {
             | Request::Unsubscribe(_)
             | Request::Answers(_)
             | Request::ChannelTest(_)
+            | Request::Click(_)
             | Request::Export { .. } => None,
         }
     }
@@ -310,6 +314,7 @@ pub enum Response {
     Unsubscribed(outreach::UnsubscribeView),
     Answers(answers::AnswersView),
     ChannelTested(outreach::ChannelTestView),
+    Clicked(outreach::ClickView),
     Tasks(tasks::TasksView),
     TaskDone(tasks::TaskDoneView),
     Funnel(tasks::FunnelView),
@@ -387,6 +392,7 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
             outreach::unsubscribe(&ctx, &request).await?,
         )),
         Request::Answers(request) => Ok(Response::Answers(answers::record(&ctx, &request).await?)),
+        Request::Click(request) => Ok(Response::Clicked(outreach::click(&ctx, &request).await?)),
         Request::ChannelTest(request) => Ok(Response::ChannelTested(
             outreach::channel_test(&ctx, &request).await?,
         )),

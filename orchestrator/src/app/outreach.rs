@@ -591,3 +591,116 @@ fn escaped(text: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
+
+/// A followed tracked link (`GET /api/v1/click/{mac}/{message}/{target}`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClickRequest {
+    pub mac: String,
+    /// The message's idempotency key.
+    pub message: String,
+    /// The address the link leads to.
+    pub target: String,
+}
+
+/// Where a followed link leads, and whether the click was recorded now.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ClickView {
+    pub target: String,
+    /// Whether this click recorded `clicked` (the first click of this link of this message).
+    pub recorded: bool,
+}
+
+/// Checks a tracked link and records `clicked` for its message's customer, once per link and
+/// message (a command id derived from both); answers where it leads. A link changed in any
+/// part is refused: it never leads anywhere it was not made for.
+pub async fn click(ctx: &Ctx<'_>, request: &ClickRequest) -> Result<ClickView, AppError> {
+    use battleplan_core::customer::events::{CustomerEvent, OutcomeKind, OutcomeRecorded};
+    let runtime = ctx.runtime;
+    let forged = || AppError::Forbidden {
+        message: "this link is not valid: it was changed, or it is not one of ours".to_string(),
+    };
+    let Some(key) = runtime.link_key else {
+        return Err(forged());
+    };
+    let web = request.target.starts_with("https://") || request.target.starts_with("http://");
+    if !web
+        || request.target.chars().any(char::is_control)
+        || !battleplan_core::outreach::links::click_mac_holds(
+            &key,
+            &request.message,
+            &request.target,
+            &request.mac,
+        )
+    {
+        return Err(forged());
+    }
+    ctx.caught_up().await?;
+    // The message's send, or else what its key says (campaign/reach-out/customer/attempt).
+    let found = {
+        let outreach = runtime.outreach.lock().await;
+        outreach.send(&request.message).map(|send| {
+            (
+                send.planned.campaign.clone(),
+                send.planned.reach_out.clone(),
+                send.planned.customer.clone(),
+                Some(send.planned.kind),
+            )
+        })
+    }
+    .or_else(|| {
+        let mut parts = request.message.split('/');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(campaign), Some(reach_out), Some(customer), Some(_)) => Some((
+                campaign.to_string(),
+                reach_out.to_string(),
+                customer.to_string(),
+                None,
+            )),
+            _ => None,
+        }
+    });
+    let view = |recorded| ClickView {
+        target: request.target.clone(),
+        recorded,
+    };
+    let Some((campaign, reach_out, customer, kind)) = found else {
+        return Ok(view(false));
+    };
+    let known = runtime.customers.lock().await.get(&customer).is_some();
+    let Ok(stream) = stream_of(&campaign) else {
+        return Ok(view(false));
+    };
+    if !known || ctx.campaign(&campaign).await.is_err() {
+        // A test message, or a customer since erased: the link still leads where it says.
+        return Ok(view(false));
+    }
+    let now = ctx.now;
+    let event = CustomerEvent::OutcomeRecorded(OutcomeRecorded {
+        customer: customer.clone(),
+        line: 0,
+        outcome: OutcomeKind::Clicked,
+        at: now,
+        campaign: Some(campaign),
+        reach_out: Some(reach_out),
+        channel: kind,
+        amount: None,
+        message: Some(request.message.clone()),
+    });
+    let command_id = crate::kernel::runtime::derived_command_id(&format!(
+        "click|{}|{}",
+        request.message, request.target
+    ));
+    let outcome = runtime
+        .record(
+            stream,
+            vec![event
+                .encode(EventId(runtime.ids.next_id(now)))
+                .map_err(AppError::internal)?],
+            &format!("customer {} (tracked link)", printable(&customer)),
+            Some("followed a link of a message".to_string()),
+            command_id,
+            now,
+        )
+        .await?;
+    Ok(view(!outcome.deduplicated))
+}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use battleplan_adapters::robot::{RobotChannel, RobotKind, RobotSettings};
 use battleplan_adapters::smtp::{SmtpChannel, SmtpSettings, SmtpTls, UnsubscribeLinks};
 use battleplan_adapters::webhook::{parse_secret, WebhookChannel, WebhookSettings};
+use battleplan_core::outreach::links;
 use battleplan_core::outreach::port::{Channel, ChannelError, Delivery, Message};
 use battleplan_core::plan::model::{Robot, SecretSource, Smtp, SmtpTlsMode, Webhook};
 use battleplan_core::plan::raw::RobotKindName;
@@ -129,6 +130,41 @@ impl Routes {
         };
         made.insert(key, (route, sender.clone()));
         Ok((words, sender))
+    }
+
+    /// The messages with their links made tracked links, when their plan channel says so
+    /// (`track_links`); `None` when it does not.
+    async fn tracked(&self, messages: &[Message]) -> Result<Option<Vec<Message>>, String> {
+        let Some(first) = messages.first() else {
+            return Ok(None);
+        };
+        let plan = crate::kernel::plans::plan_in_force(&self.runtime, &first.campaign)
+            .await
+            .map_err(|error| format!("the plan of {}: {error}", first.campaign))?;
+        let tracks = plan
+            .as_ref()
+            .and_then(|plan| plan.channel(&first.channel))
+            .is_some_and(|channel| channel.track_links);
+        if !tracks {
+            return Ok(None);
+        }
+        let (Some(key), Some(base)) = (self.runtime.link_key, self.public_url.as_deref()) else {
+            return Err(
+                "tracked links need the daemon's public address: run with --public-url URL"
+                    .to_string(),
+            );
+        };
+        Ok(Some(
+            messages
+                .iter()
+                .map(|message| Message {
+                    body: links::track_links(&message.body, |target| {
+                        links::click_url(base, &key, &message.key, target)
+                    }),
+                    ..message.clone()
+                })
+                .collect(),
+        ))
     }
 
     /// Messages to staff: each role's reminders to its robot when the plan gives it one (one
@@ -368,6 +404,21 @@ impl Channel for Routes {
             // Messages to staff: their roles' robots, or the staff outbox.
             return self.staff(messages).await;
         }
+        let tracked;
+        let messages = match self.tracked(messages).await {
+            Ok(Some(rewritten)) => {
+                tracked = rewritten;
+                &tracked[..]
+            }
+            Ok(None) => messages,
+            Err(detail) => {
+                return Err(ChannelError {
+                    channel: first.channel.clone(),
+                    detail,
+                    pause: true,
+                })
+            }
+        };
         match self.route(&first.campaign, &first.channel).await {
             Ok(Some(server)) => server.deliver(messages).await,
             Ok(None) => self.fallback.deliver(messages).await,

@@ -75,6 +75,7 @@ pub fn view_json(response: &Response) -> String {
         Response::Unsubscribed(view) => json(view),
         Response::Answers(view) => json(view),
         Response::ChannelTested(view) => json(view),
+        Response::Clicked(view) => json(view),
         Response::Tasks(view) => json(view),
         Response::TaskDone(view) => json(view),
         Response::Funnel(view) => json(view),
@@ -108,6 +109,12 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::ChannelResumed(view) => shape(view, as_json, outreach::channel_resumed),
         Response::Unsubscribed(view) => shape(view, as_json, outreach::unsubscribed),
         Response::Answers(view) => shape(view, as_json, outreach::answers),
+        Response::Clicked(view) => shape(view, as_json, |view| {
+            Reply::ok(format!(
+                "{}\n",
+                battleplan_core::text::printable(&view.target)
+            ))
+        }),
         Response::ChannelTested(view) => {
             let mut reply = shape(view, as_json, outreach::channel_tested);
             // Not taken: the test failed.

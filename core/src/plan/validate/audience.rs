@@ -865,6 +865,7 @@ impl Validator<'_> {
                     unknown_outcome: value.unknown_outcome,
                     smtp,
                     webhook,
+                    track_links: value.track_links,
                 });
             }
         }

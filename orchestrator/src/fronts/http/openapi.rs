@@ -36,6 +36,7 @@ use super::routes;
         routes::task_done,
         routes::unsubscribe_page,
         routes::unsubscribe,
+        routes::click,
         routes::import_customers,
         routes::import_outcomes,
         routes::report_outcomes,

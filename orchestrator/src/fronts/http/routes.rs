@@ -104,6 +104,8 @@ pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
         "/unsubscribe/{campaign}/{customer}/{kind}/{mac}",
         None,
     ),
+    // No token: the link is signed for one message and one address.
+    (Method::GET, "/click/{mac}/{message}/{target}", None),
     (Method::GET, "/export", Some(Operation::Export)),
     (Method::GET, "/audit/verify", Some(Operation::AuditVerify)),
 ];
@@ -138,6 +140,7 @@ pub fn router(_api: Api) -> Router<Api> {
             "/unsubscribe/{campaign}/{customer}/{kind}/{mac}",
             get(unsubscribe_page).post(unsubscribe),
         )
+        .route("/click/{mac}/{message}/{target}", get(click))
         .route("/export", get(export))
         .route("/audit/verify", get(audit_verify));
     Router::new()
@@ -935,6 +938,44 @@ pub async fn unsubscribe(
     parts: Result<Path<(String, String, String, String)>, PathRejection>,
 ) -> Answer {
     unsubscribe_link(&api, parts, true).await
+}
+
+/// A tracked link of a message: records `clicked` for its customer (once per link) and
+/// redirects to the address it was made for. A link changed in any part is refused: it never
+/// leads anywhere else.
+#[utoipa::path(get, path = "/api/v1/click/{mac}/{message}/{target}", tag = "outreach",
+    params(("mac" = String, Path, description = "The link's signature", example = "00000000000000000000000000000000"),
+        ("message" = String, Path, description = "The message's key, percent-encoded", example = "sept-festival-2026%2Fwarm-up-recall%2Fc-000417%2F1"),
+        ("target" = String, Path, description = "Where it leads, percent-encoded", example = "https%3A%2F%2Fshop.example.com%2Fsale")),
+    responses((status = 302, description = "To the address the link was made for"),
+        (status = 403, description = "A link changed or not ours", body = Problem)))]
+pub async fn click(
+    State(api): State<Api>,
+    parts: Result<Path<(String, String, String)>, PathRejection>,
+) -> Answer {
+    let not_ours =
+        || Problem::forbidden("this link is not valid: it was changed, or it is not one of ours");
+    let (mac, message, target) = parts.map(|Path(parts)| parts).map_err(|_| not_ours())?;
+    let request = Request::Click(app::outreach::ClickRequest {
+        mac,
+        message,
+        target,
+    });
+    match app::execute_with(api.runtime(), request, Origin::default()).await {
+        Ok(app::Response::Clicked(view)) => {
+            let location = HeaderValue::from_str(&view.target).map_err(|_| not_ours())?;
+            Ok((
+                StatusCode::FOUND,
+                [
+                    (header::LOCATION, location),
+                    (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+            )
+                .into_response())
+        }
+        Ok(_) => Err(Problem::internal("an unexpected answer")),
+        Err(error) => Err(Problem::from(&error)),
+    }
 }
 
 async fn unsubscribe_link(
