@@ -21,6 +21,15 @@ impl WebhookReceiver {
     /// Started with the faults by customer id (`"500x2"`, `"429x1"`, `"410"`, `"400"`,
     /// `"hangx1"`: see the script).
     pub fn start(python: &Path, faults: &BTreeMap<String, String>) -> WebhookReceiver {
+        WebhookReceiver::start_on(python, faults, 0)
+    }
+
+    /// Started on `port` (0: a free one).
+    pub fn start_on(
+        python: &Path,
+        faults: &BTreeMap<String, String>,
+        port: u16,
+    ) -> WebhookReceiver {
         let out =
             tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
         let faults_file = out.path().join("faults.json");
@@ -33,6 +42,7 @@ impl WebhookReceiver {
             .arg(out.path())
             .args(["--secret", SECRET, "--faults"])
             .arg(&faults_file)
+            .args(["--port", &port.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -1,4 +1,5 @@
-//! The backup and restore story on the September festival, whole: the shipped scenario run by
+//! The backup and restore story on the September festival, whole: the shipped scenario (with
+//! 3,000 customers) run by
 //! the real binary, its log exported, imported into an empty directory, and the two stores
 //! compared: the same chain (head hash, every export byte), the same stored projection (both
 //! verify with their replay), and the same answers from every projection a user reads.
@@ -22,17 +23,18 @@ fn on(dir: &Path, data: &str, arguments: &[&str]) -> String {
 fn the_festival_exported_and_imported_is_the_same_log_with_the_same_projections() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path();
-    let scenario =
+    // The shipped scenario with 3,000 customers of its 10,000: every kind of event is there,
+    // in a third of the time.
+    let shipped =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/september-festival.toml");
+    let scenario = std::fs::read_to_string(shipped)
+        .unwrap()
+        .replace("\ngenerate = 10000\n", "\ngenerate = 3000\n");
+    assert!(scenario.contains("\ngenerate = 3000\n"));
+    std::fs::write(dir.join("festival.toml"), scenario).unwrap();
     ok(run_in(
         dir,
-        &[
-            "scenario",
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            "festival",
-        ],
+        &["scenario", "run", "festival.toml", "--out", "festival"],
     ));
     on(dir, "festival/data", &["export", "--out", "festival.jsonl"]);
     on(dir, "restored", &["import", "festival.jsonl"]);
@@ -54,7 +56,7 @@ fn the_festival_exported_and_imported_is_the_same_log_with_the_same_projections(
     assert_eq!(restored["intact"], true, "{restored}");
     assert_eq!(original["head_hash"], restored["head_hash"]);
     assert_eq!(original["events"], restored["events"]);
-    assert!(original["events"].as_u64().unwrap() > 60_000, "{original}");
+    assert!(original["events"].as_u64().unwrap() > 30_000, "{original}");
 
     // Every projection a user reads answers the same from both.
     let questions: [&[&str]; 7] = [
