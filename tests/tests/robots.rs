@@ -1,8 +1,8 @@
 //! Staff reminders to group robots, with the real binary and DingTalk's and WeCom's robots
 //! emulated on loopback (`tests/robot_receiver.py`): the plan gives sales a signed DingTalk
 //! robot and ops a WeCom one, their addresses and secret read from the daemon's environment;
-//! each role's reminders of a hand-over go as one robot message, the boss's (no robot) to the
-//! staff outbox. DingTalk's signature is checked the way its documentation computes it, and the
+//! each role's reminders of a hand-over go as one robot message, the boss's (no robot, a mail
+//! address) by mail through the plan's mail server. DingTalk's signature is checked the way its documentation computes it, and the
 //! robots' limit of messages a minute is kept.
 
 // Test code: a failed unwrap or panic is a failed test.
@@ -14,7 +14,7 @@ use std::time::Duration;
 use battleplan_adapters::robot::{dingtalk_sign, RobotChannel, RobotKind, RobotSettings};
 use battleplan_core::outreach::port::{Channel, Delivery, Message};
 use battleplan_core::plan::model::ChannelKind;
-use battleplan_tests::smtp::python;
+use battleplan_tests::smtp::{header, python, SmtpServer};
 use battleplan_tests::webhook::RobotReceiver;
 use battleplan_tests::{bp, mutate, ok, run_in, Daemon};
 
@@ -48,9 +48,10 @@ print(sign)
 }
 
 #[test]
-fn each_roles_reminders_go_to_its_robot_as_one_message_and_the_rest_to_the_staff_outbox() {
+fn each_roles_reminders_go_to_its_robot_or_its_mail_and_the_rest_to_the_staff_outbox() {
     let Some(python) = python() else { return };
     let robots = RobotReceiver::start(&python, SECRET, 0);
+    let mail = SmtpServer::start(&python);
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     ok(run_in(dir, &["init", "--out", "example.toml"]));
@@ -61,6 +62,17 @@ fn each_roles_reminders_go_to_its_robot_as_one_message_and_the_rest_to_the_staff
             (
                 "members = [\"li.na\"]\n",
                 "members = [\"li.na\"]\nrobot = { kind = \"wecom\", url_file = \"ops-robot\" }\n",
+            ),
+            (
+                "members = [\"chen.jie\"]\n",
+                "members = [\"chen.jie\"]\nmail = \"boss@shop.example.com\"\n",
+            ),
+            (
+                "accounts = [\"shop-mail\"]\n",
+                &format!(
+                    "accounts = [\"shop-mail\"]\nsmtp = {{ host = \"127.0.0.1\", port = {}, tls = \"none\", from = \"Shop <shop@example.com>\" }}\n",
+                    mail.port
+                ),
             ),
             (
                 "members = [\"wang.wei\", \"zhang.min\", \"liu.yang\"]\n\n[roles.boss]",
@@ -83,7 +95,17 @@ fn each_roles_reminders_go_to_its_robot_as_one_message_and_the_rest_to_the_staff
     let sales_url = robots.dingtalk("sales-token");
     let mut daemon = Daemon::start_with(
         dir,
-        &["--data", "data", "run", "--clock-at", AT, "--until", AT],
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            AT,
+            "--until",
+            AT,
+            "--public-url",
+            "http://127.0.0.1:1",
+        ],
         &[
             ("SALES_ROBOT_URL", sales_url.as_str()),
             ("SALES_ROBOT_SECRET", SECRET),
@@ -116,13 +138,24 @@ fn each_roles_reminders_go_to_its_robot_as_one_message_and_the_rest_to_the_staff
         assert!(ops_text.contains(task), "{task} in {ops_text}");
     }
 
-    // The boss has no robot: the staff outbox, and only the boss.
-    let staff = std::fs::read_to_string(dir.join("data/outbox/staff.jsonl")).unwrap();
-    assert!(staff.lines().count() >= 1);
-    for line in staff.lines() {
-        let message: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(message["to"], "boss", "{message}");
+    // The boss takes reminders by mail: each one a mail to the boss's address, through the
+    // plan's mail server; nothing is left for the staff outbox.
+    let mails: Vec<serde_json::Value> = mail
+        .arrived()
+        .into_iter()
+        .filter(|message| message["rcpt_to"][0] == "boss@shop.example.com")
+        .collect();
+    assert!(!mails.is_empty());
+    for message in &mails {
+        let subject = header(message, "Subject").unwrap();
+        assert!(subject.starts_with("Escalation: "), "{subject}");
+        assert!(
+            header(message, "List-Unsubscribe").is_none(),
+            "staff mail has no unsubscribe"
+        );
     }
+    let staff = std::fs::read_to_string(dir.join("data/outbox/staff.jsonl")).unwrap_or_default();
+    assert_eq!(staff.lines().count(), 0, "{staff}");
     // Every reminder recorded as sent once, wherever it went.
     let export = ok(bp(dir, &["export", "--out", "export.jsonl"]));
     drop(export);
@@ -138,7 +171,7 @@ fn each_roles_reminders_go_to_its_robot_as_one_message_and_the_rest_to_the_staff
     let to = |role: &str| sent.iter().filter(|e| e["payload"]["to"] == role).count();
     assert_eq!(to("ops"), ops_text.matches("\n- **").count());
     assert_eq!(to("sales"), sales_text.matches("\n- **").count());
-    assert_eq!(to("boss"), staff.lines().count());
+    assert_eq!(to("boss"), mails.len());
 }
 
 fn reminder(n: u32) -> Message {

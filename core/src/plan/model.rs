@@ -127,8 +127,11 @@ pub struct Role {
     pub id: String,
     pub name: String,
     pub members: Vec<String>,
-    /// The group robot its reminders go to (`None`: the staff outbox).
+    /// The group robot its reminders go to (`None`: its mail address, or the staff outbox).
     pub robot: Option<Robot>,
+    /// The mail address its reminders go to through the plan's mail server, when it has no
+    /// robot.
+    pub mail: Option<String>,
 }
 
 /// A role's group robot (`[roles.ID.robot]`): where to read its address and secret.

@@ -77,6 +77,10 @@ pub struct RawRole {
     /// The group robot the role's reminders go to.
     #[serde(default)]
     pub robot: Option<RawRobot>,
+    /// The mail address (a team's list) the role's reminders go to, through the plan's mail
+    /// server.
+    #[serde(default)]
+    pub mail: Option<String>,
 }
 
 /// `[roles.sales.robot]`: a DingTalk or WeCom group robot. Its address holds its token, so the

@@ -182,27 +182,52 @@ impl Routes {
         let mut answers: Vec<Option<Delivery>> = vec![None; messages.len()];
         let mut to_outbox: Vec<usize> = Vec::new();
         for ((campaign, role), indices) in groups {
-            let robot = match crate::kernel::plans::plan_in_force(&self.runtime, &campaign).await {
-                Ok(plan) => plan.and_then(|plan| {
-                    plan.roles
-                        .iter()
-                        .find(|known| known.id == role)
-                        .and_then(|known| known.robot.clone())
-                }),
+            let plan = match crate::kernel::plans::plan_in_force(&self.runtime, &campaign).await {
+                Ok(plan) => plan,
                 Err(error) => {
                     tracing::warn!("{campaign}: the plan: {error}");
                     None
                 }
             };
-            let Some(robot) = robot else {
-                to_outbox.extend(indices);
-                continue;
+            let known = plan
+                .as_ref()
+                .and_then(|plan| plan.roles.iter().find(|known| known.id == role).cloned());
+            // The plan's mail server, for a role that takes its reminders by mail.
+            let server = plan.as_ref().and_then(|plan| {
+                plan.channels
+                    .iter()
+                    .find_map(|channel| channel.smtp.clone().map(|smtp| (channel.id.clone(), smtp)))
+            });
+            let (route, channel, group): (Route, String, Vec<Message>) = match (
+                known.as_ref().and_then(|known| known.robot.clone()),
+                known.and_then(|known| known.mail),
+                server,
+            ) {
+                (Some(robot), _, _) => (
+                    Route::Robot(robot),
+                    format!("robot:{role}"),
+                    indices.iter().map(|&i| messages[i].clone()).collect(),
+                ),
+                (None, Some(address), Some((channel, smtp))) => (
+                    Route::Smtp(smtp),
+                    channel,
+                    indices
+                        .iter()
+                        .map(|&i| Message {
+                            address: vec![address.clone()],
+                            // Written as text: escaped, as the renderer gives a template
+                            // written as text.
+                            body: escaped(&messages[i].body),
+                            ..messages[i].clone()
+                        })
+                        .collect(),
+                ),
+                _ => {
+                    to_outbox.extend(indices);
+                    continue;
+                }
             };
-            let group: Vec<Message> = indices.iter().map(|&i| messages[i].clone()).collect();
-            let delivered = match self
-                .made_route(&campaign, &format!("robot:{role}"), Route::Robot(robot))
-                .await
-            {
+            let delivered = match self.made_route(&campaign, &channel, route).await {
                 Ok((_, sender)) => sender.deliver(&group).await.map_err(|error| error.detail),
                 Err(detail) => Err(detail),
             };
@@ -213,7 +238,7 @@ impl Routes {
                     }
                 }
                 Err(detail) => {
-                    tracing::warn!("{campaign}: the robot of {role}: {detail}");
+                    tracing::warn!("{campaign}: the reminders of {role}: {detail}");
                     for index in indices {
                         answers[index] = Some(Delivery::Deferred {
                             detail: detail.clone(),
@@ -296,6 +321,14 @@ impl Routes {
         })
         .map_err(|error| error.to_string())
     }
+}
+
+/// Text escaped for HTML.
+fn escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn robot_name(kind: RobotKindName) -> &'static str {

@@ -18,6 +18,7 @@ impl Validator<'_> {
                 name: name.to_string(),
                 members: Vec::new(),
                 robot: None,
+                mail: None,
             })
             .collect();
         for entry in &self.raw.roles {
@@ -26,16 +27,35 @@ impl Validator<'_> {
                 .robot
                 .as_ref()
                 .and_then(|raw| self.robot(&entry.path, raw));
+            let mail = value.mail.as_ref().and_then(|address| {
+                let valid = crate::customer::book::valid_email(address);
+                if !valid {
+                    self.push(
+                        Diagnostic::new(
+                            Code::InvalidValue,
+                            format!("{}.mail", entry.path),
+                            format!(
+                                "`{}` is not a mail address",
+                                crate::text::printable(address)
+                            ),
+                        )
+                        .with_help("mail = \"sales@shop.example.com\": one address, a team's list"),
+                    );
+                }
+                valid.then(|| address.clone())
+            });
             let role = Role {
                 id: entry.id.clone(),
                 name: value.name.clone().unwrap_or_else(|| entry.id.clone()),
                 members: value.members.clone(),
                 robot,
+                mail,
             };
             match roles.iter_mut().find(|r| r.id == entry.id) {
                 Some(existing) => {
                     existing.members = role.members;
                     existing.robot = role.robot;
+                    existing.mail = role.mail;
                     if let Some(name) = &value.name {
                         existing.name = name.clone();
                     }
