@@ -383,8 +383,42 @@ fn format_4_store(directory: &Path, format: u32) {
 
 /// Opens the database of a store that was just closed: dropping the store waited for sled to let
 /// go of its lock, so this needs no retry.
-fn reopen_sled(directory: &Path) -> sled::Db {
-    sled::open(directory).unwrap()
+fn reopen_sled(directory: &Path) -> Reopened {
+    Reopened {
+        db: Some(sled::open(directory).unwrap()),
+        directory: directory.to_path_buf(),
+    }
+}
+
+/// sled opened by the test itself. Dropped, it waits (at most 10 s) until sled's threads have
+/// let go of the database's lock, so that the store opened next is not refused as held by
+/// another process.
+struct Reopened {
+    db: Option<sled::Db>,
+    directory: std::path::PathBuf,
+}
+
+impl std::ops::Deref for Reopened {
+    type Target = sled::Db;
+    fn deref(&self) -> &sled::Db {
+        self.db.as_ref().unwrap()
+    }
+}
+
+impl Drop for Reopened {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            let free = std::fs::File::open(self.directory.join("db"))
+                .map(|file| file.try_lock().is_ok())
+                .unwrap_or(true);
+            if free {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
 }
 
 fn stored_format(directory: &Path) -> Vec<u8> {
