@@ -11,9 +11,11 @@
 //! - WeCom (`qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...`): `{"msgtype": "markdown",
 //!   "markdown": {"content"}}`.
 //!
-//! Both answer HTTP 200 with `{"errcode": 0, "errmsg": "ok"}` when they took it; another
-//! `errcode` is a refusal in their words, except their rate limits (DingTalk 130101, WeCom
-//! 45009), which defer. A 5xx, 429 or no answer defers too. The address carries the robot's
+//! Both answer HTTP 200 with `{"errcode": 0, "errmsg": "ok"}` when they took it (a 2xx whose
+//! answer cannot be read took it too); another `errcode` is a refusal in their words, except
+//! their rate limits (DingTalk 130101, WeCom 45009), which defer. A 5xx, 429 or no answer
+//! defers too (the robot may have posted it: it goes again). A hand-over too large for one
+//! robot message (WeCom takes 4,096 bytes) goes as several. The address carries the robot's
 //! token: it is read from the environment or a file, never printed.
 
 use std::collections::VecDeque;
@@ -143,6 +145,32 @@ impl RobotChannel {
         }
     }
 
+    /// The batch cut into runs whose robot message stays under the platform's size (WeCom
+    /// takes 4,096 bytes of Markdown, DingTalk about 20,000): a reminder too long for one
+    /// message alone goes alone, cut short by the platform.
+    fn pieces<'m>(&self, messages: &'m [Message]) -> Vec<&'m [Message]> {
+        let limit = match self.settings.kind {
+            RobotKind::DingTalk => 18_000,
+            RobotKind::WeCom => 3_800,
+        };
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        let mut size = 0;
+        for (index, message) in messages.iter().enumerate() {
+            let length = message.body.len() + message.subject.as_deref().map_or(0, str::len) + 16;
+            if index > start && size + length > limit {
+                pieces.push(&messages[start..index]);
+                start = index;
+                size = 0;
+            }
+            size += length;
+        }
+        if start < messages.len() {
+            pieces.push(&messages[start..]);
+        }
+        pieces
+    }
+
     /// Takes a place in the minute, or says how long until one frees.
     async fn place(&self) -> Result<(), Duration> {
         let now = tokio::time::Instant::now();
@@ -226,13 +254,20 @@ impl RobotChannel {
                 detail: format!("the robot answered {}", status.as_u16()),
             };
         }
-        let answer: serde_json::Value = response
-            .bytes()
-            .await
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes[..bytes.len().min(64 * 1024)]).ok())
-            .unwrap_or_default();
-        let code = answer["errcode"].as_i64().unwrap_or(-1);
+        // At most 64 KiB of the answer; a 2xx whose answer cannot be read took the message
+        // (asking again would post it twice).
+        let mut response = response;
+        let mut read: Vec<u8> = Vec::new();
+        while read.len() < 64 * 1024 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&read) else {
+            return Delivery::Sent;
+        };
+        let code = answer["errcode"].as_i64().unwrap_or(0);
         let words = answer["errmsg"].as_str().unwrap_or("no errmsg").to_string();
         match (code, self.settings.kind) {
             (0, _) => Delivery::Sent,
@@ -255,14 +290,15 @@ fn markdown_line(text: &str) -> String {
 
 #[async_trait::async_trait]
 impl Channel for RobotChannel {
-    /// The whole batch as one robot message (the caller hands over one role's reminders at a
-    /// time), answered alike for each.
+    /// The batch as few robot messages as the platform's size allows (the caller hands over
+    /// one role's reminders at a time), each answered alike for the reminders it carries.
     async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError> {
-        if messages.is_empty() {
-            return Ok(Vec::new());
+        let mut answers = Vec::with_capacity(messages.len());
+        for piece in self.pieces(messages) {
+            let answer = self.post(piece).await;
+            answers.extend(std::iter::repeat_n(answer, piece.len()));
         }
-        let answer = self.post(messages).await;
-        Ok(vec![answer; messages.len()])
+        Ok(answers)
     }
 }
 

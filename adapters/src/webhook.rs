@@ -16,6 +16,9 @@
 //! - 408, 429 and 5xx: deferred, for the time a `Retry-After` asks when there is one;
 //! - no answer within the timeout, a connection that cannot be made or breaks: deferred (the
 //!   receiver may have taken it: the same id goes again, and the receiver drops the repeat);
+//!   once as many requests in a row as there are connections got no answer, the rest of the
+//!   batch is deferred without being tried, so that a receiver that hangs holds up nothing
+//!   else for long;
 //! - a redirect: refused (redirects are not followed: the signature is for the address in the
 //!   plan).
 //!
@@ -33,6 +36,9 @@ use futures_util::StreamExt as _;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
+
+/// How the words of a request that got no answer begin.
+const NO_ANSWER: &str = "no answer";
 
 /// The largest body sent: a message above it is refused, not sent in part.
 pub const LARGEST_BODY: usize = 256 * 1024;
@@ -182,6 +188,9 @@ pub struct WebhookChannel {
     settings: WebhookSettings,
     client: reqwest::Client,
     url: reqwest::Url,
+    /// Requests in a row of the batch under way that got no answer (a timeout, no connection);
+    /// an answer resets it, and so does each batch.
+    silent: std::sync::atomic::AtomicUsize,
 }
 
 impl fmt::Debug for WebhookChannel {
@@ -223,11 +232,36 @@ impl WebhookChannel {
             settings,
             client,
             url,
+            silent: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
-    /// One message POSTed, and what the receiver answered.
+    /// One message POSTed, and what the receiver answered. Once as many requests in a row as
+    /// there are connections got no answer, the rest of the batch is not tried (each would wait
+    /// the whole timeout, and hold up the other channels' messages behind this batch): they are
+    /// deferred with the others.
     async fn post(&self, message: &Message) -> Delivery {
+        use std::sync::atomic::Ordering;
+        let silent = self.silent.load(Ordering::Acquire);
+        if silent >= self.settings.connections.max(1) {
+            return Delivery::Deferred {
+                detail: format!(
+                    "not tried: the receiver did not answer {silent} requests in a row"
+                ),
+                retry_after_ms: None,
+            };
+        }
+        let answer = self.attempt(message).await;
+        match &answer {
+            Delivery::Deferred { detail, .. } if detail.starts_with(NO_ANSWER) => {
+                self.silent.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => self.silent.store(0, Ordering::Release),
+        }
+        answer
+    }
+
+    async fn attempt(&self, message: &Message) -> Delivery {
         let body = body(message);
         if body.len() > LARGEST_BODY {
             return Delivery::Refused {
@@ -254,16 +288,21 @@ impl WebhookChannel {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
+                // The address may carry a token in its query: never in the words kept.
+                let error = error.without_url();
                 return Delivery::Deferred {
                     detail: if error.is_timeout() {
-                        format!("no answer within {} s", self.settings.timeout.as_secs())
+                        format!(
+                            "{NO_ANSWER}: no answer within {} s",
+                            self.settings.timeout.as_secs()
+                        )
                     } else if error.is_connect() {
-                        format!("cannot connect: {}", error_chain(&error))
+                        format!("{NO_ANSWER}: cannot connect: {}", error_chain(&error))
                     } else {
                         format!("the request failed: {}", error_chain(&error))
                     },
                     retry_after_ms: None,
-                }
+                };
             }
         };
         let status = response.status();
@@ -365,6 +404,8 @@ pub fn retry_after_ms(value: &str) -> Option<u64> {
 #[async_trait::async_trait]
 impl Channel for WebhookChannel {
     async fn deliver(&self, messages: &[Message]) -> Result<Vec<Delivery>, ChannelError> {
+        // Each batch tries the receiver afresh.
+        self.silent.store(0, std::sync::atomic::Ordering::Release);
         let posts: Vec<_> = messages.iter().map(|message| self.post(message)).collect();
         let answers = futures_util::stream::iter(posts)
             .buffered(self.settings.connections)

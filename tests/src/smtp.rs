@@ -146,6 +146,19 @@ pub fn mail_campaign(
     channel_keys: &str,
     customers: impl FnOnce(String) -> String,
 ) {
+    mail_campaign_with(dir, count, port, timeout, channel_keys, &[], customers);
+}
+
+/// [`mail_campaign`], with more changes to the example plan (each found once).
+pub fn mail_campaign_with(
+    dir: &Path,
+    count: u64,
+    port: u16,
+    timeout: &str,
+    channel_keys: &str,
+    changes: &[(&str, &str)],
+    customers: impl FnOnce(String) -> String,
+) {
     ok(run_in(dir, &["init", "--out", "example.toml"]));
     let example = std::fs::read_to_string(dir.join("example.toml")).unwrap();
     let smtp = format!(
@@ -171,6 +184,7 @@ pub fn mail_campaign(
             ("accounts = [\"shop-mail\"]\n", &smtp),
         ],
     );
+    let plan = mutate(&plan, changes);
     std::fs::write(dir.join("plan.toml"), plan).unwrap();
     ok(bp(
         dir,

@@ -197,6 +197,25 @@ fn twenty_kills_while_sending_lose_nothing_and_repeat_only_what_was_in_flight() 
         }
     }
     assert!(kills >= 20, "only {kills} kills landed while sending");
+    // The warm-up's last sending hours, without kills: everything it planned is then due.
+    let last = "2026-09-01T21:59:00+08:00";
+    let mut daemon = Daemon::start_with(
+        dir,
+        &[
+            "--data",
+            "data",
+            "run",
+            "--clock-at",
+            last,
+            "--until",
+            last,
+            "--public-url",
+            "http://127.0.0.1:1",
+        ],
+        &environment,
+    );
+    let (code, lines) = daemon.finish();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
 
     // What the log says was sent, by key.
     ok(bp(dir, &["export", "--out", "export.jsonl"]));
@@ -210,6 +229,26 @@ fn twenty_kills_while_sending_lose_nothing_and_repeat_only_what_was_in_flight() 
         })
         .map(|event| event["payload"]["key"].as_str().unwrap().to_string())
         .collect();
+    // Every planned mail of the warm-up went (or was given up for a reason): none is pending.
+    let outbox: serde_json::Value = serde_json::from_str(
+        &ok(bp(
+            dir,
+            &[
+                "outbox",
+                "sept-festival-2026",
+                "--json",
+                "--clock-at",
+                DAYS[6],
+            ],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    for reach_out in outbox["reach_outs"].as_array().unwrap() {
+        if reach_out["id"].as_str().unwrap().starts_with("warm-up") {
+            assert_eq!(reach_out["pending"], 0, "{reach_out}");
+        }
+    }
     assert!(
         sent.len() > 500,
         "only {} sends: {}",

@@ -1,8 +1,10 @@
 //! Mail end to end, with the real binary and a real SMTP server on loopback (aiosmtpd): the
 //! plan's mail channel names the server (`[channels.mail.smtp]`), and the daemon's warm-up
-//! mail arrives there, one message per send the log records, each parsed back (its key, its
-//! Message-ID, its signed one-click link in the header and the body, both parts); the link of a
-//! received message, POSTed to the daemon, records the unsubscribe, and the burst's mail then
+//! reach-out of more than 2,000 customers arrives there as one message per customer and per
+//! send the log records, each parsed back by Python's `email` package (its key, its Message-ID
+//! from the key, its signed one-click link in the header and both parts, the warm-up's
+//! template, a customer's name escaped in HTML); the link of a received message, POSTed to the
+//! daemon, records the unsubscribe, and the burst's mail, with the early stage's template, then
 //! goes to everyone it plans for but that address.
 
 // Test code: a failed unwrap or panic is a failed test.
@@ -11,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use battleplan_tests::smtp::{header, mail_campaign, python, SmtpServer};
+use battleplan_tests::smtp::{header, mail_campaign, mail_campaign_with, python, SmtpServer};
 use battleplan_tests::{bp, http, ok, Daemon};
 
 const CAMPAIGN: &str = "sept-festival-2026";
@@ -21,6 +23,36 @@ const BURST: &str = "2026-09-02T00:00:00+08:00";
 
 fn campaign(dir: &Path, count: u64, port: u16) {
     mail_campaign(dir, count, port, "10s", "", |csv| csv);
+}
+
+/// The customers a reach-out plans for at `at`.
+fn planned(dir: &Path, reach_out: &str, at: &str) -> BTreeSet<String> {
+    let preview: serde_json::Value = serde_json::from_str(
+        &ok(bp(
+            dir,
+            &[
+                "audience",
+                "preview",
+                CAMPAIGN,
+                "--reach-out",
+                reach_out,
+                "--at",
+                at,
+                "--clock-at",
+                at,
+                "--json",
+                "--customers",
+            ],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    preview["customers"]["sends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|send| send["customer"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The daemon at `at`, run until everything due then is done.
@@ -64,14 +96,51 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
     let server = SmtpServer::start(&python);
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    campaign(dir, 1_200, server.port);
+    // The warm-up's recall widened to every customer, its other mail reach-out taken out: one
+    // reach-out of more than 2,000 customers.
+    mail_campaign_with(
+        dir,
+        2_500,
+        server.port,
+        "10s",
+        "",
+        &[
+            (
+                "all = [\n  { source = \"shared_pool\" },\n  { activity = \"inquired\", within = \"180d\" },\n]\nnone = [{ activity = \"ordered\", within = \"30d\" }]\n",
+                "all = [{ source = [\"own_list\", \"shared_pool\", \"offline_import\"] }]\n",
+            ),
+            (
+                "[reach_outs.warm-up-own-lists]\nname = \"Warm up the sales reps' own lists\"\nsegment = \"own-lists\"\nchannel = \"mail\"\nwindow = \"warm_up\"\n\n",
+                "",
+            ),
+        ],
+        |csv| csv,
+    );
+    let planned = planned(dir, "warm-up-recall", WARM_UP);
+    assert!(planned.len() >= 2_000, "{} planned", planned.len());
+    // One of them with a name that must be escaped in HTML.
+    let odd = planned.iter().next().unwrap().clone();
+    std::fs::write(
+        dir.join("odd.csv"),
+        format!("id,name\n{odd},\"Li <b>&</b> \"\"Na\"\"\"\n"),
+    )
+    .unwrap();
+    ok(bp(
+        dir,
+        &[
+            "customers",
+            "import",
+            "odd.csv",
+            "--clock-at",
+            "2026-08-21T00:00:00Z",
+        ],
+    ));
 
     // The warm-up's mail, sent to the server.
     run_at(dir, WARM_UP);
     let sent = mail_sent(dir);
     let arrived = server.arrived();
-    // (The adapter's own test sends a reach-out of 2,000; here the daemon's whole path.)
-    assert!(sent.len() >= 500, "{} sends", sent.len());
+    assert_eq!(arrived.len(), planned.len(), "one message per customer");
     let mut keys = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for message in &arrived {
@@ -80,11 +149,14 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
             keys.insert(key.clone(), message.clone()).is_none(),
             "{key} twice"
         );
+        // The Message-ID is the key's: the first 16 bytes of its BLAKE3, in hex.
         let id = header(message, "Message-ID").unwrap();
-        assert!(
-            id.starts_with('<') && id.ends_with("@example.com>") && id.len() == 46,
-            "{id}"
-        );
+        let digest = blake3::hash(key.as_bytes());
+        let hex: String = digest.as_bytes()[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(id, format!("<{hex}@example.com>"), "{key}");
         assert!(ids.insert(id.to_string()), "{id} twice");
         let unsubscribe = header(message, "List-Unsubscribe").unwrap();
         let link = unsubscribe.trim_start_matches('<').trim_end_matches('>');
@@ -103,27 +175,42 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
             html.contains(link),
             "the body's link is the header's: {html}"
         );
-        assert!(!message["text"].as_str().unwrap().is_empty());
+        let text = message["text"].as_str().unwrap();
+        assert!(text.contains(link), "{text}");
+        // The warm-up's template.
+        assert_eq!(
+            header(message, "Subject"),
+            Some("September Procurement Festival 2026 is coming: an early look for you"),
+            "{key}"
+        );
         assert_eq!(
             header(message, "X-Battleplan-Campaign"),
             Some(CAMPAIGN),
             "{key}"
         );
+        assert_eq!(
+            header(message, "X-Battleplan-Reach-Out"),
+            Some("warm-up-recall")
+        );
+        // The customer's fields escaped in HTML, as written in the text.
+        if key.split('/').nth(2) == Some(odd.as_str()) {
+            assert!(
+                html.contains("Dear Li &lt;b&gt;&amp;&lt;&#x2f;b&gt; &quot;Na&quot;,"),
+                "{html}"
+            );
+            assert!(text.contains("Dear Li <b>&</b> \"Na\","), "{text}");
+        } else {
+            assert!(!html.contains("<b>"), "{html}");
+        }
     }
-    // One message per send the log records, and no other.
+    // One message per send the log records, and no other: every planned customer.
     let arrived_keys: BTreeSet<String> = keys.keys().cloned().collect();
     assert_eq!(arrived_keys, sent);
-    // The warm-up's two mail reach-outs, each with its own template's subject.
-    let subjects: BTreeMap<String, BTreeSet<String>> =
-        keys.iter()
-            .fold(BTreeMap::new(), |mut all, (key, message)| {
-                let reach_out = key.split('/').nth(1).unwrap().to_string();
-                all.entry(reach_out)
-                    .or_default()
-                    .insert(header(message, "Subject").unwrap().to_string());
-                all
-            });
-    assert!(subjects.contains_key("warm-up-own-lists"), "{subjects:?}");
+    let customers: BTreeSet<String> = keys
+        .keys()
+        .map(|key| key.split('/').nth(2).unwrap().to_string())
+        .collect();
+    assert_eq!(customers, planned);
 
     // A customer the burst's mail will plan for, who got a warm-up mail, unsubscribes from it.
     let preview: serde_json::Value = serde_json::from_str(
@@ -195,6 +282,11 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
     run_at(dir, BURST);
     let burst: Vec<serde_json::Value> = server.arrived().into_iter().skip(before).collect();
     assert!(burst.len() > 50, "{} burst messages", burst.len());
+    // The early stage's templates, by the stage's theme.
+    for message in &burst {
+        let subject = header(message, "Subject").unwrap();
+        assert!(subject.starts_with("The sale has started"), "{subject}");
+    }
     assert!(
         burst
             .iter()

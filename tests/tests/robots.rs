@@ -234,3 +234,94 @@ fn a_robot_gets_no_more_than_its_messages_a_minute_and_a_busy_answer_defers() {
     assert_eq!(robots.requests().len(), 3);
     assert!(robots.requests().iter().all(|r| r["verified"] == true));
 }
+
+#[test]
+fn a_hand_over_too_large_for_one_robot_message_goes_as_several() {
+    let Some(python) = python() else { return };
+    let robots = RobotReceiver::start(&python, SECRET, 0);
+    let robot = RobotChannel::new(RobotSettings {
+        kind: RobotKind::WeCom,
+        url: robots.wecom("k"),
+        secret: None,
+        timeout: Duration::from_secs(5),
+        per_minute: 20,
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let batch: Vec<Message> = (0..12)
+        .map(|n| Message {
+            body: format!("任务 {n} 今天到期：{}", "请检查优惠券。".repeat(20)),
+            ..reminder(n)
+        })
+        .collect();
+    let answers = runtime.block_on(robot.deliver(&batch)).unwrap();
+    assert_eq!(answers, vec![Delivery::Sent; 12]);
+    let requests = robots.requests();
+    assert!(requests.len() >= 2, "{} robot messages", requests.len());
+    let mut carried = 0;
+    for request in &requests {
+        let content = request["body"]["markdown"]["content"].as_str().unwrap();
+        assert!(content.len() <= 4_096, "{} bytes", content.len());
+        carried += content.matches("\n- **").count();
+    }
+    assert_eq!(carried, 12, "each reminder in one robot message");
+}
+
+#[test]
+fn reminders_a_robot_refuses_go_to_the_staff_outbox() {
+    let Some(python) = python() else { return };
+    let robots = RobotReceiver::start(&python, SECRET, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    ok(run_in(dir, &["init", "--out", "example.toml"]));
+    let example = std::fs::read_to_string(dir.join("example.toml")).unwrap();
+    // Signed with the wrong secret: DingTalk refuses every message (errcode 310000).
+    let plan = mutate(
+        &example,
+        &[(
+            "members = [\"wang.wei\", \"zhang.min\", \"liu.yang\"]\n\n[roles.boss]",
+            "members = [\"wang.wei\", \"zhang.min\", \"liu.yang\"]\nrobot = { kind = \"dingtalk\", url_env = \"SALES_ROBOT_URL\", secret_env = \"SALES_ROBOT_SECRET\" }\n\n[roles.boss]",
+        )],
+    );
+    std::fs::write(dir.join("plan.toml"), plan).unwrap();
+    ok(bp(
+        dir,
+        &[
+            "plan",
+            "apply",
+            "plan.toml",
+            "--clock-at",
+            "2026-08-01T00:00:00Z",
+        ],
+    ));
+    let sales_url = robots.dingtalk("sales-token");
+    let mut daemon = Daemon::start_with(
+        dir,
+        &["--data", "data", "run", "--clock-at", AT, "--until", AT],
+        &[
+            ("SALES_ROBOT_URL", sales_url.as_str()),
+            ("SALES_ROBOT_SECRET", "SECnot-the-robots-secret"),
+        ],
+    );
+    let (code, lines) = daemon.finish();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("refused") && line.contains("staff outbox")),
+        "{}",
+        lines.join("\n")
+    );
+    let requests = robots.requests();
+    assert!(!requests.is_empty());
+    assert!(requests.iter().all(|r| r["errcode"] == 310000));
+    let staff = std::fs::read_to_string(dir.join("data/outbox/staff.jsonl")).unwrap();
+    let sales = staff
+        .lines()
+        .filter(|line| line.contains("\"to\":\"sales\""))
+        .count();
+    assert!(sales >= 1, "{staff}");
+}

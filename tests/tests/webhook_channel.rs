@@ -240,17 +240,48 @@ fn a_receiver_that_is_not_there_defers_every_message() {
     let hook = channel(
         &format!("http://127.0.0.1:{port}/hooks"),
         SECRET,
-        2,
+        1,
         Duration::from_secs(5),
     );
     let batch: Vec<Message> = ["c-1", "c-2", "c-3"].into_iter().map(message).collect();
     let answers = runtime().block_on(hook.deliver(&batch)).unwrap();
-    for answer in answers {
+    // The first tried; after as many silences in a row as connections, the rest are not.
+    assert!(
+        matches!(&answers[0], Delivery::Deferred { detail, retry_after_ms: None } if detail.starts_with("no answer: cannot connect")),
+        "{answers:?}"
+    );
+    for answer in &answers[1..] {
         assert!(
-            matches!(&answer, Delivery::Deferred { detail, retry_after_ms: None } if detail.starts_with("cannot connect")),
+            matches!(answer, Delivery::Deferred { detail, .. } if detail.starts_with("not tried")),
             "{answer:?}"
         );
     }
+}
+
+#[test]
+fn a_receiver_that_hangs_holds_up_only_a_few_requests_of_a_batch() {
+    let Some(python) = python() else { return };
+    let faults: BTreeMap<String, String> = [("c-hang".to_string(), "hang".to_string())].into();
+    let receiver = WebhookReceiver::start(&python, &faults);
+    let hook = channel(&receiver.url(), SECRET, 4, Duration::from_secs(1));
+    let batch: Vec<Message> = (0..20)
+        .map(|n| Message {
+            key: format!("sept/visitor-coupons/c-hang/{n}"),
+            ..message("c-hang")
+        })
+        .collect();
+    let answers = runtime().block_on(hook.deliver(&batch)).unwrap();
+    assert!(answers
+        .iter()
+        .all(|answer| matches!(answer, Delivery::Deferred { .. })));
+    // Four at once time out together; a few more may start as the first come back.
+    let tried = receiver.attempts().len();
+    assert!((4..=8).contains(&tried), "{tried} of 20 tried");
+    let not_tried = answers
+        .iter()
+        .filter(|answer| matches!(answer, Delivery::Deferred { detail, .. } if detail.starts_with("not tried")))
+        .count();
+    assert_eq!(not_tried, 20 - tried);
 }
 
 #[test]

@@ -158,8 +158,12 @@ pub fn track_links(body: &str, mut track: impl FnMut(&str) -> String) -> String 
         };
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
+        // An address is ASCII: it ends at the first space, quote, angle bracket or character
+        // that is not (Chinese punctuation or text right after it).
         let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>'))
+            .find(|c: char| {
+                c.is_whitespace() || !c.is_ascii() || matches!(c, '"' | '\'' | '<' | '>')
+            })
             .unwrap_or(tail.len());
         // A sentence's full stop or comma after an address is not part of it.
         let address = tail[..end].trim_end_matches(['.', ',', ';', ':', ')', '!', '?']);
@@ -167,6 +171,24 @@ pub fn track_links(body: &str, mut track: impl FnMut(&str) -> String) -> String 
         out.push_str(&track(&written));
         rest = &tail[address.len()..];
     }
+}
+
+/// Decodes `%XX` sequences; `None` when they do not make UTF-8 text.
+pub fn percent_decoded(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Percent-encodes all but unreserved characters (RFC 3986), for a path segment.
@@ -200,6 +222,21 @@ mod tests {
             "See T[https://shop.example.com/new], and T[http://a.example/b?c=1].\nBye"
         );
         assert_eq!(track_links("no links", |_| String::new()), "no links");
+        assert_eq!(
+            track_links("详见 https://shop.example.com/sale。谢谢！", |url| format!(
+                "T[{url}]"
+            )),
+            "详见 T[https://shop.example.com/sale]。谢谢！"
+        );
+    }
+
+    #[test]
+    fn percent_decoding_undoes_the_encoding() {
+        let key = "sept/warm-up/客户 1/1";
+        assert_eq!(percent_decoded(&percent_encoded(key)).as_deref(), Some(key));
+        assert_eq!(percent_decoded("100%").as_deref(), Some("100%"));
+        assert_eq!(percent_decoded("%zz"), None);
+        assert_eq!(percent_decoded("%ff"), None);
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! every problem located (`outcomes[3].customer: ...`), and nothing is written. Each answer is
 //! then recorded on its own, an `OutcomeRecorded` under a command id derived from its id: in
 //! its campaign's outreach stream, or the `answers` stream when it names no campaign. An
-//! unsubscribe or a hard bounce stops every later send to the customer on that channel kind, in
-//! every campaign, from the instant it is recorded (the customer book's consent and address).
+//! unsubscribe stops every later send to the customer on that channel kind and a mail bounce
+//! every later mail, in every campaign, from the instant it is recorded (the customer book's
+//! consent and address).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -99,8 +100,8 @@ pub struct BounceAnswer {
     pub message: Option<String>,
     #[serde(default)]
     pub at: Option<DateTime<Utc>>,
-    /// The service's words (kept out of the log: an address or a server's reply may be
-    /// personal; shown in the answer only).
+    /// The service's words: accepted and never recorded (an address or a server's reply may
+    /// be personal).
     #[serde(default)]
     pub detail: Option<String>,
 }
@@ -284,7 +285,12 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
                     .filter_map(|answer| answer.message.as_deref()),
             )
             .filter_map(|key| {
-                let send = outreach.send(key)?;
+                // The key itself, or as a webhook's `webhook-id` carries it (percent-encoded
+                // where it is not plain ASCII).
+                let send = outreach.send(key).or_else(|| {
+                    battleplan_core::outreach::links::percent_decoded(key)
+                        .and_then(|decoded| outreach.send(&decoded))
+                })?;
                 Some((
                     key.to_string(),
                     (

@@ -35,6 +35,9 @@ pub struct Routes {
     /// Whether mail must carry unsubscribe links (the daemon); a test message from a process
     /// without the daemon's public address goes without.
     links_required: bool,
+    /// Group robots by their address: roles and campaigns that share a robot share its count
+    /// of messages a minute.
+    robots: Mutex<HashMap<String, Arc<RobotChannel>>>,
 }
 
 /// A channel made, with the plan's settings it was made from.
@@ -56,6 +59,7 @@ impl Routes {
             public_url,
             made: Mutex::new(HashMap::new()),
             links_required: true,
+            robots: Mutex::new(HashMap::new()),
         }
     }
 
@@ -126,7 +130,7 @@ impl Routes {
         let sender: Arc<dyn Channel> = match &route {
             Route::Smtp(smtp) => Arc::new(self.mail(smtp)?),
             Route::Webhook(webhook) => Arc::new(hook(webhook)?),
-            Route::Robot(robot) => Arc::new(robot_channel(robot)?),
+            Route::Robot(robot) => self.robot(robot).await?,
         };
         made.insert(key, (route, sender.clone()));
         Ok((words, sender))
@@ -165,6 +169,19 @@ impl Routes {
                 })
                 .collect(),
         ))
+    }
+
+    /// The group robot at the address the plan says, shared by whoever posts to it.
+    async fn robot(&self, robot: &Robot) -> Result<Arc<dyn Channel>, String> {
+        let what = robot_name(robot.kind);
+        let url = read_secret(&robot.url, &format!("the {what} robot's address"))?;
+        let mut robots = self.robots.lock().await;
+        if let Some(made) = robots.get(&url) {
+            return Ok(made.clone());
+        }
+        let made = Arc::new(robot_channel(robot, url.clone())?);
+        robots.insert(url, made.clone());
+        Ok(made)
     }
 
     /// Messages to staff: each role's reminders to its robot when the plan gives it one (one
@@ -234,7 +251,17 @@ impl Routes {
             match delivered {
                 Ok(delivered) => {
                     for (index, answer) in indices.into_iter().zip(delivered) {
-                        answers[index] = Some(answer);
+                        if let Delivery::Refused { detail, .. } = &answer {
+                            // Refused for good (a wrong token, a keyword the robot wants):
+                            // the reminder is not lost, it goes to the staff outbox.
+                            tracing::warn!(
+                                "{campaign}: the reminder {} for {role} was refused ({detail}); it goes to the staff outbox",
+                                messages[index].key
+                            );
+                            to_outbox.push(index);
+                        } else {
+                            answers[index] = Some(answer);
+                        }
                     }
                 }
                 Err(detail) => {
@@ -338,10 +365,10 @@ fn robot_name(kind: RobotKindName) -> &'static str {
     }
 }
 
-/// A group robot made from the plan's settings, its address and secret read where it says.
-fn robot_channel(robot: &Robot) -> Result<RobotChannel, String> {
+/// A group robot made from the plan's settings, at its address, its secret read where the
+/// plan says.
+fn robot_channel(robot: &Robot, url: String) -> Result<RobotChannel, String> {
     let what = robot_name(robot.kind);
-    let url = read_secret(&robot.url, &format!("the {what} robot's address"))?;
     let secret = robot
         .secret
         .as_ref()

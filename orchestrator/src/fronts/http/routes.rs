@@ -963,7 +963,19 @@ pub async fn click(
     });
     match app::execute_with(api.runtime(), request, Origin::default()).await {
         Ok(app::Response::Clicked(view)) => {
-            let location = HeaderValue::from_str(&view.target).map_err(|_| not_ours())?;
+            // Plain ASCII in the header: any other character percent-encoded.
+            let target: String = view
+                .target
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_graphic() {
+                        c.to_string()
+                    } else {
+                        battleplan_core::outreach::links::percent_encoded(&c.to_string())
+                    }
+                })
+                .collect();
+            let location = HeaderValue::from_str(&target).map_err(|_| not_ours())?;
             Ok((
                 StatusCode::FOUND,
                 [
