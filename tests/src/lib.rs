@@ -305,3 +305,35 @@ pub fn instant(text: &str) -> chrono::DateTime<chrono::Utc> {
         .unwrap_or_else(|error| panic!("{text}: {error}"))
         .with_timezone(&chrono::Utc)
 }
+
+/// The customers `audience preview` says a reach-out of a campaign plans for at `at` (asked at
+/// that instant), in its order.
+pub fn planned(dir: &Path, campaign: &str, reach_out: &str, at: &str) -> Vec<String> {
+    let run = ok(bp(
+        dir,
+        &[
+            "audience",
+            "preview",
+            campaign,
+            "--reach-out",
+            reach_out,
+            "--at",
+            at,
+            "--clock-at",
+            at,
+            "--json",
+            "--customers",
+        ],
+    ));
+    let preview: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|error| panic!("the preview's JSON: {error}"));
+    preview["customers"]["sends"]
+        .as_array()
+        .map(|sends| {
+            sends
+                .iter()
+                .filter_map(|send| send["customer"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -49,6 +49,36 @@ pub fn python() -> Option<PathBuf> {
     None
 }
 
+/// A Python server of `tests/` started with `arguments`, once it says where it listens (its
+/// first line ends with `:PORT`); its standard input is kept open, and ending it stops the
+/// server.
+pub(crate) fn serve(
+    python: &Path,
+    script: &str,
+    arguments: &[&std::ffi::OsStr],
+    what: &str,
+) -> (Child, u16) {
+    let mut child = Command::new(python)
+        .arg(workspace().join("tests").join(script))
+        .args(arguments)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|error| panic!("starting {what}: {error}"));
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut line);
+    }
+    let port = line
+        .trim()
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("{what} said {line:?}"));
+    (child, port)
+}
+
 /// The SMTP server, stopped when dropped.
 pub struct SmtpServer {
     child: Child,
@@ -65,25 +95,16 @@ impl SmtpServer {
     pub fn start_on(python: &Path, port: u16) -> SmtpServer {
         let out =
             tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
-        let mut child = Command::new(python)
-            .arg(workspace().join("tests/smtp_server.py"))
-            .arg(out.path())
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting the SMTP server: {error}"));
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = BufReader::new(stdout).read_line(&mut line);
-        }
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the SMTP server said {line:?}"));
+        let (child, port) = serve(
+            python,
+            "smtp_server.py",
+            &[
+                out.path().as_os_str(),
+                "--port".as_ref(),
+                port.to_string().as_ref(),
+            ],
+            "the SMTP server",
+        );
         SmtpServer { child, port, out }
     }
 

@@ -3,9 +3,10 @@
 //! logged, faults chosen per customer. It runs on the Python [`crate::smtp::python`] finds.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
+
+use crate::smtp::serve;
 
 /// A secret as Standard Webhooks writes it (24 bytes, base64), for the tests.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -36,28 +37,20 @@ impl WebhookReceiver {
         let text = serde_json::to_string(faults).unwrap_or_default();
         std::fs::write(&faults_file, text)
             .unwrap_or_else(|error| panic!("writing the faults: {error}"));
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut child = Command::new(python)
-            .arg(workspace.join("tests/webhook_receiver.py"))
-            .arg(out.path())
-            .args(["--secret", SECRET, "--faults"])
-            .arg(&faults_file)
-            .args(["--port", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting the webhook receiver: {error}"));
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = BufReader::new(stdout).read_line(&mut line);
-        }
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the webhook receiver said {line:?}"));
+        let (child, port) = serve(
+            python,
+            "webhook_receiver.py",
+            &[
+                out.path().as_os_str(),
+                "--secret".as_ref(),
+                SECRET.as_ref(),
+                "--faults".as_ref(),
+                faults_file.as_os_str(),
+                "--port".as_ref(),
+                port.to_string().as_ref(),
+            ],
+            "the webhook receiver",
+        );
         WebhookReceiver { child, port, out }
     }
 
@@ -113,27 +106,18 @@ impl RobotReceiver {
     pub fn start(python: &Path, dingtalk_secret: &str, busy: u32) -> RobotReceiver {
         let out =
             tempfile::tempdir().unwrap_or_else(|error| panic!("a scratch directory: {error}"));
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut child = Command::new(python)
-            .arg(workspace.join("tests/robot_receiver.py"))
-            .arg(out.path())
-            .args(["--dingtalk-secret", dingtalk_secret])
-            .args(["--busy", &busy.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|error| panic!("starting the robot receiver: {error}"));
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = BufReader::new(stdout).read_line(&mut line);
-        }
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the robot receiver said {line:?}"));
+        let (child, port) = serve(
+            python,
+            "robot_receiver.py",
+            &[
+                out.path().as_os_str(),
+                "--dingtalk-secret".as_ref(),
+                dingtalk_secret.as_ref(),
+                "--busy".as_ref(),
+                busy.to_string().as_ref(),
+            ],
+            "the robot receiver",
+        );
         RobotReceiver { child, port, out }
     }
 

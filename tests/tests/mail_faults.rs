@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use battleplan_tests::smtp::{header, mail_campaign, python, SmtpServer};
-use battleplan_tests::{bp, ok, Daemon};
+use battleplan_tests::{bp, ok, planned, Daemon};
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const REACH_OUT: &str = "warm-up-own-lists";
@@ -74,42 +74,15 @@ fn of<'a>(
         .collect()
 }
 
-/// The customers the reach-out plans for at the warm-up.
-fn planned(dir: &Path) -> Vec<String> {
-    let preview: serde_json::Value = serde_json::from_str(
-        &ok(bp(
-            dir,
-            &[
-                "audience",
-                "preview",
-                CAMPAIGN,
-                "--reach-out",
-                REACH_OUT,
-                "--at",
-                WARM_UP,
-                "--clock-at",
-                WARM_UP,
-                "--json",
-                "--customers",
-            ],
-        ))
-        .stdout,
-    )
-    .unwrap();
-    preview["customers"]["sends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|send| send["customer"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A campaign whose first planned customers' addresses make the server answer 451 once, 550,
 /// and fall silent after the data; the customers so chosen, in that order.
 fn faulty_campaign(dir: &Path, port: u16, unknown_outcome: &str) -> [String; 3] {
     let keys = format!("unknown_outcome = \"{unknown_outcome}\"\n");
     mail_campaign(dir, 150, port, "2s", &keys, |csv| csv);
-    let chosen: Vec<String> = planned(dir).into_iter().take(3).collect();
+    let chosen: Vec<String> = planned(dir, CAMPAIGN, REACH_OUT, WARM_UP)
+        .into_iter()
+        .take(3)
+        .collect();
     assert_eq!(chosen.len(), 3, "too few planned");
     // The same customers again, their addresses given the faults' prefixes.
     let csv = std::fs::read_to_string(dir.join("customers.csv")).unwrap();
@@ -250,7 +223,9 @@ fn a_server_that_refuses_connections_pauses_the_channel_until_resumed_and_nothin
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     mail_campaign(dir, 150, port, "2s", "", |csv| csv);
-    let planned: BTreeSet<String> = planned(dir).into_iter().collect();
+    let planned: BTreeSet<String> = planned(dir, CAMPAIGN, REACH_OUT, WARM_UP)
+        .into_iter()
+        .collect();
     run_at(dir, WARM_UP);
     let status: serde_json::Value = serde_json::from_str(
         &ok(bp(

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use battleplan_tests::smtp::{header, mail_campaign, mail_campaign_with, python, SmtpServer};
-use battleplan_tests::{bp, http, ok, Daemon};
+use battleplan_tests::{bp, http, ok, planned, Daemon};
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
@@ -23,36 +23,6 @@ const BURST: &str = "2026-09-02T00:00:00+08:00";
 
 fn campaign(dir: &Path, count: u64, port: u16) {
     mail_campaign(dir, count, port, "10s", "", |csv| csv);
-}
-
-/// The customers a reach-out plans for at `at`.
-fn planned(dir: &Path, reach_out: &str, at: &str) -> BTreeSet<String> {
-    let preview: serde_json::Value = serde_json::from_str(
-        &ok(bp(
-            dir,
-            &[
-                "audience",
-                "preview",
-                CAMPAIGN,
-                "--reach-out",
-                reach_out,
-                "--at",
-                at,
-                "--clock-at",
-                at,
-                "--json",
-                "--customers",
-            ],
-        ))
-        .stdout,
-    )
-    .unwrap();
-    preview["customers"]["sends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|send| send["customer"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The daemon at `at`, run until everything due then is done.
@@ -116,7 +86,9 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
         ],
         |csv| csv,
     );
-    let planned = planned(dir, "warm-up-recall", WARM_UP);
+    let planned = planned(dir, CAMPAIGN, "warm-up-recall", WARM_UP)
+        .into_iter()
+        .collect::<BTreeSet<String>>();
     assert!(planned.len() >= 2_000, "{} planned", planned.len());
     // One of them with a name that must be escaped in HTML.
     let odd = planned.iter().next().unwrap().clone();
@@ -281,12 +253,24 @@ fn the_plans_mail_arrives_once_each_and_an_unsubscribe_link_stops_it() {
     let before = server.arrived().len();
     run_at(dir, BURST);
     let burst: Vec<serde_json::Value> = server.arrived().into_iter().skip(before).collect();
-    assert!(burst.len() > 50, "{} burst messages", burst.len());
-    // The early stage's templates, by the stage's theme.
+    // The early stage's templates for its reach-out (by the stage's theme), the follow-up's
+    // for the warm-up's recall, seven days on.
+    let mut early = 0;
     for message in &burst {
         let subject = header(message, "Subject").unwrap();
-        assert!(subject.starts_with("The sale has started"), "{subject}");
+        match header(message, "X-Battleplan-Reach-Out") {
+            Some("early-stage-mail") => {
+                early += 1;
+                assert!(subject.starts_with("The sale has started"), "{subject}");
+            }
+            Some("warm-up-recall") => assert_eq!(
+                subject,
+                "Did you see our September Procurement Festival 2026 offer?"
+            ),
+            other => panic!("{other:?}: {subject}"),
+        }
     }
+    assert!(early > 50, "{early} early-stage mails");
     assert!(
         burst
             .iter()

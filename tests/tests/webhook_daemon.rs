@@ -18,7 +18,7 @@ use std::path::Path;
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
 use battleplan_tests::smtp::python;
 use battleplan_tests::webhook::{WebhookReceiver, SECRET};
-use battleplan_tests::{bp, instant, mutate, ok, run_in, Daemon};
+use battleplan_tests::{bp, instant, mutate, ok, planned, run_in, Daemon};
 
 const CAMPAIGN: &str = "sept-festival-2026";
 const REACH_OUT: &str = "visitor-coupons";
@@ -91,36 +91,6 @@ fn campaign(dir: &Path, count: u64, url: &str) {
     ));
 }
 
-/// The customers the reach-out plans for at the warm-up.
-fn planned(dir: &Path) -> Vec<String> {
-    let preview: serde_json::Value = serde_json::from_str(
-        &ok(bp(
-            dir,
-            &[
-                "audience",
-                "preview",
-                CAMPAIGN,
-                "--reach-out",
-                REACH_OUT,
-                "--at",
-                WARM_UP,
-                "--clock-at",
-                WARM_UP,
-                "--json",
-                "--customers",
-            ],
-        ))
-        .stdout,
-    )
-    .unwrap();
-    preview["customers"]["sends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|send| send["customer"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// The daemon at `at`, with the secret in its environment, run until everything due then is
 /// done.
 fn run_at(dir: &Path, at: &str) {
@@ -177,7 +147,7 @@ fn in_site_messages_go_to_the_webhook_and_each_fault_is_handled_with_every_attem
     // is planned, then again with the faults on those customers.
     let probe = WebhookReceiver::start(&python, &BTreeMap::new());
     campaign(dir, 600, &probe.url());
-    let customers = planned(dir);
+    let customers = planned(dir, CAMPAIGN, REACH_OUT, WARM_UP);
     assert!(customers.len() >= 8, "{} planned", customers.len());
     let faults: BTreeMap<String, String> = customers
         .iter()

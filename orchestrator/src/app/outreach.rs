@@ -526,7 +526,12 @@ pub async fn channel_test(
             "--to: an address without control characters",
         ));
     }
-    let Some(channels) = ctx.runtime.channels.get() else {
+    let Some(channels) = ctx
+        .runtime
+        .channels
+        .get()
+        .and_then(std::sync::Weak::upgrade)
+    else {
         return Err(AppError::invalid(
             "this process has no channels to test with",
         ));

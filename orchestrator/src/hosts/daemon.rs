@@ -336,7 +336,8 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
                 .as_deref()
                 .map(|url| format!("{}/api/v1", url.trim_end_matches('/'))),
         ));
-        let _ = runtime.channels.set(outbox.clone());
+        let routes: Arc<dyn crate::kernel::runtime::ChannelTest> = outbox.clone();
+        let _ = runtime.channels.set(Arc::downgrade(&routes));
         let result = Scheduler::new(runtime.clone(), timing, options.until)
             .with_outbox(outbox)
             .run(stopped)

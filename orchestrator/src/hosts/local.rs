@@ -237,15 +237,15 @@ pub fn remote_or_local(
     let mark = Mark(mark);
     mark.leave(data);
     let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds));
-    // `channel test` without the daemon: the plan's real channels, made in this process.
-    let _ = runtime
-        .channels
-        .set(Arc::new(crate::hosts::channels::Routes::for_tests(
-            runtime.clone(),
-            None,
-        )));
+    // `channel test` without the daemon: the plan's real channels, made in this process, held
+    // while the request runs.
+    let routes: Arc<dyn crate::kernel::runtime::ChannelTest> = Arc::new(
+        crate::hosts::channels::Routes::for_tests(runtime.clone(), None),
+    );
+    let _ = runtime.channels.set(Arc::downgrade(&routes));
     let tokio = tokio()?;
     let outcome = tokio.block_on(app::execute(&runtime, remote));
+    drop(routes);
     let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
     let succeeded = succeeded(&mark, &outcome);
     Ok(Answer {

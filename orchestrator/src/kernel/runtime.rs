@@ -63,8 +63,9 @@ pub struct Runtime {
     /// process that owns the store has one (the daemon).
     pub link_key: Option<[u8; 32]>,
     /// The real channels of the process that owns the store, for `channel test` (set by the
-    /// host once it has made them).
-    pub channels: Arc<std::sync::OnceLock<Arc<dyn ChannelTest>>>,
+    /// host once it has made them). Weak: the channels hold the runtime, and the host holds
+    /// them, so the store is let go of when the host is done.
+    pub channels: Arc<std::sync::OnceLock<std::sync::Weak<dyn ChannelTest>>>,
 }
 
 /// A test message through a plan channel's real channel (`battleplan channel test`).
