@@ -10,109 +10,16 @@
 // Tests report failures by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use battleplan_adapters::smtp::{SmtpChannel, SmtpSettings, SmtpTls, UnsubscribeLinks};
 use battleplan_core::outreach::links;
 use battleplan_core::outreach::port::{Channel, Delivery, Message, Refusal};
 use battleplan_core::plan::model::ChannelKind;
+use battleplan_tests::smtp::{header, python, SmtpServer};
 use chrono::{DateTime, Utc};
 
 const KEY: [u8; 32] = [42; 32];
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The Python that has aiosmtpd, or `None` (after saying so) where a test may skip.
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("BATTLEPLAN_SMTP_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| workspace().join("target"));
-            target.join("smtp-venv/bin/python")
-        });
-    let works = Command::new(&candidate)
-        .args(["-c", "import aiosmtpd"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
-    if works {
-        return Some(candidate);
-    }
-    let how = "make one with `python3 -m venv target/smtp-venv && target/smtp-venv/bin/pip install aiosmtpd` \
-               (or set BATTLEPLAN_SMTP_PYTHON to a Python that has it)";
-    if std::env::var("CI").is_ok_and(|ci| ci == "true") {
-        panic!(
-            "CI=true and no Python with aiosmtpd at {}: {how}",
-            candidate.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPED: the SMTP tests need a Python with aiosmtpd ({} has none): {how}\n",
-        candidate.display()
-    );
-    None
-}
-
-/// The SMTP server, stopped when dropped (its standard input closes).
-struct Server {
-    child: Child,
-    port: u16,
-    out: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(python: &Path) -> Server {
-        let out = tempfile::tempdir().unwrap();
-        let mut child = Command::new(python)
-            .arg(workspace().join("tests/smtp_server.py"))
-            .arg(out.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .unwrap_or_else(|| panic!("the server said {line:?}"));
-        Server { child, port, out }
-    }
-
-    /// Every message that arrived, as Python parsed it, in arrival order.
-    fn arrived(&self) -> Vec<serde_json::Value> {
-        let mut names: Vec<PathBuf> = std::fs::read_dir(self.out.path())
-            .unwrap()
-            .map(|entry| entry.unwrap().path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .collect();
-        names.sort();
-        names
-            .iter()
-            .map(|name| serde_json::from_str(&std::fs::read_to_string(name).unwrap()).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn channel(port: u16, connections: usize, timeout: Duration) -> SmtpChannel {
     SmtpChannel::new(SmtpSettings {
@@ -162,22 +69,10 @@ fn message(customer: &str, address: &str) -> Message {
     }
 }
 
-fn header<'a>(message: &'a serde_json::Value, name: &str) -> Option<&'a str> {
-    message["headers"]
-        .as_array()?
-        .iter()
-        .find(|pair| {
-            pair[0]
-                .as_str()
-                .is_some_and(|n| n.eq_ignore_ascii_case(name))
-        })
-        .and_then(|pair| pair[1].as_str())
-}
-
 #[tokio::test]
 async fn messages_arrive_whole_with_their_headers_and_both_parts() {
     let Some(python) = python() else { return };
-    let server = Server::start(&python);
+    let server = SmtpServer::start(&python);
     let channel = channel(server.port, 4, Duration::from_secs(10));
     // A reach-out of 2,000 customers, in the dispatcher's batches of 500.
     let batch: Vec<Message> = (1..=2_000)
@@ -254,7 +149,7 @@ async fn messages_arrive_whole_with_their_headers_and_both_parts() {
 #[tokio::test]
 async fn each_reply_of_the_server_answers_its_own_message() {
     let Some(python) = python() else { return };
-    let server = Server::start(&python);
+    let server = SmtpServer::start(&python);
     // One connection, so the stalled transaction's loss shows the next message a new one.
     let channel = channel(server.port, 1, Duration::from_secs(2));
     let batch = vec![
@@ -357,7 +252,7 @@ async fn a_server_that_refuses_connections_needs_a_person() {
 #[tokio::test]
 async fn a_server_that_refuses_to_relay_for_us_needs_a_person_and_bounces_no_one() {
     let Some(python) = python() else { return };
-    let server = Server::start(&python);
+    let server = SmtpServer::start(&python);
     let channel = channel(server.port, 1, Duration::from_secs(5));
     let batch = vec![
         message("c-1", "relay-c1@example.com"),
