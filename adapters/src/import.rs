@@ -9,8 +9,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 
-use battleplan_core::customer::row::{Cell, Columns, FieldError, Row};
-use battleplan_core::customer::ImportKind;
+use battleplan_core::customer::row::{Cell, FieldError, Row, RowColumns, Schema};
 use battleplan_core::text::printable;
 use serde::{Deserialize, Serialize};
 
@@ -130,9 +129,9 @@ impl fmt::Display for Problem {
     clippy::large_enum_variant,
     reason = "one item exists at a time, handed over by value; a box would cost an allocation per row"
 )]
-pub enum Item {
+pub enum Item<R = Row> {
     /// A good row, and its size in the file (to cut appends by volume as well as by rows).
-    Row { row: Row, bytes: u64 },
+    Row { row: R, bytes: u64 },
     /// A malformed row: every problem found in it.
     Bad { line: u64, problems: Vec<Problem> },
 }
@@ -259,15 +258,19 @@ fn admissible_file(path: &Path, metadata: &std::fs::Metadata) -> Result<u64, Str
     Ok(metadata.len())
 }
 
-/// Reads `path` to its end, handing each row to `visit` (which returns `false` to stop), and
-/// returns the file's digest. `progress` hears the count of bytes read so far. The file must be
+/// A good row of a file read with `S`.
+pub type RowOf<S> = <<S as Schema>::Columns as RowColumns>::Row;
+
+/// Reads `path` to its end, its rows understood by `schema` (an
+/// [`ImportKind`](battleplan_core::customer::ImportKind), or another kind of file's), handing
+/// each row to `visit` (which returns `false` to stop), and returns the file's digest. `progress` hears the count of bytes read so far. The file must be
 /// [`admissible`], and is read no further than [`MAX_FILE_BYTES`] if it grows meanwhile.
-pub fn read(
+pub fn read<S: Schema>(
     path: &Path,
-    kind: ImportKind,
+    schema: S,
     format: Format,
     progress: &dyn Fn(u64),
-    visit: &mut dyn FnMut(Item) -> bool,
+    visit: &mut dyn FnMut(Item<RowOf<S>>) -> bool,
 ) -> Result<FileRead, ReadError> {
     let describe =
         |error: io::Error| ReadError::Io(format!("cannot read {}: {error}", path.display()));
@@ -283,8 +286,8 @@ pub fn read(
         progress,
     };
     match format {
-        Format::Csv => read_csv(hashing, kind, visit),
-        Format::Jsonl => read_jsonl(hashing, kind, visit),
+        Format::Csv => read_csv(hashing, schema, visit),
+        Format::Jsonl => read_jsonl(hashing, schema, visit),
     }
     .map_err(|error| match error {
         ReadError::Io(detail) => ReadError::Io(format!("cannot read {}: {detail}", path.display())),
@@ -488,10 +491,10 @@ fn record_problem(record: &Record, what: &str) -> Option<Problem> {
         .then(|| Problem::new(record.line, unclosed()))
 }
 
-fn read_csv<R: Read>(
+fn read_csv<R: Read, S: Schema>(
     source: Hashing<'_, R>,
-    kind: ImportKind,
-    visit: &mut dyn FnMut(Item) -> bool,
+    schema: S,
+    visit: &mut dyn FnMut(Item<RowOf<S>>) -> bool,
 ) -> Result<FileRead, ReadError> {
     let io_error = |error: io::Error| ReadError::Io(error.to_string());
     let mut reader = CsvRecords::new(BufReader::with_capacity(READ_BUFFER, source));
@@ -531,7 +534,7 @@ fn read_csv<R: Read>(
     if !problems.is_empty() {
         return Err(ReadError::File(capped(problems)));
     }
-    let columns = match Columns::new(kind, names.iter().map(String::as_str)) {
+    let columns = match schema.columns(names.iter().map(String::as_str)) {
         Ok(columns) => columns,
         Err(errors) => {
             return Err(ReadError::File(capped(
@@ -574,7 +577,11 @@ fn capped(mut problems: Vec<Problem>) -> Vec<Problem> {
     problems
 }
 
-fn csv_row<R: BufRead>(columns: &Columns, record: &Record, fields: &CsvRecords<R>) -> Item {
+fn csv_row<R: BufRead, C: RowColumns>(
+    columns: &C,
+    record: &Record,
+    fields: &CsvRecords<R>,
+) -> Item<C::Row> {
     let line = record.line;
     let bad = |problems: Vec<Problem>| Item::Bad { line, problems };
     if let Some(problem) = record_problem(record, "row") {
@@ -699,10 +706,10 @@ fn read_line_bounded<R: BufRead>(
     }
 }
 
-fn read_jsonl<R: Read>(
+fn read_jsonl<R: Read, S: Schema>(
     source: Hashing<'_, R>,
-    kind: ImportKind,
-    visit: &mut dyn FnMut(Item) -> bool,
+    schema: S,
+    visit: &mut dyn FnMut(Item<RowOf<S>>) -> bool,
 ) -> Result<FileRead, ReadError> {
     let mut reader = BufReader::with_capacity(READ_BUFFER, source);
     let mut buffer = Vec::new();
@@ -712,7 +719,7 @@ fn read_jsonl<R: Read>(
         .map_err(|error| ReadError::Io(error.to_string()))?
     {
         line += 1;
-        let item = jsonl_row(kind, line, &buffer, length);
+        let item = jsonl_row(schema, line, &buffer, length);
         let Some(item) = item else { continue };
         rows += 1;
         if !visit(item) {
@@ -735,7 +742,12 @@ fn read_jsonl<R: Read>(
 }
 
 /// One JSON line to an item; `None` for a blank line.
-fn jsonl_row(kind: ImportKind, line: u64, bytes: &[u8], length: usize) -> Option<Item> {
+fn jsonl_row<S: Schema>(
+    schema: S,
+    line: u64,
+    bytes: &[u8],
+    length: usize,
+) -> Option<Item<RowOf<S>>> {
     let bad = |problems: Vec<Problem>| Some(Item::Bad { line, problems });
     if length > MAX_ROW_BYTES {
         return bad(vec![Problem::new(
@@ -786,7 +798,7 @@ fn jsonl_row(kind: ImportKind, line: u64, bytes: &[u8], length: usize) -> Option
             }]);
         }
     };
-    let columns = match Columns::new(kind, entries.iter().map(|(key, _)| key.as_str())) {
+    let columns = match schema.columns(entries.iter().map(|(key, _)| key.as_str())) {
         Ok(columns) => columns,
         Err(errors) => {
             return bad(errors
@@ -835,6 +847,7 @@ fn json_reason(error: &serde_json::Error) -> String {
 mod tests {
     use super::*;
     use battleplan_core::customer::row::Row;
+    use battleplan_core::customer::ImportKind;
 
     fn read_text(
         kind: ImportKind,

@@ -1,16 +1,19 @@
 //! The battleplan domain, pure: the plan format and its validation, the event log's pure half, the
 //! campaign state machine, customers and audiences, the outbox's decisions (`outreach`), tasks
-//! and their reminders (`task`), and the funnel with the stage targets (`funnel`).
+//! and their reminders (`task`), the team's calendar as iCalendar text (`calendar`), and the
+//! funnel with the stage targets (`funnel`).
 //!
 //! Nothing in this crate does IO, reads a clock or draws randomness: time and ids come in as
 //! values, so the same inputs always give the same outputs.
 
+pub mod calendar;
 pub mod campaign;
 pub mod context;
 pub mod customer;
 pub mod event;
 pub mod explain;
 pub mod funnel;
+pub mod metrics;
 pub mod outreach;
 pub mod plan;
 pub mod task;

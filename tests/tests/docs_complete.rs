@@ -89,6 +89,29 @@ fn every_import_column_is_documented() {
     }
 }
 
+/// docs/metrics.md has a row for every column of a metrics file, and every metric a stage
+/// target may name in its table of where the shop's numbers measure it.
+#[test]
+fn every_metrics_column_and_target_metric_is_documented() {
+    let docs = read("docs/metrics.md");
+    assert!(!docs.is_empty(), "docs/metrics.md is missing or empty");
+    for column in battleplan_core::metrics::row::column_names() {
+        assert!(
+            docs.contains(&format!("| `{column}` |")),
+            "docs/metrics.md has no row for the column `{column}`"
+        );
+    }
+    for metric in battleplan_core::plan::model::Metric::ALL {
+        assert!(
+            docs.contains(&format!("| `{}` |", metric.key()))
+                || docs.contains(&format!("`{}`, ", metric.key()))
+                || docs.contains(&format!(", `{}` |", metric.key())),
+            "docs/metrics.md does not say how `{}` is measured",
+            metric.key()
+        );
+    }
+}
+
 /// BP0401 lists every metric under the unit its target is written in, and BP0403 names every
 /// count: the two sections say what `validate` checks.
 #[test]

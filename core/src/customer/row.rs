@@ -118,7 +118,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(column: &str, reason: impl Into<String>) -> FieldError {
+    pub(crate) fn new(column: &str, reason: impl Into<String>) -> FieldError {
         FieldError {
             column: column.to_string(),
             index: None,
@@ -126,9 +126,76 @@ impl FieldError {
         }
     }
 
-    fn at(mut self, index: usize) -> FieldError {
+    pub(crate) fn at(mut self, index: usize) -> FieldError {
         self.index = Some(index);
         self
+    }
+}
+
+/// What the rows of one kind of import file mean: the columns a header (or a JSON line's keys)
+/// names, understood once, and each row read through them. The adapter that reads files knows
+/// only this.
+pub trait Schema: Copy {
+    type Columns: RowColumns;
+
+    /// Understands the column names, in the file's order, or says what is wrong with each.
+    fn columns<'a>(
+        self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self::Columns, Vec<FieldError>>;
+}
+
+/// A file's columns, understood.
+pub trait RowColumns {
+    /// A good row.
+    type Row;
+
+    /// The required columns a CSV header lacks: each an error on the header line.
+    fn missing_required(&self) -> Vec<FieldError>;
+
+    /// How many columns there are.
+    fn len(&self) -> usize;
+
+    /// No column at all.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The column's name as the file writes it.
+    fn name(&self, index: usize) -> Option<&str>;
+
+    /// Reads one row: its cells in the columns' order. `line` is the row's line in the file.
+    fn parse(&self, line: u64, cells: &[Cell<'_>]) -> Result<Self::Row, Vec<FieldError>>;
+}
+
+impl Schema for ImportKind {
+    type Columns = Columns;
+
+    fn columns<'a>(
+        self,
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Columns, Vec<FieldError>> {
+        Columns::new(self, names)
+    }
+}
+
+impl RowColumns for Columns {
+    type Row = Row;
+
+    fn missing_required(&self) -> Vec<FieldError> {
+        Columns::missing_required(self)
+    }
+
+    fn len(&self) -> usize {
+        Columns::len(self)
+    }
+
+    fn name(&self, index: usize) -> Option<&str> {
+        Columns::name(self, index)
+    }
+
+    fn parse(&self, line: u64, cells: &[Cell<'_>]) -> Result<Row, Vec<FieldError>> {
+        Columns::parse(self, line, cells)
     }
 }
 
@@ -744,7 +811,7 @@ fn unknown_column(kind: ImportKind, written: &str) -> String {
 
 /// A cell, seen through what it holds.
 #[derive(Debug, Clone, Copy)]
-enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     /// An empty cell, whitespace only, or JSON `null`.
     Empty,
     /// Text, trimmed.
@@ -756,7 +823,7 @@ enum Scalar<'a> {
 }
 
 impl<'a> Scalar<'a> {
-    fn of(cell: Cell<'a>) -> Scalar<'a> {
+    pub(crate) fn of(cell: Cell<'a>) -> Scalar<'a> {
         match cell {
             Cell::Text(text) => Scalar::from_text(text),
             Cell::Json(Json::Null) => Scalar::Empty,
@@ -783,7 +850,7 @@ impl<'a> Scalar<'a> {
     }
 
     /// What the cell holds, for a message about the wrong JSON type.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Scalar::Empty => "nothing".to_string(),
             Scalar::Text(text) => format!("the text \"{text}\""),
@@ -795,7 +862,7 @@ impl<'a> Scalar<'a> {
     }
 }
 
-fn wrong_type(expected: &str, found: &Scalar<'_>) -> String {
+pub(crate) fn wrong_type(expected: &str, found: &Scalar<'_>) -> String {
     format!(
         "wrong JSON type: expected {expected}, found {}",
         found.describe()
@@ -803,7 +870,7 @@ fn wrong_type(expected: &str, found: &Scalar<'_>) -> String {
 }
 
 /// Text: an empty cell is the empty text (which clears the field).
-fn text<'a>(scalar: &Scalar<'a>) -> Result<&'a str, String> {
+pub(crate) fn text<'a>(scalar: &Scalar<'a>) -> Result<&'a str, String> {
     match *scalar {
         Scalar::Empty => Ok(""),
         Scalar::Text(text) => Ok(text),
@@ -826,7 +893,7 @@ fn header_text(scalar: &Scalar<'_>, what: &str) -> Result<String, String> {
 }
 
 /// Text where an empty cell gives nothing.
-fn optional<'a>(scalar: &Scalar<'a>) -> Result<Option<&'a str>, String> {
+pub(crate) fn optional<'a>(scalar: &Scalar<'a>) -> Result<Option<&'a str>, String> {
     match *scalar {
         Scalar::Empty => Ok(None),
         Scalar::Text(text) => Ok(Some(text)),
@@ -835,7 +902,7 @@ fn optional<'a>(scalar: &Scalar<'a>) -> Result<Option<&'a str>, String> {
 }
 
 /// Text that must be there.
-fn required<'a>(scalar: &Scalar<'a>, what: &str) -> Result<&'a str, String> {
+pub(crate) fn required<'a>(scalar: &Scalar<'a>, what: &str) -> Result<&'a str, String> {
     match *scalar {
         Scalar::Empty => Err(format!(
             "missing required value: the cell is empty, and every row needs {what}"
@@ -923,7 +990,7 @@ fn channel_list() -> String {
         .join(", ")
 }
 
-fn bad_choice(what: &str, text: &str, allowed: &[&str]) -> String {
+pub(crate) fn bad_choice(what: &str, text: &str, allowed: &[&str]) -> String {
     let hint = match suggest(text, allowed.iter().copied()) {
         Some(near) => format!(" (did you mean `{near}`?)"),
         None => String::new(),
@@ -1045,7 +1112,7 @@ fn boolean(scalar: &Scalar<'_>) -> Result<Option<bool>, String> {
 }
 
 /// A count of orders: a whole number, 0 or more.
-fn count(scalar: &Scalar<'_>) -> Result<Option<u32>, String> {
+pub(crate) fn count(scalar: &Scalar<'_>) -> Result<Option<u32>, String> {
     let bad = |text: &str| {
         format!(
             "bad number: `{text}` is not a count; write a whole number, 0 or more (at most {})",
@@ -1065,7 +1132,7 @@ fn count(scalar: &Scalar<'_>) -> Result<Option<u32>, String> {
 }
 
 /// An amount of money, exact (at most two decimals), not negative.
-fn money(scalar: &Scalar<'_>) -> Result<Option<Money>, String> {
+pub(crate) fn money(scalar: &Scalar<'_>) -> Result<Option<Money>, String> {
     let parse = |text: &str| {
         let amount = Money::parse_text(text).map_err(|reason| format!("bad money: {reason}"))?;
         if amount.minor() < 0 {

@@ -721,6 +721,7 @@ pub fn measured(metric: Metric) -> bool {
             | Metric::Replies
             | Metric::AverageOrderValue
             | Metric::RepurchaseRate
+            | Metric::NewCustomers
     )
 }
 
@@ -758,14 +759,40 @@ impl StageActuals {
             Metric::Replies => Some(TargetValue::Count(self.replies)),
             Metric::AverageOrderValue => self.average_order_value().map(TargetValue::Money),
             Metric::RepurchaseRate => self.repurchase_rate().map(TargetValue::Rate),
+            Metric::NewCustomers => Some(TargetValue::Count(
+                self.paying_buyers.saturating_sub(self.returning_buyers),
+            )),
             Metric::Inquiries
             | Metric::Visitors
             | Metric::Fans
-            | Metric::NewCustomers
             | Metric::PageViews
             | Metric::ConversionRate
             | Metric::PaymentRate => None,
         }
+    }
+}
+
+/// Where an actual comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The shop's own numbers (`metrics import`).
+    Shop,
+    /// battleplan's reaches and the orders and replies attributed to them.
+    Campaign,
+}
+
+impl Source {
+    pub fn key(self) -> &'static str {
+        match self {
+            Source::Shop => "shop",
+            Source::Campaign => "campaign",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Source> {
+        [Source::Shop, Source::Campaign]
+            .into_iter()
+            .find(|source| source.key() == key)
     }
 }
 
@@ -777,24 +804,45 @@ pub struct TargetLine {
     pub target: TargetValue,
     /// `None`: not measured (or a ratio without paying buyers yet).
     pub actual: Option<TargetValue>,
+    /// Where `actual` comes from; `None` when not measured.
+    pub source: Option<Source>,
     /// actual / target; `None` when there is no actual or the target is zero.
     pub ratio: Option<f64>,
 }
 
-/// Every target of the plan, in the plan's order, with the actual of its stage.
-pub fn targets_against_actuals(plan: &Plan, actuals: &[StageActuals]) -> Vec<TargetLine> {
+/// Every target of the plan, in the plan's order, with the actual of its stage: from the
+/// shop's figures over the stage (`shop`, one per stage of `actuals`, in the same order) when
+/// they give it, else from what the campaign measured itself (gmv, orders, paying buyers,
+/// new customers, average order value and repurchase rate of the orders attributed to its
+/// reaches; reached; replies).
+pub fn targets_against_actuals(
+    plan: &Plan,
+    actuals: &[StageActuals],
+    shop: &[crate::metrics::Figures],
+) -> Vec<TargetLine> {
     plan.targets
         .iter()
         .map(|target| {
-            let actual = actuals
+            let index = actuals
                 .iter()
-                .find(|actual| actual.stage == target.stage)
-                .and_then(|actual| actual.actual(target.metric));
+                .position(|actual| actual.stage == target.stage);
+            let from_shop = index
+                .and_then(|index| shop.get(index))
+                .and_then(|figures| crate::metrics::shop_actual(figures, target.metric))
+                .map(|actual| (actual, Source::Shop));
+            let measured = from_shop.or_else(|| {
+                index
+                    .and_then(|index| actuals.get(index))
+                    .and_then(|actual| actual.actual(target.metric))
+                    .map(|actual| (actual, Source::Campaign))
+            });
+            let actual = measured.map(|(actual, _)| actual);
             TargetLine {
                 stage: target.stage.clone(),
                 metric: target.metric,
                 target: target.value,
                 actual,
+                source: measured.map(|(_, source)| source),
                 ratio: actual.and_then(|actual| ratio(actual, target.value)),
             }
         })

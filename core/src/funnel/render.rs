@@ -77,7 +77,14 @@ pub fn render_targets(lines: &[TargetLine], currency: &str) -> String {
             stages.push(&line.stage);
         }
     }
-    let mut rows = vec![row(["stage", "metric", "target", "actual", "of target"])];
+    let mut rows = vec![row([
+        "stage",
+        "metric",
+        "target",
+        "actual",
+        "of target",
+        "from",
+    ])];
     for stage in stages {
         let mut first = true;
         for line in lines.iter().filter(|line| line.stage == stage) {
@@ -90,11 +97,17 @@ pub fn render_targets(lines: &[TargetLine], currency: &str) -> String {
                     |actual| value_text(actual, currency),
                 ),
                 line.ratio.map_or_else(|| "-".to_string(), percent),
+                line.source
+                    .map_or("", |source| match source {
+                        super::Source::Shop => "shop's numbers",
+                        super::Source::Campaign => "campaign's reaches",
+                    })
+                    .to_string(),
             ]);
             first = false;
         }
     }
-    table(&rows, &[false, false, true, true, true])
+    table(&rows, &[false, false, true, true, true, false])
 }
 
 /// The lines as JSON: money as exact text (`"300000.00"`, as the plan's money serialises), counts
@@ -110,6 +123,7 @@ pub fn targets_json(lines: &[TargetLine]) -> Value {
                 "target": value_json(line.target),
                 "measured": line.actual.is_some(),
                 "actual": line.actual.map(value_json),
+                "source": line.source.map(|source| source.key()),
                 "ratio": line.ratio,
             })
         })

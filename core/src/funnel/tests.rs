@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use super::render::{grouped, money_text};
 use super::{
     funnel_json, measured, render_funnel, render_targets, targets_against_actuals, targets_json,
-    Funnel, FunnelReport, StageActuals, STAGES,
+    Funnel, FunnelReport, Source, StageActuals, STAGES,
 };
 use crate::customer::events::{OutcomeKind, OutcomeRecorded};
 use crate::plan::model::{ChannelKind, LifecycleStage, Metric, PhaseKind, Plan, TargetValue};
@@ -603,7 +603,6 @@ fn metrics_without_a_source_are_not_measured_never_zero() {
         Metric::Visitors,
         Metric::Fans,
         Metric::PageViews,
-        Metric::NewCustomers,
         Metric::ConversionRate,
         Metric::PaymentRate,
     ] {
@@ -622,7 +621,8 @@ fn every_target_gets_a_line_with_its_actual_and_ratio() {
         "30000.00",
         CAMPAIGN,
     ));
-    let lines = targets_against_actuals(&plan, &funnel.stage_actuals(&plan, at(LATE)));
+    let actuals = funnel.stage_actuals(&plan, at(LATE));
+    let lines = targets_against_actuals(&plan, &actuals, &[]);
     assert_eq!(lines.len(), plan.targets.len());
     let line = |stage: &str, metric: Metric| {
         lines
@@ -645,6 +645,34 @@ fn every_target_gets_a_line_with_its_actual_and_ratio() {
     let middle_orders = line("middle", Metric::Orders);
     assert_eq!(middle_orders.actual, Some(TargetValue::Count(0)));
     assert_eq!(middle_orders.ratio, Some(0.0));
+    assert_eq!(middle_orders.source, Some(Source::Campaign));
+
+    // The shop's numbers for the early stage measure what the campaign cannot, and stand for
+    // the whole shop where both measure (its GMV, not only the attributed orders').
+    let shop = [crate::metrics::Figures {
+        inquiries: Some(350),
+        gmv: Some(Money::from_minor(31_000_000)),
+        ..Default::default()
+    }];
+    let lines = targets_against_actuals(&plan, &actuals, &shop);
+    let early = |metric: Metric| {
+        lines
+            .iter()
+            .find(|line| line.stage == "early" && line.metric == metric)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        early(Metric::Inquiries).actual,
+        Some(TargetValue::Count(350))
+    );
+    assert_eq!(early(Metric::Inquiries).source, Some(Source::Shop));
+    assert_eq!(
+        early(Metric::Gmv).actual,
+        Some(TargetValue::Money(Money::from_minor(31_000_000)))
+    );
+    assert_eq!(early(Metric::Gmv).source, Some(Source::Shop));
+    assert_eq!(early(Metric::Orders).source, Some(Source::Campaign));
 }
 
 #[test]
@@ -778,7 +806,12 @@ fn render_funnel_snapshot() {
 fn render_targets_snapshot() {
     let plan = plan();
     let actuals: Vec<StageActuals> = population().stage_actuals(&plan, as_of());
-    let lines = targets_against_actuals(&plan, &actuals);
+    let shop = [crate::metrics::Figures {
+        inquiries: Some(350),
+        new_fans: Some(120),
+        ..Default::default()
+    }];
+    let lines = targets_against_actuals(&plan, &actuals, &shop);
     insta::assert_snapshot!(
         "render_targets",
         render_targets(&lines, &plan.campaign.currency)

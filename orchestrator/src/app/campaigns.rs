@@ -141,6 +141,10 @@ pub struct TargetRow {
     pub metric: String,
     /// actual / target; `null` without an actual or for a target of zero.
     pub ratio: Option<f64>,
+    /// Where the actual comes from: `shop` (the shop's own numbers, `metrics import`) or
+    /// `campaign` (the campaign's reaches and the orders and replies attributed to them);
+    /// `null` when not measured.
+    pub source: Option<String>,
     pub stage: String,
     pub target: TargetAmount,
 }
@@ -408,11 +412,12 @@ async fn stage_targets(ctx: &Ctx<'_>, campaign: &str) -> Result<TargetsView, App
         return Ok(view);
     }
     ctx.caught_up().await?;
-    let actuals = {
+    let (actuals, shop) = {
         let mut boards = ctx.runtime.boards.lock().await;
-        boards.funnel.stage_actuals_memo(&plan, ctx.now)
+        let shop = crate::app::metrics::stage_figures(&boards.shop, &plan, ctx.now);
+        (boards.funnel.stage_actuals_memo(&plan, ctx.now), shop)
     };
-    view.body = targets_against_actuals(&plan, &actuals)
+    view.body = targets_against_actuals(&plan, &actuals, &shop)
         .iter()
         .map(target_row)
         .collect();
@@ -430,6 +435,7 @@ fn target_row(line: &TargetLine) -> TargetRow {
         measured: line.actual.is_some(),
         metric: line.metric.key().to_string(),
         ratio: line.ratio,
+        source: line.source.map(|source| source.key().to_string()),
         stage: line.stage.clone(),
         target: amount(line.target),
     }
@@ -722,6 +728,61 @@ fn import_activity(
     Ok(Some((words, payload)))
 }
 
+/// A period of the shop's numbers recorded, in words: which period, from which file and line,
+/// the figures, and what they correct; `None` for other events.
+fn metrics_activity(
+    event: &RecordedEvent,
+) -> Result<Option<(String, serde_json::Value)>, HandleError> {
+    use battleplan_core::metrics::{Figure, FigureValue, MetricsEvent};
+    if !MetricsEvent::holds(&event.event_type) {
+        return Ok(None);
+    }
+    let Some(MetricsEvent::MetricsRecorded(recorded)) = MetricsEvent::decode(event)? else {
+        return Ok(None);
+    };
+    let value = |value: FigureValue| match value {
+        FigureValue::Count(count) => battleplan_core::plan::values::grouped(count),
+        FigureValue::Money(money) => money.to_string(),
+    };
+    let mut parts: Vec<String> = Figure::ALL
+        .into_iter()
+        .filter_map(|figure| {
+            let new = recorded.figures.get(figure)?;
+            Some(match recorded.corrects.get(figure) {
+                Some(old) => format!("{} {} (was {})", figure.key(), value(new), value(old)),
+                None => format!("{} {}", figure.key(), value(new)),
+            })
+        })
+        .collect();
+    for (list, word) in [
+        (&recorded.hot_products, "hot product"),
+        (&recorded.hot_keywords, "hot keyword"),
+    ] {
+        if let Some(list) = list {
+            parts.push(format!(
+                "{} {word}{}",
+                list.len(),
+                if list.len() == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    let verb = if recorded.corrects.is_empty() {
+        "recorded"
+    } else {
+        "corrected"
+    };
+    let words = format!(
+        "shop's numbers for {} ({}) {verb} from {}, line {}: {}",
+        recorded.period,
+        recorded.zone,
+        printable(&recorded.file),
+        recorded.line,
+        parts.join(", ")
+    );
+    let payload = MetricsEvent::MetricsRecorded(recorded).to_json();
+    Ok(Some((words, payload)))
+}
+
 /// Every event of a stream recorded by then, in order; and whether the stream has any event.
 async fn whole_stream(
     runtime: &Runtime,
@@ -777,9 +838,14 @@ impl Replay {
             if !wanted {
                 return Ok(false);
             }
-            let line = if let Some((words, payload)) = import_activity(event)? {
-                // The customer book is every campaign's: the line names none, and reads in
-                // the campaigns' zone (UTC when they differ or there are none).
+            let shop = match metrics_activity(event)? {
+                Some(found) => Some(found),
+                None => import_activity(event)?,
+            };
+            let line = if let Some((words, payload)) = shop {
+                // The customer book and the shop's numbers are every campaign's: the line names
+                // none, and reads in the campaigns' zone (UTC when they differ or there are
+                // none).
                 Some(history_event(
                     event,
                     None,
@@ -904,6 +970,29 @@ pub async fn history(
                         .await?;
                 events.extend(lines.into_iter().filter(|event| recorded_by_then(event)));
             }
+            // The shop's numbers of the campaign's days (from its first phase's start to its
+            // last phase's end), corrections included.
+            if let Some((start, end)) = match ctx.plan(id).await {
+                Ok(plan) => crate::app::metrics::span(&plan),
+                Err(_) => None,
+            } {
+                let stream = battleplan_core::metrics::stream().map_err(AppError::internal)?;
+                let shop =
+                    crate::kernel::picked::picked(runtime, &stream, "history", |_| true).await?;
+                for event in shop.into_iter().filter(|event| recorded_by_then(event)) {
+                    let period_start = match battleplan_core::metrics::MetricsEvent::decode(&event)
+                        .map_err(HandleError::from)?
+                    {
+                        Some(battleplan_core::metrics::MetricsEvent::MetricsRecorded(recorded)) => {
+                            Some(recorded.start)
+                        }
+                        None => None,
+                    };
+                    if period_start.is_some_and(|at| start <= at && at < end) {
+                        events.push(event);
+                    }
+                }
+            }
             events.sort_by_key(|event| event.position);
             for event in &events {
                 if replay.feed(event)? {
@@ -943,6 +1032,7 @@ pub async fn history(
                     (campaign::campaign_of(&event.stream).is_some()
                         || OutreachEvent::holds(&event.event_type)
                         || TaskEvent::holds(&event.event_type)
+                        || battleplan_core::metrics::MetricsEvent::holds(&event.event_type)
                         || import_boundary(event))
                         && recorded_by_then(event)
                 }) {

@@ -9,11 +9,13 @@ pub mod answers;
 pub mod archive;
 pub mod audience;
 pub mod audit;
+pub mod calendar;
 pub mod campaigns;
 pub mod error;
 pub mod explain;
 pub mod import;
 pub mod local_time;
+pub mod metrics;
 pub mod observe;
 pub mod outreach;
 pub mod tasks;
@@ -209,6 +211,12 @@ pub enum Request {
     /// `customers import` / `outcomes import`: the owner of the store reads the file itself
     /// (by its absolute path), so a large file never travels through the socket.
     Import(import::ImportRequest),
+    /// `metrics import`: the shop's own numbers, read by the owner of the store.
+    ImportMetrics(metrics::MetricsImportRequest),
+    /// `metrics show`: the shop's numbers per day and per stage, with the formulas.
+    Metrics {
+        campaign: String,
+    },
     Outbox(outreach::OutboxQuestion),
     Tasks(tasks::TasksQuestion),
     TaskDone(tasks::TaskDoneRequest),
@@ -219,6 +227,8 @@ pub enum Request {
     Targets {
         campaign: String,
     },
+    /// `calendar`: the phases, stages and task occurrences as iCalendar text.
+    Calendar(calendar::CalendarQuestion),
     ChannelResume {
         campaign: String,
         channel: String,
@@ -252,6 +262,7 @@ impl Request {
         matches!(
             self,
             Request::Import(_)
+                | Request::ImportMetrics(_)
                 | Request::Act { .. }
                 | Request::ApplyPlan { .. }
                 | Request::ChannelResume { .. }
@@ -276,10 +287,13 @@ impl Request {
             | Request::Explain(_)
             | Request::AudiencePreview(_)
             | Request::Import(_)
+            | Request::ImportMetrics(_)
+            | Request::Metrics { .. }
             | Request::Outbox(_)
             | Request::Tasks(_)
             | Request::Funnel { .. }
             | Request::Targets { .. }
+            | Request::Calendar(_)
             | Request::AuditVerify
             | Request::Unsubscribe(_)
             | Request::Answers(_)
@@ -309,6 +323,8 @@ pub enum Response {
     Explain(explain::ExplainView),
     AudiencePreview(audience::PreviewView),
     Import(import::ImportView),
+    MetricsImported(metrics::MetricsImportView),
+    Metrics(metrics::MetricsView),
     Outbox(outreach::OutboxView),
     ChannelResumed(outreach::ChannelResumeView),
     Unsubscribed(outreach::UnsubscribeView),
@@ -319,6 +335,7 @@ pub enum Response {
     TaskDone(tasks::TaskDoneView),
     Funnel(tasks::FunnelView),
     Targets(campaigns::TargetsView),
+    Calendar(calendar::CalendarView),
     AuditVerify(audit::VerifyView),
     Export(archive::ExportView),
     /// `battleplan import FILE`, which no request asks (it creates a store, so no process owns
@@ -371,12 +388,21 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
             audience::preview(&ctx, &question).await?,
         )),
         Request::Import(request) => import::run(&ctx, request).await.map(Response::Import),
+        Request::ImportMetrics(request) => Ok(Response::MetricsImported(
+            metrics::import(&ctx, &request).await?,
+        )),
+        Request::Metrics { campaign } => {
+            Ok(Response::Metrics(metrics::show(&ctx, &campaign).await?))
+        }
         Request::Outbox(question) => Ok(Response::Outbox(outreach::report(&ctx, &question).await?)),
         Request::Tasks(question) => Ok(Response::Tasks(tasks::board(&ctx, &question).await?)),
         Request::TaskDone(request) => Ok(Response::TaskDone(tasks::done(&ctx, &request).await?)),
         Request::Funnel { campaign } => Ok(Response::Funnel(tasks::funnel(&ctx, &campaign).await?)),
         Request::Targets { campaign } => Ok(Response::Targets(
             campaigns::targets(&ctx, &campaign).await?,
+        )),
+        Request::Calendar(question) => Ok(Response::Calendar(
+            calendar::calendar(&ctx, &question).await?,
         )),
         Request::ChannelResume {
             campaign,

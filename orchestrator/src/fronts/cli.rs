@@ -150,7 +150,8 @@ pub enum Command {
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
     },
-    /// The HTTP API's tokens: each person's, with a role (manager, sales, boss, auditor).
+    /// The HTTP API's tokens: each person's, with a role (manager, sales, boss, auditor, or
+    /// calendar: reads calendars only, the one token a calendar app's URL may carry).
     Token {
         #[command(subcommand)]
         command: TokenCommand,
@@ -244,6 +245,21 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A campaign's calendar as iCalendar text (docs/calendar.md): phases and burst stages as
+    /// events, every task occurrence as a to-do with its due time, reminders and status.
+    Calendar {
+        /// The campaign's id.
+        campaign: String,
+        /// Only this role's tasks (phases and stages are always in).
+        #[arg(long, value_name = "R")]
+        role: Option<String>,
+        /// Only the tasks of the roles this person is a member of.
+        #[arg(long, value_name = "P")]
+        person: Option<String>,
+        /// Write to this file (replaced whole, or left as it was) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// A channel of a campaign: `channel resume` after the bounce guard paused it.
     Channel {
         #[command(subcommand)]
@@ -263,6 +279,12 @@ pub enum Command {
     Outcomes {
         #[command(subcommand)]
         command: OutcomesCommand,
+    },
+    /// The shop's own numbers (docs/metrics.md): `battleplan metrics import FILE`, `battleplan
+    /// metrics show CAMPAIGN`.
+    Metrics {
+        #[command(subcommand)]
+        command: MetricsCommand,
     },
     /// The auditor's tools.
     Audit {
@@ -473,6 +495,41 @@ pub enum OutcomesCommand {
     /// Import outcomes (delivered, bounced, opened, replied, ordered, unsubscribed), CSV or
     /// JSON lines: all or nothing, as for customers.
     Import(ImportArguments),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Import the shop's numbers as the platform's data tool exports them (CSV or JSON lines):
+    /// per day or hour, visitors, page views, inquiries, new fans, orders placed and paid,
+    /// paying and returning buyers, GMV, hot products and keywords. The whole file or nothing;
+    /// only the periods whose figures change are recorded (a correction names what it
+    /// corrects), so the same file twice changes nothing.
+    Import {
+        /// The file: `.csv` (a header line first) or `.jsonl` / `.ndjson`.
+        file: PathBuf,
+        /// The file's format, when its name does not say.
+        #[arg(long, value_name = "csv|jsonl")]
+        format: Option<Format>,
+        /// The time zone of the file's dates (an IANA name); by default the zone every
+        /// campaign shares.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Who imports; defaults to the USER environment variable.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The shop's numbers over a campaign: per day, per burst stage and overall, with
+    /// DOMAIN.md's formulas (sales = visitors x conversion x average order value, payment and
+    /// repurchase rates) and their inputs, and the hot products and keywords.
+    Show {
+        campaign: String,
+        /// Print the view as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -736,6 +793,21 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Funnel { campaign, json } => {
             remote_or_local(data, clock_at, Request::Funnel { campaign }, json)
         }
+        Command::Calendar {
+            campaign,
+            role,
+            person,
+            out,
+        } => calendar(
+            data,
+            clock_at,
+            crate::app::calendar::CalendarQuestion {
+                campaign,
+                role,
+                person,
+            },
+            out.as_deref(),
+        ),
         Command::Channel {
             command:
                 ChannelCommand::Test {
@@ -808,6 +880,36 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         Command::Outcomes {
             command: OutcomesCommand::Import(arguments),
         } => import_file(data, clock_at, ImportKind::Outcomes, arguments),
+        Command::Metrics {
+            command:
+                MetricsCommand::Import {
+                    file,
+                    format,
+                    zone,
+                    actor,
+                    json,
+                },
+        } => {
+            let (path, file_name, format, actor) = match file_to_import(&file, format, actor) {
+                Ok(found) => found,
+                Err(code) => return Ok(code),
+            };
+            remote_or_local(
+                data,
+                clock_at,
+                Request::ImportMetrics(crate::app::metrics::MetricsImportRequest {
+                    path,
+                    file_name,
+                    format,
+                    zone,
+                    actor,
+                }),
+                json,
+            )
+        }
+        Command::Metrics {
+            command: MetricsCommand::Show { campaign, json },
+        } => remote_or_local(data, clock_at, Request::Metrics { campaign }, json),
         Command::Audience {
             command:
                 AudienceCommand::Preview {
@@ -880,29 +982,12 @@ fn import_file(
     kind: ImportKind,
     arguments: ImportArguments,
 ) -> anyhow::Result<ExitCode> {
-    let file_name = arguments.file.display().to_string();
     let as_json = arguments.json;
-    let Some(format) = arguments
-        .format
-        .or_else(|| Format::of_path(&arguments.file))
-    else {
-        return Ok(user_error(format_args!(
-            "cannot tell the format of {file_name} from its name: name it .csv, .jsonl or .ndjson, or give --format csv|jsonl"
-        )));
-    };
-    let path = match std::path::absolute(&arguments.file) {
-        Ok(path) if path.exists() => path,
-        Ok(_) => {
-            return Ok(user_error(format_args!(
-                "cannot read {file_name}: there is no such file"
-            )))
-        }
-        Err(error) => return Ok(user_error(format_args!("cannot read {file_name}: {error}"))),
-    };
-    let actor = match actor_or_user(arguments.actor) {
-        Ok(actor) => actor,
-        Err(message) => return Ok(user_error(message)),
-    };
+    let (path, file_name, format, actor) =
+        match file_to_import(&arguments.file, arguments.format, arguments.actor) {
+            Ok(found) => found,
+            Err(code) => return Ok(code),
+        };
     let request = ImportRequest {
         kind,
         path,
@@ -912,6 +997,33 @@ fn import_file(
         actor,
     };
     Ok(say(local::import(data, clock_at, request)?, as_json))
+}
+
+/// A file to import as the command line names it: its absolute path (a daemon elsewhere finds
+/// it), its name as written, its format (from its name, or `--format`), and who imports; or
+/// the exit code of a message saying what is wrong.
+fn file_to_import(
+    file: &Path,
+    format: Option<Format>,
+    actor: Option<String>,
+) -> Result<(PathBuf, String, Format, String), ExitCode> {
+    let file_name = file.display().to_string();
+    let Some(format) = format.or_else(|| Format::of_path(file)) else {
+        return Err(user_error(format_args!(
+            "cannot tell the format of {file_name} from its name: name it .csv, .jsonl or .ndjson, or give --format csv|jsonl"
+        )));
+    };
+    let path = match std::path::absolute(file) {
+        Ok(path) if path.exists() => path,
+        Ok(_) => {
+            return Err(user_error(format_args!(
+                "cannot read {file_name}: there is no such file"
+            )))
+        }
+        Err(error) => return Err(user_error(format_args!("cannot read {file_name}: {error}"))),
+    };
+    let actor = actor_or_user(actor).map_err(user_error)?;
+    Ok((path, file_name, format, actor))
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {
@@ -1191,6 +1303,78 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
         message: &diagnostic.message,
         help: diagnostic.help.as_deref(),
     }
+}
+
+/// `battleplan calendar`: the iCalendar text on standard output, or in `--out FILE`, written
+/// beside it and moved into place, so the file is the new calendar whole or the old one.
+fn calendar(
+    data: &Path,
+    clock_at: Option<DateTime<Utc>>,
+    question: crate::app::calendar::CalendarQuestion,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let directory = match out {
+        None => None,
+        Some(out) if out.is_dir() => {
+            return Ok(user_error(format_args!(
+                "{} is a directory; give the calendar file's path, e.g. --out {}",
+                out.display(),
+                out.join(format!("{}.ics", question.campaign)).display()
+            )))
+        }
+        Some(out) => {
+            let directory = match out.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if !directory.is_dir() {
+                return Ok(user_error(format_args!(
+                    "cannot write {}: the directory {} does not exist",
+                    out.display(),
+                    directory.display()
+                )));
+            }
+            Some(directory)
+        }
+    };
+    let answer = local::remote_or_local(data, clock_at, Request::Calendar(question))?;
+    let (Some(out), Some(directory), Ok(Ok(crate::app::Response::Calendar(view)))) =
+        (out, directory, &answer.outcome)
+    else {
+        return Ok(say(answer, false));
+    };
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".battleplan-calendar-")
+        .tempfile_in(directory)
+        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    // A temporary file is private (0600); a calendar is a document to share, as a plan is.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temporary
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .context("setting the calendar's permissions")?;
+    }
+    temporary
+        .write_all(view.ics.as_bytes())
+        .and_then(|()| temporary.as_file().sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    temporary
+        .persist(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("writing {}", out.display()))?;
+    out_line!(
+        "wrote {}: {} events, {} to-dos, {} reminders of campaign {} (plan version {}, SEQUENCE {})",
+        out.display(),
+        view.events,
+        view.todos,
+        view.alarms,
+        view.campaign,
+        view.plan_version,
+        view.sequence
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `battleplan audit verify`: through the daemon when one runs, or on a read-only copy of the

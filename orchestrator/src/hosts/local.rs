@@ -175,6 +175,7 @@ fn records(remote: &Request) -> bool {
         Request::Act { .. }
             | Request::ApplyPlan { .. }
             | Request::Import(_)
+            | Request::ImportMetrics(_)
             | Request::TaskDone(_)
             | Request::ChannelResume { .. }
     )

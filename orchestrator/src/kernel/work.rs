@@ -1,5 +1,5 @@
 //! The projections the dispatcher and the people's commands share, besides the customer book and
-//! the outbox: each campaign's task board, and the funnel. Caught up from the log in the same
+//! the outbox: each campaign's task board, the funnel, and the shop's own numbers. Caught up from the log in the same
 //! pass as the book (`dispatcher::catch_up`).
 
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::upcast::PayloadError;
 use battleplan_core::event::{Position, RecordedEvent};
 use battleplan_core::funnel::Funnel;
+use battleplan_core::metrics::{MetricsEvent, ShopMetrics};
 use battleplan_core::outreach::state::StaffMessage;
 use battleplan_core::outreach::{Outreach, OutreachEvent};
 use battleplan_core::task::{ReminderKind, ReminderPlanned, TaskBoard, TaskEvent};
@@ -19,6 +20,8 @@ pub struct Boards {
     pub position: Position,
     pub boards: BTreeMap<String, TaskBoard>,
     pub funnel: Funnel,
+    /// The shop's own numbers (`metrics import`).
+    pub shop: ShopMetrics,
     /// Each campaign's zone, from its plan events: reminders name instants in it.
     pub zones: BTreeMap<String, chrono_tz::Tz>,
 }
@@ -76,6 +79,10 @@ impl Boards {
         } else if CustomerEvent::holds(kind) {
             if let Some(decoded) = CustomerEvent::decode(event)? {
                 feed_customer(&mut self.funnel, &decoded);
+            }
+        } else if MetricsEvent::holds(kind) {
+            if let Some(MetricsEvent::MetricsRecorded(recorded)) = MetricsEvent::decode(event)? {
+                self.shop.apply(&recorded, event.recorded_at);
             }
         }
         Ok(())

@@ -143,6 +143,10 @@ fn targets_table(view: &TargetsView) -> String {
                 metric: Metric::from_key(&row.metric)?,
                 target: value(row.target),
                 actual: row.actual.map(value),
+                source: row
+                    .source
+                    .as_deref()
+                    .and_then(battleplan_core::funnel::Source::from_key),
                 ratio: row.ratio,
             })
         })
@@ -159,7 +163,7 @@ pub fn targets(view: &TargetsView) -> Reply {
 
 /// An instant the view wrote with its campaign's offset (RFC 3339), as people read it:
 /// `2026-09-03 10:00 +08:00` (what `timeline::local` writes in that zone).
-fn local_text(rfc3339: &str) -> String {
+pub(crate) fn local_text(rfc3339: &str) -> String {
     match DateTime::parse_from_rfc3339(rfc3339) {
         Ok(instant) => instant.format("%Y-%m-%d %H:%M %:z").to_string(),
         Err(_) => rfc3339.to_string(),
@@ -181,7 +185,9 @@ fn history_line(out: &mut String, line: &HistoryEvent, every_campaign: bool) {
         "{}  #{:<6} v{:<3} {shown}{:<18} {}",
         local_text(&line.recorded_at),
         line.position,
-        line.plan_version.unwrap_or(0),
+        // No plan version: a line of the customer book or the shop's numbers.
+        line.plan_version
+            .map_or_else(|| "-".to_string(), |version| version.to_string()),
         printable(&line.actor),
         printable(&line.summary),
     );

@@ -75,7 +75,7 @@ fn kinds_in_words(kinds: &std::collections::BTreeMap<String, u64>) -> String {
 }
 
 /// The problem where it is: `line 4, column 3 (active): ...`, as the file's reader words it.
-fn located(problem: &ProblemLine) -> String {
+pub(crate) fn located(problem: &ProblemLine) -> String {
     battleplan_adapters::import::Problem {
         line: problem.line,
         column: problem.column.clone(),

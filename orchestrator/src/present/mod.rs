@@ -70,6 +70,8 @@ pub fn view_json(response: &Response) -> String {
         Response::Explain(view) => json(view),
         Response::AudiencePreview(view) => json(view),
         Response::Import(view) => json(view),
+        Response::MetricsImported(view) => json(view),
+        Response::Metrics(view) => json(view),
         Response::Outbox(view) => json(view),
         Response::ChannelResumed(view) => json(view),
         Response::Unsubscribed(view) => json(view),
@@ -80,6 +82,7 @@ pub fn view_json(response: &Response) -> String {
         Response::TaskDone(view) => json(view),
         Response::Funnel(view) => json(view),
         Response::Targets(view) => json(&view.body),
+        Response::Calendar(view) => json(view),
         Response::AuditVerify(view) => json(view),
         Response::Export(view) => json(view),
         Response::Restored(view) => json(view),
@@ -105,6 +108,8 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::Explain(view) => shape(view, as_json, explain::explain),
         Response::AudiencePreview(view) => shape(view, as_json, audience::preview),
         Response::Import(view) => import::import(view, as_json),
+        Response::MetricsImported(view) => metrics::imported(view, as_json),
+        Response::Metrics(view) => shape(view, as_json, metrics::shown),
         Response::Outbox(view) => shape(view, as_json, outreach::outbox),
         Response::ChannelResumed(view) => shape(view, as_json, outreach::channel_resumed),
         Response::Unsubscribed(view) => shape(view, as_json, outreach::unsubscribed),
@@ -129,6 +134,8 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         Response::Targets(view) => {
             campaigns::shown(&view.body, as_json, || campaigns::targets(view))
         }
+        // The iCalendar text itself, CRLF line ends and all.
+        Response::Calendar(view) => shape(view, as_json, |view| Reply::ok(view.ics.clone())),
         Response::AuditVerify(view) => audit::verify(view, as_json),
         Response::Export(view) => shape(view, as_json, archive::export),
         Response::Restored(view) => shape(view, as_json, archive::restored),
@@ -162,5 +169,6 @@ pub mod audit;
 pub mod campaigns;
 pub mod explain;
 pub mod import;
+pub mod metrics;
 pub mod outreach;
 pub mod tasks;

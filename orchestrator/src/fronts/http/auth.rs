@@ -50,10 +50,19 @@ pub enum Role {
     Boss,
     /// Reads everything, the audit trail included; changes nothing.
     Auditor,
+    /// Reads the campaigns' calendars and nothing else: the one token that may sit in a URL
+    /// (`/api/v1/calendar/CAMPAIGN.ics?token=...`), since calendar apps cannot send a header.
+    Calendar,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Manager, Role::Sales, Role::Boss, Role::Auditor];
+    pub const ALL: [Role; 5] = [
+        Role::Manager,
+        Role::Sales,
+        Role::Boss,
+        Role::Auditor,
+        Role::Calendar,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -61,6 +70,7 @@ impl Role {
             Role::Sales => "sales",
             Role::Boss => "boss",
             Role::Auditor => "auditor",
+            Role::Calendar => "calendar",
         }
     }
 }
@@ -85,21 +95,29 @@ pub enum Operation {
     ImportOutcomes,
     /// `POST /outcomes` and `POST /bounces`: answers a merchant's system sends by itself.
     ReportOutcomes,
+    /// `POST /imports/metrics`: the shop's own numbers.
+    ImportMetrics,
+    /// `GET /campaigns/{id}/metrics`.
+    Metrics,
     Export,
     AuditVerify,
+    /// `GET /calendar/CAMPAIGN.ics`: the only operation a token may do from the query string.
+    Calendar,
 }
 
-use Role::{Auditor, Boss, Manager, Sales};
+use Role::{Auditor, Boss, Calendar, Manager, Sales};
 
 /// Who may do what. Reading is for every role but sales, who read campaigns and their tasks;
 /// the audit trail (history, explain, export, verify) is the manager's and the auditor's;
-/// changing is the manager's, and sales mark tasks done and import outcomes.
+/// changing is the manager's, and sales mark tasks done and import outcomes. A calendar token
+/// reads calendars and nothing else.
 pub const MATRIX: &[(Operation, &[Role])] = &[
     (Operation::ListCampaigns, &[Manager, Sales, Boss, Auditor]),
     (Operation::Status, &[Manager, Sales, Boss, Auditor]),
     (Operation::Tasks, &[Manager, Sales, Boss, Auditor]),
     (Operation::Funnel, &[Manager, Boss, Auditor]),
     (Operation::Targets, &[Manager, Boss, Auditor]),
+    (Operation::Metrics, &[Manager, Boss, Auditor]),
     (Operation::Outbox, &[Manager, Boss, Auditor]),
     (Operation::Audience, &[Manager, Boss, Auditor]),
     (Operation::History, &[Manager, Auditor]),
@@ -112,7 +130,12 @@ pub const MATRIX: &[(Operation, &[Role])] = &[
     (Operation::ImportCustomers, &[Manager]),
     (Operation::TaskDone, &[Manager, Sales]),
     (Operation::ImportOutcomes, &[Manager, Sales]),
+    (Operation::ImportMetrics, &[Manager, Sales]),
     (Operation::ReportOutcomes, &[Manager, Sales]),
+    (
+        Operation::Calendar,
+        &[Manager, Sales, Boss, Auditor, Calendar],
+    ),
 ];
 
 /// Whether `role` may do `operation`.
@@ -403,6 +426,11 @@ impl Tokens {
             .or_else(|| value.strip_prefix("bearer "))
             .map(str::trim)
             .ok_or(Refused::Missing)?;
+        self.caller_of(token)
+    }
+
+    /// Whose token this is (a calendar's, from its URL's query string).
+    pub fn caller_of(&self, token: &str) -> Result<Caller, Refused> {
         let mut known = self
             .known
             .lock()
@@ -478,8 +506,11 @@ mod tests {
             Operation::ImportCustomers,
             Operation::ImportOutcomes,
             Operation::ReportOutcomes,
+            Operation::ImportMetrics,
+            Operation::Metrics,
             Operation::Export,
             Operation::AuditVerify,
+            Operation::Calendar,
         ];
         assert_eq!(MATRIX.len(), operations.len());
         for operation in operations {
@@ -492,6 +523,21 @@ mod tests {
                 "{operation:?}"
             );
             assert!(allowed(Role::Manager, operation));
+        }
+    }
+
+    #[test]
+    fn a_calendar_token_reads_calendars_and_nothing_else() {
+        for (operation, roles) in MATRIX {
+            assert_eq!(
+                roles.contains(&Role::Calendar),
+                *operation == Operation::Calendar,
+                "{operation:?}"
+            );
+        }
+        // Every role reads the calendar with its header.
+        for role in Role::ALL {
+            assert!(allowed(role, Operation::Calendar), "{role:?}");
         }
     }
 

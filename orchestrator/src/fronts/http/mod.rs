@@ -28,7 +28,7 @@ use axum::Router;
 use tokio::sync::{watch, Semaphore};
 
 use crate::kernel::runtime::Runtime;
-use auth::{Operation, Refused, Tokens};
+use auth::{Operation, Refused, Role, Tokens};
 use problem::Problem;
 
 /// The prefix of every resource.
@@ -116,8 +116,23 @@ pub fn operation_of(method: &Method, route: &str) -> Option<Operation> {
         .and_then(|(_, _, operation)| *operation)
 }
 
+/// The token a calendar's URL carries in its query string (`?token=`): calendar apps subscribe
+/// to a URL and send no header. Only [`Operation::Calendar`] looks there.
+fn token_in_query(operation: Operation, uri: &axum::http::Uri) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct TokenQuery {
+        token: Option<String>,
+    }
+    if operation != Operation::Calendar {
+        return None;
+    }
+    axum::extract::Query::<TokenQuery>::try_from_uri(uri)
+        .ok()
+        .and_then(|query| query.0.token)
+}
+
 /// The routing layer: the token and the role, for a route that needs them; the route template
-/// and the token's name for the log.
+/// and the token's name for the log (never the URI: a calendar's carries its token).
 async fn authorize(State(api): State<Api>, mut request: HttpRequest, next: Next) -> Response {
     let route = request
         .extensions()
@@ -135,8 +150,31 @@ async fn authorize(State(api): State<Api>, mut request: HttpRequest, next: Next)
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok());
-            match api.inner.tokens.caller(authorization) {
+            let in_query = token_in_query(operation, request.uri());
+            let found = match &in_query {
+                Some(token) => api.inner.tokens.caller_of(token),
+                None => api.inner.tokens.caller(authorization),
+            };
+            match found {
+                Err(Refused::Missing) if operation == Operation::Calendar => {
+                    Problem::unauthorized(
+                        "a calendar needs a token: `?token=` with a calendar token (`battleplan token create --name NAME --role calendar`), or `Authorization: Bearer TOKEN`",
+                    )
+                    .into_response()
+                }
                 Err(refused) => refusal(refused).into_response(),
+                Ok(caller) if in_query.is_some() && caller.role != Role::Calendar => {
+                    observed.caller = Some(caller.name.clone());
+                    // A URL is seen by everything it passes through (calendar apps, proxies,
+                    // browser histories): a token that can do more must never sit in one.
+                    Problem::forbidden(format_args!(
+                        "the token {} has the role {}: only a calendar token may be sent in a URL; create one with `battleplan token create --name NAME --role calendar` (it reads calendars and nothing else), send this one in the Authorization header instead, and revoke it (`battleplan token revoke {}`) if this URL was shared",
+                        caller.name,
+                        caller.role.as_str(),
+                        caller.name
+                    ))
+                    .into_response()
+                }
                 Ok(caller) => {
                     observed.caller = Some(caller.name.clone());
                     if auth::allowed(caller.role, operation) {

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
@@ -21,6 +21,8 @@ use super::routes;
         routes::list_campaigns,
         routes::apply_plan,
         routes::status,
+        routes::metrics,
+        routes::import_metrics,
         routes::history,
         routes::funnel,
         routes::targets,
@@ -43,6 +45,7 @@ use super::routes;
         routes::report_bounces,
         routes::export,
         routes::audit_verify,
+        routes::calendar,
     ),
     components(schemas(super::problem::Problem, super::auth::Role)),
     modifiers(&Bearer, &Refusals)
@@ -57,6 +60,14 @@ impl Modify for Bearer {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // Calendar apps send no header: a calendar token (and only one) may be in the query.
+        components.add_security_scheme(
+            "calendar_token",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "token",
+                "A token of the role `calendar` (`battleplan token create --name NAME --role calendar`), for the calendar only",
+            ))),
         );
     }
 }

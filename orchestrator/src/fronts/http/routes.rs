@@ -91,6 +91,16 @@ pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
         "/imports/outcomes",
         Some(Operation::ImportOutcomes),
     ),
+    (
+        Method::POST,
+        "/imports/metrics",
+        Some(Operation::ImportMetrics),
+    ),
+    (
+        Method::GET,
+        "/campaigns/{id}/metrics",
+        Some(Operation::Metrics),
+    ),
     (Method::POST, "/outcomes", Some(Operation::ReportOutcomes)),
     (Method::POST, "/bounces", Some(Operation::ReportOutcomes)),
     // No token: the link is signed for one customer, campaign and channel kind.
@@ -108,6 +118,9 @@ pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
     (Method::GET, "/click/{mac}/{message}/{target}", None),
     (Method::GET, "/export", Some(Operation::Export)),
     (Method::GET, "/audit/verify", Some(Operation::AuditVerify)),
+    // `{file}` is `CAMPAIGN.ics` (a path parameter cannot have a suffix in the router); the
+    // token may be in the query (`?token=`), a calendar token only (`super::authorize`).
+    (Method::GET, "/calendar/{file}", Some(Operation::Calendar)),
 ];
 
 /// The routes, unlayered (see `super::router`).
@@ -134,6 +147,8 @@ pub fn router(_api: Api) -> Router<Api> {
         .route("/campaigns/{id}/tasks/{occurrence}/done", post(task_done))
         .route("/imports/customers", post(import_customers))
         .route("/imports/outcomes", post(import_outcomes))
+        .route("/imports/metrics", post(import_metrics))
+        .route("/campaigns/{id}/metrics", get(metrics))
         .route("/outcomes", post(report_outcomes))
         .route("/bounces", post(report_bounces))
         .route(
@@ -142,7 +157,8 @@ pub fn router(_api: Api) -> Router<Api> {
         )
         .route("/click/{mac}/{message}/{target}", get(click))
         .route("/export", get(export))
-        .route("/audit/verify", get(audit_verify));
+        .route("/audit/verify", get(audit_verify))
+        .route("/calendar/{file}", get(calendar));
     Router::new()
         .nest(super::BASE, v1)
         .route("/healthz", get(super::metrics::healthz))
@@ -173,6 +189,26 @@ pub mod build {
 
     pub fn targets(campaign: String) -> Request {
         Request::Targets { campaign }
+    }
+
+    pub fn metrics(campaign: String) -> Request {
+        Request::Metrics { campaign }
+    }
+
+    pub fn import_metrics(
+        caller: &Caller,
+        path: PathBuf,
+        file_name: String,
+        format: Format,
+        zone: Option<String>,
+    ) -> Request {
+        Request::ImportMetrics(app::metrics::MetricsImportRequest {
+            path,
+            file_name,
+            format,
+            zone,
+            actor: caller.name.clone(),
+        })
     }
 
     pub fn outbox(campaign: String, query: OutboxQuery) -> Request {
@@ -316,6 +352,14 @@ pub mod build {
     pub fn audit_verify() -> Request {
         Request::AuditVerify
     }
+
+    pub fn calendar(campaign: String, query: CalendarQuery) -> Request {
+        Request::Calendar(app::calendar::CalendarQuestion {
+            campaign,
+            role: query.role,
+            person: query.person,
+        })
+    }
 }
 
 // ----- query and body types -----
@@ -394,9 +438,33 @@ pub struct ImportQuery {
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
 #[into_params(parameter_in = Query)]
+pub struct MetricsQuery {
+    /// `csv` or `jsonl`, when the content type does not say (text/csv, application/x-ndjson).
+    #[param(pattern = "^(csv|jsonl|ndjson)$")]
+    pub format: Option<String>,
+    /// The time zone of the file's dates (an IANA name); by default the zone every campaign
+    /// shares.
+    pub zone: Option<String>,
+    /// The file's name, recorded with the figures (`upload.csv` or `upload.jsonl`).
+    pub file_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
     /// Only the events recorded up to this instant (RFC 3339).
     pub as_of: Option<DateTime<Utc>>,
+}
+
+/// Whose calendar. The token, when it is in the query (`?token=`), is the routing layer's
+/// (`super::authorize`) and documented as the `calendar_token` security scheme.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct CalendarQuery {
+    /// Only this role's tasks (phases and stages are always in).
+    pub role: Option<String>,
+    /// Only the tasks of the roles this person is a member of.
+    pub person: Option<String>,
 }
 
 /// Why: recorded with the command.
@@ -626,6 +694,7 @@ pub fn answer(outcome: Outcome) -> Answer {
         app::Response::Import(
             app::import::ImportView::Rejected(_) | app::import::ImportView::Unreadable(_),
         ) => StatusCode::UNPROCESSABLE_ENTITY,
+        app::Response::MetricsImported(view) if view.refused() => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,
     };
     Ok(json_response(status, crate::present::view_json(&response)))
@@ -679,6 +748,17 @@ pub async fn history(
     security(("bearer" = [])))]
 pub async fn funnel(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
     ask(&api, build::funnel(path(id)?), Origin::default()).await
+}
+
+/// The shop's own numbers over a campaign: per day, per burst stage and overall, with the
+/// formulas and the hot products and keywords.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/metrics", tag = "campaigns",
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026")),
+    responses((status = 200, description = "The shop's numbers", body = app::metrics::MetricsView),
+        (status = 404, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn metrics(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+    ask(&api, build::metrics(path(id)?), Origin::default()).await
 }
 
 /// A campaign's stage targets against what was measured.
@@ -760,6 +840,63 @@ pub async fn explain(
     security(("bearer" = [])))]
 pub async fn audit_verify(State(api): State<Api>) -> Answer {
     ask(&api, build::audit_verify(), Origin::default()).await
+}
+
+/// A campaign's calendar (RFC 5545): its phases and burst stages as events, every task
+/// occurrence as a to-do with its due instant, reminders and status (docs/calendar.md). For
+/// calendar apps, which subscribe to a URL and send no header, the token may be in the query
+/// (`?token=`): a token of the role `calendar` only, which reads calendars and nothing else;
+/// any other role's token there is refused (403). Every role may send its token in the
+/// Authorization header as usual.
+#[utoipa::path(get, path = "/api/v1/calendar/{file}", tag = "tasks",
+    params(("file" = String, Path, description = "The campaign's id followed by `.ics`", example = "sept-festival-2026.ics"),
+        CalendarQuery),
+    responses((status = 200, description = "The calendar (iCalendar, RFC 5545)", content_type = "text/calendar", body = String),
+        (status = 404, description = "No such campaign, role or person, or an address not ending in `.ics`", body = Problem),
+        (status = 401, body = Problem),
+        (status = 403, description = "A token whose role may not read calendars, or a token other than a calendar token in the query", body = Problem)),
+    security(("bearer" = []), ("calendar_token" = [])))]
+pub async fn calendar(
+    State(api): State<Api>,
+    file: Result<Path<String>, PathRejection>,
+    found: Result<Query<CalendarQuery>, QueryRejection>,
+) -> Answer {
+    let file = path(file)?;
+    let Some(campaign) = file.strip_suffix(".ics") else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format_args!(
+                "a calendar's address ends in .ics: {}/calendar/{}.ics",
+                super::BASE,
+                battleplan_core::text::printable(&file)
+            ),
+        ));
+    };
+    let request = build::calendar(campaign.to_string(), query(found)?);
+    match app::execute_with(api.runtime(), request, Origin::default()).await {
+        Ok(app::Response::Calendar(view)) => {
+            let disposition = format!("inline; filename=\"{}.ics\"", view.campaign);
+            let mut response = view.ics.into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/calendar; charset=utf-8"),
+            );
+            // Personal (a person's tasks), and asked for again by the app: never kept by a
+            // shared cache, always checked afresh.
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("private, no-cache"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&disposition) {
+                headers.insert(header::CONTENT_DISPOSITION, value);
+            }
+            Ok(response)
+        }
+        Ok(_) => Err(Problem::internal("an unexpected answer")),
+        Err(error) => Err(Problem::from(&error)),
+    }
 }
 
 // ----- commands -----
@@ -1210,6 +1347,46 @@ async fn import(
         file_name,
         format,
         asked.skip_bad_rows.unwrap_or(false),
+    );
+    let answered = ask(&api, request, Origin::default()).await;
+    drop(file);
+    answered
+}
+
+/// Imports the shop's own numbers: the file is the body (docs/metrics.md). Only the periods
+/// whose figures change are recorded; the same file again changes nothing.
+#[utoipa::path(post, path = "/api/v1/imports/metrics", tag = "imports", params(MetricsQuery),
+    request_body(content = String, content_type = "text/csv", description = "The metrics file (CSV, or JSON lines as application/x-ndjson)"),
+    responses((status = 200, description = "Recorded, or unchanged", body = app::metrics::MetricsImportView),
+        (status = 422, description = "The file was refused whole (nothing was recorded), or the request was",
+            content((app::metrics::MetricsImportView = "application/json"), (Problem = "application/problem+json"))),
+        (status = 413, body = Problem), (status = 415, body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn import_metrics(
+    State(api): State<Api>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    found: Result<Query<MetricsQuery>, QueryRejection>,
+    body: Body,
+) -> Answer {
+    let asked = query(found)?;
+    let format = format_of(&headers, asked.format.as_deref())?;
+    // A key is accepted and changes nothing: the import's command id comes from the file's
+    // digest and the stream's version, so the same file again records nothing.
+    idempotency_key(&headers)?;
+    let suffix = match format {
+        Format::Csv => ".csv",
+        Format::Jsonl => ".jsonl",
+    };
+    let file = upload(&api, &headers, body, suffix).await?;
+    let file_name = asked.file_name.unwrap_or_else(|| format!("upload{suffix}"));
+    let request = build::import_metrics(
+        &caller,
+        file.path().to_path_buf(),
+        file_name,
+        format,
+        asked.zone,
     );
     let answered = ask(&api, request, Origin::default()).await;
     drop(file);
