@@ -354,6 +354,7 @@ mod tests {
             reach_out: None,
             attempt: Some(1),
             at: DateTime::<Utc>::from_timestamp(1_788_000_000, 0).unwrap(),
+            document: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Staff reminders to group robots: DingTalk's and WeCom's custom robots, each a webhook address
 //! of a group chat. A robot takes about 20 messages a minute and has no idempotency key, so the
-//! reminders of one hand-over go as one robot message (a Markdown list, one item a reminder) and
+//! reminders of one hand-over go as one robot message (a Markdown list, one item a reminder; a
+//! message with a document, the weekly report, alone as its own Markdown) and
 //! the messages a minute are counted: past the limit, the reminders are deferred until the
 //! minute allows.
 //!
@@ -125,13 +126,25 @@ impl RobotChannel {
                 .unwrap_or_else(|| "battleplan".to_string()),
             _ => format!("{} reminders from battleplan", messages.len()),
         };
-        let mut text = format!("### {}\n", markdown_line(&title));
+        let mut text = match messages {
+            // A document (a weekly report) alone is posted as it is: it has its own heading.
+            [one] if one.document.is_some() => String::new(),
+            _ => format!("### {}\n", markdown_line(&title)),
+        };
         for message in messages {
-            text.push_str(&format!(
-                "\n- **{}**  \n  {}\n",
-                markdown_line(message.subject.as_deref().unwrap_or("")),
-                markdown_line(&message.body)
-            ));
+            match &message.document {
+                Some(document) => {
+                    if !text.is_empty() {
+                        text.push('\n');
+                    }
+                    text.push_str(&document.markdown);
+                }
+                None => text.push_str(&format!(
+                    "\n- **{}**  \n  {}\n",
+                    markdown_line(message.subject.as_deref().unwrap_or("")),
+                    markdown_line(&message.body)
+                )),
+            }
         }
         match self.settings.kind {
             RobotKind::DingTalk => serde_json::json!({
@@ -157,8 +170,17 @@ impl RobotChannel {
         let mut start = 0;
         let mut size = 0;
         for (index, message) in messages.iter().enumerate() {
-            let length = message.body.len() + message.subject.as_deref().map_or(0, str::len) + 16;
-            if index > start && size + length > limit {
+            let body = message
+                .document
+                .as_ref()
+                .map_or(message.body.len(), |document| document.markdown.len());
+            let length = body + message.subject.as_deref().map_or(0, str::len) + 16;
+            // A document (a weekly report) is a robot message of its own, between the others.
+            let alone = message.document.is_some()
+                || messages[start..index]
+                    .iter()
+                    .any(|earlier| earlier.document.is_some());
+            if index > start && (alone || size + length > limit) {
                 pieces.push(&messages[start..index]);
                 start = index;
                 size = 0;

@@ -978,6 +978,7 @@ mod tests {
             channel: Some(ChannelKind::Mail),
             amount: None,
             message: None,
+            offer: None,
         };
         book.apply(
             &CustomerEvent::OutcomeRecorded(row),

@@ -1,7 +1,7 @@
 //! The battleplan domain, pure: the plan format and its validation, the event log's pure half, the
 //! campaign state machine, customers and audiences, the outbox's decisions (`outreach`), tasks
 //! and their reminders (`task`), the team's calendar as iCalendar text (`calendar`), and the
-//! funnel with the stage targets (`funnel`).
+//! funnel with the stage targets (`funnel`), and the boss's weekly report (`report`).
 //!
 //! Nothing in this crate does IO, reads a clock or draws randomness: time and ids come in as
 //! values, so the same inputs always give the same outputs.
@@ -16,5 +16,6 @@ pub mod funnel;
 pub mod metrics;
 pub mod outreach;
 pub mod plan;
+pub mod report;
 pub mod task;
 pub mod text;

@@ -129,6 +129,7 @@ fn events(count: u64) -> Vec<CustomerEvent> {
                 channel: Some(ChannelKind::Mail),
                 amount: None,
                 message: None,
+                offer: None,
             }));
         }
     }

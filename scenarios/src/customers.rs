@@ -11,7 +11,20 @@
 
 use std::io::{self, Write};
 
-use battleplan_core::customer::row::{CUSTOMER_COLUMNS, OUTCOME_COLUMNS};
+use battleplan_core::customer::row::CUSTOMER_COLUMNS;
+
+/// The columns of a generated outcomes file: the outcomes file's columns before `offer`, which
+/// generated orders leave out, so the files (and the logs made from them) stay as they were.
+pub const GENERATED_OUTCOME_COLUMNS: [&str; 8] = [
+    "customer",
+    "outcome",
+    "at",
+    "campaign",
+    "reach_out",
+    "channel",
+    "amount",
+    "message",
+];
 use chrono::{DateTime, Duration, FixedOffset, Offset as _, Utc};
 
 /// The campaign of the example plan, which the outcomes name.
@@ -407,7 +420,7 @@ pub fn write_customers(out: &mut dyn Write, options: Options) -> io::Result<()> 
 /// a few orders come with no reach-out at all.
 pub fn write_outcomes(out: &mut dyn Write, options: Options) -> io::Result<()> {
     if options.format == FileFormat::Csv {
-        writeln!(out, "{}", OUTCOME_COLUMNS.join(","))?;
+        writeln!(out, "{}", GENERATED_OUTCOME_COLUMNS.join(","))?;
     }
     // Its own sequence, so the outcomes never shift the customers.
     let mut random = SplitMix64::new(options.seed ^ 0x6f75_7463_6f6d_6573);
@@ -484,7 +497,7 @@ pub fn write_outcomes(out: &mut dyn Write, options: Options) -> io::Result<()> {
             rows.push(row("ordered", at, false, "", amount, ""));
         }
         for cells in rows {
-            write_row(out, options.format, OUTCOME_COLUMNS, &cells)?;
+            write_row(out, options.format, &GENERATED_OUTCOME_COLUMNS, &cells)?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 // This crate exists only to support tests: a panic is how it reports a broken setup.
 #![allow(clippy::panic, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod browser;
 pub mod http;
 pub mod smtp;
 pub mod webhook;

@@ -125,6 +125,7 @@ fn message(n: u32) -> Message {
         reach_out: Some("warm-up".to_string()),
         attempt: Some(1),
         at: at(),
+        document: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn every_plan_key_is_documented() {
         ("discounts", fields_of::<RawDiscount>()),
         ("bundles", fields_of::<RawBundle>()),
         ("bundle items", fields_of::<RawBundleItem>()),
+        ("reports", fields_of::<RawWeeklyReport>()),
     ];
     for (section, keys) in sections {
         assert!(!keys.is_empty(), "{section}: no fields read");

@@ -336,6 +336,10 @@ fn broken_plans() -> Vec<Case> {
             &["BP0911"],
             example(&[("min_spend = 200.00\nissue = \"crm_push\"", "issue = \"spend_threshold\"")]),
         ),
+        // ----- the weekly report's schedule -----
+        case("report-schedule-not-a-weekday-and-time", &["BP1001"], example(&[("every = \"monday 09:30\"", "every = \"mondays at 9:30\"")])),
+        case("report-to-no-role", &["BP1002"], example(&[("to = [\"boss\"]", "to = []")])),
+        case("report-to-an-undeclared-role", &["BP0010"], example(&[("to = [\"boss\"]", "to = [\"bos\"]")])),
         case(
             "reach-out-window-in-a-declared-gap",
             &["BP0810"],

@@ -146,9 +146,21 @@ fn each_roles_reminders_go_to_its_robot_or_its_mail_and_the_rest_to_the_staff_ou
         .filter(|message| message["rcpt_to"][0] == "boss@shop.example.com")
         .collect();
     assert!(!mails.is_empty());
+    // The plan's weekly report, due on Monday 09:30 and caught up, went to the boss's address
+    // too: one mail.
+    let reports = mails
+        .iter()
+        .filter(|message| {
+            header(message, "Subject").is_some_and(|subject| subject.starts_with("Weekly report "))
+        })
+        .count();
+    assert_eq!(reports, 1);
     for message in &mails {
         let subject = header(message, "Subject").unwrap();
-        assert!(subject.starts_with("Escalation: "), "{subject}");
+        assert!(
+            subject.starts_with("Escalation: ") || subject.starts_with("Weekly report 2026-W34: "),
+            "{subject}"
+        );
         assert!(
             header(message, "List-Unsubscribe").is_none(),
             "staff mail has no unsubscribe"
@@ -190,6 +202,7 @@ fn reminder(n: u32) -> Message {
         reach_out: None,
         attempt: None,
         at: chrono::Utc::now(),
+        document: None,
     }
 }
 

@@ -66,6 +66,7 @@ fn message(customer: &str, address: &str) -> Message {
         reach_out: Some("warm-up-own-lists".to_string()),
         attempt: Some(1),
         at: at(),
+        document: None,
     }
 }
 

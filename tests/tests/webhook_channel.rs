@@ -42,6 +42,7 @@ fn message(customer: &str) -> Message {
         at: chrono::DateTime::parse_from_rfc3339("2026-08-26T09:00:00+08:00")
             .unwrap()
             .with_timezone(&chrono::Utc),
+        document: None,
     }
 }
 

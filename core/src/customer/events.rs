@@ -195,6 +195,11 @@ pub struct OutcomeRecorded {
     /// The message's id at the channel, when the file has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// For `ordered`: the offer the order used, as the file names it (a plan offer's id, or a
+    /// coupon's code). Left out of the payload when absent, so events recorded before offers
+    /// were named read and hash as they did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offer: Option<String>,
 }
 
 crate::event::upcast::event_enum!(

@@ -56,6 +56,7 @@ pub const OUTCOME_COLUMNS: &[&str] = &[
     "channel",
     "amount",
     "message",
+    "offer",
 ];
 
 /// A customers column named `attr.NAME` holds the attribute NAME.
@@ -250,6 +251,7 @@ enum Field {
     Channel,
     Amount,
     Message,
+    Offer,
 }
 
 fn field_of(kind: ImportKind, name: &str) -> Option<Field> {
@@ -280,6 +282,7 @@ fn field_of(kind: ImportKind, name: &str) -> Option<Field> {
         (ImportKind::Outcomes, "channel") => Field::Channel,
         (ImportKind::Outcomes, "amount") => Field::Amount,
         (ImportKind::Outcomes, "message") => Field::Message,
+        (ImportKind::Outcomes, "offer") => Field::Offer,
         (ImportKind::Outcomes, _) => return None,
     };
     Some(field)
@@ -578,6 +581,7 @@ impl Columns {
         let mut channel = None;
         let mut amount: Option<(Money, &str)> = None;
         let mut message = None;
+        let mut offer: Option<(String, &str)> = None;
         for (slot, cell) in self.slots.iter().zip(cells) {
             let column = slot.written.as_str();
             let scalar = Scalar::of(*cell);
@@ -595,6 +599,12 @@ impl Columns {
                     Field::Channel => channel = optional(&scalar)?.map(channel_kind).transpose()?,
                     Field::Amount => amount = money(&scalar)?.map(|money| (money, column)),
                     Field::Message => message = optional(&scalar)?.map(str::to_string),
+                    Field::Offer => {
+                        offer = optional(&scalar)?
+                            .map(offer_name)
+                            .transpose()?
+                            .map(|name| (name, column))
+                    }
                     _ => {}
                 }
                 Ok(())
@@ -650,6 +660,17 @@ impl Columns {
                     ),
                 ));
             }
+            if let Some((name, column)) = &offer {
+                if kind != OutcomeKind::Ordered {
+                    errors.push(FieldError::new(
+                        column,
+                        format!(
+                            "an offer (`{name}`) goes only with an `ordered` outcome, not `{}`",
+                            kind.as_str()
+                        ),
+                    ));
+                }
+            }
             if let Some((money, column)) = amount {
                 if kind != OutcomeKind::Ordered {
                     errors.push(FieldError::new(
@@ -673,6 +694,7 @@ impl Columns {
                 channel,
                 amount: amount.map(|(money, _)| money),
                 message,
+                offer: offer.map(|(name, _)| name),
             }),
             _ => Err(errors),
         }
@@ -715,6 +737,9 @@ pub struct Known<'a> {
     pub book: &'a CustomerBook,
     /// Campaign id to its reach-out ids.
     pub reach_outs: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Campaign id to the names its orders may give an offer by, from every version of its plan
+    /// ([`OfferNames`]).
+    pub offers: &'a BTreeMap<String, OfferNames>,
     pub now: DateTime<Utc>,
     /// The zone instants are worded in (the campaigns').
     pub zone: chrono_tz::Tz,
@@ -775,6 +800,11 @@ pub fn unknown_in_outcome(outcome: &OutcomeRecorded, known: &Known<'_>) -> Vec<F
             Some(_) => {}
         }
     }
+    if let Some(offer) = &outcome.offer {
+        if let Some(error) = unknown_offer(outcome.campaign.as_deref(), offer, known) {
+            errors.push(error);
+        }
+    }
     if outcome.at > known.now {
         errors.push(FieldError::new(
             "at",
@@ -786,6 +816,111 @@ pub fn unknown_in_outcome(outcome: &OutcomeRecorded, known: &Known<'_>) -> Vec<F
         ));
     }
     errors
+}
+
+/// The names a campaign's orders may give its offers by: every offer id of every version of
+/// its plan, exactly, and every coupon code, in any case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfferNames {
+    ids: BTreeSet<String>,
+    /// Upper case.
+    codes: BTreeSet<String>,
+}
+
+impl OfferNames {
+    /// Adds the offers of one version of a plan.
+    pub fn add(&mut self, offers: &crate::plan::model::Offers) {
+        for offer in offers.all() {
+            self.ids.insert(offer.id().to_string());
+        }
+        for code in offers
+            .coupons
+            .iter()
+            .filter_map(|coupon| coupon.code.as_deref())
+        {
+            self.codes.insert(code.to_ascii_uppercase());
+        }
+    }
+
+    pub fn knows(&self, name: &str) -> bool {
+        let name = name.trim();
+        self.ids.contains(name) || self.codes.contains(&name.to_ascii_uppercase())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty() && self.codes.is_empty()
+    }
+
+    /// Every name, ids first, for a message.
+    fn listed(&self) -> Vec<&str> {
+        self.ids
+            .iter()
+            .chain(&self.codes)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// An offer the outcome's campaign never had (or, for an outcome naming no campaign, that no
+/// campaign had): the order would count towards an offer that does not exist.
+pub fn unknown_offer(campaign: Option<&str>, offer: &str, known: &Known<'_>) -> Option<FieldError> {
+    let (knows, names, whose) = match campaign {
+        Some(campaign) => match known.offers.get(campaign) {
+            Some(names) => (
+                names.knows(offer),
+                names.listed(),
+                format!("campaign `{campaign}`"),
+            ),
+            // An unknown campaign is the `campaign` column's problem, said once.
+            None if !known.reach_outs.contains_key(campaign) => return None,
+            None => (false, Vec::new(), format!("campaign `{campaign}`")),
+        },
+        None => (
+            known.offers.values().any(|names| names.knows(offer)),
+            known.offers.values().flat_map(OfferNames::listed).collect(),
+            "any campaign".to_string(),
+        ),
+    };
+    if knows {
+        return None;
+    }
+    let hint = match suggest(offer, names.iter().copied()) {
+        Some(near) => format!("; did you mean `{near}`?"),
+        None => String::new(),
+    };
+    let listed = if names.is_empty() {
+        "it has no offers".to_string()
+    } else {
+        let mut names = names;
+        names.sort_unstable();
+        names.dedup();
+        format!(
+            "its offers are named {}",
+            names
+                .iter()
+                .map(|name| format!("`{name}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Some(FieldError::new(
+        "offer",
+        format!(
+            "no offer `{offer}` in any version of the plan of {whose} ({listed}){hint}; an order names a plan offer by its id, or a coupon by its code"
+        ),
+    ))
+}
+
+/// An offer's name in a cell: one line, at most [`MAX_ID_CHARS`] characters.
+fn offer_name(text: &str) -> Result<String, String> {
+    if text.chars().count() > MAX_ID_CHARS {
+        return Err(format!(
+            "an offer's name has at most {MAX_ID_CHARS} characters"
+        ));
+    }
+    crate::text::single_line(text)
+        .map(str::to_string)
+        .map_err(|refused| format!("the offer {refused}; name it by its id or a coupon's code"))
 }
 
 fn unknown_column(kind: ImportKind, written: &str) -> String {
@@ -1688,9 +1823,11 @@ mod tests {
         )]
         .into_iter()
         .collect();
+        let offers = BTreeMap::new();
         let known = Known {
             book: &book,
             reach_outs: &reach_outs,
+            offers: &offers,
             now: at("2026-08-20T00:00:00Z"),
             zone: chrono_tz::Asia::Shanghai,
         };
@@ -1704,6 +1841,7 @@ mod tests {
             channel: None,
             amount: None,
             message: None,
+            offer: None,
         };
         let columns = |found: Vec<FieldError>| -> Vec<String> {
             found.into_iter().map(|error| error.column).collect()
@@ -1734,6 +1872,130 @@ mod tests {
             "{}",
             found[0].reason
         );
+    }
+
+    #[test]
+    fn an_order_may_name_the_offer_it_used() {
+        let offers = columns(O, &["customer", "outcome", "at", "amount", "offer"]);
+        let row = |outcome: &str, offer: &str| {
+            offers.parse(
+                7,
+                &[
+                    Cell::Text("c-1"),
+                    Cell::Text(outcome),
+                    Cell::Text("2026-09-03T10:00:00+08:00"),
+                    Cell::Text(if outcome == "ordered" { "612.40" } else { "" }),
+                    Cell::Text(offer),
+                ],
+            )
+        };
+        let Ok(Row::Outcome(ordered)) = row("ordered", " SEPT50 ") else {
+            panic!("an order naming a coupon's code is a good row");
+        };
+        assert_eq!(ordered.offer.as_deref(), Some("SEPT50"));
+        let Ok(Row::Outcome(plain)) = row("ordered", "") else {
+            panic!("an empty offer cell names none");
+        };
+        assert_eq!(plain.offer, None);
+        let refused = row("replied", "sept-50").unwrap_err();
+        assert_eq!(refused[0].column, "offer");
+        assert!(
+            refused[0].reason.contains("only with an `ordered` outcome"),
+            "{}",
+            refused[0].reason
+        );
+        let refused = row("ordered", "sept\n50").unwrap_err();
+        assert_eq!(refused[0].column, "offer");
+        // Events recorded before offers were named read as they did, and write as they did.
+        let old = r#"{"customer":"c-1","line":2,"outcome":"ordered","at":"2026-09-03T02:00:00Z"}"#;
+        let read: OutcomeRecorded = serde_json::from_str(old).unwrap();
+        assert_eq!(read.offer, None);
+        assert_eq!(serde_json::to_string(&read).unwrap(), old);
+    }
+
+    #[test]
+    fn an_offer_must_be_one_the_campaign_had() {
+        let mut book = CustomerBook::default();
+        book.apply(
+            &CustomerEvent::CustomerRecorded(CustomerRecorded {
+                customer: "c-1".into(),
+                line: 2,
+                ..CustomerRecorded::default()
+            }),
+            at("2026-08-01T00:00:00Z"),
+        );
+        let plan = crate::plan::check(crate::plan::EXAMPLE_PLAN.as_bytes())
+            .plan
+            .unwrap();
+        let mut names = OfferNames::default();
+        names.add(&plan.offers);
+        let reach_outs: BTreeMap<String, BTreeSet<String>> = [
+            ("sept".to_string(), BTreeSet::new()),
+            ("plain".to_string(), BTreeSet::new()),
+        ]
+        .into_iter()
+        .collect();
+        let offers: BTreeMap<String, OfferNames> = [
+            ("sept".to_string(), names),
+            ("plain".to_string(), OfferNames::default()),
+        ]
+        .into_iter()
+        .collect();
+        let known = Known {
+            book: &book,
+            reach_outs: &reach_outs,
+            offers: &offers,
+            now: at("2026-09-20T00:00:00Z"),
+            zone: chrono_tz::Asia::Shanghai,
+        };
+        let order = |campaign: Option<&str>, offer: &str| OutcomeRecorded {
+            customer: "c-1".into(),
+            line: 5,
+            outcome: OutcomeKind::Ordered,
+            at: at("2026-09-03T00:00:00Z"),
+            campaign: campaign.map(str::to_string),
+            reach_out: campaign.map(|_| "recall".to_string()),
+            channel: None,
+            amount: None,
+            message: None,
+            offer: Some(offer.to_string()),
+        };
+        let offer_problems = |outcome: &OutcomeRecorded| -> Vec<String> {
+            unknown_in_outcome(outcome, &known)
+                .into_iter()
+                .filter(|error| error.column == "offer")
+                .map(|error| error.reason)
+                .collect()
+        };
+        // By id, exactly; a coupon by its code in any case; with or without the campaign.
+        for name in [
+            "sept-50",
+            "spend-more",
+            "hero-sku",
+            "starter-kit",
+            "SEPT50",
+            "sept50",
+        ] {
+            assert!(
+                offer_problems(&order(Some("sept"), name)).is_empty(),
+                "{name}"
+            );
+            assert!(offer_problems(&order(None, name)).is_empty(), "{name}");
+        }
+        let found = offer_problems(&order(Some("sept"), "spend-mroe"));
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].contains("did you mean `spend-more`"),
+            "{}",
+            found[0]
+        );
+        // A campaign without offers has none to name.
+        let found = offer_problems(&order(Some("plain"), "sept-50"));
+        assert!(found[0].contains("it has no offers"), "{}", found[0]);
+        // An id is exact: the upper-case id is no one's code.
+        assert_eq!(offer_problems(&order(None, "SPEND-MORE")).len(), 1);
+        // An unknown campaign is said once, by the campaign column.
+        assert!(offer_problems(&order(Some("nope"), "sept-50")).is_empty());
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn outcome(
         channel,
         amount: None,
         message: None,
+        offer: None,
     }
 }
 

@@ -484,21 +484,57 @@ impl Funnel {
     /// The actuals of `plan.campaign.id` per burst stage, over `[stage.start, min(stage.end,
     /// as_of))`, in the plan's stage order.
     pub fn stage_actuals(&self, plan: &Plan, as_of: DateTime<Utc>) -> Vec<StageActuals> {
-        let windows: Vec<(i64, i64)> = plan
+        let stages: Vec<(String, Window)> = plan
             .stages
             .iter()
-            .map(|stage| {
-                let start = stage.window.start.timestamp_millis();
-                let end = stage.window.end.min(as_of).timestamp_millis().max(start);
+            .map(|stage| (stage.id.clone(), stage.window))
+            .collect();
+        self.actuals_over(&plan.campaign.id, &stages, as_of)
+    }
+
+    /// What the campaign achieved over any window (a week), measured as a stage is: over
+    /// `[window.start, min(window.end, as_of))`, named `name` in [`StageActuals::stage`].
+    pub fn window_actuals(
+        &self,
+        campaign: &str,
+        name: &str,
+        window: Window,
+        as_of: DateTime<Utc>,
+    ) -> StageActuals {
+        let mut actuals = self.actuals_over(campaign, &[(name.to_string(), window)], as_of);
+        actuals.pop().unwrap_or(StageActuals {
+            stage: name.to_string(),
+            window: measured_window(window, as_of),
+            gmv: Money::default(),
+            orders: 0,
+            orders_without_amount: 0,
+            paying_buyers: 0,
+            returning_buyers: 0,
+            reached: 0,
+            replies: 0,
+        })
+    }
+
+    /// The actuals of `campaign` over each named window, in the order given.
+    fn actuals_over(
+        &self,
+        campaign: &str,
+        named: &[(String, Window)],
+        as_of: DateTime<Utc>,
+    ) -> Vec<StageActuals> {
+        let windows: Vec<(i64, i64)> = named
+            .iter()
+            .map(|(_, window)| {
+                let start = window.start.timestamp_millis();
+                let end = window.end.min(as_of).timestamp_millis().max(start);
                 (start, end)
             })
             .collect();
-        let mut actuals: Vec<StageActuals> = plan
-            .stages
+        let mut actuals: Vec<StageActuals> = named
             .iter()
-            .map(|stage| StageActuals {
-                stage: stage.id.clone(),
-                window: measured_window(stage.window, as_of),
+            .map(|(name, window)| StageActuals {
+                stage: name.clone(),
+                window: measured_window(*window, as_of),
                 gmv: Money::default(),
                 orders: 0,
                 orders_without_amount: 0,
@@ -508,7 +544,7 @@ impl Funnel {
                 replies: 0,
             })
             .collect();
-        let Some(campaign) = self.campaigns.get(plan.campaign.id.as_str()).copied() else {
+        let Some(campaign) = self.campaigns.get(campaign).copied() else {
             return actuals;
         };
         let stage_of = |at: i64| {

@@ -42,6 +42,7 @@ fn outcome(customer: &str, kind: OutcomeKind, instant: DateTime<Utc>) -> Outcome
         channel: None,
         amount: None,
         message: None,
+        offer: None,
     }
 }
 

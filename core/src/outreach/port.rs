@@ -8,6 +8,14 @@ use serde::Serialize;
 
 use crate::plan::model::ChannelKind;
 
+/// A whole document beside a message's text, for a message to staff that has one (the weekly
+/// report): a group robot posts its Markdown as it is, a mail its HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub markdown: String,
+    pub html: String,
+}
+
 /// One rendered message, ready to go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Message {
@@ -38,6 +46,9 @@ pub struct Message {
     pub attempt: Option<u32>,
     /// The instant it was decided to go.
     pub at: DateTime<Utc>,
+    /// Its document, when it has one (see [`Document`]); the file outbox keeps the text.
+    #[serde(skip)]
+    pub document: Option<Document>,
 }
 
 /// What a channel did with a message.

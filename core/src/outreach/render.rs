@@ -299,6 +299,7 @@ impl<'p> Renderer<'p> {
             reach_out: Some(planned.reach_out.clone()),
             attempt: Some(planned.attempt),
             at: now,
+            document: None,
         })
     }
 }

@@ -30,6 +30,16 @@ pub struct Send {
     pub deferred: u32,
 }
 
+/// A campaign's messages sent on one local day through one channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaySent {
+    pub date: chrono::NaiveDate,
+    pub channel: String,
+    pub sent: u64,
+    /// Of them, those planned as paid (beyond the day's free volume).
+    pub paid: u64,
+}
+
 /// The bounce guard's view of one campaign's channel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Guard {
@@ -71,6 +81,8 @@ pub struct StaffMessage {
     pub subject: String,
     pub body: String,
     pub at: DateTime<Utc>,
+    /// The Markdown and HTML of a message that has them (a weekly report).
+    pub document: Option<super::port::Document>,
 }
 
 /// A follow-up coming due: after the message `after_key` was sent.
@@ -264,6 +276,7 @@ impl Outreach {
                 subject: notice.subject.clone(),
                 body: notice.body.clone(),
                 at,
+                document: None,
             }),
         }
     }
@@ -490,6 +503,40 @@ impl Outreach {
         self.sends
             .values()
             .filter(move |send| send.planned.campaign == campaign)
+    }
+
+    /// A campaign's messages sent in `[from, to)`, per local day of sending (in `zone`) and
+    /// channel: how many, and how many of them were paid (beyond the day's free volume, as each
+    /// was planned). In order of day, then channel.
+    pub fn sent_per_day(
+        &self,
+        campaign: &str,
+        zone: chrono_tz::Tz,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Vec<DaySent> {
+        let mut days: BTreeMap<(chrono::NaiveDate, String), (u64, u64)> = BTreeMap::new();
+        for send in self.sends_of(campaign) {
+            if let SendStatus::Sent { at } = send.status {
+                if at < from || at >= to {
+                    continue;
+                }
+                let date = at.with_timezone(&zone).date_naive();
+                let entry = days
+                    .entry((date, send.planned.channel.clone()))
+                    .or_default();
+                entry.0 += 1;
+                entry.1 += u64::from(send.planned.paid);
+            }
+        }
+        days.into_iter()
+            .map(|((date, channel), (sent, paid))| DaySent {
+                date,
+                channel,
+                sent,
+                paid,
+            })
+            .collect()
     }
 
     /// Sent and pending counts of a campaign's channel kind, for status.

@@ -196,6 +196,7 @@ impl World {
             channel: Some(ChannelKind::Mail),
             amount: None,
             message: None,
+            offer: None,
         };
         self.outreach.outcome(&row);
         self.book.apply(&CustomerEvent::OutcomeRecorded(row), now);
@@ -502,6 +503,7 @@ fn the_bounce_guard_pauses_the_channel_and_a_person_resumes_it() {
             channel: Some(ChannelKind::Mail),
             amount: None,
             message: Some(format!("{CAMPAIGN}/{REACH_OUT}/{customer}/2")),
+            offer: None,
         };
         world.outreach.outcome(&row);
     }

@@ -134,6 +134,8 @@ codes! {
     TooManyBundles = "BP0909", Error, "more than 50 bundles";
     CouponValue = "BP0910", Error, "a coupon worth nothing, or as much as its threshold";
     CouponThreshold = "BP0911", Error, "a spend-threshold coupon without a threshold";
+    ReportSchedule = "BP1001", Error, "a report schedule that is not a weekday and a time of day";
+    ReportRecipients = "BP1002", Error, "a report sent to no role";
 }
 
 impl fmt::Display for Code {

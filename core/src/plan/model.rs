@@ -7,8 +7,8 @@ use chrono_tz::Tz;
 
 pub use super::raw::{
     Activity, ChannelKind, CouponIssue, CustomerSource, FatigueScope, FollowUpTrigger,
-    LifecycleStage, QuietPolicy, ResumePolicy, Sender, SmtpTlsMode, StopOn, SystemSegment,
-    TemplatePurpose, UnknownOutcome,
+    LifecycleStage, QuietPolicy, ReportWeek, ResumePolicy, Sender, SmtpTlsMode, StopOn,
+    SystemSegment, TemplatePurpose, UnknownOutcome,
 };
 use super::values::{Money, PlanDuration, TimeOfDay};
 
@@ -46,6 +46,19 @@ pub struct Plan {
     pub reach_outs: Vec<ReachOut>,
     pub follow_ups: Vec<FollowUpRule>,
     pub offers: Offers,
+    /// `[reports.weekly]`: when the weekly report goes to whom, if the plan schedules it.
+    pub weekly_report: Option<WeeklyReportSchedule>,
+}
+
+/// The weekly report, sent every week on `weekday` at `at` (local time in the campaign's zone)
+/// to the members of the roles `to`, through each role's staff channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeeklyReportSchedule {
+    pub weekday: Weekday,
+    pub at: NaiveTime,
+    /// Role ids, each declared (or built in).
+    pub to: Vec<String>,
+    pub week: ReportWeek,
 }
 
 #[derive(Debug, Clone)]
@@ -520,6 +533,108 @@ pub struct Bundle {
     pub items: Vec<(String, Money)>,
     pub price: Money,
     pub window: Option<Window>,
+}
+
+/// One of the plan's offers, whatever its kind.
+#[derive(Debug, Clone, Copy)]
+pub enum OfferRef<'a> {
+    Coupon(&'a Coupon),
+    Tiered(&'a TieredOffer),
+    Discount(&'a Discount),
+    Bundle(&'a Bundle),
+}
+
+impl OfferRef<'_> {
+    pub fn id(&self) -> &str {
+        match self {
+            OfferRef::Coupon(offer) => &offer.id,
+            OfferRef::Tiered(offer) => &offer.id,
+            OfferRef::Discount(offer) => &offer.id,
+            OfferRef::Bundle(offer) => &offer.id,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            OfferRef::Coupon(offer) => &offer.name,
+            OfferRef::Tiered(offer) => &offer.name,
+            OfferRef::Discount(offer) => &offer.name,
+            OfferRef::Bundle(offer) => &offer.name,
+        }
+    }
+
+    /// `coupon`, `tiered`, `discount` or `bundle`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OfferRef::Coupon(_) => "coupon",
+            OfferRef::Tiered(_) => "tiered",
+            OfferRef::Discount(_) => "discount",
+            OfferRef::Bundle(_) => "bundle",
+        }
+    }
+
+    /// When it may be used, when the plan says.
+    pub fn window(&self) -> Option<Window> {
+        match self {
+            OfferRef::Coupon(offer) => offer.window,
+            OfferRef::Tiered(offer) => offer.window,
+            OfferRef::Discount(offer) => Some(offer.window),
+            OfferRef::Bundle(offer) => offer.window,
+        }
+    }
+
+    /// The spend an order must reach to use it: a coupon's `min_spend`, a tiered offer's first
+    /// tier; `None` for discounts and bundles, which have none.
+    pub fn threshold(&self) -> Option<Money> {
+        match self {
+            OfferRef::Coupon(coupon) => coupon.min_spend,
+            OfferRef::Tiered(tiered) => tiered.tiers.first().map(|(spend, _)| *spend),
+            OfferRef::Discount(_) | OfferRef::Bundle(_) => None,
+        }
+    }
+}
+
+impl Offers {
+    /// Every offer, in the plan's order within each kind: coupons, tiered offers, discounts,
+    /// bundles.
+    pub fn all(&self) -> Vec<OfferRef<'_>> {
+        self.coupons
+            .iter()
+            .map(OfferRef::Coupon)
+            .chain(self.tiered.iter().map(OfferRef::Tiered))
+            .chain(self.discounts.iter().map(OfferRef::Discount))
+            .chain(self.bundles.iter().map(OfferRef::Bundle))
+            .collect()
+    }
+
+    /// The offer an order names: by its id (exactly), or a coupon by its code (in any case, as
+    /// buyers type codes).
+    pub fn find(&self, name: &str) -> Option<OfferRef<'_>> {
+        let name = name.trim();
+        self.all()
+            .into_iter()
+            .find(|offer| offer.id() == name)
+            .or_else(|| {
+                self.coupons
+                    .iter()
+                    .find(|coupon| {
+                        coupon
+                            .code
+                            .as_deref()
+                            .is_some_and(|code| code.eq_ignore_ascii_case(name))
+                    })
+                    .map(OfferRef::Coupon)
+            })
+    }
+
+    /// The names an order may use for the offers: every id, and every coupon's code.
+    pub fn names(&self) -> Vec<String> {
+        self.all()
+            .iter()
+            .map(|offer| offer.id().to_string())
+            .chain(self.coupons.iter().filter_map(|coupon| coupon.code.clone()))
+            .collect()
+    }
 }
 
 impl Plan {

@@ -33,11 +33,14 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "reach_outs",
     "follow_ups",
     "offers",
+    "reports",
 ];
 
 const PHASE_KEYS: &[&str] = &["prep", "warm_up", "burst", "review"];
 
 const OFFER_KEYS: &[&str] = &["coupons", "tiered", "discounts", "bundles"];
+
+const REPORT_KEYS: &[&str] = &["weekly"];
 
 /// Byte ranges of keys and values by their dotted path (`tasks.x.due`, `offers.tiered.a.tiers[1]`).
 #[derive(Debug, Clone, Default)]
@@ -284,6 +287,12 @@ pub fn parse(text: &str) -> Parsed {
         }
         if let Some(table) = reader.section(offers, "offers.bundles") {
             raw.bundles = reader.entries(table, "offers.bundles", true, |_| true);
+        }
+    }
+    if let Some(reports) = reader.section(root, "reports") {
+        reader.unknown_keys("reports", reports, REPORT_KEYS);
+        if let Some(item) = reports.get("weekly") {
+            raw.weekly_report = reader.entry::<RawWeeklyReport>("reports.weekly", item, true);
         }
     }
     parsed

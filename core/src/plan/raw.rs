@@ -762,6 +762,31 @@ pub struct Entry<T> {
     pub value: Option<T>,
 }
 
+/// `[reports.weekly]`: the weekly business report, sent on a weekday at a local time to the
+/// staff of some roles through their channels (robot, mail, or the staff outbox).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RawWeeklyReport {
+    /// A weekday and a local time: `"monday 09:30"`.
+    pub every: String,
+    /// The roles it goes to.
+    pub to: Vec<String>,
+    /// Which week it reports: the one that ended (`previous`, the default) or the one under
+    /// way (`current`).
+    #[serde(default)]
+    pub week: ReportWeek,
+}
+
+/// Which week a scheduled report covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportWeek {
+    /// The week that ended before it is sent: a Monday morning's report of last week.
+    #[default]
+    Previous,
+    /// The week it is sent in, so far.
+    Current,
+}
+
 /// The whole plan as read, section by section, in file order.
 #[derive(Debug, Clone, Default)]
 pub struct RawPlan {
@@ -785,4 +810,6 @@ pub struct RawPlan {
     pub tiered: Vec<Entry<RawTiered>>,
     pub discounts: Vec<Entry<RawDiscount>>,
     pub bundles: Vec<Entry<RawBundle>>,
+    /// `[reports.weekly]`, when the plan has it.
+    pub weekly_report: Option<RawWeeklyReport>,
 }

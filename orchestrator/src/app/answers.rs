@@ -79,6 +79,12 @@ pub struct OutcomeAnswer {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "260.00")]
     pub amount: Option<Money>,
+    /// The offer the order used, only with `ordered`: a plan offer's id (`spend-more`) or a
+    /// coupon's code (`SEPT50`, in any case), of the answer's campaign (or, naming none, of any
+    /// campaign), in any version of its plan.
+    #[serde(default)]
+    #[schema(example = "SEPT50")]
+    pub offer: Option<String>,
 }
 
 /// One bounce notification, in the generic form the bounce receiver takes.
@@ -320,6 +326,12 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
         }
     }
     let campaigns = ctx.campaigns().await?;
+    // Offers are looked up only when an answer names one: it reads every plan version.
+    let offers = if request.outcomes.iter().any(|answer| answer.offer.is_some()) {
+        crate::app::import::known_offers(runtime).await?
+    } else {
+        BTreeMap::new()
+    };
     let mut plans = HashMap::new();
     for (index, answer) in request.outcomes.iter().enumerate() {
         let at = |field: &str| format!("{list}[{index}].{field}");
@@ -434,6 +446,29 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
         if answer.amount.is_some() && answer.outcome != OutcomeKind::Ordered {
             problems.push(format!("{}: an amount is only for `ordered`", at("amount")));
         }
+        if let Some(offer) = &answer.offer {
+            if let Err(why) = text(offer) {
+                problems.push(format!("{}: {why}", at("offer")));
+            } else if answer.outcome != OutcomeKind::Ordered {
+                problems.push(format!("{}: an offer is only for `ordered`", at("offer")));
+            } else {
+                let known = match campaign.as_deref() {
+                    Some(campaign) => offers.get(campaign).is_none_or(|names| names.knows(offer)),
+                    None => offers.values().any(|names| names.knows(offer)),
+                };
+                if !known {
+                    problems.push(format!(
+                        "{}: no offer `{}` in any version of the plan of {}; name a plan offer by its id or a coupon by its code",
+                        at("offer"),
+                        printable(offer),
+                        match campaign.as_deref() {
+                            Some(campaign) => format!("campaign `{}`", printable(campaign)),
+                            None => "any campaign".to_string(),
+                        }
+                    ));
+                }
+            }
+        }
         let when = answer.at.unwrap_or(now);
         if when > now {
             problems.push(format!(
@@ -459,6 +494,7 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
                 channel,
                 amount: answer.amount,
                 message: answer.message.clone(),
+                offer: answer.offer.as_ref().map(|offer| offer.trim().to_string()),
             }],
         });
     }
@@ -524,6 +560,7 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
                             channel: Some(ChannelKind::Mail),
                             amount: None,
                             message: answer.message.clone(),
+                            offer: None,
                         })
                         .collect()
                 })

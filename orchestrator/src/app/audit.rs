@@ -91,6 +91,10 @@ pub fn read_payload(event: &RecordedEvent) -> Result<(), String> {
         OutreachEvent::decode(event).map(|_| ())
     } else if TaskEvent::holds(kind) {
         TaskEvent::decode(event).map(|_| ())
+    } else if battleplan_core::metrics::MetricsEvent::holds(kind) {
+        battleplan_core::metrics::MetricsEvent::decode(event).map(|_| ())
+    } else if battleplan_core::report::schedule::ReportEvent::holds(kind) {
+        battleplan_core::report::schedule::ReportEvent::decode(event).map(|_| ())
     } else {
         return Err(format!(
             "event type `{}` is not one this battleplan knows",

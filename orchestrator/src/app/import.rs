@@ -28,7 +28,7 @@ use battleplan_adapters::import::{self as file, FileRead, Format, Item, Problem,
 use battleplan_core::campaign::timeline::local_rfc3339;
 use battleplan_core::campaign::{self, CampaignEvent};
 use battleplan_core::customer::events::{import_stream, MAX_LISTED_SKIPPED};
-use battleplan_core::customer::row::{unknown_in_outcome, Known, Row};
+use battleplan_core::customer::row::{unknown_in_outcome, Known, OfferNames, Row};
 use battleplan_core::customer::{
     CustomerEvent, ImportFinished, ImportKind, ImportStarted, SkippedRow,
 };
@@ -641,7 +641,7 @@ async fn screen_outcomes(
     request: &ImportRequest,
     checked: &mut Checked,
 ) -> Result<Option<Stopped>, Failure> {
-    let reach_outs = known_reach_outs(runtime).await?;
+    let (reach_outs, offers) = known_reach_outs(runtime).await?;
     let now = runtime.clock.now();
     let zone = crate::app::campaigns::people_zone(runtime)
         .await
@@ -658,6 +658,7 @@ async fn screen_outcomes(
         let known = Known {
             book: &book,
             reach_outs: &reach_outs,
+            offers: &offers,
             now,
             zone,
         };
@@ -707,11 +708,17 @@ fn handle_failure(error: crate::kernel::runtime::HandleError) -> Failure {
     }
 }
 
-/// Every campaign's reach-outs, from every version of its plan: an outcome may come back for
-/// a reach-out a later revision removed.
+/// Every campaign's reach-outs and the names of its offers, from every version of its plan: an
+/// outcome may come back for a reach-out (or an order use an offer) a later revision removed.
 async fn known_reach_outs(
     runtime: &Runtime,
-) -> Result<BTreeMap<String, BTreeSet<String>>, Failure> {
+) -> Result<
+    (
+        BTreeMap<String, BTreeSet<String>>,
+        BTreeMap<String, OfferNames>,
+    ),
+    Failure,
+> {
     let mut campaigns = crate::kernel::projection::Campaigns::load(runtime.store.as_ref())
         .await
         .map_err(handle_failure)?;
@@ -720,10 +727,12 @@ async fn known_reach_outs(
         .await
         .map_err(handle_failure)?;
     let mut known = BTreeMap::new();
+    let mut offers = BTreeMap::new();
     for id in campaigns.states.keys() {
         let stream =
             campaign::stream_of(id).map_err(|error| Failure::Internal(error.to_string()))?;
         let mut reach_outs = BTreeSet::new();
+        let mut names = OfferNames::default();
         let mut applied = false;
         let mut version = StreamVersion::NONE;
         loop {
@@ -741,15 +750,31 @@ async fn known_reach_outs(
                 };
                 applied = true;
                 if let Some(plan) = plan::check(source.as_bytes()).plan {
+                    names.add(&plan.offers);
                     reach_outs.extend(plan.reach_outs.into_iter().map(|reach_out| reach_out.id));
                 }
             }
         }
         if applied {
             known.insert(id.clone(), reach_outs);
+            offers.insert(id.clone(), names);
         }
     }
-    Ok(known)
+    Ok((known, offers))
+}
+
+/// The names each campaign's orders may give its offers by, from every version of its plan
+/// (see [`known_reach_outs`]): what `POST /api/v1/outcomes` checks an order's offer against.
+pub(crate) async fn known_offers(
+    runtime: &Runtime,
+) -> Result<BTreeMap<String, OfferNames>, AppError> {
+    match known_reach_outs(runtime).await {
+        Ok((_, offers)) => Ok(offers),
+        Err(Failure::Store(error)) => Err(AppError::from(error)),
+        Err(Failure::User(message) | Failure::Conflict(message) | Failure::Internal(message)) => {
+            Err(AppError::internal(message))
+        }
+    }
 }
 
 /// Why recording stopped.

@@ -11,6 +11,7 @@ pub mod audience;
 pub mod audit;
 pub mod calendar;
 pub mod campaigns;
+pub mod dashboard;
 pub mod error;
 pub mod explain;
 pub mod import;
@@ -18,6 +19,7 @@ pub mod local_time;
 pub mod metrics;
 pub mod observe;
 pub mod outreach;
+pub mod report;
 pub mod tasks;
 
 use chrono::{DateTime, Utc};
@@ -229,6 +231,8 @@ pub enum Request {
     },
     /// `calendar`: the phases, stages and task occurrences as iCalendar text.
     Calendar(calendar::CalendarQuestion),
+    /// `report weekly`: the boss's weekly business report of one ISO week.
+    WeeklyReport(report::WeeklyQuestion),
     ChannelResume {
         campaign: String,
         channel: String,
@@ -294,6 +298,7 @@ impl Request {
             | Request::Funnel { .. }
             | Request::Targets { .. }
             | Request::Calendar(_)
+            | Request::WeeklyReport(_)
             | Request::AuditVerify
             | Request::Unsubscribe(_)
             | Request::Answers(_)
@@ -336,6 +341,7 @@ pub enum Response {
     Funnel(tasks::FunnelView),
     Targets(campaigns::TargetsView),
     Calendar(calendar::CalendarView),
+    WeeklyReport(report::WeeklyView),
     AuditVerify(audit::VerifyView),
     Export(archive::ExportView),
     /// `battleplan import FILE`, which no request asks (it creates a store, so no process owns
@@ -403,6 +409,9 @@ async fn answer(ctx: Ctx<'_>, request: Request) -> Outcome {
         )),
         Request::Calendar(question) => Ok(Response::Calendar(
             calendar::calendar(&ctx, &question).await?,
+        )),
+        Request::WeeklyReport(question) => Ok(Response::WeeklyReport(
+            report::weekly(&ctx, &question).await?,
         )),
         Request::ChannelResume {
             campaign,

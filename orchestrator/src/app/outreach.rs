@@ -445,6 +445,7 @@ pub async fn unsubscribe(
         channel: Some(request.kind),
         amount: None,
         message: None,
+        offer: None,
     });
     let stream = stream_of(&request.campaign).map_err(AppError::invalid)?;
     let command_id = crate::kernel::runtime::derived_command_id(&format!(
@@ -567,6 +568,7 @@ pub async fn channel_test(
         reach_out: Some("channel-test".to_string()),
         attempt: None,
         at: now,
+        document: None,
     };
     let (route, delivery) = channels.test(message).await.map_err(AppError::invalid)?;
     let (answer, detail) = match delivery {
@@ -690,6 +692,7 @@ pub async fn click(ctx: &Ctx<'_>, request: &ClickRequest) -> Result<ClickView, A
         channel: kind,
         amount: None,
         message: Some(request.message.clone()),
+        offer: None,
     });
     let command_id = crate::kernel::runtime::derived_command_id(&format!(
         "click|{}|{}",

@@ -65,7 +65,7 @@ pub struct Arguments {
     pub command: Command,
 }
 
-fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
         return Ok(instant.with_timezone(&Utc));
     }
@@ -260,6 +260,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// The boss's reports (docs/reports.md): `battleplan report weekly CAMPAIGN`.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// A channel of a campaign: `channel resume` after the bounce guard paused it.
     Channel {
         #[command(subcommand)]
@@ -319,6 +324,31 @@ pub enum Command {
         /// from a whole one: only the events it holds are checked.
         #[arg(long)]
         accept_untrailered: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// One ISO week of a campaign (Monday 00:00 to Monday 00:00 in its zone): GMV, orders,
+    /// inquiries and fans against the stage targets and the week before, the funnel, reach-outs
+    /// and their cost, hot products and keywords, each offer's uptake, tasks done per person,
+    /// what is late, and next week's changes and tasks.
+    Weekly {
+        /// The campaign's id.
+        campaign: String,
+        /// The week, as ISO 8601 writes it (2026-W36); the one containing now when left out.
+        #[arg(long, value_name = "YEAR-Wnn")]
+        week: Option<String>,
+        /// text (columns), markdown (headings and lists, as the staff robots show it) or html
+        /// (a whole document, its style inline).
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "markdown", "html"])]
+        format: String,
+        /// Print the report's data as JSON instead.
+        #[arg(long)]
+        json: bool,
+        /// Write to this file (replaced whole, or left as it was) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -806,6 +836,26 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 role,
                 person,
             },
+            out.as_deref(),
+        ),
+        Command::Report {
+            command:
+                ReportCommand::Weekly {
+                    campaign,
+                    week,
+                    format,
+                    json,
+                    out,
+                },
+        } => weekly_report(
+            data,
+            clock_at,
+            crate::app::report::WeeklyQuestion {
+                campaign,
+                week,
+                format: crate::app::report::ReportFormat::from_key(&format).unwrap_or_default(),
+            },
+            json,
             out.as_deref(),
         ),
         Command::Channel {
@@ -1373,6 +1423,89 @@ fn calendar(
         view.campaign,
         view.plan_version,
         view.sequence
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `battleplan report weekly`: the report on standard output, or in `--out FILE`, written beside
+/// it and moved into place, so the file is the new report whole or the old one.
+fn weekly_report(
+    data: &Path,
+    clock_at: Option<DateTime<Utc>>,
+    question: crate::app::report::WeeklyQuestion,
+    json: bool,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let directory = match out {
+        None => None,
+        Some(out) if out.is_dir() => {
+            return Ok(user_error(format_args!(
+                "{} is a directory; give the report file's path, e.g. --out {}",
+                out.display(),
+                out.join(format!(
+                    "{}-weekly.{}",
+                    question.campaign,
+                    question.format.key()
+                ))
+                .display()
+            )))
+        }
+        Some(out) => {
+            let directory = match out.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if !directory.is_dir() {
+                return Ok(user_error(format_args!(
+                    "cannot write {}: the directory {} does not exist",
+                    out.display(),
+                    directory.display()
+                )));
+            }
+            Some(directory)
+        }
+    };
+    let answer = local::remote_or_local(data, clock_at, Request::WeeklyReport(question))?;
+    let (Some(out), Some(directory), Ok(Ok(crate::app::Response::WeeklyReport(view)))) =
+        (out, directory, &answer.outcome)
+    else {
+        return Ok(say(answer, json));
+    };
+    let format = if json {
+        crate::app::report::ReportFormat::Json
+    } else {
+        view.format
+    };
+    let bytes = present::report::rendered(&view.report, format);
+    let mut temporary = tempfile::Builder::new()
+        .prefix(".battleplan-report-")
+        .tempfile_in(directory)
+        .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
+    // A temporary file is private (0600); a report is a document to share, as a plan is (it
+    // holds no customer's data).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temporary
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .context("setting the report's permissions")?;
+    }
+    temporary
+        .write_all(bytes.as_bytes())
+        .and_then(|()| temporary.as_file().sync_all())
+        .with_context(|| format!("writing {}", out.display()))?;
+    temporary
+        .persist(out)
+        .map_err(|error| error.error)
+        .with_context(|| format!("writing {}", out.display()))?;
+    out_line!(
+        "wrote {}: the weekly report {} of campaign {} ({}, log position {})",
+        out.display(),
+        view.report.week,
+        view.report.campaign,
+        format.key(),
+        view.report.as_of_position
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -233,8 +233,11 @@ impl Routes {
                         .map(|&i| Message {
                             address: vec![address.clone()],
                             // Written as text: escaped, as the renderer gives a template
-                            // written as text.
-                            body: escaped(&messages[i].body),
+                            // written as text; a document (a weekly report) as its HTML.
+                            body: match &messages[i].document {
+                                Some(document) => document.html.clone(),
+                                None => escaped(&messages[i].body),
+                            },
                             ..messages[i].clone()
                         })
                         .collect(),

@@ -20,14 +20,16 @@ use battleplan_core::campaign::{CampaignEvent, EventMeta};
 use battleplan_core::context::{Clock as _, ManualClock, SeededIds};
 use battleplan_core::customer::events::{CustomerEvent, ImportKind};
 use battleplan_core::customer::quota::cost_of;
-use battleplan_core::customer::row::OUTCOME_COLUMNS;
 use battleplan_core::event::{Position, RecordedEvent};
 use battleplan_core::outreach::events::OutreachEvent;
 use battleplan_core::outreach::state::SendStatus;
 use battleplan_core::plan::values::{grouped, Money};
 use battleplan_core::plan::{Plan, EXAMPLE_PLAN};
+use battleplan_core::report::schedule::ReportEvent;
 use battleplan_core::task::events::{ReminderKind, TaskEvent};
-use battleplan_scenarios::customers::{write_customers, write_outcomes, FileFormat, Options};
+use battleplan_scenarios::customers::{
+    write_customers, write_outcomes, FileFormat, Options, GENERATED_OUTCOME_COLUMNS,
+};
 use battleplan_scenarios::scenario::{self, Action, Loaded, OutcomeInput};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
@@ -620,7 +622,7 @@ impl Runner {
             "outcomes-{:02}-{}-{}.csv",
             self.files, input.kind, input.reach_out
         );
-        let mut text = OUTCOME_COLUMNS.join(",");
+        let mut text = GENERATED_OUTCOME_COLUMNS.join(",");
         text.push('\n');
         let instant = at.to_rfc3339();
         for customer in &customers {
@@ -883,6 +885,17 @@ impl Runner {
                         line(what)
                     }
                 }
+            } else if let Ok(Some(ReportEvent::ReportPlanned(planned))) = ReportEvent::decode(event)
+            {
+                let roles: Vec<&str> = planned.to.iter().map(|to| to.role.as_str()).collect();
+                for role in &roles {
+                    role_of.insert(format!("{}/{role}", planned.key), role.to_string());
+                }
+                line(format!(
+                    "weekly report {} decided for {}",
+                    planned.week,
+                    roles.join(", ")
+                ));
             }
         }
         let costs: BTreeMap<&str, _> = self

@@ -22,6 +22,7 @@ use battleplan_core::outreach::render::Renderer;
 use battleplan_core::plan::model::{ChannelKind, PhaseKind, UnknownOutcome};
 use battleplan_core::plan::template::on_deep_stack;
 use battleplan_core::plan::Plan;
+use battleplan_core::report::schedule as report_schedule;
 use battleplan_core::task::{due_reminders, next_reminder_at, TaskEvent};
 use chrono::{DateTime, Duration, Utc};
 
@@ -147,6 +148,35 @@ impl Dispatcher {
             };
             if !reminders.is_empty() {
                 self.record_tasks(&campaign, reminders, now).await?;
+            }
+        }
+        // 0b. The weekly report due (`[reports.weekly]`): decided once, the report in the
+        //     decision, and sent by the staff step. Not after a cancel; through a pause (the
+        //     boss still reads the week), and once after the end for the last week.
+        if plan.weekly_report.is_some() && !matches!(state.status, Status::Cancelled { .. }) {
+            let planned = {
+                let outreach = self.runtime.outreach.lock().await;
+                let boards = self.runtime.boards.lock().await;
+                report_schedule::due_report(plan, &boards.reports, now).map(|(slot, superseded)| {
+                    let board = boards.board(&campaign);
+                    let report =
+                        battleplan_core::report::weekly(&battleplan_core::report::Inputs {
+                            plan,
+                            week: slot.week,
+                            now,
+                            position: boards.position.0,
+                            funnel: &boards.funnel,
+                            shop: &boards.shop,
+                            outreach: &outreach,
+                            board: &board,
+                            skipped: &state.skipped,
+                            offers: &boards.offers,
+                        });
+                    report_schedule::decide(plan, slot, superseded, report, now)
+                })
+            };
+            if let Some(planned) = planned {
+                self.record_report(planned, now).await?;
             }
         }
         // 1. Reach-outs whose window opened.
@@ -525,6 +555,7 @@ impl Dispatcher {
                             channel: Some(ChannelKind::Mail),
                             amount: None,
                             message: Some(message.key.clone()),
+                            offer: None,
                         }));
                     }
                 }
@@ -603,6 +634,7 @@ impl Dispatcher {
                     reach_out: None,
                     attempt: None,
                     at: now,
+                    document: message.document.clone(),
                 })
                 .collect()
         };
@@ -662,6 +694,12 @@ impl Dispatcher {
             if matches!(state.status, Status::Scheduled | Status::Running { .. }) {
                 let boards = self.runtime.boards.lock().await;
                 if let Some(at) = next_reminder_at(&plan, &boards.board(id), &state.skipped, now) {
+                    consider(at);
+                }
+            }
+            if !matches!(state.status, Status::Cancelled { .. }) {
+                let boards = self.runtime.boards.lock().await;
+                if let Some(at) = report_schedule::next_report_at(&plan, &boards.reports, now) {
                     consider(at);
                 }
             }
@@ -731,6 +769,46 @@ impl Dispatcher {
                 )
                 .await?;
         }
+        catch_up(&self.runtime).await
+    }
+
+    /// Records a weekly report's decision on the campaign's `reports-` stream (its messages go by
+    /// the staff step), under a command id derived from its key: decided once.
+    async fn record_report(
+        &self,
+        planned: report_schedule::ReportPlanned,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandleError> {
+        let campaign = planned.campaign.clone();
+        let stream =
+            report_schedule::stream_of(&campaign).map_err(battleplan_core::campaign::Rejection)?;
+        let roles: Vec<&str> = planned.to.iter().map(|to| to.role.as_str()).collect();
+        tracing::info!(
+            "{campaign}: weekly report {} to {}{}",
+            planned.week,
+            roles.join(", "),
+            if planned.late_by_ms > 60_000 {
+                format!(
+                    ", {} late",
+                    battleplan_core::campaign::timeline::human_duration(planned.late_by_ms)
+                )
+            } else {
+                String::new()
+            }
+        );
+        let command_id = derived_command_id(&format!("report|{}", planned.key));
+        let encoded = report_schedule::ReportEvent::ReportPlanned(planned)
+            .encode(EventId(self.runtime.ids.next_id(now)))?;
+        self.runtime
+            .record(
+                stream,
+                vec![encoded],
+                crate::kernel::scheduler::ACTOR,
+                None,
+                command_id,
+                now,
+            )
+            .await?;
         catch_up(&self.runtime).await
     }
 

@@ -1,5 +1,6 @@
 //! The projections the dispatcher and the people's commands share, besides the customer book and
-//! the outbox: each campaign's task board, the funnel, and the shop's own numbers. Caught up from the log in the same
+//! the outbox: each campaign's task board, the funnel, the shop's own numbers, and the orders
+//! that named an offer. Caught up from the log in the same
 //! pass as the book (`dispatcher::catch_up`).
 
 use std::collections::BTreeMap;
@@ -13,6 +14,8 @@ use battleplan_core::funnel::Funnel;
 use battleplan_core::metrics::{MetricsEvent, ShopMetrics};
 use battleplan_core::outreach::state::StaffMessage;
 use battleplan_core::outreach::{Outreach, OutreachEvent};
+use battleplan_core::report::schedule::{ReportEvent, ReportPlanned, ReportsDecided};
+use battleplan_core::report::OfferOrders;
 use battleplan_core::task::{ReminderKind, ReminderPlanned, TaskBoard, TaskEvent};
 
 #[derive(Debug, Default)]
@@ -22,6 +25,10 @@ pub struct Boards {
     pub funnel: Funnel,
     /// The shop's own numbers (`metrics import`).
     pub shop: ShopMetrics,
+    /// The orders that named an offer, for the weekly report's uptake of each offer.
+    pub offers: OfferOrders,
+    /// The weekly reports decided (`[reports.weekly]`), per campaign.
+    pub reports: ReportsDecided,
     /// Each campaign's zone, from its plan events: reminders name instants in it.
     pub zones: BTreeMap<String, chrono_tz::Tz>,
 }
@@ -79,6 +86,17 @@ impl Boards {
         } else if CustomerEvent::holds(kind) {
             if let Some(decoded) = CustomerEvent::decode(event)? {
                 feed_customer(&mut self.funnel, &decoded);
+                if let CustomerEvent::OutcomeRecorded(outcome) = &decoded {
+                    self.offers.outcome(outcome);
+                }
+            }
+        } else if ReportEvent::holds(kind) {
+            if let Some(decoded) = ReportEvent::decode(event)? {
+                let ReportEvent::ReportPlanned(planned) = &decoded;
+                for message in report_messages(planned, event) {
+                    outreach.staff_planned(message);
+                }
+                self.reports.apply(&decoded);
             }
         } else if MetricsEvent::holds(kind) {
             if let Some(MetricsEvent::MetricsRecorded(recorded)) = MetricsEvent::decode(event)? {
@@ -158,5 +176,29 @@ fn staff_message(
         subject,
         body,
         at: event.recorded_at,
+        document: None,
     }
+}
+
+/// A weekly report as the staff outbox sends it: one message per role (`{key}/{role}`), the
+/// text as its body, the Markdown and HTML beside it for a robot and a mail.
+fn report_messages(planned: &ReportPlanned, event: &RecordedEvent) -> Vec<StaffMessage> {
+    let rendered = battleplan_core::report::render::Rendered::of(&planned.report);
+    planned
+        .to
+        .iter()
+        .map(|recipient| StaffMessage {
+            key: format!("{}/{}", planned.key, recipient.role),
+            campaign: planned.campaign.clone(),
+            role: recipient.role.clone(),
+            members: recipient.members.clone(),
+            subject: rendered.subject.clone(),
+            body: rendered.text.clone(),
+            at: event.recorded_at,
+            document: Some(battleplan_core::outreach::port::Document {
+                markdown: rendered.markdown.clone(),
+                html: rendered.html.clone(),
+            }),
+        })
+        .collect()
 }

@@ -16,6 +16,10 @@ pub fn explain(view: &ExplainView) -> Reply {
 }
 
 /// The explanation in words.
+pub fn text(explanation: &ExplainView) -> String {
+    render(explanation)
+}
+
 fn render(explanation: &ExplainView) -> String {
     let zone: Tz = explanation.time_zone.parse().unwrap_or(Tz::UTC);
     let when = |at: LocalTime| local(zone, at.instant());

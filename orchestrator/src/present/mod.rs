@@ -83,6 +83,7 @@ pub fn view_json(response: &Response) -> String {
         Response::Funnel(view) => json(view),
         Response::Targets(view) => json(&view.body),
         Response::Calendar(view) => json(view),
+        Response::WeeklyReport(view) => json(&view.report),
         Response::AuditVerify(view) => json(view),
         Response::Export(view) => json(view),
         Response::Restored(view) => json(view),
@@ -136,6 +137,7 @@ pub fn render(outcome: &Outcome, as_json: bool) -> Reply {
         }
         // The iCalendar text itself, CRLF line ends and all.
         Response::Calendar(view) => shape(view, as_json, |view| Reply::ok(view.ics.clone())),
+        Response::WeeklyReport(view) => report::shown(view, as_json),
         Response::AuditVerify(view) => audit::verify(view, as_json),
         Response::Export(view) => shape(view, as_json, archive::export),
         Response::Restored(view) => shape(view, as_json, archive::restored),
@@ -167,8 +169,10 @@ pub mod archive;
 pub mod audience;
 pub mod audit;
 pub mod campaigns;
+pub mod dashboard;
 pub mod explain;
 pub mod import;
 pub mod metrics;
 pub mod outreach;
+pub mod report;
 pub mod tasks;

@@ -7,6 +7,7 @@
 mod audience;
 mod messages;
 mod offers;
+mod reports;
 mod time;
 mod timeline;
 mod work;
@@ -358,6 +359,7 @@ impl<'a> Validator<'a> {
         };
         let reach_outs =
             self.reach_outs(&phases, &stages, &channels, &templates, &follow_ups, span);
+        let weekly_report = self.weekly_report(&roles);
         Some(Plan {
             campaign: campaign?,
             phases,
@@ -372,6 +374,7 @@ impl<'a> Validator<'a> {
             reach_outs,
             follow_ups,
             offers,
+            weekly_report,
         })
     }
 

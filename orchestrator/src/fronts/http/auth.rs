@@ -99,6 +99,8 @@ pub enum Operation {
     ImportMetrics,
     /// `GET /campaigns/{id}/metrics`.
     Metrics,
+    /// `GET /campaigns/{id}/reports/weekly`: the boss's weekly business report.
+    WeeklyReport,
     Export,
     AuditVerify,
     /// `GET /calendar/CAMPAIGN.ics`: the only operation a token may do from the query string.
@@ -118,6 +120,7 @@ pub const MATRIX: &[(Operation, &[Role])] = &[
     (Operation::Funnel, &[Manager, Boss, Auditor]),
     (Operation::Targets, &[Manager, Boss, Auditor]),
     (Operation::Metrics, &[Manager, Boss, Auditor]),
+    (Operation::WeeklyReport, &[Manager, Boss, Auditor]),
     (Operation::Outbox, &[Manager, Boss, Auditor]),
     (Operation::Audience, &[Manager, Boss, Auditor]),
     (Operation::History, &[Manager, Auditor]),
@@ -274,7 +277,7 @@ fn secret_key(
     }
 }
 
-fn random_bytes() -> Result<[u8; 32], String> {
+pub fn random_bytes() -> Result<[u8; 32], String> {
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))
@@ -449,6 +452,35 @@ impl Tokens {
         }
     }
 
+    /// Whose token this is, and its digest: a dashboard session keeps the digest, never the
+    /// token, and asks with it again at every request ([`Tokens::caller_by_digest`]), so that a
+    /// token revoked ends its sessions at once.
+    pub fn digest_of(&self, token: &str) -> Result<(Caller, String), Refused> {
+        let caller = self.caller_of(token)?;
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = known.key.ok_or(Refused::Unknown)?;
+        Ok((caller, digest(&key, token)))
+    }
+
+    /// Whose the digest is, while its token is in use.
+    pub fn caller_by_digest(&self, digest: &str) -> Result<Caller, Refused> {
+        let mut known = self
+            .known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.refresh(&mut known).map_err(Refused::Unreadable)?;
+        if let Some(caller) = known.active.get(digest) {
+            return Ok(caller.clone());
+        }
+        match known.revoked.get(digest) {
+            Some(name) => Err(Refused::Revoked(name.clone())),
+            None => Err(Refused::Unknown),
+        }
+    }
+
     /// Reads `tokens.json` again if it changed since it was read.
     fn refresh(&self, known: &mut Known) -> Result<(), String> {
         use std::os::unix::fs::MetadataExt;
@@ -508,6 +540,7 @@ mod tests {
             Operation::ReportOutcomes,
             Operation::ImportMetrics,
             Operation::Metrics,
+            Operation::WeeklyReport,
             Operation::Export,
             Operation::AuditVerify,
             Operation::Calendar,

@@ -10,6 +10,7 @@
 //! stopping daemon drains the requests under way for at most [`SHUTDOWN_GRACE`].
 
 pub mod auth;
+pub mod dashboard;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
@@ -64,6 +65,8 @@ struct Inner {
     tokens: Tokens,
     metrics: metrics::Metrics,
     permits: Arc<Semaphore>,
+    /// The dashboard's sessions.
+    sessions: dashboard::Sessions,
 }
 
 impl Api {
@@ -75,6 +78,7 @@ impl Api {
                 tokens: Tokens::new(data),
                 metrics: metrics::Metrics::default(),
                 permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                sessions: dashboard::Sessions::default(),
             }),
         }
     }

@@ -22,6 +22,7 @@ use super::routes;
         routes::apply_plan,
         routes::status,
         routes::metrics,
+        routes::weekly_report,
         routes::import_metrics,
         routes::history,
         routes::funnel,

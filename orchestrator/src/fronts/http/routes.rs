@@ -101,6 +101,11 @@ pub const ROUTES: &[(Method, &str, Option<Operation>)] = &[
         "/campaigns/{id}/metrics",
         Some(Operation::Metrics),
     ),
+    (
+        Method::GET,
+        "/campaigns/{id}/reports/weekly",
+        Some(Operation::WeeklyReport),
+    ),
     (Method::POST, "/outcomes", Some(Operation::ReportOutcomes)),
     (Method::POST, "/bounces", Some(Operation::ReportOutcomes)),
     // No token: the link is signed for one customer, campaign and channel kind.
@@ -149,6 +154,7 @@ pub fn router(_api: Api) -> Router<Api> {
         .route("/imports/outcomes", post(import_outcomes))
         .route("/imports/metrics", post(import_metrics))
         .route("/campaigns/{id}/metrics", get(metrics))
+        .route("/campaigns/{id}/reports/weekly", get(weekly_report))
         .route("/outcomes", post(report_outcomes))
         .route("/bounces", post(report_bounces))
         .route(
@@ -164,6 +170,7 @@ pub fn router(_api: Api) -> Router<Api> {
         .route("/healthz", get(super::metrics::healthz))
         .route("/readyz", get(super::metrics::readyz))
         .route("/metrics", get(super::metrics::metrics))
+        .merge(super::dashboard::router())
 }
 
 /// The requests, one function per route: the one place each route says what it asks.
@@ -193,6 +200,18 @@ pub mod build {
 
     pub fn metrics(campaign: String) -> Request {
         Request::Metrics { campaign }
+    }
+
+    pub fn weekly_report(
+        campaign: String,
+        query: WeeklyReportQuery,
+        format: app::report::ReportFormat,
+    ) -> Request {
+        Request::WeeklyReport(app::report::WeeklyQuestion {
+            campaign,
+            week: query.week,
+            format,
+        })
     }
 
     pub fn import_metrics(
@@ -447,6 +466,18 @@ pub struct MetricsQuery {
     pub zone: Option<String>,
     /// The file's name, recorded with the figures (`upload.csv` or `upload.jsonl`).
     pub file_name: Option<String>,
+}
+
+/// Which week, in which form.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
+#[into_params(parameter_in = Query)]
+pub struct WeeklyReportQuery {
+    /// The ISO 8601 week (`2026-W36`); the one containing now when left out.
+    #[param(pattern = "^[0-9]{4}-[Ww][0-9]{2}$", example = "2026-W36")]
+    pub week: Option<String>,
+    /// `json` (the report's data, the default), `text`, `markdown` or `html`.
+    #[param(pattern = "^(json|text|markdown|html)$")]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams, utoipa::ToSchema)]
@@ -759,6 +790,51 @@ pub async fn funnel(State(api): State<Api>, id: Result<Path<String>, PathRejecti
     security(("bearer" = [])))]
 pub async fn metrics(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
     ask(&api, build::metrics(path(id)?), Origin::default()).await
+}
+
+/// The boss's weekly business report of a campaign (docs/reports.md): one ISO week's GMV,
+/// orders, inquiries and fans against the stage targets and the week before, the funnel,
+/// reach-outs and their cost, hot products and keywords, each offer's uptake, tasks done per
+/// person, what is late and next week's changes and tasks, with the log position it was
+/// computed at. The same log gives the same bytes.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/reports/weekly", tag = "campaigns",
+    params(("id" = String, Path, description = "The campaign's id", example = "sept-festival-2026"), WeeklyReportQuery),
+    responses((status = 200, description = "The report: its data (JSON, the default), or the text, Markdown or HTML `format` asks for",
+            content((app::report::WeeklyReportBody = "application/json"), (String = "text/plain"), (String = "text/markdown"), (String = "text/html"))),
+        (status = 400, description = "A format other than json, text, markdown or html", body = Problem),
+        (status = 404, body = Problem),
+        (status = 422, description = "A week that is not YEAR-Wnn, outside the campaign, or not started yet", body = Problem),
+        (status = 401, body = Problem), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn weekly_report(
+    State(api): State<Api>,
+    id: Result<Path<String>, PathRejection>,
+    found: Result<Query<WeeklyReportQuery>, QueryRejection>,
+) -> Answer {
+    let campaign = path(id)?;
+    let found = query(found)?;
+    let format = match found.format.as_deref() {
+        None => app::report::ReportFormat::Json,
+        Some(asked) => app::report::ReportFormat::from_key(asked).ok_or_else(|| {
+            Problem::bad_request(format_args!(
+                "no format `{}`: json, text, markdown or html",
+                battleplan_core::text::printable(asked)
+            ))
+        })?,
+    };
+    let request = build::weekly_report(campaign, found, format);
+    match app::execute_with(api.runtime(), request, Origin::default()).await {
+        Ok(app::Response::WeeklyReport(view)) if view.format != app::report::ReportFormat::Json => {
+            let mut response =
+                crate::present::report::rendered(&view.report, view.format).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::present::report::content_type(view.format)),
+            );
+            Ok(response)
+        }
+        outcome => answer(outcome),
+    }
 }
 
 /// A campaign's stage targets against what was measured.
