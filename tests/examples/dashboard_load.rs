@@ -84,7 +84,7 @@ fn main() {
     let cookie = format!("Cookie: bp_session={}", cookie.value());
     let bearer = format!("Authorization: Bearer {token}");
     let page = format!("/dashboard/campaigns/{campaign}");
-    let report = format!("{page}/report");
+    let report = format!("{page}/report?week=2026-W38");
     let status = format!("/api/v1/campaigns/{campaign}");
 
     let mut series: Vec<(String, Vec<f64>)> = Vec::new();
