@@ -479,6 +479,11 @@ fn each_role_sees_and_does_what_it_may_and_the_page_follows_the_log() {
     site.login(&sales_token);
     site.goto(&page);
     assert_eq!(site.count("svg.bars"), 0, "sales see no funnel");
+    assert_eq!(
+        site.count("[data-cell^=\"target:\"]"),
+        0,
+        "sales see no targets (the shop's and the campaign's numbers)"
+    );
     let form = site
         .block(browser.client.find(Locator::Css("form.change")))
         .unwrap_or_else(|error| panic!("sales see no task to mark done: {error}"));
@@ -517,6 +522,11 @@ fn each_role_sees_and_does_what_it_may_and_the_page_follows_the_log() {
         "{history}"
     );
     let sales_cookie = site.cookie();
+    let sales_csrf = site
+        .script("return document.querySelector('form.session input[name=csrf]').value;")
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // The auditor: no button that changes anything, and a forged POST is refused.
     site.login(&token_of("auditor").1);
@@ -565,6 +575,20 @@ fn each_role_sees_and_does_what_it_may_and_the_page_follows_the_log() {
     // No anti-forgery token (a form from elsewhere): refused, whoever's session.
     assert_eq!(post(&auditor_cookie, "").status, 403);
     assert_eq!(post(&sales_cookie, "csrf=forged").status, 403);
+    // The right token, sent from another site's page: refused by its origin.
+    let cross_site = http::send(
+        &address,
+        "POST",
+        &format!("/dashboard/campaigns/{CAMPAIGN}/tasks/{target}/done"),
+        &[
+            ("Cookie", sales_cookie.as_str()),
+            ("Origin", "http://attacker.example"),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={sales_csrf}").as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(cross_site.status, 403);
     let still: Value = json_of(dir, &["tasks", "--campaign", CAMPAIGN]);
     let row = still["rows"]
         .as_array()

@@ -181,6 +181,11 @@ fn session_of(api: &Api, headers: &HeaderMap) -> Option<(Caller, Session)> {
     let session = api.inner.sessions.get(&id)?;
     match api.inner.tokens.caller_by_digest(&session.digest) {
         Ok(caller) => Some((caller, session)),
+        // The token file could not be read: the session stays for when it can.
+        Err(Refused::Unreadable(detail)) => {
+            tracing::warn!(target: "http", "dashboard session not checked: {detail}");
+            None
+        }
         Err(_) => {
             api.inner.sessions.close(&id);
             None
@@ -200,13 +205,18 @@ fn viewer(caller: &Caller, session: &Session) -> Viewer {
     }
 }
 
-/// To the login page, coming back here after.
-fn to_login(next: &str) -> Response {
-    let next = if next.starts_with("/dashboard") && !next.starts_with("//") {
+/// Where to go after logging in: a dashboard path of visible ASCII, else the campaigns.
+fn safe_next(next: &str) -> &str {
+    if next.starts_with("/dashboard") && next.bytes().all(|byte| byte.is_ascii_graphic()) {
         next
     } else {
         "/dashboard"
-    };
+    }
+}
+
+/// To the login page, coming back here after.
+fn to_login(next: &str) -> Response {
+    let next = safe_next(next);
     secured(Redirect::to(&format!("/dashboard/login?next={}", pages::encode(next))).into_response())
 }
 
@@ -335,6 +345,10 @@ async fn login(State(api): State<Api>, headers: HeaderMap, form: Form<LoginForm>
             ),
         );
     }
+    // A login ends the session this browser had, if any.
+    if let Some(old) = cookie_of(&headers) {
+        api.inner.sessions.close(&old);
+    }
     let Some(id) = api.inner.sessions.open(digest) else {
         return html(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -342,12 +356,7 @@ async fn login(State(api): State<Api>, headers: HeaderMap, form: Form<LoginForm>
         );
     };
     tracing::info!(target: "http", token = %caller.name, "dashboard login");
-    let next = if next.starts_with("/dashboard") && !next.starts_with("//") {
-        next
-    } else {
-        "/dashboard".to_string()
-    };
-    let mut response = Redirect::to(&next).into_response();
+    let mut response = Redirect::to(safe_next(&next)).into_response();
     if let Ok(cookie) = HeaderValue::from_str(&format!(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}",
         SESSION_LENGTH.as_secs()
@@ -371,9 +380,11 @@ fn csrf_holds(session: &Session, given: &str) -> bool {
 
 async fn logout(State(api): State<Api>, headers: HeaderMap, form: Form<CsrfForm>) -> Response {
     if let (Some(id), Some((_, session))) = (cookie_of(&headers), session_of(&api, &headers)) {
-        if csrf_holds(&session, &form.csrf) && same_origin(&headers) {
-            api.inner.sessions.close(&id);
+        if !csrf_holds(&session, &form.csrf) || !same_origin(&headers) {
+            // Another site cannot log a person out either.
+            return secured(Redirect::to("/dashboard").into_response());
         }
+        api.inner.sessions.close(&id);
     }
     let mut response = Redirect::to("/dashboard/login").into_response();
     response.headers_mut().insert(
@@ -480,8 +491,15 @@ async fn report(
     headers: HeaderMap,
     Path(campaign): Path<String>,
     Query(query): Query<WeekQuery>,
+    uri: axum::http::Uri,
 ) -> Response {
-    let path = format!("{}/report", pages::campaign_url(&campaign));
+    let path = format!(
+        "{}/report{}",
+        pages::campaign_url(&campaign),
+        uri.query()
+            .map(|query| format!("?{query}"))
+            .unwrap_or_default()
+    );
     let (_, viewer) = match admitted(&api, &headers, &path, Operation::WeeklyReport) {
         Ok(found) => found,
         Err(response) => return response,
@@ -537,8 +555,15 @@ async fn customer(
     headers: HeaderMap,
     Path(campaign): Path<String>,
     Query(query): Query<CustomerQuery>,
+    uri: axum::http::Uri,
 ) -> Response {
-    let path = format!("{}/customer", pages::campaign_url(&campaign));
+    let path = format!(
+        "{}/customer{}",
+        pages::campaign_url(&campaign),
+        uri.query()
+            .map(|query| format!("?{query}"))
+            .unwrap_or_default()
+    );
     let (_, viewer) = match admitted(&api, &headers, &path, Operation::Explain) {
         Ok(found) => found,
         Err(response) => return response,

@@ -652,7 +652,11 @@ fn page(viewer: &Viewer, view: &CampaignPageView) -> serde_json::Map<String, ser
     out.insert("next_ms".into(), json!(next_ms));
     out.insert("next_in".into(), json!(next_in));
     out.insert("timeline_svg".into(), json!(timeline_svg(view)));
-    out.insert("targets".into(), json!(targets(view)));
+    // The targets' actuals are the shop's and the campaign's numbers: only for the roles that
+    // may read them (the API's funnel and targets).
+    if viewer.may_numbers {
+        out.insert("targets".into(), json!(targets(view)));
+    }
     out.insert(
         "channels".into(),
         json!(status
@@ -716,6 +720,9 @@ pub fn screen(viewer: &Viewer, view: &CampaignPageView) -> String {
                 .filter(|row| row.metric == metric && row.source.as_deref() == Some("campaign"))
                 .collect();
             if rows.is_empty() {
+                return None;
+            }
+            if rows.iter().all(|row| row.actual.is_none()) {
                 return None;
             }
             let mut total = TargetAmount::Count(0);

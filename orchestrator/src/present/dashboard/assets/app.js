@@ -39,11 +39,25 @@
     }
   }
 
+  // At most one refetch at a time and one a second: a busy log (a batch of sends) coalesces
+  // into the next refetch instead of one per event.
   var refreshing = false;
   var again = false;
+  var lastRefresh = 0;
+  var MIN_GAP = 1000;
   function refresh() {
     if (refreshing) { again = true; return; }
+    var wait = lastRefresh + MIN_GAP - Date.now();
+    if (wait > 0) { refreshing = true; window.setTimeout(function () { refreshing = false; refresh(); }, wait); return; }
+    // Someone is typing (a customer's id, an instant): leave the page as it is until they are done.
+    var active = document.activeElement;
+    if (active && active.tagName === "INPUT" && document.getElementById("main").contains(active)) {
+      refreshing = true;
+      window.setTimeout(function () { refreshing = false; refresh(); }, MIN_GAP);
+      return;
+    }
     refreshing = true;
+    lastRefresh = Date.now();
     fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (response) {
         if (response.redirected || response.status === 401) { window.location.reload(); return null; }
@@ -55,7 +69,13 @@
         var next = new DOMParser().parseFromString(html, "text/html");
         var main = next.getElementById("main");
         if (main) {
+          // The sections a reader opened stay open.
+          var open = [];
+          var shown = document.querySelectorAll("#main details");
+          for (var i = 0; i < shown.length; i++) { open.push(shown[i].open); }
           document.getElementById("main").innerHTML = main.innerHTML;
+          var fresh = document.querySelectorAll("#main details");
+          for (var j = 0; j < fresh.length && j < open.length; j++) { fresh[j].open = open[j]; }
           body.setAttribute("data-position", next.body.getAttribute("data-position") || "");
           body.setAttribute("data-now", next.body.getAttribute("data-now") || "");
           sync(body);
@@ -79,6 +99,16 @@
     source.addEventListener("position", function (event) {
       var seen = Number(body.getAttribute("data-position") || "0");
       if (Number(event.data) > seen) { refresh(); }
+    });
+    source.addEventListener("error", function () {
+      // The browser reconnects by itself after a dropped stream; a refused one (the session
+      // ended, the daemon restarted) it gives up: say so, and fetch the page, which leads to
+      // the login when the session is gone.
+      if (source.readyState === EventSource.CLOSED) {
+        var state = document.getElementById("live-state");
+        if (state) { state.textContent = "not live: the page stopped following the log; reload it"; }
+        refresh();
+      }
     });
   }
 
