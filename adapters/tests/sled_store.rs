@@ -43,6 +43,19 @@ fn open(path: &Path) -> SledEventLog {
     SledEventLog::open(path, StoreOptions::default()).unwrap()
 }
 
+/// Opens the store once sled itself, opened raw by the test and dropped, has let go of its
+/// lock: sled's IO threads hold it a moment after the last handle goes (the store waits for
+/// that when it is dropped; a raw `sled::Db` does not). Polled, with a bound.
+fn open_after_raw_sled(path: &Path) -> Result<SledEventLog, StoreError> {
+    for _ in 0..1_000 {
+        match SledEventLog::open(path, StoreOptions::default()) {
+            Err(StoreError::Locked(_)) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            other => return other,
+        }
+    }
+    panic!("sled kept its lock on {} for 5 s", path.display());
+}
+
 async fn fill(store: &SledEventLog, count: u128) {
     for n in 1..=count {
         let on = if n % 2 == 0 { "even" } else { "odd" };
@@ -186,7 +199,7 @@ async fn a_store_of_a_newer_format_is_refused() {
             .unwrap();
         db.flush().unwrap();
     }
-    let error = SledEventLog::open(directory.path(), StoreOptions::default()).unwrap_err();
+    let error = open_after_raw_sled(directory.path()).unwrap_err();
     assert_eq!(
         error,
         StoreError::NewerFormat {
@@ -245,7 +258,10 @@ async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::Verify
         edit(&log);
         db.flush().unwrap();
     }
-    open(directory.path()).verify().unwrap()
+    open_after_raw_sled(directory.path())
+        .unwrap()
+        .verify()
+        .unwrap()
 }
 
 fn key(position: u64) -> [u8; 9] {
@@ -335,7 +351,7 @@ async fn reading_a_damaged_record_is_an_error_not_a_panic() {
         log.insert(key(2), vec![1, 2, 3]).unwrap();
         db.flush().unwrap();
     }
-    let store = open(directory.path());
+    let store = open_after_raw_sled(directory.path()).unwrap();
     let error = store.read_all(Position::START, 10).await.unwrap_err();
     assert!(
         matches!(
