@@ -11,6 +11,7 @@ pub mod import;
 pub mod memory;
 pub mod memory_channel;
 pub mod outbox;
+pub mod postgres_store;
 pub mod private;
 pub mod robot;
 pub mod sled_store;
@@ -20,4 +21,5 @@ pub mod webhook;
 
 pub use memory::MemoryEventLog;
 pub use memory_channel::{MemoryChannel, Scripted};
+pub use postgres_store::{PgEventLog, PgLocation, PgOptions};
 pub use sled_store::{SledEventLog, StoreOptions, VerifyReport};

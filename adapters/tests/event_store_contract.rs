@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use battleplan_adapters::{MemoryEventLog, SledEventLog, StoreOptions};
+use battleplan_adapters::{
+    MemoryEventLog, PgEventLog, PgLocation, PgOptions, SledEventLog, StoreOptions,
+};
 use battleplan_core::event::port::{EventAppender, EventReader};
 use battleplan_core::event::subscription::CatchUp;
 use battleplan_core::event::{
@@ -17,6 +19,41 @@ use battleplan_core::event::{
 };
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
+
+/// The store of a fresh database's tenant `tenant`; another tenant of the same database has
+/// events of its own first, which must change nothing of this one's positions, versions or
+/// chain. `None` when PostgreSQL is not there (skipped loudly off CI).
+async fn on_postgres(test: &str, tenant: &str) -> Option<PgEventLog> {
+    let database = postgres::database_async(test).await?;
+    let location = PgLocation::parse(&database.url)
+        .unwrap()
+        .with_password(&database.password);
+    let other = PgEventLog::open(
+        location.clone().with_tenant("neighbour").unwrap(),
+        PgOptions::default(),
+    )
+    .await
+    .unwrap();
+    for n in 0..3u128 {
+        other
+            .append(append(
+                "campaign-a",
+                ExpectedVersion::Any,
+                900 + n,
+                vec![event(900 + n, "Neighbour")],
+            ))
+            .await
+            .unwrap();
+    }
+    Some(
+        PgEventLog::open(location.with_tenant(tenant).unwrap(), PgOptions::default())
+            .await
+            .unwrap(),
+    )
+}
 
 trait Store: EventAppender + EventReader + Checkpoints + 'static {}
 impl<T: EventAppender + EventReader + Checkpoints + 'static> Store for T {}
@@ -466,6 +503,14 @@ macro_rules! contract {
                 async fn on_sled() {
                     let directory = tempfile::tempdir().unwrap();
                     let store = SledEventLog::open(directory.path(), StoreOptions::default()).unwrap();
+                    super::$name(Arc::new(store)).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_postgres() {
+                    let Some(store) = super::on_postgres(stringify!($name), "merchant").await else {
+                        return;
+                    };
                     super::$name(Arc::new(store)).await;
                 }
 

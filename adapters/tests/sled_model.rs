@@ -1,13 +1,14 @@
 //! Random sequences of appends (with right and wrong expected versions, and retried command
-//! ids), reads and restarts, run against the sled store and checked step by step against a
-//! plain model of what the log must hold.
+//! ids), reads and restarts, run against the sled store and the PostgreSQL store (a tenant of
+//! its own per case, in one database) and checked step by step against a plain model of what
+//! the log must hold.
 
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::HashMap;
 
-use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_adapters::{PgEventLog, PgLocation, PgOptions, SledEventLog, StoreOptions};
 use battleplan_core::event::port::{EventAppender, EventReader};
 use battleplan_core::event::{
     Append, AppendOutcome, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, Position,
@@ -60,7 +61,45 @@ fn name(stream: u8) -> StreamId {
     StreamId::new(format!("stream-{stream}")).unwrap()
 }
 
-fn run(operations: Vec<Operation>) {
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
+
+/// Where a case runs.
+enum Backend {
+    Sled,
+    /// A database, and a new tenant in it for each case.
+    Postgres(Box<PgLocation>),
+}
+
+/// A store opened for a case, reopened on `Restart`.
+#[allow(clippy::large_enum_variant, reason = "one per case")]
+enum Opened {
+    Sled(SledEventLog),
+    Postgres(PgEventLog),
+}
+
+impl Opened {
+    fn log(&self) -> &(dyn Log + 'static) {
+        match self {
+            Opened::Sled(store) => store,
+            Opened::Postgres(store) => store,
+        }
+    }
+
+    async fn chain_problem(&self) -> Option<battleplan_core::event::verify::Problem> {
+        match self {
+            Opened::Sled(store) => store.verify().unwrap().problem,
+            Opened::Postgres(store) => store.verify().await.unwrap().problem,
+        }
+    }
+}
+
+trait Log: EventAppender + EventReader {}
+impl<T: EventAppender + EventReader> Log for T {}
+
+static CASES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn run(operations: Vec<Operation>, backend: &Backend) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -73,8 +112,26 @@ fn run(operations: Vec<Operation>) {
             checkpoint_events: 4,
             ..StoreOptions::default()
         };
-        let open = || SledEventLog::open(directory.path(), options.clone()).unwrap();
-        let mut store = open();
+        let tenant = format!(
+            "case-{}",
+            CASES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let open = || async {
+            match backend {
+                Backend::Sled => {
+                    Opened::Sled(SledEventLog::open(directory.path(), options.clone()).unwrap())
+                }
+                Backend::Postgres(location) => Opened::Postgres(
+                    PgEventLog::open(
+                        location.clone().with_tenant(&tenant).unwrap(),
+                        PgOptions::default(),
+                    )
+                    .await
+                    .unwrap(),
+                ),
+            }
+        };
+        let mut opened = open().await;
         let mut model = Model::default();
         let mut next_id: u128 = 1;
         for operation in operations {
@@ -111,7 +168,8 @@ fn run(operations: Vec<Operation>) {
                     let ids: Vec<u128> =
                         new_events.iter().map(|e| e.event_id.0.as_u128()).collect();
                     next_id += 1;
-                    let result = store
+                    let result = opened
+                        .log()
                         .append(Append {
                             stream: name(stream),
                             expected,
@@ -160,7 +218,8 @@ fn run(operations: Vec<Operation>) {
                     model.commands.push((command, outcome));
                 }
                 Operation::ReadStream { stream, from } => {
-                    let read = store
+                    let read = opened
+                        .log()
                         .read_stream(&name(stream), StreamVersion(u64::from(from)), 100)
                         .await
                         .unwrap();
@@ -180,7 +239,11 @@ fn run(operations: Vec<Operation>) {
                     );
                 }
                 Operation::ReadAll { after } => {
-                    let read = store.read_all(Position(u64::from(after)), 5).await.unwrap();
+                    let read = opened
+                        .log()
+                        .read_all(Position(u64::from(after)), 5)
+                        .await
+                        .unwrap();
                     let expected: Vec<u128> = model
                         .log
                         .iter()
@@ -196,16 +259,16 @@ fn run(operations: Vec<Operation>) {
                     );
                 }
                 Operation::Restart => {
-                    drop(store);
-                    store = open();
+                    drop(opened);
+                    opened = open().await;
                 }
             }
             assert_eq!(
-                store.head().await.unwrap(),
+                opened.log().head().await.unwrap(),
                 Position(model.log.len() as u64)
             );
         }
-        assert_eq!(store.verify().unwrap().problem, None);
+        assert_eq!(opened.chain_problem().await, None);
     });
 }
 
@@ -214,6 +277,32 @@ proptest! {
 
     #[test]
     fn the_store_behaves_like_its_model(operations in prop::collection::vec(operation(), 1..40)) {
-        run(operations);
+        run(operations, &Backend::Sled);
+    }
+}
+
+/// The PostgreSQL database the cases share (each its own tenant), made once.
+fn postgres_backend() -> Option<Backend> {
+    static DATABASE: std::sync::OnceLock<Option<postgres::TestDatabase>> =
+        std::sync::OnceLock::new();
+    let database = DATABASE
+        .get_or_init(|| postgres::database("the_postgres_store_behaves_like_its_model"))
+        .as_ref()?;
+    Some(Backend::Postgres(Box::new(
+        PgLocation::parse(&database.url)
+            .unwrap()
+            .with_password(&database.password),
+    )))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_postgres_store_behaves_like_its_model(operations in prop::collection::vec(operation(), 1..40)) {
+        let Some(backend) = postgres_backend() else {
+            return Ok(());
+        };
+        run(operations, &backend);
     }
 }

@@ -1,7 +1,8 @@
 //! Durability shown by killing a real process: a child appends continuously and prints every
-//! acknowledged append; it is killed with SIGKILL at varied moments, 25 times over one store.
-//! After each kill the store is reopened and must hold every acknowledged event intact, with
-//! gapless positions, no command half applied, and a hash chain that verifies.
+//! acknowledged append; it is killed with SIGKILL at varied moments, 25 times over one sled
+//! store and 20 times over one PostgreSQL tenant. After each kill the store is reopened and
+//! must hold every acknowledged event intact, with gapless positions, no command half applied,
+//! and a hash chain that verifies.
 
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -11,9 +12,10 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_adapters::{PgEventLog, PgLocation, PgOptions, SledEventLog, StoreOptions};
 use battleplan_core::event::port::EventReader;
 use battleplan_core::event::{Position, RecordedEvent};
+use battleplan_tests::postgres;
 
 const KILLS: u32 = 25;
 
@@ -29,8 +31,16 @@ struct Ack {
 /// runs checkpoint every 64 events, so that kills land while a checkpoint writes a frozen tail
 /// into sled and the next write-ahead file is being written.
 fn run_and_kill(directory: &Path, run: u32, acks: usize) -> Vec<Ack> {
+    run_and_kill_on(directory.as_os_str(), "", run, acks)
+}
+
+/// [`run_and_kill`] on a store named by a path or a `postgres://` URL (with its password).
+fn run_and_kill_on(store: &std::ffi::OsStr, password: &str, run: u32, acks: usize) -> Vec<Ack> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_append_forever"));
-    child.arg(directory).arg(run.to_string());
+    child
+        .arg(store)
+        .arg(run.to_string())
+        .env("BATTLEPLAN_STORE_PASSWORD", password);
     if run % 2 == 1 {
         child.arg("64");
     }
@@ -77,6 +87,14 @@ fn payload_fields(event: &RecordedEvent) -> [u32; 5] {
 async fn check_store(directory: &Path, acknowledged: &[Ack]) -> u64 {
     let store = SledEventLog::open(directory, StoreOptions::default()).unwrap();
     let report = store.verify().unwrap();
+    check_log(&store, report, acknowledged).await
+}
+
+async fn check_log(
+    store: &dyn EventReader,
+    report: battleplan_adapters::VerifyReport,
+    acknowledged: &[Ack],
+) -> u64 {
     assert_eq!(
         report.problem, None,
         "the hash chain must verify after a kill"
@@ -159,4 +177,42 @@ async fn acknowledged_appends_survive_sigkill() {
         acknowledged.len() > KILLS as usize * 10,
         "the runs did real work"
     );
+}
+
+/// The same on PostgreSQL: a writer killed in the middle of its transactions (the server rolls
+/// back what was not committed) never leaves half a command, and loses nothing it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_survive_sigkill_on_postgres() {
+    let Some(database) = postgres::database_async("acknowledged_appends_survive_sigkill").await
+    else {
+        return;
+    };
+    let location = PgLocation::parse(&database.url)
+        .unwrap()
+        .with_password(&database.password);
+    let mut acknowledged = Vec::new();
+    let mut previous_head = 0;
+    let mut state: u32 = 0x1b87_3593;
+    for run in 1..=20 {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let acks = 1 + (state % 300) as usize;
+        let seen = run_and_kill_on(
+            std::ffi::OsStr::new(&database.url),
+            &database.password,
+            run,
+            acks,
+        );
+        assert_eq!(seen.len(), acks);
+        acknowledged.extend(seen);
+        let store = PgEventLog::open(location.clone(), PgOptions::default())
+            .await
+            .unwrap();
+        let report = store.verify().await.unwrap();
+        let head = check_log(&store, report, &acknowledged).await;
+        assert!(head >= previous_head, "the log never shrinks");
+        previous_head = head;
+    }
+    assert!(acknowledged.len() > 200, "the runs did real work");
 }

@@ -80,6 +80,14 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
+    /// An owner's append under a lease another node has since taken (the fencing token moved
+    /// on): this node no longer owns `scope` and must stop acting on it.
+    #[error("the lease on {scope} has passed to another node (epoch {current}; this append held epoch {held})")]
+    Fenced {
+        scope: String,
+        held: u64,
+        current: u64,
+    },
 }
 
 #[async_trait]

@@ -147,6 +147,28 @@ pub fn encode(event: NewEvent, placement: Placement<'_>) -> (Vec<u8>, RecordedEv
     (record, recorded)
 }
 
+/// The stored bytes of an event as read back: the same bytes its store holds (the record is
+/// canonical), so a log can be copied from one store into another verbatim, its hashes intact.
+pub fn encode_recorded(event: &RecordedEvent) -> Vec<u8> {
+    let (bytes, _) = encode(
+        NewEvent {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            payload: event.payload.clone(),
+        },
+        Placement {
+            position: event.position,
+            stream: &event.stream,
+            version: event.version,
+            recorded_at: event.recorded_at,
+            metadata: &event.metadata,
+            previous_hash: event.previous_hash,
+        },
+    );
+    bytes
+}
+
 /// The parts of a record, before the body is decoded.
 pub struct RawRecord<'a> {
     pub previous_hash: ChainHash,

@@ -16,8 +16,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use battleplan_adapters::postgres_store::PgRestore;
 use battleplan_adapters::sled_store::RestoreError;
-use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_adapters::{PgEventLog, SledEventLog, StoreOptions};
 use battleplan_core::event::port::EventReader;
 use battleplan_core::event::record::{self, hex, ChainHash, Placement};
 use battleplan_core::event::upcast;
@@ -317,7 +318,8 @@ impl ExportView {
 pub struct RestoreView {
     /// Campaigns rebuilt from the imported log.
     pub campaigns: usize,
-    /// The data directory the store was restored into.
+    /// The data directory the store was restored into, or the PostgreSQL tenant
+    /// (`postgres://USER@HOST:PORT/DATABASE (tenant T)`).
     pub data: String,
     /// Events imported.
     pub events: u64,
@@ -329,18 +331,22 @@ pub struct RestoreView {
     pub trailer_checked: bool,
 }
 
-/// `battleplan import FILE`: the export `file` restored into a new store in `data` (see
-/// [`import`]). Creates the store, so no process holds one: a command-line process calls it
-/// itself.
+/// `battleplan import FILE`: the export `file` restored into a new store (see [`import`]):
+/// a new sled store in a directory, or an empty PostgreSQL tenant. Creates the store, so no
+/// process holds one: a command-line process calls it itself.
 pub async fn restore(
     file: &Path,
-    data: &Path,
+    into: RestoreInto<'_>,
     untrailered: Untrailered,
 ) -> Result<RestoreView, AppError> {
-    match import(file, data, untrailered).await {
+    let data = match into {
+        RestoreInto::Sled(data) => data.display().to_string(),
+        RestoreInto::Postgres(store) => store.location().to_string(),
+    };
+    match import(file, into, untrailered).await {
         Ok(summary) => Ok(RestoreView {
             campaigns: summary.campaigns,
-            data: data.display().to_string(),
+            data,
             events: summary.events,
             file: file.display().to_string(),
             head_hash: summary.head_hash,
@@ -370,20 +376,229 @@ pub struct ImportSummary {
     pub trailer_checked: bool,
 }
 
-/// Whether `data` can receive an import: absent, or an empty directory.
-fn check_target(data: &Path) -> Result<(), ImportError> {
+/// Where a restored log goes.
+#[derive(Debug, Clone, Copy)]
+pub enum RestoreInto<'a> {
+    /// A new sled store in this directory, which must be absent or empty.
+    Sled(&'a Path),
+    /// This PostgreSQL tenant, which must hold no event.
+    Postgres(&'a PgEventLog),
+}
+
+/// A restored log, whole and in place.
+#[derive(Debug)]
+pub enum Restored {
+    /// The sled store in this directory (closed).
+    Sled(PathBuf),
+    /// The PostgreSQL tenant, open.
+    Postgres(PgEventLog),
+}
+
+/// A restore under way: records laid out elsewhere written verbatim into a new store, each
+/// checked against the chain as it comes. Dropped before [`Restoring::finish`], nothing of it
+/// stays: a sled store is built in a temporary directory beside its target (removed), a
+/// PostgreSQL tenant's restore is one transaction (rolled back).
+pub struct Restoring {
+    sink: Sink,
+}
+
+enum Sink {
+    Sled {
+        restore: battleplan_adapters::sled_store::Restore,
+        temporary: tempfile::TempDir,
+        data: PathBuf,
+        parent: PathBuf,
+    },
+    Postgres {
+        restore: PgRestore,
+        /// The campaigns replayed as the records come, so that a log whose campaigns cannot be
+        /// rebuilt is refused before the transaction commits.
+        campaigns: Box<Campaigns>,
+    },
+}
+
+impl Restoring {
+    /// Starts a restore into `into`; `hint` says, after a target that is not empty, what may
+    /// be restored into (`import only into an empty or new directory (--data)`).
+    pub async fn start(into: RestoreInto<'_>, hint: &str) -> Result<Restoring, ImportError> {
+        match into {
+            RestoreInto::Sled(data) => Restoring::sled(data, hint),
+            RestoreInto::Postgres(store) => {
+                let restore = store.restore().await.map_err(|error| match error {
+                    battleplan_core::event::StoreError::Invalid(message) => {
+                        ImportError::Refused(format!("{message}; {hint}"))
+                    }
+                    other => ImportError::Internal(anyhow::anyhow!("starting the store: {other}")),
+                })?;
+                Ok(Restoring {
+                    sink: Sink::Postgres {
+                        restore,
+                        campaigns: Box::default(),
+                    },
+                })
+            }
+        }
+    }
+
+    fn sled(data: &Path, hint: &str) -> Result<Restoring, ImportError> {
+        check_target(data, hint)?;
+        let parent = match data.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|error| {
+            ImportError::Refused(format!("cannot create {}: {error}", parent.display()))
+        })?;
+        // Beside the target, so that the last step is a rename on one file system.
+        let temporary = battleplan_adapters::fault::check("store.create")
+            .and_then(|()| {
+                tempfile::Builder::new()
+                    .prefix(".battleplan-import-")
+                    .tempdir_in(&parent)
+            })
+            .map_err(|error| {
+                let message = format!(
+                    "cannot create a temporary directory in {}: {error}",
+                    parent.display()
+                );
+                if error.kind() == std::io::ErrorKind::StorageFull {
+                    ImportError::Internal(anyhow::anyhow!(message))
+                } else {
+                    ImportError::Refused(message)
+                }
+            })?;
+        let restore = SledEventLog::restore(temporary.path(), StoreOptions::default())
+            .map_err(|error| anyhow::anyhow!("starting the store: {error}"))?;
+        Ok(Restoring {
+            sink: Sink::Sled {
+                restore,
+                temporary,
+                data: data.to_path_buf(),
+                parent,
+            },
+        })
+    }
+
+    /// How many records have been taken.
+    pub fn records(&self) -> u64 {
+        match &self.sink {
+            Sink::Sled { restore, .. } => restore.records(),
+            Sink::Postgres { restore, .. } => restore.records(),
+        }
+    }
+
+    /// The hash of the last record taken.
+    pub fn head_hash_hex(&self) -> String {
+        match &self.sink {
+            Sink::Sled { restore, .. } => restore.head_hash_hex(),
+            Sink::Postgres { restore, .. } => restore.head_hash_hex(),
+        }
+    }
+
+    /// Takes the next record (its stored bytes): at the next position, continuing the chain.
+    pub async fn push(&mut self, bytes: Vec<u8>) -> Result<(), RestoreError> {
+        match &mut self.sink {
+            Sink::Sled { restore, .. } => restore.push(bytes),
+            Sink::Postgres { restore, campaigns } => {
+                let position = Position(restore.records() + 1);
+                let event = record::decode(&bytes).map_err(|error| RestoreError::Refused {
+                    position,
+                    detail: error.to_string(),
+                })?;
+                restore.push(bytes).await?;
+                campaigns
+                    .apply(&event)
+                    .map_err(|error| RestoreError::Refused {
+                        position,
+                        detail: format!("the campaigns cannot be rebuilt from the log: {error}"),
+                    })?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Makes the restored log whole and puts it in place, with its stored campaigns projection;
+    /// `name` names the source in words. Returns the store and its campaigns.
+    pub async fn finish(self, name: &str) -> Result<(Restored, usize), ImportError> {
+        match self.sink {
+            Sink::Sled {
+                restore,
+                temporary,
+                data,
+                parent,
+            } => {
+                let store = restore.finish().map_err(|error| match error {
+                    RestoreError::Store(error) => {
+                        ImportError::Internal(anyhow::anyhow!("finishing the store: {error}"))
+                    }
+                    other => ImportError::Refused(format!("{name}: {other}")),
+                })?;
+                let mut campaigns = Campaigns::default();
+                campaigns.catch_up(&store).await.map_err(|error| {
+                    ImportError::Refused(format!(
+                        "{name}: the campaigns cannot be rebuilt from the log: {error}"
+                    ))
+                })?;
+                // Closing checkpoints the store and empties its write-ahead log.
+                drop(store);
+                battleplan_adapters::fault::check("store.rename")
+                    .and_then(|()| std::fs::rename(temporary.path(), &data))
+                    .map_err(|error| {
+                        let message = format!(
+                            "cannot move the restored store into {}: {error}",
+                            data.display()
+                        );
+                        match error.kind() {
+                            // The disk's failure, not a directory in the way.
+                            std::io::ErrorKind::StorageFull => {
+                                ImportError::Internal(anyhow::anyhow!(message))
+                            }
+                            _ => ImportError::Refused(format!("{message} (is it still empty?)")),
+                        }
+                    })?;
+                // The directory is in place: nothing to remove any more.
+                let _ = temporary.keep();
+                std::fs::File::open(&parent)
+                    .and_then(|directory| directory.sync_all())
+                    .map_err(|error| anyhow::anyhow!("syncing {}: {error}", parent.display()))?;
+                Ok((Restored::Sled(data), campaigns.states.len()))
+            }
+            Sink::Postgres { restore, campaigns } => {
+                let count = campaigns.states.len();
+                let store = restore.finish().await.map_err(|error| match error {
+                    RestoreError::Store(error) => {
+                        ImportError::Internal(anyhow::anyhow!("finishing the store: {error}"))
+                    }
+                    other => ImportError::Refused(format!("{name}: {other}")),
+                })?;
+                // The log is committed; its stored projection is built from it (rebuilt by
+                // the next command if this fails).
+                let mut stored = Campaigns::default();
+                stored.catch_up(&store).await.map_err(|error| {
+                    ImportError::Internal(anyhow::anyhow!(
+                        "storing the campaigns projection: {error}"
+                    ))
+                })?;
+                Ok((Restored::Postgres(store), count))
+            }
+        }
+    }
+}
+
+/// The directory a sled store is restored into must be absent or empty; `hint` says so.
+fn check_target(data: &Path, hint: &str) -> Result<(), ImportError> {
     match std::fs::read_dir(data) {
         Ok(mut entries) => {
             if entries.next().is_none() {
                 Ok(())
             } else if data.join("db").is_file() {
                 Err(ImportError::Refused(format!(
-                    "{} already holds a battleplan store; import only into an empty or new directory (--data)",
+                    "{} already holds a battleplan store; {hint}",
                     data.display()
                 )))
             } else {
                 Err(ImportError::Refused(format!(
-                    "{} is not empty; import only into an empty or new directory (--data)",
+                    "{} is not empty; {hint}",
                     data.display()
                 )))
             }
@@ -402,17 +617,26 @@ fn check_target(data: &Path) -> Result<(), ImportError> {
     }
 }
 
-/// Imports the export `file` into a new store in `data` (absent or empty), then builds the
-/// stored campaigns projection. Everything is checked before `data` changes: on any problem
-/// `data` is as it was and the temporary directory is removed. Blocking inside: run it from a
-/// command-line process or a blocking task.
+/// Imports the export `file` into a new store (a sled directory absent or empty, or a
+/// PostgreSQL tenant holding no event), then builds the stored campaigns projection.
+/// Everything is checked before the target changes: on any problem it is as it was (a sled
+/// store's temporary directory removed, a tenant's transaction rolled back). Blocking inside:
+/// run it from a command-line process or a blocking task.
 pub async fn import(
     file: &Path,
-    data: &Path,
+    into: RestoreInto<'_>,
     untrailered: Untrailered,
 ) -> Result<ImportSummary, ImportError> {
     let name = file.display().to_string();
-    check_target(data)?;
+    let hint = match into {
+        RestoreInto::Sled(_) => "import only into an empty or new directory (--data)",
+        RestoreInto::Postgres(_) => {
+            "import only into a tenant that holds no event (--store URL?tenant=NAME)"
+        }
+    };
+    if let RestoreInto::Sled(data) = into {
+        check_target(data, hint)?;
+    }
     let source = std::fs::File::open(file)
         .map_err(|error| ImportError::Refused(format!("cannot read {name}: {error}")))?;
     if source.metadata().is_ok_and(|metadata| metadata.is_dir()) {
@@ -420,33 +644,7 @@ pub async fn import(
             "{name} is a directory, not an export file"
         )));
     }
-    let parent = match data.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(|error| {
-        ImportError::Refused(format!("cannot create {}: {error}", parent.display()))
-    })?;
-    // Beside the target, so that the last step is a rename on one file system.
-    let temporary = battleplan_adapters::fault::check("store.create")
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix(".battleplan-import-")
-                .tempdir_in(&parent)
-        })
-        .map_err(|error| {
-            let message = format!(
-                "cannot create a temporary directory in {}: {error}",
-                parent.display()
-            );
-            if error.kind() == std::io::ErrorKind::StorageFull {
-                ImportError::Internal(anyhow::anyhow!(message))
-            } else {
-                ImportError::Refused(message)
-            }
-        })?;
-    let mut restore = SledEventLog::restore(temporary.path(), StoreOptions::default())
-        .map_err(|error| anyhow::anyhow!("starting the store: {error}"))?;
+    let mut restore = Restoring::start(into, hint).await?;
     let mut reader = BufReader::new(source);
     let mut previous = GENESIS_HASH;
     let mut buffer = Vec::new();
@@ -491,7 +689,7 @@ pub async fn import(
             continue;
         }
         let (bytes, hash) = record_of_line(&buffer, previous, restore.records() + 1).map_err(at)?;
-        restore.push(bytes).map_err(|error| match error {
+        restore.push(bytes).await.map_err(|error| match error {
             RestoreError::Damaged(problem) => at(problem.to_string()),
             RestoreError::Refused { detail, .. } => at(detail),
             RestoreError::Store(error) => {
@@ -523,44 +721,87 @@ pub async fn import(
         }
         (None, Untrailered::Accept) => {}
     }
-    let store = restore.finish().map_err(|error| match error {
-        RestoreError::Store(error) => {
-            ImportError::Internal(anyhow::anyhow!("finishing the store: {error}"))
-        }
-        other => ImportError::Refused(format!("{name}: {other}")),
-    })?;
-    let mut campaigns = Campaigns::default();
-    campaigns.catch_up(&store).await.map_err(|error| {
-        ImportError::Refused(format!(
-            "{name}: the campaigns cannot be rebuilt from the imported log: {error}"
-        ))
-    })?;
-    // Closing checkpoints the store and empties its write-ahead log.
-    drop(store);
-    battleplan_adapters::fault::check("store.rename")
-        .and_then(|()| std::fs::rename(temporary.path(), data))
-        .map_err(|error| {
-            let message = format!(
-                "cannot move the imported store into {}: {error}",
-                data.display()
-            );
-            match error.kind() {
-                // The disk's failure, not a directory in the way.
-                std::io::ErrorKind::StorageFull => ImportError::Internal(anyhow::anyhow!(message)),
-                _ => ImportError::Refused(format!("{message} (is it still empty?)")),
-            }
-        })?;
-    // The directory is in place: nothing to remove any more.
-    let _ = temporary.keep();
-    std::fs::File::open(&parent)
-        .and_then(|directory| directory.sync_all())
-        .map_err(|error| anyhow::anyhow!("syncing {}: {error}", parent.display()))?;
+    let (_, campaigns) = restore.finish(&name).await?;
     Ok(ImportSummary {
         events,
         head_hash,
-        campaigns: campaigns.states.len(),
+        campaigns,
         trailer_checked: trailer.is_some(),
     })
+}
+
+/// What [`copy`] took from the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySummary {
+    pub events: u64,
+    /// The hash of the last event copied (all zeros for none).
+    pub head_hash: String,
+}
+
+/// Copies the source's log up to `head` (its head when the copy began) into `into`, record by
+/// record: each event's stored bytes laid out again from what the source reads
+/// ([`record_of`]), and checked against the chain as the restore takes it. Events the source
+/// records meanwhile are left out. `Refused` when the source does not read as an intact log.
+pub async fn copy(
+    source: &dyn EventReader,
+    head: Position,
+    into: &mut Restoring,
+) -> Result<CopySummary, ImportError> {
+    let mut after = Position::START;
+    let mut last_hash = GENESIS_HASH;
+    while after < head {
+        let limit = (head.0 - after.0).min(BATCH as u64) as usize;
+        let batch = source
+            .read_all(after, limit)
+            .await
+            .map_err(|error| anyhow::Error::new(error).context("reading the source"))?;
+        if batch.is_empty() {
+            return Err(ImportError::Refused(format!(
+                "the source ends at position {after}, before its head {head}"
+            )));
+        }
+        for event in batch.iter().filter(|event| event.position <= head) {
+            let at = |detail: String| {
+                ImportError::Refused(format!(
+                    "the source at position {}: {detail}",
+                    event.position
+                ))
+            };
+            let bytes = record_of(event).map_err(at)?;
+            into.push(bytes).await.map_err(|error| match error {
+                RestoreError::Damaged(problem) => {
+                    ImportError::Refused(format!("the source is damaged: {problem}"))
+                }
+                RestoreError::Refused { detail, .. } => at(detail),
+                RestoreError::Store(error) => {
+                    ImportError::Internal(anyhow::anyhow!("writing the target: {error}"))
+                }
+            })?;
+            last_hash = event.hash;
+            after = event.position;
+        }
+    }
+    Ok(CopySummary {
+        events: into.records(),
+        head_hash: hex(&last_hash),
+    })
+}
+
+/// The stored bytes of a recorded event (`core::event::record::encode_recorded`): the same
+/// bytes its store holds, since the layout is canonical; `Err` when they do not give back the
+/// hash the event was recorded with.
+pub fn record_of(event: &RecordedEvent) -> Result<Vec<u8>, String> {
+    let bytes = record::encode_recorded(event);
+    let hash = record::split(&bytes)
+        .map(|raw| raw.hash)
+        .map_err(|error| error.to_string())?;
+    if hash != event.hash {
+        return Err(
+            "the event laid out again does not give the hash it was recorded with: it was changed since"
+                .into(),
+        );
+    }
+    Ok(bytes)
 }
 
 /// Checks one line against the chain so far and rebuilds its record: the stored bytes and the

@@ -302,10 +302,9 @@ pub async fn verify(ctx: &Ctx<'_>) -> Result<VerifyView, AppError> {
             "this store cannot walk its chain over the bytes it stores",
         ));
     };
-    // Blocking (it reads every chunk of the log): off the daemon's async threads.
-    let report = tokio::task::spawn_blocking(move || chain.verify_chain())
-        .await
-        .map_err(|error| StoreError::Io(format!("the chain walk stopped: {error}")))??;
+    // The sled store's walk blocks (it reads every chunk of the log): it runs off the daemon's
+    // async threads (`ChainCheck`).
+    let report = chain.verify_chain().await?;
     // The payloads and the replay only on an intact chain: a damaged log cannot be read on.
     let replay = if report.problem.is_none() {
         Some(check_replay(runtime.store.as_ref()).await?)

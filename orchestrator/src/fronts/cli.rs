@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use crate::app::import::ImportRequest;
 use crate::app::{Action, Request};
 use crate::hosts::daemon::{self, RunOptions};
+use crate::hosts::store::StoreChoice;
 use crate::hosts::{local, scenario};
 use crate::present::{self, Reply, USER_ERROR};
 use anyhow::Context;
@@ -54,6 +55,20 @@ pub struct Arguments {
         default_value = "./battleplan-data"
     )]
     pub data: PathBuf,
+
+    /// Keep the event log in a PostgreSQL database instead of the data directory:
+    /// postgres://USER@HOST:PORT/DATABASE?tenant=NAME (tenant `default` when left out). The
+    /// password is never in the URL: it is read from BATTLEPLAN_STORE_PASSWORD, or from the
+    /// file BATTLEPLAN_STORE_PASSWORD_FILE names. --data still holds this node's local files
+    /// (the control socket, the file outbox, tokens). docs/store.md, "The log on PostgreSQL".
+    #[arg(
+        long,
+        global = true,
+        env = "BATTLEPLAN_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub store: Option<String>,
 
     /// Use a clock stopped at this instant (RFC 3339, e.g. 2026-08-19T00:00:00+08:00) instead
     /// of the system clock: for rehearsals and tests. With `run --simulate`, where the virtual
@@ -296,7 +311,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// The store's files: `battleplan store check`.
+    /// The store: `battleplan store check` (its files and its chain), `battleplan store copy
+    /// --to TARGET` (the whole log into a new store: sled to PostgreSQL and back).
     Store {
         #[command(subcommand)]
         command: StoreCommand,
@@ -593,6 +609,21 @@ pub enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the whole log (--store, or the sled store in --data) into a new store, verbatim
+    /// (positions, ids, instants, hashes), then walk the target's chain: the same event count
+    /// and head hash, or exit 2 with the target as it was. The way from sled to PostgreSQL
+    /// and back (docs/store.md). Stop the daemon first.
+    Copy {
+        /// The target: a directory (absent or empty) for a new sled store, or
+        /// postgres://USER@HOST:PORT/DATABASE?tenant=NAME for a tenant that holds no event (its
+        /// password in BATTLEPLAN_TARGET_PASSWORD or the file BATTLEPLAN_TARGET_PASSWORD_FILE
+        /// names, else the store's own: BATTLEPLAN_STORE_PASSWORD or its file).
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -641,10 +672,32 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
     if uses_data && data.is_dir() {
         keep_private(data);
     }
+    // The store is chosen (and a PostgreSQL password read) only for the commands that use it.
+    let needs_store = !matches!(
+        arguments.command,
+        Command::Demo { .. }
+            | Command::Scenario { .. }
+            | Command::Init { .. }
+            | Command::Validate { .. }
+            | Command::Token { .. }
+            | Command::Customers {
+                command: CustomersCommand::Generate { .. }
+            }
+    );
+    let choice = if needs_store {
+        match StoreChoice::choose(data, arguments.store.as_deref()) {
+            Ok(choice) => choice,
+            Err(message) => return Ok(user_error(message)),
+        }
+    } else {
+        StoreChoice::Sled(data.to_path_buf())
+    };
+    let choice = &choice;
     let clock_at = arguments.clock_at;
     let act = |action: Action, arguments: ActArguments| {
         remote_or_local(
             data,
+            choice,
             clock_at,
             Request::Act {
                 campaign: arguments.campaign,
@@ -699,6 +752,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             };
             remote_or_local(
                 data,
+                choice,
                 clock_at,
                 Request::ApplyPlan {
                     file_name: plan.display().to_string(),
@@ -718,11 +772,12 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             public_url,
         } => {
             // `run` does not create a store; one that exists gets its mark before it records.
-            if let Err(message) = local::before_run(data, simulate || clock_at.is_some()) {
+            if let Err(message) = local::before_run(choice, simulate || clock_at.is_some()) {
                 return Ok(user_error(message));
             }
             daemon::run(
                 data,
+                choice,
                 RunOptions {
                     until,
                     simulate,
@@ -733,7 +788,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             )
         }
         Command::Status { campaign, json } => {
-            remote_or_local(data, clock_at, Request::Status { campaign }, json)
+            remote_or_local(data, choice, clock_at, Request::Status { campaign }, json)
         }
         Command::History {
             campaign,
@@ -741,6 +796,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             json,
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::History {
                 campaign,
@@ -757,6 +813,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             json,
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::Explain(crate::app::explain::ExplainQuestion {
                 campaign,
@@ -776,6 +833,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             customers,
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::Outbox(crate::app::outreach::OutboxQuestion {
                 campaign,
@@ -791,6 +849,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             json,
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::Tasks(crate::app::tasks::TasksQuestion {
                 campaign,
@@ -810,6 +869,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 },
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::TaskDone(crate::app::tasks::TaskDoneRequest {
                 campaign,
@@ -821,7 +881,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             false,
         ),
         Command::Funnel { campaign, json } => {
-            remote_or_local(data, clock_at, Request::Funnel { campaign }, json)
+            remote_or_local(data, choice, clock_at, Request::Funnel { campaign }, json)
         }
         Command::Calendar {
             campaign,
@@ -830,6 +890,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             out,
         } => calendar(
             data,
+            choice,
             clock_at,
             crate::app::calendar::CalendarQuestion {
                 campaign,
@@ -849,6 +910,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 },
         } => weekly_report(
             data,
+            choice,
             clock_at,
             crate::app::report::WeeklyQuestion {
                 campaign,
@@ -868,6 +930,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 },
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::ChannelTest(crate::app::outreach::ChannelTestRequest {
                 campaign,
@@ -887,6 +950,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 },
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::ChannelResume {
                 campaign,
@@ -899,18 +963,21 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         ),
         Command::Audit {
             command: AuditCommand::Verify { json },
-        } => audit_verify(data, json),
+        } => audit_verify(data, choice, json),
         Command::Store {
             command: StoreCommand::Check { json },
-        } => store_check(data, json),
-        Command::Export { as_of, out } => export(data, as_of, out.as_deref()),
+        } => store_check(data, choice, json),
+        Command::Store {
+            command: StoreCommand::Copy { to, json },
+        } => store_copy(data, choice, &to, json),
+        Command::Export { as_of, out } => export(data, choice, as_of, out.as_deref()),
         Command::Import {
             file,
             accept_untrailered,
-        } => import_export(data, &file, accept_untrailered),
+        } => import_export(choice, &file, accept_untrailered),
         Command::Customers {
             command: CustomersCommand::Import(arguments),
-        } => import_file(data, clock_at, ImportKind::Customers, arguments),
+        } => import_file(data, choice, clock_at, ImportKind::Customers, arguments),
         Command::Customers {
             command:
                 CustomersCommand::Generate {
@@ -929,7 +996,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         ),
         Command::Outcomes {
             command: OutcomesCommand::Import(arguments),
-        } => import_file(data, clock_at, ImportKind::Outcomes, arguments),
+        } => import_file(data, choice, clock_at, ImportKind::Outcomes, arguments),
         Command::Metrics {
             command:
                 MetricsCommand::Import {
@@ -946,6 +1013,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             };
             remote_or_local(
                 data,
+                choice,
                 clock_at,
                 Request::ImportMetrics(crate::app::metrics::MetricsImportRequest {
                     path,
@@ -959,7 +1027,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
         }
         Command::Metrics {
             command: MetricsCommand::Show { campaign, json },
-        } => remote_or_local(data, clock_at, Request::Metrics { campaign }, json),
+        } => remote_or_local(data, choice, clock_at, Request::Metrics { campaign }, json),
         Command::Audience {
             command:
                 AudienceCommand::Preview {
@@ -973,6 +1041,7 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                 },
         } => remote_or_local(
             data,
+            choice,
             clock_at,
             Request::AudiencePreview(crate::app::audience::PreviewQuestion {
                 campaign,
@@ -1013,12 +1082,13 @@ fn chosen(given: Option<Uuid>) -> Uuid {
 /// Asks the running daemon, or, when none runs, has the store opened for this request.
 fn remote_or_local(
     data: &Path,
+    choice: &StoreChoice,
     clock_at: Option<DateTime<Utc>>,
     remote: Request,
     as_json: bool,
 ) -> anyhow::Result<ExitCode> {
     Ok(say(
-        local::remote_or_local(data, clock_at, remote)?,
+        local::remote_or_local(data, choice, clock_at, remote)?,
         as_json,
     ))
 }
@@ -1028,6 +1098,7 @@ fn remote_or_local(
 /// here (`hosts::local::import`).
 fn import_file(
     data: &Path,
+    choice: &StoreChoice,
     clock_at: Option<DateTime<Utc>>,
     kind: ImportKind,
     arguments: ImportArguments,
@@ -1046,7 +1117,10 @@ fn import_file(
         skip_bad_rows: arguments.skip_bad_rows,
         actor,
     };
-    Ok(say(local::import(data, clock_at, request)?, as_json))
+    Ok(say(
+        local::import(data, choice, clock_at, request)?,
+        as_json,
+    ))
 }
 
 /// A file to import as the command line names it: its absolute path (a daemon elsewhere finds
@@ -1359,6 +1433,7 @@ fn json_diagnostic<'a>(checked: &Checked, diagnostic: &'a Diagnostic) -> JsonDia
 /// beside it and moved into place, so the file is the new calendar whole or the old one.
 fn calendar(
     data: &Path,
+    choice: &StoreChoice,
     clock_at: Option<DateTime<Utc>>,
     question: crate::app::calendar::CalendarQuestion,
     out: Option<&Path>,
@@ -1387,7 +1462,7 @@ fn calendar(
             Some(directory)
         }
     };
-    let answer = local::remote_or_local(data, clock_at, Request::Calendar(question))?;
+    let answer = local::remote_or_local(data, choice, clock_at, Request::Calendar(question))?;
     let (Some(out), Some(directory), Ok(Ok(crate::app::Response::Calendar(view)))) =
         (out, directory, &answer.outcome)
     else {
@@ -1431,6 +1506,7 @@ fn calendar(
 /// it and moved into place, so the file is the new report whole or the old one.
 fn weekly_report(
     data: &Path,
+    choice: &StoreChoice,
     clock_at: Option<DateTime<Utc>>,
     question: crate::app::report::WeeklyQuestion,
     json: bool,
@@ -1465,7 +1541,7 @@ fn weekly_report(
             Some(directory)
         }
     };
-    let answer = local::remote_or_local(data, clock_at, Request::WeeklyReport(question))?;
+    let answer = local::remote_or_local(data, choice, clock_at, Request::WeeklyReport(question))?;
     let (Some(out), Some(directory), Ok(Ok(crate::app::Response::WeeklyReport(view)))) =
         (out, directory, &answer.outcome)
     else {
@@ -1512,8 +1588,8 @@ fn weekly_report(
 
 /// `battleplan audit verify`: through the daemon when one runs, or on a read-only copy of the
 /// store (`hosts::local::audit_verify`).
-fn audit_verify(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    Ok(say(local::audit_verify(data)?, json))
+fn audit_verify(data: &Path, choice: &StoreChoice, json: bool) -> anyhow::Result<ExitCode> {
+    Ok(say(local::audit_verify(data, choice)?, json))
 }
 
 #[derive(Serialize)]
@@ -1529,8 +1605,8 @@ struct JsonStoreCheck {
 /// `battleplan store check`: the write-ahead files read on their own, then a read-only copy of
 /// the store opened (which refuses damage, naming it) and its chain walked
 /// (`hosts::local::store_check`).
-fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let local::StoreCheck { files, opened } = match local::store_check(data) {
+fn store_check(data: &Path, choice: &StoreChoice, json: bool) -> anyhow::Result<ExitCode> {
+    let local::StoreCheck { files, opened } = match local::store_check(data, choice) {
         Ok(checked) => checked,
         Err(refusal) => return Ok(refusal.exit()),
     };
@@ -1558,7 +1634,10 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
             })?
         );
     } else {
-        out_line!("store in {}", data.display());
+        match choice {
+            StoreChoice::Sled(directory) => out_line!("store in {}", directory.display()),
+            StoreChoice::Postgres(location) => out_line!("store {location}"),
+        }
         for file in &files {
             let what = match (file.bytes, &file.damage) {
                 (None, _) => "missing".to_string(),
@@ -1604,7 +1683,14 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
         if !intact {
-            out_line!("docs/store.md says what each file holds and how to recover");
+            out_line!(
+                "{}",
+                if choice.is_postgres() {
+                    "docs/store.md says how to recover"
+                } else {
+                    "docs/store.md says what each file holds and how to recover"
+                }
+            );
         }
     }
     Ok(if intact {
@@ -1617,26 +1703,65 @@ fn store_check(data: &Path, json: bool) -> anyhow::Result<ExitCode> {
 /// `battleplan export`: to `--out FILE`, or to standard output (`hosts::local::export`).
 fn export(
     data: &Path,
+    choice: &StoreChoice,
     as_of: Option<DateTime<Utc>>,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
     let answer = {
         let stdout = io::stdout();
         let mut writer = stdout.lock();
-        local::export(data, as_of, out, &mut writer)?
+        local::export(data, choice, as_of, out, &mut writer)?
     };
     Ok(say(answer, false))
 }
 
-/// `battleplan import FILE`: into a new store in `data`, all or nothing.
-fn import_export(data: &Path, file: &Path, accept_untrailered: bool) -> anyhow::Result<ExitCode> {
+/// `battleplan import FILE`: into a new store (in `--data`, or an empty PostgreSQL tenant), all
+/// or nothing.
+fn import_export(
+    choice: &StoreChoice,
+    file: &Path,
+    accept_untrailered: bool,
+) -> anyhow::Result<ExitCode> {
     use crate::app::archive::Untrailered;
     let untrailered = if accept_untrailered {
         Untrailered::Accept
     } else {
         Untrailered::Refuse
     };
-    Ok(say(local::restore(data, file, untrailered)?, false))
+    Ok(say(local::restore(choice, file, untrailered)?, false))
+}
+
+/// `battleplan store copy --to TARGET`: the whole log into a new store, then the target's
+/// chain walked and compared with the source's (`hosts::local::store_copy`).
+fn store_copy(data: &Path, choice: &StoreChoice, to: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let target = match StoreChoice::target(to) {
+        Ok(target) => target,
+        Err(message) => return Ok(user_error(message)),
+    };
+    let copied = match local::store_copy(data, choice, &target) {
+        Ok(copied) => copied,
+        Err(refusal) => return Ok(refusal.exit()),
+    };
+    if json {
+        out!("{}", present::json(&copied));
+    } else {
+        out_line!(
+            "copied {} events from {} to {}",
+            copied.events,
+            copied.source,
+            copied.target
+        );
+        out_line!("  source head hash {}", copied.source_head_hash);
+        out_line!(
+            "  target head hash {} ({} events, its chain walked end to end: the same log)",
+            copied.target_head_hash,
+            copied.target_events
+        );
+        if copied.rehearsal {
+            out_line!("the source was a rehearsal's store, and so is the target");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The output directory of a scenario's run: the one given (refused unless new or empty), or

@@ -12,7 +12,7 @@ use std::time::Duration as StdDuration;
 use anyhow::Context as _;
 use battleplan_adapters::outbox::FileOutbox;
 use battleplan_adapters::system::{RandomIds, SystemClock};
-use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_adapters::{PgEventLog, PgOptions, SledEventLog, StoreOptions};
 use battleplan_core::context::{Clock, ManualClock};
 use battleplan_core::event::StoreError;
 use chrono::{DateTime, Utc};
@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::app::Request;
 use crate::fronts::{control, http};
+use crate::hosts::store::{OpenStore, StoreChoice};
 use crate::kernel::runtime::Runtime;
 use crate::kernel::scheduler::{Scheduler, Timing};
 use crate::present::USER_ERROR;
@@ -55,7 +56,7 @@ fn user_error(message: impl std::fmt::Display) -> ExitCode {
 
 /// What opening the store for a command came to.
 pub enum Opened {
-    Store(SledEventLog),
+    Store(OpenStore),
     /// A daemon runs: talk to it.
     Daemon,
     /// Say this and exit with its code.
@@ -63,8 +64,8 @@ pub enum Opened {
 }
 
 /// A store that cannot be opened or read on, in words, with the exit code it earns: damage, a
-/// newer format or a holder that does not answer are for the user to act on (2); a failing
-/// disk is the machine's (1).
+/// newer format, a holder that does not answer or a wrong password are for the user to act on
+/// (2); a failing disk or database server is the machine's (1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub message: String,
@@ -86,8 +87,52 @@ impl Refusal {
     }
 }
 
-/// What to tell about a store that failed, for the store in `data`.
-pub fn refusal(data: &Path, error: &StoreError) -> Refusal {
+/// What to tell about a store that failed.
+pub fn refusal(store: &StoreChoice, error: &StoreError) -> Refusal {
+    let location = match store {
+        StoreChoice::Sled(data) => return sled_refusal(data, error),
+        StoreChoice::Postgres(location) => location,
+    };
+    match error {
+        StoreError::Corrupt { .. } => Refusal::user(format!(
+            "the store {location} cannot be used: {error}. {DAMAGE_HINT}"
+        )),
+        StoreError::Io(detail) if login_refused(detail) => Refusal::user(format!(
+            "cannot log in to the store {location}: {detail}. The password is read from {} or from the file {} names (docs/store.md)",
+            crate::hosts::store::PASSWORD_VARIABLE,
+            crate::hosts::store::PASSWORD_FILE_VARIABLE
+        )),
+        StoreError::Io(detail) => Refusal {
+            message: format!(
+                "the database server of the store {location} failed: {detail}. Everything acknowledged before is kept; once the server answers, run the command again"
+            ),
+            code: crate::present::INTERNAL_ERROR,
+        },
+        other => Refusal::user(format!("cannot open the store {location}: {other}")),
+    }
+}
+
+/// Whether PostgreSQL's answer is about who logs in to what (a wrong or missing password, a
+/// user or database that does not exist, no permission): the user's to put right, not a
+/// failing server.
+fn login_refused(detail: &str) -> bool {
+    // SQLSTATE classes 28 (invalid authorization), 3D000 (no such database), 42501
+    // (insufficient privilege); tokio-postgres's own words when the server asks for a password
+    // it was not given ("invalid configuration", its cause "password missing" not always said).
+    [
+        "28P01",
+        "28000",
+        "3D000",
+        "42501",
+        "password missing",
+        "invalid configuration",
+    ]
+    .iter()
+    .any(|sign| detail.contains(sign))
+}
+
+/// What to tell about the sled store in `data` that failed.
+fn sled_refusal(data: &Path, error: &StoreError) -> Refusal {
     match error {
         StoreError::Corrupt { .. } => Refusal::user(format!(
             "the store in {} cannot be used: {error}. {DAMAGE_HINT}",
@@ -110,31 +155,51 @@ pub fn refusal(data: &Path, error: &StoreError) -> Refusal {
 /// Said after damage: what to do next.
 pub const DAMAGE_HINT: &str = "Nothing was changed; `battleplan store check` tells what is intact, and docs/store.md how to recover";
 
-/// Opens the store, waiting a moment for a short-lived command that holds it. `Daemon` when a
-/// running daemon answers on the control socket instead.
-pub fn open_store(data: &Path) -> Opened {
-    open_store_with(data, StoreOptions::default())
+/// Opens the store, waiting a moment for a short-lived command that holds a sled store.
+/// `Daemon` when a running daemon answers on the control socket of `data` instead. A
+/// PostgreSQL store is opened on `tokio`, which then drives it.
+pub fn open_store(data: &Path, store: &StoreChoice, tokio: &tokio::runtime::Runtime) -> Opened {
+    open_store_with(data, store, StoreOptions::default(), tokio)
 }
 
-/// [`open_store`] with options of its own (an import, which only writes, keeps sled's page
-/// cache small).
-pub fn open_store_with(data: &Path, options: StoreOptions) -> Opened {
-    if let Some(refusal) = not_writable(data) {
+/// [`open_store`] with options of its own for a sled store (an import, which only writes,
+/// keeps sled's page cache small).
+pub fn open_store_with(
+    data: &Path,
+    store: &StoreChoice,
+    options: StoreOptions,
+    tokio: &tokio::runtime::Runtime,
+) -> Opened {
+    let location = match store {
+        StoreChoice::Sled(directory) => return open_sled(data, directory, options),
+        StoreChoice::Postgres(location) => location,
+    };
+    if let Ok(Some(_)) = control::call(data, &Request::Ping) {
+        return Opened::Daemon;
+    }
+    match tokio.block_on(PgEventLog::open((**location).clone(), PgOptions::default())) {
+        Ok(opened) => Opened::Store(OpenStore::Postgres(opened)),
+        Err(error) => Opened::Refused(refusal(store, &error)),
+    }
+}
+
+fn open_sled(data: &Path, directory: &Path, options: StoreOptions) -> Opened {
+    if let Some(refusal) = not_writable(directory) {
         return Opened::Refused(refusal);
     }
     for _ in 0..LOCK_ATTEMPTS {
         if let Ok(Some(_)) = control::call(data, &Request::Ping) {
             return Opened::Daemon;
         }
-        match SledEventLog::open(data, options.clone()) {
-            Ok(store) => return Opened::Store(store),
+        match SledEventLog::open(directory, options.clone()) {
+            Ok(store) => return Opened::Store(OpenStore::Sled(store)),
             Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
-            Err(other) => return Opened::Refused(refusal(data, &other)),
+            Err(other) => return Opened::Refused(sled_refusal(directory, &other)),
         }
     }
     Opened::Refused(Refusal::user(format!(
         "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
-        data.display(),
+        directory.display(),
         control::socket_path(data).display()
     )))
 }
@@ -158,34 +223,67 @@ fn not_writable(data: &Path) -> Option<Refusal> {
     )))
 }
 
+/// A store opened for reading only: a copy of a sled store's files (removed when dropped), or
+/// a PostgreSQL store, which reading does not change.
+pub enum ReadOnly {
+    Copy(battleplan_adapters::sled_store::ReadOnlyCopy),
+    Postgres(PgEventLog),
+}
+
+impl ReadOnly {
+    /// The store to read (a handle: the copy's files stay until the `ReadOnly` is dropped).
+    pub fn store(&self) -> OpenStore {
+        match self {
+            ReadOnly::Copy(copy) => OpenStore::Sled(copy.store().clone()),
+            ReadOnly::Postgres(store) => OpenStore::Postgres(store.clone()),
+        }
+    }
+}
+
 /// What opening a store for reading only gave.
 pub enum OpenedCopy {
-    Store(battleplan_adapters::sled_store::ReadOnlyCopy),
+    Store(ReadOnly),
     /// A daemon runs: ask it.
     Daemon,
     /// Say this and exit with its code.
     Refused(Refusal),
 }
 
-/// Opens the store in `data` for reading only, from a copy of its files in `TMPDIR`
-/// (`SledEventLog::open_read_only`): nothing in `data` changes, and `data` may be read-only.
-/// Waits a moment for a short-lived command that holds the store; `Daemon` when a running
-/// daemon answers on the control socket instead.
-pub fn open_read_only(data: &Path) -> OpenedCopy {
+/// Opens the store for reading only. A sled store is read from a copy of its files in
+/// `TMPDIR` (`SledEventLog::open_read_only`): nothing in its directory changes, and it may be
+/// read-only; this waits a moment for a short-lived command that holds it, and gives `Daemon`
+/// when a running daemon answers on the control socket of `data` instead. A PostgreSQL store
+/// is opened as it is (on `tokio`), whoever else uses it: reading it changes nothing.
+pub fn open_read_only(
+    data: &Path,
+    store: &StoreChoice,
+    tokio: &tokio::runtime::Runtime,
+) -> OpenedCopy {
+    let directory = match store {
+        StoreChoice::Sled(directory) => directory,
+        StoreChoice::Postgres(location) => {
+            return match tokio
+                .block_on(PgEventLog::open((**location).clone(), PgOptions::default()))
+            {
+                Ok(opened) => OpenedCopy::Store(ReadOnly::Postgres(opened)),
+                Err(error) => OpenedCopy::Refused(refusal(store, &error)),
+            }
+        }
+    };
     let scratch = std::env::temp_dir();
     for _ in 0..LOCK_ATTEMPTS {
         if let Ok(Some(_)) = control::call(data, &Request::Ping) {
             return OpenedCopy::Daemon;
         }
-        match SledEventLog::open_read_only(data, &scratch, StoreOptions::default()) {
-            Ok(copy) => return OpenedCopy::Store(copy),
+        match SledEventLog::open_read_only(directory, &scratch, StoreOptions::default()) {
+            Ok(copy) => return OpenedCopy::Store(ReadOnly::Copy(copy)),
             Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
-            Err(other) => return OpenedCopy::Refused(refusal(data, &other)),
+            Err(other) => return OpenedCopy::Refused(sled_refusal(directory, &other)),
         }
     }
     OpenedCopy::Refused(Refusal::user(format!(
         "the store in {} is held by another battleplan process that does not answer on {}; if a command is still running, let it finish and try again",
-        data.display(),
+        directory.display(),
         control::socket_path(data).display()
     )))
 }
@@ -214,8 +312,10 @@ impl tracing_subscriber::fmt::time::FormatTime for DaemonTime {
 
 fn init_tracing() {
     use std::io::IsTerminal;
+    // PostgreSQL's notices (a table that already exists, at each opening) are not the daemon's
+    // news: the client's own lines only from warnings up, unless RUST_LOG says otherwise.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -225,11 +325,16 @@ fn init_tracing() {
         .try_init();
 }
 
-pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
+pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Result<ExitCode> {
     init_tracing();
     std::fs::create_dir_all(data)
         .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let store = match open_store(data) {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let store = match open_store(data, choice, &tokio) {
         Opened::Store(store) => store,
         Opened::Daemon => {
             let pid = control::call(data, &Request::Ping)
@@ -247,6 +352,18 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
         }
         Opened::Refused(refusal) => return Ok(refusal.exit()),
     };
+    // A PostgreSQL tenant's rehearsal rule is its flag, read once the store is open (a sled
+    // store's mark was settled before: `local::before_run`).
+    if let OpenStore::Postgres(tenant) = &store {
+        let rehearsal = options.simulate || options.clock_at.is_some();
+        match tokio.block_on(crate::hosts::local::tenant_rehearsal(tenant, rehearsal)) {
+            Ok(_) => {}
+            Err(crate::hosts::local::Rule::Refused(message)) => return Ok(user_error(message)),
+            Err(crate::hosts::local::Rule::Store(error)) => {
+                return Ok(refusal(choice, &error).exit())
+            }
+        }
+    }
     let (clock, timing, clock_words): (Arc<dyn Clock>, Timing, String) =
         match (options.clock_at, options.simulate) {
             (start, true) => {
@@ -271,11 +388,6 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
     let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds))
         .checking_chain(store)
         .with_link_key(link_key);
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let outcome = tokio.block_on(async {
         let listener = match control::bind(data) {
             Ok(listener) => listener,
@@ -319,8 +431,12 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
                 let _ = signal_stop.send(true);
             }
         });
+        let log_words = match choice {
+            StoreChoice::Sled(_) => String::new(),
+            StoreChoice::Postgres(location) => format!(", the log in {location}"),
+        };
         tracing::info!(
-            "running on {} (clock: {clock_words}); other terminals reach this daemon through {}",
+            "running on {}{log_words} (clock: {clock_words}); other terminals reach this daemon through {}",
             data.display(),
             control::socket_path(data).display()
         );
@@ -385,7 +501,7 @@ pub fn run(data: &Path, options: RunOptions) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Ok(Err(crate::kernel::runtime::HandleError::Store(error))) => {
-            Ok(refusal(data, &error).exit())
+            Ok(refusal(choice, &error).exit())
         }
         Ok(Err(error)) => Err(anyhow::anyhow!("the scheduler stopped: {error}")),
     }

@@ -10,17 +10,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use battleplan_adapters::sled_store::ReadOnlyCopy;
 use battleplan_adapters::system::{RandomIds, SystemClock};
+use battleplan_adapters::PgEventLog;
 use battleplan_core::context::{Clock, ManualClock};
-use battleplan_core::event::StoreError;
+use battleplan_core::event::port::EventReader as _;
+use battleplan_core::event::{Position, StoreError};
 use chrono::{DateTime, Utc};
 
 use crate::app::archive::{self, ExportView, Untrailered};
 use crate::app::import::{self, ImportRequest};
 use crate::app::{self, Ctx, Outcome, Request, Response};
 use crate::fronts::control;
-use crate::hosts::daemon::{self, Opened, OpenedCopy, Refusal};
+use crate::hosts::daemon::{self, Opened, OpenedCopy, ReadOnly, Refusal};
+use crate::hosts::store::{OpenStore, StoreChoice};
 use crate::kernel::runtime::Runtime;
 
 /// A command's answer: a use case's outcome (for `present::render`), or this host's refusal to
@@ -58,7 +60,7 @@ impl Answer {
 /// nothing recorded), the async runtime.
 struct Closing {
     runtime: Option<Runtime>,
-    copy: Option<ReadOnlyCopy>,
+    copy: Option<ReadOnly>,
     mark: Option<Settle>,
     tokio: Option<tokio::runtime::Runtime>,
 }
@@ -74,7 +76,9 @@ impl Drop for Closing {
         drop(self.runtime.take());
         drop(self.copy.take());
         if let Some(settle) = self.mark.take() {
-            settle.mark.settle(settle.succeeded, settle.events);
+            settle
+                .mark
+                .settle(settle.succeeded, settle.events, self.tokio.as_ref());
         }
         drop(self.tokio.take());
     }
@@ -90,7 +94,7 @@ fn tokio() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Whether a command did what it was asked, as its exit code tells (a file refused whole did
 /// not); asked only of a command that left a rehearsal's mark.
 fn succeeded(mark: &Mark, outcome: &Outcome) -> bool {
-    mark.0.is_none() || crate::present::render(outcome, false).code == 0
+    mark.is_none() || crate::present::render(outcome, false).code == 0
 }
 
 /// How to try a command again safely, for a message about a daemon that did not answer.
@@ -124,12 +128,16 @@ fn rehearsal_rule(data: &Path, rehearsal: bool) -> Result<Option<PathBuf>, Strin
     Ok(Some(mark))
 }
 
-/// `battleplan run` under a rehearsal clock (`rehearsal`): refused on a store that holds real
-/// history; a store that exists gets its mark before the daemon records (`run` does not create
-/// a store itself). `Err` in words.
-pub fn before_run(data: &Path, rehearsal: bool) -> Result<(), String> {
+/// `battleplan run` under a rehearsal clock (`rehearsal`): refused on a sled store that holds
+/// real history; a store that exists gets its mark before the daemon records (`run` does not
+/// create a store itself). A PostgreSQL tenant's flag is read by the daemon once it has opened
+/// it ([`tenant_rehearsal`]). `Err` in words.
+pub fn before_run(store: &StoreChoice, rehearsal: bool) -> Result<(), String> {
+    let StoreChoice::Sled(data) = store else {
+        return Ok(());
+    };
     let mark = rehearsal_rule(data, rehearsal)?;
-    Mark(mark).leave(data);
+    Mark::File(mark).leave(data);
     Ok(())
 }
 
@@ -137,13 +145,25 @@ pub fn before_run(data: &Path, rehearsal: bool) -> Result<(), String> {
 /// exists, before anything is recorded (a command cut short after recording leaves a rehearsal's
 /// store, which the same command may then finish), and taken back when the command failed with
 /// nothing recorded, so that a failed rehearsal cannot open to rehearsals the store a real
-/// command later fills.
-struct Mark(Option<PathBuf>);
+/// command later fills. On a PostgreSQL tenant the mark is the tenant's flag.
+enum Mark {
+    /// The mark file of a sled store, when there is one to leave.
+    File(Option<PathBuf>),
+    /// A tenant this command flagged as a rehearsal's.
+    Tenant(Option<PgEventLog>),
+}
 
 impl Mark {
-    /// Leaves the mark, once the store has been created.
+    fn is_none(&self) -> bool {
+        match self {
+            Mark::File(mark) => mark.is_none(),
+            Mark::Tenant(tenant) => tenant.is_none(),
+        }
+    }
+
+    /// Leaves the mark file, once the sled store has been created.
     fn leave(&self, data: &Path) {
-        let Some(mark) = &self.0 else {
+        let Mark::File(Some(mark)) = self else {
             return;
         };
         if !data.join("db").is_file() {
@@ -161,11 +181,48 @@ impl Mark {
     }
 
     /// Takes the mark back when the command failed and the store holds no event.
-    fn settle(self, succeeded: bool, events: Option<u64>) {
-        if let (Some(mark), false, Some(0)) = (self.0, succeeded, events) {
-            let _ = std::fs::remove_file(mark);
+    fn settle(self, succeeded: bool, events: Option<u64>, tokio: Option<&tokio::runtime::Runtime>) {
+        if succeeded || events != Some(0) {
+            return;
+        }
+        match self {
+            Mark::File(Some(mark)) => {
+                let _ = std::fs::remove_file(mark);
+            }
+            Mark::Tenant(Some(tenant)) => {
+                if let Some(tokio) = tokio {
+                    let _ = tokio.block_on(tenant.set_rehearsal(false));
+                }
+            }
+            Mark::File(None) | Mark::Tenant(None) => {}
         }
     }
+}
+
+/// Why the rehearsal rule stopped a command on a PostgreSQL tenant.
+pub enum Rule {
+    /// The tenant holds real history: these words, exit 2.
+    Refused(String),
+    /// The store failed while the rule read it.
+    Store(StoreError),
+}
+
+/// The rehearsal rule on a PostgreSQL tenant (docs/store.md): under a rehearsal clock
+/// (`rehearsal`), a tenant holding events is refused unless its log was started under one, and
+/// an empty tenant is flagged as a rehearsal's before anything is recorded. `Ok(true)` when this
+/// call flagged it.
+pub async fn tenant_rehearsal(tenant: &PgEventLog, rehearsal: bool) -> Result<bool, Rule> {
+    if !rehearsal || tenant.rehearsal().await.map_err(Rule::Store)? {
+        return Ok(false);
+    }
+    if tenant.head().await.map_err(Rule::Store)? > Position::START {
+        return Err(Rule::Refused(format!(
+            "{} holds real history (its log was not started under --clock-at or run --simulate): a rehearsal there would mix simulated events and sends into the real record; rehearse in a tenant of its own, e.g. ?tenant=rehearsal",
+            tenant.location()
+        )));
+    }
+    tenant.set_rehearsal(true).await.map_err(Rule::Store)?;
+    Ok(true)
 }
 
 /// Whether a command records something (and so falls under [`rehearsal_rule`]).
@@ -200,9 +257,97 @@ fn ask_daemon(data: &Path, remote: &Request, again: &str) -> Answer {
     }
 }
 
+/// The store opened for one command run here, the mark its rehearsal rule left, and the
+/// async runtime it runs on.
+struct Local {
+    store: OpenStore,
+    mark: Mark,
+    tokio: tokio::runtime::Runtime,
+}
+
+/// What opening the store for one command came to (held a moment, on the stack).
+#[allow(clippy::large_enum_variant, reason = "a moment's value, never stored")]
+enum Opening {
+    Open(Local),
+    /// A daemon answers on the control socket (started meanwhile).
+    Daemon,
+    /// Refused before anything was recorded.
+    Said(Answer),
+}
+
+/// Opens the store for one command: after its rehearsal rule (`rehearsing`: a command that
+/// records under `--clock-at`), refused when there is no store and the command does not create
+/// one (`creates`). A sled store's directory is created for a command that creates it.
+fn open_local(
+    data: &Path,
+    choice: &StoreChoice,
+    rehearsing: bool,
+    creates: bool,
+    options: battleplan_adapters::StoreOptions,
+) -> anyhow::Result<Opening> {
+    let mut mark = Mark::File(None);
+    if let StoreChoice::Sled(directory) = choice {
+        match rehearsal_rule(directory, rehearsing) {
+            Ok(path) => mark = Mark::File(path),
+            Err(message) => return Ok(Opening::Said(Answer::user(message))),
+        }
+        if !creates && !directory.join("db").is_file() {
+            return Ok(Opening::Said(Answer::user(format_args!(
+                "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory, or apply a plan first)",
+                directory.display()
+            ))));
+        }
+        if creates {
+            std::fs::create_dir_all(directory)
+                .with_context(|| format!("creating the data directory {}", directory.display()))?;
+        }
+    }
+    let tokio = tokio()?;
+    let store = match daemon::open_store_with(data, choice, options, &tokio) {
+        Opened::Store(store) => store,
+        Opened::Daemon => return Ok(Opening::Daemon),
+        Opened::Refused(refusal) => return Ok(Opening::Said(Answer::refused(refusal))),
+    };
+    match (&store, choice) {
+        (OpenStore::Postgres(tenant), _) => {
+            let refused = |error: StoreError| {
+                Ok(Opening::Said(Answer::refused(daemon::refusal(
+                    choice, &error,
+                ))))
+            };
+            if !creates {
+                match tokio.block_on(tenant.head()) {
+                    Ok(Position::START) => {
+                        return Ok(Opening::Said(Answer::user(no_log(tenant))));
+                    }
+                    Ok(_) => {}
+                    Err(error) => return refused(error),
+                }
+            }
+            match tokio.block_on(tenant_rehearsal(tenant, rehearsing)) {
+                Ok(flagged) => mark = Mark::Tenant(flagged.then(|| tenant.clone())),
+                Err(Rule::Refused(message)) => return Ok(Opening::Said(Answer::user(message))),
+                Err(Rule::Store(error)) => return refused(error),
+            }
+        }
+        (OpenStore::Sled(_), StoreChoice::Sled(directory)) => mark.leave(directory),
+        (OpenStore::Sled(_), StoreChoice::Postgres(_)) => {}
+    }
+    Ok(Opening::Open(Local { store, mark, tokio }))
+}
+
+/// Said of a PostgreSQL tenant that holds no event, to a command that does not create a log.
+fn no_log(tenant: &PgEventLog) -> String {
+    format!(
+        "there is no battleplan log in {}: the tenant holds no event (check --store and its ?tenant=, or apply a plan first)",
+        tenant.location()
+    )
+}
+
 /// Asks the running daemon, or, when none runs, opens the store and answers here.
 pub fn remote_or_local(
     data: &Path,
+    choice: &StoreChoice,
     clock_at: Option<DateTime<Utc>>,
     remote: Request,
 ) -> anyhow::Result<Answer> {
@@ -211,32 +356,19 @@ pub fn remote_or_local(
         Ok(None) => {}
         Err(message) => return Ok(Answer::user(format_args!("{message}; {}", again(&remote)))),
     }
-    let mark = if records(&remote) {
-        match rehearsal_rule(data, clock_at.is_some()) {
-            Ok(mark) => mark,
-            Err(message) => return Ok(Answer::user(message)),
-        }
-    } else {
-        None
-    };
+    let rehearsing = records(&remote) && clock_at.is_some();
     let creates = matches!(remote, Request::ApplyPlan { .. });
-    if !creates && !data.join("db").is_file() {
-        return Ok(Answer::user(format_args!(
-            "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory, or apply a plan first)",
-            data.display()
-        )));
-    }
-    if creates {
-        std::fs::create_dir_all(data)
-            .with_context(|| format!("creating the data directory {}", data.display()))?;
-    }
-    let store = match daemon::open_store(data) {
-        Opened::Store(store) => store,
-        Opened::Daemon => return Ok(ask_daemon(data, &remote, &again(&remote))),
-        Opened::Refused(refusal) => return Ok(Answer::refused(refusal)),
+    let Local { store, mark, tokio } = match open_local(
+        data,
+        choice,
+        rehearsing,
+        creates,
+        battleplan_adapters::StoreOptions::default(),
+    )? {
+        Opening::Open(local) => local,
+        Opening::Daemon => return Ok(ask_daemon(data, &remote, &again(&remote))),
+        Opening::Said(answer) => return Ok(answer),
     };
-    let mark = Mark(mark);
-    mark.leave(data);
     let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds));
     // `channel test` without the daemon: the plan's real channels, made in this process, held
     // while the request runs.
@@ -244,7 +376,6 @@ pub fn remote_or_local(
         crate::hosts::channels::Routes::for_tests(runtime.clone(), None),
     );
     let _ = runtime.channels.set(Arc::downgrade(&routes));
-    let tokio = tokio()?;
     let outcome = tokio.block_on(app::execute(&runtime, remote));
     drop(routes);
     let events = tokio.block_on(runtime.store.head()).ok().map(|head| head.0);
@@ -270,6 +401,7 @@ pub fn remote_or_local(
 /// when standard error is a terminal.
 pub fn import(
     data: &Path,
+    choice: &StoreChoice,
     clock_at: Option<DateTime<Utc>>,
     request: ImportRequest,
 ) -> anyhow::Result<Answer> {
@@ -302,19 +434,17 @@ pub fn import(
             return Ok(Answer::said(stopped.into_result().map(Response::Import)));
         }
     };
-    let mark = match rehearsal_rule(data, clock_at.is_some()) {
-        Ok(mark) => mark,
-        Err(message) => {
-            clear();
-            return Ok(Answer::user(message));
-        }
-    };
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("creating the data directory {}", data.display()))?;
-    let store = match daemon::open_store_with(data, import::store_options()) {
-        Opened::Store(store) => store,
+    let opened = open_local(
+        data,
+        choice,
+        clock_at.is_some(),
+        true,
+        import::store_options(),
+    );
+    let Local { store, mark, tokio } = match opened {
+        Ok(Opening::Open(local)) => local,
         // A daemon started meanwhile: it imports (and checks again).
-        Opened::Daemon => {
+        Ok(Opening::Daemon) => {
             clear();
             return Ok(match control::call(data, &remote) {
                 Ok(Some(outcome)) => Answer::said(outcome),
@@ -325,12 +455,16 @@ pub fn import(
                 Err(message) => Answer::user(message),
             });
         }
-        Opened::Refused(refusal) => return Ok(Answer::refused(refusal)),
+        Ok(Opening::Said(answer)) => {
+            clear();
+            return Ok(answer);
+        }
+        Err(error) => {
+            clear();
+            return Err(error);
+        }
     };
-    let mark = Mark(mark);
-    mark.leave(data);
     let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds));
-    let tokio = tokio()?;
     let outcome = tokio
         .block_on(import::record(&Ctx::new(&runtime), &request, checked, bar))
         .map(Response::Import);
@@ -360,28 +494,62 @@ fn no_store(data: &Path) -> Option<Answer> {
     })
 }
 
-/// `battleplan audit verify`: through the daemon when one runs (it holds the store), or here on
-/// a read-only copy of the store's files, so that nothing of the store changes and a store on
-/// read-only media is checked as well (`SledEventLog::open_read_only`).
-pub fn audit_verify(data: &Path) -> anyhow::Result<Answer> {
-    if let Some(answer) = no_store(data) {
-        return Ok(answer);
+/// What opening a store to read it only came to.
+#[allow(clippy::large_enum_variant, reason = "a moment's value, never stored")]
+enum Reading {
+    Open(ReadOnly, tokio::runtime::Runtime),
+    /// A daemon holds the sled store: ask it.
+    Daemon,
+    Said(Answer),
+}
+
+/// Opens the store to read it only (`daemon::open_read_only`): refused when there is none (no
+/// sled store in its directory, a tenant with no event).
+fn open_reading(data: &Path, choice: &StoreChoice) -> anyhow::Result<Reading> {
+    if let StoreChoice::Sled(directory) = choice {
+        if let Some(answer) = no_store(directory) {
+            return Ok(Reading::Said(answer));
+        }
     }
-    let copy = match daemon::open_read_only(data) {
-        OpenedCopy::Store(copy) => copy,
-        OpenedCopy::Daemon => return Ok(ask_daemon(data, &Request::AuditVerify, "try again")),
-        OpenedCopy::Refused(refusal) => return Ok(Answer::refused(refusal)),
+    let tokio = tokio()?;
+    let opened = match daemon::open_read_only(data, choice, &tokio) {
+        OpenedCopy::Store(opened) => opened,
+        OpenedCopy::Daemon => return Ok(Reading::Daemon),
+        OpenedCopy::Refused(refusal) => return Ok(Reading::Said(Answer::refused(refusal))),
     };
-    let store = Arc::new(copy.store().clone());
+    if let ReadOnly::Postgres(tenant) = &opened {
+        match tokio.block_on(tenant.head()) {
+            Ok(Position::START) => return Ok(Reading::Said(Answer::user(no_log(tenant)))),
+            Ok(_) => {}
+            Err(error) => {
+                return Ok(Reading::Said(Answer::refused(daemon::refusal(
+                    choice, &error,
+                ))))
+            }
+        }
+    }
+    Ok(Reading::Open(opened, tokio))
+}
+
+/// `battleplan audit verify`: through the daemon when one holds the sled store, or here on a
+/// read-only copy of its files, so that nothing of the store changes and a store on read-only
+/// media is checked as well (`SledEventLog::open_read_only`); a PostgreSQL store is read as it
+/// is.
+pub fn audit_verify(data: &Path, choice: &StoreChoice) -> anyhow::Result<Answer> {
+    let (opened, tokio) = match open_reading(data, choice)? {
+        Reading::Open(opened, tokio) => (opened, tokio),
+        Reading::Daemon => return Ok(ask_daemon(data, &Request::AuditVerify, "try again")),
+        Reading::Said(answer) => return Ok(answer),
+    };
+    let store = Arc::new(opened.store());
     let runtime = Runtime::new(store.clone(), Arc::new(SystemClock), Arc::new(RandomIds))
         .checking_chain(store);
-    let tokio = tokio()?;
     let outcome = tokio.block_on(app::execute(&runtime, Request::AuditVerify));
     Ok(Answer {
         outcome: Ok(outcome),
         closing: Some(Closing {
             runtime: Some(runtime),
-            copy: Some(copy),
+            copy: Some(opened),
             mark: None,
             tokio: Some(tokio),
         }),
@@ -389,9 +557,9 @@ pub fn audit_verify(data: &Path) -> anyhow::Result<Answer> {
 }
 
 /// An export that failed reading the store: damage is refused as every command refuses it.
-fn export_failed(data: &Path, error: anyhow::Error) -> anyhow::Result<Answer> {
+fn export_failed(choice: &StoreChoice, error: anyhow::Error) -> anyhow::Result<Answer> {
     match error.downcast_ref::<StoreError>() {
-        Some(store) => Ok(Answer::refused(daemon::refusal(data, store))),
+        Some(store) => Ok(Answer::refused(daemon::refusal(choice, store))),
         None => Err(error),
     }
 }
@@ -399,15 +567,18 @@ fn export_failed(data: &Path, error: anyhow::Error) -> anyhow::Result<Answer> {
 /// `battleplan export`: to the file `out` (whole or not at all), or to `stdout` when none is
 /// given. With a daemon running (which holds the store), the daemon writes the file (standard
 /// output is refused: a log is not one reply line); else the export reads a read-only copy of
-/// the store.
+/// the sled store, or the PostgreSQL store as it is.
 pub fn export(
     data: &Path,
+    choice: &StoreChoice,
     as_of: Option<DateTime<Utc>>,
     out: Option<&Path>,
     stdout: &mut dyn Write,
 ) -> anyhow::Result<Answer> {
-    if let Some(answer) = no_store(data) {
-        return Ok(answer);
+    if let StoreChoice::Sled(directory) = choice {
+        if let Some(answer) = no_store(directory) {
+            return Ok(answer);
+        }
     }
     // Checked before the store is opened, so that a bad --out leaves nothing behind.
     let directory = match out.map(archive::export_directory) {
@@ -431,52 +602,95 @@ pub fn export(
         }
     }
     // A read-only copy: an export changes nothing in the store, which may be read-only.
-    let copy = match daemon::open_read_only(data) {
-        OpenedCopy::Store(copy) => copy,
-        OpenedCopy::Daemon => {
+    let (opened, tokio) = match open_reading(data, choice)? {
+        Reading::Open(opened, tokio) => (opened, tokio),
+        Reading::Daemon => {
             return Ok(Answer::user(format_args!(
                 "a daemon (battleplan run) holds the store in {}; it writes an export to a file, not to standard output: give --out FILE",
                 data.display()
             )))
         }
-        OpenedCopy::Refused(refusal) => return Ok(Answer::refused(refusal)),
+        Reading::Said(answer) => return Ok(answer),
     };
-    let store = copy.store();
-    let tokio = tokio()?;
+    let store = opened.store();
     let (file, written) = match (out, directory) {
         (Some(out), Some(directory)) => (
             Some(out.display().to_string()),
-            tokio.block_on(archive::export_file(store, as_of, out, &directory)),
+            tokio.block_on(archive::export_file(&store, as_of, out, &directory)),
         ),
         _ => {
             let mut writer = std::io::BufWriter::new(stdout);
-            let written = tokio.block_on(archive::export(store, as_of, &mut writer));
+            let written = tokio.block_on(archive::export(&store, as_of, &mut writer));
             (None, written)
         }
     };
+    drop(store);
     let summary = match written {
         Ok(summary) => summary,
-        Err(error) => return export_failed(data, error),
+        Err(error) => return export_failed(choice, error),
     };
     let view = ExportView::of(&summary, file, as_of);
     Ok(Answer {
         outcome: Ok(Ok(Response::Export(view))),
         closing: Some(Closing {
             runtime: None,
-            copy: Some(copy),
+            copy: Some(opened),
             mark: None,
             tokio: Some(tokio),
         }),
     })
 }
 
-/// `battleplan import FILE`: the export restored into a new store in `data`, all or nothing.
-pub fn restore(data: &Path, file: &Path, untrailered: Untrailered) -> anyhow::Result<Answer> {
+/// Opens a PostgreSQL store to write into it (an import, a copy's target), on `tokio`.
+fn open_tenant(
+    choice: &StoreChoice,
+    location: &battleplan_adapters::PgLocation,
+    tokio: &tokio::runtime::Runtime,
+) -> Result<PgEventLog, Refusal> {
+    tokio
+        .block_on(PgEventLog::open(
+            location.clone(),
+            battleplan_adapters::PgOptions::default(),
+        ))
+        .map_err(|error| daemon::refusal(choice, &error))
+}
+
+/// `battleplan import FILE`: the export restored into a new store, all or nothing: a new sled
+/// store in the data directory, or the PostgreSQL tenant `--store` names, which must hold no
+/// event.
+pub fn restore(
+    choice: &StoreChoice,
+    file: &Path,
+    untrailered: Untrailered,
+) -> anyhow::Result<Answer> {
     let tokio = tokio()?;
-    let outcome = tokio
-        .block_on(archive::restore(file, data, untrailered))
-        .map(Response::Restored);
-    Ok(Answer::said(outcome))
+    let outcome = match choice {
+        StoreChoice::Sled(data) => tokio.block_on(archive::restore(
+            file,
+            archive::RestoreInto::Sled(data),
+            untrailered,
+        )),
+        StoreChoice::Postgres(location) => {
+            let tenant = match open_tenant(choice, location, &tokio) {
+                Ok(tenant) => tenant,
+                Err(refusal) => return Ok(Answer::refused(refusal)),
+            };
+            tokio.block_on(archive::restore(
+                file,
+                archive::RestoreInto::Postgres(&tenant),
+                untrailered,
+            ))
+        }
+    };
+    Ok(Answer {
+        outcome: Ok(outcome.map(Response::Restored)),
+        closing: Some(Closing {
+            runtime: None,
+            copy: None,
+            mark: None,
+            tokio: Some(tokio),
+        }),
+    })
 }
 
 /// One write-ahead file of the store, as `store check` found it.
@@ -495,19 +709,54 @@ pub struct StoreFile {
     pub damage: Option<String>,
 }
 
-/// What `store check` found: each write-ahead file read on its own, then the store opened from
-/// a read-only copy and its chain walked, or why it could not be opened (damage, in words).
+/// What `store check` found: each write-ahead file read on its own (a sled store's; a
+/// PostgreSQL store has none), then the store opened (a sled store from a read-only copy) and
+/// its chain walked, or why it could not be opened (damage, in words).
 pub struct StoreCheck {
     pub files: Vec<StoreFile>,
     pub opened: Result<battleplan_adapters::VerifyReport, Refusal>,
 }
 
+/// A refusal for a failure of this process (exit 1).
+fn internal(message: impl std::fmt::Display) -> Refusal {
+    Refusal {
+        message: message.to_string(),
+        code: crate::present::INTERNAL_ERROR,
+    }
+}
+
 /// `battleplan store check`: the write-ahead files read on their own, then a read-only copy of
-/// the store opened (which refuses damage, naming it) and its chain walked. `Err` when there is
-/// nothing to check: no store, a file that cannot be read, a store another process holds.
-pub fn store_check(data: &Path) -> Result<StoreCheck, Refusal> {
+/// the store opened (which refuses damage, naming it) and its chain walked; on PostgreSQL, the
+/// tenant's chain walked. `Err` when there is nothing to check: no store, a file that cannot be
+/// read, a store another process holds, a database that does not answer.
+pub fn store_check(data: &Path, choice: &StoreChoice) -> Result<StoreCheck, Refusal> {
     use battleplan_adapters::sled_store::wal;
     use battleplan_adapters::{SledEventLog, StoreOptions};
+    let data = match choice {
+        StoreChoice::Sled(directory) => directory.as_path(),
+        StoreChoice::Postgres(_) => {
+            let (opened, tokio) = match open_reading(data, choice) {
+                Ok(Reading::Open(opened, tokio)) => (opened, tokio),
+                Ok(Reading::Said(answer)) => {
+                    return Err(answer
+                        .outcome
+                        .err()
+                        .unwrap_or_else(|| internal("the store could not be opened")))
+                }
+                Ok(Reading::Daemon) => {
+                    return Err(internal("a daemon answered for a PostgreSQL store"))
+                }
+                Err(error) => return Err(internal(format_args!("{error:#}"))),
+            };
+            let opened = tokio
+                .block_on(opened.store().verify())
+                .map_err(|error| daemon::refusal(choice, &error));
+            return Ok(StoreCheck {
+                files: Vec::new(),
+                opened,
+            });
+        }
+    };
     if !data.join("db").is_file() {
         return Err(Refusal::user(format!(
             "there is no battleplan store in {} (set --data or BATTLEPLAN_DATA to the data directory)",
@@ -549,7 +798,7 @@ pub fn store_check(data: &Path) -> Result<StoreCheck, Refusal> {
             },
             Err(error) => {
                 return Err(daemon::refusal(
-                    data,
+                    choice,
                     &StoreError::Io(format!("reading {}: {error}", path.display())),
                 ))
             }
@@ -564,7 +813,7 @@ pub fn store_check(data: &Path) -> Result<StoreCheck, Refusal> {
     ) {
         Ok(copy) => copy
             .verify()
-            .map_err(|error| daemon::refusal(data, &error)),
+            .map_err(|error| daemon::refusal(choice, &error)),
         // Not damage: the files are another process's for now.
         Err(StoreError::Locked(_)) => {
             return Err(Refusal::user(format!(
@@ -572,9 +821,198 @@ pub fn store_check(data: &Path) -> Result<StoreCheck, Refusal> {
                 data.display()
             )))
         }
-        Err(error) => Err(daemon::refusal(data, &error)),
+        Err(error) => Err(daemon::refusal(choice, &error)),
     };
     Ok(StoreCheck { files, opened })
+}
+
+/// What `store copy` did: the source's events up to its head when the copy began, written into
+/// the target verbatim, and the target's chain walked afterwards.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreCopy {
+    /// The source and the target, in words (a directory, or `postgres://USER@HOST:PORT/DB
+    /// (tenant T)`).
+    pub source: String,
+    pub target: String,
+    /// Events copied, and the hash of the last, as the source holds them.
+    pub events: u64,
+    pub source_head_hash: String,
+    /// Events whose chain checks out in the target, and its head hash, walked after the copy.
+    pub target_events: u64,
+    pub target_head_hash: String,
+    /// Whether the source was a rehearsal's store, and the target marked as one.
+    pub rehearsal: bool,
+}
+
+/// `battleplan store copy --to TARGET`: the whole log of `source` written verbatim (positions,
+/// ids, instants, hashes) into `target`, a new sled store (a directory absent or empty) or a
+/// PostgreSQL tenant holding no event, then the target's chain walked and compared with the
+/// source's: the same number of events and the same head hash, or refused (exit 2) with the
+/// target as it was (a sled target removed; a tenant's restore is one transaction, which
+/// commits only when the records taken end in the source's head hash).
+pub fn store_copy(
+    data: &Path,
+    source: &StoreChoice,
+    target: &StoreChoice,
+) -> Result<StoreCopy, Refusal> {
+    let (opened, tokio) = match open_reading(data, source) {
+        Ok(Reading::Open(opened, tokio)) => (opened, tokio),
+        Ok(Reading::Daemon) => {
+            return Err(Refusal::user(format!(
+                "a daemon (battleplan run) holds the store in {}: stop it, then copy (a copy is of a store nothing writes to)",
+                data.display()
+            )))
+        }
+        Ok(Reading::Said(answer)) => {
+            return Err(answer
+                .outcome
+                .err()
+                .unwrap_or_else(|| internal("the store could not be opened")))
+        }
+        Err(error) => return Err(internal(format_args!("{error:#}"))),
+    };
+    let store = opened.store();
+    let refused_source = |error: StoreError| daemon::refusal(source, &error);
+    let head = tokio.block_on(store.head()).map_err(refused_source)?;
+    let rehearsal = match (source, &store) {
+        (StoreChoice::Sled(directory), _) => directory.join(daemon::REHEARSAL_MARK).is_file(),
+        (StoreChoice::Postgres(_), OpenStore::Postgres(tenant)) => {
+            tokio.block_on(tenant.rehearsal()).map_err(refused_source)?
+        }
+        (StoreChoice::Postgres(_), OpenStore::Sled(_)) => false,
+    };
+    let hint = "copy only into an empty or new directory, or a PostgreSQL tenant that holds no event (--to)";
+    let tenant = match target {
+        StoreChoice::Sled(_) => None,
+        StoreChoice::Postgres(location) => Some(open_tenant(target, location, &tokio).map_err(
+            |mut refusal| {
+                if refusal.message.starts_with("cannot log in") {
+                    refusal.message.push_str(&format!(
+                        "; a copy's target takes {} or the file {} names first",
+                        crate::hosts::store::TARGET_PASSWORD_VARIABLE,
+                        crate::hosts::store::TARGET_PASSWORD_FILE_VARIABLE
+                    ));
+                }
+                refusal
+            },
+        )?),
+    };
+    let into = match (target, &tenant) {
+        (_, Some(tenant)) => archive::RestoreInto::Postgres(tenant),
+        (StoreChoice::Sled(directory), None) => archive::RestoreInto::Sled(directory),
+        (StoreChoice::Postgres(_), None) => return Err(internal("the target is not open")),
+    };
+    let import_refusal = |error: archive::ImportError| match error {
+        archive::ImportError::Refused(message) => Refusal::user(message),
+        archive::ImportError::Internal(error) => match error.downcast_ref::<StoreError>() {
+            Some(store_error) => refused_source(store_error.clone()),
+            None => internal(format_args!("{error:#}")),
+        },
+    };
+    let mut restoring = tokio
+        .block_on(archive::Restoring::start(into, hint))
+        .map_err(import_refusal)?;
+    let copied = tokio
+        .block_on(archive::copy(&store, head, &mut restoring))
+        .map_err(import_refusal)?;
+    // Before anything is in place: the records taken must be the source's whole log.
+    if restoring.records() != head.0 || restoring.head_hash_hex() != copied.head_hash {
+        return Err(Refusal::user(format!(
+            "the copy took {} events ending in hash {}, the source holds {} ending in hash {}: nothing was written to {target}",
+            restoring.records(),
+            restoring.head_hash_hex(),
+            head.0,
+            copied.head_hash
+        )));
+    }
+    let (restored, _) = tokio
+        .block_on(restoring.finish(&source.to_string()))
+        .map_err(import_refusal)?;
+    drop(store);
+    drop(opened);
+    // The target read back, as any command will read it.
+    let (verified, target_store) = match &restored {
+        archive::Restored::Sled(directory) => {
+            match battleplan_adapters::SledEventLog::open(
+                directory,
+                battleplan_adapters::StoreOptions::default(),
+            ) {
+                Ok(opened) => (
+                    tokio.block_on(OpenStore::Sled(opened.clone()).verify()),
+                    Some(OpenStore::Sled(opened)),
+                ),
+                Err(error) => (Err(error), None),
+            }
+        }
+        archive::Restored::Postgres(tenant) => (
+            tokio.block_on(tenant.verify()),
+            Some(OpenStore::Postgres(tenant.clone())),
+        ),
+    };
+    let same = matches!(&verified, Ok(report) if report.problem.is_none()
+        && report.checked == copied.events
+        && report.head_hash == copied.head_hash);
+    if !same {
+        drop(target_store);
+        let found = match &verified {
+            Ok(report) => format!(
+                "{} events whose chain checks out, head hash {}{}",
+                report.checked,
+                report.head_hash,
+                report
+                    .problem
+                    .as_ref()
+                    .map(|problem| format!(", then {problem}"))
+                    .unwrap_or_default()
+            ),
+            Err(error) => format!("a store that cannot be read: {error}"),
+        };
+        let undone = match &restored {
+            archive::Restored::Sled(directory) => {
+                let _ = std::fs::remove_dir_all(directory);
+                format!("{} was removed", directory.display())
+            }
+            archive::Restored::Postgres(tenant) => format!(
+                "{} holds the copy as it is: empty its tenant before trying again",
+                tenant.location()
+            ),
+        };
+        return Err(Refusal::user(format!(
+            "the copy does not verify: the source holds {} events ending in hash {}, the target reads back as {found}; {undone}",
+            copied.events, copied.head_hash
+        )));
+    }
+    if rehearsal {
+        match &restored {
+            archive::Restored::Sled(directory) => {
+                Mark::File(Some(directory.join(daemon::REHEARSAL_MARK))).leave(directory)
+            }
+            archive::Restored::Postgres(tenant) => {
+                if let Err(error) = tokio.block_on(tenant.set_rehearsal(true)) {
+                    eprintln!(
+                        "battleplan: warning: cannot mark {} as a rehearsal's ({error}); rehearsal clocks will be refused on it",
+                        tenant.location()
+                    );
+                }
+            }
+        }
+    }
+    let (target_events, target_head_hash) = match verified {
+        Ok(report) => (report.checked, report.head_hash),
+        Err(_) => (0, String::new()),
+    };
+    drop(target_store);
+    drop(restored);
+    drop(tokio);
+    Ok(StoreCopy {
+        source: source.to_string(),
+        target: target.to_string(),
+        events: copied.events,
+        source_head_hash: copied.head_hash,
+        target_events,
+        target_head_hash,
+        rehearsal,
+    })
 }
 
 /// A progress bar on standard error for a file of `bytes`, when standard error is a terminal

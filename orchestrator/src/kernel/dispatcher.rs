@@ -67,6 +67,8 @@ pub struct Dispatcher {
     plans: HashMap<String, (String, usize, Arc<Plan>)>,
     retry_at: Option<DateTime<Utc>>,
     pub total: Activity,
+    /// On a store shared by several nodes: the campaigns this node acts on (all when `None`).
+    pub ownership: Option<Arc<crate::kernel::ownership::Ownership>>,
 }
 
 impl Dispatcher {
@@ -77,6 +79,7 @@ impl Dispatcher {
             plans: HashMap::new(),
             retry_at: None,
             total: Activity::default(),
+            ownership: None,
         }
     }
 
@@ -118,10 +121,18 @@ impl Dispatcher {
         catch_up(&self.runtime).await?;
         let mut activity = Activity::default();
         for (id, state) in &campaigns.states {
+            if !self.owns(id) {
+                continue;
+            }
             let Some(plan) = self.plan_of(id, state).await? else {
                 continue;
             };
-            self.campaign_step(&plan, state, now, &mut activity).await?;
+            match self.campaign_step(&plan, state, now, &mut activity).await {
+                Err(HandleError::Store(battleplan_core::event::StoreError::Fenced { .. })) => {
+                    // Another node took the campaign (`FencedStore` has let it go): it acts.
+                }
+                other => other?,
+            }
         }
         self.staff_step(now, &mut activity).await?;
         self.total.planned += activity.planned;
@@ -608,6 +619,13 @@ impl Dispatcher {
         Ok(Some(sent))
     }
 
+    /// Whether this node acts on `campaign` (always, on a store of its own).
+    fn owns(&self, campaign: &str) -> bool {
+        self.ownership
+            .as_ref()
+            .is_none_or(|ownership| ownership.owns(campaign))
+    }
+
     /// Messages to staff (task reminders, notices) due now.
     async fn staff_step(
         &mut self,
@@ -618,7 +636,7 @@ impl Dispatcher {
             let outreach = self.runtime.outreach.lock().await;
             outreach
                 .staff_pending()
-                .filter(|message| message.at <= now)
+                .filter(|message| message.at <= now && self.owns(&message.campaign))
                 .map(|message| Message {
                     key: message.key.clone(),
                     campaign: message.campaign.clone(),
@@ -663,8 +681,11 @@ impl Dispatcher {
                 phases: vec![(None, None); count],
                 messages,
             };
-            if let Some(sent) = self.send(None, &campaign, dispatch, now).await? {
-                activity.staff += sent;
+            match self.send(None, &campaign, dispatch, now).await {
+                Ok(Some(sent)) => activity.staff += sent,
+                Ok(None) => {}
+                Err(HandleError::Store(battleplan_core::event::StoreError::Fenced { .. })) => {}
+                Err(other) => return Err(other),
             }
         }
         Ok(())
@@ -679,7 +700,7 @@ impl Dispatcher {
         let mut best: Option<DateTime<Utc>> = self.retry_at;
         let mut consider = |at: DateTime<Utc>| best = Some(best.map_or(at, |b| b.min(at)));
         for (id, state) in &campaigns.states {
-            if matches!(state.status, Status::Draft) {
+            if matches!(state.status, Status::Draft) || !self.owns(id) {
                 continue;
             }
             let Some(plan) = self.plan_of(id, state).await? else {
@@ -706,7 +727,12 @@ impl Dispatcher {
         }
         {
             let outreach = self.runtime.outreach.lock().await;
-            if let Some(at) = outreach.staff_pending().map(|m| m.at).min() {
+            if let Some(at) = outreach
+                .staff_pending()
+                .filter(|m| self.owns(&m.campaign))
+                .map(|m| m.at)
+                .min()
+            {
                 consider(at);
             }
         }

@@ -3,6 +3,7 @@
 
 pub mod dispatcher;
 pub mod failpoint;
+pub mod ownership;
 pub mod picked;
 pub mod plans;
 pub mod projection;

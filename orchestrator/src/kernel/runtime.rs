@@ -524,13 +524,26 @@ pub fn derived_command_id(words: &str) -> Uuid {
     Uuid::from_bytes(bytes)
 }
 
-/// What the sled store can check that the ports cannot: the chain over the bytes it stores.
+/// What a store can check that the ports cannot: the chain over the bytes it stores. A walk of
+/// the whole log: the sled store's blocks, so it runs on a blocking thread.
+#[async_trait::async_trait]
 pub trait ChainCheck: Send + Sync {
-    fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError>;
+    async fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError>;
 }
 
+#[async_trait::async_trait]
 impl ChainCheck for battleplan_adapters::SledEventLog {
-    fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError> {
-        self.verify()
+    async fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.verify())
+            .await
+            .map_err(|error| StoreError::Io(format!("the chain walk stopped: {error}")))?
+    }
+}
+
+#[async_trait::async_trait]
+impl ChainCheck for battleplan_adapters::PgEventLog {
+    async fn verify_chain(&self) -> Result<battleplan_adapters::VerifyReport, StoreError> {
+        self.verify().await
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use battleplan_core::outreach::port::Channel;
 
 use crate::kernel::dispatcher::Dispatcher;
+use crate::kernel::ownership::Ownership;
 use crate::kernel::projection::Campaigns;
 use crate::kernel::runtime::{derived_command_id, HandleError, Runtime, Who};
 
@@ -59,6 +60,8 @@ pub struct Scheduler {
     dispatcher: Option<Dispatcher>,
     /// Until the first step after `start`: what fires is caught up after downtime.
     starting: bool,
+    /// On a store shared by several nodes: the campaigns this node acts on (all when `None`).
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl Scheduler {
@@ -74,7 +77,29 @@ impl Scheduler {
             summary: Summary::default(),
             dispatcher: None,
             starting: false,
+            ownership: None,
         }
+    }
+
+    /// Acts only on the campaigns whose lease this node holds (several nodes on one store);
+    /// call after [`Scheduler::with_outbox`].
+    pub fn with_ownership(mut self, ownership: Arc<Ownership>) -> Scheduler {
+        if let Some(dispatcher) = self.dispatcher.as_mut() {
+            dispatcher.ownership = Some(ownership.clone());
+        }
+        self.ownership = Some(ownership);
+        self
+    }
+
+    fn owns(&self, campaign: &str) -> bool {
+        self.ownership
+            .as_ref()
+            .is_none_or(|ownership| ownership.owns(campaign))
+    }
+
+    /// The first step due of a campaign this node acts on.
+    fn first_due(&self) -> Option<(DateTime<Utc>, String)> {
+        self.dues.iter().find(|(_, id)| self.owns(id)).cloned()
     }
 
     /// Acts on the plans too: reach-outs, follow-ups and staff messages through `channel`.
@@ -118,7 +143,7 @@ impl Scheduler {
 
     /// The next instant something is due, if any.
     pub fn next_instant(&self) -> Option<DateTime<Utc>> {
-        self.dues.first().map(|(at, _)| *at)
+        self.first_due().map(|(at, _)| at)
     }
 
     async fn fire(&mut self, id: &str) -> Result<(), HandleError> {
@@ -160,6 +185,12 @@ impl Scheduler {
                 // Someone acted first (a pause, a revision): the next catch-up shows it.
                 tracing::warn!("{id}: the scheduler's step was refused: {rejection}");
                 self.refused.insert((id.to_string(), at));
+            }
+            Err(HandleError::Store(battleplan_core::event::StoreError::Fenced { .. })) => {
+                // Another node holds the campaign now (`FencedStore` has let it go): it acts.
+                if let Some(ownership) = &self.ownership {
+                    ownership.lost(id);
+                }
             }
             Err(other) => return Err(other),
         }
@@ -205,7 +236,7 @@ impl Scheduler {
     ) -> Result<Summary, HandleError> {
         loop {
             let now = self.runtime.clock.now();
-            while let Some((at, id)) = self.dues.first().cloned() {
+            while let Some((at, id)) = self.first_due() {
                 if at > now || *shutdown.borrow() {
                     break;
                 }
@@ -267,7 +298,17 @@ impl Scheduler {
                     };
                     let head = self.campaigns.checkpoint;
                     let store = self.runtime.store.clone();
+                    let mut owned = self.ownership.as_ref().map(|o| o.subscribe());
+                    let ownership_changed = async {
+                        match owned.as_mut() {
+                            Some(owned) => {
+                                let _ = owned.changed().await;
+                            }
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
                     tokio::select! {
+                        _ = ownership_changed => {}
                         _ = sleep(wait) => {}
                         waited = store.wait_beyond(head) => {
                             waited?;

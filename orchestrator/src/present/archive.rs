@@ -41,16 +41,22 @@ pub fn restored(view: &RestoreView) -> Reply {
             view.file, view.events
         )
     };
+    // A PostgreSQL tenant is shown as `postgres://USER@HOST:PORT/DB (tenant T)`, no URL to
+    // give back as it is.
+    let next = if view.data.starts_with("postgres://") {
+        "battleplan audit verify, with the same --store".to_string()
+    } else {
+        format!("battleplan audit verify --data {}", view.data)
+    };
     Reply {
         code: 0,
         stdout: format!(
-            "imported {} events into {} ({} campaign{}), head hash {}\nnext: battleplan audit verify --data {}\n",
+            "imported {} events into {} ({} campaign{}), head hash {}\nnext: {next}\n",
             view.events,
             view.data,
             view.campaigns,
             if view.campaigns == 1 { "" } else { "s" },
             view.head_hash,
-            view.data
         ),
         stderr,
     }

@@ -1,5 +1,6 @@
-//! Crash-test child: appends to the sled store in DIR from 8 concurrent tasks until it is
-//! killed, printing one line per acknowledged append:
+//! Crash-test child: appends to the sled store in DIR (or to the PostgreSQL store a
+//! `postgres://` URL names, the password in `BATTLEPLAN_STORE_PASSWORD`) from 8 concurrent
+//! tasks until it is killed, printing one line per acknowledged append:
 //! `ack FIRST_POSITION LAST_POSITION COMMAND_ID EVENT_COUNT`.
 //! Each event's payload is `[run, task, sequence, index, count]` (u32 each, big-endian) so the
 //! checker can tell a whole command from half of one. Usage: `append_forever DIR RUN
@@ -13,7 +14,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use battleplan_adapters::{SledEventLog, StoreOptions};
+use battleplan_adapters::{PgEventLog, PgLocation, PgOptions, SledEventLog, StoreOptions};
 use battleplan_core::event::port::EventAppender;
 use battleplan_core::event::{
     Append, CommandId, EventId, ExpectedVersion, Metadata, NewEvent, StreamId,
@@ -38,7 +39,20 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let store = Arc::new(SledEventLog::open(&directory, options).expect("open"));
+        let location = directory.to_str().unwrap_or_default();
+        let store: Arc<dyn EventAppender> = if location.starts_with("postgres://") {
+            let password = std::env::var("BATTLEPLAN_STORE_PASSWORD").unwrap_or_default();
+            let location = PgLocation::parse(location)
+                .expect("a store URL")
+                .with_password(&password);
+            Arc::new(
+                PgEventLog::open(location, PgOptions::default())
+                    .await
+                    .expect("open"),
+            )
+        } else {
+            Arc::new(SledEventLog::open(&directory, options).expect("open"))
+        };
         let mut tasks = Vec::new();
         for task in 0..8u32 {
             let store = store.clone();
