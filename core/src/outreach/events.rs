@@ -377,9 +377,21 @@ pub struct NoticePlanned {
     pub body: String,
 }
 
+/// A node of several on one store (docs/scale-out.md) is about to hand these messages to its
+/// channel. Until an answer for each is recorded (`MessageSent`, `DeliveryDeferred`,
+/// `NotSent`), they are that node's alone: no other node hands them over, even one that has
+/// taken the campaign over since, and the node that handed them settles them (its channel
+/// knows which it took). Never recorded by a battleplan that runs alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedOver {
+    pub campaign: String,
+    pub node: String,
+    pub keys: Vec<String>,
+}
+
 crate::event::upcast::event_enum!(
     /// Every event of an outreach stream.
-    OutreachEvent { SendPlanned, SendMoved, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned, DeliveryDeferred }
+    OutreachEvent { SendPlanned, SendMoved, NotSent, ReachOutPlanned, MessageSent, FollowUpStopped, ChannelPaused, ChannelResumed, NoticePlanned, DeliveryDeferred, HandedOver }
 );
 
 impl OutreachEvent {
@@ -438,6 +450,7 @@ impl OutreachEvent {
             OutreachEvent::ChannelResumed(e) => &e.campaign,
             OutreachEvent::NoticePlanned(e) => &e.campaign,
             OutreachEvent::DeliveryDeferred(e) => &e.campaign,
+            OutreachEvent::HandedOver(e) => &e.campaign,
         }
     }
 }

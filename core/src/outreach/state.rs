@@ -111,6 +111,12 @@ pub struct Outreach {
     /// Each customer's pending sends (instant, kind), for fatigue across reach-outs planned
     /// before either was sent.
     pending_by_customer: HashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
+    /// Messages a node handed to its channel with no answer recorded yet, and the node
+    /// (`HandedOver`; several nodes on one store only).
+    handed: HashMap<String, Box<str>>,
+    /// The node this projection decides for, when several share the store: messages another
+    /// node handed over and has not answered for are not this node's to send.
+    pub here: Option<Box<str>>,
 }
 
 impl Outreach {
@@ -141,6 +147,21 @@ impl Outreach {
     }
 
     pub fn apply(&mut self, event: &OutreachEvent, at: DateTime<Utc>) {
+        if !self.handed.is_empty() {
+            // An answer settles a message handed over: any owner may act on it from now on.
+            match event {
+                OutreachEvent::MessageSent(sent) => {
+                    self.handed.remove(&sent.key);
+                }
+                OutreachEvent::NotSent(not_sent) => {
+                    self.handed.remove(&not_sent.key);
+                }
+                OutreachEvent::DeliveryDeferred(deferred) => {
+                    self.handed.remove(&deferred.key);
+                }
+                _ => {}
+            }
+        }
         match event {
             OutreachEvent::SendPlanned(planned) => {
                 // A key is decided once; a second planning of it (recorded by an earlier
@@ -267,6 +288,18 @@ impl Outreach {
                 }
                 guard.last_deferral = Some((at, deferred.detail.clone()));
                 self.move_pending(&deferred.key, deferred.retry_at);
+            }
+            OutreachEvent::HandedOver(handed) => {
+                for key in &handed.keys {
+                    let answered = self
+                        .sends
+                        .get(key)
+                        .is_some_and(|send| send.status != SendStatus::Pending)
+                        || self.staff_sent.contains_key(key);
+                    if !answered {
+                        self.handed.insert(key.clone(), handed.node.as_str().into());
+                    }
+                }
             }
             OutreachEvent::NoticePlanned(notice) => self.staff_planned(StaffMessage {
                 key: notice.key.clone(),
@@ -454,11 +487,28 @@ impl Outreach {
     }
 
     /// Pending sends in the order they are due.
+    /// Planned sends not yet sent or given up, in the order of their instants; of them, only
+    /// those this node may act on (not those another node handed over and has not answered
+    /// for).
     pub fn pending(&self) -> impl Iterator<Item = &Send> + '_ {
         self.pending
             .iter()
+            .filter(|(_, key)| self.mine(key))
             .filter_map(|(_, key)| self.sends.get(key))
             .filter(|send| send.status == SendStatus::Pending)
+    }
+
+    /// Whether this node may hand the message over: nobody has, or this node did.
+    pub fn mine(&self, key: &str) -> bool {
+        match self.handed.get(key) {
+            None => true,
+            Some(node) => self.here.as_deref() == Some(node.as_ref()),
+        }
+    }
+
+    /// The node that handed the message over and has not answered for it yet.
+    pub fn handed_over_by(&self, key: &str) -> Option<&str> {
+        self.handed.get(key).map(|node| node.as_ref())
     }
 
     pub fn pending_count(&self) -> usize {
@@ -490,8 +540,11 @@ impl Outreach {
             .any(|((of, _), guard)| of == campaign && guard.paused)
     }
 
+    /// Messages to staff waiting to go that this node may hand over (see [`Outreach::mine`]).
     pub fn staff_pending(&self) -> impl Iterator<Item = &StaffMessage> + '_ {
-        self.staff_pending.values()
+        self.staff_pending
+            .values()
+            .filter(|message| self.mine(&message.key))
     }
 
     pub fn staff_sent(&self, key: &str) -> bool {

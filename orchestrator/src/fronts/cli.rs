@@ -164,6 +164,20 @@ pub enum Command {
         /// (without /api/v1): the base of the unsubscribe links in the mail it sends.
         #[arg(long, value_name = "URL")]
         public_url: Option<String>,
+        /// Run as one of several nodes on one PostgreSQL store (docs/scale-out.md), under this
+        /// name (unique among the nodes): act only on the campaigns whose lease this node
+        /// holds, take over those of a node that stopped renewing. Needs --store postgres://.
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// With --node: how long a lease lasts without renewal (renewed every third of it), in
+        /// seconds: a node that dies loses its campaigns after at most this long.
+        #[arg(
+            long,
+            value_name = "SECONDS",
+            default_value_t = 15.0,
+            requires = "node"
+        )]
+        lease: f64,
     },
     /// The HTTP API's tokens: each person's, with a role (manager, sales, boss, auditor, or
     /// calendar: reads calendars only, the one token a calendar app's URL may carry).
@@ -770,6 +784,8 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
             simulate,
             http,
             public_url,
+            node,
+            lease,
         } => {
             // `run` does not create a store; one that exists gets its mark before it records.
             if let Err(message) = local::before_run(choice, simulate || clock_at.is_some()) {
@@ -784,6 +800,13 @@ pub fn run(arguments: Arguments) -> anyhow::Result<ExitCode> {
                     clock_at,
                     http,
                     public_url,
+                    node: match node {
+                        None => None,
+                        Some(name) => match daemon::node_options(&name, lease) {
+                            Ok(node) => Some(node),
+                            Err(message) => return Ok(user_error(message)),
+                        },
+                    },
                 },
             )
         }

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::app::Request;
 use crate::fronts::{control, http};
 use crate::hosts::store::{OpenStore, StoreChoice};
+use crate::kernel::ownership::{FencedStore, Ownership};
 use crate::kernel::runtime::Runtime;
 use crate::kernel::scheduler::{Scheduler, Timing};
 use crate::present::USER_ERROR;
@@ -47,6 +48,39 @@ pub struct RunOptions {
     pub http: Option<std::net::SocketAddr>,
     /// The daemon's public address, for the links in the messages (`--public-url`).
     pub public_url: Option<String>,
+    /// One of several nodes on a PostgreSQL store (`--node`, `--lease`).
+    pub node: Option<NodeOptions>,
+}
+
+/// A node's name and its leases' length.
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub name: String,
+    pub lease: StdDuration,
+}
+
+/// Checks `--node` and `--lease`.
+pub fn node_options(name: &str, lease: f64) -> Result<NodeOptions, String> {
+    let fine = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !fine {
+        return Err(format!(
+            "--node {}: a node's name is 1 to 63 of a-z, 0-9, - and _",
+            battleplan_core::text::printable(name)
+        ));
+    }
+    if !(0.3..=3600.0).contains(&lease) {
+        return Err(format!(
+            "--lease {lease}: a lease lasts from 0.3 to 3600 seconds"
+        ));
+    }
+    Ok(NodeOptions {
+        name: name.to_string(),
+        lease: StdDuration::from_secs_f64(lease),
+    })
 }
 
 fn user_error(message: impl std::fmt::Display) -> ExitCode {
@@ -379,6 +413,19 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
         };
     // One daemon per process: the first clock chosen is the one its lines are stamped with.
     let _ = LOG_CLOCK.set(clock.clone());
+    let ownership = match (&options.node, &store) {
+        (None, _) => None,
+        (Some(node), OpenStore::Postgres(log)) => Some(Arc::new(Ownership::new(
+            &node.name,
+            log.clone(),
+            node.lease,
+        ))),
+        (Some(_), OpenStore::Sled(_)) => {
+            return Ok(user_error(
+                "--node is for several nodes on one PostgreSQL store (--store postgres://...); a store in a data directory belongs to one process",
+            ))
+        }
+    };
     let store = Arc::new(store);
     // The links messages carry are signed with the merchant's key, made on the first run.
     let link_key = match http::auth::link_key(data) {
@@ -386,7 +433,7 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
         Err(message) => anyhow::bail!("{message}"),
     };
     let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds))
-        .checking_chain(store)
+        .checking_chain(store.clone())
         .with_link_key(link_key);
     let outcome = tokio.block_on(async {
         let listener = match control::bind(data) {
@@ -454,10 +501,38 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
         ));
         let routes: Arc<dyn crate::kernel::runtime::ChannelTest> = outbox.clone();
         let _ = runtime.channels.set(Arc::downgrade(&routes));
-        let result = Scheduler::new(runtime.clone(), timing, options.until)
-            .with_outbox(outbox)
-            .run(stopped)
-            .await;
+        // A node of several acts only on the campaigns it holds, and its scheduler's and
+        // dispatcher's appends carry their leases' fences (kernel::ownership).
+        let mut acting = runtime.clone();
+        let mut leases = None;
+        if let (Some(ownership), OpenStore::Postgres(log)) = (&ownership, store.as_ref()) {
+            acting.store = Arc::new(FencedStore::new(log.clone(), ownership.clone()));
+            leases = Some(tokio::spawn(keep_leases(
+                runtime.clone(),
+                ownership.clone(),
+                stopped.clone(),
+            )));
+            tracing::info!(
+                "node {}: leases of {:.1} s, renewed every {:.1} s",
+                ownership.node(),
+                node_lease(&options),
+                ownership.renew_every().as_secs_f64()
+            );
+        }
+        let scheduler = Scheduler::new(acting, timing, options.until).with_outbox(outbox);
+        let scheduler = match &ownership {
+            Some(ownership) => scheduler.with_ownership(ownership.clone(), runtime.clone()),
+            None => scheduler,
+        };
+        let result = scheduler.run(stopped).await;
+        if let Some(leases) = leases {
+            leases.abort();
+        }
+        if let Some(ownership) = &ownership {
+            // Let the campaigns go at once: another node takes them without waiting for the
+            // leases to run out.
+            ownership.release_all().await;
+        }
         let _ = stop.send(true);
         signals.abort();
         // Bounded: the server gives the requests under way `control::SHUTDOWN_GRACE`, then
@@ -476,6 +551,8 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
     // Every task is gone: this is the store's last handle. Dropping it checkpoints the tail and
     // releases sled's lock, before "stopped" says a command may open the store.
     // The runtime holds the store twice: as its store and as the chain `audit verify` walks.
+    drop(store);
+    drop(ownership);
     let own =
         1 + usize::from(runtime.chain.as_ref().is_some_and(|chain| {
             std::ptr::addr_eq(Arc::as_ptr(chain), Arc::as_ptr(&runtime.store))
@@ -504,6 +581,40 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
             Ok(refusal(choice, &error).exit())
         }
         Ok(Err(error)) => Err(anyhow::anyhow!("the scheduler stopped: {error}")),
+    }
+}
+
+fn node_lease(options: &RunOptions) -> f64 {
+    options
+        .node
+        .as_ref()
+        .map_or(0.0, |node| node.lease.as_secs_f64())
+}
+
+/// Renews this node's leases and takes those of campaigns no live node holds, every third of
+/// a lease, until the daemon stops. A round that fails (the database out of reach) is tried
+/// again at the next; meanwhile the node stops acting on a campaign once its lease may have
+/// run out (`Ownership::fence`).
+async fn keep_leases(
+    runtime: Runtime,
+    ownership: Arc<Ownership>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let campaigns: Vec<String> = match runtime.campaign_states().await {
+            Ok(states) => states.states.keys().cloned().collect(),
+            Err(error) => {
+                tracing::warn!("leases: reading the campaigns failed: {error}");
+                Vec::new()
+            }
+        };
+        if let Err(error) = ownership.round(&campaigns).await {
+            tracing::warn!("leases: renewing failed: {error}; trying again");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ownership.renew_every()) => {}
+            _ = stopped.changed() => return,
+        }
     }
 }
 

@@ -871,6 +871,8 @@ impl Runner {
                             .entry(moved.reach_out.clone())
                             .or_default() += 1;
                     }
+                    // Scenarios run one node: no message is handed over by another.
+                    OutreachEvent::HandedOver(_) => {}
                 }
             } else if let Ok(Some(decoded)) = TaskEvent::decode(event) {
                 match decoded {

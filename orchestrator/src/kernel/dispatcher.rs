@@ -15,7 +15,8 @@ use battleplan_core::customer::events::{CustomerEvent, OutcomeKind, OutcomeRecor
 use battleplan_core::event::EventId;
 use battleplan_core::outreach::decide::{self, Dispatch};
 use battleplan_core::outreach::events::{
-    stream_of, DeliveryDeferred, MessageSent, NotSent, NotSentReason, OutreachEvent, SendPlanned,
+    stream_of, DeliveryDeferred, HandedOver, MessageSent, NotSent, NotSentReason, OutreachEvent,
+    SendPlanned,
 };
 use battleplan_core::outreach::port::{retry_delay_ms, Channel, Delivery, Message, Refusal};
 use battleplan_core::outreach::render::Renderer;
@@ -69,6 +70,10 @@ pub struct Dispatcher {
     pub total: Activity,
     /// On a store shared by several nodes: the campaigns this node acts on (all when `None`).
     pub ownership: Option<Arc<crate::kernel::ownership::Ownership>>,
+    /// On a store shared by several nodes: the runtime whose appends carry no fence, for what
+    /// this node's channel answered (a fact, recorded even after the campaign passed to
+    /// another node; see `HandedOver`).
+    pub answers: Option<Runtime>,
 }
 
 impl Dispatcher {
@@ -80,6 +85,7 @@ impl Dispatcher {
             retry_at: None,
             total: Activity::default(),
             ownership: None,
+            answers: None,
         }
     }
 
@@ -122,6 +128,9 @@ impl Dispatcher {
         let mut activity = Activity::default();
         for (id, state) in &campaigns.states {
             if !self.owns(id) {
+                if self.ownership.is_some() {
+                    self.settle(id, state, now, &mut activity).await?;
+                }
                 continue;
             }
             let Some(plan) = self.plan_of(id, state).await? else {
@@ -285,6 +294,80 @@ impl Dispatcher {
         }
     }
 
+    /// A campaign this node does not hold (any more): the messages it handed to its channel
+    /// and has not answered for are still its own to settle. Handed over again to its channel
+    /// (which recognises the keys it took, as after a restart), and their answers recorded:
+    /// then the campaign's owner may act on what did not go.
+    async fn settle(
+        &mut self,
+        id: &str,
+        state: &CampaignState,
+        now: DateTime<Utc>,
+        activity: &mut Activity,
+    ) -> Result<(), HandleError> {
+        let Some(node) = self.ownership.as_ref().map(|o| o.node().to_string()) else {
+            return Ok(());
+        };
+        let mine = |outreach: &battleplan_core::outreach::Outreach, key: &str| {
+            outreach.handed_over_by(key) == Some(node.as_str())
+        };
+        let any = {
+            let outreach = self.runtime.outreach.lock().await;
+            let any = outreach
+                .pending()
+                .any(|send| send.planned.campaign == id && mine(&outreach, &send.planned.key));
+            any
+        };
+        if !any {
+            return Ok(());
+        }
+        let Some(plan) = self.plan_of(id, state).await? else {
+            return Ok(());
+        };
+        loop {
+            let dispatch = {
+                let book = self.runtime.customers.lock().await;
+                let outreach = self.runtime.outreach.lock().await;
+                let plan = plan.as_ref();
+                let book = &*book;
+                let outreach = &*outreach;
+                on_deep_stack(move || {
+                    let renderer = Renderer::new(plan);
+                    decide::dispatch(plan, state, book, outreach, &renderer, now, DISPATCH_BATCH)
+                })
+            };
+            let Some(dispatch) = dispatch else {
+                return Ok(());
+            };
+            let (messages, phases): (Vec<Message>, Vec<Placed>) = {
+                let outreach = self.runtime.outreach.lock().await;
+                dispatch
+                    .messages
+                    .into_iter()
+                    .zip(dispatch.phases)
+                    .filter(|(message, _)| mine(&outreach, &message.key))
+                    .unzip()
+            };
+            if messages.is_empty() {
+                return Ok(());
+            }
+            tracing::info!(
+                "{id}: settling {} message(s) this node handed over before the campaign passed to another node",
+                messages.len()
+            );
+            let settled = Dispatch {
+                moved: Vec::new(),
+                not_sent: Vec::new(),
+                messages,
+                phases,
+            };
+            match self.send(Some(&plan), id, settled, now).await? {
+                Some(sent) => activity.sent += sent,
+                None => return Ok(()),
+            }
+        }
+    }
+
     async fn guard(&mut self, plan: &Plan, now: DateTime<Utc>) -> Result<(), HandleError> {
         let events = {
             let outreach = self.runtime.outreach.lock().await;
@@ -376,6 +459,26 @@ impl Dispatcher {
         phases: Vec<Placed>,
         now: DateTime<Utc>,
     ) -> Result<Option<u64>, HandleError> {
+        // Several nodes: the messages are this node's to settle from now on, until answered
+        // (`HandedOver`, fenced: refused once another node holds the campaign).
+        if let Some(node) = self.ownership.as_ref().map(|o| o.node().to_string()) {
+            let fresh: Vec<String> = {
+                let outreach = self.runtime.outreach.lock().await;
+                messages
+                    .iter()
+                    .filter(|message| outreach.handed_over_by(&message.key).is_none())
+                    .map(|message| message.key.clone())
+                    .collect()
+            };
+            if !fresh.is_empty() {
+                let handed = OutreachEvent::HandedOver(HandedOver {
+                    campaign: campaign.to_string(),
+                    node,
+                    keys: fresh,
+                });
+                self.record(campaign, vec![handed], now).await?;
+            }
+        }
         // On an error the channel took none of the batch (it undid what it wrote, or will know
         // it by key): nothing is recorded as sent, and the whole batch is handed over again.
         let deliveries = match self.channel.deliver(&messages).await {
@@ -572,7 +675,7 @@ impl Dispatcher {
                 }
             }
         }
-        self.record(campaign, events, now).await?;
+        self.record_answers(campaign, events, now).await?;
         Ok(Some(sent))
     }
 
@@ -615,7 +718,7 @@ impl Dispatcher {
             }
         }
         let sent = events.len() as u64;
-        self.record(campaign, events, now).await?;
+        self.record_answers(campaign, events, now).await?;
         Ok(Some(sent))
     }
 
@@ -636,7 +739,13 @@ impl Dispatcher {
             let outreach = self.runtime.outreach.lock().await;
             outreach
                 .staff_pending()
-                .filter(|message| message.at <= now && self.owns(&message.campaign))
+                .filter(|message| {
+                    message.at <= now
+                        && (self.owns(&message.campaign)
+                            || self.ownership.as_ref().is_some_and(|o| {
+                                outreach.handed_over_by(&message.key) == Some(o.node())
+                            }))
+                })
                 .map(|message| Message {
                     key: message.key.clone(),
                     campaign: message.campaign.clone(),
@@ -838,11 +947,33 @@ impl Dispatcher {
         catch_up(&self.runtime).await
     }
 
+    /// What the channel answered, recorded: with no fence when several nodes share the store
+    /// (a node reports what its channel did even after the campaign passed to another).
+    async fn record_answers<E: Into<Recorded>>(
+        &self,
+        campaign: &str,
+        events: Vec<E>,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandleError> {
+        let runtime = self.answers.as_ref().unwrap_or(&self.runtime);
+        self.record_on(runtime, campaign, events, now).await
+    }
+
     /// Appends events to the campaign's outreach stream, a chunk at a time, and catches the
     /// projections up. Each chunk's command id is derived from its content, so a chunk retried
     /// after an uncertain failure is recorded once.
     async fn record<E: Into<Recorded>>(
         &self,
+        campaign: &str,
+        events: Vec<E>,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandleError> {
+        self.record_on(&self.runtime, campaign, events, now).await
+    }
+
+    async fn record_on<E: Into<Recorded>>(
+        &self,
+        runtime: &Runtime,
         campaign: &str,
         events: Vec<E>,
         now: DateTime<Utc>,
@@ -867,7 +998,7 @@ impl Dispatcher {
                 chunk.len(),
                 now.timestamp_millis()
             );
-            self.runtime
+            runtime
                 .record(
                     stream.clone(),
                     encoded,
@@ -922,6 +1053,12 @@ fn label(event: &Recorded) -> String {
         OutreachEvent::ChannelResumed(e) => format!("resumed:{}", e.channel),
         OutreachEvent::NoticePlanned(e) => format!("notice:{}", e.key),
         OutreachEvent::DeliveryDeferred(e) => format!("deferred:{}:{}", e.key, e.tries),
+        OutreachEvent::HandedOver(e) => format!(
+            "handed:{}:{}:{}",
+            e.node,
+            e.keys.first().map_or("", String::as_str),
+            e.keys.len()
+        ),
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use battleplan_adapters::postgres_store::Fence;
@@ -42,7 +42,10 @@ pub struct Ownership {
     node: String,
     store: PgEventLog,
     lease: Duration,
-    held: RwLock<HashMap<String, Fence>>,
+    /// Each campaign held, its fence, and when the request that last granted it began: a
+    /// node that cannot renew (the database out of reach) stops acting on its own once the
+    /// lease may have run out, before another node can have taken it.
+    held: RwLock<HashMap<String, (Fence, Instant)>>,
     /// Moves whenever a campaign is taken or lost, to wake the scheduler.
     changed: watch::Sender<u64>,
 }
@@ -79,18 +82,15 @@ impl Ownership {
 
     /// Whether this node acts on `campaign` now.
     pub fn owns(&self, campaign: &str) -> bool {
-        self.held
-            .read()
-            .map(|held| held.contains_key(campaign))
-            .unwrap_or(false)
+        self.fence(campaign).is_some()
     }
 
-    /// The fence an append to `campaign`'s streams carries, if this node holds it.
+    /// The fence an append to `campaign`'s streams carries, if this node holds it and its lease
+    /// has surely not run out (nine tenths of it since it was last granted).
     pub fn fence(&self, campaign: &str) -> Option<Fence> {
-        self.held
-            .read()
-            .ok()
-            .and_then(|held| held.get(campaign).cloned())
+        let held = self.held.read().ok()?;
+        let (fence, granted) = held.get(campaign)?;
+        (granted.elapsed() < self.lease.mul_f64(0.9)).then(|| fence.clone())
     }
 
     /// Wakes when campaigns are taken or lost.
@@ -120,13 +120,23 @@ impl Ownership {
         let seconds = self.lease.as_secs_f64();
         let mut changed = false;
         for campaign in campaigns {
+            let asked = Instant::now();
             let granted = self
                 .store
                 .acquire_lease(&scope_of(campaign), &self.node, seconds)
                 .await?;
-            let before = self.fence(campaign);
+            // What this node held, run out or not: a lease that passed on is said to have.
+            let before = self
+                .held
+                .read()
+                .ok()
+                .and_then(|held| held.get(campaign).map(|(fence, _)| fence.clone()));
             match (granted, before) {
-                (Some(fence), Some(held)) if fence == held => {}
+                (Some(fence), Some(held)) if fence == held => {
+                    if let Ok(mut held) = self.held.write() {
+                        held.insert(campaign.clone(), (fence, asked));
+                    }
+                }
                 (Some(fence), _) => {
                     tracing::info!(
                         "{campaign}: node {} holds the lease (epoch {})",
@@ -134,7 +144,7 @@ impl Ownership {
                         fence.epoch
                     );
                     if let Ok(mut held) = self.held.write() {
-                        held.insert(campaign.clone(), fence);
+                        held.insert(campaign.clone(), (fence, asked));
                     }
                     changed = true;
                 }
@@ -199,7 +209,10 @@ impl EventAppender for FencedStore {
             });
         };
         let result = self.store.append_fenced(append, Some(fence)).await;
-        if let Err(StoreError::Fenced { .. }) = &result {
+        if let Err(StoreError::Fenced { held, current, .. }) = &result {
+            tracing::warn!(
+                "{campaign}: an append under the lease's epoch {held} was refused by the store: the lease is at epoch {current}"
+            );
             self.ownership.lost(&campaign);
         }
         result

@@ -81,11 +81,16 @@ impl Scheduler {
         }
     }
 
-    /// Acts only on the campaigns whose lease this node holds (several nodes on one store);
-    /// call after [`Scheduler::with_outbox`].
-    pub fn with_ownership(mut self, ownership: Arc<Ownership>) -> Scheduler {
+    /// Acts only on the campaigns whose lease this node holds (several nodes on one store),
+    /// its own runtime's appends fenced; `answers` is the same runtime unfenced, for what the
+    /// node's channel answered. Call after [`Scheduler::with_outbox`].
+    pub fn with_ownership(mut self, ownership: Arc<Ownership>, answers: Runtime) -> Scheduler {
+        if let Ok(mut outreach) = self.runtime.outreach.try_lock() {
+            outreach.here = Some(ownership.node().into());
+        }
         if let Some(dispatcher) = self.dispatcher.as_mut() {
             dispatcher.ownership = Some(ownership.clone());
+            dispatcher.answers = Some(answers);
         }
         self.ownership = Some(ownership);
         self
