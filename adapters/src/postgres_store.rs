@@ -635,40 +635,91 @@ async fn write_batch(
     result
 }
 
+/// The statements of an append, prepared once per connection (deadpool caches them), so that
+/// each costs one round trip and those that do not depend on each other go together.
+const LOCK_HEAD: &str = "SELECT head, head_hash FROM bp_tenants WHERE tenant = $1 FOR UPDATE";
+const KNOWN_COMMANDS: &str =
+    "SELECT command_id, first_position, last_position, first_version, last_version
+     FROM bp_commands WHERE tenant = $1 AND command_id = ANY($2)";
+// FOR SHARE: a takeover's update of the epoch waits for this append to commit, so an append
+// checked against the old epoch is never committed after the new owner began.
+const EPOCHS: &str = "SELECT scope, epoch FROM bp_leases WHERE tenant = $1 AND scope = ANY($2)
+     FOR SHARE";
+const VERSIONS: &str = "SELECT name, (SELECT version FROM bp_events
+                       WHERE tenant = $1 AND stream = name
+                       ORDER BY version DESC LIMIT 1)
+     FROM unnest($2::text[]) AS name";
+const INSERT_EVENTS: &str = "INSERT INTO bp_events (tenant, position, stream, version, record)
+     SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bytea[])";
+const INSERT_COMMANDS: &str = "INSERT INTO bp_commands
+        (tenant, command_id, first_position, last_position, first_version, last_version)
+     SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[])";
+const MOVE_HEAD: &str = "UPDATE bp_tenants SET head = $2, head_hash = $3 WHERE tenant = $1";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
 async fn write_batch_on(
     inner: &Inner,
     tenant: &String,
     object: &mut deadpool_postgres::Object,
     batch: &mut [Job],
 ) -> StoreResult<Vec<StoreResult<AppendOutcome>>> {
-    let transaction = object.transaction().await.map_err(pg_error)?;
-    let head_row = transaction
-        .query_one(
-            "SELECT head, head_hash FROM bp_tenants WHERE tenant = $1 FOR UPDATE",
-            &[tenant],
-        )
-        .await
-        .map_err(pg_error)?;
-    let head_position = position_of(head_row.get(0));
-    let mut head = LogHead {
-        position: head_position,
-        hash: hash_of(head_row.get(1), head_position)?,
+    let mut statements = Vec::new();
+    for sql in [
+        LOCK_HEAD,
+        KNOWN_COMMANDS,
+        VERSIONS,
+        INSERT_EVENTS,
+        INSERT_COMMANDS,
+        MOVE_HEAD,
+        NOTIFY,
+    ] {
+        statements.push(object.prepare_cached(sql).await.map_err(pg_error)?);
+    }
+    let [lock_head, known_commands, versions_of, insert_events, insert_commands, move_head, notify] =
+        <[tokio_postgres::Statement; 7]>::try_from(statements)
+            .map_err(|_| StoreError::Io("PostgreSQL: statements not prepared".into()))?;
+    // Only fenced appends read the leases (a store opened at an older schema has none).
+    let fenced = batch.iter().any(|job| job.fence.is_some());
+    let epochs_of = match fenced {
+        true => Some(object.prepare_cached(EPOCHS).await.map_err(pg_error)?),
+        false => None,
     };
+    let transaction = object.transaction().await.map_err(pg_error)?;
 
     let command_ids: Vec<Uuid> = batch
         .iter()
         .map(|job| job.append.metadata.command_id.0)
         .collect();
+    let mut scopes: Vec<&str> = batch
+        .iter()
+        .filter_map(|job| job.fence.as_ref().map(|fence| fence.scope.as_str()))
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    let mut streams: Vec<&str> = batch.iter().map(|job| job.append.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    // Sent together, run in order: the head is locked before anything is looked up.
+    let (head_row, command_rows, epoch_rows, version_rows) = futures_util::future::try_join4(
+        transaction.query_one(&lock_head, &[tenant]),
+        transaction.query(&known_commands, &[tenant, &command_ids]),
+        async {
+            match &epochs_of {
+                Some(statement) => transaction.query(statement, &[tenant, &scopes]).await,
+                None => Ok(Vec::new()),
+            }
+        },
+        transaction.query(&versions_of, &[tenant, &streams]),
+    )
+    .await
+    .map_err(pg_error)?;
+    let head_position = position_of(head_row.get(0));
+    let mut head = LogHead {
+        position: head_position,
+        hash: hash_of(head_row.get(1), head_position)?,
+    };
     let mut known: HashMap<Uuid, AppendOutcome> = HashMap::new();
-    for row in transaction
-        .query(
-            "SELECT command_id, first_position, last_position, first_version, last_version
-             FROM bp_commands WHERE tenant = $1 AND command_id = ANY($2)",
-            &[tenant, &command_ids],
-        )
-        .await
-        .map_err(pg_error)?
-    {
+    for row in command_rows {
         known.insert(
             row.get(0),
             AppendOutcome {
@@ -680,45 +731,12 @@ async fn write_batch_on(
             },
         );
     }
-
-    let mut scopes: Vec<&str> = batch
-        .iter()
-        .filter_map(|job| job.fence.as_ref().map(|fence| fence.scope.as_str()))
-        .collect();
-    scopes.sort_unstable();
-    scopes.dedup();
     let mut epochs: HashMap<String, u64> = HashMap::new();
-    if !scopes.is_empty() {
-        // FOR SHARE: a takeover's update of the epoch waits for this append to commit, so an
-        // append checked against the old epoch is never committed after the new owner began.
-        for row in transaction
-            .query(
-                "SELECT scope, epoch FROM bp_leases WHERE tenant = $1 AND scope = ANY($2)
-                 FOR SHARE",
-                &[tenant, &scopes],
-            )
-            .await
-            .map_err(pg_error)?
-        {
-            epochs.insert(row.get(0), row.get::<_, i64>(1).max(0) as u64);
-        }
+    for row in epoch_rows {
+        epochs.insert(row.get(0), row.get::<_, i64>(1).max(0) as u64);
     }
-
-    let mut streams: Vec<&str> = batch.iter().map(|job| job.append.stream.as_str()).collect();
-    streams.sort_unstable();
-    streams.dedup();
     let mut versions: HashMap<String, StreamVersion> = HashMap::new();
-    for row in transaction
-        .query(
-            "SELECT name, (SELECT version FROM bp_events
-                           WHERE tenant = $1 AND stream = name
-                           ORDER BY version DESC LIMIT 1)
-             FROM unnest($2::text[]) AS name",
-            &[tenant, &streams],
-        )
-        .await
-        .map_err(pg_error)?
-    {
+    for row in version_rows {
         let version: Option<i64> = row.get(1);
         versions.insert(
             row.get(0),
@@ -787,10 +805,10 @@ async fn write_batch_on(
     }
 
     if !positions.is_empty() {
-        transaction
-            .execute(
-                "INSERT INTO bp_events (tenant, position, stream, version, record)
-                 SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bytea[])",
+        let head_position = head.position.0 as i64;
+        futures_util::future::try_join4(
+            transaction.execute(
+                &insert_events,
                 &[
                     tenant,
                     &positions,
@@ -798,15 +816,9 @@ async fn write_batch_on(
                     &stream_versions,
                     &records,
                 ],
-            )
-            .await
-            .map_err(pg_error)?;
-        transaction
-            .execute(
-                "INSERT INTO bp_commands
-                    (tenant, command_id, first_position, last_position, first_version, last_version)
-                 SELECT $1, * FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[],
-                                          $6::bigint[])",
+            ),
+            transaction.execute(
+                &insert_commands,
                 &[
                     tenant,
                     &commands.0,
@@ -815,20 +827,12 @@ async fn write_batch_on(
                     &commands.1[2],
                     &commands.1[3],
                 ],
-            )
-            .await
-            .map_err(pg_error)?;
-        transaction
-            .execute(
-                "UPDATE bp_tenants SET head = $2, head_hash = $3 WHERE tenant = $1",
-                &[tenant, &(head.position.0 as i64), &head.hash.as_slice()],
-            )
-            .await
-            .map_err(pg_error)?;
-        transaction
-            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, tenant])
-            .await
-            .map_err(pg_error)?;
+            ),
+            transaction.execute(&move_head, &[tenant, &head_position, &head.hash.as_slice()]),
+            transaction.execute(&notify, &[&CHANNEL, tenant]),
+        )
+        .await
+        .map_err(pg_error)?;
         let armed = inner
             .gate
             .armed

@@ -37,8 +37,14 @@ struct Cluster<'a> {
 impl Cluster<'_> {
     /// `battleplan --store URL --data probe ARGS`, which must succeed.
     fn ask(&self, arguments: &[&str]) -> String {
+        self.ask_on("probe", arguments)
+    }
+
+    /// The same with `--data DATA`: a node's directory sends the command to that node's daemon
+    /// through its control socket.
+    fn ask_on(&self, data: &str, arguments: &[&str]) -> String {
         let output = Command::new(binary())
-            .args(["--store", &self.url, "--data", "probe"])
+            .args(["--store", &self.url, "--data", data])
             .args(arguments)
             .current_dir(self.dir)
             .env("BATTLEPLAN_STORE_PASSWORD", &self.password)
