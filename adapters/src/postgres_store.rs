@@ -59,6 +59,12 @@ const MAX_BATCH: usize = 256;
 const POLL: Duration = Duration::from_secs(1);
 /// Rows read per query when walking the log.
 const PAGE: i64 = 10_000;
+/// How long the server lets a transaction sit idle (a stopped writer) before ending it.
+const IDLE_IN_TRANSACTION_MS: u64 = 10_000;
+/// How long a statement waits for a lock before failing (an error, not a hang).
+const LOCK_TIMEOUT_MS: u64 = 15_000;
+/// How long a caller waits for a connection of the pool.
+const POOL_WAIT: Duration = Duration::from_secs(30);
 /// The tenant a URL without `tenant=` names.
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -123,6 +129,20 @@ impl PgLocation {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("battleplan");
+        // A process stopped or cut off in the middle of an append holds its tenant's head (and
+        // a lease row): the server ends such a transaction after a while, so the tenant and a
+        // takeover wait for it a bounded time; no wait for a lock is endless either; and a
+        // peer that vanished is noticed by TCP keepalives rather than never.
+        let ours = format!(
+            "-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+        );
+        let options = match config.get_options() {
+            Some(given) if !given.is_empty() => format!("{ours} {given}"),
+            _ => ours,
+        };
+        config.options(&options);
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
         let shown = shown(&config, &tenant);
         Ok(PgLocation {
             config,
@@ -331,6 +351,9 @@ impl PgEventLog {
         );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|error| StoreError::Io(format!("PostgreSQL: {error}")))?;
         {

@@ -215,8 +215,10 @@ async fn a_fenced_append_is_refused_once_the_lease_has_passed() {
     };
     let a = open(&location).await;
     let b = open(&location).await;
+    // Long enough that the next two statements run well inside it on a loaded machine, short
+    // enough to run out below.
     let fence_a = a
-        .acquire_lease("campaign:sept", "node-a", 0.5)
+        .acquire_lease("campaign:sept", "node-a", 2.0)
         .await
         .unwrap()
         .unwrap();
@@ -230,7 +232,7 @@ async fn a_fenced_append_is_refused_once_the_lease_has_passed() {
     );
     // Renewing keeps the epoch.
     assert_eq!(
-        a.acquire_lease("campaign:sept", "node-a", 0.5)
+        a.acquire_lease("campaign:sept", "node-a", 2.0)
             .await
             .unwrap(),
         Some(fence_a.clone())

@@ -63,13 +63,18 @@ impl Cluster<'_> {
     }
 
     fn node(&self, name: &str, at: &str) -> Daemon {
+        self.node_in(name, &format!("node-{name}"), at)
+    }
+
+    /// A node named `name` whose local files are in `data`.
+    fn node_in(&self, name: &str, data: &str, at: &str) -> Daemon {
         Daemon::start_with(
             self.dir,
             &[
                 "--store",
                 &self.url,
                 "--data",
-                &format!("node-{name}"),
+                data,
                 "run",
                 "--node",
                 name,
@@ -224,6 +229,16 @@ fn until(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) -> Durat
     panic!("waited {seconds} s for {what}");
 }
 
+/// The node a lease's holder (`NAME#PROCESS`) names.
+fn node_of(holder: &str) -> &'static str {
+    let name = holder.split('#').next().unwrap_or_default();
+    NODES
+        .iter()
+        .find(|node| **node == name)
+        .copied()
+        .unwrap_or_else(|| panic!("a lease held by {holder}, not a node of the test"))
+}
+
 fn signal(daemon: &Daemon, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &daemon.child.id().to_string()])
@@ -277,20 +292,23 @@ fn three_nodes_share_the_festival_each_send_once_through_a_kill_and_a_pause() {
         cluster.holder().is_some()
     });
     let (owner, epoch) = cluster.holder().unwrap();
-    let owner = NODES.iter().find(|name| **name == owner).copied().unwrap();
+    let owner = node_of(&owner);
     until("the owner to be sending", 120, || {
         cluster.lines_of(owner) >= 600
     });
     let mut killed = nodes.remove(owner).unwrap();
     killed.kill();
     let took = until("another node to take over", 30, || {
-        cluster.holder().is_some_and(|(holder, _)| holder != owner)
+        cluster
+            .holder()
+            .is_some_and(|(holder, _)| node_of(&holder) != owner)
     });
     assert!(
         took < Duration::from_secs(6),
         "taken over {took:?} after the kill: within the lease's time and a renewal"
     );
     let (heir, heir_epoch) = cluster.holder().unwrap();
+    let heir = node_of(&heir);
     assert!(heir_epoch > epoch, "a takeover moves the fencing token on");
     // The killed node started again settles what it had handed over.
     nodes.insert(owner, cluster.node(owner, burst));
@@ -317,14 +335,16 @@ fn three_nodes_share_the_festival_each_send_once_through_a_kill_and_a_pause() {
         cluster.holder().is_some()
     });
     let (owner, _) = cluster.holder().unwrap();
-    let owner = NODES.iter().find(|name| **name == owner).copied().unwrap();
+    let owner = node_of(&owner);
     let before = cluster.lines_of(owner);
     until("the owner to be sending", 120, || {
         cluster.lines_of(owner) >= before + 300
     });
     signal(&nodes[owner], "STOP");
     until("another node to take over", 30, || {
-        cluster.holder().is_some_and(|(holder, _)| holder != owner)
+        cluster
+            .holder()
+            .is_some_and(|(holder, _)| node_of(&holder) != owner)
     });
     signal(&nodes[owner], "CONT");
     let paused = nodes.get_mut(owner).unwrap();
@@ -335,6 +355,63 @@ fn three_nodes_share_the_festival_each_send_once_through_a_kill_and_a_pause() {
         || cluster.settled(middle),
     );
     cluster.exactly_once(middle);
+
+    // 3. A person's command through a node that does not own the campaign: taken (the expected
+    //    version keeps it safe), and the owner acts on it (woken by the store's notification):
+    //    the advance into the late stage skips the rest of the middle stage, and the owner's
+    //    dispatcher gives up the middle stage's mail still planned for its later days.
+    let (holder, _) = cluster.holder().unwrap();
+    let holder = node_of(&holder);
+    let other = NODES.iter().find(|name| **name != holder).unwrap();
+    let skipped = || {
+        let view: serde_json::Value = serde_json::from_str(&cluster.ask(&[
+            "outbox",
+            CAMPAIGN,
+            "--json",
+            "--reach-out",
+            "middle-stage-mail",
+            "--clock-at",
+            middle,
+        ]))
+        .unwrap();
+        view["reach_outs"][0]["not_sent"]["phase_skipped"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(skipped(), 0, "nothing skipped before the advance");
+    cluster.ask_on(
+        &format!("node-{other}"),
+        &[
+            "advance",
+            CAMPAIGN,
+            "--actor",
+            "zhou",
+            "--reason",
+            "the late stage starts early this year",
+        ],
+    );
+    until("the owner to give up the skipped stage's mail", 60, || {
+        skipped() > 0
+    });
+    until(
+        "every send due after the advance to be settled",
+        180,
+        || cluster.settled(middle),
+    );
+    cluster.exactly_once(middle);
+
+    // A second process given a running node's name is refused: two processes acting as one
+    // node would each take the other's messages in flight for their own.
+    let mut twin = cluster.node_in(holder, "twin", middle);
+    let (code, lines) = twin.finish();
+    assert_eq!(code, 2, "{}", lines.join("\n"));
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains(&format!("a node named {holder} is running"))),
+        "{}",
+        lines.join("\n")
+    );
     for (name, mut node) in nodes {
         let (code, lines) = node.terminate();
         assert_eq!(code, 0, "{}", lines.join("\n"));

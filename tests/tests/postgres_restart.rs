@@ -174,3 +174,32 @@ fn appenders_get_errors_not_wrong_answers_when_postgres_restarts() {
         );
     });
 }
+
+/// A node's daemon outlives a restart of the database: its scheduler fails, waits, and starts
+/// again from the log, rather than the whole cluster of nodes stopping with the server.
+#[test]
+fn a_node_waits_for_a_restarted_database_and_goes_on() {
+    let Some(cluster) = postgres::private_cluster("node_outlives_restart") else {
+        return;
+    };
+    let url = cluster.database("node");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut node = battleplan_tests::Daemon::start_with(
+        scratch.path(),
+        &[
+            "--store", &url, "--data", "node-a", "run", "--node", "a", "--lease", "2",
+        ],
+        &[("BATTLEPLAN_STORE_PASSWORD", cluster.password())],
+    );
+    node.wait_for("running on node-a");
+    cluster.restart_immediate();
+    node.wait_for("the database failed");
+    node.wait_for("caught up");
+    assert!(!node.has_ended(), "the node went on");
+    let (code, lines) = node.terminate();
+    assert_eq!(code, 0, "{}", lines.join("\n"));
+    assert!(
+        !lines.iter().any(|line| line.contains(cluster.password())),
+        "the password is in no log line"
+    );
+}

@@ -61,7 +61,12 @@ impl Drop for PgRestore {
 impl PgRestore {
     pub(super) async fn start(store: PgEventLog) -> StoreResult<PgRestore> {
         let client = store.inner.pool.get().await.map_err(pool_error)?;
-        client.batch_execute("BEGIN").await.map_err(pg_error)?;
+        // A restore reads its source between writes for as long as it takes, under the head's
+        // lock by design: the session's idle limit does not apply to it.
+        client
+            .batch_execute("SET idle_in_transaction_session_timeout = 0; BEGIN")
+            .await
+            .map_err(pg_error)?;
         let restore = PgRestore {
             store,
             client: Some(client),

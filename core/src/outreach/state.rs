@@ -498,11 +498,12 @@ impl Outreach {
             .filter(|send| send.status == SendStatus::Pending)
     }
 
-    /// Whether this node may hand the message over: nobody has, or this node did.
+    /// Whether this node may hand the message over: nobody has, or this node did; a process
+    /// that is not one of several nodes (`here` unset) acts on everything.
     pub fn mine(&self, key: &str) -> bool {
-        match self.handed.get(key) {
-            None => true,
-            Some(node) => self.here.as_deref() == Some(node.as_ref()),
+        match (self.handed.get(key), self.here.as_deref()) {
+            (None, _) | (Some(_), None) => true,
+            (Some(node), Some(here)) => here == node.as_ref(),
         }
     }
 

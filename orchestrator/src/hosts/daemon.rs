@@ -33,6 +33,10 @@ const LOCK_PAUSE: StdDuration = StdDuration::from_millis(100);
 /// scheduler have returned.
 const SHUTDOWN_WAIT: StdDuration = StdDuration::from_millis(500);
 
+/// How long a daemon on PostgreSQL waits before starting its scheduler again after the database
+/// failed.
+const RESTART_PAUSE: StdDuration = StdDuration::from_secs(2);
+
 /// The file that marks a data directory as a rehearsal's: its store was started under a
 /// rehearsal clock (`--clock-at`, `run --simulate`, a scenario or the demo), so rehearsing
 /// there again is allowed; a store without it holds real history (docs/store.md).
@@ -426,6 +430,34 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
             ))
         }
     };
+    if let Some(ownership) = &ownership {
+        // One process per node name: a node started again waits for its old process's lease
+        // on the name to run out; a second process given a running node's name is refused.
+        let lease = ownership.renew_every() * 3;
+        let claimed = tokio.block_on(async {
+            let deadline = tokio::time::Instant::now() + lease * 2 + StdDuration::from_secs(1);
+            loop {
+                match ownership.claim_name().await {
+                    Ok(true) => return Ok(true),
+                    Ok(false) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(ownership.renew_every()).await;
+                    }
+                    Ok(false) => return Ok(false),
+                    Err(error) => return Err(error),
+                }
+            }
+        });
+        match claimed {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(user_error(format_args!(
+                    "a node named {} is running on this store (another process holds its name); give each node a --node name of its own",
+                    ownership.node()
+                )))
+            }
+            Err(error) => return Ok(refusal(choice, &error).exit()),
+        }
+    }
     let store = Arc::new(store);
     // The links messages carry are signed with the merchant's key, made on the first run.
     let link_key = match http::auth::link_key(data) {
@@ -519,12 +551,38 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
                 ownership.renew_every().as_secs_f64()
             );
         }
-        let scheduler = Scheduler::new(acting, timing, options.until).with_outbox(outbox);
-        let scheduler = match &ownership {
-            Some(ownership) => scheduler.with_ownership(ownership.clone(), runtime.clone()),
-            None => scheduler,
+        let on_postgres = matches!(store.as_ref(), OpenStore::Postgres(_));
+        let result = loop {
+            let scheduler = Scheduler::new(acting.clone(), timing.clone(), options.until)
+                .with_outbox(outbox.clone());
+            let scheduler = match &ownership {
+                Some(ownership) => scheduler.with_ownership(ownership.clone(), runtime.clone()),
+                None => scheduler,
+            };
+            let result = scheduler.run(stopped.clone()).await;
+            // A database that went away for a moment (a restart, a failover) is waited for:
+            // the scheduler starts again from the log once it answers. A disk that fails under
+            // the embedded store, or damage, stops the daemon as before.
+            match result {
+                Err(crate::kernel::runtime::HandleError::Store(StoreError::Io(detail)))
+                    if on_postgres && !*stopped.borrow() =>
+                {
+                    tracing::warn!(
+                        "the database failed ({detail}); starting again in {} s",
+                        RESTART_PAUSE.as_secs()
+                    );
+                    let mut stopping = stopped.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(RESTART_PAUSE) => {}
+                        _ = stopping.changed() => {}
+                    }
+                    if *stopped.borrow() {
+                        break Ok(crate::kernel::scheduler::Summary::default());
+                    }
+                }
+                other => break other,
+            }
         };
-        let result = scheduler.run(stopped).await;
         if let Some(leases) = leases {
             leases.abort();
         }

@@ -124,10 +124,19 @@ impl Dispatcher {
             return Ok(Activity::default());
         }
         self.retry_at = None;
+        // The campaigns held before catching up: the log then holds everything their previous
+        // owner recorded (a takeover commits only after the old owner's last append), so a
+        // campaign taken in the middle of this step waits for the next.
+        let held: std::collections::HashSet<String> = campaigns
+            .states
+            .keys()
+            .filter(|id| self.owns(id))
+            .cloned()
+            .collect();
         catch_up(&self.runtime).await?;
         let mut activity = Activity::default();
         for (id, state) in &campaigns.states {
-            if !self.owns(id) {
+            if !held.contains(id) || !self.owns(id) {
                 if self.ownership.is_some() {
                     self.settle(id, state, now, &mut activity).await?;
                 }
@@ -251,17 +260,7 @@ impl Dispatcher {
         //    after each, so a bad list is stopped mid-way).
         loop {
             self.guard(plan, now).await?;
-            let dispatch = {
-                let book = self.runtime.customers.lock().await;
-                let outreach = self.runtime.outreach.lock().await;
-                let plan = plan.as_ref();
-                let book = &*book;
-                let outreach = &*outreach;
-                on_deep_stack(move || {
-                    let renderer = Renderer::new(plan);
-                    decide::dispatch(plan, state, book, outreach, &renderer, now, DISPATCH_BATCH)
-                })
-            };
+            let dispatch = self.due(plan, state, now).await;
             let Some(dispatch) = dispatch else {
                 // The rendering thread could not start or failed: nothing was decided, the
                 // sends stay pending and are looked at again shortly.
@@ -292,6 +291,25 @@ impl Dispatcher {
                 None => return Ok(()),
             }
         }
+    }
+
+    /// The next batch of sends due, decided and rendered (`decide::dispatch`, on a deep stack
+    /// for the templates); `None` when the rendering thread could not start or failed.
+    async fn due(
+        &self,
+        plan: &Arc<Plan>,
+        state: &CampaignState,
+        now: DateTime<Utc>,
+    ) -> Option<Dispatch> {
+        let book = self.runtime.customers.lock().await;
+        let outreach = self.runtime.outreach.lock().await;
+        let plan = plan.as_ref();
+        let book = &*book;
+        let outreach = &*outreach;
+        on_deep_stack(move || {
+            let renderer = Renderer::new(plan);
+            decide::dispatch(plan, state, book, outreach, &renderer, now, DISPATCH_BATCH)
+        })
     }
 
     /// A campaign this node does not hold (any more): the messages it handed to its channel
@@ -325,45 +343,61 @@ impl Dispatcher {
             return Ok(());
         };
         loop {
-            let dispatch = {
-                let book = self.runtime.customers.lock().await;
-                let outreach = self.runtime.outreach.lock().await;
-                let plan = plan.as_ref();
-                let book = &*book;
-                let outreach = &*outreach;
-                on_deep_stack(move || {
-                    let renderer = Renderer::new(plan);
-                    decide::dispatch(plan, state, book, outreach, &renderer, now, DISPATCH_BATCH)
-                })
-            };
+            let dispatch = self.due(&plan, state, now).await;
             let Some(dispatch) = dispatch else {
                 return Ok(());
             };
-            let (messages, phases): (Vec<Message>, Vec<Placed>) = {
+            let keyed = |event: &OutreachEvent| match event {
+                OutreachEvent::SendMoved(moved) => Some(moved.key.clone()),
+                OutreachEvent::NotSent(not_sent) => Some(not_sent.key.clone()),
+                _ => None,
+            };
+            let (decided, messages, phases) = {
                 let outreach = self.runtime.outreach.lock().await;
-                dispatch
+                // What the rules say of this node's messages now (moved to another day, given
+                // up: a window closed, a campaign ended) is settled as it says.
+                let decided: Vec<OutreachEvent> = dispatch
+                    .moved
+                    .into_iter()
+                    .chain(dispatch.not_sent)
+                    .filter(|event| keyed(event).is_some_and(|key| mine(&outreach, &key)))
+                    .collect();
+                let (messages, phases): (Vec<Message>, Vec<Placed>) = dispatch
                     .messages
                     .into_iter()
                     .zip(dispatch.phases)
                     .filter(|(message, _)| mine(&outreach, &message.key))
-                    .unzip()
+                    .unzip();
+                (decided, messages, phases)
             };
-            if messages.is_empty() {
+            if decided.is_empty() && messages.is_empty() {
                 return Ok(());
             }
             tracing::info!(
                 "{id}: settling {} message(s) this node handed over before the campaign passed to another node",
-                messages.len()
+                decided.len() + messages.len()
             );
+            if !decided.is_empty() {
+                self.record_answers(id, decided, now).await?;
+            }
+            if messages.is_empty() {
+                continue;
+            }
             let settled = Dispatch {
                 moved: Vec::new(),
                 not_sent: Vec::new(),
                 messages,
                 phases,
             };
-            match self.send(Some(&plan), id, settled, now).await? {
-                Some(sent) => activity.sent += sent,
-                None => return Ok(()),
+            match self.send(Some(&plan), id, settled, now).await {
+                Ok(Some(sent)) => activity.sent += sent,
+                Ok(None) => return Ok(()),
+                // A failure that would pause the channel is the owner's to record: tried again.
+                Err(HandleError::Store(battleplan_core::event::StoreError::Fenced { .. })) => {
+                    self.retry_at = Some(now + Duration::seconds(RETRY_AFTER_SECONDS));
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
             }
         }
     }
@@ -459,8 +493,23 @@ impl Dispatcher {
         phases: Vec<Placed>,
         now: DateTime<Utc>,
     ) -> Result<Option<u64>, HandleError> {
-        // Several nodes: the messages are this node's to settle from now on, until answered
+        // Several nodes: a message another node has handed over since it was decided is that
+        // node's; the rest are this node's to settle from now on, until answered
         // (`HandedOver`, fenced: refused once another node holds the campaign).
+        let (messages, phases) = match &self.ownership {
+            None => (messages, phases),
+            Some(_) => {
+                let outreach = self.runtime.outreach.lock().await;
+                messages
+                    .into_iter()
+                    .zip(phases)
+                    .filter(|(message, _)| outreach.mine(&message.key))
+                    .unzip::<_, _, Vec<Message>, Vec<Placed>>()
+            }
+        };
+        if messages.is_empty() {
+            return Ok(Some(0));
+        }
         if let Some(node) = self.ownership.as_ref().map(|o| o.node().to_string()) {
             let fresh: Vec<String> = {
                 let outreach = self.runtime.outreach.lock().await;

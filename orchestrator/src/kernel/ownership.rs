@@ -40,6 +40,10 @@ pub fn scope_of(campaign: &str) -> String {
 /// The leases this node holds.
 pub struct Ownership {
     node: String,
+    /// What this process holds its leases as: the node's name, the process id and a random
+    /// part, so that a node started again under its name is a new holder (its old leases run
+    /// out first) and two processes given one name cannot both hold a campaign.
+    holder: String,
     store: PgEventLog,
     lease: Duration,
     /// Each campaign held, its fence, and when the request that last granted it began: a
@@ -64,6 +68,11 @@ impl Ownership {
     pub fn new(node: &str, store: PgEventLog, lease: Duration) -> Ownership {
         Ownership {
             node: node.to_string(),
+            holder: format!(
+                "{node}#{}-{}",
+                std::process::id(),
+                uuid::Uuid::now_v7().simple()
+            ),
             store,
             lease,
             held: RwLock::default(),
@@ -114,16 +123,46 @@ impl Ownership {
         }
     }
 
+    /// Takes or renews the lease on this node's name (`node:NAME`): `false` while another
+    /// process holds it (a node of that name runs, or died less than a lease ago).
+    pub async fn claim_name(&self) -> StoreResult<bool> {
+        Ok(self
+            .store
+            .acquire_lease(
+                &format!("node:{}", self.node),
+                &self.holder,
+                self.lease.as_secs_f64(),
+            )
+            .await?
+            .is_some())
+    }
+
     /// One round: renews the leases held, takes those of `campaigns` that are free or ran
     /// out. Returns whether anything changed.
     pub async fn round(&self, campaigns: &[String]) -> StoreResult<bool> {
         let seconds = self.lease.as_secs_f64();
         let mut changed = false;
+        if !self.claim_name().await? {
+            // Another process runs under this node's name: neither may act as it.
+            tracing::error!(
+                "node {}: another process holds this node's name; this one stops acting on its campaigns",
+                self.node
+            );
+            let campaigns: Vec<String> = self
+                .held
+                .read()
+                .map(|held| held.keys().cloned().collect())
+                .unwrap_or_default();
+            for campaign in campaigns {
+                self.lost(&campaign);
+            }
+            return Ok(true);
+        }
         for campaign in campaigns {
             let asked = Instant::now();
             let granted = self
                 .store
-                .acquire_lease(&scope_of(campaign), &self.node, seconds)
+                .acquire_lease(&scope_of(campaign), &self.holder, seconds)
                 .await?;
             // What this node held, run out or not: a lease that passed on is said to have.
             let before = self
@@ -171,9 +210,13 @@ impl Ownership {
         for campaign in campaigns {
             let _ = self
                 .store
-                .release_lease(&scope_of(&campaign), &self.node)
+                .release_lease(&scope_of(&campaign), &self.holder)
                 .await;
         }
+        let _ = self
+            .store
+            .release_lease(&format!("node:{}", self.node), &self.holder)
+            .await;
     }
 }
 

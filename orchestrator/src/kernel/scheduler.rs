@@ -62,6 +62,9 @@ pub struct Scheduler {
     starting: bool,
     /// On a store shared by several nodes: the campaigns this node acts on (all when `None`).
     ownership: Option<Arc<Ownership>>,
+    /// Told when campaigns are taken or lost (subscribed once, so no change is missed between
+    /// two waits).
+    owned: Option<watch::Receiver<u64>>,
 }
 
 impl Scheduler {
@@ -78,6 +81,7 @@ impl Scheduler {
             dispatcher: None,
             starting: false,
             ownership: None,
+            owned: None,
         }
     }
 
@@ -85,13 +89,11 @@ impl Scheduler {
     /// its own runtime's appends fenced; `answers` is the same runtime unfenced, for what the
     /// node's channel answered. Call after [`Scheduler::with_outbox`].
     pub fn with_ownership(mut self, ownership: Arc<Ownership>, answers: Runtime) -> Scheduler {
-        if let Ok(mut outreach) = self.runtime.outreach.try_lock() {
-            outreach.here = Some(ownership.node().into());
-        }
         if let Some(dispatcher) = self.dispatcher.as_mut() {
             dispatcher.ownership = Some(ownership.clone());
             dispatcher.answers = Some(answers);
         }
+        self.owned = Some(ownership.subscribe());
         self.ownership = Some(ownership);
         self
     }
@@ -216,6 +218,10 @@ impl Scheduler {
     /// What a daemon does when it starts: the stored campaigns projection, caught up with the
     /// log. The first step after it catches up every overdue step.
     pub async fn start(&mut self) -> Result<(), HandleError> {
+        if let Some(ownership) = &self.ownership {
+            // Before anything is decided: the messages this node handed over are its own.
+            self.runtime.outreach.lock().await.here = Some(ownership.node().into());
+        }
         self.campaigns = Campaigns::load(self.runtime.store.as_ref()).await?;
         let ids: Vec<String> = self.campaigns.states.keys().cloned().collect();
         for id in ids {
@@ -303,32 +309,46 @@ impl Scheduler {
                     };
                     let head = self.campaigns.checkpoint;
                     let store = self.runtime.store.clone();
-                    let mut owned = self.ownership.as_ref().map(|o| o.subscribe());
-                    let ownership_changed = async {
-                        match owned.as_mut() {
-                            Some(owned) => {
-                                let _ = owned.changed().await;
+                    let mut owned = self.owned.take();
+                    let woke = {
+                        let ownership_changed = async {
+                            match owned.as_mut() {
+                                Some(owned) => {
+                                    let _ = owned.changed().await;
+                                }
+                                None => std::future::pending::<()>().await,
                             }
-                            None => std::future::pending::<()>().await,
+                        };
+                        tokio::select! {
+                            _ = ownership_changed => Woke::Other,
+                            _ = sleep(wait) => Woke::Other,
+                            waited = store.wait_beyond(head) => Woke::Log(waited),
+                            changed = shutdown.changed() => Woke::Shutdown(changed.is_err()),
                         }
                     };
-                    tokio::select! {
-                        _ = ownership_changed => {}
-                        _ = sleep(wait) => {}
-                        waited = store.wait_beyond(head) => {
+                    self.owned = owned;
+                    match woke {
+                        Woke::Log(waited) => {
                             waited?;
                             self.catch_up().await?;
                         }
-                        changed = shutdown.changed() => {
-                            if changed.is_err() {
-                                return Ok(self.summary);
-                            }
-                        }
+                        Woke::Shutdown(true) => return Ok(self.summary),
+                        Woke::Shutdown(false) | Woke::Other => {}
                     }
                 }
             }
         }
     }
+}
+
+/// What ended a wait.
+enum Woke {
+    /// The log moved.
+    Log(Result<(), battleplan_core::event::StoreError>),
+    /// The shutdown signal changed (`true`: its sender is gone).
+    Shutdown(bool),
+    /// Time passed, or this node took or lost a campaign.
+    Other,
 }
 
 async fn sleep(duration: StdDuration) {
