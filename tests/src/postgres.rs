@@ -14,7 +14,7 @@
 //! `eval "$(bash .ci/postgres)"`, then `cargo test`. The helpers return `None` for a skip, and
 //! the test returns early:
 //!
-//! ```ignore
+//! ```text
 //! let Some(database) = postgres::database("appends_in_order") else { return };
 //! ```
 //!
