@@ -311,11 +311,8 @@ async fn execute(
     drop(scheduler);
     crate::kernel::dispatcher::catch_up(&runner.runtime).await?;
 
-    let events = read_log(runner.runtime.store.as_ref()).await?;
-    let head_hash = events
-        .last()
-        .map(|event| hex(&event.hash))
-        .unwrap_or_default();
+    let fold = Fold::read(runner.runtime.store.as_ref(), runner.zone()).await?;
+    let head_hash = fold.head_hash.clone();
     // The auditor's first check, on the log the run leaves: the hash chain end to end.
     let verified = sled
         .verify()
@@ -325,17 +322,15 @@ async fn execute(
             "the scenario's log does not verify: {problem}"
         )));
     }
-    if verified.head_hash != head_hash || verified.checked != events.len() as u64 {
+    if verified.head_hash != head_hash || verified.checked != fold.events {
         return Err(ScenarioError::Io(format!(
             "the log verifies to {} events and head hash {}, but reads back as {} and {head_hash}",
-            verified.checked,
-            verified.head_hash,
-            events.len()
+            verified.checked, verified.head_hash, fold.events
         )));
     }
-    let timeline = runner.timeline(&events);
+    let timeline = runner.timeline(&fold);
     write(&output.dir.join("timeline.txt"), timeline.as_bytes())?;
-    let summary = runner.summary(&events, scenario.run.until).await?;
+    let summary = runner.summary(&fold, scenario.run.until).await?;
     let mut report = String::new();
     let _ = writeln!(report, "Scenario: {}", scenario.name);
     for line in scenario.demonstrates.trim().lines() {
@@ -348,7 +343,7 @@ async fn execute(
         scenario.seed,
         runner.local(scenario.run.from),
         runner.local(scenario.run.until),
-        events.len()
+        fold.events
     );
     let _ = writeln!(report, "\nTimeline ({}):", runner.plan.campaign.time_zone);
     report.push_str(&timeline);
@@ -359,7 +354,7 @@ async fn execute(
     write(&output.dir.join("report.txt"), report.as_bytes())?;
     Ok(Finished {
         report,
-        events: events.len() as u64,
+        events: fold.events,
         head_hash,
         campaign,
     })
@@ -698,215 +693,20 @@ impl Runner {
         Ok(())
     }
 
-    /// The timeline in words, from the log (and the runner's notes): campaign events as they
-    /// are, the outbox and reminders summed up per reach-out and per local day.
-    fn timeline(&self, events: &[RecordedEvent]) -> String {
+    /// The timeline in words, from the log (folded by [`Fold`]) and the runner's notes: campaign
+    /// events as they are, the outbox and reminders summed up per reach-out and per local day.
+    fn timeline(&self, fold: &Fold) -> String {
         let zone = self.zone();
         let mut lines: Vec<Line> = self.notes.clone();
-        let mut files: BTreeMap<String, String> = BTreeMap::new();
-        // Per reach-out: not-sent reasons since its last planning, and planned days.
-        let mut not_sent: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut planned_days: BTreeMap<String, BTreeMap<NaiveDate, u64>> = BTreeMap::new();
-        let mut days: BTreeMap<NaiveDate, Day> = BTreeMap::new();
-        let mut paid: BTreeMap<String, bool> = BTreeMap::new();
-        let mut role_of: BTreeMap<String, String> = BTreeMap::new();
-        for event in events {
-            let at = event.recorded_at;
-            let day = at.with_timezone(&zone).date_naive();
-            let who = event.metadata.actor.clone();
-            let mut line = |what: String| {
-                lines.push(Line {
-                    at,
-                    order: event.position.0,
-                    who: who.clone(),
-                    what,
-                })
-            };
-            if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
-                let meta = EventMeta::of(event);
-                let mut what = decoded.summary(zone);
-                match &decoded {
-                    CampaignEvent::PhaseEntered(entered) => {
-                        let _ = write!(what, " (plan v{})", entered.plan_version);
-                    }
-                    CampaignEvent::CampaignCompleted(completed) => {
-                        let _ = write!(what, " (plan v{})", completed.plan_version);
-                    }
-                    _ => {}
-                }
-                if let Some(reason) = &meta.reason {
-                    let _ = write!(what, ": \"{reason}\"");
-                }
-                line(what);
-            } else if let Ok(Some(decoded)) = CustomerEvent::decode(event) {
-                match decoded {
-                    CustomerEvent::ImportStarted(started) => {
-                        files.insert(event.stream.to_string(), started.file.clone());
-                    }
-                    CustomerEvent::ImportFinished(finished) => {
-                        let file = files
-                            .get(event.stream.as_str())
-                            .cloned()
-                            .unwrap_or_default();
-                        let what = match finished.kind {
-                            ImportKind::Customers => "customers",
-                            ImportKind::Outcomes => "outcomes",
-                        };
-                        line(format!(
-                            "imported {} {what} from {file}",
-                            grouped(finished.rows)
-                        ));
-                    }
-                    _ => {}
-                }
-            } else if let Ok(Some(decoded)) = OutreachEvent::decode(event) {
-                match decoded {
-                    OutreachEvent::SendPlanned(send) => {
-                        paid.insert(send.key.clone(), send.paid);
-                        if send.attempt > 1 {
-                            days.entry(day).or_default().follow_ups_planned += 1;
-                        } else {
-                            *planned_days
-                                .entry(send.reach_out.clone())
-                                .or_default()
-                                .entry(send.day)
-                                .or_default() += 1;
-                        }
-                    }
-                    OutreachEvent::NotSent(skipped) => {
-                        if skipped.attempt > 1 || is_dispatch_reason(skipped.reason.key()) {
-                            *days
-                                .entry(day)
-                                .or_default()
-                                .held_back
-                                .entry(format!("{} {}", skipped.reach_out, skipped.reason.key()))
-                                .or_default() += 1;
-                        } else {
-                            *not_sent
-                                .entry(skipped.reach_out.clone())
-                                .or_default()
-                                .entry(skipped.reason.key().to_string())
-                                .or_default() += 1;
-                        }
-                    }
-                    OutreachEvent::ReachOutPlanned(planned) => {
-                        let reasons = not_sent.remove(&planned.reach_out).unwrap_or_default();
-                        let spread = planned_days.remove(&planned.reach_out).unwrap_or_default();
-                        let mut what = format!(
-                            "reach-out {} planned: segment {}, {} to send",
-                            planned.reach_out,
-                            grouped(planned.segment_size),
-                            grouped(planned.planned)
-                        );
-                        if let (Some(first), Some(last)) =
-                            (spread.keys().next(), spread.keys().next_back())
-                        {
-                            let _ = write!(
-                                what,
-                                " over {} day(s) ({} to {})",
-                                spread.len(),
-                                first.format("%m-%d"),
-                                last.format("%m-%d")
-                            );
-                        }
-                        let _ = write!(what, ", {} not sent", grouped(planned.not_sent));
-                        if !reasons.is_empty() {
-                            let words: Vec<String> = reasons
-                                .iter()
-                                .map(|(reason, n)| format!("{reason} {}", grouped(*n)))
-                                .collect();
-                            let _ = write!(what, " ({})", words.join(", "));
-                        }
-                        line(what);
-                    }
-                    OutreachEvent::MessageSent(sent) => {
-                        let today = days.entry(day).or_default();
-                        if sent.channel == "staff" {
-                            let role = role_of
-                                .get(&sent.key)
-                                .cloned()
-                                .unwrap_or_else(|| "staff".to_string());
-                            *today.reminders.entry(role).or_default() += 1;
-                        } else if !sent.duplicate {
-                            let counts = today.sent.entry(sent.channel.clone()).or_default();
-                            counts.0 += 1;
-                            if paid.get(&sent.key).copied().unwrap_or(false) {
-                                counts.1 += 1;
-                            }
-                        }
-                    }
-                    OutreachEvent::FollowUpStopped(stopped) => {
-                        *days
-                            .entry(day)
-                            .or_default()
-                            .follow_ups_stopped
-                            .entry(stopped.reason.key().to_string())
-                            .or_default() += 1;
-                    }
-                    OutreachEvent::ChannelPaused(_) => line(decoded.summary().unwrap_or_default()),
-                    OutreachEvent::ChannelResumed(_) => {
-                        let mut what = decoded.summary().unwrap_or_default();
-                        if let Some(reason) = &event.metadata.reason {
-                            let _ = write!(what, ": \"{reason}\"");
-                        }
-                        line(what)
-                    }
-                    OutreachEvent::NoticePlanned(notice) => {
-                        role_of.insert(notice.key.clone(), notice.role.clone());
-                    }
-                    OutreachEvent::DeliveryDeferred(deferred) => {
-                        *days
-                            .entry(day)
-                            .or_default()
-                            .held_back
-                            .entry(format!("{} deferred by the receiver", deferred.channel))
-                            .or_default() += 1;
-                    }
-                    OutreachEvent::SendMoved(moved) => {
-                        paid.insert(moved.key.clone(), moved.paid);
-                        *days
-                            .entry(day)
-                            .or_default()
-                            .moved
-                            .entry(moved.reach_out.clone())
-                            .or_default() += 1;
-                    }
-                    // Scenarios run one node: no message is handed over by another.
-                    OutreachEvent::HandedOver(_) => {}
-                }
-            } else if let Ok(Some(decoded)) = TaskEvent::decode(event) {
-                match decoded {
-                    TaskEvent::ReminderPlanned(reminder) => {
-                        role_of.insert(reminder.key.clone(), reminder.role.clone());
-                    }
-                    TaskEvent::TaskDone(done) => {
-                        let mut what = format!("task {} done", done.occurrence);
-                        if let Some(note) = &done.note {
-                            let _ = write!(what, ": \"{note}\"");
-                        }
-                        line(what)
-                    }
-                }
-            } else if let Ok(Some(ReportEvent::ReportPlanned(planned))) = ReportEvent::decode(event)
-            {
-                let roles: Vec<&str> = planned.to.iter().map(|to| to.role.as_str()).collect();
-                for role in &roles {
-                    role_of.insert(format!("{}/{role}", planned.key), role.to_string());
-                }
-                line(format!(
-                    "weekly report {} decided for {}",
-                    planned.week,
-                    roles.join(", ")
-                ));
-            }
-        }
+        lines.extend(fold.lines.iter().cloned());
+        let days = &fold.days;
         let costs: BTreeMap<&str, _> = self
             .plan
             .channels
             .iter()
             .map(|channel| (channel.id.as_str(), channel.cost_per_1000))
             .collect();
-        for (day, totals) in &days {
+        for (day, totals) in days {
             let Some(what) = totals.words(&costs, &self.plan.campaign.currency) else {
                 continue;
             };
@@ -933,70 +733,16 @@ impl Runner {
 
     /// The end of the run in numbers: messages per day and channel with free and paid volume
     /// and cost, reminders per role, exclusions per reach-out, the funnel, targets vs actuals.
-    async fn summary(
-        &mut self,
-        events: &[RecordedEvent],
-        at: DateTime<Utc>,
-    ) -> Result<String, ScenarioError> {
-        let zone = self.zone();
-        let mut sends: BTreeMap<(NaiveDate, String), (u64, u64)> = BTreeMap::new();
-        let mut reminders: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        let mut reasons: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut paid: BTreeMap<String, bool> = BTreeMap::new();
-        let mut transitions = Vec::new();
-        for event in events {
-            if let Ok(Some(CampaignEvent::PhaseEntered(_))) = CampaignEvent::decode(event) {
-                transitions.push(event);
-            }
-            match OutreachEvent::decode(event) {
-                Ok(Some(OutreachEvent::SendPlanned(send))) => {
-                    paid.insert(send.key, send.paid);
-                }
-                Ok(Some(OutreachEvent::SendMoved(moved))) => {
-                    paid.insert(moved.key, moved.paid);
-                }
-                Ok(Some(OutreachEvent::NotSent(skipped))) => {
-                    *reasons
-                        .entry(skipped.reach_out)
-                        .or_default()
-                        .entry(skipped.reason.key().to_string())
-                        .or_default() += 1;
-                }
-                Ok(Some(OutreachEvent::MessageSent(sent)))
-                    if sent.channel != "staff" && !sent.duplicate =>
-                {
-                    let day = event.recorded_at.with_timezone(&zone).date_naive();
-                    let counts = sends.entry((day, sent.channel)).or_default();
-                    counts.0 += 1;
-                    if paid.get(&sent.key).copied().unwrap_or(false) {
-                        counts.1 += 1;
-                    }
-                }
-                _ => {}
-            }
-            if let Ok(Some(TaskEvent::ReminderPlanned(reminder))) = TaskEvent::decode(event) {
-                let counts = reminders.entry(reminder.role).or_default();
-                counts.0 += 1;
-                if reminder.kind == ReminderKind::Escalation {
-                    counts.1 += 1;
-                }
-            }
-        }
+    async fn summary(&mut self, fold: &Fold, at: DateTime<Utc>) -> Result<String, ScenarioError> {
+        let (sends, reminders, reasons) = (&fold.sends, &fold.reminders, &fold.reasons);
         let mut text = String::new();
         let _ = writeln!(text, "\nSummary at {}", self.local(at));
-        let _ = writeln!(text, "\nPhase transitions: {}", transitions.len());
-        for event in transitions {
-            if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
-                let _ = writeln!(
-                    text,
-                    "  {}  {}",
-                    self.local(event.recorded_at),
-                    decoded.summary(zone)
-                );
-            }
+        let _ = writeln!(text, "\nPhase transitions: {}", fold.transitions.len());
+        for (at, what) in &fold.transitions {
+            let _ = writeln!(text, "  {}  {what}", self.local(*at));
         }
         let _ = writeln!(text, "\nReminders to staff, per role:");
-        for (role, (count, escalations)) in &reminders {
+        for (role, (count, escalations)) in reminders {
             let _ = writeln!(
                 text,
                 "  {role:<8} {:>6}  ({} escalation(s))",
@@ -1011,7 +757,7 @@ impl Runner {
             "day", "channel", "sent", "free", "paid", "cost"
         );
         let mut total = (0u64, 0u64, 0i64);
-        for ((day, channel), (sent, paid)) in &sends {
+        for ((day, channel), (sent, paid)) in sends {
             let price = self
                 .plan
                 .channels
@@ -1041,7 +787,7 @@ impl Runner {
             format!("{} {currency}", Money::from_minor(total.2))
         );
         let _ = writeln!(text, "\nNot sent, per reach-out and reason:");
-        for (reach_out, counts) in &reasons {
+        for (reach_out, counts) in reasons {
             let words: Vec<String> = counts
                 .iter()
                 .map(|(reason, n)| format!("{reason} {}", grouped(*n)))
@@ -1069,6 +815,302 @@ impl Runner {
         let _ = writeln!(text);
         text.push_str(&status.stdout);
         Ok(text)
+    }
+}
+
+/// What the scenario's report reads from the log, folded one event at a time as the log is
+/// streamed once at the end of the run (the log is never held whole in memory).
+#[derive(Debug)]
+struct Fold {
+    zone: Tz,
+    /// Timeline lines the log holds (campaign events, imports, reach-outs planned...).
+    lines: Vec<Line>,
+    /// Import streams and their files.
+    files: BTreeMap<String, String>,
+    /// Per reach-out: not-sent reasons since its last planning, and planned days.
+    not_sent: BTreeMap<String, BTreeMap<String, u64>>,
+    planned_days: BTreeMap<String, BTreeMap<NaiveDate, u64>>,
+    days: BTreeMap<NaiveDate, Day>,
+    /// Whether each send goes as paid volume, by key, as last planned or moved.
+    paid: std::collections::HashMap<Box<str>, bool>,
+    role_of: BTreeMap<String, String>,
+    /// The summary's counts: (day, channel) -> (sent, paid); role -> (reminders, escalations);
+    /// reach-out -> reason -> not sent; and each phase transition in words.
+    sends: BTreeMap<(NaiveDate, String), (u64, u64)>,
+    reminders: BTreeMap<String, (u64, u64)>,
+    reasons: BTreeMap<String, BTreeMap<String, u64>>,
+    transitions: Vec<(DateTime<Utc>, String)>,
+    /// Events folded, and the last one's hash.
+    events: u64,
+    head_hash: String,
+}
+
+impl Fold {
+    fn new(zone: Tz) -> Fold {
+        Fold {
+            zone,
+            lines: Vec::new(),
+            files: BTreeMap::new(),
+            not_sent: BTreeMap::new(),
+            planned_days: BTreeMap::new(),
+            days: BTreeMap::new(),
+            paid: std::collections::HashMap::new(),
+            role_of: BTreeMap::new(),
+            sends: BTreeMap::new(),
+            reminders: BTreeMap::new(),
+            reasons: BTreeMap::new(),
+            transitions: Vec::new(),
+            events: 0,
+            head_hash: String::new(),
+        }
+    }
+
+    /// Reads the whole log through the fold, a batch at a time.
+    async fn read(
+        store: &dyn crate::kernel::runtime::Store,
+        zone: Tz,
+    ) -> Result<Fold, HandleError> {
+        let mut fold = Fold::new(zone);
+        let mut after = Position::START;
+        loop {
+            let batch = store.read_all(after, 10_000).await?;
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            fold.head_hash = hex(&last.hash);
+            fold.events += batch.len() as u64;
+            for event in &batch {
+                fold.feed(event);
+            }
+        }
+        Ok(fold)
+    }
+
+    fn feed(&mut self, event: &RecordedEvent) {
+        let zone = self.zone;
+        if let Ok(Some(TaskEvent::ReminderPlanned(reminder))) = TaskEvent::decode(event) {
+            let counts = self.reminders.entry(reminder.role.clone()).or_default();
+            counts.0 += 1;
+            if reminder.kind == ReminderKind::Escalation {
+                counts.1 += 1;
+            }
+        }
+        if let Ok(Some(CampaignEvent::PhaseEntered(entered))) = CampaignEvent::decode(event) {
+            self.transitions.push((
+                event.recorded_at,
+                CampaignEvent::PhaseEntered(entered).summary(zone),
+            ));
+        }
+        let at = event.recorded_at;
+        let day = at.with_timezone(&zone).date_naive();
+        let who = event.metadata.actor.clone();
+        let mut pushed = Vec::new();
+        let mut line = |what: String| {
+            pushed.push(Line {
+                at,
+                order: event.position.0,
+                who: who.clone(),
+                what,
+            })
+        };
+        if let Ok(Some(decoded)) = CampaignEvent::decode(event) {
+            let meta = EventMeta::of(event);
+            let mut what = decoded.summary(zone);
+            match &decoded {
+                CampaignEvent::PhaseEntered(entered) => {
+                    let _ = write!(what, " (plan v{})", entered.plan_version);
+                }
+                CampaignEvent::CampaignCompleted(completed) => {
+                    let _ = write!(what, " (plan v{})", completed.plan_version);
+                }
+                _ => {}
+            }
+            if let Some(reason) = &meta.reason {
+                let _ = write!(what, ": \"{reason}\"");
+            }
+            line(what);
+        } else if let Ok(Some(decoded)) = CustomerEvent::decode(event) {
+            match decoded {
+                CustomerEvent::ImportStarted(started) => {
+                    self.files
+                        .insert(event.stream.to_string(), started.file.clone());
+                }
+                CustomerEvent::ImportFinished(finished) => {
+                    let file = self
+                        .files
+                        .get(event.stream.as_str())
+                        .cloned()
+                        .unwrap_or_default();
+                    let what = match finished.kind {
+                        ImportKind::Customers => "customers",
+                        ImportKind::Outcomes => "outcomes",
+                    };
+                    line(format!(
+                        "imported {} {what} from {file}",
+                        grouped(finished.rows)
+                    ));
+                }
+                _ => {}
+            }
+        } else if let Ok(Some(decoded)) = OutreachEvent::decode(event) {
+            match decoded {
+                OutreachEvent::SendPlanned(send) => {
+                    self.paid.insert(send.key.as_str().into(), send.paid);
+                    if send.attempt > 1 {
+                        self.days.entry(day).or_default().follow_ups_planned += 1;
+                    } else {
+                        *self
+                            .planned_days
+                            .entry(send.reach_out.clone())
+                            .or_default()
+                            .entry(send.day)
+                            .or_default() += 1;
+                    }
+                }
+                OutreachEvent::NotSent(skipped) => {
+                    *self
+                        .reasons
+                        .entry(skipped.reach_out.clone())
+                        .or_default()
+                        .entry(skipped.reason.key().to_string())
+                        .or_default() += 1;
+                    if skipped.attempt > 1 || is_dispatch_reason(skipped.reason.key()) {
+                        *self
+                            .days
+                            .entry(day)
+                            .or_default()
+                            .held_back
+                            .entry(format!("{} {}", skipped.reach_out, skipped.reason.key()))
+                            .or_default() += 1;
+                    } else {
+                        *self
+                            .not_sent
+                            .entry(skipped.reach_out.clone())
+                            .or_default()
+                            .entry(skipped.reason.key().to_string())
+                            .or_default() += 1;
+                    }
+                }
+                OutreachEvent::ReachOutPlanned(planned) => {
+                    let reasons = self.not_sent.remove(&planned.reach_out).unwrap_or_default();
+                    let spread = self
+                        .planned_days
+                        .remove(&planned.reach_out)
+                        .unwrap_or_default();
+                    let mut what = format!(
+                        "reach-out {} planned: segment {}, {} to send",
+                        planned.reach_out,
+                        grouped(planned.segment_size),
+                        grouped(planned.planned)
+                    );
+                    if let (Some(first), Some(last)) =
+                        (spread.keys().next(), spread.keys().next_back())
+                    {
+                        let _ = write!(
+                            what,
+                            " over {} day(s) ({} to {})",
+                            spread.len(),
+                            first.format("%m-%d"),
+                            last.format("%m-%d")
+                        );
+                    }
+                    let _ = write!(what, ", {} not sent", grouped(planned.not_sent));
+                    if !reasons.is_empty() {
+                        let words: Vec<String> = reasons
+                            .iter()
+                            .map(|(reason, n)| format!("{reason} {}", grouped(*n)))
+                            .collect();
+                        let _ = write!(what, " ({})", words.join(", "));
+                    }
+                    line(what);
+                }
+                OutreachEvent::MessageSent(sent) => {
+                    let today = self.days.entry(day).or_default();
+                    if sent.channel == "staff" {
+                        let role = self
+                            .role_of
+                            .get(&sent.key)
+                            .cloned()
+                            .unwrap_or_else(|| "staff".to_string());
+                        *today.reminders.entry(role).or_default() += 1;
+                    } else if !sent.duplicate {
+                        let paid = self.paid.get(sent.key.as_str()).copied().unwrap_or(false);
+                        let counts = today.sent.entry(sent.channel.clone()).or_default();
+                        counts.0 += 1;
+                        counts.1 += u64::from(paid);
+                        let counts = self.sends.entry((day, sent.channel.clone())).or_default();
+                        counts.0 += 1;
+                        counts.1 += u64::from(paid);
+                    }
+                }
+                OutreachEvent::FollowUpStopped(stopped) => {
+                    *self
+                        .days
+                        .entry(day)
+                        .or_default()
+                        .follow_ups_stopped
+                        .entry(stopped.reason.key().to_string())
+                        .or_default() += 1;
+                }
+                OutreachEvent::ChannelPaused(_) => line(decoded.summary().unwrap_or_default()),
+                OutreachEvent::ChannelResumed(_) => {
+                    let mut what = decoded.summary().unwrap_or_default();
+                    if let Some(reason) = &event.metadata.reason {
+                        let _ = write!(what, ": \"{reason}\"");
+                    }
+                    line(what)
+                }
+                OutreachEvent::NoticePlanned(notice) => {
+                    self.role_of.insert(notice.key.clone(), notice.role.clone());
+                }
+                OutreachEvent::DeliveryDeferred(deferred) => {
+                    *self
+                        .days
+                        .entry(day)
+                        .or_default()
+                        .held_back
+                        .entry(format!("{} deferred by the receiver", deferred.channel))
+                        .or_default() += 1;
+                }
+                OutreachEvent::SendMoved(moved) => {
+                    self.paid.insert(moved.key.as_str().into(), moved.paid);
+                    *self
+                        .days
+                        .entry(day)
+                        .or_default()
+                        .moved
+                        .entry(moved.reach_out.clone())
+                        .or_default() += 1;
+                }
+                // Scenarios run one node: no message is handed over by another.
+                OutreachEvent::HandedOver(_) => {}
+            }
+        } else if let Ok(Some(decoded)) = TaskEvent::decode(event) {
+            match decoded {
+                TaskEvent::ReminderPlanned(reminder) => {
+                    self.role_of
+                        .insert(reminder.key.clone(), reminder.role.clone());
+                }
+                TaskEvent::TaskDone(done) => {
+                    let mut what = format!("task {} done", done.occurrence);
+                    if let Some(note) = &done.note {
+                        let _ = write!(what, ": \"{note}\"");
+                    }
+                    line(what)
+                }
+            }
+        } else if let Ok(Some(ReportEvent::ReportPlanned(planned))) = ReportEvent::decode(event) {
+            let roles: Vec<&str> = planned.to.iter().map(|to| to.role.as_str()).collect();
+            for role in &roles {
+                self.role_of
+                    .insert(format!("{}/{role}", planned.key), role.to_string());
+            }
+            line(format!(
+                "weekly report {} decided for {}",
+                planned.week,
+                roles.join(", ")
+            ));
+        }
+        self.lines.append(&mut pushed);
     }
 }
 
@@ -1201,20 +1243,6 @@ fn checked_plan(text: &str) -> Result<Plan, String> {
             ))
         }
     }
-}
-
-async fn read_log(
-    store: &dyn crate::kernel::runtime::Store,
-) -> Result<Vec<RecordedEvent>, HandleError> {
-    let mut events = Vec::new();
-    let mut after = Position::START;
-    loop {
-        let batch = store.read_all(after, 10_000).await?;
-        let Some(last) = batch.last() else { break };
-        after = last.position;
-        events.extend(batch);
-    }
-    Ok(events)
 }
 
 /// What can be known wrong before anything runs, with the script entry's place: each revision
