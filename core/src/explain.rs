@@ -57,7 +57,7 @@ pub fn exclusion_detail(
 ) -> Option<String> {
     let zone = plan.campaign.time_zone;
     match exclusion {
-        Exclusion::NoAddress => Some(match &customer.email {
+        Exclusion::NoAddress => Some(match &customer.email() {
             None => format!("no mail address; {} needs one", channel.id),
             Some(email) if valid_email(email) => {
                 format!("the mail address {email} bounced; {} skips it", channel.id)
@@ -76,7 +76,7 @@ pub fn exclusion_detail(
             let Some(segments) = segments else {
                 return Some(format!("in a segment that channel {} excludes", channel.id));
             };
-            let slot = book.slot(&customer.id)?;
+            let slot = book.slot(customer.id())?;
             let matched: Vec<&str> = channel
                 .exclude_segments
                 .iter()
@@ -377,9 +377,9 @@ pub struct Explanation {
 fn profile(book: &CustomerBook, customer: &Customer) -> Profile {
     let name = |sym: Option<u32>| sym.map(|s| book.symbols.name(s).to_string());
     Profile {
-        name: customer.name.as_deref().map(str::to_string),
-        company: customer.company.as_deref().map(str::to_string),
-        email: customer.email.as_deref().map(str::to_string),
+        name: customer.name().map(str::to_string),
+        company: customer.company().map(str::to_string),
+        email: customer.email().map(str::to_string),
         email_ok: customer.email_ok,
         tier: name(customer.tier),
         owner: name(customer.owner),

@@ -12,6 +12,7 @@ pub mod context;
 pub mod customer;
 pub mod event;
 pub mod explain;
+pub mod feed;
 pub mod funnel;
 pub mod metrics;
 pub mod outreach;

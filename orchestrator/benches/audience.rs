@@ -225,7 +225,7 @@ fn main() {
             recycle_bin: customer.recycle_bin,
             last_active: customer.last_active,
             last_reached: customer.last_reached_any(),
-            listed: listed.contains(&*customer.id),
+            listed: listed.contains(customer.id()),
         })
         .collect();
     let instant = evaluate_at.timestamp_millis();

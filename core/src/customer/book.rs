@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::events::{CustomerEvent, CustomerRecorded, ImportKind, OutcomeKind, OutcomeRecorded};
 use crate::event::upcast::PayloadError;
 use crate::event::{Position, RecordedEvent};
+use crate::feed::{Decoded, Place};
 use crate::plan::model::{Activity, ChannelKind, CustomerSource, LifecycleStage};
 
 /// An interned text.
@@ -141,21 +142,22 @@ pub fn valid_email(text: &str) -> bool {
 /// One customer: the facts imports and outcomes recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Customer {
-    pub id: Box<str>,
-    pub name: Option<Box<str>>,
-    pub company: Option<Box<str>>,
-    pub email: Option<Box<str>>,
+    /// The id, the name, the company and the email one after another in one allocation (a
+    /// million customers are held), each but the id empty when unknown; see [`Customer::id`].
+    texts: Box<str>,
+    /// Where the name, the company and the email start in `texts` (the id ends at the first).
+    ends: [u32; 3],
     /// The address is well formed and has not bounced since it was set.
     pub email_ok: bool,
     /// Sorted, without repeats.
-    pub tags: Vec<Sym>,
+    pub tags: Box<[Sym]>,
     pub tier: Option<Sym>,
     pub owner: Option<Sym>,
     pub source: Option<CustomerSource>,
     pub locale: Option<Sym>,
     pub time_zone: Option<Tz>,
     /// Sorted by name.
-    pub attributes: Vec<(Sym, Sym)>,
+    pub attributes: Box<[(Sym, Sym)]>,
     /// The last instant of each activity, in the order of [`ACTIVITIES`].
     pub last_signal: [i64; 9],
     /// The last activity on the platform (see `SITE_ACTIVITY`).
@@ -168,32 +170,85 @@ pub struct Customer {
     /// The last successful reach (a delivered message) per channel kind.
     pub last_reached: [i64; 5],
     /// The reach-outs (`campaign/reach-out`) that sent this customer a message; sorted.
-    pub reached_by: Vec<Sym>,
+    pub reached_by: Box<[Sym]>,
 }
 
 impl Customer {
     fn new(id: &str) -> Customer {
+        let end = u32::try_from(id.len()).unwrap_or(u32::MAX);
         Customer {
-            id: id.into(),
-            name: None,
-            company: None,
-            email: None,
+            texts: id.into(),
+            ends: [end; 3],
             email_ok: false,
-            tags: Vec::new(),
+            tags: Box::default(),
             tier: None,
             owner: None,
             source: None,
             locale: None,
             time_zone: None,
-            attributes: Vec::new(),
+            attributes: Box::default(),
             last_signal: [NEVER; 9],
             last_active: NEVER,
             orders: 0,
             unsubscribed: 0,
             recycle_bin: false,
             last_reached: [NEVER; 5],
-            reached_by: Vec::new(),
+            reached_by: Box::default(),
         }
+    }
+
+    /// The text between two ends of `texts` (a whole text when the ends are out of place).
+    fn text(&self, from: usize, to: usize) -> &str {
+        self.texts.get(from..to).unwrap_or("")
+    }
+
+    pub fn id(&self) -> &str {
+        self.text(0, self.ends[0] as usize)
+    }
+
+    fn field(&self, which: usize) -> Option<&str> {
+        let from = self.ends[which] as usize;
+        let to = self
+            .ends
+            .get(which + 1)
+            .map_or(self.texts.len(), |end| *end as usize);
+        Some(self.text(from, to)).filter(|text| !text.is_empty())
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.field(0)
+    }
+
+    pub fn company(&self) -> Option<&str> {
+        self.field(1)
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.field(2)
+    }
+
+    /// Replaces the texts: `None` keeps a field as it is, `Some(None)` clears it.
+    fn set_texts(
+        &mut self,
+        name: Option<Option<&str>>,
+        company: Option<Option<&str>>,
+        email: Option<Option<&str>>,
+    ) {
+        let name = name.unwrap_or(self.name()).unwrap_or("");
+        let company = company.unwrap_or(self.company()).unwrap_or("");
+        let email = email.unwrap_or(self.email()).unwrap_or("");
+        let id = self.id();
+        let mut texts = String::with_capacity(id.len() + name.len() + company.len() + email.len());
+        texts.push_str(id);
+        let at = |texts: &String| u32::try_from(texts.len()).unwrap_or(u32::MAX);
+        let ends_name = at(&texts);
+        texts.push_str(name);
+        let ends_company = at(&texts);
+        texts.push_str(company);
+        let ends_email = at(&texts);
+        texts.push_str(email);
+        self.texts = texts.into_boxed_str();
+        self.ends = [ends_name, ends_company, ends_email];
     }
 
     pub fn last(&self, activity: Activity) -> i64 {
@@ -299,7 +354,8 @@ pub struct ImportRecord {
 #[derive(Debug, Clone, Default)]
 pub struct CustomerBook {
     pub symbols: Symbols,
-    slots: FxHashMap<Box<str>, u32>,
+    /// Each customer's slot, found by the hash of the id (the id itself is the customer's).
+    slots: hashbrown::HashTable<u32>,
     customers: Vec<Customer>,
     /// Imports by digest.
     pub imports: BTreeMap<String, ImportRecord>,
@@ -323,7 +379,14 @@ impl CustomerBook {
     }
 
     pub fn slot(&self, id: &str) -> Option<u32> {
-        self.slots.get(id).copied()
+        let customers = &self.customers;
+        self.slots
+            .find(hash_id(id), |slot| {
+                customers
+                    .get(*slot as usize)
+                    .is_some_and(|customer| customer.id() == id)
+            })
+            .copied()
     }
 
     pub fn get(&self, id: &str) -> Option<&Customer> {
@@ -332,12 +395,17 @@ impl CustomerBook {
     }
 
     fn entry(&mut self, id: &str) -> &mut Customer {
-        let slot = match self.slots.get(id) {
-            Some(slot) => *slot as usize,
+        let slot = match self.slot(id) {
+            Some(slot) => slot as usize,
             None => {
                 let slot = self.customers.len();
                 self.customers.push(Customer::new(id));
-                self.slots.insert(id.into(), slot as u32);
+                let customers = &self.customers;
+                self.slots.insert_unique(hash_id(id), slot as u32, |slot| {
+                    customers
+                        .get(*slot as usize)
+                        .map_or(0, |customer| hash_id(customer.id()))
+                });
                 slot
             }
         };
@@ -350,34 +418,49 @@ impl CustomerBook {
         if event.position <= self.position {
             return Ok(());
         }
-        if CustomerEvent::holds(&event.event_type) {
-            // Rows belong to the import of their stream, even one resumed after another import.
-            if let Some(short) = event.stream.as_str().strip_prefix("import-") {
-                if self
-                    .open_import
-                    .as_deref()
-                    .is_none_or(|open| !open.starts_with(short))
-                {
-                    self.open_import = self
-                        .imports
-                        .range(short.to_string()..)
-                        .next()
-                        .filter(|(digest, _)| digest.starts_with(short))
-                        .map(|(digest, _)| digest.clone());
+        let kind = event.event_type.as_str();
+        let decoded = if CustomerEvent::holds(kind) {
+            CustomerEvent::decode(event)?.map_or(Decoded::Other, Decoded::Customer)
+        } else if kind == <crate::outreach::events::MessageSent as crate::event::upcast::EventPayload>::EVENT_TYPE {
+            crate::outreach::OutreachEvent::decode(event)?.map_or(Decoded::Other, Decoded::Outreach)
+        } else {
+            Decoded::Other
+        };
+        self.apply_decoded(Place::of(event), &decoded);
+        Ok(())
+    }
+
+    /// [`CustomerBook::apply_recorded`] for an event decoded once for several projections.
+    pub fn apply_decoded(&mut self, event: Place<'_>, decoded: &Decoded) {
+        if event.position <= self.position {
+            return;
+        }
+        match decoded {
+            Decoded::Customer(decoded) => {
+                // Rows belong to the import of their stream, even one resumed after another
+                // import.
+                if let Some(short) = event.stream.as_str().strip_prefix("import-") {
+                    if self
+                        .open_import
+                        .as_deref()
+                        .is_none_or(|open| !open.starts_with(short))
+                    {
+                        self.open_import = self
+                            .imports
+                            .range(short.to_string()..)
+                            .next()
+                            .filter(|(digest, _)| digest.starts_with(short))
+                            .map(|(digest, _)| digest.clone());
+                    }
                 }
+                self.apply(decoded, event.recorded_at);
             }
-            if let Some(decoded) = CustomerEvent::decode(event)? {
-                self.apply(&decoded, event.recorded_at);
+            Decoded::Outreach(crate::outreach::OutreachEvent::MessageSent(sent)) => {
+                self.reached(sent, event.recorded_at);
             }
-        } else if event.event_type == <crate::outreach::events::MessageSent as crate::event::upcast::EventPayload>::EVENT_TYPE {
-            if let Some(crate::outreach::OutreachEvent::MessageSent(sent)) =
-                crate::outreach::OutreachEvent::decode(event)?
-            {
-                self.reached(&sent, event.recorded_at);
-            }
+            _ => {}
         }
         self.position = event.position;
-        Ok(())
     }
 
     /// A message the dispatcher sent to a customer: the customer was reached on that channel
@@ -386,7 +469,7 @@ impl CustomerBook {
         let Some(reach_out) = &sent.reach_out else {
             return;
         };
-        let Some(&slot) = self.slots.get(sent.to.as_str()) else {
+        let Some(slot) = self.slot(sent.to.as_str()) else {
             return;
         };
         let key = self
@@ -397,9 +480,7 @@ impl CustomerBook {
         };
         let last = &mut customer.last_reached[channel_index(sent.kind)];
         *last = (*last).max(at.timestamp_millis());
-        if let Err(index) = customer.reached_by.binary_search(&key) {
-            customer.reached_by.insert(index, key);
-        }
+        insert_sorted(&mut customer.reached_by, key);
     }
 
     /// Folds one event in. Never fails: imports were checked before they were recorded.
@@ -411,7 +492,12 @@ impl CustomerBook {
                 if started.kind == ImportKind::Customers {
                     let rows = usize::try_from(started.rows).unwrap_or(0).min(50_000_000);
                     self.customers.reserve(rows);
-                    self.slots.reserve(rows);
+                    let customers = &self.customers;
+                    self.slots.reserve(rows, |slot| {
+                        customers
+                            .get(*slot as usize)
+                            .map_or(0, |customer| hash_id(customer.id()))
+                    });
                 }
                 self.imports.insert(
                     started.digest.clone(),
@@ -498,20 +584,26 @@ impl CustomerBook {
         self.symbols = symbols;
 
         let customer = self.entry(&row.customer);
-        if let Some(name) = text(&row.name) {
-            customer.name = name;
+        let (name, company, email) = (text(&row.name), text(&row.company), text(&row.email));
+        let email = email.filter(|email| email.as_deref() != customer.email());
+        if let Some(email) = &email {
+            customer.email_ok = email.as_deref().is_some_and(valid_email);
         }
-        if let Some(company) = text(&row.company) {
-            customer.company = company;
-        }
-        if let Some(email) = text(&row.email) {
-            if email != customer.email {
-                customer.email_ok = email.as_deref().is_some_and(valid_email);
-                customer.email = email;
-            }
+        let changed = |new: &Option<Option<Box<str>>>, old: Option<&str>| {
+            new.as_ref().is_some_and(|new| new.as_deref() != old)
+        };
+        if changed(&name, customer.name())
+            || changed(&company, customer.company())
+            || email.is_some()
+        {
+            customer.set_texts(
+                name.as_ref().map(Option::as_deref),
+                company.as_ref().map(Option::as_deref),
+                email.as_ref().map(Option::as_deref),
+            );
         }
         if let Some(tags) = tags {
-            customer.tags = tags;
+            customer.tags = tags.into_boxed_slice();
         }
         if let Some(tier) = tier {
             customer.tier = tier;
@@ -533,20 +625,19 @@ impl CustomerBook {
                 zone.parse::<Tz>().ok().or(customer.time_zone)
             };
         }
-        for (name, value) in attributes {
-            match (
-                customer
-                    .attributes
-                    .binary_search_by_key(&name, |(key, _)| *key),
-                value,
-            ) {
-                (Ok(index), Some(value)) => customer.attributes[index].1 = value,
-                (Ok(index), None) => {
-                    customer.attributes.remove(index);
+        if !attributes.is_empty() {
+            let mut pairs = std::mem::take(&mut customer.attributes).into_vec();
+            for (name, value) in attributes {
+                match (pairs.binary_search_by_key(&name, |(key, _)| *key), value) {
+                    (Ok(index), Some(value)) => pairs[index].1 = value,
+                    (Ok(index), None) => {
+                        pairs.remove(index);
+                    }
+                    (Err(index), Some(value)) => pairs.insert(index, (name, value)),
+                    (Err(_), None) => {}
                 }
-                (Err(index), Some(value)) => customer.attributes.insert(index, (name, value)),
-                (Err(_), None) => {}
             }
+            customer.attributes = pairs.into_boxed_slice();
         }
         for signal in &row.signals {
             note_signal(customer, signal.activity, signal.at.timestamp_millis());
@@ -607,9 +698,7 @@ impl CustomerBook {
         }
         if sent {
             if let Some(key) = reach_out {
-                if let Err(index) = customer.reached_by.binary_search(&key) {
-                    customer.reached_by.insert(index, key);
-                }
+                insert_sorted(&mut customer.reached_by, key);
             }
         }
     }
@@ -619,7 +708,7 @@ impl CustomerBook {
     pub fn digest(&self) -> String {
         let mut hasher = blake3::Hasher::new();
         let mut order: Vec<&Customer> = self.customers.iter().collect();
-        order.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        order.sort_unstable_by(|a, b| a.id().cmp(b.id()));
         let name = |sym: Sym| self.symbols.name(sym);
         for customer in order {
             let names = |syms: &[Sym]| {
@@ -638,10 +727,10 @@ impl CustomerBook {
             };
             let line = format!(
                 "{}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{}\u{1e}{}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{:?}\u{1e}{}\u{1e}{:?}\u{1e}{}\u{1e}{}\u{1e}{}\u{1e}{}\u{1e}{:?}\u{1e}{}\n",
-                customer.id,
-                customer.name,
-                customer.company,
-                customer.email,
+                customer.id(),
+                customer.name(),
+                customer.company(),
+                customer.email(),
                 customer.email_ok,
                 names(&customer.tags),
                 customer.tier.map(name),
@@ -664,6 +753,21 @@ impl CustomerBook {
             hasher.update(format!("{digest}\u{1e}{record:?}\n").as_bytes());
         }
         hasher.finalize().to_hex().to_string()
+    }
+}
+
+/// The hash the book finds a customer's slot by.
+fn hash_id(id: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(id)
+}
+
+/// Adds a symbol to a sorted set held as a boxed slice (a few entries: rebuilt on a change).
+fn insert_sorted(set: &mut Box<[Sym]>, sym: Sym) {
+    if let Err(index) = set.binary_search(&sym) {
+        let mut items = std::mem::take(set).into_vec();
+        items.insert(index, sym);
+        *set = items.into_boxed_slice();
     }
 }
 

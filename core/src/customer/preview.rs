@@ -187,7 +187,7 @@ pub fn plan_audience_except(
         let Some(customer) = book.customers().get(slot as usize) else {
             continue;
         };
-        let prior = prior(&customer.id, channel.kind, rules.fatigue_ms);
+        let prior = prior(customer.id(), channel.kind, rules.fatigue_ms);
         if prior == Prior::Decided {
             continue;
         }

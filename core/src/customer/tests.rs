@@ -938,7 +938,7 @@ fn system_and_dynamic_segments_at_an_instant() {
         segments
             .members(&book, index, ms("2026-09-01T00:00:00Z"))
             .into_iter()
-            .map(|slot| book.customers()[slot as usize].id.to_string())
+            .map(|slot| book.customers()[slot as usize].id().to_string())
             .collect()
     };
     assert_eq!(members("active-7d"), vec!["fresh"]);
@@ -1025,7 +1025,7 @@ fn a_file_row_that_leaves_a_column_out_keeps_the_earlier_value() {
             .collect(),
     );
     let customer = book.get("c-1").unwrap_or_else(|| panic!("c-1"));
-    assert_eq!(customer.name.as_deref(), Some("Li Na"));
+    assert_eq!(customer.name(), Some("Li Na"));
     assert!(customer.tags.is_empty());
     assert_eq!(customer.tier.map(|t| book.symbols.name(t)), Some("L1+"));
     assert!(customer.email_ok);

@@ -100,7 +100,9 @@ fn phase_bit(phase: PhaseKind) -> u8 {
 /// The projection. Feed it in log order (or any order: results depend only on what was fed).
 #[derive(Debug, Clone, Default)]
 pub struct Funnel {
-    customers: FxHashMap<Box<str>, Entry>,
+    /// Each customer's place in `entries`.
+    customers: FxHashMap<Box<str>, u32>,
+    entries: Vec<Entry>,
     campaigns: FxHashMap<Box<str>, u32>,
     /// The latest instant fed (a reach, a reply, an order, a bounce), in milliseconds.
     latest: Option<i64>,
@@ -130,11 +132,31 @@ struct KeptActuals {
     actuals: Vec<StageActuals>,
 }
 
-#[derive(Debug, Clone, Default)]
+/// One customer. Most customers a big campaign considers are never reached and never answer:
+/// their entry is 24 bytes, what else there is lives in `more`.
+#[derive(Debug, Clone)]
 struct Entry {
     /// The most orders a customer import stated.
     prior_orders: u32,
-    /// Per campaign, one bit per phase (see `phase_bit`) in which the customer was considered.
+    /// The first campaign that considered the customer ([`NO_CAMPAIGN`] when none did yet),
+    /// with one bit per phase (see `phase_bit`) in which it did.
+    considered: (u32, u8),
+    more: Option<Box<More>>,
+}
+
+impl Default for Entry {
+    fn default() -> Entry {
+        Entry {
+            prior_orders: 0,
+            considered: (NO_CAMPAIGN, 0),
+            more: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct More {
+    /// Other campaigns that considered the customer, as `Entry::considered`.
     considered: Vec<(u32, u8)>,
     /// Sorted by instant; equal instants in the order fed.
     reaches: Vec<Reach>,
@@ -177,39 +199,84 @@ impl Outcome {
 }
 
 impl Entry {
+    fn reaches(&self) -> &[Reach] {
+        self.more.as_deref().map_or(&[], |more| &more.reaches)
+    }
+
+    fn outcomes(&self) -> &[Outcome] {
+        self.more.as_deref().map_or(&[], |more| &more.outcomes)
+    }
+
+    fn bounces(&self) -> &[(i64, u32)] {
+        self.more.as_deref().map_or(&[], |more| &more.bounces)
+    }
+
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// The phase bits in which the campaign considered the customer.
+    fn considered_by(&self, campaign: u32) -> u8 {
+        if self.considered.0 == campaign {
+            return self.considered.1;
+        }
+        self.more
+            .as_deref()
+            .and_then(|more| more.considered.iter().find(|(sym, _)| *sym == campaign))
+            .map_or(0, |(_, phases)| *phases)
+    }
+
+    fn consider(&mut self, campaign: u32, bit: u8) {
+        if self.considered.0 == campaign {
+            self.considered.1 |= bit;
+        } else if self.considered.0 == NO_CAMPAIGN {
+            self.considered = (campaign, bit);
+        } else {
+            let more = self.more();
+            match more.considered.iter_mut().find(|(sym, _)| *sym == campaign) {
+                Some((_, phases)) => *phases |= bit,
+                None => more.considered.push((campaign, bit)),
+            }
+        }
+    }
+
     /// Which order is not a repurchase: the index of the first, unless the customer had ordered
     /// before the history began (then none).
     fn first_order(&self) -> Option<usize> {
         if self.prior_orders > 0 {
             return None;
         }
-        self.outcomes.iter().position(Outcome::is_order)
+        self.outcomes().iter().position(Outcome::is_order)
     }
 
     /// Whether the campaign reached the customer in the 30 days up to `at` (bounces known
     /// before `as_of` taken back).
     fn reached_before(&self, campaign: u32, at: i64, as_of: i64) -> bool {
-        let after = self.reaches.partition_point(|reach| reach.at <= at);
+        let reaches = self.reaches();
+        let after = reaches.partition_point(|reach| reach.at <= at);
         (0..after)
             .rev()
-            .take_while(|index| at < self.reaches[*index].at.saturating_add(SPAN_MS))
-            .any(|index| self.reaches[index].campaign == campaign && !self.bounced(index, as_of))
+            .take_while(|index| at < reaches[*index].at.saturating_add(SPAN_MS))
+            .any(|index| reaches[index].campaign == campaign && !self.bounced(index, as_of))
     }
 
     /// Whether a bounce known before `as_of` took back the reach at `index`: a mail bounce of
     /// its campaign (or naming none) at or after it and before the campaign's next mail to the
     /// customer, which the bounce would be about instead.
     fn bounced(&self, index: usize, as_of: i64) -> bool {
-        let reach = self.reaches[index];
-        if !reach.mail || self.bounces.is_empty() {
+        let (reaches, bounces) = (self.reaches(), self.bounces());
+        let Some(reach) = reaches.get(index).copied() else {
+            return false;
+        };
+        if !reach.mail || bounces.is_empty() {
             return false;
         }
-        let next = self.reaches[index + 1..]
+        let next = reaches[index + 1..]
             .iter()
             .find(|later| later.mail && later.campaign == reach.campaign && later.at > reach.at)
             .map_or(i64::MAX, |later| later.at);
-        let from = self.bounces.partition_point(|(at, _)| *at < reach.at);
-        self.bounces[from..]
+        let from = bounces.partition_point(|(at, _)| *at < reach.at);
+        bounces[from..]
             .iter()
             .take_while(|(at, _)| *at < next && *at < as_of)
             .any(|(_, campaign)| *campaign == reach.campaign || *campaign == NO_CAMPAIGN)
@@ -311,12 +378,18 @@ impl Funnel {
 
     /// Changes a customer's entry, made on first use (the id is copied only then).
     fn update(&mut self, customer: &str, change: impl FnOnce(&mut Entry)) {
-        match self.customers.get_mut(customer) {
-            Some(entry) => change(entry),
+        match self.customers.get(customer) {
+            Some(index) => {
+                if let Some(entry) = self.entries.get_mut(*index as usize) {
+                    change(entry);
+                }
+            }
             None => {
                 let mut entry = Entry::default();
                 change(&mut entry);
-                self.customers.insert(customer.into(), entry);
+                self.customers
+                    .insert(customer.into(), self.entries.len() as u32);
+                self.entries.push(entry);
             }
         }
     }
@@ -325,16 +398,7 @@ impl Funnel {
     pub fn considered(&mut self, campaign: &str, customer: &str, phase: PhaseKind) {
         self.fed(None);
         let campaign = self.campaign(campaign);
-        self.update(customer, |entry| {
-            match entry
-                .considered
-                .iter_mut()
-                .find(|(sym, _)| *sym == campaign)
-            {
-                Some((_, phases)) => *phases |= phase_bit(phase),
-                None => entry.considered.push((campaign, phase_bit(phase))),
-            }
-        });
+        self.update(customer, |entry| entry.consider(campaign, phase_bit(phase)));
     }
 
     /// A message of the campaign was delivered to the customer at `at`, in `phase`, by a
@@ -357,10 +421,9 @@ impl Funnel {
             mail: kind == ChannelKind::Mail,
         };
         self.update(customer, |entry| {
-            let index = entry
-                .reaches
-                .partition_point(|earlier| earlier.at <= reach.at);
-            entry.reaches.insert(index, reach);
+            let reaches = &mut entry.more().reaches;
+            let index = reaches.partition_point(|earlier| earlier.at <= reach.at);
+            reaches.insert(index, reach);
         });
     }
 
@@ -381,8 +444,9 @@ impl Funnel {
             };
             let at = outcome.at.timestamp_millis();
             self.update(&outcome.customer, |entry| {
-                let index = entry.bounces.partition_point(|(earlier, _)| *earlier <= at);
-                entry.bounces.insert(index, (at, campaign));
+                let bounces = &mut entry.more().bounces;
+                let index = bounces.partition_point(|(earlier, _)| *earlier <= at);
+                bounces.insert(index, (at, campaign));
             });
             return;
         }
@@ -403,10 +467,9 @@ impl Funnel {
             kind,
         };
         self.update(&outcome.customer, |entry| {
-            let index = entry
-                .outcomes
-                .partition_point(|earlier| earlier.at <= fed.at);
-            entry.outcomes.insert(index, fed);
+            let outcomes = &mut entry.more().outcomes;
+            let index = outcomes.partition_point(|earlier| earlier.at <= fed.at);
+            outcomes.insert(index, fed);
         });
     }
 
@@ -432,7 +495,7 @@ impl Funnel {
         as_of: DateTime<Utc>,
     ) -> Option<LifecycleStage> {
         let campaign = *self.campaigns.get(campaign)?;
-        let entry = self.customers.get(customer)?;
+        let entry = self.entries.get(*self.customers.get(customer)? as usize)?;
         let masks = entry_masks(entry, campaign, as_of.timestamp_millis(), u8::MAX);
         STAGES
             .into_iter()
@@ -453,7 +516,7 @@ impl Funnel {
         let mut overall = [0u64; 5];
         if let Some(campaign) = self.campaigns.get(plan.campaign.id.as_str()).copied() {
             let as_of = as_of.timestamp_millis();
-            for entry in self.customers.values() {
+            for entry in &self.entries {
                 let masks = entry_masks(entry, campaign, as_of, plan_mask);
                 for (stage, mask) in masks.iter().enumerate() {
                     if *mask != 0 {
@@ -554,12 +617,12 @@ impl Funnel {
         };
         // Per stage: (reached, paid, returning) for the customer at hand.
         let mut flags = vec![(false, false, false); windows.len()];
-        for entry in self.customers.values() {
+        for entry in &self.entries {
             flags
                 .iter_mut()
                 .for_each(|flag| *flag = (false, false, false));
             let as_of = as_of.timestamp_millis();
-            for (index, reach) in entry.reaches.iter().enumerate() {
+            for (index, reach) in entry.reaches().iter().enumerate() {
                 if reach.campaign != campaign || entry.bounced(index, as_of) {
                     continue;
                 }
@@ -568,7 +631,7 @@ impl Funnel {
                 }
             }
             let first_order = entry.first_order();
-            for (index, outcome) in entry.outcomes.iter().enumerate() {
+            for (index, outcome) in entry.outcomes().iter().enumerate() {
                 let Some(stage) = stage_of(outcome.at) else {
                     continue;
                 };
@@ -619,16 +682,13 @@ fn measured_window(window: Window, as_of: DateTime<Utc>) -> Window {
 /// For one customer and campaign: per funnel stage, the phase bits in which the customer got
 /// that far.
 fn entry_masks(entry: &Entry, campaign: u32, as_of: i64, plan_mask: u8) -> [u8; 5] {
-    let considered = entry
-        .considered
-        .iter()
-        .find(|(sym, _)| *sym == campaign)
-        .map_or(0, |(_, phases)| *phases);
+    let considered = entry.considered_by(campaign);
     let first_order = entry.first_order();
     let (mut reached, mut handshake, mut order, mut repurchase) = (0u8, 0u8, 0u8, 0u8);
     // A bounced mail still shows the customer was considered.
     let mut attempted = 0u8;
-    for (index, reach) in entry.reaches.iter().enumerate() {
+    let outcomes = entry.outcomes();
+    for (index, reach) in entry.reaches().iter().enumerate() {
         if reach.campaign != campaign || reach.at >= as_of {
             continue;
         }
@@ -638,10 +698,8 @@ fn entry_masks(entry: &Entry, campaign: u32, as_of: i64, plan_mask: u8) -> [u8; 
         }
         reached |= reach.phase;
         let end = reach.at.saturating_add(SPAN_MS).min(as_of);
-        let from = entry
-            .outcomes
-            .partition_point(|outcome| outcome.at < reach.at);
-        for (offset, outcome) in entry.outcomes[from..]
+        let from = outcomes.partition_point(|outcome| outcome.at < reach.at);
+        for (offset, outcome) in outcomes[from..]
             .iter()
             .enumerate()
             .take_while(|(_, outcome)| outcome.at < end)

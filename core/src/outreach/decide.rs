@@ -159,7 +159,7 @@ pub fn plan_reach_out(
     let kind = audience.channel_kind;
     let follow_up = terms_of(plan, reach_out);
     let customers = book.customers();
-    let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| &*c.id) };
+    let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| c.id()) };
     let mut events = Vec::with_capacity(customers.len().min(audience.segment_size as usize) + 1);
     let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
     // The numbers behind each decision, recorded with it: the days of the window as the planner

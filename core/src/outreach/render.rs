@@ -145,11 +145,12 @@ impl<'p> Renderer<'p> {
         // A field the customer lacks is left out, not filled with another field or an empty
         // text: `{{ customer.name | default("customer") }}` is how a template says what to write
         // instead (plan-format.md, "Template variables").
-        let mut fields: BTreeMap<&str, String> = BTreeMap::from([("id", customer.id.to_string())]);
+        let mut fields: BTreeMap<&str, String> =
+            BTreeMap::from([("id", customer.id().to_string())]);
         for (field, value) in [
-            ("name", customer.name.as_deref()),
-            ("company", customer.company.as_deref()),
-            ("email", customer.email.as_deref()),
+            ("name", customer.name()),
+            ("company", customer.company()),
+            ("email", customer.email()),
             ("tier", tier),
             ("owner", customer.owner.map(|s| symbols.name(s))),
             ("locale", customer.locale.map(|s| symbols.name(s))),
@@ -250,7 +251,7 @@ impl<'p> Renderer<'p> {
             minijinja::Value::from_safe_string(format!(
                 "unsubscribe://{}/{}",
                 super::links::percent_encoded(&plan.campaign.id),
-                super::links::percent_encoded(&customer.id)
+                super::links::percent_encoded(customer.id())
             )),
         );
         let render = |name: String| -> Result<String, String> {
@@ -277,8 +278,8 @@ impl<'p> Renderer<'p> {
             None => None,
         };
         let address: Vec<String> = match planned.kind {
-            ChannelKind::Mail => customer.email.iter().map(|e| e.to_string()).collect(),
-            _ => vec![customer.id.to_string()],
+            ChannelKind::Mail => customer.email().iter().map(|e| e.to_string()).collect(),
+            _ => vec![customer.id().to_string()],
         };
         // Addresses and the sender are header-bound too.
         for header in address.iter().chain([&planned.account]) {
@@ -289,7 +290,7 @@ impl<'p> Renderer<'p> {
             campaign: plan.campaign.id.clone(),
             channel: planned.channel.clone(),
             kind: planned.kind,
-            to: customer.id.to_string(),
+            to: customer.id().to_string(),
             address,
             from: Some(planned.account.clone()),
             subject,

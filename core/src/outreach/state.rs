@@ -6,12 +6,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::events::{MessageSent, NotSentReason, OutreachEvent, ReachOutPlanned, SendPlanned};
 use crate::customer::events::{OutcomeKind, OutcomeRecorded};
 use crate::customer::quota::Ledger;
 use crate::event::{Position, RecordedEvent};
+use crate::feed::{Decoded, Place};
 use crate::plan::model::ChannelKind;
 
 /// What became of a planned send.
@@ -96,9 +99,17 @@ pub struct FollowUpDue {
 pub struct Outreach {
     pub position: Position,
     pub ledger: Ledger,
-    sends: HashMap<String, Send>,
-    /// Keys decided `NotSent` at planning (no send was planned for them).
-    not_planned: HashMap<String, NotSentReason>,
+    /// Every planned send, by key: its place in `records`.
+    sends: FxHashMap<Box<str>, u32>,
+    records: Vec<Send>,
+    /// Keys decided `NotSent` at planning (no send was planned for them) that a decision may
+    /// still ask about: those of a reach-out still being planned (a planning cut short goes on
+    /// where it stopped) and those of follow-ups. Once `ReachOutPlanned` closes a reach-out's
+    /// planning, no decision looks at its first attempts again: they leave memory (the log
+    /// keeps them; `outbox --customers` reads them from there) and only their counts stay.
+    not_planned: FxHashMap<Box<str>, NotSentReason>,
+    /// Per campaign and reach-out, the keys decided `NotSent` at planning, by reason.
+    not_planned_counts: BTreeMap<(String, String), BTreeMap<NotSentReason, u64>>,
     /// Planned sends not yet sent or given up, by (instant, key).
     pending: BTreeSet<(DateTime<Utc>, String)>,
     planned_reach_outs: BTreeMap<(String, String), ReachOutPlanned>,
@@ -129,21 +140,32 @@ impl Outreach {
         if event.position <= self.position {
             return Ok(());
         }
-        if OutreachEvent::holds(&event.event_type) {
-            if let Some(decoded) = OutreachEvent::decode(event)? {
-                self.apply(&decoded, event.recorded_at);
+        let kind = event.event_type.as_str();
+        let decoded = if OutreachEvent::holds(kind) {
+            OutreachEvent::decode(event)?.map_or(Decoded::Other, Decoded::Outreach)
+        } else if kind == <OutcomeRecorded as crate::event::upcast::EventPayload>::EVENT_TYPE {
+            crate::customer::events::CustomerEvent::decode(event)?
+                .map_or(Decoded::Other, Decoded::Customer)
+        } else {
+            Decoded::Other
+        };
+        self.apply_decoded(Place::of(event), &decoded);
+        Ok(())
+    }
+
+    /// [`Outreach::apply_recorded`] for an event decoded once for several projections.
+    pub fn apply_decoded(&mut self, event: Place<'_>, decoded: &Decoded) {
+        if event.position <= self.position {
+            return;
+        }
+        match decoded {
+            Decoded::Outreach(decoded) => self.apply(decoded, event.recorded_at),
+            Decoded::Customer(crate::customer::events::CustomerEvent::OutcomeRecorded(outcome)) => {
+                self.outcome(outcome)
             }
-        } else if event.event_type
-            == <OutcomeRecorded as crate::event::upcast::EventPayload>::EVENT_TYPE
-        {
-            if let Some(crate::customer::events::CustomerEvent::OutcomeRecorded(outcome)) =
-                crate::customer::events::CustomerEvent::decode(event)?
-            {
-                self.outcome(&outcome);
-            }
+            _ => {}
         }
         self.position = event.position;
-        Ok(())
     }
 
     pub fn apply(&mut self, event: &OutreachEvent, at: DateTime<Utc>) {
@@ -167,7 +189,7 @@ impl Outreach {
                 // A key is decided once; a second planning of it (recorded by an earlier
                 // version, which could plan one customer's follow-up twice when two of their
                 // threads came due together) changes nothing.
-                if self.sends.contains_key(&planned.key) {
+                if self.sends.contains_key(planned.key.as_str()) {
                     return;
                 }
                 self.ledger.record(
@@ -184,17 +206,19 @@ impl Outreach {
                 if planned.attempt > 1 {
                     self.close_follow_up_of(planned);
                 }
-                self.sends.insert(
-                    planned.key.clone(),
-                    Send {
-                        planned: planned.clone(),
-                        status: SendStatus::Pending,
-                        deferred: 0,
-                    },
-                );
+                let mut planned = planned.clone();
+                // Why it went on this day is the log's to tell (`explain`); no decision reads it.
+                planned.detail = None;
+                self.sends
+                    .insert(planned.key.as_str().into(), self.records.len() as u32);
+                self.records.push(Send {
+                    planned,
+                    status: SendStatus::Pending,
+                    deferred: 0,
+                });
             }
             OutreachEvent::SendMoved(moved) => {
-                let Some(send) = self.sends.get_mut(&moved.key) else {
+                let Some(send) = send_mut(&self.sends, &mut self.records, &moved.key) else {
                     return;
                 };
                 if send.status != SendStatus::Pending {
@@ -211,7 +235,7 @@ impl Outreach {
                 self.move_pending(&moved.key, moved.at);
             }
             OutreachEvent::NotSent(not_sent) => {
-                if let Some(send) = self.sends.get_mut(&not_sent.key) {
+                if let Some(send) = send_mut(&self.sends, &mut self.records, &not_sent.key) {
                     if send.status == SendStatus::Pending {
                         self.pending
                             .remove(&(send.planned.at, not_sent.key.clone()));
@@ -228,8 +252,18 @@ impl Outreach {
                     }
                     send.status = SendStatus::NotSent(not_sent.reason);
                 } else {
-                    self.not_planned
-                        .insert(not_sent.key.clone(), not_sent.reason);
+                    let new = self
+                        .not_planned
+                        .insert(not_sent.key.as_str().into(), not_sent.reason)
+                        .is_none();
+                    if new {
+                        *self
+                            .not_planned_counts
+                            .entry((not_sent.campaign.clone(), not_sent.reach_out.clone()))
+                            .or_default()
+                            .entry(not_sent.reason)
+                            .or_default() += 1;
+                    }
                     if not_sent.attempt > 1 {
                         // A follow-up that could not be planned ends the thread.
                         let previous = previous_key(&not_sent.key, not_sent.attempt);
@@ -238,6 +272,11 @@ impl Outreach {
                 }
             }
             OutreachEvent::ReachOutPlanned(done) => {
+                let prefix = format!("{}/{}/", done.campaign, done.reach_out);
+                self.not_planned.retain(|key, _| {
+                    !(key.starts_with(&prefix)
+                        && key.rsplit_once('/').is_some_and(|(_, a)| a == "1"))
+                });
                 self.planned_reach_outs.insert(
                     (done.campaign.clone(), done.reach_out.clone()),
                     done.clone(),
@@ -265,7 +304,7 @@ impl Outreach {
                 guard.resumed_at = Some(at);
             }
             OutreachEvent::DeliveryDeferred(deferred) => {
-                let Some(send) = self.sends.get_mut(&deferred.key) else {
+                let Some(send) = send_mut(&self.sends, &mut self.records, &deferred.key) else {
                     return;
                 };
                 if send.status != SendStatus::Pending {
@@ -292,8 +331,7 @@ impl Outreach {
             OutreachEvent::HandedOver(handed) => {
                 for key in &handed.keys {
                     let answered = self
-                        .sends
-                        .get(key)
+                        .send(key)
                         .is_some_and(|send| send.status != SendStatus::Pending)
                         || self.staff_sent.contains_key(key);
                     if !answered {
@@ -328,7 +366,7 @@ impl Outreach {
     /// Moves a pending send to another instant: its place among the pending and in its
     /// customer's list.
     fn move_pending(&mut self, key: &str, to: DateTime<Utc>) {
-        let Some(send) = self.sends.get_mut(key) else {
+        let Some(send) = send_mut(&self.sends, &mut self.records, key) else {
             return;
         };
         self.pending.remove(&(send.planned.at, key.to_string()));
@@ -356,7 +394,7 @@ impl Outreach {
             self.staff_sent.insert(sent.key.clone(), at);
             return;
         }
-        let Some(send) = self.sends.get_mut(&sent.key) else {
+        let Some(send) = send_mut(&self.sends, &mut self.records, &sent.key) else {
             return;
         };
         if send.status != SendStatus::Pending {
@@ -391,9 +429,9 @@ impl Outreach {
         let send = outcome
             .message
             .as_ref()
-            .and_then(|key| self.sends.get(key))
+            .and_then(|key| self.send(key))
             .or_else(|| match (&outcome.campaign, &outcome.reach_out) {
-                (Some(campaign), Some(reach_out)) => self.sends.get(&super::events::send_key(
+                (Some(campaign), Some(reach_out)) => self.send(&super::events::send_key(
                     campaign,
                     reach_out,
                     &outcome.customer,
@@ -409,9 +447,10 @@ impl Outreach {
             return;
         }
         let key = (send.planned.campaign.clone(), send.planned.channel.clone());
+        let status = send.status;
         let guard = self.guards.entry(key).or_default();
         guard.bounced += 1;
-        if let (SendStatus::Sent { at }, Some(resumed)) = (send.status, guard.resumed_at) {
+        if let (SendStatus::Sent { at }, Some(resumed)) = (status, guard.resumed_at) {
             if at < resumed {
                 guard.base_bounced += 1;
             }
@@ -455,7 +494,9 @@ impl Outreach {
     }
 
     pub fn send(&self, key: &str) -> Option<&Send> {
-        self.sends.get(key)
+        self.sends
+            .get(key)
+            .and_then(|index| self.records.get(*index as usize))
     }
 
     /// Whether anything was decided for this key (a planned send, or a reason not to).
@@ -463,20 +504,21 @@ impl Outreach {
         self.sends.contains_key(key) || self.not_planned.contains_key(key)
     }
 
-    /// The keys of a campaign decided not sent at planning, with their reasons.
-    pub fn not_planned_of<'a>(
+    /// Per reach-out of a campaign, how many keys were decided not sent at planning (no send
+    /// planned for them), by reason. The keys themselves are in the log (`NotSent` events whose
+    /// key no `SendPlanned` came before).
+    pub fn not_planned_counts<'a>(
         &'a self,
         campaign: &'a str,
-    ) -> impl Iterator<Item = (&'a str, NotSentReason)> + 'a {
-        self.not_planned
-            .iter()
-            .filter(move |(key, _)| {
-                key.strip_prefix(campaign)
-                    .is_some_and(|rest| rest.starts_with('/'))
-            })
-            .map(|(key, reason)| (key.as_str(), *reason))
+    ) -> impl Iterator<Item = (&'a str, &'a BTreeMap<NotSentReason, u64>)> + 'a {
+        self.not_planned_counts
+            .range((campaign.to_string(), String::new())..)
+            .take_while(move |((of, _), _)| of == campaign)
+            .map(|((_, reach_out), counts)| (reach_out.as_str(), counts))
     }
 
+    /// Why a key was decided not sent at planning, while a decision may still ask (see
+    /// `not_planned`).
     pub fn not_planned(&self, key: &str) -> Option<NotSentReason> {
         self.not_planned.get(key).copied()
     }
@@ -494,7 +536,7 @@ impl Outreach {
         self.pending
             .iter()
             .filter(|(_, key)| self.mine(key))
-            .filter_map(|(_, key)| self.sends.get(key))
+            .filter_map(|(_, key)| self.send(key))
             .filter(|send| send.status == SendStatus::Pending)
     }
 
@@ -554,8 +596,8 @@ impl Outreach {
 
     /// Every send of a campaign, in no particular order.
     pub fn sends_of<'a>(&'a self, campaign: &'a str) -> impl Iterator<Item = &'a Send> + 'a {
-        self.sends
-            .values()
+        self.records
+            .iter()
             .filter(move |send| send.planned.campaign == campaign)
     }
 
@@ -608,8 +650,17 @@ impl Outreach {
     }
 
     pub fn kind_of(&self, key: &str) -> Option<ChannelKind> {
-        self.sends.get(key).map(|send| send.planned.kind)
+        self.send(key).map(|send| send.planned.kind)
     }
+}
+
+fn send_mut<'a>(
+    sends: &FxHashMap<Box<str>, u32>,
+    records: &'a mut [Send],
+    key: &str,
+) -> Option<&'a mut Send> {
+    let index = *sends.get(key)?;
+    records.get_mut(index as usize)
 }
 
 fn unpend(

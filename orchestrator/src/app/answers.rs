@@ -318,9 +318,9 @@ async fn resolve(ctx: &Ctx<'_>, request: &AnswersRequest) -> Result<Vec<Resolved
     let book = runtime.customers.lock().await;
     if !by_address.is_empty() {
         for customer in book.customers() {
-            if let Some(email) = &customer.email {
+            if let Some(email) = &customer.email() {
                 if let Some(found) = by_address.get_mut(&email.to_ascii_lowercase()) {
-                    found.push(customer.id.to_string());
+                    found.push(customer.id().to_string());
                 }
             }
         }

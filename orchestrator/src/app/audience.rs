@@ -353,7 +353,7 @@ fn members(audience: &Audience, book: &CustomerBook) -> PreviewMembers {
     let id = |slot: u32| {
         book.customers()
             .get(slot as usize)
-            .map(|customer| customer.id.to_string())
+            .map(|customer| customer.id().to_string())
             .unwrap_or_default()
     };
     let mut sends: Vec<PreviewSend> = audience

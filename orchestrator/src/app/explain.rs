@@ -88,7 +88,7 @@ pub async fn explain(ctx: &Ctx<'_>, question: &ExplainQuestion) -> Result<Explai
                     _ => false,
                 };
                 if concerns_customer {
-                    crate::kernel::work::feed_outreach(&mut funnel, &decoded, event);
+                    crate::kernel::work::feed_outreach(&mut funnel, &decoded, event.recorded_at);
                 }
                 let about = match &decoded {
                     OutreachEvent::SendPlanned(planned) => ours && planned.customer == customer,

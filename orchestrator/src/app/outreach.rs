@@ -129,6 +129,55 @@ fn parts(key: &str) -> Option<(&str, &str, &str)> {
     Some((reach_out, customer, attempt))
 }
 
+/// The keys of a campaign decided not sent at planning (a `NotSent` that no `SendPlanned` of its
+/// key came before), with their reasons, read from the campaign's outbox stream up to the log
+/// position `as_of`: the projection keeps only their counts once a reach-out is planned.
+async fn not_planned_keys(
+    ctx: &Ctx<'_>,
+    campaign: &str,
+    as_of: battleplan_core::event::Position,
+) -> Result<Vec<(String, NotSentReason)>, AppError> {
+    use battleplan_core::outreach::OutreachEvent;
+    let Ok(stream) = battleplan_core::outreach::events::stream_of(campaign) else {
+        return Ok(Vec::new());
+    };
+    let mut planned: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut keys = Vec::new();
+    let mut from = battleplan_core::event::StreamVersion::NONE.next();
+    'read: loop {
+        let batch = ctx
+            .runtime
+            .store
+            .read_stream(&stream, from, 10_000)
+            .await
+            .map_err(crate::kernel::runtime::HandleError::from)?;
+        let Some(last) = batch.last() else { break };
+        from = last.version.next();
+        let full = batch.len() == 10_000;
+        for event in &batch {
+            if event.position > as_of {
+                break 'read;
+            }
+            match OutreachEvent::decode(event).map_err(crate::kernel::runtime::HandleError::from)? {
+                Some(OutreachEvent::SendPlanned(send)) => {
+                    planned.insert(send.key);
+                }
+                Some(OutreachEvent::NotSent(not_sent))
+                    if !planned.contains(&not_sent.key) && seen.insert(not_sent.key.clone()) =>
+                {
+                    keys.push((not_sent.key, not_sent.reason));
+                }
+                _ => {}
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    Ok(keys)
+}
+
 fn counted<'a>(
     counts: &'a mut BTreeMap<String, ReachOutCountsView>,
     reach_out: &str,
@@ -203,24 +252,32 @@ pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxVi
             });
         }
     }
-    for (key, reason) in outreach.not_planned_of(campaign) {
-        let Some((reach_out, customer, attempt)) = parts(key) else {
-            continue;
-        };
+    for (reach_out, reasons) in outreach.not_planned_counts(campaign) {
         if !wanted(reach_out) {
             continue;
         }
-        *counted(&mut counts, reach_out)
-            .not_sent
-            .entry(reason.key().to_string())
-            .or_default() += 1;
-        if question.customers {
+        let entry = counted(&mut counts, reach_out);
+        for (reason, count) in reasons {
+            *entry.not_sent.entry(reason.key().to_string()).or_default() += count;
+        }
+    }
+    let channels = channel_views(&plan, &outreach, campaign);
+    let as_of = outreach.position;
+    drop(outreach);
+    if question.customers {
+        for (key, reason) in not_planned_keys(ctx, campaign, as_of).await? {
+            let Some((reach_out, customer, attempt)) = parts(&key) else {
+                continue;
+            };
+            if !wanted(reach_out) {
+                continue;
+            }
             rows.push(CustomerSendView {
                 at: None,
                 attempt: attempt.parse::<u32>().unwrap_or(0),
                 channel: None,
                 customer: customer.to_string(),
-                key: key.to_string(),
+                key: key.clone(),
                 reach_out: reach_out.to_string(),
                 reason: Some(reason),
                 status: SendState::NotSent,
@@ -228,7 +285,6 @@ pub async fn report(ctx: &Ctx<'_>, question: &OutboxQuestion) -> Result<OutboxVi
         }
     }
     rows.sort_by(|a, b| a.key.cmp(&b.key));
-    let channels = channel_views(&plan, &outreach, campaign);
     Ok(OutboxView {
         campaign: campaign.to_string(),
         channels,

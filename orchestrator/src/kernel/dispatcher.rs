@@ -1028,10 +1028,11 @@ impl Dispatcher {
         now: DateTime<Utc>,
     ) -> Result<(), HandleError> {
         let stream = stream_of(campaign).map_err(battleplan_core::campaign::Rejection)?;
-        let events: Vec<Recorded> = events.into_iter().map(Into::into).collect();
-        for chunk in events.chunks(APPEND_EVENTS) {
+        let mut events = events.into_iter().map(Into::into).peekable();
+        while events.peek().is_some() {
+            let chunk: Vec<Recorded> = events.by_ref().take(APPEND_EVENTS).collect();
             let mut encoded = Vec::with_capacity(chunk.len());
-            for event in chunk {
+            for event in &chunk {
                 let id = EventId(self.runtime.ids.next_id(now));
                 encoded.push(match event {
                     Recorded::Outreach(event) => event.encode(id)?,
@@ -1047,8 +1048,8 @@ impl Dispatcher {
                 chunk.len(),
                 now.timestamp_millis()
             );
-            runtime
-                .record(
+            let (outcome, at) = runtime
+                .record_at(
                     stream.clone(),
                     encoded,
                     ACTOR,
@@ -1057,6 +1058,9 @@ impl Dispatcher {
                     now,
                 )
                 .await?;
+            if !outcome.deduplicated {
+                fold_own(&self.runtime, &stream, chunk, outcome.first_position, at).await;
+            }
         }
         catch_up(&self.runtime).await
     }
@@ -1124,6 +1128,53 @@ fn count(events: &[OutreachEvent]) -> (u64, u64) {
 }
 
 /// Brings the customer book and the outbox up to the log's durable head, in one pass.
+/// Folds events the dispatcher just recorded into the book, the outbox and the boards as they are,
+/// rather than reading them back from the log and decoding them: only when every projection
+/// stands just before them (nothing else was recorded in between, or not yet read), so the
+/// projections see the log in its order either way. Otherwise `catch_up` reads them.
+async fn fold_own(
+    runtime: &Runtime,
+    stream: &battleplan_core::event::StreamId,
+    events: Vec<Recorded>,
+    first: battleplan_core::event::Position,
+    at: DateTime<Utc>,
+) {
+    use std::sync::atomic::Ordering;
+    let Some(before) = first.0.checked_sub(1) else {
+        return;
+    };
+    let mut book = runtime.customers.lock().await;
+    let mut outreach = runtime.outreach.lock().await;
+    let mut boards = runtime.boards.lock().await;
+    if [book.position, outreach.position, boards.position]
+        .iter()
+        .any(|position| position.0 != before)
+    {
+        return;
+    }
+    let mut position = first;
+    for event in events {
+        let decoded = match event {
+            Recorded::Outreach(event) => battleplan_core::feed::Decoded::Outreach(event),
+            Recorded::Outcome(outcome) => {
+                battleplan_core::feed::Decoded::Customer(CustomerEvent::OutcomeRecorded(outcome))
+            }
+        };
+        let place = battleplan_core::feed::Place {
+            position,
+            recorded_at: at,
+            stream,
+        };
+        book.apply_decoded(place, &decoded);
+        outreach.apply_decoded(place, &decoded);
+        boards.apply_fed(place, &decoded);
+        position = battleplan_core::event::Position(position.0 + 1);
+    }
+    runtime
+        .projected
+        .fetch_max(position.0.saturating_sub(1), Ordering::AcqRel);
+}
+
 pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
     use std::sync::atomic::Ordering;
     // Nothing recorded since the last catch-up: no lock to take (questions come often).
@@ -1142,9 +1193,12 @@ pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
         };
         from = last.position;
         for event in &events {
-            book.apply_recorded(event)?;
-            outreach.apply_recorded(event)?;
-            boards.apply_recorded(event, &mut outreach)?;
+            // Decoded once for the three (most events are customer or outbox events).
+            let decoded = battleplan_core::feed::Decoded::of(event)?;
+            let place = battleplan_core::feed::Place::of(event);
+            book.apply_decoded(place, &decoded);
+            outreach.apply_decoded(place, &decoded);
+            boards.apply_decoded(event, &decoded, &mut outreach)?;
         }
     }
 }

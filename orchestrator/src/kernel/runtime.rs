@@ -437,9 +437,25 @@ impl Runtime {
         command_id: Uuid,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<AppendOutcome, HandleError> {
+        self.record_at(stream, events, actor, reason, command_id, now)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Runtime::record`], also telling the instant the events were recorded at (`now`, or the
+    /// log's last instant if that is later).
+    pub async fn record_at(
+        &self,
+        stream: StreamId,
+        events: Vec<NewEvent>,
+        actor: &str,
+        reason: Option<String>,
+        command_id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(AppendOutcome, DateTime<Utc>), HandleError> {
         let fingerprint = current_fingerprint();
-        let outcome = self
-            .append_in_order(Append {
+        let (outcome, at) = self
+            .append_in_order_at(Append {
                 stream: stream.clone(),
                 expected: ExpectedVersion::Any,
                 events,
@@ -460,14 +476,24 @@ impl Runtime {
                 .await?;
             same_request(&first, fingerprint)?;
         }
-        Ok(outcome)
+        Ok((outcome, at))
     }
 
     /// Appends, keeping the log's instants in order. Refused when the clock itself is behind
     /// the log's last event (a `--clock-at` before what the store already holds); an instant
     /// that is only a little stale (a step decided at its start while another writer appended)
     /// is recorded at the last event's instant instead.
-    pub async fn append_in_order(&self, mut append: Append) -> Result<AppendOutcome, HandleError> {
+    pub async fn append_in_order(&self, append: Append) -> Result<AppendOutcome, HandleError> {
+        self.append_in_order_at(append)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Runtime::append_in_order`], also telling the instant the events were recorded at.
+    async fn append_in_order_at(
+        &self,
+        mut append: Append,
+    ) -> Result<(AppendOutcome, DateTime<Utc>), HandleError> {
         let mut latest = self.latest.lock().await;
         let floor = self.latest_instant(&mut latest).await?;
         if let Some(floor) = floor {
@@ -480,7 +506,7 @@ impl Runtime {
         let at = append.recorded_at;
         let outcome = self.store.append(append).await?;
         *latest = Some(at);
-        Ok(outcome)
+        Ok((outcome, at))
     }
 
     /// The instant of the log's last event, read once and then kept by every append.

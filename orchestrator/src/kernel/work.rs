@@ -10,6 +10,7 @@ use battleplan_core::campaign::{CampaignEvent, EventMeta};
 use battleplan_core::customer::events::CustomerEvent;
 use battleplan_core::event::upcast::PayloadError;
 use battleplan_core::event::{Position, RecordedEvent};
+use battleplan_core::feed::{Decoded, Place};
 use battleplan_core::funnel::Funnel;
 use battleplan_core::metrics::{MetricsEvent, ShopMetrics};
 use battleplan_core::outreach::state::StaffMessage;
@@ -17,6 +18,7 @@ use battleplan_core::outreach::{Outreach, OutreachEvent};
 use battleplan_core::report::schedule::{ReportEvent, ReportPlanned, ReportsDecided};
 use battleplan_core::report::OfferOrders;
 use battleplan_core::task::{ReminderKind, ReminderPlanned, TaskBoard, TaskEvent};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, Default)]
 pub struct Boards {
@@ -50,6 +52,24 @@ impl Boards {
         if event.position <= self.position {
             return Ok(());
         }
+        self.apply_decoded(event, &Decoded::of(event)?, outreach)
+    }
+
+    /// [`Boards::apply_recorded`] with the event's customer or outbox payload decoded once for
+    /// the book, the outbox and the boards.
+    pub fn apply_decoded(
+        &mut self,
+        event: &RecordedEvent,
+        decoded: &Decoded,
+        outreach: &mut Outreach,
+    ) -> Result<(), PayloadError> {
+        if event.position <= self.position {
+            return Ok(());
+        }
+        if !matches!(decoded, Decoded::Other) {
+            self.apply_fed(Place::of(event), decoded);
+            return Ok(());
+        }
         self.position = event.position;
         let kind = event.event_type.as_str();
         if CampaignEvent::holds(kind) {
@@ -79,17 +99,6 @@ impl Boards {
                     .or_insert_with(|| TaskBoard::new(&campaign))
                     .apply(&decoded, &EventMeta::of(event));
             }
-        } else if OutreachEvent::holds(kind) {
-            if let Some(decoded) = OutreachEvent::decode(event)? {
-                feed_outreach(&mut self.funnel, &decoded, event);
-            }
-        } else if CustomerEvent::holds(kind) {
-            if let Some(decoded) = CustomerEvent::decode(event)? {
-                feed_customer(&mut self.funnel, &decoded);
-                if let CustomerEvent::OutcomeRecorded(outcome) = &decoded {
-                    self.offers.outcome(outcome);
-                }
-            }
         } else if ReportEvent::holds(kind) {
             if let Some(decoded) = ReportEvent::decode(event)? {
                 let ReportEvent::ReportPlanned(planned) = &decoded;
@@ -107,9 +116,31 @@ impl Boards {
     }
 }
 
+impl Boards {
+    /// Folds a decoded customer or outbox event (the only kinds [`Decoded`] holds).
+    pub fn apply_fed(&mut self, event: Place<'_>, decoded: &Decoded) {
+        if event.position <= self.position {
+            return;
+        }
+        self.position = event.position;
+        match decoded {
+            Decoded::Outreach(decoded) => {
+                feed_outreach(&mut self.funnel, decoded, event.recorded_at)
+            }
+            Decoded::Customer(decoded) => {
+                feed_customer(&mut self.funnel, decoded);
+                if let CustomerEvent::OutcomeRecorded(outcome) = decoded {
+                    self.offers.outcome(outcome);
+                }
+            }
+            Decoded::Other => {}
+        }
+    }
+}
+
 /// What an outbox event tells the funnel: who was considered (a first attempt planned or not
 /// sent, in its phase), who was reached (a message of a reach-out delivered).
-pub fn feed_outreach(funnel: &mut Funnel, decoded: &OutreachEvent, event: &RecordedEvent) {
+pub fn feed_outreach(funnel: &mut Funnel, decoded: &OutreachEvent, recorded_at: DateTime<Utc>) {
     match decoded {
         OutreachEvent::SendPlanned(planned) if planned.attempt == 1 => {
             if let Some(phase) = planned.phase {
@@ -123,13 +154,7 @@ pub fn feed_outreach(funnel: &mut Funnel, decoded: &OutreachEvent, event: &Recor
         }
         OutreachEvent::MessageSent(sent) => {
             if let (Some(_), Some(phase)) = (&sent.reach_out, sent.phase) {
-                funnel.reached(
-                    &sent.campaign,
-                    &sent.to,
-                    event.recorded_at,
-                    phase,
-                    sent.kind,
-                );
+                funnel.reached(&sent.campaign, &sent.to, recorded_at, phase, sent.kind);
             }
         }
         _ => {}
