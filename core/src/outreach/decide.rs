@@ -117,7 +117,8 @@ fn terms_of(plan: &Plan, reach_out: &ReachOut) -> Option<FollowUpTerms> {
 /// member excluded or left unplaced, then `ReachOutPlanned`. Members decided before (a planning
 /// cut short by a crash) keep what was decided for them. A reach-out whose window closed before
 /// it could be planned is decided as of its window's start, and every member it would have
-/// reached gets `window_closed`.
+/// reached gets `window_closed`. (The dispatcher takes the events a chunk at a time from
+/// [`prepare_reach_out`], so that a million members are never a million events in memory.)
 pub fn plan_reach_out(
     plan: &Plan,
     state: &CampaignState,
@@ -126,6 +127,47 @@ pub fn plan_reach_out(
     reach_out_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutreachEvent>, String> {
+    let planning = prepare_reach_out(plan, state, book, outreach, reach_out_id, now)?;
+    Ok(planning.events(plan, book, 0..planning.len()))
+}
+
+/// A reach-out's audience decided at one instant, whose events are made a range at a time
+/// ([`ReachOutPlanning::events`]): the `window_closed` of a missed window, the placed sends, the
+/// excluded, the unplaced, the skipped for quiet hours, then `ReachOutPlanned`, always in that
+/// order. Everything that depends on the outbox (what was decided before, the quota ledger) is
+/// taken when it is prepared, so the events are the same however they are cut.
+#[derive(Debug)]
+pub struct ReachOutPlanning {
+    campaign: String,
+    reach_out: String,
+    audience: crate::customer::preview::Audience,
+    missed: bool,
+    phase: Option<PhaseKind>,
+    follow_up: Option<FollowUpTerms>,
+    /// Per day of the window, why a send placed on it was not placed earlier.
+    pushed: Vec<Option<String>>,
+    window_full: String,
+    missed_reason: NotSentReason,
+    closed: Option<String>,
+    /// Who a missed window would have reached, each told why it did not.
+    missed_slots: Vec<u32>,
+    /// Per placement: whether it is paid volume of its day; `None` for one not made (its
+    /// member or day unknown).
+    paid: Vec<Option<bool>>,
+    after_fatigue: BTreeMap<u32, DateTime<Utc>>,
+    evaluated: i64,
+    planned: u64,
+    not_sent: u64,
+}
+
+pub fn prepare_reach_out(
+    plan: &Plan,
+    state: &CampaignState,
+    book: &CustomerBook,
+    outreach: &Outreach,
+    reach_out_id: &str,
+    now: DateTime<Utc>,
+) -> Result<ReachOutPlanning, String> {
     let campaign = plan.campaign.id.as_str();
     let Some(reach_out) = plan.reach_outs.iter().find(|r| r.id == reach_out_id) else {
         return Err(format!(
@@ -155,13 +197,7 @@ pub fn plan_reach_out(
             )
         },
     )?;
-    let phase = phase_of(state);
-    let kind = audience.channel_kind;
-    let follow_up = terms_of(plan, reach_out);
-    let customers = book.customers();
-    let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| c.id()) };
-    let mut events = Vec::with_capacity(customers.len().min(audience.segment_size as usize) + 1);
-    let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+    let known = |slot: u32| (slot as usize) < book.len();
     // The numbers behind each decision, recorded with it: the days of the window as the planner
     // filled them (what the ledger held and the limit that stopped each), for sends placed after
     // the first day and for customers no day had room for.
@@ -173,21 +209,7 @@ pub fn plan_reach_out(
     let pushed: Vec<Option<String>> = (0..dates.len())
         .map(|day| explain::pushed_detail(&day_words, &dates, day))
         .collect();
-    let evaluated = millis(audience.evaluated_at);
-    let after_fatigue: BTreeMap<u32, DateTime<Utc>> =
-        audience.after_fatigue.iter().copied().collect();
-    let fatigue_words = |slot: u32| -> Option<String> {
-        let customer = customers.get(slot as usize)?;
-        explain::exclusion_detail(
-            plan,
-            channel?,
-            book,
-            None,
-            customer,
-            Exclusion::Fatigue,
-            evaluated,
-        )
-    };
+    let window_full = explain::window_full_detail(&day_words);
     // The window closed during the campaign's last pause: the pause is why, not downtime.
     let paused = state
         .last_pause
@@ -212,167 +234,261 @@ pub fn plan_reach_out(
             }),
         ),
     };
-    let window_closed = |customer: &str| {
-        OutreachEvent::NotSent(NotSent {
-            key: send_key(campaign, reach_out_id, customer, 1),
-            campaign: campaign.to_string(),
-            reach_out: reach_out_id.to_string(),
-            customer: customer.to_string(),
-            attempt: 1,
-            channel: audience.channel.clone(),
-            reason: missed_reason,
-            detail: closed.clone(),
-            phase: phase_of(state),
-        })
-    };
+    let mut missed_slots: Vec<u32> = Vec::new();
     if missed {
-        // Who the reach-out would have reached: each is told why it did not.
-        let reachable = audience
+        missed_slots = audience
             .sends
             .placements
             .iter()
             .map(|placement| placement.slot)
             .chain(audience.sends.unplaced.iter().map(|(slot, _)| *slot))
-            .chain(audience.sends.quiet_skipped.iter().copied());
-        let mut slots: Vec<u32> = reachable.collect();
-        slots.sort_unstable();
-        slots.dedup();
-        events.extend(
-            slots
-                .into_iter()
-                .filter_map(|slot| id_of(slot).map(window_closed)),
-        );
+            .chain(audience.sends.quiet_skipped.iter().copied())
+            .collect();
+        missed_slots.sort_unstable();
+        missed_slots.dedup();
     }
-    for placement in audience.sends.placements.iter().filter(|_| !missed) {
-        let Some(customer) = id_of(placement.slot) else {
-            continue;
-        };
-        let Some(day) = audience.sends.days.get(placement.day as usize) else {
-            continue;
-        };
-        let used = used_per_day.entry(placement.day).or_default();
-        *used += 1;
-        events.push(OutreachEvent::SendPlanned(SendPlanned {
-            key: send_key(campaign, reach_out_id, customer, 1),
-            campaign: campaign.to_string(),
-            reach_out: reach_out_id.to_string(),
-            customer: customer.to_string(),
-            attempt: 1,
-            channel: audience.channel.clone(),
-            kind,
-            account: audience
-                .accounts
-                .get(placement.account as usize)
-                .cloned()
-                .unwrap_or_else(|| audience.channel.clone()),
-            day: day.date,
-            paid: *used > day.free,
-            at: placement.at,
-            phase,
-            window_end: audience.window.end,
-            follow_up: follow_up.clone(),
-            detail: match after_fatigue.get(&placement.slot) {
-                Some(_) => fatigue_words(placement.slot).map(|fatigue| {
-                    format!(
-                        "{} ({fatigue}): planned for {}, the first instant after it with quota left",
-                        explain::AFTER_FATIGUE,
-                        local(plan.campaign.time_zone, placement.at)
-                    )
-                }),
-                None => pushed.get(placement.day as usize).cloned().flatten(),
-            },
-        }));
+    let mut used_per_day: BTreeMap<u32, u32> = BTreeMap::new();
+    let paid: Vec<Option<bool>> = if missed {
+        Vec::new()
+    } else {
+        audience
+            .sends
+            .placements
+            .iter()
+            .map(|placement| {
+                let day = audience.sends.days.get(placement.day as usize)?;
+                if !known(placement.slot) {
+                    return None;
+                }
+                let used = used_per_day.entry(placement.day).or_default();
+                *used += 1;
+                Some(*used > day.free)
+            })
+            .collect()
+    };
+    let planned = paid.iter().filter(|paid| paid.is_some()).count() as u64;
+    let counted = |slots: &mut dyn Iterator<Item = u32>| slots.filter(|slot| known(*slot)).count();
+    let mut not_sent = counted(&mut audience.excluded.iter().map(|(slot, _)| *slot));
+    if missed {
+        not_sent += counted(&mut missed_slots.iter().copied());
+    } else {
+        not_sent += counted(&mut audience.sends.unplaced.iter().map(|(slot, _)| *slot));
+        not_sent += counted(&mut audience.sends.quiet_skipped.iter().copied());
     }
-    let planned = if missed { 0 } else { events.len() as u64 };
-    let not_sent =
-        |slot: u32, reason: NotSentReason, detail: Option<String>| -> Option<OutreachEvent> {
-            let customer = id_of(slot)?;
-            Some(OutreachEvent::NotSent(NotSent {
+    let after_fatigue: BTreeMap<u32, DateTime<Utc>> =
+        audience.after_fatigue.iter().copied().collect();
+    Ok(ReachOutPlanning {
+        campaign: campaign.to_string(),
+        reach_out: reach_out_id.to_string(),
+        missed,
+        phase: phase_of(state),
+        follow_up: terms_of(plan, reach_out),
+        pushed,
+        window_full,
+        missed_reason,
+        closed,
+        missed_slots,
+        paid,
+        after_fatigue,
+        evaluated: millis(audience.evaluated_at),
+        planned,
+        not_sent: not_sent as u64,
+        audience,
+    })
+}
+
+impl ReachOutPlanning {
+    /// The items the events are made from: each becomes one event, or none when its member is
+    /// unknown to the book (the `ReachOutPlanned` counts leave those out too).
+    pub fn len(&self) -> usize {
+        let sends = &self.audience.sends;
+        let mut len = self.audience.excluded.len() + 1;
+        if self.missed {
+            len += self.missed_slots.len();
+        } else {
+            len += sends.placements.len() + sends.unplaced.len() + sends.quiet_skipped.len();
+        }
+        len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The events of the items in `range` (see [`ReachOutPlanning::len`]), in order.
+    pub fn events(
+        &self,
+        plan: &Plan,
+        book: &CustomerBook,
+        range: std::ops::Range<usize>,
+    ) -> Vec<OutreachEvent> {
+        let audience = &self.audience;
+        let campaign = self.campaign.as_str();
+        let reach_out_id = self.reach_out.as_str();
+        let customers = book.customers();
+        let id_of = |slot: u32| -> Option<&str> { customers.get(slot as usize).map(|c| c.id()) };
+        let channel = plan.channel(&audience.channel);
+        let kind = audience.channel_kind;
+        let phase = self.phase;
+        let evaluated = self.evaluated;
+        let fatigue_words = |slot: u32| -> Option<String> {
+            let customer = customers.get(slot as usize)?;
+            explain::exclusion_detail(
+                plan,
+                channel?,
+                book,
+                None,
+                customer,
+                Exclusion::Fatigue,
+                evaluated,
+            )
+        };
+        let not_sent =
+            |slot: u32, reason: NotSentReason, detail: Option<String>| -> Option<OutreachEvent> {
+                let customer = id_of(slot)?;
+                Some(OutreachEvent::NotSent(NotSent {
+                    key: send_key(campaign, reach_out_id, customer, 1),
+                    campaign: campaign.to_string(),
+                    reach_out: reach_out_id.to_string(),
+                    customer: customer.to_string(),
+                    attempt: 1,
+                    channel: audience.channel.clone(),
+                    reason,
+                    detail,
+                    phase,
+                }))
+            };
+        // Compiled once per range, and only when a member sits in a segment the channel
+        // excludes (its words name the segments).
+        let segments = audience
+            .excluded
+            .iter()
+            .any(|(_, exclusion)| *exclusion == Exclusion::ExcludedSegment)
+            .then(|| Segments::compile(plan, book));
+        let excluded_detail = |slot: u32, exclusion: Exclusion| -> Option<String> {
+            let customer = customers.get(slot as usize)?;
+            explain::exclusion_detail(
+                plan,
+                channel?,
+                book,
+                segments.as_ref(),
+                customer,
+                exclusion,
+                evaluated,
+            )
+        };
+        let unplaced_detail = |slot: u32, reason: Unplaced| -> Option<String> {
+            match reason {
+                Unplaced::WindowFull | Unplaced::QuotaUsed => Some(self.window_full.clone()),
+                Unplaced::NoAccount => {
+                    let owner = customers
+                        .get(slot as usize)
+                        .and_then(|customer| customer.owner)
+                        .map(|owner| book.symbols.name(owner).to_string());
+                    Some(match owner {
+                        Some(owner) => format!(
+                            "the reach-out sends from the customer's owner, and {owner} has no account on {}",
+                            audience.channel
+                        ),
+                        None => "the reach-out sends from the customer's owner, and the customer has none".to_string(),
+                    })
+                }
+                Unplaced::QuietUntilWindowEnd => {
+                    excluded_detail(slot, Exclusion::QuietHours).map(|quiet| {
+                        format!(
+                            "{quiet}: held past the window's end at {}",
+                            local(plan.campaign.time_zone, audience.window.end)
+                        )
+                    })
+                }
+            }
+        };
+        let placed = |index: usize| -> Option<OutreachEvent> {
+            let placement = audience.sends.placements.get(index)?;
+            let paid = (*self.paid.get(index)?)?;
+            let customer = id_of(placement.slot)?;
+            let day = audience.sends.days.get(placement.day as usize)?;
+            Some(OutreachEvent::SendPlanned(SendPlanned {
                 key: send_key(campaign, reach_out_id, customer, 1),
                 campaign: campaign.to_string(),
                 reach_out: reach_out_id.to_string(),
                 customer: customer.to_string(),
                 attempt: 1,
                 channel: audience.channel.clone(),
-                reason,
-                detail,
+                kind,
+                account: audience
+                    .accounts
+                    .get(placement.account as usize)
+                    .cloned()
+                    .unwrap_or_else(|| audience.channel.clone()),
+                day: day.date,
+                paid,
+                at: placement.at,
                 phase,
+                window_end: audience.window.end,
+                follow_up: self.follow_up.clone(),
+                detail: match self.after_fatigue.get(&placement.slot) {
+                    Some(_) => fatigue_words(placement.slot).map(|fatigue| {
+                        format!(
+                            "{} ({fatigue}): planned for {}, the first instant after it with quota left",
+                            explain::AFTER_FATIGUE,
+                            local(plan.campaign.time_zone, placement.at)
+                        )
+                    }),
+                    None => self.pushed.get(placement.day as usize).cloned().flatten(),
+                },
             }))
         };
-    // Compiled once, and only when a member sits in a segment the channel excludes.
-    let segments = audience
-        .excluded
-        .iter()
-        .any(|(_, exclusion)| *exclusion == Exclusion::ExcludedSegment)
-        .then(|| Segments::compile(plan, book));
-    let excluded_detail = |slot: u32, exclusion: Exclusion| -> Option<String> {
-        let customer = customers.get(slot as usize)?;
-        explain::exclusion_detail(
-            plan,
-            channel?,
-            book,
-            segments.as_ref(),
-            customer,
-            exclusion,
-            evaluated,
-        )
-    };
-    let window_full = explain::window_full_detail(&day_words);
-    let unplaced_detail = |slot: u32, reason: Unplaced| -> Option<String> {
-        match reason {
-            Unplaced::WindowFull | Unplaced::QuotaUsed => Some(window_full.clone()),
-            Unplaced::NoAccount => {
-                let owner = customers
-                    .get(slot as usize)
-                    .and_then(|customer| customer.owner)
-                    .map(|owner| book.symbols.name(owner).to_string());
-                Some(match owner {
-                    Some(owner) => format!(
-                        "the reach-out sends from the customer's owner, and {owner} has no account on {}",
-                        audience.channel
-                    ),
-                    None => "the reach-out sends from the customer's owner, and the customer has none".to_string(),
-                })
+        let item = |mut index: usize| -> Option<OutreachEvent> {
+            if self.missed {
+                if let Some(slot) = self.missed_slots.get(index) {
+                    return not_sent(*slot, self.missed_reason, self.closed.clone());
+                }
+                index -= self.missed_slots.len();
+            } else {
+                if index < audience.sends.placements.len() {
+                    return placed(index);
+                }
+                index -= audience.sends.placements.len();
             }
-            Unplaced::QuietUntilWindowEnd => {
-                excluded_detail(slot, Exclusion::QuietHours).map(|quiet| {
-                    format!(
-                        "{quiet}: held past the window's end at {}",
-                        local(plan.campaign.time_zone, audience.window.end)
-                    )
-                })
+            if let Some((slot, exclusion)) = audience.excluded.get(index) {
+                return not_sent(
+                    *slot,
+                    (*exclusion).into(),
+                    excluded_detail(*slot, *exclusion),
+                );
             }
-        }
-    };
-    events.extend(audience.excluded.iter().filter_map(|(slot, exclusion)| {
-        not_sent(
-            *slot,
-            (*exclusion).into(),
-            excluded_detail(*slot, *exclusion),
-        )
-    }));
-    if !missed {
-        events.extend(audience.sends.unplaced.iter().filter_map(|(slot, reason)| {
-            not_sent(*slot, (*reason).into(), unplaced_detail(*slot, *reason))
-        }));
-        events.extend(audience.sends.quiet_skipped.iter().filter_map(|slot| {
-            not_sent(
-                *slot,
-                NotSentReason::QuietHours,
-                excluded_detail(*slot, Exclusion::QuietHours),
-            )
-        }));
+            index -= audience.excluded.len();
+            if !self.missed {
+                if let Some((slot, reason)) = audience.sends.unplaced.get(index) {
+                    return not_sent(*slot, (*reason).into(), unplaced_detail(*slot, *reason));
+                }
+                index -= audience.sends.unplaced.len();
+                if let Some(slot) = audience.sends.quiet_skipped.get(index) {
+                    return not_sent(
+                        *slot,
+                        NotSentReason::QuietHours,
+                        excluded_detail(*slot, Exclusion::QuietHours),
+                    );
+                }
+                index -= audience.sends.quiet_skipped.len();
+            }
+            (index == 0).then(|| {
+                OutreachEvent::ReachOutPlanned(ReachOutPlanned {
+                    campaign: campaign.to_string(),
+                    reach_out: reach_out_id.to_string(),
+                    evaluated_at: audience.evaluated_at,
+                    segment_size: audience.segment_size,
+                    planned: self.planned,
+                    not_sent: self.not_sent,
+                })
+            })
+        };
+        range
+            .filter(|index| *index < self.len())
+            .filter_map(item)
+            .collect()
     }
-    let not_sent_count = events.len() as u64 - planned;
-    events.push(OutreachEvent::ReachOutPlanned(ReachOutPlanned {
-        campaign: campaign.to_string(),
-        reach_out: reach_out_id.to_string(),
-        evaluated_at: audience.evaluated_at,
-        segment_size: audience.segment_size,
-        planned,
-        not_sent: not_sent_count,
-    }));
-    Ok(events)
 }
 
 /// The channel's rules for a customer check, with the reach-out's key when `already` applies.

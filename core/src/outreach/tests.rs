@@ -1503,3 +1503,65 @@ fn a_day_the_quiet_hours_take_says_so() {
         vec!["2026-09-02 had no sending time outside the quiet hours (22:00–08:00)".to_string()]
     );
 }
+
+/// The dispatcher makes a big reach-out's events a chunk at a time: however the items are cut,
+/// the events are those of one planning, in the same order (excluded, placed and unplaced
+/// members, and a window missed altogether).
+#[test]
+fn a_planning_cut_into_chunks_gives_the_events_of_one_planning() {
+    let mut world = World::new(9_000);
+    // Some members excluded: no address, unsubscribed.
+    for index in (0..9_000).step_by(97) {
+        world.book.apply(
+            &CustomerEvent::CustomerRecorded(CustomerRecorded {
+                customer: format!("c-{index:06}"),
+                line: 2,
+                email: Some(String::new()),
+                unsubscribed_all: index % 2 == 0,
+                ..CustomerRecorded::default()
+            }),
+            at("2026-08-31T10:00:00+08:00"),
+        );
+    }
+    for now in [
+        at("2026-09-02T00:00:00+08:00"),
+        at("2026-10-30T00:00:00+08:00"),
+    ] {
+        let whole = plan_reach_out(
+            &world.plan,
+            &world.state,
+            &world.book,
+            &world.outreach,
+            REACH_OUT,
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let planning = super::decide::prepare_reach_out(
+            &world.plan,
+            &world.state,
+            &world.book,
+            &world.outreach,
+            REACH_OUT,
+            now,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let reasons: std::collections::BTreeSet<&str> = whole
+            .iter()
+            .filter_map(|event| match event {
+                OutreachEvent::NotSent(not_sent) => Some(not_sent.reason.key()),
+                _ => None,
+            })
+            .collect();
+        assert!(reasons.len() >= 2, "a varied audience: {reasons:?}");
+        for chunk in [1, 7, 200, 4_999, 100_000] {
+            let mut cut = Vec::new();
+            let mut start = 0;
+            while start < planning.len() {
+                let end = (start + chunk).min(planning.len());
+                cut.extend(planning.events(&world.plan, &world.book, start..end));
+                start = end;
+            }
+            assert_eq!(cut, whole, "cut every {chunk} at {now}");
+        }
+    }
+}

@@ -217,14 +217,13 @@ impl Dispatcher {
                 .collect()
         };
         for reach_out in due {
-            let events = {
+            let planning = {
                 let book = self.runtime.customers.lock().await;
                 let outreach = self.runtime.outreach.lock().await;
-                decide::plan_reach_out(plan, state, &book, &outreach, &reach_out, now)
-                    .map(|events| decide::skip_if_advanced_past(plan, state, &reach_out, events))
+                decide::prepare_reach_out(plan, state, &book, &outreach, &reach_out, now)
             };
-            let events = match events {
-                Ok(events) => events,
+            let planning = match planning {
+                Ok(planning) => planning,
                 Err(message) => {
                     tracing::warn!(
                         "{campaign}: reach-out {reach_out} cannot be planned: {message}"
@@ -232,11 +231,27 @@ impl Dispatcher {
                     continue;
                 }
             };
-            let (planned, not_sent) = count(&events);
+            // The events made and recorded a chunk at a time: a million members are never a
+            // million events in memory. Chunks are whole appends, so the appends (and their
+            // command ids) are those of one recording of every event.
+            let (mut planned, mut not_sent) = (0, 0);
+            let mut start = 0;
+            while start < planning.len() {
+                let end = (start + PLANNING_CHUNK).min(planning.len());
+                let events = {
+                    let book = self.runtime.customers.lock().await;
+                    planning.events(plan, &book, start..end)
+                };
+                let events = decide::skip_if_advanced_past(plan, state, &reach_out, events);
+                let counted = count(&events);
+                planned += counted.0;
+                not_sent += counted.1;
+                self.record(&campaign, events, now).await?;
+                start = end;
+            }
             tracing::info!(
                 "{campaign}: reach-out {reach_out} planned: {planned} send(s), {not_sent} not sent"
             );
-            self.record(&campaign, events, now).await?;
             activity.planned += planned;
             activity.not_sent += not_sent;
         }
@@ -1065,6 +1080,9 @@ impl Dispatcher {
         catch_up(&self.runtime).await
     }
 }
+
+/// Events of a reach-out's planning made and recorded at a time: a whole number of appends.
+const PLANNING_CHUNK: usize = 50 * APPEND_EVENTS;
 
 /// The phase and stage a message goes in.
 type Placed = (Option<PhaseKind>, Option<String>);
