@@ -487,3 +487,55 @@ async fn a_failure_that_needs_a_person_pauses_the_channel_and_loses_nothing() {
     );
     assert_eq!(sale.mail().await.state, ChannelState::Sending);
 }
+
+/// The dispatcher folds the events it records into its projections without reading them back;
+/// what it folds is what the log gives a reader: a daemon whose clock has nanoseconds answers
+/// `outbox --customers` exactly as a process that caught up from the log (which keeps
+/// microseconds), deferred retries, sends and follow-ups included.
+#[tokio::test]
+async fn projections_fed_by_the_dispatcher_are_those_the_log_gives() {
+    let mut sale = sale("", |channel| {
+        channel.script(
+            "c-2",
+            [Scripted::Defer {
+                retry_after_ms: None,
+            }],
+        );
+    })
+    .await;
+    let odd = at(WARM_UP) + Duration::nanoseconds(123_456_789);
+    sale.clock.set(odd);
+    sale.until(odd).await;
+    sale.until(odd + Duration::minutes(5) + Duration::nanoseconds(987))
+        .await;
+    let question = || {
+        Request::Outbox(OutboxQuestion {
+            campaign: CAMPAIGN.to_string(),
+            reach_out: None,
+            customers: true,
+        })
+    };
+    let live = app::execute(&sale.runtime, question()).await;
+    let fresh = Runtime::new(
+        sale.runtime.store.clone(),
+        sale.clock.clone(),
+        Arc::new(SeededIds::new(8)),
+    );
+    let replayed = app::execute(&fresh, question()).await;
+    let (Ok(Response::Outbox(live)), Ok(Response::Outbox(replayed))) = (live, replayed) else {
+        panic!("outbox answered");
+    };
+    let rows = live.customers.as_ref().map_or(0, Vec::len);
+    assert!(rows >= 6, "{live:?}");
+    assert!(
+        live.customers
+            .iter()
+            .flatten()
+            .any(|row| row.at.as_deref().is_some_and(|at| at.contains(".123456"))),
+        "the odd instant is on some row: {live:?}"
+    );
+    assert_eq!(
+        serde_json::to_value(&live).unwrap(),
+        serde_json::to_value(&replayed).unwrap()
+    );
+}

@@ -78,7 +78,7 @@ pub fn plan_audience(
     target: Target<'_>,
     at: DateTime<Utc>,
 ) -> Result<Audience, String> {
-    plan_audience_except(plan, book, ledger, target, at, |_, _, _| Prior::Nothing)
+    plan_audience_except(plan, book, ledger, target, at, |_, _, _, _| Prior::Nothing)
 }
 
 /// What the outbox already holds for a member, beyond what the book knows.
@@ -98,7 +98,7 @@ pub fn plan_audience_except(
     ledger: &Ledger,
     target: Target<'_>,
     at: DateTime<Utc>,
-    prior: impl Fn(&str, ChannelKind, i64) -> Prior,
+    prior: impl Fn(u32, &str, ChannelKind, i64) -> Prior,
 ) -> Result<Audience, String> {
     let zone = plan.campaign.time_zone;
     let (reach_out, segment_id, channel_id, window, sender, accounts) = match target {
@@ -187,7 +187,7 @@ pub fn plan_audience_except(
         let Some(customer) = book.customers().get(slot as usize) else {
             continue;
         };
-        let prior = prior(customer.id(), channel.kind, rules.fatigue_ms);
+        let prior = prior(slot, customer.id(), channel.kind, rules.fatigue_ms);
         if prior == Prior::Decided {
             continue;
         }

@@ -186,10 +186,11 @@ pub fn prepare_reach_out(
         &outreach.ledger,
         Target::ReachOut(reach_out_id),
         evaluated,
-        |customer, kind, fatigue_ms| {
+        |slot, customer, kind, fatigue_ms| {
             outreach.prior(
-                &send_key(campaign, reach_out_id, customer, 1),
-                customer,
+                campaign,
+                reach_out_id,
+                (slot, customer),
                 kind,
                 any_channel,
                 from,

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::events::{MessageSent, NotSentReason, OutreachEvent, ReachOutPlanned, SendPlanned};
+use crate::customer::book::CustomerBook;
 use crate::customer::events::{OutcomeKind, OutcomeRecorded};
 use crate::customer::quota::Ledger;
 use crate::event::{Position, RecordedEvent};
@@ -102,12 +103,16 @@ pub struct Outreach {
     /// Every planned send, by key: its place in `records`.
     sends: FxHashMap<Box<str>, u32>,
     records: Vec<Send>,
-    /// Keys decided `NotSent` at planning (no send was planned for them) that a decision may
-    /// still ask about: those of a reach-out still being planned (a planning cut short goes on
-    /// where it stopped) and those of follow-ups. Once `ReachOutPlanned` closes a reach-out's
-    /// planning, no decision looks at its first attempts again: they leave memory (the log
-    /// keeps them; `outbox --customers` reads them from there) and only their counts stay.
+    /// Keys decided `NotSent` at planning (no send was planned for them): those of a reach-out
+    /// still being planned (a planning cut short goes on where it stopped) and those of
+    /// follow-ups. Once `ReachOutPlanned` closes a reach-out's planning, its first attempts
+    /// leave this map for `decided_slots` when the projection is fed with the customer book
+    /// ([`Outreach::apply_fed`]): the log keeps the keys and their reasons (`outbox
+    /// --customers` reads them from there), the projection their counts.
     not_planned: FxHashMap<Box<str>, NotSentReason>,
+    /// Per planned reach-out (campaign, reach-out), the customers (one bit per book slot) whose
+    /// first attempt it decided not to send: with the planned sends, whom it decided.
+    decided_slots: BTreeMap<(String, String), Vec<u64>>,
     /// Per campaign and reach-out, the keys decided `NotSent` at planning, by reason.
     not_planned_counts: BTreeMap<(String, String), BTreeMap<NotSentReason, u64>>,
     /// Planned sends not yet sent or given up, by (instant, key).
@@ -151,6 +156,55 @@ impl Outreach {
         };
         self.apply_decoded(Place::of(event), &decoded);
         Ok(())
+    }
+
+    /// [`Outreach::apply_decoded`] by a feeder that holds the customer book, caught up to this
+    /// event: a planning closed by `ReachOutPlanned` moves its first attempts' keys decided not
+    /// sent out of memory, keeping whom they name as book slots (see `not_planned`).
+    pub fn apply_fed(&mut self, event: Place<'_>, decoded: &Decoded, book: &CustomerBook) {
+        if event.position <= self.position {
+            return;
+        }
+        self.apply_decoded(event, decoded);
+        if let Decoded::Outreach(OutreachEvent::ReachOutPlanned(done)) = decoded {
+            self.close_planning(&done.campaign, &done.reach_out, book);
+        }
+    }
+
+    fn close_planning(&mut self, campaign: &str, reach_out: &str, book: &CustomerBook) {
+        let prefix = format!("{campaign}/{reach_out}/");
+        let bits = self
+            .decided_slots
+            .entry((campaign.to_string(), reach_out.to_string()))
+            .or_default();
+        self.not_planned.retain(|key, _| {
+            let Some((customer, "1")) = key
+                .strip_prefix(prefix.as_str())
+                .and_then(|rest| rest.rsplit_once('/'))
+            else {
+                return true;
+            };
+            let Some(slot) = book.slot(customer) else {
+                return true;
+            };
+            let (word, bit) = (slot as usize / 64, slot % 64);
+            if bits.len() <= word {
+                bits.resize(word + 1, 0);
+            }
+            bits[word] |= 1 << bit;
+            false
+        });
+    }
+
+    /// Whether a planned reach-out's planning decided this customer (book slot) not to send.
+    fn decided_at_planning(&self, campaign: &str, reach_out: &str, slot: u32) -> bool {
+        if self.decided_slots.is_empty() {
+            return false;
+        }
+        self.decided_slots
+            .get(&(campaign.to_string(), reach_out.to_string()))
+            .and_then(|bits| bits.get(slot as usize / 64))
+            .is_some_and(|word| word & (1 << (slot % 64)) != 0)
     }
 
     /// [`Outreach::apply_recorded`] for an event decoded once for several projections.
@@ -252,18 +306,20 @@ impl Outreach {
                     }
                     send.status = SendStatus::NotSent(not_sent.reason);
                 } else {
-                    let new = self
+                    let before = self
                         .not_planned
-                        .insert(not_sent.key.as_str().into(), not_sent.reason)
-                        .is_none();
-                    if new {
-                        *self
-                            .not_planned_counts
-                            .entry((not_sent.campaign.clone(), not_sent.reach_out.clone()))
-                            .or_default()
-                            .entry(not_sent.reason)
-                            .or_default() += 1;
+                        .insert(not_sent.key.as_str().into(), not_sent.reason);
+                    // A key counts once, by its last reason.
+                    let counts = self
+                        .not_planned_counts
+                        .entry((not_sent.campaign.clone(), not_sent.reach_out.clone()))
+                        .or_default();
+                    if let Some(before) = before {
+                        if let Some(count) = counts.get_mut(&before) {
+                            *count = count.saturating_sub(1);
+                        }
                     }
+                    *counts.entry(not_sent.reason).or_default() += 1;
                     if not_sent.attempt > 1 {
                         // A follow-up that could not be planned ends the thread.
                         let previous = previous_key(&not_sent.key, not_sent.attempt);
@@ -272,11 +328,6 @@ impl Outreach {
                 }
             }
             OutreachEvent::ReachOutPlanned(done) => {
-                let prefix = format!("{}/{}/", done.campaign, done.reach_out);
-                self.not_planned.retain(|key, _| {
-                    !(key.starts_with(&prefix)
-                        && key.rsplit_once('/').is_some_and(|(_, a)| a == "1"))
-                });
                 self.planned_reach_outs.insert(
                     (done.campaign.clone(), done.reach_out.clone()),
                     done.clone(),
@@ -467,17 +518,22 @@ impl Outreach {
     /// What the outbox holds for a customer about to be planned on a channel of `kind` from
     /// `at`: decided already for `key`, or a send pending within `fatigue_ms` of `at` (any
     /// channel, or this kind only).
+    /// The customer is given by book slot and id.
+    #[allow(clippy::too_many_arguments)]
     pub fn prior(
         &self,
-        key: &str,
-        customer: &str,
+        campaign: &str,
+        reach_out: &str,
+        (slot, customer): (u32, &str),
         kind: ChannelKind,
         any_channel: bool,
         at: DateTime<Utc>,
         fatigue_ms: i64,
     ) -> crate::customer::preview::Prior {
         use crate::customer::preview::Prior;
-        if self.decided(key) {
+        if self.decided(&super::events::send_key(campaign, reach_out, customer, 1))
+            || self.decided_at_planning(campaign, reach_out, slot)
+        {
             return Prior::Decided;
         }
         let near = self.pending_by_customer.get(customer).is_some_and(|list| {
@@ -517,7 +573,7 @@ impl Outreach {
             .map(|((_, reach_out), counts)| (reach_out.as_str(), counts))
     }
 
-    /// Why a key was decided not sent at planning, while a decision may still ask (see
+    /// Why a key was decided not sent at planning, while the projection holds it (see
     /// `not_planned`).
     pub fn not_planned(&self, key: &str) -> Option<NotSentReason> {
         self.not_planned.get(key).copied()

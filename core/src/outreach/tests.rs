@@ -1565,3 +1565,106 @@ fn a_planning_cut_into_chunks_gives_the_events_of_one_planning() {
         }
     }
 }
+
+/// Once a reach-out is planned, the projection fed with the book keeps whom its planning
+/// decided not to send as book slots rather than keys: a preview of the reach-out still leaves
+/// out everyone decided, exactly as the keys did, and takes in a customer imported since.
+#[test]
+fn a_closed_planning_still_knows_whom_it_decided() {
+    use crate::customer::preview::plan_audience_except;
+    use crate::feed::{Decoded, Place};
+    let mut world = World::new(5_000);
+    for index in (0..5_000).step_by(13) {
+        world.book.apply(
+            &CustomerEvent::CustomerRecorded(CustomerRecorded {
+                customer: format!("c-{index:06}"),
+                line: 2,
+                email: Some(String::new()),
+                ..CustomerRecorded::default()
+            }),
+            at("2026-08-31T10:00:00+08:00"),
+        );
+    }
+    let now = at("2026-09-02T00:00:00+08:00");
+    let events = plan_reach_out(
+        &world.plan,
+        &world.state,
+        &world.book,
+        &world.outreach,
+        REACH_OUT,
+        now,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(events
+        .iter()
+        .any(|event| matches!(event, OutreachEvent::NotSent(_))));
+    // One outbox fed alone (keeps every key), one fed with the book (keeps slots).
+    let mut keys = Outreach::default();
+    let mut slots = Outreach::default();
+    let stream = crate::event::StreamId::new(format!("outreach-{CAMPAIGN}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    for (index, event) in events.iter().enumerate() {
+        let place = Place {
+            position: crate::event::Position(index as u64 + 1),
+            recorded_at: now,
+            stream: &stream,
+        };
+        let decoded = Decoded::Outreach(event.clone());
+        keys.apply_decoded(place, &decoded);
+        slots.apply_fed(place, &decoded, &world.book);
+    }
+    let not_planned_left = |outreach: &Outreach| {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                OutreachEvent::NotSent(not_sent) => outreach.not_planned(&not_sent.key),
+                _ => None,
+            })
+            .count()
+    };
+    assert!(not_planned_left(&keys) > 0);
+    assert_eq!(not_planned_left(&slots), 0, "the keys left memory");
+    let preview = |outreach: &Outreach, book: &CustomerBook| {
+        plan_audience_except(
+            &world.plan,
+            book,
+            &outreach.ledger,
+            crate::customer::preview::Target::ReachOut(REACH_OUT),
+            now,
+            |slot, customer, kind, fatigue_ms| {
+                outreach.prior(
+                    CAMPAIGN,
+                    REACH_OUT,
+                    (slot, customer),
+                    kind,
+                    true,
+                    now,
+                    fatigue_ms,
+                )
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (by_keys, by_slots) = (preview(&keys, &world.book), preview(&slots, &world.book));
+    assert_eq!(by_keys.segment_size, 0, "everyone was decided");
+    assert_eq!(by_slots.segment_size, by_keys.segment_size);
+    // A customer imported since is not decided.
+    world.book.apply(
+        &CustomerEvent::CustomerRecorded(CustomerRecorded {
+            customer: "c-new".to_string(),
+            line: 2,
+            email: Some("new@example.com".to_string()),
+            signals: vec![Signal {
+                activity: Activity::Active,
+                at: at("2026-08-30T10:00:00+08:00"),
+                amount: None,
+            }],
+            ..CustomerRecorded::default()
+        }),
+        at("2026-09-01T10:00:00+08:00"),
+    );
+    let (by_keys, by_slots) = (preview(&keys, &world.book), preview(&slots, &world.book));
+    assert_eq!(by_keys.segment_size, 1);
+    assert_eq!(by_slots.segment_size, 1);
+    assert_eq!(by_slots.excluded, by_keys.excluded);
+}

@@ -13,7 +13,6 @@ use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::customer::eligibility::Exclusion;
 use battleplan_core::customer::preview::{plan_audience_except, Audience, Target};
 use battleplan_core::customer::quota::{DayLimit, DayPlan, Unplaced};
-use battleplan_core::outreach::send_key;
 use battleplan_core::outreach::NotSentReason;
 use battleplan_core::plan::model::{ChannelKind, FatigueScope};
 use battleplan_core::plan::values::Money;
@@ -202,10 +201,11 @@ pub async fn preview(ctx: &Ctx<'_>, question: &PreviewQuestion) -> Result<Previe
         &outreach.ledger,
         target,
         at,
-        |customer, kind, fatigue_ms| {
+        |slot, customer, kind, fatigue_ms| {
             outreach.prior(
-                &send_key(&plan.campaign.id, reach_out_id, customer, 1),
-                customer,
+                &plan.campaign.id,
+                reach_out_id,
+                (slot, customer),
                 kind,
                 any_channel(channel_id),
                 from,

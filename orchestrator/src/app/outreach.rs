@@ -142,8 +142,10 @@ async fn not_planned_keys(
         return Ok(Vec::new());
     };
     let mut planned: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut keys = Vec::new();
+    // A key decided twice (a log from an older version) is listed once, with its last reason,
+    // as the projection counts it.
+    let mut seen: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut keys: Vec<(String, NotSentReason)> = Vec::new();
     let mut from = battleplan_core::event::StreamVersion::NONE.next();
     'read: loop {
         let batch = ctx
@@ -163,10 +165,17 @@ async fn not_planned_keys(
                 Some(OutreachEvent::SendPlanned(send)) => {
                     planned.insert(send.key);
                 }
-                Some(OutreachEvent::NotSent(not_sent))
-                    if !planned.contains(&not_sent.key) && seen.insert(not_sent.key.clone()) =>
-                {
-                    keys.push((not_sent.key, not_sent.reason));
+                Some(OutreachEvent::NotSent(not_sent)) if !planned.contains(&not_sent.key) => {
+                    match seen
+                        .get(&not_sent.key)
+                        .and_then(|index| keys.get_mut(*index))
+                    {
+                        Some(kept) => kept.1 = not_sent.reason,
+                        None => {
+                            seen.insert(not_sent.key.clone(), keys.len());
+                            keys.push((not_sent.key, not_sent.reason));
+                        }
+                    }
                 }
                 _ => {}
             }

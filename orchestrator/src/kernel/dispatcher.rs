@@ -234,21 +234,29 @@ impl Dispatcher {
             // The events made and recorded a chunk at a time: a million members are never a
             // million events in memory. Chunks are whole appends, so the appends (and their
             // command ids) are those of one recording of every event.
+            // The book is held from the first chunk to the last: every event's words are made
+            // from the book as it was when the audience was decided (an import waits).
             let (mut planned, mut not_sent) = (0, 0);
             let mut start = 0;
+            let stream = stream_of(&campaign).map_err(battleplan_core::campaign::Rejection)?;
+            let mut book = self.runtime.customers.lock().await;
             while start < planning.len() {
                 let end = (start + PLANNING_CHUNK).min(planning.len());
-                let events = {
-                    let book = self.runtime.customers.lock().await;
-                    planning.events(plan, &book, start..end)
-                };
+                let events = planning.events(plan, &book, start..end);
                 let events = decide::skip_if_advanced_past(plan, state, &reach_out, events);
                 let counted = count(&events);
                 planned += counted.0;
                 not_sent += counted.1;
-                self.record(&campaign, events, now).await?;
+                let mut events = events.into_iter().map(Recorded::from).peekable();
+                while events.peek().is_some() {
+                    let chunk: Vec<Recorded> = events.by_ref().take(APPEND_EVENTS).collect();
+                    self.append_own(&self.runtime, &stream, &campaign, chunk, now, &mut book)
+                        .await?;
+                }
                 start = end;
             }
+            drop(book);
+            catch_up(&self.runtime).await?;
             tracing::info!(
                 "{campaign}: reach-out {reach_out} planned: {planned} send(s), {not_sent} not sent"
             );
@@ -1046,6 +1054,25 @@ impl Dispatcher {
         let mut events = events.into_iter().map(Into::into).peekable();
         while events.peek().is_some() {
             let chunk: Vec<Recorded> = events.by_ref().take(APPEND_EVENTS).collect();
+            let mut book = self.runtime.customers.lock().await;
+            self.append_own(runtime, &stream, campaign, chunk, now, &mut book)
+                .await?;
+        }
+        catch_up(&self.runtime).await
+    }
+
+    /// Records one append of the dispatcher's events and folds them into the projections
+    /// ([`fold_own`]), the customer book held by the caller (locked first, as everywhere).
+    async fn append_own(
+        &self,
+        runtime: &Runtime,
+        stream: &battleplan_core::event::StreamId,
+        campaign: &str,
+        chunk: Vec<Recorded>,
+        now: DateTime<Utc>,
+        book: &mut battleplan_core::customer::book::CustomerBook,
+    ) -> Result<(), HandleError> {
+        {
             let mut encoded = Vec::with_capacity(chunk.len());
             for event in &chunk {
                 let id = EventId(self.runtime.ids.next_id(now));
@@ -1074,10 +1101,18 @@ impl Dispatcher {
                 )
                 .await?;
             if !outcome.deduplicated {
-                fold_own(&self.runtime, &stream, chunk, outcome.first_position, at).await;
+                fold_own(
+                    &self.runtime,
+                    book,
+                    stream,
+                    chunk,
+                    outcome.first_position,
+                    at,
+                )
+                .await;
             }
         }
-        catch_up(&self.runtime).await
+        Ok(())
     }
 }
 
@@ -1152,6 +1187,7 @@ fn count(events: &[OutreachEvent]) -> (u64, u64) {
 /// projections see the log in its order either way. Otherwise `catch_up` reads them.
 async fn fold_own(
     runtime: &Runtime,
+    book: &mut battleplan_core::customer::book::CustomerBook,
     stream: &battleplan_core::event::StreamId,
     events: Vec<Recorded>,
     first: battleplan_core::event::Position,
@@ -1161,7 +1197,11 @@ async fn fold_own(
     let Some(before) = first.0.checked_sub(1) else {
         return;
     };
-    let mut book = runtime.customers.lock().await;
+    // The instant as the log keeps it (microseconds), so the projections hold what a reading
+    // of the log gives.
+    let Some(at) = DateTime::from_timestamp_micros(at.timestamp_micros()) else {
+        return;
+    };
     let mut outreach = runtime.outreach.lock().await;
     let mut boards = runtime.boards.lock().await;
     if [book.position, outreach.position, boards.position]
@@ -1184,7 +1224,7 @@ async fn fold_own(
             stream,
         };
         book.apply_decoded(place, &decoded);
-        outreach.apply_decoded(place, &decoded);
+        outreach.apply_fed(place, &decoded, book);
         boards.apply_fed(place, &decoded);
         position = battleplan_core::event::Position(position.0 + 1);
     }
@@ -1215,7 +1255,7 @@ pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
             let decoded = battleplan_core::feed::Decoded::of(event)?;
             let place = battleplan_core::feed::Place::of(event);
             book.apply_decoded(place, &decoded);
-            outreach.apply_decoded(place, &decoded);
+            outreach.apply_fed(place, &decoded, &book);
             boards.apply_decoded(event, &decoded, &mut outreach)?;
         }
     }
