@@ -289,12 +289,29 @@ pub fn decode(record: &[u8]) -> Result<RecordedEvent, DecodeError> {
 
 /// Hex form of a hash, for people.
 pub fn hex(hash: &ChainHash) -> String {
-    hash.iter().map(|byte| format!("{byte:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(hash.len() * 2);
+    for byte in hash {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hash_is_shown_as_lowercase_hex_two_digits_a_byte() {
+        let mut hash = [0u8; 32];
+        for (index, byte) in hash.iter_mut().enumerate() {
+            *byte = (index as u8).wrapping_mul(37).wrapping_add(9);
+        }
+        let expected: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex(&hash), expected);
+        assert_eq!(&hex(&[0xab; 32])[..4], "abab");
+    }
 
     fn sample(reason: Option<&str>) -> (Vec<u8>, RecordedEvent) {
         let metadata = Metadata {

@@ -119,6 +119,18 @@ struct MetadataLine {
 
 /// The line of one recorded event.
 pub fn export_line(event: &RecordedEvent) -> Result<String, serde_json::Error> {
+    let mut line = Vec::new();
+    write_line(event, &mut line)?;
+    String::from_utf8(line).map_err(|error| {
+        serde_json::Error::io(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
+    })
+}
+
+/// [`export_line`] written straight to `out`, without a string of its own.
+fn write_line<W: Write + ?Sized>(
+    event: &RecordedEvent,
+    out: &mut W,
+) -> Result<(), serde_json::Error> {
     let line = LineOut {
         position: event.position.0,
         stream: event.stream.as_str(),
@@ -143,7 +155,7 @@ pub fn export_line(event: &RecordedEvent) -> Result<String, serde_json::Error> {
         previous_hash: hex(&event.previous_hash),
         hash: hex(&event.hash),
     };
-    serde_json::to_string(&line)
+    serde_json::to_writer(out, &line)
 }
 
 /// What an export wrote.
@@ -176,8 +188,7 @@ pub async fn export<W: Write + ?Sized>(
             if as_of.is_some_and(|as_of| event.recorded_at > as_of) {
                 break 'read;
             }
-            let line = export_line(event)?;
-            out.write_all(line.as_bytes())?;
+            write_line(event, out)?;
             out.write_all(b"\n")?;
             last_hash = event.hash;
             after = event.position;
