@@ -35,11 +35,34 @@ pub const POTENTIAL_ACTIVE_DAYS: i64 = 180;
 pub const POTENTIAL_INTEREST_DAYS: i64 = 30;
 pub const FUNNEL_DAYS: i64 = 30;
 
-/// Texts and their symbols, in the order first seen (so a rebuild interns identically).
+/// Texts and their symbols, in the order first seen (so a rebuild interns identically). A
+/// snapshot holds the texts in order; the index is made again when it is read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Symbols {
     names: Vec<Box<str>>,
     index: FxHashMap<Box<str>, Sym>,
+}
+
+impl Serialize for Symbols {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.names.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Symbols {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Symbols, D::Error> {
+        let names = Vec::<Box<str>>::deserialize(deserializer)?;
+        let mut index = FxHashMap::default();
+        index.reserve(names.len());
+        for (sym, name) in names.iter().enumerate() {
+            if index.insert(name.clone(), sym as Sym).is_some() {
+                return Err(serde::de::Error::custom(format!(
+                    "the text {name:?} is interned twice"
+                )));
+            }
+        }
+        Ok(Symbols { names, index })
+    }
 }
 
 impl Symbols {
@@ -140,7 +163,7 @@ pub fn valid_email(text: &str) -> bool {
 }
 
 /// One customer: the facts imports and outcomes recorded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Customer {
     /// The id, the name, the company and the email one after another in one allocation (a
     /// million customers are held), each but the id empty when unknown; see [`Customer::id`].
@@ -350,11 +373,15 @@ pub struct ImportRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// Every customer, by slot (the order in which the log first named them).
-#[derive(Debug, Clone, Default)]
+/// Every customer, by slot (the order in which the log first named them). A snapshot holds
+/// everything but the slots' table, which is made again when it is read; two books are equal
+/// when they hold the same customers in the same slots.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(try_from = "BookParts")]
 pub struct CustomerBook {
     pub symbols: Symbols,
     /// Each customer's slot, found by the hash of the id (the id itself is the customer's).
+    #[serde(skip)]
     slots: hashbrown::HashTable<u32>,
     customers: Vec<Customer>,
     /// Imports by digest.
@@ -363,6 +390,54 @@ pub struct CustomerBook {
     open_import: Option<String>,
     /// The last log position applied.
     pub position: Position,
+}
+
+/// A book as a snapshot holds it: [`CustomerBook`] without its slots' table.
+#[derive(Deserialize)]
+struct BookParts {
+    symbols: Symbols,
+    customers: Vec<Customer>,
+    imports: BTreeMap<String, ImportRecord>,
+    open_import: Option<String>,
+    position: Position,
+}
+
+impl TryFrom<BookParts> for CustomerBook {
+    type Error = String;
+
+    fn try_from(parts: BookParts) -> Result<CustomerBook, String> {
+        let mut book = CustomerBook {
+            symbols: parts.symbols,
+            slots: hashbrown::HashTable::with_capacity(parts.customers.len()),
+            customers: parts.customers,
+            imports: parts.imports,
+            open_import: parts.open_import,
+            position: parts.position,
+        };
+        for slot in 0..book.customers.len() {
+            let id = book.customers[slot].id();
+            if book.slot(id).is_some() {
+                return Err(format!("the customer {id:?} is in two slots"));
+            }
+            let customers = &book.customers;
+            book.slots.insert_unique(hash_id(id), slot as u32, |slot| {
+                customers
+                    .get(*slot as usize)
+                    .map_or(0, |customer| hash_id(customer.id()))
+            });
+        }
+        Ok(book)
+    }
+}
+
+impl PartialEq for CustomerBook {
+    fn eq(&self, other: &CustomerBook) -> bool {
+        self.symbols == other.symbols
+            && self.customers == other.customers
+            && self.imports == other.imports
+            && self.open_import == other.open_import
+            && self.position == other.position
+    }
 }
 
 impl CustomerBook {

@@ -68,7 +68,7 @@ pub fn cost_of(paid: u64, cost_per_1000: Option<Money>) -> Money {
 }
 
 /// What is reserved on one channel's local day.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DayUse {
     pub total: u32,
     pub paid: u32,
@@ -77,7 +77,7 @@ pub struct DayUse {
 
 /// Reserved sends by channel id and local day. Channels with the same id share it across
 /// campaigns: the quota is the shop's, not a campaign's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     days: BTreeMap<(String, NaiveDate), DayUse>,
 }

@@ -98,7 +98,8 @@ fn phase_bit(phase: PhaseKind) -> u8 {
 }
 
 /// The projection. Feed it in log order (or any order: results depend only on what was fed).
-#[derive(Debug, Clone, Default)]
+/// A snapshot holds all of it but the memo; two funnels are equal when they were fed the same.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Funnel {
     /// Each customer's place in `entries`.
     customers: FxHashMap<Box<str>, u32>,
@@ -108,7 +109,17 @@ pub struct Funnel {
     latest: Option<i64>,
     /// The last answers of [`Funnel::report_memo`] and [`Funnel::stage_actuals_memo`],
     /// dropped by anything fed.
+    #[serde(skip)]
     memo: Memo,
+}
+
+impl PartialEq for Funnel {
+    fn eq(&self, other: &Funnel) -> bool {
+        self.customers == other.customers
+            && self.entries == other.entries
+            && self.campaigns == other.campaigns
+            && self.latest == other.latest
+    }
 }
 
 /// Answers kept between feeds, for the same instant again (a manual clock) or for any instant
@@ -134,7 +145,7 @@ struct KeptActuals {
 
 /// One customer. Most customers a big campaign considers are never reached and never answer:
 /// their entry is 24 bytes, what else there is lives in `more`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Entry {
     /// The most orders a customer import stated.
     prior_orders: u32,
@@ -154,7 +165,7 @@ impl Default for Entry {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 struct More {
     /// Other campaigns that considered the customer, as `Entry::considered`.
     considered: Vec<(u32, u8)>,
@@ -167,7 +178,7 @@ struct More {
     bounces: Vec<(i64, u32)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Reach {
     at: i64,
     campaign: u32,
@@ -175,14 +186,14 @@ struct Reach {
     mail: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 enum Kind {
     Reply,
     Order,
     OrderWithoutAmount,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Outcome {
     at: i64,
     /// Minor units; 0 for a reply or an order without an amount.

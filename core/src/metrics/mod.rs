@@ -290,7 +290,7 @@ crate::event::upcast::event_enum!(
 );
 
 /// What is kept of a period: the latest of each figure, the latest lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Kept {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
@@ -302,7 +302,7 @@ pub struct Kept {
 }
 
 /// The shop's numbers, a projection of [`MetricsRecorded`] events.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShopMetrics {
     periods: BTreeMap<Period, Kept>,
     /// Events applied: the stream's version this projection reflects.

@@ -10,7 +10,7 @@ use crate::plan::model::ChannelKind;
 
 /// A whole document beside a message's text, for a message to staff that has one (the weekly
 /// report): a group robot posts its Markdown as it is, a mail its HTML.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Document {
     pub markdown: String,
     pub html: String,

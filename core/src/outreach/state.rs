@@ -4,9 +4,10 @@
 //! bounce guard's counts and pauses, and the staff messages waiting to go. Rebuilt from the log
 //! alone; the dispatcher decides from it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -19,14 +20,14 @@ use crate::feed::{Decoded, Place};
 use crate::plan::model::ChannelKind;
 
 /// What became of a planned send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SendStatus {
     Pending,
     Sent { at: DateTime<Utc> },
     NotSent(NotSentReason),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Send {
     pub planned: SendPlanned,
     pub status: SendStatus,
@@ -45,7 +46,7 @@ pub struct DaySent {
 }
 
 /// The bounce guard's view of one campaign's channel.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Guard {
     pub paused: bool,
     /// Why, when a failure of the channel paused it rather than the bounce guard.
@@ -76,7 +77,7 @@ impl Guard {
 }
 
 /// A message to staff (a task reminder, a notice) waiting to go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StaffMessage {
     pub key: String,
     pub campaign: String,
@@ -96,7 +97,8 @@ pub struct FollowUpDue {
     pub after_key: String,
 }
 
-#[derive(Debug, Clone, Default)]
+/// A snapshot holds all of it but `here`, which is the host's to set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outreach {
     pub position: Position,
     pub ledger: Ledger,
@@ -120,18 +122,19 @@ pub struct Outreach {
     planned_reach_outs: BTreeMap<(String, String), ReachOutPlanned>,
     follow_ups: BTreeSet<(DateTime<Utc>, String)>,
     /// The due instant of each entry of `follow_ups`, by key: a thread is closed without a scan.
-    follow_up_due: HashMap<String, DateTime<Utc>>,
+    follow_up_due: FxHashMap<String, DateTime<Utc>>,
     guards: BTreeMap<(String, String), Guard>,
     staff_pending: BTreeMap<String, StaffMessage>,
-    staff_sent: HashMap<String, DateTime<Utc>>,
+    staff_sent: FxHashMap<String, DateTime<Utc>>,
     /// Each customer's pending sends (instant, kind), for fatigue across reach-outs planned
     /// before either was sent.
-    pending_by_customer: HashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
+    pending_by_customer: FxHashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
     /// Messages a node handed to its channel with no answer recorded yet, and the node
     /// (`HandedOver`; several nodes on one store only).
-    handed: HashMap<String, Box<str>>,
+    handed: FxHashMap<String, Box<str>>,
     /// The node this projection decides for, when several share the store: messages another
     /// node handed over and has not answered for are not this node's to send.
+    #[serde(skip)]
     pub here: Option<Box<str>>,
 }
 
@@ -720,7 +723,7 @@ fn send_mut<'a>(
 }
 
 fn unpend(
-    pending: &mut HashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
+    pending: &mut FxHashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
     planned: &SendPlanned,
 ) {
     if let Some(list) = pending.get_mut(planned.customer.as_str()) {

@@ -15,7 +15,7 @@ use crate::plan::model::{OfferRef, Plan, Window};
 use crate::plan::values::Money;
 
 /// One order that named an offer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct OfferOrder {
     at: DateTime<Utc>,
     campaign: Option<Box<str>>,
@@ -25,7 +25,7 @@ struct OfferOrder {
 }
 
 /// Every order that named an offer, by instant (equal instants in the order fed).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OfferOrders {
     orders: Vec<OfferOrder>,
 }

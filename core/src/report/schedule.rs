@@ -106,7 +106,7 @@ crate::event::upcast::event_enum!(
 );
 
 /// The reports decided, per campaign: the latest instant covered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportsDecided {
     latest: BTreeMap<String, DateTime<Utc>>,
 }

@@ -6,6 +6,10 @@
 //! The replay folds events with the projection's own rule (`projection::Campaigns::apply`) and
 //! encodes each state as it does (`serde_json::to_vec`), stopping at the stored checkpoint
 //! rather than at the head.
+//!
+//! The snapshot of the customer book, the outbox and the boards (`kernel::snapshot`), when there
+//! is one, is compared the same way: the three projections replayed up to its position in the
+//! same pass over the log, and compared with what it holds.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::{AppError, Ctx};
 use crate::kernel::projection::{Campaigns, NAME};
 use crate::kernel::runtime::Store;
+use crate::kernel::snapshot;
 
 const BATCH: usize = 10_000;
 
@@ -37,6 +42,8 @@ pub enum Finding {
     /// An event recorded at an instant before the event before it: the clock was set back
     /// (a store's instants never go backwards; see docs/auditing.md).
     BackInTime { position: Position, detail: String },
+    /// The snapshot of the projections cannot be read, or is not what the log gives.
+    Snapshot { detail: String },
 }
 
 impl Finding {
@@ -45,13 +52,13 @@ impl Finding {
             Finding::Payload { position, .. } | Finding::BackInTime { position, .. } => {
                 Some(position.0)
             }
-            Finding::Projection { .. } => None,
+            Finding::Projection { .. } | Finding::Snapshot { .. } => None,
         }
     }
 
     pub fn key(&self) -> Option<&str> {
         match self {
-            Finding::Payload { .. } | Finding::BackInTime { .. } => None,
+            Finding::Payload { .. } | Finding::BackInTime { .. } | Finding::Snapshot { .. } => None,
             Finding::Projection { key, .. } => key.as_deref(),
         }
     }
@@ -63,7 +70,9 @@ impl std::fmt::Display for Finding {
             Finding::Payload { position, detail } | Finding::BackInTime { position, detail } => {
                 write!(formatter, "position {position}: {detail}")
             }
-            Finding::Projection { detail, .. } => formatter.write_str(detail),
+            Finding::Projection { detail, .. } | Finding::Snapshot { detail } => {
+                formatter.write_str(detail)
+            }
         }
     }
 }
@@ -77,6 +86,8 @@ pub struct ReplayReport {
     pub checkpoint: u64,
     /// Campaigns in the stored projection.
     pub campaigns: usize,
+    /// The snapshot of the projections, when there is one.
+    pub snapshot: Option<SnapshotCheck>,
     pub finding: Option<Finding>,
 }
 
@@ -128,9 +139,13 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
         payloads: 0,
         checkpoint: checkpoint.0,
         campaigns: stored.len(),
+        snapshot: None,
         finding: None,
     };
     let mut replay = Campaigns::default();
+    // The snapshot's projections replayed up to its position, when there is one.
+    let snapshot_at = snapshot::position(store).await?;
+    let mut projections = snapshot_at.map(|_| snapshot::Projections::default());
     let mut after = Position::START;
     let mut previous: Option<chrono::DateTime<chrono::Utc>> = None;
     'read: loop {
@@ -160,6 +175,17 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
                 return Ok(report);
             }
             report.payloads += 1;
+            if let (Some(at), Some(projections)) = (snapshot_at, projections.as_mut()) {
+                if event.position <= at {
+                    // Its payload reads (checked above), so feeding cannot fail here.
+                    let _ = crate::kernel::work::feed(
+                        &mut projections.book,
+                        &mut projections.outreach,
+                        &mut projections.boards,
+                        event,
+                    );
+                }
+            }
             if event.position > checkpoint {
                 continue;
             }
@@ -181,7 +207,74 @@ pub async fn check_replay(store: &dyn Store) -> Result<ReplayReport, StoreError>
     }
     report.finding = compare(&stored, &replay.states, checkpoint)
         .map_err(|detail| StoreError::Io(format!("cannot encode a replayed campaign: {detail}")))?;
+    if let Some(replayed) = projections {
+        let (check, finding) = check_snapshot(store, replayed).await?;
+        report.snapshot = Some(check);
+        if report.finding.is_none() {
+            report.finding = finding;
+        }
+    }
     Ok(report)
+}
+
+/// The snapshot read and compared with the projections replayed up to its position.
+async fn check_snapshot(
+    store: &dyn Store,
+    replayed: snapshot::Projections,
+) -> Result<(SnapshotCheck, Option<Finding>), StoreError> {
+    let mut check = SnapshotCheck {
+        position: replayed.book.position.0,
+        matches_replay: false,
+        not_checked: None,
+    };
+    let stored = match snapshot::load(store).await {
+        Ok(Some(stored)) => stored,
+        // Gone meanwhile (a daemon replaced it): nothing to compare.
+        Ok(None) => {
+            check.not_checked = Some("the snapshot was replaced while it was read".to_string());
+            return Ok((check, None));
+        }
+        Err(snapshot::Unusable::Store(error)) => return Err(error),
+        // An older battleplan's snapshot is not read, only replaced: no damage.
+        Err(unusable @ snapshot::Unusable::Format { .. }) => {
+            check.not_checked = Some(format!(
+                "{unusable}; it is rebuilt from the log at the next start"
+            ));
+            return Ok((check, None));
+        }
+        Err(unusable) => {
+            return Ok((
+                check,
+                Some(Finding::Snapshot {
+                    detail: format!("{unusable} (a snapshot is never used when it does not read; the projections are rebuilt from the log)"),
+                }),
+            ))
+        }
+    };
+    check.position = stored.book.position.0;
+    if stored.book.position != replayed.book.position {
+        // Replaced between the two reads: not the one replayed.
+        check.not_checked = Some("the snapshot was replaced while it was read".to_string());
+        return Ok((check, None));
+    }
+    let differs = [
+        ("customer book", stored.book == replayed.book),
+        ("outbox", stored.outreach == replayed.outreach),
+        ("boards", stored.boards == replayed.boards),
+    ]
+    .into_iter()
+    .filter(|(_, same)| !same)
+    .map(|(name, _)| name)
+    .collect::<Vec<_>>();
+    check.matches_replay = differs.is_empty();
+    let finding = (!differs.is_empty()).then(|| Finding::Snapshot {
+        detail: format!(
+            "the snapshot of the projections at position {} differs from the replay of the log up to it: {}",
+            check.position,
+            differs.join(", ")
+        ),
+    });
+    Ok((check, finding))
 }
 
 /// The first campaign whose stored bytes differ from the replay's, in key order.
@@ -330,6 +423,7 @@ fn view(report: &VerifyReport, replay: Option<&ReplayReport>) -> VerifyView {
                 Finding::Payload { .. } => ProblemKind::Payload,
                 Finding::Projection { .. } => ProblemKind::Projection,
                 Finding::BackInTime { .. } => ProblemKind::Time,
+                Finding::Snapshot { .. } => ProblemKind::Snapshot,
             }),
             finding.position(),
             finding.key().map(str::to_string),
@@ -358,8 +452,9 @@ fn view(report: &VerifyReport, replay: Option<&ReplayReport>) -> VerifyView {
                 name: NAME.to_string(),
                 checkpoint: replay.checkpoint,
                 campaigns: replay.campaigns,
-                matches_replay: replay.finding.is_none(),
+                matches_replay: !matches!(replay.finding, Some(Finding::Projection { .. })),
             }),
+        snapshot: replay.and_then(|replay| replay.snapshot.clone()),
     }
 }
 
@@ -375,6 +470,8 @@ pub enum ProblemKind {
     Time,
     /// The stored projection is not what the log gives.
     Projection,
+    /// The snapshot of the projections does not read, or is not what the log gives.
+    Snapshot,
 }
 
 /// What `audit verify` found (fields in the order the JSON has always shown them).
@@ -405,6 +502,21 @@ pub struct VerifyView {
     /// The stored projection compared with the replay (not when an earlier check failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub projection: Option<ProjectionCheck>,
+    /// The snapshot of the customer book, the outbox and the boards compared with the replay,
+    /// when the store has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotCheck>,
+}
+
+/// The snapshot of the projections against the replay of the log up to its position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SnapshotCheck {
+    /// The log position the snapshot reflects.
+    pub position: u64,
+    pub matches_replay: bool,
+    /// Why it was not compared (a snapshot of an older format, one replaced while read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_checked: Option<String>,
 }
 
 /// The stored projection against the replay.

@@ -466,7 +466,8 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
     };
     let runtime = Runtime::new(store.clone(), clock, Arc::new(RandomIds))
         .checking_chain(store.clone())
-        .with_link_key(link_key);
+        .with_link_key(link_key)
+        .with_snapshots(crate::kernel::snapshot::Policy::OWNER);
     let outcome = tokio.block_on(async {
         let listener = match control::bind(data) {
             Ok(listener) => listener,
@@ -599,6 +600,10 @@ pub fn run(data: &Path, choice: &StoreChoice, options: RunOptions) -> anyhow::Re
         // Bounded too: `http::SHUTDOWN_GRACE` for the requests under way.
         if let Some(http) = http {
             let _ = http.await;
+        }
+        // The next start reads the projections as they stand now, not the log again.
+        if result.is_ok() {
+            crate::kernel::dispatcher::save_snapshot_now(&runtime).await;
         }
         Ok::<_, anyhow::Error>(Ok(result))
     })?;

@@ -369,7 +369,8 @@ pub fn remote_or_local(
         Opening::Daemon => return Ok(ask_daemon(data, &remote, &again(&remote))),
         Opening::Said(answer) => return Ok(answer),
     };
-    let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds));
+    let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds))
+        .with_snapshots(crate::kernel::snapshot::Policy::OWNER);
     // `channel test` without the daemon: the plan's real channels, made in this process, held
     // while the request runs.
     let routes: Arc<dyn crate::kernel::runtime::ChannelTest> = Arc::new(
@@ -464,7 +465,8 @@ pub fn import(
             return Err(error);
         }
     };
-    let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds));
+    let runtime = Runtime::new(Arc::new(store), clock(clock_at), Arc::new(RandomIds))
+        .with_snapshots(crate::kernel::snapshot::Policy::OWNER);
     let outcome = tokio
         .block_on(import::record(&Ctx::new(&runtime), &request, checked, bar))
         .map(Response::Import);

@@ -29,6 +29,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::kernel::projection::Campaigns;
 use crate::kernel::runtime::{derived_command_id, HandleError, Runtime};
+use crate::kernel::work::Boards;
+use battleplan_core::customer::book::CustomerBook;
+use battleplan_core::event::Position;
+use battleplan_core::outreach::Outreach;
 
 pub const ACTOR: &str = "system:dispatcher";
 
@@ -1242,21 +1246,115 @@ pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
     let mut book = runtime.customers.lock().await;
     let mut outreach = runtime.outreach.lock().await;
     let mut boards = runtime.boards.lock().await;
+    if runtime.snapshots.load && !runtime.snapshot.looked.swap(true, Ordering::AcqRel) {
+        load_snapshot(runtime, &mut book, &mut outreach, &mut boards).await;
+    }
     let mut from = book.position.min(outreach.position).min(boards.position);
     loop {
         let events = runtime.store.read_all(from, 10_000).await?;
         let Some(last) = events.last() else {
             runtime.projected.fetch_max(from.0, Ordering::AcqRel);
+            let encoded = if runtime.snapshots.save
+                && super::snapshot::due(runtime.snapshot.at.load(Ordering::Acquire), from.0)
+            {
+                Some(super::snapshot::encode(&book, &outreach, &boards))
+            } else {
+                None
+            };
+            // Saved with the projections free again: the commit is the store's work.
+            drop((book, outreach, boards));
+            if let Some(encoded) = encoded {
+                save_snapshot(runtime, encoded).await;
+            }
             return Ok(());
         };
         from = last.position;
         for event in &events {
-            // Decoded once for the three (most events are customer or outbox events).
-            let decoded = battleplan_core::feed::Decoded::of(event)?;
-            let place = battleplan_core::feed::Place::of(event);
-            book.apply_decoded(place, &decoded);
-            outreach.apply_fed(place, &decoded, &book);
-            boards.apply_decoded(event, &decoded, &mut outreach)?;
+            super::work::feed(&mut book, &mut outreach, &mut boards, event)?;
         }
     }
+}
+
+/// Reads the stored snapshot into the projections, which stand at the log's start; an unusable
+/// snapshot is said and left (the log is replayed instead).
+async fn load_snapshot(
+    runtime: &Runtime,
+    book: &mut CustomerBook,
+    outreach: &mut Outreach,
+    boards: &mut Boards,
+) {
+    use std::sync::atomic::Ordering;
+    if book.position != Position::START
+        || outreach.position != Position::START
+        || boards.position != Position::START
+    {
+        return;
+    }
+    match super::snapshot::load(runtime.store.as_ref()).await {
+        Ok(Some(loaded)) => {
+            let position = loaded.book.position;
+            let here = outreach.here.take();
+            *book = loaded.book;
+            *outreach = loaded.outreach;
+            outreach.here = here;
+            *boards = loaded.boards;
+            runtime.snapshot.at.fetch_max(position.0, Ordering::AcqRel);
+            tracing::debug!(
+                position = position.0,
+                "projections read from their snapshot"
+            );
+        }
+        Ok(None) => {}
+        Err(unusable) => {
+            tracing::warn!("{unusable}; the projections are rebuilt from the log");
+        }
+    }
+}
+
+/// Saves a snapshot made by [`catch_up`]; a failure is said, not fatal (the log has it all).
+pub async fn save_snapshot(runtime: &Runtime, encoded: Result<super::snapshot::Encoded, String>) {
+    use std::sync::atomic::Ordering;
+    let encoded = match encoded {
+        Ok(encoded) => encoded,
+        Err(why) => {
+            tracing::warn!("no snapshot of the projections: {why}");
+            return;
+        }
+    };
+    let (position, bytes) = (encoded.position(), encoded.bytes());
+    match super::snapshot::save(runtime.store.as_ref(), encoded).await {
+        Ok(saved) => {
+            runtime.snapshot.at.fetch_max(position.0, Ordering::AcqRel);
+            if saved {
+                tracing::info!(
+                    position = position.0,
+                    bytes,
+                    "snapshot of the projections saved"
+                );
+            }
+        }
+        Err(error) => tracing::warn!("the snapshot of the projections was not saved: {error}"),
+    }
+}
+
+/// Saves a snapshot of the projections caught up with the log, unless the last snapshot stands
+/// where they do (a stopping daemon: its next start replays nothing).
+pub async fn save_snapshot_now(runtime: &Runtime) {
+    use std::sync::atomic::Ordering;
+    if !runtime.snapshots.save {
+        return;
+    }
+    if let Err(error) = catch_up(runtime).await {
+        tracing::warn!("no snapshot of the projections: {error}");
+        return;
+    }
+    let book = runtime.customers.lock().await;
+    let outreach = runtime.outreach.lock().await;
+    let boards = runtime.boards.lock().await;
+    if book.position.0 <= runtime.snapshot.at.load(Ordering::Acquire) {
+        return;
+    }
+    let encoded = super::snapshot::encode(&book, &outreach, &boards);
+    drop((book, outreach, boards));
+    save_snapshot(runtime, encoded).await;
 }

@@ -9,4 +9,5 @@ pub mod plans;
 pub mod projection;
 pub mod runtime;
 pub mod scheduler;
+pub mod snapshot;
 pub mod work;

@@ -66,6 +66,18 @@ pub struct Runtime {
     /// host once it has made them). Weak: the channels hold the runtime, and the host holds
     /// them, so the store is let go of when the host is done.
     pub channels: Arc<std::sync::OnceLock<std::sync::Weak<dyn ChannelTest>>>,
+    /// Whether this process reads the projections' snapshot before its first catch-up and
+    /// saves new ones (`kernel::snapshot`); neither by default.
+    pub snapshots: crate::kernel::snapshot::Policy,
+    /// The position of the last snapshot read or saved, and whether one was looked for.
+    pub snapshot: Arc<SnapshotState>,
+}
+
+/// Where a runtime stands with its snapshots.
+#[derive(Debug, Default)]
+pub struct SnapshotState {
+    pub looked: std::sync::atomic::AtomicBool,
+    pub at: std::sync::atomic::AtomicU64,
 }
 
 /// A test message through a plan channel's real channel (`battleplan channel test`).
@@ -97,7 +109,15 @@ impl Runtime {
             picked: Arc::default(),
             link_key: None,
             channels: Arc::default(),
+            snapshots: crate::kernel::snapshot::Policy::default(),
+            snapshot: Arc::default(),
         }
+    }
+
+    /// The same runtime, reading and saving snapshots as `policy` says.
+    pub fn with_snapshots(mut self, policy: crate::kernel::snapshot::Policy) -> Runtime {
+        self.snapshots = policy;
+        self
     }
 
     /// The same runtime, signing and checking the links of messages with `key`.

@@ -20,7 +20,8 @@ use battleplan_core::report::OfferOrders;
 use battleplan_core::task::{ReminderKind, ReminderPlanned, TaskBoard, TaskEvent};
 use chrono::{DateTime, Utc};
 
-#[derive(Debug, Default)]
+/// A snapshot holds all of it (`kernel::snapshot`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Boards {
     pub position: Position,
     pub boards: BTreeMap<String, TaskBoard>,
@@ -33,6 +34,22 @@ pub struct Boards {
     pub reports: ReportsDecided,
     /// Each campaign's zone, from its plan events: reminders name instants in it.
     pub zones: BTreeMap<String, chrono_tz::Tz>,
+}
+
+/// Feeds one event to the book, the outbox and the boards, decoded once for the three (most
+/// events are customer or outbox events); events at or before a projection's position are
+/// ignored by it.
+pub fn feed(
+    book: &mut battleplan_core::customer::book::CustomerBook,
+    outreach: &mut Outreach,
+    boards: &mut Boards,
+    event: &RecordedEvent,
+) -> Result<(), PayloadError> {
+    let decoded = Decoded::of(event)?;
+    let place = Place::of(event);
+    book.apply_decoded(place, &decoded);
+    outreach.apply_fed(place, &decoded, book);
+    boards.apply_decoded(event, &decoded, outreach)
 }
 
 impl Boards {

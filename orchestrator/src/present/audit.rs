@@ -43,6 +43,23 @@ fn words(view: &VerifyView) -> String {
                 if projection.campaigns == 1 { "" } else { "s" }
             );
         }
+        if let Some(snapshot) = &view.snapshot {
+            match &snapshot.not_checked {
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "the snapshot of the customer book, the outbox and the boards (position {}) is exactly what replaying the log up to it gives",
+                        snapshot.position
+                    );
+                }
+                Some(why) => {
+                    let _ = writeln!(
+                        out,
+                        "the snapshot of the projections was not compared: {why}"
+                    );
+                }
+            }
+        }
     } else {
         let _ = writeln!(out, "damaged: {problem}");
         let _ = writeln!(
