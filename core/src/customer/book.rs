@@ -162,8 +162,9 @@ pub fn valid_email(text: &str) -> bool {
         && !text.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
-/// One customer: the facts imports and outcomes recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One customer: the facts imports and outcomes recorded. A snapshot holds it as a row (an
+/// array, not a map with the fields' names: a million are held).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Customer {
     /// The id, the name, the company and the email one after another in one allocation (a
     /// million customers are held), each but the id empty when unknown; see [`Customer::id`].
@@ -194,6 +195,97 @@ pub struct Customer {
     pub last_reached: [i64; 5],
     /// The reach-outs (`campaign/reach-out`) that sent this customer a message; sorted.
     pub reached_by: Box<[Sym]>,
+}
+
+/// The fields of [`Customer`] in their order, as two tuples (serde's tuples stop at 16).
+type CustomerRow = (
+    (
+        Box<str>,
+        [u32; 3],
+        bool,
+        Box<[Sym]>,
+        Option<Sym>,
+        Option<Sym>,
+        Option<CustomerSource>,
+        Option<Sym>,
+        Option<Tz>,
+    ),
+    (
+        Box<[(Sym, Sym)]>,
+        [i64; 9],
+        i64,
+        u32,
+        u8,
+        bool,
+        [i64; 5],
+        Box<[Sym]>,
+    ),
+);
+
+impl Serialize for Customer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (
+            (
+                &self.texts,
+                &self.ends,
+                self.email_ok,
+                &self.tags,
+                self.tier,
+                self.owner,
+                self.source,
+                self.locale,
+                self.time_zone,
+            ),
+            (
+                &self.attributes,
+                &self.last_signal,
+                self.last_active,
+                self.orders,
+                self.unsubscribed,
+                self.recycle_bin,
+                &self.last_reached,
+                &self.reached_by,
+            ),
+        )
+            .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Customer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Customer, D::Error> {
+        let (
+            (texts, ends, email_ok, tags, tier, owner, source, locale, time_zone),
+            (
+                attributes,
+                last_signal,
+                last_active,
+                orders,
+                unsubscribed,
+                recycle_bin,
+                last_reached,
+                reached_by,
+            ),
+        ) = CustomerRow::deserialize(deserializer)?;
+        Ok(Customer {
+            texts,
+            ends,
+            email_ok,
+            tags,
+            tier,
+            owner,
+            source,
+            locale,
+            time_zone,
+            attributes,
+            last_signal,
+            last_active,
+            orders,
+            unsubscribed,
+            recycle_bin,
+            last_reached,
+            reached_by,
+        })
+    }
 }
 
 impl Customer {

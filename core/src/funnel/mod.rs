@@ -145,7 +145,9 @@ struct KeptActuals {
 
 /// One customer. Most customers a big campaign considers are never reached and never answer:
 /// their entry is 24 bytes, what else there is lives in `more`.
+/// A snapshot holds it as a row `(prior_orders, considered, more)`: most of a million are held.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "EntryRow", into = "EntryRow")]
 struct Entry {
     /// The most orders a customer import stated.
     prior_orders: u32,
@@ -153,6 +155,24 @@ struct Entry {
     /// with one bit per phase (see `phase_bit`) in which it did.
     considered: (u32, u8),
     more: Option<Box<More>>,
+}
+
+type EntryRow = (u32, (u32, u8), Option<Box<More>>);
+
+impl From<EntryRow> for Entry {
+    fn from((prior_orders, considered, more): EntryRow) -> Entry {
+        Entry {
+            prior_orders,
+            considered,
+            more,
+        }
+    }
+}
+
+impl From<Entry> for EntryRow {
+    fn from(entry: Entry) -> EntryRow {
+        (entry.prior_orders, entry.considered, entry.more)
+    }
 }
 
 impl Default for Entry {
@@ -179,6 +199,7 @@ struct More {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "(i64, u32, u8, bool)", into = "(i64, u32, u8, bool)")]
 struct Reach {
     at: i64,
     campaign: u32,
@@ -194,6 +215,7 @@ enum Kind {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "(i64, i64, u32, Kind)", into = "(i64, i64, u32, Kind)")]
 struct Outcome {
     at: i64,
     /// Minor units; 0 for a reply or an order without an amount.
@@ -201,6 +223,40 @@ struct Outcome {
     /// [`NO_CAMPAIGN`] when the outcome names none.
     campaign: u32,
     kind: Kind,
+}
+
+impl From<(i64, u32, u8, bool)> for Reach {
+    fn from((at, campaign, phase, mail): (i64, u32, u8, bool)) -> Reach {
+        Reach {
+            at,
+            campaign,
+            phase,
+            mail,
+        }
+    }
+}
+
+impl From<Reach> for (i64, u32, u8, bool) {
+    fn from(reach: Reach) -> (i64, u32, u8, bool) {
+        (reach.at, reach.campaign, reach.phase, reach.mail)
+    }
+}
+
+impl From<(i64, i64, u32, Kind)> for Outcome {
+    fn from((at, amount, campaign, kind): (i64, i64, u32, Kind)) -> Outcome {
+        Outcome {
+            at,
+            amount,
+            campaign,
+            kind,
+        }
+    }
+}
+
+impl From<Outcome> for (i64, i64, u32, Kind) {
+    fn from(outcome: Outcome) -> (i64, i64, u32, Kind) {
+        (outcome.at, outcome.amount, outcome.campaign, outcome.kind)
+    }
 }
 
 impl Outcome {

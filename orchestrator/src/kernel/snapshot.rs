@@ -2,7 +2,9 @@
 //! boards), saved in the store with the log position they stand at, so that a daemon, or a
 //! command run without one, reads the snapshot and replays only the tail of the log.
 //!
-//! A snapshot is the three projections in MessagePack (`rmp_serde`, structs as arrays), cut into
+//! A snapshot is the three projections in MessagePack (`rmp_serde`, structs as maps that name
+//! their fields, since many leave out a field when it is empty; the rows held per customer, the
+//! book's customers and the funnel's entries, as arrays), cut into
 //! chunks of [`CHUNK`] bytes, under the projection [`PROJECTION`] of the store's checkpoints:
 //! a header (JSON: the format, the position, how many chunks, the bytes and their BLAKE3 digest)
 //! and the chunks, keyed by the position, written in one commit with the checkpoint (the old
@@ -206,7 +208,7 @@ pub fn encode(
         bytes: 0,
         hasher: blake3::Hasher::new(),
     };
-    rmp_serde::encode::write(&mut chunks, &(book, outreach, boards))
+    rmp_serde::encode::write_named(&mut chunks, &(book, outreach, boards))
         .map_err(|error| error.to_string())?;
     let Chunks {
         chunks,
@@ -331,6 +333,7 @@ pub async fn position(store: &dyn Store) -> Result<Option<Position>, StoreError>
 }
 
 #[cfg(test)]
+#[allow(clippy::panic)]
 mod tests {
     use super::*;
 
@@ -341,6 +344,47 @@ mod tests {
         assert!(!due(5_000_000, 5_400_000));
         assert!(due(5_000_000, 5_600_000));
         assert!(!due(10, 5));
+    }
+
+    /// Fields left out when empty (as the events' JSON and MessagePack leave them) in the middle
+    /// of a struct: a snapshot names each field, so none is read as the next one.
+    #[test]
+    fn shop_numbers_with_figures_missing_read_back_as_they_were() {
+        use battleplan_core::metrics::{Figures, MetricsRecorded, Period};
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 9, 3).unwrap_or_default();
+        let start = chrono::DateTime::from_timestamp(1_788_364_800, 0).unwrap_or_default();
+        let recorded = MetricsRecorded {
+            period: Period {
+                date: day,
+                hour: None,
+            },
+            zone: "Asia/Shanghai".to_string(),
+            start,
+            end: start + chrono::Duration::days(1),
+            figures: Figures {
+                visitors: Some(12_250),
+                inquiries: None,
+                new_fans: Some(80),
+                ..Figures::default()
+            },
+            corrects: Figures::default(),
+            hot_products: None,
+            hot_keywords: None,
+            file: "shop.csv".to_string(),
+            digest: "00".repeat(32),
+            line: 2,
+        };
+        let mut boards = Boards::default();
+        boards.shop.apply(&recorded, start);
+        let (book, outreach) = (CustomerBook::default(), Outreach::default());
+        let encoded = encode(&book, &outreach, &boards).unwrap_or_else(|why| panic!("{why}"));
+        let reader = ChunkReader {
+            chunks: encoded.chunks.into(),
+            at: 0,
+        };
+        let (_, _, back): (CustomerBook, Outreach, Boards) =
+            rmp_serde::from_read(reader).unwrap_or_else(|error| panic!("{error}"));
+        assert_eq!(back, boards);
     }
 
     #[test]

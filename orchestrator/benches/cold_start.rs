@@ -1,0 +1,213 @@
+//! A cold start over the September festival's log: the first `audience preview` of a command run
+//! without a daemon, once with no snapshot of the projections (the whole log replayed; it saves
+//! one) and once from that snapshot (only the tail replayed: none); then a daemon's start to its
+//! first answer, from the snapshot. Each is the real `battleplan` binary in a process of its
+//! own, timed from its start and measured for its peak memory by `/usr/bin/time`. Baseline,
+//! measured in the same run on the same store: reading the whole log back, every event decoded,
+//! no decisions (what any replay costs at least).
+//!
+//! `cargo bench -p battleplan-orchestrator --bench cold_start` (`BENCH_CUSTOMERS`, default
+//! 100,000; `BENCH_STORE=DIR` reuses a scenario's output from an earlier run, its snapshot
+//! removed first). Target (issue 25): under 2 s from a snapshot at 1,000,000 customers.
+
+// A benchmark reports a broken setup by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use battleplan_core::event::port::EventReader;
+use battleplan_core::event::Position;
+use battleplan_orchestrator::hosts::scenario::{self, Output};
+use battleplan_scenarios::scenario::{load_text, DEMO, SHIPPED};
+
+const BATTLEPLAN: &str = env!("CARGO_BIN_EXE_battleplan");
+
+const PREVIEW: [&str; 6] = [
+    "audience",
+    "preview",
+    "sept-festival-2026",
+    "--reach-out",
+    "early-stage-mail",
+    "--at=2026-09-01",
+];
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The command's wall time and peak resident memory (KiB), through `/usr/bin/time`.
+fn timed(data: &Path, arguments: &[&str]) -> (Duration, u64) {
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "peak-kib %M"])
+        .arg(BATTLEPLAN)
+        .arg("--data")
+        .arg(data)
+        .args(arguments)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let peak = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("peak-kib "))
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or(0);
+    (elapsed, peak)
+}
+
+fn run_scenario(out: &Path, customers: u64) {
+    let (name, text) = SHIPPED.iter().find(|(name, _)| *name == DEMO).unwrap();
+    let text = text.replace("generate = 10000", &format!("generate = {customers}"));
+    let loaded = load_text(&text, Path::new(name), Path::new(".")).unwrap();
+    let output = Output {
+        dir: out.to_path_buf(),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio
+        .block_on(scenario::run(&loaded, &output, &|_| {}))
+        .unwrap();
+}
+
+/// The baseline: the whole log read back, every event decoded, in this process.
+fn read_back(data: &Path) -> (Duration, u64) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store =
+        battleplan_adapters::SledEventLog::open(data, battleplan_adapters::StoreOptions::default())
+            .unwrap();
+    let started = Instant::now();
+    let count = tokio.block_on(async {
+        let mut after = Position::START;
+        let mut count = 0u64;
+        loop {
+            let batch = store.read_all(after, 10_000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            count += batch.len() as u64;
+        }
+        count
+    });
+    (started.elapsed(), count)
+}
+
+/// A daemon's start to its first answer (an `audience preview` through its control socket).
+fn daemon_first_answer(data: &Path) -> Duration {
+    let socket = data.join("control.sock");
+    let _ = std::fs::remove_file(&socket);
+    let started = Instant::now();
+    let mut daemon = Command::new(BATTLEPLAN)
+        .arg("--data")
+        .arg(data)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The control socket first (a command started before it would open the store itself).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the daemon never listened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answered = Command::new(BATTLEPLAN)
+        .arg("--data")
+        .arg(data)
+        .args(PREVIEW)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status();
+    let _ = daemon.wait();
+    elapsed
+}
+
+fn main() {
+    let customers = env_number("BENCH_CUSTOMERS", 100_000);
+    let scratch = tempfile::Builder::new()
+        .prefix("battleplan-bench-cold-")
+        .tempdir()
+        .unwrap();
+    let out: PathBuf = match std::env::var("BENCH_STORE") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => {
+            let out = scratch.path().join("run");
+            run_scenario(&out, customers);
+            out
+        }
+    };
+    let data = out.join("data");
+    let (baseline, events) = read_back(&data);
+    // No snapshot: the first command replays the whole log (and saves one).
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let store = battleplan_adapters::SledEventLog::open(
+            &data,
+            battleplan_adapters::StoreOptions::default(),
+        )
+        .unwrap();
+        use battleplan_core::event::Checkpoints;
+        store
+            .reset(battleplan_orchestrator::kernel::snapshot::PROJECTION)
+            .await
+            .unwrap();
+    });
+    drop(tokio);
+    let (cold, cold_peak) = timed(&data, &PREVIEW);
+    let (warm, warm_peak) = timed(&data, &PREVIEW);
+    let daemon = daemon_first_answer(&data);
+    let size = std::fs::read_dir(&data)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.metadata().ok())
+                .map(|metadata| metadata.len())
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    println!(
+        "september-festival with {customers} customers, {events} events ({:.0} MiB of store files):",
+        size as f64 / 1048576.0
+    );
+    println!(
+        "  audience preview without a daemon, no snapshot (whole log replayed, snapshot saved): {:.2} s, peak {:.0} MiB",
+        cold.as_secs_f64(),
+        cold_peak as f64 / 1024.0
+    );
+    println!(
+        "  audience preview without a daemon, from the snapshot: {:.2} s, peak {:.0} MiB",
+        warm.as_secs_f64(),
+        warm_peak as f64 / 1024.0
+    );
+    println!(
+        "  a daemon's start to its first answer, from the snapshot: {:.2} s",
+        daemon.as_secs_f64()
+    );
+    println!(
+        "  baseline, the log read back in this process: {:.2} s ({:.0} events/s)",
+        baseline.as_secs_f64(),
+        events as f64 / baseline.as_secs_f64().max(0.001)
+    );
+}
