@@ -324,8 +324,14 @@ pub async fn load(store: &dyn Store) -> Result<Option<Projections>, Unusable> {
 
 /// The position of the snapshot stored, if there is one with a readable header.
 pub async fn position(store: &dyn Store) -> Result<Option<Position>, StoreError> {
+    Ok(stored(store).await?.map(|(position, _)| position))
+}
+
+/// The position and the size in bytes of the snapshot stored, if there is one with a readable
+/// header.
+pub async fn stored(store: &dyn Store) -> Result<Option<(Position, u64)>, StoreError> {
     Ok(match header(store).await {
-        Ok(Some(header)) => Some(Position(header.position)),
+        Ok(Some(header)) => Some((Position(header.position), header.bytes)),
         Ok(None) | Err(Unusable::Header(_)) => None,
         Err(Unusable::Store(error)) => return Err(error),
         Err(_) => None,
