@@ -506,17 +506,27 @@ impl TryFrom<BookParts> for CustomerBook {
             open_import: parts.open_import,
             position: parts.position,
         };
-        for slot in 0..book.customers.len() {
-            let id = book.customers[slot].id();
-            if book.slot(id).is_some() {
-                return Err(format!("the customer {id:?} is in two slots"));
-            }
-            let customers = &book.customers;
-            book.slots.insert_unique(hash_id(id), slot as u32, |slot| {
+        let customers = &book.customers;
+        for (slot, customer) in customers.iter().enumerate() {
+            let id = customer.id();
+            let same = |other: &u32| {
                 customers
-                    .get(*slot as usize)
-                    .map_or(0, |customer| hash_id(customer.id()))
-            });
+                    .get(*other as usize)
+                    .is_some_and(|other| other.id() == id)
+            };
+            let rehash = |other: &u32| {
+                customers
+                    .get(*other as usize)
+                    .map_or(0, |other| hash_id(other.id()))
+            };
+            match book.slots.entry(hash_id(id), same, rehash) {
+                hashbrown::hash_table::Entry::Occupied(_) => {
+                    return Err(format!("the customer {id:?} is in two slots"));
+                }
+                hashbrown::hash_table::Entry::Vacant(vacant) => {
+                    vacant.insert(slot as u32);
+                }
+            }
         }
         Ok(book)
     }

@@ -175,6 +175,29 @@ struct ChunkReader {
 }
 
 impl Read for ChunkReader {
+    /// The decoder asks for a few bytes at a time (a marker, a number): taken straight from the
+    /// chunk under way when it holds them.
+    #[inline]
+    fn read_exact(&mut self, buffer: &mut [u8]) -> std::io::Result<()> {
+        if let Some(bytes) = self
+            .chunks
+            .front()
+            .and_then(|first| first.get(self.at..self.at + buffer.len()))
+        {
+            buffer.copy_from_slice(bytes);
+            self.at += buffer.len();
+            return Ok(());
+        }
+        let mut filled = 0;
+        while filled < buffer.len() {
+            match self.read(&mut buffer[filled..])? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => filled += n,
+            }
+        }
+        Ok(())
+    }
+
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         while let Some(first) = self.chunks.front() {
             if self.at < first.len() {
