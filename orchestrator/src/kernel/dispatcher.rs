@@ -1322,17 +1322,17 @@ pub async fn save_snapshot(runtime: &Runtime, encoded: Result<super::snapshot::E
         }
     };
     let (position, bytes) = (encoded.position(), encoded.bytes());
-    match super::snapshot::save(runtime.store.as_ref(), encoded).await {
-        Ok(saved) => {
-            runtime.snapshot.at.fetch_max(position.0, Ordering::AcqRel);
-            if saved {
-                tracing::info!(
-                    position = position.0,
-                    bytes,
-                    "snapshot of the projections saved"
-                );
-            }
-        }
+    let saved = super::snapshot::save(runtime.store.as_ref(), encoded).await;
+    // Saved or not, the next try waits for another tenth of the log: a store that refuses
+    // (a full disk) is not asked again at every catch-up.
+    runtime.snapshot.at.fetch_max(position.0, Ordering::AcqRel);
+    match saved {
+        Ok(true) => tracing::info!(
+            position = position.0,
+            bytes,
+            "snapshot of the projections saved"
+        ),
+        Ok(false) => {}
         Err(error) => tracing::warn!("the snapshot of the projections was not saved: {error}"),
     }
 }
