@@ -7,7 +7,9 @@
 //! cut short or empty is refused by its trailer; and while a daemon holds the store, it writes
 //! the export file itself.
 //!
-//! One test function on purpose (see audit_verify.rs): the steps spawn processes.
+//! One test function for the festival on purpose (see audit_verify.rs): the steps spawn
+//! processes. A second, small one imports an export written before lines carried each payload
+//! once.
 
 // Test code: a failed unwrap or panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::panic)]
@@ -186,6 +188,9 @@ fn a_store_exported_and_imported_is_the_same_store() {
         })
     );
     let lines = &all_lines[..all_lines.len() - 1];
+    // Every payload of the festival is shown as JSON that gives its bytes back: none is
+    // carried twice.
+    assert!(!exported.contains("payload_msgpack"));
     let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
     assert_eq!(first["position"], 1);
     assert_eq!(first["event_type"], "PlanApplied");
@@ -269,9 +274,11 @@ fn a_store_exported_and_imported_is_the_same_store() {
             "damaged.jsonl:6: `previous_hash` is not the hash of the event before it".into(),
         ),
         (
+            // The readable payload is the stored bytes (no `payload_msgpack` beside it): an
+            // edit of it is an edit of what the hash covers.
             "payload",
             line_of(0, &|_| readable_payload_changed.to_string()),
-            "damaged.jsonl:1: `payload` does not match `payload_msgpack`".into(),
+            "damaged.jsonl:1: `hash` does not match the event".into(),
         ),
         (
             "actor",
@@ -421,4 +428,50 @@ fn a_store_exported_and_imported_is_the_same_store() {
         serde_json::from_str(prefix_lines[prefix_lines.len() - 1]).unwrap();
     assert_eq!(verified["head_hash"], last_of_prefix["hash"]);
     assert_eq!(prefix_trailer["head_hash"], last_of_prefix["hash"]);
+}
+
+/// An export written before lines left `payload_msgpack` out (every line carried its payload
+/// twice; `tests/fixtures/export-2026-12-07.jsonl`, the festival's first 69 events) imports
+/// as it always did, its readable payloads still checked against the bytes; exported again,
+/// its lines carry each payload once and import to the same chain.
+#[test]
+fn an_export_that_carries_every_payload_twice_still_imports() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/export-2026-12-07.jsonl");
+    let old = std::fs::read_to_string(&fixture).unwrap();
+    assert_eq!(old.matches("\"payload_msgpack\":").count(), 69);
+    std::fs::write(dir.join("old.jsonl"), &old).unwrap();
+    ok(on(dir, "from-old", &["import", "old.jsonl"]));
+    let verified = verify_json(dir, "from-old");
+    assert_eq!(verified["intact"], true, "{verified}");
+    assert_eq!(verified["events"], 69);
+    const HEAD: &str = "5acfe46672a7dd15771e1b09ebd5ab726f4e903784c97673c36368a9e02f9034";
+    assert_eq!(verified["head_hash"], HEAD);
+
+    let again = ok(on(dir, "from-old", &["export"])).stdout;
+    assert!(!again.contains("payload_msgpack"));
+    assert_eq!(again.lines().count(), 70);
+    std::fs::write(dir.join("again.jsonl"), &again).unwrap();
+    ok(on(dir, "from-again", &["import", "again.jsonl"]));
+    assert_eq!(verify_json(dir, "from-again")["head_hash"], HEAD);
+
+    // With both, the readable payload must still show the bytes.
+    let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
+    let mut edited: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert!(edited["payload_msgpack"].is_string());
+    edited["payload"]["edited"] = true.into();
+    lines[1] = edited.to_string();
+    std::fs::write(dir.join("edited.jsonl"), lines.join("\n") + "\n").unwrap();
+    let refused = on(dir, "from-edited", &["import", "edited.jsonl"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("edited.jsonl:2: `payload` does not match `payload_msgpack`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dir.join("from-edited").exists());
+    no_leftovers(dir);
 }

@@ -396,11 +396,13 @@ pub async fn verify(ctx: &Ctx<'_>) -> Result<VerifyView, AppError> {
         ));
     };
     // The sled store's walk blocks (it reads every chunk of the log): it runs off the daemon's
-    // async threads (`ChainCheck`).
-    let report = chain.verify_chain().await?;
-    // The payloads and the replay only on an intact chain: a damaged log cannot be read on.
+    // async threads (`ChainCheck`), beside the replay, which reads the log a second time.
+    let (report, replay) = tokio::join!(chain.verify_chain(), check_replay(runtime.store.as_ref()));
+    let report = report?;
+    // The payloads and the replay count only on an intact chain: what a damaged log reads
+    // as (or the error reading it gave) is left aside.
     let replay = if report.problem.is_none() {
-        Some(check_replay(runtime.store.as_ref()).await?)
+        Some(replay?)
     } else {
         None
     };

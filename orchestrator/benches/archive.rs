@@ -1,0 +1,138 @@
+//! `battleplan export`, `battleplan import` and `battleplan audit verify` over the September
+//! festival's log: each the real binary in a process of its own, timed from its start and
+//! measured for its peak memory by `/usr/bin/time`. Baseline, measured in the same run on the
+//! same store: reading the whole log back, every event decoded, no decisions.
+//!
+//! `cargo bench -p battleplan-orchestrator --bench archive` (`BENCH_CUSTOMERS`, default
+//! 100,000; `BENCH_STORE=DIR` reuses a `scenario run --out DIR` from an earlier run). Target
+//! (issue 25): each at least 300,000 events/s over the 1,000,000-customer log.
+
+// A benchmark reports a broken setup by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use battleplan_core::event::port::EventReader;
+use battleplan_core::event::Position;
+use battleplan_orchestrator::hosts::scenario::{self, Output};
+use battleplan_scenarios::scenario::{load_text, DEMO, SHIPPED};
+
+const BATTLEPLAN: &str = env!("CARGO_BIN_EXE_battleplan");
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The command's wall time and peak resident memory (KiB), through `/usr/bin/time`.
+fn timed(data: &Path, arguments: &[&str]) -> (Duration, u64) {
+    let started = Instant::now();
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "peak-kib %M"])
+        .arg(BATTLEPLAN)
+        .arg("--data")
+        .arg(data)
+        .args(arguments)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let peak = stderr
+        .lines()
+        .find_map(|line| line.strip_prefix("peak-kib "))
+        .and_then(|kib| kib.trim().parse().ok())
+        .unwrap_or(0);
+    (elapsed, peak)
+}
+
+fn run_scenario(out: &Path, customers: u64) {
+    let (name, text) = SHIPPED.iter().find(|(name, _)| *name == DEMO).unwrap();
+    let text = text.replace("generate = 10000", &format!("generate = {customers}"));
+    let loaded = load_text(&text, Path::new(name), Path::new(".")).unwrap();
+    let output = Output {
+        dir: out.to_path_buf(),
+    };
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio
+        .block_on(scenario::run(&loaded, &output, &|_| {}))
+        .unwrap();
+}
+
+/// The baseline: the whole log read back, every event decoded, in this process.
+fn read_back(data: &Path) -> (Duration, u64) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store =
+        battleplan_adapters::SledEventLog::open(data, battleplan_adapters::StoreOptions::default())
+            .unwrap();
+    let started = Instant::now();
+    let count = tokio.block_on(async {
+        let mut after = Position::START;
+        let mut count = 0u64;
+        loop {
+            let batch = store.read_all(after, 10_000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = last.position;
+            count += batch.len() as u64;
+        }
+        count
+    });
+    (started.elapsed(), count)
+}
+
+fn report(what: &str, events: u64, (took, peak): (Duration, u64)) {
+    println!(
+        "  {what}: {:.2} s ({:.0} events/s), peak {:.0} MiB",
+        took.as_secs_f64(),
+        events as f64 / took.as_secs_f64().max(0.001),
+        peak as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let customers = env_number("BENCH_CUSTOMERS", 100_000);
+    let scratch = tempfile::Builder::new()
+        .prefix("battleplan-bench-archive-")
+        .tempdir()
+        .unwrap();
+    let out: PathBuf = match std::env::var("BENCH_STORE") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => {
+            let out = scratch.path().join("run");
+            run_scenario(&out, customers);
+            out
+        }
+    };
+    let data = out.join("data");
+    let (baseline, events) = read_back(&data);
+    let file = scratch.path().join("log.jsonl");
+    let file_text = file.to_str().unwrap();
+    let export = timed(&data, &["export", "--out", file_text]);
+    let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+    let restored = scratch.path().join("restored");
+    let import = timed(&restored, &["import", file_text]);
+    let verify = timed(&data, &["audit", "verify"]);
+    println!(
+        "september-festival, {events} events ({customers} customers, BENCH_CUSTOMERS); the export {:.0} MiB ({:.0} bytes a line):",
+        bytes as f64 / 1048576.0,
+        bytes as f64 / events.max(1) as f64
+    );
+    report("export --out FILE", events, export);
+    report("import FILE (a new store)", events, import);
+    report("audit verify", events, verify);
+    println!(
+        "  baseline, the log read back in this process: {:.2} s ({:.0} events/s)",
+        baseline.as_secs_f64(),
+        events as f64 / baseline.as_secs_f64().max(0.001)
+    );
+}
