@@ -28,6 +28,17 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// This process's peak resident set, in KiB, from /proc.
+fn own_peak_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The command's wall time and peak resident memory (KiB), through `/usr/bin/time`.
 fn timed(data: &Path, arguments: &[&str]) -> (Duration, u64) {
     let started = Instant::now();
@@ -115,6 +126,8 @@ fn main() {
     };
     let data = out.join("data");
     let (baseline, events) = read_back(&data);
+    // Before any child: the read-back's own peak (a scenario run here is in this process too).
+    let baseline_peak = own_peak_kib();
     let file = scratch.path().join("log.jsonl");
     let file_text = file.to_str().unwrap();
     let export = timed(&data, &["export", "--out", file_text]);
@@ -131,8 +144,9 @@ fn main() {
     report("import FILE (a new store)", events, import);
     report("audit verify", events, verify);
     println!(
-        "  baseline, the log read back in this process: {:.2} s ({:.0} events/s)",
+        "  baseline, the log read back in this process: {:.2} s ({:.0} events/s), this process's peak so far {:.0} MiB",
         baseline.as_secs_f64(),
-        events as f64 / baseline.as_secs_f64().max(0.001)
+        events as f64 / baseline.as_secs_f64().max(0.001),
+        baseline_peak as f64 / 1024.0
     );
 }

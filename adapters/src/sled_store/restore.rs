@@ -16,7 +16,6 @@ use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use battleplan_core::event::record;
 use battleplan_core::event::verify::{Problem, Verifier};
 use battleplan_core::event::{
     AppendOutcome, CommandId, Position, StoreError, StoreResult, StreamId,
@@ -160,14 +159,10 @@ impl Restore {
             });
         }
         let position = Position(self.verifier.checked() + 1);
-        self.verifier
-            .check(position, &bytes)
+        let event = self
+            .verifier
+            .check_decoded(position, &bytes)
             .map_err(RestoreError::Damaged)?;
-        // The verifier has decoded it already; this cannot fail, but is never trusted to.
-        let event = record::decode(&bytes).map_err(|error| RestoreError::Refused {
-            position,
-            detail: error.to_string(),
-        })?;
         let command = event.metadata.command_id;
         let continues = self
             .gathered
@@ -312,6 +307,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
 
     use battleplan_core::event::port::{EventAppender, EventReader};
+    use battleplan_core::event::record;
     use battleplan_core::event::verify::Damage;
     use battleplan_core::event::{
         Append, EventId, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamVersion,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use super::envelope::RecordedEvent;
 use super::ids::{Position, StreamId};
 use super::record::{self, chain_hash, hex, ChainHash, DecodeError, GENESIS_HASH};
 
@@ -106,6 +107,15 @@ impl Verifier {
 
     /// Checks the record stored under `stored_under`.
     pub fn check(&mut self, stored_under: Position, bytes: &[u8]) -> Result<(), Problem> {
+        self.check_decoded(stored_under, bytes).map(|_| ())
+    }
+
+    /// [`Verifier::check`], giving back the event the record holds (decoded once).
+    pub fn check_decoded(
+        &mut self,
+        stored_under: Position,
+        bytes: &[u8],
+    ) -> Result<RecordedEvent, Problem> {
         let expected = self.next;
         let problem = |damage| Problem {
             position: expected,
@@ -127,18 +137,24 @@ impl Verifier {
         if event.position != stored_under {
             return Err(problem(Damage::Misplaced { stored_under }));
         }
-        let version = self.versions.entry(event.stream.clone()).or_insert(0);
-        if event.version.0 != *version + 1 {
+        // The stream's name copied only the first time it is seen.
+        let version = self.versions.get(&event.stream).copied().unwrap_or(0);
+        if event.version.0 != version + 1 {
             return Err(problem(Damage::VersionOutOfSequence {
                 stream: event.stream,
-                expected: *version + 1,
+                expected: version + 1,
                 found: event.version.0,
             }));
         }
-        *version += 1;
+        match self.versions.get_mut(&event.stream) {
+            Some(known) => *known += 1,
+            None => {
+                self.versions.insert(event.stream.clone(), 1);
+            }
+        }
         self.previous_hash = raw.hash;
         self.next = expected.next();
-        Ok(())
+        Ok(event)
     }
 }
 

@@ -681,17 +681,14 @@ pub async fn export_file(
         .prefix(".battleplan-export-")
         .tempfile_in(directory)
         .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
-    let flusher = Flusher::start(temporary.as_file()).context("writing the export")?;
     let mut writer = Flushing {
         file: temporary,
-        flusher,
+        written: 0,
         since: 0,
     };
     // On an error the temporary file goes with `writer`: nothing half-written is left.
     let summary = export(store, as_of, &mut writer).await?;
-    let Flushing { file, flusher, .. } = writer;
-    flusher.finish().context("writing the export")?;
-    let temporary = file;
+    let temporary = writer.file;
     temporary
         .as_file()
         .sync_all()
@@ -706,85 +703,43 @@ pub async fn export_file(
     Ok(summary)
 }
 
-/// How much an export writes before the file's data is flushed to disk in the background.
+/// How much an export writes between two nudges to the kernel to write it out.
 const FLUSH_EVERY: u64 = 64 * 1024 * 1024;
 
-/// An export file, written through ([`export`] writes a batch of lines at a time), whose data
-/// a thread of its own syncs to disk every [`FLUSH_EVERY`] bytes while the next lines are made:
-/// the disk works from the start, and the last sync has little left to write.
+/// An export file, written through ([`export`] writes a batch of lines at a time), whose pages
+/// the kernel is asked to start writing out every [`FLUSH_EVERY`] bytes, without waiting for it
+/// (`posix_fadvise(DONTNEED)`: the written range is queued for writing, and pages already
+/// written are let go of): the disk works while the next lines are made, the last sync has
+/// little left to write, and a file of gigabytes does not fill the page cache. A sync on a
+/// thread of its own did not overlap: writes to a file wait while it is synced.
 struct Flushing {
     file: tempfile::NamedTempFile,
-    flusher: Flusher,
+    written: u64,
     since: u64,
 }
 
 impl Write for Flushing {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let written = self.file.write(bytes)?;
+        self.written += written as u64;
         self.since += written as u64;
         if self.since >= FLUSH_EVERY {
             self.since = 0;
-            self.flusher.ask();
+            // From the window before this one (written out by now, so dropped) to the end
+            // (queued). Only advice: the sync at the end is what makes the file durable.
+            let from = self.written.saturating_sub(2 * FLUSH_EVERY);
+            let _ = rustix::fs::fadvise(
+                self.file.as_file(),
+                from,
+                None,
+                rustix::fs::Advice::DontNeed,
+            );
         }
         Ok(written)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
-    }
-}
-
-/// The thread that syncs an export file's data while it is written.
-struct Flusher {
-    ask: Option<std::sync::mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Flusher {
-    fn start(file: &std::fs::File) -> std::io::Result<Flusher> {
-        let file = file.try_clone()?;
-        // One request waits at most: a flush asked for while one runs is taken by it.
-        let (ask, asked) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("export-flush".into())
-            .spawn(move || {
-                while asked.recv().is_ok() {
-                    file.sync_data()?;
-                }
-                Ok(())
-            })?;
-        Ok(Flusher {
-            ask: Some(ask),
-            thread: Some(thread),
-        })
-    }
-
-    fn ask(&self) {
-        if let Some(ask) = &self.ask {
-            // Full: a flush is already asked for. Gone: the thread failed, and says why at
-            // the end.
-            let _ = ask.try_send(());
-        }
-    }
-
-    /// Stops the thread, with its error if a sync failed.
-    fn finish(mut self) -> std::io::Result<()> {
-        self.ask = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(std::io::Error::other("the export's flushing thread failed")),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Flusher {
-    fn drop(&mut self) {
-        // On an error mid-export: the thread ends once its channel is gone.
-        self.ask = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -927,6 +882,10 @@ pub enum Restored {
 /// PostgreSQL tenant's restore is one transaction (rolled back).
 pub struct Restoring {
     sink: Sink,
+    /// The campaigns replayed as the records come: a log whose campaigns cannot be rebuilt is
+    /// refused before anything is in place, and the stored projection is written from them
+    /// without reading the new log back.
+    campaigns: Box<Campaigns>,
 }
 
 enum Sink {
@@ -938,9 +897,6 @@ enum Sink {
     },
     Postgres {
         restore: PgRestore,
-        /// The campaigns replayed as the records come, so that a log whose campaigns cannot be
-        /// rebuilt is refused before the transaction commits.
-        campaigns: Box<Campaigns>,
     },
 }
 
@@ -958,10 +914,8 @@ impl Restoring {
                     other => ImportError::Internal(anyhow::anyhow!("starting the store: {other}")),
                 })?;
                 Ok(Restoring {
-                    sink: Sink::Postgres {
-                        restore,
-                        campaigns: Box::default(),
-                    },
+                    sink: Sink::Postgres { restore },
+                    campaigns: Box::default(),
                 })
             }
         }
@@ -1003,6 +957,7 @@ impl Restoring {
                 data: data.to_path_buf(),
                 parent,
             },
+            campaigns: Box::default(),
         })
     }
 
@@ -1022,26 +977,31 @@ impl Restoring {
         }
     }
 
-    /// Takes the next record (its stored bytes): at the next position, continuing the chain.
-    pub async fn push(&mut self, bytes: Vec<u8>) -> Result<(), RestoreError> {
-        match &mut self.sink {
-            Sink::Sled { restore, .. } => restore.push(bytes),
-            Sink::Postgres { restore, campaigns } => {
-                let position = Position(restore.records() + 1);
-                let event = record::decode(&bytes).map_err(|error| RestoreError::Refused {
-                    position,
-                    detail: error.to_string(),
-                })?;
-                restore.push(bytes).await?;
-                campaigns
-                    .apply(&event)
-                    .map_err(|error| RestoreError::Refused {
-                        position,
-                        detail: format!("the campaigns cannot be rebuilt from the log: {error}"),
-                    })?;
-                Ok(())
-            }
+    /// Takes the next record: its stored bytes, at the next position, continuing the chain,
+    /// and `event`, what they hold (the caller laid the bytes out from it, [`record_of`]).
+    pub async fn push(
+        &mut self,
+        bytes: Vec<u8>,
+        event: &RecordedEvent,
+    ) -> Result<(), RestoreError> {
+        let position = Position(self.records() + 1);
+        if event.position != position {
+            return Err(RestoreError::Refused {
+                position,
+                detail: format!("the record is at position {}", event.position),
+            });
         }
+        match &mut self.sink {
+            Sink::Sled { restore, .. } => restore.push(bytes)?,
+            Sink::Postgres { restore } => restore.push(bytes).await?,
+        }
+        self.campaigns
+            .apply(event)
+            .map_err(|error| RestoreError::Refused {
+                position,
+                detail: format!("the campaigns cannot be rebuilt from the log: {error}"),
+            })?;
+        Ok(())
     }
 
     /// Makes the restored log whole and puts it in place, with its stored campaigns projection;
@@ -1060,10 +1020,13 @@ impl Restoring {
                     }
                     other => ImportError::Refused(format!("{name}: {other}")),
                 })?;
-                let mut campaigns = Campaigns::default();
-                campaigns.catch_up(&store).await.map_err(|error| {
-                    ImportError::Refused(format!(
-                        "{name}: the campaigns cannot be rebuilt from the log: {error}"
+                let mut campaigns = self.campaigns;
+                let head = store.head().await.map_err(|error| {
+                    ImportError::Internal(anyhow::anyhow!("finishing the store: {error}"))
+                })?;
+                campaigns.store_whole(&store, head).await.map_err(|error| {
+                    ImportError::Internal(anyhow::anyhow!(
+                        "storing the campaigns projection: {error}"
                     ))
                 })?;
                 // Closing checkpoints the store and empties its write-ahead log.
@@ -1090,7 +1053,8 @@ impl Restoring {
                     .map_err(|error| anyhow::anyhow!("syncing {}: {error}", parent.display()))?;
                 Ok((Restored::Sled(data), campaigns.states.len()))
             }
-            Sink::Postgres { restore, campaigns } => {
+            Sink::Postgres { restore } => {
+                let mut campaigns = self.campaigns;
                 let count = campaigns.states.len();
                 let store = restore.finish().await.map_err(|error| match error {
                     RestoreError::Store(error) => {
@@ -1098,10 +1062,14 @@ impl Restoring {
                     }
                     other => ImportError::Refused(format!("{name}: {other}")),
                 })?;
-                // The log is committed; its stored projection is built from it (rebuilt by
-                // the next command if this fails).
-                let mut stored = Campaigns::default();
-                stored.catch_up(&store).await.map_err(|error| {
+                // The log is committed; its stored projection is written (rebuilt from the log
+                // by the next command if this fails).
+                let head = store.head().await.map_err(|error| {
+                    ImportError::Internal(anyhow::anyhow!(
+                        "storing the campaigns projection: {error}"
+                    ))
+                })?;
+                campaigns.store_whole(&store, head).await.map_err(|error| {
                     ImportError::Internal(anyhow::anyhow!(
                         "storing the campaigns projection: {error}"
                     ))
@@ -1183,17 +1151,20 @@ pub async fn import(
     let (number, trailer) = loop {
         match receive.recv() {
             Ok(Lines::Records(records)) => {
-                for (number, bytes) in records {
+                for (number, bytes, event) in records {
                     let at = |message: String| {
                         ImportError::Refused(format!("{name}:{number}: {message}"))
                     };
-                    restore.push(bytes).await.map_err(|error| match error {
-                        RestoreError::Damaged(problem) => at(problem.to_string()),
-                        RestoreError::Refused { detail, .. } => at(detail),
-                        RestoreError::Store(error) => {
-                            ImportError::Internal(anyhow::anyhow!("writing the store: {error}"))
-                        }
-                    })?;
+                    restore
+                        .push(bytes, &event)
+                        .await
+                        .map_err(|error| match error {
+                            RestoreError::Damaged(problem) => at(problem.to_string()),
+                            RestoreError::Refused { detail, .. } => at(detail),
+                            RestoreError::Store(error) => {
+                                ImportError::Internal(anyhow::anyhow!("writing the store: {error}"))
+                            }
+                        })?;
                 }
             }
             Ok(Lines::End { lines, trailer }) => break (lines, trailer),
@@ -1241,7 +1212,7 @@ pub async fn import(
 enum Lines {
     /// Records rebuilt from consecutive lines, each checked against the chain: each line's
     /// number and the record's stored bytes.
-    Records(Vec<(u64, Vec<u8>)>),
+    Records(Vec<(u64, Vec<u8>, RecordedEvent)>),
     /// The file is read: how many lines it has, and its trailer with its line number.
     End {
         lines: u64,
@@ -1264,7 +1235,7 @@ fn read_lines(mut reader: impl BufRead, name: &str, to: &std::sync::mpsc::SyncSe
     let mut trailer: Option<(u64, Trailer)> = None;
     let mut scratch = Readable::default();
     let mut records = Vec::with_capacity(LINES_AT_A_TIME);
-    let refused = |error: ImportError, records: Vec<(u64, Vec<u8>)>| {
+    let refused = |error: ImportError, records: Vec<(u64, Vec<u8>, RecordedEvent)>| {
         // What came before the refused line is stored first (so that an error in it is seen).
         if to.send(Lines::Records(records)).is_ok() {
             let _ = to.send(Lines::Refused(error));
@@ -1316,9 +1287,9 @@ fn read_lines(mut reader: impl BufRead, name: &str, to: &std::sync::mpsc::SyncSe
             continue;
         }
         match record_of_line(&buffer, previous, records_read + 1, &mut scratch) {
-            Ok((bytes, hash)) => {
-                records.push((number, bytes));
-                previous = hash;
+            Ok((bytes, event)) => {
+                previous = event.hash;
+                records.push((number, bytes, event));
                 records_read += 1;
             }
             Err(message) => return refused(at(message), records),
@@ -1390,7 +1361,7 @@ pub async fn copy(
                 ))
             };
             let bytes = record_of(event).map_err(at)?;
-            into.push(bytes).await.map_err(|error| match error {
+            into.push(bytes, event).await.map_err(|error| match error {
                 RestoreError::Damaged(problem) => {
                     ImportError::Refused(format!("the source is damaged: {problem}"))
                 }
@@ -1434,7 +1405,7 @@ fn record_of_line(
     previous: ChainHash,
     expected: u64,
     scratch: &mut Readable,
-) -> Result<(Vec<u8>, ChainHash), String> {
+) -> Result<(Vec<u8>, RecordedEvent), String> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err("an empty line; an export has one event on every line".into());
     }
@@ -1517,7 +1488,7 @@ fn record_of_line(
             );
         }
     }
-    Ok((bytes, hash))
+    Ok((bytes, recorded))
 }
 
 fn hash_of(text: &str) -> Result<ChainHash, String> {
@@ -1625,6 +1596,7 @@ mod tests {
             expected,
             &mut Readable::default(),
         )
+        .map(|(bytes, event)| (bytes, event.hash))
     }
 
     #[test]

@@ -66,6 +66,31 @@ impl Campaigns {
         Ok(Some(id.to_string()))
     }
 
+    /// Stores every state, with `at` as the checkpoint: the projection folded from a log this
+    /// process laid out itself (an import, [`Campaigns::apply`] on each of its events), not
+    /// read back. Nothing for an empty log, as [`Campaigns::catch_up`] stores nothing.
+    pub async fn store_whole(
+        &mut self,
+        store: &dyn Store,
+        at: Position,
+    ) -> Result<(), battleplan_core::event::StoreError> {
+        if at == Position::START {
+            return Ok(());
+        }
+        let mut changes = Vec::with_capacity(self.states.len());
+        for (id, state) in &self.states {
+            let bytes = serde_json::to_vec(state).map_err(|error| {
+                battleplan_core::event::StoreError::Io(format!(
+                    "cannot encode campaign {id}: {error}"
+                ))
+            })?;
+            changes.push((id.as_bytes().to_vec(), Some(bytes)));
+        }
+        store.commit(NAME, at, changes).await?;
+        self.checkpoint = at;
+        Ok(())
+    }
+
     /// Applies every durable event after the checkpoint and stores the result with the new
     /// checkpoint. Returns the campaigns that changed.
     pub async fn catch_up(&mut self, store: &dyn Store) -> Result<BTreeSet<String>, HandleError> {
