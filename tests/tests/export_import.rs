@@ -267,11 +267,32 @@ fn a_store_exported_and_imported_is_the_same_store() {
     actor_changed["metadata"]["actor"] = "mallory".into();
     let mut relinked = value_at(5);
     relinked["previous_hash"] = "0".repeat(64).into();
+    // Line 1,025 begins the second batch of records the reading thread hands on: a link
+    // across batches is checked as every other, and before anything else found in the line.
+    let mut relinked_later = value_at(1024);
+    relinked_later["previous_hash"] = "0".repeat(64).into();
+    let mut relinked_and_edited = relinked_later.clone();
+    relinked_and_edited["metadata"]["actor"] = "mallory".into();
     let cases: Vec<(&str, String, String)> = vec![
         (
             "broken link",
             line_of(5, &|_| relinked.to_string()),
             "damaged.jsonl:6: `previous_hash` is not the hash of the event before it".into(),
+        ),
+        (
+            "broken link, first of a batch",
+            line_of(1024, &|_| relinked_later.to_string()),
+            "damaged.jsonl:1025: `previous_hash` is not the hash of the event before it".into(),
+        ),
+        (
+            "broken link and an edit, first of a batch",
+            line_of(1024, &|_| relinked_and_edited.to_string()),
+            "damaged.jsonl:1025: `previous_hash` is not the hash of the event before it".into(),
+        ),
+        (
+            "an edit, first of a batch",
+            line_of(1024, &|line| line.replacen("\"actor\":\"", "\"actor\":\"x", 1)),
+            "damaged.jsonl:1025: `hash` does not match the event".into(),
         ),
         (
             // The readable payload is the stored bytes (no `payload_msgpack` beside it): an
