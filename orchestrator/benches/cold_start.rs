@@ -17,12 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use battleplan_core::event::port::EventReader;
-use battleplan_core::event::Position;
-use battleplan_orchestrator::hosts::scenario::{self, Output};
-use battleplan_scenarios::scenario::{load_text, DEMO, SHIPPED};
-
-const BATTLEPLAN: &str = env!("CARGO_BIN_EXE_battleplan");
+mod common;
+use common::{env_number, read_back, run_scenario, timed, BATTLEPLAN};
 
 /// The preview as the festival's first mail was planned (a question: the clock is only what it
 /// answers at).
@@ -37,75 +33,6 @@ const PREVIEW: [&str; 6] = [
 
 /// What the daemon is asked first: the outbox, which needs the projections caught up.
 const OUTBOX: [&str; 2] = ["outbox", "sept-festival-2026"];
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The command's wall time and peak resident memory (KiB), through `/usr/bin/time`.
-fn timed(data: &Path, arguments: &[&str]) -> (Duration, u64) {
-    let started = Instant::now();
-    let output = Command::new("/usr/bin/time")
-        .args(["-f", "peak-kib %M"])
-        .arg(BATTLEPLAN)
-        .arg("--data")
-        .arg(data)
-        .args(arguments)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let peak = stderr
-        .lines()
-        .find_map(|line| line.strip_prefix("peak-kib "))
-        .and_then(|kib| kib.trim().parse().ok())
-        .unwrap_or(0);
-    (elapsed, peak)
-}
-
-fn run_scenario(out: &Path, customers: u64) {
-    let (name, text) = SHIPPED.iter().find(|(name, _)| *name == DEMO).unwrap();
-    let text = text.replace("generate = 10000", &format!("generate = {customers}"));
-    let loaded = load_text(&text, Path::new(name), Path::new(".")).unwrap();
-    let output = Output {
-        dir: out.to_path_buf(),
-    };
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio
-        .block_on(scenario::run(&loaded, &output, &|_| {}))
-        .unwrap();
-}
-
-/// The baseline: the whole log read back, every event decoded, in this process.
-fn read_back(data: &Path) -> (Duration, u64) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let store =
-        battleplan_adapters::SledEventLog::open(data, battleplan_adapters::StoreOptions::default())
-            .unwrap();
-    let started = Instant::now();
-    let count = tokio.block_on(async {
-        let mut after = Position::START;
-        let mut count = 0u64;
-        loop {
-            let batch = store.read_all(after, 10_000).await.unwrap();
-            let Some(last) = batch.last() else { break };
-            after = last.position;
-            count += batch.len() as u64;
-        }
-        count
-    });
-    (started.elapsed(), count)
-}
 
 /// A daemon's start to its first answer (`outbox` through its control socket).
 fn daemon_first_answer(data: &Path) -> Duration {

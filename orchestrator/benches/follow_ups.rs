@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::battleplan;
+use common::{battleplan, env_number};
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,13 +35,6 @@ use chrono::{DateTime, Utc};
 /// An hour before the review ends (2026-10-08 00:00 +08:00), and an hour after.
 const BEFORE_END: &str = "2026-10-07T23:00:00+08:00";
 const AFTER_END: &str = "2026-10-08T01:00:00+08:00";
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)

@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::battleplan;
+use common::{battleplan, env_number, own_peak_kib};
 
 use std::path::Path;
 use std::process::Command;
@@ -17,24 +17,6 @@ use std::time::Instant;
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
 use chrono::{DateTime, Utc};
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// This process's peak resident set, in KiB, from /proc.
-fn own_peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
-}
 
 /// In a child process of its own (so that its peak memory is the import's alone): imports the
 /// file into the store, in process, as `battleplan customers import` does without a daemon.

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::battleplan;
+use common::{battleplan, env_number, own_peak_kib};
 
 use std::io::Write;
 use std::path::Path;
@@ -27,28 +27,10 @@ const WARM_UP: &str = "2026-08-26T00:00:00+08:00";
 /// The dispatcher's batch: one `fdatasync` of the outbox file per this many messages.
 const BATCH: usize = 500;
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn instant(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
         .with_timezone(&Utc)
-}
-
-/// This process's peak resident set, in KiB, from /proc.
-fn own_peak_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|kib| kib.parse().ok())
-        .unwrap_or(0)
 }
 
 /// In a child process of its own (so that its peak memory is the run's alone): the daemon's
