@@ -10,11 +10,10 @@
 // A benchmark reports a broken setup by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 mod common;
-use common::{env_number, own_peak_kib, read_back, run_scenario, timed};
+use common::{env_number, festival_store, own_peak_kib, read_back, timed};
 
 fn report(what: &str, events: u64, (took, peak): (Duration, u64)) {
     println!(
@@ -31,14 +30,7 @@ fn main() {
         .prefix("battleplan-bench-archive-")
         .tempdir()
         .unwrap();
-    let out: PathBuf = match std::env::var("BENCH_STORE") {
-        Ok(dir) => PathBuf::from(dir),
-        Err(_) => {
-            let out = scratch.path().join("run");
-            run_scenario(&out, customers);
-            out
-        }
-    };
+    let out = festival_store(scratch.path(), customers);
     let data = out.join("data");
     let (baseline, events) = read_back(&data);
     // Before any child: the read-back's own peak (a scenario run here is in this process too).

@@ -13,12 +13,12 @@
 // A benchmark reports a broken setup by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{env_number, read_back, run_scenario, timed, BATTLEPLAN};
+use common::{env_number, festival_store, read_back, timed, BATTLEPLAN};
 
 /// The preview as the festival's first mail was planned (a question: the clock is only what it
 /// answers at).
@@ -79,14 +79,7 @@ fn main() {
         .prefix("battleplan-bench-cold-")
         .tempdir()
         .unwrap();
-    let out: PathBuf = match std::env::var("BENCH_STORE") {
-        Ok(dir) => PathBuf::from(dir),
-        Err(_) => {
-            let out = scratch.path().join("run");
-            run_scenario(&out, customers);
-            out
-        }
-    };
+    let out = festival_store(scratch.path(), customers);
     let data = out.join("data");
     let (baseline, events) = read_back(&data);
     // No snapshot: the first command replays the whole log (and saves one).

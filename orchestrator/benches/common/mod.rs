@@ -73,6 +73,19 @@ pub fn run_scenario(out: &Path, customers: u64) {
         .unwrap();
 }
 
+/// The festival's output directory: `BENCH_STORE` when set (a `scenario run --out DIR` from an
+/// earlier run), else the festival run now with `customers` into `scratch`.
+pub fn festival_store(scratch: &Path, customers: u64) -> std::path::PathBuf {
+    match std::env::var("BENCH_STORE") {
+        Ok(dir) => std::path::PathBuf::from(dir),
+        Err(_) => {
+            let out = scratch.join("run");
+            run_scenario(&out, customers);
+            out
+        }
+    }
+}
+
 /// The baseline: the whole log read back, every event decoded, in this process.
 pub fn read_back(data: &Path) -> (Duration, u64) {
     let tokio = tokio::runtime::Builder::new_current_thread()

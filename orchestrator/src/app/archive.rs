@@ -187,7 +187,7 @@ impl LineWriter {
 
 /// A payload shown as JSON, with the buffer it is made in.
 #[derive(Default)]
-pub(crate) struct Readable {
+struct Readable {
     /// The payload as JSON text, its maps' keys in the order stored (`null` when it cannot be
     /// shown as JSON).
     json: Vec<u8>,
@@ -198,7 +198,7 @@ impl Readable {
     /// back into MessagePack ([`msgpack_of_json`]) gives exactly these bytes, so that the
     /// readable payload alone stands for what the hash covers. One pass over the bytes: each
     /// item is shown and checked to be in the one form [`msgpack_of_json`] gives it.
-    pub(crate) fn show(&mut self, payload: &[u8]) -> bool {
+    fn show(&mut self, payload: &[u8]) -> bool {
         self.json.clear();
         let mut input = payload;
         match show_item(&mut input, &mut self.json, 0) {
