@@ -22,4 +22,4 @@ pub mod webhook;
 pub use memory::MemoryEventLog;
 pub use memory_channel::{MemoryChannel, Scripted};
 pub use postgres_store::{PgEventLog, PgLocation, PgOptions};
-pub use sled_store::{SledEventLog, StoreOptions, VerifyReport};
+pub use sled_store::{SledEventLog, StoreOptions, VerifyReport, DEFAULT_CACHE_BYTES};

@@ -302,6 +302,30 @@ async fn verify_finds_a_deleted_event() {
     assert_eq!(problem.damage, Damage::OutOfSequence { found: Position(4) });
 }
 
+/// A chunk whose positions lie inside another's: the log's readers go from a chunk to the one
+/// after its last record and never come to it, but a stream's reader would find it by its key,
+/// so `verify` walks every key and reports it.
+#[tokio::test]
+async fn verify_finds_a_chunk_slipped_inside_another() {
+    let report = tampered(|events| {
+        let records: Vec<Vec<u8>> = (2..=4)
+            .map(|position| record_of(events, position))
+            .collect();
+        let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        events.insert(key(2), layout::chunk_of(&slices)).unwrap();
+        events.remove(key(4)).unwrap();
+        let mut forged = records[1].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        events.insert(key(3), layout::chunk_of(&[&forged])).unwrap();
+    })
+    .await;
+    let problem = report.problem.unwrap();
+    assert_eq!(problem.position, Position(5));
+    assert_eq!(problem.damage, Damage::OutOfSequence { found: Position(3) });
+    assert_eq!(report.checked, 4);
+}
+
 #[tokio::test]
 async fn verify_finds_a_reordered_pair() {
     let report = tampered(|events| {

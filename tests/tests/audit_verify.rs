@@ -84,7 +84,48 @@ async fn verify_reports_intact_damaged_missing_and_busy_stores() {
     a_payload_that_does_not_read_is_found_at_its_position().await;
     a_stored_projection_edited_by_hand_is_found_with_its_campaign().await;
     no_store_and_a_busy_store_are_user_errors().await;
+    the_page_cache_is_set_by_a_variable_checked_before_the_store_opens().await;
     verify_and_export_read_only_and_reach_a_running_daemon();
+}
+
+/// `BATTLEPLAN_STORE_CACHE_MIB` sizes sled's page cache (docs/store.md): a value that is not a
+/// size is refused with its name before the store is opened, by a command that reads a copy
+/// and by one that opens the store; a size is used.
+async fn the_page_cache_is_set_by_a_variable_checked_before_the_store_opens() {
+    let directory = tempfile::tempdir().unwrap();
+    let data = directory.path().join("data");
+    store_with_events(&data, 5).await;
+    let with_cache = |value: &str, arguments: &[&str]| {
+        let output = std::process::Command::new(battleplan_tests::binary())
+            .args(["--data", "data"])
+            .args(arguments)
+            .current_dir(directory.path())
+            .env("BATTLEPLAN_STORE_CACHE_MIB", value)
+            .env("USER", battleplan_tests::TESTER)
+            .env_remove("BATTLEPLAN_DATA")
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    for value in ["0", "64MiB", "-1", "99999999999"] {
+        for arguments in [&["audit", "verify"][..], &["status"][..]] {
+            let (code, stdout, stderr) = with_cache(value, arguments);
+            assert_eq!(code, Some(2), "{value} {arguments:?}: {stdout}{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "BATTLEPLAN_STORE_CACHE_MIB is \"{value}\": it should be the size of the store's page cache in MiB"
+                )),
+                "{value}: {stderr}"
+            );
+        }
+    }
+    let (code, stdout, stderr) = with_cache("4", &["audit", "verify"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.starts_with("intact: 5 events"), "{stdout}");
 }
 
 async fn a_deleted_event_is_found_at_its_position() {

@@ -200,14 +200,44 @@ pub fn open_store(data: &Path, store: &StoreChoice, tokio: &tokio::runtime::Runt
     open_store_with(data, store, StoreOptions::default(), tokio)
 }
 
+/// The variable that sets the size of sled's page cache, in MiB (docs/store.md).
+pub const STORE_CACHE_VARIABLE: &str = "BATTLEPLAN_STORE_CACHE_MIB";
+
+/// The largest page cache the variable may ask for, in MiB.
+const MAX_STORE_CACHE_MIB: u64 = 1024 * 1024;
+
+/// A sled store's options: `options`, with the page cache `BATTLEPLAN_STORE_CACHE_MIB` asks
+/// for when it is set.
+pub fn sled_options(mut options: StoreOptions) -> Result<StoreOptions, Refusal> {
+    let Some(value) = std::env::var_os(STORE_CACHE_VARIABLE) else {
+        return Ok(options);
+    };
+    let mib = value
+        .to_str()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .filter(|mib| (1..=MAX_STORE_CACHE_MIB).contains(mib))
+        .ok_or_else(|| {
+            Refusal::user(format!(
+                "{STORE_CACHE_VARIABLE} is {value:?}: it should be the size of the store's page cache in MiB, a whole number from 1 to {MAX_STORE_CACHE_MIB} (the default is {})",
+                battleplan_adapters::DEFAULT_CACHE_BYTES / (1024 * 1024)
+            ))
+        })?;
+    options.cache_capacity_bytes = mib * 1024 * 1024;
+    Ok(options)
+}
+
 /// [`open_store`] with options of its own for a sled store (an import, which only writes,
-/// keeps sled's page cache small).
+/// keeps sled's page cache small); `BATTLEPLAN_STORE_CACHE_MIB` has the last word on the cache.
 pub fn open_store_with(
     data: &Path,
     store: &StoreChoice,
     options: StoreOptions,
     tokio: &tokio::runtime::Runtime,
 ) -> Opened {
+    let options = match sled_options(options) {
+        Ok(options) => options,
+        Err(refusal) => return Opened::Refused(refusal),
+    };
     let location = match store {
         StoreChoice::Sled(directory) => return open_sled(data, directory, options),
         StoreChoice::Postgres(location) => location,
@@ -308,12 +338,16 @@ pub fn open_read_only(
             }
         }
     };
+    let options = match sled_options(StoreOptions::default()) {
+        Ok(options) => options,
+        Err(refusal) => return OpenedCopy::Refused(refusal),
+    };
     let scratch = std::env::temp_dir();
     for _ in 0..LOCK_ATTEMPTS {
         if let Ok(Some(_)) = control::call(data, &Request::Ping) {
             return OpenedCopy::Daemon;
         }
-        match SledEventLog::open_read_only(directory, &scratch, StoreOptions::default()) {
+        match SledEventLog::open_read_only(directory, &scratch, options.clone()) {
             Ok(copy) => return OpenedCopy::Store(ReadOnly::Copy(copy)),
             Err(StoreError::Locked(_)) => std::thread::sleep(LOCK_PAUSE),
             Err(other) => return OpenedCopy::Refused(sled_refusal(directory, &other)),

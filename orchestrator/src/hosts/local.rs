@@ -808,11 +808,8 @@ pub fn store_check(data: &Path, choice: &StoreChoice) -> Result<StoreCheck, Refu
         files.push(file);
     }
     // From a read-only copy: a check changes nothing, and a damaged store stays as found.
-    let opened = match SledEventLog::open_read_only(
-        data,
-        &std::env::temp_dir(),
-        StoreOptions::default(),
-    ) {
+    let options = daemon::sled_options(StoreOptions::default())?;
+    let opened = match SledEventLog::open_read_only(data, &std::env::temp_dir(), options) {
         Ok(copy) => copy
             .verify()
             .map_err(|error| daemon::refusal(choice, &error)),
