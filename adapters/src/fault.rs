@@ -9,8 +9,9 @@
 //! match every site it starts (`wal.*:3` counts calls at all of the write-ahead log's sites
 //! together). Unset, a check costs one load of an initialised cell.
 //!
-//! The sites: `wal.write`, `wal.sync`, `wal.create` (the store's write-ahead files), `sled.flush`
-//! (a checkpoint made durable), `store.create` and `store.rename` (files the store creates and
+//! The sites: `wal.write`, `wal.sync`, `wal.create` (the store's write-ahead files),
+//! `segment.write` and `segment.sync` (a chunk appended to the segment files, and their
+//! `fdatasync` before sled names it), `sled.flush` (a checkpoint made durable), `store.create` and `store.rename` (files the store creates and
 //! moves into place), `outbox.write` (each piece of a batch the file outbox writes, each
 //! truncation: an undo, a torn line removed), `outbox.sync` (each of its `fdatasync`s) and
 //! `outbox.create` (each channel file it opens, creating it and its directory if need be).

@@ -3,12 +3,16 @@
 //! sled costs several microseconds per key written or read (it copies the leaf it changes), so
 //! the store touches sled as little as it can. An append goes to a write-ahead log of its own
 //! (`wal`) and to an in-memory *tail* (`tail`); sled receives the tail only at checkpoints, in
-//! bulk and in one atomic `apply_batch`. Layout, in one tree `log`:
-//! - `E` + first position (u64, big-endian) -> chunk: the records of consecutive events
-//!   (`u32` count, then each record as `u32` length + bytes; see
-//!   `battleplan_core::event::record`), compressed with lz4 (records repeat their streams,
-//!   types and actors, so a chunk shrinks about threefold, and so does what sled keeps in memory
-//!   while reading), up to ~32 KiB each;
+//! bulk and in one atomic `apply_batch`. The events themselves are in *chunks*: the records of
+//! consecutive events (`u32` count, then each record as `u32` length + bytes; see
+//! `battleplan_core::event::record`), compressed with lz4 (records repeat their streams, types
+//! and actors, so a chunk shrinks about threefold), up to ~32 KiB each, appended to segment
+//! files of their own (`segments`: sled 0.34 keeps in memory what it reads, so a long log read
+//! through it grew the process). Layout, in one tree `log`:
+//! - `L` + first position (u64, big-endian) -> where the chunk starting there is
+//!   (`segments::Locator`: segment, offset, length); `Msegments-end`: where the segment files
+//!   end, written with every batch that names new chunks (formats 3 to 6 kept the chunks
+//!   themselves under `E` keys; opening such a store moves them, `move_chunks`);
 //! - `S` + stream key + first version -> the positions of consecutive events of that stream
 //!   (a stream's version is where its last entry ends); one entry per stream per checkpoint,
 //!   split every 8,192 positions;
@@ -91,16 +95,25 @@ use tokio::sync::{oneshot, watch};
 mod commands;
 mod read_only;
 mod restore;
+mod segments;
 mod tail;
 use commands::CommandIndex;
 pub use read_only::ReadOnlyCopy;
 pub use restore::{Restore, RestoreError};
+use segments::Segments;
 use tail::{Tail, Tails};
 
 /// The store layout this build writes. Opening a store with another number is refused.
 /// Format 3 stores events in lz4-compressed chunks; format 4 adds the write-ahead log; format 5
-/// writes sled only at checkpoints and keeps command ids in runs.
-pub const STORE_FORMAT: u32 = 6;
+/// writes sled only at checkpoints and keeps command ids in runs; format 6 seals and empties the
+/// write-ahead files; format 7 keeps the chunks in segment files of their own (`segments`),
+/// sled only where each one is.
+pub const STORE_FORMAT: u32 = 7;
+
+/// The first format whose write-ahead files are sealed and emptied, and the last whose chunks
+/// sled holds itself (under `E` keys): such a store's chunks are moved into segment files when
+/// it is opened (`move_chunks`).
+const SEALED_FORMAT: u32 = 6;
 
 /// The first format with two write-ahead files and command ids in runs; format 6 empties a file
 /// before a generation is written in it and makes its zeros durable ahead of its records.
@@ -164,7 +177,12 @@ fn stream_version_in(log: &sled::Tree, stream: &StreamId) -> StoreResult<StreamV
 pub mod layout {
     use battleplan_core::event::{CommandId, StreamId};
 
+    /// Chunks held in sled itself, formats 3 to 6: read only to recover and upgrade such a
+    /// store.
     pub const EVENTS: u8 = b'E';
+    /// Where each chunk is in the segment files (format 7): `L` + first position ->
+    /// `segments::Locator`.
+    pub const LOCATED: u8 = b'L';
     pub const STREAMS: u8 = b'S';
     /// Command keys of formats 3 and 4, one per command; format 5 keeps runs (`K`, `F`).
     pub const COMMANDS: u8 = b'C';
@@ -172,7 +190,19 @@ pub mod layout {
     /// The key of the last checkpoint's marker (`wal::marker`).
     pub const CHECKPOINT_KEY: &[u8] = b"Mcheckpoint";
 
+    /// The key of where the segment files end (`segments::End`), written with every batch
+    /// that names new chunks.
+    pub const SEGMENTS_END_KEY: &[u8] = b"Msegments-end";
+
+    /// The key naming the chunk that starts at `first_position`.
     pub fn chunk_key(first_position: u64) -> [u8; 9] {
+        let mut key = [LOCATED; 9];
+        key[1..].copy_from_slice(&first_position.to_be_bytes());
+        key
+    }
+
+    /// The key of a chunk held in sled itself (formats 3 to 6).
+    pub fn inline_chunk_key(first_position: u64) -> [u8; 9] {
         let mut key = [EVENTS; 9];
         key[1..].copy_from_slice(&first_position.to_be_bytes());
         key
@@ -244,26 +274,87 @@ pub mod layout {
         Some(records.into_iter().map(<[u8]>::to_vec).collect())
     }
 
-    /// Stores every event of a closed store's `log` tree in a chunk of its own, as a store
-    /// whose appends were each checkpointed alone would hold them: for tests that tamper with
-    /// one event as an attacker with the files would. Damaged chunks are left as they are.
-    pub fn split_chunks(log: &sled::Tree) -> sled::Result<()> {
-        let chunks: Vec<(sled::IVec, sled::IVec)> =
-            log.scan_prefix([EVENTS]).collect::<Result<_, _>>()?;
-        for (key, stored) in chunks {
-            let (Some(first), Some(records)) = (
-                key.get(1..)
-                    .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-                    .map(u64::from_be_bytes),
-                chunk_records(&stored),
-            ) else {
-                continue;
-            };
-            for (offset, record) in records.iter().enumerate() {
-                log.insert(chunk_key(first + offset as u64), chunk_of(&[record]))?;
+    /// A closed store's chunks, changed as an attacker with its files would change them: for
+    /// tests. A chunk put in is appended to the segment files, durably, and named in sled.
+    pub struct Tamper {
+        log: sled::Tree,
+        segments: super::Segments,
+    }
+
+    impl Tamper {
+        /// The chunks of the store in `directory`, whose sled database is open with `log` its
+        /// `log` tree.
+        pub fn new(directory: &std::path::Path, log: &sled::Tree) -> std::io::Result<Tamper> {
+            let segments = super::Segments::open(directory)?;
+            segments.settle(super::segments_end(log).map_err(std::io::Error::other)?)?;
+            Ok(Tamper {
+                log: log.clone(),
+                segments,
+            })
+        }
+
+        /// The stored chunk starting at `first`, if sled names one and it reads.
+        pub fn get(&self, first: u64) -> Option<Vec<u8>> {
+            let locator = self.log.get(chunk_key(first)).ok()??;
+            self.segments.read(first, &locator).ok()
+        }
+
+        /// Names `stored` as the chunk starting at `first`.
+        pub fn insert(&self, first: u64, stored: &[u8]) {
+            let locator = self
+                .segments
+                .append(first, stored)
+                .and_then(|locator| self.segments.sync().map(|()| locator));
+            if let Ok(locator) = locator {
+                let _ = self.log.insert(chunk_key(first), &locator.to_bytes());
+                let _ = self
+                    .log
+                    .insert(SEGMENTS_END_KEY, &self.segments.end().to_bytes());
             }
         }
-        Ok(())
+
+        /// Forgets the chunk starting at `first` (its frame stays in its file).
+        pub fn remove(&self, first: u64) {
+            let _ = self.log.remove(chunk_key(first));
+        }
+
+        /// Every event in a chunk of its own, as a store whose appends were each checkpointed
+        /// alone would hold them, so that one event can be changed alone. Damaged chunks are
+        /// left as they are.
+        pub fn split(&self) {
+            let keys: Vec<u64> = self
+                .log
+                .scan_prefix([LOCATED])
+                .keys()
+                .filter_map(|key| {
+                    key.ok()?
+                        .get(1..)
+                        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+                        .map(u64::from_be_bytes)
+                })
+                .collect();
+            for first in keys {
+                let Some(records) = self.get(first).as_deref().and_then(chunk_records) else {
+                    continue;
+                };
+                for (offset, record) in records.iter().enumerate() {
+                    self.insert(first + offset as u64, &chunk_of(&[record]));
+                }
+            }
+        }
+
+        /// The byte of the segment file holding the chunk at `first` where its record bytes
+        /// start, with the file's path: for tests that damage the file itself.
+        pub fn place(&self, first: u64) -> Option<(std::path::PathBuf, u64)> {
+            let locator = self.log.get(chunk_key(first)).ok()??;
+            let locator = super::segments::Locator::from_bytes(&locator)?;
+            Some((
+                self.segments
+                    .directory()
+                    .join(super::segments::file_name(locator.segment)),
+                locator.offset + super::segments::HEADER as u64,
+            ))
+        }
     }
 
     /// Builds a stored chunk from records.
@@ -401,6 +492,8 @@ enum Laid {
 
 struct Inner {
     log: sled::Tree,
+    /// The files holding the chunks `log` names.
+    segments: Arc<Segments>,
     checkpoints: sled::Tree,
     projections: sled::Tree,
     sequencing: Arc<Sequencing>,
@@ -1464,13 +1557,20 @@ impl Syncer {
 
 /// Writes the tail into `batch` as sled keeps events: chunks of up to `CHUNK_TARGET_BYTES`,
 /// and per stream one index entry (split every `STREAM_ENTRY_POSITIONS`).
-fn tail_into(tail: &Tail, batch: &mut sled::Batch) {
+/// Appends the tail's events to the segment files re-chunked (not yet durable) and names the
+/// chunks in `batch`, with the tail's stream-index entries.
+fn tail_into(tail: &Tail, segments: &Segments, batch: &mut sled::Batch) -> std::io::Result<()> {
     let mut first = tail.first;
     let mut records: Vec<&[u8]> = Vec::new();
     let mut bytes = 0;
+    let mut store = |first: u64, records: &[&[u8]]| -> std::io::Result<()> {
+        let locator = segments.append(first, &layout::chunk_of(records))?;
+        batch.insert(&layout::chunk_key(first), &locator.to_bytes());
+        Ok(())
+    };
     for (offset, record) in tail.records.iter().enumerate() {
         if !records.is_empty() && bytes + record.len() + 4 > CHUNK_TARGET_BYTES {
-            batch.insert(&layout::chunk_key(first), layout::chunk_of(&records));
+            store(first, &records)?;
             first = tail.first + offset as u64;
             records.clear();
             bytes = 0;
@@ -1479,8 +1579,9 @@ fn tail_into(tail: &Tail, batch: &mut sled::Batch) {
         bytes += record.len() + 4;
     }
     if !records.is_empty() {
-        batch.insert(&layout::chunk_key(first), layout::chunk_of(&records));
+        store(first, &records)?;
     }
+    batch.insert(layout::SEGMENTS_END_KEY, &segments.end().to_bytes());
     for (stream, entry) in &tail.streams {
         for (piece, positions) in entry.positions.chunks(STREAM_ENTRY_POSITIONS).enumerate() {
             let mut value = Vec::with_capacity(positions.len() * 8);
@@ -1491,6 +1592,7 @@ fn tail_into(tail: &Tail, batch: &mut sled::Batch) {
             batch.insert(layout::stream_index_key(stream, first_version), value);
         }
     }
+    Ok(())
 }
 
 /// A chunk being filled: its first position, its records, and per stream the first version and
@@ -1504,14 +1606,21 @@ struct ChunkBuilder {
 }
 
 impl ChunkBuilder {
-    fn finish(self, pairs: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    /// Appends the chunk to the segment files (not yet durable) and gives the pairs that name
+    /// it and index its streams.
+    fn finish(
+        self,
+        segments: &Segments,
+        pairs: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> std::io::Result<()> {
         if self.records.is_empty() {
-            return;
+            return Ok(());
         }
         let records: Vec<&[u8]> = self.records.iter().map(Vec::as_slice).collect();
+        let locator = segments.append(self.first, &layout::chunk_of(&records))?;
         pairs.push((
             layout::chunk_key(self.first).to_vec(),
-            layout::chunk_of(&records),
+            locator.to_bytes().to_vec(),
         ));
         for (stream, first_version, positions) in self.streams {
             let mut value = Vec::with_capacity(positions.len() * 8);
@@ -1520,6 +1629,7 @@ impl ChunkBuilder {
             }
             pairs.push((layout::stream_index_key(&stream, first_version), value));
         }
+        Ok(())
     }
 }
 
@@ -1858,6 +1968,7 @@ struct CheckpointJob {
 /// Writes frozen tails into sled, beside the flusher.
 struct Checkpointer {
     log: sled::Tree,
+    segments: Arc<Segments>,
     directory: PathBuf,
     poisoned: Poisoned,
     tails: Arc<RwLock<Tails>>,
@@ -1897,7 +2008,7 @@ impl Checkpointer {
     /// makes sled durable. Until then the frozen tail's generation's file is kept.
     fn checkpoint(&mut self, job: CheckpointJob) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
-        tail_into(&job.frozen, &mut batch);
+        tail_into(&job.frozen, &self.segments, &mut batch).map_err(io_error)?;
         let entries = job
             .frozen
             .commands
@@ -1910,7 +2021,8 @@ impl Checkpointer {
         // with the marker last, whatever a failure leaves of the first step lies beyond the
         // marker, all of it in the write-ahead log still, and opening removes it
         // (`remove_after`). The runs merged away go only once the marker, which names them,
-        // is durable.
+        // is durable. The chunks' frames are durable before sled names them.
+        self.segments.sync().map_err(io_error)?;
         self.log.apply_batch(batch).map_err(sled_error)?;
         self.syncer.sync().map_err(io_error)?;
         let merged_ids: Vec<u64> = change.merged_ids().collect();
@@ -2013,6 +2125,105 @@ fn room(directory: &Path, needed: u64) -> std::io::Result<()> {
     Ok(())
 }
 
+/// How sled holds the log's chunks: itself, under `E` keys (formats 3 to 6: read only to recover
+/// and upgrade such a store), or in the segment files, naming each under an `L` key.
+#[derive(Clone, Copy)]
+enum Chunks<'a> {
+    Inline,
+    Located(&'a Segments),
+}
+
+impl Chunks<'_> {
+    fn prefix(self) -> u8 {
+        match self {
+            Chunks::Inline => layout::EVENTS,
+            Chunks::Located(_) => layout::LOCATED,
+        }
+    }
+
+    /// The chunk stored at the entry `value` of the chunk starting at `first`, opened.
+    fn open(self, first: u64, value: &[u8]) -> StoreResult<layout::Chunk> {
+        let read;
+        let stored = match self {
+            Chunks::Inline => value,
+            Chunks::Located(segments) => {
+                read = read_chunk(segments, first, value)?;
+                &read[..]
+            }
+        };
+        layout::open_chunk(stored).ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))
+    }
+}
+
+/// The stored chunk (compressed) that sled's entry `locator` names.
+fn read_chunk(segments: &Segments, first: u64, locator: &[u8]) -> StoreResult<Vec<u8>> {
+    segments.read(first, locator).map_err(|error| match error {
+        segments::ReadError::Damaged(detail) => corrupt(Position(first), detail),
+        segments::ReadError::Io(detail) => StoreError::Io(detail),
+    })
+}
+
+/// Moves the chunks of a store of format 6 or older out of sled into the segment files, a few
+/// hundred at a time: each batch's frames are durable before one sled batch names them and
+/// removes the chunks. Cut short, it goes on where it stopped when the store opens again (the
+/// format marker says 7 only once every chunk is moved).
+fn move_chunks(log: &sled::Tree, segments: &Segments, syncer: &mut Syncer) -> StoreResult<()> {
+    const AT_ONCE: usize = 256;
+    segments.settle(segments_end(log)?).map_err(io_error)?;
+    loop {
+        // A few at a time, each range dropped before the next (see `ChunkWalk`).
+        let moving: Vec<(sled::IVec, sled::IVec)> = log
+            .scan_prefix([layout::EVENTS])
+            .take(AT_ONCE)
+            .collect::<Result<_, _>>()
+            .map_err(sled_error)?;
+        if moving.is_empty() {
+            break;
+        }
+        let mut batch = sled::Batch::default();
+        for (key, chunk) in &moving {
+            let first = u64_of(&key[1..])
+                .ok_or_else(|| corrupt(Position::START, "an event key is not a position"))?;
+            let locator = segments.append(first, chunk).map_err(io_error)?;
+            batch.remove(key.clone());
+            batch.insert(&layout::chunk_key(first), &locator.to_bytes());
+        }
+        batch.insert(layout::SEGMENTS_END_KEY, &segments.end().to_bytes());
+        segments.sync().map_err(io_error)?;
+        log.apply_batch(batch).map_err(sled_error)?;
+    }
+    syncer.sync().map_err(io_error)
+}
+
+/// Where the segment files end as far as sled knows: the furthest of its note of their end and
+/// the end of the last chunk's frame (a batch is written in order, so the last chunk's frame is
+/// its last; the note covers frames named under smaller keys, as `layout::Tamper` writes).
+fn segments_end(log: &sled::Tree) -> StoreResult<Option<segments::End>> {
+    let noted = match log.get(layout::SEGMENTS_END_KEY).map_err(sled_error)? {
+        None => None,
+        Some(value) => Some(segments::End::from_bytes(&value).ok_or_else(|| {
+            corrupt(
+                Position::START,
+                "sled's note of where the log's files end is unreadable",
+            )
+        })?),
+    };
+    let last = log
+        .scan_prefix([layout::LOCATED])
+        .next_back()
+        .transpose()
+        .map_err(sled_error)?
+        .and_then(|(_, value)| segments::Locator::from_bytes(&value))
+        .map(|locator| segments::End {
+            segment: locator.segment,
+            end: locator.offset + segments::HEADER as u64 + u64::from(locator.length),
+        });
+    Ok(match (noted, last) {
+        (Some(noted), Some(last)) => Some(noted.max(last)),
+        (noted, last) => noted.or(last),
+    })
+}
+
 /// How a `ChunkWalk` finds the next chunk.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Walk {
@@ -2092,9 +2303,9 @@ impl<'a> ChunkWalk<'a> {
 }
 
 /// The log's head as stored: the last chunk's last record.
-fn stored_head(log: &sled::Tree) -> StoreResult<LogHead> {
+fn stored_head(log: &sled::Tree, chunks: Chunks<'_>) -> StoreResult<LogHead> {
     let Some((key, chunk)) = log
-        .scan_prefix([layout::EVENTS])
+        .scan_prefix([chunks.prefix()])
         .next_back()
         .transpose()
         .map_err(sled_error)?
@@ -2106,8 +2317,7 @@ fn stored_head(log: &sled::Tree) -> StoreResult<LogHead> {
     };
     let first = u64_of(&key[1..])
         .ok_or_else(|| corrupt(Position::START, "an event key is not a position"))?;
-    let opened =
-        layout::open_chunk(&chunk).ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+    let opened = chunks.open(first, &chunk)?;
     let records = opened
         .records()
         .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
@@ -2127,7 +2337,7 @@ fn stored_head(log: &sled::Tree) -> StoreResult<LogHead> {
 /// batch starts with a chunk, and the chunk names every index entry to remove.
 fn remove_beyond(log: &sled::Tree, end: u64) -> StoreResult<()> {
     let tail: Vec<(sled::IVec, sled::IVec)> = log
-        .range(layout::chunk_key(end + 1)..=layout::chunk_key(u64::MAX))
+        .range(layout::inline_chunk_key(end + 1)..=layout::inline_chunk_key(u64::MAX))
         .collect::<Result<_, _>>()
         .map_err(sled_error)?;
     for (key, chunk) in tail {
@@ -2164,15 +2374,14 @@ fn remove_beyond(log: &sled::Tree, end: u64) -> StoreResult<()> {
 /// `end`: the chunks of events after it, the stream-index entries of their streams from their
 /// first version on, and the command-index runs it began (a run's id is the first position of
 /// the newest checkpoint it holds). Done again whole if cut short.
-fn remove_after(log: &sled::Tree, end: u64) -> StoreResult<()> {
+fn remove_after(log: &sled::Tree, segments: &Segments, end: u64) -> StoreResult<()> {
     let mut batch = sled::Batch::default();
     let mut first_versions: FxHashMap<StreamId, u64> = FxHashMap::default();
     for item in log.range(layout::chunk_key(end + 1)..=layout::chunk_key(u64::MAX)) {
         let (key, chunk) = item.map_err(sled_error)?;
         let first = u64_of(&key[1..])
             .ok_or_else(|| corrupt(Position(end), "an event key is not a position"))?;
-        let opened = layout::open_chunk(&chunk)
-            .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+        let opened = Chunks::Located(segments).open(first, &chunk)?;
         let records = opened
             .records()
             .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
@@ -2211,7 +2420,7 @@ fn recover_pairs(
     meta: &sled::Tree,
     contents: &[u8],
 ) -> StoreResult<(LogHead, u64)> {
-    let stored = stored_head(log)?;
+    let stored = stored_head(log, Chunks::Inline)?;
     let (generation, checkpointed) = match meta.get(wal::CHECKPOINT_KEY).map_err(sled_error)? {
         Some(marker) => wal::read_marker(&marker)
             .ok_or_else(|| corrupt(Position::START, "the checkpoint marker is unreadable"))?,
@@ -2251,7 +2460,7 @@ fn recover_pairs(
             log.insert(*key, *value).map_err(sled_error)?;
         }
     }
-    let head = stored_head(log)?;
+    let head = stored_head(log, Chunks::Inline)?;
     if head.position.0 != end {
         return Err(corrupt(
             head.position,
@@ -2275,10 +2484,11 @@ fn recover_pairs(
 /// in a generation whose file may hold records a crash left beyond a torn one.
 fn recover(
     log: &sled::Tree,
+    segments: &Segments,
     files: [Option<&[u8]>; 2],
     strict: bool,
 ) -> StoreResult<(LogHead, u64, Tail)> {
-    let stored = stored_head(log)?;
+    let stored = stored_head(log, Chunks::Located(segments))?;
     let (generation, checkpointed) = match log.get(layout::CHECKPOINT_KEY).map_err(sled_error)? {
         Some(marker) => wal::read_marker(&marker)
             .ok_or_else(|| corrupt(Position::START, "the checkpoint marker is unreadable"))?,
@@ -2359,8 +2569,8 @@ fn recover(
                 ),
             ));
         }
-        remove_after(log, checkpointed)?;
-        stored = stored_head(log)?;
+        remove_after(log, segments, checkpointed)?;
+        stored = stored_head(log, Chunks::Located(segments))?;
         if stored.position.0 != checkpointed {
             return Err(corrupt(
                 stored.position,
@@ -2449,7 +2659,8 @@ fn upgrade(
     batch.insert(layout::CHECKPOINT_KEY, &wal::marker(generation, head.0));
     log.apply_batch(batch).map_err(sled_error)?;
     syncer.sync().map_err(io_error)?;
-    meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+    // Format 6 until its chunks are moved out of sled (`move_chunks`).
+    meta.insert(FORMAT_KEY, &SEALED_FORMAT.to_be_bytes())
         .map_err(sled_error)?;
     meta.remove(wal::CHECKPOINT_KEY).map_err(sled_error)?;
     syncer.sync().map_err(io_error)?;
@@ -2554,7 +2765,7 @@ impl SledEventLog {
             .map_err(sled_error)?
             .is_none()
             && log.is_empty();
-        let create = !existing || never_opened || format < STORE_FORMAT;
+        let create = !existing || never_opened || format < SEALED_FORMAT;
         let open_wal = |name: &str| -> StoreResult<Option<(File, Vec<u8>)>> {
             let path = directory.join(name);
             if create {
@@ -2603,6 +2814,7 @@ impl SledEventLog {
             first_contents.map_or(0, |bytes| bytes.len() as u64),
             second_contents.map_or(0, |bytes| bytes.len() as u64),
         ];
+        let segments = Arc::new(Segments::open(directory).map_err(io_error)?);
         let (head, generation, tail) = if format < TWO_FILES_FORMAT {
             let old = directory.join(wal::FILE);
             let contents = match std::fs::read(&old) {
@@ -2616,14 +2828,25 @@ impl SledEventLog {
             if !contents.is_empty() || old.exists() {
                 std::fs::remove_file(&old).map_err(io_error)?;
             }
+            move_chunks(&log, &segments, &mut syncer)?;
             (head, generation, Tail::starting_at(head.position.0 + 1))
         } else {
+            if format < STORE_FORMAT {
+                // Whatever sled holds moves, a failed checkpoint's chunks too: `recover` then
+                // lets those go as it would have in sled.
+                move_chunks(&log, &segments, &mut syncer)?;
+            }
             recover(
                 &log,
+                &segments,
                 [first_contents, second_contents],
-                format >= STORE_FORMAT,
+                format >= SEALED_FORMAT,
             )?
         };
+        // Appending goes on after the last chunk sled names: frames a crash left beyond it go.
+        segments.settle(segments_end(&log)?).map_err(|error| {
+            io_error(format_args!("{}: {error}", segments.directory().display()))
+        })?;
         let (Some((first, _)), Some((second, _))) = (first, second) else {
             // Only a store of format 6 may miss one, and `recover` refuses it.
             return Err(corrupt(head.position, "a write-ahead file is missing"));
@@ -2654,6 +2877,7 @@ impl SledEventLog {
         let (done_sender, done) = mpsc::channel();
         let checkpointer = Checkpointer {
             log: log.clone(),
+            segments: segments.clone(),
             directory: directory.to_path_buf(),
             poisoned: poisoned.clone(),
             tails: tails.clone(),
@@ -2716,6 +2940,7 @@ impl SledEventLog {
         Ok(SledEventLog {
             inner: Arc::new(Inner {
                 log,
+                segments,
                 checkpoints,
                 projections,
                 sequencing,
@@ -2901,8 +3126,7 @@ impl SledEventLog {
         while let Some((key, chunk)) = chunks.next_chunk()? {
             let first = u64_of(&key[1..])
                 .ok_or_else(|| corrupt(Position(from), "an event key is not a position"))?;
-            let opened = layout::open_chunk(&chunk)
-                .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+            let opened = Chunks::Located(&self.inner.segments).open(first, &chunk)?;
             let records = opened
                 .records()
                 .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
@@ -2950,7 +3174,17 @@ impl SledEventLog {
         while let Some((key, chunk)) = stored.next_chunk()? {
             // A key that is not a position reads as 0: out of sequence, reported as such.
             let first = u64_of(&key[1..]).unwrap_or(0);
-            let opened = layout::open_chunk(&chunk);
+            let opened = match self.inner.segments.read(first, &chunk) {
+                Ok(stored) => layout::open_chunk(&stored),
+                Err(segments::ReadError::Io(detail)) => return Err(StoreError::Io(detail)),
+                Err(segments::ReadError::Damaged(detail)) => {
+                    problem = Some(Problem {
+                        position: Position(verifier.checked() + 1),
+                        damage: Damage::StoredBadly(detail),
+                    });
+                    break;
+                }
+            };
             let Some(records) = opened.as_ref().and_then(layout::Chunk::records) else {
                 problem = Some(Problem {
                     position: Position(verifier.checked() + 1),
@@ -3042,8 +3276,7 @@ impl SledEventLog {
                 .map_err(sled_error)?
                 .ok_or_else(missing)?;
             let first = u64_of(&key[1..]).ok_or_else(missing)?;
-            let opened = layout::open_chunk(&chunk)
-                .ok_or_else(|| corrupt(Position(first), "a chunk is damaged"))?;
+            let opened = Chunks::Located(&self.inner.segments).open(first, &chunk)?;
             let records = opened
                 .records()
                 .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;

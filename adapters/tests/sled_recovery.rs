@@ -352,7 +352,7 @@ fn format_4_store(directory: &Path, format: u32) {
         let stream = StreamId::new(stream_of(n)).unwrap();
         vec![
             (
-                layout::chunk_key(n as u64).to_vec(),
+                layout::inline_chunk_key(n as u64).to_vec(),
                 layout::chunk_of(&[bytes.as_slice()]),
             ),
             (
@@ -768,4 +768,62 @@ async fn events_sled_took_from_a_checkpoint_that_failed_before_its_marker_come_b
     sixth_beyond_the_marker(directory.path()).await;
     let detail = refused_at(directory.path(), 6);
     assert!(detail.contains("beyond its last checkpoint"), "{detail}");
+}
+
+/// A store of format 6 (its chunks inside sled, under `E` keys), as that build left it, is
+/// opened: its chunks move into the segment files, the log reads whole, the commands still
+/// answer, and the format says 7. A move cut short (the first chunks moved, the rest still in
+/// sled, the format still 6) goes on at the next opening.
+#[tokio::test]
+async fn a_format_6_store_moves_its_chunks_into_segment_files() {
+    for moved_through in [0u64, 4] {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = open(directory.path());
+            for n in 1..=9 {
+                store.append(append(n)).await.unwrap();
+            }
+        }
+        let before = {
+            let store = open(directory.path());
+            store.read_all(Position::START, 100).await.unwrap()
+        };
+        {
+            let db = reopen_sled(directory.path());
+            let log = db.open_tree("log").unwrap();
+            let chunks = layout::Tamper::new(directory.path(), &log).unwrap();
+            chunks.split();
+            for first in moved_through + 1..=9 {
+                let stored = chunks.get(first).unwrap();
+                log.insert(layout::inline_chunk_key(first), stored).unwrap();
+                log.remove(layout::chunk_key(first)).unwrap();
+            }
+            if moved_through == 0 {
+                log.remove(layout::SEGMENTS_END_KEY).unwrap();
+            }
+            let meta = db.open_tree("meta").unwrap();
+            meta.insert("store-format", &6u32.to_be_bytes()).unwrap();
+            db.flush().unwrap();
+        }
+        if moved_through == 0 {
+            std::fs::remove_dir_all(directory.path().join("log")).unwrap();
+        }
+        {
+            let store = open(directory.path());
+            check_whole(&store, 9).await;
+            assert_eq!(store.read_all(Position::START, 100).await.unwrap(), before);
+            let retry = store.append(append(5)).await.unwrap();
+            assert!(retry.deduplicated);
+            assert_eq!(retry.first_position, Position(5));
+            store.append(append(10)).await.unwrap();
+        }
+        let db = reopen_sled(directory.path());
+        let log = db.open_tree("log").unwrap();
+        assert_eq!(log.scan_prefix([layout::EVENTS]).count(), 0);
+        assert!(log.scan_prefix([layout::LOCATED]).count() >= 10);
+        let meta = db.open_tree("meta").unwrap();
+        let format = meta.get("store-format").unwrap().unwrap();
+        assert_eq!(format.as_ref(), STORE_FORMAT.to_be_bytes());
+        assert_eq!(STORE_FORMAT, 7);
+    }
 }

@@ -212,7 +212,7 @@ async fn a_store_of_a_newer_format_is_refused() {
 #[tokio::test]
 async fn large_records_survive_reopening() {
     let directory = tempfile::tempdir().unwrap();
-    // Incompressible, so that even compressed it is too large for sled to keep inline.
+    // Incompressible, so that even compressed it is larger than a chunk's target.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let big: Vec<u8> = (0..600_000)
         .map(|_| {
@@ -227,12 +227,15 @@ async fn large_records_survive_reopening() {
         store.append(append("plans", 1, big.clone())).await.unwrap();
         store.append(append("plans", 2, vec![7])).await.unwrap();
     }
-    // Closing wrote the events into sled, which keeps a record this large in a file of its
-    // own and never syncs it itself.
-    let blobs = std::fs::read_dir(directory.path().join("blobs"))
+    // Closing checkpointed the events: their chunks are in the segment files, not in sled.
+    let segment_bytes: u64 = std::fs::read_dir(directory.path().join("log"))
         .unwrap()
-        .count();
-    assert!(blobs >= 1, "the record did not go to a blob file");
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        segment_bytes > 600_000,
+        "the record is not in the segment files ({segment_bytes} bytes)"
+    );
     let store = open(directory.path());
     let events = store.read_all(Position::START, 10).await.unwrap();
     assert_eq!(events.len(), 2);
@@ -243,9 +246,9 @@ async fn large_records_survive_reopening() {
     assert!(matches!(error, StoreError::Invalid(_)), "{error:?}");
 }
 
-/// Tampers with the closed store's `log` tree directly, then reopens and verifies. Each event
-/// is first put in a chunk of its own (`layout::split_chunks`): chunk key N is event N.
-async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::VerifyReport {
+/// Tampers with the closed store's chunks directly, then reopens and verifies. Each event is
+/// first put in a chunk of its own (`layout::Tamper::split`): chunk N is event N.
+async fn tampered(edit: impl FnOnce(&layout::Tamper)) -> battleplan_adapters::VerifyReport {
     let directory = tempfile::tempdir().unwrap();
     {
         let store = open(directory.path());
@@ -254,8 +257,9 @@ async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::Verify
     {
         let db = sled::open(directory.path()).unwrap();
         let log = db.open_tree("log").unwrap();
-        layout::split_chunks(&log).unwrap();
-        edit(&log);
+        let chunks = layout::Tamper::new(directory.path(), &log).unwrap();
+        chunks.split();
+        edit(&chunks);
         db.flush().unwrap();
     }
     open_after_raw_sled(directory.path())
@@ -264,13 +268,9 @@ async fn tampered(edit: impl FnOnce(&sled::Tree)) -> battleplan_adapters::Verify
         .unwrap()
 }
 
-fn key(position: u64) -> [u8; 9] {
-    layout::chunk_key(position)
-}
-
 /// The single record of the chunk at `position`.
-fn record_of(events: &sled::Tree, position: u64) -> Vec<u8> {
-    let chunk = events.get(key(position)).unwrap().unwrap();
+fn record_of(events: &layout::Tamper, position: u64) -> Vec<u8> {
+    let chunk = events.get(position).unwrap();
     let records = layout::chunk_records(&chunk).unwrap();
     assert_eq!(records.len(), 1);
     records[0].to_vec()
@@ -282,7 +282,7 @@ async fn verify_finds_a_flipped_byte() {
         let mut record = record_of(events, 4);
         let last = record.len() - 1;
         record[last] ^= 1;
-        events.insert(key(4), layout::chunk_of(&[&record])).unwrap();
+        events.insert(4, &layout::chunk_of(&[&record]));
     })
     .await;
     let problem = report.problem.unwrap();
@@ -294,7 +294,7 @@ async fn verify_finds_a_flipped_byte() {
 #[tokio::test]
 async fn verify_finds_a_deleted_event() {
     let report = tampered(|events| {
-        events.remove(key(3)).unwrap();
+        events.remove(3);
     })
     .await;
     let problem = report.problem.unwrap();
@@ -312,12 +312,12 @@ async fn verify_finds_a_chunk_slipped_inside_another() {
             .map(|position| record_of(events, position))
             .collect();
         let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-        events.insert(key(2), layout::chunk_of(&slices)).unwrap();
-        events.remove(key(4)).unwrap();
+        events.insert(2, &layout::chunk_of(&slices));
+        events.remove(4);
         let mut forged = records[1].clone();
         let last = forged.len() - 1;
         forged[last] ^= 1;
-        events.insert(key(3), layout::chunk_of(&[&forged])).unwrap();
+        events.insert(3, &layout::chunk_of(&[&forged]));
     })
     .await;
     let problem = report.problem.unwrap();
@@ -329,10 +329,10 @@ async fn verify_finds_a_chunk_slipped_inside_another() {
 #[tokio::test]
 async fn verify_finds_a_reordered_pair() {
     let report = tampered(|events| {
-        let two = events.get(key(2)).unwrap().unwrap();
-        let three = events.get(key(3)).unwrap().unwrap();
-        events.insert(key(2), three).unwrap();
-        events.insert(key(3), two).unwrap();
+        let two = events.get(2).unwrap();
+        let three = events.get(3).unwrap();
+        events.insert(2, &three);
+        events.insert(3, &two);
     })
     .await;
     let problem = report.problem.unwrap();
@@ -353,7 +353,7 @@ async fn verify_finds_a_rewritten_record_whose_hash_was_recomputed() {
         let mut forged = record[..32].to_vec();
         forged.extend_from_slice(&hash);
         forged.extend_from_slice(&body);
-        events.insert(key(2), layout::chunk_of(&[&forged])).unwrap();
+        events.insert(2, &layout::chunk_of(&[&forged]));
     })
     .await;
     let problem = report.problem.unwrap();
@@ -371,8 +371,9 @@ async fn reading_a_damaged_record_is_an_error_not_a_panic() {
     {
         let db = sled::open(directory.path()).unwrap();
         let log = db.open_tree("log").unwrap();
-        layout::split_chunks(&log).unwrap();
-        log.insert(key(2), vec![1, 2, 3]).unwrap();
+        let chunks = layout::Tamper::new(directory.path(), &log).unwrap();
+        chunks.split();
+        chunks.insert(2, &[1, 2, 3]);
         db.flush().unwrap();
     }
     let store = open_after_raw_sled(directory.path()).unwrap();
@@ -389,4 +390,69 @@ async fn reading_a_damaged_record_is_an_error_not_a_panic() {
     );
     let report = store.verify().unwrap();
     assert_eq!(report.problem.map(|p| p.position), Some(Position(2)));
+}
+
+/// Damage to a segment file is found where it lies, by whatever reads that chunk, and named
+/// with the file, the byte of the chunk's frame and its first position: a flipped bit (the
+/// frame's checksum), the file cut short, the file removed.
+#[tokio::test]
+async fn a_damaged_segment_file_is_named_by_readers_and_by_verify() {
+    for damage in ["flipped", "cut", "removed"] {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = open(directory.path());
+            fill(&store, 6).await;
+        }
+        let (file, at) = {
+            let db = sled::open(directory.path()).unwrap();
+            let log = db.open_tree("log").unwrap();
+            let chunks = layout::Tamper::new(directory.path(), &log).unwrap();
+            chunks.split();
+            let place = chunks.place(4).unwrap();
+            db.flush().unwrap();
+            place
+        };
+        match damage {
+            "flipped" => {
+                let mut bytes = std::fs::read(&file).unwrap();
+                bytes[at as usize + 2] ^= 0x40;
+                std::fs::write(&file, bytes).unwrap();
+            }
+            "cut" => {
+                let cut = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+                cut.set_len(at + 1).unwrap();
+            }
+            _ => std::fs::remove_file(&file).unwrap(),
+        }
+        let store = match open_after_raw_sled(directory.path()) {
+            Ok(store) => store,
+            // Cut or removed before the last chunk's frame: opening reads the last chunk.
+            Err(StoreError::Corrupt { position, detail }) => {
+                assert_ne!(damage, "flipped", "{detail}");
+                assert!(detail.contains("log/00000000.seg"), "{damage}: {detail}");
+                assert_eq!(position, Position(6), "{damage}: {detail}");
+                continue;
+            }
+            Err(other) => panic!("{damage}: {other:?}"),
+        };
+        assert_eq!(damage, "flipped");
+        let error = store.read_all(Position::START, 10).await.unwrap_err();
+        let StoreError::Corrupt { position, detail } = error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(position, Position(4));
+        assert!(
+            detail.contains("the chunk at 4 in log/00000000.seg (byte ")
+                && detail.ends_with("does not match its checksum"),
+            "{detail}"
+        );
+        // Events before it still read.
+        assert_eq!(store.read_all(Position::START, 3).await.unwrap().len(), 3);
+        let problem = store.verify().unwrap().problem.unwrap();
+        assert_eq!(problem.position, Position(4));
+        assert!(
+            matches!(&problem.damage, Damage::StoredBadly(detail) if detail.contains("checksum")),
+            "{problem:?}"
+        );
+    }
 }

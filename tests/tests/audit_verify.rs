@@ -58,13 +58,14 @@ async fn store_with_events(directory: &Path, count: u128) {
     }
 }
 
-/// Changes the `log` tree of a closed store as an attacker with the files would.
-fn tamper(data: &Path, change: impl FnOnce(&sled::Tree)) {
+/// Changes the chunks of a closed store as an attacker with the files would.
+fn tamper(data: &Path, change: impl FnOnce(&layout::Tamper)) {
     let db = sled::open(data).unwrap();
     let log = db.open_tree("log").unwrap();
+    let chunks = layout::Tamper::new(data, &log).unwrap();
     // Each event in a chunk of its own, so that one event can be changed alone.
-    layout::split_chunks(&log).unwrap();
-    change(&log);
+    chunks.split();
+    change(&chunks);
     db.flush().unwrap();
 }
 
@@ -132,8 +133,8 @@ async fn a_deleted_event_is_found_at_its_position() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     store_with_events(&data, 5).await;
-    tamper(&data, |log| {
-        log.remove(layout::chunk_key(3)).unwrap();
+    tamper(&data, |chunks| {
+        chunks.remove(3);
     });
     let (text, report) = verify(directory.path());
     assert_eq!(text.code, 2, "{}", text.stdout);
@@ -155,11 +156,11 @@ async fn a_reordered_pair_is_found_at_the_first_of_them() {
     let directory = tempfile::tempdir().unwrap();
     let data = directory.path().join("data");
     store_with_events(&data, 5).await;
-    tamper(&data, |log| {
-        let second = log.get(layout::chunk_key(2)).unwrap().unwrap();
-        let third = log.get(layout::chunk_key(3)).unwrap().unwrap();
-        log.insert(layout::chunk_key(2), third).unwrap();
-        log.insert(layout::chunk_key(3), second).unwrap();
+    tamper(&data, |chunks| {
+        let second = chunks.get(2).unwrap();
+        let third = chunks.get(3).unwrap();
+        chunks.insert(2, &third);
+        chunks.insert(3, &second);
     });
     let (text, report) = verify(directory.path());
     assert_eq!(text.code, 2, "{}", text.stdout);
@@ -298,13 +299,12 @@ async fn an_intact_log_verifies_and_a_damaged_one_names_its_position() {
     assert_eq!(report["events"], 5);
     assert_eq!(report["head_hash"].as_str().map(str::len), Some(64));
 
-    tamper(&data, |log| {
-        let key = layout::chunk_key(4);
-        let stored = log.get(key).unwrap().unwrap();
+    tamper(&data, |chunks| {
+        let stored = chunks.get(4).unwrap();
         let mut record = layout::chunk_records(&stored).unwrap().remove(0);
         let last = record.len() - 1;
         record[last] ^= 0x10;
-        log.insert(key, layout::chunk_of(&[&record])).unwrap();
+        chunks.insert(4, &layout::chunk_of(&[&record]));
     });
     let damaged = run_in(directory.path(), &["--data", "data", "audit", "verify"]);
     assert_eq!(damaged.code, 2, "{}", damaged.stdout);

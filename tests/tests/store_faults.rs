@@ -467,6 +467,8 @@ fn every_injected_fault_fails_cleanly_and_nothing_acknowledged_is_lost_or_done_t
                 ("wal.write", "", 120),
                 ("wal.sync", "", 80),
                 ("sled.flush", "", 4),
+                ("segment.write", "", 3),
+                ("segment.sync", "", 3),
                 ("wal.write", "!", 16),
                 ("wal.sync", "!", 14),
             ] {
@@ -493,6 +495,8 @@ fn every_injected_fault_fails_cleanly_and_nothing_acknowledged_is_lost_or_done_t
                     "wal.sync:2".into(),
                     "sled.flush:1".into(),
                     "sled.flush:2".into(),
+                    "segment.write:1".into(),
+                    "segment.sync:1".into(),
                 ],
                 exported_events,
             );

@@ -4,7 +4,8 @@
 //! sled 0.34 has no read-only mode: it opens its database file for writing, takes an exclusive
 //! `flock` on it, and may write while it recovers (its log, a snapshot). The store itself
 //! checkpoints at opening and empties its write-ahead files. So a read-only opening copies the
-//! files that make the log (sled's `db`, `conf`, `snap.*`, `blobs/`, and the write-ahead files)
+//! files that make the log (sled's `db`, `conf`, `snap.*`, `blobs/`, the segment files in `log/`
+//! and the write-ahead files)
 //! into a private scratch directory, holding a *shared* lock on the original `db` meanwhile (so
 //! no battleplan process opens the store for writing halfway through the copy, and a process
 //! that holds it is found), and opens the copy as any store is opened: the same recovery, the
@@ -42,27 +43,32 @@ impl ReadOnlyCopy {
 }
 
 /// The files of `directory` a store is made of, with their sizes: every regular file at its top
-/// (sled's, the write-ahead files) and in `blobs/`; not the outbox, the control socket or
-/// anything in other directories.
+/// (sled's, the write-ahead files), in `blobs/` and in `log/` (the segment files); not the
+/// outbox, the control socket or anything in other directories.
 fn store_files(directory: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
     let mut files = Vec::new();
     for (from, nested) in [
-        (directory.to_path_buf(), false),
-        (directory.join("blobs"), true),
+        (directory.to_path_buf(), None),
+        (directory.join("blobs"), Some("blobs")),
+        (
+            directory.join(super::segments::DIRECTORY),
+            Some(super::segments::DIRECTORY),
+        ),
     ] {
         let entries = match std::fs::read_dir(&from) {
             Ok(entries) => entries,
-            Err(error) if nested && error.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) if nested.is_some() && error.kind() == std::io::ErrorKind::NotFound => {
+                continue
+            }
             Err(error) => return Err(error),
         };
         for entry in entries {
             let entry = entry?;
             let kind = entry.file_type()?;
             if kind.is_file() {
-                let relative = if nested {
-                    Path::new("blobs").join(entry.file_name())
-                } else {
-                    PathBuf::from(entry.file_name())
+                let relative = match nested {
+                    Some(nested) => Path::new(nested).join(entry.file_name()),
+                    None => PathBuf::from(entry.file_name()),
                 };
                 files.push((relative, entry.metadata()?.len()));
             }
@@ -118,8 +124,10 @@ impl SledEventLog {
                 scratch.display()
             ))
         })?;
-        std::fs::create_dir(copy.path().join("blobs"))
-            .map_err(|error| io_error(format_args!("{}: {error}", copy.path().display())))?;
+        for nested in ["blobs", super::segments::DIRECTORY] {
+            std::fs::create_dir(copy.path().join(nested))
+                .map_err(|error| io_error(format_args!("{}: {error}", copy.path().display())))?;
+        }
         for (relative, _) in &files {
             let from = directory.join(relative);
             let to = copy.path().join(relative);

@@ -3,9 +3,10 @@
 //!
 //! Every record is checked as it comes (`core::event::verify`: gapless positions, the hash
 //! chain, stream versions), and a command id may name one append only. The records are stored
-//! as sled holds events (chunks, an append never split across chunks, stream-index entries per
-//! chunk, the command index as one run, a checkpoint marker), then made durable (`Db::flush`,
-//! `fdatasync` of the database file, `fsync` of blob files) before the store's format marker is
+//! as the store holds events (chunks in the segment files, an append never split across
+//! chunks, stream-index entries per chunk, the command index as one run, a checkpoint marker),
+//! then made durable (the segment files `fdatasync`ed, `Db::flush`, `fdatasync` of the
+//! database file, `fsync` of blob files) before the store's format marker is
 //! written: a restore is marked unfinished before its first event, and the format marker
 //! replaces that mark only at the end, so a restore cut short is refused by
 //! `SledEventLog::open`, never a store that looks whole. The restored store is then opened as
@@ -22,8 +23,8 @@ use battleplan_core::event::{
 };
 
 use super::{
-    commands, io_error, layout, sled_error, sync_new_blobs, wal, ChunkBuilder, SledEventLog,
-    StoreOptions, CHUNK_TARGET_BYTES, FORMAT_KEY, RESTORING_KEY, STORE_FORMAT,
+    commands, io_error, layout, sled_error, sync_new_blobs, wal, ChunkBuilder, Segments,
+    SledEventLog, StoreOptions, CHUNK_TARGET_BYTES, FORMAT_KEY, RESTORING_KEY, STORE_FORMAT,
 };
 
 /// Why a restore stopped. Nothing of it is a store: the directory is marked unfinished, which
@@ -75,6 +76,7 @@ pub struct Restore {
     options: StoreOptions,
     db: sled::Db,
     log: sled::Tree,
+    segments: Segments,
     verifier: Verifier,
     chunk: ChunkBuilder,
     gathered: Option<Gathered>,
@@ -112,6 +114,8 @@ impl SledEventLog {
             .open()
             .map_err(sled_error)?;
         let log = db.open_tree("log").map_err(sled_error)?;
+        let segments = Segments::open(directory).map_err(io_error)?;
+        segments.settle(None).map_err(io_error)?;
         for name in ["checkpoints", "projections"] {
             db.open_tree(name).map_err(sled_error)?;
         }
@@ -125,6 +129,7 @@ impl SledEventLog {
             options,
             db,
             log,
+            segments,
             verifier: Verifier::new(),
             chunk: ChunkBuilder::default(),
             gathered: None,
@@ -203,7 +208,9 @@ impl Restore {
         let mut pairs = Vec::new();
         if !self.chunk.records.is_empty() && self.chunk.bytes + gathered.bytes > CHUNK_TARGET_BYTES
         {
-            std::mem::take(&mut self.chunk).finish(&mut pairs);
+            std::mem::take(&mut self.chunk)
+                .finish(&self.segments, &mut pairs)
+                .map_err(io_error)?;
         }
         if self.chunk.records.is_empty() {
             self.chunk.first = gathered.first_position;
@@ -242,7 +249,7 @@ impl Restore {
     fn insert(&self, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), RestoreError> {
         let (chunks, rest): (Vec<_>, Vec<_>) = pairs
             .into_iter()
-            .partition(|(key, _)| key.first() == Some(&layout::EVENTS));
+            .partition(|(key, _)| key.first() == Some(&layout::LOCATED));
         for (key, value) in chunks.into_iter().chain(rest) {
             self.log.insert(key, value).map_err(sled_error)?;
         }
@@ -253,7 +260,9 @@ impl Restore {
     pub fn finish(mut self) -> Result<SledEventLog, RestoreError> {
         self.store_gathered()?;
         let mut pairs = Vec::new();
-        std::mem::take(&mut self.chunk).finish(&mut pairs);
+        std::mem::take(&mut self.chunk)
+            .finish(&self.segments, &mut pairs)
+            .map_err(io_error)?;
         self.insert(pairs)?;
         // The command index as one run, and a checkpoint marker: the store is whole in sled.
         let mut batch = sled::Batch::default();
@@ -266,7 +275,9 @@ impl Restore {
             layout::CHECKPOINT_KEY,
             &wal::marker(0, self.verifier.checked()),
         );
+        batch.insert(layout::SEGMENTS_END_KEY, &self.segments.end().to_bytes());
         self.log.apply_batch(batch).map_err(sled_error)?;
+        self.segments.sync().map_err(io_error)?;
         self.db.flush().map_err(sled_error)?;
         File::open(self.directory.join("db"))
             .and_then(|file| file.sync_data())

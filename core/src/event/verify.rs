@@ -13,6 +13,9 @@ use super::record::{self, chain_hash, hex, ChainHash, DecodeError, GENESIS_HASH}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
     Unreadable(DecodeError),
+    /// The file holding the records from this position on does not give them back (a frame
+    /// that does not match its checksum, a file cut short or missing): the store's words.
+    StoredBadly(String),
     /// The store holds the record under one position, the record says another.
     Misplaced {
         stored_under: Position,
@@ -44,6 +47,7 @@ impl fmt::Display for Problem {
         let position = self.position;
         match &self.damage {
             Damage::Unreadable(error) => write!(formatter, "position {position}: the record cannot be read: {error}"),
+            Damage::StoredBadly(detail) => write!(formatter, "position {position}: {detail}"),
             Damage::Misplaced { stored_under } => write!(
                 formatter,
                 "position {position}: the record is stored under position {stored_under}"
