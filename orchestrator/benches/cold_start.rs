@@ -14,11 +14,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{env_number, festival_store, read_back, timed, BATTLEPLAN};
+use common::{daemon_answering, env_number, festival_store, read_back, stop_daemon, timed};
 
 /// The preview as the festival's first mail was planned (a question: the clock is only what it
 /// answers at).
@@ -36,40 +35,8 @@ const OUTBOX: [&str; 2] = ["outbox", "sept-festival-2026"];
 
 /// A daemon's start to its first answer (`outbox` through its control socket).
 fn daemon_first_answer(data: &Path) -> Duration {
-    let socket = data.join("control.sock");
-    let _ = std::fs::remove_file(&socket);
-    let started = Instant::now();
-    let mut daemon = Command::new(BATTLEPLAN)
-        .arg("--data")
-        .arg(data)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The control socket first (a command started before it would open the store itself).
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the daemon never listened");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let answered = Command::new(BATTLEPLAN)
-        .arg("--data")
-        .arg(data)
-        .args(OUTBOX)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        answered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&answered.stderr)
-    );
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status();
-    let _ = daemon.wait();
+    let (elapsed, daemon) = daemon_answering(data, &[], &OUTBOX);
+    stop_daemon(daemon);
     elapsed
 }
 
@@ -118,18 +85,25 @@ fn main() {
             .unwrap()
     });
     let (snapshot_at, snapshot_bytes) = snapshot.map_or((0, 0), |(at, bytes)| (at.0, bytes));
-    let size = std::fs::read_dir(&data)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| entry.metadata().ok())
-                .map(|metadata| metadata.len())
-                .sum::<u64>()
-        })
-        .unwrap_or(0);
+    let size_of = |directory: &Path| {
+        std::fs::read_dir(directory)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|entry| entry.metadata().ok())
+                    .filter(std::fs::Metadata::is_file)
+                    .map(|metadata| metadata.len())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    // sled's files and the write-ahead files, then the segment files.
+    let size = size_of(&data);
+    let segments = size_of(&data.join("log"));
     println!(
-        "september-festival with {customers} customers (BENCH_CUSTOMERS), {events} events ({:.0} MiB of store files besides sled's blobs):",
-        size as f64 / 1048576.0
+        "september-festival with {customers} customers (BENCH_CUSTOMERS), {events} events ({:.0} MiB of sled's and the write-ahead files besides sled's blobs, {:.0} MiB of segment files):",
+        size as f64 / 1048576.0,
+        segments as f64 / 1048576.0
     );
     println!(
         "  audience preview without a daemon, no snapshot (whole log replayed, snapshot saved): {:.2} s, peak {:.0} MiB",

@@ -19,11 +19,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{battleplan, env_number, read_back, run_scenario, BATTLEPLAN};
+use common::{battleplan, daemon_answering, env_number, read_back, run_scenario, stop_daemon};
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
 use chrono::{DateTime, Utc};
@@ -32,7 +31,7 @@ use chrono::{DateTime, Utc};
 const OUTBOX: [&str; 2] = ["outbox", "sept-festival-2026"];
 
 /// Where the imports' clock starts: after the festival.
-const SYNCS_FROM: &str = "2026-10-01T00:00:00+08:00";
+const SYNCS_FROM: &str = "2026-11-01T00:00:00+08:00";
 
 /// The events a store's log holds, from `audit verify --json`.
 fn events_of(data: &Path) -> u64 {
@@ -152,41 +151,11 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 /// A daemon over `data` to its first answer: the time, its resident memory then and its peak
 /// (KiB).
 fn daemon(data: &Path) -> (Duration, u64, u64) {
-    let socket = data.join("control.sock");
-    let _ = std::fs::remove_file(&socket);
-    let started = Instant::now();
-    let mut daemon = Command::new(BATTLEPLAN)
-        .arg("--data")
-        .arg(data)
-        .args(["--clock-at", "2026-12-01T00:00:00+08:00", "run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the daemon never listened");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let answered = Command::new(BATTLEPLAN)
-        .arg("--data")
-        .arg(data)
-        .args(OUTBOX)
-        .output()
-        .unwrap();
-    let elapsed = started.elapsed();
-    assert!(
-        answered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&answered.stderr)
-    );
+    let (elapsed, daemon) =
+        daemon_answering(data, &["--clock-at", "2026-12-01T00:00:00+08:00"], &OUTBOX);
     let resident = status_kib(daemon.id(), "VmRSS:");
     let peak = status_kib(daemon.id(), "VmHWM:");
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(daemon.id().to_string())
-        .status();
-    let _ = daemon.wait();
+    stop_daemon(daemon);
     (elapsed, resident, peak)
 }
 

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use battleplan_core::event::port::EventReader;
@@ -126,4 +126,53 @@ pub fn battleplan(dir: &Path, arguments: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A daemon (`battleplan --data DATA [RUN_ARGUMENTS] run`) started and asked `question` through
+/// its control socket once it listens (a command started before would open the store itself):
+/// the time from its spawn to the answer, and the daemon, still running.
+pub fn daemon_answering(
+    data: &Path,
+    run_arguments: &[&str],
+    question: &[&str],
+) -> (Duration, Child) {
+    let socket = data.join("control.sock");
+    let _ = std::fs::remove_file(&socket);
+    let started = Instant::now();
+    let daemon = Command::new(BATTLEPLAN)
+        .arg("--data")
+        .arg(data)
+        .args(run_arguments)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while !socket.exists() {
+        assert!(Instant::now() < deadline, "the daemon never listened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answered = Command::new(BATTLEPLAN)
+        .arg("--data")
+        .arg(data)
+        .args(question)
+        .output()
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    (elapsed, daemon)
+}
+
+/// Stops a daemon as a person would (SIGTERM) and waits for it.
+pub fn stop_daemon(mut daemon: Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status();
+    let _ = daemon.wait();
 }
