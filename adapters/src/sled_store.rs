@@ -2169,7 +2169,7 @@ fn read_chunk(segments: &Segments, first: u64, locator: &[u8]) -> StoreResult<Ve
 /// format marker says 7 only once every chunk is moved).
 fn move_chunks(log: &sled::Tree, segments: &Segments, syncer: &mut Syncer) -> StoreResult<()> {
     const AT_ONCE: usize = 256;
-    segments.settle(segments_end(log)?).map_err(io_error)?;
+    settle_segments(log, segments)?;
     loop {
         // A few at a time, each range dropped before the next (see `ChunkWalk`).
         let moving: Vec<(sled::IVec, sled::IVec)> = log
@@ -2195,6 +2195,18 @@ fn move_chunks(log: &sled::Tree, segments: &Segments, syncer: &mut Syncer) -> St
     syncer.sync().map_err(io_error)
 }
 
+/// Settles the segment files where sled says they end (`Segments::settle`); a file shorter than
+/// that, or missing, is damage.
+fn settle_segments(log: &sled::Tree, segments: &Segments) -> StoreResult<()> {
+    segments.settle(segments_end(log)?).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::InvalidData {
+            corrupt(Position::START, error.to_string())
+        } else {
+            io_error(format_args!("{}: {error}", segments.directory().display()))
+        }
+    })
+}
+
 /// Where the segment files end as far as sled knows: the furthest of its note of their end and
 /// the end of the last chunk's frame (a batch is written in order, so the last chunk's frame is
 /// its last; the note covers frames named under smaller keys, as `layout::Tamper` writes).
@@ -2208,16 +2220,27 @@ fn segments_end(log: &sled::Tree) -> StoreResult<Option<segments::End>> {
             )
         })?),
     };
-    let last = log
+    let last = match log
         .scan_prefix([layout::LOCATED])
         .next_back()
         .transpose()
         .map_err(sled_error)?
         .and_then(|(_, value)| segments::Locator::from_bytes(&value))
-        .map(|locator| segments::End {
+    {
+        None => None,
+        Some(locator) => Some(segments::End {
             segment: locator.segment,
-            end: locator.offset + segments::HEADER as u64 + u64::from(locator.length),
-        });
+            end: locator
+                .offset
+                .checked_add(segments::HEADER as u64 + u64::from(locator.length))
+                .ok_or_else(|| {
+                    corrupt(
+                        Position::START,
+                        "sled's entry for the last chunk is not a place in the log's files",
+                    )
+                })?,
+        }),
+    };
     Ok(match (noted, last) {
         (Some(noted), Some(last)) => Some(noted.max(last)),
         (noted, last) => noted.or(last),
@@ -2659,8 +2682,9 @@ fn upgrade(
     batch.insert(layout::CHECKPOINT_KEY, &wal::marker(generation, head.0));
     log.apply_batch(batch).map_err(sled_error)?;
     syncer.sync().map_err(io_error)?;
-    // Format 6 until its chunks are moved out of sled (`move_chunks`).
-    meta.insert(FORMAT_KEY, &SEALED_FORMAT.to_be_bytes())
+    // Format 7 at once: the chunks still in sled are moved (`move_chunks`) by whichever opening
+    // finds them, and a build of format 6 or older never opens a store half moved.
+    meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
         .map_err(sled_error)?;
     meta.remove(wal::CHECKPOINT_KEY).map_err(sled_error)?;
     syncer.sync().map_err(io_error)?;
@@ -2831,9 +2855,23 @@ impl SledEventLog {
             move_chunks(&log, &segments, &mut syncer)?;
             (head, generation, Tail::starting_at(head.position.0 + 1))
         } else {
-            if format < STORE_FORMAT {
+            if format == SEALED_FORMAT {
+                // Marked first, durably: a build of format 6 never opens a store half moved
+                // (format 5's files are read by other rules, so such a store keeps its number
+                // until it is opened whole).
+                meta.insert(FORMAT_KEY, &STORE_FORMAT.to_be_bytes())
+                    .map_err(sled_error)?;
+                syncer.sync().map_err(io_error)?;
+            }
+            let inline = log
+                .scan_prefix([layout::EVENTS])
+                .next()
+                .transpose()
+                .map_err(sled_error)?
+                .is_some();
+            if inline {
                 // Whatever sled holds moves, a failed checkpoint's chunks too: `recover` then
-                // lets those go as it would have in sled.
+                // lets those go as it would have in sled. A move cut short goes on here.
                 move_chunks(&log, &segments, &mut syncer)?;
             }
             recover(
@@ -2844,9 +2882,7 @@ impl SledEventLog {
             )?
         };
         // Appending goes on after the last chunk sled names: frames a crash left beyond it go.
-        segments.settle(segments_end(&log)?).map_err(|error| {
-            io_error(format_args!("{}: {error}", segments.directory().display()))
-        })?;
+        settle_segments(&log, &segments)?;
         let (Some((first, _)), Some((second, _))) = (first, second) else {
             // Only a store of format 6 may miss one, and `recover` refuses it.
             return Err(corrupt(head.position, "a write-ahead file is missing"));
@@ -3130,7 +3166,13 @@ impl SledEventLog {
             let records = opened
                 .records()
                 .ok_or_else(|| corrupt(Position(first), "a chunk's framing is damaged"))?;
-            chunks.expect(first + records.len() as u64);
+            // An empty chunk (damage) or one at the end of the positions is passed by key.
+            if let Some(next) = first
+                .checked_add(records.len() as u64)
+                .filter(|next| *next > first)
+            {
+                chunks.expect(next);
+            }
             for (offset, bytes) in records.into_iter().enumerate() {
                 let position = first + offset as u64;
                 if position < from {

@@ -163,7 +163,12 @@ impl Segments {
     /// private). Nothing is appended before `settle`.
     pub fn open(store_directory: &Path) -> io::Result<Segments> {
         let directory = store_directory.join(DIRECTORY);
+        let made = !directory.exists();
         crate::private::directory(&directory)?;
+        if made {
+            // Durable in the store's directory before sled names a frame in it.
+            File::open(store_directory)?.sync_all()?;
+        }
         Ok(Segments {
             directory,
             readers: RwLock::new(FxHashMap::default()),
@@ -207,12 +212,28 @@ impl Segments {
         let path = self.directory.join(file_name(segment));
         match OpenOptions::new().write(true).open(&path) {
             Ok(file) => {
-                if file.metadata()?.len() > end {
+                let length = file.metadata()?.len();
+                if length > end {
                     file.set_len(end)?;
                     file.sync_all()?;
+                } else if length < end {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the log's file {DIRECTORY}/{} is {length} bytes long, but the store holds chunks in it up to byte {end}",
+                            file_name(segment)
+                        ),
+                    ));
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound && end == 0 => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the log's file {DIRECTORY}/{} is missing, but the store holds chunks in it",
+                    file_name(segment)
+                ),
+            )),
             Err(error) => {
                 return Err(io::Error::new(
                     error.kind(),
@@ -240,6 +261,15 @@ impl Segments {
         let frame = frame(first, chunk);
         let mut writer = lock(&self.writer);
         if writer.end > 0 && writer.end + frame.len() as u64 > SEGMENT_BYTES {
+            // The frames written in this file since the last `sync` are made durable now:
+            // `sync` knows only the file being appended to.
+            if writer.unsynced {
+                if let Some(file) = &writer.file {
+                    crate::fault::check("segment.sync")?;
+                    file.sync_data()?;
+                }
+                writer.unsynced = false;
+            }
             writer.segment = writer
                 .segment
                 .checked_add(1)
