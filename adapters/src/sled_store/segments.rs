@@ -227,13 +227,15 @@ impl Segments {
                 }
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound && end == 0 => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
                     "the log's file {DIRECTORY}/{} is missing, but the store holds chunks in it",
                     file_name(segment)
                 ),
-            )),
+                ))
+            }
             Err(error) => {
                 return Err(io::Error::new(
                     error.kind(),
