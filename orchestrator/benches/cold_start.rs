@@ -17,7 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 mod common;
-use common::{daemon_answering, env_number, festival_store, read_back, stop_daemon, timed};
+use common::{
+    daemon_answering, drop_snapshot, env_number, festival_store, read_back, stop_daemon, timed,
+};
 
 /// The preview as the festival's first mail was planned (a question: the clock is only what it
 /// answers at).
@@ -50,23 +52,7 @@ fn main() {
     let data = out.join("data");
     let (baseline, events) = read_back(&data);
     // No snapshot: the first command replays the whole log (and saves one).
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
-        let store = battleplan_adapters::SledEventLog::open(
-            &data,
-            battleplan_adapters::StoreOptions::default(),
-        )
-        .unwrap();
-        use battleplan_core::event::Checkpoints;
-        store
-            .reset(battleplan_orchestrator::kernel::snapshot::PROJECTION)
-            .await
-            .unwrap();
-    });
-    drop(tokio);
+    drop_snapshot(&data);
     let (cold, cold_peak) = timed(&data, &PREVIEW);
     let (warm, warm_peak) = timed(&data, &PREVIEW);
     let daemon = daemon_first_answer(&data);

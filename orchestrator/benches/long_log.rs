@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{battleplan, daemon_answering, env_number, read_back, run_scenario, stop_daemon};
+use common::{
+    battleplan, daemon_answering, drop_snapshot, env_number, read_back, run_scenario, stop_daemon,
+};
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
 use chrono::{DateTime, Utc};
@@ -115,26 +117,6 @@ fn make_stores(root: &Path, customers: u64, prefix_events: u64, events: u64) {
     if !copied {
         copy_dir(&long, &root.join("prefix"));
     }
-}
-
-/// Removes the store's snapshot of the projections: the daemon catches up from the log.
-fn drop_snapshot(data: &Path) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    tokio.block_on(async {
-        let store = battleplan_adapters::SledEventLog::open(
-            data,
-            battleplan_adapters::StoreOptions::default(),
-        )
-        .unwrap();
-        use battleplan_core::event::Checkpoints;
-        store
-            .reset(battleplan_orchestrator::kernel::snapshot::PROJECTION)
-            .await
-            .unwrap();
-    });
 }
 
 /// A `/proc/PID/status` figure, in KiB.

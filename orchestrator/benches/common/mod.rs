@@ -176,3 +176,23 @@ pub fn stop_daemon(mut daemon: Child) {
         .status();
     let _ = daemon.wait();
 }
+
+/// Removes the store's snapshot of the projections: the next process catches up from the log.
+pub fn drop_snapshot(data: &Path) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tokio.block_on(async {
+        let store = battleplan_adapters::SledEventLog::open(
+            data,
+            battleplan_adapters::StoreOptions::default(),
+        )
+        .unwrap();
+        use battleplan_core::event::Checkpoints;
+        store
+            .reset(battleplan_orchestrator::kernel::snapshot::PROJECTION)
+            .await
+            .unwrap();
+    });
+}
