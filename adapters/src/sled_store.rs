@@ -2695,6 +2695,17 @@ impl SledEventLog {
     /// Opens (or creates) the store in `directory`. Blocking: call it before serving, or from a
     /// blocking task.
     pub fn open(directory: &Path, options: StoreOptions) -> StoreResult<SledEventLog> {
+        Self::open_reading_segments(directory, options, None)
+    }
+
+    /// [`SledEventLog::open`], with the segment files sled names at opening read in place from
+    /// `segments_from` (another store's directory, never written; see
+    /// [`Segments::open_over`]).
+    pub(crate) fn open_reading_segments(
+        directory: &Path,
+        options: StoreOptions,
+        segments_from: Option<&Path>,
+    ) -> StoreResult<SledEventLog> {
         crate::private::directory(directory).map_err(io_error)?;
         prepare_for_sled(directory)?;
         let poisoned = Poisoned::default();
@@ -2706,7 +2717,7 @@ impl SledEventLog {
                 .flush_every_ms(None)
                 .open()
                 .map_err(sled_error)?;
-            Self::start(db, directory, options, poisoned.clone())
+            Self::start(db, directory, options, poisoned.clone(), segments_from)
         });
         if matches!(&opened, Err(error) if !matches!(error, StoreError::Locked(_))) {
             // A refused store can be opened again at once (once put right), as a closed one.
@@ -2726,6 +2737,7 @@ impl SledEventLog {
         directory: &Path,
         options: StoreOptions,
         poisoned: Poisoned,
+        segments_from: Option<&Path>,
     ) -> StoreResult<SledEventLog> {
         let tree = |name: &str| db.open_tree(name).map_err(sled_error);
         let log = tree("log")?;
@@ -2838,7 +2850,13 @@ impl SledEventLog {
             first_contents.map_or(0, |bytes| bytes.len() as u64),
             second_contents.map_or(0, |bytes| bytes.len() as u64),
         ];
-        let segments = Arc::new(Segments::open(directory).map_err(io_error)?);
+        let segments = Arc::new(
+            match segments_from {
+                Some(base) => Segments::open_over(directory, base, segments_end(&log)?),
+                None => Segments::open(directory),
+            }
+            .map_err(io_error)?,
+        );
         let (head, generation, tail) = if format < TWO_FILES_FORMAT {
             let old = directory.join(wal::FILE);
             let contents = match std::fs::read(&old) {

@@ -456,3 +456,61 @@ async fn a_damaged_segment_file_is_named_by_readers_and_by_verify() {
         );
     }
 }
+
+/// A read-only opening reads the original's segment files where they are instead of copying
+/// them (they are most of a store's bytes): its own `log/` holds none of them, only what its
+/// own opening appends. What the store appends afterwards, while the copy is open, does not
+/// change what the copy reads: the same events, the same chain, intact.
+#[tokio::test]
+async fn a_read_only_opening_reads_the_segment_files_in_place() {
+    let directory = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        checkpoint_events: 2,
+        ..StoreOptions::default()
+    };
+    {
+        let store = SledEventLog::open(directory.path(), options.clone()).unwrap();
+        fill(&store, 9).await;
+    }
+    let segment_files = |log: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(log)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let original = segment_files(&directory.path().join("log"));
+    assert!(
+        original.contains(&"00000000.seg".to_string()),
+        "{original:?}"
+    );
+
+    let copy =
+        SledEventLog::open_read_only(directory.path(), scratch.path(), options.clone()).unwrap();
+    let copied: Vec<_> = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(copied.len(), 1, "{copied:?}");
+    let own = segment_files(&copied[0].join("log"));
+    assert!(
+        own.iter().all(|name| !original.contains(name)),
+        "the copy holds the original's segment files: {own:?} of {original:?}"
+    );
+    let read = copy.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(read.len(), 9);
+
+    // The store goes on while the copy is open.
+    {
+        let store = SledEventLog::open(directory.path(), options).unwrap();
+        // Commands 1 to 9 again are retries: 21 events more.
+        fill(&store, 30).await;
+        assert_eq!(store.head().await.unwrap(), Position(30));
+    }
+    let again = copy.read_all(Position::START, 100).await.unwrap();
+    assert_eq!(again, read);
+    let report = copy.verify().unwrap();
+    assert_eq!((report.checked, report.problem), (9, None));
+}

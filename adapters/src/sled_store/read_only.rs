@@ -4,12 +4,16 @@
 //! sled 0.34 has no read-only mode: it opens its database file for writing, takes an exclusive
 //! `flock` on it, and may write while it recovers (its log, a snapshot). The store itself
 //! checkpoints at opening and empties its write-ahead files. So a read-only opening copies the
-//! files that make the log (sled's `db`, `conf`, `snap.*`, `blobs/`, the segment files in `log/`
-//! and the write-ahead files)
+//! files that make the log (sled's `db`, `conf`, `snap.*`, `blobs/` and the write-ahead files)
 //! into a private scratch directory, holding a *shared* lock on the original `db` meanwhile (so
 //! no battleplan process opens the store for writing halfway through the copy, and a process
 //! that holds it is found), and opens the copy as any store is opened: the same recovery, the
-//! same refusals of damage. The original is only read: no lock it takes stops another reader,
+//! same refusals of damage. The segment files in `log/`, which hold the log's chunks and are
+//! most of a store's bytes, are not copied: the copy reads the frames its sled names from the
+//! original's files, in place (`Segments::open_over`). A store only appends to those files and
+//! cuts only frames sled never named, so those frames stay as they were when the copy was
+//! made, whatever another process does with the store afterwards; what the copy's own opening
+//! appends goes to files of its own. The original is only read: no lock it takes stops another reader,
 //! nothing in its directory changes, and it may sit on a read-only file system. The scratch
 //! directory (in `TMPDIR`, or the one given) is removed when the store is dropped.
 
@@ -43,17 +47,13 @@ impl ReadOnlyCopy {
 }
 
 /// The files of `directory` a store is made of, with their sizes: every regular file at its top
-/// (sled's, the write-ahead files), in `blobs/` and in `log/` (the segment files); not the
-/// outbox, the control socket or anything in other directories.
+/// (sled's, the write-ahead files) and in `blobs/`; not the segment files in `log/` (read in
+/// place), the outbox, the control socket or anything in other directories.
 fn store_files(directory: &Path) -> std::io::Result<Vec<(PathBuf, u64)>> {
     let mut files = Vec::new();
     for (from, nested) in [
         (directory.to_path_buf(), None),
         (directory.join("blobs"), Some("blobs")),
-        (
-            directory.join(super::segments::DIRECTORY),
-            Some(super::segments::DIRECTORY),
-        ),
     ] {
         let entries = match std::fs::read_dir(&from) {
             Ok(entries) => entries,
@@ -124,10 +124,8 @@ impl SledEventLog {
                 scratch.display()
             ))
         })?;
-        for nested in ["blobs", super::segments::DIRECTORY] {
-            std::fs::create_dir(copy.path().join(nested))
-                .map_err(|error| io_error(format_args!("{}: {error}", copy.path().display())))?;
-        }
+        std::fs::create_dir(copy.path().join("blobs"))
+            .map_err(|error| io_error(format_args!("{}: {error}", copy.path().display())))?;
         for (relative, _) in &files {
             let from = directory.join(relative);
             let to = copy.path().join(relative);
@@ -143,9 +141,11 @@ impl SledEventLog {
                     ))
                 })?;
         }
-        // Copied whole: the original is let go before the copy is opened.
+        // Copied whole: the original is let go before the copy is opened. The segment files
+        // are read where they are: what sled's copy names in them never changes (a store only
+        // appends to them, and cuts only frames sled never named).
         drop(lock);
-        let store = SledEventLog::open(copy.path(), options)?;
+        let store = SledEventLog::open_reading_segments(copy.path(), options, Some(directory))?;
         Ok(ReadOnlyCopy {
             store,
             _scratch: copy,

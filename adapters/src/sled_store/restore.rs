@@ -309,6 +309,7 @@ impl Restore {
             &self.directory,
             self.options,
             super::Poisoned::default(),
+            None,
         )?)
     }
 }

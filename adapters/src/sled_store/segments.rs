@@ -139,8 +139,17 @@ struct Writer {
 /// The segment files of one store.
 pub struct Segments {
     directory: PathBuf,
+    /// Segment files read in place from another store's `log/` (a read-only copy's original):
+    /// those up to the segment sled named at the first `settle`. Never written.
+    base: Option<Base>,
     readers: RwLock<FxHashMap<u32, Arc<File>>>,
     writer: Mutex<Writer>,
+}
+
+struct Base {
+    directory: PathBuf,
+    /// The last segment read from `directory` (`None`: none is).
+    last: Option<u32>,
 }
 
 impl std::fmt::Debug for Segments {
@@ -171,6 +180,7 @@ impl Segments {
         }
         Ok(Segments {
             directory,
+            base: None,
             readers: RwLock::new(FxHashMap::default()),
             writer: Mutex::new(Writer {
                 segment: 0,
@@ -182,14 +192,96 @@ impl Segments {
         })
     }
 
+    /// The segments of a store whose other files are a copy of those in `original` (a store's
+    /// directory), its sled saying they end at `at`: the frames up to `at` are read from
+    /// `original`'s own segment files, in place and never written (a segment file only grows,
+    /// and what sled names in it never changes); frames appended go to new files in
+    /// `store_directory`, after the last of `original`'s. A read-only opening reads a log of
+    /// gigabytes without copying it.
+    pub fn open_over(
+        store_directory: &Path,
+        original: &Path,
+        at: Option<End>,
+    ) -> io::Result<Segments> {
+        let mut segments = Segments::open(store_directory)?;
+        segments.base = Some(Base {
+            directory: original.join(DIRECTORY),
+            last: at.map(|at| at.segment),
+        });
+        Ok(segments)
+    }
+
     pub fn directory(&self) -> &Path {
         &self.directory
+    }
+
+    /// The directory segment `segment` is in.
+    fn directory_of(&self, segment: u32) -> &Path {
+        match &self.base {
+            Some(base) if base.last >= Some(segment) => &base.directory,
+            _ => &self.directory,
+        }
+    }
+
+    /// `settle` for segments read in place: `segment` must hold the `end` bytes sled names in
+    /// it (nothing is cut: the file is not this store's), and appending starts a new file.
+    fn settle_over(&self, base: &Path, segment: u32, end: u64) -> io::Result<()> {
+        let path = base.join(file_name(segment));
+        match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.len() < end => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the log's file {DIRECTORY}/{} is {} bytes long, but the store holds chunks in it up to byte {end}",
+                        file_name(segment),
+                        metadata.len()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound && end == 0 => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "the log's file {DIRECTORY}/{} is missing, but the store holds chunks in it",
+                        file_name(segment)
+                    ),
+                ))
+            }
+            Err(error) => {
+                return Err(io::Error::new(
+                    error.kind(),
+                    format!("{}: {error}", path.display()),
+                ))
+            }
+        }
+        let mut writer = lock(&self.writer);
+        writer.file = None;
+        writer.segment = segment
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("the log has run out of segment numbers"))?;
+        writer.end = 0;
+        writer.unsynced = false;
+        writer.created = false;
+        self.readers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        Ok(())
     }
 
     /// Where appending goes on: at `at`, which sled says (the start of segment 0 when it says
     /// nothing). Whatever lies after it (frames of a checkpoint a crash cut short, later
     /// segments) is removed, durably, before anything is appended.
     pub fn settle(&self, at: Option<End>) -> io::Result<()> {
+        if let Some(base) = &self.base {
+            if let (Some(last), Some(at)) = (base.last, at) {
+                if at.segment <= last {
+                    return self.settle_over(&base.directory, at.segment, at.end);
+                }
+            }
+        }
         let End { segment, end } = at.unwrap_or(End { segment: 0, end: 0 });
         let mut writer = lock(&self.writer);
         writer.file = None;
@@ -347,7 +439,9 @@ impl Segments {
         {
             return Ok(file.clone());
         }
-        let file = Arc::new(File::open(self.directory.join(file_name(segment)))?);
+        let file = Arc::new(File::open(
+            self.directory_of(segment).join(file_name(segment)),
+        )?);
         self.readers
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
