@@ -6,6 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: the log is read as millions of small short-lived values
+/// (each event's strings, each customer's record), and glibc's arenas spent a fifth of an export
+/// in `malloc` and `free` and kept what a daemon's catch-up freed (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // sled 0.34 panics on some damage in its files; the store catches it and says which
     // position it was reading (`guarded`), so sled's own words would only be noise.

@@ -38,8 +38,12 @@ use crate::kernel::projection::Campaigns;
 /// Standard base64 with padding (RFC 4648, section 4), for payloads carried as they are.
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// Events read from the store per step of an export.
+/// Events read from the store per step of a copy.
 const BATCH: usize = 10_000;
+
+/// Events read from the store per step of an export: its lines, about 4 MiB, are what the
+/// export holds per step in flight (being made, waiting for the writer, being written).
+const EXPORT_BATCH: usize = 4_096;
 
 /// The longest line an import reads: a record is at most 8 MiB, and its line carries the
 /// payload twice (readable and base64).
@@ -144,12 +148,7 @@ impl LineWriter {
         out.extend_from_slice(b",\"event_id\":");
         push_uuid(out, &event.event_id.0);
         out.extend_from_slice(b",\"recorded_at\":\"");
-        out.extend_from_slice(
-            event
-                .recorded_at
-                .to_rfc3339_opts(SecondsFormat::Micros, true)
-                .as_bytes(),
-        );
+        push_instant(out, &event.recorded_at);
         out.extend_from_slice(b"\",\"event_type\":");
         push_text(out, &event.event_type);
         out.extend_from_slice(b",\"schema_version\":");
@@ -246,7 +245,7 @@ fn show_item(input: &mut &[u8], out: &mut Vec<u8>, depth: usize) -> Result<bool,
             Ok(true)
         }
         0xe0..=0xff => {
-            let _ = write!(out, "{}", i64::from(marker as i8));
+            push_signed(out, i64::from(marker as i8));
             Ok(true)
         }
         0xc0 => {
@@ -273,7 +272,7 @@ fn show_item(input: &mut &[u8], out: &mut Vec<u8>, depth: usize) -> Result<bool,
             let shift = 64 - 8 * width as u32;
             // Sign-extended from its width.
             let value = ((raw << shift) as i64) >> shift;
-            let _ = write!(out, "{value}");
+            push_signed(out, value);
             Ok(value < 0 && width == sint_width(value))
         }
         0xca => {
@@ -331,8 +330,14 @@ fn show_text(
     length: usize,
     shortest: bool,
 ) -> Result<bool, ()> {
-    let text = std::str::from_utf8(take(input, length)?).map_err(|_| ())?;
-    push_text(out, text);
+    let bytes = take(input, length)?;
+    // Plain ASCII (most of a payload's texts: ids, codes, numbers as text) is valid UTF-8 and
+    // needs no escape: one pass over it. Any other text is checked as UTF-8 first.
+    if plain_ascii(bytes) {
+        push_quoted(out, bytes);
+    } else {
+        push_text(out, std::str::from_utf8(bytes).map_err(|_| ())?);
+    }
     Ok(shortest)
 }
 
@@ -445,25 +450,70 @@ fn msgpack_of_json(json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     from.end().map_err(|error| error.to_string())
 }
 
-fn push_number(out: &mut Vec<u8>, number: u64) {
-    let _ = write!(out, "{number}");
+/// `number` in decimal, as `Display` writes it (without `fmt`'s machinery: an export writes
+/// tens of millions of numbers).
+fn push_number(out: &mut Vec<u8>, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `number` in decimal, a minus sign before a negative one.
+fn push_signed(out: &mut Vec<u8>, number: i64) {
+    if number < 0 {
+        out.push(b'-');
+    }
+    push_number(out, number.unsigned_abs());
 }
 
 /// `text` as a JSON string, as serde_json writes it: only `"`, `\\` and control characters
 /// escaped.
 fn push_text(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    // Most texts need no escape: checked eight bytes at a time, copied whole.
-    let escapes = needs_escape(bytes);
-    if !escapes {
-        out.reserve(bytes.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(bytes);
-        out.push(b'"');
+    // Most texts need no escape: checked a block at a time, copied whole.
+    if !needs_escape(text.as_bytes()) {
+        push_quoted(out, text.as_bytes());
     } else {
-        // Writing to a vector does not fail, and a `str` always serializes.
-        let _ = serde_json::to_writer(&mut *out, text);
+        push_escaped(out, text);
     }
+}
+
+/// `bytes` between quotes, as they are.
+fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(bytes);
+    out.push(b'"');
+}
+
+fn push_escaped(out: &mut Vec<u8>, text: &str) {
+    // Writing to a vector does not fail, and a `str` always serializes.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// Whether `bytes` are plain ASCII that a JSON string holds as it is: no byte of 0x80 or
+/// above, none below 0x20, no `"` and no `\\`. Sixteen bytes a step, without branches inside a
+/// step (the compiler makes each step a few vector instructions).
+fn plain_ascii(bytes: &[u8]) -> bool {
+    let special = |byte: u8| !(0x20..0x80).contains(&byte) | (byte == b'"') | (byte == b'\\');
+    let mut blocks = bytes.chunks_exact(16);
+    for block in &mut blocks {
+        let mut any = false;
+        for &byte in block {
+            any |= special(byte);
+        }
+        if any {
+            return false;
+        }
+    }
+    !blocks.remainder().iter().any(|&byte| special(byte))
 }
 
 /// Whether `bytes` hold a `"`, a `\\` or a control character (below 0x20): the bytes a JSON
@@ -509,10 +559,39 @@ fn push_optional_uuid(out: &mut Vec<u8>, uuid: Option<&Uuid>) {
 
 fn push_hex(out: &mut Vec<u8>, hash: &ChainHash) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in hash {
-        out.push(DIGITS[usize::from(byte >> 4)]);
-        out.push(DIGITS[usize::from(byte & 0x0f)]);
+    let mut text = [0u8; 64];
+    for (pair, byte) in text.chunks_exact_mut(2).zip(hash) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
+    out.extend_from_slice(&text);
+}
+
+/// `at` as RFC 3339 in UTC with microseconds and `Z` (`SecondsFormat::Micros`), as chrono
+/// writes it, without its formatting machinery; chrono writes the years outside 0 to 9999.
+fn push_instant(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+    use chrono::{Datelike as _, Timelike as _};
+    let year = at.year();
+    if !(0..=9999).contains(&year) || at.nanosecond() >= 1_000_000_000 {
+        // Years outside four digits, and a leap second: as chrono writes them.
+        out.extend_from_slice(at.to_rfc3339_opts(SecondsFormat::Micros, true).as_bytes());
+        return;
+    }
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |from: usize, width: usize, mut value: u32| {
+        for at in (from..from + width).rev() {
+            text[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year.unsigned_abs());
+    put(5, 2, at.month());
+    put(8, 2, at.day());
+    put(11, 2, at.hour());
+    put(14, 2, at.minute());
+    put(17, 2, at.second());
+    put(20, 6, at.nanosecond() / 1_000);
+    out.extend_from_slice(&text);
 }
 
 /// What an export wrote.
@@ -532,15 +611,113 @@ pub async fn export<W: Write + ?Sized>(
     as_of: Option<DateTime<Utc>>,
     out: &mut W,
 ) -> anyhow::Result<ExportSummary> {
+    let mut sink = Written(out);
+    let summary = export_to(store, as_of, &mut sink).await?;
+    sink.0.flush()?;
+    Ok(summary)
+}
+
+/// Where an export's lines go, a batch at a time.
+trait LineSink {
+    /// Takes the bytes of `lines`; leaves `lines` empty (its room kept, or another buffer's).
+    fn put(&mut self, lines: &mut Vec<u8>) -> std::io::Result<()>;
+}
+
+/// Lines written where they are made, on the thread that reads the log: standard output.
+struct Written<'a, W: Write + ?Sized>(&'a mut W);
+
+impl<W: Write + ?Sized> LineSink for Written<'_, W> {
+    fn put(&mut self, lines: &mut Vec<u8>) -> std::io::Result<()> {
+        self.0.write_all(lines)?;
+        lines.clear();
+        Ok(())
+    }
+}
+
+/// Lines written to a file by a thread of its own. An export of a large log writes gigabytes,
+/// and writing a file that large waits on the disk (the kernel holds back a writer that is
+/// ahead of it): on the thread that reads the log, that wait stopped reading and making lines
+/// alike. Two batches' lines may wait for the writer; the buffers it is done with come back.
+struct Background {
+    lines: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    writer: Option<std::thread::JoinHandle<std::io::Result<Flushing>>>,
+}
+
+impl Background {
+    fn start(mut file: Flushing) -> std::io::Result<Background> {
+        let (lines, batches) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (back, spare) = std::sync::mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("export-write".into())
+            .spawn(move || {
+                for mut batch in batches {
+                    file.write_all(&batch)?;
+                    batch.clear();
+                    // The reader may be gone (it failed): the buffer is then only dropped.
+                    let _ = back.send(batch);
+                }
+                file.flush()?;
+                Ok(file)
+            })?;
+        Ok(Background {
+            lines: Some(lines),
+            spare,
+            writer: Some(writer),
+        })
+    }
+
+    /// Waits for the writer to finish what it was given: the file, or the error it met.
+    fn finish(mut self) -> std::io::Result<Flushing> {
+        self.lines = None;
+        match self.writer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(written)) => written,
+            Some(Err(_)) | None => Err(std::io::Error::other("the export's writer failed")),
+        }
+    }
+
+    /// The writer's error, once it has stopped early.
+    fn failure(&mut self) -> std::io::Error {
+        self.lines = None;
+        match self.writer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(error))) => error,
+            _ => std::io::Error::other("the export's writer stopped"),
+        }
+    }
+}
+
+impl LineSink for Background {
+    fn put(&mut self, lines: &mut Vec<u8>) -> std::io::Result<()> {
+        let batch = std::mem::replace(lines, self.spare.try_recv().unwrap_or_default());
+        let sent = match &self.lines {
+            Some(sender) => sender.send(batch).is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            Err(self.failure())
+        }
+    }
+}
+
+/// [`export`]'s work, its lines put into `sink`.
+async fn export_to<S: LineSink>(
+    store: &dyn EventReader,
+    as_of: Option<DateTime<Utc>>,
+    out: &mut S,
+) -> anyhow::Result<ExportSummary> {
     let head = store.head().await?;
     let mut after = Position::START;
     let mut last_hash = GENESIS_HASH;
     let mut events = 0u64;
-    // A batch's lines are made on a thread of their own while the next batch is read and
-    // the lines before are written: reading, making and writing lines take each about a third.
-    let mut making: Option<std::thread::JoinHandle<Box<Making>>> = None;
+    // A batch's lines are made on two threads of their own (the machine's two cores) while
+    // the next batch is read, and written by the sink (on a thread of its own for a file).
+    let makers = Makers::start()?;
+    let mut buffers: [Vec<u8>; 2] = Default::default();
+    let mut making = false;
     loop {
-        let mut batch = store.read_all(after, BATCH).await?;
+        let mut batch = store.read_all(after, EXPORT_BATCH).await?;
         if batch.is_empty() {
             break;
         }
@@ -556,28 +733,22 @@ pub async fn export<W: Write + ?Sized>(
             after = last.position;
         }
         events += batch.len() as u64;
-        let mut maker = match making.take() {
-            Some(thread) => {
-                let maker = made(thread)?;
-                out.write_all(&maker.lines)?;
-                maker
+        if making {
+            buffers = makers.made()?;
+            for lines in &mut buffers {
+                out.put(lines)?;
             }
-            None => Box::default(),
-        };
-        making = Some(
-            std::thread::Builder::new()
-                .name("export-lines".into())
-                .spawn(move || {
-                    maker.make(&batch);
-                    maker
-                })?,
-        );
+        }
+        makers.make(batch, std::mem::take(&mut buffers))?;
+        making = true;
         if cut || after >= head {
             break;
         }
     }
-    if let Some(thread) = making.take() {
-        out.write_all(&made(thread)?.lines)?;
+    if making {
+        for lines in &mut makers.made()? {
+            out.put(lines)?;
+        }
     }
     let trailer = Trailer {
         trailer: TRAILER_MARK.to_string(),
@@ -585,9 +756,9 @@ pub async fn export<W: Write + ?Sized>(
         head_hash: hex(&last_hash),
         as_of: as_of.map(|as_of| as_of.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
     };
-    out.write_all(serde_json::to_string(&trailer)?.as_bytes())?;
-    out.write_all(b"\n")?;
-    out.flush()?;
+    let mut line = serde_json::to_vec(&trailer)?;
+    line.push(b'\n');
+    out.put(&mut line)?;
     Ok(ExportSummary {
         events,
         head_hash: hex(&last_hash),
@@ -595,37 +766,84 @@ pub async fn export<W: Write + ?Sized>(
     })
 }
 
-/// What makes a batch's lines: a writer and a buffer for each half of the batch.
-#[derive(Default)]
-struct Making {
-    writers: [LineWriter; 2],
-    /// The batch's lines, once made.
-    lines: Vec<u8>,
-    second: Vec<u8>,
+/// Two threads that make lines, each from half of a batch; they last as long as the export.
+/// (A thread a batch made the allocator keep a heap for each thread it had seen.)
+struct Makers {
+    workers: Vec<Maker>,
 }
 
-impl Making {
-    /// The lines of `batch` into `self.lines`, the second half made on a thread of its own
-    /// (the machine's other core: the thread that reads the batches waits on the store most of
-    /// its time).
-    fn make(&mut self, batch: &[RecordedEvent]) {
-        let (first, second) = batch.split_at(batch.len() / 2);
-        let [writer, second_writer] = &mut self.writers;
-        let (lines, second_lines) = (&mut self.lines, &mut self.second);
-        lines.clear();
-        second_lines.clear();
-        let helped = std::thread::scope(|scope| {
-            let helper = std::thread::Builder::new()
+struct Maker {
+    /// A half batch, and the buffer its lines go in.
+    give: Option<std::sync::mpsc::SyncSender<(Vec<RecordedEvent>, Vec<u8>)>>,
+    made: std::sync::mpsc::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Makers {
+    fn start() -> std::io::Result<Makers> {
+        let mut workers = Vec::with_capacity(2);
+        for _ in 0..2 {
+            let (give, given) = std::sync::mpsc::sync_channel::<(Vec<RecordedEvent>, Vec<u8>)>(1);
+            let (done, made) = std::sync::mpsc::sync_channel(1);
+            let thread = std::thread::Builder::new()
                 .name("export-lines".into())
-                .spawn_scoped(scope, || write_lines(second_writer, second, second_lines));
-            write_lines(writer, first, lines);
-            helper.map(|helper| helper.join().is_ok()).unwrap_or(false)
-        });
-        if helped {
-            lines.extend_from_slice(second_lines);
-        } else {
-            // No second thread: the second half made here.
-            write_lines(writer, second, lines);
+                .spawn(move || {
+                    let mut writer = LineWriter::default();
+                    for (events, mut lines) in given {
+                        lines.clear();
+                        write_lines(&mut writer, &events, &mut lines);
+                        drop(events);
+                        if done.send(lines).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+            workers.push(Maker {
+                give: Some(give),
+                made,
+                thread: Some(thread),
+            });
+        }
+        Ok(Makers { workers })
+    }
+
+    /// Hands `batch` to the two threads, half each, with a buffer each for the lines.
+    fn make(&self, mut batch: Vec<RecordedEvent>, buffers: [Vec<u8>; 2]) -> anyhow::Result<()> {
+        let second = batch.split_off(batch.len() / 2);
+        for ((maker, events), lines) in self.workers.iter().zip([batch, second]).zip(buffers) {
+            let given = maker
+                .give
+                .as_ref()
+                .is_some_and(|give| give.send((events, lines)).is_ok());
+            if !given {
+                anyhow::bail!("making the export's lines failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// The lines of the batch last handed over, the first half's first.
+    fn made(&self) -> anyhow::Result<[Vec<u8>; 2]> {
+        let mut made: [Vec<u8>; 2] = Default::default();
+        for (maker, lines) in self.workers.iter().zip(&mut made) {
+            *lines = maker
+                .made
+                .recv()
+                .map_err(|_| anyhow::anyhow!("making the export's lines failed"))?;
+        }
+        Ok(made)
+    }
+}
+
+impl Drop for Makers {
+    fn drop(&mut self) {
+        for maker in &mut self.workers {
+            // Its channel closed, the thread ends once its half batch is made.
+            maker.give = None;
+            while maker.made.recv().is_ok() {}
+            if let Some(thread) = maker.thread.take() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -635,13 +853,6 @@ fn write_lines(writer: &mut LineWriter, events: &[RecordedEvent], lines: &mut Ve
         writer.write(event, lines);
         lines.push(b'\n');
     }
-}
-
-/// The lines a thread made, once it is done.
-fn made(thread: std::thread::JoinHandle<Box<Making>>) -> anyhow::Result<Box<Making>> {
-    thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("making the export's lines failed"))
 }
 
 /// The directory an export file `out` goes into, once checked: `out` is not a directory and
@@ -681,14 +892,17 @@ pub async fn export_file(
         .prefix(".battleplan-export-")
         .tempfile_in(directory)
         .with_context(|| format!("creating a temporary file in {}", directory.display()))?;
-    let mut writer = Flushing {
+    let mut writer = Background::start(Flushing {
         file: temporary,
         written: 0,
         since: 0,
-    };
-    // On an error the temporary file goes with `writer`: nothing half-written is left.
-    let summary = export(store, as_of, &mut writer).await?;
-    let temporary = writer.file;
+    })
+    .context("starting the export's writer")?;
+    // On an error the temporary file goes with the writer: nothing half-written is left.
+    let exported = export_to(store, as_of, &mut writer).await;
+    let written = writer.finish();
+    let summary = exported?;
+    let temporary = written.context("writing the export")?.file;
     temporary
         .as_file()
         .sync_all()
@@ -1140,21 +1354,43 @@ pub async fn import(
         )));
     }
     let mut restore = Restoring::start(into, hint).await?;
-    // The lines are read and their records rebuilt on a thread of their own while the
-    // records before are stored: each takes about half of an import.
-    let (send, receive) = std::sync::mpsc::sync_channel(4);
+    // The lines are read on a thread of their own, their records rebuilt on two more, a block
+    // each in turn, while the records before are stored; the chain is followed here, where
+    // the records come back in order.
+    let (spare_blocks, spare) = std::sync::mpsc::channel();
+    let mut to_rebuild = Vec::with_capacity(REBUILDERS);
+    let mut rebuilt = Vec::with_capacity(REBUILDERS);
+    for _ in 0..REBUILDERS {
+        let (lines, from) = std::sync::mpsc::sync_channel(2);
+        let (to, records) = std::sync::mpsc::sync_channel(2);
+        let spare_blocks = spare_blocks.clone();
+        std::thread::Builder::new()
+            .name("import-records".into())
+            .spawn(move || rebuild_lines(&from, &to, &spare_blocks))
+            .map_err(|error| anyhow::anyhow!("starting to read {name}: {error}"))?;
+        to_rebuild.push(lines);
+        rebuilt.push(records);
+    }
+    drop(spare_blocks);
     let reader_name = name.clone();
     std::thread::Builder::new()
         .name("import-lines".into())
-        .spawn(move || read_lines(BufReader::new(source), &reader_name, &send))
+        .spawn(move || read_lines(BufReader::new(source), &reader_name, &to_rebuild, &spare))
         .map_err(|error| anyhow::anyhow!("starting to read {name}: {error}"))?;
+    let mut previous = GENESIS_HASH;
+    let mut turn = 0usize;
     let (number, trailer) = loop {
-        match receive.recv() {
-            Ok(Lines::Records(records)) => {
+        let next = rebuilt[turn % REBUILDERS].recv();
+        turn += 1;
+        match next {
+            Ok(Rebuilt::Records(records, stopped)) => {
                 for (number, bytes, event) in records {
                     let at = |message: String| {
                         ImportError::Refused(format!("{name}:{number}: {message}"))
                     };
+                    LineRefused::link(event.previous_hash, previous, event.position.0)
+                        .map_err(at)?;
+                    previous = event.hash;
                     restore
                         .push(bytes, &event)
                         .await
@@ -1166,9 +1402,15 @@ pub async fn import(
                             }
                         })?;
                 }
+                if let Some((number, expected, refused)) = stopped {
+                    return Err(ImportError::Refused(format!(
+                        "{name}:{number}: {}",
+                        refused.linked(previous, expected)
+                    )));
+                }
             }
-            Ok(Lines::End { lines, trailer }) => break (lines, trailer),
-            Ok(Lines::Refused(error)) => return Err(error),
+            Ok(Rebuilt::End { lines, trailer }) => break (lines, trailer),
+            Ok(Rebuilt::Refused(error)) => return Err(error),
             Err(_) => {
                 return Err(ImportError::Internal(anyhow::anyhow!(
                     "reading {name} stopped short"
@@ -1208,11 +1450,11 @@ pub async fn import(
     })
 }
 
-/// What the thread reading an export's lines hands on, in order.
+/// What the thread reading an export hands on, in order, through the threads that rebuild
+/// the records.
 enum Lines {
-    /// Records rebuilt from consecutive lines, each checked against the chain: each line's
-    /// number and the record's stored bytes.
-    Records(Vec<(u64, Vec<u8>, RecordedEvent)>),
+    /// Consecutive event lines, as read (see [`Block`]).
+    Block(Block),
     /// The file is read: how many lines it has, and its trailer with its line number.
     End {
         lines: u64,
@@ -1222,36 +1464,75 @@ enum Lines {
     Refused(ImportError),
 }
 
-/// Records handed on at a time by [`read_lines`].
+/// Consecutive event lines: their bytes one after the other, and for each its line number,
+/// the position its event must hold and where its bytes end.
+#[derive(Default)]
+struct Block {
+    bytes: Vec<u8>,
+    lines: Vec<(u64, u64, usize)>,
+}
+
+/// What a thread that rebuilds records hands on for a [`Lines`], in the same order.
+enum Rebuilt {
+    /// The block's records, each checked against itself (not yet against the line before):
+    /// each line's number and the record's stored bytes; and the line that stopped the block
+    /// (its number, position and why), when one did.
+    Records(
+        Vec<(u64, Vec<u8>, RecordedEvent)>,
+        Option<(u64, u64, LineRefused)>,
+    ),
+    End {
+        lines: u64,
+        trailer: Option<(u64, Trailer)>,
+    },
+    Refused(ImportError),
+}
+
+/// Event lines handed on at a time by [`read_lines`].
 const LINES_AT_A_TIME: usize = 1_024;
 
-/// Reads an export's lines from `reader` and hands on what they hold to `to` (see [`Lines`]),
-/// until the file ends, a line is refused, or nobody takes them any more.
-fn read_lines(mut reader: impl BufRead, name: &str, to: &std::sync::mpsc::SyncSender<Lines>) {
-    let mut previous = GENESIS_HASH;
-    let mut buffer = Vec::new();
+/// The threads that rebuild records from lines, side by side (the machine's two cores: the
+/// store's own work, on the thread that imports, takes about half as long).
+const REBUILDERS: usize = 2;
+
+/// Reads an export's lines from `reader` and hands them on, a block at a time, to the
+/// rebuilders in turn (the first block to the first, the next to the next...), until the file
+/// ends, a line is refused, or nobody takes them any more. Only what needs the lines in order
+/// is checked here: a line's length, the trailer and what follows it.
+fn read_lines(
+    mut reader: impl BufRead,
+    name: &str,
+    to: &[std::sync::mpsc::SyncSender<Lines>],
+    spare: &std::sync::mpsc::Receiver<Block>,
+) {
+    let turn = std::cell::Cell::new(0usize);
+    let send = |lines: Lines| {
+        let sent = to[turn.get() % to.len()].send(lines).is_ok();
+        turn.set(turn.get() + 1);
+        sent
+    };
     let mut number = 0u64;
     let mut records_read = 0u64;
     let mut trailer: Option<(u64, Trailer)> = None;
-    let mut scratch = Readable::default();
-    let mut records = Vec::with_capacity(LINES_AT_A_TIME);
-    let refused = |error: ImportError, records: Vec<(u64, Vec<u8>, RecordedEvent)>| {
+    let mut block = Block::default();
+    let refused = |error: ImportError, block: Block| {
         // What came before the refused line is stored first (so that an error in it is seen).
-        if to.send(Lines::Records(records)).is_ok() {
-            let _ = to.send(Lines::Refused(error));
+        if send(Lines::Block(block)) {
+            send(Lines::Refused(error));
         }
     };
+    let mut line = Vec::new();
     loop {
-        buffer.clear();
+        line.clear();
         let read = match (&mut reader)
             .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut buffer)
+            .read_until(b'\n', &mut line)
         {
             Ok(read) => read,
             Err(error) => {
                 return refused(
                     ImportError::Refused(format!("cannot read {name}: {error}")),
-                    records,
+                    block,
                 )
             }
         };
@@ -1260,52 +1541,85 @@ fn read_lines(mut reader: impl BufRead, name: &str, to: &std::sync::mpsc::SyncSe
         }
         number += 1;
         let at = |message: String| ImportError::Refused(format!("{name}:{number}: {message}"));
-        if buffer.len() > MAX_LINE_BYTES {
+        if line.len() > MAX_LINE_BYTES {
             return refused(
                 at(format!(
                     "the line is longer than {MAX_LINE_BYTES} bytes; this is not a battleplan export"
                 )),
-                records,
+                block,
             );
         }
-        if buffer.last() == Some(&b'\n') {
-            buffer.pop();
+        if line.last() == Some(&b'\n') {
+            line.pop();
         }
         if let Some((at_line, _)) = &trailer {
             return refused(
                 at(format!(
                     "a line after the trailer on line {at_line}; the trailer is an export's last line"
                 )),
-                records,
+                block,
             );
         }
-        if buffer.starts_with(TRAILER_START) {
-            match read_trailer(&buffer) {
+        if line.starts_with(TRAILER_START) {
+            match read_trailer(&line) {
                 Ok(read) => trailer = Some((number, read)),
-                Err(message) => return refused(at(message), records),
+                Err(message) => return refused(at(message), block),
             }
             continue;
         }
-        match record_of_line(&buffer, previous, records_read + 1, &mut scratch) {
-            Ok((bytes, event)) => {
-                previous = event.hash;
-                records.push((number, bytes, event));
-                records_read += 1;
-            }
-            Err(message) => return refused(at(message), records),
-        }
-        if records.len() == LINES_AT_A_TIME {
-            let full = std::mem::replace(&mut records, Vec::with_capacity(LINES_AT_A_TIME));
-            if to.send(Lines::Records(full)).is_err() {
+        records_read += 1;
+        block.bytes.extend_from_slice(&line);
+        block.lines.push((number, records_read, block.bytes.len()));
+        if block.lines.len() == LINES_AT_A_TIME {
+            let mut next = spare.try_recv().unwrap_or_default();
+            next.bytes.clear();
+            next.lines.clear();
+            if !send(Lines::Block(std::mem::replace(&mut block, next))) {
                 return;
             }
         }
     }
-    if to.send(Lines::Records(records)).is_ok() {
-        let _ = to.send(Lines::End {
+    if send(Lines::Block(block)) {
+        send(Lines::End {
             lines: number,
             trailer,
         });
+    }
+}
+
+/// Rebuilds the records of the lines `from` hands on, each line checked against itself, and
+/// hands them on to `to` in the same order; the blocks it is done with go back to `spare`.
+fn rebuild_lines(
+    from: &std::sync::mpsc::Receiver<Lines>,
+    to: &std::sync::mpsc::SyncSender<Rebuilt>,
+    spare: &std::sync::mpsc::Sender<Block>,
+) {
+    let mut scratch = Readable::default();
+    for lines in from {
+        let rebuilt = match lines {
+            Lines::Block(block) => {
+                let mut records = Vec::with_capacity(block.lines.len());
+                let mut stopped = None;
+                let mut start = 0;
+                for &(number, expected, end) in &block.lines {
+                    match record_of_line_alone(&block.bytes[start..end], expected, &mut scratch) {
+                        Ok((bytes, event)) => records.push((number, bytes, event)),
+                        Err(refused) => {
+                            stopped = Some((number, expected, refused));
+                            break;
+                        }
+                    }
+                    start = end;
+                }
+                let _ = spare.send(block);
+                Rebuilt::Records(records, stopped)
+            }
+            Lines::End { lines, trailer } => Rebuilt::End { lines, trailer },
+            Lines::Refused(error) => Rebuilt::Refused(error),
+        };
+        if to.send(rebuilt).is_err() {
+            return;
+        }
     }
 }
 
@@ -1399,23 +1713,87 @@ pub fn record_of(event: &RecordedEvent) -> Result<Vec<u8>, String> {
 
 /// Checks one line against the chain so far and rebuilds its record: the stored bytes and the
 /// hash they have. `expected` is the position the line must hold; `scratch` holds the buffers
-/// a payload is turned in, from line to line.
+/// a payload is turned in, from line to line. What [`import`] does with each line, in one
+/// place (the import checks a line alone on one thread and its link on another).
+#[cfg(test)]
 fn record_of_line(
     line: &[u8],
     previous: ChainHash,
     expected: u64,
     scratch: &mut Readable,
 ) -> Result<(Vec<u8>, RecordedEvent), String> {
+    let (bytes, recorded) = record_of_line_alone(line, expected, scratch)
+        .map_err(|refused| refused.linked(previous, expected))?;
+    LineRefused::link(recorded.previous_hash, previous, expected)?;
+    Ok((bytes, recorded))
+}
+
+/// Why a line was refused, as far as it was read alone: the words, and the `previous_hash` it
+/// names once that was read (so that its link to the line before is checked first, as
+/// [`record_of_line`] checks it).
+#[derive(Debug)]
+struct LineRefused {
+    message: String,
+    previous_hash: Option<ChainHash>,
+}
+
+impl From<&str> for LineRefused {
+    fn from(message: &str) -> LineRefused {
+        LineRefused::from(message.to_string())
+    }
+}
+
+impl From<String> for LineRefused {
+    fn from(message: String) -> LineRefused {
+        LineRefused {
+            message,
+            previous_hash: None,
+        }
+    }
+}
+
+impl LineRefused {
+    /// The words for the line at `expected`, `previous` being the hash of the event before it:
+    /// a broken link before anything found after the link was read.
+    fn linked(self, previous: ChainHash, expected: u64) -> String {
+        match self.previous_hash {
+            Some(previous_hash) => match LineRefused::link(previous_hash, previous, expected) {
+                Err(broken) => broken,
+                Ok(()) => self.message,
+            },
+            None => self.message,
+        }
+    }
+
+    /// Whether a line naming `previous_hash` continues a chain whose last hash is `previous`.
+    fn link(previous_hash: ChainHash, previous: ChainHash, expected: u64) -> Result<(), String> {
+        if previous_hash == previous {
+            return Ok(());
+        }
+        Err(format!(
+            "`previous_hash` is not the hash of the event before it ({}): the chain is broken (an event was changed, removed or reordered)",
+            if expected == 1 { "none: it must be all zeros".to_string() } else { hex(&previous) }
+        ))
+    }
+}
+
+/// [`record_of_line`] without the link to the line before: what a line says checked against
+/// itself (its position is `expected`, its hash is its event's).
+fn record_of_line_alone(
+    line: &[u8],
+    expected: u64,
+    scratch: &mut Readable,
+) -> Result<(Vec<u8>, RecordedEvent), LineRefused> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Err("an empty line; an export has one event on every line".into());
     }
     let line: LineIn =
         serde_json::from_slice(line).map_err(|error| format!("not an export line: {error}"))?;
     if line.position != expected {
-        return Err(format!(
+        return Err(LineRefused::from(format!(
             "position {}, expected {expected} (an event is missing, repeated or moved)",
             line.position
-        ));
+        )));
     }
     let stream =
         StreamId::new(line.stream.into_owned()).map_err(|error| format!("`stream`: {error}"))?;
@@ -1427,22 +1805,24 @@ fn record_of_line(
     }
     let previous_hash = hash_of(&line.previous_hash).map_err(|e| format!("`previous_hash` {e}"))?;
     let hash = hash_of(&line.hash).map_err(|e| format!("`hash` {e}"))?;
-    if previous_hash != previous {
-        return Err(format!(
-            "`previous_hash` is not the hash of the event before it ({}): the chain is broken (an event was changed, removed or reordered)",
-            if expected == 1 { "none: it must be all zeros".to_string() } else { hex(&previous) }
-        ));
-    }
+    // From here on, a refusal names the link: the line before decides whether it is broken.
+    let refused = |message: String| LineRefused {
+        message,
+        previous_hash: Some(previous_hash),
+    };
     let payload = match &line.payload_msgpack {
         Some(text) => BASE64
             .decode(text.as_bytes())
-            .map_err(|error| format!("`payload_msgpack` is not base64: {error}"))?,
+            .map_err(|error| refused(format!("`payload_msgpack` is not base64: {error}")))?,
         // The readable payload is the bytes (see docs/export.md): the hash below tells
         // whether it was changed.
         None => {
             let mut bytes = Vec::with_capacity(line.payload.get().len());
-            msgpack_of_json(line.payload.get().as_bytes(), &mut bytes)
-                .map_err(|error| format!("`payload` cannot be laid out as MessagePack: {error}"))?;
+            msgpack_of_json(line.payload.get().as_bytes(), &mut bytes).map_err(|error| {
+                refused(format!(
+                    "`payload` cannot be laid out as MessagePack: {error}"
+                ))
+            })?;
             bytes
         }
     };
@@ -1470,9 +1850,9 @@ fn record_of_line(
         },
     );
     if recorded.hash != hash {
-        return Err(
+        return Err(refused(
             "`hash` does not match the event: a field was changed since it was recorded".into(),
-        );
+        ));
     }
     if line.payload_msgpack.is_some() {
         // Both were written: the readable one must show the bytes.
@@ -1482,10 +1862,10 @@ fn record_of_line(
         let read: serde_json::Value =
             serde_json::from_str(line.payload.get()).unwrap_or(serde_json::Value::Null);
         if !same_json(&shown, &read) {
-            return Err(
+            return Err(refused(
                 "`payload` does not match `payload_msgpack`, the bytes the hash covers: the readable payload was edited"
                     .into(),
-            );
+            ));
         }
     }
     Ok((bytes, recorded))
@@ -1548,6 +1928,87 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn instants_are_written_as_chrono_writes_them(
+            seconds in -62_167_219_200i64..253_402_300_800i64,
+            nanos in 0u32..1_000_000_000,
+        ) {
+            let at = DateTime::<Utc>::from_timestamp(seconds, nanos).unwrap();
+            let mut out = Vec::new();
+            push_instant(&mut out, &at);
+            proptest::prop_assert_eq!(
+                String::from_utf8(out).unwrap(),
+                at.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+
+        #[test]
+        fn numbers_are_written_as_display_writes_them(number: i64, unsigned: u64) {
+            let mut out = Vec::new();
+            push_signed(&mut out, number);
+            out.push(b' ');
+            push_number(&mut out, unsigned);
+            proptest::prop_assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{number} {unsigned}")
+            );
+        }
+
+        #[test]
+        fn texts_are_quoted_as_serde_json_quotes_them(
+            bytes in proptest::prop_oneof![
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+                // Escapes, a control character, DEL, and 中 as UTF-8, around plain ASCII.
+                proptest::collection::vec(
+                    proptest::sample::select(vec![b'a', b'7', b'"', b'\\', 0x01, 0x1f, 0x7f, 0xe4, 0xb8, 0xad]),
+                    0..80,
+                ),
+                proptest::strategy::Strategy::prop_map(proptest::prelude::any::<String>(), String::into_bytes),
+            ]
+        ) {
+            // A text of any bytes, as a payload holds it: shown as serde_json shows the same
+            // text, or refused when it is not UTF-8.
+            let mut payload = if bytes.len() < 32 {
+                vec![0xa0 | bytes.len() as u8]
+            } else {
+                vec![0xd9, bytes.len() as u8]
+            };
+            payload.extend_from_slice(&bytes);
+            let mut out = Vec::new();
+            let shown = show_item(&mut payload.as_slice(), &mut out, 0);
+            match std::str::from_utf8(&bytes) {
+                Ok(text) => {
+                    proptest::prop_assert!(shown.is_ok());
+                    proptest::prop_assert_eq!(out, serde_json::to_vec(text).unwrap());
+                }
+                Err(_) => proptest::prop_assert!(shown.is_err()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_leap_second_and_far_years_are_written_as_chrono_writes_them() {
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .unwrap()
+            .and_hms_nano_opt(23, 59, 59, 1_500_000_000)
+            .unwrap()
+            .and_utc();
+        let far = chrono::NaiveDate::from_ymd_opt(12_345, 1, 2)
+            .unwrap()
+            .and_hms_opt(3, 4, 5)
+            .unwrap()
+            .and_utc();
+        for at in [leap, far] {
+            let mut out = Vec::new();
+            push_instant(&mut out, &at);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                at.to_rfc3339_opts(SecondsFormat::Micros, true)
+            );
+        }
+    }
 
     #[test]
     fn hashes_read_as_hex() {
