@@ -392,8 +392,17 @@ impl Segments {
                 file
             }
         };
-        crate::fault::check("segment.write")?;
-        file.write_all_at(&frame, writer.end)?;
+        let named = |error: io::Error| {
+            io::Error::new(
+                error.kind(),
+                format!(
+                    "{}: {error}",
+                    self.directory.join(file_name(writer.segment)).display()
+                ),
+            )
+        };
+        crate::fault::check("segment.write").map_err(named)?;
+        file.write_all_at(&frame, writer.end).map_err(named)?;
         let locator = Locator {
             segment: writer.segment,
             offset: writer.end,
@@ -464,6 +473,14 @@ impl Segments {
                 name()
             )));
         }
+        if locator.offset > SEGMENT_BYTES {
+            // Appending starts a new file before a frame would begin past this.
+            return Err(ReadError::Damaged(format!(
+                "sled's entry for the chunk at {first} places it at byte {} of {}, past where any frame begins",
+                locator.offset,
+                name()
+            )));
+        }
         let file = match self.reader(locator.segment) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
@@ -512,5 +529,44 @@ impl Segments {
             return Err(damaged("does not match its checksum"));
         }
         Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A locator whose place no frame can have is damage the reader names, not a failing
+    /// disk: an offset past where appending starts a new file, and a length past a frame's.
+    #[test]
+    fn a_locator_no_frame_can_have_is_damage() {
+        let directory = tempfile::tempdir().unwrap();
+        let segments = Segments::open(directory.path()).unwrap();
+        segments.settle(None).unwrap();
+        let locator = segments.append(1, b"chunk").unwrap();
+        segments.append(2, b"the next chunk").unwrap();
+        segments.sync().unwrap();
+        assert_eq!(segments.read(1, &locator.to_bytes()).unwrap(), b"chunk");
+        for (offset, length, says) in [
+            (u64::MAX - 4, 5, "past where any frame begins"),
+            (SEGMENT_BYTES + 1, 5, "past where any frame begins"),
+            (0, u32::MAX, "bytes long"),
+            (4, 5, "has no frame of its own there"),
+            (0, 6, "has no frame of its own there"),
+            (29, 500, "ends before the chunk"),
+        ] {
+            let wrong = Locator {
+                segment: 0,
+                offset,
+                length,
+            };
+            match segments.read(1, &wrong.to_bytes()) {
+                Err(ReadError::Damaged(detail)) => {
+                    assert!(detail.contains(says), "{offset}, {length}: {detail}")
+                }
+                other => panic!("{offset}, {length}: {other:?}"),
+            }
+        }
     }
 }
