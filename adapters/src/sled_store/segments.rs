@@ -161,6 +161,34 @@ impl std::fmt::Debug for Segments {
     }
 }
 
+/// A segment file shorter than the frames sled names in it: damage (`InvalidData`).
+fn too_short(segment: u32, length: u64, end: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!(
+            "the log's file {DIRECTORY}/{} is {length} bytes long, but the store holds chunks in it up to byte {end}",
+            file_name(segment)
+        ),
+    )
+}
+
+/// Why segment file `segment` (at `path`) could not be opened, as `settle` takes it: `Ok` for
+/// a file that is missing and holds nothing sled names, damage (`InvalidData`) for a missing
+/// file that should hold frames, the error itself naming the path otherwise.
+fn unopened(path: &Path, segment: u32, end: u64, error: io::Error) -> io::Result<()> {
+    match error.kind() {
+        io::ErrorKind::NotFound if end == 0 => Ok(()),
+        io::ErrorKind::NotFound => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the log's file {DIRECTORY}/{} is missing, but the store holds chunks in it",
+                file_name(segment)
+            ),
+        )),
+        kind => Err(io::Error::new(kind, format!("{}: {error}", path.display()))),
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -229,46 +257,31 @@ impl Segments {
         let path = base.join(file_name(segment));
         match std::fs::metadata(&path) {
             Ok(metadata) if metadata.len() < end => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the log's file {DIRECTORY}/{} is {} bytes long, but the store holds chunks in it up to byte {end}",
-                        file_name(segment),
-                        metadata.len()
-                    ),
-                ))
+                return Err(too_short(segment, metadata.len(), end))
             }
             Ok(_) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound && end == 0 => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "the log's file {DIRECTORY}/{} is missing, but the store holds chunks in it",
-                        file_name(segment)
-                    ),
-                ))
-            }
-            Err(error) => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{}: {error}", path.display()),
-                ))
-            }
+            Err(error) => unopened(&path, segment, end, error)?,
         }
-        let mut writer = lock(&self.writer);
-        writer.file = None;
-        writer.segment = segment
+        let next = segment
             .checked_add(1)
             .ok_or_else(|| io::Error::other("the log has run out of segment numbers"))?;
-        writer.end = 0;
+        let mut writer = lock(&self.writer);
+        writer.file = None;
+        self.append_at(&mut writer, next, 0);
+        Ok(())
+    }
+
+    /// Appending goes on at byte `end` of segment `segment`, nothing written since; no reader
+    /// keeps a handle it opened before (its file may have been removed or cut).
+    fn append_at(&self, writer: &mut Writer, segment: u32, end: u64) {
+        writer.segment = segment;
+        writer.end = end;
         writer.unsynced = false;
         writer.created = false;
         self.readers
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
-        Ok(())
     }
 
     /// Where appending goes on: at `at`, which sled says (the start of segment 0 when it says
@@ -309,44 +322,15 @@ impl Segments {
                     file.set_len(end)?;
                     file.sync_all()?;
                 } else if length < end {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "the log's file {DIRECTORY}/{} is {length} bytes long, but the store holds chunks in it up to byte {end}",
-                            file_name(segment)
-                        ),
-                    ));
+                    return Err(too_short(segment, length, end));
                 }
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound && end == 0 => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                    "the log's file {DIRECTORY}/{} is missing, but the store holds chunks in it",
-                    file_name(segment)
-                ),
-                ))
-            }
-            Err(error) => {
-                return Err(io::Error::new(
-                    error.kind(),
-                    format!("{}: {error}", path.display()),
-                ))
-            }
+            Err(error) => unopened(&path, segment, end, error)?,
         }
         if changed {
             File::open(&self.directory)?.sync_all()?;
         }
-        writer.segment = segment;
-        writer.end = end;
-        writer.unsynced = false;
-        writer.created = false;
-        // A reader of a removed or cut file must not keep its old handle.
-        self.readers
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.append_at(&mut writer, segment, end);
         Ok(())
     }
 
