@@ -481,7 +481,8 @@ fn push_text(out: &mut Vec<u8>, text: &str) {
     if !needs_escape(text.as_bytes()) {
         push_quoted(out, text.as_bytes());
     } else {
-        push_escaped(out, text);
+        // Writing to a vector does not fail, and a `str` always serializes.
+        let _ = serde_json::to_writer(&mut *out, text);
     }
 }
 
@@ -491,11 +492,6 @@ fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
     out.extend_from_slice(bytes);
     out.push(b'"');
-}
-
-fn push_escaped(out: &mut Vec<u8>, text: &str) {
-    // Writing to a vector does not fail, and a `str` always serializes.
-    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// Whether `bytes` are plain ASCII that a JSON string holds as it is: no byte of 0x80 or
@@ -669,19 +665,15 @@ impl Background {
 
     /// Waits for the writer to finish what it was given: the file, or the error it met.
     fn finish(mut self) -> std::io::Result<Flushing> {
+        self.join()
+    }
+
+    /// Closes the writer's channel and waits for it to end.
+    fn join(&mut self) -> std::io::Result<Flushing> {
         self.lines = None;
         match self.writer.take().map(std::thread::JoinHandle::join) {
             Some(Ok(written)) => written,
             Some(Err(_)) | None => Err(std::io::Error::other("the export's writer failed")),
-        }
-    }
-
-    /// The writer's error, once it has stopped early.
-    fn failure(&mut self) -> std::io::Error {
-        self.lines = None;
-        match self.writer.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(Err(error))) => error,
-            _ => std::io::Error::other("the export's writer stopped"),
         }
     }
 }
@@ -694,9 +686,12 @@ impl LineSink for Background {
             None => false,
         };
         if sent {
-            Ok(())
-        } else {
-            Err(self.failure())
+            return Ok(());
+        }
+        // The writer stopped early: its error.
+        match self.join() {
+            Err(error) => Err(error),
+            Ok(_) => Err(std::io::Error::other("the export's writer stopped")),
         }
     }
 }
