@@ -146,6 +146,9 @@ const FORMAT_KEY: &[u8] = b"store-format";
 /// Present in `meta` while a restore is under way (`restore`): such a directory is not a store.
 const RESTORING_KEY: &[u8] = b"restoring";
 
+/// The directory in a store's directory where projections keep their large files.
+pub const FILES_DIRECTORY: &str = "files";
+
 /// Stream versions the sequencer keeps in memory before starting over: bounded memory however many
 /// streams (customers) the log holds.
 const VERSION_CACHE_ENTRIES: usize = 100_000;
@@ -502,6 +505,9 @@ struct Inner {
     index: Arc<RwLock<CommandIndex>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     options: StoreOptions,
+    /// Where projections keep their large files (`Checkpoints::files_directory`): `files/` in
+    /// the store's directory, or in the directory whose segment files a read-only copy reads.
+    files: PathBuf,
     /// Last, so that it is dropped after every handle on sled.
     _released: LockReleased,
 }
@@ -3004,6 +3010,7 @@ impl SledEventLog {
                 // The flusher first: it ends the checkpointer when it ends.
                 threads: Mutex::new(vec![flusher, checkpointer]),
                 options,
+                files: segments_from.unwrap_or(directory).join(FILES_DIRECTORY),
                 _released: LockReleased {
                     db_file: directory.join("db"),
                     poisoned,
@@ -3568,5 +3575,9 @@ impl Checkpoints for SledEventLog {
             TransactionError::Storage(error) => sled_error(error),
             TransactionError::Abort(()) => StoreError::Io("the reset was aborted".into()),
         })
+    }
+
+    fn files_directory(&self) -> Option<PathBuf> {
+        Some(self.inner.files.clone())
     }
 }

@@ -17,6 +17,7 @@ pub mod funnel;
 pub mod metrics;
 pub mod outreach;
 pub mod plan;
+pub mod presized;
 pub mod report;
 pub mod task;
 pub mod text;

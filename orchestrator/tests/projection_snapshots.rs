@@ -67,14 +67,31 @@ async fn replay(store: &dyn Store, to: Position) -> Projections {
     projections
 }
 
-async fn save(store: &dyn Store, projections: &Projections) {
+/// Saves a snapshot as the runtime does: in a file of the store's own (the sled store keeps
+/// them), or in chunks when `files` is `None`.
+async fn save_in(store: &dyn Store, projections: &Projections, files: Option<&Path>) {
     let encoded = snapshot::encode(
         &projections.book,
         &projections.outreach,
         &projections.boards,
+        files,
     )
     .unwrap();
     assert!(snapshot::save(store, encoded).await.unwrap());
+}
+
+async fn save(store: &dyn Store, projections: &Projections) {
+    save_in(store, projections, store.files_directory().as_deref()).await;
+}
+
+/// The snapshot files in the store's files directory, by name.
+fn snapshot_files(store: &dyn Store) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(store.files_directory().unwrap())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
 }
 
 /// What a runtime's projections stand at once caught up.
@@ -137,10 +154,29 @@ async fn a_snapshot_and_the_tail_are_what_the_whole_log_gives() {
     let whole = replay(store.as_ref(), head).await;
     assert!(whole.book.len() >= 3_000);
 
-    // A snapshot half-way: read back, it is the replay up to there.
+    // A snapshot half-way: read back, it is the replay up to there. In chunks first (as a store
+    // that keeps no files holds it, and as an older battleplan left it in this one), then, after
+    // a reset, in a file of the store's.
     let half = Position(head.0 / 2);
     let at_half = replay(store.as_ref(), half).await;
+    save_in(store.as_ref(), &at_half, None).await;
+    let read = snapshot::load(store.as_ref()).await.unwrap().unwrap();
+    assert_eq!(differences(&read, &at_half), Vec::<&str>::new());
+    store.reset(snapshot::PROJECTION).await.unwrap();
     save(store.as_ref(), &at_half).await;
+    assert_eq!(
+        snapshot_files(store.as_ref()),
+        [format!("snapshot-{:020}.msgpack", half.0)]
+    );
+    assert!(
+        !store
+            .scan(snapshot::PROJECTION)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(key, _)| key.starts_with(b"chunk/")),
+        "a snapshot in a file has no chunks"
+    );
     let read = snapshot::load(store.as_ref()).await.unwrap().unwrap();
     assert_eq!(differences(&read, &at_half), Vec::<&str>::new());
 
@@ -172,8 +208,14 @@ async fn a_snapshot_and_the_tail_are_what_the_whole_log_gives() {
     let check = report.snapshot.unwrap();
     assert_eq!((check.position, check.matches_replay), (half.0, true));
 
-    // An owner saves a new snapshot once enough of the log was replayed past the last one, in
-    // one commit with its checkpoint; the old one's chunks are gone.
+    // An owner saves a new snapshot once enough of the log was replayed past the last one, its
+    // header in one commit with its checkpoint; the old one's file is gone, and so is what a
+    // process killed while writing one left (another process's partial file).
+    let orphan = store
+        .files_directory()
+        .unwrap()
+        .join(".snapshot-4000000000-killed");
+    std::fs::write(&orphan, b"half a snapshot").unwrap();
     let owner = runtime(&store, Policy::OWNER);
     let _ = caught_up(&owner).await;
     let due = snapshot::due(half.0, head.0);
@@ -185,13 +227,10 @@ async fn a_snapshot_and_the_tail_are_what_the_whole_log_gives() {
         head,
         "saved at the head"
     );
-    let keys = store.scan(snapshot::PROJECTION).await.unwrap();
-    let stale = format!("chunk/{:020}/", half.0);
-    assert!(
-        !keys
-            .iter()
-            .any(|(key, _)| key.starts_with(stale.as_bytes())),
-        "the old snapshot's chunks are deleted"
+    assert_eq!(
+        snapshot_files(store.as_ref()),
+        [format!("snapshot-{:020}.msgpack", head.0)],
+        "the old snapshot's file and the orphan are removed"
     );
     let read = snapshot::load(store.as_ref()).await.unwrap().unwrap();
     assert_eq!(differences(&read, &whole), Vec::<&str>::new());
@@ -220,7 +259,7 @@ async fn a_snapshot_that_cannot_be_trusted_is_never_used_and_verify_says_so() {
 
     // Damaged: a byte of a chunk changed. Not read; the log is replayed instead.
     store.reset(snapshot::PROJECTION).await.unwrap();
-    save(store.as_ref(), &replay(store.as_ref(), at).await).await;
+    save_in(store.as_ref(), &replay(store.as_ref(), at).await, None).await;
     let stored = store.scan(snapshot::PROJECTION).await.unwrap();
     let (key, mut chunk) = stored
         .into_iter()
@@ -236,6 +275,41 @@ async fn a_snapshot_that_cannot_be_trusted_is_never_used_and_verify_says_so() {
         snapshot::load(store.as_ref()).await,
         Err(Unusable::Digest)
     ));
+
+    // The same in a file: a byte changed where it still decodes (the middle of a text), or the
+    // file cut short; and the file gone.
+    store.reset(snapshot::PROJECTION).await.unwrap();
+    save(store.as_ref(), &replay(store.as_ref(), at).await).await;
+    let file = store
+        .files_directory()
+        .unwrap()
+        .join(format!("snapshot-{:020}.msgpack", at.0));
+    let good = std::fs::read(&file).unwrap();
+    let text = good
+        .windows(8)
+        .position(|window| window == b"c-000123")
+        .expect("a customer's id in the snapshot");
+    let mut flipped = good.clone();
+    flipped[text + 7] ^= 0x01;
+    std::fs::write(&file, &flipped).unwrap();
+    assert!(matches!(
+        snapshot::load(store.as_ref()).await,
+        Err(Unusable::Digest)
+    ));
+    std::fs::write(&file, &good[..good.len() - 1]).unwrap();
+    assert!(matches!(
+        snapshot::load(store.as_ref()).await,
+        Err(Unusable::Digest)
+    ));
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        matches!(
+            snapshot::load(store.as_ref()).await,
+            Err(Unusable::File { .. })
+        ),
+        "a missing file is said"
+    );
+    std::fs::write(&file, &flipped).unwrap();
     let reader = runtime(&store, Policy::READER);
     assert_eq!(
         differences(&caught_up(&reader).await, &whole),
@@ -308,8 +382,21 @@ async fn a_snapshot_of_a_known_log_is_these_bytes() {
         &projections.book,
         &projections.outreach,
         &projections.boards,
+        None,
     )
     .unwrap();
+    // A file holds the same bytes as the chunks.
+    let in_file = snapshot::encode(
+        &projections.book,
+        &projections.outreach,
+        &projections.boards,
+        store.files_directory().as_deref(),
+    )
+    .unwrap();
+    assert_eq!(
+        (in_file.bytes(), in_file.digest()),
+        (encoded.bytes(), encoded.digest())
+    );
     insta::assert_snapshot!(format!(
         "format {}: {} bytes at position {}, {}",
         snapshot::FORMAT,

@@ -488,6 +488,7 @@ pub struct CustomerBook {
 #[derive(Deserialize)]
 struct BookParts {
     symbols: Symbols,
+    #[serde(deserialize_with = "crate::presized::vec")]
     customers: Vec<Customer>,
     imports: BTreeMap<String, ImportRecord>,
     open_import: Option<String>,

@@ -147,4 +147,13 @@ pub trait Checkpoints: Send + Sync {
 
     /// Drops the projection's state and checkpoint, to rebuild it from the log.
     async fn reset(&self, projection: &str) -> StoreResult<()>;
+
+    /// A directory of the store's own where a projection may keep files too large to be values
+    /// (a snapshot of the projections), read straight from the disk: each file is named by a
+    /// value committed with the projection's checkpoint, written and made durable before that
+    /// commit, and removed only once no committed value names it. `None` (the default): the
+    /// store keeps no such files, and the values hold everything.
+    fn files_directory(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }

@@ -102,7 +102,9 @@ fn phase_bit(phase: PhaseKind) -> u8 {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Funnel {
     /// Each customer's place in `entries`.
+    #[serde(deserialize_with = "crate::presized::hash_map")]
     customers: FxHashMap<Box<str>, u32>,
+    #[serde(deserialize_with = "crate::presized::vec")]
     entries: Vec<Entry>,
     campaigns: FxHashMap<Box<str>, u32>,
     /// The latest instant fed (a reach, a reply, an order, a bounce), in milliseconds.

@@ -20,7 +20,25 @@ pub fn stream_of(campaign: &str) -> Result<StreamId, String> {
 /// The idempotency key of a message to a customer: campaign, reach-out, customer and attempt.
 /// The same decision always has the same key, so a channel that accepts keys sends it once.
 pub fn send_key(campaign: &str, reach_out: &str, customer: &str, attempt: u32) -> String {
-    format!("{campaign}/{reach_out}/{customer}/{attempt}")
+    // Made for every customer a reach-out considers: pieces pushed, not formatted.
+    let mut key = String::with_capacity(campaign.len() + reach_out.len() + customer.len() + 13);
+    for piece in [campaign, reach_out, customer] {
+        key.push_str(piece);
+        key.push('/');
+    }
+    let mut digits = [0u8; 10];
+    let mut at = digits.len();
+    let mut rest = attempt;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    key.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+    key
 }
 
 /// Why a customer considered for a message gets none.

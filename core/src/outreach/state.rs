@@ -103,7 +103,9 @@ pub struct Outreach {
     pub position: Position,
     pub ledger: Ledger,
     /// Every planned send, by key: its place in `records`.
+    #[serde(deserialize_with = "crate::presized::hash_map")]
     sends: FxHashMap<Box<str>, u32>,
+    #[serde(deserialize_with = "crate::presized::vec")]
     records: Vec<Send>,
     /// Keys decided `NotSent` at planning (no send was planned for them): those of a reach-out
     /// still being planned (a planning cut short goes on where it stopped) and those of
@@ -111,6 +113,7 @@ pub struct Outreach {
     /// leave this map for `decided_slots` when the projection is fed with the customer book
     /// ([`Outreach::apply_fed`]): the log keeps the keys and their reasons (`outbox
     /// --customers` reads them from there), the projection their counts.
+    #[serde(deserialize_with = "crate::presized::hash_map")]
     not_planned: FxHashMap<Box<str>, NotSentReason>,
     /// Per planned reach-out (campaign, reach-out), the customers (one bit per book slot) whose
     /// first attempt it decided not to send: with the planned sends, whom it decided.
@@ -128,6 +131,7 @@ pub struct Outreach {
     staff_sent: FxHashMap<String, DateTime<Utc>>,
     /// Each customer's pending sends (instant, kind), for fatigue across reach-outs planned
     /// before either was sent.
+    #[serde(deserialize_with = "crate::presized::hash_map")]
     pending_by_customer: FxHashMap<Box<str>, Vec<(DateTime<Utc>, ChannelKind)>>,
     /// Messages a node handed to its channel with no answer recorded yet, and the node
     /// (`HandedOver`; several nodes on one store only).

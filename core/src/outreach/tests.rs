@@ -1668,3 +1668,19 @@ fn a_closed_planning_still_knows_whom_it_decided() {
     assert_eq!(by_slots.segment_size, 1);
     assert_eq!(by_slots.excluded, by_keys.excluded);
 }
+
+proptest::proptest! {
+    /// A send's key is its four parts joined by `/`, the attempt in decimal, whatever they hold.
+    #[test]
+    fn a_send_key_is_its_parts_joined(
+        campaign in "[a-z0-9-]{0,20}",
+        reach_out in "\\PC{0,12}",
+        customer in "\\PC{0,16}",
+        attempt in proptest::prelude::any::<u32>(),
+    ) {
+        proptest::prop_assert_eq!(
+            super::events::send_key(&campaign, &reach_out, &customer, attempt),
+            format!("{campaign}/{reach_out}/{customer}/{attempt}")
+        );
+    }
+}

@@ -254,6 +254,10 @@ impl Checkpoints for OpenStore {
     async fn reset(&self, projection: &str) -> StoreResult<()> {
         each!(self, store => store.reset(projection).await)
     }
+
+    fn files_directory(&self) -> Option<PathBuf> {
+        each!(self, store => store.files_directory())
+    }
 }
 
 #[async_trait]

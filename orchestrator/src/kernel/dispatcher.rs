@@ -1257,7 +1257,12 @@ pub async fn catch_up(runtime: &Runtime) -> Result<(), HandleError> {
             let encoded = if runtime.snapshots.save
                 && super::snapshot::due(runtime.snapshot.at.load(Ordering::Acquire), from.0)
             {
-                Some(super::snapshot::encode(&book, &outreach, &boards))
+                Some(super::snapshot::encode(
+                    &book,
+                    &outreach,
+                    &boards,
+                    runtime.store.files_directory().as_deref(),
+                ))
             } else {
                 None
             };
@@ -1354,7 +1359,12 @@ pub async fn save_snapshot_now(runtime: &Runtime) {
     if book.position.0 <= runtime.snapshot.at.load(Ordering::Acquire) {
         return;
     }
-    let encoded = super::snapshot::encode(&book, &outreach, &boards);
+    let encoded = super::snapshot::encode(
+        &book,
+        &outreach,
+        &boards,
+        runtime.store.files_directory().as_deref(),
+    );
     drop((book, outreach, boards));
     save_snapshot(runtime, encoded).await;
 }

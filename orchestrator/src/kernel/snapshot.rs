@@ -4,20 +4,32 @@
 //!
 //! A snapshot is the three projections in MessagePack (`rmp_serde`, structs as maps that name
 //! their fields, since many leave out a field when it is empty; the rows held per customer, the
-//! book's customers and the funnel's entries, as arrays), cut into
-//! chunks of [`CHUNK`] bytes, under the projection [`PROJECTION`] of the store's checkpoints:
-//! a header (JSON: the format, the position, how many chunks, the bytes and their BLAKE3 digest)
-//! and the chunks, keyed by the position, written in one commit with the checkpoint (the old
-//! snapshot's chunks are deleted in the same commit). Reading one checks everything the header
-//! says; a header of another [`FORMAT`], a chunk missing or a digest that differs make the
-//! snapshot unusable and the projections are rebuilt from the log, never misread. `audit verify`
-//! replays the log up to the snapshot's position and checks that the snapshot equals what the
-//! replay made (`app::audit`).
+//! book's customers and the funnel's entries, as arrays), under the projection [`PROJECTION`] of
+//! the store's checkpoints: a header (JSON: the format, the position, the bytes and their BLAKE3
+//! digest, and where the bytes are) committed with the checkpoint. Where the bytes are:
+//!
+//! - in a file of the store's own ([`files_directory`](battleplan_core::event::Checkpoints::files_directory); the sled store's `files/`),
+//!   when the store keeps files: written as it is encoded, made durable and renamed to its name
+//!   (`snapshot-POSITION.msgpack`) before the header naming it is committed, and read back as a
+//!   stream (a snapshot of a million customers is some 300 MB: read from a value of sled's, it
+//!   was copied three times and checksummed twice, more than half of a warm start). A file no
+//!   committed header names (the snapshot before, or one whose commit never came) is removed
+//!   after the next snapshot is committed;
+//! - else cut into chunks of [`CHUNK`] bytes, values of the projection keyed by the position,
+//!   written in the same commit (the old snapshot's chunks deleted in it).
+//!
+//! Reading one checks everything the header says; a header of another [`FORMAT`], a chunk or a
+//! file missing or a digest that differs make the snapshot unusable and the projections are
+//! rebuilt from the log, never misread (a file is decoded as it streams, and what was decoded is
+//! used only once the digest of every byte is found to be the header's). `audit verify` replays
+//! the log up to the snapshot's position and checks that the snapshot equals what the replay made
+//! (`app::audit`).
 //!
 //! When: after a catch-up that replayed at least [`due`]'s tail since the last snapshot, and
 //! when the daemon stops. The scenario runner does not save them (its store is thrown away).
 
-use std::io::{Read, Write};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 
 use battleplan_core::customer::book::CustomerBook;
 use battleplan_core::event::{Position, StoreError};
@@ -80,6 +92,30 @@ struct Header {
     bytes: u64,
     /// BLAKE3 of the bytes, in hex.
     digest: String,
+    /// The file in the store's files directory that holds the bytes (then `chunks` is 0);
+    /// absent when the chunks do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
+}
+
+/// The names of snapshot files: `snapshot-POSITION.msgpack`, the position in 20 digits.
+const FILE_PREFIX: &str = "snapshot-";
+const FILE_SUFFIX: &str = ".msgpack";
+/// A snapshot file being written: `.snapshot-PID-RANDOM` (another process's is an orphan: no
+/// two processes own a store's directory at once).
+const PARTIAL_PREFIX: &str = ".snapshot-";
+
+fn file_name(position: u64) -> String {
+    format!("{FILE_PREFIX}{position:020}{FILE_SUFFIX}")
+}
+
+/// The position a snapshot file's name holds, if it is one's.
+fn file_position(name: &str) -> Option<u64> {
+    name.strip_prefix(FILE_PREFIX)?
+        .strip_suffix(FILE_SUFFIX)
+        .filter(|digits| digits.len() == 20 && digits.bytes().all(|byte| byte.is_ascii_digit()))?
+        .parse()
+        .ok()
 }
 
 /// The three projections, as a snapshot holds them.
@@ -94,7 +130,19 @@ pub struct Projections {
 #[derive(Debug)]
 pub struct Encoded {
     header: Header,
-    chunks: Vec<Vec<u8>>,
+    body: Body,
+}
+
+/// Where a snapshot made is, until it is saved.
+#[derive(Debug)]
+enum Body {
+    Chunks(Vec<Vec<u8>>),
+    /// Written in the files directory, under a name of its own until it is saved (removed when
+    /// dropped unsaved).
+    File {
+        partial: tempfile::NamedTempFile,
+        directory: PathBuf,
+    },
 }
 
 impl Encoded {
@@ -123,6 +171,8 @@ pub enum Unusable {
     Position { header: u64, checkpoint: u64 },
     #[error("the snapshot's chunk {0} is missing")]
     Missing(u32),
+    #[error("the snapshot's file {name} cannot be read: {error}")]
+    File { name: String, error: String },
     #[error("the snapshot's bytes are not those its header names (digest or length differ)")]
     Digest,
     #[error("the snapshot cannot be decoded: {0}")]
@@ -164,6 +214,102 @@ impl Write for Chunks {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// A writer that hashes and counts what goes through it.
+struct Hashing<W> {
+    inner: W,
+    bytes: u64,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        self.bytes += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A buffered reader that hashes and counts every byte it reads from `inner`, a buffer at a
+/// time (hashing what the decoder takes a byte or two at a time would cost more than decoding).
+struct Hashed<R> {
+    inner: R,
+    buffer: Box<[u8]>,
+    at: usize,
+    filled: usize,
+    bytes: u64,
+    hasher: blake3::Hasher,
+}
+
+impl<R: Read> Hashed<R> {
+    fn new(inner: R) -> Hashed<R> {
+        Hashed {
+            inner,
+            buffer: vec![0; 1 << 20].into_boxed_slice(),
+            at: 0,
+            filled: 0,
+            bytes: 0,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// Reads the next bufferful, once the one before is used up; 0 at the end.
+    fn fill(&mut self) -> std::io::Result<usize> {
+        let read = loop {
+            match self.inner.read(&mut self.buffer) {
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                read => break read?,
+            }
+        };
+        self.hasher.update(&self.buffer[..read]);
+        self.bytes += read as u64;
+        (self.at, self.filled) = (0, read);
+        Ok(read)
+    }
+
+    /// Reads to the end, so that every byte is hashed and counted.
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.at = self.filled;
+        while self.fill()? > 0 {}
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Hashed<R> {
+    /// The decoder asks for a few bytes at a time (a marker, a number): taken straight from the
+    /// buffer when it holds them.
+    #[inline]
+    fn read_exact(&mut self, buffer: &mut [u8]) -> std::io::Result<()> {
+        if let Some(bytes) = self.buffer[..self.filled].get(self.at..self.at + buffer.len()) {
+            buffer.copy_from_slice(bytes);
+            self.at += buffer.len();
+            return Ok(());
+        }
+        let mut done = 0;
+        while done < buffer.len() {
+            match self.read(&mut buffer[done..])? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => done += n,
+            }
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.filled && self.fill()? == 0 {
+            return Ok(0);
+        }
+        let n = buffer.len().min(self.filled - self.at);
+        buffer[..n].copy_from_slice(&self.buffer[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
     }
 }
 
@@ -213,11 +359,13 @@ impl Read for ChunkReader {
     }
 }
 
-/// Makes a snapshot of the three projections, which stand at the same position.
+/// Makes a snapshot of the three projections, which stand at the same position: in a file of
+/// `files` (the store's [`files_directory`](battleplan_core::event::Checkpoints::files_directory)) when there is one, else in chunks.
 pub fn encode(
     book: &CustomerBook,
     outreach: &Outreach,
     boards: &Boards,
+    files: Option<&Path>,
 ) -> Result<Encoded, String> {
     let position = book.position.min(outreach.position).min(boards.position);
     if book.position != position || outreach.position != position || boards.position != position {
@@ -225,6 +373,10 @@ pub fn encode(
             "the projections stand at different positions (book {}, outbox {}, boards {})",
             book.position, outreach.position, boards.position
         ));
+    }
+    if let Some(directory) = files {
+        return encode_to_file(book, outreach, boards, position, directory)
+            .map_err(|error| format!("{}: {error}", directory.display()));
     }
     let mut chunks = Chunks {
         chunks: Vec::new(),
@@ -245,8 +397,53 @@ pub fn encode(
             chunks: u32::try_from(chunks.len()).map_err(|_| "too many chunks".to_string())?,
             bytes,
             digest: hasher.finalize().to_hex().to_string(),
+            file: None,
         },
-        chunks,
+        body: Body::Chunks(chunks),
+    })
+}
+
+fn encode_to_file(
+    book: &CustomerBook,
+    outreach: &Outreach,
+    boards: &Boards,
+    position: Position,
+    directory: &Path,
+) -> std::io::Result<Encoded> {
+    let existed = directory.is_dir();
+    battleplan_adapters::private::directory(directory)?;
+    if !existed {
+        if let Some(parent) = directory.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    let partial = tempfile::Builder::new()
+        .prefix(&format!("{PARTIAL_PREFIX}{}-", std::process::id()))
+        .tempfile_in(directory)?;
+    let (bytes, hasher) = {
+        let mut writer = Hashing {
+            inner: BufWriter::with_capacity(1 << 20, partial.as_file()),
+            bytes: 0,
+            hasher: blake3::Hasher::new(),
+        };
+        rmp_serde::encode::write_named(&mut writer, &(book, outreach, boards))
+            .map_err(std::io::Error::other)?;
+        writer.flush()?;
+        (writer.bytes, writer.hasher)
+    };
+    Ok(Encoded {
+        header: Header {
+            format: FORMAT,
+            position: position.0,
+            chunks: 0,
+            bytes,
+            digest: hasher.finalize().to_hex().to_string(),
+            file: Some(file_name(position.0)),
+        },
+        body: Body::File {
+            partial,
+            directory: directory.to_path_buf(),
+        },
     })
 }
 
@@ -263,36 +460,92 @@ async fn header(store: &dyn Store) -> Result<Option<Header>, Unusable> {
         .map_err(|error| Unusable::Header(error.to_string()))
 }
 
-/// Saves a snapshot in one commit with its checkpoint, deleting the previous one's chunks.
-/// A snapshot at or behind the one stored is not saved (another process saved a newer one).
-/// Returns whether it was saved.
+/// Saves a snapshot in one commit with its checkpoint, deleting the previous one's chunks (and,
+/// once committed, the files no header names any more). A snapshot at or behind the one stored
+/// is not saved (another process saved a newer one). Returns whether it was saved.
 pub async fn save(store: &dyn Store, encoded: Encoded) -> Result<bool, StoreError> {
     let checkpoint = store.checkpoint(PROJECTION).await?;
     if checkpoint.0 >= encoded.header.position && checkpoint != Position::START {
         return Ok(false);
     }
-    let mut changes = Vec::with_capacity(encoded.chunks.len() + 1);
+    let Encoded { header, body } = encoded;
+    let mut changes = Vec::new();
     // The previous chunks, as its header names them (an unreadable header leaves nothing known
     // to delete but its own key, which is replaced).
-    if let Ok(Some(previous)) = header(store).await {
+    if let Ok(Some(previous)) = self::header(store).await {
         for index in 0..previous.chunks {
             changes.push((chunk_key(previous.position, index), None));
         }
     }
-    let header_bytes = serde_json::to_vec(&encoded.header)
-        .map_err(|error| StoreError::Invalid(error.to_string()))?;
+    let header_bytes =
+        serde_json::to_vec(&header).map_err(|error| StoreError::Invalid(error.to_string()))?;
     changes.push((HEADER.to_vec(), Some(header_bytes)));
-    let position = encoded.header.position;
-    for (index, chunk) in encoded.chunks.into_iter().enumerate() {
-        changes.push((chunk_key(position, index as u32), Some(chunk)));
-    }
-    match store.commit(PROJECTION, Position(position), changes).await {
+    let position = header.position;
+    let written = match body {
+        Body::Chunks(chunks) => {
+            for (index, chunk) in chunks.into_iter().enumerate() {
+                changes.push((chunk_key(position, index as u32), Some(chunk)));
+            }
+            None
+        }
+        Body::File { partial, directory } => {
+            let path = directory.join(file_name(position));
+            persist(partial, &path, &directory).map_err(|error| {
+                StoreError::Io(format!("the snapshot file {}: {error}", path.display()))
+            })?;
+            Some((path, directory))
+        }
+    };
+    let committed = match store.commit(PROJECTION, Position(position), changes).await {
         Ok(()) => Ok(true),
         // Another process moved the checkpoint past this one meanwhile.
         Err(StoreError::Invalid(_)) if store.checkpoint(PROJECTION).await? > Position(position) => {
             Ok(false)
         }
         Err(error) => Err(error),
+    };
+    if let Some((path, directory)) = written {
+        if matches!(committed, Ok(true)) {
+            remove_files_before(&directory, position);
+        } else if let Err(error) = std::fs::remove_file(&path) {
+            tracing::warn!(
+                "the snapshot file {} was not removed: {error}",
+                path.display()
+            );
+        }
+    }
+    committed
+}
+
+/// Makes a snapshot file durable under its name, in a directory durable with it.
+fn persist(partial: tempfile::NamedTempFile, path: &Path, directory: &Path) -> std::io::Result<()> {
+    partial.as_file().sync_all()?;
+    partial.persist(path).map_err(|error| error.error)?;
+    std::fs::File::open(directory)?.sync_all()
+}
+
+/// Removes the snapshot files of positions before `position` (no header names them once the
+/// one at `position` is committed) and what a process that ended left half-written. Failures
+/// are said, not fatal: the next snapshot tries again.
+fn remove_files_before(directory: &Path, position: u64) {
+    let entries = match std::fs::read_dir(directory) {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::warn!("{}: {error}", directory.display());
+            return;
+        }
+    };
+    let ours = format!("{PARTIAL_PREFIX}{}-", std::process::id());
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = file_position(name).is_some_and(|at| at < position)
+            || (name.starts_with(PARTIAL_PREFIX) && !name.starts_with(&ours));
+        if stale {
+            if let Err(error) = std::fs::remove_file(entry.path()) {
+                tracing::warn!("{}: {error}", entry.path().display());
+            }
+        }
     }
 }
 
@@ -314,6 +567,24 @@ pub async fn load(store: &dyn Store) -> Result<Option<Projections>, Unusable> {
             checkpoint: checkpoint.0,
         });
     }
+    let (book, outreach, boards) = match &header.file {
+        Some(name) => read_file(store, &header, name)?,
+        None => read_chunks(store, &header).await?,
+    };
+    let position = Position(header.position);
+    if book.position != position || outreach.position != position || boards.position != position {
+        return Err(Unusable::Positions);
+    }
+    Ok(Some(Projections {
+        book,
+        outreach,
+        boards,
+    }))
+}
+
+type Decoded = (CustomerBook, Outreach, Boards);
+
+async fn read_chunks(store: &dyn Store, header: &Header) -> Result<Decoded, Unusable> {
     let mut chunks = std::collections::VecDeque::with_capacity(header.chunks as usize);
     let mut hasher = blake3::Hasher::new();
     let mut bytes = 0u64;
@@ -332,17 +603,35 @@ pub async fn load(store: &dyn Store) -> Result<Option<Projections>, Unusable> {
         return Err(Unusable::Digest);
     }
     let reader = ChunkReader { chunks, at: 0 };
-    let (book, outreach, boards): (CustomerBook, Outreach, Boards) =
-        rmp_serde::from_read(reader).map_err(|error| Unusable::Decode(error.to_string()))?;
-    let position = Position(header.position);
-    if book.position != position || outreach.position != position || boards.position != position {
-        return Err(Unusable::Positions);
+    rmp_serde::from_read(reader).map_err(|error| Unusable::Decode(error.to_string()))
+}
+
+/// Decodes the snapshot's file as it streams, then reads what is left of it: what was decoded
+/// is returned only when every byte's digest is the header's.
+fn read_file(store: &dyn Store, header: &Header, name: &str) -> Result<Decoded, Unusable> {
+    let unreadable = |error: std::io::Error| Unusable::File {
+        name: name.to_string(),
+        error: error.to_string(),
+    };
+    // A header names a file of its own directory, nothing else.
+    if file_position(name) != Some(header.position) {
+        return Err(Unusable::Header(format!(
+            "it names {name:?}, not the file of its position"
+        )));
     }
-    Ok(Some(Projections {
-        book,
-        outreach,
-        boards,
-    }))
+    let Some(directory) = store.files_directory() else {
+        return Err(unreadable(std::io::Error::other(
+            "this store keeps no files",
+        )));
+    };
+    let file = std::fs::File::open(directory.join(name)).map_err(unreadable)?;
+    let mut reader = Hashed::new(file);
+    let decoded: Result<Decoded, _> = rmp_serde::from_read(&mut reader);
+    reader.finish().map_err(unreadable)?;
+    if reader.bytes != header.bytes || reader.hasher.finalize().to_hex().as_str() != header.digest {
+        return Err(Unusable::Digest);
+    }
+    decoded.map_err(|error| Unusable::Decode(error.to_string()))
 }
 
 /// The position of the snapshot stored, if there is one with a readable header.
@@ -406,14 +695,43 @@ mod tests {
         let mut boards = Boards::default();
         boards.shop.apply(&recorded, start);
         let (book, outreach) = (CustomerBook::default(), Outreach::default());
-        let encoded = encode(&book, &outreach, &boards).unwrap_or_else(|why| panic!("{why}"));
+        let encoded = encode(&book, &outreach, &boards, None).unwrap_or_else(|why| panic!("{why}"));
+        let Body::Chunks(chunks) = encoded.body else {
+            panic!("no files directory: chunks")
+        };
         let reader = ChunkReader {
-            chunks: encoded.chunks.into(),
+            chunks: chunks.into(),
             at: 0,
         };
         let (_, _, back): (CustomerBook, Outreach, Boards) =
             rmp_serde::from_read(reader).unwrap_or_else(|error| panic!("{error}"));
         assert_eq!(back, boards);
+    }
+
+    /// Read as the decoder reads (a byte, a few, a long text) and then to the end: every byte
+    /// comes back in order and the digest is that of the whole.
+    #[test]
+    fn a_hashed_reader_gives_every_byte_and_hashes_them_all() {
+        let data: Vec<u8> = (0..(3 << 20) + 12_345)
+            .map(|i| (i * 7 % 253) as u8)
+            .collect();
+        let mut reader = Hashed::new(&data[..]);
+        let mut back = Vec::new();
+        let mut sizes = [1usize, 3, 70_000, 1 << 20, 2].into_iter().cycle();
+        while back.len() < data.len() / 2 {
+            let mut piece = vec![0; sizes.next().unwrap_or(1)];
+            reader.read_exact(&mut piece).ok();
+            back.extend_from_slice(&piece);
+        }
+        assert_eq!(back, data[..back.len()]);
+        reader.finish().ok();
+        assert_eq!(reader.bytes, data.len() as u64);
+        assert_eq!(reader.hasher.finalize(), blake3::hash(&data));
+        let mut past = [0u8; 1];
+        assert!(
+            reader.read_exact(&mut past).is_err(),
+            "nothing past the end"
+        );
     }
 
     #[test]
