@@ -3580,4 +3580,24 @@ impl Checkpoints for SledEventLog {
     fn files_directory(&self) -> Option<PathBuf> {
         Some(self.inner.files.clone())
     }
+
+    /// sled's state made durable now, as a checkpoint makes it (`Syncer::sync`, but for blob
+    /// files: a commit that needs this is small).
+    async fn sync(&self) -> StoreResult<()> {
+        let released = &self.inner._released;
+        if released
+            .poisoned
+            .0
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::Io(
+                "sled failed earlier in this process; the store must be opened again".into(),
+            ));
+        }
+        crate::fault::check("sled.flush").map_err(io_error)?;
+        self.inner.projections.flush().map_err(sled_error)?;
+        File::open(&released.db_file)
+            .and_then(|file| file.sync_data())
+            .map_err(io_error)
+    }
 }

@@ -156,4 +156,13 @@ pub trait Checkpoints: Send + Sync {
     fn files_directory(&self) -> Option<std::path::PathBuf> {
         None
     }
+
+    /// Makes every commit made so far durable, as [`Checkpoints::commit`] alone need not: a
+    /// store that makes a projection's state durable only with the log's checkpoints would
+    /// otherwise lose it to a crash, which is no loss for state the log gives again, but is one
+    /// before a file the commit stopped naming is removed. The default does nothing (a store
+    /// whose commits are durable when they return).
+    async fn sync(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -258,6 +258,10 @@ impl Checkpoints for OpenStore {
     fn files_directory(&self) -> Option<PathBuf> {
         each!(self, store => store.files_directory())
     }
+
+    async fn sync(&self) -> StoreResult<()> {
+        each!(self, store => store.sync().await)
+    }
 }
 
 #[async_trait]

@@ -318,4 +318,8 @@ impl Checkpoints for FencedStore {
     async fn reset(&self, projection: &str) -> StoreResult<()> {
         self.store.reset(&self.projection(projection)).await
     }
+
+    async fn sync(&self) -> StoreResult<()> {
+        self.store.sync().await
+    }
 }

@@ -506,7 +506,14 @@ pub async fn save(store: &dyn Store, encoded: Encoded) -> Result<bool, StoreErro
     };
     if let Some((path, directory)) = written {
         if matches!(committed, Ok(true)) {
-            remove_files_before(&directory, position);
+            // The files before are removed only once no crash can bring back a header that
+            // names one.
+            match store.sync().await {
+                Ok(()) => remove_files_before(&directory, position),
+                Err(error) => tracing::warn!(
+                    "the snapshot's commit is not yet durable ({error}); the files before it are kept"
+                ),
+            }
         } else if let Err(error) = std::fs::remove_file(&path) {
             tracing::warn!(
                 "the snapshot file {} was not removed: {error}",
