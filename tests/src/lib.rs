@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod http;
+pub mod mount;
 pub mod postgres;
 pub mod smtp;
 pub mod webhook;

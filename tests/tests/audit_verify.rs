@@ -368,54 +368,6 @@ fn files(data: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>
     found
 }
 
-/// Whether this process runs as root (it may then mount a file system).
-fn root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|id| id == "0"))
-        .unwrap_or(false)
-}
-
-/// A tmpfs of its own, unmounted when dropped.
-struct Mounted(std::path::PathBuf);
-
-impl Mounted {
-    fn new(at: &Path) -> Mounted {
-        std::fs::create_dir_all(at).unwrap();
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs"])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot mount a tmpfs at {}", at.display());
-        Mounted(at.to_path_buf())
-    }
-
-    fn read_only(&self) {
-        let status = std::process::Command::new("mount")
-            .args(["-o", "remount,ro"])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "cannot remount {} read-only",
-            self.0.display()
-        );
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 /// An auditor's tools change nothing: `audit verify` and `export` leave every byte of the store
 /// as it was (they read a private copy of its files), so they also run on a copy on read-only
 /// media (files 0400, directories 0500, the file system mounted read-only: root ignores the
@@ -496,17 +448,13 @@ fn verify_and_export_read_only_and_reach_a_running_daemon() {
     let (code, log) = daemon.terminate();
     assert_eq!(code, 0, "{}", log.join("\n"));
 
-    if !root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run this test as root: it mounts a tmpfs read-only"
-        );
-        eprintln!(
-            "SKIPPED the read-only mount of verify_reports_intact_damaged_missing_and_busy_stores: it needs root; run `sudo -E cargo test -p battleplan-tests --test audit_verify` (CI runs it as root)"
-        );
+    if !battleplan_tests::mount::needs_root(
+        "the read-only mount of verify_reports_intact_damaged_missing_and_busy_stores",
+        "audit_verify",
+    ) {
         return;
     }
-    let mounted = Mounted::new(&dir.join("media"));
+    let mounted = battleplan_tests::mount::Mounted::new(&dir.join("media"), "256m");
     let copy = mounted.0.join("data");
     copy_dir(&data, &copy);
     for path in files(&copy).keys() {

@@ -496,3 +496,70 @@ fn an_export_that_carries_every_payload_twice_still_imports() {
     assert!(!dir.join("from-edited").exists());
     no_leftovers(dir);
 }
+
+/// An export to a disk that fills is said as the disk's failure (exit 1), naming the file, and
+/// leaves nothing of the file on the disk; whether the command writes it or a running daemon
+/// does. A real full file system: a small tmpfs (root only; CI runs the tests as root).
+#[test]
+fn an_export_to_a_full_disk_says_so_and_leaves_nothing() {
+    use battleplan_tests::mount::{needs_root, Mounted};
+    if !needs_root(
+        "an_export_to_a_full_disk_says_so_and_leaves_nothing",
+        "export_import",
+    ) {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/export-2026-12-07.jsonl");
+    std::fs::copy(&fixture, dir.join("old.jsonl")).unwrap();
+    ok(on(dir, "data", &["import", "old.jsonl"]));
+    let whole = ok(on(dir, "data", &["export"])).stdout;
+    // Room for a part of the export only.
+    let small = Mounted::new(&dir.join("small"), "16k");
+    assert!(whole.len() > 64 * 1024, "{} bytes", whole.len());
+    let out = small.0.join("export.jsonl");
+    let out = out.to_str().unwrap();
+    let said = |run: &Run, by: &str| {
+        assert_eq!(run.code, 1, "{by}: {}{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains(&format!(
+                "the disk failed: cannot write the export {out}: No space left on device"
+            )) && run.stderr.contains("nothing of it was left"),
+            "{by}: {}",
+            run.stderr
+        );
+        assert!(
+            !run.stderr.contains("internal error"),
+            "{by}: {}",
+            run.stderr
+        );
+        let left: Vec<_> = std::fs::read_dir(&small.0).unwrap().collect();
+        assert!(left.is_empty(), "{by}: {left:?} left on the full disk");
+    };
+    said(&on(dir, "data", &["export", "--out", out]), "the command");
+
+    // An imported store is no rehearsal's: the daemon runs on the real clock.
+    let mut daemon = Daemon::start(dir, &["--data", "data", "run"]);
+    daemon.wait_for("running on");
+    said(&on(dir, "data", &["export", "--out", out]), "the daemon");
+    // With room, the same export is written whole.
+    small.resize("4m");
+    ok(on(dir, "data", &["export", "--out", out]));
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, 0, "{}", log.join("\n"));
+    // The daemon, on the real clock, may have recorded more: the log as it was, then the rest.
+    let written = std::fs::read_to_string(out).unwrap();
+    let events = whole.trim_end().rsplit_once('\n').unwrap().0;
+    assert!(
+        written.starts_with(events),
+        "the export written with room differs"
+    );
+    assert!(
+        written
+            .trim_end()
+            .rsplit_once('\n')
+            .is_some_and(|(_, trailer)| trailer.contains("\"trailer\":\"battleplan-export\"")),
+        "the export written with room has no trailer"
+    );
+}

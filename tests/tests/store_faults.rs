@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use battleplan_scenarios::customers::{write_customers, FileFormat, Options};
+use battleplan_tests::mount::{needs_root, Mounted};
 use battleplan_tests::{binary, bp, copy_dir, instant, mutate, ok, run_in};
 
 const CAMPAIGN: &str = "sept-festival-2026";
@@ -533,63 +534,9 @@ fn every_injected_fault_fails_cleanly_and_nothing_acknowledged_is_lost_or_done_t
     });
 }
 
-/// Whether this process runs as root (it may then mount a file system).
-fn root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1).map(|id| id == "0"))
-        .unwrap_or(false)
-}
-
-/// A tmpfs of its own, unmounted when dropped.
-struct Mounted(PathBuf);
-
-impl Mounted {
-    fn new(at: &Path, size: &str) -> Mounted {
-        std::fs::create_dir_all(at).unwrap();
-        let status = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot mount a tmpfs at {}", at.display());
-        Mounted(at.to_path_buf())
-    }
-
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot resize the tmpfs");
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn customers_import_on_a_full_file_system() {
-    if !root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI must run this test as root: it mounts a small tmpfs to fill"
-        );
-        eprintln!(
-            "SKIPPED customers_import_on_a_full_file_system: it mounts a small tmpfs and needs root; run `sudo -E cargo test -p battleplan-tests --test store_faults` (CI runs it as root)"
-        );
+    if !needs_root("customers_import_on_a_full_file_system", "store_faults") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

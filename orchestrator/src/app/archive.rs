@@ -638,6 +638,9 @@ struct Background {
     lines: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
     writer: Option<std::thread::JoinHandle<std::io::Result<Flushing>>>,
+    /// The error the writer ended with, once [`LineSink::put`] met it: [`Background::finish`]
+    /// says it again.
+    failure: Option<(std::io::ErrorKind, String)>,
 }
 
 impl Background {
@@ -660,6 +663,7 @@ impl Background {
             lines: Some(lines),
             spare,
             writer: Some(writer),
+            failure: None,
         })
     }
 
@@ -672,8 +676,16 @@ impl Background {
     fn join(&mut self) -> std::io::Result<Flushing> {
         self.lines = None;
         match self.writer.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(Err(error))) => {
+                self.failure = Some((error.kind(), error.to_string()));
+                Err(error)
+            }
             Some(Ok(written)) => written,
-            Some(Err(_)) | None => Err(std::io::Error::other("the export's writer failed")),
+            None => Err(match &self.failure {
+                Some((kind, message)) => std::io::Error::new(*kind, message.clone()),
+                None => std::io::Error::other("the export's writer failed"),
+            }),
+            Some(Err(_)) => Err(std::io::Error::other("the export's writer failed")),
         }
     }
 }
@@ -896,20 +908,36 @@ pub async fn export_file(
     // On an error the temporary file goes with the writer: nothing half-written is left.
     let exported = export_to(store, as_of, &mut writer).await;
     let written = writer.finish();
-    let summary = exported?;
-    let temporary = written.context("writing the export")?.file;
-    temporary
-        .as_file()
-        .sync_all()
-        .context("writing the export")?;
+    let failed = |source: std::io::Error| {
+        anyhow::Error::new(ExportNotWritten {
+            file: out.to_path_buf(),
+            source,
+        })
+    };
+    // The writer's own failure first: reading stops because of it.
+    let (summary, temporary) = match (exported, written) {
+        (_, Err(error)) => return Err(failed(error)),
+        (Err(error), Ok(_)) => return Err(error),
+        (Ok(summary), Ok(written)) => (summary, written.file),
+    };
+    temporary.as_file().sync_all().map_err(failed)?;
     temporary
         .persist(out)
-        .map_err(|error| error.error)
-        .with_context(|| format!("writing {}", out.display()))?;
+        .map_err(|error| failed(error.error))?;
     std::fs::File::open(directory)
         .and_then(|directory| directory.sync_all())
-        .with_context(|| format!("syncing {}", directory.display()))?;
+        .map_err(failed)?;
     Ok(summary)
+}
+
+/// An export file that could not be written (a full disk, a failing device): the temporary file
+/// it was being written to is removed, so nothing of it is left.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write the export {}: {source}; nothing of it was left", file.display())]
+pub struct ExportNotWritten {
+    pub file: PathBuf,
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// How much an export writes between two nudges to the kernel to write it out.
@@ -965,9 +993,15 @@ pub async fn export_for(
     match export_file(ctx.runtime.store.as_ref(), as_of, out, &directory).await {
         Ok(summary) => Ok(ExportView::of(&summary, Some(file_name.to_string()), as_of)),
         Err(error) => Err(
-            match error.downcast_ref::<battleplan_core::event::StoreError>() {
-                Some(store) => AppError::from(store.clone()),
-                None => AppError::internal(format_args!("{error:#}")),
+            match (
+                error.downcast_ref::<battleplan_core::event::StoreError>(),
+                error.downcast_ref::<ExportNotWritten>(),
+            ) {
+                (Some(store), _) => AppError::from(store.clone()),
+                (None, Some(not_written)) => AppError::Disk {
+                    detail: not_written.to_string(),
+                },
+                (None, None) => AppError::internal(format_args!("{error:#}")),
             },
         ),
     }

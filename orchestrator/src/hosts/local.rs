@@ -560,6 +560,16 @@ pub fn audit_verify(data: &Path, choice: &StoreChoice) -> anyhow::Result<Answer>
 
 /// An export that failed reading the store: damage is refused as every command refuses it.
 fn export_failed(choice: &StoreChoice, error: anyhow::Error) -> anyhow::Result<Answer> {
+    if let Some(not_written) = error.downcast_ref::<archive::ExportNotWritten>() {
+        // As the daemon says it (`archive::export_for`).
+        let disk = crate::app::AppError::Disk {
+            detail: not_written.to_string(),
+        };
+        return Ok(Answer::refused(Refusal {
+            message: disk.to_string(),
+            code: crate::present::INTERNAL_ERROR,
+        }));
+    }
     match error.downcast_ref::<StoreError>() {
         Some(store) => Ok(Answer::refused(daemon::refusal(choice, store))),
         None => Err(error),
