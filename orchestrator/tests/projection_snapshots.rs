@@ -18,9 +18,9 @@ use battleplan_orchestrator::app::audit::{check_replay, Finding};
 use battleplan_orchestrator::app::outreach::OutboxQuestion;
 use battleplan_orchestrator::app::{self, Request, Response};
 use battleplan_orchestrator::hosts::scenario::{self, Output};
+use battleplan_orchestrator::kernel::dispatcher;
 use battleplan_orchestrator::kernel::runtime::{Runtime, Store};
 use battleplan_orchestrator::kernel::snapshot::{self, Policy, Projections, Unusable};
-use battleplan_orchestrator::kernel::{dispatcher, work};
 use battleplan_scenarios::scenario::load;
 
 /// A shipped scenario with customers, sends, follow-ups, tasks and outcomes.
@@ -44,26 +44,7 @@ async fn scenario_store(dir: &Path) -> (Arc<dyn Store>, String) {
 /// The three projections replayed from the start of the log up to `to`.
 async fn replay(store: &dyn Store, to: Position) -> Projections {
     let mut projections = Projections::default();
-    let mut after = Position::START;
-    'read: loop {
-        let events = store.read_all(after, 1_000).await.unwrap();
-        if events.is_empty() {
-            break;
-        }
-        for event in &events {
-            if event.position > to {
-                break 'read;
-            }
-            after = event.position;
-            work::feed(
-                &mut projections.book,
-                &mut projections.outreach,
-                &mut projections.boards,
-                event,
-            )
-            .unwrap();
-        }
-    }
+    projections.replay_to(store, to).await.unwrap();
     projections
 }
 

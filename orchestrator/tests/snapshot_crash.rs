@@ -22,9 +22,7 @@ use battleplan_core::event::port::EventReader;
 use battleplan_core::event::{Checkpoints, Position};
 use battleplan_orchestrator::app::audit::check_replay;
 use battleplan_orchestrator::hosts::scenario::{self, Output};
-use battleplan_orchestrator::kernel::runtime::Store;
 use battleplan_orchestrator::kernel::snapshot::{self, Projections};
-use battleplan_orchestrator::kernel::work;
 use battleplan_scenarios::scenario::load;
 
 /// Set in the child's environment: the store it saves snapshots into.
@@ -52,30 +50,6 @@ fn open(data: &Path) -> SledEventLog {
     SledEventLog::open(data, StoreOptions::default()).unwrap()
 }
 
-/// Feeds the projections the log's events after their position up to `to`.
-async fn feed_to(store: &dyn Store, projections: &mut Projections, to: Position) {
-    let mut after = projections.book.position;
-    'read: while after < to {
-        let events = store.read_all(after, 1_000).await.unwrap();
-        if events.is_empty() {
-            break;
-        }
-        for event in &events {
-            if event.position > to {
-                break 'read;
-            }
-            after = event.position;
-            work::feed(
-                &mut projections.book,
-                &mut projections.outreach,
-                &mut projections.boards,
-                event,
-            )
-            .unwrap();
-        }
-    }
-}
-
 /// The child: from the stored snapshot (or the start), a snapshot every [`STEP`] events, each
 /// said before it is saved (`saving P`) and once committed (`saved P`), until the head.
 async fn child(data: PathBuf) {
@@ -86,7 +60,7 @@ async fn child(data: PathBuf) {
     let mut at = projections.book.position;
     while at < head {
         let next = Position((at.0 + STEP).min(head.0));
-        feed_to(&store, &mut projections, next).await;
+        projections.replay_to(&store, next).await.unwrap();
         at = projections.book.position;
         println!("saving {}", at.0);
         let encoded = snapshot::encode(
@@ -194,7 +168,7 @@ async fn a_snapshot_survives_sigkill_at_any_moment_of_its_saving() {
         }
         last_saved = at;
         let mut replayed = Projections::default();
-        feed_to(&store, &mut replayed, Position(at)).await;
+        replayed.replay_to(&store, Position(at)).await.unwrap();
         assert!(
             stored == replayed,
             "kill {kill}: the snapshot is the replay up to {at}"

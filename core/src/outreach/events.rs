@@ -26,18 +26,7 @@ pub fn send_key(campaign: &str, reach_out: &str, customer: &str, attempt: u32) -
         key.push_str(piece);
         key.push('/');
     }
-    let mut digits = [0u8; 10];
-    let mut at = digits.len();
-    let mut rest = attempt;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    key.extend(digits[at..].iter().map(|&digit| char::from(digit)));
+    key.push_str(crate::text::Decimal::of(u64::from(attempt)).as_str());
     key
 }
 

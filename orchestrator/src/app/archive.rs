@@ -452,18 +452,8 @@ fn msgpack_of_json(json: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
 
 /// `number` in decimal, as `Display` writes it (without `fmt`'s machinery: an export writes
 /// tens of millions of numbers).
-fn push_number(out: &mut Vec<u8>, mut number: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (number % 10) as u8;
-        number /= 10;
-        if number == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
+fn push_number(out: &mut Vec<u8>, number: u64) {
+    out.extend_from_slice(battleplan_core::text::Decimal::of(number).as_bytes());
 }
 
 /// `number` in decimal, a minus sign before a negative one.

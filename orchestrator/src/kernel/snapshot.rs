@@ -126,6 +126,32 @@ pub struct Projections {
     pub boards: Boards,
 }
 
+impl Projections {
+    /// Feeds the projections the log's events after their position, up to `to`: what replaying
+    /// the log up to there gives (the tests' yardstick for a snapshot).
+    pub async fn replay_to(&mut self, store: &dyn Store, to: Position) -> Result<(), String> {
+        let mut after = self.book.position;
+        while after < to {
+            let events = store
+                .read_all(after, 1_000)
+                .await
+                .map_err(|error| error.to_string())?;
+            if events.is_empty() {
+                break;
+            }
+            for event in events.iter().take_while(|event| event.position <= to) {
+                after = event.position;
+                super::work::feed(&mut self.book, &mut self.outreach, &mut self.boards, event)
+                    .map_err(|error| format!("position {}: {error}", event.position))?;
+            }
+            if events.last().is_some_and(|last| last.position > to) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A snapshot made, not yet saved.
 #[derive(Debug)]
 pub struct Encoded {
