@@ -2,9 +2,11 @@
 //!
 //! serde's own `Vec` and `HashMap` take at most about a megabyte from a stated length (a
 //! defence against a length no data backs) and grow from there: for a million customers that is
-//! twenty doublings, each a copy of everything read so far into fresh pages. These take the
-//! stated length up to [`MOST`] elements (a damaged length costs at most that much address
-//! space, untouched until filled, and the decoding then fails); the encoded form is unchanged.
+//! twenty doublings, each a copy of everything read so far into fresh pages. These reserve the
+//! stated length up to [`MOST`] elements, with `try_reserve`: a damaged length costs at most
+//! that much address space, untouched until filled, and the decoding then fails at the data's
+//! end; a reservation the system refuses is not a failure (the collection grows as it fills).
+//! The encoded form is unchanged.
 //! Use with `#[serde(deserialize_with = "crate::presized::vec")]` (or `hash_map`).
 
 use std::fmt;
@@ -36,7 +38,9 @@ where
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-            let mut values = Vec::with_capacity(capacity(seq.size_hint()));
+            let mut values = Vec::new();
+            // Refused (no room for it): grown as the values come instead.
+            let _ = values.try_reserve(capacity(seq.size_hint()));
             while let Some(value) = seq.next_element()? {
                 values.push(value);
             }
@@ -72,10 +76,9 @@ where
         }
 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut entries = std::collections::HashMap::with_capacity_and_hasher(
-                capacity(map.size_hint()),
-                S::default(),
-            );
+            let mut entries = std::collections::HashMap::with_hasher(S::default());
+            // Refused (no room for it): grown as the entries come instead.
+            let _ = entries.try_reserve(capacity(map.size_hint()));
             while let Some((key, value)) = map.next_entry()? {
                 entries.insert(key, value);
             }

@@ -190,8 +190,9 @@ async fn a_snapshot_and_the_tail_are_what_the_whole_log_gives() {
     assert_eq!((check.position, check.matches_replay), (half.0, true));
 
     // An owner saves a new snapshot once enough of the log was replayed past the last one, its
-    // header in one commit with its checkpoint; the old one's file is gone, and so is what a
-    // process killed while writing one left (another process's partial file).
+    // header in one commit with its checkpoint; the one before is kept (a reader of a copy of
+    // the store may be reading it) until the next, and what a process killed while writing one
+    // left (another process's partial file) is removed.
     let orphan = store
         .files_directory()
         .unwrap()
@@ -210,8 +211,11 @@ async fn a_snapshot_and_the_tail_are_what_the_whole_log_gives() {
     );
     assert_eq!(
         snapshot_files(store.as_ref()),
-        [format!("snapshot-{:020}.msgpack", head.0)],
-        "the old snapshot's file and the orphan are removed"
+        [
+            format!("snapshot-{:020}.msgpack", half.0),
+            format!("snapshot-{:020}.msgpack", head.0)
+        ],
+        "the snapshot before is kept, the orphan removed"
     );
     let read = snapshot::load(store.as_ref()).await.unwrap().unwrap();
     assert_eq!(differences(&read, &whole), Vec::<&str>::new());

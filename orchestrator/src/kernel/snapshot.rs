@@ -498,9 +498,15 @@ pub async fn save(store: &dyn Store, encoded: Encoded) -> Result<bool, StoreErro
     let mut changes = Vec::new();
     // The previous chunks, as its header names them (an unreadable header leaves nothing known
     // to delete but its own key, which is replaced).
+    // The previous file is kept until the next snapshot: a command reading a copy of the store
+    // taken before this commit (`audit verify`) may be about to read it.
+    let mut keep_from = header.position;
     if let Ok(Some(previous)) = self::header(store).await {
         for index in 0..previous.chunks {
             changes.push((chunk_key(previous.position, index), None));
+        }
+        if previous.file.is_some() {
+            keep_from = previous.position;
         }
     }
     let header_bytes =
@@ -535,7 +541,7 @@ pub async fn save(store: &dyn Store, encoded: Encoded) -> Result<bool, StoreErro
             // The files before are removed only once no crash can bring back a header that
             // names one.
             match store.sync().await {
-                Ok(()) => remove_files_before(&directory, position),
+                Ok(()) => remove_files_before(&directory, keep_from),
                 Err(error) => tracing::warn!(
                     "the snapshot's commit is not yet durable ({error}); the files before it are kept"
                 ),
@@ -557,8 +563,8 @@ fn persist(partial: tempfile::NamedTempFile, path: &Path, directory: &Path) -> s
     std::fs::File::open(directory)?.sync_all()
 }
 
-/// Removes the snapshot files of positions before `position` (no header names them once the
-/// one at `position` is committed) and what a process that ended left half-written. Failures
+/// Removes the snapshot files of positions before `position` (the snapshot before the one just
+/// committed is kept: see [`save`]) and what a process that ended left half-written. Failures
 /// are said, not fatal: the next snapshot tries again.
 fn remove_files_before(directory: &Path, position: u64) {
     let entries = match std::fs::read_dir(directory) {
