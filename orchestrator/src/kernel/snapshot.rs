@@ -20,7 +20,7 @@
 //!
 //! Reading one checks everything the header says; a header of another [`FORMAT`], a chunk or a
 //! file missing or a digest that differs make the snapshot unusable and the projections are
-//! rebuilt from the log, never misread (a file is decoded as it streams, and what was decoded is
+//! rebuilt from the log, never misread (the bytes, a file or chunks, are decoded as they stream, and what was decoded is
 //! used only once the digest of every byte is found to be the header's). `audit verify` replays
 //! the log up to the snapshot's position and checks that the snapshot equals what the replay made
 //! (`app::audit`).
@@ -209,28 +209,22 @@ pub enum Unusable {
     Store(#[from] StoreError),
 }
 
-/// The bytes written in chunks, hashed as they come.
-struct Chunks {
-    chunks: Vec<Vec<u8>>,
-    bytes: u64,
-    hasher: blake3::Hasher,
-}
+/// The bytes written, cut into chunks of [`CHUNK`] bytes.
+struct Chunks(Vec<Vec<u8>>);
 
 impl Write for Chunks {
     fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<usize> {
         let written = bytes.len();
-        self.hasher.update(bytes);
-        self.bytes += written as u64;
         while !bytes.is_empty() {
-            let room = match self.chunks.last() {
+            let room = match self.0.last() {
                 Some(last) if last.len() < CHUNK => CHUNK - last.len(),
                 _ => {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
+                    self.0.push(Vec::with_capacity(CHUNK));
                     CHUNK
                 }
             };
             let (now, rest) = bytes.split_at(room.min(bytes.len()));
-            if let Some(last) = self.chunks.last_mut() {
+            if let Some(last) = self.0.last_mut() {
                 last.extend_from_slice(now);
             }
             bytes = rest;
@@ -248,6 +242,16 @@ struct Hashing<W> {
     inner: W,
     bytes: u64,
     hasher: blake3::Hasher,
+}
+
+impl<W: Write> Hashing<W> {
+    fn new(inner: W) -> Hashing<W> {
+        Hashing {
+            inner,
+            bytes: 0,
+            hasher: blake3::Hasher::new(),
+        }
+    }
 }
 
 impl<W: Write> Write for Hashing<W> {
@@ -347,29 +351,6 @@ struct ChunkReader {
 }
 
 impl Read for ChunkReader {
-    /// The decoder asks for a few bytes at a time (a marker, a number): taken straight from the
-    /// chunk under way when it holds them.
-    #[inline]
-    fn read_exact(&mut self, buffer: &mut [u8]) -> std::io::Result<()> {
-        if let Some(bytes) = self
-            .chunks
-            .front()
-            .and_then(|first| first.get(self.at..self.at + buffer.len()))
-        {
-            buffer.copy_from_slice(bytes);
-            self.at += buffer.len();
-            return Ok(());
-        }
-        let mut filled = 0;
-        while filled < buffer.len() {
-            match self.read(&mut buffer[filled..])? {
-                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                n => filled += n,
-            }
-        }
-        Ok(())
-    }
-
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         while let Some(first) = self.chunks.front() {
             if self.at < first.len() {
@@ -404,18 +385,14 @@ pub fn encode(
         return encode_to_file(book, outreach, boards, position, directory)
             .map_err(|error| format!("{}: {error}", directory.display()));
     }
-    let mut chunks = Chunks {
-        chunks: Vec::new(),
-        bytes: 0,
-        hasher: blake3::Hasher::new(),
-    };
-    rmp_serde::encode::write_named(&mut chunks, &(book, outreach, boards))
+    let mut writer = Hashing::new(Chunks(Vec::new()));
+    rmp_serde::encode::write_named(&mut writer, &(book, outreach, boards))
         .map_err(|error| error.to_string())?;
-    let Chunks {
-        chunks,
+    let Hashing {
+        inner: Chunks(chunks),
         bytes,
         hasher,
-    } = chunks;
+    } = writer;
     Ok(Encoded {
         header: Header {
             format: FORMAT,
@@ -447,11 +424,7 @@ fn encode_to_file(
         .prefix(&format!("{PARTIAL_PREFIX}{}-", std::process::id()))
         .tempfile_in(directory)?;
     let (bytes, hasher) = {
-        let mut writer = Hashing {
-            inner: BufWriter::with_capacity(1 << 20, partial.as_file()),
-            bytes: 0,
-            hasher: blake3::Hasher::new(),
-        };
+        let mut writer = Hashing::new(BufWriter::with_capacity(1 << 20, partial.as_file()));
         rmp_serde::encode::write_named(&mut writer, &(book, outreach, boards))
             .map_err(std::io::Error::other)?;
         writer.flush()?;
@@ -625,8 +598,6 @@ type Decoded = (CustomerBook, Outreach, Boards);
 
 async fn read_chunks(store: &dyn Store, header: &Header) -> Result<Decoded, Unusable> {
     let mut chunks = std::collections::VecDeque::with_capacity(header.chunks as usize);
-    let mut hasher = blake3::Hasher::new();
-    let mut bytes = 0u64;
     for index in 0..header.chunks {
         let Some(chunk) = store
             .get(PROJECTION, &chunk_key(header.position, index))
@@ -634,19 +605,31 @@ async fn read_chunks(store: &dyn Store, header: &Header) -> Result<Decoded, Unus
         else {
             return Err(Unusable::Missing(index));
         };
-        hasher.update(&chunk);
-        bytes += chunk.len() as u64;
         chunks.push_back(chunk);
     }
-    if bytes != header.bytes || hasher.finalize().to_hex().as_str() != header.digest {
-        return Err(Unusable::Digest);
-    }
-    let reader = ChunkReader { chunks, at: 0 };
-    rmp_serde::from_read(reader).map_err(|error| Unusable::Decode(error.to_string()))
+    decode_checked(ChunkReader { chunks, at: 0 }, header, |error| {
+        Unusable::Decode(error.to_string())
+    })
 }
 
-/// Decodes the snapshot's file as it streams, then reads what is left of it: what was decoded
-/// is returned only when every byte's digest is the header's.
+/// Decodes the snapshot's bytes as they stream, then reads what is left of them: what was
+/// decoded is returned only when every byte's digest is the header's. `unreadable` says why
+/// the bytes could not be read to their end.
+fn decode_checked(
+    bytes: impl Read,
+    header: &Header,
+    unreadable: impl Fn(std::io::Error) -> Unusable,
+) -> Result<Decoded, Unusable> {
+    let mut reader = Hashed::new(bytes);
+    let decoded: Result<Decoded, _> = rmp_serde::from_read(&mut reader);
+    reader.finish().map_err(unreadable)?;
+    if reader.bytes != header.bytes || reader.hasher.finalize().to_hex().as_str() != header.digest {
+        return Err(Unusable::Digest);
+    }
+    decoded.map_err(|error| Unusable::Decode(error.to_string()))
+}
+
+/// The snapshot's file, decoded as it streams ([`decode_checked`]).
 fn read_file(store: &dyn Store, header: &Header, name: &str) -> Result<Decoded, Unusable> {
     let unreadable = |error: std::io::Error| Unusable::File {
         name: name.to_string(),
@@ -664,13 +647,7 @@ fn read_file(store: &dyn Store, header: &Header, name: &str) -> Result<Decoded, 
         )));
     };
     let file = std::fs::File::open(directory.join(name)).map_err(unreadable)?;
-    let mut reader = Hashed::new(file);
-    let decoded: Result<Decoded, _> = rmp_serde::from_read(&mut reader);
-    reader.finish().map_err(unreadable)?;
-    if reader.bytes != header.bytes || reader.hasher.finalize().to_hex().as_str() != header.digest {
-        return Err(Unusable::Digest);
-    }
-    decoded.map_err(|error| Unusable::Decode(error.to_string()))
+    decode_checked(file, header, unreadable)
 }
 
 /// The position of the snapshot stored, if there is one with a readable header.
@@ -775,25 +752,21 @@ mod tests {
 
     #[test]
     fn chunks_read_back_as_they_were_written() {
-        let mut chunks = Chunks {
-            chunks: Vec::new(),
-            bytes: 0,
-            hasher: blake3::Hasher::new(),
-        };
+        let mut writer = Hashing::new(Chunks(Vec::new()));
         let data: Vec<u8> = (0..(CHUNK * 2 + 17)).map(|i| (i % 251) as u8).collect();
         for piece in data.chunks(CHUNK / 3 + 5) {
-            chunks.write_all(piece).ok();
+            writer.write_all(piece).ok();
         }
-        assert_eq!(chunks.chunks.len(), 3);
-        assert_eq!(chunks.bytes, data.len() as u64);
+        assert_eq!(writer.inner.0.len(), 3);
+        assert_eq!(writer.bytes, data.len() as u64);
         let mut back = Vec::new();
         ChunkReader {
-            chunks: chunks.chunks.clone().into(),
+            chunks: writer.inner.0.clone().into(),
             at: 0,
         }
         .read_to_end(&mut back)
         .ok();
         assert_eq!(back, data);
-        assert_eq!(chunks.hasher.finalize(), blake3::hash(&data));
+        assert_eq!(writer.hasher.finalize(), blake3::hash(&data));
     }
 }
